@@ -1,0 +1,57 @@
+# sampleforge — two commands do all the set-up: `make demo` and `make test`.
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+APT_DATA := hydrogen-drumkits hydrogen-drumkits-effects
+APT_TEST := redis-server chromium chromium-driver
+APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
+
+.PHONY: install data test lint typecheck pytest demo train-default bench clean apt-test
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make data: the real drum recordings (Debian's Hydrogen kits) used by the default model
+data:
+	@if dpkg -s $(APT_DATA) >/dev/null 2>&1; then echo "drum kits already installed"; else \
+	  $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq $(APT_DATA); fi
+
+## system packages the service tests use (Redis for Celery, Chromium for the browser test)
+apt-test:
+	@if dpkg -s $(APT_TEST) >/dev/null 2>&1; then echo "test system packages already installed"; else \
+	  ($(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq $(APT_TEST)) \
+	  || echo "warning: could not install $(APT_TEST); the tests that need them will be skipped"; fi
+
+lint: install
+	$(BIN)/ruff check sampleforge tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy sampleforge
+
+pytest: install
+	$(BIN)/python -m pytest -q -x --durations=15 tests
+
+test: install apt-test data lint typecheck pytest
+
+demo: install data
+	$(BIN)/sampleforge doctor --brief || true
+	$(BIN)/sampleforge data scan /usr/share/hydrogen/data/drumkits --brief
+	$(BIN)/sampleforge demo --out-dir generations
+
+## rebuild the shipped default model from the Debian packages (resumable: run it again to continue)
+train-default: install data
+	$(BIN)/python -m sampleforge.train.default --out runs/drums-v1 --resume
+
+bench: install
+	$(BIN)/python -m benchmarks.speed
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache generations

@@ -1,0 +1,1 @@
+"""Audio front end: file I/O, mel spectrograms, Griffin-Lim, one-shot finishing."""

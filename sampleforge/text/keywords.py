@@ -1,0 +1,281 @@
+"""Prompt keywords: normalisation (`tokenize`), the model's keyword `Vocabulary`, and `category_of`.
+
+The same normalisation runs on training file names and on user prompts, so "Kick_808_03.wav",
+"808 kicks" and "BD 808" all become ``["kick", "808"]``.
+
+Normalisation rules (in order):
+1. split camelCase ("HiHat" -> "Hi Hat") and letters from digits ("kick808" -> "kick 808"; "808s" stays);
+   lowercase; apostrophes vanish ("80's" -> "80s"); every other non-alphanumeric character separates
+   words (spaces, commas, hyphens, underscores, slashes, dots...).
+2. plurals -> singular: "kicks"->"kick", "hats"->"hat", "crashes"->"crash", "808s"->"808". Words ending in
+   "ss", "us", "is" ("bass", "glass", "brass", "chorus") and the words in ``_NOT_PLURAL`` are kept.
+3. two-word aliases (``PAIR_ALIASES``), then one-word aliases (``ALIASES``, one word -> words):
+   bd/bassdrum/kickdrum/"bass drum" -> kick; sd/snaredrum -> snare; hh/hihat/"hi hat"/"high hat" -> hat;
+   chh/closedhat -> closed hat; ohh/openhat -> open hat; cp/handclap/"hand clap" -> clap;
+   rimshot/sidestick/crossstick/stick/"side stick"/"cross stick" -> rim; cb/"cow bell" -> cowbell;
+   cy/cym -> cymbal ("cymbal" is kept as a word: the taxonomy reads a bare "cymbal" as a crash);
+   tomtom -> tom; percussion -> perc.
+4. dropped: the stop words in ``STOP_WORDS`` (articles, "with", "and", "drum", "sample", "one", "shot",
+   "hit", "sound", audio file extensions...), single letters, and numbers that look like indices or
+   velocity layers (one or two digits, or a leading zero: "01", "7", "003"). Numbers like "808", "909",
+   "606" are kept.
+5. duplicates removed, first occurrence kept ("kick drum kick" -> ["kick"]).
+Steps 2-5 repeat until nothing changes, so ``tokenize`` is idempotent: ``tokenize(" ".join(tokenize(s))) == tokenize(s)``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sampleforge.errors import UserInputError
+from sampleforge.taxonomy import category_from_tokens
+
+STOP_WORDS: frozenset[str] = frozenset(
+    {
+        "a", "an", "the", "with", "and", "or", "of", "in", "on", "for", "to", "some", "very",
+        "drum", "sample", "one", "shot", "oneshot", "hit", "sound",
+        "wav", "wave", "flac", "aif", "aiff", "mp3", "ogg",
+    }
+)  # fmt: skip
+
+ALIASES: dict[str, tuple[str, ...]] = {
+    "bd": ("kick",),
+    "bassdrum": ("kick",),
+    "kickdrum": ("kick",),
+    "sd": ("snare",),
+    "snaredrum": ("snare",),
+    "hh": ("hat",),
+    "hihat": ("hat",),
+    "highhat": ("hat",),
+    "chh": ("closed", "hat"),
+    "closedhat": ("closed", "hat"),
+    "ohh": ("open", "hat"),
+    "openhat": ("open", "hat"),
+    "cp": ("clap",),
+    "handclap": ("clap",),
+    "rimshot": ("rim",),
+    "sidestick": ("rim",),
+    "crossstick": ("rim",),
+    "stick": ("rim",),
+    "cb": ("cowbell",),
+    "cy": ("cymbal",),
+    "cym": ("cymbal",),
+    "tomtom": ("tom",),
+    "percussion": ("perc",),
+}
+
+PAIR_ALIASES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("bass", "drum"): ("kick",),
+    ("hi", "hat"): ("hat",),
+    ("high", "hat"): ("hat",),
+    ("hand", "clap"): ("clap",),
+    ("side", "stick"): ("rim",),
+    ("cross", "stick"): ("rim",),
+    ("rim", "shot"): ("rim",),
+    ("cow", "bell"): ("cowbell",),
+    ("tom", "tom"): ("tom",),
+}
+
+# Singular words that end in "s" but are not covered by the "ss"/"us"/"is" rule.
+_NOT_PLURAL: frozenset[str] = frozenset(
+    {"chaos", "lofi", "yes", "gas", "vs", "fx", "sfx", "ms", "dos", "kudos"}
+)
+
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+_WORD = re.compile(r"\d+s(?![a-z])|\d+|[a-z]+")
+
+
+def _singular(word: str) -> str:
+    """One word's singular form ("kicks" -> "kick", "crashes" -> "crash", "bass" -> "bass")."""
+    if word[0].isdigit():  # "808s" -> "808"; "80s" (a decade) is kept
+        return word[:-1] if word.endswith("s") and len(word) > 3 else word
+    if len(word) <= 3 or not word.endswith("s") or word in _NOT_PLURAL:
+        return word
+    if word.endswith(("ss", "us", "is")):
+        return word
+    if word.endswith(("ches", "shes", "xes", "sses", "zes")):
+        return word[:-2]
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    return word[:-1]
+
+
+def _is_index_number(word: str) -> bool:
+    return word.isdigit() and (len(word) <= 2 or word.startswith("0"))
+
+
+def tokenize(text: str) -> list[str]:
+    """Normalise a prompt or file name into keywords (see the module docstring for the rules).
+
+    ``"Punchy 808 Kicks, hi-hat"`` -> ``["punchy", "808", "kick", "hat"]``.
+    """
+    text = _CAMEL.sub(" ", text).lower().replace("'", "").replace("\u2019", "")
+    words = _WORD.findall(text)
+    for _ in range(4):  # repeat to a fixed point, so that tokenize is idempotent ("hi the hihat" -> "hat")
+        new = _normalise_once(words)
+        if new == words:
+            break
+        words = new
+    return words
+
+
+def _normalise_once(words: list[str]) -> list[str]:
+    words = [_singular(w) for w in words]
+    paired: list[str] = []
+    i = 0
+    while i < len(words):
+        pair = (words[i], words[i + 1]) if i + 1 < len(words) else None
+        if pair is not None and pair in PAIR_ALIASES:
+            paired.extend(PAIR_ALIASES[pair])
+            i += 2
+        else:
+            paired.append(words[i])
+            i += 1
+    out: list[str] = []
+    for w in (a for p in paired for a in ALIASES.get(p, (p,))):
+        if w in STOP_WORDS or (len(w) == 1 and not w.isdigit()) or _is_index_number(w) or w in out:
+            continue
+        out.append(w)
+    return out
+
+
+def category_of(prompt: str) -> str | None:
+    """The drum class a prompt asks for (``"punchy 808 bd"`` -> ``"kick"``), or None if it names none."""
+    return category_from_tokens(tokenize(prompt))
+
+
+class Vocabulary:
+    """The keywords a model knows, with their counts in the training data.
+
+    Id 0 is padding; words get ids 1..N ordered by count (descending) then alphabetically, so the same
+    data always gives the same ids. ``len(vocab)`` is N + 1: the embedding table size the text encoder needs.
+    """
+
+    PAD_ID = 0
+
+    def __init__(self, counts: dict[str, int], min_count: int = 1) -> None:
+        """``counts``: word -> count; words counted fewer than ``min_count`` times are left out."""
+        if min_count < 1:
+            raise UserInputError(f"min_count must be >= 1, got {min_count}")
+        for word, n in counts.items():
+            if tokenize(word) != [word]:
+                raise UserInputError(
+                    f"vocabulary word {word!r} is not a normalised keyword (tokenize gives {tokenize(word)})"
+                )
+            if not isinstance(n, int) or n < 1:
+                raise UserInputError(f"vocabulary word {word!r} has an invalid count {n!r}")
+        kept = sorted(((w, n) for w, n in counts.items() if n >= min_count), key=lambda wn: (-wn[1], wn[0]))
+        self.min_count = min_count
+        self.counts: dict[str, int] = dict(kept)
+        self.words: list[str] = [w for w, _ in kept]
+        self._ids: dict[str, int] = {w: i + 1 for i, w in enumerate(self.words)}
+
+    @classmethod
+    def build(cls, keyword_lists: Iterable[Sequence[str] | str], min_count: int = 1) -> Vocabulary:
+        """Count keywords over clips. Each item is one clip's keywords (a list of words, or a raw string
+        such as a file name); items are normalised with ``tokenize`` and a word counts once per clip."""
+        counter: Counter[str] = Counter()
+        for item in keyword_lists:
+            text = item if isinstance(item, str) else " ".join(item)
+            counter.update(tokenize(text))  # tokenize de-duplicates: a count is a number of clips
+        return cls(dict(counter), min_count=min_count)
+
+    def __len__(self) -> int:
+        return len(self.words) + 1
+
+    def __contains__(self, word: object) -> bool:
+        return word in self._ids
+
+    def id_of(self, word: str) -> int:
+        """The id of a normalised word; KeyError if unknown."""
+        return self._ids[word]
+
+    def encode(self, prompt: str, max_tokens: int = 8) -> tuple[list[int], list[str]]:
+        """prompt -> (ids, dropped): ``max_tokens`` ids, padded with 0, and the words NOT encoded.
+
+        ``dropped`` lists the unknown words, then the known words past ``max_tokens``; nothing is dropped
+        silently: callers turn it into warnings. ``"punchy xyzzy kick"`` -> ``([5, 1, 0, ...], ["xyzzy"])``.
+        """
+        if max_tokens < 1:
+            raise UserInputError(f"max_tokens must be >= 1, got {max_tokens}")
+        words = tokenize(prompt)
+        known = [w for w in words if w in self._ids]
+        dropped = [w for w in words if w not in self._ids] + known[max_tokens:]
+        ids = [self._ids[w] for w in known[:max_tokens]]
+        return ids + [self.PAD_ID] * (max_tokens - len(ids)), dropped
+
+    def encode_batch(
+        self, prompts: Sequence[str], max_tokens: int = 8
+    ) -> tuple[torch.Tensor, list[list[str]]]:
+        """prompts (B) -> (ids LongTensor (B, max_tokens), per-prompt dropped words); see ``encode``."""
+        if isinstance(prompts, str):
+            raise UserInputError("encode_batch takes a list of prompts, not one string")
+        rows, dropped = [], []
+        for p in prompts:
+            ids, d = self.encode(p, max_tokens)
+            rows.append(ids)
+            dropped.append(d)
+        return torch.tensor(rows, dtype=torch.long).reshape(len(rows), max_tokens), dropped
+
+    def decode(self, ids: Sequence[int]) -> list[str]:
+        """ids -> words (padding skipped)."""
+        return [self.words[i - 1] for i in ids if i != self.PAD_ID]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The vocab.json content: ``{"keywords": {word: count} in id order, "min_count": n, "pad_id": 0}``."""
+        return {
+            "keywords": dict(self.counts),
+            "min_count": self.min_count,
+            "pad_id": self.PAD_ID,
+            "version": 1,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Vocabulary:
+        """Inverse of ``to_dict``; a malformed object raises UserInputError naming the problem."""
+        if not isinstance(data, dict) or not isinstance(data.get("keywords"), dict):
+            raise UserInputError('vocab.json: expected an object with a "keywords" object of word -> count')
+        unknown = sorted(set(data) - {"keywords", "min_count", "pad_id", "version"})
+        if unknown:
+            raise UserInputError(f"vocab.json: unknown key {unknown[0]!r}")
+        if data.get("pad_id", 0) != 0:
+            raise UserInputError(f"vocab.json: pad_id must be 0, got {data['pad_id']!r}")
+        return cls(dict(data["keywords"]), min_count=int(data.get("min_count", 1)))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Vocabulary:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserInputError(f"vocab.json: not valid JSON ({exc})") from None
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json(), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Vocabulary:
+        p = Path(path)
+        if not p.is_file():
+            raise UserInputError(f"{p}: vocabulary file not found")
+        try:
+            return cls.from_json(p.read_text(encoding="utf-8"))
+        except UserInputError as exc:
+            raise UserInputError(f"{p}: {exc}") from None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        head = ", ".join(self.words[:5])
+        return f"Vocabulary({len(self.words)} words: {head}{', ...' if len(self.words) > 5 else ''})"

@@ -1,0 +1,198 @@
+"""Finishing a drum one-shot: DC removal, onset alignment with a short pre-roll, silent-tail trim,
+fade-out, fixed length and peak or loudness normalisation.
+
+Every piece is its own function over numpy arrays of shape (T,) or (B, T); ``finish`` chains them and
+also accepts torch tensors (returned on the input's device and dtype). Guarantees of ``finish``: the
+output has the input's shape (or ``length`` samples), holds no NaN, and never exceeds ``peak``
+(``max |x| <= peak``: zero clipped samples). NaN or inf in the input raise ValueError.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import numpy as np
+import pyloudnorm
+from scipy.signal import lfilter
+
+ArrayT = TypeVar("ArrayT")
+
+SAMPLE_RATE = 44100
+ONSET_DB = -30.0  # an onset is the first sample within 30 dB of the clip's peak
+
+
+def _rows(wav: np.ndarray) -> np.ndarray:
+    """(T,) or (B, T) -> (B, T) float32 copy."""
+    x = np.array(wav, dtype=np.float32, copy=True)
+    if x.ndim == 1:
+        return x[None]
+    if x.ndim != 2:
+        raise ValueError(f"expected audio of shape (T,) or (B, T), got {x.shape}")
+    return x
+
+
+def check_finite(wav: np.ndarray, where: str = "audio") -> None:
+    """ValueError if ``wav`` holds NaN or inf."""
+    if not np.isfinite(wav).all():
+        raise ValueError(f"{where}: holds NaN or infinite samples")
+
+
+def remove_dc(wav: np.ndarray, sample_rate: int = SAMPLE_RATE, cutoff_hz: float = 10.0) -> np.ndarray:
+    """First-order DC blocker (high-pass at ``cutoff_hz``, -0.3 dB at 40 Hz); starts from rest, so
+    leading silence stays silent. (T,) or (B, T) -> same shape."""
+    r = 1.0 - 2.0 * np.pi * cutoff_hz / sample_rate
+    out = lfilter([1.0, -1.0], [1.0, -r], _rows(wav), axis=-1).astype(np.float32)
+    return out[0] if np.ndim(wav) == 1 else out
+
+
+def detect_onset(wav: np.ndarray, threshold_db: float = ONSET_DB) -> np.ndarray:
+    """Index of the first sample within ``threshold_db`` of each row's peak. (T,) -> () ; (B, T) -> (B,).
+    A silent row gives 0."""
+    x = np.abs(_rows(wav))
+    peak = x.max(axis=-1, keepdims=True)
+    above = (x >= peak * 10 ** (threshold_db / 20)) & (peak > 0)
+    onset = np.where(above.any(axis=-1), above.argmax(axis=-1), 0)
+    return onset[0] if np.ndim(wav) == 1 else onset
+
+
+def align_onset(
+    wav: np.ndarray, sample_rate: int = SAMPLE_RATE, preroll_ms: float = 1.5, onset: Any = None
+) -> np.ndarray:
+    """Shift each row so its onset lands ``preroll_ms`` after the start (cut or zero-pad at the front,
+    zero-pad or cut at the end: the length is kept); the pre-roll gets a raised-cosine fade-in so a cut
+    into a noise floor does not click. (T,) or (B, T) -> same shape."""
+    x = _rows(wav)
+    onsets = np.atleast_1d(detect_onset(x) if onset is None else np.asarray(onset))
+    pre = int(round(preroll_ms * sample_rate / 1000))
+    out = np.zeros_like(x)
+    t = x.shape[-1]
+    for i, o in enumerate(onsets):
+        shift = int(o) - pre  # > 0: drop samples at the front; < 0: pad zeros at the front
+        if shift >= 0:
+            out[i, : t - shift] = x[i, shift:]
+        else:
+            out[i, -shift:] = x[i, : t + shift]
+    if pre > 0:
+        ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(pre) / pre)
+        out[:, :pre] *= ramp.astype(np.float32)
+    return out[0] if np.ndim(wav) == 1 else out
+
+
+def tail_end(wav: np.ndarray, trim_db: float = -60.0) -> np.ndarray:
+    """Index just after the last sample within ``trim_db`` of each row's peak (0 for silence).
+    (T,) -> () ; (B, T) -> (B,)."""
+    x = np.abs(_rows(wav))
+    peak = x.max(axis=-1, keepdims=True)
+    above = (x >= peak * 10 ** (trim_db / 20)) & (peak > 0)
+    last = x.shape[-1] - above[:, ::-1].argmax(axis=-1)
+    end = np.where(above.any(axis=-1), last, 0)
+    return end[0] if np.ndim(wav) == 1 else end
+
+
+def fade_out(
+    wav: np.ndarray, sample_rate: int = SAMPLE_RATE, fade_ms: float = 30.0, end: Any = None, start: Any = 0
+) -> np.ndarray:
+    """Raised-cosine fade over the ``fade_ms`` before ``end`` (default: the last sample) and silence after
+    it. The fade never starts before ``start`` (e.g. the onset): short sounds get a shorter fade.
+    (T,) or (B, T) -> same shape."""
+    x = _rows(wav)
+    t = x.shape[-1]
+    ends = np.broadcast_to(np.atleast_1d(t if end is None else np.asarray(end)), (x.shape[0],))
+    starts = np.broadcast_to(np.atleast_1d(np.asarray(start)), (x.shape[0],))
+    n_fade = int(round(fade_ms * sample_rate / 1000))
+    for i in range(x.shape[0]):
+        e = int(min(max(ends[i], 0), t))
+        n = int(min(n_fade, max(e - int(starts[i]), 0) // 2))
+        x[i, e:] = 0.0
+        if n > 0:
+            x[i, e - n : e] *= (0.5 + 0.5 * np.cos(np.pi * np.arange(1, n + 1) / n)).astype(np.float32)
+    return x[0] if np.ndim(wav) == 1 else x
+
+
+def fix_length(wav: np.ndarray, length: int) -> np.ndarray:
+    """Cut or zero-pad at the end to ``length`` samples. (T,) -> (length,); (B, T) -> (B, length)."""
+    x = _rows(wav)
+    out = np.zeros((x.shape[0], length), np.float32)
+    n = min(length, x.shape[-1])
+    out[:, :n] = x[:, :n]
+    return out[0] if np.ndim(wav) == 1 else out
+
+
+def normalize_peak(wav: np.ndarray, peak: float = 0.95) -> np.ndarray:
+    """Scale each row so max |x| == ``peak`` (silent rows stay silent); the result never exceeds ``peak``."""
+    x = _rows(wav)
+    m = np.abs(x).max(axis=-1, keepdims=True)
+    x = np.where(m > 0, x * (peak / np.maximum(m, 1e-30)), 0.0).astype(np.float32)
+    x = np.clip(x, -peak, peak)  # float rounding can overshoot by one ulp
+    return x[0] if np.ndim(wav) == 1 else x
+
+
+def normalize_lufs(
+    wav: np.ndarray, sample_rate: int = SAMPLE_RATE, lufs: float = -14.0, peak: float = 0.95
+) -> np.ndarray:
+    """Scale each row to ``lufs`` integrated loudness (ITU-R BS.1770 via pyloudnorm; clips shorter than the
+    400-ms gating block are measured zero-padded), then down to ``peak`` if the peak would exceed it."""
+    x = _rows(wav)
+    meter = pyloudnorm.Meter(sample_rate)
+    min_len = int(0.4 * sample_rate) + 1
+    for i in range(x.shape[0]):
+        loud = float("-inf")
+        for _ in range(4):  # the -70 LUFS absolute gate depends on the level: iterate to the target
+            row = x[i] if x.shape[-1] >= min_len else np.pad(x[i], (0, min_len - x.shape[-1]))
+            loud = float(meter.integrated_loudness(row.astype(np.float64)))
+            if not np.isfinite(loud) or abs(loud - lufs) < 0.01:
+                break
+            x[i] *= np.float32(10 ** ((lufs - loud) / 20))
+        m = float(np.abs(x[i]).max())
+        if m > peak or not np.isfinite(loud):
+            x[i] = normalize_peak(x[i], peak) if m > 0 else x[i]
+    x = np.clip(x, -peak, peak)
+    return x[0] if np.ndim(wav) == 1 else x
+
+
+def finish(
+    wav: ArrayT,
+    sample_rate: int = SAMPLE_RATE,
+    *,
+    normalize: str | None = "peak",
+    peak: float = 0.95,
+    lufs: float = -14.0,
+    preroll_ms: float = 1.5,
+    fade_ms: float = 30.0,
+    trim_db: float = -60.0,
+    length: int | None = None,
+) -> ArrayT:
+    """Finish one-shots: DC removal, onset at ``preroll_ms``, tail below ``trim_db`` (re peak) silenced with
+    a ``fade_ms`` fade-out, optional fixed ``length``, then ``normalize`` = "peak" (max |x| = ``peak``),
+    "lufs" (``lufs`` loudness, turned down if it would exceed ``peak``) or None (turned down only if it
+    would exceed ``peak``). Nothing is ever clipped.
+
+    ``wav``: numpy or torch, (T,) or (B, T) -> same type/device/dtype, shape (T,)/(B, T) or ``length``.
+    """
+    if normalize not in ("peak", "lufs", None):
+        raise ValueError(f"normalize must be 'peak', 'lufs' or None, got {normalize!r}")
+    if not 0 < peak <= 1:
+        raise ValueError(f"peak must be in (0, 1], got {peak}")
+    torch_like = hasattr(wav, "detach")
+    x = wav.detach().to("cpu").float().numpy() if torch_like else np.asarray(wav)  # type: ignore[attr-defined]
+    check_finite(x, "finish")
+    one_row = x.ndim == 1
+    x = remove_dc(x, sample_rate)
+    onset = detect_onset(x)
+    x = align_onset(x, sample_rate, preroll_ms, onset)
+    if length is not None:
+        x = fix_length(x, length)
+    pre = int(round(preroll_ms * sample_rate / 1000))
+    x = fade_out(x, sample_rate, fade_ms, end=tail_end(x, trim_db), start=pre + 1)
+    if normalize == "peak":
+        x = normalize_peak(x, peak)
+    elif normalize == "lufs":
+        x = normalize_lufs(x, sample_rate, lufs, peak)
+    elif np.abs(x).max() > peak:  # no normalisation: only turned down where a row would exceed the peak
+        x = np.stack([normalize_peak(r, peak) if np.abs(r).max() > peak else r for r in _rows(x)])
+        x = x[0] if one_row else x
+    if torch_like:
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(x)).to(device=wav.device, dtype=wav.dtype)  # type: ignore[attr-defined,return-value]
+    return np.ascontiguousarray(x, dtype=np.float32)  # type: ignore[return-value]

@@ -1,0 +1,124 @@
+"""audio/finish.py: onset at the pre-roll, peak exactly 0.95 and never above, fades, NaN refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sampleforge.audio.finish import (
+    align_onset,
+    detect_onset,
+    fade_out,
+    finish,
+    fix_length,
+    normalize_lufs,
+    remove_dc,
+    tail_end,
+)
+
+SR = 44100
+
+
+def kick(delay_s: float = 0.2, seconds: float = 2.0, gain: float = 1.7, dc: float = 0.0, seed: int = 0):
+    """A sine-sweep kick starting at ``delay_s`` over a -70 dB noise floor, possibly hot and DC-offset."""
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    rng = np.random.default_rng(seed)
+    x = 3e-4 * rng.standard_normal(n)
+    d = int(delay_s * SR)
+    tt = t[: n - d]
+    phase = 2 * np.pi * (50 * tt + 150 * (1 - np.exp(-tt / 0.03)) * 0.03)
+    x[d:] += gain * np.sin(phase) * np.exp(-tt / 0.25)
+    return (x + dc).astype(np.float32)
+
+
+def test_onset_lands_at_preroll_and_peak_is_exact():
+    x = kick(delay_s=0.31)
+    y = finish(x, SR, length=2 * SR)
+    assert y.shape == (2 * SR,) and y.dtype == np.float32
+    pre = round(1.5e-3 * SR)
+    assert abs(int(detect_onset(y)) - pre) <= 2
+    assert np.abs(y).max() == pytest.approx(0.95, abs=1e-6)
+    assert (np.abs(y) > 0.95).sum() == 0
+    assert np.all(y[:pre] ** 2 <= y[pre : 2 * pre].max() ** 2)  # pre-roll is quiet
+
+
+def test_onset_too_early_is_padded():
+    x = kick(delay_s=0.0)
+    y = finish(x, SR)
+    assert abs(int(detect_onset(y)) - round(1.5e-3 * SR)) <= 2
+    assert y.shape == x.shape
+
+
+def test_batch_torch_keeps_type_shape_and_device():
+    xb = torch.from_numpy(np.stack([kick(0.05), kick(0.4, gain=0.1, seed=1), np.zeros(2 * SR, np.float32)]))
+    y = finish(xb.double(), SR)
+    assert isinstance(y, torch.Tensor) and y.dtype == torch.float64 and y.shape == xb.shape
+    assert torch.all(y[:2].abs().amax(dim=1) - 0.95 < 1e-6) and torch.all(y[:2].abs().amax(dim=1) > 0.949)
+    assert torch.all(y[2] == 0)  # silence stays silence, no NaN
+    assert not torch.isnan(y).any()
+    onsets = detect_onset(y[:2].numpy())
+    assert np.all(np.abs(onsets - round(1.5e-3 * SR)) <= 2)
+
+
+def test_nan_and_bad_options_raise():
+    x = kick()
+    x[100] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        finish(x, SR)
+    with pytest.raises(ValueError, match="normalize"):
+        finish(kick(), SR, normalize="rms")
+
+
+def test_dc_is_removed_and_silence_stays_silent():
+    x = kick(dc=0.2)
+    x[: int(0.2 * SR)] = 0.2  # pure offset before the hit
+    y = remove_dc(x, SR)
+    assert abs(float(y[int(1.5 * SR) :].mean())) < 5e-3
+    z = remove_dc(np.zeros(1000, np.float32), SR)
+    assert np.all(z == 0)
+
+
+def test_tail_fade_and_trim():
+    x = kick(delay_s=0.0, seconds=2.0)
+    end = int(tail_end(x, -60.0))
+    assert 0 < end <= len(x)
+    y = fade_out(x, SR, 30.0, end=end // 2)
+    assert np.all(y[end // 2 :] == 0)
+    n = round(0.03 * SR)
+    seg = np.abs(y[end // 2 - n : end // 2])
+    assert seg[-50:].max() < 0.05 * np.abs(x[end // 2 - n : end // 2]).max()  # faded down to near zero
+
+
+def test_short_sound_keeps_its_transient():
+    x = np.zeros(SR // 10, np.float32)
+    x[100:140] = np.hanning(40)  # a 1-ms click
+    y = finish(x, SR)
+    assert np.abs(y).max() == pytest.approx(0.95, abs=1e-6)
+
+
+def test_lufs_mode_hits_target_or_peak_ceiling():
+    quiet = 0.05 * kick(gain=1.0)
+    y = finish(quiet, SR, normalize="lufs", lufs=-20.0)
+    import pyloudnorm
+
+    loud = pyloudnorm.Meter(SR).integrated_loudness(y.astype(np.float64))
+    assert np.abs(y).max() <= 0.95 + 1e-7
+    assert loud == pytest.approx(-20.0, abs=0.1) or np.abs(y).max() == pytest.approx(0.95, abs=1e-6)
+    hot = normalize_lufs(kick(), SR, lufs=0.0)  # impossible without clipping: peak-limited instead
+    assert np.abs(hot).max() == pytest.approx(0.95, abs=1e-6)
+
+
+def test_no_normalize_only_turns_down_hot_rows():
+    y = finish(kick(gain=3.0), SR, normalize=None)
+    assert np.abs(y).max() == pytest.approx(0.95, abs=1e-6)
+    q = finish(kick(gain=0.1), SR, normalize=None)
+    assert 0.05 < np.abs(q).max() < 0.15
+
+
+def test_pieces_shapes():
+    xb = np.stack([kick(0.1), kick(0.3)])
+    assert align_onset(xb, SR).shape == xb.shape
+    assert fix_length(xb, 1000).shape == (2, 1000) and fix_length(xb[0], 3 * SR).shape == (3 * SR,)
+    assert detect_onset(xb).shape == (2,)

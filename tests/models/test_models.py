@@ -1,0 +1,81 @@
+"""Shapes and basic behaviour of the inference networks (VAE, U-Net, vocoder)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sampleforge.audio.mel import MelConfig, MelSpectrogram
+from sampleforge.models.unet import LatentUNet, UNetConfig
+from sampleforge.models.vae import MelVAE, VAEConfig
+from sampleforge.models.vocoder import Vocoder, VocoderConfig
+
+SMALL_VAE = VAEConfig(channels=[16, 16, 16], latent_channels=4, kernel_size=3)
+
+
+@pytest.mark.parametrize("frames", [173, 44, 9])
+def test_vae_shapes_any_length(frames: int) -> None:
+    vae = MelVAE(SMALL_VAE)
+    mel = torch.randn(2, 128, frames) - 5
+    z = vae.encode(mel)
+    assert z.shape == (2, 4, -(-frames // 8)) == (2, *SMALL_VAE.latent_shape(frames))
+    assert vae.decode(z, frames).shape == (2, 128, frames)
+
+
+def test_vae_decode_respects_scale_factor() -> None:
+    torch.manual_seed(0)
+    vae = MelVAE(SMALL_VAE)
+    mel = torch.randn(1, 128, 173) - 5
+    z1 = vae.encode(mel)
+    vae.cfg.scale_factor = 2.0
+    z2 = vae.encode(mel)
+    torch.testing.assert_close(z2, 2 * z1)
+    torch.testing.assert_close(vae.decode(z2, 173), vae.decode(z1 * 2, 173))
+
+
+def test_vae_output_never_below_floor() -> None:
+    vae = MelVAE(SMALL_VAE)
+    out = vae.decode(torch.randn(3, 4, 22) * 50, 173)
+    assert float(out.min()) >= SMALL_VAE.log_floor - 1e-5
+
+
+@pytest.mark.parametrize("width", [22, 11, 5])
+def test_unet_shapes_and_zero_init(width: int) -> None:
+    cfg = UNetConfig(in_channels=4, channels=[16, 32], cond_dim=8, time_dim=16, attention_heads=2)
+    net = LatentUNet(cfg)
+    x = torch.randn(3, 4, width)
+    out = net(x, torch.tensor([0.0, 500.0, 999.0]), torch.randn(3, 8))
+    assert out.shape == x.shape
+    assert torch.count_nonzero(out) == 0  # output conv starts at zero: an untrained net predicts 0
+
+
+def test_unet_uses_condition_and_time() -> None:
+    torch.manual_seed(0)
+    cfg = UNetConfig(in_channels=4, channels=[16, 32], cond_dim=8, time_dim=16, attention_heads=2)
+    net = LatentUNet(cfg)
+    for p in net.parameters():  # leave the zero init so outputs depend on the inputs
+        torch.nn.init.normal_(p, std=0.2)
+    x = torch.randn(1, 4, 22)
+    c = torch.randn(1, 8)
+    base = net(x, torch.tensor([10.0]), c)
+    assert not torch.allclose(base, net(x, torch.tensor([900.0]), c))
+    assert not torch.allclose(base, net(x, torch.tensor([10.0]), torch.randn(1, 8)))
+
+
+def test_vocoder_magnitude_head_starts_at_pseudo_inverse() -> None:
+    voc = Vocoder(VocoderConfig(dim=16, intermediate_dim=32, layers=1, gl_iters=2))
+    mel = MelSpectrogram()(torch.randn(1, 22050) * 0.1)
+    torch.testing.assert_close(voc.log_magnitude(mel), voc.baseline_log_magnitude(mel).clamp(max=8.0))
+    wav = voc(mel, length=22050)
+    assert wav.shape == (1, 22050) and torch.isfinite(wav).all()
+
+
+def test_vocoder_istft_head_shapes() -> None:
+    voc = Vocoder(VocoderConfig(kind="istft", dim=16, intermediate_dim=32, layers=1), MelConfig())
+    wav = voc(torch.randn(2, 128, 20) - 5)
+    assert wav.shape == (2, 19 * 512)
+
+
+def test_vocoder_rejects_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        Vocoder(VocoderConfig(kind="hifigan"))

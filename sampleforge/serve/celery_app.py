@@ -1,0 +1,165 @@
+"""Scale-out: the job function as a Celery task, run by ``sampleforge worker`` processes.
+
+The server inserts the job into the shared SQLite store, then publishes ``sampleforge.generate(job_id)``
+to the model's queue on the broker (Redis). A worker claims the job (plus compatible queued jobs: the
+same batching as embedded mode), writes audio into the shared storage directory and marks the jobs done.
+
+Delivery guarantees:
+- ``task_acks_late`` + ``worker_prefetch_multiplier=1``: a message is acknowledged only after the job
+  ran, and a worker reserves one message at a time; ``task_reject_on_worker_lost``: if a pool process
+  dies mid-task, the message is requeued instead of acknowledged.
+- A worker killed outright (``kill -9``, power loss) leaves its message unacknowledged in Redis; Redis
+  hands it out again after ``visibility_timeout``. Sooner than that, the server sees the job's lease
+  expire (no heartbeat for ``lease_seconds``), puts it back in the queue and publishes it again.
+- Duplicate deliveries are harmless: claiming is a guarded transaction, so a job already running on a
+  live worker, or finished, is skipped.
+- Attempts are bounded (``max_attempts``; then the job fails with the reason); store errors such as a
+  locked database are retried by Celery a bounded number of times.
+
+Limits: job state is one SQLite file, so every worker must run on the same host as the server, or
+reach the storage directory through a file system with working POSIX locks and shared memory
+(SQLite WAL does not work over NFS/SMB). Across hosts, put the state in a network database instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sqlite3
+import threading
+from typing import Any
+
+from celery import Celery, signals
+
+from sampleforge.serve.config import ServeConfig
+from sampleforge.serve.jobs import GeneratorLike, JobRunner
+from sampleforge.serve.storage import Storage
+from sampleforge.serve.store import JobStore
+
+log = logging.getLogger("sampleforge.serve")
+
+TASK_NAME = "sampleforge.generate"
+
+
+def queue_name(model: str) -> str:
+    """The broker queue of one model: workers only take jobs for the model they loaded."""
+    return "sampleforge." + re.sub(r"[^A-Za-z0-9_.-]", "_", model)[:100]
+
+
+def make_celery(broker: str, config: ServeConfig) -> Celery:
+    """A Celery app talking to ``broker`` with the delivery settings above (server and worker alike)."""
+    app = Celery("sampleforge", broker=broker, set_as_current=False)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_transport_options={"visibility_timeout": config.visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=5,
+        task_publish_retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_send_task_events=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+    )
+
+    @app.task(name=TASK_NAME, bind=True, max_retries=5, acks_late=True, reject_on_worker_lost=True)
+    def generate(self: Any, job_id: str) -> list[str]:
+        """Run the batch led by ``job_id`` (a no-op if another worker has it or it is finished)."""
+        ctx = WORKER
+        if ctx is None:
+            raise RuntimeError("sampleforge.generate runs only inside `sampleforge worker`")
+        try:
+            return ctx.runner().run_once(leader=job_id)
+        except sqlite3.OperationalError as exc:  # e.g. "database is locked" under heavy contention
+            raise self.retry(exc=exc, countdown=1.0) from exc
+
+    return app
+
+
+class WorkerContext:
+    """What a worker process holds: the store, the storage, and (per process) the model and a runner."""
+
+    def __init__(self, config: ServeConfig, load_generator: Any) -> None:
+        self.config = config
+        self.storage = Storage(config.storage)
+        self.store = JobStore(self.storage.db_path)
+        self._load_generator = load_generator
+        self._generator: GeneratorLike | None = None
+        self._pid: int | None = None
+        self._runners: dict[int, JobRunner] = {}
+        self._lock = threading.Lock()
+
+    def generator(self) -> GeneratorLike:
+        """The model, loaded once per process (a forked pool child loads its own)."""
+        with self._lock:
+            if self._generator is None or self._pid != os.getpid():
+                self._generator, self._pid, self._runners = self._load_generator(), os.getpid(), {}
+            return self._generator
+
+    def runner(self) -> JobRunner:
+        """One JobRunner (one worker identity) per thread of this process."""
+        from sampleforge.serve.worker import worker_identity
+
+        gen = self.generator()
+        key = threading.get_ident()
+        with self._lock:
+            if key not in self._runners:
+                self._runners[key] = JobRunner(self.store, self.storage, gen, self.config, worker_identity("celery"))
+            return self._runners[key]
+
+
+WORKER: WorkerContext | None = None
+
+
+class _LivenessBeat:
+    """Tells the store this worker process is alive (shown by /v1/health)."""
+
+    def __init__(self, ctx: WorkerContext, model: str) -> None:
+        from sampleforge.serve.worker import worker_identity
+
+        self.ctx, self.id = ctx, worker_identity("celery")
+        self.info = {"kind": "celery", "model": model, "pid": os.getpid()}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="sampleforge-liveness")
+
+    def start(self) -> None:
+        self.ctx.store.beat_worker(self.id, self.info)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.ctx.store.forget_worker(self.id)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.ctx.config.heartbeat_seconds):
+            try:
+                self.ctx.store.beat_worker(self.id, self.info)
+            except sqlite3.Error:
+                log.exception("liveness beat failed", extra={"event": "liveness_error"})
+
+
+def run_worker(config: ServeConfig, load_generator: Any, pool: str = "solo", concurrency: int = 1) -> int:
+    """Serve ``sampleforge.generate`` tasks for one model until stopped (SIGTERM: finish the task, exit)."""
+    global WORKER
+    assert config.broker, "run_worker needs a broker URL"
+    ctx = WorkerContext(config, load_generator)
+    gen = ctx.generator() if pool != "prefork" else load_generator()  # fail fast on a bad model
+    name = gen.name
+    if pool == "prefork":
+        del gen  # each pool process loads its own copy (safe with CUDA)
+    WORKER = ctx
+    app = make_celery(config.broker, config)
+    beat = _LivenessBeat(ctx, name)
+    signals.worker_ready.connect(lambda **_: beat.start(), weak=False)
+    signals.worker_shutdown.connect(lambda **_: beat.stop(), weak=False)
+    log.info("worker starting", extra={"event": "worker_start", "model": name, "queue": queue_name(name),
+                                       "pool": pool, "concurrency": concurrency})
+    argv = ["worker", "--pool", pool, "--concurrency", str(concurrency), "--queues", queue_name(name),
+            "--without-gossip", "--without-mingle", "--loglevel", "INFO", "--hostname", f"sampleforge-{os.getpid()}@%h"]
+    app.worker_main(argv=argv)
+    return 0

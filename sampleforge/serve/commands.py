@@ -1,0 +1,133 @@
+"""``sampleforge serve`` (HTTP API + web page) and ``sampleforge worker`` (a Celery worker for --broker)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from sampleforge.errors import UserInputError
+from sampleforge.serve.config import ServeConfig
+
+DEFAULTS = ServeConfig()
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _shared_arguments(p: argparse.ArgumentParser) -> None:
+    """Options the server and its Celery workers must agree on."""
+    p.add_argument("--model", default=DEFAULTS.model, help="model name or folder (default: %(default)s)")
+    p.add_argument("--storage", type=Path, default=DEFAULTS.storage,
+                   help="directory for the job database and audio; shared by server and workers (default: %(default)s)")
+    p.add_argument("--device", default=None, help="torch device (default: CUDA > MPS > CPU)")
+    p.add_argument("--max-batch", type=_positive_int, default=DEFAULTS.max_batch,
+                   help="clips per generate() call, across compatible jobs (default: %(default)s)")
+    p.add_argument("--max-attempts", type=_positive_int, default=DEFAULTS.max_attempts,
+                   help="runs of a job interrupted by a dying worker before it fails (default: %(default)s)")
+    p.add_argument("--lease-seconds", type=_positive_float, default=DEFAULTS.lease_seconds,
+                   help="a running job whose worker is silent this long is re-queued (default: %(default)s)")
+    p.add_argument("--visibility-timeout", type=_positive_float, default=DEFAULTS.visibility_timeout_s,
+                   help="Redis redelivers an unacknowledged task after this many seconds (default: %(default)s)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def register(subparsers: Any) -> None:
+    serve = subparsers.add_parser(
+        "serve", help="run the HTTP API and web page",
+        description="Serve the generation API (FastAPI + uvicorn) and the web page at /. Jobs persist in "
+                    "SQLite under --storage; without --broker they run on in-process worker threads.")
+    serve.add_argument("--host", default=DEFAULTS.host, help="bind address (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=DEFAULTS.port, help="(default: %(default)s)")
+    serve.add_argument("--workers", type=_positive_int, default=DEFAULTS.workers,
+                       help="in-process worker threads; 1 is right on CPU (default: %(default)s)")
+    serve.add_argument("--broker", default=None, help="redis://host:port/db: run jobs on `sampleforge worker`s")
+    serve.add_argument("--token", default=os.environ.get("SAMPLEFORGE_TOKEN"),
+                       help="require 'Authorization: Bearer TOKEN' on /v1/* (default: $SAMPLEFORGE_TOKEN)")
+    serve.add_argument("--max-queue", type=_positive_int, default=DEFAULTS.max_queue,
+                       help="queued + running jobs before 429 (default: %(default)s)")
+    serve.add_argument("--ttl-hours", type=_positive_float, default=DEFAULTS.ttl_hours,
+                       help="delete finished jobs and their audio after this long (default: %(default)s)")
+    serve.add_argument("--max-count", type=_positive_int, default=DEFAULTS.max_count, help="clips per job")
+    serve.add_argument("--max-steps", type=_positive_int, default=DEFAULTS.max_steps, help="sampler steps per job")
+    serve.add_argument("--max-duration", type=_positive_float, default=DEFAULTS.max_duration, help="seconds")
+    serve.add_argument("--max-body-bytes", type=_positive_int, default=DEFAULTS.max_body_bytes)
+    serve.add_argument("--cleanup-interval", type=_positive_float, default=DEFAULTS.cleanup_interval_s,
+                       help="seconds between TTL sweeps (default: %(default)s)")
+    _shared_arguments(serve)
+    serve.set_defaults(func=run_serve)
+
+    worker = subparsers.add_parser(
+        "worker", help="run a Celery worker for `serve --broker`",
+        description="Take generation jobs from the broker and write results into the shared --storage. "
+                    "Run one per GPU (or one per CPU machine); kill it any time, its job runs again elsewhere.")
+    worker.add_argument("--broker", required=True, help="redis://host:port/db (the server's --broker)")
+    worker.add_argument("--pool", choices=["solo", "prefork", "threads"], default="solo",
+                        help="celery pool; solo = one job at a time in this process (default)")
+    worker.add_argument("--concurrency", type=_positive_int, default=1)
+    _shared_arguments(worker)
+    worker.set_defaults(func=run_worker)
+
+
+def _config(args: argparse.Namespace, **extra: Any) -> ServeConfig:
+    return ServeConfig(
+        storage=args.storage, model=args.model, broker=args.broker, max_batch=args.max_batch,
+        max_attempts=args.max_attempts, lease_seconds=args.lease_seconds,
+        visibility_timeout_s=args.visibility_timeout, **extra,
+    )
+
+
+def load_generator(model: str, device: str | None = None) -> Any:
+    """``sampleforge.pipeline.Generator.from_pretrained(model)``; a one-line error if it cannot load."""
+    from sampleforge.pipeline import Generator
+
+    return Generator.from_pretrained(model, device=device)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from sampleforge.serve.app import create_app
+    from sampleforge.serve.logs import configure_logging
+    from sampleforge.serve.service import Service
+
+    if args.broker is not None and not args.broker.startswith(("redis://", "rediss://")):
+        raise UserInputError(f"--broker must be a redis:// URL, got {args.broker!r}")
+    log_config = configure_logging(args.log_level)
+    config = _config(
+        args, host=args.host, port=args.port, workers=args.workers, token=args.token or None,
+        max_queue=args.max_queue, ttl_hours=args.ttl_hours, max_count=args.max_count, max_steps=args.max_steps,
+        max_duration=args.max_duration, max_body_bytes=args.max_body_bytes, cleanup_interval_s=args.cleanup_interval,
+    )
+    service = Service(config, load_generator(args.model, args.device))
+    service.start()  # before uvicorn: a storage already in use is a one-line error, not a lifespan trace
+    try:
+        uvicorn.run(create_app(service, manage_service=False), host=args.host, port=args.port,
+                    log_config=log_config, access_log=False, timeout_graceful_shutdown=5)
+    finally:
+        service.stop()
+    return 0
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from sampleforge.serve.celery_app import run_worker as celery_worker
+    from sampleforge.serve.logs import configure_logging
+
+    if not args.broker.startswith(("redis://", "rediss://")):
+        raise UserInputError(f"--broker must be a redis:// URL, got {args.broker!r}")
+    configure_logging(args.log_level)
+    config = _config(args)
+    return celery_worker(config, lambda: load_generator(args.model, args.device), pool=args.pool,
+                         concurrency=args.concurrency)

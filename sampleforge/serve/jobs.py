@@ -1,0 +1,244 @@
+"""The job function: claim a batch of compatible jobs, generate their clips in one call, store the audio.
+
+The same function runs in the server's worker threads (embedded mode) and inside a Celery task on
+``sampleforge worker`` processes (scale-out). It is safe to run twice for the same job (a redelivered
+task): the store's guarded transitions let exactly one worker hold a job at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from sampleforge.errors import SampleforgeError
+from sampleforge.serve.config import ServeConfig
+from sampleforge.serve.storage import Storage
+from sampleforge.serve.store import Job, JobStore
+
+log = logging.getLogger("sampleforge.serve")
+
+MAX_SEED = 2**31 - 1
+WRITE_SHARE = 0.05  # progress fraction reserved for writing files after sampling
+
+
+class GeneratorLike(Protocol):
+    """What the service needs from ``sampleforge.pipeline.Generator``."""
+
+    name: str
+    sample_rate: int
+
+    def vocab(self) -> dict[str, int]: ...
+
+    def check_prompt(self, prompt: str) -> list[str]: ...
+
+    def generate(
+        self,
+        prompts: str | list[str],
+        n: int = 1,
+        steps: int = 50,
+        cfg_scale: float = 3.0,
+        sampler: str = "ddim",
+        seed: int | None = None,
+        duration: float = 2.0,
+        vocoder: bool = True,
+        callback: Callable[[int, int], None] | None = None,
+    ) -> Tensor: ...
+
+
+class Cancelled(Exception):
+    """Every job of the running batch was cancelled: stop sampling."""
+
+
+class ShuttingDown(Exception):
+    """The worker is stopping: hand the batch back to the queue."""
+
+
+# samplers that draw fresh noise at every step from one batch-wide generator: a clip's audio would depend on
+# the other jobs in its batch, so their jobs are never batched together (each job still runs in one call)
+BATCH_DEPENDENT_SAMPLERS = frozenset({"euler_ancestral"})
+
+
+def batch_key(params: dict[str, Any], job_id: str) -> str:
+    """Jobs that may share a generate() call: same steps, CFG, sampler and duration.
+
+    Generator.generate makes clip k of a call from seed ``seed + k`` alone (deterministic samplers), so a
+    batched job gets exactly the audio it would get on its own.
+    """
+    key = f"{params['steps']}|{float(params['cfg_scale'])!r}|{params['sampler']}|{float(params['duration'])!r}"
+    return f"{key}|{job_id}" if params["sampler"] in BATCH_DEPENDENT_SAMPLERS else key
+
+
+def _seed_allocator() -> Callable[[int], int]:
+    """Seeds for unseeded jobs of one batch, contiguous so their clips form one run (one generate call)."""
+    nxt = random.randrange(0, MAX_SEED - 2**20)
+
+    def take(count: int) -> int:
+        nonlocal nxt
+        seed, nxt = nxt, nxt + count
+        return seed
+
+    return take
+
+
+@dataclass
+class Clip:
+    job: Job
+    index: int  # clip index within its job
+    prompt: str
+    seed: int
+
+
+def _clips(jobs: Sequence[Job]) -> list[Clip]:
+    return [Clip(j, k, j.prompt, int(j.seed or 0) + k) for j in jobs for k in range(j.count)]
+
+
+def _runs(clips: list[Clip]) -> list[list[Clip]]:
+    """Split clips into runs of consecutive seeds: one generate(prompts, seed=first) call per run.
+
+    Generator.generate gives clip k of a call the seed ``seed + k``, and a batch equals one-by-one
+    generation, so a run reproduces exactly what each job would get on its own.
+    """
+    runs: list[list[Clip]] = []
+    for clip in clips:
+        if runs and runs[-1][-1].seed + 1 == clip.seed:
+            runs[-1].append(clip)
+        else:
+            runs.append([clip])
+    return runs
+
+
+class JobRunner:
+    """Runs batches for one worker identity (a thread in the server, or a Celery worker process)."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        storage: Storage,
+        generator: GeneratorLike,
+        config: ServeConfig,
+        worker_id: str,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.store, self.storage, self.generator, self.config = store, storage, generator, config
+        self.worker_id = worker_id
+        self.stop = stop or threading.Event()
+
+    def run_once(self, leader: str | None = None) -> list[str]:
+        """Claim and run one batch (led by ``leader`` if given). Returns the ids claimed ([] if none)."""
+        jobs = self.store.claim(
+            self.worker_id,
+            self.config.max_batch,
+            self.config.lease_seconds,
+            leader=leader,
+            model=self.generator.name,
+            new_seed=_seed_allocator(),
+        )
+        if not jobs:
+            return []
+        ids = [j.id for j in jobs]
+        log.info("batch started", extra={"event": "batch_start", "jobs": ids, "worker": self.worker_id,
+                                         "clips": sum(j.count for j in jobs)})
+        started = time.monotonic()
+        beat_stop = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(ids, beat_stop), daemon=True, name="job-heartbeat")
+        beat.start()
+        try:
+            self._run(jobs)
+        except Cancelled:
+            log.info("batch cancelled", extra={"event": "batch_cancelled", "jobs": ids})
+        except ShuttingDown:
+            n = self.store.release(ids, self.worker_id)
+            log.info("batch handed back", extra={"event": "batch_released", "jobs": ids, "released": n})
+        except (SampleforgeError, ValueError) as exc:  # a bad value the request validation let through
+            for job_id in ids:
+                self.store.fail(job_id, self.worker_id, str(exc))
+            log.warning("batch failed", extra={"event": "batch_failed", "jobs": ids, "error": str(exc)})
+        except Exception as exc:
+            for job_id in ids:
+                self.store.fail(job_id, self.worker_id, f"internal error: {type(exc).__name__}: {exc}")
+            log.exception("batch crashed", extra={"event": "batch_crashed", "jobs": ids})
+        finally:
+            beat_stop.set()
+            beat.join()
+        log.info("batch done", extra={"event": "batch_done", "jobs": ids,
+                                      "seconds": round(time.monotonic() - started, 3)})
+        return ids
+
+    def _beat(self, ids: list[str], done: threading.Event) -> None:
+        """Renew the lease of the batch's jobs while it runs (a slow step must not look like a dead worker)."""
+        while not done.wait(self.config.heartbeat_seconds):
+            try:
+                self.store.heartbeat(ids, self.worker_id)
+            except Exception:  # the next beat retries; a missed beat only shortens the lease
+                log.exception("heartbeat failed", extra={"event": "heartbeat_failed"})
+
+    def _run(self, jobs: list[Job]) -> None:
+        p = jobs[0].params
+        clips = sorted(_clips(jobs), key=lambda c: (c.job.params.get("seed") is None, c.seed))
+        runs = _runs(clips)
+        total = len(clips)
+        held = [j.id for j in jobs]
+        state = {"done": 0, "last": 0.0}
+
+        def on_step(run_len: int) -> Callable[[int, int], None]:
+            def callback(step: int, steps: int) -> None:
+                if self.stop.is_set():
+                    raise ShuttingDown()
+                now = time.monotonic()
+                if now - state["last"] < 0.25 and step < steps:
+                    return
+                state["last"] = now
+                frac = (state["done"] + run_len * step / max(steps, 1)) / total
+                still = self.store.heartbeat(held, self.worker_id, progress=frac * (1 - WRITE_SHARE))
+                if not still:
+                    raise Cancelled()
+
+            return callback
+
+        wavs: dict[tuple[str, int], Tensor] = {}
+        for run in runs:
+            with torch.inference_mode():
+                out = self.generator.generate(
+                    [c.prompt for c in run],
+                    n=1,
+                    steps=int(p["steps"]),
+                    cfg_scale=float(p["cfg_scale"]),
+                    sampler=str(p["sampler"]),
+                    seed=run[0].seed,
+                    duration=float(p["duration"]),
+                    callback=on_step(len(run)),
+                )  # (len(run), samples)
+            if out.shape[0] != len(run):
+                raise RuntimeError(f"generator returned {out.shape[0]} clips for {len(run)} prompts")
+            for c, wav in zip(run, out, strict=True):
+                wavs[(c.job.id, c.index)] = wav.detach().float().cpu()
+            state["done"] += len(run)
+        for job in jobs:
+            self._store_job(job, [wavs[(job.id, k)] for k in range(job.count)])
+
+    def _store_job(self, job: Job, wavs: list[Tensor]) -> None:
+        fmt = str(job.params["format"])
+        seed0 = int(job.seed or 0)
+        results = []
+        for k, wav in enumerate(wavs):
+            meta = {"prompt": job.prompt, "seed": str(seed0 + k), "model": job.model,
+                    "steps": str(job.params["steps"]), "cfg_scale": str(job.params["cfg_scale"]),
+                    "sampler": str(job.params["sampler"])}
+            path = self.storage.write_clip(job.id, k, wav, self.generator.sample_rate, fmt, meta)
+            results.append({"index": k, "file": path.name, "seed": seed0 + k,
+                            "samples": int(wav.shape[-1]), "sample_rate": self.generator.sample_rate})
+        self.storage.write_manifest(job.id, {"id": job.id, "prompt": job.prompt, "model": job.model,
+                                             "params": job.params, "seed": seed0, "results": results})
+        if not self.store.finish(job.id, self.worker_id, results):  # cancelled while we wrote
+            self.storage.delete(job.id)
+            log.info("job dropped after cancel", extra={"event": "job_dropped", "job": job.id})
+        else:
+            log.info("job succeeded", extra={"event": "job_succeeded", "job": job.id, "clips": len(results)})

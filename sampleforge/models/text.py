@@ -1,0 +1,109 @@
+"""Keyword encoder: keyword ids (B, L) -> one condition vector (B, cond_dim), plus a learned null for CFG."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from sampleforge import strict
+from sampleforge.errors import UserInputError
+
+
+@dataclass
+class TextConfig:
+    vocab_size: int = 64  # embedding rows incl. padding id 0 (>= len(Vocabulary))
+    embed_dim: int = 64  # keyword embedding width
+    cond_dim: int = 128  # output condition width (the U-Net's conditioning input)
+    hidden_dim: int = 256  # MLP hidden width
+    max_tokens: int = 8  # keywords per prompt (Vocabulary.encode's max_tokens)
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "embed_dim", "cond_dim", "hidden_dim", "max_tokens"):
+            if getattr(self, name) < 1:
+                raise strict.ConfigError(f"text.{name} must be >= 1, got {getattr(self, name)}")
+        if self.vocab_size < 2:
+            raise strict.ConfigError("text.vocab_size must be >= 2 (padding + at least one keyword)")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TextConfig:
+        """Strict: unknown keys or wrong types raise ConfigError naming them."""
+        return strict.from_dict(cls, data, where="text")
+
+    def to_dict(self) -> dict[str, Any]:
+        return strict.to_dict(self)
+
+    @classmethod
+    def debug(cls) -> TextConfig:
+        """A tiny config for tests."""
+        return cls(vocab_size=16, embed_dim=8, cond_dim=16, hidden_dim=16, max_tokens=4)
+
+
+class KeywordEncoder(nn.Module):
+    """ids (B, L) (0 = padding) -> embeddings (B, L, E) -> masked mean (B, E) -> MLP -> cond (B, cond_dim).
+
+    A row of padding only (an empty or fully dropped prompt) maps to the learned null condition, the
+    unconditional input of classifier-free guidance.
+    """
+
+    PAD_ID = 0
+
+    def __init__(self, cfg: TextConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=self.PAD_ID)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.embed_dim, cfg.hidden_dim), nn.SiLU(), nn.Linear(cfg.hidden_dim, cfg.cond_dim)
+        )
+        self.null_cond = nn.Parameter(torch.randn(cfg.cond_dim) * 0.02)  # (cond_dim,)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        """ids (B, L) int64 -> cond (B, cond_dim); all-padding rows -> the null condition."""
+        self._check_ids(ids)
+        mask = (ids != self.PAD_ID).unsqueeze(-1)  # (B, L, 1)
+        emb = self.embed(ids) * mask  # (B, L, E)
+        count = mask.sum(dim=1)  # (B, 1)
+        pooled = emb.sum(dim=1) / count.clamp(min=1)  # (B, E)
+        out = self.mlp(pooled)  # (B, cond_dim)
+        return torch.where(count > 0, out, self.null_cond.to(out.dtype).expand_as(out))
+
+    def null(self, batch_size: int) -> Tensor:
+        """The learned unconditional input -> (batch_size, cond_dim)."""
+        return self.null_cond.unsqueeze(0).expand(batch_size, -1)
+
+    def _check_ids(self, ids: Tensor) -> None:
+        if ids.ndim != 2:
+            raise UserInputError(f"keyword ids must be (B, L), got shape {tuple(ids.shape)}")
+        if ids.dtype not in (torch.int64, torch.int32):
+            raise UserInputError(f"keyword ids must be integers, got {ids.dtype}")
+        if ids.numel() == 0:
+            return
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= self.cfg.vocab_size:
+            bad = lo if lo < 0 else hi
+            raise UserInputError(
+                f"keyword id {bad} is outside 0..{self.cfg.vocab_size - 1} (text.vocab_size="
+                f"{self.cfg.vocab_size}): do vocab.json and the text encoder's config match?"
+            )
+
+    @staticmethod
+    def keyword_dropout(ids: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
+        """See the module-level ``keyword_dropout``."""
+        return keyword_dropout(ids, p, generator)
+
+
+def keyword_dropout(ids: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
+    """Training-time dropout for CFG: each keyword becomes padding with probability ``p``, and each whole
+    prompt with probability ``p`` (then the encoder gives the null condition). ids (B, L) -> new ids (B, L);
+    the input is not modified. Draws from ``generator`` (on its device) so a seed gives the same drops.
+    """
+    if not 0 <= p <= 1:
+        raise UserInputError(f"keyword dropout p must be in [0, 1], got {p}")
+    if p == 0:
+        return ids.clone()
+    dev = generator.device if generator is not None else ids.device
+    drop_word = torch.rand(ids.shape, generator=generator, device=dev).to(ids.device) < p  # (B, L)
+    drop_all = torch.rand((ids.shape[0], 1), generator=generator, device=dev).to(ids.device) < p  # (B, 1)
+    return ids.masked_fill(drop_word | drop_all, KeywordEncoder.PAD_ID)

@@ -41,6 +41,11 @@ def _per_sample(sigma: Tensor | float, x: Tensor) -> Tensor:
     return s
 
 
+def _work_dtype(device: torch.device) -> torch.dtype:
+    """float64 for the schedule maths, except on Apple's MPS, which has no float64."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def _bcast(s: Tensor, x: Tensor) -> Tensor:
     """(B,) -> (B, 1, 1, ...) to broadcast against x."""
     return s.reshape(-1, *([1] * (x.ndim - 1)))
@@ -58,7 +63,7 @@ class DiscreteDenoiser:
             raise UserInputError(
                 f"unknown prediction {prediction!r} for a discrete model (valid: eps, v, x0)"
             )
-        ac = alphas_cumprod.detach().to(torch.float64).cpu()
+        ac = alphas_cumprod.detach().cpu().to(torch.float64)
         if (
             ac.ndim != 1
             or len(ac) < 2
@@ -82,8 +87,9 @@ class DiscreteDenoiser:
     def sigma_to_t(self, sigma: Tensor) -> Tensor:
         """Noise levels (any shape) -> float timesteps (same shape, at least float32) by linear
         interpolation in log sigma; clamped to [0, T - 1] outside the schedule."""
-        log_s = self.log_sigmas.to(sigma.device)
-        ls = sigma.to(torch.float64).clamp(min=float(self.sigmas[0])).log()
+        wd = _work_dtype(sigma.device)
+        log_s = self.log_sigmas.to(wd).to(sigma.device)
+        ls = sigma.to(wd).clamp(min=float(self.sigmas[0])).log()
         hi = torch.searchsorted(log_s, ls.reshape(-1)).clamp(1, len(log_s) - 1).reshape(ls.shape)
         lo = hi - 1
         w = ((ls - log_s[lo]) / (log_s[hi] - log_s[lo])).clamp(0, 1)
@@ -91,8 +97,9 @@ class DiscreteDenoiser:
 
     def t_to_sigma(self, t: Tensor) -> Tensor:
         """Float timesteps -> noise levels, interpolating log sigma (inverse of ``sigma_to_t``)."""
-        log_s = self.log_sigmas.to(t.device)
-        tt = t.to(torch.float64).clamp(0, len(log_s) - 1)
+        wd = _work_dtype(t.device)
+        log_s = self.log_sigmas.to(wd).to(t.device)
+        tt = t.to(wd).clamp(0, len(log_s) - 1)
         lo = tt.floor().long().clamp(max=len(log_s) - 2)
         w = tt - lo
         return ((1 - w) * log_s[lo] + w * log_s[lo + 1]).exp().to(t.dtype)

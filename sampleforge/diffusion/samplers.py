@@ -73,7 +73,9 @@ def _prepare(x: Tensor, sigmas: Tensor) -> Tensor:
         raise UserInputError("sigmas must be finite, positive, and may end with 0")
     if not bool((s[1:] < s[:-1]).all()):
         raise UserInputError("sigmas must be strictly decreasing")
-    return sigmas.to(device=x.device, dtype=torch.promote_types(x.dtype, torch.float32))
+    return (
+        sigmas.detach().to(torch.promote_types(x.dtype, torch.float32)).to(x.device)
+    )  # cast, then move (MPS)
 
 
 def _no_eta(name: str, eta: float | None) -> None:

@@ -67,7 +67,7 @@ def generate_latents(
             raise UserInputError(
                 f"flow models use uniform (optionally shifted) times, not schedule {schedule!r}"
             )
-        sigmas = flow_times(steps, flow_shift, device=device)
+        sigmas = flow_times(steps, flow_shift)  # float64 on the CPU; samplers cast and move it
         denoiser: DiscreteDenoiser | FlowDenoiser = FlowDenoiser(net)
         start_scale = 1.0
     else:
@@ -76,7 +76,7 @@ def generate_latents(
         if schedule not in SCHEDULES:
             raise UserInputError(f"unknown schedule {schedule!r} (valid: {', '.join(SCHEDULES)})")
         spacing = "leading" if schedule == "uniform" else schedule
-        sigmas = sampling_sigmas(alphas_cumprod, steps, spacing, steps_offset=steps_offset, device=device)
+        sigmas = sampling_sigmas(alphas_cumprod, steps, spacing, steps_offset=steps_offset)
         denoiser = DiscreteDenoiser(net, alphas_cumprod, prediction)
         start_scale = math.sqrt(float(sigmas[0]) ** 2 + 1)
 

@@ -179,7 +179,7 @@ def sampling_sigmas(
     schedule's smallest and largest (rho=7). The final 0 is the clean sample (diffusers'
     ``set_alpha_to_one=True`` / ``final_sigmas_type="zero"``).
     """
-    train_sigmas = sigmas_from_alphas_cumprod(alphas_cumprod.to(torch.float64).cpu())
+    train_sigmas = sigmas_from_alphas_cumprod(alphas_cumprod.detach().cpu().to(torch.float64))
     if spacing == "karras":
         sig = karras_sigmas(float(train_sigmas[0]), float(train_sigmas[-1]), steps, rho)
     else:

@@ -197,19 +197,26 @@ class Vocabulary:
         """The id of a normalised word; KeyError if unknown."""
         return self._ids[word]
 
-    def encode(self, prompt: str, max_tokens: int = 8) -> tuple[list[int], list[str]]:
-        """prompt -> (ids, dropped): ``max_tokens`` ids, padded with 0, and the words NOT encoded.
-
-        ``dropped`` lists the unknown words, then the known words past ``max_tokens``; nothing is dropped
-        silently: callers turn it into warnings. ``"punchy xyzzy kick"`` -> ``([5, 1, 0, ...], ["xyzzy"])``.
-        """
+    def partition(self, prompt: str, max_tokens: int = 8) -> tuple[list[str], list[str], list[str]]:
+        """prompt -> (encoded, unknown, overflow) words: the keywords that will be encoded, those the
+        vocabulary does not know, and known ones past ``max_tokens`` (for precise warnings)."""
         if max_tokens < 1:
             raise UserInputError(f"max_tokens must be >= 1, got {max_tokens}")
         words = tokenize(prompt)
         known = [w for w in words if w in self._ids]
-        dropped = [w for w in words if w not in self._ids] + known[max_tokens:]
-        ids = [self._ids[w] for w in known[:max_tokens]]
-        return ids + [self.PAD_ID] * (max_tokens - len(ids)), dropped
+        unknown = [w for w in words if w not in self._ids]
+        return known[:max_tokens], unknown, known[max_tokens:]
+
+    def encode(self, prompt: str, max_tokens: int = 8) -> tuple[list[int], list[str]]:
+        """prompt -> (ids, dropped): ``max_tokens`` ids, padded with 0, and the words NOT encoded.
+
+        ``dropped`` lists the unknown words, then the known words past ``max_tokens``; nothing is dropped
+        silently: callers turn it into warnings (``partition`` tells the two kinds apart).
+        ``"punchy xyzzy kick"`` -> ``([5, 1, 0, ...], ["xyzzy"])``.
+        """
+        encoded, unknown, overflow = self.partition(prompt, max_tokens)
+        ids = [self._ids[w] for w in encoded]
+        return ids + [self.PAD_ID] * (max_tokens - len(ids)), unknown + overflow
 
     def encode_batch(
         self, prompts: Sequence[str], max_tokens: int = 8

@@ -111,6 +111,7 @@ def test_encode_reports_unknown_words_and_overflow() -> None:
     assert dropped == ["xyzzy"]
     ids, dropped = v.encode("kick 808 hard punchy", max_tokens=2)
     assert ids == [1, 2] and dropped == ["hard", "punchy"]
+    assert v.partition("zz kick 808 hard", max_tokens=2) == (["kick", "808"], ["zz"], ["hard"])
     assert v.decode(ids) == ["kick", "808"]
     with pytest.raises(UserInputError):
         v.encode("kick", max_tokens=0)

@@ -138,3 +138,117 @@ def note(text: str) -> str:
 
 def pre(text: str) -> str:
     return f"<pre>{html.escape(text)}</pre>"
+
+
+# --------------------------------------------------------------------------------------------------
+# the two pages
+
+
+def _pct(v: Any) -> Any:
+    return None if v is None else 100.0 * v
+
+
+def eval_html(result: dict[str, Any], show_per_class: int = 8, show_reference: int = 2) -> str:
+    """The ``sampleforge eval`` page: summary, per-class table, vocoder check, clip grids with players."""
+    sr = int(result["_sample_rate"])
+    o, st = result["overall"], result["settings"]
+    body = [note(f"model {result['model_id']} — {st['per_class']} clips per class, {st['sampler']} "
+                 f"{st['steps']} steps, cfg {st['cfg_scale']}, seed {st['seed']}, on {st['device']}. "
+                 f"{result['reference']['split']}.")]
+    summary = [
+        {"metric": "class adherence (classifier accuracy on generated clips, %)", "value": _pct(o["adherence"])},
+        {"metric": "classifier accuracy on the real reference clips, %",
+         "value": _pct(result["reference"]["classifier_accuracy"])},
+        {"metric": "FD, classifier embedding (generated vs reference)", "value": o["fd_classifier"]},
+        {"metric": "FD, classifier embedding: real-vs-real floor", "value": o["fd_classifier_floor"]},
+        {"metric": "FD, MFCC-statistics embedding", "value": o["fd_mfcc"]},
+        {"metric": "FD, MFCC: real-vs-real floor", "value": o["fd_mfcc_floor"]},
+        {"metric": "diversity (mean pairwise distance), generated / reference",
+         "value": f"{fmt(o['diversity'])} / {fmt(o['diversity_reference'])}"},
+        {"metric": "nearest training clip distance (mean) / train-to-train median",
+         "value": f"{fmt(o['nearest_train_distance_mean'])} / {fmt(o['train_to_train_nearest_median'])}"},
+        {"metric": "clipping % (finished / before finishing)",
+         "value": f"{fmt(o['clipping_percent'])} / {fmt(o['raw_clipping_percent'])}"},
+        {"metric": "NaN / inf values", "value": o["nan_count"]},
+        {"metric": "loudness, mean LUFS", "value": o["lufs_mean"]},
+        {"metric": "onset, mean ms", "value": o["onset_ms_mean"]},
+    ]
+    body.append(section("Summary", table(summary, ["metric", "value"])))
+    rows = []
+    for cat, v in result["per_class"].items():
+        rows.append({"class": cat, "prompt": v["prompt"], "judged": v["judged_as"], "adh": _pct(v["adherence"]),
+                     "p": v["target_probability"], "pred": ", ".join(f"{k} {n}" for k, n in v["predicted"].items()),
+                     "div": v["diversity"], "nn": v["nearest_train_distance"]["mean"], "clip": v["clipping_percent"],
+                     "rawclip": v["raw_clipping_percent"], "nan": v["nan_count"], "lufs": v["lufs_mean"],
+                     "onset": v["onset_ms_mean"], "lat": v["latent_std"], "std": v["raw_audio_std"]})
+    cols = ["class", "prompt", "judged", "adh", "p", "pred", "div", "nn", "clip", "rawclip", "nan", "lufs",
+            "onset", "lat", "std"]
+    heads = ["class", "prompt", "judged as", "adherence %", "p(target)", "classifier says", "diversity",
+             "nearest train", "clip %", "raw clip %", "NaN", "LUFS", "onset ms", "latent std", "raw std"]
+    body.append(section("Per class", table(rows, cols, heads)))
+    if result["skipped_classes"]:
+        body.append(note(f"not judged (no classifier class): {', '.join(result['skipped_classes'])}"))
+    voc = result["vocoder_check"]
+    if voc.get("clips"):
+        vrows = [{"synth": "model vocoder", **(voc["vocoder"] or {})},
+                 {"synth": "Griffin-Lim (32 iterations)", **voc["griffin_lim"]}]
+        figs = []
+        for name, orig, v_wav, gl_wav in result["_vocoder_examples"]:
+            figs += [clip_figure(orig, sr, f"{name}: original"), clip_figure(v_wav, sr, f"{name}: vocoder"),
+                     clip_figure(gl_wav, sr, f"{name}: Griffin-Lim")]
+        body.append(section(
+            f"Vocoder check ({voc['clips']} real clips, against the original waveform)",
+            table(vrows, ["synth", "logmel_l1", "mrstft"], ["from the real log-mel", "log-mel L1", "MR-STFT"]),
+            note("MR-STFT: mean over Hann windows 256/512/1024/2048 of spectral convergence + log-magnitude L1."
+                 + ("" if voc["vocoder"] else " This model has no vocoder: its row is empty and its players use Griffin-Lim.")),
+            clip_grid(figs)))
+    for cat, clips in result["_audio"].items():
+        v = result["per_class"][cat]
+        figs = [clip_figure(x, sr, f"seed {seed}") for x, seed in zip(clips[:show_per_class], v["seeds"], strict=False)]
+        body.append(section(f"Generated: {v['prompt']!r}", clip_grid(figs)))
+    ref = result["_reference"]
+    figs = []
+    for cat in result["per_class"]:
+        idx = [i for i, c in enumerate(ref.categories) if c == cat][:show_reference]
+        figs += [clip_figure(ref.wav[i], sr, f"{cat}: {ref.kits[i]} / {ref.names[i]}") for i in idx]
+    if figs:
+        body.append(section("Real reference clips", clip_grid(figs)))
+    return page(f"sampleforge eval — {result['model_id']}", body)
+
+
+def sweep_html(result: dict[str, Any]) -> str:
+    """The ``sampleforge sweep`` page: one grid (steps x cfg) per sampler, each cell with stats and players."""
+    sr = int(result["_sample_rate"])
+    body = [note(f"model {result['model_id']} — prompt {result['prompt']!r}, seed {result['seed']}, "
+                 f"{result['n']} clip(s) per cell. Stats are of the raw output before finishing (peak 0.95); "
+                 "players play the finished clip. Red: clipping > 1 % or NaN before finishing.")]
+    cfgs, steps = result["cfg"], result["steps"]
+    for sampler in result["samplers"]:
+        out = ['<table><tr><th class="l">steps \\ cfg</th>'] + [f"<th>{fmt(c)}</th>" for c in cfgs] + ["</tr>"]
+        for n_steps in steps:
+            out.append(f'<tr><th class="l">{n_steps}</th>')
+            for c in cfgs:
+                cell = next(x for x in result["cells"] if x["sampler"] == sampler and x["steps"] == n_steps
+                            and x["cfg_scale"] == c)
+                bad = cell["raw_clipping_percent"] > 1.0 or cell["nan_count"] > 0
+                stats = (f'<div class="{"bad" if bad else ""}">latent std {fmt(cell["latent_std"])}, audio std '
+                         f'{fmt(cell["raw_audio_std"])}<br>clip {fmt(cell["raw_clipping_percent"])} %, '
+                         f'{fmt(cell["lufs"])} LUFS, NaN {cell["nan_count"]}<br>{fmt(cell["seconds"])} s</div>')
+                figs = "".join(clip_figure(x, sr, f"seed {s}")
+                               for x, s in zip(result["_audio"][cell["key"]], cell["seeds"], strict=True))
+                out.append(f'<td class="l">{stats}{figs}</td>')
+            out.append("</tr>")
+        out.append("</table>")
+        body.append(section(f"sampler {sampler}", "".join(out)))
+    return page(f"sampleforge sweep — {result['prompt']}", body)
+
+
+def write_report(result: dict[str, Any], out_dir: str | Path, name: str, html_text: str) -> tuple[Path, Path]:
+    """Write ``<name>.json`` (keys starting with "_" left out) and ``<name>.html`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = {k: v for k, v in result.items() if not k.startswith("_")}
+    js = write_json(data, out / f"{name}.json")
+    page_path = out / f"{name}.html"
+    page_path.write_text(html_text, encoding="utf-8")
+    return js, page_path

@@ -1,0 +1,157 @@
+"""CLI: ``sampleforge eval [train-classifier]``, ``sweep``, ``doctor``, ``inspect``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from sampleforge.errors import UserInputError
+
+
+def register(sub: Any) -> None:
+    _register_eval(sub)
+    _register_sweep(sub)
+    _register_doctor(sub)
+    _register_inspect(sub)
+
+
+# ----------------------------------------------------------------------------------------------- eval
+
+
+def _register_eval(sub: Any) -> None:
+    from sampleforge.eval.evaluate import DEFAULT_CLASSES, EvalSettings
+
+    p = sub.add_parser("eval", help="measure a model against real drum recordings (JSON + HTML report)",
+                       description="Generate N clips per class prompt and report class adherence, Fréchet "
+                       "distances (with the real-vs-real floor), clipping, NaN, loudness, onsets, diversity, "
+                       "memorisation and a vocoder check. `sampleforge eval train-classifier` rebuilds the judge.")
+    p.add_argument("--model", help="model folder or shipped name (e.g. drums-v1)")
+    p.add_argument("--reference", nargs="+", type=Path, help="folders of real drum clips (e.g. the Hydrogen kits)")
+    p.add_argument("--per-class", type=int, default=EvalSettings.per_class, help="clips generated per class")
+    p.add_argument("--classes", nargs="+", default=list(DEFAULT_CLASSES), help="taxonomy classes to prompt")
+    p.add_argument("--steps", type=int, default=EvalSettings.steps)
+    p.add_argument("--cfg", type=float, default=EvalSettings.cfg_scale, help="classifier-free guidance scale")
+    p.add_argument("--sampler", default=EvalSettings.sampler)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vocoder-clips", type=int, default=EvalSettings.vocoder_clips,
+                   help="real clips re-synthesised for the vocoder check (0: skip)")
+    p.add_argument("--held-out-kits", nargs="+", default=None, help="reference kits (default: the corpus held-out kits)")
+    p.add_argument("--classifier", type=Path, default=None, help="classifier folder (default: weights/classifier-v1)")
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/eval/<model>)")
+    p.set_defaults(func=_run_eval)
+    eval_sub = p.add_subparsers(dest="eval_command", metavar="SUBCOMMAND")
+    t = eval_sub.add_parser("train-classifier", help="rebuild weights/classifier-v1 from the real drum kits")
+    from sampleforge.eval.classifier_train import add_arguments, run
+
+    add_arguments(t)
+    t.set_defaults(func=run)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from sampleforge.eval.evaluate import EvalSettings, run_eval
+
+    if not args.model or not args.reference:
+        raise UserInputError("--model and --reference are required (e.g. --model drums-v1 "
+                             "--reference /usr/share/hydrogen/data/drumkits)")
+    settings = EvalSettings(per_class=args.per_class, steps=args.steps, cfg_scale=args.cfg, sampler=args.sampler,
+                            seed=args.seed, classes=args.classes, vocoder_clips=args.vocoder_clips,
+                            held_out_kits=args.held_out_kits)
+    out = args.out or Path("runs") / "eval" / Path(str(args.model)).name
+    result, js, page = run_eval(args.model, args.reference, out, settings, args.classifier, args.device)
+    o = result["overall"]
+    print(f"adherence {_f(o['adherence'], 100)} %  FD classifier {_f(o['fd_classifier'])} (floor "
+          f"{_f(o['fd_classifier_floor'])})  FD MFCC {_f(o['fd_mfcc'])} (floor {_f(o['fd_mfcc_floor'])})  "
+          f"clipping {_f(o['clipping_percent'])} %  NaN {o['nan_count']}")
+    for cat, v in result["per_class"].items():
+        print(f"  {cat:<11} adherence {_f(v['adherence'], 100):>5} %  LUFS {_f(v['lufs_mean']):>6}  "
+              f"onset {_f(v['onset_ms_mean']):>5} ms  diversity {_f(v['diversity'])}")
+    print(f"wrote {js} and {page}")
+    return 0
+
+
+def _f(v: float | None, scale: float = 1.0) -> str:
+    return "—" if v is None else f"{v * scale:.3g}"
+
+
+# ----------------------------------------------------------------------------------------------- sweep
+
+
+def _register_sweep(sub: Any) -> None:
+    p = sub.add_parser("sweep", help="render one prompt over cfg x steps x sampler into one HTML page",
+                       description="A grid of generations with per-cell stats (latent std, audio std, clipping %, "
+                       "LUFS before finishing), spectrograms and players.")
+    p.add_argument("--model", default="drums-v1", help="model folder or shipped name")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--cfg", default="1,3,5,7", help="comma-separated guidance scales")
+    p.add_argument("--steps", default="10,25,50", help="comma-separated step counts")
+    p.add_argument("--sampler", default="ddim,dpmpp_2m,heun", help="comma-separated samplers")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=int, default=1, help="clips per cell (seeds seed, seed+1, ...)")
+    p.add_argument("--duration", type=float, default=None, help="seconds (default: the model's)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/sweep/<prompt>)")
+    p.set_defaults(func=_run_sweep)
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    from sampleforge.eval.sweep import parse_list, sweep
+
+    cfgs = parse_list(args.cfg, float, "cfg")
+    steps = parse_list(args.steps, int, "steps")
+    samplers = parse_list(args.sampler, str, "sampler")
+    slug = re.sub(r"[^a-z0-9]+", "_", args.prompt.lower()).strip("_")[:40] or "prompt"
+    out = args.out or Path("runs") / "sweep" / slug
+    result, js, page = sweep(args.model, args.prompt, cfgs, steps, samplers, out, args.seed, args.n,
+                             args.duration, args.device)
+    for c in result["cells"]:
+        flag = "  <- clipping/NaN" if c["raw_clipping_percent"] > 1.0 or c["nan_count"] else ""
+        print(f"{c['sampler']:<9} steps {c['steps']:>4} cfg {c['cfg_scale']:>5.2f}: latent std {c['latent_std']:.3f}  "
+              f"audio std {c['raw_audio_std']:.3f}  clip {c['raw_clipping_percent']:.2f} %  {c['lufs']:.1f} LUFS  "
+              f"{c['seconds']:.2f} s{flag}")
+    print(f"wrote {js} and {page}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- doctor
+
+
+def _register_doctor(sub: Any) -> None:
+    p = sub.add_parser("doctor", help="check torch build, devices, libraries, model and data; say what to fix")
+    p.add_argument("--brief", action="store_true", help="only problems and the summary")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--model", default="drums-v1", help="the model to look for")
+    p.add_argument("--data", nargs="+", type=Path, default=None, help="drum folders to look for")
+    p.set_defaults(func=_run_doctor)
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    from sampleforge.eval import doctor
+
+    checks = doctor.run_checks(model=args.model, data_dirs=args.data)
+    if args.json:
+        print(json.dumps(doctor.checks_as_dicts(checks), indent=2))
+    else:
+        print(doctor.format_checks(checks, brief=args.brief))
+    return 1 if any(c.status == "fail" for c in checks) else 0
+
+
+# ----------------------------------------------------------------------------------------------- inspect
+
+
+def _register_inspect(sub: Any) -> None:
+    p = sub.add_parser("inspect", help="show a model folder or a legacy .pt checkpoint (safely, no unpickling)")
+    p.add_argument("path", help="model folder, shipped model name, or a .pt/.pth/.ckpt file")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_run_inspect)
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    from sampleforge.eval.inspect import format_inspect, inspect_path
+
+    info = inspect_path(args.path)
+    print(json.dumps(info, indent=2, default=str) if args.json else format_inspect(info))
+    return 0

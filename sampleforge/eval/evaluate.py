@@ -1,0 +1,302 @@
+"""``sampleforge eval``: generate N clips per class prompt and measure them against real recordings.
+
+Measured per class prompt: class adherence (the drum classifier's accuracy on the generated clips), the
+mean classifier probability of the prompted class, clipping % and NaN count before finishing, latent and
+raw-audio std, loudness (LUFS) and onset position of the finished clips, diversity (mean pairwise
+distance in the classifier embedding) and the distance to the nearest training clip (memorisation).
+
+Measured over all classes: Fréchet distance (FD) to the real reference clips in the classifier embedding
+and in a fixed MFCC-statistics embedding, next to the real-vs-real floor (FD between two class-stratified
+halves of the reference; a half has fewer clips, so the floor is biased up a little). For the pooled FD
+the generated clips are subsampled so that their class proportions match the reference's.
+
+The vocoder check re-synthesises real reference clips from their log-mel with the model's vocoder and with
+Griffin-Lim (32 iterations) and compares both to the ORIGINAL waveform (log-mel L1, MR-STFT distance).
+
+Reference and training sets: the clips ``data.corpus.scan`` finds in ``--reference`` folders. When some of
+the held-out kits (default ``corpus.DEFAULT_HELD_OUT_KITS``) are among them, the reference is those kits and
+the memorisation check uses the other kits (the training kits); otherwise both use all clips.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sampleforge.eval import metrics, report
+from sampleforge.eval.classifier import DrumClassifier, clip_logmels, embed_and_classify, load_classifier
+from sampleforge.taxonomy import CATEGORIES, CATEGORY_PROMPTS
+
+DEFAULT_CLASSES: tuple[str, ...] = ("kick", "snare", "closed_hat", "open_hat", "tom", "crash", "clap")
+SHOW_PER_CLASS = 8  # generated clips per class shown with players in the HTML
+SHOW_REFERENCE = 2  # real clips per class shown
+SHOW_VOCODER = 2  # vocoder-check clips shown (original, vocoder, Griffin-Lim each)
+
+
+@dataclass
+class EvalSettings:
+    per_class: int = 16
+    steps: int = 50
+    cfg_scale: float = 3.0
+    sampler: str = "ddim"
+    seed: int = 0
+    classes: Sequence[str] = DEFAULT_CLASSES
+    vocoder_clips: int = 16
+    held_out_kits: Sequence[str] | None = None  # None: the corpus default
+
+
+@dataclass
+class RealSet:
+    wav: np.ndarray  # (N, T)
+    categories: list[str]
+    kits: list[str]
+    names: list[str]
+
+
+def load_real_sets(dirs: Sequence[Path | str], duration: float, sample_rate: int,
+                   held_out_kits: Sequence[str] | None = None) -> tuple[RealSet, RealSet, str]:
+    """Scan ``dirs`` → (reference, training, how): see the module docstring for the split rule."""
+    from sampleforge.data import corpus
+    from sampleforge.data.dataset import load_fixed
+    from sampleforge.errors import UserInputError
+
+    scan = corpus.scan(list(dirs))
+    if not scan.clips:
+        raise UserInputError(f"no drum clips found in {', '.join(map(str, dirs))}")
+    held = set(held_out_kits if held_out_kits is not None else corpus.DEFAULT_HELD_OUT_KITS)
+    present = {c.kit for c in scan.clips}
+    if held & present:
+        ref_clips = [c for c in scan.clips if c.kit in held]
+        train_clips = [c for c in scan.clips if c.kit not in held] or ref_clips
+        how = f"reference = held-out kits {sorted(held & present)}; memorisation vs the other {len(present - held)} kits"
+    else:
+        ref_clips = train_clips = scan.clips
+        how = "reference = all clips found; memorisation vs the same clips (no held-out kit present)"
+
+    def load(clips: Sequence[Any]) -> RealSet:
+        wav = np.stack([load_fixed(c.path, duration=duration, sample_rate=sample_rate) for c in clips])
+        return RealSet(wav.astype(np.float32), [c.category for c in clips], [c.kit for c in clips],
+                       [c.name for c in clips])
+
+    ref = load(ref_clips)
+    train = ref if train_clips is ref_clips else load(train_clips)
+    return ref, train, how
+
+
+def stratified_halves(labels: Sequence[str], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of two halves with each label split as evenly as possible (deterministic)."""
+    rng = np.random.default_rng(seed)
+    a: list[int] = []
+    b: list[int] = []
+    for lab in sorted(set(labels)):
+        idx = rng.permutation([i for i, x in enumerate(labels) if x == lab])
+        # alternate which half gets the odd one out so the halves stay balanced in size
+        first, second = (a, b) if len(a) <= len(b) else (b, a)
+        first.extend(idx[: (len(idx) + 1) // 2].tolist())
+        second.extend(idx[(len(idx) + 1) // 2 :].tolist())
+    return np.array(sorted(a), dtype=int), np.array(sorted(b), dtype=int)
+
+
+def class_matched_indices(gen_classes: Sequence[str], ref_counts: Counter[str]) -> np.ndarray:
+    """Subsample generated clips so class proportions match ``ref_counts`` (classes absent there are dropped)."""
+    by_class: dict[str, list[int]] = {}
+    for i, c in enumerate(gen_classes):
+        by_class.setdefault(c, []).append(i)
+    present = {c: n for c, n in ref_counts.items() if c in by_class and n > 0}
+    if not present:
+        return np.array([], dtype=int)
+    # the largest scale that no class runs out at
+    scale = min(len(by_class[c]) / n for c, n in present.items())
+    out: list[int] = []
+    for c, n in present.items():
+        out.extend(by_class[c][: max(1, int(round(n * scale)))])
+    return np.array(sorted(out), dtype=int)
+
+
+def _fd_or_none(a: np.ndarray, b: np.ndarray) -> float | None:
+    return metrics.frechet_distance(a, b) if len(a) >= 2 and len(b) >= 2 else None
+
+
+def _mfcc_emb(wav: np.ndarray, clf: DrumClassifier) -> np.ndarray:
+    return metrics.mfcc_embedding(clip_logmels(wav, clf.cfg))
+
+
+def vocoder_check(generator: Any, real: RealSet, n: int, seed: int = 0) -> tuple[dict[str, Any], list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]]:
+    """Re-synthesise up to ``n`` real clips from their log-mel: model vocoder vs Griffin-Lim, both against the
+    original waveform. Returns (metrics, examples [(name, original, vocoder, griffin_lim)])."""
+    from sampleforge.audio.mel import MelSpectrogram
+
+    if n <= 0 or len(real.wav) == 0:
+        return {"clips": 0}, []
+    order = np.random.default_rng(seed).permutation(len(real.wav))[:n]
+    wav = torch.from_numpy(real.wav[order])
+    samples = wav.shape[1]
+    mel = MelSpectrogram(generator.bundle.config.mel).to(generator.device)
+    with torch.inference_mode():
+        lm = mel(wav.to(generator.device))
+        gl = generator.vocode(lm, samples, vocoder=False).float().cpu()
+        has_vocoder = generator.bundle.vocoder is not None
+        voc = generator.vocode(lm, samples, vocoder=True).float().cpu() if has_vocoder else None
+    out: dict[str, Any] = {"clips": len(order), "griffin_lim": {
+        "logmel_l1": metrics.logmel_l1(wav, gl), "mrstft": metrics.mrstft_distance(wav, gl)}}
+    if voc is not None:
+        out["vocoder"] = {"logmel_l1": metrics.logmel_l1(wav, voc), "mrstft": metrics.mrstft_distance(wav, voc)}
+    else:
+        out["vocoder"] = None
+    examples = [
+        (real.names[j], wav[i].numpy(), (voc[i] if voc is not None else gl[i]).numpy(), gl[i].numpy())
+        for i, j in enumerate(order[:SHOW_VOCODER])
+    ]
+    return out, examples
+
+
+def _generate_class(generator: Any, category: str, s: EvalSettings, offset: int) -> tuple[np.ndarray, dict[str, Any]]:
+    prompt = CATEGORY_PROMPTS[category]
+    t0 = time.perf_counter()
+    g = generator.generate_full(prompt, n=s.per_class, steps=s.steps, cfg_scale=s.cfg_scale,
+                                sampler=s.sampler, seed=s.seed + offset)
+    seconds = time.perf_counter() - t0
+    samples = g.audio.shape[1]
+    raw = generator.vocode(g.mels.to(generator.device), samples).float().cpu()  # before NaN clean-up and finishing
+    finished = g.audio.numpy()
+    sr = generator.sample_rate
+    stats = {
+        "prompt": prompt,
+        "warnings": list(g.warnings),
+        "seeds": list(g.seeds),
+        "seconds_per_clip": seconds / s.per_class,
+        "latent_std": float(g.latents.float().std()),
+        "nan_count": metrics.nan_count(g.latents) + metrics.nan_count(g.mels) + metrics.nan_count(raw),
+        "raw_audio_std": float(torch.nan_to_num(raw).std()),
+        "raw_clipping_percent": metrics.clipping_percent(raw),
+        "clipping_percent": metrics.clipping_percent(finished),
+        "lufs": [metrics.loudness_lufs(x, sr) for x in finished],
+        "onset_ms": [metrics.onset_ms(x, sr) for x in finished],
+    }
+    return finished, stats
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    v = [x for x in values if x is not None and np.isfinite(x)]
+    return float(np.mean(v)) if v else None
+
+
+def evaluate(model: str | Path, reference: Sequence[Path | str], settings: EvalSettings | None = None,
+             classifier: str | Path | None = None, device: str | None = None) -> dict[str, Any]:
+    """Run the whole evaluation; returns the JSON-able result plus ``_audio`` (class -> clips) for the report."""
+    from sampleforge.errors import UserInputError
+    from sampleforge.pipeline import Generator
+
+    s = settings or EvalSettings()
+    unknown = [c for c in s.classes if c not in CATEGORIES]
+    if unknown:
+        raise UserInputError(f"unknown class {unknown[0]!r} (valid: {', '.join(CATEGORIES)})")
+    if s.per_class < 2:
+        raise UserInputError(f"--per-class must be at least 2 (diversity and FD need pairs), got {s.per_class}")
+    clf = load_classifier(classifier)
+    gen = Generator.from_pretrained(model, device=device)
+    duration = float(gen.bundle.config.duration)
+    ref, train, how = load_real_sets(reference, duration, gen.sample_rate, s.held_out_kits)
+    judged = [c for c in s.classes if clf.cfg.judged_class(c)]
+    skipped = sorted(set(s.classes) - set(judged))
+
+    # --- real sets in both embeddings
+    ref_emb, ref_prob = embed_and_classify(clf, ref.wav)
+    ref_mfcc = _mfcc_emb(ref.wav, clf)
+    train_emb = ref_emb if train is ref else embed_and_classify(clf, train.wav)[0]
+    train_nn = metrics.nearest_distances(train_emb, train_emb, exclude_self=True) if len(train_emb) > 1 else np.array([])
+    ref_classes = [clf.cfg.judged_class(c) for c in ref.categories]
+    ref_judged_acc = float(np.mean([clf.cfg.classes[int(p.argmax())] == c for p, c in zip(ref_prob, ref_classes, strict=True) if c]))
+
+    # --- generate
+    per_class: dict[str, Any] = {}
+    audio: dict[str, np.ndarray] = {}
+    gen_emb_list, gen_mfcc_list = [], []
+    gen_cls: list[str] = []
+    for k, cat in enumerate(judged):
+        finished, st = _generate_class(gen, cat, s, offset=1000 * k)
+        emb, prob = embed_and_classify(clf, finished)
+        target = clf.cfg.judged_class(cat) or cat
+        ti = clf.cfg.classes.index(target)
+        pred = [clf.cfg.classes[int(i)] for i in prob.argmax(1)]
+        nn = metrics.nearest_distances(emb, train_emb)
+        st.update({
+            "judged_as": target,
+            "adherence": float(np.mean([p == target for p in pred])),
+            "target_probability": float(prob[:, ti].mean()),
+            "predicted": dict(Counter(pred).most_common()),
+            "diversity": metrics.diversity(emb),
+            "diversity_mfcc": metrics.diversity(_mfcc_emb(finished, clf)),
+            "nearest_train_distance": {"mean": float(nn.mean()), "min": float(nn.min())},
+            "lufs_mean": _mean(st["lufs"]),
+            "onset_ms_mean": _mean(st["onset_ms"]),
+        })
+        per_class[cat] = st
+        audio[cat] = finished
+        gen_emb_list.append(emb)
+        gen_mfcc_list.append(_mfcc_emb(finished, clf))
+        gen_cls += [target] * len(finished)
+
+    gen_emb = np.concatenate(gen_emb_list)
+    gen_mfcc = np.concatenate(gen_mfcc_list)
+    # pooled FD over the judged classes both sets share, generated subsampled to the reference proportions
+    ref_mask = np.array([c in set(gen_cls) for c in ref_classes])
+    ref_counts = Counter(c for c, m in zip(ref_classes, ref_mask, strict=True) if m and c)
+    sel = class_matched_indices(gen_cls, ref_counts)
+    half_a, half_b = stratified_halves([c or "" for c, m in zip(ref_classes, ref_mask, strict=True) if m], s.seed)
+    ref_e, ref_m = ref_emb[ref_mask], ref_mfcc[ref_mask]
+    result: dict[str, Any] = {
+        "model": str(model),
+        "model_id": gen.id,
+        "classifier": str(classifier or "weights/classifier-v1"),
+        "settings": {"per_class": s.per_class, "steps": s.steps, "cfg_scale": s.cfg_scale, "sampler": s.sampler,
+                     "seed": s.seed, "duration": duration, "device": str(gen.device)},
+        "reference": {"dirs": [str(d) for d in reference], "split": how, "clips": len(ref.wav),
+                      "training_clips": len(train.wav), "per_class": dict(Counter(ref.categories)),
+                      "classifier_accuracy": ref_judged_acc},
+        "classes": judged,
+        "skipped_classes": skipped,
+        "per_class": per_class,
+        "overall": {
+            "adherence": _mean([v["adherence"] for v in per_class.values()]),
+            "fd_classifier": _fd_or_none(gen_emb[sel], ref_e) if len(sel) else None,
+            "fd_classifier_floor": _fd_or_none(ref_e[half_a], ref_e[half_b]),
+            "fd_mfcc": _fd_or_none(gen_mfcc[sel], ref_m) if len(sel) else None,
+            "fd_mfcc_floor": _fd_or_none(ref_m[half_a], ref_m[half_b]),
+            "fd_generated_clips": int(len(sel)),
+            "fd_reference_clips": int(ref_mask.sum()),
+            "diversity": metrics.diversity(gen_emb),
+            "diversity_reference": metrics.diversity(ref_e),
+            "nearest_train_distance_mean": _mean([v["nearest_train_distance"]["mean"] for v in per_class.values()]),
+            "train_to_train_nearest_median": float(np.median(train_nn)) if len(train_nn) else None,
+            "clipping_percent": _mean([v["clipping_percent"] for v in per_class.values()]),
+            "raw_clipping_percent": _mean([v["raw_clipping_percent"] for v in per_class.values()]),
+            "nan_count": int(sum(v["nan_count"] for v in per_class.values())),
+            "lufs_mean": _mean([x for v in per_class.values() for x in v["lufs"]]),
+            "onset_ms_mean": _mean([x for v in per_class.values() for x in v["onset_ms"]]),
+        },
+    }
+    voc, voc_examples = vocoder_check(gen, ref, s.vocoder_clips, s.seed)
+    result["vocoder_check"] = voc
+    result["_audio"] = audio
+    result["_reference"] = ref
+    result["_vocoder_examples"] = voc_examples
+    result["_sample_rate"] = gen.sample_rate
+    return result
+
+
+def run_eval(model: str | Path, reference: Sequence[Path | str], out_dir: str | Path,
+             settings: EvalSettings | None = None, classifier: str | Path | None = None,
+             device: str | None = None) -> tuple[dict[str, Any], Path, Path]:
+    """Evaluate and write ``eval.json`` + ``eval.html`` into ``out_dir``. Returns (result, json path, html path)."""
+    result = evaluate(model, reference, settings, classifier, device)
+    html_text = report.eval_html(result, SHOW_PER_CLASS, SHOW_REFERENCE)
+    js, page = report.write_report(result, out_dir, "eval", html_text)
+    return result, js, page

@@ -1,0 +1,104 @@
+"""sampleforge eval / sweep / doctor end to end on the debug model, plus the eval helpers."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sampleforge.cli import build_parser, main
+from sampleforge.eval.evaluate import class_matched_indices, stratified_halves
+
+
+def test_eval_end_to_end(debug_model: Path, random_classifier: Path, reference_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    classes = ["kick", "snare", "closed_hat", "clap", "tom"]
+    code = main(["eval", "--model", str(debug_model), "--reference", str(reference_dir), "--per-class", "2",
+                 "--steps", "2", "--classes", *classes, "--classifier", str(random_classifier),
+                 "--vocoder-clips", "2", "--device", "cpu", "--out", str(out)])
+    assert code == 0
+    res = json.loads((out / "eval.json").read_text())
+    assert res["classes"] == classes and res["skipped_classes"] == []
+    assert res["reference"]["clips"] == 10 and "no held-out kit" in res["reference"]["split"]
+    for cat in classes:
+        v = res["per_class"][cat]
+        assert 0.0 <= v["adherence"] <= 1.0 and 0.0 <= v["target_probability"] <= 1.0
+        assert len(v["lufs"]) == 2 and len(v["onset_ms"]) == 2 and len(v["seeds"]) == 2
+        assert sum(v["predicted"].values()) == 2
+        assert isinstance(v["nan_count"], int) and v["latent_std"] > 0
+        assert v["nearest_train_distance"]["min"] <= v["nearest_train_distance"]["mean"]
+    o = res["overall"]
+    for key in ("fd_classifier", "fd_classifier_floor", "fd_mfcc", "fd_mfcc_floor"):
+        assert o[key] is not None and o[key] >= 0.0 and math.isfinite(o[key]), key
+    assert o["fd_mfcc"] > 0  # random-weight audio is not the reference
+    # class-matched: reference has kick 3, snare 3, closed_hat 2, clap 2 (no tom) -> generated 2/2/1/1 (rounded)
+    assert o["fd_reference_clips"] == 10 and o["fd_generated_clips"] == 6
+    voc = res["vocoder_check"]
+    assert voc["clips"] == 2 and voc["griffin_lim"]["mrstft"] > 0 and voc["griffin_lim"]["logmel_l1"] > 0
+    page = (out / "eval.html").read_text()
+    # players: 5 classes x 2 generated + reference (2 kick, 2 snare, 2 closed_hat, 2 clap, 0 tom) + 2 x 3 vocoder
+    assert page.count("<audio") == 10 + 8 + 6
+    assert "Vocoder check" in page and "real-vs-real floor" in page
+
+
+def test_eval_needs_model_and_reference(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "--per-class", "2"]) == 2
+    assert "--model and --reference are required" in capsys.readouterr().err
+
+
+def test_eval_train_classifier_is_a_subcommand() -> None:
+    from sampleforge.eval.classifier_train import run
+
+    args = build_parser().parse_args(["eval", "train-classifier", "--epochs", "1", "--cv-folds", "3"])
+    assert args.func is run and args.epochs == 1 and args.cv_folds == 3
+
+
+def test_sweep_end_to_end(debug_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "sweep"
+    code = main(["sweep", "--model", str(debug_model), "--prompt", "punchy kick", "--cfg", "1,4", "--steps", "1,2",
+                 "--sampler", "ddim,euler", "--seed", "3", "--device", "cpu", "--out", str(out)])
+    assert code == 0
+    res = json.loads((out / "sweep.json").read_text())
+    cells = res["cells"]
+    assert len(cells) == 8
+    assert Counter(c["sampler"] for c in cells) == {"ddim": 4, "euler": 4}
+    assert {(c["steps"], c["cfg_scale"]) for c in cells} == {(1, 1.0), (1, 4.0), (2, 1.0), (2, 4.0)}
+    for c in cells:
+        assert c["seeds"] == [3] and c["raw_audio_std"] >= 0 and 0 <= c["raw_clipping_percent"] <= 100
+    # the grid really varies the settings (the debug U-Net ignores its condition, so cfg cannot show here)
+    ddim = {c["steps"]: c["latent_std"] for c in cells if c["sampler"] == "ddim" and c["cfg_scale"] == 1.0}
+    assert ddim[1] != pytest.approx(ddim[2], rel=1e-3)
+    page = (out / "sweep.html").read_text()
+    assert page.count("<audio") == 8 and page.count("data:image/png") == 8
+    assert "latent std" in capsys.readouterr().out
+
+
+def test_sweep_rejects_bad_lists(debug_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sweep", "--model", str(debug_model), "--prompt", "kick", "--cfg", "1,x"]) == 2
+    assert "--cfg" in capsys.readouterr().err
+    assert main(["sweep", "--model", str(debug_model), "--prompt", "kick", "--sampler", "nope", "--steps", "1"]) == 2
+    assert "unknown sampler" in capsys.readouterr().err
+
+
+def test_doctor_cli(debug_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["doctor", "--model", str(debug_model), "--data", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0 and "[ok  ] model" in out and "torch 2." in out
+    assert main(["doctor", "--json", "--model", str(tmp_path / "none")]) == 1
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)}
+    assert checks["model"]["status"] == "fail" and checks["model"]["fix"]
+
+
+def test_stratified_halves_and_class_matching() -> None:
+    labels = ["a"] * 5 + ["b"] * 4 + ["c"]
+    h1, h2 = stratified_halves(labels)
+    assert sorted(np.concatenate([h1, h2]).tolist()) == list(range(10))
+    assert abs(len(h1) - len(h2)) <= 1
+    assert Counter(labels[i] for i in h1)["b"] == 2
+    gen = ["a"] * 4 + ["b"] * 4 + ["d"] * 4
+    sel = class_matched_indices(gen, Counter({"a": 10, "b": 5, "c": 3}))
+    assert Counter(gen[i] for i in sel) == {"a": 4, "b": 2}

@@ -1,0 +1,97 @@
+"""The drum waveform-diffusion peer a user would otherwise pick, rebuilt for timing only.
+
+tiny-audio-diffusion (github.com/crlandsc/tiny-audio-diffusion, ``exp/drum_diffusion.yaml``) trains
+audio-diffusion-pytorch's ``DiffusionModel(net_t=UNetV0, VDiffusion, VSampler)`` on drum one-shots:
+stereo, 44.1 kHz, ``length: 32768`` samples (2^15 = 0.743 s), unconditional (so no CFG: one U-Net
+forward per step), 50 sampling steps. We build that network with random weights; speed does not
+depend on the weights.
+
+Install (benchmark-only extra ``bench``)::
+
+    .venv/bin/pip install --no-deps audio-diffusion-pytorch==0.1.3 a-unet==0.0.16 einops
+
+``--no-deps`` because their declared dependencies would add torchaudio (which we never use and which
+may not match our torch) and data-science-types (stub packages that shadow numpy's own type hints).
+audio-diffusion-pytorch imports ``torchaudio.transforms`` at module level for a mel front end we do not
+use; :func:`build_peer` puts an empty stand-in module in ``sys.modules`` when torchaudio is absent.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+import types
+from typing import Any
+
+import torch
+from torch import nn
+
+SAMPLE_RATE = 44100
+PEER_LENGTH = 32768  # exp/drum_diffusion.yaml `length`
+PEER_CHANNELS = 2  # exp/drum_diffusion.yaml `channels` (stereo)
+PEER_STEPS = 50  # exp/drum_diffusion.yaml SampleLogger `sampling_steps: [50]`
+PEER_DOWNSAMPLE = 128  # product of the U-Net factors: lengths must be multiples of it
+PEER_UNET: dict[str, Any] = {
+    "in_channels": PEER_CHANNELS,
+    "channels": [32, 32, 64, 64, 128, 128, 256, 256],
+    "factors": [1, 2, 2, 2, 2, 2, 2, 2],
+    "items": [2, 2, 2, 2, 2, 2, 4, 4],
+    "attentions": [0, 0, 0, 0, 0, 1, 1, 1],
+    "attention_heads": 8,
+    "attention_features": 64,
+}
+
+
+def peer_missing() -> str | None:
+    """None when the peer can be built, else the sentence telling how to install it."""
+    for mod in ("audio_diffusion_pytorch", "a_unet", "einops"):
+        if importlib.util.find_spec(mod) is None:
+            return (
+                f"{mod} is not installed; for the peer comparison run: .venv/bin/pip install --no-deps "
+                "audio-diffusion-pytorch==0.1.3 a-unet==0.0.16 einops"
+            )
+    return None
+
+
+def build_peer(seed: int = 0) -> nn.Module:
+    """tiny-audio-diffusion's drum ``DiffusionModel`` with random weights, in eval mode."""
+    if importlib.util.find_spec("torchaudio") is None and "torchaudio" not in sys.modules:
+        stand_in = types.ModuleType("torchaudio")
+        stand_in.transforms = types.ModuleType("torchaudio.transforms")  # type: ignore[attr-defined]
+        sys.modules["torchaudio"] = stand_in
+        sys.modules["torchaudio.transforms"] = stand_in.transforms  # type: ignore[attr-defined]
+    from audio_diffusion_pytorch import DiffusionModel, UNetV0, VDiffusion, VSampler
+
+    torch.manual_seed(seed)
+    model = DiffusionModel(net_t=UNetV0, diffusion_t=VDiffusion, sampler_t=VSampler, **PEER_UNET)
+    return model.eval()
+
+
+def peer_length(seconds: float) -> int:
+    """Samples for ``seconds`` of audio, rounded up to a length the U-Net accepts."""
+    n = int(round(seconds * SAMPLE_RATE))
+    return -(-n // PEER_DOWNSAMPLE) * PEER_DOWNSAMPLE
+
+
+@torch.inference_mode()
+def time_forward(model: nn.Module, length: int, batch: int = 1, repeats: int = 3) -> tuple[float, float]:
+    """(wall, CPU) median seconds of one U-Net forward on noise (batch, 2, length), after a warm-up call.
+
+    CPU seconds are this process's, summed over threads: on a busy shared machine they estimate the wall time
+    an idle machine would give (for one thread)."""
+    net = model.net  # type: ignore[attr-defined]
+    x = torch.randn(batch, PEER_CHANNELS, length)
+    sigma = torch.full((batch,), 0.5)
+    net(x, sigma)
+    walls, cpus = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        net(x, sigma)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return sorted(walls)[len(walls) // 2], sorted(cpus)[len(cpus) // 2]
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

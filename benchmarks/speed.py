@@ -1,0 +1,164 @@
+"""Generation speed and memory, and the ratio against the drum waveform-diffusion peer.
+
+    python -m benchmarks.speed [--model drums-v1] [--threads 1,2] [--batches 1,16] [--no-peer] [--json FILE]
+
+For each thread count and batch size: seconds per 2-s clip for 50 DDIM steps with CFG (the reference
+setting) and for the fast setting (``--fast``, default dpmpp_2m with 8 steps), the split between the
+sampling loop (U-Net, plus the text encoder and finishing), the VAE decode and the vocoder, the real-time
+factor (seconds of audio per second of compute) and the peak resident memory.
+
+The peer is tiny-audio-diffusion's drum model (benchmarks/peers.py): a 31.6 M-parameter 1-D U-Net on
+stereo waveforms, unconditional (one forward per step, no CFG), 50 steps. One clip takes minutes on a CPU,
+so we time a few U-Net forwards (random weights) and multiply by 50. Its native clip is 32768 samples
+(0.74 s); the headline compares a 2-s clip (88320 samples, the next length its U-Net accepts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks import peers
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB (Linux reports KiB)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 1024 if sys.platform != "darwin" else rss / 1e6
+
+
+def _med(x: list[float]) -> float:
+    return sorted(x)[len(x) // 2]
+
+
+def time_generation(gen: Any, batch: int, steps: int, sampler: str, cfg_scale: float, repeats: int) -> dict[str, float]:
+    """Median wall (and CPU) seconds of ``generate_full`` for ``batch`` clips, and of its decode and vocoder stages."""
+    prompts = ["kick"] * batch
+    totals, cpus, decodes, vocodes = [], [], [], []
+    for r in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        g = gen.generate_full(prompts, n=1, steps=steps, cfg_scale=cfg_scale, sampler=sampler, seed=r)
+        totals.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+        samples, frames = g.audio.shape[1], g.mels.shape[-1]
+        lat = g.latents.to(gen.device)
+        t0 = time.perf_counter()
+        mels = gen.decode(lat, frames)
+        decodes.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        gen.vocode(mels, samples)
+        vocodes.append(time.perf_counter() - t0)
+    total, decode, vocode = _med(totals), _med(decodes), _med(vocodes)
+    audio_seconds = batch * samples / gen.sample_rate
+    return {
+        "batch": batch, "steps": steps, "sampler": sampler, "cfg_scale": cfg_scale,
+        "seconds_per_clip": total / batch, "cpu_seconds_per_clip": _med(cpus) / batch,
+        "unet_seconds_per_clip": max(total - decode - vocode, 0.0) / batch,
+        "decode_seconds_per_clip": decode / batch, "vocoder_seconds_per_clip": vocode / batch,
+        "realtime_factor": audio_seconds / total, "clip_seconds": samples / gen.sample_rate,
+    }
+
+
+def time_peer(threads: int, repeats: int) -> dict[str, float]:
+    torch.set_num_threads(threads)
+    model = peers.build_peer()
+    native, native_cpu = peers.time_forward(model, peers.PEER_LENGTH, repeats=repeats)
+    two_s_len = peers.peer_length(2.0)
+    two_s, two_s_cpu = peers.time_forward(model, two_s_len, repeats=repeats)
+    n = peers.PEER_STEPS
+    return {
+        "threads": threads, "parameters": peers.n_params(model), "steps": n,
+        "native_length": peers.PEER_LENGTH, "seconds_per_forward_native": native,
+        "cpu_seconds_per_forward_native": native_cpu, "seconds_per_native_clip": native * n,
+        "two_second_length": two_s_len, "seconds_per_forward_2s": two_s, "cpu_seconds_per_forward_2s": two_s_cpu,
+        "seconds_per_2s_clip": two_s * n, "cpu_seconds_per_2s_clip": two_s_cpu * n,
+    }
+
+
+def _busy_note(wall: float, cpu: float, threads: int) -> str:
+    """A warning when this process got much less CPU than its threads could use (a shared, busy machine)."""
+    share = cpu / max(wall * threads, 1e-9)
+    return "" if share > 0.7 else f"  [machine busy: got {share:.0%} of {threads} core(s); CPU-time figures are closer to an idle machine]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="drums-v1", help="model folder or shipped name")
+    ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
+    ap.add_argument("--batches", default="1,16", help="comma-separated batch sizes")
+    ap.add_argument("--steps", type=int, default=50, help="steps of the reference setting (DDIM + CFG)")
+    ap.add_argument("--cfg", type=float, default=3.0)
+    ap.add_argument("--fast", default="dpmpp_2m:8", help="the fast setting, sampler:steps")
+    ap.add_argument("--repeats", type=int, default=2, help="timed runs per cell at batch 1 (1 for bigger batches)")
+    ap.add_argument("--no-peer", action="store_true", help="skip the peer comparison")
+    ap.add_argument("--peer-repeats", type=int, default=2, help="timed peer forwards per length")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = ap.parse_args(argv)
+
+    from sampleforge.pipeline import Generator
+
+    threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    fast_sampler, _, fast_steps = args.fast.partition(":")
+    gen = Generator.from_pretrained(args.model, device="cpu")
+    n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in gen.bundle.modules().items()}
+    print(f"model {gen.id}: " + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in n_params.items())
+          + f"; torch {torch.__version__}, CPU")
+    gen.generate_full("kick", steps=2, seed=0)  # warm-up
+    ours: list[dict[str, Any]] = []
+    for t in threads:
+        torch.set_num_threads(t)
+        for b in batches:
+            for sampler, steps in (("ddim", args.steps), (fast_sampler, int(fast_steps))):
+                r = time_generation(gen, b, steps, sampler, args.cfg, args.repeats if b == 1 else 1)
+                r["threads"] = t
+                ours.append(r)
+                print(f"threads {t} batch {b:>2} {sampler:>9} {steps:>3} steps + CFG: {r['seconds_per_clip']:.3f} s/clip "
+                      f"(CPU {r['cpu_seconds_per_clip']:.3f}; U-Net {r['unet_seconds_per_clip']:.3f}, VAE decode "
+                      f"{r['decode_seconds_per_clip']:.4f}, vocoder {r['vocoder_seconds_per_clip']:.4f})  "
+                      f"{r['realtime_factor']:.1f}x real time"
+                      + _busy_note(r["seconds_per_clip"], r["cpu_seconds_per_clip"], t), flush=True)
+    ours_rss = peak_rss_mb()
+    print(f"peak RSS (sampleforge): {ours_rss:.0f} MB")
+    out: dict[str, Any] = {"model": gen.id, "parameters": n_params, "ours": ours, "peak_rss_mb": ours_rss}
+
+    missing = peers.peer_missing()
+    if args.no_peer or missing:
+        if missing and not args.no_peer:
+            print(f"peer skipped: {missing}")
+    else:
+        out["peer"] = []
+        for t in threads:
+            p = time_peer(t, args.peer_repeats)
+            out["peer"].append(p)
+            base = next(r for r in ours if r["threads"] == t and r["batch"] == 1 and r["sampler"] == "ddim")
+            fast = next(r for r in ours if r["threads"] == t and r["batch"] == 1 and r["sampler"] == fast_sampler)
+            p["ratio_vs_ddim50"] = p["seconds_per_2s_clip"] / base["seconds_per_clip"]
+            p["ratio_vs_fast"] = p["seconds_per_2s_clip"] / fast["seconds_per_clip"]
+            p["cpu_ratio_vs_ddim50"] = p["cpu_seconds_per_2s_clip"] / base["cpu_seconds_per_clip"]
+            p["cpu_ratio_vs_fast"] = p["cpu_seconds_per_2s_clip"] / fast["cpu_seconds_per_clip"]
+            print(f"peer (tiny-audio-diffusion drums, {p['parameters'] / 1e6:.1f} M params, threads {t}): "
+                  f"{p['seconds_per_forward_native']:.2f} s/forward (CPU {p['cpu_seconds_per_forward_native']:.2f}) "
+                  f"at {p['native_length']} samples -> {p['seconds_per_native_clip']:.0f} s per native 0.74-s clip; "
+                  f"{p['seconds_per_forward_2s']:.2f} s/forward (CPU {p['cpu_seconds_per_forward_2s']:.2f}) at "
+                  f"{p['two_second_length']} samples -> {p['seconds_per_2s_clip']:.0f} s per 2-s clip "
+                  f"({p['steps']} steps, no CFG)"
+                  + _busy_note(p["seconds_per_forward_2s"], p["cpu_seconds_per_forward_2s"], t), flush=True)
+            print(f"HEADLINE (threads {t}, batch 1, 2-s clip): sampleforge is {p['ratio_vs_ddim50']:.0f}x faster than "
+                  f"the peer at 50 DDIM steps + CFG, {p['ratio_vs_fast']:.0f}x with {fast_sampler} {fast_steps} steps "
+                  f"(by CPU time: {p['cpu_ratio_vs_ddim50']:.0f}x and {p['cpu_ratio_vs_fast']:.0f}x)")
+        out["peak_rss_mb_with_peer"] = peak_rss_mb()
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

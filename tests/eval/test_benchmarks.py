@@ -1,0 +1,52 @@
+"""benchmarks.speed on the debug model, and the peer network's configuration."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks import peers, speed  # noqa: E402
+
+
+def test_speed_runs_on_a_debug_model(debug_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    code = speed.main(["--model", str(debug_model), "--threads", "1", "--batches", "1,2", "--steps", "2",
+                       "--fast", "euler:1", "--repeats", "1", "--no-peer", "--json", str(out)])
+    assert code == 0
+    res = json.loads(out.read_text())
+    assert [(r["batch"], r["sampler"], r["steps"]) for r in res["ours"]] == [
+        (1, "ddim", 2), (1, "euler", 1), (2, "ddim", 2), (2, "euler", 1)]
+    for r in res["ours"]:
+        assert r["seconds_per_clip"] > 0 and r["realtime_factor"] > 0 and r["clip_seconds"] == pytest.approx(2.0)
+        parts = r["unet_seconds_per_clip"] + r["decode_seconds_per_clip"] + r["vocoder_seconds_per_clip"]
+        assert parts <= r["seconds_per_clip"] * 1.5  # the split adds up (decode/vocode are re-timed separately)
+    assert res["peak_rss_mb"] > 50
+    text = capsys.readouterr().out
+    assert "s/clip" in text and "peak RSS" in text and "peer" not in text
+
+
+def test_peer_lengths() -> None:
+    assert peers.PEER_LENGTH == 2**15
+    assert peers.peer_length(2.0) == 88320 and peers.peer_length(2.0) % peers.PEER_DOWNSAMPLE == 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("audio_diffusion_pytorch") is None, reason="bench extra not installed")
+def test_peer_is_tiny_audio_diffusion_drum_config() -> None:
+    torch.manual_seed(0)
+    model = peers.build_peer()
+    assert peers.n_params(model) == pytest.approx(31.57e6, rel=0.01)
+    x = torch.randn(1, 2, 1024)
+    with torch.inference_mode():
+        y = model.net(x, torch.tensor([0.5]))
+    assert y.shape == x.shape
+    wall, cpu = peers.time_forward(model, 1024, repeats=1)
+    assert wall > 0 and cpu > 0

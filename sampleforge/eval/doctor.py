@@ -147,7 +147,17 @@ def check_model(name: str = DEFAULT_MODEL) -> Check:
                      "the default model ships in weights/drums-v1: restore it from the repository (git checkout weights/), "
                      "pass --model PATH, or rebuild it with `make train-default`")
     size = sum((folder / w).stat().st_size for w in weights) / 1e6
-    return Check("model", "ok", f"{name}: {folder} ({', '.join(weights)}; {size:.1f} MB)")
+    detail = f"{name}: {folder} ({', '.join(weights)}; {size:.1f} MB)"
+    try:
+        from sampleforge.bundle import load_bundle
+
+        load_bundle(folder)
+    except ImportError:
+        pass
+    except Exception as exc:  # CheckpointError, ConfigError...: the files are there but do not load
+        return Check("model", "fail", f"{detail}: does not load: {exc}",
+                     "the model folder is damaged or from another version: restore or rebuild it")
+    return Check("model", "ok", detail)
 
 
 def check_classifier(path: Path | None = None) -> Check:

@@ -18,9 +18,11 @@ def _fake_model(folder: Path) -> Path:
     return folder
 
 
-def test_doctor_finds_a_model_folder_and_reports_a_missing_one(tmp_path: Path) -> None:
-    ok = doctor.check_model(str(_fake_model(tmp_path / "m")))
+def test_doctor_finds_a_model_folder_and_reports_a_missing_one(tmp_path: Path, debug_model: Path) -> None:
+    ok = doctor.check_model(str(debug_model))
     assert ok.status == "ok" and "unet.safetensors" in ok.detail
+    broken = doctor.check_model(str(_fake_model(tmp_path / "m")))  # files present, but they do not load
+    assert broken.status == "fail" and "does not load" in broken.detail
     missing = doctor.check_model(str(tmp_path / "nowhere"))
     assert missing.status == "fail" and "no folder" in missing.detail and missing.fix
     empty = tmp_path / "empty"

@@ -45,7 +45,7 @@ class TaskParams(_Strict):
 class TaskData(_Strict):
     operation: Literal["generate"]
     prompt: str = Field(min_length=1, max_length=2000)
-    params: TaskParams = Field(default_factory=lambda: TaskParams())
+    params: TaskParams = Field(default_factory=lambda: TaskParams.model_validate({}))
 
 
 class TaskRequest(_Strict):

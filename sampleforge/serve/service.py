@@ -19,7 +19,7 @@ import threading
 import time
 from typing import IO, Any
 
-from sampleforge.errors import SampleforgeError
+from sampleforge.errors import SampleforgeError, UserInputError
 from sampleforge.serve.cleanup import Janitor
 from sampleforge.serve.config import ServeConfig
 from sampleforge.serve.jobs import GeneratorLike, batch_key
@@ -53,10 +53,24 @@ def model_duration(generator: GeneratorLike) -> float:
     return float(value) if value else 2.0
 
 
+def check_limits_fit_model(config: ServeConfig) -> None:
+    """Refuse server limits wider than the pipeline accepts (a job the server takes must never fail on them)."""
+    from sampleforge import pipeline
+
+    if config.max_steps > pipeline.MAX_STEPS:
+        raise UserInputError(f"--max-steps {config.max_steps} is above the pipeline's limit {pipeline.MAX_STEPS}")
+    if not pipeline.MIN_DURATION <= config.min_duration <= config.max_duration <= pipeline.MAX_DURATION:
+        raise UserInputError(
+            f"durations {config.min_duration}..{config.max_duration} s must lie within the pipeline's "
+            f"{pipeline.MIN_DURATION}..{pipeline.MAX_DURATION} s"
+        )
+
+
 class Service:
     """State shared by the routes: config, model, store, storage and the hand-off to workers."""
 
     def __init__(self, config: ServeConfig, generator: GeneratorLike) -> None:
+        check_limits_fit_model(config)
         self.config, self.generator = config, generator
         self.storage = Storage(config.storage)
         self.store = JobStore(self.storage.db_path)

@@ -1,0 +1,140 @@
+"""Griffin-Lim vocoder fallback: log-mel -> linear magnitude -> phase (PGHI start) -> fast Griffin-Lim.
+
+``mel_to_linear`` inverts the mel filterbank with its pseudo-inverse (clamped at zero), refined by a
+few multiplicative NNLS updates (Lee & Seung) that minimise ||fb @ s - mel||^2 with s >= 0.
+``griffin_lim`` is the fast Griffin-Lim of Perraudin, Balazs & Søndergaard (2013): the projection of
+Griffin & Lim with momentum, batched, on any device, with the STFT conventions of ``MelSpectrogram``
+(Hann, centred frames, reflect padding). ``GriffinLim`` chains both, starting from a PGHI phase.
+
+Measured on 6 real Hydrogen clips (kick, snare, closed hat, open hat, tom, crash; 2 s each, finished by
+``data.dataset.load_fixed``), 1 CPU thread, ``GriffinLim(init, n_iter)(log-mel)``. "mel L1" = mean
+|log-mel(output) - log-mel(input)|; "MR-STFT" = ``eval.metrics.mrstft_distance`` to the original (mean over
+Hann windows 256/512/1024/2048 of spectral convergence + log-magnitude L1). Lower is better.
+
+    init        n_iter   mel L1   MR-STFT   s/clip
+    zeros         32     0.045    1.036     0.41
+    zeros         64     0.042    1.049     0.69
+    random        32     0.045    0.996     0.38
+    random        64     0.041    0.988     0.78
+    pghi-fast     32     0.044    1.063     0.45
+    pghi-fast     64     0.041    1.071     0.79
+    pghi (heap)   32     0.043    0.986     0.87     <- default
+    pghi (heap)   64     0.041    0.981     1.32
+
+From log-mel the mel inversion dominates the error (the pseudo-inverse magnitude has spectral
+convergence 0.29 against the true magnitude; 8 NNLS updates make it mel-consistent, 0.004 -> 0.002 mel
+L1, but do not bring it closer to the truth), so the phase start matters little after 32 iterations.
+From the true magnitude (phase retrieval alone), mel L1 / MR-STFT: zeros 0.953/1.949 at 0 iterations,
+0.027/0.551 at 32; random 0.387/1.203, 0.026/0.486; pghi-fast 0.214/0.978, 0.023/0.570; pghi (heap)
+0.106/0.714, 0.017/0.406. On a synthetic 1-s kick (true magnitude), spectral convergence: zeros -0.8 dB
+at 0 iterations, -18.3 dB at 32; pghi-fast -13.0 / -23.6 dB; pghi (heap) -14.4 / -22.5 dB.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from sampleforge.audio.mel import MelConfig, MelSpectrogram
+from sampleforge.audio.pghi import pghi_phase
+
+INITS = ("pghi", "pghi-fast", "zeros", "random")
+
+
+def mel_to_linear(logmel: Tensor, mel: MelSpectrogram, n_iter: int = 8, pinv: Tensor | None = None) -> Tensor:
+    """Log-mel (B, n_mels, F) -> non-negative linear magnitude (B, n_fft//2+1, F).
+
+    Pseudo-inverse of ``mel.fb`` (or the precomputed ``pinv`` (K, n_mels)), clamped at 0, then ``n_iter``
+    multiplicative NNLS updates. Values at the log floor are treated as silence.
+    """
+    fb = mel.fb.to(logmel.device, torch.float32)  # (n_mels, K)
+    target = torch.exp(logmel.float())
+    target = torch.where(logmel <= mel.cfg.log_floor_value + 1e-4, torch.zeros_like(target), target)
+    p = torch.linalg.pinv(fb) if pinv is None else pinv.to(logmel.device, torch.float32)
+    s = torch.clamp(torch.matmul(p, target), min=0.0)
+    if n_iter > 0:
+        scale = target.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+        s = s + 1e-4 * scale  # multiplicative updates cannot leave 0: start from a tiny positive floor
+        numer = torch.matmul(fb.T, target)
+        for _ in range(n_iter):
+            s = s * numer / (torch.matmul(fb.T, torch.matmul(fb, s)) + 1e-12 * scale)
+    return s
+
+
+def _stft(x: Tensor, n_fft: int, hop: int, window: Tensor) -> Tensor:
+    pad_mode = "reflect" if x.shape[-1] > n_fft // 2 else "constant"
+    return torch.stft(x, n_fft, hop, window=window, center=True, pad_mode=pad_mode, return_complex=True)
+
+
+def griffin_lim(
+    mag: Tensor,
+    n_fft: int = 2048,
+    hop: int = 512,
+    n_iter: int = 32,
+    momentum: float = 0.99,
+    init_phase: Tensor | None = None,
+    length: int | None = None,
+) -> Tensor:
+    """Fast Griffin-Lim: magnitude (B, n_fft//2+1, F) -> waveform (B, length or (F-1)*hop).
+
+    ``init_phase`` (B, K, F) in radians (default zeros); ``momentum`` 0 gives classic Griffin-Lim.
+    """
+    if mag.dim() != 3 or mag.shape[1] != n_fft // 2 + 1:
+        raise ValueError(f"mag must be (B, {n_fft // 2 + 1}, F), got {tuple(mag.shape)}")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    mag = mag.float()
+    window = torch.hann_window(n_fft, device=mag.device)
+    length = length if length is not None else (mag.shape[-1] - 1) * hop
+    if init_phase is None:
+        angles = torch.ones_like(mag, dtype=torch.complex64)
+    else:
+        angles = torch.polar(torch.ones_like(mag), init_phase.float())
+    prev = torch.zeros_like(angles)
+    for _ in range(n_iter):
+        wav = torch.istft(mag * angles, n_fft, hop, window=window, center=True, length=length)
+        rebuilt = _stft(wav, n_fft, hop, window)
+        angles = rebuilt - prev * (momentum / (1 + momentum))
+        angles = angles / (angles.abs() + 1e-16)
+        prev = rebuilt
+    return torch.istft(mag * angles, n_fft, hop, window=window, center=True, length=length)
+
+
+class GriffinLim(nn.Module):
+    """Log-mel (B, n_mels, F) -> waveform (B, T): mel inversion, phase start, ``n_iter`` fast Griffin-Lim
+    iterations. ``init``: "pghi" (heap integration, best), "pghi-fast" (vectorised), "zeros" or "random"
+    (seeded: deterministic). Stateless; its DSP constants are buffers."""
+
+    fb_pinv: Tensor
+
+    def __init__(
+        self, mel_cfg: MelConfig | None = None, n_iter: int = 32, momentum: float = 0.99, init: str = "pghi"
+    ) -> None:
+        super().__init__()
+        if init not in INITS:
+            raise ValueError(f"unknown Griffin-Lim init {init!r} (valid: {', '.join(INITS)})")
+        self.mel = MelSpectrogram(mel_cfg)
+        self.cfg = self.mel.cfg
+        self.n_iter = n_iter
+        self.momentum = momentum
+        self.init = init
+        self.register_buffer("fb_pinv", torch.linalg.pinv(self.mel.fb), persistent=False)
+
+    @torch.inference_mode()
+    def forward(self, logmel: Tensor, length: int | None = None) -> Tensor:
+        """(B, n_mels, F) or (n_mels, F) -> (B, T) or (T,); T = ``length`` or (F - 1) * hop."""
+        squeeze = logmel.dim() == 2
+        x = logmel[None] if squeeze else logmel
+        mag = mel_to_linear(x, self.mel, pinv=self.fb_pinv)
+        n_fft, hop = self.cfg.n_fft, self.cfg.hop_length
+        if self.init in ("pghi", "pghi-fast"):
+            phase: Tensor | None = pghi_phase(
+                mag, n_fft, hop, method="heap" if self.init == "pghi" else "fast"
+            )
+        elif self.init == "random":
+            g = torch.Generator(device="cpu").manual_seed(0)
+            phase = (torch.rand(mag.shape, generator=g) * 2 * torch.pi - torch.pi).to(mag.device)
+        else:
+            phase = None
+        wav = griffin_lim(mag, n_fft, hop, self.n_iter, self.momentum, phase, length)
+        return wav[0] if squeeze else wav

@@ -1,0 +1,118 @@
+"""audio/griffinlim.py + audio/pghi.py: mel inversion, phase gradients, PGHI and fast Griffin-Lim.
+
+Thresholds come from measurements on the synthetic kick below (see the griffinlim module docstring):
+SC after 32 iterations: zeros -18.3 dB, pghi-fast -23.6 dB, pghi-heap -22.5 dB; at 0 iterations
+zeros -0.8 dB, pghi-fast -13.0 dB, pghi-heap -14.4 dB.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sampleforge.audio.griffinlim import GriffinLim, griffin_lim, mel_to_linear
+from sampleforge.audio.mel import MelSpectrogram
+from sampleforge.audio.pghi import phase_gradients, pghi_phase
+
+SR, N, H = 44100, 2048, 512
+WINDOW = torch.hann_window(N)
+
+
+def _stft(x: torch.Tensor) -> torch.Tensor:
+    return torch.stft(x, N, H, window=WINDOW, center=True, pad_mode="reflect", return_complex=True)
+
+
+def synthetic_kick(seconds: float = 1.0) -> torch.Tensor:
+    """(1, T): a pitch-swept decaying sine (150 -> 50 Hz) with a noisy click."""
+    t = torch.arange(int(seconds * SR)) / SR
+    x = torch.sin(2 * math.pi * (50 * t + 150 * 0.03 * (1 - torch.exp(-t / 0.03)))) * torch.exp(-t / 0.25)
+    x[:200] += torch.linspace(0.5, 0, 200) * torch.randn(200, generator=torch.Generator().manual_seed(0))
+    return (0.9 * x / x.abs().max())[None]
+
+
+def sc_db(y: torch.Tensor, mag: torch.Tensor) -> float:
+    m = _stft(y).abs()
+    return float(20 * torch.log10(torch.linalg.vector_norm(m - mag) / torch.linalg.vector_norm(mag)))
+
+
+@pytest.fixture(scope="module")
+def kick_mag() -> tuple[torch.Tensor, torch.Tensor]:
+    x = synthetic_kick()
+    return x, _stft(x).abs()
+
+
+def test_phase_gradients_match_a_sine_and_an_impulse():
+    t = torch.arange(SR) / SR
+    spec = _stft(torch.sin(2 * math.pi * 1000.3 * t)[None])
+    d_time, _ = phase_gradients(spec.abs(), N, H)
+    k = int(spec.abs()[0, :, 20].argmax())
+    true = torch.angle(spec[0, k, 21] / spec[0, k, 20])
+    est = math.remainder(float(d_time[0, k, 20] + d_time[0, k, 21]) / 2, 2 * math.pi)
+    assert abs(float(true) - est) < 0.05
+    x = torch.zeros(1, SR)
+    x[0, 20000] = 1.0
+    spec = _stft(x)
+    _, d_freq = phase_gradients(spec.abs(), N, H)
+    m = int(spec.abs()[0, 10].argmax())
+    true = torch.angle(spec[0, 301, m] / spec[0, 300, m])
+    est = math.remainder(float(d_freq[0, 300, m] + d_freq[0, 301, m]) / 2, 2 * math.pi)
+    assert abs(float(true) - est) < 0.05
+
+
+@pytest.mark.parametrize("method", ["fast", "heap"])
+def test_pghi_alone_beats_zero_phase(kick_mag, method):
+    x, mag = kick_mag
+    zeros = sc_db(griffin_lim(mag, n_iter=0, length=x.shape[-1]), mag)
+    pghi = sc_db(
+        griffin_lim(mag, n_iter=0, init_phase=pghi_phase(mag, N, H, method=method), length=x.shape[-1]), mag
+    )
+    assert zeros > -3.0
+    assert pghi < -11.0
+
+
+@pytest.mark.parametrize("init,threshold", [(None, -16.0), ("fast", -21.0), ("heap", -20.0)])
+def test_griffin_lim_converges_on_a_synthetic_kick(kick_mag, init, threshold):
+    x, mag = kick_mag
+    phase = None if init is None else pghi_phase(mag, N, H, method=init)
+    y = griffin_lim(mag, N, H, n_iter=32, init_phase=phase, length=x.shape[-1])
+    assert y.shape == x.shape
+    assert sc_db(y, mag) < threshold
+
+
+def test_griffin_lim_is_batched_and_checks_shapes(kick_mag):
+    _, mag = kick_mag
+    two = torch.cat([mag, 0.5 * mag])
+    y = griffin_lim(two, n_iter=4)
+    assert y.shape == (2, (mag.shape[-1] - 1) * H)
+    torch.testing.assert_close(y[1], 0.5 * y[0], atol=1e-5, rtol=1e-4)  # scale-equivariant, rows independent
+    with pytest.raises(ValueError, match="1025"):
+        griffin_lim(mag[:, :100])
+    with pytest.raises(ValueError, match="momentum"):
+        griffin_lim(mag, momentum=1.0)
+
+
+def test_mel_to_linear_is_nonnegative_and_mel_consistent(kick_mag):
+    x, mag = kick_mag
+    mel = MelSpectrogram()
+    logmel = mel(x)
+    est = mel_to_linear(logmel, mel)
+    assert est.shape == mag.shape and (est >= 0).all()
+    err_pinv = (mel.mel_from_magnitude(mel_to_linear(logmel, mel, n_iter=0)) - logmel).abs().mean()
+    err_nnls = (mel.mel_from_magnitude(est) - logmel).abs().mean()
+    assert err_nnls < 0.02 and err_nnls <= err_pinv
+
+
+def test_griffinlim_module_from_logmel(kick_mag):
+    x, _ = kick_mag
+    mel = MelSpectrogram()
+    logmel = mel(x)
+    for init, limit in [("pghi", 0.12), ("zeros", 0.15)]:  # measured 0.093 and 0.115
+        y = GriffinLim(n_iter=32, init=init)(logmel, length=x.shape[-1])
+        assert y.shape == x.shape and torch.isfinite(y).all()
+        assert float((mel(y) - logmel).abs().mean()) < limit
+    single = GriffinLim(n_iter=2, init="random")(logmel[0])
+    assert single.shape == ((logmel.shape[-1] - 1) * H,)
+    with pytest.raises(ValueError, match="valid"):
+        GriffinLim(init="magic")

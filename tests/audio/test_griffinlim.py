@@ -14,7 +14,7 @@ import torch
 
 from sampleforge.audio.griffinlim import GriffinLim, griffin_lim, mel_to_linear
 from sampleforge.audio.mel import MelSpectrogram
-from sampleforge.audio.pghi import phase_gradients, pghi_phase
+from sampleforge.audio.pghi import pghi_phase, phase_gradients
 
 SR, N, H = 44100, 2048, 512
 WINDOW = torch.hann_window(N)

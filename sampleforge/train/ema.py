@@ -10,7 +10,9 @@ Every floating-point parameter and buffer is averaged; integer buffers (e.g. Bat
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -19,22 +21,26 @@ from sampleforge.errors import CheckpointError
 
 
 def _entries(model: nn.Module) -> Iterator[tuple[str, Tensor]]:
-    """Named parameters then named buffers (shared tensors once)."""
+    """Named parameters then named buffers (shared tensors once); use under no_grad."""
     for name, p in model.named_parameters():
-        yield name, p.detach()
+        yield name, p
     for name, b in model.named_buffers():
         yield name, b
 
 
 class EMA:
-    """A shadow copy of ``model``'s weights, averaged by :meth:`update`."""
+    """A shadow copy of ``model``'s weights, averaged by :meth:`update`.
+
+    Make it after moving the model to its device: :meth:`update` caches the model's tensors.
+    """
 
     def __init__(self, model: nn.Module, decay: float, warmup: bool = True) -> None:
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"ema decay must be in [0, 1), got {decay}")
         self.decay = decay
         self.warmup = warmup
-        self.shadow: dict[str, Tensor] = {name: t.clone() for name, t in _entries(model)}
+        self.shadow: dict[str, Tensor] = {name: t.detach().clone() for name, t in _entries(model)}
+        self._cache: Any = None
 
     def decay_at(self, step: int) -> float:
         """The decay used by the update after optimizer step ``step`` (0-based)."""
@@ -45,18 +51,25 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         """Move the shadow towards ``model``'s current weights; ``step`` is the 0-based optimizer step."""
-        weight = 1.0 - self.decay_at(step)
-        avg_dst: list[Tensor] = []
-        avg_src: list[Tensor] = []
-        for name, t in _entries(model):
-            dst = self.shadow[name]
-            if dst.is_floating_point():
-                avg_dst.append(dst)
-                avg_src.append(t)
-            else:
-                dst.copy_(t)
+        avg_dst, avg_src, copies = self._pairs(model)
+        for dst, src in copies:
+            dst.copy_(src)
         if avg_dst:
-            torch._foreach_lerp_(avg_dst, avg_src, weight)  # dst += weight * (src - dst)
+            torch._foreach_lerp_(avg_dst, avg_src, 1.0 - self.decay_at(step))  # dst += w * (src - dst)
+
+    def _pairs(self, model: nn.Module) -> tuple[list[Tensor], list[Tensor], list[tuple[Tensor, Tensor]]]:
+        """(averaged shadows, their sources, copied pairs), cached per model: walking modules costs."""
+        if self._cache is None or self._cache[0]() is not model:
+            avg_dst, avg_src, copies = [], [], []
+            for name, t in _entries(model):
+                dst = self.shadow[name]
+                if dst.is_floating_point():
+                    avg_dst.append(dst)
+                    avg_src.append(t)
+                else:
+                    copies.append((dst, t))
+            self._cache = (weakref.ref(model), avg_dst, avg_src, copies)
+        return self._cache[1], self._cache[2], self._cache[3]
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:

@@ -242,9 +242,13 @@ class _Runtime:
         self.accelerator: Any = None
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             from accelerate import Accelerator
+            from accelerate.utils import DistributedDataParallelKwargs
 
             force_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
-            self.accelerator = Accelerator(cpu=force_cpu or not torch.cuda.is_available())
+            # a loss may leave some parameters unused in a step (e.g. a CFG null embedding): let DDP cope
+            ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+            cpu = force_cpu or not torch.cuda.is_available()
+            self.accelerator = Accelerator(cpu=cpu, kwargs_handlers=[ddp])
             self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
             self.device = torch.device(self.accelerator.device)
         else:

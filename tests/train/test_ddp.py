@@ -24,8 +24,15 @@ HERE = Path(__file__).resolve().parent
 
 
 def config(batch_size: int) -> TrainConfig:
-    return TrainConfig(max_steps=6, batch_size=batch_size, lr=3e-3, log_every=2, checkpoint_minutes=0.0,
-                       preview_every=3, ema_decay=0.9)
+    return TrainConfig(
+        max_steps=6,
+        batch_size=batch_size,
+        lr=3e-3,
+        log_every=2,
+        checkpoint_minutes=0.0,
+        preview_every=3,
+        ema_decay=0.9,
+    )
 
 
 def toy_task() -> Any:

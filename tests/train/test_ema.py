@@ -68,6 +68,14 @@ def test_state_round_trip_and_copy_to() -> None:
     assert target.w.requires_grad and model.w.item() == 3.0  # the source model is untouched
 
 
+def test_update_follows_the_model_it_is_given() -> None:
+    first, second = Scalar(0.0), Scalar(5.0)
+    ema = EMA(first, decay=0.5, warmup=False)
+    ema.update(first, 0)
+    ema.update(second, 1)  # another model object: its weights, not the cached first's
+    assert ema.shadow["w"].item() == 2.5
+
+
 def test_load_rejects_another_model() -> None:
     ema = EMA(Scalar(1.0), decay=0.9)
     with pytest.raises(CheckpointError, match="missing key 'w'"):

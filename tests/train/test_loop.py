@@ -43,7 +43,10 @@ def test_loss_decreases_and_files_are_written(tmp_path: Path, toy: Any, load_wei
     assert result.step == result.steps_run == 150 and not result.stopped_early
     assert result.final_loss == pytest.approx(last, rel=1e-5)
     assert sorted(p.name for p in result.checkpoint.iterdir()) == [
-        "ema.safetensors", "model.safetensors", "state.json", "state.safetensors"
+        "ema.safetensors",
+        "model.safetensors",
+        "state.json",
+        "state.safetensors",
     ]  # no pickles anywhere
     meta = json.loads((result.checkpoint / "state.json").read_text())
     assert (meta["step"], meta["task"], meta["world_size"]) == (150, "toy", 1)

@@ -159,7 +159,7 @@ def run_worker(config: ServeConfig, load_generator: Any, pool: str = "solo", con
     signals.worker_shutdown.connect(lambda **_: beat.stop(), weak=False)
     log.info("worker starting", extra={"event": "worker_start", "model": name, "queue": queue_name(name),
                                        "pool": pool, "concurrency": concurrency})
-    argv = ["worker", "--pool", pool, "--concurrency", str(concurrency), "--queues", queue_name(name),
+    argv = ["--quiet", "worker", "--pool", pool, "--concurrency", str(concurrency), "--queues", queue_name(name),
             "--without-gossip", "--without-mingle", "--loglevel", "INFO", "--hostname", f"sampleforge-{os.getpid()}@%h"]
     app.worker_main(argv=argv)
     return 0

@@ -113,9 +113,9 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     service = Service(config, load_generator(args.model, args.device))
     service.start()  # before uvicorn: a storage already in use is a one-line error, not a lifespan trace
-    try:
-        uvicorn.run(create_app(service, manage_service=False), host=args.host, port=args.port,
-                    log_config=log_config, access_log=False, timeout_graceful_shutdown=5)
+    try:  # the app's lifespan stops the service on shutdown, before uvicorn re-raises SIGTERM/SIGINT
+        uvicorn.run(create_app(service), host=args.host, port=args.port, log_config=log_config,
+                    access_log=False, timeout_graceful_shutdown=5)
     finally:
         service.stop()
     return 0

@@ -85,9 +85,14 @@ class Service:
         self._lock_file: IO[str] | None = None
         self._stop = threading.Event()
         self._recovery: threading.Thread | None = None
+        self._started = False
 
     # ---- life cycle ----------------------------------------------------------------------------------
     def start(self) -> None:
+        """Start workers (or the broker hand-off), recovery and clean-up. Idempotent."""
+        if self._started:
+            return
+        self._started = True
         if self.mode == "embedded":
             self._take_lock()
             requeued, failed = self.store.requeue_abandoned(self.config.max_attempts)
@@ -108,6 +113,9 @@ class Service:
                                            "storage": str(self.storage.root)})
 
     def stop(self) -> None:
+        """Stop workers (a running batch goes back to the queue) and release the storage. Idempotent."""
+        if not self._started or self._stop.is_set():
+            return
         self._stop.set()
         self._janitor.stop()
         if self.pool is not None:

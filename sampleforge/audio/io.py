@@ -6,9 +6,10 @@ Reading goes through soundfile (libsndfile) and resamples with soxr. Every failu
 Writing is atomic (a temporary file in the target folder, then ``os.replace``): a failed write never
 leaves a half-written file. Metadata is an arbitrary ``dict[str, str]``:
 
-- WAV: a RIFF ``LIST/INFO`` chunk written here (libsndfile silently drops long INFO strings).
-  ``ICMT`` holds the whole dict as a JSON object (the round-trip carrier); ``INAM`` holds
-  ``metadata["prompt"]`` (or ``"title"``) so players show it; ``ISFT`` is ``"sampleforge"``.
+- WAV: 32-bit IEEE float, written here byte by byte (fmt, fact, data, LIST/INFO), so the same audio
+  and metadata always give the same bytes (libsndfile adds a timestamped PEAK chunk and silently drops
+  long INFO strings). ``ICMT`` holds the whole dict as a JSON object (the round-trip carrier); ``INAM``
+  holds ``metadata["prompt"]`` (or ``"title"``) so players show it; ``ISFT`` is ``"sampleforge"``.
 - FLAC: the same JSON in the Vorbis ``COMMENT`` field, ``TITLE`` = prompt.
 
 ``read_metadata`` returns the JSON dict when the comment holds one; for files written by other tools it
@@ -139,9 +140,7 @@ def write_audio(
     tmp = Path(tmp_name)
     try:
         if fmt == "wav":
-            sf.write(str(tmp), data, sample_rate, format="WAV", subtype="FLOAT")
-            if meta is not None:
-                _add_info_chunk(tmp, meta)
+            tmp.write_bytes(_float_wav_bytes(data, sample_rate, meta))
         else:
             with sf.SoundFile(
                 str(tmp), "w", sample_rate, data.shape[1], format="FLAC", subtype="PCM_24"
@@ -197,28 +196,31 @@ def _info_sub(cid: bytes, text: str) -> bytes:
     return cid + struct.pack("<I", len(payload)) + payload + pad
 
 
-def _add_info_chunk(wav_path: Path, meta: dict[str, str]) -> None:
-    """Append a LIST/INFO chunk to a RIFF WAV file written by libsndfile and fix the RIFF size."""
-    body = b"INFO"
-    title = _display_title(meta)
-    if title:
-        body += _info_sub(b"INAM", title)
-    body += _info_sub(b"ISFT", "sampleforge")
-    body += _info_sub(b"ICMT", json.dumps(meta, ensure_ascii=False, sort_keys=True))
-    chunk = b"LIST" + struct.pack("<I", len(body)) + body
-    with open(wav_path, "r+b") as f:
-        head = f.read(12)
-        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            raise RuntimeError("libsndfile did not write a RIFF/WAVE file")
-        f.seek(0, os.SEEK_END)
-        if f.tell() % 2:
-            f.write(b"\x00")
-        f.write(chunk)
-        size = f.tell() - 8
-        if size > 0xFFFFFFFF:
-            raise RuntimeError("file too large for RIFF")
-        f.seek(4)
-        f.write(struct.pack("<I", size))
+def _float_wav_bytes(data: np.ndarray, sample_rate: int, meta: dict[str, str] | None) -> bytes:
+    """A complete IEEE-float WAV (fmt + fact + data [+ LIST/INFO]) for (T, C) float32 frames.
+
+    Written here rather than by libsndfile so the bytes are reproducible (libsndfile adds a PEAK chunk
+    with a timestamp) and long INFO strings survive."""
+    frames, channels = data.shape
+    payload = np.ascontiguousarray(data, dtype="<f4").tobytes()
+    fmt = struct.pack("<HHIIHHH", 3, channels, sample_rate, sample_rate * 4 * channels, 4 * channels, 32, 0)
+    chunks = [
+        b"fmt " + struct.pack("<I", len(fmt)) + fmt,  # 18 bytes: WAVEFORMATEX with cbSize 0
+        b"fact" + struct.pack("<I", 4) + struct.pack("<I", frames),
+        b"data" + struct.pack("<I", len(payload)) + payload + (b"\x00" if len(payload) % 2 else b""),
+    ]
+    if meta is not None:
+        body = b"INFO"
+        title = _display_title(meta)
+        if title:
+            body += _info_sub(b"INAM", title)
+        body += _info_sub(b"ISFT", "sampleforge")
+        body += _info_sub(b"ICMT", json.dumps(meta, ensure_ascii=False, sort_keys=True))
+        chunks.append(b"LIST" + struct.pack("<I", len(body)) + body)
+    riff = b"WAVE" + b"".join(chunks)
+    if len(riff) > 0xFFFFFFFF:
+        raise OSError("audio too long for a RIFF WAV file (4 GB)")
+    return b"RIFF" + struct.pack("<I", len(riff)) + riff
 
 
 # ----------------------------------------------------------------------------------------------- metadata

@@ -164,3 +164,14 @@ def test_stereo_write(tmp_path):
     data, sr = sf.read(str(p), dtype="float32")
     assert data.shape == (x.shape[1], 2) and sr == SR
     np.testing.assert_array_equal(data.T, x)
+
+
+def test_wav_bytes_are_reproducible_and_readable_by_libsndfile(tmp_path):
+    x = np.stack([_tone(), _tone(freq=220.0), -_tone()])  # 3 channels
+    a = write_wav(tmp_path / "a.wav", x, 48000, {"prompt": "kick", "seed": "1"})
+    b = write_wav(tmp_path / "b.wav", x, 48000, {"prompt": "kick", "seed": "1"})
+    assert a.read_bytes() == b.read_bytes()
+    info = sf.info(str(a))
+    assert (info.samplerate, info.channels, info.frames, info.subtype) == (48000, 3, x.shape[1], "FLOAT")
+    data, _ = sf.read(str(a), dtype="float32")
+    np.testing.assert_array_equal(data.T, x)

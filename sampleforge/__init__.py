@@ -1,0 +1,30 @@
+"""sampleforge: train, run and serve audio latent-diffusion models; ships a CPU-fast drum one-shot model.
+
+    import sampleforge
+    path = sampleforge.generate(prompt="punchy 808 kick", seed=1)          # the reference API → Path to a WAV
+    gen = sampleforge.Generator.from_pretrained("drums-v1")
+    audio = gen.generate(["kick", "snare"], n=4, steps=50, cfg_scale=3.0)  # Tensor (8, 88200)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["generate", "Generator", "__version__"]
+
+if TYPE_CHECKING:
+    from sampleforge.api import generate
+    from sampleforge.pipeline import Generator
+
+
+def __getattr__(name: str) -> Any:  # lazy: `import sampleforge` stays light (no torch until needed)
+    if name == "Generator":
+        from sampleforge.pipeline import Generator
+
+        return Generator
+    if name == "generate":
+        from sampleforge.api import generate
+
+        return generate
+    raise AttributeError(f"module 'sampleforge' has no attribute {name!r}")

@@ -48,6 +48,7 @@ class DiffusionConfig:
     beta_start: float = 0.00085
     beta_end: float = 0.012
     prediction: str = "v"  # what the U-Net predicts: "eps" | "v" | "x0"
+    sampling_schedule: str = "trailing"  # timestep spacing at inference: "uniform" (leading), "trailing", "karras"
 
     def alphas_cumprod(self) -> torch.Tensor:
         """(timesteps,) float64 cumulative alphas of this schedule."""

@@ -51,7 +51,7 @@ class FiLMResBlock(nn.Module):
         self.conv2 = nn.Conv1d(cout, cout, 3, padding=1)
         self.skip = nn.Conv1d(cin, cout, 1) if cin != cout else nn.Identity()
         nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
+        nn.init.zeros_(self.conv2.bias)  # type: ignore[arg-type]
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
@@ -69,7 +69,7 @@ class SelfAttention1d(nn.Module):
         self.out = nn.Conv1d(ch, ch, 1)
         self.heads = heads
         nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        nn.init.zeros_(self.out.bias)  # type: ignore[arg-type]
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, w = x.shape
@@ -116,7 +116,7 @@ class LatentUNet(nn.Module):
         self.norm_out = nn.GroupNorm(_groups(cin), cin)
         self.conv_out = nn.Conv1d(cin, cfg.in_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
-        nn.init.zeros_(self.conv_out.bias)
+        nn.init.zeros_(self.conv_out.bias)  # type: ignore[arg-type]
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         cfg = self.cfg

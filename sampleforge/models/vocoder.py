@@ -56,6 +56,8 @@ class ConvNeXtBlock(nn.Module):
 class Vocoder(nn.Module):
     """``forward(logmel (B, n_mels, F), length=None) -> wav (B, length or (F-1)*hop)``."""
 
+    fb_pinv: Tensor
+
     def __init__(self, cfg: VocoderConfig | None = None, mel_cfg: MelConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg = cfg or VocoderConfig()

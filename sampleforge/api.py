@@ -1,0 +1,136 @@
+"""The reference API (seed 001), kept compatible: ``generate(...) -> Path`` to a finished WAV.
+
+    generate(diffusion_checkpoint=..., vae_checkpoint=..., vocoder_checkpoint=None,   # None → Griffin-Lim
+             prompt="808", cfg_scale=3.0, ddim_steps=50, output_path=None, seed=None) -> Path
+
+Checkpoint arguments take a model folder (or a shipped model's name) or one component's ``.safetensors`` file;
+omitted ones mean the shipped model. An explicit ``vocoder_checkpoint=None`` keeps the reference meaning:
+Griffin-Lim instead of the neural vocoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sampleforge.audio.io import write_wav
+from sampleforge.bundle import DEFAULT_MODEL, resolve_model
+from sampleforge.errors import UserInputError
+from sampleforge.pipeline import Generator
+from sampleforge.taxonomy import CATEGORY_WORDS, category_from_tokens
+from sampleforge.text.keywords import tokenize
+
+_DEFAULT: Any = object()  # "argument omitted" (distinct from an explicit None)
+GENERATIONS_DIR = Path("generations")
+
+PathLike = str | os.PathLike[str]
+
+
+def _component(arg: Any, name: str) -> tuple[Path | None, Path | None]:
+    """A checkpoint argument → (model folder, component file override)."""
+    if arg is _DEFAULT:
+        return None, None
+    p = Path(arg)
+    if p.suffix == ".safetensors":
+        if not p.is_file():
+            raise UserInputError(f"{name}: {p} does not exist")
+        return None, p
+    if p.suffix == ".pt":
+        raise UserInputError(
+            f"{name}: {p} is a legacy .pt checkpoint; convert it first with `sampleforge inspect --import {p} --out DIR`"
+        )
+    return resolve_model(arg), None
+
+
+@lru_cache(maxsize=2)
+def _generator(folder: str, overrides: tuple[tuple[str, str | None], ...]) -> Generator:
+    comps: dict[str, Path | None] = {k: (Path(v) if v else None) for k, v in overrides}
+    return Generator.from_pretrained(folder, components=comps or None)
+
+
+def auto_name(prompt: str, seed: int, model: str, steps: int, cfg_scale: float) -> Path:
+    """``generations/<class>_<keywords>_<hash>.wav`` (class "drum" when the prompt names none)."""
+    tokens = tokenize(prompt)
+    category = category_from_tokens(tokens) or "drum"
+    class_words = set(CATEGORY_WORDS.get(category, ()))
+    rest = [t for t in tokens if t not in class_words][:4]
+    digest = hashlib.sha1(f"{prompt}|{seed}|{model}|{steps}|{cfg_scale}".encode()).hexdigest()[:8]
+    stem = "_".join([category, *rest, digest])
+    return GENERATIONS_DIR / f"{stem}.wav"
+
+
+def load_generator(
+    diffusion_checkpoint: Any = _DEFAULT,
+    vae_checkpoint: Any = _DEFAULT,
+    vocoder_checkpoint: Any = _DEFAULT,
+    model: PathLike | None = None,
+) -> tuple[Generator, bool]:
+    """Resolve the reference API's checkpoint arguments → (a cached Generator, whether to use its vocoder)."""
+    folder, unet_file = _component(diffusion_checkpoint, "diffusion_checkpoint")
+    vae_folder, vae_file = _component(vae_checkpoint, "vae_checkpoint")
+    base = folder or vae_folder or resolve_model(model if model is not None else DEFAULT_MODEL)
+    overrides: dict[str, str | None] = {}
+    if unet_file is not None:
+        overrides["unet"] = str(unet_file)
+    if vae_file is not None:
+        overrides["vae"] = str(vae_file)
+    elif vae_folder is not None and vae_folder != base:
+        overrides["vae"] = str(vae_folder / "vae.safetensors")
+    if vocoder_checkpoint is None:
+        overrides["vocoder"] = None
+    elif vocoder_checkpoint is not _DEFAULT:
+        voc_folder, voc_file = _component(vocoder_checkpoint, "vocoder_checkpoint")
+        overrides["vocoder"] = str(voc_file or (voc_folder or base) / "vocoder.safetensors")
+    return _generator(str(base), tuple(sorted(overrides.items()))), vocoder_checkpoint is not None
+
+
+def check_writable(path: Path) -> None:
+    """Fail before generating when ``path`` cannot be written (UserInputError naming it).
+
+    Creates the missing parent folders (as writing would) and probes them with a temporary file.
+    """
+    if path.is_dir():
+        raise UserInputError(f"output: {path} is a folder, not a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".sampleforge-probe-"):
+            pass
+    except OSError as exc:
+        raise UserInputError(f"output: cannot write to {path.parent} ({exc.strerror or exc})") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserInputError(f"output: {path} is not writable")
+
+
+def metadata_for(prompt: str, seed: int, model: str, steps: int, cfg_scale: float, sampler: str) -> dict[str, str]:
+    return {"prompt": prompt, "seed": str(seed), "model": model, "steps": str(steps),
+            "cfg_scale": str(cfg_scale), "sampler": sampler}
+
+
+def generate(
+    diffusion_checkpoint: Any = _DEFAULT,
+    vae_checkpoint: Any = _DEFAULT,
+    vocoder_checkpoint: Any = _DEFAULT,
+    prompt: str = "",
+    cfg_scale: float = 3.0,
+    ddim_steps: int = 50,
+    output_path: PathLike | None = None,
+    seed: int | None = None,
+    *,
+    sampler: str = "ddim",
+) -> Path:
+    """Generate one 2-s one-shot and write it as a 44.1 kHz mono float32 WAV (peak 0.95); return its path."""
+    gen, use_vocoder = load_generator(diffusion_checkpoint, vae_checkpoint, vocoder_checkpoint)
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    out = Path(output_path) if output_path is not None else auto_name(prompt, seed, gen.id, ddim_steps, cfg_scale)
+    check_writable(out)
+    result = gen.generate_full(prompt, n=1, steps=ddim_steps, cfg_scale=cfg_scale, sampler=sampler, seed=seed,
+                               vocoder=use_vocoder)
+    write_wav(out, result.audio[0].numpy(), gen.sample_rate,
+              metadata_for(prompt, seed, gen.id, ddim_steps, cfg_scale, sampler))
+    return out

@@ -1,0 +1,79 @@
+"""CLI: ``sampleforge train vae|diffusion|vocoder|all --data DIR... --config FILE --out RUN [--resume]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from sampleforge.errors import UserInputError
+
+STAGE_CHOICES = ("vae", "diffusion", "vocoder", "all")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a model stage on folders of drum samples (resumable)")
+    p.add_argument("stage", choices=STAGE_CHOICES, help="vae, then diffusion; vocoder any time; all = the three")
+    p.add_argument("--data", nargs="+", default=None,
+                   help="folders of samples or Hydrogen kits (default: the installed Hydrogen kits)")
+    p.add_argument("--config", type=Path, default=Path("configs/default.json"), help="recipe JSON")
+    p.add_argument("--out", type=Path, required=True, help="run folder; the model is built in OUT/model")
+    p.add_argument("--resume", action="store_true", help="continue from OUT's checkpoints")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop cleanly (with a checkpoint) after N minutes")
+    p.add_argument("--max-steps", type=int, default=None, help="override the config's max_steps")
+    p.add_argument("--cache", type=Path, default=None, help="clip cache folder (default ~/.cache/sampleforge)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import time
+
+    from sampleforge.data.corpus import HYDROGEN_DIRS
+    from sampleforge.train.loop import train
+    from sampleforge.train.recipe import load_recipe, training_clips
+    from sampleforge.train.stage import StageContext
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    recipe = load_recipe(args.config)
+    dirs = args.data or [str(d) for d in HYDROGEN_DIRS if d.is_dir()]
+    if not dirs:
+        raise UserInputError("--data: no folders given and no Hydrogen kits installed (`make data`)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    cache = args.cache
+    stages = ["vae", "diffusion", "vocoder"] if args.stage == "all" else [args.stage]
+    deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else None
+    for stage in stages:
+        clips, held = training_clips(dirs, recipe.data, cache or args.out / "cache", stage)
+        print(f"{stage}: {len(clips)} training clips, {len(held)} held out "
+              f"({', '.join(recipe.data.held_out_kits) or 'none'})")
+        cfg = recipe.train[stage]
+        if args.max_steps is not None:
+            cfg.max_steps = args.max_steps
+        ctx = StageContext(run_dir=args.out, model_config=recipe.model, data=recipe.data, recipe=recipe.recipe,
+                           clips=clips, held_out=held, cache_dir=cache, seed=cfg.seed)
+        task = _task(stage, ctx)
+        minutes = None if deadline is None else max(0.0, (deadline - time.monotonic()) / 60)
+        result = train(task, cfg, args.out / stage, resume=args.resume, max_minutes=minutes,
+                       progress=not args.no_progress)
+        print(f"{stage}: {result}")
+        if getattr(result, "stopped_early", False):
+            print(f"stopped at the time limit; continue with: sampleforge train {args.stage} --resume --out {args.out}")
+            return 0
+    print(f"model folder: {args.out / 'model'}")
+    return 0
+
+
+def _task(stage: str, ctx: Any) -> Any:
+    if stage == "vae":
+        from sampleforge.train.vae import VAETask
+
+        return VAETask(ctx)
+    if stage == "diffusion":
+        from sampleforge.train.diffusion import DiffusionTask
+
+        return DiffusionTask(ctx)
+    from sampleforge.train.vocoder import VocoderTask
+
+    return VocoderTask(ctx)

@@ -1,0 +1,169 @@
+"""Stage 2: the latent U-Net and the keyword encoder, on cached VAE latents, with keyword dropout (for CFG).
+
+The latents of ``recipe.latent_variants`` augmented versions of every clip are encoded once with the trained
+VAE (posterior means, scaled) and cached in ``RUN/diffusion/latents.safetensors`` keyed by a hash of the VAE
+weights and the clip list; training then touches no audio. The loss is the MSE of the U-Net's prediction
+(eps, v or x0, per the model config) at a uniformly drawn training timestep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from sampleforge.bundle import load_state
+from sampleforge.models.text import KeywordEncoder, keyword_dropout
+from sampleforge.models.unet import LatentUNet
+from sampleforge.models.vae import MelVAE
+from sampleforge.text.keywords import Vocabulary
+from sampleforge.train.stage import StageContext
+
+log = logging.getLogger(__name__)
+
+
+class LatentDataset(Dataset):
+    """Cached latents (N, C, W) with keyword ids (N, L)."""
+
+    def __init__(self, latents: Tensor, ids: Tensor) -> None:
+        self.latents, self.ids = latents, ids
+
+    def __len__(self) -> int:
+        return self.latents.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        return self.latents[i], self.ids[i]
+
+
+def _unet(model: nn.Module) -> LatentUNet:
+    return cast(LatentUNet, model.get_submodule("unet"))
+
+
+def _text(model: nn.Module) -> KeywordEncoder:
+    return cast(KeywordEncoder, model.get_submodule("text"))
+
+
+def _collate(items: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    return torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
+
+
+class DiffusionTask:
+    name = "diffusion"
+
+    def __init__(self, ctx: StageContext) -> None:
+        self.ctx = ctx
+        ctx.load_model_config()
+        cfg = ctx.model_config
+        vae_file = ctx.model_dir / "vae.safetensors"
+        if not vae_file.is_file():
+            from sampleforge.errors import UserInputError
+
+            raise UserInputError(f"{vae_file} not found: train the VAE first (`sampleforge train vae --out {ctx.run_dir}`)")
+        self.vae = MelVAE(cfg.vae)
+        load_state(self.vae, vae_file)
+        self.vae.eval().requires_grad_(False)
+        self.vocab = Vocabulary.build([list(c.keywords) for c in ctx.clips], min_count=ctx.data.min_count)
+        cfg.text.vocab_size = max(cfg.text.vocab_size, len(self.vocab) + 1)
+        ctx.model_dir.mkdir(parents=True, exist_ok=True)
+        self.vocab.save(ctx.model_dir / "vocab.json")
+        ctx.write_config(("text",))
+        self.model: nn.Module = nn.ModuleDict({"unet": LatentUNet(cfg.unet), "text": KeywordEncoder(cfg.text)})
+        self.alphas_cumprod = cfg.diffusion.alphas_cumprod().float()
+        self._dataset = self._latent_dataset(vae_file)
+
+    # -- data ------------------------------------------------------------------------------------------
+    def _latent_dataset(self, vae_file: Path) -> LatentDataset:
+        ctx = self.ctx
+        h = hashlib.sha256(vae_file.read_bytes())
+        h.update(repr([(str(c.path), c.category, c.keywords) for c in ctx.clips]).encode())
+        h.update(repr((ctx.recipe.latent_variants, ctx.data.augment, ctx.data.duration, ctx.seed)).encode())
+        key = h.hexdigest()[:16]
+        cache = ctx.run_dir / "diffusion" / f"latents-{key}.safetensors"
+        if cache.is_file():
+            latents = load_file(str(cache))["latents"]
+        else:
+            latents = self._encode_all()
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            save_file({"latents": latents}, str(cache))
+        max_tokens = ctx.model_config.text.max_tokens
+        rows = []
+        for clip in ctx.clips:
+            ids = [self.vocab.id_of(w) for w in clip.keywords if w in self.vocab][:max_tokens]
+            rows.append(ids + [0] * (max_tokens - len(ids)))
+        id_table = torch.tensor(rows, dtype=torch.long).repeat(ctx.recipe.latent_variants, 1)
+        return LatentDataset(latents, id_table)
+
+    @torch.no_grad()
+    def _encode_all(self) -> Tensor:
+        ctx = self.ctx
+        variants = ctx.recipe.latent_variants
+        ds = ctx.dataset(augment=ctx.data.augment)
+        out = []
+        with tqdm(total=variants * len(ds), desc="encoding latents", unit="clip") as bar:
+            for v in range(variants):
+                if hasattr(ds, "set_epoch"):
+                    ds.set_epoch(v)
+                for batch in ctx.batches(ds):
+                    out.append(self.vae.encode(batch["mel"]))
+                    bar.update(batch["mel"].shape[0])
+        return torch.cat(out)
+
+    def dataset(self) -> Any:
+        return self._dataset
+
+    def collate(self, items: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+        return _collate(items)
+
+    # -- loss ------------------------------------------------------------------------------------------
+    def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor], generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        x0, ids = batch
+        b = x0.shape[0]
+        ids = keyword_dropout(ids, self.ctx.recipe.keyword_dropout, generator)
+        cond = _text(model)(ids)
+        t = torch.randint(0, self.alphas_cumprod.shape[0], (b,), generator=generator)
+        noise = torch.randn(x0.shape, generator=generator)
+        a = self.alphas_cumprod[t].view(b, *([1] * (x0.dim() - 1)))
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        pred = _unet(model)(xt, t.float(), cond)
+        prediction = self.ctx.model_config.diffusion.prediction
+        if prediction == "eps":
+            target = noise
+        elif prediction == "v":
+            target = a.sqrt() * noise - (1 - a).sqrt() * x0
+        else:
+            target = x0
+        loss = torch.mean((pred - target) ** 2)
+        return loss, {}
+
+    # -- previews and export ---------------------------------------------------------------------------
+    def _bundle(self, model: nn.Module) -> Any:
+        from sampleforge.bundle import Bundle
+
+        return Bundle(config=self.ctx.model_config, vae=self.vae, unet=_unet(model), text=_text(model),
+                      vocoder=None, vocab=self.vocab)
+
+    @torch.no_grad()
+    def preview(self, model: nn.Module, out_dir: Path, step: int) -> None:
+        from sampleforge.pipeline import Generator
+        from sampleforge.taxonomy import CATEGORY_PROMPTS
+
+        was_training = model.training
+        model.eval()
+        gen = Generator(self._bundle(model), device="cpu")
+        prompts = [CATEGORY_PROMPTS[c] for c in ("kick", "snare", "closed_hat", "clap")]
+        result = gen.generate_full(prompts, n=1, steps=25, cfg_scale=3.0, seed=0, vocoder=False)
+        assert result.mels is not None
+        self.ctx.write_preview(out_dir, {"generated": result.mels}, audio={p.replace(" ", "_"): result.audio[i : i + 1]
+                                                                             for i, p in enumerate(prompts)})
+        model.train(was_training)
+
+    def export(self, model: nn.Module, out_dir: Path) -> None:
+        self.ctx.save_component("unet", _unet(model))
+        self.ctx.save_component("text", _text(model))

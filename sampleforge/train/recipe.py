@@ -1,0 +1,99 @@
+"""A training recipe file (configs/*.json): the model config, one TrainConfig per stage, data and loss settings.
+
+    {"model": {...ModelConfig...},
+     "train": {"vae": {...TrainConfig...}, "diffusion": {...}, "vocoder": {...}},
+     "data": {...DataConfig...},
+     "recipe": {...RecipeConfig...}}
+
+Also turns ``--data DIR...`` into training clips: scan (Hydrogen kits and plain folders), hold out whole kits,
+widen with the procedural synthesizer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sampleforge.bundle import ModelConfig
+from sampleforge.data.corpus import Clip, scan, split_by_kit
+from sampleforge.errors import UserInputError
+from sampleforge.strict import ConfigError, from_dict
+from sampleforge.train.loop import TrainConfig
+
+log = logging.getLogger(__name__)
+STAGES = ("vae", "diffusion", "vocoder")
+
+
+@dataclass
+class DataConfig:
+    duration: float = 2.0  # seconds per training clip (onset-aligned, padded)
+    held_out_kits: list[str] = field(default_factory=list)  # whole kits kept out of training (evaluation)
+    synth_per_class: int = 0  # procedural synth clips added per class (0 = none)
+    synth_seed: int = 1234
+    synth_stages: list[str] = field(default_factory=lambda: ["diffusion"])  # the stages that see synth clips
+    augment: bool = True  # gain / pitch / EQ-tilt augmentation (deterministic per epoch and clip)
+    min_count: int = 1  # keywords seen fewer times are left out of the vocabulary
+
+
+@dataclass
+class RecipeConfig:
+    kl_weight: float = 1e-4  # VAE: KL term weight (per element)
+    latent_variants: int = 8  # diffusion: augmented versions of each clip encoded to cached latents
+    keyword_dropout: float = 0.1  # diffusion: drop each keyword / the whole prompt (for CFG)
+    vocoder_segment_frames: int = 64  # vocoder: train on random crops of this many frames (0 = whole clip)
+
+
+@dataclass
+class Recipe:
+    model: ModelConfig
+    train: dict[str, TrainConfig]
+    data: DataConfig
+    recipe: RecipeConfig
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    file = Path(path)
+    if not file.is_file():
+        raise UserInputError(f"--config: {file} does not exist")
+    try:
+        raw: dict[str, Any] = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{file}: invalid JSON ({exc})") from None
+    unknown = sorted(set(raw) - {"model", "train", "data", "recipe"})
+    if unknown:
+        raise ConfigError(f"{file}: unknown key {unknown[0]!r} (valid keys: data, model, recipe, train)")
+    train_raw = raw.get("train", {})
+    bad = sorted(set(train_raw) - set(STAGES))
+    if bad:
+        raise ConfigError(f"{file}: train: unknown stage {bad[0]!r} (valid: {', '.join(STAGES)})")
+    return Recipe(
+        model=ModelConfig.from_dict(raw.get("model", {}), f"{file}: model"),
+        train={s: from_dict(TrainConfig, train_raw.get(s, {}), f"{file}: train.{s}") for s in STAGES},
+        data=from_dict(DataConfig, raw.get("data", {}), f"{file}: data"),
+        recipe=from_dict(RecipeConfig, raw.get("recipe", {}), f"{file}: recipe"),
+    )
+
+
+def training_clips(dirs: Sequence[str | Path], data: DataConfig, cache_dir: Path,
+                   stage: str = "diffusion") -> tuple[list[Clip], list[Clip]]:
+    """(train, held_out) clips from ``dirs`` (+ synthesized clips in ``cache_dir/synth`` when ``stage`` is one of
+    ``data.synth_stages``)."""
+    missing = [str(d) for d in dirs if not Path(d).is_dir()]
+    if missing:
+        raise UserInputError(f"--data: {missing[0]} is not a folder")
+    result = scan(list(dirs))
+    for path, why in result.errors:
+        log.warning("skipping %s: %s", path, why)
+    held_out = [k for k in data.held_out_kits if k in result.kits]
+    train, held = split_by_kit(result.clips, held_out, strict=False)
+    if data.synth_per_class > 0 and stage in data.synth_stages:
+        from sampleforge.data.synth import render_kit
+
+        train = train + list(render_kit(cache_dir / "synth", data.synth_per_class, data.synth_seed))
+    if not train:
+        raise UserInputError(f"--data: no usable drum clips found in {', '.join(map(str, dirs))}")
+    return train, held

@@ -1,0 +1,94 @@
+"""Stage 3: the vocoder. "magnitude" head: L1 on log-magnitude + spectral convergence against the real STFT of
+the clip (the phase is reconstructed at inference); "istft" head: multi-resolution STFT loss on the waveform.
+
+Trains on crops of ``recipe.vocoder_segment_frames`` frames; half the crops start at the onset (frame 0),
+where the transient a drum is judged by lives, the rest anywhere in the clip. The clips' fixed-length waveforms
+are held in memory (582 clips: ~200 MB) and augmented by gain only; mel and target come from the crop itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from sampleforge.models.vocoder import Vocoder
+from sampleforge.train.losses import log_magnitude_l1, multi_resolution_stft_loss, spectral_convergence
+from sampleforge.train.stage import StageContext
+
+GAIN_DB = 6.0
+
+
+class WaveTensorDataset(torch.utils.data.Dataset):
+    """Fixed-length waveforms (N, T)."""
+
+    def __init__(self, wavs: Tensor) -> None:
+        self.wavs = wavs
+
+    def __len__(self) -> int:
+        return self.wavs.shape[0]
+
+    def __getitem__(self, i: int) -> Tensor:
+        return self.wavs[i]
+
+
+class VocoderTask:
+    name = "vocoder"
+
+    def __init__(self, ctx: StageContext) -> None:
+        if ctx.model_config.vocoder is None:
+            from sampleforge.errors import UserInputError
+
+            raise UserInputError("the model config has no vocoder section (\"vocoder\": null): nothing to train")
+        self.ctx = ctx
+        self.model = Vocoder(ctx.model_config.vocoder, ctx.model_config.mel)
+        plain = ctx.dataset(augment=False)
+        self._dataset = WaveTensorDataset(torch.cat([b["wav"] for b in ctx.batches(plain)]))
+
+    def dataset(self) -> Any:
+        return self._dataset
+
+    def collate(self, items: list[Tensor]) -> dict[str, Any]:
+        return {"wav": torch.stack(items)}
+
+    def _crop(self, wav: Tensor, hop: int, generator: torch.Generator) -> Tensor:
+        """(B, T) → a random gain and a crop of ``seg`` frames, half of them at the onset."""
+        gain = 10 ** ((torch.rand(wav.shape[0], 1, generator=generator) * 2 - 1) * GAIN_DB / 20)
+        wav = wav * gain
+        seg = self.ctx.recipe.vocoder_segment_frames
+        frames = wav.shape[-1] // hop + 1
+        if seg <= 0 or seg >= frames:
+            return wav
+        start = 0
+        if float(torch.rand((), generator=generator)) >= 0.5:
+            start = int(torch.randint(0, frames - seg + 1, (), generator=generator))
+        return wav[..., start * hop : (start + seg - 1) * hop]
+
+    def loss(self, model: nn.Module, batch: dict[str, Any], generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        voc: Vocoder = model  # type: ignore[assignment]
+        wav = self._crop(batch["wav"], voc.mel.cfg.hop_length, generator)
+        with torch.no_grad():
+            target = voc.mel.magnitude(wav)  # (B, n_freqs, F)
+            mel = voc.mel.mel_from_magnitude(target)
+        if voc.cfg.kind == "magnitude":
+            pred_log = voc.log_magnitude(mel)
+            l1 = torch.mean(torch.abs(pred_log - torch.log(target.clamp(min=voc.mel.cfg.log_floor))))
+            sc = spectral_convergence(torch.exp(pred_log), target)
+            return l1 + sc, {"logmag_l1": float(l1.detach()), "sc": float(sc.detach())}
+        pred = voc(mel, length=wav.shape[-1])
+        target_wav = wav
+        loss = multi_resolution_stft_loss(pred, target_wav)
+        with torch.no_grad():
+            lm = log_magnitude_l1(voc.mel.magnitude(pred), voc.mel.magnitude(target_wav))
+        return loss, {"logmag_l1": float(lm)}
+
+    @torch.no_grad()
+    def preview(self, model: nn.Module, out_dir: Path, step: int) -> None:
+        voc: Vocoder = model  # type: ignore[assignment]
+        mel = self.ctx.preview_mels()
+        self.ctx.write_preview(out_dir, {"griffin_lim": mel}, audio={"vocoder": voc(mel)})
+
+    def export(self, model: nn.Module, out_dir: Path) -> None:
+        self.ctx.save_component("vocoder", model)

@@ -1,0 +1,110 @@
+"""`sampleforge generate` and `sampleforge vocab` as a user runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from sampleforge.cli import main
+
+
+def test_generate_count_and_out_dir(
+    debug_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(
+        [
+            "generate",
+            "--model",
+            str(debug_model),
+            "--prompt",
+            "kick zorblax",
+            "--steps",
+            "2",
+            "--count",
+            "3",
+            "--seed",
+            "5",
+            "--out-dir",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert rc == 0
+    files = [Path(line) for line in out.split()]
+    assert len(files) == 3 and all(f.is_file() and f.parent == tmp_path for f in files)
+    assert "zorblax" in err and "warning" in err
+    assert sf.info(str(files[0])).frames == 88200
+
+
+def test_generate_output_and_no_vocoder(debug_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "x.wav"
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(debug_model),
+                "--prompt",
+                "snare",
+                "--steps",
+                "2",
+                "--seed",
+                "1",
+                "--output",
+                str(out),
+                "--no-vocoder",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert out.is_file()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--steps", "-3"], "--steps"),
+        (["--cfg-scale", "nan"], "--cfg-scale"),
+        (["--count", "0"], "--count"),
+        (["--sampler", "bogus"], "sampler"),
+        (["--output", "/proc/nope/x.wav"], "cannot write"),
+    ],
+)
+def test_generate_bad_values_exit_2_one_line(debug_model: Path, args: list[str], needle: str) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sampleforge.cli",
+            "generate",
+            "--model",
+            str(debug_model),
+            "--prompt",
+            "kick",
+            "--quiet",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+def test_unknown_model_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate", "--model", str(tmp_path / "nope"), "--prompt", "kick"]) == 2
+    assert "no such model folder" in capsys.readouterr().err
+
+
+def test_vocab(debug_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["vocab", "--model", str(debug_model)]) == 0
+    out = capsys.readouterr().out
+    assert "kick" in out and "10" in out

@@ -1,0 +1,137 @@
+"""Generation API: format, determinism per seed, batch == one by one, Griffin-Lim path, errors."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import sampleforge
+from sampleforge.api import auto_name
+from sampleforge.audio.io import read_metadata
+from sampleforge.errors import UserInputError
+from sampleforge.pipeline import Generator
+
+
+@pytest.fixture(scope="module")
+def gen(debug_model: Path) -> Generator:
+    return Generator.from_pretrained(debug_model, device="cpu")
+
+
+def test_output_shape_and_peak(gen: Generator) -> None:
+    audio = gen.generate(["kick", "snare"], n=2, steps=3, seed=1)
+    assert audio.shape == (4, 88200) and audio.dtype == torch.float32
+    assert torch.isfinite(audio).all()
+    peaks = audio.abs().amax(dim=1)
+    torch.testing.assert_close(peaks, torch.full((4,), 0.95), atol=1e-4, rtol=0)
+
+
+def test_same_seed_same_audio_and_batch_equals_single(gen: Generator) -> None:
+    a = gen.generate("kick", n=3, steps=4, seed=7)
+    b = gen.generate("kick", n=3, steps=4, seed=7)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    third = gen.generate("kick", n=1, steps=4, seed=9)  # clip k of a batch uses seed + k
+    torch.testing.assert_close(a[2:3], third, atol=1e-4, rtol=0)
+    assert not torch.allclose(a[0], a[1])
+
+
+def test_duration(gen: Generator) -> None:
+    assert gen.generate("kick", steps=2, seed=0, duration=0.5).shape == (1, 22050)
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"steps": 0}, "steps"),
+        ({"steps": -5}, "steps"),
+        ({"cfg_scale": math.nan}, "cfg_scale"),
+        ({"cfg_scale": math.inf}, "cfg_scale"),
+        ({"n": 0}, "count"),
+        ({"duration": 0.0}, "duration"),
+        ({"duration": 99.0}, "duration"),
+        ({"sampler": "nope"}, "sampler"),
+        ({"seed": -1}, "seed"),
+    ],
+)
+def test_bad_values(gen: Generator, kwargs: dict, field: str) -> None:
+    with pytest.raises(UserInputError, match=field):
+        gen.generate("kick", **{"steps": 2, **kwargs})
+
+
+def test_unknown_keywords_are_warned(gen: Generator) -> None:
+    warnings = gen.check_prompt("kick zorblax")
+    assert len(warnings) == 1 and "zorblax" in warnings[0]
+    assert gen.generate_full("kick zorblax", steps=2, seed=0).warnings == warnings
+    assert gen.check_prompt("kick") == []
+
+
+def test_reference_api_writes_wav(debug_model: Path, tmp_path: Path) -> None:
+    out = sampleforge.generate(
+        diffusion_checkpoint=debug_model,
+        vae_checkpoint=debug_model,
+        vocoder_checkpoint=debug_model,
+        prompt="punchy kick",
+        cfg_scale=3.0,
+        ddim_steps=3,
+        output_path=tmp_path / "k.wav",
+        seed=42,
+    )
+    assert out == tmp_path / "k.wav"
+    info = sf.info(str(out))
+    assert (info.samplerate, info.channels, info.frames, info.subtype) == (44100, 1, 88200, "FLOAT")
+    wav, _ = sf.read(str(out), dtype="float32")
+    assert abs(float(np.abs(wav).max()) - 0.95) < 1e-4
+    meta = read_metadata(out)
+    assert meta["prompt"] == "punchy kick" and meta["seed"] == "42"
+    again = sampleforge.generate(
+        diffusion_checkpoint=debug_model,
+        vae_checkpoint=debug_model,
+        vocoder_checkpoint=debug_model,
+        prompt="punchy kick",
+        ddim_steps=3,
+        output_path=tmp_path / "k2.wav",
+        seed=42,
+    )
+    np.testing.assert_array_equal(wav, sf.read(str(again), dtype="float32")[0])
+
+
+def test_reference_api_none_vocoder_is_griffin_lim(debug_model: Path, tmp_path: Path) -> None:
+    kw = dict(
+        diffusion_checkpoint=debug_model, vae_checkpoint=debug_model, prompt="kick", ddim_steps=3, seed=1
+    )
+    gl = sampleforge.generate(vocoder_checkpoint=None, output_path=tmp_path / "gl.wav", **kw)
+    voc = sampleforge.generate(vocoder_checkpoint=debug_model, output_path=tmp_path / "voc.wav", **kw)
+    a, b = sf.read(str(gl))[0], sf.read(str(voc))[0]
+    assert a.shape == b.shape == (88200,)
+    assert not np.allclose(a, b)
+
+
+def test_reference_api_auto_name(debug_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = sampleforge.generate(
+        diffusion_checkpoint=debug_model, prompt="Punchy 808 Kick", ddim_steps=2, seed=3
+    )
+    assert out.parent == Path("generations") and out.suffix == ".wav"
+    assert out.name.startswith("kick_punchy_808_") and len(out.stem.split("_")[-1]) == 8
+    assert (tmp_path / out).is_file()
+
+
+def test_auto_name_without_class() -> None:
+    assert auto_name("deep", 1, "m", 50, 3.0).name.startswith("drum_deep_")
+    assert auto_name("closed hh", 1, "m", 50, 3.0).name.startswith("closed_hat_")
+
+
+def test_reference_api_unwritable(debug_model: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UserInputError, match="cannot write"):
+        sampleforge.generate(
+            diffusion_checkpoint=debug_model,
+            prompt="kick",
+            ddim_steps=2,
+            output_path=blocker / "sub" / "x.wav",
+        )

@@ -1,0 +1,42 @@
+"""data/commands.py through the real CLI entry point: scan (counts, problems, JSON) and synth."""
+
+from __future__ import annotations
+
+import json
+
+from sampleforge.cli import main
+
+
+def test_scan_prints_counts_problems_and_writes_json(kits_dir, tmp_path, capsys):
+    out_json = tmp_path / "out" / "scan.json"
+    assert main(["data", "scan", str(kits_dir), "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    assert "11 clips in 3 kits" in text
+    assert "kick            5" in text  # BD_01, BD_02, tom_low_dist, k.flac, hard_01
+    assert "TinyKit" in text and "licence: CC0" in text and "OldKit" in text and "licence: unknown" in text
+    assert "SN_corrupt.wav: unreadable" in text and "SN_missing.wav: missing file" in text
+    assert "strum_C.wav" in text and "not a drum (guitar, strum)" in text
+    data = json.loads(out_json.read_text())
+    assert data["categories"]["kick"] == 5 and len(data["clips"]) == 11
+    assert {c["kit"] for c in data["clips"]} == {"TinyKit", "OldKit", "MyPlain"}
+    assert any(p.endswith("SN_corrupt.wav") for p, _ in data["errors"])
+
+
+def test_scan_brief_summarises(kits_dir, capsys):
+    assert main(["data", "scan", str(kits_dir), "--brief"]) == 0
+    text = capsys.readouterr().out
+    assert "SN_corrupt.wav" not in text
+    assert "excluded: " in text and "unreadable: 3" in text
+
+
+def test_scan_missing_folder_is_a_user_error(tmp_path, capsys):
+    assert main(["data", "scan", str(tmp_path / "nope")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_synth_command(tmp_path, capsys):
+    out = tmp_path / "synth"
+    assert main(["data", "synth", "--out", str(out), "--per-class", "1", "--seed", "4"]) == 0
+    assert "wrote 12 clips" in capsys.readouterr().out
+    assert len(list(out.glob("*.wav"))) == 12 and (out / "kit.json").is_file()
+    assert main(["data", "synth", "--out", str(out), "--per-class", "0"]) == 2

@@ -9,13 +9,17 @@ to the frame start, so a window-centred phase plus pi per bin), in samples and r
     d(phase)/d(bin)   = -(lam / (hop * n_fft)) * d(log s)/dm + pi                      (group delay)
 
 and the phase is integrated along these gradients (trapezoid rule), always from the strongest
-already-phased neighbour (``method="heap"``: the paper's algorithm, a Python heap, ~1 s per 2-s clip).
+already-phased neighbour (``method="heap"``: the paper's algorithm, numpy + heapq, 0.43 s per 2-s clip).
 
-``method="fast"`` (default) is a vectorised approximation in torch (batched, any device, ~0.1 s per clip),
-frame by frame like the real-time variant RTPGHI: a bin whose magnitude did not rise since the previous
-frame takes the time-integrated phase; a rising bin (an onset) takes the phase integrated along frequency
-from the strongest bin of its frame, anchored to that bin's time-integrated phase. Bins more than
-``tol_db`` below the maximum get zero phase. Measured quality: see ``sampleforge.audio.griffinlim``.
+``method="fast"`` (the default of ``pghi_phase``) is a vectorised approximation in torch (batched, any
+device, 0.03 s per 2-s clip), two sweeps over the frames: a bin that did not rise by more than 3 dB
+since the previous frame takes the time-integrated phase (forward sweep); the top of a rise (an onset)
+takes the phase integrated along frequency from the strongest bin of its frame; a bin still rising takes
+the phase of the louder next frame, integrated backwards in time (backward sweep). Both methods give
+bins more than ``tol_db`` below the maximum a seeded random phase (zero phase there would add up to a
+click at every frame). On a synthetic kick, spectral convergence with no Griffin-Lim iteration: zero
+phase -0.8 dB, fast -13.0 dB, heap -14.4 dB; on an impulse -0.0, -34.2, -35.8 dB. ``GriffinLim``
+uses the heap (best after 32 iterations); measurements in ``sampleforge.audio.griffinlim``.
 """
 
 from __future__ import annotations

@@ -109,6 +109,18 @@ def fade_out(
     return x[0] if np.ndim(wav) == 1 else x
 
 
+def trim_silence(
+    wav: np.ndarray,
+    sample_rate: int = SAMPLE_RATE,
+    trim_db: float = -60.0,
+    fade_ms: float = 30.0,
+    start: Any = 0,
+) -> np.ndarray:
+    """Silence each row after its last sample within ``trim_db`` of its peak, with a ``fade_ms`` fade-out
+    ending there (never starting before ``start``). The length is kept. (T,) or (B, T) -> same shape."""
+    return fade_out(wav, sample_rate, fade_ms, end=tail_end(wav, trim_db), start=start)
+
+
 def fix_length(wav: np.ndarray, length: int) -> np.ndarray:
     """Cut or zero-pad at the end to ``length`` samples. (T,) -> (length,); (B, T) -> (B, length)."""
     x = _rows(wav)
@@ -183,7 +195,7 @@ def finish(
     if length is not None:
         x = fix_length(x, length)
     pre = int(round(preroll_ms * sample_rate / 1000))
-    x = fade_out(x, sample_rate, fade_ms, end=tail_end(x, trim_db), start=pre + 1)
+    x = trim_silence(x, sample_rate, trim_db, fade_ms, start=pre + 1)
     if normalize == "peak":
         x = normalize_peak(x, peak)
     elif normalize == "lufs":

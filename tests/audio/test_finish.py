@@ -15,6 +15,7 @@ from sampleforge.audio.finish import (
     normalize_lufs,
     remove_dc,
     tail_end,
+    trim_silence,
 )
 
 SR = 44100
@@ -89,6 +90,14 @@ def test_tail_fade_and_trim():
     n = round(0.03 * SR)
     seg = np.abs(y[end // 2 - n : end // 2])
     assert seg[-50:].max() < 0.05 * np.abs(x[end // 2 - n : end // 2]).max()  # faded down to near zero
+
+
+def test_trim_silence_keeps_length_and_silences_the_tail():
+    x = kick(delay_s=0.1)
+    y = trim_silence(x, SR, trim_db=-40.0)
+    end = int(tail_end(x, -40.0))
+    assert y.shape == x.shape and np.all(y[end:] == 0) and end < len(x)
+    np.testing.assert_array_equal(y[: end - round(0.03 * SR)], x[: end - round(0.03 * SR)])
 
 
 def test_short_sound_keeps_its_transient():

@@ -48,6 +48,7 @@ async function init() {
   $("dice").addEventListener("click", () => { $("seed").value = Math.floor(Math.random() * 2147483000); });
   $("prompt").addEventListener("input", suggest);
   $("form").addEventListener("submit", (e) => { e.preventDefault(); generate(); });
+  $("cancel").addEventListener("click", cancel);
   await loadModel();
   health();
   setInterval(health, 5000);
@@ -198,15 +199,23 @@ async function generate() {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
     });
     if (job.warnings && job.warnings.length) notice(job.warnings.join(" · "), "warn");
+    state.current = job;
     const done = await follow(job);
     if (done.state === "succeeded") await renderJob(done);
     else notice("Job " + done.state + (done.error ? ": " + done.error : ""), "error");
   } catch (err) {
     notice(err.message, "error");
   } finally {
+    state.current = null;
     $("generate").disabled = false;
     $("progress").hidden = true;
   }
+}
+
+async function cancel() {
+  const job = state.current;
+  if (!job) return;
+  try { await apiJson(job.urls.self, { method: "DELETE" }); } catch (err) { notice(err.message, "error"); }
 }
 
 function showProgress(p, text) {

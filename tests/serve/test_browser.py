@@ -1,0 +1,150 @@
+"""The web page in headless Chromium (selenium): pick a class, Generate, play a clip, download clip and pack."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+@pytest.fixture
+def browser(tmp_path: Path):
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("chromium / chromedriver not installed (run `make apt-test`)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--autoplay-policy=no-user-gesture-required",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tmp_path / 'chrome-profile'}",
+    ):
+        opts.add_argument(flag)
+    opts.add_experimental_option(
+        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    )
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
+    driver.set_script_timeout(30)
+    driver.downloads = downloads  # type: ignore[attr-defined]
+    yield driver
+    driver.quit()
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def wait_file(folder: Path, suffix: str) -> Path:
+    def done():
+        files = [p for p in folder.iterdir() if p.name.endswith(suffix)]
+        return files[0] if files and files[0].stat().st_size > 0 else None
+
+    return wait_for(done, 30, f"a downloaded {suffix} in {folder}")
+
+
+def test_page_generates_plays_and_downloads(browser, live_server, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    server = live_server()
+    browser.get(server.url + "/")
+    wait_for(
+        lambda: browser.find_elements(By.CSS_SELECTOR, "#classes .chip"), 20, "class buttons from /v1/vocab"
+    )
+    labels = [b.text.lower() for b in browser.find_elements(By.CSS_SELECTOR, "#classes .chip")]
+    assert {"kick", "snare", "closed hat", "open hat", "clap", "tom", "crash"} <= set(labels)
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#suggest .tag"), 10, "keyword suggestions")
+
+    browser.find_element(By.XPATH, "//div[@id='classes']/button[normalize-space()='snare']").click()
+    assert browser.find_element(By.ID, "prompt").get_attribute("value").strip() == "snare"
+    browser.find_element(By.ID, "prompt").send_keys(" pun")  # suggestions follow the typed prefix
+    wait_for(
+        lambda: [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#suggest .tag")] == ["punchy"],
+        10,
+        "the 'punchy' suggestion",
+    )
+    browser.find_element(By.CSS_SELECTOR, "#suggest .tag").click()
+    assert browser.find_element(By.ID, "prompt").get_attribute("value").split() == ["snare", "punchy"]
+    browser.execute_script("""
+        for (const [id, v] of [["count", 3], ["steps", 40]]) {
+          const el = document.getElementById(id); el.value = v; el.dispatchEvent(new Event('input'));
+        }
+        document.getElementById('seed').value = 77;""")
+    browser.find_element(By.ID, "generate").click()
+
+    wait_for(
+        lambda: len(browser.find_elements(By.CSS_SELECTOR, ".clip canvas[data-drawn='1']")) == 3,
+        90,
+        "three clips with drawn waveforms",
+    )
+    audios = browser.find_elements(By.CSS_SELECTOR, ".clip audio")
+    assert len(audios) == 3
+    state = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const a = document.querySelector('.clip audio');
+        const report = () => done({ready: a.readyState, duration: a.duration, error: a.error && a.error.code,
+                                   src: a.src, time: a.currentTime});
+        a.play().then(() => setTimeout(report, 600), (e) => done({playError: String(e)}));""")
+    assert state.get("playError") is None, state
+    assert state["error"] is None and state["ready"] >= 2 and abs(state["duration"] - 2.0) < 0.05, state
+    assert state["src"].startswith("blob:")
+    meta = browser.find_element(By.CSS_SELECTOR, ".job-title .meta").text
+    assert "seed 77" in meta and "40 steps" in meta
+
+    browser.find_elements(By.CSS_SELECTOR, ".clip a.download")[1].click()
+    wav = wait_file(browser.downloads, ".wav")
+    assert (
+        wav.name.startswith("snare_punchy_")
+        and wav.name.endswith("_1.wav")
+        and wav.read_bytes()[:4] == b"RIFF"
+    )
+    browser.find_element(By.CSS_SELECTOR, ".job .pack").click()
+    pack = wait_file(browser.downloads, ".zip")
+    with zipfile.ZipFile(pack) as zf:
+        assert len([n for n in zf.namelist() if n.endswith(".wav")]) == 3
+
+    shot = tmp_path / "page.png"
+    browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("SAMPLEFORGE_SCREENSHOT"):  # keep a copy to look at
+        shutil.copy(shot, os.environ["SAMPLEFORGE_SCREENSHOT"])
+
+
+def test_page_asks_for_the_token_and_cancels_a_job(browser, live_server):
+    from selenium.webdriver.common.by import By
+
+    server = live_server("--token", "pa55")
+    browser.get(server.url + "/")
+    bar = browser.find_element(By.ID, "token-bar")
+    wait_for(bar.is_displayed, 20, "the token bar")
+    browser.find_element(By.ID, "token").send_keys("pa55")
+    browser.find_element(By.ID, "token-save").click()
+    wait_for(
+        lambda: browser.find_elements(By.CSS_SELECTOR, "#classes .chip"), 20, "class buttons after the token"
+    )
+    assert not bar.is_displayed()

@@ -46,9 +46,14 @@ demo: install data
 	$(BIN)/sampleforge data scan /usr/share/hydrogen/data/drumkits --brief
 	$(BIN)/sampleforge demo --out-dir generations
 
-## rebuild the shipped default model from the Debian packages (resumable: run it again to continue)
+## rebuild the shipped default model from the Debian packages (resumable: run it again to continue;
+## MINUTES=N stops cleanly after N minutes). The model card (weights/drums-v1/README.md) is kept.
+MINUTES ?=
 train-default: install data
-	$(BIN)/python -m sampleforge.train.default --out runs/drums-v1 --resume
+	$(BIN)/sampleforge train all --config configs/default.json --out runs/drums-v1 --resume \
+	  $(if $(MINUTES),--max-minutes $(MINUTES),)
+	mkdir -p weights/drums-v1
+	cp runs/drums-v1/model/config.json runs/drums-v1/model/vocab.json runs/drums-v1/model/*.safetensors weights/drums-v1/
 
 bench: install
 	$(BIN)/python -m benchmarks.speed

@@ -36,9 +36,21 @@ import torch
 from torch import Tensor, nn
 
 from sampleforge.audio.mel import MelConfig, MelSpectrogram
-from sampleforge.audio.pghi import pghi_phase
+from sampleforge.audio.pghi import pghi_phase, random_phase
 
 INITS = ("pghi", "pghi-fast", "zeros", "random")
+
+
+def initial_phase(mag: Tensor, init: str, n_fft: int = 2048, hop: int = 512) -> Tensor | None:
+    """The phase Griffin-Lim starts from, for magnitudes (B, K, F): None (zeros), a fixed random pattern
+    (the same for every clip, so a clip's result does not depend on its batch), or PGHI (heap or fast)."""
+    if init not in INITS:
+        raise ValueError(f"unknown Griffin-Lim init {init!r} (valid: {', '.join(INITS)})")
+    if init in ("pghi", "pghi-fast"):
+        return pghi_phase(mag, n_fft, hop, method="heap" if init == "pghi" else "fast")
+    if init == "random":
+        return random_phase(mag)
+    return None
 
 
 def mel_to_linear(logmel: Tensor, mel: MelSpectrogram, n_iter: int = 8, pinv: Tensor | None = None) -> Tensor:
@@ -127,14 +139,6 @@ class GriffinLim(nn.Module):
         x = logmel[None] if squeeze else logmel
         mag = mel_to_linear(x, self.mel, pinv=self.fb_pinv)
         n_fft, hop = self.cfg.n_fft, self.cfg.hop_length
-        if self.init in ("pghi", "pghi-fast"):
-            phase: Tensor | None = pghi_phase(
-                mag, n_fft, hop, method="heap" if self.init == "pghi" else "fast"
-            )
-        elif self.init == "random":
-            g = torch.Generator(device="cpu").manual_seed(0)
-            phase = (torch.rand(mag.shape, generator=g) * 2 * torch.pi - torch.pi).to(mag.device)
-        else:
-            phase = None
+        phase = initial_phase(mag, self.init, n_fft, hop)
         wav = griffin_lim(mag, n_fft, hop, self.n_iter, self.momentum, phase, length)
         return wav[0] if squeeze else wav

@@ -100,11 +100,11 @@ def _pghi_fast(mag: Tensor, n_fft: int, hop: int, tol_db: float, rise_db: float 
     for m in range(f - 2, -1, -1):  # backward: rising bins take the phase of the louder next frame
         back = phase[..., m + 1] - dt_fwd[..., m]
         phase[..., m] = torch.where(rising[..., m], back, phase[..., m])
-    phase = torch.where(alive, phase, _noise_phase(mag))
+    phase = torch.where(alive, phase, random_phase(mag))
     return torch.remainder(phase + math.pi, 2 * math.pi) - math.pi
 
 
-def _noise_phase(mag: Tensor, seed: int = 0) -> Tensor:
+def random_phase(mag: Tensor, seed: int = 0) -> Tensor:
     """Deterministic uniform random phase for the bins below the tolerance (zero phase there would add
     up to a click at every frame). The same (K, F) pattern for every clip of a batch, so a clip's phase
     does not depend on the batch it is in."""
@@ -120,7 +120,7 @@ def _pghi_heap(mag: Tensor, n_fft: int, hop: int, tol_db: float) -> Tensor:
     kk, ff = s.shape
     thresh = s.max() * 10 ** (tol_db / 20)
     todo = s > thresh
-    phase = _noise_phase(mag).cpu().double().numpy()
+    phase = random_phase(mag).cpu().double().numpy()
     order = np.argsort(-s, axis=None)  # seeds for islands, strongest first
     heap: list[tuple[float, int, int]] = []
     for flat in order:

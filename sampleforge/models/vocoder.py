@@ -4,10 +4,11 @@ A ConvNeXt backbone at frame rate (Vocos-style; ~2–3 GFLOP per 2-s clip, no up
 two heads:
 
 - ``"magnitude"`` (default): predicts the linear STFT log-magnitude (B, n_fft/2+1, F) as a residual over the
-  mel pseudo-inverse; the phase comes from phase-gradient heap integration (PGHI) refined by a few fast
-  Griffin-Lim iterations. It learns far less than a full vocoder (no phase), which is what a CPU training
-  budget can afford, and it fixes what Griffin-Lim gets wrong from a mel alone: the magnitude detail the
-  128 mel bands smear, and a phase start that keeps transients sharp.
+  mel pseudo-inverse; the phase comes from a few fast Griffin-Lim iterations (from a fixed random start or
+  PGHI, ``phase_init``). It learns far less than a full vocoder (no phase), which is what a CPU training
+  budget can afford, and it fixes what Griffin-Lim gets wrong from a mel alone: the linear-frequency
+  magnitude detail the 128 mel bands smear (mel inversion is the dominant error of Griffin-Lim from a mel:
+  spectral convergence 0.29 against the true spectrum on real drums).
 - ``"istft"``: Vocos' head, predicting log-magnitude and phase (as cos/sin) for an inverse STFT; needs
   adversarial training (far beyond a CPU budget) to sound good — kept for GPU users.
 """
@@ -32,7 +33,7 @@ class VocoderConfig:
     kernel_size: int = 7
     gl_iters: int = 16  # Griffin-Lim refinement iterations after PGHI ("magnitude" head only)
     gl_momentum: float = 0.99
-    phase_init: str = "pghi"  # "pghi" | "zeros" | "random"
+    phase_init: str = "random"  # Griffin-Lim's start: "random" | "zeros" | "pghi-fast" | "pghi" (heap: slow)
     max_log_magnitude: float = 8.0  # clamp before exp: a safety net against blow-ups
 
 
@@ -109,13 +110,9 @@ class Vocoder(nn.Module):
         if self.cfg.kind == "istft":
             return torch.istft(self.spectrum(logmel), mc.n_fft, mc.hop_length, window=self.mel.window,
                                center=True, length=length)
-        from sampleforge.audio.griffinlim import griffin_lim, pghi_phase  # audio front end, not training
+        from sampleforge.audio.griffinlim import griffin_lim, initial_phase
 
         mag = torch.exp(self.log_magnitude(logmel))
-        init = None
-        if self.cfg.phase_init == "pghi":
-            init = pghi_phase(mag, mc.n_fft, mc.hop_length)
-        elif self.cfg.phase_init == "random":
-            init = torch.rand(mag.shape, device=mag.device) * 2 * torch.pi
+        init = initial_phase(mag, self.cfg.phase_init, mc.n_fft, mc.hop_length)
         return griffin_lim(mag, n_fft=mc.n_fft, hop=mc.hop_length, n_iter=self.cfg.gl_iters,
                            momentum=self.cfg.gl_momentum, init_phase=init, length=length)

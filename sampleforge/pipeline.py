@@ -196,6 +196,8 @@ class Generator:
         """prompts (P) → finished audio (P * n, samples), float32, peak 0.95.
 
         Clip k of the batch (prompt-major order) uses seed ``seed + k`` (its start noise and every later draw),
-        so a batch equals generating each clip alone with its seed, for every sampler.
+        so a batch equals generating each clip alone with its seed, for every sampler — up to float rounding
+        (batched convolutions sum in another order: ~1e-5 in the mel, which Griffin-Lim's phase iterations can
+        grow to ~1e-3 in the waveform).
         """
         return self.generate_full(prompts, n, steps, cfg_scale, sampler, seed, duration, vocoder, callback).audio

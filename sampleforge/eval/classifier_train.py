@@ -114,10 +114,11 @@ def augment_mel(lm: Tensor, g: torch.Generator) -> Tensor:
 
 
 def load_clip_audio(paths: Sequence[Path], duration: float, sample_rate: int) -> np.ndarray:
-    """Onset-aligned fixed-length clips (N, T) via ``data.dataset.load_fixed``."""
-    from sampleforge.data.dataset import load_fixed
+    """Onset-aligned fixed-length clips (N, T): ``data.dataset.load_fixed`` through its disk cache."""
+    from sampleforge.data.dataset import WaveCache
 
-    return np.stack([load_fixed(p, duration=duration, sample_rate=sample_rate) for p in paths]).astype(np.float32)
+    cache = WaveCache()
+    return np.stack([cache.get(p, duration=duration, sample_rate=sample_rate) for p in paths]).astype(np.float32)
 
 
 def accuracy_by_class(model: DrumClassifier, logmels: Tensor, labels: Tensor) -> tuple[dict[str, dict[str, float]], np.ndarray]:

@@ -64,7 +64,7 @@ def load_real_sets(dirs: Sequence[Path | str], duration: float, sample_rate: int
                    held_out_kits: Sequence[str] | None = None) -> tuple[RealSet, RealSet, str]:
     """Scan ``dirs`` → (reference, training, how): see the module docstring for the split rule."""
     from sampleforge.data import corpus
-    from sampleforge.data.dataset import load_fixed
+    from sampleforge.data.dataset import WaveCache
     from sampleforge.errors import UserInputError
 
     scan = corpus.scan(list(dirs))
@@ -80,8 +80,10 @@ def load_real_sets(dirs: Sequence[Path | str], duration: float, sample_rate: int
         ref_clips = train_clips = scan.clips
         how = "reference = all clips found; memorisation vs the same clips (no held-out kit present)"
 
+    cache = WaveCache()  # the onset-aligned clips training uses, cached on disk ($SAMPLEFORGE_CACHE)
+
     def load(clips: Sequence[Any]) -> RealSet:
-        wav = np.stack([load_fixed(c.path, duration=duration, sample_rate=sample_rate) for c in clips])
+        wav = np.stack([cache.get(c.path, duration=duration, sample_rate=sample_rate) for c in clips])
         return RealSet(wav.astype(np.float32), [c.category for c in clips], [c.kit for c in clips],
                        [c.name for c in clips])
 

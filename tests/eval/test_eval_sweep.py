@@ -14,7 +14,9 @@ from sampleforge.cli import build_parser, main
 from sampleforge.eval.evaluate import class_matched_indices, stratified_halves
 
 
-def test_eval_end_to_end(debug_model: Path, random_classifier: Path, reference_dir: Path, tmp_path: Path) -> None:
+def test_eval_end_to_end(debug_model: Path, random_classifier: Path, reference_dir: Path, tmp_path: Path,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAMPLEFORGE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "eval"
     classes = ["kick", "snare", "closed_hat", "clap", "tom"]
     code = main(["eval", "--model", str(debug_model), "--reference", str(reference_dir), "--per-class", "2",
@@ -43,6 +45,7 @@ def test_eval_end_to_end(debug_model: Path, random_classifier: Path, reference_d
     # players: 5 classes x 2 generated + reference (2 kick, 2 snare, 2 closed_hat, 2 clap, 0 tom) + 2 x 3 vocoder
     assert page.count("<audio") == 10 + 8 + 6
     assert "Vocoder check" in page and "real-vs-real floor" in page
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 10  # reference clips went through the cache
 
 
 def test_eval_needs_model_and_reference(capsys: pytest.CaptureFixture[str]) -> None:

@@ -56,7 +56,7 @@ def peer_missing() -> str | None:
 
 def build_peer(seed: int = 0) -> nn.Module:
     """tiny-audio-diffusion's drum ``DiffusionModel`` with random weights, in eval mode."""
-    if importlib.util.find_spec("torchaudio") is None and "torchaudio" not in sys.modules:
+    if "torchaudio" not in sys.modules and importlib.util.find_spec("torchaudio") is None:
         stand_in = types.ModuleType("torchaudio")
         stand_in.transforms = types.ModuleType("torchaudio.transforms")  # type: ignore[attr-defined]
         sys.modules["torchaudio"] = stand_in

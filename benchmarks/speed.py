@@ -66,9 +66,8 @@ def time_generation(gen: Any, batch: int, steps: int, sampler: str, cfg_scale: f
     }
 
 
-def time_peer(threads: int, repeats: int) -> dict[str, float]:
+def time_peer(model: torch.nn.Module, threads: int, repeats: int) -> dict[str, float]:
     torch.set_num_threads(threads)
-    model = peers.build_peer()
     native, native_cpu = peers.time_forward(model, peers.PEER_LENGTH, repeats=repeats)
     two_s_len = peers.peer_length(2.0)
     two_s, two_s_cpu = peers.time_forward(model, two_s_len, repeats=repeats)
@@ -135,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"peer skipped: {missing}")
     else:
         out["peer"] = []
+        peer = peers.build_peer()
         for t in threads:
-            p = time_peer(t, args.peer_repeats)
+            p = time_peer(peer, t, args.peer_repeats)
             out["peer"].append(p)
             base = next(r for r in ours if r["threads"] == t and r["batch"] == 1 and r["sampler"] == "ddim")
             fast = next(r for r in ours if r["threads"] == t and r["batch"] == 1 and r["sampler"] == fast_sampler)

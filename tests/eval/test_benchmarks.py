@@ -44,6 +44,7 @@ def test_peer_is_tiny_audio_diffusion_drum_config() -> None:
     torch.manual_seed(0)
     model = peers.build_peer()
     assert peers.n_params(model) == pytest.approx(31.57e6, rel=0.01)
+    assert peers.n_params(peers.build_peer()) == peers.n_params(model)  # building twice works (torchaudio stand-in)
     x = torch.randn(1, 2, 1024)
     with torch.inference_mode():
         y = model.net(x, torch.tensor([0.5]))

@@ -84,7 +84,12 @@ def time_peer(model: torch.nn.Module, threads: int, repeats: int) -> dict[str, f
 def _busy_note(wall: float, cpu: float, threads: int) -> str:
     """A warning when this process got much less CPU than its threads could use (a shared, busy machine)."""
     share = cpu / max(wall * threads, 1e-9)
-    return "" if share > 0.7 else f"  [machine busy: got {share:.0%} of {threads} core(s); CPU-time figures are closer to an idle machine]"
+    if share > 0.7:
+        return ""
+    if threads == 1:
+        return f"  [machine busy: got {share:.0%} of a core; the CPU-time figure is closer to an idle machine]"
+    return (f"  [machine busy: got {share:.0%} of {threads} cores; with several threads both wall and CPU time are "
+            "inflated (threads spin waiting for a descheduled sibling): rerun on an idle machine]")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                 r["threads"] = t
                 ours.append(r)
                 print(f"threads {t} batch {b:>2} {sampler:>9} {steps:>3} steps + CFG: {r['seconds_per_clip']:.3f} s/clip "
-                      f"(CPU {r['cpu_seconds_per_clip']:.3f}; U-Net {r['unet_seconds_per_clip']:.3f}, VAE decode "
+                      f"(CPU {r['cpu_seconds_per_clip']:.3f}; U-Net sampling {r['unet_seconds_per_clip']:.3f}, VAE decode "
                       f"{r['decode_seconds_per_clip']:.4f}, vocoder {r['vocoder_seconds_per_clip']:.4f})  "
                       f"{r['realtime_factor']:.1f}x real time"
                       + _busy_note(r["seconds_per_clip"], r["cpu_seconds_per_clip"], t), flush=True)

@@ -146,7 +146,8 @@ def vocoder_check(generator: Any, real: RealSet, n: int, seed: int = 0) -> tuple
         gl = generator.vocode(lm, samples, vocoder=False).float().cpu()
         has_vocoder = generator.bundle.vocoder is not None
         voc = generator.vocode(lm, samples, vocoder=True).float().cpu() if has_vocoder else None
-    out: dict[str, Any] = {"clips": len(order), "griffin_lim": {
+    out: dict[str, Any] = {"clips": len(order), "griffin_lim_iters": getattr(generator.griffin_lim, "n_iter", None),
+                           "griffin_lim": {
         "logmel_l1": metrics.logmel_l1(wav, gl), "mrstft": metrics.mrstft_distance(wav, gl)}}
     if voc is not None:
         out["vocoder"] = {"logmel_l1": metrics.logmel_l1(wav, voc), "mrstft": metrics.mrstft_distance(wav, voc)}

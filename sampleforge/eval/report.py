@@ -191,7 +191,7 @@ def eval_html(result: dict[str, Any], show_per_class: int = 8, show_reference: i
     voc = result["vocoder_check"]
     if voc.get("clips"):
         vrows = [{"synth": "model vocoder", **(voc["vocoder"] or {})},
-                 {"synth": "Griffin-Lim (32 iterations)", **voc["griffin_lim"]}]
+                 {"synth": f"Griffin-Lim ({voc.get('griffin_lim_iters') or '?'} iterations)", **voc["griffin_lim"]}]
         figs = []
         for name, orig, v_wav, gl_wav in result["_vocoder_examples"]:
             figs += [clip_figure(orig, sr, f"{name}: original"), clip_figure(v_wav, sr, f"{name}: vocoder"),

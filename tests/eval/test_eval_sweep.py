@@ -40,7 +40,7 @@ def test_eval_end_to_end(debug_model: Path, random_classifier: Path, reference_d
     # class-matched: reference has kick 3, snare 3, closed_hat 2, clap 2 (no tom) -> generated 2/2/1/1 (rounded)
     assert o["fd_reference_clips"] == 10 and o["fd_generated_clips"] == 6
     voc = res["vocoder_check"]
-    assert voc["clips"] == 2 and voc["griffin_lim"]["mrstft"] > 0 and voc["griffin_lim"]["logmel_l1"] > 0
+    assert voc["clips"] == 2 and voc["griffin_lim_iters"] == 32 and voc["griffin_lim"]["mrstft"] > 0 and voc["griffin_lim"]["logmel_l1"] > 0
     page = (out / "eval.html").read_text()
     # players: 5 classes x 2 generated + reference (2 kick, 2 snare, 2 closed_hat, 2 clap, 0 tom) + 2 x 3 vocoder
     assert page.count("<audio") == 10 + 8 + 6

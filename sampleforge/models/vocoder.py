@@ -15,6 +15,7 @@ two heads:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +36,7 @@ class VocoderConfig:
     gl_momentum: float = 0.99
     phase_init: str = "random"  # Griffin-Lim's start: "random" | "zeros" | "pghi-fast" | "pghi" (heap: slow)
     max_log_magnitude: float = 8.0  # clamp before exp: a safety net against blow-ups
+    trust_floor: float = 1e-3  # ("magnitude") below this the mel inversion is kept as is: the net is trained above it
 
 
 class ConvNeXtBlock(nn.Module):
@@ -88,14 +90,21 @@ class Vocoder(nn.Module):
         return self.head(self.final_norm(x.transpose(1, 2)))
 
     def baseline_log_magnitude(self, logmel: Tensor) -> Tensor:
-        """The mel pseudo-inverse, (B, n_mels, F) → log-magnitude (B, n_freqs, F)."""
-        mag = torch.matmul(self.fb_pinv, torch.exp(logmel)).clamp(min=self.mel.cfg.log_floor)
-        return torch.log(mag)
+        """The mel inversion Griffin-Lim uses (pseudo-inverse + non-negative refinement),
+        (B, n_mels, F) → log-magnitude (B, n_freqs, F)."""
+        from sampleforge.audio.griffinlim import mel_to_linear
+
+        mag = mel_to_linear(logmel, self.mel, pinv=self.fb_pinv)
+        return torch.log(mag.clamp(min=self.mel.cfg.log_floor))
 
     def log_magnitude(self, logmel: Tensor) -> Tensor:
         """("magnitude" head) (B, n_mels, F) → predicted linear log-magnitude (B, n_freqs, F)."""
         delta = self.features(logmel).transpose(1, 2)
-        return (self.baseline_log_magnitude(logmel) + delta).clamp(max=self.cfg.max_log_magnitude)
+        base = self.baseline_log_magnitude(logmel)
+        out = (base + delta).clamp(max=self.cfg.max_log_magnitude)
+        # quiet bins keep the mel inversion's value: the network is trained only above trust_floor
+        # (STFT magnitudes of a 0.95-peak clip reach 10-100; 1e-3 is ~100 dB below)
+        return torch.where(base < math.log(self.cfg.trust_floor), base, out)
 
     def spectrum(self, logmel: Tensor) -> Tensor:
         """("istft" head) (B, n_mels, F) → complex spectrum (B, n_freqs, F)."""
@@ -112,7 +121,9 @@ class Vocoder(nn.Module):
                                center=True, length=length)
         from sampleforge.audio.griffinlim import griffin_lim, initial_phase
 
-        mag = torch.exp(self.log_magnitude(logmel))
+        log_mag = self.log_magnitude(logmel)
+        # bins at the log floor are digital silence: exactly 0, not exp(floor) (which adds a noise floor)
+        mag = torch.where(log_mag <= mc.log_floor_value + 1e-6, torch.zeros_like(log_mag), torch.exp(log_mag))
         init = initial_phase(mag, self.cfg.phase_init, mc.n_fft, mc.hop_length)
         return griffin_lim(mag, n_fft=mc.n_fft, hop=mc.hop_length, n_iter=self.cfg.gl_iters,
                            momentum=self.cfg.gl_momentum, init_phase=init, length=length)

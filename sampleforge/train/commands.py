@@ -59,7 +59,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                        progress=not args.no_progress)
         print(f"{stage}: {result}")
         if getattr(result, "stopped_early", False):
-            print(f"stopped at the time limit; continue with: sampleforge train {args.stage} --resume --out {args.out}")
+            print(f"stopped early (time limit or signal); continue with: sampleforge train {args.stage} --resume --out {args.out}")
             return 0
     print(f"model folder: {args.out / 'model'}")
     return 0

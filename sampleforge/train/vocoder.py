@@ -8,6 +8,7 @@ are held in memory (582 clips: ~200 MB) and augmented by gain only; mel and targ
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,9 @@ class VocoderTask:
             mel = voc.mel.mel_from_magnitude(target)
         if voc.cfg.kind == "magnitude":
             pred_log = voc.log_magnitude(mel)
-            l1 = torch.mean(torch.abs(pred_log - torch.log(target.clamp(min=voc.mel.cfg.log_floor))))
+            # log-magnitude L1 above the trust floor (bins ~100 dB below the loud ones are noise)
+            floor = voc.cfg.trust_floor
+            l1 = torch.mean(torch.abs(pred_log.clamp(min=math.log(floor)) - torch.log(target.clamp(min=floor))))
             sc = spectral_convergence(torch.exp(pred_log), target)
             return l1 + sc, {"logmag_l1": float(l1.detach()), "sc": float(sc.detach())}
         pred = voc(mel, length=wav.shape[-1])

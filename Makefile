@@ -56,6 +56,8 @@ train-default: install data
 	cp runs/drums-v1/model/config.json runs/drums-v1/model/vocab.json runs/drums-v1/model/*.safetensors weights/drums-v1/
 
 bench: install
+	$(BIN)/pip install -q "einops>=0.6"
+	$(BIN)/pip install -q --no-deps "audio-diffusion-pytorch==0.1.3" "a-unet==0.0.16"
 	$(BIN)/python -m benchmarks.speed
 
 clean:

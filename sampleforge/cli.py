@@ -13,20 +13,29 @@ import sys
 
 from sampleforge.errors import ConfigError, SampleforgeError
 
-# module path of each group of sub-commands; imported lazily so `sampleforge --help` stays fast
-COMMAND_MODULES = [
-    "sampleforge.commands",  # generate, vocab, demo
-    "sampleforge.data.commands",  # data scan
-    "sampleforge.train.commands",  # train vae|diffusion|vocoder
-    "sampleforge.eval.commands",  # eval, sweep, doctor, inspect
-    "sampleforge.serve.commands",  # serve, worker
-]
+# the module that registers each sub-command; only the one a command line names is imported (some pull in
+# torch, scipy or FastAPI), all of them for `sampleforge --help`
+COMMAND_MODULES = {
+    "generate": "sampleforge.commands",
+    "vocab": "sampleforge.commands",
+    "demo": "sampleforge.commands",
+    "data": "sampleforge.data.commands",
+    "train": "sampleforge.train.commands",
+    "eval": "sampleforge.eval.commands",
+    "sweep": "sampleforge.eval.commands",
+    "doctor": "sampleforge.eval.commands",
+    "inspect": "sampleforge.eval.commands",
+    "serve": "sampleforge.serve.commands",
+    "worker": "sampleforge.serve.commands",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for ``command``'s module only, or for every sub-command when ``command`` is None/unknown."""
     parser = argparse.ArgumentParser(prog="sampleforge", description="Drum one-shots from keyword prompts.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    modules = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else list(dict.fromkeys(COMMAND_MODULES.values()))
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -38,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

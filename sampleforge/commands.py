@@ -77,12 +77,12 @@ def _progress(total_clips: int, quiet: bool) -> Any:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    _check_args(args)  # before the heavy imports: a bad value answers at once
     import secrets
 
     from sampleforge import api
     from sampleforge.audio.io import write_audio
 
-    _check_args(args)
     if args.output is not None:  # fail before loading anything
         api.check_writable(args.output)
     elif args.out_dir is not None:

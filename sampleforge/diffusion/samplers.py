@@ -141,20 +141,7 @@ def sample_ddim(
     eta = 0 (default) is deterministic DDIM, which equals Euler on the same sigmas; eta > 0 adds
     noise as diffusers' DDIMScheduler(eta) and equals euler_ancestral(eta). N model calls.
     """
-    eta = _check_eta(0.0 if eta is None else eta)
-    sigmas = _prepare(x, sigmas)
-    n = len(sigmas) - 1
-    ones = x.new_ones(x.shape[0])
-    for i in range(n):
-        denoised = denoise(x, sigmas[i] * ones, cond)
-        eps = (x - denoised) / sigmas[i]
-        down, up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
-        x = denoised + down * eps
-        if float(up) > 0:
-            x = x + up * randn_like(x, generator)
-        if callback is not None:
-            callback(i + 1, n)
-    return x
+    return _ancestral(denoise, x, sigmas, cond, generator, callback, _check_eta(0.0 if eta is None else eta))
 
 
 def sample_euler_ancestral(
@@ -169,15 +156,23 @@ def sample_euler_ancestral(
 ) -> Tensor:
     """Ancestral Euler (k-diffusion): an Euler step down to sigma_down, then fresh noise of std sigma_up.
     eta = 1 by default (full ancestral noise); eta = 0 is plain Euler. N model calls."""
-    eta = _check_eta(1.0 if eta is None else eta)
+    return _ancestral(denoise, x, sigmas, cond, generator, callback, _check_eta(1.0 if eta is None else eta))
+
+
+def _ancestral(
+    denoise: Denoiser, x: Tensor, sigmas: Tensor, cond: Any, generator: GeneratorArg, callback: Callback | None,
+    eta: float,
+) -> Tensor:
+    """The step DDIM(eta) and ancestral Euler(eta) share: down to sigma_down along the predicted noise,
+    then fresh noise of std sigma_up (none for eta = 0)."""
     sigmas = _prepare(x, sigmas)
     n = len(sigmas) - 1
     ones = x.new_ones(x.shape[0])
     for i in range(n):
         denoised = denoise(x, sigmas[i] * ones, cond)
+        eps = (x - denoised) / sigmas[i]
         down, up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
-        d = (x - denoised) / sigmas[i]
-        x = x + d * (down - sigmas[i])
+        x = denoised + down * eps
         if float(up) > 0:
             x = x + up * randn_like(x, generator)
         if callback is not None:

@@ -16,7 +16,7 @@ from typing import Any, cast
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
-from torch.utils.data import Dataset
+from torch.utils.data import TensorDataset
 from tqdm import tqdm
 
 from sampleforge.bundle import load_state
@@ -27,19 +27,6 @@ from sampleforge.text.keywords import Vocabulary
 from sampleforge.train.stage import StageContext
 
 log = logging.getLogger(__name__)
-
-
-class LatentDataset(Dataset):
-    """Cached latents (N, C, W) with keyword ids (N, L)."""
-
-    def __init__(self, latents: Tensor, ids: Tensor) -> None:
-        self.latents, self.ids = latents, ids
-
-    def __len__(self) -> int:
-        return self.latents.shape[0]
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        return self.latents[i], self.ids[i]
 
 
 def _unet(model: nn.Module) -> LatentUNet:
@@ -79,7 +66,8 @@ class DiffusionTask:
         self._dataset = self._latent_dataset(vae_file)
 
     # -- data ------------------------------------------------------------------------------------------
-    def _latent_dataset(self, vae_file: Path) -> LatentDataset:
+    def _latent_dataset(self, vae_file: Path) -> TensorDataset:
+        """Cached latents (N, C, W) with their keyword ids (N, L)."""
         ctx = self.ctx
         h = hashlib.sha256(vae_file.read_bytes())
         h.update(repr([(str(c.path), c.category, c.keywords) for c in ctx.clips]).encode())
@@ -98,7 +86,7 @@ class DiffusionTask:
             ids = [self.vocab.id_of(w) for w in clip.keywords if w in self.vocab][:max_tokens]
             rows.append(ids + [0] * (max_tokens - len(ids)))
         id_table = torch.tensor(rows, dtype=torch.long).repeat(ctx.recipe.latent_variants, 1)
-        return LatentDataset(latents, id_table)
+        return TensorDataset(latents, id_table)
 
     @torch.no_grad()
     def _encode_all(self) -> Tensor:

@@ -31,6 +31,19 @@ COMPONENT_SECTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+class TensorItems(torch.utils.data.Dataset):
+    """Rows of one pre-computed tensor (N, ...) as dataset items (in-memory mels, waveforms)."""
+
+    def __init__(self, data: Tensor) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    def __getitem__(self, i: int) -> Tensor:
+        return self.data[i]
+
+
 @dataclass
 class StageContext:
     run_dir: Path

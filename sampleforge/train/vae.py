@@ -18,24 +18,11 @@ import torch
 from torch import Tensor, nn
 
 from sampleforge.models.vae import MelVAE
-from sampleforge.train.stage import StageContext
+from sampleforge.train.stage import StageContext, TensorItems
 
 GAIN_DB = 6.0
 TILT_DB = 3.0
 _DB_TO_LN = 0.1151292546  # ln(10) / 20: a dB offset in natural-log magnitude units
-
-
-class MelTensorDataset(torch.utils.data.Dataset):
-    """Pre-computed log-mels (N, n_mels, F)."""
-
-    def __init__(self, mels: Tensor) -> None:
-        self.mels = mels
-
-    def __len__(self) -> int:
-        return self.mels.shape[0]
-
-    def __getitem__(self, i: int) -> Tensor:
-        return self.mels[i]
 
 
 def augment_mels(mel: Tensor, generator: torch.Generator, floor: float) -> Tensor:
@@ -55,7 +42,7 @@ class VAETask:
         self.ctx = ctx
         self.model = MelVAE(ctx.model_config.vae)
         plain = ctx.dataset(augment=False)
-        self._dataset = MelTensorDataset(torch.cat([b["mel"] for b in ctx.batches(plain)]))
+        self._dataset = TensorItems(torch.cat([b["mel"] for b in ctx.batches(plain)]))
 
     def dataset(self) -> Any:
         return self._dataset
@@ -91,7 +78,7 @@ class VAETask:
     def export(self, model: nn.Module, out_dir: Path) -> None:
         vae: MelVAE = model  # type: ignore[assignment]
         vae.eval()
-        mels = self._dataset.mels[:1024]
+        mels = self._dataset.data[:1024]
         means = [vae.posterior(mels[i : i + 64])[0] for i in range(0, mels.shape[0], 64)]
         std = float(torch.cat(means).std())
         vae.cfg.scale_factor = 1.0 / max(std, 1e-6)

@@ -17,22 +17,11 @@ from torch import Tensor, nn
 
 from sampleforge.models.vocoder import Vocoder
 from sampleforge.train.losses import log_magnitude_l1, multi_resolution_stft_loss, spectral_convergence
-from sampleforge.train.stage import StageContext
+from sampleforge.train.stage import StageContext, TensorItems
 
 GAIN_DB = 6.0
 
 
-class WaveTensorDataset(torch.utils.data.Dataset):
-    """Fixed-length waveforms (N, T)."""
-
-    def __init__(self, wavs: Tensor) -> None:
-        self.wavs = wavs
-
-    def __len__(self) -> int:
-        return self.wavs.shape[0]
-
-    def __getitem__(self, i: int) -> Tensor:
-        return self.wavs[i]
 
 
 class VocoderTask:
@@ -46,7 +35,7 @@ class VocoderTask:
         self.ctx = ctx
         self.model = Vocoder(ctx.model_config.vocoder, ctx.model_config.mel)
         plain = ctx.dataset(augment=False)
-        self._dataset = WaveTensorDataset(torch.cat([b["wav"] for b in ctx.batches(plain)]))
+        self._dataset = TensorItems(torch.cat([b["wav"] for b in ctx.batches(plain)]))
 
     def dataset(self) -> Any:
         return self._dataset

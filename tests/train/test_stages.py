@@ -76,7 +76,7 @@ def test_vae_improves_over_untrained(real_kits: Path, tmp_path: Path) -> None:
         cache_dir=tmp_path / "cache",
     )
     task = VAETask(ctx)
-    mels = task.dataset().mels[:16]
+    mels = task.dataset().data[:16]
 
     def recon_error() -> float:
         with torch.no_grad():

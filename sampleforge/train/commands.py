@@ -9,12 +9,13 @@ from typing import Any
 
 from sampleforge.errors import UserInputError
 
-STAGE_CHOICES = ("vae", "diffusion", "vocoder", "all")
+STAGE_CHOICES = ("vae", "diffusion", "vocoder", "vae-decoder", "all")
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("train", help="train a model stage on folders of drum samples (resumable)")
-    p.add_argument("stage", choices=STAGE_CHOICES, help="vae, then diffusion; vocoder any time; all = the three")
+    p.add_argument("stage", choices=STAGE_CHOICES, help="vae, then diffusion; vocoder any time; all = the three; vae-decoder: "
+                   "fine-tune the VAE decoder alone (keeps the latents, so the diffusion model stays valid)")
     p.add_argument("--data", nargs="+", default=None,
                    help="folders of samples or Hydrogen kits (default: the installed Hydrogen kits)")
     p.add_argument("--config", type=Path, default=Path("configs/default.json"), help="recipe JSON")
@@ -48,7 +49,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         clips, held = training_clips(dirs, recipe.data, cache or args.out / "cache", stage)
         print(f"{stage}: {len(clips)} training clips, {len(held)} held out "
               f"({', '.join(recipe.data.held_out_kits) or 'none'})")
-        cfg = recipe.train[stage]
+        cfg = recipe.train["vae" if stage == "vae-decoder" else stage]
         if args.max_steps is not None:
             cfg.max_steps = args.max_steps
         ctx = StageContext(run_dir=args.out, model_config=recipe.model, data=recipe.data, recipe=recipe.recipe,
@@ -66,10 +67,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _task(stage: str, ctx: Any) -> Any:
-    if stage == "vae":
+    if stage in ("vae", "vae-decoder"):
         from sampleforge.train.vae import VAETask
 
-        return VAETask(ctx)
+        return VAETask(ctx, decoder_only=stage == "vae-decoder")
     if stage == "diffusion":
         from sampleforge.train.diffusion import DiffusionTask
 

@@ -36,11 +36,26 @@ def augment_mels(mel: Tensor, generator: torch.Generator, floor: float) -> Tenso
 
 
 class VAETask:
+    """``decoder_only``: fine-tune the decoder of the exported VAE with its encoder frozen. The latent space
+    stays the same, so a diffusion model already trained on it stays valid (stage ``vae-decoder``)."""
+
     name = "vae"
 
-    def __init__(self, ctx: StageContext) -> None:
+    def __init__(self, ctx: StageContext, decoder_only: bool = False) -> None:
         self.ctx = ctx
         self.model = MelVAE(ctx.model_config.vae)
+        if decoder_only:
+            from sampleforge.bundle import load_state
+            from sampleforge.errors import UserInputError
+
+            ctx.load_model_config()
+            self.model.cfg.scale_factor = ctx.model_config.vae.scale_factor
+            vae_file = ctx.model_dir / "vae.safetensors"
+            if not vae_file.is_file():
+                raise UserInputError(f"{vae_file} not found: train the VAE first (`sampleforge train vae`)")
+            load_state(self.model, vae_file)
+            self.model.encoder.requires_grad_(False)
+            self.name = "vae-decoder"
         plain = ctx.dataset(augment=False)
         self._dataset = TensorItems(torch.cat([b["mel"] for b in ctx.batches(plain)]))
 

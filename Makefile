@@ -54,6 +54,7 @@ train-default: install data
 	  $(if $(MINUTES),--max-minutes $(MINUTES),)
 	mkdir -p weights/drums-v1
 	cp runs/drums-v1/model/config.json runs/drums-v1/model/vocab.json runs/drums-v1/model/*.safetensors weights/drums-v1/
+	@echo 'weights/drums-v1 rebuilt; the model card (README.md) describes the shipped run'
 
 bench: install
 	$(BIN)/pip install -q "einops>=0.6"

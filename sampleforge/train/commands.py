@@ -14,7 +14,7 @@ STAGE_CHOICES = ("vae", "diffusion", "vocoder", "vae-decoder", "all")
 
 def register(sub: Any) -> None:
     p = sub.add_parser("train", help="train a model stage on folders of drum samples (resumable)")
-    p.add_argument("stage", choices=STAGE_CHOICES, help="vae, then diffusion; vocoder any time; all = the three; vae-decoder: "
+    p.add_argument("stage", choices=STAGE_CHOICES, help="vae, then diffusion; vocoder any time; all = vae, diffusion, vae-decoder (+ vocoder); vae-decoder: "
                    "fine-tune the VAE decoder alone (keeps the latents, so the diffusion model stays valid)")
     p.add_argument("--data", nargs="+", default=None,
                    help="folders of samples or Hydrogen kits (default: the installed Hydrogen kits)")
@@ -43,7 +43,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserInputError("--data: no folders given and no Hydrogen kits installed (`make data`)")
     args.out.mkdir(parents=True, exist_ok=True)
     cache = args.cache
-    stages = ["vae", "diffusion", "vocoder"] if args.stage == "all" else [args.stage]
+    stages = [args.stage]
+    if args.stage == "all":  # the recipe of the shipped model; the vocoder only when the config has one
+        stages = ["vae", "diffusion", "vae-decoder"] + (["vocoder"] if recipe.model.vocoder is not None else [])
     deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else None
     for stage in stages:
         clips, held = training_clips(dirs, recipe.data, cache or args.out / "cache", stage)

@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from sampleforge.audio.griffinlim import GriffinLimConfig
 from sampleforge.audio.mel import MelConfig
 from sampleforge.errors import CheckpointError
 from sampleforge.models.text import KeywordEncoder, TextConfig
@@ -69,6 +70,7 @@ class ModelConfig:
     unet: UNetConfig = field(default_factory=UNetConfig)
     text: TextConfig = field(default_factory=TextConfig)
     vocoder: VocoderConfig | None = field(default_factory=VocoderConfig)
+    griffin_lim: GriffinLimConfig = field(default_factory=GriffinLimConfig)  # without a vocoder, or --no-vocoder
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     format_version: int = FORMAT_VERSION
 

@@ -28,8 +28,6 @@ Callback = Callable[[int, int], None]
 MAX_STEPS = 1000
 MAX_DURATION = 10.0
 MIN_DURATION = 0.1
-GRIFFIN_LIM_ITERS = 32
-GRIFFIN_LIM_INIT = "random"  # as good as heap PGHI from a mel (MR-STFT 0.996 vs 0.986), 2x faster
 
 
 def auto_device() -> torch.device:
@@ -81,7 +79,8 @@ class Generator:
         self.id = model_id(bundle.path) if bundle.path is not None else cfg.name
         self.sample_rate = cfg.sample_rate
         self.alphas_cumprod = cfg.diffusion.alphas_cumprod().to(self.device)
-        self.griffin_lim = GriffinLim(cfg.mel, n_iter=GRIFFIN_LIM_ITERS, init=GRIFFIN_LIM_INIT).to(self.device)
+        gl = cfg.griffin_lim
+        self.griffin_lim = GriffinLim(cfg.mel, n_iter=gl.n_iter, momentum=gl.momentum, init=gl.init).to(self.device)
 
     @classmethod
     def from_pretrained(

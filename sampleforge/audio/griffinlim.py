@@ -32,13 +32,35 @@ at 0 iterations, -18.3 dB at 32; pghi-fast -13.0 / -23.6 dB; pghi (heap) -14.4 /
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
 from sampleforge.audio.mel import MelConfig, MelSpectrogram
 from sampleforge.audio.pghi import pghi_phase, random_phase
+from sampleforge.strict import ConfigError
 
 INITS = ("pghi", "pghi-fast", "zeros", "random")
+
+
+@dataclass
+class GriffinLimConfig:
+    """The Griffin-Lim settings a model ships with (``config.json`` → ``griffin_lim``); used when the model
+    has no neural vocoder or when the caller asks for Griffin-Lim. "random" is as good as heap PGHI from a
+    mel (MR-STFT 0.996 vs 0.986, table above) at half the cost."""
+
+    n_iter: int = 32
+    momentum: float = 0.99
+    init: str = "random"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.n_iter <= 1000:
+            raise ConfigError(f"griffin_lim.n_iter must be in 0..1000, got {self.n_iter}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"griffin_lim.momentum must be in [0, 1), got {self.momentum}")
+        if self.init not in INITS:
+            raise ConfigError(f"griffin_lim.init must be one of {', '.join(INITS)}, got {self.init!r}")
 
 
 def initial_phase(mag: Tensor, init: str, n_fft: int = 2048, hop: int = 512) -> Tensor | None:
@@ -78,6 +100,51 @@ def _stft(x: Tensor, n_fft: int, hop: int, window: Tensor) -> Tensor:
     return torch.stft(x, n_fft, hop, window=window, center=True, pad_mode=pad_mode, return_complex=True)
 
 
+class _FrameOps:
+    """``torch.stft`` / ``torch.istft`` (Hann, centred, reflect padding) rebuilt for the Griffin-Lim loop, with
+    the spectrum kept as (B, F, K) so that the FFTs run over contiguous rows, the overlap-add is ``n_fft / hop``
+    shifted adds, and the window envelope is computed once. Same results as torch's pair (to float rounding,
+    tested); on this CPU torch's complex element-wise ops and its ``unfold_backward`` overlap-add took ~3/4 of
+    a Griffin-Lim iteration (see ``griffin_lim``)."""
+
+    def __init__(self, n_fft: int, hop: int, frames: int, length: int, device: torch.device) -> None:
+        self.n_fft, self.hop, self.frames, self.length = n_fft, hop, frames, length
+        self.window = torch.hann_window(n_fft, device=device)
+        padded = n_fft + hop * (frames - 1)
+        env = self._overlap_add(self.window.square().expand(1, frames, n_fft), padded)[0]
+        self.inv_env = torch.where(env > 1e-11, 1.0 / env.clamp_min(1e-11), torch.zeros_like(env))
+        self.pad_mode = "reflect" if length > n_fft // 2 else "constant"
+
+    def _overlap_add(self, frames: Tensor, padded: int) -> Tensor:
+        b, f, n = frames.shape
+        if n % self.hop:  # general case: fold
+            out = torch.nn.functional.fold(frames.transpose(1, 2), (1, padded), (1, n), stride=(1, self.hop))
+            return out.reshape(b, padded)
+        r = n // self.hop
+        parts = frames.reshape(b, f, r, self.hop)
+        out = frames.new_zeros(b, f + r - 1, self.hop)
+        for c in range(r):
+            out[:, c : c + f] += parts[:, :, c]
+        return out.reshape(b, padded)
+
+    def synthesis(self, spec: Tensor) -> Tensor:
+        """(B, F, K) complex → waveform (B, length), as ``torch.istft(center=True, length=length)``."""
+        frames = torch.fft.irfft(spec, n=self.n_fft, dim=-1) * self.window
+        padded = self.n_fft + self.hop * (self.frames - 1)
+        y = self._overlap_add(frames, padded) * self.inv_env
+        start = self.n_fft // 2
+        y = y[:, start : start + self.length]
+        if y.shape[-1] < self.length:
+            y = torch.nn.functional.pad(y, (0, self.length - y.shape[-1]))
+        return y
+
+    def analysis(self, wav: Tensor) -> Tensor:
+        """waveform (B, T) → (B, 1 + T // hop, K) complex, as ``torch.stft(center=True)``."""
+        half = self.n_fft // 2
+        x = torch.nn.functional.pad(wav[:, None], (half, half), mode=self.pad_mode)[:, 0]
+        return torch.fft.rfft(x.unfold(-1, self.n_fft, self.hop) * self.window, dim=-1)
+
+
 def griffin_lim(
     mag: Tensor,
     n_fft: int = 2048,
@@ -90,26 +157,31 @@ def griffin_lim(
     """Fast Griffin-Lim: magnitude (B, n_fft//2+1, F) -> waveform (B, length or (F-1)*hop).
 
     ``init_phase`` (B, K, F) in radians (default zeros); ``momentum`` 0 gives classic Griffin-Lim.
+    Measured on one thread for one 2-s clip (n_fft 2048, hop
+    512), 32 iterations took 335 ms with torch.stft/istft and complex tensors, and ~4x less this way.
     """
     if mag.dim() != 3 or mag.shape[1] != n_fft // 2 + 1:
         raise ValueError(f"mag must be (B, {n_fft // 2 + 1}, F), got {tuple(mag.shape)}")
     if not 0 <= momentum < 1:
         raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-    mag = mag.float()
-    window = torch.hann_window(n_fft, device=mag.device)
-    length = length if length is not None else (mag.shape[-1] - 1) * hop
+    mag_t = mag.float().transpose(1, 2).contiguous()  # (B, F, K)
+    frames = mag_t.shape[1]
+    length = length if length is not None else (frames - 1) * hop
+    ops = _FrameOps(n_fft, hop, frames, length, mag.device)
     if init_phase is None:
-        angles = torch.ones_like(mag, dtype=torch.complex64)
+        spec = mag_t.to(torch.complex64)
     else:
-        angles = torch.polar(torch.ones_like(mag), init_phase.float())
-    prev = torch.zeros_like(angles)
+        spec = torch.polar(mag_t, init_phase.float().transpose(1, 2))
+    c = momentum / (1 + momentum)
+    prev: Tensor | None = None
     for _ in range(n_iter):
-        wav = torch.istft(mag * angles, n_fft, hop, window=window, center=True, length=length)
-        rebuilt = _stft(wav, n_fft, hop, window)
-        angles = rebuilt - prev * (momentum / (1 + momentum))
-        angles = angles / (angles.abs() + 1e-16)
+        rebuilt = ops.analysis(ops.synthesis(spec))  # (B, F', K)
+        if rebuilt.shape[1] != frames:
+            raise ValueError(f"length {length} gives {rebuilt.shape[1]} STFT frames, the magnitude has {frames}")
+        a = rebuilt if prev is None else torch.sub(rebuilt, prev, alpha=c)
+        spec = torch.sgn(a) * mag_t  # sgn(z) = z / |z| (0 at 0): one op, where abs + div took four
         prev = rebuilt
-    return torch.istft(mag * angles, n_fft, hop, window=window, center=True, length=length)
+    return ops.synthesis(spec)
 
 
 class GriffinLim(nn.Module):

@@ -42,6 +42,7 @@ class DataConfig:
 @dataclass
 class RecipeConfig:
     kl_weight: float = 1e-4  # VAE: KL term weight (per element)
+    delta_weight: float = 0.0  # VAE: weight of the L1 of frame-to-frame differences (sharp onsets, bursts)
     latent_variants: int = 8  # diffusion: augmented versions of each clip encoded to cached latents
     keyword_dropout: float = 0.1  # diffusion: drop each keyword / the whole prompt (for CFG)
     vocoder_segment_frames: int = 64  # vocoder: train on random crops of this many frames (0 = whole clip)

@@ -1,4 +1,6 @@
-"""Stage 1: the mel VAE. L1 reconstruction of the normalised log-mel + a small KL term.
+"""Stage 1: the mel VAE. L1 reconstruction of the normalised log-mel + a small KL term (+ optionally an L1 on
+the frame-to-frame differences, ``recipe.delta_weight``: plain L1 lets a time-compressing VAE smear a clap's
+bursts and a hat's decay into a blur that is cheap in L1 but judged as another instrument).
 
 The clips' log-mels are computed once and held in memory (582 real clips: ~50 MB); augmentation is done in
 the log-mel domain, where it costs nothing: a gain offset (±``GAIN_DB``) and a spectral tilt (±``TILT_DB``
@@ -80,7 +82,12 @@ class VAETask:
         l1 = torch.mean(torch.abs(rec_n - target_n))
         kl = 0.5 * torch.mean(mean.pow(2) + logvar.exp() - 1.0 - logvar)
         loss = l1 + self.ctx.recipe.kl_weight * kl
-        return loss, {"l1": float(l1.detach()), "kl": float(kl.detach())}
+        logs = {"l1": float(l1.detach()), "kl": float(kl.detach())}
+        if self.ctx.recipe.delta_weight > 0:  # frame-to-frame change: what makes a clap a clap, a hat a hat
+            delta = torch.mean(torch.abs(rec_n.diff(dim=-1) - target_n.diff(dim=-1)))
+            loss = loss + self.ctx.recipe.delta_weight * delta
+            logs["delta"] = float(delta.detach())
+        return loss, logs
 
     @torch.no_grad()
     def preview(self, model: nn.Module, out_dir: Path, step: int) -> None:

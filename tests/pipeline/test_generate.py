@@ -135,3 +135,17 @@ def test_reference_api_unwritable(debug_model: Path, tmp_path: Path) -> None:
             ddim_steps=2,
             output_path=blocker / "sub" / "x.wav",
         )
+
+
+def test_griffin_lim_settings_come_from_the_model_config(debug_model: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(debug_model, model)
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["griffin_lim"] = {"n_iter": 3, "init": "zeros"}
+    (model / "config.json").write_text(json.dumps(cfg))
+    gl = Generator.from_pretrained(model, device="cpu").griffin_lim
+    assert (gl.n_iter, gl.init) == (3, "zeros")
+    assert Generator.from_pretrained(debug_model, device="cpu").griffin_lim.n_iter == 32

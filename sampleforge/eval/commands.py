@@ -66,9 +66,12 @@ def _run_eval(args: argparse.Namespace) -> int:
     print(f"adherence {_f(o['adherence'], 100)} %  FD classifier {_f(o['fd_classifier'])} (floor "
           f"{_f(o['fd_classifier_floor'])})  FD MFCC {_f(o['fd_mfcc'])} (floor {_f(o['fd_mfcc_floor'])})  "
           f"clipping {_f(o['clipping_percent'])} %  NaN {o['nan_count']}")
+    trip = result["roundtrip_check"]["per_class"]
     for cat, v in result["per_class"].items():
+        rt = trip.get(cat)
+        rt_text = f"  real via VAE {_f(rt['vae'], 100):>5} % (vocoder alone {_f(rt['vocoder'], 100)} %)" if rt else ""
         print(f"  {cat:<11} adherence {_f(v['adherence'], 100):>5} %  LUFS {_f(v['lufs_mean']):>6}  "
-              f"onset {_f(v['onset_ms_mean']):>5} ms  diversity {_f(v['diversity'])}")
+              f"onset {_f(v['onset_ms_mean']):>5} ms  diversity {_f(v['diversity'])}{rt_text}")
     print(f"wrote {js} and {page}")
     return 0
 

@@ -10,6 +10,11 @@ and in a fixed MFCC-statistics embedding, next to the real-vs-real floor (FD bet
 halves of the reference; a half has fewer clips, so the floor is biased up a little). For the pooled FD
 the generated clips are subsampled so that their class proportions match the reference's.
 
+The round-trip check sends the real reference clips through the model's VAE (log-mel → latent → log-mel) and
+the vocoder, and asks the classifier about the result, next to the same clips through the vocoder alone:
+when generated clips of a class are judged wrong, it tells whether the autoencoder already loses that class
+(then no amount of diffusion training fixes it) or the diffusion does.
+
 The vocoder check re-synthesises real reference clips from their log-mel with the model's vocoder and with
 Griffin-Lim (32 iterations) and compares both to the ORIGINAL waveform (log-mel L1, MR-STFT distance).
 
@@ -160,6 +165,51 @@ def vocoder_check(generator: Any, real: RealSet, n: int, seed: int = 0) -> tuple
     return out, examples
 
 
+def roundtrip_check(generator: Any, real: RealSet, clf: DrumClassifier, classes: Sequence[str],
+                    batch_size: int = 16) -> dict[str, Any]:
+    """Per judged class: classifier accuracy on real clips re-synthesised from their own log-mel (``vocoder``)
+    and from the VAE's reconstruction of it (``vae``), with the VAE's log-mel L1 (normalised units as in training
+    would hide the scale: natural-log units here)."""
+    from sampleforge.audio.mel import MelSpectrogram
+
+    targets = {c: clf.cfg.judged_class(c) for c in classes}
+    idx = [i for i, c in enumerate(real.categories) if targets.get(c)]
+    if not idx:
+        return {"clips": 0, "per_class": {}}
+    wav = torch.from_numpy(real.wav[idx])
+    samples = wav.shape[1]
+    mel = MelSpectrogram(generator.bundle.config.mel).to(generator.device)
+    vae = generator.bundle.vae
+    direct, through, l1 = [], [], []
+    with torch.inference_mode():
+        for i in range(0, len(idx), batch_size):
+            lm = mel(wav[i : i + batch_size].to(generator.device))
+            rec = vae.decode(vae.encode(lm), lm.shape[-1])
+            l1.append((rec - lm).abs().mean(dim=(1, 2)).cpu())
+            direct.append(generator.vocode(lm, samples).float().cpu())
+            through.append(generator.vocode(rec, samples).float().cpu())
+    pred_direct = embed_and_classify(clf, torch.cat(direct))[1].argmax(1)
+    pred_vae = embed_and_classify(clf, torch.cat(through))[1].argmax(1)
+    errors = torch.cat(l1).numpy()
+    per_class: dict[str, Any] = {}
+    for c in classes:
+        rows = [k for k, i in enumerate(idx) if real.categories[i] == c]
+        if not rows:
+            continue
+        target = clf.cfg.classes.index(targets[c])  # type: ignore[arg-type]
+        per_class[c] = {
+            "clips": len(rows),
+            "vocoder": float(np.mean(pred_direct[rows] == target)),
+            "vae": float(np.mean(pred_vae[rows] == target)),
+            "vae_predicted": dict(Counter(clf.cfg.classes[int(pred_vae[k])] for k in rows).most_common()),
+            "logmel_l1": float(errors[rows].mean()),
+        }
+    return {"clips": len(idx), "per_class": per_class,
+            "vocoder": _mean([v["vocoder"] for v in per_class.values()]),
+            "vae": _mean([v["vae"] for v in per_class.values()]),
+            "logmel_l1": float(errors.mean())}
+
+
 def _generate_class(generator: Any, category: str, s: EvalSettings, offset: int) -> tuple[np.ndarray, dict[str, Any]]:
     prompt = CATEGORY_PROMPTS[category]
     t0 = time.perf_counter()
@@ -288,6 +338,7 @@ def evaluate(model: str | Path, reference: Sequence[Path | str], settings: EvalS
     }
     voc, voc_examples = vocoder_check(gen, ref, s.vocoder_clips, s.seed)
     result["vocoder_check"] = voc
+    result["roundtrip_check"] = roundtrip_check(gen, ref, clf, judged)
     result["_audio"] = audio
     result["_reference"] = ref
     result["_vocoder_examples"] = voc_examples

@@ -202,6 +202,16 @@ def eval_html(result: dict[str, Any], show_per_class: int = 8, show_reference: i
             note("MR-STFT: mean over Hann windows 256/512/1024/2048 of spectral convergence + log-magnitude L1."
                  + ("" if voc["vocoder"] else " This model has no vocoder: its row is empty and its players use Griffin-Lim.")),
             clip_grid(figs)))
+    trip = result.get("roundtrip_check") or {}
+    if trip.get("clips"):
+        trows = [{"class": c, "clips": v["clips"], "vocoder": _pct(v["vocoder"]), "vae": _pct(v["vae"]),
+                  "says": ", ".join(f"{k} {n}" for k, n in v["vae_predicted"].items()), "l1": v["logmel_l1"]}
+                 for c, v in trip["per_class"].items()]
+        body.append(section(
+            f"Round trip ({trip['clips']} real clips): does the autoencoder keep the class?",
+            table(trows, ["class", "clips", "vocoder", "vae", "says", "l1"],
+                  ["class", "clips", "vocoder alone %", "VAE + vocoder %", "classifier says (VAE)", "VAE log-mel L1"]),
+            note("A class the VAE round trip already loses cannot be fixed by diffusion training: retrain the VAE.")))
     for cat, clips in result["_audio"].items():
         v = result["per_class"][cat]
         figs = [clip_figure(x, sr, f"seed {seed}") for x, seed in zip(clips[:show_per_class], v["seeds"], strict=False)]

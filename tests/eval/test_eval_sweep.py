@@ -41,7 +41,12 @@ def test_eval_end_to_end(debug_model: Path, random_classifier: Path, reference_d
     assert o["fd_reference_clips"] == 10 and o["fd_generated_clips"] == 6
     voc = res["vocoder_check"]
     assert voc["clips"] == 2 and voc["griffin_lim_iters"] == 32 and voc["griffin_lim"]["mrstft"] > 0 and voc["griffin_lim"]["logmel_l1"] > 0
+    trip = res["roundtrip_check"]  # reference: kick 3, snare 3, closed_hat 2, clap 2 (no tom)
+    assert trip["clips"] == 10 and sorted(trip["per_class"]) == ["clap", "closed_hat", "kick", "snare"]
+    assert trip["per_class"]["kick"]["clips"] == 3 and sum(trip["per_class"]["kick"]["vae_predicted"].values()) == 3
+    assert all(0 <= v["vae"] <= 1 and 0 <= v["vocoder"] <= 1 and v["logmel_l1"] > 0 for v in trip["per_class"].values())
     page = (out / "eval.html").read_text()
+    assert "Round trip (10 real clips)" in page
     # players: 5 classes x 2 generated + reference (2 kick, 2 snare, 2 closed_hat, 2 clap, 0 tom) + 2 x 3 vocoder
     assert page.count("<audio") == 10 + 8 + 6
     assert "Vocoder check" in page and "real-vs-real floor" in page

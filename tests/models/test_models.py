@@ -49,6 +49,27 @@ def test_unet_shapes_and_zero_init(width: int) -> None:
     assert torch.count_nonzero(out) == 0  # output conv starts at zero: an untrained net predicts 0
 
 
+@pytest.mark.parametrize("width", [44, 43, 7])
+def test_unet_patch_folds_frames_and_unfolds_them_in_order(width: int) -> None:
+    """patch 2: the net sees (C*2, W/2); with every layer an identity-like map the output must put each frame
+    back where it came from (a wrong unfold order would swap neighbouring frames)."""
+    cfg = UNetConfig(in_channels=4, channels=[16, 32], cond_dim=8, time_dim=16, attention_heads=2, patch=2)
+    net = LatentUNet(cfg)
+    assert net.conv_in.in_channels == 8 and net.conv_out.out_channels == 8
+    x = torch.randn(2, 4, width)
+    t, c = torch.tensor([3.0, 600.0]), torch.randn(2, 8)
+    assert net(x, t, c).shape == x.shape
+    # route the folded input straight to the output: conv_out(...) := folded input, via a hook on conv_out
+    seen: dict[str, torch.Tensor] = {}
+    net.conv_in.register_forward_hook(lambda m, args, out: seen.__setitem__("folded", args[0]))
+    net.conv_out.register_forward_hook(lambda m, args, out: seen["folded"])
+    torch.testing.assert_close(net(x, t, c), x)
+    width_even = width + width % 2
+    assert seen["folded"].shape[-1] % 2 == 0 and seen["folded"].shape[-1] >= width_even // 2
+    with pytest.raises(Exception, match="patch"):
+        UNetConfig(patch=0)
+
+
 def test_unet_uses_condition_and_time() -> None:
     torch.manual_seed(0)
     cfg = UNetConfig(in_channels=4, channels=[16, 32], cond_dim=8, time_dim=16, attention_heads=2)

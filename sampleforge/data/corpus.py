@@ -106,7 +106,7 @@ DESCRIPTORS: frozenset[str] = frozenset({
     "semi", "swish", "flam", "roll", "brush", "slap", "tone", "bass", "thump", "click", "stomp", "power",
     "phaser", "conga", "bongo", "djembe", "cajon", "clave", "woodblock", "timbale", "cuica", "guiro",
     "triangle", "agogo", "tambourine", "maraca", "cabasa", "snap", "glass", "sangban", "dununba",
-    "kenkeni", "tabla",
+    "kenkeni", "tabla", "synth",
 })  # fmt: skip
 _CLASS_WORDS = frozenset(w for ws in CATEGORY_WORDS.values() for w in ws)
 _EXTRA_CLASS_WORDS = {"snare": frozenset({"rim"})}  # "snare rimshot": the rim word describes a snare

@@ -267,7 +267,9 @@ def render_kit(
             clip_seed = int(ss.generate_state(1)[0])
             wav = synthesize(cat, words, clip_seed, sample_rate, duration)
             mods = [w for w in words if w not in CATEGORY_WORDS[cat]]
-            name = "_".join([cat, *mods, f"{i:04d}"]) + ".wav"
+            # "synth" in every name: the corpus labels these clips apart from recordings, so a model trained on
+            # both can be asked for either ("synth clap") and a plain "clap" leans to the real ones
+            name = "_".join([cat, *mods, "synth", f"{i:04d}"]) + ".wav"
             info = {"generator": "sampleforge data synth", "category": cat, "keywords": " ".join(words),
                     "seed": str(clip_seed)}  # fmt: skip
             write_wav(out / name, wav, sample_rate, info)

@@ -44,6 +44,7 @@ class RecipeConfig:
     kl_weight: float = 1e-4  # VAE: KL term weight (per element)
     delta_weight: float = 0.0  # VAE: weight of the L1 of frame-to-frame differences (sharp onsets, bursts)
     latent_variants: int = 8  # diffusion: augmented versions of each clip encoded to cached latents
+    class_balance: float = 0.0  # diffusion: repeat clips of rare classes (median count / class count) ** this, ≤ 4x
     keyword_dropout: float = 0.1  # diffusion: drop each keyword / the whole prompt (for CFG)
     vocoder_segment_frames: int = 64  # vocoder: train on random crops of this many frames (0 = whole clip)
 

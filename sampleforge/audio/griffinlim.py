@@ -42,6 +42,9 @@ from sampleforge.audio.pghi import pghi_phase, random_phase
 from sampleforge.strict import ConfigError
 
 INITS = ("pghi", "pghi-fast", "zeros", "random")
+# NNLS refinements of the mel pseudo-inverse in ``GriffinLim``: on 16 held-out real clips, GL32 MR-STFT to the
+# original 0.6400 / 0.6380 / 0.6376 / 0.6382 after 0 / 2 / 4 / 8 updates; 8 cost ~20 ms a clip, 2 a quarter
+NNLS_ITERS = 2
 
 
 @dataclass
@@ -209,8 +212,14 @@ class GriffinLim(nn.Module):
         """(B, n_mels, F) or (n_mels, F) -> (B, T) or (T,); T = ``length`` or (F - 1) * hop."""
         squeeze = logmel.dim() == 2
         x = logmel[None] if squeeze else logmel
-        mag = mel_to_linear(x, self.mel, pinv=self.fb_pinv)
+        mag = mel_to_linear(x, self.mel, n_iter=NNLS_ITERS, pinv=self.fb_pinv)
         n_fft, hop = self.cfg.n_fft, self.cfg.hop_length
         phase = initial_phase(mag, self.init, n_fft, hop)
-        wav = griffin_lim(mag, n_fft, hop, self.n_iter, self.momentum, phase, length)
+        # one clip at a time on a CPU: a clip's arrays (~1.4 MB each) stay in cache; 16 at once took 1.8x longer
+        chunk = 1 if mag.device.type == "cpu" else mag.shape[0]
+        wav = torch.cat([
+            griffin_lim(mag[i : i + chunk], n_fft, hop, self.n_iter, self.momentum,
+                        None if phase is None else phase[i : i + chunk], length)
+            for i in range(0, mag.shape[0], chunk)
+        ])
         return wav[0] if squeeze else wav

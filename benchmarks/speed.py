@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cfg", type=float, default=3.0)
     ap.add_argument("--fast", default="dpmpp_2m:8", help="the fast setting, sampler:steps")
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per cell at batch 1 (1 for bigger batches)")
+    ap.add_argument("--gl-iters", type=int, default=None,
+                    help="Griffin-Lim iterations (default: the model's config.json griffin_lim.n_iter)")
     ap.add_argument("--no-peer", action="store_true", help="skip the peer comparison")
     ap.add_argument("--peer-repeats", type=int, default=2, help="timed peer forwards per length")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -112,9 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
     fast_sampler, _, fast_steps = args.fast.partition(":")
     gen = Generator.from_pretrained(args.model, device="cpu")
+    if args.gl_iters is not None:
+        gen.griffin_lim.n_iter = args.gl_iters
+    vocoder = "neural vocoder" if gen.bundle.vocoder is not None else f"Griffin-Lim {gen.griffin_lim.n_iter} iterations"
     n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in gen.bundle.modules().items()}
     print(f"model {gen.id}: " + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in n_params.items())
-          + f"; torch {torch.__version__}, CPU")
+          + f"; {vocoder}; torch {torch.__version__}, CPU")
     gen.generate_full("kick", steps=2, seed=0)  # warm-up
     ours: list[dict[str, Any]] = []
     for t in threads:
@@ -131,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                       + _busy_note(r["seconds_per_clip"], r["cpu_seconds_per_clip"], t), flush=True)
     ours_rss = peak_rss_mb()
     print(f"peak RSS (sampleforge): {ours_rss:.0f} MB")
-    out: dict[str, Any] = {"model": gen.id, "parameters": n_params, "ours": ours, "peak_rss_mb": ours_rss}
+    out: dict[str, Any] = {"model": gen.id, "parameters": n_params, "vocoder": vocoder, "ours": ours,
+                           "peak_rss_mb": ours_rss}
 
     missing = peers.peer_missing()
     if args.no_peer or missing:

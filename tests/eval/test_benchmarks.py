@@ -20,9 +20,10 @@ from benchmarks import peers, speed  # noqa: E402
 def test_speed_runs_on_a_debug_model(debug_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
     code = speed.main(["--model", str(debug_model), "--threads", "1", "--batches", "1,2", "--steps", "2",
-                       "--fast", "euler:1", "--repeats", "1", "--no-peer", "--json", str(out)])
+                       "--fast", "euler:1", "--repeats", "1", "--no-peer", "--gl-iters", "4", "--json", str(out)])
     assert code == 0
     res = json.loads(out.read_text())
+    assert res["vocoder"] == "neural vocoder"  # the debug model has one; --gl-iters only matters without
     assert [(r["batch"], r["sampler"], r["steps"]) for r in res["ours"]] == [
         (1, "ddim", 2), (1, "euler", 1), (2, "ddim", 2), (2, "euler", 1)]
     for r in res["ours"]:

@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per cell at batch 1 (1 for bigger batches)")
     ap.add_argument("--gl-iters", type=int, default=None,
                     help="Griffin-Lim iterations (default: the model's config.json griffin_lim.n_iter)")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="the U-Net's precision")
     ap.add_argument("--no-peer", action="store_true", help="skip the peer comparison")
     ap.add_argument("--peer-repeats", type=int, default=2, help="timed peer forwards per length")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -113,10 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
     fast_sampler, _, fast_steps = args.fast.partition(":")
-    gen = Generator.from_pretrained(args.model, device="cpu")
+    gen = Generator.from_pretrained(args.model, device="cpu", precision=args.precision)
     if args.gl_iters is not None:
         gen.griffin_lim.n_iter = args.gl_iters
     vocoder = "neural vocoder" if gen.bundle.vocoder is not None else f"Griffin-Lim {gen.griffin_lim.n_iter} iterations"
+    vocoder += f"; U-Net {args.precision}"
     n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in gen.bundle.modules().items()}
     print(f"model {gen.id}: " + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in n_params.items())
           + f"; {vocoder}; torch {torch.__version__}, CPU")

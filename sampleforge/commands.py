@@ -31,6 +31,8 @@ def register(sub: Any) -> None:
     p.add_argument("--vocoder-ckpt", default=None, help="vocoder weights (.safetensors) or a model folder")
     p.add_argument("--no-vocoder", action="store_true", help="Griffin-Lim instead of the neural vocoder")
     p.add_argument("--format", choices=("wav", "flac"), default="wav")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: the U-Net in bfloat16, ~2x faster for big --count on CPUs with AVX512-BF16 (default fp32)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
 
@@ -110,7 +112,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     try:
         result = gen.generate_full(args.prompt, n=args.count, steps=args.steps, cfg_scale=args.cfg_scale,
                                    sampler=args.sampler, seed=seed, duration=args.duration, vocoder=use_vocoder,
-                                   callback=callback)
+                                   callback=callback, precision=args.precision)
     finally:
         if bar is not None:
             bar.close()

@@ -25,6 +25,11 @@ from sampleforge.errors import UserInputError
 
 Callback = Callable[[int, int], None]
 
+# "bf16": the U-Net's convolutions and matmuls in bfloat16 (autocast; norms, the sampler's arithmetic, the VAE
+# and the vocoder stay float32). On this 2-core AVX512-BF16 CPU a U-Net call at batch 32 (16 clips + CFG) took
+# 39 ms instead of 78; at batch 2 it saves nothing (per-op overhead). Its prediction differs by ~0.8 % (relative
+# L2) from float32, so the same seed gives a close but not identical clip.
+PRECISIONS = ("fp32", "bf16")
 MAX_STEPS = 1000
 MAX_DURATION = 10.0
 MIN_DURATION = 0.1
@@ -71,7 +76,10 @@ def validate(steps: int, cfg_scale: float, n: int, duration: float, sampler: str
 class Generator:
     """A loaded model ready to generate. Stateless between calls."""
 
-    def __init__(self, bundle: Bundle, device: torch.device | str | None = None) -> None:
+    def __init__(self, bundle: Bundle, device: torch.device | str | None = None, precision: str = "fp32") -> None:
+        if precision not in PRECISIONS:
+            raise UserInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = precision
         self.device = torch.device(device) if device is not None else auto_device()
         self.bundle = bundle.to(self.device)
         cfg = bundle.config
@@ -88,9 +96,11 @@ class Generator:
         path_or_name: str | os.PathLike[str] = DEFAULT_MODEL,
         device: torch.device | str | None = None,
         components: dict[str, Path | None] | None = None,
+        precision: str = "fp32",
     ) -> Generator:
-        """Load a model folder or a shipped model by name (``components`` overrides single weight files)."""
-        return cls(load_bundle(path_or_name, components=components), device)
+        """Load a model folder or a shipped model by name (``components`` overrides single weight files).
+        ``precision="bf16"``: the U-Net runs under bfloat16 autocast (see ``PRECISIONS``)."""
+        return cls(load_bundle(path_or_name, components=components), device, precision)
 
     # -- prompts ---------------------------------------------------------------------------------------
     def vocab(self) -> dict[str, int]:
@@ -144,8 +154,13 @@ class Generator:
         vocoder: bool = True,
         callback: Callback | None = None,
         normalize: str | None = "peak",
+        precision: str | None = None,
     ) -> Generation:
-        """Like ``generate`` but returns a ``Generation`` with seeds, warnings, latents and mels."""
+        """Like ``generate`` but returns a ``Generation`` with seeds, warnings, latents and mels.
+        ``precision`` overrides the generator's for this call ("fp32" or "bf16")."""
+        precision = self.precision if precision is None else precision
+        if precision not in PRECISIONS:
+            raise UserInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompt_list or not all(isinstance(p, str) for p in prompt_list):
             raise UserInputError("prompts must be a string or a non-empty list of strings")
@@ -166,12 +181,14 @@ class Generator:
         generators = [torch.Generator(device=self.device).manual_seed(s) for s in seeds]
         cond, uncond = self.condition(batch)
         dcfg = self.bundle.config.diffusion
-        latents = generate_latents(
-            self.bundle.unet, cond, uncond, shape,
-            alphas_cumprod=self.alphas_cumprod, prediction=dcfg.prediction, steps=steps, sampler=sampler,
-            cfg_scale=float(cfg_scale), schedule=dcfg.sampling_schedule, generator=generators, callback=callback,
-            noise=noise.to(self.device),
-        )
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            latents = generate_latents(
+                self.bundle.unet, cond, uncond, shape,
+                alphas_cumprod=self.alphas_cumprod, prediction=dcfg.prediction, steps=steps, sampler=sampler,
+                cfg_scale=float(cfg_scale), schedule=dcfg.sampling_schedule, generator=generators, callback=callback,
+                noise=noise.to(self.device),
+            )
+        latents = latents.float()
         mels = self.decode(latents, frames)
         wav = self.vocode(mels, samples, vocoder)
         wav = torch.nan_to_num(wav.float(), nan=0.0, posinf=0.0, neginf=0.0)

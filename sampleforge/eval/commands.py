@@ -41,6 +41,7 @@ def _register_eval(sub: Any) -> None:
     p.add_argument("--held-out-kits", nargs="+", default=None, help="reference kits (default: the corpus held-out kits)")
     p.add_argument("--classifier", type=Path, default=None, help="classifier folder (default: weights/classifier-v1)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="the U-Net's precision")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/eval/<model>)")
     p.set_defaults(func=_run_eval)
     eval_sub = p.add_subparsers(dest="eval_command", metavar="SUBCOMMAND")
@@ -59,7 +60,7 @@ def _run_eval(args: argparse.Namespace) -> int:
                              "--reference /usr/share/hydrogen/data/drumkits)")
     settings = EvalSettings(per_class=args.per_class, steps=args.steps, cfg_scale=args.cfg, sampler=args.sampler,
                             seed=args.seed, classes=args.classes, vocoder_clips=args.vocoder_clips,
-                            held_out_kits=args.held_out_kits)
+                            held_out_kits=args.held_out_kits, precision=args.precision)
     out = args.out or Path("runs") / "eval" / Path(str(args.model)).name
     result, js, page = run_eval(args.model, args.reference, out, settings, args.classifier, args.device)
     o = result["overall"]

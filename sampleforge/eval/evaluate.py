@@ -55,6 +55,7 @@ class EvalSettings:
     classes: Sequence[str] = DEFAULT_CLASSES
     vocoder_clips: int = 16
     held_out_kits: Sequence[str] | None = None  # None: the corpus default
+    precision: str = "fp32"  # the U-Net's ("bf16": see pipeline.PRECISIONS)
 
 
 @dataclass
@@ -254,7 +255,7 @@ def evaluate(model: str | Path, reference: Sequence[Path | str], settings: EvalS
     if s.per_class < 2:
         raise UserInputError(f"--per-class must be at least 2 (diversity and FD need pairs), got {s.per_class}")
     clf = load_classifier(classifier)
-    gen = Generator.from_pretrained(model, device=device)
+    gen = Generator.from_pretrained(model, device=device, precision=s.precision)
     duration = float(gen.bundle.config.duration)
     ref, train, how = load_real_sets(reference, duration, gen.sample_rate, s.held_out_kits)
     judged = [c for c in s.classes if clf.cfg.judged_class(c)]
@@ -310,7 +311,7 @@ def evaluate(model: str | Path, reference: Sequence[Path | str], settings: EvalS
         "model_id": gen.id,
         "classifier": str(classifier or "weights/classifier-v1"),
         "settings": {"per_class": s.per_class, "steps": s.steps, "cfg_scale": s.cfg_scale, "sampler": s.sampler,
-                     "seed": s.seed, "duration": duration, "device": str(gen.device)},
+                     "seed": s.seed, "duration": duration, "device": str(gen.device), "precision": s.precision},
         "reference": {"dirs": [str(d) for d in reference], "split": how, "clips": len(ref.wav),
                       "training_clips": len(train.wav), "per_class": dict(Counter(ref.categories)),
                       "classifier_accuracy": ref_judged_acc},

@@ -23,7 +23,7 @@ def test_speed_runs_on_a_debug_model(debug_model: Path, tmp_path: Path, capsys: 
                        "--fast", "euler:1", "--repeats", "1", "--no-peer", "--gl-iters", "4", "--json", str(out)])
     assert code == 0
     res = json.loads(out.read_text())
-    assert res["vocoder"] == "neural vocoder"  # the debug model has one; --gl-iters only matters without
+    assert res["vocoder"] == "neural vocoder; U-Net fp32"  # the debug model has one; --gl-iters only matters without
     assert [(r["batch"], r["sampler"], r["steps"]) for r in res["ours"]] == [
         (1, "ddim", 2), (1, "euler", 1), (2, "ddim", 2), (2, "euler", 1)]
     for r in res["ours"]:

@@ -33,6 +33,8 @@ def _shared_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", type=Path, default=DEFAULTS.storage,
                    help="directory for the job database and audio; shared by server and workers (default: %(default)s)")
     p.add_argument("--device", default=None, help="torch device (default: CUDA > MPS > CPU)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="the U-Net's precision; bf16 ~2x the throughput of batched jobs on AVX512-BF16 CPUs")
     p.add_argument("--max-batch", type=_positive_int, default=DEFAULTS.max_batch,
                    help="clips per generate() call, across compatible jobs (default: %(default)s)")
     p.add_argument("--max-attempts", type=_positive_int, default=DEFAULTS.max_attempts,
@@ -89,11 +91,11 @@ def _config(args: argparse.Namespace, **extra: Any) -> ServeConfig:
     )
 
 
-def load_generator(model: str, device: str | None = None) -> Any:
+def load_generator(model: str, device: str | None = None, precision: str = "fp32") -> Any:
     """``sampleforge.pipeline.Generator.from_pretrained(model)``; a one-line error if it cannot load."""
     from sampleforge.pipeline import Generator
 
-    return Generator.from_pretrained(model, device=device)
+    return Generator.from_pretrained(model, device=device, precision=precision)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -111,7 +113,7 @@ def run_serve(args: argparse.Namespace) -> int:
         max_queue=args.max_queue, ttl_hours=args.ttl_hours, max_count=args.max_count, max_steps=args.max_steps,
         max_duration=args.max_duration, max_body_bytes=args.max_body_bytes, cleanup_interval_s=args.cleanup_interval,
     )
-    service = Service(config, load_generator(args.model, args.device))
+    service = Service(config, load_generator(args.model, args.device, args.precision))
     service.start()  # before uvicorn: a storage already in use is a one-line error, not a lifespan trace
     try:  # the app's lifespan stops the service on shutdown, before uvicorn re-raises SIGTERM/SIGINT
         uvicorn.run(create_app(service), host=args.host, port=args.port, log_config=log_config,
@@ -129,5 +131,5 @@ def run_worker(args: argparse.Namespace) -> int:
         raise UserInputError(f"--broker must be a redis:// URL, got {args.broker!r}")
     configure_logging(args.log_level)
     config = _config(args)
-    return celery_worker(config, lambda: load_generator(args.model, args.device), pool=args.pool,
+    return celery_worker(config, lambda: load_generator(args.model, args.device, args.precision), pool=args.pool,
                          concurrency=args.concurrency)

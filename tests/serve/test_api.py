@@ -371,3 +371,13 @@ def test_cli_refuses_a_storage_in_use_and_bad_broker_urls(make_service, debug_mo
     assert code == 2 and len(err) == 1 and "used by another `sampleforge serve`" in err[0]
     assert main(["worker", "--broker", "amqp://x", "--storage", str(tmp_path), "--model", str(debug_model)]) == 2
     assert "redis://" in capsys.readouterr().err
+
+
+def test_cli_passes_precision_to_the_generator(debug_model):
+    from sampleforge.cli import build_parser
+    from sampleforge.serve.commands import load_generator
+
+    args = build_parser().parse_args(["serve", "--model", str(debug_model), "--precision", "bf16"])
+    assert load_generator(args.model, "cpu", args.precision).precision == "bf16"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["worker", "--broker", "redis://x", "--precision", "fp16"])

@@ -5,10 +5,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_DATA := hydrogen-drumkits hydrogen-drumkits-effects
+APT_GM := fluidsynth fluid-soundfont-gm
 APT_TEST := redis-server chromium chromium-driver
 APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: install data test lint typecheck pytest demo train-default bench clean apt-test
+.PHONY: install data data-gm test lint typecheck pytest demo train-default bench clean apt-test
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,11 +25,19 @@ data:
 	@if dpkg -s $(APT_DATA) >/dev/null 2>&1; then echo "drum kits already installed"; else \
 	  $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq $(APT_DATA); fi
 
-## system packages the service tests use (Redis for Celery, Chromium for the browser test)
+## more real drums: the General-MIDI kits of FluidR3_GM (MIT), rendered note by note into runs/gm
+## (not used by the shipped drums-v1; add `--data /usr/share/hydrogen/data/drumkits* runs/gm` to a training)
+data-gm: install
+	@if dpkg -s $(APT_GM) >/dev/null 2>&1; then echo "fluidsynth and FluidR3_GM already installed"; else \
+	  $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends $(APT_GM); fi
+	$(BIN)/sampleforge data gm --out runs/gm
+
+## system packages the tests use (Redis for Celery, Chromium for the browser test, fluidsynth for data gm)
 apt-test:
-	@if dpkg -s $(APT_TEST) >/dev/null 2>&1; then echo "test system packages already installed"; else \
-	  ($(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq $(APT_TEST)) \
-	  || echo "warning: could not install $(APT_TEST); the tests that need them will be skipped"; fi
+	@if dpkg -s $(APT_TEST) $(APT_GM) >/dev/null 2>&1; then echo "test system packages already installed"; else \
+	  ($(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq $(APT_TEST) \
+	   && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends $(APT_GM)) \
+	  || echo "warning: could not install $(APT_TEST) $(APT_GM); the tests that need them will be skipped"; fi
 
 lint: install
 	$(BIN)/ruff check sampleforge tests benchmarks

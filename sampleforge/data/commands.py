@@ -1,5 +1,6 @@
-"""CLI: ``sampleforge data scan [DIR...] [--brief] [--json FILE]`` and
-``sampleforge data synth --out DIR --per-class N --seed S``."""
+"""CLI: ``sampleforge data scan [DIR...] [--brief] [--json FILE]``,
+``sampleforge data synth --out DIR --per-class N --seed S`` and
+``sampleforge data gm --out DIR [--soundfont SF2] [--velocities 127,90,60]``."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from sampleforge.errors import UserInputError
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("data", help="scan drum folders into labelled clips; render synthetic drums",
+    p = sub.add_parser("data", help="scan drum folders into labelled clips; render synthetic and GM drums",
                        description="Work with training data: `data scan` lists what the corpus finds "
                        "(classes, kits, licences, excluded and unreadable files); `data synth` renders "
-                       "procedural analog drums.")  # fmt: skip
+                       "procedural analog drums; `data gm` renders the General-MIDI drum kits of the "
+                       "FluidR3_GM soundfont with fluidsynth.")  # fmt: skip
     data_sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     p.set_defaults(func=lambda args: _no_subcommand(p))
 
@@ -41,6 +43,18 @@ def register(sub: Any) -> None:
     y.add_argument("--per-class", type=int, default=10, metavar="N", help="clips per class (default 10)")
     y.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     y.set_defaults(func=run_synth)
+
+    g = data_sub.add_parser("gm", help="render the GM drum kits of FluidR3_GM note by note (fluidsynth)",
+                            description="Render every note of the General-MIDI drum kits of a soundfont "
+                            "(default: Debian's fluid-soundfont-gm) with fluidsynth into one folder per kit, "
+                            "labelled for the corpus; copies of one recording are written once. Kits already "
+                            "rendered with the same settings are kept.")  # fmt: skip
+    g.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    g.add_argument("--soundfont", type=Path, default=None, metavar="SF2",
+                   help="soundfont (default: /usr/share/sounds/sf2/FluidR3_GM.sf2)")  # fmt: skip
+    g.add_argument("--velocities", default="127,90,60", metavar="V,V,...",
+                   help="MIDI velocities to render (default 127,90,60)")  # fmt: skip
+    g.set_defaults(func=run_gm)
 
 
 def _no_subcommand(p: argparse.ArgumentParser) -> int:
@@ -126,4 +140,21 @@ def run_synth(args: argparse.Namespace, out: TextIO | None = None) -> int:
     counts = Counter(c.category for c in clips)
     print(f"wrote {len(clips)} clips to {args.out} (kit 'synth', licence 'generated'): "
           + ", ".join(f"{k} {n}" for k, n in counts.items()), file=out)  # fmt: skip
+    return 0
+
+
+def run_gm(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from sampleforge.data.gm import DEFAULT_SF2, LICENCE, render_gm_kits
+    from sampleforge.taxonomy import CATEGORIES
+
+    out = out or sys.stdout
+    try:
+        velocities = [int(v) for v in args.velocities.split(",")]
+    except ValueError:
+        raise UserInputError(f"--velocities: expected e.g. 127,90,60, not {args.velocities!r}") from None
+    clips = render_gm_kits(args.out, args.soundfont or DEFAULT_SF2, velocities,
+                           progress=lambda line: print(line, file=sys.stderr))  # fmt: skip
+    counts = Counter(c.category for c in clips)
+    print(f"{len(clips)} clips in {args.out} ({len({c.kit for c in clips})} GM kits, licence {LICENCE}): "
+          + ", ".join(f"{k} {counts[k]}" for k in CATEGORIES if counts[k]), file=out)  # fmt: skip
     return 0

@@ -1,0 +1,314 @@
+"""data/gm.py: the MIDI writer, the note table against the corpus scan, the soundfont preset reader, the
+render pipeline (dedupe, silence, cache) with a fake fluidsynth, the real fluidsynth if installed, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from sampleforge.audio.finish import detect_onset
+from sampleforge.audio.io import read_metadata, write_wav
+from sampleforge.cli import main
+from sampleforge.data import gm
+from sampleforge.data.corpus import DESCRIPTORS, scan, words_of
+from sampleforge.data.gm import (
+    DEFAULT_SF2,
+    GM_NOTES,
+    KITS,
+    clip_name,
+    kit_plan,
+    midi_note_file,
+    render_gm_kits,
+    soundfont_presets,
+)
+from sampleforge.errors import UserInputError
+from sampleforge.taxonomy import CATEGORIES, CATEGORY_WORDS
+
+SR = 44100
+HAVE_FLUIDSYNTH = shutil.which("fluidsynth") is not None and Path(DEFAULT_SF2).is_file()
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def _parse_smf(data: bytes) -> tuple[int, list[tuple]]:
+    """(ticks per quarter, [(tick, status or "meta", data...)]) of a format-0 file; asserts the framing."""
+    assert data[:4] == b"MThd"
+    hlen, fmt, ntracks, division = struct.unpack(">IHHH", data[4:14])
+    assert (hlen, fmt, ntracks) == (6, 0, 1)
+    assert data[14:18] == b"MTrk"
+    (tlen,) = struct.unpack(">I", data[18:22])
+    track = data[22:]
+    assert len(track) == tlen  # the track length is exact and nothing follows the track
+    events: list[tuple] = []
+    i = t = 0
+    while i < len(track):
+        delta = 0
+        while True:
+            b = track[i]
+            i += 1
+            delta = (delta << 7) | (b & 0x7F)
+            if b < 0x80:
+                break
+        t += delta
+        status = track[i]
+        if status == 0xFF:
+            kind, length = track[i + 1], track[i + 2]
+            events.append((t, "meta", kind, track[i + 3 : i + 3 + length]))
+            i += 3 + length
+        else:
+            n = 2 if status & 0xF0 in (0xC0, 0xD0) else 3
+            events.append((t, status, *track[i + 1 : i + n]))
+            i += n
+    return division, events
+
+
+def _chunk(cid: bytes, data: bytes) -> bytes:
+    return cid + struct.pack("<I", len(data)) + data + (b"\0" if len(data) % 2 else b"")
+
+
+def _fake_sf2(path: Path, presets: list[tuple[str, int, int]]) -> Path:
+    """A SoundFont 2 skeleton: INFO, an empty sample chunk and preset headers (name, program, bank)."""
+    phdr = b"".join(
+        struct.pack("<20sHHHIII", name.encode(), prog, bank, i, 0, 0, 0)
+        for i, (name, prog, bank) in enumerate(presets)
+    )
+    phdr += struct.pack("<20sHHHIII", b"EOP", 0, 0, len(presets), 0, 0, 0)
+    body = (
+        b"sfbk"
+        + _chunk(b"LIST", b"INFO" + _chunk(b"ifil", struct.pack("<HH", 2, 1)) + _chunk(b"INAM", b"fake\0"))
+        + _chunk(b"LIST", b"sdta" + _chunk(b"smpl", b"\0" * 46))
+        + _chunk(b"LIST", b"pdta" + _chunk(b"phdr", phdr) + _chunk(b"pbag", b"\0" * 8))
+    )
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
+
+
+def _fake_render(soundfont: Path, midi: Path, wav: Path, gain: float, sample_rate: int) -> None:
+    """Stands in for fluidsynth: a stereo render after 200 samples of silence. Note 36 is a kick whose sound
+    depends on the program but is the same in programs 0 and 8; 38 changes with velocity; 39 is one
+    waveform at every velocity (only the level changes); 56 is silent."""
+    _, events = _parse_smf(midi.read_bytes())
+    program = next(e[2] for e in events if e[1] == 0xC9)
+    _, _, note, vel = next(e for e in events if e[1] == 0x99)
+    t = np.arange(3 * sample_rate) / sample_rate
+    if note == 36:
+        x = np.sin(2 * np.pi * (60 if program in (0, 8) else 45) * t) * np.exp(-t / 0.3)
+    elif note == 38:
+        x = np.sin(2 * np.pi * 200 * t) * np.exp(-t / (0.05 + vel / 1000))
+    elif note == 39:
+        x = np.sign(np.sin(2 * np.pi * 1100 * t)) * np.exp(-t / 0.1)
+    else:
+        x = np.zeros_like(t)
+    x = np.concatenate([np.zeros(200), gain * vel / 127 * x])
+    sf.write(str(wav), np.stack([x, 0.8 * x], axis=1).astype(np.float32), sample_rate, subtype="FLOAT")
+
+
+@pytest.fixture
+def fake_fluidsynth(tmp_path, monkeypatch):
+    """A soundfont with kits 0, 8 and 25 (no 24), fluidsynth 'installed', renders from _fake_render."""
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(gm, "_run_fluidsynth", _fake_render)
+    presets = [("Piano", 0, 0), ("Standard", 0, 128), ("Room", 8, 128), ("TR-808", 25, 128)]
+    return _fake_sf2(tmp_path / "fake.sf2", presets)
+
+
+# ----------------------------------------------------------------------------------------------- MIDI
+def test_midi_note_file_parses():
+    data = midi_note_file(39, 100, 25, hold=1.5, end=2.5)
+    division, events = _parse_smf(data)
+    per_second = division * 2  # 120 bpm
+    assert events[0] == (0, "meta", 0x51, (500_000).to_bytes(3, "big"))
+    assert events[1:4] == [(0, 0xB9, 0, 0), (0, 0xC9, 25), (0, 0x99, 39, 100)]  # channel 10
+    assert events[4] == (int(1.5 * per_second), 0x89, 39, 0)  # a two-byte delta (1440 ticks)
+    assert events[5] == (int(2.5 * per_second), "meta", 0x2F, b"")
+    assert len(events) == 6
+    assert _parse_smf(midi_note_file(36, 127, 0, hold=0.0))[1][4][0] == 0  # note-off at once
+    for bad in (dict(note=128), dict(velocity=0), dict(program=-1)):
+        args = {"note": 36, "velocity": 100, "program": 0, **bad}
+        with pytest.raises(UserInputError, match="MIDI"):
+            midi_note_file(args["note"], args["velocity"], args["program"])
+    with pytest.raises(UserInputError, match="hold"):
+        midi_note_file(36, 100, 0, hold=2.0, end=1.0)
+
+
+# ----------------------------------------------------------------------------------------------- labels
+def test_note_table_uses_valid_classes_and_keywords():
+    for kit in KITS:
+        assert list(kit.keywords) == [w for w in words_of(kit.name) if w in DESCRIPTORS]  # what the scan adds
+        for note, dn in kit_plan(kit):
+            assert dn.category in CATEGORIES, (kit.name, note)
+            assert set(dn.keywords) <= DESCRIPTORS, (kit.name, note, dn.keywords)
+            assert not set(dn.keywords) & {w for ws in CATEGORY_WORDS.values() for w in ws}
+    assert GM_NOTES[39].category == "clap" and GM_NOTES[37].category == "rim"
+    assert GM_NOTES[44].category == "closed_hat" and GM_NOTES[44].keywords == ("pedal",)
+    brush, orchestra, tr808 = (next(k for k in KITS if k.program == p) for p in (40, 48, 25))
+    assert dict(kit_plan(brush))[39].category == "snare"  # FluidR3's Brush kit has no clap
+    assert {dn.category for _, dn in kit_plan(orchestra)} & {"closed_hat", "open_hat", "tom", "ride"} == set()
+    assert dict(kit_plan(tr808))[44].category == "open_hat"
+    assert [n for n, _ in kit_plan(KITS[0], notes=[39, 36])] == [36, 39]
+    with pytest.raises(UserInputError, match="not a GM drum note"):
+        kit_plan(KITS[0], notes=[58])
+
+
+def test_every_file_name_is_labelled_as_intended_by_the_scan(tmp_path):
+    intended: dict[str, tuple[str, set[str]]] = {}
+    for kit in KITS:
+        d = tmp_path / kit.folder
+        d.mkdir()
+        (d / "kit.json").write_text(
+            json.dumps({"name": kit.name, "author": gm.AUTHOR, "licence": gm.LICENCE})
+        )
+        for note, dn in kit_plan(kit):
+            for vel, word in ((127, None), (127, "hard"), (90, None), (60, "soft")):
+                name = clip_name(kit, note, dn, vel, word)
+                write_wav(d / name, np.array([0.0, 0.5, 0.25], np.float32), SR)
+                words = {*CATEGORY_WORDS[dn.category], *dn.keywords, *kit.keywords, *([word] if word else [])}
+                intended[f"{kit.folder}/{name}"] = (dn.category, words)
+    res = scan([tmp_path], check_audio=False)
+    assert not res.excluded and not res.errors
+    got = {f"{c.path.parent.name}/{c.path.name}": c for c in res.clips}
+    assert set(got) == set(intended)
+    for key, (cat, words) in intended.items():
+        assert got[key].category == cat, key
+        assert set(got[key].keywords) == words, key
+        assert got[key].licence == "MIT"
+    assert {c.kit for c in res.clips} == {k.name for k in KITS}
+
+
+# ----------------------------------------------------------------------------------------------- soundfont
+def test_soundfont_presets(tmp_path):
+    sf2 = _fake_sf2(tmp_path / "x.sf2", [("Piano", 0, 0), ("TR-808", 25, 128)])
+    assert soundfont_presets(sf2) == {(0, 0): "Piano", (128, 25): "TR-808"}
+    (tmp_path / "bad.sf2").write_bytes(b"RIFF\x04\x00\x00\x00WAVE")
+    with pytest.raises(UserInputError, match="not a SoundFont"):
+        soundfont_presets(tmp_path / "bad.sf2")
+    with pytest.raises(UserInputError, match="cannot read"):
+        soundfont_presets(tmp_path / "missing.sf2")
+
+
+@pytest.mark.skipif(not Path(DEFAULT_SF2).is_file(), reason="fluid-soundfont-gm is not installed")
+def test_fluidr3_has_the_gm_kits():
+    presets = soundfont_presets(DEFAULT_SF2)
+    assert all((128, k.program) in presets for k in KITS)
+    assert presets[(128, 25)] == "TR-808"
+
+
+# ----------------------------------------------------------------------------------------------- pipeline
+def test_render_dedupes_skips_silence_and_caches(tmp_path, fake_fluidsynth, monkeypatch):
+    lines: list[str] = []
+    out = tmp_path / "gm"
+    kwargs = dict(
+        programs=(0, 8, 25), notes=(36, 38, 39, 56), velocities=(127, 90, 60), progress=lines.append
+    )
+    clips = render_gm_kits(out, fake_fluidsynth, **kwargs)
+    names = {f"{c.path.parent.name}/{c.path.name}" for c in clips}
+    assert names == {
+        "000-standard/kick_0036_127.wav",  # one waveform at every velocity: one file, no soft/hard
+        "000-standard/snare_hard_0038_127.wav", "000-standard/snare_0038_90.wav",
+        "000-standard/snare_soft_0038_60.wav",  # a velocity-dependent sound keeps its layers
+        "000-standard/clap_0039_127.wav",
+        "025-tr-808/kick_808_0036_127.wav",  # the Room kit's notes all copy the Standard kit's
+    }  # fmt: skip
+    assert all(c.path.parent.parent == out.resolve() for c in clips)
+    manifest = json.loads((out / "008-room" / "manifest.json").read_text())
+    assert manifest["files"] == []
+    assert {s["why"] for s in manifest["skipped"]} == {"duplicate", "silent"}
+    assert {"note": 36, "velocity": 127, "why": "duplicate", "of": "000-standard/kick_0036_127.wav"} in (
+        manifest["skipped"]
+    )
+    assert (out / "008-room" / "kit.json").is_file()
+    standard = json.loads((out / "000-standard" / "manifest.json").read_text())
+    assert {"note": 39, "velocity": 60, "why": "velocity copy", "of": "127"} in standard["skipped"]
+    kick = next(c for c in clips if c.path.name == "kick_808_0036_127.wav")
+    assert kick.category == "kick" and kick.keywords == ("kick", "808")
+    assert kick.kit == "GM TR-808" and kick.licence == "MIT"
+    x, sr = sf.read(str(kick.path), dtype="float32")
+    assert sr == SR and x.ndim == 1 and x.shape == (2 * SR,)
+    assert abs(x[0]) > 0 and int(detect_onset(x)) < 10  # the 200 leading silent samples are gone
+    assert np.abs(x[-10:]).max() < 1e-3  # faded at the cut
+    assert read_metadata(kick.path)["gm_name"] == "Bass Drum 1"
+    assert any("GM Room: 0 clips rendered" in line for line in lines)
+
+    def no_render(*args):
+        raise AssertionError("rendered again")
+
+    monkeypatch.setattr(gm, "_run_fluidsynth", no_render)
+    lines.clear()
+    again = render_gm_kits(out, fake_fluidsynth, **kwargs)
+    assert [c.path for c in again] == [c.path for c in clips]
+    assert all("(cached)" in line for line in lines) and len(lines) == 3
+
+    monkeypatch.setattr(gm, "_run_fluidsynth", _fake_render)
+    fewer = render_gm_kits(out, fake_fluidsynth, **{**kwargs, "velocities": (127,)})  # new settings
+    assert {c.path.name for c in fewer if c.kit == "GM Standard"} == {
+        "kick_0036_127.wav", "snare_0038_127.wav", "clap_0039_127.wav",
+    }  # fmt: skip
+    assert sorted(p.name for p in (out / "000-standard").glob("*.wav")) == sorted(
+        c.path.name for c in fewer if c.kit == "GM Standard"
+    )  # the stale files are gone
+
+
+def test_kits_missing_from_the_soundfont_are_skipped(tmp_path, fake_fluidsynth):
+    lines: list[str] = []
+    clips = render_gm_kits(tmp_path / "gm", fake_fluidsynth, (127,), programs=(0, 24), notes=(39,),
+                           progress=lines.append)  # fmt: skip
+    assert [c.kit for c in clips] == ["GM Standard"]
+    assert any("GM Electronic: not in fake.sf2" in line for line in lines)
+    with pytest.raises(UserInputError, match="none of the GM drum kits"):
+        render_gm_kits(tmp_path / "gm", fake_fluidsynth, (127,), programs=(24,))
+    with pytest.raises(UserInputError, match="unknown GM kit"):
+        render_gm_kits(tmp_path / "gm", fake_fluidsynth, programs=(1,))
+    with pytest.raises(UserInputError, match="velocities"):
+        render_gm_kits(tmp_path / "gm", fake_fluidsynth, (127, 0))
+
+
+@pytest.mark.skipif(not HAVE_FLUIDSYNTH, reason="needs fluidsynth and fluid-soundfont-gm (make data)")
+def test_real_fluidsynth_render(tmp_path, monkeypatch):
+    clips = render_gm_kits(tmp_path / "gm", programs=(0,), notes=(36, 39), velocities=(127, 60))
+    assert {c.category for c in clips} == {"kick", "clap"}
+    assert [c.path.name for c in clips if c.category == "clap"] == ["clap_0039_127.wav"]  # no velocity layers
+    for c in clips:
+        info = sf.info(str(c.path))
+        assert (info.samplerate, info.channels, info.frames) == (SR, 1, 2 * SR)
+        x, _ = sf.read(str(c.path), dtype="float32")
+        assert 0.01 < float(np.abs(x).max()) < 1.0
+        assert int(detect_onset(x)) < 0.005 * SR  # the onset is at the start
+        assert c.kit == "GM Standard" and c.licence == "MIT"
+    stamps = [c.path.stat().st_mtime_ns for c in clips]
+
+    def no_render(*args):
+        raise AssertionError("rendered again")
+
+    monkeypatch.setattr(gm, "_run_fluidsynth", no_render)
+    again = render_gm_kits(tmp_path / "gm", programs=(0,), notes=(36, 39), velocities=(127, 60))
+    assert [c.path for c in again] == [c.path for c in clips]
+    assert [c.path.stat().st_mtime_ns for c in again] == stamps
+
+
+# ----------------------------------------------------------------------------------------------- errors
+def test_missing_fluidsynth_or_soundfont_names_the_package(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(UserInputError, match="apt-get install fluidsynth fluid-soundfont-gm"):
+        render_gm_kits(tmp_path / "gm")
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    with pytest.raises(UserInputError, match="`fluid-soundfont-gm`"):
+        render_gm_kits(tmp_path / "gm", tmp_path / "missing.sf2")
+    assert main(["data", "gm", "--out", str(tmp_path / "gm"), "--soundfont", str(tmp_path / "none.sf2")]) == 2
+    assert "fluid-soundfont-gm" in capsys.readouterr().err
+    assert main(["data", "gm", "--out", str(tmp_path / "gm"), "--velocities", "loud"]) == 2
+    assert "--velocities" in capsys.readouterr().err
+
+
+def test_gm_command(tmp_path, fake_fluidsynth, capsys):
+    out = tmp_path / "gm"
+    args = ["data", "gm", "--out", str(out), "--soundfont", str(fake_fluidsynth), "--velocities", "127"]
+    assert main(args) == 0
+    text = capsys.readouterr()
+    assert "clips in" in text.out and "licence MIT" in text.out and "clap" in text.out
+    assert "GM Standard:" in text.err and "GM Electronic: not in fake.sf2" in text.err
+    assert (out / "025-tr-808" / "kit.json").is_file()

@@ -175,3 +175,19 @@ def test_griffin_lim_config_refuses_bad_values() -> None:
     for bad, field in (({"n_iter": -1}, "n_iter"), ({"momentum": 1.0}, "momentum"), ({"init": "magic"}, "init")):
         with pytest.raises(ConfigError, match=field):
             ModelConfig.from_dict({"griffin_lim": bad})
+
+
+def test_griffin_lim_module_gives_each_clip_the_same_result_in_any_batch_and_thread_count() -> None:
+    x = synthetic_kick(0.5)
+    logmel = MelSpectrogram()(torch.cat([x, 0.5 * x.flip(-1), -x]))
+    gl = GriffinLim(n_iter=3, init="random")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        pooled = gl(logmel)  # one clip per thread
+        assert torch.get_num_threads() == 2  # restored after the pool
+        torch.set_num_threads(1)
+        one_by_one = torch.stack([gl(m) for m in logmel])
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(pooled, one_by_one, rtol=0, atol=0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +22,8 @@ from sampleforge.bundle import DEFAULT_MODEL, Bundle, load_bundle, model_id
 from sampleforge.diffusion.samplers import SAMPLERS
 from sampleforge.diffusion.sampling import generate_latents
 from sampleforge.errors import UserInputError
+from sampleforge.text.keywords import tokenize
+from sampleforge.timbre import KNOBS, knobs_from_words
 
 Callback = Callable[[int, int], None]
 
@@ -73,6 +75,20 @@ def validate(steps: int, cfg_scale: float, n: int, duration: float, sampler: str
         raise UserInputError(f"unknown sampler {sampler!r} (valid: {', '.join(sorted(SAMPLERS))})")
 
 
+def validate_knobs(knobs: Mapping[str, float | None] | None) -> dict[str, float]:
+    """{knob: quantile 0-1 or None} -> the set ones; UserInputError naming an unknown knob or a bad value."""
+    out: dict[str, float] = {}
+    for name, value in (knobs or {}).items():
+        if name not in KNOBS:
+            raise UserInputError(f"unknown timbre knob {name!r} (valid: {', '.join(KNOBS)})")
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise UserInputError(f"{name} must be a number between 0 and 1, got {value!r}")
+        out[name] = float(value)
+    return out
+
+
 class Generator:
     """A loaded model ready to generate. Stateless between calls."""
 
@@ -115,12 +131,31 @@ class Generator:
             f"keyword {w!r} ignored: beyond the {limit}-keyword limit" for w in overflow
         ]
 
+    def knob_values(self, prompt: str, knobs: Mapping[str, float | None] | None = None) -> dict[str, float]:
+        """The timbre knobs a prompt asks for: ``knobs`` given explicitly, then those its words stand for
+        (``timbre.WORD_KNOBS``); only the knobs this model was trained with. Unset knobs are absent."""
+        names = self.bundle.config.text.knobs
+        if not names:
+            return {}
+        values = knobs_from_words(tokenize(prompt), knobs)
+        return {k: v for k, v in values.items() if k in names}
+
     @torch.inference_mode()
-    def condition(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
-        """prompts → (cond (B, D), uncond (B, D))."""
+    def condition(
+        self, prompts: Sequence[str], knobs: Mapping[str, float | None] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """prompts (+ timbre knobs for all of them) → (cond (B, D), uncond (B, D))."""
         ids, _ = self.bundle.vocab.encode_batch(list(prompts), self.bundle.config.text.max_tokens)
         ids = ids.to(self.device)
-        return self.bundle.text(ids), self.bundle.text.null(len(prompts))
+        names = self.bundle.config.text.knobs
+        if not names:
+            return self.bundle.text(ids), self.bundle.text.null(len(prompts))
+        rows = []
+        for p in prompts:
+            values = self.knob_values(p, knobs)
+            rows.append([values.get(k, float("nan")) for k in names])
+        table = torch.tensor(rows, dtype=torch.float32, device=self.device)  # (B, K), NaN = unset
+        return self.bundle.text(ids, table), self.bundle.text.null(len(prompts))
 
     # -- stages ----------------------------------------------------------------------------------------
     def frames(self, duration: float) -> tuple[int, int]:
@@ -155,6 +190,7 @@ class Generator:
         callback: Callback | None = None,
         normalize: str | None = "peak",
         precision: str | None = None,
+        knobs: Mapping[str, float | None] | None = None,
     ) -> Generation:
         """Like ``generate`` but returns a ``Generation`` with seeds, warnings, latents and mels.
         ``precision`` overrides the generator's for this call ("fp32" or "bf16")."""
@@ -173,13 +209,16 @@ class Generator:
         batch = [p for p in prompt_list for _ in range(n)]
         seeds = [seed + k for k in range(len(batch))]
         warnings = sorted({w for p in prompt_list for w in self.check_prompt(p)})
+        knobs = validate_knobs(knobs)
+        if knobs and not self.bundle.config.text.knobs:
+            warnings.append(f"model {self.name!r} has no timbre knobs: {', '.join(sorted(knobs))} ignored")
 
         samples, frames = self.frames(duration)
         shape = self.bundle.config.vae.latent_shape(frames)
         # per-clip seeds: clip k's start noise and later draws come from its own generator (seed + k)
         noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
         generators = [torch.Generator(device=self.device).manual_seed(s) for s in seeds]
-        cond, uncond = self.condition(batch)
+        cond, uncond = self.condition(batch, knobs)
         dcfg = self.bundle.config.diffusion
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             latents = generate_latents(

@@ -56,6 +56,23 @@ def register(sub: Any) -> None:
                    help="MIDI velocities to render (default 127,90,60)")  # fmt: skip
     g.set_defaults(func=run_gm)
 
+    d = data_sub.add_parser("debian", help="gather the one-shot drums of Debian packages into labelled kit folders",
+                            description="Copy the drum one-shots of lmms-common, sonic-pi-samples and stk (when "
+                            "installed) into one folder per package, named so that `data scan` labels them, "
+                            "each with a kit.json giving the licence from the package's copyright file.")  # fmt: skip
+    d.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    d.set_defaults(func=run_debian)
+
+
+def run_debian(args: argparse.Namespace) -> int:
+    from sampleforge.data.debian import gather
+
+    counts = gather(args.out, progress=print)
+    if not any(counts.values()):
+        raise UserInputError("none of lmms-common, sonic-pi-samples, stk is installed (make data)")
+    print(f"{sum(counts.values())} clips in {args.out}")
+    return 0
+
 
 def _no_subcommand(p: argparse.ArgumentParser) -> int:
     p.print_help()

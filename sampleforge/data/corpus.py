@@ -56,6 +56,7 @@ from sampleforge.text.keywords import tokenize
 
 HYDROGEN_DIRS: tuple[Path, ...] = (Path("/usr/share/hydrogen/data/drumkits"),)
 DEBIAN_COPYRIGHT_GLOB = "/usr/share/doc/hydrogen-drumkits*/copyright"
+HYDROGEN_DATA_KITS = ("GMRockKit", "TR808EmulationKit")  # installed by hydrogen-data, under its "Files: *"
 AUDIO_EXTS = frozenset({".wav", ".flac", ".aif", ".aiff", ".ogg"})
 MAX_SECONDS = 20.0  # longer files are recordings or loops, not one-shots (the longest real cymbal: 12 s)
 SILENT_PEAK = 1e-4  # -80 dBFS: a file whose peak is below this is silent
@@ -308,6 +309,11 @@ class _Scanner:
         self.kit_dirs: set[Path] = set()
         self.kit_meta: dict[str, tuple[Path, str | None, str | None]] = {}
         self.licences = debian_licences()
+        from sampleforge.data.debian import package_licence
+
+        data_licence = package_licence("hydrogen-data")
+        if data_licence:
+            self.licences.update({kit: data_licence for kit in HYDROGEN_DATA_KITS})
 
     def audio_problem(self, path: Path) -> tuple[str, bool] | None:
         """(problem, is_error) or None when the file is a usable one-shot."""

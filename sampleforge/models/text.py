@@ -1,8 +1,9 @@
-"""Keyword encoder: keyword ids (B, L) -> one condition vector (B, cond_dim), plus a learned null for CFG."""
+"""Condition encoder: keyword ids (B, L) and timbre knobs (B, K) -> one condition vector (B, cond_dim), plus a
+learned null for CFG. The knobs (``sampleforge.timbre``) are optional: a model trained without them has none."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -19,8 +20,14 @@ class TextConfig:
     cond_dim: int = 128  # output condition width (the U-Net's conditioning input)
     hidden_dim: int = 256  # MLP hidden width
     max_tokens: int = 8  # keywords per prompt (Vocabulary.encode's max_tokens)
+    knobs: list[str] = field(default_factory=list)  # timbre knobs conditioned on, in order (timbre.KNOBS)
 
     def __post_init__(self) -> None:
+        from sampleforge.timbre import KNOBS
+
+        unknown = [k for k in self.knobs if k not in KNOBS]
+        if unknown or len(set(self.knobs)) != len(self.knobs):
+            raise strict.ConfigError(f"text.knobs must be distinct names from {list(KNOBS)}, got {self.knobs}")
         for name in ("vocab_size", "embed_dim", "cond_dim", "hidden_dim", "max_tokens"):
             if getattr(self, name) < 1:
                 raise strict.ConfigError(f"text.{name} must be >= 1, got {getattr(self, name)}")
@@ -42,10 +49,11 @@ class TextConfig:
 
 
 class KeywordEncoder(nn.Module):
-    """ids (B, L) (0 = padding) -> embeddings (B, L, E) -> masked mean (B, E) -> MLP -> cond (B, cond_dim).
+    """ids (B, L) (0 = padding) -> embeddings (B, L, E) -> masked mean (B, E) -> MLP -> cond (B, cond_dim),
+    plus, when the config names knobs, an MLP of the knob values (B, K) (NaN = unset) and their set-mask.
 
-    A row of padding only (an empty or fully dropped prompt) maps to the learned null condition, the
-    unconditional input of classifier-free guidance.
+    A row of padding only with no knob set (an empty or fully dropped prompt) maps to the learned null
+    condition, the unconditional input of classifier-free guidance.
     """
 
     PAD_ID = 0
@@ -58,20 +66,44 @@ class KeywordEncoder(nn.Module):
             nn.Linear(cfg.embed_dim, cfg.hidden_dim), nn.SiLU(), nn.Linear(cfg.hidden_dim, cfg.cond_dim)
         )
         self.null_cond = nn.Parameter(torch.randn(cfg.cond_dim) * 0.02)  # (cond_dim,)
+        k = len(cfg.knobs)
+        self.knob_mlp = (
+            nn.Sequential(nn.Linear(2 * k, cfg.hidden_dim), nn.SiLU(), nn.Linear(cfg.hidden_dim, cfg.cond_dim))
+            if k else None
+        )
 
-    def forward(self, ids: Tensor) -> Tensor:
-        """ids (B, L) int64 -> cond (B, cond_dim); all-padding rows -> the null condition."""
+    def forward(self, ids: Tensor, knobs: Tensor | None = None) -> Tensor:
+        """ids (B, L) int64, knobs (B, K) float (NaN = unset; None = all unset) -> cond (B, cond_dim).
+        Rows with no keyword and no knob -> the null condition."""
         self._check_ids(ids)
         mask = (ids != self.PAD_ID).unsqueeze(-1)  # (B, L, 1)
         emb = self.embed(ids) * mask  # (B, L, E)
         count = mask.sum(dim=1)  # (B, 1)
         pooled = emb.sum(dim=1) / count.clamp(min=1)  # (B, E)
         out = self.mlp(pooled)  # (B, cond_dim)
-        return torch.where(count > 0, out, self.null_cond.to(out.dtype).expand_as(out))
+        out = torch.where(count > 0, out, self.null_cond.to(out.dtype).expand_as(out))
+        if self.knob_mlp is None or knobs is None:
+            return out
+        if knobs.shape != (ids.shape[0], len(self.cfg.knobs)):
+            raise UserInputError(f"knobs must be (B, {len(self.cfg.knobs)}) for {self.cfg.knobs}, got {tuple(knobs.shape)}")
+        is_set = ~torch.isnan(knobs)  # (B, K)
+        values = torch.where(is_set, knobs, torch.zeros_like(knobs)).to(out.dtype)
+        feats = torch.cat([values * 2 - 1, is_set.to(out.dtype)], dim=1)  # (B, 2K)
+        any_set = is_set.any(dim=1, keepdim=True)  # (B, 1)
+        return out + torch.where(any_set, self.knob_mlp(feats), torch.zeros_like(out))
 
     def null(self, batch_size: int) -> Tensor:
         """The learned unconditional input -> (batch_size, cond_dim)."""
         return self.null_cond.unsqueeze(0).expand(batch_size, -1)
+
+    @staticmethod
+    def knob_dropout(knobs: Tensor, ids: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
+        """Training: each knob becomes unset (NaN) with probability ``p``; rows whose keywords were all
+        dropped lose every knob too (the null condition, for CFG). knobs (B, K), ids (B, L) -> new knobs."""
+        dev = generator.device if generator is not None else knobs.device
+        drop = torch.rand(knobs.shape, generator=generator, device=dev).to(knobs.device) < p
+        drop |= (ids == KeywordEncoder.PAD_ID).all(dim=1, keepdim=True)
+        return knobs.masked_fill(drop, float("nan"))
 
     def _check_ids(self, ids: Tensor) -> None:
         if ids.ndim != 2:

@@ -37,8 +37,8 @@ def _text(model: nn.Module) -> KeywordEncoder:
     return cast(KeywordEncoder, model.get_submodule("text"))
 
 
-def _collate(items: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
-    return torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
+def _collate(items: list[tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
+    return tuple(torch.stack(col) for col in zip(*items, strict=True))
 
 
 def class_repeats(categories: list[str], balance: float, cap: int = 4) -> list[int]:
@@ -100,14 +100,60 @@ class DiffusionTask:
             ids = [self.vocab.id_of(w) for w in clip.keywords if w in self.vocab][:max_tokens]
             rows.append(ids + [0] * (max_tokens - len(ids)))
         id_table = torch.tensor(rows, dtype=torch.long).repeat(ctx.recipe.latent_variants, 1)
+        knob_table = self._knob_table().repeat(ctx.recipe.latent_variants, 1)
         repeats = class_repeats([c.category for c in ctx.clips], ctx.recipe.class_balance)
         if max(repeats) > 1:
             index = torch.tensor(repeats).repeat(ctx.recipe.latent_variants)
             rows_idx = torch.repeat_interleave(torch.arange(latents.shape[0]), index)
-            latents, id_table = latents[rows_idx], id_table[rows_idx]
+            latents, id_table, knob_table = latents[rows_idx], id_table[rows_idx], knob_table[rows_idx]
             log.info("class balance %.2f: %d latent rows (rare classes repeated up to %dx)",
                      ctx.recipe.class_balance, latents.shape[0], max(repeats))
-        return TensorDataset(latents, id_table)
+        return TensorDataset(latents, id_table, knob_table)
+
+    def _knob_table(self) -> Tensor:
+        """(N, K) per-class quantiles of the knobs the text config names, for every training clip (measured on
+        the unaugmented clips once, cached in RUN/diffusion/timbre.json with the per-class feature tables)."""
+        import json
+
+        from sampleforge.timbre import KNOBS, class_quantiles, measure
+
+        ctx = self.ctx
+        names = ctx.model_config.text.knobs
+        if not names:
+            return torch.zeros(len(ctx.clips), 0)
+        cache = ctx.run_dir / "diffusion" / "timbre.json"
+        known: dict[str, dict[str, float]] = json.loads(cache.read_text()) if cache.is_file() else {}
+        ds = ctx.dataset(augment=False)
+        feats = []
+        for i, clip in enumerate(tqdm(ctx.clips, desc="measuring timbre", unit="clip", disable=None)):
+            key = str(clip.path)
+            if key not in known:
+                known[key] = measure(ds.waveform(i), ctx.model_config.sample_rate)
+            feats.append(known[key])
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(known))
+        q = class_quantiles(feats, [c.category for c in ctx.clips])  # (N, len(KNOBS))
+        self._write_timbre_table(feats)
+        return torch.from_numpy(q[:, [KNOBS.index(k) for k in names]])
+
+    def _write_timbre_table(self, feats: list[dict[str, float]]) -> None:
+        """RUN/model/timbre.json: per class and knob, the feature value at quantiles 0.1, 0.5 and 0.9 (what a
+        knob value means in seconds, Hz, share or dB)."""
+        import json
+
+        import numpy as np
+
+        from sampleforge.timbre import KNOBS
+
+        table: dict[str, dict[str, list[float]]] = {}
+        cats = [c.category for c in self.ctx.clips]
+        for cat in sorted(set(cats)):
+            rows = [f for f, c in zip(feats, cats, strict=True) if c == cat]
+            table[cat] = {k: [round(float(np.quantile([r[k] for r in rows], q)), 4) for q in (0.1, 0.5, 0.9)]
+                          for k in KNOBS}
+        self.ctx.model_dir.mkdir(parents=True, exist_ok=True)
+        (self.ctx.model_dir / "timbre.json").write_text(json.dumps({"quantiles": [0.1, 0.5, 0.9], "classes": table},
+                                                                   indent=1) + "\n")
 
     @torch.no_grad()
     def _encode_all(self) -> Tensor:
@@ -127,15 +173,19 @@ class DiffusionTask:
     def dataset(self) -> Any:
         return self._dataset
 
-    def collate(self, items: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    def collate(self, items: list[tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
         return _collate(items)
 
     # -- loss ------------------------------------------------------------------------------------------
-    def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor], generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        x0, ids = batch
+    def loss(self, model: nn.Module, batch: tuple[Tensor, ...], generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        x0, ids, knobs = batch
         b = x0.shape[0]
         ids = keyword_dropout(ids, self.ctx.recipe.keyword_dropout, generator)
-        cond = _text(model)(ids)
+        if knobs.shape[1]:
+            knobs = KeywordEncoder.knob_dropout(knobs, ids, self.ctx.recipe.knob_dropout, generator)
+            cond = _text(model)(ids, knobs)
+        else:
+            cond = _text(model)(ids)
         t = torch.randint(0, self.alphas_cumprod.shape[0], (b,), generator=generator)
         noise = torch.randn(x0.shape, generator=generator)
         a = self.alphas_cumprod[t].view(b, *([1] * (x0.dim() - 1)))

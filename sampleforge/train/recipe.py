@@ -46,6 +46,7 @@ class RecipeConfig:
     latent_variants: int = 8  # diffusion: augmented versions of each clip encoded to cached latents
     class_balance: float = 0.0  # diffusion: repeat clips of rare classes (median count / class count) ** this, ≤ 4x
     keyword_dropout: float = 0.1  # diffusion: drop each keyword / the whole prompt (for CFG)
+    knob_dropout: float = 0.5  # diffusion: leave each timbre knob unset (so an unset knob is sampled freely)
     vocoder_segment_frames: int = 64  # vocoder: train on random crops of this many frames (0 = whole clip)
 
 

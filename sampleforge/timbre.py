@@ -1,0 +1,114 @@
+"""Measured timbre knobs: decay, brightness, weight and punch of a drum one-shot, as per-class quantiles 0-1.
+
+Each knob is a feature measured on the waveform (onset-aligned, as the training clips are):
+
+| knob | feature | unit |
+|---|---|---|
+| decay | time from the peak of the 10-ms RMS envelope until it falls 30 dB below it for good | s |
+| brightness | spectral centroid of the attack (the first 80 ms) | Hz |
+| weight | share of the energy below 200 Hz over the first 300 ms (lows: the body of a kick or a low tom) | 0-1 |
+| punch | level of the first 20 ms against the 20-200 ms body | dB |
+
+A model is conditioned on the knobs as quantiles *within the clip's class* (0 = the darkest snare of the
+training data, 1 = the brightest), so one value means the same thing for every class. Each knob is dropped
+at random in training, so a knob left unset is sampled freely.
+
+Words map onto knobs (``WORD_KNOBS``, the one table): a prompt word sets a knob the user did not set.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+KNOBS: tuple[str, ...] = ("decay", "brightness", "weight", "punch")
+
+# prompt word -> knob values it stands for (quantiles within the class)
+WORD_KNOBS: dict[str, dict[str, float]] = {
+    "long": {"decay": 0.85}, "short": {"decay": 0.15}, "tight": {"decay": 0.2, "punch": 0.7},
+    "boomy": {"decay": 0.8, "weight": 0.85}, "ring": {"decay": 0.85},
+    "bright": {"brightness": 0.85}, "crisp": {"brightness": 0.8}, "dark": {"brightness": 0.15},
+    "warm": {"brightness": 0.3}, "muffled": {"brightness": 0.1}, "dull": {"brightness": 0.15},
+    "deep": {"weight": 0.85}, "sub": {"weight": 0.9}, "fat": {"weight": 0.75}, "big": {"weight": 0.75},
+    "heavy": {"weight": 0.8}, "thin": {"weight": 0.15}, "small": {"weight": 0.25},
+    "punchy": {"punch": 0.85}, "snappy": {"punch": 0.8, "decay": 0.35}, "soft": {"punch": 0.2},
+}  # fmt: skip
+
+SAMPLE_RATE = 44100
+FLOOR_DB = -30.0
+
+
+def _rms_envelope(wav: np.ndarray, sr: int, win_s: float = 0.010, hop_s: float = 0.005) -> np.ndarray:
+    """(T,) -> RMS in dB (frames,), 10-ms windows every 5 ms."""
+    win, hop = max(1, int(win_s * sr)), max(1, int(hop_s * sr))
+    if wav.shape[0] < win:
+        wav = np.pad(wav, (0, win - wav.shape[0]))
+    n = 1 + (wav.shape[0] - win) // hop
+    frames = np.lib.stride_tricks.as_strided(wav, (n, win), (wav.strides[0] * hop, wav.strides[0]))
+    rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-20)
+    return 20 * np.log10(rms)
+
+
+def measure(wav: np.ndarray, sr: int = SAMPLE_RATE) -> dict[str, float]:
+    """Raw features of one clip (T,) -> {knob: value} in the units of the module table."""
+    wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+    env = _rms_envelope(wav, sr)
+    peak = int(np.argmax(env))
+    above = np.nonzero(env[peak:] >= env[peak] + FLOOR_DB)[0]
+    decay = float(above[-1] + 1) * 0.005 if above.size else 0.005
+    onset = max(0, peak * int(0.005 * sr) - int(0.005 * sr))
+
+    def seg(a: float, b: float) -> np.ndarray:
+        return wav[onset + int(a * sr) : onset + int(b * sr)]
+
+    attack = seg(0.0, 0.080)
+    spec = np.abs(np.fft.rfft(attack * np.hanning(attack.shape[0]), n=8192)) ** 2 if attack.size > 8 else None
+    freqs = np.fft.rfftfreq(8192, 1 / sr)
+    brightness = float((spec * freqs).sum() / max(spec.sum(), 1e-20)) if spec is not None else 0.0
+    body = seg(0.0, 0.300)
+    bspec = np.abs(np.fft.rfft(body, n=max(16384, body.shape[0]))) ** 2
+    bfreqs = np.fft.rfftfreq(max(16384, body.shape[0]), 1 / sr)
+    weight = float(bspec[bfreqs < 200].sum() / max(bspec.sum(), 1e-20))
+    head, tail = seg(0.0, 0.020), seg(0.020, 0.200)
+    rms = lambda x: math.sqrt(float(np.mean(x.astype(np.float64) ** 2)) + 1e-12) if x.size else 1e-6  # noqa: E731
+    punch = 20 * math.log10(rms(head) / rms(tail))
+    return {"decay": decay, "brightness": brightness, "weight": weight, "punch": punch}
+
+
+def class_quantiles(features: Sequence[Mapping[str, float]], categories: Sequence[str]) -> np.ndarray:
+    """Raw features of N clips with their classes -> (N, len(KNOBS)) quantiles within each class, 0-1.
+
+    Ties share their mean rank; a class with one clip gets 0.5."""
+    out = np.full((len(features), len(KNOBS)), 0.5, dtype=np.float32)
+    cats = np.asarray(categories)
+    for cat in sorted(set(categories)):
+        idx = np.nonzero(cats == cat)[0]
+        if idx.size < 2:
+            continue
+        for k, knob in enumerate(KNOBS):
+            vals = np.array([features[i][knob] for i in idx])
+            order = vals.argsort(kind="stable")
+            ranks = np.empty(idx.size)
+            ranks[order] = np.arange(idx.size)
+            for v in np.unique(vals):  # ties: mean rank
+                same = vals == v
+                ranks[same] = ranks[same].mean()
+            out[idx, k] = ranks / (idx.size - 1)
+    return out
+
+
+def knobs_from_words(words: Sequence[str], explicit: Mapping[str, float | None] | None = None) -> dict[str, float]:
+    """Knob values a prompt asks for: the explicit ones, then those its words stand for (the first word
+    that sets a knob wins). Unset knobs are absent."""
+    out = {k: float(v) for k, v in (explicit or {}).items() if v is not None}
+    for w in words:
+        for knob, value in WORD_KNOBS.get(w, {}).items():
+            out.setdefault(knob, value)
+    return out
+
+
+def knob_vector(values: Mapping[str, float]) -> list[float]:
+    """{knob: value} -> [value or NaN for each of KNOBS] (NaN = unset, sampled freely)."""
+    return [float(values[k]) if k in values else float("nan") for k in KNOBS]

@@ -1,0 +1,159 @@
+"""Timbre knobs: the features move the right way on synthetic sounds, quantiles are per class, words map to
+knobs, the encoder's knob path keeps the null condition, and a knob-conditioned debug model generates."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sampleforge.errors import UserInputError
+from sampleforge.models.text import KeywordEncoder, TextConfig
+from sampleforge.strict import ConfigError
+from sampleforge.timbre import KNOBS, WORD_KNOBS, class_quantiles, knob_vector, knobs_from_words, measure
+
+SR = 44100
+
+
+def tone(freq: float, decay_s: float, seconds: float = 2.0, click: float = 0.0) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    wav = np.sin(2 * np.pi * freq * t) * np.exp(-t / decay_s)
+    if click:
+        wav[: int(0.005 * SR)] += click * np.random.default_rng(0).standard_normal(int(0.005 * SR))
+    return (0.9 * wav / np.abs(wav).max()).astype(np.float32)
+
+
+def test_decay_follows_the_envelope() -> None:
+    short, long = measure(tone(100, 0.05)), measure(tone(100, 0.4))
+    # -30 dB of an exp(-t/tau) envelope is reached after tau * ln(10**1.5) = 3.45 tau
+    assert short["decay"] == pytest.approx(0.05 * 3.45, rel=0.15)
+    assert long["decay"] == pytest.approx(0.4 * 3.45, rel=0.15)
+
+
+def test_brightness_and_weight_follow_the_spectrum() -> None:
+    low, high = measure(tone(60, 0.3)), measure(tone(3000, 0.3))
+    assert low["brightness"] < 200 < 2000 < high["brightness"]
+    assert low["weight"] > 0.9 and high["weight"] < 0.05
+
+
+def test_punch_is_the_attack_against_the_body() -> None:
+    plain, clicked = measure(tone(100, 0.3)), measure(tone(100, 0.3, click=3.0))
+    assert clicked["punch"] > plain["punch"] + 3
+
+
+def test_measure_survives_silence_and_tiny_clips() -> None:
+    for wav in (np.zeros(SR, np.float32), np.ones(10, np.float32)):
+        feats = measure(wav)
+        assert set(feats) == set(KNOBS) and all(math.isfinite(v) for v in feats.values())
+
+
+def test_quantiles_are_within_each_class() -> None:
+    feats = [{"decay": d, "brightness": 1.0, "weight": 0.0, "punch": 0.0} for d in (0.1, 0.2, 0.3, 5.0, 6.0)]
+    cats = ["kick", "kick", "kick", "crash", "crash"]
+    q = class_quantiles(feats, cats)
+    d = KNOBS.index("decay")
+    assert q[:3, d].tolist() == [0.0, 0.5, 1.0]  # the longest kick is 1 although crashes are far longer
+    assert q[3:, d].tolist() == [0.0, 1.0]
+    assert q[:, KNOBS.index("brightness")].tolist() == [0.5] * 5  # ties share their mean rank
+
+
+def test_words_set_knobs_explicit_values_win() -> None:
+    assert knobs_from_words(["long", "kick"]) == WORD_KNOBS["long"]
+    assert knobs_from_words(["long"], {"decay": 0.3})["decay"] == 0.3
+    assert knobs_from_words(["kick"], {"decay": None}) == {}
+    v = knob_vector({"decay": 0.2})
+    assert v[KNOBS.index("decay")] == 0.2 and all(math.isnan(x) for i, x in enumerate(v) if KNOBS[i] != "decay")
+
+
+def test_every_mapped_word_names_a_knob_in_range() -> None:
+    for word, values in WORD_KNOBS.items():
+        assert values and all(k in KNOBS and 0 <= v <= 1 for k, v in values.items()), word
+
+
+def _encoder() -> KeywordEncoder:
+    torch.manual_seed(0)
+    return KeywordEncoder(TextConfig(vocab_size=8, embed_dim=4, cond_dim=6, hidden_dim=8, knobs=list(KNOBS)))
+
+
+def test_encoder_knobs_change_the_condition_and_unset_knobs_do_not() -> None:
+    enc = _encoder()
+    ids = torch.tensor([[1, 2, 0], [1, 2, 0], [1, 2, 0]])
+    unset = torch.full((3, 4), float("nan"))
+    knobs = unset.clone()
+    knobs[1, 0], knobs[2, 0] = 0.1, 0.9
+    with torch.no_grad():
+        out = enc(ids, knobs)
+        assert torch.allclose(out[0], enc(ids[:1]))  # all unset == no knobs at all
+        assert not torch.allclose(out[1], out[2])
+        empty = torch.zeros(2, 3, dtype=torch.long)
+        assert torch.allclose(enc(empty, torch.full((2, 4), float("nan"))), enc.null(2))
+
+
+def test_knob_dropout_unsets_knobs_and_whole_dropped_prompts() -> None:
+    knobs = torch.rand(400, 4)
+    ids = torch.ones(400, 3, dtype=torch.long)
+    ids[:100] = 0  # prompts dropped entirely
+    out = KeywordEncoder.knob_dropout(knobs, ids, 0.5, torch.Generator().manual_seed(0))
+    assert torch.isnan(out[:100]).all()
+    share = torch.isnan(out[100:]).float().mean().item()
+    assert 0.4 < share < 0.6
+    kept = ~torch.isnan(out)
+    assert torch.equal(out[kept], knobs[kept])
+
+
+def test_config_rejects_unknown_knobs() -> None:
+    with pytest.raises(ConfigError, match="text.knobs"):
+        TextConfig(knobs=["loudness"])
+    with pytest.raises(ConfigError, match="text.knobs"):
+        TextConfig(knobs=["decay", "decay"])
+    assert TextConfig.from_dict({"knobs": ["decay"]}).knobs == ["decay"]
+
+
+def test_encoder_rejects_a_wrong_knob_width() -> None:
+    with pytest.raises(UserInputError, match="knobs must be"):
+        _encoder()(torch.ones(1, 2, dtype=torch.long), torch.zeros(1, 3))
+
+
+@pytest.fixture(scope="module")
+def knob_model(tmp_path_factory: pytest.TempPathFactory):
+    from sampleforge.bundle import Bundle, build_modules, debug_config, save_bundle
+    from sampleforge.text.keywords import Vocabulary
+
+    cfg = debug_config()
+    cfg.text.knobs = list(KNOBS)
+    vocab = Vocabulary({w: 10 for w in ["kick", "snare", "long", "short", "808"]})
+    cfg.text.vocab_size = max(cfg.text.vocab_size, len(vocab) + 1)
+    torch.manual_seed(0)
+    bundle = Bundle(config=cfg, vocab=vocab, card="# debug\n", **build_modules(cfg))  # type: ignore[arg-type]
+    return save_bundle(bundle, tmp_path_factory.mktemp("models") / "knobs")
+
+
+def test_generation_follows_knobs_and_words(knob_model) -> None:
+    from sampleforge.pipeline import Generator
+
+    gen = Generator.from_pretrained(knob_model, device="cpu")
+    plain = gen.generate_full("kick", steps=2, seed=3, vocoder=False)
+    unset = gen.generate_full("kick", knobs={"decay": None}, steps=2, seed=3, vocoder=False)
+    assert torch.equal(plain.latents, unset.latents)
+    cond = lambda prompt, knobs=None: gen.condition([prompt], knobs)[0]  # noqa: E731
+    assert not torch.allclose(cond("kick", {"decay": 0.1}), cond("kick", {"decay": 0.9}))
+    assert torch.equal(cond("kick"), cond("kick", {"decay": None}))
+    # a word stands for its knob value: "long kick" == "long kick" with decay set as the table says
+    assert torch.equal(cond("long kick"), cond("long kick", WORD_KNOBS["long"]))
+    assert not torch.allclose(cond("long kick"), cond("long kick", {"decay": 0.1}))
+    assert gen.knob_values("short punchy kick", {"brightness": 0.2}) == {
+        "brightness": 0.2, **WORD_KNOBS["short"], **WORD_KNOBS["punchy"]}
+
+
+def test_bad_knobs_are_refused_and_models_without_knobs_warn(knob_model, debug_model) -> None:
+    from sampleforge.pipeline import Generator
+
+    gen = Generator.from_pretrained(knob_model, device="cpu")
+    with pytest.raises(UserInputError, match="unknown timbre knob 'loudness'"):
+        gen.generate_full("kick", steps=1, knobs={"loudness": 0.5})
+    with pytest.raises(UserInputError, match="decay must be a number between 0 and 1"):
+        gen.generate_full("kick", steps=1, knobs={"decay": 1.5})
+    plain = Generator.from_pretrained(debug_model, device="cpu").generate_full("kick", steps=1, knobs={"decay": 0.5})
+    assert any("no timbre knobs" in w for w in plain.warnings)

@@ -131,13 +131,30 @@ def cmd_vocab(args: argparse.Namespace) -> int:
     vocab = Vocabulary.load(path / "vocab.json")
     counts = dict(vocab.counts)
     if args.json:
-        print(json.dumps(counts, indent=2))
+        print(json.dumps({"keywords": counts, "classes": vocab.classes} if vocab.classes else counts, indent=2))
         return 0
-    print(f"{len(counts)} keywords in {path.name} (word: clips in the training data)")
+    per_class = " per class" if vocab.classes else ""
+    print(f"{len(counts)} keywords in {path.name} (word: clips in the training data{per_class})")
     width = max((len(w) for w in counts), default=4)
     for word, n in counts.items():
-        print(f"  {word:<{width}}  {n}")
+        split = ", ".join(f"{c} {k}" for c, k in vocab.classes.get(word, {}).items())
+        print(f"  {word:<{width}}  {n:>4}" + (f"  ({split})" if split else ""))
+    _print_knob_words(path)
     return 0
+
+
+def _print_knob_words(path: Path) -> None:
+    """The words that act through timbre knobs, for a model conditioned on knobs."""
+    from sampleforge.bundle import read_config
+    from sampleforge.timbre import WORD_KNOBS
+
+    knobs = read_config(path).text.knobs
+    if not knobs:
+        return
+    print(f"\ntimbre knobs: {', '.join(knobs)} (0-1, quantiles within the class); words that set them:")
+    for word, values in WORD_KNOBS.items():
+        if set(values) & set(knobs):
+            print(f"  {word:<8} " + ", ".join(f"{k} {v:.2f}" for k, v in values.items() if k in knobs))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

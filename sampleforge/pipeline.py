@@ -22,8 +22,8 @@ from sampleforge.bundle import DEFAULT_MODEL, Bundle, load_bundle, model_id
 from sampleforge.diffusion.samplers import SAMPLERS
 from sampleforge.diffusion.sampling import generate_latents
 from sampleforge.errors import UserInputError
-from sampleforge.text.keywords import tokenize
-from sampleforge.timbre import KNOBS, knobs_from_words
+from sampleforge.text.keywords import keywords
+from sampleforge.timbre import KNOBS, WORD_KNOBS, knobs_from_words
 
 Callback = Callable[[int, int], None]
 
@@ -124,12 +124,10 @@ class Generator:
         return dict(self.bundle.vocab.counts)
 
     def check_prompt(self, prompt: str) -> list[str]:
-        """Warnings for a prompt (unknown keywords are reported, never silently dropped)."""
-        limit = self.bundle.config.text.max_tokens
-        _, unknown, overflow = self.bundle.vocab.partition(prompt, limit)
-        return [f"unknown keyword {w!r} ignored (see `sampleforge vocab`)" for w in unknown] + [
-            f"keyword {w!r} ignored: beyond the {limit}-keyword limit" for w in overflow
-        ]
+        """Warnings for a prompt (unknown keywords are reported, never silently dropped; near misses get a
+        "did you mean"; no known word, two classes, and thinly supported descriptors are said)."""
+        knob_words = [w for w, v in WORD_KNOBS.items() if set(v) & set(self.bundle.config.text.knobs)]
+        return self.bundle.vocab.prompt_warnings(prompt, self.bundle.config.text.max_tokens, knob_words)
 
     def knob_values(self, prompt: str, knobs: Mapping[str, float | None] | None = None) -> dict[str, float]:
         """The timbre knobs a prompt asks for: ``knobs`` given explicitly, then those its words stand for
@@ -137,7 +135,7 @@ class Generator:
         names = self.bundle.config.text.knobs
         if not names:
             return {}
-        values = knobs_from_words(tokenize(prompt), knobs)
+        values = knobs_from_words(keywords(prompt), knobs)
         return {k: v for k, v in values.items() if k in names}
 
     @torch.inference_mode()

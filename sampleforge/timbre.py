@@ -88,7 +88,7 @@ def class_quantiles(features: Sequence[Mapping[str, float]], categories: Sequenc
         if idx.size < 2:
             continue
         for k, knob in enumerate(KNOBS):
-            vals = np.array([features[i][knob] for i in idx])
+            vals = np.array([features[int(i)][knob] for i in idx])
             order = vals.argsort(kind="stable")
             ranks = np.empty(idx.size)
             ranks[order] = np.arange(idx.size)

@@ -52,7 +52,7 @@ import soundfile as sf
 
 from sampleforge.errors import UserInputError
 from sampleforge.taxonomy import CATEGORIES, CATEGORY_WORDS, category_from_tokens
-from sampleforge.text.keywords import tokenize
+from sampleforge.text.keywords import keywords, tokenize
 
 HYDROGEN_DIRS: tuple[Path, ...] = (Path("/usr/share/hydrogen/data/drumkits"),)
 DEBIAN_COPYRIGHT_GLOB = "/usr/share/doc/hydrogen-drumkits*/copyright"
@@ -66,19 +66,6 @@ SILENT_PEAK = 1e-4  # -80 dBFS: a file whose peak is below this is silent
 # or perc kit is small enough to spare: those classes come from one kit each).
 DEFAULT_HELD_OUT_KITS: tuple[str, ...] = ("Millo_MultiLayered3", "HardElectro1")
 
-# corpus synonyms applied after tokenize (one word -> words)
-SYNONYMS: dict[str, tuple[str, ...]] = {
-    "opened": ("open",), "op": ("open",), "semiopen": ("semi", "open"), "cl": ("closed",),
-    "close": ("closed",), "pd": ("pedal",), "hi": ("high",), "lo": ("low",), "lite": ("light",),
-    "dist": ("distorted",), "distortion": ("distorted",), "med": ("medium",), "normal": ("medium",),
-    "softest": ("soft",), "softer": ("soft",), "hardest": ("hard",), "harder": ("hard",),
-    "electric": ("electro",), "electronic": ("electro",), "elec": ("electro",), "nz": ("noise",),
-    "noisy": ("noise",), "middle": ("mid",), "hse": ("house",), "powr": ("power",), "waterglass": ("glass",),
-    "fingersnap": ("snap",), "wooden": ("wood",), "woody": ("wood",), "tamb": ("tambourine",),
-    "floortom": ("floor", "tom"), "hhclosed": ("closed", "hat"), "hhopen": ("open", "hat"),
-    "hhpedal": ("pedal", "hat"), "crashride": ("crash", "ride"), "ridebell": ("ride", "bell"),
-    "shake": ("shaker",), "percussion": ("perc",),
-}  # fmt: skip
 
 HAT_OPEN_WORDS = frozenset({"open", "swish", "free", "loose"})
 HAT_CLOSED_WORDS = frozenset({"closed", "pedal", "foot", "choke", "tight"})
@@ -161,13 +148,8 @@ class ScanResult:
 
 # ----------------------------------------------------------------------------------------------- labels
 def words_of(text: str) -> list[str]:
-    """Normalised words of a name: ``tokenize`` then the corpus ``SYNONYMS`` ("Hat Op" -> hat, open)."""
-    out: list[str] = []
-    for w in tokenize(text):
-        for s in SYNONYMS.get(w, (w,)):
-            if s not in out:
-                out.append(s)
-    return out
+    """Normalised words of a name: ``tokenize`` then the ``SYNONYMS`` ("Hat Op" -> hat, open)."""
+    return keywords(text)
 
 
 def classify(words: Sequence[str], raw: str = "") -> tuple[str | None, bool]:

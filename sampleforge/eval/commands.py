@@ -50,6 +50,59 @@ def _register_eval(sub: Any) -> None:
 
     add_arguments(t)
     t.set_defaults(func=run)
+    d = eval_sub.add_parser("descriptors", help="do prompt words and timbre knobs move the sound? (contrasts, sweeps)",
+                            description="Generate each contrast's two prompts with the same seeds, measure the "
+                            "feature each contrast is about and compare its effect size with real recordings; "
+                            "sweep each timbre knob from 0.1 to 0.9 and check its feature rises.")  # fmt: skip
+    d.add_argument("--model", help="model folder or shipped name")
+    d.add_argument("--reference", nargs="+", type=Path, help="folders of real drum clips (the training data)")
+    d.add_argument("-n", "--count", type=int, default=24, help="clips per prompt (default 24)")
+    d.add_argument("--steps", type=int, default=8)
+    d.add_argument("--sampler", default="dpmpp_2m")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--classifier", type=Path, default=None, help="classifier folder (default: weights/classifier-v1)")
+    d.add_argument("--out", type=Path, default=None, help="output folder for descriptors.json")
+    d.set_defaults(func=_run_descriptors)
+
+
+def _run_descriptors(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from sampleforge.data import corpus
+    from sampleforge.data.dataset import WaveCache
+    from sampleforge.eval.classifier import load_classifier
+    from sampleforge.eval.descriptors import check_descriptors
+    from sampleforge.pipeline import Generator
+
+    if not args.model or not args.reference:
+        raise UserInputError("--model and --reference are required (e.g. --model drums-v2 "
+                             "--reference /usr/share/hydrogen/data/drumkits)")
+    if args.count < 2:
+        raise UserInputError(f"--count must be at least 2 (effect sizes need pairs), got {args.count}")
+    gen = Generator.from_pretrained(args.model)
+    clf = load_classifier(args.classifier)
+    clips = corpus.scan(list(args.reference)).clips
+    if not clips:
+        raise UserInputError(f"--reference: no drum clips found in {', '.join(map(str, args.reference))}")
+    cache = WaveCache()
+    duration = float(gen.bundle.config.duration)
+    wavs = np.stack([cache.get(c.path, duration=duration, sample_rate=gen.sample_rate) for c in clips])
+    result = check_descriptors(gen, clf, wavs, [c.category for c in clips], [c.keywords for c in clips],
+                               n=args.count, steps=args.steps, sampler=args.sampler, seed=args.seed)
+    for r in result["contrasts"]:
+        print(f"  {'pass' if r['passed'] else 'FAIL'}  {r['contrast']:<36} {r['feature']:<10} d {_f(r['d']):>6} "
+              f"(real {_f(r['real_d'])}, n {r['real_n'][0]}/{r['real_n'][1]})  judged "
+              f"{_f(r['adherence'][0], 100)} / {_f(r['adherence'][1], 100)} %")
+    for w in result["sweeps"]:
+        print(f"  {'pass' if w['monotonic'] else 'FAIL'}  sweep {w['class']} {w['knob']:<10} medians "
+              + " ".join(f"{m:.3g}" for m in w["medians"]))
+    print(f"{result['passed']}/{result['total']} contrasts pass; "
+          f"{sum(w['monotonic'] for w in result['sweeps'])}/{len(result['sweeps'])} knob sweeps monotonic")
+    out = args.out or Path("runs") / "eval" / (Path(str(args.model)).name + "-descriptors")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "descriptors.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out / 'descriptors.json'}")
+    return 0
 
 
 def _run_eval(args: argparse.Namespace) -> int:

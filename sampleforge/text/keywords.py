@@ -21,6 +21,10 @@ Normalisation rules (in order):
    "606" are kept.
 5. duplicates removed, first occurrence kept ("kick drum kick" -> ["kick"]).
 Steps 2-5 repeat until nothing changes, so ``tokenize`` is idempotent: ``tokenize(" ".join(tokenize(s))) == tokenize(s)``.
+
+``keywords`` adds the ``SYNONYMS`` (descriptor spellings of file names and prompts: "electronic" -> electro,
+"dist" -> distorted, "Hat Op" -> hat open); the corpus labels files with it and prompts are read with it, so a
+word means the same in both. ``prompt_warnings`` tells a user what a prompt will not do.
 """
 
 from __future__ import annotations
@@ -28,14 +32,14 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from sampleforge.errors import UserInputError
-from sampleforge.taxonomy import category_from_tokens
+from sampleforge.taxonomy import CATEGORY_WORDS, category_from_tokens
 
 STOP_WORDS: frozenset[str] = frozenset(
     {
@@ -82,6 +86,24 @@ PAIR_ALIASES: dict[tuple[str, str], tuple[str, ...]] = {
     ("cow", "bell"): ("cowbell",),
     ("tom", "tom"): ("tom",),
 }
+
+# descriptor spellings (one word -> words), applied after tokenize by ``keywords``
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "opened": ("open",), "op": ("open",), "semiopen": ("semi", "open"), "cl": ("closed",),
+    "close": ("closed",), "pd": ("pedal",), "hi": ("high",), "lo": ("low",), "lite": ("light",),
+    "dist": ("distorted",), "distortion": ("distorted",), "distort": ("distorted",), "dirty": ("distorted",),
+    "gritty": ("distorted",), "overdriven": ("distorted",), "med": ("medium",), "normal": ("medium",),
+    "softest": ("soft",), "softer": ("soft",), "hardest": ("hard",), "harder": ("hard",),
+    "electric": ("electro",), "electronic": ("electro",), "elec": ("electro",), "nz": ("noise",),
+    "noisy": ("noise",), "middle": ("mid",), "hse": ("house",), "powr": ("power",), "waterglass": ("glass",),
+    "fingersnap": ("snap",), "wooden": ("wood",), "woody": ("wood",), "tamb": ("tambourine",),
+    "floortom": ("floor", "tom"), "hhclosed": ("closed", "hat"), "hhopen": ("open", "hat"),
+    "hhpedal": ("pedal", "hat"), "crashride": ("crash", "ride"), "ridebell": ("ride", "bell"),
+    "shake": ("shaker",), "percussion": ("perc",), "analogue": ("analog",), "real": ("acoustic",),
+    "natural": ("acoustic",), "lowest": ("low",), "higher": ("high",), "highest": ("high",), "lower": ("low",),
+    "longer": ("long",), "shorter": ("short",), "brighter": ("bright",), "darker": ("dark",),
+    "deeper": ("deep",), "muted": ("muffled",), "muffle": ("muffled",), "tr": (),
+}  # fmt: skip
 
 # Singular words that end in "s" but are not covered by the "ss"/"us"/"is" rule.
 _NOT_PLURAL: frozenset[str] = frozenset(
@@ -146,6 +168,23 @@ def _normalise_once(words: list[str]) -> list[str]:
     return out
 
 
+def keywords(text: str) -> list[str]:
+    """``tokenize`` then the ``SYNONYMS``, duplicates removed ("Electronic Snare" -> electro, snare)."""
+    out: list[str] = []
+    for w in tokenize(text):
+        for s in SYNONYMS.get(w, (w,)):
+            if s not in out:
+                out.append(s)
+    return out
+
+
+def classes_named(words: Sequence[str]) -> list[str]:
+    """The classes whose words all appear ("kick snare" -> kick, snare; "closed hat" -> closed_hat only)."""
+    present = set(words)
+    named = [c for c, ws in CATEGORY_WORDS.items() if set(ws) <= present]
+    return [c for c in named if not any(set(CATEGORY_WORDS[c]) < set(CATEGORY_WORDS[o]) for o in named)]
+
+
 def category_of(prompt: str) -> str | None:
     """The drum class a prompt asks for (``"punchy 808 bd"`` -> ``"kick"``), or None if it names none."""
     return category_from_tokens(tokenize(prompt))
@@ -160,8 +199,11 @@ class Vocabulary:
 
     PAD_ID = 0
 
-    def __init__(self, counts: dict[str, int], min_count: int = 1) -> None:
-        """``counts``: word -> count; words counted fewer than ``min_count`` times are left out."""
+    def __init__(
+        self, counts: dict[str, int], min_count: int = 1, classes: dict[str, dict[str, int]] | None = None
+    ) -> None:
+        """``counts``: word -> count; words counted fewer than ``min_count`` times are left out.
+        ``classes``: word -> {class: clips of that class carrying the word} (optional)."""
         if min_count < 1:
             raise UserInputError(f"min_count must be >= 1, got {min_count}")
         for word, n in counts.items():
@@ -176,16 +218,28 @@ class Vocabulary:
         self.counts: dict[str, int] = dict(kept)
         self.words: list[str] = [w for w, _ in kept]
         self._ids: dict[str, int] = {w: i + 1 for i, w in enumerate(self.words)}
+        self.classes: dict[str, dict[str, int]] = {
+            w: dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))) for w, c in (classes or {}).items() if w in self._ids
+        }
 
     @classmethod
-    def build(cls, keyword_lists: Iterable[Sequence[str] | str], min_count: int = 1) -> Vocabulary:
+    def build(
+        cls, keyword_lists: Iterable[Sequence[str] | str], min_count: int = 1, categories: Sequence[str] | None = None
+    ) -> Vocabulary:
         """Count keywords over clips. Each item is one clip's keywords (a list of words, or a raw string
-        such as a file name); items are normalised with ``tokenize`` and a word counts once per clip."""
+        such as a file name); items are normalised with ``tokenize`` and a word counts once per clip.
+        With ``categories`` (each clip's class) the counts per class are kept too."""
         counter: Counter[str] = Counter()
-        for item in keyword_lists:
+        per_class: dict[str, Counter[str]] = {}
+        for i, item in enumerate(keyword_lists):
             text = item if isinstance(item, str) else " ".join(item)
-            counter.update(tokenize(text))  # tokenize de-duplicates: a count is a number of clips
-        return cls(dict(counter), min_count=min_count)
+            words = tokenize(text)
+            counter.update(words)  # tokenize de-duplicates: a count is a number of clips
+            if categories is not None:
+                for w in words:
+                    per_class.setdefault(w, Counter())[categories[i]] += 1
+        classes = {w: dict(c) for w, c in per_class.items()} if categories is not None else None
+        return cls(dict(counter), min_count=min_count, classes=classes)
 
     def __len__(self) -> int:
         return len(self.words) + 1
@@ -202,7 +256,7 @@ class Vocabulary:
         vocabulary does not know, and known ones past ``max_tokens`` (for precise warnings)."""
         if max_tokens < 1:
             raise UserInputError(f"max_tokens must be >= 1, got {max_tokens}")
-        words = tokenize(prompt)
+        words = keywords(prompt)
         known = [w for w in words if w in self._ids]
         unknown = [w for w in words if w not in self._ids]
         return known[:max_tokens], unknown, known[max_tokens:]
@@ -231,30 +285,69 @@ class Vocabulary:
             dropped.append(d)
         return torch.tensor(rows, dtype=torch.long).reshape(len(rows), max_tokens), dropped
 
+    def prompt_warnings(self, prompt: str, max_tokens: int = 8, knob_words: Collection[str] = ()) -> list[str]:
+        """What a prompt will not do, one sentence each: unknown words (with "did you mean" for near
+        misses), words past ``max_tokens``, no known word at all, two classes at once, and a descriptor that
+        too few clips of the asked class carry. ``knob_words`` act through timbre knobs: they are known."""
+        import difflib
+
+        encoded, unknown, overflow = self.partition(prompt, max_tokens)
+        unknown = [w for w in unknown if w not in knob_words]
+        out: list[str] = []
+        choices = sorted(set(self.words) | set(knob_words))
+        for w in unknown:
+            near = difflib.get_close_matches(w, choices, n=1, cutoff=0.75)
+            hint = f"; did you mean {near[0]!r}?" if near else " (see `sampleforge vocab`)"
+            out.append(f"unknown keyword {w!r} ignored{hint}")
+        out += [f"keyword {w!r} ignored: beyond the {max_tokens}-keyword limit" for w in overflow]
+        words = keywords(prompt)
+        if not encoded and not any(w in knob_words for w in words):
+            out.append("no keyword this model knows: it generates a random drum (name a class, e.g. 'kick')")
+        named = classes_named(words)
+        if len(named) > 1:
+            out.append(f"the prompt names {len(named)} classes ({', '.join(named)}): the model blends them; "
+                       "generate them one at a time for clean sounds")
+        elif len(named) == 1 and self.classes:
+            cat = named[0]
+            class_words = set(CATEGORY_WORDS[cat])
+            for w in encoded:
+                n = self.classes.get(w, {}).get(cat, 0)
+                if w not in class_words and w not in knob_words and n < 3:
+                    out.append(f"{w!r} is on only {n} {cat} clip(s) of the training data: its effect on a "
+                               f"{cat} is weak or may pull toward another class")
+        return out
+
     def decode(self, ids: Sequence[int]) -> list[str]:
         """ids -> words (padding skipped)."""
         return [self.words[i - 1] for i in ids if i != self.PAD_ID]
 
     def to_dict(self) -> dict[str, Any]:
         """The vocab.json content: ``{"keywords": {word: count} in id order, "min_count": n, "pad_id": 0}``."""
-        return {
+        out: dict[str, Any] = {
             "keywords": dict(self.counts),
             "min_count": self.min_count,
             "pad_id": self.PAD_ID,
             "version": 1,
         }
+        if self.classes:
+            out["classes"] = self.classes
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Vocabulary:
         """Inverse of ``to_dict``; a malformed object raises UserInputError naming the problem."""
         if not isinstance(data, dict) or not isinstance(data.get("keywords"), dict):
             raise UserInputError('vocab.json: expected an object with a "keywords" object of word -> count')
-        unknown = sorted(set(data) - {"keywords", "min_count", "pad_id", "version"})
+        unknown = sorted(set(data) - {"keywords", "min_count", "pad_id", "version", "classes"})
         if unknown:
             raise UserInputError(f"vocab.json: unknown key {unknown[0]!r}")
         if data.get("pad_id", 0) != 0:
             raise UserInputError(f"vocab.json: pad_id must be 0, got {data['pad_id']!r}")
-        return cls(dict(data["keywords"]), min_count=int(data.get("min_count", 1)))
+        classes = data.get("classes")
+        if classes is not None and not (isinstance(classes, dict) and all(
+                isinstance(c, dict) and all(isinstance(n, int) for n in c.values()) for c in classes.values())):
+            raise UserInputError('vocab.json: "classes" must map word -> {class: count}')
+        return cls(dict(data["keywords"]), min_count=int(data.get("min_count", 1)), classes=classes)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"

@@ -70,7 +70,8 @@ class DiffusionTask:
         self.vae = MelVAE(cfg.vae)
         load_state(self.vae, vae_file)
         self.vae.eval().requires_grad_(False)
-        self.vocab = Vocabulary.build([list(c.keywords) for c in ctx.clips], min_count=ctx.data.min_count)
+        self.vocab = Vocabulary.build([list(c.keywords) for c in ctx.clips], min_count=ctx.data.min_count,
+                                      categories=[c.category for c in ctx.clips])
         cfg.text.vocab_size = max(cfg.text.vocab_size, len(self.vocab) + 1)
         ctx.model_dir.mkdir(parents=True, exist_ok=True)
         self.vocab.save(ctx.model_dir / "vocab.json")

@@ -1,0 +1,59 @@
+"""The descriptor check: effect sizes, real reference groups, and a run on the debug model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sampleforge.eval.descriptors import CONTRASTS, Contrast, check_descriptors, cohens_d, real_groups
+
+SR = 44100
+
+
+def _decaying(tau: float, n: int = SR) -> np.ndarray:
+    t = np.arange(n) / SR
+    return (np.sin(2 * np.pi * 120 * t) * np.exp(-t / tau)).astype(np.float32)
+
+
+def test_cohens_d_sign_and_size() -> None:
+    a, b = np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0, 6.0])
+    assert cohens_d(a, b) == pytest.approx(-3.0)
+    assert cohens_d(b, a) == pytest.approx(3.0)
+    assert cohens_d(a[:1], b) is None
+
+
+def test_real_groups_by_keyword_by_knob_and_by_class() -> None:
+    wavs = np.stack([_decaying(t) for t in (0.02, 0.03, 0.3, 0.4, 0.05, 0.06)])
+    cats = ["kick", "kick", "kick", "kick", "snare", "snare"]
+    words = [("kick", "acoustic"), ("kick", "acoustic"), ("kick", "808"), ("kick", "808"), ("snare",), ("snare",)]
+    a, b = real_groups(CONTRASTS[0], wavs, cats, words, SR)  # 808 kick vs acoustic kick, on decay
+    assert len(a) == len(b) == 2 and a.min() > b.max()
+    long_short = next(c for c in CONTRASTS if c.a == "long kick")
+    a, b = real_groups(long_short, wavs, cats, words, SR)
+    assert a.min() > b.max()
+    by_class = Contrast("kick", "snare", "kick", "snare", "decay", "class")
+    a, b = real_groups(by_class, wavs, cats, words, SR)
+    assert (len(a), len(b)) == (4, 2)
+
+
+def test_the_required_contrasts_are_there() -> None:
+    names = {c.name for c in CONTRASTS}
+    assert len(CONTRASTS) == 10
+    for required in ("808 kick vs acoustic kick", "long kick vs short kick", "bright snare vs dark snare",
+                     "low tom vs high tom", "open hat vs closed hat"):
+        assert required in names
+
+
+def test_check_runs_on_the_debug_model(debug_model) -> None:
+    from sampleforge.eval.classifier import load_classifier
+    from sampleforge.pipeline import Generator
+
+    gen = Generator.from_pretrained(debug_model, device="cpu")
+    wavs = np.stack([_decaying(t) for t in (0.02, 0.03, 0.3, 0.4)])
+    result = check_descriptors(gen, load_classifier(), wavs, ["kick"] * 4, [("kick", "808"), ("kick", "808"),
+                               ("kick", "acoustic"), ("kick", "acoustic")], n=2, steps=1, contrasts=CONTRASTS[:2])
+    assert result["total"] == 2 and len(result["contrasts"]) == 2
+    first = result["contrasts"][0]
+    assert first["real_n"] == [2, 2] and first["real_d"] < 0  # these 808s decay faster: the real sign is kept
+    assert 0 <= first["adherence"][0] <= 1 and isinstance(first["passed"], bool)
+    assert result["sweeps"] == []  # the debug model has no knobs

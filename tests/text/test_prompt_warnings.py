@@ -1,0 +1,62 @@
+"""Prompt handling: synonyms at prompt time, "did you mean", no known word, two classes, thin descriptors."""
+
+from __future__ import annotations
+
+import pytest
+
+from sampleforge.text.keywords import Vocabulary, classes_named, keywords
+
+
+@pytest.fixture()
+def vocab() -> Vocabulary:
+    clips = [["kick", "808"]] * 5 + [["snare", "electro"]] * 4 + [["snare", "808"]] + [["kick"]] * 3
+    cats = ["kick"] * 5 + ["snare"] * 5 + ["kick"] * 3
+    return Vocabulary.build(clips, categories=cats)
+
+
+def test_synonyms_apply_to_prompts_as_to_file_names(vocab: Vocabulary) -> None:
+    assert keywords("Electronic Snare") == ["electro", "snare"]
+    assert keywords("dirty kick") == ["distorted", "kick"]
+    assert vocab.partition("electronic snare")[0] == ["electro", "snare"]
+    assert vocab.prompt_warnings("electronic snare") == []
+
+
+def test_near_misses_get_a_suggestion(vocab: Vocabulary) -> None:
+    (w,) = vocab.prompt_warnings("kik")[:1]
+    assert "'kik'" in w and "did you mean 'kick'" in w
+    warnings = vocab.prompt_warnings("laser zap")
+    assert any("unknown keyword 'laser'" in w and "did you mean" not in w for w in warnings)
+
+
+def test_no_known_word_and_empty_prompts_warn(vocab: Vocabulary) -> None:
+    for prompt in ("", "laser zap", "   "):
+        assert any("random drum" in w for w in vocab.prompt_warnings(prompt)), prompt
+    assert not any("random drum" in w for w in vocab.prompt_warnings("kick"))
+
+
+def test_two_classes_warn_but_one_multiword_class_does_not(vocab: Vocabulary) -> None:
+    assert classes_named(keywords("kick snare")) == ["kick", "snare"]
+    assert classes_named(keywords("closed hat")) == ["closed_hat"]
+    assert any("2 classes (kick, snare)" in w for w in vocab.prompt_warnings("kick snare"))
+    assert vocab.prompt_warnings("closed hat") == [w for w in vocab.prompt_warnings("closed hat") if "classes" not in w]
+
+
+def test_thin_descriptors_warn_per_class(vocab: Vocabulary) -> None:
+    assert vocab.classes["808"] == {"kick": 5, "snare": 1}
+    assert vocab.prompt_warnings("808 kick") == []
+    (w,) = vocab.prompt_warnings("808 snare")
+    assert "'808' is on only 1 snare clip" in w
+
+
+def test_knob_words_are_known(vocab: Vocabulary) -> None:
+    assert any("unknown keyword 'long'" in w for w in vocab.prompt_warnings("long kick"))
+    assert vocab.prompt_warnings("long kick", knob_words={"long"}) == []
+    assert not any("random drum" in w for w in vocab.prompt_warnings("long", knob_words={"long"}))
+
+
+def test_per_class_counts_survive_save_and_load(vocab: Vocabulary, tmp_path) -> None:
+    vocab.save(tmp_path / "vocab.json")
+    back = Vocabulary.load(tmp_path / "vocab.json")
+    assert back == vocab and back.classes["808"] == {"kick": 5, "snare": 1}
+    legacy = Vocabulary.from_dict({"keywords": {"kick": 3}})
+    assert legacy.classes == {} and "classes" not in legacy.to_dict()

@@ -4,7 +4,8 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_DATA := hydrogen-drumkits hydrogen-drumkits-effects
+APT_DATA := hydrogen-drumkits hydrogen-drumkits-effects hydrogen-data lmms-common sonic-pi-samples stk
+DEBIAN_DRUMS := runs/debian-drums
 APT_GM := fluidsynth fluid-soundfont-gm
 APT_TEST := redis-server chromium chromium-driver
 APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
@@ -20,13 +21,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## make data: the real drum recordings (Debian's Hydrogen kits) used by the default model
-data:
+## make data: the real drum recordings the default model is trained on: Debian's Hydrogen kits (in place) and
+## the one-shots of lmms-common, sonic-pi-samples and stk, gathered as labelled kits into $(DEBIAN_DRUMS)
+data: install
 	@if dpkg -s $(APT_DATA) >/dev/null 2>&1; then echo "drum kits already installed"; else \
-	  $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq $(APT_DATA); fi
+	  $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends $(APT_DATA); fi
+	$(BIN)/sampleforge data debian --out $(DEBIAN_DRUMS) >/dev/null
 
 ## more real drums: the General-MIDI kits of FluidR3_GM (MIT), rendered note by note into runs/gm
-## (not used by the shipped drums-v1; add `--data /usr/share/hydrogen/data/drumkits* runs/gm` to a training)
+## (not used by the shipped model; add `--data /usr/share/hydrogen/data/drumkits runs/gm` to a training)
 data-gm: install
 	@if dpkg -s $(APT_GM) >/dev/null 2>&1; then echo "fluidsynth and FluidR3_GM already installed"; else \
 	  $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends $(APT_GM); fi
@@ -56,14 +59,16 @@ demo: install data
 	$(BIN)/sampleforge demo --out-dir generations
 
 ## rebuild the shipped default model from the Debian packages (resumable: run it again to continue;
-## MINUTES=N stops cleanly after N minutes). The model card (weights/drums-v1/README.md) is kept.
+## MINUTES=N stops cleanly after N minutes). The model card (weights/drums-v2/README.md) is kept.
+## drums-v1, the previous default, is rebuilt the same way with its recipe: configs/drums-v1.json.
 MINUTES ?=
 train-default: install data
-	$(BIN)/sampleforge train all --config configs/default.json --out runs/drums-v1 --resume \
-	  $(if $(MINUTES),--max-minutes $(MINUTES),)
-	mkdir -p weights/drums-v1
-	cp runs/drums-v1/model/config.json runs/drums-v1/model/vocab.json runs/drums-v1/model/*.safetensors weights/drums-v1/
-	@echo 'weights/drums-v1 rebuilt; the model card (README.md) describes the shipped run'
+	$(BIN)/sampleforge train all --config configs/default.json --out runs/drums-v2 --resume \
+	  --data /usr/share/hydrogen/data/drumkits $(DEBIAN_DRUMS) $(if $(MINUTES),--max-minutes $(MINUTES),)
+	mkdir -p weights/drums-v2
+	cp runs/drums-v2/model/config.json runs/drums-v2/model/vocab.json runs/drums-v2/model/timbre.json \
+	  runs/drums-v2/model/*.safetensors weights/drums-v2/
+	@echo 'weights/drums-v2 rebuilt; the model card (README.md) describes the shipped run'
 
 bench: install
 	$(BIN)/pip install -q "einops>=0.6"

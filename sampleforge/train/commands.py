@@ -45,7 +45,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     cache = args.cache
     stages = [args.stage]
     if args.stage == "all":  # the recipe of the shipped model; the vocoder only when the config has one
-        stages = ["vae", "diffusion", "vae-decoder"] + (["vocoder"] if recipe.model.vocoder is not None else [])
+        stages = list(recipe.recipe.stages)
+        if recipe.model.vocoder is not None and "vocoder" not in stages:
+            stages.append("vocoder")
     deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else None
     for stage in stages:
         clips, held = training_clips(dirs, recipe.data, cache or args.out / "cache", stage)

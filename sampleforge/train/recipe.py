@@ -48,6 +48,13 @@ class RecipeConfig:
     keyword_dropout: float = 0.1  # diffusion: drop each keyword / the whole prompt (for CFG)
     knob_dropout: float = 0.5  # diffusion: leave each timbre knob unset (so an unset knob is sampled freely)
     vocoder_segment_frames: int = 64  # vocoder: train on random crops of this many frames (0 = whole clip)
+    stages: list[str] = field(default_factory=lambda: ["vae", "diffusion", "vae-decoder"])  # `train all`, in order
+    # (+ "vocoder" when the model config has one)
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.stages if s not in ("vae", "diffusion", "vae-decoder", "vocoder")]
+        if bad:
+            raise ConfigError(f"recipe.stages: unknown stage {bad[0]!r} (valid: vae, diffusion, vae-decoder, vocoder)")
 
 
 @dataclass

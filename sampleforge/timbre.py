@@ -6,7 +6,7 @@ Each knob is a feature measured on the waveform (onset-aligned, as the training 
 |---|---|---|
 | decay | time from the peak of the 10-ms RMS envelope until it falls 30 dB below it for good | s |
 | brightness | spectral centroid of the attack (the first 80 ms) | Hz |
-| weight | share of the energy below 200 Hz over the first 300 ms (lows: the body of a kick or a low tom) | 0-1 |
+| weight | share of the energy below 120 Hz over the first 300 ms (the sub and body of a kick, a low tom) | 0-1 |
 | punch | level of the first 20 ms against the 20-200 ms body | dB |
 
 A model is conditioned on the knobs as quantiles *within the clip's class* (0 = the darkest snare of the
@@ -38,6 +38,7 @@ WORD_KNOBS: dict[str, dict[str, float]] = {
 
 SAMPLE_RATE = 44100
 FLOOR_DB = -30.0
+WEIGHT_HZ = 120.0  # below the fundamental of a high tom, above that of a low one (real low vs high toms: d 2.0)
 
 
 def _rms_envelope(wav: np.ndarray, sr: int, win_s: float = 0.010, hop_s: float = 0.005) -> np.ndarray:
@@ -70,7 +71,7 @@ def measure(wav: np.ndarray, sr: int = SAMPLE_RATE) -> dict[str, float]:
     body = seg(0.0, 0.300)
     bspec = np.abs(np.fft.rfft(body, n=max(16384, body.shape[0]))) ** 2
     bfreqs = np.fft.rfftfreq(max(16384, body.shape[0]), 1 / sr)
-    weight = float(bspec[bfreqs < 200].sum() / max(bspec.sum(), 1e-20))
+    weight = float(bspec[bfreqs < WEIGHT_HZ].sum() / max(bspec.sum(), 1e-20))
     head, tail = seg(0.0, 0.020), seg(0.020, 0.200)
     rms = lambda x: math.sqrt(float(np.mean(x.astype(np.float64) ** 2)) + 1e-12) if x.size else 1e-6  # noqa: E731
     punch = 20 * math.log10(rms(head) / rms(tail))

@@ -46,13 +46,13 @@ class Contrast:
 
 
 CONTRASTS: tuple[Contrast, ...] = (
-    Contrast("808 kick", "acoustic kick", "kick", "kick", "decay", "keyword", "808", "acoustic"),
+    Contrast("808 kick", "acoustic kick", "kick", "kick", "weight", "keyword", "808", "acoustic"),
     Contrast("long kick", "short kick", "kick", "kick", "decay", "knob"),
     Contrast("bright snare", "dark snare", "snare", "snare", "brightness", "knob"),
     Contrast("low tom", "high tom", "tom", "tom", "weight", "keyword", "low", "high"),
     Contrast("open hat", "closed hat", "open_hat", "closed_hat", "decay", "class"),
     Contrast("punchy kick", "soft kick", "kick", "kick", "punch", "knob"),
-    Contrast("electro snare", "acoustic snare", "snare", "snare", "decay", "keyword", "electro", "acoustic"),
+    Contrast("electro kick", "acoustic kick", "kick", "kick", "punch", "keyword", "electro", "acoustic"),
     Contrast("deep kick", "thin kick", "kick", "kick", "weight", "knob"),
     Contrast("long crash", "short crash", "crash", "crash", "decay", "knob"),
     Contrast("bright closed hat", "dark closed hat", "closed_hat", "closed_hat", "brightness", "knob"),

@@ -125,7 +125,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         rt = trip.get(cat)
         rt_text = f"  real via VAE {_f(rt['vae'], 100):>5} % (vocoder alone {_f(rt['vocoder'], 100)} %)" if rt else ""
         print(f"  {cat:<11} adherence {_f(v['adherence'], 100):>5} %  LUFS {_f(v['lufs_mean']):>6}  "
-              f"onset {_f(v['onset_ms_mean']):>5} ms  diversity {_f(v['diversity'])}{rt_text}")
+              f"onset {_f(v['onset_ms_mean']):>5} ms  diversity {_f(v['diversity'])} "
+              f"({_f(v['diversity_ratio'])}x real){rt_text}")
     print(f"wrote {js} and {page}")
     return 0
 

@@ -281,12 +281,16 @@ def evaluate(model: str | Path, reference: Sequence[Path | str], settings: EvalS
         ti = clf.cfg.classes.index(target)
         pred = [clf.cfg.classes[int(i)] for i in prob.argmax(1)]
         nn = metrics.nearest_distances(emb, train_emb)
+        real_idx = [i for i, c in enumerate(train.categories) if c == cat]
+        real_div = metrics.diversity(train_emb[real_idx]) if len(real_idx) > 1 else None
         st.update({
             "judged_as": target,
             "adherence": float(np.mean([p == target for p in pred])),
             "target_probability": float(prob[:, ti].mean()),
             "predicted": dict(Counter(pred).most_common()),
             "diversity": metrics.diversity(emb),
+            "diversity_real": real_div,  # the training clips of the class: how varied real kits are
+            "diversity_ratio": metrics.diversity(emb) / real_div if real_div else None,
             "diversity_mfcc": metrics.diversity(_mfcc_emb(finished, clf)),
             "nearest_train_distance": {"mean": float(nn.mean()), "min": float(nn.min())},
             "lufs_mean": _mean(st["lufs"]),

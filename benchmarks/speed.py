@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from benchmarks import peers
+from sampleforge.params import add_arguments, from_namespace
 
 
 def peak_rss_mb() -> float:
@@ -97,28 +98,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="drums-v1", help="model folder or shipped name")
     ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
     ap.add_argument("--batches", default="1,16", help="comma-separated batch sizes")
-    ap.add_argument("--steps", type=int, default=50, help="steps of the reference setting (DDIM + CFG)")
-    ap.add_argument("--cfg", type=float, default=3.0)
+    add_arguments(ap, ("steps", "cfg_scale", "precision"))  # the reference setting: DDIM + CFG
     ap.add_argument("--fast", default="dpmpp_2m:8", help="the fast setting, sampler:steps")
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per cell at batch 1 (1 for bigger batches)")
     ap.add_argument("--gl-iters", type=int, default=None,
                     help="Griffin-Lim iterations (default: the model's config.json griffin_lim.n_iter)")
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="the U-Net's precision")
     ap.add_argument("--no-peer", action="store_true", help="skip the peer comparison")
     ap.add_argument("--peer-repeats", type=int, default=2, help="timed peer forwards per length")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
+    reference = from_namespace(args)
 
     from sampleforge.pipeline import Generator
 
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
     fast_sampler, _, fast_steps = args.fast.partition(":")
-    gen = Generator.from_pretrained(args.model, device="cpu", precision=args.precision)
+    gen = Generator.from_pretrained(args.model, device="cpu", precision=reference.precision)
     if args.gl_iters is not None:
         gen.griffin_lim.n_iter = args.gl_iters
     vocoder = "neural vocoder" if gen.bundle.vocoder is not None else f"Griffin-Lim {gen.griffin_lim.n_iter} iterations"
-    vocoder += f"; U-Net {args.precision}"
+    vocoder += f"; U-Net {gen.precision}"
     n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in gen.bundle.modules().items()}
     print(f"model {gen.id}: " + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in n_params.items())
           + f"; {vocoder}; torch {torch.__version__}, CPU")
@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     for t in threads:
         torch.set_num_threads(t)
         for b in batches:
-            for sampler, steps in (("ddim", args.steps), (fast_sampler, int(fast_steps))):
-                r = time_generation(gen, b, steps, sampler, args.cfg, args.repeats if b == 1 else 1)
+            for sampler, steps in ((gen.samplers[0], reference.steps), (fast_sampler, int(fast_steps))):
+                r = time_generation(gen, b, steps, sampler, reference.cfg_scale, args.repeats if b == 1 else 1)
                 r["threads"] = t
                 ours.append(r)
                 print(f"threads {t} batch {b:>2} {sampler:>9} {steps:>3} steps + CFG: {r['seconds_per_clip']:.3f} s/clip "

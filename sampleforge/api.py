@@ -1,7 +1,7 @@
-"""The reference API (seed 001), kept compatible: ``generate(...) -> Path`` to a finished WAV.
+"""The reference API: ``generate(...) -> Path`` to a finished WAV.
 
     generate(diffusion_checkpoint=..., vae_checkpoint=..., vocoder_checkpoint=None,   # None → Griffin-Lim
-             prompt="808", cfg_scale=3.0, ddim_steps=50, output_path=None, seed=None) -> Path
+             prompt="808", cfg_scale=3.0, ddim_steps=50, output_path=None, seed=None, **settings) -> Path
 
 Checkpoint arguments take a model folder (or a shipped model's name) or one component's ``.safetensors`` file;
 omitted ones mean the shipped model. An explicit ``vocoder_checkpoint=None`` keeps the reference meaning:
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 from sampleforge.audio.io import write_wav
 from sampleforge.bundle import DEFAULT_MODEL, resolve_model
 from sampleforge.errors import UserInputError
+from sampleforge.params import DEFAULTS, GenerationParams
 from sampleforge.pipeline import Generator
 from sampleforge.taxonomy import CATEGORY_WORDS, category_from_tokens
 from sampleforge.text.keywords import tokenize
@@ -115,22 +115,29 @@ def generate(
     diffusion_checkpoint: Any = _DEFAULT,
     vae_checkpoint: Any = _DEFAULT,
     vocoder_checkpoint: Any = _DEFAULT,
-    prompt: str = "",
-    cfg_scale: float = 3.0,
-    ddim_steps: int = 50,
+    prompt: str = DEFAULTS.prompt,
+    cfg_scale: float = DEFAULTS.cfg_scale,
+    ddim_steps: int = DEFAULTS.steps,
     output_path: PathLike | None = None,
     seed: int | None = None,
-    *,
-    sampler: str = "ddim",
+    **settings: Any,
 ) -> Path:
-    """Generate one 2-s one-shot and write it as a 44.1 kHz mono float32 WAV (peak 0.95); return its path."""
+    """Generate one one-shot and write it as a 44.1 kHz mono float32 WAV (peak 0.95); return its path.
+
+    ``settings``: further ``GenerationParams`` fields (sampler, duration, eta, ...); all are checked before
+    the model loads.
+    """
+    params = GenerationParams.from_kwargs(
+        {"prompt": prompt, "cfg_scale": cfg_scale, "ddim_steps": ddim_steps, "seed": seed, **settings})
+    if params.count != 1:
+        raise UserInputError(f"count: generate() makes one clip, got {params.count} (see Generator.generate)")
     gen, use_vocoder = load_generator(diffusion_checkpoint, vae_checkpoint, vocoder_checkpoint)
-    if seed is None:
-        seed = secrets.randbelow(2**31)
-    out = Path(output_path) if output_path is not None else auto_name(prompt, seed, gen.id, ddim_steps, cfg_scale)
+    params = gen.resolve(params)
+    assert params.seed is not None and params.sampler is not None
+    out = Path(output_path) if output_path is not None else \
+        auto_name(params.prompt, params.seed, gen.id, params.steps, params.cfg_scale)
     check_writable(out)
-    result = gen.generate_full(prompt, n=1, steps=ddim_steps, cfg_scale=cfg_scale, sampler=sampler, seed=seed,
-                               vocoder=use_vocoder)
+    result = gen.run(params, vocoder=use_vocoder)
     write_wav(out, result.audio[0].numpy(), gen.sample_rate,
-              metadata_for(prompt, seed, gen.id, ddim_steps, cfg_scale, sampler))
+              metadata_for(params.prompt, params.seed, gen.id, params.steps, params.cfg_scale, params.sampler))
     return out

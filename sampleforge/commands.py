@@ -4,35 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from sampleforge.errors import UserInputError
+from sampleforge.params import GenerationParams, add_arguments, from_namespace
 
 DEMO_CLASSES = ("kick", "snare", "closed_hat", "open_hat", "clap", "tom", "crash")
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("generate", help="generate drum one-shots from a keyword prompt")
-    p.add_argument("--prompt", default="", help='keywords, e.g. "punchy 808 kick"')
-    p.add_argument("--cfg-scale", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
-    p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
-    p.add_argument("--seed", type=int, default=None, help="seed; clip k of --count uses seed + k")
-    p.add_argument("--output", type=Path, default=None, help="output WAV (with --count > 1: numbered _1, _2...)")
+    add_arguments(p)
+    p.add_argument("--output", type=Path, default=None, help="output file (with --count > 1: numbered _1, _2...)")
     p.add_argument("--out-dir", type=Path, default=None, help="folder for auto-named files (default generations/)")
-    p.add_argument("--count", type=int, default=1, help="number of clips")
-    p.add_argument("--sampler", default="ddim", help="ddim, euler, euler_ancestral, heun, dpmpp_2m, ...")
-    p.add_argument("--duration", type=float, default=None, help="seconds (default: the model's, 2 s)")
     p.add_argument("--model", default=None, help="model folder or shipped name (default drums-v1)")
     p.add_argument("--diffusion-ckpt", default=None, help="U-Net weights (.safetensors) or a model folder")
     p.add_argument("--vae-ckpt", default=None, help="VAE weights (.safetensors) or a model folder")
     p.add_argument("--vocoder-ckpt", default=None, help="vocoder weights (.safetensors) or a model folder")
     p.add_argument("--no-vocoder", action="store_true", help="Griffin-Lim instead of the neural vocoder")
-    p.add_argument("--format", choices=("wav", "flac"), default="wav")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="bf16: the U-Net in bfloat16, ~2x faster for big --count on CPUs with AVX512-BF16 (default fp32)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
 
@@ -47,19 +38,6 @@ def register(sub: Any) -> None:
     d.add_argument("--model", default=None)
     d.add_argument("--seed", type=int, default=1)
     d.set_defaults(func=cmd_demo)
-
-
-def _check_args(args: argparse.Namespace) -> None:
-    if args.steps < 1:
-        raise UserInputError(f"--steps must be at least 1, got {args.steps}")
-    if not math.isfinite(args.cfg_scale) or args.cfg_scale < 0:
-        raise UserInputError(f"--cfg-scale must be a finite number >= 0, got {args.cfg_scale}")
-    if args.count < 1:
-        raise UserInputError(f"--count must be at least 1, got {args.count}")
-    if args.seed is not None and args.seed < 0:
-        raise UserInputError(f"--seed must be >= 0, got {args.seed}")
-    if args.no_vocoder and args.vocoder_ckpt:
-        raise UserInputError("--no-vocoder and --vocoder-ckpt contradict each other")
 
 
 def _progress(total_clips: int, quiet: bool) -> Any:
@@ -79,9 +57,9 @@ def _progress(total_clips: int, quiet: bool) -> Any:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    _check_args(args)  # before the heavy imports: a bad value answers at once
-    import secrets
-
+    params = from_namespace(args).with_seed()  # before the heavy imports: a bad value answers at once
+    if args.no_vocoder and args.vocoder_ckpt:
+        raise UserInputError("--no-vocoder and --vocoder-ckpt contradict each other")
     from sampleforge import api
     from sampleforge.audio.io import write_audio
 
@@ -93,34 +71,41 @@ def cmd_generate(args: argparse.Namespace) -> int:
     vocoder = None if args.no_vocoder else (args.vocoder_ckpt or default)
     gen, use_vocoder = api.load_generator(args.diffusion_ckpt or default, args.vae_ckpt or default, vocoder,
                                           model=args.model)
-    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    outs: list[Path] = []
-    for k in range(args.count):
-        if args.output is not None:
-            out = args.output if args.count == 1 else args.output.with_name(f"{args.output.stem}_{k + 1}{args.output.suffix}")
-        else:
-            out = api.auto_name(args.prompt, seed + k, gen.id, args.steps, args.cfg_scale)
-            if args.out_dir is not None:
-                out = args.out_dir / out.name
-        if args.format == "flac" and out.suffix.lower() == ".wav":
-            out = out.with_suffix(".flac")
+    params = gen.resolve(params)
+    assert params.seed is not None and params.sampler is not None
+    outs = [_output_path(args, params, gen.id, k) for k in range(params.count)]
+    for out in outs:
         api.check_writable(out)
-        outs.append(out)
-    for w in gen.check_prompt(args.prompt):
+    for w in gen.check_prompt(params.prompt):
         print(f"warning: {w}", file=sys.stderr)
-    bar, callback = _progress(args.count, args.quiet)
+    bar, callback = _progress(params.count, args.quiet)
     try:
-        result = gen.generate_full(args.prompt, n=args.count, steps=args.steps, cfg_scale=args.cfg_scale,
-                                   sampler=args.sampler, seed=seed, duration=args.duration, vocoder=use_vocoder,
-                                   callback=callback, precision=args.precision)
+        result = gen.run(params, vocoder=use_vocoder, callback=callback)
     finally:
         if bar is not None:
             bar.close()
     for out, wav, s in zip(outs, result.audio, result.seeds, strict=True):
-        meta = api.metadata_for(args.prompt, s, gen.id, args.steps, args.cfg_scale, args.sampler)
-        write_audio(out, wav.numpy(), gen.sample_rate, meta, format=args.format)
+        meta = api.metadata_for(params.prompt, s, gen.id, params.steps, params.cfg_scale, params.sampler)
+        write_audio(out, wav.numpy(), gen.sample_rate, meta, format=params.format)
         print(out)
     return 0
+
+
+def _output_path(args: argparse.Namespace, params: GenerationParams, model: str, k: int) -> Path:
+    """Where clip k goes: ``--output`` (numbered when --count > 1) or an auto name (in ``--out-dir``)."""
+    from sampleforge import api
+
+    assert params.seed is not None
+    if args.output is not None:
+        out: Path = args.output if params.count == 1 else \
+            args.output.with_name(f"{args.output.stem}_{k + 1}{args.output.suffix}")
+    else:
+        out = api.auto_name(params.prompt, params.seed + k, model, params.steps, params.cfg_scale)
+        if args.out_dir is not None:
+            out = args.out_dir / out.name
+    if params.format == "flac" and out.suffix.lower() == ".wav":
+        out = out.with_suffix(".flac")
+    return out
 
 
 def cmd_vocab(args: argparse.Namespace) -> int:
@@ -179,12 +164,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     prompts = [CATEGORY_PROMPTS[c] for c in DEMO_CLASSES]
     t0 = time.perf_counter()
-    result = gen.generate_full(prompts, n=args.per_class, steps=50, cfg_scale=3.0, seed=args.seed)
+    result = gen.generate_full(prompts, n=args.per_class, seed=args.seed)
+    p = result.params
     seconds = time.perf_counter() - t0
     print(f"{len(result.prompts)} clips with {gen.id} in {seconds:.2f} s ({seconds / len(result.prompts):.3f} s/clip)")
     for prompt, seed, wav in zip(result.prompts, result.seeds, result.audio, strict=True):
-        out = args.out_dir / api.auto_name(prompt, seed, gen.id, 50, 3.0).name
-        write_wav(out, wav.numpy(), gen.sample_rate, api.metadata_for(prompt, seed, gen.id, 50, 3.0, "ddim"))
+        out = args.out_dir / api.auto_name(prompt, seed, gen.id, p.steps, p.cfg_scale).name
+        assert p.sampler is not None
+        write_wav(out, wav.numpy(), gen.sample_rate, api.metadata_for(prompt, seed, gen.id, p.steps, p.cfg_scale,
+                                                                      p.sampler))
         x = wav.numpy()
         print(f"  {str(out):<60} peak {np.abs(x).max():.3f}  rms {20 * np.log10(np.sqrt(np.mean(x**2)) + 1e-12):6.1f} dBFS")
     return 0

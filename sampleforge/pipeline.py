@@ -6,12 +6,12 @@ A Generator holds only its (read-only) networks, so one instance can serve concu
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import os
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -19,23 +19,14 @@ from torch import Tensor
 from sampleforge.audio.finish import finish
 from sampleforge.audio.griffinlim import GriffinLim
 from sampleforge.bundle import DEFAULT_MODEL, Bundle, load_bundle, model_id
-from sampleforge.diffusion.samplers import SAMPLERS
+from sampleforge.diffusion.samplers import FLOW_SAMPLERS, SAMPLERS
 from sampleforge.diffusion.sampling import generate_latents
 from sampleforge.errors import UserInputError
+from sampleforge.params import DEFAULTS, PRECISIONS, SPECS, GenerationParams
 from sampleforge.text.keywords import keywords
-from sampleforge.timbre import KNOBS, WORD_KNOBS, knobs_from_words
+from sampleforge.timbre import WORD_KNOBS, knobs_from_words
 
 Callback = Callable[[int, int], None]
-
-# "bf16": the U-Net's convolutions and matmuls in bfloat16 (autocast; norms, the sampler's arithmetic, the VAE
-# and the vocoder stay float32). On this 2-core AVX512-BF16 CPU a U-Net call at batch 32 (16 clips + CFG) took
-# 39 ms instead of 78; at batch 2 it saves nothing (per-op overhead). Its prediction differs by ~0.8 % (relative
-# L2) from float32, so the same seed gives a close but not identical clip.
-PRECISIONS = ("fp32", "bf16")
-MAX_STEPS = 1000
-MAX_DURATION = 10.0
-MIN_DURATION = 0.1
-
 
 def auto_device() -> torch.device:
     """CUDA > MPS > CPU."""
@@ -54,54 +45,25 @@ class Generation:
     audio: Tensor
     prompts: list[str]
     seeds: list[int]
+    params: GenerationParams  # as run: seed, sampler, duration and precision filled in
     warnings: list[str] = field(default_factory=list)
     latents: Tensor | None = None
     mels: Tensor | None = None
 
 
-def validate(steps: int, cfg_scale: float, n: int, duration: float, sampler: str) -> None:
-    """Raise UserInputError naming the first bad generation setting."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
-        raise UserInputError(f"steps must be an integer between 1 and {MAX_STEPS}, got {steps!r}")
-    if isinstance(cfg_scale, bool) or not isinstance(cfg_scale, (int, float)) or not math.isfinite(cfg_scale) \
-            or not 0.0 <= cfg_scale <= 30.0:
-        raise UserInputError(f"cfg_scale must be a finite number between 0 and 30, got {cfg_scale!r}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise UserInputError(f"count must be a positive integer, got {n!r}")
-    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration) \
-            or not MIN_DURATION <= duration <= MAX_DURATION:
-        raise UserInputError(f"duration must be between {MIN_DURATION} and {MAX_DURATION} seconds, got {duration!r}")
-    if sampler not in SAMPLERS:
-        raise UserInputError(f"unknown sampler {sampler!r} (valid: {', '.join(sorted(SAMPLERS))})")
-
-
-def validate_knobs(knobs: Mapping[str, float | None] | None) -> dict[str, float]:
-    """{knob: quantile 0-1 or None} -> the set ones; UserInputError naming an unknown knob or a bad value."""
-    out: dict[str, float] = {}
-    for name, value in (knobs or {}).items():
-        if name not in KNOBS:
-            raise UserInputError(f"unknown timbre knob {name!r} (valid: {', '.join(KNOBS)})")
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise UserInputError(f"{name} must be a number between 0 and 1, got {value!r}")
-        out[name] = float(value)
-    return out
-
-
 class Generator:
     """A loaded model ready to generate. Stateless between calls."""
 
-    def __init__(self, bundle: Bundle, device: torch.device | str | None = None, precision: str = "fp32") -> None:
-        if precision not in PRECISIONS:
-            raise UserInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        self.precision = precision
+    def __init__(self, bundle: Bundle, device: torch.device | str | None = None, precision: str | None = None) -> None:
+        self.precision: str = SPECS["precision"].check(precision) or PRECISIONS[0]
         self.device = torch.device(device) if device is not None else auto_device()
         self.bundle = bundle.to(self.device)
         cfg = bundle.config
         self.name = cfg.name
         self.id = model_id(bundle.path) if bundle.path is not None else cfg.name
         self.sample_rate = cfg.sample_rate
+        flow = cfg.diffusion.prediction == "flow"
+        self.samplers = tuple(name for name in SAMPLERS if (name in FLOW_SAMPLERS) == flow)  # the first: default
         self.alphas_cumprod = cfg.diffusion.alphas_cumprod().to(self.device)
         gl = cfg.griffin_lim
         self.griffin_lim = GriffinLim(cfg.mel, n_iter=gl.n_iter, momentum=gl.momentum, init=gl.init).to(self.device)
@@ -112,10 +74,10 @@ class Generator:
         path_or_name: str | os.PathLike[str] = DEFAULT_MODEL,
         device: torch.device | str | None = None,
         components: dict[str, Path | None] | None = None,
-        precision: str = "fp32",
+        precision: str | None = None,
     ) -> Generator:
         """Load a model folder or a shipped model by name (``components`` overrides single weight files).
-        ``precision="bf16"``: the U-Net runs under bfloat16 autocast (see ``PRECISIONS``)."""
+        ``precision="bf16"``: the U-Net runs under bfloat16 autocast (see ``GenerationParams.precision``)."""
         return cls(load_bundle(path_or_name, components=components), device, precision)
 
     # -- prompts ---------------------------------------------------------------------------------------
@@ -149,8 +111,8 @@ class Generator:
         if not names:
             return self.bundle.text(ids), self.bundle.text.null(len(prompts))
         rows = []
-        for p in prompts:
-            values = self.knob_values(p, knobs)
+        for prompt in prompts:
+            values = self.knob_values(prompt, knobs)
             rows.append([values.get(k, float("nan")) for k in names])
         table = torch.tensor(rows, dtype=torch.float32, device=self.device)  # (B, K), NaN = unset
         return self.bundle.text(ids, table), self.bundle.text.null(len(prompts))
@@ -174,56 +136,55 @@ class Generator:
         return self.griffin_lim(mel, length=samples)
 
     # -- the whole thing -------------------------------------------------------------------------------
+    def resolve(self, params: GenerationParams) -> GenerationParams:
+        """Fill the settings left to the model (sampler, duration, precision) and a random seed if none."""
+        return dataclasses.replace(
+            params.with_seed(),
+            sampler=params.sampler or self.samplers[0],
+            duration=params.duration if params.duration is not None else self.bundle.config.duration,
+            precision=params.precision or self.precision,
+        )
+
     @torch.inference_mode()
-    def generate_full(
+    def run(
         self,
-        prompts: str | Sequence[str],
-        n: int = 1,
-        steps: int = 50,
-        cfg_scale: float = 3.0,
-        sampler: str = "ddim",
-        seed: int | None = None,
-        duration: float | None = None,
+        params: GenerationParams,
+        prompts: Sequence[str] | None = None,
         vocoder: bool = True,
         callback: Callback | None = None,
         normalize: str | None = "peak",
-        precision: str | None = None,
-        knobs: Mapping[str, float | None] | None = None,
     ) -> Generation:
-        """Like ``generate`` but returns a ``Generation`` with seeds, warnings, latents and mels.
-        ``precision`` overrides the generator's for this call ("fp32" or "bf16")."""
-        precision = self.precision if precision is None else precision
-        if precision not in PRECISIONS:
-            raise UserInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
-        if not prompt_list or not all(isinstance(p, str) for p in prompt_list):
+        """``params.count`` clips for each of ``prompts`` (default: ``[params.prompt]``), prompt-major.
+
+        Clip k of the batch uses seed ``params.seed + k`` (its start noise and every later draw), so a batch
+        equals generating each clip alone with its seed, for every sampler, up to float rounding (batched
+        convolutions sum in another order: ~1e-5 in the mel, which Griffin-Lim can grow to ~1e-3).
+        """
+        p = self.resolve(params)
+        assert p.seed is not None and p.duration is not None and p.sampler is not None
+        prompt_list = [p.prompt] if prompts is None else list(prompts)
+        if not prompt_list or not all(isinstance(x, str) for x in prompt_list):
             raise UserInputError("prompts must be a string or a non-empty list of strings")
-        duration = self.bundle.config.duration if duration is None else duration
-        validate(steps, cfg_scale, n, duration, sampler)
-        if seed is None:
-            seed = secrets.randbelow(2**31)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise UserInputError(f"seed must be a non-negative integer, got {seed!r}")
-        batch = [p for p in prompt_list for _ in range(n)]
-        seeds = [seed + k for k in range(len(batch))]
-        warnings = sorted({w for p in prompt_list for w in self.check_prompt(p)})
-        knobs = validate_knobs(knobs)
+        batch = [x for x in prompt_list for _ in range(p.count)]
+        seeds = [p.seed + k for k in range(len(batch))]
+        warnings = sorted({w for x in prompt_list for w in self.check_prompt(x)})
+        knobs = p.knobs()
         if knobs and not self.bundle.config.text.knobs:
             warnings.append(f"model {self.name!r} has no timbre knobs: {', '.join(sorted(knobs))} ignored")
 
-        samples, frames = self.frames(duration)
+        samples, frames = self.frames(p.duration)
         shape = self.bundle.config.vae.latent_shape(frames)
         # per-clip seeds: clip k's start noise and later draws come from its own generator (seed + k)
         noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
         generators = [torch.Generator(device=self.device).manual_seed(s) for s in seeds]
         cond, uncond = self.condition(batch, knobs)
         dcfg = self.bundle.config.diffusion
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=p.precision == "bf16"):
             latents = generate_latents(
                 self.bundle.unet, cond, uncond, shape,
-                alphas_cumprod=self.alphas_cumprod, prediction=dcfg.prediction, steps=steps, sampler=sampler,
-                cfg_scale=float(cfg_scale), schedule=dcfg.sampling_schedule, generator=generators, callback=callback,
-                noise=noise.to(self.device),
+                alphas_cumprod=self.alphas_cumprod, prediction=dcfg.prediction, steps=p.steps, sampler=p.sampler,
+                cfg_scale=p.cfg_scale, schedule=dcfg.sampling_schedule, eta=p.eta, steps_offset=p.steps_offset,
+                flow_shift=p.flow_shift, generator=generators, callback=callback, noise=noise.to(self.device),
             )
         latents = latents.float()
         mels = self.decode(latents, frames)
@@ -231,26 +192,43 @@ class Generator:
         wav = torch.nan_to_num(wav.float(), nan=0.0, posinf=0.0, neginf=0.0)
         if normalize:
             wav = finish(wav, self.sample_rate, normalize=normalize, length=samples)
-        return Generation(audio=wav.cpu(), prompts=batch, seeds=seeds, warnings=warnings,
+        return Generation(audio=wav.cpu(), prompts=batch, seeds=seeds, params=p, warnings=warnings,
                           latents=latents.cpu(), mels=mels.cpu())
+
+    def generate_full(
+        self,
+        prompts: str | Sequence[str],
+        n: int | None = None,
+        *,
+        vocoder: bool = True,
+        callback: Callback | None = None,
+        normalize: str | None = "peak",
+        params: GenerationParams | None = None,
+        **settings: Any,
+    ) -> Generation:
+        """Like ``generate`` but returns a ``Generation`` with seeds, settings, warnings, latents and mels."""
+        if n is not None:
+            settings["n"] = n
+        p = GenerationParams.from_kwargs(settings, base=params or DEFAULTS)
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        elif not isinstance(prompts, Sequence):
+            raise UserInputError("prompts must be a string or a non-empty list of strings")
+        return self.run(p, prompts, vocoder, callback, normalize)
 
     def generate(
         self,
         prompts: str | Sequence[str],
-        n: int = 1,
-        steps: int = 50,
-        cfg_scale: float = 3.0,
-        sampler: str = "ddim",
-        seed: int | None = None,
-        duration: float | None = None,
+        n: int | None = None,
+        *,
         vocoder: bool = True,
         callback: Callback | None = None,
+        params: GenerationParams | None = None,
+        **settings: Any,
     ) -> Tensor:
         """prompts (P) → finished audio (P * n, samples), float32, peak 0.95.
 
-        Clip k of the batch (prompt-major order) uses seed ``seed + k`` (its start noise and every later draw),
-        so a batch equals generating each clip alone with its seed, for every sampler — up to float rounding
-        (batched convolutions sum in another order: ~1e-5 in the mel, which Griffin-Lim's phase iterations can
-        grow to ~1e-3 in the waveform).
+        ``settings``: any ``GenerationParams`` field by name or alias (steps, cfg_scale, sampler, seed,
+        duration, eta, ...) over ``params``; clip k uses seed ``seed + k`` (see ``run``).
         """
-        return self.generate_full(prompts, n, steps, cfg_scale, sampler, seed, duration, vocoder, callback).audio
+        return self.generate_full(prompts, n, vocoder=vocoder, callback=callback, params=params, **settings).audio

@@ -135,7 +135,7 @@ def test_generation_follows_knobs_and_words(knob_model) -> None:
 
     gen = Generator.from_pretrained(knob_model, device="cpu")
     plain = gen.generate_full("kick", steps=2, seed=3, vocoder=False)
-    unset = gen.generate_full("kick", knobs={"decay": None}, steps=2, seed=3, vocoder=False)
+    unset = gen.generate_full("kick", decay=None, steps=2, seed=3, vocoder=False)
     assert torch.equal(plain.latents, unset.latents)
     cond = lambda prompt, knobs=None: gen.condition([prompt], knobs)[0]  # noqa: E731
     assert not torch.allclose(cond("kick", {"decay": 0.1}), cond("kick", {"decay": 0.9}))
@@ -151,9 +151,9 @@ def test_bad_knobs_are_refused_and_models_without_knobs_warn(knob_model, debug_m
     from sampleforge.pipeline import Generator
 
     gen = Generator.from_pretrained(knob_model, device="cpu")
-    with pytest.raises(UserInputError, match="unknown timbre knob 'loudness'"):
-        gen.generate_full("kick", steps=1, knobs={"loudness": 0.5})
-    with pytest.raises(UserInputError, match="decay must be a number between 0 and 1"):
-        gen.generate_full("kick", steps=1, knobs={"decay": 1.5})
-    plain = Generator.from_pretrained(debug_model, device="cpu").generate_full("kick", steps=1, knobs={"decay": 0.5})
+    with pytest.raises(UserInputError, match="unknown generation setting 'loudness'"):
+        gen.generate_full("kick", steps=1, loudness=0.5)
+    with pytest.raises(UserInputError, match="decay must be a finite number between 0 and 1, got 1.5"):
+        gen.generate_full("kick", steps=1, decay=1.5)
+    plain = Generator.from_pretrained(debug_model, device="cpu").generate_full("kick", steps=1, decay=0.5)
     assert any("no timbre knobs" in w for w in plain.warnings)

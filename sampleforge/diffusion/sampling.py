@@ -30,11 +30,11 @@ def generate_latents(
     uncond: Tensor,
     shape: Sequence[int],
     *,
+    steps: int,
+    sampler: str,
+    cfg_scale: float,
     alphas_cumprod: Tensor | None = None,
     prediction: str = "eps",
-    steps: int = 50,
-    sampler: str = "ddim",
-    cfg_scale: float = 3.0,
     schedule: str = "uniform",
     eta: float | None = None,
     generator: GeneratorArg = None,
@@ -53,13 +53,14 @@ def generate_latents(
     - ``schedule``: "uniform" (= "leading", diffusers DDIM), "trailing", "linspace" or "karras" for DDPM
       models; flow models use uniform times, shifted by ``flow_shift``.
     - ``eta``: None = the sampler's default (ddim 0, euler_ancestral 1).
+    - ``steps_offset`` shifts the "uniform" schedule's timesteps; ``flow_shift`` a flow model's times.
     - start noise: ``noise`` (B, *shape) standard normal if given, else drawn from ``generator`` (one
       generator, or B generators: sample b uses generator b for its start noise and every later draw, so
       seeds s, s+1, ... in one batch give the same clips as one by one). It is scaled to the first level:
       ``sqrt(sigma_max^2 + 1)`` for DDPM models (exactly a DDPM's unit-variance x_T), 1 for flow.
     - ``callback(done, total)`` after each step. Runs under ``torch.no_grad``; device/dtype follow ``cond``.
     """
-    batch = _check_inputs(cond, uncond, steps, cfg_scale, prediction, sampler)
+    batch = _check_inputs(cond, uncond, prediction, sampler)
     sample_fn = get_sampler(sampler)
     device, dtype = cond.device, cond.dtype
     if prediction == "flow":
@@ -67,6 +68,8 @@ def generate_latents(
             raise UserInputError(
                 f"flow models use uniform (optionally shifted) times, not schedule {schedule!r}"
             )
+        if steps_offset:
+            raise UserInputError("steps_offset applies to DDPM models; a flow model takes flow_shift")
         sigmas = flow_times(steps, flow_shift)  # float64 on the CPU; samplers cast and move it
         denoiser: DiscreteDenoiser | FlowDenoiser = FlowDenoiser(net)
         start_scale = 1.0
@@ -75,6 +78,10 @@ def generate_latents(
             raise UserInputError(f"a {prediction!r}-prediction model needs its training alphas_cumprod")
         if schedule not in SCHEDULES:
             raise UserInputError(f"unknown schedule {schedule!r} (valid: {', '.join(SCHEDULES)})")
+        if flow_shift != 1.0:
+            raise UserInputError("flow_shift applies to flow models only")
+        if steps_offset and schedule != "uniform":
+            raise UserInputError(f"steps_offset applies to the 'uniform' schedule; this model samples {schedule!r}")
         spacing = "leading" if schedule == "uniform" else schedule
         sigmas = sampling_sigmas(alphas_cumprod, steps, spacing, steps_offset=steps_offset)
         denoiser = DiscreteDenoiser(net, alphas_cumprod, prediction)
@@ -91,9 +98,7 @@ def generate_latents(
         return sample_fn(guided, x, sigmas, cond=cond, generator=generator, callback=callback, eta=eta)
 
 
-def _check_inputs(
-    cond: Tensor, uncond: Tensor, steps: int, cfg_scale: float, prediction: str, sampler: str
-) -> int:
+def _check_inputs(cond: Tensor, uncond: Tensor, prediction: str, sampler: str) -> int:
     """Validate generate_latents' arguments; returns the batch size."""
     if cond.ndim < 2:
         raise UserInputError(f"cond must be (B, D), got shape {tuple(cond.shape)}")
@@ -101,10 +106,6 @@ def _check_inputs(
         raise UserInputError(
             f"uncond shape {tuple(uncond.shape)} does not match cond shape {tuple(cond.shape)}"
         )
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise UserInputError(f"steps must be a positive integer, got {steps!r}")
-    if not math.isfinite(cfg_scale):
-        raise UserInputError(f"cfg_scale must be a finite number, got {cfg_scale}")
     if prediction not in PREDICTIONS:
         raise UserInputError(f"unknown prediction {prediction!r} (valid: {', '.join(PREDICTIONS)})")
     if sampler not in SAMPLERS:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 from sampleforge.errors import UserInputError
+from sampleforge.params import SPECS, GenerationParams, add_arguments, from_namespace, parse_list
+
+SWEEP_BASE = GenerationParams(seed=0)  # every cell uses the same seed, so cells differ only by their settings
 
 
 def register(sub: Any) -> None:
@@ -22,7 +26,7 @@ def register(sub: Any) -> None:
 
 
 def _register_eval(sub: Any) -> None:
-    from sampleforge.eval.evaluate import DEFAULT_CLASSES, EvalSettings
+    from sampleforge.eval.evaluate import DEFAULT_CLASSES, EVAL_GENERATION, EvalSettings
 
     p = sub.add_parser("eval", help="measure a model against real drum recordings (JSON + HTML report)",
                        description="Generate N clips per class prompt and report class adherence, Fréchet "
@@ -32,24 +36,21 @@ def _register_eval(sub: Any) -> None:
     p.add_argument("--reference", nargs="+", type=Path, help="folders of real drum clips (e.g. the Hydrogen kits)")
     p.add_argument("--per-class", type=int, default=EvalSettings.per_class, help="clips generated per class")
     p.add_argument("--classes", nargs="+", default=list(DEFAULT_CLASSES), help="taxonomy classes to prompt")
-    p.add_argument("--steps", type=int, default=EvalSettings.steps)
-    p.add_argument("--cfg", type=float, default=EvalSettings.cfg_scale, help="classifier-free guidance scale")
-    p.add_argument("--sampler", default=EvalSettings.sampler)
-    p.add_argument("--seed", type=int, default=0)
+    add_arguments(p, ("steps", "cfg_scale", "sampler", "seed", "precision", "eta", "steps_offset", "flow_shift"),
+                  base=EVAL_GENERATION)
     p.add_argument("--vocoder-clips", type=int, default=EvalSettings.vocoder_clips,
                    help="real clips re-synthesised for the vocoder check (0: skip)")
     p.add_argument("--held-out-kits", nargs="+", default=None, help="reference kits (default: the corpus held-out kits)")
     p.add_argument("--classifier", type=Path, default=None, help="classifier folder (default: weights/classifier-v1)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="the U-Net's precision")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/eval/<model>)")
     p.set_defaults(func=_run_eval)
     eval_sub = p.add_subparsers(dest="eval_command", metavar="SUBCOMMAND")
     t = eval_sub.add_parser("train-classifier", help="rebuild weights/classifier-v1 from the real drum kits")
-    from sampleforge.eval.classifier_train import add_arguments, run
+    from sampleforge.eval import classifier_train
 
-    add_arguments(t)
-    t.set_defaults(func=run)
+    classifier_train.add_arguments(t)
+    t.set_defaults(func=classifier_train.run)
     d = eval_sub.add_parser("descriptors", help="do prompt words and timbre knobs move the sound? (contrasts, sweeps)",
                             description="Generate each contrast's two prompts with the same seeds, measure the "
                             "feature each contrast is about and compare its effect size with real recordings; "
@@ -106,14 +107,14 @@ def _run_descriptors(args: argparse.Namespace) -> int:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from sampleforge.eval.evaluate import EvalSettings, run_eval
+    from sampleforge.eval.evaluate import EVAL_GENERATION, EvalSettings, run_eval
 
+    generation = from_namespace(args, base=EVAL_GENERATION)
     if not args.model or not args.reference:
         raise UserInputError("--model and --reference are required (e.g. --model drums-v1 "
                              "--reference /usr/share/hydrogen/data/drumkits)")
-    settings = EvalSettings(per_class=args.per_class, steps=args.steps, cfg_scale=args.cfg, sampler=args.sampler,
-                            seed=args.seed, classes=args.classes, vocoder_clips=args.vocoder_clips,
-                            held_out_kits=args.held_out_kits, precision=args.precision)
+    settings = EvalSettings(per_class=args.per_class, classes=args.classes, vocoder_clips=args.vocoder_clips,
+                            held_out_kits=args.held_out_kits, generation=generation)
     out = args.out or Path("runs") / "eval" / Path(str(args.model)).name
     result, js, page = run_eval(args.model, args.reference, out, settings, args.classifier, args.device)
     o = result["overall"]
@@ -143,28 +144,25 @@ def _register_sweep(sub: Any) -> None:
                        description="A grid of generations with per-cell stats (latent std, audio std, clipping %, "
                        "LUFS before finishing), spectrograms and players.")
     p.add_argument("--model", default="drums-v1", help="model folder or shipped name")
-    p.add_argument("--prompt", required=True)
-    p.add_argument("--cfg", default="1,3,5,7", help="comma-separated guidance scales")
+    p.add_argument("--prompt", required=True, help=SPECS["prompt"].help)
+    p.add_argument("--cfg-scale", default="1,3,5,7", help="comma-separated guidance scales")
     p.add_argument("--steps", default="10,25,50", help="comma-separated step counts")
     p.add_argument("--sampler", default="ddim,dpmpp_2m,heun", help="comma-separated samplers")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n", type=int, default=1, help="clips per cell (seeds seed, seed+1, ...)")
-    p.add_argument("--duration", type=float, default=None, help="seconds (default: the model's)")
+    add_arguments(p, ("seed", "count", "duration", "precision", "eta", "steps_offset", "flow_shift"), base=SWEEP_BASE)
     p.add_argument("--device", default=None)
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/sweep/<prompt>)")
     p.set_defaults(func=_run_sweep)
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
-    from sampleforge.eval.sweep import parse_list, sweep
+    from sampleforge.eval.sweep import sweep
 
-    cfgs = parse_list(args.cfg, float, "cfg")
-    steps = parse_list(args.steps, int, "steps")
-    samplers = parse_list(args.sampler, str, "sampler")
+    grid = {name: parse_list(getattr(args, name), name) for name in ("cfg_scale", "steps", "sampler")}
+    args.cfg_scale = args.steps = args.sampler = None  # the grid, not single values
+    base = dataclasses.replace(from_namespace(args, base=SWEEP_BASE), prompt=args.prompt)
     slug = re.sub(r"[^a-z0-9]+", "_", args.prompt.lower()).strip("_")[:40] or "prompt"
     out = args.out or Path("runs") / "sweep" / slug
-    result, js, page = sweep(args.model, args.prompt, cfgs, steps, samplers, out, args.seed, args.n,
-                             args.duration, args.device)
+    result, js, page = sweep(args.model, base, grid["cfg_scale"], grid["steps"], grid["sampler"], out, args.device)
     for c in result["cells"]:
         flag = "  <- clipping/NaN" if c["raw_clipping_percent"] > 1.0 or c["nan_count"] else ""
         print(f"{c['sampler']:<9} steps {c['steps']:>4} cfg {c['cfg_scale']:>5.2f}: latent std {c['latent_std']:.3f}  "

@@ -130,7 +130,7 @@ def check_descriptors(generator: Any, clf: Any, real_wavs: np.ndarray, real_cate
             continue
         medians = []
         for v in SWEEP_VALUES:
-            g = generator.generate_full(CATEGORY_PROMPTS[category], knobs={knob: v}, **kw).audio.numpy()
+            g = generator.generate_full(CATEGORY_PROMPTS[category], **{knob: v}, **kw).audio.numpy()
             medians.append(float(np.median(feature_values(g, knob, sr))))
         sweep_rows.append({"class": category, "knob": knob, "values": list(SWEEP_VALUES), "medians": medians,
                            "monotonic": bool(all(b > a for a, b in zip(medians, medians[1:], strict=False)))})

@@ -25,6 +25,7 @@ the memorisation check uses the other kits (the training kits); otherwise both u
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ import torch
 
 from sampleforge.eval import metrics, report
 from sampleforge.eval.classifier import DrumClassifier, clip_logmels, embed_and_classify, load_classifier
+from sampleforge.params import GenerationParams
 from sampleforge.taxonomy import CATEGORIES, CATEGORY_PROMPTS
 
 DEFAULT_CLASSES: tuple[str, ...] = ("kick", "snare", "closed_hat", "open_hat", "tom", "crash", "clap")
@@ -45,17 +47,20 @@ SHOW_REFERENCE = 2  # real clips per class shown
 SHOW_VOCODER = 2  # vocoder-check clips shown (original, vocoder, Griffin-Lim each)
 
 
+EVAL_GENERATION = GenerationParams(seed=0)  # an evaluation is repeatable unless told otherwise
+
+
 @dataclass
 class EvalSettings:
     per_class: int = 16
-    steps: int = 50
-    cfg_scale: float = 3.0
-    sampler: str = "ddim"
-    seed: int = 0
     classes: Sequence[str] = DEFAULT_CLASSES
     vocoder_clips: int = 16
     held_out_kits: Sequence[str] | None = None  # None: the corpus default
-    precision: str = "fp32"  # the U-Net's ("bf16": see pipeline.PRECISIONS)
+    generation: GenerationParams = EVAL_GENERATION  # class k's clips: seeds seed + 1000 k + i
+
+    @property
+    def seed(self) -> int:
+        return self.generation.seed or 0
 
 
 @dataclass
@@ -214,8 +219,7 @@ def roundtrip_check(generator: Any, real: RealSet, clf: DrumClassifier, classes:
 def _generate_class(generator: Any, category: str, s: EvalSettings, offset: int) -> tuple[np.ndarray, dict[str, Any]]:
     prompt = CATEGORY_PROMPTS[category]
     t0 = time.perf_counter()
-    g = generator.generate_full(prompt, n=s.per_class, steps=s.steps, cfg_scale=s.cfg_scale,
-                                sampler=s.sampler, seed=s.seed + offset)
+    g = generator.run(dataclasses.replace(s.generation, count=s.per_class, seed=s.seed + offset), [prompt])
     seconds = time.perf_counter() - t0
     samples = g.audio.shape[1]
     raw = generator.vocode(g.mels.to(generator.device), samples).float().cpu()  # before NaN clean-up and finishing
@@ -255,7 +259,7 @@ def evaluate(model: str | Path, reference: Sequence[Path | str], settings: EvalS
     if s.per_class < 2:
         raise UserInputError(f"--per-class must be at least 2 (diversity and FD need pairs), got {s.per_class}")
     clf = load_classifier(classifier)
-    gen = Generator.from_pretrained(model, device=device, precision=s.precision)
+    gen = Generator.from_pretrained(model, device=device, precision=s.generation.precision)
     duration = float(gen.bundle.config.duration)
     ref, train, how = load_real_sets(reference, duration, gen.sample_rate, s.held_out_kits)
     judged = [c for c in s.classes if clf.cfg.judged_class(c)]
@@ -314,8 +318,9 @@ def evaluate(model: str | Path, reference: Sequence[Path | str], settings: EvalS
         "model": str(model),
         "model_id": gen.id,
         "classifier": str(classifier or "weights/classifier-v1"),
-        "settings": {"per_class": s.per_class, "steps": s.steps, "cfg_scale": s.cfg_scale, "sampler": s.sampler,
-                     "seed": s.seed, "duration": duration, "device": str(gen.device), "precision": s.precision},
+        "settings": {**{k: v for k, v in dataclasses.asdict(gen.resolve(s.generation)).items()
+                        if k not in ("prompt", "count", "format")},
+                     "per_class": s.per_class, "seed": s.seed, "duration": duration, "device": str(gen.device)},
         "reference": {"dirs": [str(d) for d in reference], "split": how, "clips": len(ref.wav),
                       "training_clips": len(train.wav), "per_class": dict(Counter(ref.categories)),
                       "classifier_accuracy": ref_judged_acc},

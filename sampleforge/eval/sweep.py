@@ -8,6 +8,7 @@ finished clip. All cells use the same seed, so they differ only by the settings.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,32 +18,17 @@ import torch
 
 from sampleforge.errors import UserInputError
 from sampleforge.eval import metrics, report
+from sampleforge.params import GenerationParams
 
 
-def parse_list(text: str, kind: type, name: str) -> list[Any]:
-    """"1,3,5" → [1, 3, 5] (``kind`` int / float / str); a bad item raises UserInputError naming the flag."""
-    items = [t.strip() for t in str(text).split(",") if t.strip()]
-    if not items:
-        raise UserInputError(f"--{name}: expected a comma-separated list, got {text!r}")
-    out = []
-    for t in items:
-        try:
-            out.append(kind(t))
-        except ValueError:
-            raise UserInputError(f"--{name}: {t!r} is not a valid {kind.__name__}") from None
-    return out
-
-
-def run_sweep(generator: Any, prompt: str, cfgs: Sequence[float], steps: Sequence[int], samplers: Sequence[str],
-              seed: int = 0, n: int = 1, duration: float | None = None) -> dict[str, Any]:
-    """Render every (sampler, steps, cfg) cell; returns the JSON-able result plus ``_audio`` (key -> (n, T))."""
-    from sampleforge.pipeline import validate
-
-    dur = float(generator.bundle.config.duration if duration is None else duration)
-    for sampler in samplers:  # fail before the first (slow) cell, naming the bad value
-        for st in steps:
-            for c in cfgs:
-                validate(int(st), float(c), n, dur, sampler)
+def run_sweep(generator: Any, base: GenerationParams, cfgs: Sequence[float], steps: Sequence[int],
+              samplers: Sequence[str]) -> dict[str, Any]:
+    """Render every (sampler, steps, cfg) cell over ``base`` (prompt, seed, count, duration, ...); returns the
+    JSON-able result plus ``_audio`` (key -> (count, T))."""
+    base = generator.resolve(base)
+    unfit = [s for s in samplers if s not in generator.samplers]
+    if unfit:  # fail before the first (slow) cell, naming the bad value
+        raise UserInputError(f"--sampler {unfit[0]!r} does not fit this model (valid: {', '.join(generator.samplers)})")
     sr = generator.sample_rate
     cells: list[dict[str, Any]] = []
     audio: dict[str, Any] = {}
@@ -50,8 +36,7 @@ def run_sweep(generator: Any, prompt: str, cfgs: Sequence[float], steps: Sequenc
         for st in steps:
             for c in cfgs:
                 t0 = time.perf_counter()
-                g = generator.generate_full(prompt, n=n, steps=int(st), cfg_scale=float(c), sampler=sampler,
-                                            seed=seed, duration=dur)
+                g = generator.run(dataclasses.replace(base, steps=st, cfg_scale=c, sampler=sampler))
                 seconds = time.perf_counter() - t0
                 raw = generator.vocode(g.mels.to(generator.device), g.audio.shape[1]).float().cpu()
                 key = f"{sampler}-{st}-{c}"
@@ -71,19 +56,18 @@ def run_sweep(generator: Any, prompt: str, cfgs: Sequence[float], steps: Sequenc
                 })
                 audio[key] = g.audio.numpy()
     return {
-        "model_id": generator.id, "prompt": prompt, "seed": seed, "n": n, "duration": dur,
+        "model_id": generator.id, "prompt": base.prompt, "seed": base.seed, "n": base.count, "duration": base.duration,
         "cfg": [float(c) for c in cfgs], "steps": [int(s) for s in steps], "samplers": list(samplers),
         "device": str(generator.device), "cells": cells, "_audio": audio, "_sample_rate": sr,
     }
 
 
-def sweep(model: str | Path, prompt: str, cfgs: Sequence[float], steps: Sequence[int], samplers: Sequence[str],
-          out_dir: str | Path, seed: int = 0, n: int = 1, duration: float | None = None,
-          device: str | None = None) -> tuple[dict[str, Any], Path, Path]:
+def sweep(model: str | Path, base: GenerationParams, cfgs: Sequence[float], steps: Sequence[int],
+          samplers: Sequence[str], out_dir: str | Path, device: str | None = None) -> tuple[dict[str, Any], Path, Path]:
     """Load the model, run the grid, write ``sweep.json`` + ``sweep.html``. Returns (result, json, html)."""
     from sampleforge.pipeline import Generator
 
-    gen = Generator.from_pretrained(model, device=device)
-    result = run_sweep(gen, prompt, cfgs, steps, samplers, seed, n, duration)
+    gen = Generator.from_pretrained(model, device=device, precision=base.precision)
+    result = run_sweep(gen, base, cfgs, steps, samplers)
     js, page = report.write_report(result, out_dir, "sweep", report.sweep_html(result))
     return result, js, page

@@ -25,7 +25,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 
 from sampleforge.serve.middleware import BodyLimit, RequestLog
-from sampleforge.serve.schemas import GenerateRequest, TaskRequest
+from sampleforge.serve.schemas import TASK_FIELDS, GenerateRequest, TaskRequest
 from sampleforge.serve.service import Service
 from sampleforge.serve.storage import MEDIA_TYPES, is_job_id
 from sampleforge.serve.store import SUCCEEDED, Job, QueueFull
@@ -35,9 +35,6 @@ log = logging.getLogger("sampleforge.serve")
 STATIC = Path(__file__).parent / "static"
 CLIP_NAME = re.compile(r"(\d{1,4})(?:\.(wav|flac))?")
 
-# field names of the task API, for error locations that match what the client sent
-TASK_FIELDS = {"count": "count", "steps": "diffusionSteps", "cfg_scale": "guidanceScale", "sampler": "sampler",
-               "duration": "duration"}
 
 
 def _error(loc: tuple[str, ...], msg: str, kind: str) -> dict[str, Any]:

@@ -19,13 +19,13 @@ import torch
 from torch import Tensor
 
 from sampleforge.errors import SampleforgeError
+from sampleforge.params import MAX_SEED
 from sampleforge.serve.config import ServeConfig
 from sampleforge.serve.storage import Storage
 from sampleforge.serve.store import Job, JobStore
 
 log = logging.getLogger("sampleforge.serve")
 
-MAX_SEED = 2**31 - 1
 WRITE_SHARE = 0.05  # progress fraction reserved for writing files after sampling
 
 
@@ -42,14 +42,10 @@ class GeneratorLike(Protocol):
     def generate(
         self,
         prompts: str | list[str],
-        n: int = 1,
-        steps: int = 50,
-        cfg_scale: float = 3.0,
-        sampler: str = "ddim",
-        seed: int | None = None,
-        duration: float = 2.0,
-        vocoder: bool = True,
+        n: int | None = None,
+        *,
         callback: Callable[[int, int], None] | None = None,
+        **settings: Any,
     ) -> Tensor: ...
 
 

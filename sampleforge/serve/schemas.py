@@ -1,4 +1,6 @@
-"""Request bodies of the HTTP API (pydantic). Static bounds here; per-server limits in ``limits.py``.
+"""Request bodies of the HTTP API (pydantic). Their generation fields derive from ``GenerationParams``:
+names, types, defaults, bounds and help come from its declarations (task-API names from ``Spec.task``);
+a server's own, narrower limits are checked on top (``app.check_limits``).
 
 Every model forbids unknown fields and non-finite numbers, so a typo or a NaN is a 422 naming the
 field, never a 5xx.
@@ -6,45 +8,77 @@ field, never a 5xx.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
-MAX_SEED = 2**31 - 1
+from sampleforge.params import SPECS, GenerationParams, Spec
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
 
 
-class GenerateRequest(_Strict):
-    """``POST /v1/generate``: one prompt, ``count`` clips (seeds seed, seed+1, ...)."""
+class _Derived(_Strict):
+    """A model whose generation fields are made at import time from the ``GenerationParams`` declarations."""
 
-    prompt: str = Field(min_length=1, max_length=2000, description="keywords, e.g. 'punchy 808 kick'")
-    count: int = Field(1, ge=1, le=1000, description="clips to make (server limit: see /v1/models)")
-    steps: int = Field(50, ge=1, le=100_000, description="sampler steps")
-    cfg_scale: float = Field(3.0, ge=0.0, le=30.0, description="classifier-free guidance scale")
-    sampler: str | None = Field(None, min_length=1, max_length=40, description="see /v1/models; default: the model's")
-    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="seed of clip 0; random if omitted")
-    duration: float | None = Field(None, gt=0.0, le=600.0, description="seconds; the model's length if omitted")
-    format: Literal["wav", "flac"] = "wav"
+    if TYPE_CHECKING:  # the derived fields are invisible to a type checker: they read as Any
+
+        def __getattr__(self, name: str) -> Any: ...
 
 
-class TaskParams(_Strict):
-    """The ``params`` of a task (AudioLDM-service style names)."""
+def _field(spec: Spec, required: bool = False) -> tuple[Any, Any]:
+    """One pydantic field (annotation, FieldInfo) for ``spec``: same type, bounds, default and help."""
+    choices = spec.choices if isinstance(spec.choices, tuple) else None
+    kind: Any = Literal.__getitem__(choices) if choices else spec.kind
+    if spec.optional and not required:
+        kind = kind | None
+    info = Field(
+        ... if required else spec.default,
+        ge=spec.ge, gt=spec.gt, le=spec.le, description=spec.help,
+        min_length=1 if required and spec.kind is str else None, max_length=spec.max_length,
+    )
+    return Annotated[kind, AfterValidator(spec.check)], info
 
-    diffusionSteps: int = Field(50, ge=1, le=100_000)
-    guidanceScale: float = Field(3.0, ge=0.0, le=30.0)
-    duration: float | None = Field(None, gt=0.0, le=600.0)
-    seed: int | None = Field(None, ge=0, le=MAX_SEED)
-    count: int = Field(1, ge=1, le=1000)
-    sampler: str | None = Field(None, min_length=1, max_length=40)
-    format: Literal["wav", "flac"] = "wav"
+
+def _fields(names: dict[str, str], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """HTTP field name -> (annotation, FieldInfo) for each setting in ``names`` (setting -> HTTP name)."""
+    return {http: _field(SPECS[name], name in required) for name, http in names.items()}
+
+
+HTTP_SETTINGS = [name for name, spec in SPECS.items() if spec.http]
+# the task API's name of each setting it takes (its prompt sits beside the params)
+TASK_FIELDS = {name: SPECS[name].task or name for name in HTTP_SETTINGS if name != "prompt"}
+
+
+class _GenerateBase(_Derived):
+    def to_params(self) -> GenerationParams:
+        return GenerationParams.from_kwargs(self.model_dump())
+
+
+class _TaskParamsBase(_Derived):
+    def settings(self) -> dict[str, Any]:
+        """Setting name -> value."""
+        return {name: getattr(self, task) for name, task in TASK_FIELDS.items()}
+
+
+if TYPE_CHECKING:
+    GenerateRequest = _GenerateBase
+    TaskParams = _TaskParamsBase
+else:
+    GenerateRequest = create_model(
+        "GenerateRequest", __base__=_GenerateBase,
+        __doc__="``POST /v1/generate``: one prompt, ``count`` clips (seeds seed, seed+1, ...).",
+        **_fields({name: name for name in HTTP_SETTINGS}, required=("prompt",)),
+    )
+    TaskParams = create_model("TaskParams", __base__=_TaskParamsBase,
+                              __doc__="The ``params`` of a task (AudioLDM-service style names).",
+                              **_fields(TASK_FIELDS))
 
 
 class TaskData(_Strict):
     operation: Literal["generate"]
-    prompt: str = Field(min_length=1, max_length=2000)
+    prompt: str = _field(SPECS["prompt"], required=True)[1]
     params: TaskParams = Field(default_factory=lambda: TaskParams.model_validate({}))
 
 
@@ -58,8 +92,4 @@ class TaskRequest(_Strict):
     storeResults: bool = True
 
     def to_generate(self) -> GenerateRequest:
-        p = self.data.params
-        return GenerateRequest(
-            prompt=self.data.prompt, count=p.count, steps=p.diffusionSteps, cfg_scale=p.guidanceScale,
-            sampler=p.sampler, seed=p.seed, duration=p.duration, format=p.format,
-        )
+        return GenerateRequest.model_validate({"prompt": self.data.prompt, **self.data.params.settings()})

@@ -54,15 +54,19 @@ def model_duration(generator: GeneratorLike) -> float:
 
 
 def check_limits_fit_model(config: ServeConfig) -> None:
-    """Refuse server limits wider than the pipeline accepts (a job the server takes must never fail on them)."""
-    from sampleforge import pipeline
+    """Refuse server limits wider than the generation settings accept (a job the server takes must never fail on them)."""
+    from sampleforge.params import SPECS
 
-    if config.max_steps > pipeline.MAX_STEPS:
-        raise UserInputError(f"--max-steps {config.max_steps} is above the pipeline's limit {pipeline.MAX_STEPS}")
-    if not pipeline.MIN_DURATION <= config.min_duration <= config.max_duration <= pipeline.MAX_DURATION:
+    steps, duration, count = SPECS["steps"], SPECS["duration"], SPECS["count"]
+    assert steps.le is not None and duration.ge is not None and duration.le is not None and count.le is not None
+    if config.max_steps > steps.le:
+        raise UserInputError(f"--max-steps {config.max_steps} is above the generation limit {steps.le:g}")
+    if config.max_count > count.le:
+        raise UserInputError(f"--max-count {config.max_count} is above the generation limit {count.le:g}")
+    if not duration.ge <= config.min_duration <= config.max_duration <= duration.le:
         raise UserInputError(
-            f"durations {config.min_duration}..{config.max_duration} s must lie within the pipeline's "
-            f"{pipeline.MIN_DURATION}..{pipeline.MAX_DURATION} s"
+            f"durations {config.min_duration}..{config.max_duration} s must lie within the generation limits "
+            f"{duration.ge:g}..{duration.le:g} s"
         )
 
 

@@ -27,6 +27,7 @@ from sampleforge.text.keywords import Vocabulary
 from sampleforge.train.stage import StageContext
 
 log = logging.getLogger(__name__)
+PREVIEW_STEPS = 25  # previews during training: half the default steps, the default guidance
 
 
 def _unet(model: nn.Module) -> LatentUNet:
@@ -218,7 +219,7 @@ class DiffusionTask:
         model.eval()
         gen = Generator(self._bundle(model), device="cpu")
         prompts = [CATEGORY_PROMPTS[c] for c in ("kick", "snare", "closed_hat", "clap")]
-        result = gen.generate_full(prompts, n=1, steps=25, cfg_scale=3.0, seed=0, vocoder=False)
+        result = gen.generate_full(prompts, n=1, steps=PREVIEW_STEPS, seed=0, vocoder=False)
         assert result.mels is not None
         self.ctx.write_preview(out_dir, {"generated": result.mels}, audio={p.replace(" ", "_"): result.audio[i : i + 1]
                                                                              for i, p in enumerate(prompts)})

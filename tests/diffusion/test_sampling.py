@@ -38,11 +38,12 @@ def test_explicit_noise_equals_generator_noise_and_manual_pipeline(linear_ac, to
     net = toys.make_toy_net(linear_ac, "eps")
     noise = torch.randn(3, *SHAPE, generator=torch.Generator().manual_seed(7))
     got = generate_latents(
-        net, COND, UNCOND, SHAPE, alphas_cumprod=linear_ac, steps=5, noise=noise, schedule="karras"
+        net, COND, UNCOND, SHAPE, alphas_cumprod=linear_ac, steps=5, sampler="ddim", cfg_scale=3.0, noise=noise,
+        schedule="karras",
     )
     same = generate_latents(
-        net, COND, UNCOND, SHAPE, alphas_cumprod=linear_ac, steps=5, schedule="karras",
-        generator=torch.Generator().manual_seed(7),
+        net, COND, UNCOND, SHAPE, alphas_cumprod=linear_ac, steps=5, sampler="ddim", cfg_scale=3.0,
+        schedule="karras", generator=torch.Generator().manual_seed(7),
     )  # fmt: skip
     torch.testing.assert_close(got, same)
     # by hand: denoiser -> cfg -> sigmas -> start at sqrt(sigma_max^2 + 1) -> ddim
@@ -66,7 +67,7 @@ def test_flow_model_and_progress(toys) -> None:
 
 def test_cfg_scale_changes_output_and_doubles_batch(linear_ac, toys) -> None:
     counter = toys.CallCounter(toys.make_toy_net(linear_ac, "eps"))
-    kw = dict(alphas_cumprod=linear_ac, steps=3)
+    kw = dict(alphas_cumprod=linear_ac, steps=3, sampler="ddim")
     a = generate_latents(counter, COND, UNCOND, SHAPE, cfg_scale=1.0, generator=_gens(0, 3), **kw)
     b = generate_latents(counter, COND, UNCOND, SHAPE, cfg_scale=4.0, generator=_gens(0, 3), **kw)
     assert counter.batches == [3, 3, 3, 6, 6, 6]
@@ -75,13 +76,15 @@ def test_cfg_scale_changes_output_and_doubles_batch(linear_ac, toys) -> None:
 
 def test_generate_latents_errors(linear_ac, toys) -> None:
     net = toys.make_toy_net(linear_ac, "eps")
-    ok = dict(alphas_cumprod=linear_ac, steps=2)
+    ok = dict(alphas_cumprod=linear_ac, steps=2, sampler="ddim", cfg_scale=3.0)
     cases = [
         (dict(sampler="flow_euler"), "does not fit a 'eps' model"),
         (dict(sampler="nope"), "valid: ddim"),
         (dict(schedule="cosine"), "unknown schedule"),
-        (dict(steps=0), "positive integer"),
+        (dict(steps=0), "steps must be in 1..1000"),
         (dict(cfg_scale=float("inf")), "finite"),
+        (dict(flow_shift=2.0), "flow_shift applies to flow models"),
+        (dict(steps_offset=1, schedule="karras"), "steps_offset applies to the 'uniform' schedule"),
         (dict(prediction="score"), "unknown prediction"),
         (dict(alphas_cumprod=None), "needs its training alphas_cumprod"),
         (dict(noise=torch.zeros(2, *SHAPE)), "noise has shape"),
@@ -94,5 +97,11 @@ def test_generate_latents_errors(linear_ac, toys) -> None:
         generate_latents(net, COND, torch.zeros(2, 2), SHAPE, **ok)
     with pytest.raises(UserInputError, match="not schedule 'karras'"):
         generate_latents(
-            toys.toy_flow_net, COND, UNCOND, SHAPE, prediction="flow", sampler="flow_euler", schedule="karras"
+            toys.toy_flow_net, COND, UNCOND, SHAPE, prediction="flow", sampler="flow_euler", schedule="karras",
+            steps=2, cfg_scale=3.0,
+        )
+    with pytest.raises(UserInputError, match="a flow model takes flow_shift"):
+        generate_latents(
+            toys.toy_flow_net, COND, UNCOND, SHAPE, prediction="flow", sampler="flow_euler", steps=2, cfg_scale=3.0,
+            steps_offset=1,
         )

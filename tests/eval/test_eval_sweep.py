@@ -89,7 +89,7 @@ def test_sweep_rejects_bad_lists(debug_model: Path, capsys: pytest.CaptureFixtur
     assert main(["sweep", "--model", str(debug_model), "--prompt", "kick", "--cfg", "1,x"]) == 2
     assert "--cfg" in capsys.readouterr().err
     assert main(["sweep", "--model", str(debug_model), "--prompt", "kick", "--sampler", "nope", "--steps", "1"]) == 2
-    assert "unknown sampler" in capsys.readouterr().err
+    assert "--sampler must be one of" in capsys.readouterr().err
 
 
 def test_doctor_cli(debug_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -50,7 +50,12 @@ def test_duration(gen: Generator) -> None:
         ({"steps": -5}, "steps"),
         ({"cfg_scale": math.nan}, "cfg_scale"),
         ({"cfg_scale": math.inf}, "cfg_scale"),
-        ({"n": 0}, "count"),
+        ({"n": 0}, "n must be"),
+        ({"count": 0}, "count must be"),
+        ({"eta": 1.5}, "eta"),
+        ({"flow_shift": 0.0}, "flow_shift"),
+        ({"steps_offset": -1}, "steps_offset"),
+        ({"bogus": 1}, "unknown generation setting 'bogus'"),
         ({"duration": 0.0}, "duration"),
         ({"duration": 99.0}, "duration"),
         ({"sampler": "nope"}, "sampler"),
@@ -151,15 +156,21 @@ def test_griffin_lim_settings_come_from_the_model_config(debug_model: Path, tmp_
     assert Generator.from_pretrained(debug_model, device="cpu").griffin_lim.n_iter == 32
 
 
-def test_bf16_precision_is_close_to_fp32_and_deterministic(gen: Generator) -> None:
+@pytest.fixture(scope="module")
+def lively(gen: Generator) -> Generator:
+    """The debug model with random U-Net weights (its output conv starts at zero, so it predicts nothing)."""
     import copy
 
     bundle = copy.deepcopy(gen.bundle)
     torch.manual_seed(0)
-    with torch.no_grad():  # the debug U-Net's output conv starts at zero: give it weights that predict something
+    with torch.no_grad():
         for p in bundle.unet.parameters():
             p.normal_(0.0, 0.05)
-    gen = Generator(bundle, device="cpu")
+    return Generator(bundle, device="cpu")
+
+
+def test_bf16_precision_is_close_to_fp32_and_deterministic(lively: Generator) -> None:
+    gen = lively
     a = gen.generate_full("kick", steps=4, seed=3)
     b = gen.generate_full("kick", steps=4, seed=3, precision="bf16")
     c = gen.generate_full("kick", steps=4, seed=3, precision="bf16")
@@ -171,3 +182,22 @@ def test_bf16_precision_is_close_to_fp32_and_deterministic(gen: Generator) -> No
         gen.generate_full("kick", steps=2, seed=0, precision="fp8")
     with pytest.raises(UserInputError, match="precision"):
         Generator(gen.bundle, device="cpu", precision="half")
+
+
+def test_sampler_knobs_are_reachable(lively: Generator) -> None:
+    gen = lively
+    base = gen.generate_full("kick", steps=3, seed=0).latents
+    assert not torch.equal(base, gen.generate_full("kick", steps=3, seed=0, eta=1.0).latents)
+    with pytest.raises(UserInputError, match="steps_offset applies to the 'uniform' schedule"):
+        gen.generate("kick", steps=3, seed=0, steps_offset=1)  # the debug model samples "trailing"
+    with pytest.raises(UserInputError, match="flow_shift applies to flow models"):
+        gen.generate("kick", steps=3, seed=0, flow_shift=2.0)
+    assert torch.equal(base, gen.generate_full("kick", steps=3, seed=0, eta=0.0).latents)  # ddim's default
+
+
+def test_settings_left_to_the_model_are_filled_in(gen: Generator) -> None:
+    g = gen.generate_full("kick", steps=2, seed=5)
+    assert g.params.sampler == gen.samplers[0] == "ddim" and g.params.duration == gen.bundle.config.duration
+    assert g.params.precision == "fp32" and g.params.seed == 5
+    with pytest.raises(UserInputError, match="flow_euler"):
+        gen.generate("kick", steps=2, seed=0, sampler="flow_euler")

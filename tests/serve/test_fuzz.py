@@ -10,10 +10,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from sampleforge.pipeline import validate
+from sampleforge.params import GenerationParams
+from sampleforge.serve.schemas import TASK_FIELDS
 
 FIELDS = ["prompt", "count", "steps", "cfg_scale", "sampler", "seed", "duration", "format"]
-TASK_PARAMS = ["diffusionSteps", "guidanceScale", "duration", "seed", "count", "sampler", "format"]
+TASK_PARAMS = sorted(TASK_FIELDS.values())
 
 scalars = st.one_of(
     st.none(),
@@ -96,9 +97,8 @@ def _check_accepted(client, r) -> None:
     if r.status_code == 202:
         job = client.get(f"/v1/jobs/{r.json()['job_id']}").json()
         p = job["params"]
-        validate(
-            p["steps"], p["cfg_scale"], p["count"], p["duration"], p["sampler"]
-        )  # the Generator's own check
+        GenerationParams(steps=p["steps"], cfg_scale=p["cfg_scale"], count=p["count"], duration=p["duration"],
+                         sampler=p["sampler"])  # the Generator's own check
         assert math.isfinite(p["cfg_scale"]) and p["count"] <= 16 and p["steps"] <= 200
     else:
         json.loads(r.text)  # errors are strict JSON too

@@ -1,0 +1,272 @@
+"""Generation parameters: every setting of a generation declared once, with its type, default, bounds and help.
+
+``GenerationParams`` is the one place that knows them. The command line (``add_arguments`` /
+``from_namespace``), the Python API (``GenerationParams.from_kwargs``), the HTTP request schemas, the eval
+and sweep settings and the server's advertised limits all derive from its ``param(...)`` declarations; a
+server's own limits may only narrow them. Adding a setting is one ``param(...)`` line below.
+
+    params = GenerationParams.from_kwargs({"prompt": "808 kick", "ddim_steps": 25})
+    params.steps, params.cfg_scale  # 25, 3.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import numbers
+import secrets
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sampleforge.errors import UserInputError
+
+MAX_SEED = 2**31 - 1
+PRECISIONS = ("fp32", "bf16")  # the first is what a model loads with unless told otherwise
+FORMATS = ("wav", "flac")
+
+
+class ParamError(UserInputError):
+    """A generation setting with a bad value; the message starts with the name the caller used for it."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name} {problem}")
+        self.name, self.problem = name, problem
+
+    def renamed(self, name: str) -> ParamError:
+        return ParamError(name, self.problem)
+
+
+def sampler_names() -> tuple[str, ...]:
+    """Every registered sampler (a model accepts the subset that fits its prediction type)."""
+    from sampleforge.diffusion.samplers import SAMPLERS
+
+    return tuple(SAMPLERS)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One setting: what it holds and what it accepts. ``default=None`` means "decided later" (see help)."""
+
+    default: Any
+    help: str
+    ge: float | None = None  # inclusive lower bound
+    gt: float | None = None  # exclusive lower bound
+    le: float | None = None  # inclusive upper bound
+    max_length: int | None = None
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None
+    aliases: tuple[str, ...] = ()  # other keyword names the Python API accepts
+    task: str | None = None  # its name in the task API's ``params`` (AudioLDM-service style)
+    http: bool = True  # part of HTTP request bodies
+    name: str = ""  # filled in from the field
+    kind: type = object  # int, float or str; filled in from the annotation
+
+    @property
+    def flag(self) -> str:
+        """The command-line spelling: ``cfg_scale`` -> ``--cfg-scale``."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def optional(self) -> bool:
+        return self.default is None
+
+    def valid_choices(self) -> tuple[str, ...] | None:
+        return self.choices() if callable(self.choices) else self.choices
+
+    def describe(self) -> str:
+        """What the setting accepts, e.g. "an integer between 1 and 1000"."""
+        if self.kind is str:
+            choices = self.valid_choices()
+            if choices is not None:
+                return f"one of {', '.join(choices)}"
+            return f"a text of at most {self.max_length} characters" if self.max_length else "a text"
+        what = "an integer" if self.kind is int else "a finite number"
+        high = f" and at most {_num(self.le)}" if self.le is not None else ""
+        if self.gt is not None:
+            return f"{what} above {_num(self.gt)}{high}"
+        if self.ge is not None:
+            return f"{what} between {_num(self.ge)} and {_num(self.le)}" if high else f"{what} >= {_num(self.ge)}"
+        return f"{what} <= {_num(self.le)}" if high else what
+
+    def check(self, value: Any) -> Any:
+        """``value`` if it is acceptable (ints become floats for float settings); else ParamError."""
+        if value is None and self.optional:
+            return None
+        if self.kind is str:
+            choices = self.valid_choices()
+            if not isinstance(value, str) or (choices is not None and value not in choices) \
+                    or (self.max_length is not None and len(value) > self.max_length):
+                raise ParamError(self.name, f"must be {self.describe()}, got {_short(value)}")
+            return value
+        number = numbers.Integral if self.kind is int else numbers.Real
+        if isinstance(value, bool) or not isinstance(value, number) or not self._within(value):
+            raise ParamError(self.name, f"must be {self.describe()}, got {_short(value)}")
+        return self.kind(value)
+
+    def _within(self, value: Any) -> bool:
+        x = int(value) if isinstance(value, numbers.Integral) else float(value)  # big ints stay exact
+        return (isinstance(x, int) or math.isfinite(x)) and (self.ge is None or x >= self.ge) and (self.gt is None or x > self.gt) \
+            and (self.le is None or x <= self.le)
+
+    def parse(self, text: str) -> Any:
+        """Command-line text -> a value of the setting's type (not yet checked against the bounds)."""
+        if self.kind is str:
+            return text
+        try:
+            return self.kind(text)
+        except ValueError:
+            raise ParamError(self.name, f"must be {self.describe()}, got {text!r}") from None
+
+
+def _num(x: float | None) -> str:
+    """3.0 -> "3", 0.1 -> "0.1"."""
+    return str(int(x)) if x is not None and float(x).is_integer() else str(x)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def param(default: Any, help: str, **bounds: Any) -> Any:
+    """Declare one setting of GenerationParams (see ``Spec`` for the keywords)."""
+    return field(default=default, metadata={"spec": Spec(default, help, **bounds)})
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Everything one generation takes besides the model; checked on construction (ParamError naming the field)."""
+
+    prompt: str = param("", "keywords, e.g. 'punchy 808 kick'", max_length=2000)
+    count: int = param(1, "clips to make; clip k uses seed + k", ge=1, le=1000, aliases=("n",))
+    steps: int = param(50, "sampler steps", ge=1, le=1000, aliases=("ddim_steps",), task="diffusionSteps")
+    cfg_scale: float = param(3.0, "classifier-free guidance scale", ge=0.0, le=30.0, task="guidanceScale")
+    sampler: str | None = param(None, "sampler, e.g. ddim, dpmpp_2m, euler_ancestral (flow models: flow_euler, "
+                                "flow_heun); default: the model's first", choices=sampler_names)
+    seed: int | None = param(None, "seed of clip 0; random if omitted", ge=0, le=MAX_SEED)
+    duration: float | None = param(None, "clip length in seconds; default: the model's", ge=0.1, le=10.0)
+    format: str = param("wav", "audio file format", choices=FORMATS)
+    precision: str | None = param(
+        None, "the U-Net's precision; bf16 is ~2x faster for large batches on CPUs with AVX512-BF16 and gives "
+        "close but not identical clips; default: the one the model was loaded with (fp32)",
+        choices=PRECISIONS, http=False)
+    eta: float | None = param(None, "fresh noise per step, 0 (deterministic) to 1 (ancestral); default: the "
+                              "sampler's (ddim 0, euler_ancestral 1)", ge=0.0, le=1.0, http=False)
+    steps_offset: int = param(0, "added to every timestep of the 'leading' spacing (as diffusers' steps_offset)",
+                              ge=0, le=100, http=False)
+    flow_shift: float = param(1.0, "time shift of flow-matching models (above 1: more steps at high noise)",
+                              gt=0.0, le=100.0, http=False)
+    # timbre knobs (sampleforge.timbre): quantiles within the class, 0-1; unset = sampled freely
+    decay: float | None = param(None, "timbre knob: how long the sound rings, 0 (shortest of its class) to 1 "
+                                "(longest); words 'long', 'short' set it; default: free", ge=0.0, le=1.0)
+    brightness: float | None = param(None, "timbre knob: spectral centroid of the attack, 0 (dark) to 1 (bright); "
+                                     "default: free", ge=0.0, le=1.0)
+    weight: float | None = param(None, "timbre knob: share of the lows (below 120 Hz), 0 (thin) to 1 (deep); "
+                                 "default: free", ge=0.0, le=1.0)
+    punch: float | None = param(None, "timbre knob: attack against body, 0 (soft) to 1 (punchy); default: free",
+                                ge=0.0, le=1.0)
+
+    def __post_init__(self) -> None:
+        for spec in SPECS.values():
+            object.__setattr__(self, spec.name, spec.check(getattr(self, spec.name)))
+
+    @classmethod
+    def from_kwargs(cls, values: Mapping[str, Any], base: GenerationParams | None = None) -> GenerationParams:
+        """Settings by name or alias over ``base`` (the defaults); errors use the caller's name."""
+        chosen: dict[str, Any] = {}
+        said: dict[str, str] = {}
+        for key, value in values.items():
+            name = ALIASES.get(key)
+            if name is None:
+                raise UserInputError(f"unknown generation setting {key!r} (valid: {', '.join(SPECS)})")
+            if name in chosen:
+                raise UserInputError(f"{said[name]} and {key} both set {name}")
+            chosen[name], said[name] = value, key
+        try:
+            return dataclasses.replace(base or DEFAULTS, **chosen)
+        except ParamError as exc:
+            raise exc.renamed(said.get(exc.name, exc.name)) from None
+
+    def knobs(self) -> dict[str, float]:
+        """The timbre knobs that are set, by name (``timbre.KNOBS``)."""
+        from sampleforge.timbre import KNOBS
+
+        return {k: getattr(self, k) for k in KNOBS if getattr(self, k) is not None}
+
+    def with_seed(self) -> GenerationParams:
+        """These settings with a random seed if none was given."""
+        return self if self.seed is not None else dataclasses.replace(self, seed=random_seed())
+
+
+def _bind_specs() -> dict[str, Spec]:
+    hints = typing.get_type_hints(GenerationParams)
+    specs = {}
+    for f in dataclasses.fields(GenerationParams):
+        kind = next(t for t in typing.get_args(hints[f.name]) or (hints[f.name],) if t is not type(None))
+        specs[f.name] = dataclasses.replace(f.metadata["spec"], name=f.name, kind=kind)
+    return specs
+
+
+SPECS: dict[str, Spec] = _bind_specs()
+ALIASES: dict[str, str] = {a: s.name for s in SPECS.values() for a in (s.name, *s.aliases)}
+DEFAULTS = GenerationParams()
+
+
+def random_seed() -> int:
+    return secrets.randbelow(MAX_SEED + 1)
+
+
+# ---- the command line ------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser, names: Iterable[str] | None = None,
+                  base: GenerationParams | None = None) -> None:
+    """Add ``--steps``, ``--cfg-scale``, ... for ``names`` (default: all); ``base`` gives the defaults shown.
+
+    Values stay text until ``from_namespace``, so a bad one is a one-line error naming the flag.
+    """
+    base = base or DEFAULTS
+    for name in names or SPECS:
+        spec = SPECS[name]
+        default = getattr(base, name)
+        shown = f" (default {default})" if default is not None and default != "" else ""
+        choices = spec.choices if isinstance(spec.choices, tuple) else None
+        parser.add_argument(spec.flag, dest=name, default=None, metavar=_metavar(spec, choices),
+                            help=f"{spec.help}{shown}")
+
+
+def _metavar(spec: Spec, choices: tuple[str, ...] | None) -> str:
+    if choices is not None:
+        return "{" + ",".join(choices) + "}"
+    return {int: "N", float: "X"}.get(spec.kind, "TEXT")
+
+
+def from_namespace(args: argparse.Namespace, base: GenerationParams | None = None) -> GenerationParams:
+    """The settings given on the command line over ``base``; a bad value raises ParamError naming its flag."""
+    given: dict[str, Any] = {}
+    for name, spec in SPECS.items():
+        text = getattr(args, name, None)
+        if text is None:
+            continue
+        try:
+            given[name] = spec.parse(text)
+        except ParamError as exc:
+            raise exc.renamed(spec.flag) from None
+    try:
+        return dataclasses.replace(base or DEFAULTS, **given)
+    except ParamError as exc:
+        raise exc.renamed(SPECS[exc.name].flag) from None
+
+
+def parse_list(text: str, name: str) -> list[Any]:
+    """``"1,3,5"`` for setting ``name`` -> [1, 3, 5], each item checked; an error names the flag."""
+    spec = SPECS[name]
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise ParamError(spec.flag, f"expects a comma-separated list, got {text!r}")
+    try:
+        return [spec.check(spec.parse(t)) for t in items]
+    except ParamError as exc:
+        raise exc.renamed(spec.flag) from None

@@ -23,7 +23,7 @@ from sampleforge.diffusion.samplers import FLOW_SAMPLERS, SAMPLERS
 from sampleforge.diffusion.sampling import generate_latents
 from sampleforge.errors import UserInputError
 from sampleforge.params import DEFAULTS, PRECISIONS, SPECS, GenerationParams
-from sampleforge.text.keywords import keywords
+from sampleforge.text.keywords import classes_named, keywords
 from sampleforge.timbre import WORD_KNOBS, knobs_from_words
 
 Callback = Callable[[int, int], None]
@@ -97,7 +97,9 @@ class Generator:
         names = self.bundle.config.text.knobs
         if not names:
             return {}
-        values = knobs_from_words(keywords(prompt), knobs)
+        words = keywords(prompt)
+        named = classes_named(words)
+        values = knobs_from_words(words, knobs, named[0] if len(named) == 1 else None)
         return {k: v for k, v in values.items() if k in names}
 
     @torch.inference_mode()

@@ -12,7 +12,15 @@ import torch
 from sampleforge.errors import UserInputError
 from sampleforge.models.text import KeywordEncoder, TextConfig
 from sampleforge.strict import ConfigError
-from sampleforge.timbre import KNOBS, WORD_KNOBS, class_quantiles, knob_vector, knobs_from_words, measure
+from sampleforge.timbre import (
+    CLASS_WORD_KNOBS,
+    KNOBS,
+    WORD_KNOBS,
+    class_quantiles,
+    knob_vector,
+    knobs_from_words,
+    measure,
+)
 
 SR = 44100
 
@@ -63,6 +71,10 @@ def test_words_set_knobs_explicit_values_win() -> None:
     assert knobs_from_words(["long", "kick"]) == WORD_KNOBS["long"]
     assert knobs_from_words(["long"], {"decay": 0.3})["decay"] == 0.3
     assert knobs_from_words(["kick"], {"decay": None}) == {}
+    # a word that means something specific for one class
+    assert knobs_from_words(["808", "kick"], category="kick") == CLASS_WORD_KNOBS[("kick", "808")]
+    assert knobs_from_words(["808", "snare"], category="snare") == {}
+    assert knobs_from_words(["long", "808"], category="kick")["decay"] == WORD_KNOBS["long"]["decay"]
     v = knob_vector({"decay": 0.2})
     assert v[KNOBS.index("decay")] == 0.2 and all(math.isnan(x) for i, x in enumerate(v) if KNOBS[i] != "decay")
 

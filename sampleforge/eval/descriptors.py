@@ -96,11 +96,13 @@ def real_groups(c: Contrast, wavs: np.ndarray, categories: Sequence[str], keywor
 
 
 def _judged(clf: Any, wavs: np.ndarray, category: str) -> float:
+    """Share of ``wavs`` the classifier judges as ``category`` (through its class map: crash -> cymbal)."""
     from sampleforge.eval.classifier import embed_and_classify
 
     _, probs = embed_and_classify(clf, wavs)
     classes = list(clf.cfg.classes)
-    return float(np.mean([classes[i] == category for i in probs.argmax(axis=1)]))
+    target = clf.cfg.judged_class(category) or category
+    return float(np.mean([classes[i] == target for i in probs.argmax(axis=1)]))
 
 
 def check_descriptors(generator: Any, clf: Any, real_wavs: np.ndarray, real_categories: Sequence[str],

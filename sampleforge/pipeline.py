@@ -24,7 +24,7 @@ from sampleforge.diffusion.sampling import generate_latents
 from sampleforge.errors import UserInputError
 from sampleforge.params import DEFAULTS, PRECISIONS, SPECS, GenerationParams
 from sampleforge.text.keywords import classes_named, keywords
-from sampleforge.timbre import WORD_KNOBS, knobs_from_words
+from sampleforge.timbre import KEYWORD_MIN_CLIPS, WORD_KNOBS, knobs_from_words
 
 Callback = Callable[[int, int], None]
 
@@ -102,12 +102,23 @@ class Generator:
         values = knobs_from_words(words, knobs, named[0] if len(named) == 1 else None)
         return {k: v for k, v in values.items() if k in names}
 
+    def model_words(self, prompt: str) -> str:
+        """The prompt's words the keyword encoder gets: knob words that fewer than ``KEYWORD_MIN_CLIPS``
+        training clips carry are left to their knobs (a model without knobs gets every word)."""
+        knobs = set(self.bundle.config.text.knobs)
+        if not knobs:
+            return prompt
+        counts = self.bundle.vocab.counts
+        return " ".join(w for w in keywords(prompt)
+                        if not (set(WORD_KNOBS.get(w, {})) & knobs and counts.get(w, 0) < KEYWORD_MIN_CLIPS))
+
     @torch.inference_mode()
     def condition(
         self, prompts: Sequence[str], knobs: Mapping[str, float | None] | None = None
     ) -> tuple[Tensor, Tensor]:
         """prompts (+ timbre knobs for all of them) → (cond (B, D), uncond (B, D))."""
-        ids, _ = self.bundle.vocab.encode_batch(list(prompts), self.bundle.config.text.max_tokens)
+        words = [self.model_words(p) for p in prompts]
+        ids, _ = self.bundle.vocab.encode_batch(words, self.bundle.config.text.max_tokens)
         ids = ids.to(self.device)
         names = self.bundle.config.text.knobs
         if not names:

@@ -169,3 +169,14 @@ def test_bad_knobs_are_refused_and_models_without_knobs_warn(knob_model, debug_m
         gen.generate_full("kick", steps=1, decay=1.5)
     plain = Generator.from_pretrained(debug_model, device="cpu").generate_full("kick", steps=1, decay=0.5)
     assert any("no timbre knobs" in w for w in plain.warnings)
+
+
+def test_thin_knob_words_reach_the_model_through_their_knob_only(knob_model) -> None:
+    from sampleforge.pipeline import Generator
+    from sampleforge.timbre import KEYWORD_MIN_CLIPS
+
+    gen = Generator.from_pretrained(knob_model, device="cpu")
+    assert gen.bundle.vocab.counts["long"] < KEYWORD_MIN_CLIPS
+    assert gen.model_words("long 808 kick") == "808 kick"  # "808" is no knob word: kept
+    gen.bundle.vocab.counts["long"] = KEYWORD_MIN_CLIPS  # a well-supported word stays a keyword too
+    assert gen.model_words("long 808 kick") == "long 808 kick"

@@ -51,7 +51,7 @@ CONTRASTS: tuple[Contrast, ...] = (
     Contrast("bright snare", "dark snare", "snare", "snare", "brightness", "knob"),
     Contrast("low tom", "high tom", "tom", "tom", "weight", "keyword", "low", "high"),
     Contrast("open hat", "closed hat", "open_hat", "closed_hat", "decay", "class"),
-    Contrast("punchy kick", "soft kick", "kick", "kick", "punch", "knob"),
+    Contrast("punchy kick", "smooth kick", "kick", "kick", "punch", "knob"),
     Contrast("electro kick", "acoustic kick", "kick", "kick", "punch", "keyword", "electro", "acoustic"),
     Contrast("deep kick", "thin kick", "kick", "kick", "weight", "knob"),
     Contrast("long crash", "short crash", "crash", "crash", "decay", "knob"),

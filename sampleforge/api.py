@@ -42,7 +42,7 @@ def _component(arg: Any, name: str) -> tuple[Path | None, Path | None]:
         return None, p
     if p.suffix == ".pt":
         raise UserInputError(
-            f"{name}: {p} is a legacy .pt checkpoint; convert it first with `sampleforge inspect --import {p} --out DIR`"
+            f"{name}: {p} is a legacy .pt checkpoint; convert it first with `sampleforge import {p} --vae VAE.pt --out DIR`"
         )
     return resolve_model(arg), None
 

@@ -19,6 +19,7 @@ COMMAND_MODULES = {
     "generate": "sampleforge.commands",
     "vocab": "sampleforge.commands",
     "demo": "sampleforge.commands",
+    "import": "sampleforge.legacy",
     "data": "sampleforge.data.commands",
     "train": "sampleforge.train.commands",
     "eval": "sampleforge.eval.commands",

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL = "drums-v1"
+from sampleforge.bundle import DEFAULT_MODEL, REPO_ROOT, load_bundle, resolve_model
+from sampleforge.errors import CheckpointError
+
 HYDROGEN_KITS = Path("/usr/share/hydrogen/data/drumkits")
 GIB = 1024**3
 
@@ -127,14 +128,9 @@ def check_numpy() -> Check:
 
 def _resolve_model(name: str) -> Path:
     try:
-        from sampleforge.bundle import resolve_model
-
-        return Path(resolve_model(name))
-    except ImportError:
-        p = Path(name)
-        return p if p.exists() or os.sep in name else REPO_ROOT / "weights" / name
-    except Exception:  # resolve_model refuses an unknown name: report where we looked
-        return REPO_ROOT / "weights" / name
+        return resolve_model(name)
+    except CheckpointError:  # an unknown name: report where it belongs
+        return Path(name) if os.sep in name else REPO_ROOT / "weights" / name
 
 
 def check_model(name: str = DEFAULT_MODEL) -> Check:
@@ -149,11 +145,7 @@ def check_model(name: str = DEFAULT_MODEL) -> Check:
     size = sum((folder / w).stat().st_size for w in weights) / 1e6
     detail = f"{name}: {folder} ({', '.join(weights)}; {size:.1f} MB)"
     try:
-        from sampleforge.bundle import load_bundle
-
         load_bundle(folder)
-    except ImportError:
-        pass
     except Exception as exc:  # CheckpointError, ConfigError...: the files are there but do not load
         return Check("model", "fail", f"{detail}: does not load: {exc}",
                      "the model folder is damaged or from another version: restore or rebuild it")
@@ -161,9 +153,9 @@ def check_model(name: str = DEFAULT_MODEL) -> Check:
 
 
 def check_classifier(path: Path | None = None) -> Check:
-    from sampleforge.eval.classifier import DEFAULT_CLASSIFIER
+    from sampleforge.eval.classifier import shipped_classifier
 
-    folder = path or DEFAULT_CLASSIFIER
+    folder = path or shipped_classifier()
     if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
         return Check("classifier", "warn", f"no drum classifier at {folder}",
                      "`sampleforge eval` needs it: rebuild it with `sampleforge eval train-classifier`")

@@ -37,7 +37,13 @@ import numpy as np
 import torch
 
 from sampleforge.eval import metrics, report
-from sampleforge.eval.classifier import DrumClassifier, clip_logmels, embed_and_classify, load_classifier
+from sampleforge.eval.classifier import (
+    DrumClassifier,
+    clip_logmels,
+    embed_and_classify,
+    load_classifier,
+    shipped_classifier,
+)
 from sampleforge.params import GenerationParams
 from sampleforge.taxonomy import CATEGORIES, CATEGORY_PROMPTS
 
@@ -317,7 +323,7 @@ def evaluate(model: str | Path, reference: Sequence[Path | str], settings: EvalS
     result: dict[str, Any] = {
         "model": str(model),
         "model_id": gen.id,
-        "classifier": str(classifier or "weights/classifier-v1"),
+        "classifier": str(classifier or shipped_classifier()),
         "settings": {**{k: v for k, v in dataclasses.asdict(gen.resolve(s.generation)).items()
                         if k not in ("prompt", "count", "format")},
                      "per_class": s.per_class, "seed": s.seed, "duration": duration, "device": str(gen.device)},

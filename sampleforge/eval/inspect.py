@@ -1,5 +1,5 @@
 """``sampleforge inspect PATH``: a model folder (via ``bundle.inspect_bundle``) or a legacy ``.pt`` checkpoint
-(via ``bundle.inspect_legacy_pt``, ``torch.load(weights_only=True)``, never unpickling objects): components,
+(via ``legacy.inspect_legacy_pt``, ``torch.load(weights_only=True)``, never unpickling objects): components,
 parameter counts, dtypes, config, vocabulary and hashes, as text or JSON.
 """
 
@@ -16,11 +16,11 @@ LEGACY_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 
 def inspect_path(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A model folder or a shipped model name → ``{"kind": "bundle", ...}``; a ``.pt`` file → ``{"kind": "legacy_pt", ...}``."""
-    from sampleforge import bundle
+    from sampleforge import bundle, legacy
 
     p = Path(path).expanduser()
     if p.is_file() and p.suffix.lower() in LEGACY_SUFFIXES:
-        return {"kind": "legacy_pt", **bundle.inspect_legacy_pt(p)}
+        return {"kind": "legacy_pt", **legacy.inspect_legacy_pt(p)}
     if p.is_file() and p.suffix.lower() == ".safetensors":
         raise CheckpointError(f"{p}: a single weight file; inspect the model folder that holds it ({p.parent})")
     if p.is_file() and p.name != "config.json":

@@ -19,9 +19,9 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from sampleforge.audio.io import write_wav
-from sampleforge.bundle import ModelConfig, read_config
 from sampleforge.data.corpus import Clip
 from sampleforge.data.dataset import AugmentConfig, DrumDataset, collate
+from sampleforge.model_config import ModelConfig, read_config
 from sampleforge.train.recipe import DataConfig, RecipeConfig
 
 N_PREVIEW = 4

@@ -182,7 +182,7 @@ class DiffusionTask:
         return _collate(items)
 
     # -- loss ------------------------------------------------------------------------------------------
-    def loss(self, model: nn.Module, batch: tuple[Tensor, ...], generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, model: nn.Module, batch: tuple[Tensor, ...], generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
         x0, ids, knobs = batch
         ids = keyword_dropout(ids, self.ctx.recipe.keyword_dropout, generator)
         if knobs.shape[1]:
@@ -218,5 +218,5 @@ class DiffusionTask:
         model.train(was_training)
 
     def export(self, model: nn.Module, out_dir: Path) -> None:
-        self.ctx.save_component("unet", _unet(model))
-        self.ctx.save_component("text", _text(model))
+        self.ctx.save_component("unet", _unet(model), out_dir)
+        self.ctx.save_component("text", _text(model), out_dir)

@@ -56,7 +56,7 @@ class VocoderTask:
             start = int(torch.randint(0, frames - seg + 1, (), generator=generator))
         return wav[..., start * hop : (start + seg - 1) * hop]
 
-    def loss(self, model: nn.Module, batch: dict[str, Any], generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, model: nn.Module, batch: dict[str, Any], generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
         voc: Vocoder = model  # type: ignore[assignment]
         wav = self._crop(batch["wav"], voc.mel.cfg.hop_length, generator)
         with torch.no_grad():
@@ -68,13 +68,13 @@ class VocoderTask:
             floor = voc.cfg.trust_floor
             l1 = torch.mean(torch.abs(pred_log.clamp(min=math.log(floor)) - torch.log(target.clamp(min=floor))))
             sc = spectral_convergence(torch.exp(pred_log), target)
-            return l1 + sc, {"logmag_l1": float(l1.detach()), "sc": float(sc.detach())}
+            return l1 + sc, {"logmag_l1": l1.detach(), "sc": sc.detach()}
         pred = voc(mel, length=wav.shape[-1])
         target_wav = wav
         loss = multi_resolution_stft_loss(pred, target_wav)
         with torch.no_grad():
             lm = log_magnitude_l1(voc.mel.magnitude(pred), voc.mel.magnitude(target_wav))
-        return loss, {"logmag_l1": float(lm)}
+        return loss, {"logmag_l1": lm}
 
     @torch.no_grad()
     def preview(self, model: nn.Module, out_dir: Path, step: int) -> None:
@@ -83,4 +83,4 @@ class VocoderTask:
         self.ctx.write_preview(out_dir, {"griffin_lim": mel}, audio={"vocoder": voc(mel)})
 
     def export(self, model: nn.Module, out_dir: Path) -> None:
-        self.ctx.save_component("vocoder", model)
+        self.ctx.save_component("vocoder", model, out_dir)

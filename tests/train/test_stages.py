@@ -49,6 +49,11 @@ def test_train_all_stages_then_generate(real_kits: Path, tmp_path: Path) -> None
     assert main(["train", "diffusion", *common]) == 0
     assert main(["train", "vocoder", *common]) == 0
     model = run / "model"
+    for stage, names in (("vae", ["vae"]), ("diffusion", ["text", "unet"]), ("vocoder", ["vocoder"])):
+        exported = sorted(f.stem for f in (run / stage / "export").glob("*.safetensors"))
+        assert exported == names  # each task writes its export where the loop asks; the run installs it
+        for name in names:
+            assert (model / f"{name}.safetensors").read_bytes() == (run / stage / "export" / f"{name}.safetensors").read_bytes()
     bundle = load_bundle(model)
     assert bundle.config.vae.scale_factor != 1.0  # measured by the VAE export, kept by later stages
     assert "kick" in bundle.vocab

@@ -11,8 +11,6 @@ from typing import Any
 from sampleforge.errors import UserInputError
 from sampleforge.params import GenerationParams, add_arguments, from_namespace
 
-DEMO_CLASSES = ("kick", "snare", "closed_hat", "open_hat", "clap", "tom", "crash")
-
 
 def register(sub: Any) -> None:
     p = sub.add_parser("generate", help="generate drum one-shots from a keyword prompt")
@@ -158,11 +156,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from sampleforge import api
     from sampleforge.audio.io import write_wav
-    from sampleforge.taxonomy import CATEGORY_PROMPTS
+    from sampleforge.taxonomy import CATEGORY_PROMPTS, MAIN_CLASSES
 
     gen, _ = api.load_generator(model=args.model)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    prompts = [CATEGORY_PROMPTS[c] for c in DEMO_CLASSES]
+    prompts = [CATEGORY_PROMPTS[c] for c in MAIN_CLASSES]
     t0 = time.perf_counter()
     result = gen.generate_full(prompts, n=args.per_class, seed=args.seed)
     p = result.params

@@ -19,6 +19,7 @@ from torch import Tensor
 from sampleforge.audio.finish import finish
 from sampleforge.audio.griffinlim import GriffinLim
 from sampleforge.bundle import DEFAULT_MODEL, Bundle, load_bundle, model_id
+from sampleforge.devices import auto_device
 from sampleforge.diffusion.samplers import FLOW_SAMPLERS, SAMPLERS
 from sampleforge.diffusion.sampling import generate_latents
 from sampleforge.errors import UserInputError
@@ -27,15 +28,6 @@ from sampleforge.text.keywords import classes_named, keywords
 from sampleforge.timbre import KEYWORD_MIN_CLIPS, WORD_KNOBS, knobs_from_words
 
 Callback = Callable[[int, int], None]
-
-def auto_device() -> torch.device:
-    """CUDA > MPS > CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 @dataclass
@@ -229,19 +221,11 @@ class Generator:
             raise UserInputError("prompts must be a string or a non-empty list of strings")
         return self.run(p, prompts, vocoder, callback, normalize)
 
-    def generate(
-        self,
-        prompts: str | Sequence[str],
-        n: int | None = None,
-        *,
-        vocoder: bool = True,
-        callback: Callback | None = None,
-        params: GenerationParams | None = None,
-        **settings: Any,
-    ) -> Tensor:
+    def generate(self, prompts: str | Sequence[str], n: int | None = None, **kwargs: Any) -> Tensor:
         """prompts (P) → finished audio (P * n, samples), float32, peak 0.95.
 
-        ``settings``: any ``GenerationParams`` field by name or alias (steps, cfg_scale, sampler, seed,
-        duration, eta, ...) over ``params``; clip k uses seed ``seed + k`` (see ``run``).
+        ``kwargs``: those of ``generate_full``: any ``GenerationParams`` field by name or alias (steps,
+        cfg_scale, sampler, seed, duration, eta, ...), ``params``, ``vocoder``, ``callback``; clip k uses seed
+        ``seed + k`` (see ``run``).
         """
-        return self.generate_full(prompts, n, vocoder=vocoder, callback=callback, params=params, **settings).audio
+        return self.generate_full(prompts, n, **kwargs).audio

@@ -30,6 +30,7 @@ import soundfile as sf
 import soxr
 
 from sampleforge.errors import AudioReadError, UserInputError
+from sampleforge.params import FORMATS
 
 SAMPLE_RATE = 44100
 
@@ -83,16 +84,6 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE) -> 
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def audio_info(path: str | os.PathLike[str]) -> tuple[int, int, int]:
-    """(frames, sample_rate, channels) from the file header, without decoding. AudioReadError if unreadable."""
-    p = Path(path)
-    try:
-        info = sf.info(str(p))
-    except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
-        raise AudioReadError(f"{p}: cannot read as audio ({_short(exc)})") from None
-    return int(info.frames), int(info.samplerate), int(info.channels)
-
-
 def _short(exc: BaseException) -> str:
     msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
     return msg[:200]
@@ -122,8 +113,8 @@ def write_audio(
     Returns the written path.
     """
     fmt = format.lower()
-    if fmt not in ("wav", "flac"):
-        raise UserInputError(f"unknown audio format {format!r} (valid: wav, flac)")
+    if fmt not in FORMATS:
+        raise UserInputError(f"unknown audio format {format!r} (valid: {', '.join(FORMATS)})")
     data = _as_frames(wav, path)
     meta = _check_metadata(metadata)
     if sample_rate <= 0:

@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
 
 
 def _register_eval(sub: Any) -> None:
-    from sampleforge.eval.evaluate import DEFAULT_CLASSES, EVAL_GENERATION, EvalSettings
+    from sampleforge.eval.evaluate import EVAL_GENERATION, EvalSettings
 
     p = sub.add_parser("eval", help="measure a model against real drum recordings (JSON + HTML report)",
                        description="Generate N clips per class prompt and report class adherence, Fréchet "
@@ -35,7 +35,7 @@ def _register_eval(sub: Any) -> None:
     p.add_argument("--model", help="model folder or shipped name (e.g. drums-v1)")
     p.add_argument("--reference", nargs="+", type=Path, help="folders of real drum clips (e.g. the Hydrogen kits)")
     p.add_argument("--per-class", type=int, default=EvalSettings.per_class, help="clips generated per class")
-    p.add_argument("--classes", nargs="+", default=list(DEFAULT_CLASSES), help="taxonomy classes to prompt")
+    p.add_argument("--classes", nargs="+", default=list(EvalSettings.classes), help="taxonomy classes to prompt")
     add_arguments(p, ("steps", "cfg_scale", "sampler", "seed", "precision", "eta", "steps_offset", "flow_shift"),
                   base=EVAL_GENERATION)
     p.add_argument("--vocoder-clips", type=int, default=EvalSettings.vocoder_clips,

@@ -45,9 +45,8 @@ from sampleforge.eval.classifier import (
     shipped_classifier,
 )
 from sampleforge.params import GenerationParams
-from sampleforge.taxonomy import CATEGORIES, CATEGORY_PROMPTS
+from sampleforge.taxonomy import CATEGORIES, CATEGORY_PROMPTS, MAIN_CLASSES
 
-DEFAULT_CLASSES: tuple[str, ...] = ("kick", "snare", "closed_hat", "open_hat", "tom", "crash", "clap")
 SHOW_PER_CLASS = 8  # generated clips per class shown with players in the HTML
 SHOW_REFERENCE = 2  # real clips per class shown
 SHOW_VOCODER = 2  # vocoder-check clips shown (original, vocoder, Griffin-Lim each)
@@ -59,7 +58,7 @@ EVAL_GENERATION = GenerationParams(seed=0)  # an evaluation is repeatable unless
 @dataclass
 class EvalSettings:
     per_class: int = 16
-    classes: Sequence[str] = DEFAULT_CLASSES
+    classes: Sequence[str] = MAIN_CLASSES
     vocoder_clips: int = 16
     held_out_kits: Sequence[str] | None = None  # None: the corpus default
     generation: GenerationParams = EVAL_GENERATION  # class k's clips: seeds seed + 1000 k + i

@@ -21,9 +21,9 @@ from typing import Any
 from torch import Tensor
 
 from sampleforge.audio.io import write_audio
+from sampleforge.params import FORMATS
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
-FORMATS = ("wav", "flac")
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac"}
 
 

@@ -128,7 +128,7 @@ def cmd_vocab(args: argparse.Namespace) -> int:
 
 def _print_knob_words(path: Path) -> None:
     """The words that act through timbre knobs, for a model conditioned on knobs."""
-    from sampleforge.bundle import read_config
+    from sampleforge.model_config import read_config
     from sampleforge.timbre import WORD_KNOBS
 
     knobs = read_config(path).text.knobs

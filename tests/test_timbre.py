@@ -130,7 +130,8 @@ def test_encoder_rejects_a_wrong_knob_width() -> None:
 
 @pytest.fixture(scope="module")
 def knob_model(tmp_path_factory: pytest.TempPathFactory):
-    from sampleforge.bundle import Bundle, build_modules, debug_config, save_bundle
+    from sampleforge.bundle import Bundle, build_modules, save_bundle
+    from sampleforge.debug_model import debug_config
     from sampleforge.text.keywords import Vocabulary
 
     cfg = debug_config()

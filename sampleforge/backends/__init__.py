@@ -3,6 +3,7 @@
     from sampleforge.backends import BackendOptions, load_backend
     model = load_backend("hf:stabilityai/stable-audio-open-1.0", BackendOptions(precision="fp16"))
     g = model.generate_full("kick drum", steps=50, cfg_scale=7, seed=1, duration=2)   # g.audio (1, 2, 88200)
+    g.latents, g.raw, g.stats   # the stages, for sweep's statistics; stats: seconds and peak memory
 
 ``load_backend`` reads what ``--model`` names (``resolve.resolve``) and builds the matching backend:
 sampleforge's own folders (``pipeline.Generator``), diffusers pipelines (``diffusers_backend``) and
@@ -44,5 +45,5 @@ def load_backend(model: str | os.PathLike[str], options: BackendOptions | None =
 
         return ADPBackend(ref.path, options, spec=ref.spec)
     raise CheckpointError(
-        f"{ref.path}: a stable-audio-tools model (model_config.json); convert it to a diffusers folder first "
-        "(see the README, 'Other people's models')")
+        f"{ref.path}: a stable-audio-tools model (model_config.json, e.g. Stable Audio Open Small) is not "
+        "supported: diffusers does not load this format; use a diffusers pipeline folder")

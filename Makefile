@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "torch==2.13.0"
 	$(BIN)/pip install -q -e ".[test]"
+	# audio-diffusion-pytorch checkpoints (backends/adp.py): without their deps, which would pull torchaudio
+	$(BIN)/pip install -q "einops>=0.6"
+	$(BIN)/pip install -q --no-deps "audio-diffusion-pytorch==0.1.3" "a-unet==0.0.16"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -13,15 +13,18 @@ from sampleforge.params import GenerationParams, add_arguments, from_namespace
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("generate", help="generate drum one-shots from a keyword prompt")
+    p = sub.add_parser("generate", help="generate audio from a prompt with any supported model",
+                       description="Drum one-shots with sampleforge's models, or audio with other people's "
+                       "(diffusers Stable Audio / AudioLDM2 folders, hf:OWNER/NAME, audio-diffusion-pytorch .ckpt).")
     add_arguments(p)
     p.add_argument("--output", type=Path, default=None, help="output file (with --count > 1: numbered _1, _2...)")
     p.add_argument("--out-dir", type=Path, default=None, help="folder for auto-named files (default generations/)")
-    p.add_argument("--model", default=None, help="model folder or shipped name (default drums-v1)")
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     p.add_argument("--diffusion-ckpt", default=None, help="U-Net weights (.safetensors) or a model folder")
     p.add_argument("--vae-ckpt", default=None, help="VAE weights (.safetensors) or a model folder")
     p.add_argument("--vocoder-ckpt", default=None, help="vocoder weights (.safetensors) or a model folder")
     p.add_argument("--no-vocoder", action="store_true", help="Griffin-Lim instead of the neural vocoder")
+    p.add_argument("--verbose", action="store_true", help="per-stage times and peak memory on stderr")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
 
@@ -60,15 +63,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UserInputError("--no-vocoder and --vocoder-ckpt contradict each other")
     from sampleforge import api
     from sampleforge.audio.io import write_audio
+    from sampleforge.backends.memory import measure_peak
 
     if args.output is not None:  # fail before loading anything
         api.check_writable(args.output)
     elif args.out_dir is not None:
         api.check_writable(args.out_dir / "probe.wav")
-    default: Any = api._DEFAULT
-    vocoder = None if args.no_vocoder else (args.vocoder_ckpt or default)
-    gen, use_vocoder = api.load_generator(args.diffusion_ckpt or default, args.vae_ckpt or default, vocoder,
-                                          model=args.model)
+    gen, use_vocoder = _load_model(args, params)
     params = gen.resolve(params)
     assert params.seed is not None and params.sampler is not None
     outs = [_output_path(args, params, gen.id, k) for k in range(params.count)]
@@ -78,15 +79,62 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"warning: {w}", file=sys.stderr)
     bar, callback = _progress(params.count, args.quiet)
     try:
-        result = gen.run(params, vocoder=use_vocoder, callback=callback)
+        with measure_peak(gen.device) as peak:
+            result = gen.run(params, vocoder=use_vocoder, callback=callback)
     finally:
         if bar is not None:
             bar.close()
+    shown = set(gen.check_prompt(params.prompt))
+    for w in result.warnings:
+        if w not in shown:
+            print(f"warning: {w}", file=sys.stderr)
+    if args.verbose:
+        print(verbose_line(gen, result.stats, peak), file=sys.stderr)
     for out, wav, s in zip(outs, result.audio, result.seeds, strict=True):
         meta = api.metadata_for(params.prompt, s, gen.id, params.steps, params.cfg_scale, params.sampler)
         write_audio(out, wav.numpy(), gen.sample_rate, meta, format=params.format)
         print(out)
     return 0
+
+
+def _load_model(args: argparse.Namespace, params: GenerationParams) -> tuple[Any, bool]:
+    """(the backend for --model and the load-time settings, whether to use a sampleforge model's vocoder)."""
+    from sampleforge import api
+    from sampleforge.backends import BackendOptions, load_backend, resolve
+
+    overrides = args.diffusion_ckpt or args.vae_ckpt or args.vocoder_ckpt or args.no_vocoder
+    if params.model is not None and resolve(params.model).format != "sampleforge":
+        if overrides:
+            raise UserInputError("--diffusion-ckpt, --vae-ckpt, --vocoder-ckpt and --no-vocoder apply to "
+                                 "sampleforge models only")
+        return load_backend(params.model, BackendOptions.from_params(params, args.device)), True
+    if overrides or (args.device is None and params.quantize == "none"):
+        default: Any = api._DEFAULT
+        vocoder = None if args.no_vocoder else (args.vocoder_ckpt or default)
+        return api.load_generator(args.diffusion_ckpt or default, args.vae_ckpt or default, vocoder,
+                                  model=params.model)
+    from sampleforge.bundle import DEFAULT_MODEL
+
+    return load_backend(params.model or DEFAULT_MODEL, BackendOptions.from_params(params, args.device)), True
+
+
+def verbose_line(gen: Any, stats: dict[str, float], peak: Any) -> str:
+    """One line: the stages' times and peak memory, and the process's peak resident memory."""
+    from sampleforge.backends.memory import process_peak_bytes
+
+    parts = [f"model {gen.id} ({gen.kind}) on {gen.device}"]
+    for stage in ("sample", "decode"):
+        if f"{stage}_s" in stats:
+            mem = stats.get(f"{stage}_peak_mib")
+            parts.append(f"{stage} {stats[f'{stage}_s']:.2f} s" + (f" (+{mem:.1f} MiB peak)" if mem is not None else ""))
+    total = f"generate {peak.seconds:.2f} s"
+    if peak.mib is not None:
+        total += f", peak +{peak.mib:.1f} MiB {'on the GPU' if peak.where == 'cuda' else 'resident'}"
+    parts.append(total)
+    proc = process_peak_bytes()
+    if proc is not None:
+        parts.append(f"process peak {proc / 2**20:.0f} MiB")
+    return "; ".join(parts)
 
 
 def _output_path(args: argparse.Namespace, params: GenerationParams, model: str, k: int) -> Path:

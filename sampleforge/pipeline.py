@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,37 +17,41 @@ from torch import Tensor
 
 from sampleforge.audio.finish import finish
 from sampleforge.audio.griffinlim import GriffinLim
+from sampleforge.backends.base import BackendOptions, Generation, ParamSpace, RunMixin
 from sampleforge.bundle import DEFAULT_MODEL, Bundle, load_bundle, model_id
 from sampleforge.devices import auto_device
 from sampleforge.diffusion.samplers import FLOW_SAMPLERS, SAMPLERS
 from sampleforge.diffusion.sampling import generate_latents
 from sampleforge.errors import UserInputError
-from sampleforge.params import DEFAULTS, PRECISIONS, SPECS, GenerationParams
+from sampleforge.params import PRECISIONS, SPECS, GenerationParams
 from sampleforge.text.keywords import classes_named, keywords
 from sampleforge.timbre import KEYWORD_MIN_CLIPS, WORD_KNOBS, knobs_from_words
 
 Callback = Callable[[int, int], None]
 
 
-@dataclass
-class Generation:
-    """One batch of results: audio (B, samples) and what produced each clip."""
-
-    audio: Tensor
-    prompts: list[str]
-    seeds: list[int]
-    params: GenerationParams  # as run: seed, sampler, duration and precision filled in
-    warnings: list[str] = field(default_factory=list)
-    latents: Tensor | None = None
-    mels: Tensor | None = None
+MAX_DURATION = 10.0  # seconds: sampleforge models make one-shots
+NATIVE_PRECISIONS = ("fp32", "bf16")
 
 
-class Generator:
-    """A loaded model ready to generate. Stateless between calls."""
+class Generator(RunMixin):
+    """A loaded sampleforge model ready to generate (the ``sampleforge`` backend). Stateless between calls."""
 
-    def __init__(self, bundle: Bundle, device: torch.device | str | None = None, precision: str | None = None) -> None:
+    kind = "sampleforge"
+
+    def __init__(self, bundle: Bundle, device: torch.device | str | None = None, precision: str | None = None,
+                 quantize: str = "none") -> None:
         self.precision: str = SPECS["precision"].check(precision) or PRECISIONS[0]
+        if self.precision not in NATIVE_PRECISIONS:
+            raise UserInputError(f"precision: sampleforge models run in {' or '.join(NATIVE_PRECISIONS)}, "
+                                 f"got {self.precision}")
         self.device = torch.device(device) if device is not None else auto_device()
+        if SPECS["quantize"].check(quantize) == "int8":
+            from sampleforge.backends.memory import quantize_int8
+
+            if self.device.type != "cpu":
+                raise UserInputError("quantize: int8 quantisation runs on the CPU only (use --device cpu)")
+            bundle.unet = quantize_int8(bundle.unet)  # type: ignore[assignment]
         self.bundle = bundle.to(self.device)
         cfg = bundle.config
         self.name = cfg.name
@@ -67,10 +70,36 @@ class Generator:
         device: torch.device | str | None = None,
         components: dict[str, Path | None] | None = None,
         precision: str | None = None,
-    ) -> Generator:
+    ) -> Any:
         """Load a model folder or a shipped model by name (``components`` overrides single weight files).
-        ``precision="bf16"``: the U-Net runs under bfloat16 autocast (see ``GenerationParams.precision``)."""
+        ``precision="bf16"``: the U-Net runs under bfloat16 autocast (see ``GenerationParams.precision``).
+        Other people's models (a diffusers folder, ``hf:OWNER/NAME``, an audio-diffusion-pytorch ``.ckpt``)
+        load through ``backends.load_backend`` and answer the same calls."""
+        from sampleforge.backends.resolve import resolve
+
+        if components is None and resolve(path_or_name).format != "sampleforge":
+            from sampleforge.backends import load_backend
+
+            return load_backend(path_or_name, BackendOptions(device=None if device is None else str(device),
+                                                             precision=precision or PRECISIONS[0]))
         return cls(load_bundle(path_or_name, components=components), device, precision)
+
+    @classmethod
+    def from_options(cls, path_or_name: str | os.PathLike[str], options: BackendOptions) -> Generator:
+        """Load with the backend options (precision fp32/bf16, int8 quantisation of the U-Net on the CPU)."""
+        return cls(load_bundle(path_or_name), options.device, options.precision, options.quantize)
+
+    # -- the backend interface -------------------------------------------------------------------------
+    @property
+    def space(self) -> ParamSpace:
+        """Samplers (DDPM or flow, as the model was trained), durations and defaults."""
+        return ParamSpace(samplers=self.samplers, min_duration=float(SPECS["duration"].ge or 0.1),
+                          max_duration=MAX_DURATION, default_duration=float(self.bundle.config.duration),
+                          default_steps=int(SPECS["steps"].default), default_cfg=float(SPECS["cfg_scale"].default))
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "format": "sampleforge", "path": str(self.bundle.path), "id": self.id,
+                "sample_rate": self.sample_rate, "precision": self.precision, "space": self.space.as_dict()}
 
     # -- prompts ---------------------------------------------------------------------------------------
     def vocab(self) -> dict[str, int]:
@@ -143,12 +172,22 @@ class Generator:
     # -- the whole thing -------------------------------------------------------------------------------
     def resolve(self, params: GenerationParams) -> GenerationParams:
         """Fill the settings left to the model (sampler, duration, precision) and a random seed if none."""
-        return dataclasses.replace(
+        p = dataclasses.replace(
             params.with_seed(),
             sampler=params.sampler or self.samplers[0],
             duration=params.duration if params.duration is not None else self.bundle.config.duration,
             precision=params.precision or self.precision,
         )
+        assert p.duration is not None
+        if p.duration > MAX_DURATION:
+            raise UserInputError(f"duration must be at most {MAX_DURATION:g} seconds for sampleforge models, "
+                                 f"got {p.duration:g}")
+        if p.precision not in NATIVE_PRECISIONS:
+            raise UserInputError(f"precision: sampleforge models run in {' or '.join(NATIVE_PRECISIONS)}")
+        unused = [n for n in ("init_audio", "init_noise", "mask_start", "mask_end") if getattr(p, n) is not None]
+        if unused:
+            raise UserInputError(f"{unused[0]}: sampleforge models do not take it (Stable Audio 3 does)")
+        return p
 
     @torch.inference_mode()
     def run(
@@ -193,39 +232,9 @@ class Generator:
             )
         latents = latents.float()
         mels = self.decode(latents, frames)
-        wav = self.vocode(mels, samples, vocoder)
-        wav = torch.nan_to_num(wav.float(), nan=0.0, posinf=0.0, neginf=0.0)
+        raw = self.vocode(mels, samples, vocoder).float()
+        wav = torch.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0)
         if normalize:
             wav = finish(wav, self.sample_rate, normalize=normalize, length=samples)
         return Generation(audio=wav.cpu(), prompts=batch, seeds=seeds, params=p, warnings=warnings,
-                          latents=latents.cpu(), mels=mels.cpu())
-
-    def generate_full(
-        self,
-        prompts: str | Sequence[str],
-        n: int | None = None,
-        *,
-        vocoder: bool = True,
-        callback: Callback | None = None,
-        normalize: str | None = "peak",
-        params: GenerationParams | None = None,
-        **settings: Any,
-    ) -> Generation:
-        """Like ``generate`` but returns a ``Generation`` with seeds, settings, warnings, latents and mels."""
-        if n is not None:
-            settings["n"] = n
-        p = GenerationParams.from_kwargs(settings, base=params or DEFAULTS)
-        if isinstance(prompts, str):
-            prompts = [prompts]
-        elif not isinstance(prompts, Sequence):
-            raise UserInputError("prompts must be a string or a non-empty list of strings")
-        return self.run(p, prompts, vocoder, callback, normalize)
-
-    def generate(self, prompts: str | Sequence[str], n: int | None = None, **kwargs: Any) -> Tensor:
-        """prompts (P) → finished audio (P * n, samples), float32, peak 0.95.
-
-        ``kwargs``: those of ``generate_full``: any ``GenerationParams`` field by name or alias (steps,
-        cfg_scale, sampler, seed, duration, eta, ...), ``params``, ``vocoder``, ``callback``; clip k uses seed
-        ``seed + k`` (see ``run``).
-        """
-        return self.generate_full(prompts, n, **kwargs).audio
+                          latents=latents.cpu(), mels=mels.cpu(), raw=raw.cpu())

@@ -142,13 +142,17 @@ def _f(v: float | None, scale: float = 1.0) -> str:
 def _register_sweep(sub: Any) -> None:
     p = sub.add_parser("sweep", help="render one prompt over cfg x steps x sampler into one HTML page",
                        description="A grid of generations with per-cell stats (latent std, audio std, clipping %, "
-                       "LUFS before finishing), spectrograms and players.")
-    p.add_argument("--model", default="drums-v1", help="model folder or shipped name")
+                       "LUFS before finishing, stage times and peak memory), spectrograms and players; on every "
+                       "backend: the way to tell a weight bug from a bad setting.")
+    p.add_argument("--model", default="drums-v1", help=SPECS["model"].help)
     p.add_argument("--prompt", required=True, help=SPECS["prompt"].help)
     p.add_argument("--cfg-scale", default="1,3,5,7", help="comma-separated guidance scales")
     p.add_argument("--steps", default="10,25,50", help="comma-separated step counts")
-    p.add_argument("--sampler", default="ddim,dpmpp_2m,heun", help="comma-separated samplers")
-    add_arguments(p, ("seed", "count", "duration", "precision", "eta", "steps_offset", "flow_shift"), base=SWEEP_BASE)
+    p.add_argument("--sampler", default=None,
+                   help="comma-separated samplers (default: ddim,dpmpp_2m,heun; other people's models: their first "
+                        "three, e.g. native,euler,dpmpp_2m)")
+    add_arguments(p, ("seed", "count", "duration", "precision", "eta", "steps_offset", "flow_shift", "offload",
+                      "decode_chunk", "quantize", "channels"), base=SWEEP_BASE)
     p.add_argument("--device", default=None)
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/sweep/<prompt>)")
     p.set_defaults(func=_run_sweep)
@@ -157,17 +161,19 @@ def _register_sweep(sub: Any) -> None:
 def _run_sweep(args: argparse.Namespace) -> int:
     from sampleforge.eval.sweep import sweep
 
-    grid = {name: parse_list(getattr(args, name), name) for name in ("cfg_scale", "steps", "sampler")}
+    grid = {name: parse_list(getattr(args, name), name) for name in ("cfg_scale", "steps")}
+    samplers = parse_list(args.sampler, "sampler") if args.sampler is not None else None
     args.cfg_scale = args.steps = args.sampler = None  # the grid, not single values
     base = dataclasses.replace(from_namespace(args, base=SWEEP_BASE), prompt=args.prompt)
     slug = re.sub(r"[^a-z0-9]+", "_", args.prompt.lower()).strip("_")[:40] or "prompt"
     out = args.out or Path("runs") / "sweep" / slug
-    result, js, page = sweep(args.model, base, grid["cfg_scale"], grid["steps"], grid["sampler"], out, args.device)
+    result, js, page = sweep(args.model, base, grid["cfg_scale"], grid["steps"], samplers, out, args.device)
     for c in result["cells"]:
         flag = "  <- clipping/NaN" if c["raw_clipping_percent"] > 1.0 or c["nan_count"] else ""
+        mem = f"  +{c['sample_peak_mib']:.0f} MiB" if "sample_peak_mib" in c else ""
         print(f"{c['sampler']:<9} steps {c['steps']:>4} cfg {c['cfg_scale']:>5.2f}: latent std {c['latent_std']:.3f}  "
               f"audio std {c['raw_audio_std']:.3f}  clip {c['raw_clipping_percent']:.2f} %  {c['lufs']:.1f} LUFS  "
-              f"{c['seconds']:.2f} s{flag}")
+              f"{c['seconds']:.2f} s{mem}{flag}")
     print(f"wrote {js} and {page}")
     return 0
 

@@ -64,6 +64,18 @@ def _register_eval(sub: Any) -> None:
     d.add_argument("--classifier", type=Path, default=None, help="classifier folder (default: weights/classifier-v1)")
     d.add_argument("--out", type=Path, default=None, help="output folder for descriptors.json")
     d.set_defaults(func=_run_descriptors)
+    v = eval_sub.add_parser("vocoder", help="the vocoder check alone: the model's vocoder vs Griffin-Lim on real clips",
+                            description="Re-synthesise held-out real clips from their log-mel with the model's "
+                            "vocoder and with Griffin-Lim; MR-STFT and log-mel distances to the originals, and the "
+                            "spectral character (tail flatness, hop-rate flutter, high-band peakiness) of all three.")
+    v.add_argument("--model", required=True, help="model folder or shipped name")
+    v.add_argument("--reference", nargs="+", type=Path, required=True, help="folders of real drum clips")
+    v.add_argument("--clips", type=int, default=64, help="real clips re-synthesised (at most; default 64)")
+    v.add_argument("--held-out-kits", nargs="+", default=None, help="reference kits (default: the corpus held-out kits)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    v.add_argument("--out", type=Path, default=None, help="JSON file (default: runs/eval/<model>/vocoder.json)")
+    v.set_defaults(func=_run_vocoder_check)
 
 
 def _run_descriptors(args: argparse.Namespace) -> int:
@@ -129,6 +141,29 @@ def _run_eval(args: argparse.Namespace) -> int:
               f"onset {_f(v['onset_ms_mean']):>5} ms  diversity {_f(v['diversity'])} "
               f"({_f(v['diversity_ratio'])}x real){rt_text}")
     print(f"wrote {js} and {page}")
+    return 0
+
+
+def _run_vocoder_check(args: argparse.Namespace) -> int:
+    from sampleforge.eval.evaluate import run_vocoder_check
+
+    if args.clips < 1:
+        raise UserInputError(f"--clips must be >= 1, got {args.clips}")
+    out = args.out or Path("runs") / "eval" / Path(str(args.model)).name / "vocoder.json"
+    result = run_vocoder_check(args.model, args.reference, out, args.clips, args.held_out_kits, args.seed, args.device)
+    rows = [("model vocoder", result["vocoder"])] if result["vocoder"] is not None else []
+    rows += [("Griffin-Lim", result["griffin_lim"]), ("real recordings", result["real"])]
+    print(f"{result['clips']} real clips ({result['split']})")
+    print(f"{'':<16}{'MR-STFT':>9}{'mel L1':>9}{'tail flat':>11}{'flutter dB':>12}{'HF peaks dB':>13}")
+    for name, r in rows:
+        print(f"{name:<16}{_f(r.get('mrstft')):>9}{_f(r.get('logmel_l1')):>9}{_f(r['tail_flatness']):>11}"
+              f"{_f(r['hop_flutter_db']):>12}{_f(r['hf_peakiness_db']):>13}")
+    if result["vocoder"] is None:
+        print("this model has no neural vocoder: only Griffin-Lim was measured")
+    else:
+        gain = 1 - result["vocoder"]["mrstft"] / result["griffin_lim"]["mrstft"]
+        print(f"MR-STFT: the vocoder is {100 * abs(gain):.1f} % {'below' if gain >= 0 else 'above'} Griffin-Lim's")
+    print(f"wrote {out}")
     return 0
 
 

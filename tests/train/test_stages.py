@@ -150,3 +150,31 @@ def test_a_flow_model_trains_and_samples(real_kits: Path, tmp_path: Path) -> Non
     assert gen.samplers == ("flow_euler", "flow_heun")
     audio = gen.generate("kick", steps=2, seed=0)
     assert audio.shape == (1, 88200) and torch.isfinite(audio).all()
+
+
+def test_istft_vocoder_improves_over_untrained(real_kits: Path, tmp_path: Path) -> None:
+    """The "istft" head (debug size) learns: the MR-STFT distance of re-synthesised clips to the originals falls."""
+    from sampleforge.eval.metrics import mrstft_distance
+    from sampleforge.train.loop import TrainConfig, train
+    from sampleforge.train.recipe import load_recipe, training_clips
+    from sampleforge.train.stage import StageContext
+    from sampleforge.train.vocoder import VocoderTask
+
+    recipe = load_recipe(REPO / "configs" / "debug.json")
+    assert recipe.model.vocoder is not None and recipe.model.vocoder.kind == "istft"
+    clips, held = training_clips([real_kits], recipe.data, tmp_path)
+    ctx = StageContext(run_dir=tmp_path / "run", model_config=recipe.model, data=recipe.data, recipe=recipe.recipe,
+                       clips=clips, held_out=held, cache_dir=tmp_path / "cache")
+    task = VocoderTask(ctx)
+    wav = task.dataset().data[:8, : 31 * 512]
+
+    def distance() -> float:
+        with torch.no_grad():
+            voc = task.model
+            return mrstft_distance(wav, voc(voc.mel(wav), length=wav.shape[-1]))
+
+    before = distance()
+    train(task, TrainConfig(max_steps=40, batch_size=4, lr=3e-3, checkpoint_minutes=0), tmp_path / "run" / "vocoder",
+          progress=False)
+    after = distance()
+    assert after < 0.97 * before, (before, after)  # measured 1.18 -> 1.13 (the debug head is 16 wide)

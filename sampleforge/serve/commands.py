@@ -12,6 +12,7 @@ from sampleforge.params import SPECS, add_arguments
 from sampleforge.serve.config import ServeConfig
 
 DEFAULTS = ServeConfig()
+LOAD_SETTINGS = ("precision", "offload", "decode_chunk", "quantize", "channels")  # how each model is loaded
 
 
 def _positive_int(text: str) -> int:
@@ -36,7 +37,7 @@ def _shared_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", type=Path, default=DEFAULTS.storage,
                    help="directory for the job database and audio; shared by server and workers (default: %(default)s)")
     p.add_argument("--device", default=None, help="torch device (default: CUDA > MPS > CPU)")
-    add_arguments(p, ("precision", "offload", "decode_chunk", "quantize", "channels"))
+    add_arguments(p, LOAD_SETTINGS)
     p.add_argument("--max-batch", type=_positive_int, default=DEFAULTS.max_batch,
                    help="clips per generate() call, across compatible jobs (default: %(default)s)")
     p.add_argument("--max-attempts", type=_positive_int, default=DEFAULTS.max_attempts,
@@ -108,7 +109,8 @@ def load_generator(model: str, args: argparse.Namespace | None = None) -> Any:
 
     if args is None:
         return load_backend(model)
-    return load_backend(model, BackendOptions.from_params(from_namespace(args), args.device))
+    loading = argparse.Namespace(**{name: getattr(args, name, None) for name in LOAD_SETTINGS})
+    return load_backend(model, BackendOptions.from_params(from_namespace(loading), args.device))
 
 
 def run_serve(args: argparse.Namespace) -> int:

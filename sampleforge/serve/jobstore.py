@@ -106,6 +106,7 @@ class JobStore:
         ``NORMAL`` (WAL: survives a crash of the process, may lose the last commits on power loss)."""
         self.path = Path(path)
         self.durable = durable
+        self.busy_timeout_s = 30.0  # how long a write waits for another writer's lock before failing
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         db = self._conn()
@@ -123,14 +124,15 @@ class JobStore:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
-            conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE: takes the write lock up front, so no upgrade deadlocks)."""
+    def _tx(self, busy_timeout_s: float | None = None) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: takes the write lock up front, so no upgrade deadlocks),
+        waiting at most ``busy_timeout_s`` (default: ``self.busy_timeout_s``) for another writer's lock."""
         db = self._conn()
+        db.execute(f"PRAGMA busy_timeout={int(1000 * (busy_timeout_s or self.busy_timeout_s))}")
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
@@ -372,9 +374,10 @@ class JobStore:
             )
             return cur.rowcount == 1
 
-    def probe_write(self) -> None:
-        """One small write transaction; raises sqlite3.Error if the database refuses writes (readiness)."""
-        with self._tx() as db:
+    def probe_write(self, busy_timeout_s: float = 1.0) -> None:
+        """One small write transaction; raises sqlite3.Error if the database refuses writes, or stays locked
+        by another writer for ``busy_timeout_s`` (readiness)."""
+        with self._tx(busy_timeout_s) as db:
             db.execute("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (time.time(),))
 
     # ---- celery hand-off ---------------------------------------------------------------------------

@@ -23,7 +23,6 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
 from typing import IO, Any
 
 from sampleforge.errors import SampleforgeError, UserInputError
@@ -57,71 +56,30 @@ def check_limits_fit_model(config: ServeConfig) -> None:
         )
 
 
-def model_samplers(generator: GeneratorLike) -> list[str]:
-    """Sampler names the model accepts (a backend's sampler space, or the pipeline's own list)."""
-    space = getattr(generator, "space", None)
-    return list(space.samplers if space is not None else generator.samplers)
-
-
-def model_duration(generator: GeneratorLike) -> float:
-    """The model's native clip length in seconds (the default ``duration``)."""
-    space = getattr(generator, "space", None)
-    if space is not None:
-        return float(space.default_duration)
-    resolved = generator.resolve(GenerationParams())  # what the pipeline fills in when unset
-    assert resolved.duration is not None
-    return float(resolved.duration)
-
-
-class ServedModel:
-    """One model the service runs: the backend, its samplers and defaults."""
-
-    def __init__(self, generator: GeneratorLike, config: ServeConfig) -> None:
-        self.generator = generator
-        self.name = str(generator.name)
-        self.samplers = model_samplers(generator)
-        space = getattr(generator, "space", None)
-        self.default_sampler = space.default_sampler if space is not None else self.samplers[0]
-        if self.default_sampler not in self.samplers:
-            self.default_sampler = self.samplers[0]
-        self.default_duration = min(max(model_duration(generator), config.min_duration), config.max_duration)
-
-    def info(self) -> dict[str, Any]:
-        space = getattr(self.generator, "space", None)
-        return {"name": self.name, "kind": getattr(self.generator, "kind", "sampleforge"),
-                "sample_rate": self.generator.sample_rate, "duration": self.default_duration,
-                "samplers": self.samplers, "default_sampler": self.default_sampler,
-                **({"defaults": {"steps": space.default_steps, "cfg_scale": space.default_cfg},
-                    "channels": space.channels} if space is not None else {})}
-
-
 class StorageUnavailable(SampleforgeError):
     """The job database or the result folder refuses writes: the server cannot take jobs now."""
 
 
-HEALTH_CACHE_S = 1.0  # readiness probes write to the disk at most this often
+PROBE_INTERVAL_S = 1.0  # the readiness probe writes to the database and the result folder this often
+PROBE_STALL_S = 5.0  # a probe that has not completed for this long makes the server not ready
 
 
 class Service:
-    """State shared by the routes: config, models, job store, result files and the hand-off to workers.
+    """State shared by the routes: config, model, store, storage and the hand-off to workers."""
 
-    ``generator`` is one model or a mapping name -> model (the first is the default): each model gets its own
-    worker pool, and a request names the model it wants."""
-
-    def __init__(self, config: ServeConfig, generator: GeneratorLike | Mapping[str, GeneratorLike]) -> None:
+    def __init__(self, config: ServeConfig, generator: GeneratorLike) -> None:
         config.check()
         check_limits_fit_model(config)
-        gens = list(generator.values()) if isinstance(generator, Mapping) else [generator]
-        self.models = {m.name: m for m in (ServedModel(g, config) for g in gens)}
-        default = next(iter(self.models.values()))
-        self.config, self.generator = config, default.generator
+        self.config, self.generator = config, generator
         self.files = ResultFiles(config.storage, durable=config.durable)
         self.store = JobStore(self.files.db_path, durable=config.durable)
         self.mode = "celery" if config.broker else "embedded"
-        self.samplers = default.samplers
-        self.default_duration, self.default_sampler = default.default_duration, default.default_sampler
+        self.samplers = list(generator.samplers)
+        model_defaults = generator.resolve(GenerationParams())  # what the pipeline fills in when unset
+        assert model_defaults.sampler is not None and model_defaults.duration is not None
+        self.default_sampler, self.default_duration = model_defaults.sampler, model_defaults.duration
         self.started_at = time.time()
-        self.pools: list[WorkerPool] = []
+        self.pool: WorkerPool | None = None
         self.celery: Any = None
         self._janitor = Janitor(self.store, self.files, config.cleanup_interval_s, config.ttl_seconds)
         self._lock_file: IO[str] | None = None
@@ -129,8 +87,9 @@ class Service:
         self._recovery: threading.Thread | None = None
         self._publish = threading.Event()  # celery mode: wake the hand-off thread
         self._started = False
-        self._writable: tuple[float, list[str]] = (0.0, [])  # (checked at, problems) for health()
-        self._writable_lock = threading.Lock()
+        self._probed: tuple[float, list[str]] = (-PROBE_STALL_S, [])  # (monotonic time, problems) for health()
+        self._probe_lock = threading.Lock()
+        self._prober: threading.Thread | None = None
 
     # ---- life cycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -144,9 +103,8 @@ class Service:
             if requeued or failed:
                 log.info("recovered interrupted jobs", extra={"event": "recovered", "requeued": requeued,
                                                                 "failed": failed})
-            self.pools = [WorkerPool(self.store, self.files, m.generator, self.config) for m in self.models.values()]
-            for pool in self.pools:
-                pool.start()
+            self.pool = WorkerPool(self.store, self.files, self.generator, self.config)
+            self.pool.start()
         else:
             from sampleforge.serve.celery_app import make_celery
 
@@ -155,7 +113,10 @@ class Service:
             self._recovery = threading.Thread(target=self._handoff_loop, daemon=True, name="sampleforge-handoff")
             self._recovery.start()
         self._janitor.start()
-        log.info("service started", extra={"event": "service_start", "mode": self.mode, "model": ",".join(self.models),
+        self._probe()  # ready (or not) from the first health check on
+        self._prober = threading.Thread(target=self._probe_loop, daemon=True, name="sampleforge-readiness")
+        self._prober.start()
+        log.info("service started", extra={"event": "service_start", "mode": self.mode, "model": self.generator.name,
                                            "storage": str(self.files.root)})
 
     def stop(self) -> None:
@@ -164,11 +125,12 @@ class Service:
             return
         self._stop.set()
         self._janitor.stop()
-        for pool in self.pools:
-            pool.stop()
+        if self.pool is not None:
+            self.pool.stop()
         self._publish.set()
-        if self._recovery is not None:
-            self._recovery.join(5.0)
+        for thread in (self._recovery, self._prober):
+            if thread is not None:
+                thread.join(5.0)
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
@@ -192,35 +154,25 @@ class Service:
         self._lock_file = handle
 
     # ---- jobs ----------------------------------------------------------------------------------------
-    def model(self, name: str | None) -> ServedModel:
-        """The served model called ``name`` (None: the default one); UserInputError naming the served ones."""
-        if name is None:
-            return next(iter(self.models.values()))
-        if name not in self.models:
-            raise UserInputError(f"unknown model {name!r} (served: {', '.join(self.models)})")
-        return self.models[name]
-
-    def job_params(self, req: GenerateRequest, served: ServedModel) -> GenerationParams:
+    def job_params(self, req: GenerateRequest) -> GenerationParams:
         """The request's settings with the model's sampler and duration filled in (the seed stays unset
         if the client gave none: the worker picks contiguous seeds for a whole batch)."""
-        return dataclasses.replace(req.to_params(), model=served.name, sampler=req.sampler or served.default_sampler,
-                                   duration=req.duration if req.duration is not None else served.default_duration)
+        return dataclasses.replace(req.to_params(), sampler=req.sampler or self.default_sampler,
+                                   duration=req.duration if req.duration is not None else self.default_duration)
 
     def submit(self, req: GenerateRequest, source: str = "generate", client_ref: str | None = None) -> Job:
         """Persist a validated request as a queued job and hand it to a worker.
 
         Raises QueueFull, or StorageUnavailable if the database refuses the write."""
-        served = self.model(getattr(req, "model", None))
         job = Job(
-            id=new_job_id(), state=QUEUED, model=served.name, prompt=req.prompt, params=self.job_params(req, served),
+            id=new_job_id(), state=QUEUED, model=self.generator.name, prompt=req.prompt, params=self.job_params(req),
             ttl_s=self.config.ttl_seconds, created_at=time.time(), seed=req.seed,
-            warnings=list(served.generator.check_prompt(req.prompt)), source=source, client_ref=client_ref,
+            warnings=list(self.generator.check_prompt(req.prompt)), source=source, client_ref=client_ref,
         )
         try:
             self.store.submit(job, max_active=self.config.max_queue)
         except sqlite3.Error as exc:
             log.error("job not stored", extra={"event": "submit_failed", "error": str(exc)})
-            self._writable = (0.0, [])  # re-check at the next health probe
             raise StorageUnavailable("the job database refuses writes; try again later") from None
         log.info("job accepted", extra={"event": "job_accepted", "job": job.id, "clips": req.count,
                                         "source": source})
@@ -229,21 +181,17 @@ class Service:
 
     def _dispatch(self) -> None:
         """Tell the workers (embedded) or the hand-off thread (celery) that a job is waiting."""
-        if self.pools:
-            for pool in self.pools:
-                pool.notify()
+        if self.pool is not None:
+            self.pool.notify()
         else:
             self._publish.set()
 
     def _publish_job(self, job_id: str) -> bool:
-        """Hand one job to its model's broker queue; False if the broker cannot be reached (it stays unpublished)."""
+        """Hand one job to the broker; False if the broker cannot be reached (the job stays unpublished)."""
         from sampleforge.serve.celery_app import TASK_NAME, queue_name
 
-        job = self.store.get(job_id)
-        if job is None:
-            return True
         try:
-            self.celery.send_task(TASK_NAME, args=[job_id], queue=queue_name(job.model))
+            self.celery.send_task(TASK_NAME, args=[job_id], queue=queue_name(self.generator.name))
         except Exception as exc:  # the job is safe in the store; the next pass publishes it again
             log.warning("publish failed", extra={"event": "publish_failed", "job": job_id, "error": str(exc)})
             return False
@@ -267,29 +215,45 @@ class Service:
         return max(1, min(600, math.ceil(per_job / max(1, self.workers_alive()))))
 
     def workers_alive(self) -> int:
-        if self.pools:
-            return sum(pool.alive() for pool in self.pools)
+        if self.pool is not None:
+            return self.pool.alive()
         return len(self.store.alive_workers(within_s=3 * self.config.heartbeat_seconds + 2))
 
     def write_problems(self) -> list[str]:
         """Why jobs cannot be stored right now ([] if the database and result folder take writes).
 
-        Probes with a real write at most every HEALTH_CACHE_S seconds; messages name no server path."""
-        with self._writable_lock:
-            checked, problems = self._writable
-            if time.monotonic() - checked < HEALTH_CACHE_S:
-                return problems
-            problems = []
+        A started service probes in the background every PROBE_INTERVAL_S, so this never waits for the disk;
+        a probe stuck longer than PROBE_STALL_S is itself a problem. Messages name no server path."""
+        with self._probe_lock:
+            checked, problems = self._probed
+        age = time.monotonic() - checked
+        if self._prober is not None and self._prober.is_alive():
+            return problems if age < PROBE_STALL_S else [*problems, f"storage writes stalled for {age:.0f} s"]
+        if age >= PROBE_INTERVAL_S:  # not started (tests, tools): probe in line
+            problems = self._probe()
+        return problems
+
+    def _probe(self) -> list[str]:
+        problems = []
+        try:
+            self.store.probe_write()
+        except sqlite3.Error as exc:
+            problems.append(f"database refuses writes ({exc})")
+        try:
+            self.files.probe_write()
+        except OSError as exc:
+            problems.append(f"result folder refuses writes ({exc.strerror or type(exc).__name__})")
+        with self._probe_lock:
+            self._probed = (time.monotonic(), problems)
+        return problems
+
+    def _probe_loop(self) -> None:
+        while not self._stop.is_set():
             try:
-                self.store.probe_write()
-            except sqlite3.Error as exc:
-                problems.append(f"database refuses writes ({exc})")
-            try:
-                self.files.probe_write()
-            except OSError as exc:
-                problems.append(f"result folder refuses writes ({exc.strerror or type(exc).__name__})")
-            self._writable = (time.monotonic(), problems)
-            return problems
+                self._probe()
+            except Exception:
+                log.exception("readiness probe failed", extra={"event": "probe_error"})
+            self._stop.wait(PROBE_INTERVAL_S)
 
     def health(self) -> dict[str, Any]:
         problems = self.write_problems()
@@ -300,7 +264,7 @@ class Service:
             problems = [*problems, f"database unreadable ({exc})"]
         if alive == 0:
             problems = [*problems, "no worker alive"]
-        expected = self.config.workers * len(self.models) if self.mode == "embedded" else None
+        expected = self.config.workers if self.mode == "embedded" else None
         ready = not problems
         return {
             "status": "ok" if ready else "degraded",
@@ -309,7 +273,6 @@ class Service:
             "problems": problems,
             "mode": self.mode,
             "model": {"name": self.generator.name, "loaded": True, "sample_rate": self.generator.sample_rate},
-            "models": list(self.models),
             "queue": {"queued": counts["queued"], "running": counts["running"], "max": self.config.max_queue},
             "workers": {"alive": alive, "expected": expected},
             "uptime_s": round(time.time() - self.started_at, 1),

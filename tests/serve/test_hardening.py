@@ -239,7 +239,8 @@ def test_a_job_accepted_while_the_broker_is_down_is_published_once_it_is_back(ma
         assert broker.sent == [] and service.store.unpublished(older_than=0.0) == [job.id]
         broker.up.set()  # the broker is back: no restart
         deadline = time.monotonic() + 10
-        while job.id not in broker.sent and time.monotonic() < deadline:
+        while (job.id not in broker.sent or service.store.unpublished(older_than=0.0)) \
+                and time.monotonic() < deadline:
             time.sleep(0.05)
         assert broker.sent == [job.id] and service.store.unpublished(older_than=0.0) == []
     finally:
@@ -325,3 +326,45 @@ def test_wavs_stay_bit_identical_with_durability(tmp_path):
     pb = b.write_clip(job_id, 0, wav, 44100, "wav", {"prompt": "kick"})
     assert pa.read_bytes() == pb.read_bytes()
     assert np.allclose(sf.read(pa)[0], wav.numpy(), atol=1e-7)
+
+
+# ---- strict request types -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("body", "field"), [
+    ({"steps": True}, "steps"), ({"steps": "4"}, "steps"), ({"steps": 4.0}, "steps"), ({"count": "2"}, "count"),
+    ({"cfg_scale": "3"}, "cfg_scale"), ({"cfg_scale": False}, "cfg_scale"), ({"seed": True}, "seed"),
+    ({"duration": "1"}, "duration"), ({"prompt": 5}, "prompt"), ({"format": True}, "format"),
+    ({"sampler": 1}, "sampler"),
+])
+def test_generate_coerces_no_types(make_client, body, field):
+    client = make_client(start=False)
+    r = client.post("/v1/generate", json={"prompt": "kick", **FAST, **body})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", field], r.text
+
+
+@pytest.mark.parametrize(("change", "loc"), [
+    ({"storeResults": "no"}, ["body", "storeResults"]),
+    ({"id": 7}, ["body", "id"]),
+    ({"params": {"diffusionSteps": True}}, ["body", "data", "params", "diffusionSteps"]),
+    ({"params": {"guidanceScale": "3.5"}}, ["body", "data", "params", "guidanceScale"]),
+])
+def test_tasks_coerce_no_types(make_client, change, loc):
+    client = make_client(start=False)
+    data = {"operation": "generate", "prompt": "kick", **{k: v for k, v in change.items() if k == "params"}}
+    task = {"type": "audio-generation", "data": data, **{k: v for k, v in change.items() if k != "params"}}
+    r = client.post("/v1/tasks", json=task)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == loc, r.text
+
+
+def test_whole_numbers_are_still_numbers(make_client):
+    client = make_client(start=False)
+    r = client.post("/v1/generate", json={"prompt": "kick", "cfg_scale": 3, "duration": 1, "steps": 2})
+    assert r.status_code == 202 and r.json()["params"]["cfg_scale"] == 3.0, r.text
+
+
+def test_max_count_above_what_a_job_may_hold_refuses_to_start(debug_model, tmp_path, capsys):
+    from sampleforge.cli import main
+
+    code = main(["serve", "--model", str(debug_model), "--storage", str(tmp_path / "s"), "--port", "1",
+                 "--max-count", "2000"])
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("{")]
+    assert code == 2 and len(err) == 1 and "--max-count 2000" in err[0], err

@@ -412,12 +412,13 @@ def durability(n: int = 200) -> None:
     """Cost of fsync + synchronous=FULL: job-store transactions and clip writes, durable vs fast."""
     import torch
 
-    from sampleforge.serve.job import Job, JobParams
+    from sampleforge.params import GenerationParams
+    from sampleforge.serve.job import Job
     from sampleforge.serve.jobstore import JobStore
     from sampleforge.serve.results import ResultFiles, new_job_id
 
     wav = torch.randn(88200).clamp(-1, 1) * 0.5
-    params = JobParams(count=1, steps=50, cfg_scale=3.0, sampler="ddim", duration=2.0, format="wav")
+    params = GenerationParams(prompt="kick", sampler="ddim", duration=2.0)
     for durable in (False, True):
         with workdir() as work:
             store = JobStore(work / "jobs.sqlite3", durable=durable)

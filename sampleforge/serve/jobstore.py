@@ -123,16 +123,20 @@ class JobStore:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
+            conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")  # per transaction: _tx
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
     @contextmanager
-    def _tx(self, busy_timeout_s: float | None = None) -> Iterator[sqlite3.Connection]:
+    def _tx(self, busy_timeout_s: float | None = None, ephemeral: bool = False) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE: takes the write lock up front, so no upgrade deadlocks),
-        waiting at most ``busy_timeout_s`` (default: ``self.busy_timeout_s``) for another writer's lock."""
+        waiting at most ``busy_timeout_s`` (default: ``self.busy_timeout_s``) for another writer's lock.
+
+        ``ephemeral``: a write worth no fsync (heartbeats, progress): committed with ``synchronous=NORMAL``
+        even in a durable store; the next durable commit flushes it along (WAL order is kept)."""
         db = self._conn()
         db.execute(f"PRAGMA busy_timeout={int(1000 * (busy_timeout_s or self.busy_timeout_s))}")
+        db.execute(f"PRAGMA synchronous={'FULL' if self.durable and not ephemeral else 'NORMAL'}")
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
@@ -258,7 +262,7 @@ class JobStore:
             return []
         marks = ", ".join("?" * len(ids))
         now = time.time()
-        with self._tx() as db:
+        with self._tx(ephemeral=True) as db:
             if progress is None:
                 db.execute(
                     f"UPDATE jobs SET heartbeat_at = ? WHERE worker = ? AND state = ? AND id IN ({marks})",
@@ -377,7 +381,7 @@ class JobStore:
     def probe_write(self, busy_timeout_s: float = 1.0) -> None:
         """One small write transaction; raises sqlite3.Error if the database refuses writes, or stays locked
         by another writer for ``busy_timeout_s`` (readiness)."""
-        with self._tx(busy_timeout_s) as db:
+        with self._tx(busy_timeout_s, ephemeral=True) as db:
             db.execute("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (time.time(),))
 
     # ---- celery hand-off ---------------------------------------------------------------------------
@@ -398,7 +402,7 @@ class JobStore:
 
     # ---- worker liveness ---------------------------------------------------------------------------
     def beat_worker(self, worker: str, info: dict[str, Any]) -> None:
-        with self._tx() as db:
+        with self._tx(ephemeral=True) as db:
             db.execute(
                 "INSERT INTO workers (id, info, last_seen) VALUES (?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET info = excluded.info, last_seen = excluded.last_seen",

@@ -40,7 +40,7 @@ class ServeConfig:
     header_timeout_s: float = 10.0  # a request's line and headers must arrive within this
     body_timeout_s: float = 15.0  # a request's body must arrive within this (from its first byte)
     keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
-    max_header_bytes: int = 16_384  # a request line + headers longer than this: the connection is closed
+    max_header_bytes: int = 16_384  # a request line + headers longer than this: 400 and the connection is closed
 
     def check(self) -> None:
         """Refuse settings that would silently weaken the server (an empty or space-padded token)."""

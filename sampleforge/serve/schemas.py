@@ -1,6 +1,6 @@
 """Request bodies of the HTTP API (pydantic). Their generation fields derive from ``GenerationParams``:
 names, types, defaults, bounds and help come from its declarations (task-API names from ``Spec.task``);
-a server's own, narrower limits are checked on top (``app.check_limits``).
+a server's own, narrower limits are checked on top (``routes.common.check_limits``).
 
 Every model forbids unknown fields and non-finite numbers, and coerces nothing: a generation field's raw
 JSON value goes to ``GenerationParams``' own check (``true`` is not a step count, ``"4"`` is not a number),

@@ -17,6 +17,7 @@ Bounded: at most 5,000 connections, 500 clients, 50 rounds.
 from __future__ import annotations
 
 import argparse
+import atexit
 import io
 import os
 import resource
@@ -59,6 +60,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+RUNNING: list[Server] = []  # stopped at exit, also when a run is interrupted (SIGTERM, an error)
+
+
+def stop_all() -> None:
+    for server in RUNNING:
+        server.stop()
+
+
 class Server:
     """`sampleforge serve` (or another sampleforge command) in its own process group, logging to a file."""
 
@@ -74,6 +83,7 @@ class Server:
         self._out = open(self.log, "ab")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen([*argv, *args], stdout=self._out, stderr=subprocess.STDOUT,
                                      start_new_session=True, env=child_env())
+        RUNNING.append(self)
 
     def wait(self, path: str = "/v1/health", timeout: float = 180.0) -> float:
         """Seconds until ``path`` answers 200."""
@@ -108,6 +118,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.kill9()
         self._out.close()
+        if self in RUNNING:
+            RUNNING.remove(self)
 
 
 @contextmanager
@@ -272,12 +284,12 @@ def race(jobs: int) -> None:
                         return "200 corrupt"
                 return str(r.status_code)
 
-            for _ in range(jobs):
-                job = run_job(client, {"prompt": "kick", "count": 16, "steps": 1, "duration": 1.0})
+            for i in range(jobs):
+                job = run_job(client, {"prompt": "kick", "count": 16, "steps": 1, "duration": 0.5})
                 urls = [job["urls"]["pack"]] * 8 + [r["url"] for r in job["results"][:8]]
                 with ThreadPoolExecutor(17) as pool:
                     futures = [pool.submit(get, u) for u in urls]
-                    time.sleep(0.02)
+                    time.sleep(0.01 * (i % 6))  # the DELETE lands before, during or after the downloads
                     futures.append(pool.submit(lambda j=job: str(client.delete(f"/v1/jobs/{j['job_id']}").status_code)))
                     statuses.update(f.result() for f in futures)
         server.stop()
@@ -303,6 +315,7 @@ def redis_outage() -> None:
 
         broker = f"redis://127.0.0.1:{port}/0"
         redis = start_redis()
+        atexit.register(lambda: redis.poll() is None and redis.kill())
         server = Server(work, "--broker", broker, "--lease-seconds", "10")
         worker = Server(work, "--broker", broker, "--lease-seconds", "10", command="worker")
         server.wait()
@@ -465,7 +478,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (1 <= args.connections <= 5000 and 1 <= args.clients <= 500 and 1 <= args.jobs <= 100
             and 1 <= args.rounds <= 50):
         ap.error("bounds: --connections 1..5000, --clients 1..500, --jobs 1..100, --rounds 1..50")
-    COMMANDS[args.what](args)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below on `timeout` / kill
+    try:
+        COMMANDS[args.what](args)
+    finally:
+        stop_all()
     return 0
 
 

@@ -23,6 +23,7 @@ import random
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping
 from typing import IO, Any
 
 from sampleforge.errors import SampleforgeError, UserInputError
@@ -56,6 +57,44 @@ def check_limits_fit_model(config: ServeConfig) -> None:
         )
 
 
+def model_samplers(generator: GeneratorLike) -> list[str]:
+    """Sampler names the model accepts (a backend's sampler space, or the pipeline's own list)."""
+    space = getattr(generator, "space", None)
+    return list(space.samplers if space is not None else generator.samplers)
+
+
+def model_duration(generator: GeneratorLike) -> float:
+    """The model's native clip length in seconds (the default ``duration``)."""
+    space = getattr(generator, "space", None)
+    if space is not None:
+        return float(space.default_duration)
+    resolved = generator.resolve(GenerationParams())  # what the pipeline fills in when unset
+    assert resolved.duration is not None
+    return float(resolved.duration)
+
+
+class ServedModel:
+    """One model the service runs: the backend, its samplers and defaults."""
+
+    def __init__(self, generator: GeneratorLike, config: ServeConfig) -> None:
+        self.generator = generator
+        self.name = str(generator.name)
+        self.samplers = model_samplers(generator)
+        space = getattr(generator, "space", None)
+        self.default_sampler = space.default_sampler if space is not None else self.samplers[0]
+        if self.default_sampler not in self.samplers:
+            self.default_sampler = self.samplers[0]
+        self.default_duration = min(max(model_duration(generator), config.min_duration), config.max_duration)
+
+    def info(self) -> dict[str, Any]:
+        space = getattr(self.generator, "space", None)
+        return {"name": self.name, "kind": getattr(self.generator, "kind", "sampleforge"),
+                "sample_rate": self.generator.sample_rate, "duration": self.default_duration,
+                "samplers": self.samplers, "default_sampler": self.default_sampler,
+                **({"defaults": {"steps": space.default_steps, "cfg_scale": space.default_cfg},
+                    "channels": space.channels} if space is not None else {})}
+
+
 class StorageUnavailable(SampleforgeError):
     """The job database or the result folder refuses writes: the server cannot take jobs now."""
 
@@ -65,21 +104,25 @@ PROBE_STALL_S = 5.0  # a probe that has not completed for this long makes the se
 
 
 class Service:
-    """State shared by the routes: config, model, store, storage and the hand-off to workers."""
+    """State shared by the routes: config, models, job store, result files and the hand-off to workers.
 
-    def __init__(self, config: ServeConfig, generator: GeneratorLike) -> None:
+    ``generator`` is one model or a mapping name -> model (the first is the default): each model gets its own
+    worker pool, and a request names the model it wants."""
+
+    def __init__(self, config: ServeConfig, generator: GeneratorLike | Mapping[str, GeneratorLike]) -> None:
         config.check()
         check_limits_fit_model(config)
-        self.config, self.generator = config, generator
+        gens = list(generator.values()) if isinstance(generator, Mapping) else [generator]
+        self.models = {m.name: m for m in (ServedModel(g, config) for g in gens)}
+        default = next(iter(self.models.values()))
+        self.config, self.generator = config, default.generator
         self.files = ResultFiles(config.storage, durable=config.durable)
         self.store = JobStore(self.files.db_path, durable=config.durable)
         self.mode = "celery" if config.broker else "embedded"
-        self.samplers = list(generator.samplers)
-        model_defaults = generator.resolve(GenerationParams())  # what the pipeline fills in when unset
-        assert model_defaults.sampler is not None and model_defaults.duration is not None
-        self.default_sampler, self.default_duration = model_defaults.sampler, model_defaults.duration
+        self.samplers = default.samplers
+        self.default_duration, self.default_sampler = default.default_duration, default.default_sampler
         self.started_at = time.time()
-        self.pool: WorkerPool | None = None
+        self.pools: list[WorkerPool] = []
         self.celery: Any = None
         self._janitor = Janitor(self.store, self.files, config.cleanup_interval_s, config.ttl_seconds)
         self._lock_file: IO[str] | None = None
@@ -103,8 +146,9 @@ class Service:
             if requeued or failed:
                 log.info("recovered interrupted jobs", extra={"event": "recovered", "requeued": requeued,
                                                                 "failed": failed})
-            self.pool = WorkerPool(self.store, self.files, self.generator, self.config)
-            self.pool.start()
+            self.pools = [WorkerPool(self.store, self.files, m.generator, self.config) for m in self.models.values()]
+            for pool in self.pools:
+                pool.start()
         else:
             from sampleforge.serve.celery_app import make_celery
 
@@ -116,7 +160,7 @@ class Service:
         self._probe()  # ready (or not) from the first health check on
         self._prober = threading.Thread(target=self._probe_loop, daemon=True, name="sampleforge-readiness")
         self._prober.start()
-        log.info("service started", extra={"event": "service_start", "mode": self.mode, "model": self.generator.name,
+        log.info("service started", extra={"event": "service_start", "mode": self.mode, "model": ",".join(self.models),
                                            "storage": str(self.files.root)})
 
     def stop(self) -> None:
@@ -125,8 +169,8 @@ class Service:
             return
         self._stop.set()
         self._janitor.stop()
-        if self.pool is not None:
-            self.pool.stop()
+        for pool in self.pools:
+            pool.stop()
         self._publish.set()
         for thread in (self._recovery, self._prober):
             if thread is not None:
@@ -154,20 +198,29 @@ class Service:
         self._lock_file = handle
 
     # ---- jobs ----------------------------------------------------------------------------------------
-    def job_params(self, req: GenerateRequest) -> GenerationParams:
+    def model(self, name: str | None) -> ServedModel:
+        """The served model called ``name`` (None: the default one); UserInputError naming the served ones."""
+        if name is None:
+            return next(iter(self.models.values()))
+        if name not in self.models:
+            raise UserInputError(f"unknown model {name!r} (served: {', '.join(self.models)})")
+        return self.models[name]
+
+    def job_params(self, req: GenerateRequest, served: ServedModel) -> GenerationParams:
         """The request's settings with the model's sampler and duration filled in (the seed stays unset
         if the client gave none: the worker picks contiguous seeds for a whole batch)."""
-        return dataclasses.replace(req.to_params(), sampler=req.sampler or self.default_sampler,
-                                   duration=req.duration if req.duration is not None else self.default_duration)
+        return dataclasses.replace(req.to_params(), model=served.name, sampler=req.sampler or served.default_sampler,
+                                   duration=req.duration if req.duration is not None else served.default_duration)
 
     def submit(self, req: GenerateRequest, source: str = "generate", client_ref: str | None = None) -> Job:
         """Persist a validated request as a queued job and hand it to a worker.
 
         Raises QueueFull, or StorageUnavailable if the database refuses the write."""
+        served = self.model(getattr(req, "model", None))
         job = Job(
-            id=new_job_id(), state=QUEUED, model=self.generator.name, prompt=req.prompt, params=self.job_params(req),
+            id=new_job_id(), state=QUEUED, model=served.name, prompt=req.prompt, params=self.job_params(req, served),
             ttl_s=self.config.ttl_seconds, created_at=time.time(), seed=req.seed,
-            warnings=list(self.generator.check_prompt(req.prompt)), source=source, client_ref=client_ref,
+            warnings=list(served.generator.check_prompt(req.prompt)), source=source, client_ref=client_ref,
         )
         try:
             self.store.submit(job, max_active=self.config.max_queue)
@@ -181,17 +234,21 @@ class Service:
 
     def _dispatch(self) -> None:
         """Tell the workers (embedded) or the hand-off thread (celery) that a job is waiting."""
-        if self.pool is not None:
-            self.pool.notify()
+        if self.pools:
+            for pool in self.pools:
+                pool.notify()
         else:
             self._publish.set()
 
     def _publish_job(self, job_id: str) -> bool:
-        """Hand one job to the broker; False if the broker cannot be reached (the job stays unpublished)."""
+        """Hand one job to its model's broker queue; False if the broker cannot be reached (it stays unpublished)."""
         from sampleforge.serve.celery_app import TASK_NAME, queue_name
 
+        job = self.store.get(job_id)
+        if job is None:
+            return True
         try:
-            self.celery.send_task(TASK_NAME, args=[job_id], queue=queue_name(self.generator.name))
+            self.celery.send_task(TASK_NAME, args=[job_id], queue=queue_name(job.model))
         except Exception as exc:  # the job is safe in the store; the next pass publishes it again
             log.warning("publish failed", extra={"event": "publish_failed", "job": job_id, "error": str(exc)})
             return False
@@ -215,8 +272,8 @@ class Service:
         return max(1, min(600, math.ceil(per_job / max(1, self.workers_alive()))))
 
     def workers_alive(self) -> int:
-        if self.pool is not None:
-            return self.pool.alive()
+        if self.pools:
+            return sum(pool.alive() for pool in self.pools)
         return len(self.store.alive_workers(within_s=3 * self.config.heartbeat_seconds + 2))
 
     def write_problems(self) -> list[str]:
@@ -264,7 +321,7 @@ class Service:
             problems = [*problems, f"database unreadable ({exc})"]
         if alive == 0:
             problems = [*problems, "no worker alive"]
-        expected = self.config.workers if self.mode == "embedded" else None
+        expected = self.config.workers * len(self.models) if self.mode == "embedded" else None
         ready = not problems
         return {
             "status": "ok" if ready else "degraded",
@@ -273,6 +330,7 @@ class Service:
             "problems": problems,
             "mode": self.mode,
             "model": {"name": self.generator.name, "loaded": True, "sample_rate": self.generator.sample_rate},
+            "models": list(self.models),
             "queue": {"queued": counts["queued"], "running": counts["running"], "max": self.config.max_queue},
             "workers": {"alive": alive, "expected": expected},
             "uptime_s": round(time.time() - self.started_at, 1),

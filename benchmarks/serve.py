@@ -113,24 +113,33 @@ def report(stats: dict[str, Any], body: dict[str, Any], concurrency: int) -> Non
             print(f"{name:<22}" + "".join(f"{p[k]:>10.1f}" for k in ("p50", "p90", "p99", "max")))
 
 
-def spawn_server(model: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def debug_model(workdir: Path) -> str:
+    """A random-weight debug model folder under ``workdir`` (made once)."""
+    from sampleforge.debug_model import make_debug_bundle
+
+    folder = workdir / "debug-model"
+    return str(folder if (folder / "config.json").exists() else make_debug_bundle(folder))
+
+
+def spawn_server(model: str, workdir: Path, extra: tuple[str, ...] = (), storage: Path | None = None,
+                 port: int | None = None, ready: str = "/v1/health") -> tuple[subprocess.Popen[bytes], str]:
     """Start `sampleforge serve` on a free loopback port (``model`` "debug": a random-weight debug model)."""
     if model == "debug":
-        from sampleforge.debug_model import make_debug_bundle
-
-        model = str(make_debug_bundle(workdir / "debug-model"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        model = debug_model(workdir)
+    if port is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    log = open(workdir / "server.log", "wb")  # noqa: SIM115 (lives as long as the server)
+    log = open(workdir / "server.log", "ab")  # noqa: SIM115 (lives as long as the server)
     proc = subprocess.Popen([sys.executable, "-m", "sampleforge.cli", "serve", "--model", model, "--port", str(port),
-                             "--storage", str(workdir / "storage"), "--max-queue", str(MAX_REQUESTS)],
+                             "--storage", str(storage or workdir / "storage"), "--max-queue", str(MAX_REQUESTS),
+                             *extra],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url + "/v1/health", timeout=2).status_code == 200:
+            if httpx.get(url + ready, timeout=2).status_code == 200:
                 return proc, url
         except httpx.TransportError:
             pass

@@ -22,6 +22,7 @@ import json
 import os
 import struct
 import tempfile
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -106,11 +107,13 @@ def write_audio(
     sample_rate: int = SAMPLE_RATE,
     metadata: dict[str, str] | None = None,
     format: str = "wav",
+    durable: bool = False,
 ) -> Path:
     """Write (T,) or (C, T) audio as ``format`` "wav" (float32) or "flac" (24-bit), atomically.
 
-    Unwritable paths, NaN samples and bad metadata raise UserInputError naming the problem.
-    Returns the written path.
+    ``durable``: fsync the file before the rename and the folder after it, so the file survives a power
+    loss once this returns. Unwritable paths, NaN samples and bad metadata raise UserInputError naming the
+    problem. Returns the written path.
     """
     fmt = format.lower()
     if fmt not in FORMATS:
@@ -141,7 +144,11 @@ def write_audio(
                     f.comment = json.dumps(meta, ensure_ascii=False, sort_keys=True)
                     f.software = "sampleforge"
                 f.write(np.clip(data, -1.0, 1.0))
+        if durable:
+            fsync_path(tmp)
         os.replace(tmp, target)
+        if durable:
+            fsync_path(target.parent)
     except OSError as exc:
         raise UserInputError(f"{target}: cannot write there ({exc.strerror or exc})") from None
     except (sf.LibsndfileError, RuntimeError) as exc:
@@ -168,13 +175,28 @@ def _as_frames(wav: Any, path: str | os.PathLike[str]) -> np.ndarray:
     return np.ascontiguousarray(arr.T)
 
 
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """Flush a file's (or a folder's entries') data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def clean_text(text: str) -> str:
+    """``text`` with control characters (NUL, ESC, newlines, C1...) replaced by spaces: safe in any tag."""
+    return "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text)
+
+
 def _check_metadata(metadata: dict[str, str] | None) -> dict[str, str] | None:
+    """str -> str, control characters replaced (players and tag readers choke on NUL and escapes)."""
     if metadata is None:
         return None
     for k, v in metadata.items():
         if not isinstance(k, str) or not isinstance(v, str):
             raise UserInputError(f"metadata must map str to str, got {k!r}: {type(v).__name__}")
-    return dict(metadata)
+    return {clean_text(k): clean_text(v) for k, v in metadata.items()}
 
 
 def _display_title(meta: dict[str, str]) -> str:

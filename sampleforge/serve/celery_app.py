@@ -11,6 +11,8 @@ Delivery guarantees:
 - A worker killed outright (``kill -9``, power loss) leaves its message unacknowledged in Redis; Redis
   hands it out again after ``visibility_timeout``. Sooner than that, the server sees the job's lease
   expire (no heartbeat for ``lease_seconds``), puts it back in the queue and publishes it again.
+- The server publishes a job again if the broker was down when it was accepted (the job waits in the
+  store and runs once the broker is back) or if it is still queued a visibility timeout later.
 - Duplicate deliveries are harmless: claiming is a guarded transaction, so a job already running on a
   live worker, or finished, is skipped.
 - Attempts are bounded (``max_attempts``; then the job fails with the reason); store errors such as a
@@ -33,9 +35,9 @@ from typing import Any
 from celery import Celery, signals
 
 from sampleforge.serve.config import ServeConfig
-from sampleforge.serve.jobs import GeneratorLike, JobRunner
-from sampleforge.serve.storage import Storage
-from sampleforge.serve.store import JobStore
+from sampleforge.serve.jobstore import JobStore
+from sampleforge.serve.results import ResultFiles
+from sampleforge.serve.runner import GeneratorLike, JobRunner
 
 log = logging.getLogger("sampleforge.serve")
 
@@ -82,12 +84,12 @@ def make_celery(broker: str, config: ServeConfig) -> Celery:
 
 
 class WorkerContext:
-    """What a worker process holds: the store, the storage, and (per process) the model and a runner."""
+    """What a worker process holds: the job store, the result files, and (per process) the model and a runner."""
 
     def __init__(self, config: ServeConfig, load_generator: Any) -> None:
         self.config = config
-        self.storage = Storage(config.storage)
-        self.store = JobStore(self.storage.db_path)
+        self.files = ResultFiles(config.storage, durable=config.durable)
+        self.store = JobStore(self.files.db_path, durable=config.durable)
         self._load_generator = load_generator
         self._generator: GeneratorLike | None = None
         self._pid: int | None = None
@@ -109,7 +111,7 @@ class WorkerContext:
         key = threading.get_ident()
         with self._lock:
             if key not in self._runners:
-                self._runners[key] = JobRunner(self.store, self.storage, gen, self.config, worker_identity("celery"))
+                self._runners[key] = JobRunner(self.store, self.files, gen, self.config, worker_identity("celery"))
             return self._runners[key]
 
 

@@ -10,22 +10,22 @@ import logging
 import threading
 import time
 
-from sampleforge.serve.storage import Storage
-from sampleforge.serve.store import JobStore
+from sampleforge.serve.jobstore import JobStore
+from sampleforge.serve.results import ResultFiles
 
 log = logging.getLogger("sampleforge.serve")
 
 
-def sweep(store: JobStore, storage: Storage, orphan_age_s: float, now: float | None = None) -> list[str]:
+def sweep(store: JobStore, files: ResultFiles, orphan_age_s: float, now: float | None = None) -> list[str]:
     """Delete expired jobs, and result folders with no job row older than ``orphan_age_s``. Returns ids."""
     now = time.time() if now is None else now
     deleted = []
     for job_id in store.expired(now):
         if store.delete_expired(job_id, now):
-            storage.delete(job_id)
+            files.delete(job_id)
             deleted.append(job_id)
-    for job_id in storage.orphans(store.has, orphan_age_s):
-        storage.delete(job_id)
+    for job_id in files.orphans(store.has, orphan_age_s):
+        files.delete(job_id)
         deleted.append(job_id)
     if deleted:
         log.info("ttl clean-up", extra={"event": "ttl_cleanup", "deleted": len(deleted)})
@@ -35,8 +35,8 @@ def sweep(store: JobStore, storage: Storage, orphan_age_s: float, now: float | N
 class Janitor:
     """A daemon thread running ``sweep`` every ``interval_s`` seconds."""
 
-    def __init__(self, store: JobStore, storage: Storage, interval_s: float, orphan_age_s: float) -> None:
-        self.store, self.storage = store, storage
+    def __init__(self, store: JobStore, files: ResultFiles, interval_s: float, orphan_age_s: float) -> None:
+        self.store, self.files = store, files
         self.interval_s, self.orphan_age_s = interval_s, orphan_age_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="sampleforge-janitor")
@@ -51,6 +51,6 @@ class Janitor:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                sweep(self.store, self.storage, self.orphan_age_s)
+                sweep(self.store, self.files, self.orphan_age_s)
             except Exception:
                 log.exception("ttl clean-up failed", extra={"event": "ttl_cleanup_error"})

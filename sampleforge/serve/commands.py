@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from sampleforge.errors import UserInputError
 from sampleforge.params import SPECS, add_arguments
-from sampleforge.serve.config import ServeConfig
+from sampleforge.serve.config import ServeConfig, check_token
 
 DEFAULTS = ServeConfig()
 LOAD_SETTINGS = ("precision", "offload", "decode_chunk", "quantize", "channels")  # how each model is loaded
+TOKEN_ENV = "SAMPLEFORGE_TOKEN"
+log = logging.getLogger("sampleforge.serve")
 
 
 def _positive_int(text: str) -> int:
@@ -46,6 +49,9 @@ def _shared_arguments(p: argparse.ArgumentParser) -> None:
                    help="a running job whose worker is silent this long is re-queued (default: %(default)s)")
     p.add_argument("--visibility-timeout", type=_positive_float, default=DEFAULTS.visibility_timeout_s,
                    help="Redis redelivers an unacknowledged task after this many seconds (default: %(default)s)")
+    p.add_argument("--durability", choices=("full", "fast"), default="full" if DEFAULTS.durable else "fast",
+                   help="full: fsync result files and every database commit, finished jobs survive a power loss; "
+                        "fast: survive a crash of the process only (default: %(default)s)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -59,8 +65,12 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--workers", type=_positive_int, default=DEFAULTS.workers,
                        help="in-process worker threads; 1 is right on CPU (default: %(default)s)")
     serve.add_argument("--broker", default=None, help="redis://host:port/db: run jobs on `sampleforge worker`s")
-    serve.add_argument("--token", default=os.environ.get("SAMPLEFORGE_TOKEN"),
-                       help="require 'Authorization: Bearer TOKEN' on /v1/* (default: $SAMPLEFORGE_TOKEN)")
+    auth = serve.add_mutually_exclusive_group()
+    auth.add_argument("--token-file", type=Path, default=None,
+                      help=f"require 'Authorization: Bearer TOKEN' on /v1/*, TOKEN read from this file "
+                           f"(or set ${TOKEN_ENV}); without either, no auth")
+    auth.add_argument("--token", default=None,
+                      help=f"the token itself (visible to every user in `ps`: prefer --token-file or ${TOKEN_ENV})")
     serve.add_argument("--max-queue", type=_positive_int, default=DEFAULTS.max_queue,
                        help="queued + running jobs before 429 (default: %(default)s)")
     serve.add_argument("--ttl-hours", type=_positive_float, default=DEFAULTS.ttl_hours,
@@ -71,6 +81,14 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--max-body-bytes", type=_positive_int, default=DEFAULTS.max_body_bytes)
     serve.add_argument("--cleanup-interval", type=_positive_float, default=DEFAULTS.cleanup_interval_s,
                        help="seconds between TTL sweeps (default: %(default)s)")
+    serve.add_argument("--max-connections", type=_positive_int, default=DEFAULTS.max_connections,
+                       help="open connections before 503 (default: %(default)s)")
+    serve.add_argument("--header-timeout", type=_positive_float, default=DEFAULTS.header_timeout_s,
+                       help="seconds for a request's line and headers to arrive (default: %(default)s)")
+    serve.add_argument("--body-timeout", type=_positive_float, default=DEFAULTS.body_timeout_s,
+                       help="seconds for a request's body to arrive (default: %(default)s)")
+    serve.add_argument("--keep-alive", type=_positive_float, default=DEFAULTS.keep_alive_s,
+                       help="seconds an idle keep-alive connection stays open (default: %(default)s)")
     _shared_arguments(serve)
     serve.set_defaults(func=run_serve)
 
@@ -98,8 +116,31 @@ def _config(args: argparse.Namespace, **extra: Any) -> ServeConfig:
     return ServeConfig(
         storage=args.storage, model=_models(args)[0], broker=args.broker, max_batch=args.max_batch,
         max_attempts=args.max_attempts, lease_seconds=args.lease_seconds,
-        visibility_timeout_s=args.visibility_timeout, **extra,
+        visibility_timeout_s=args.visibility_timeout, durable=args.durability == "full", **extra,
     )
+
+
+def read_token(args: argparse.Namespace) -> str | None:
+    """The bearer token from --token-file, --token or $SAMPLEFORGE_TOKEN (None: no auth), checked.
+
+    A token file may end with one newline; anything else around the token is refused (see check_token)."""
+    if args.token_file is not None:
+        try:
+            token: str | None = args.token_file.read_text().removesuffix("\n").removesuffix("\r")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserInputError(f"--token-file {args.token_file}: cannot read it ({exc})") from None
+        source = f"--token-file {args.token_file}"
+    elif args.token is not None:
+        token, source = args.token, "--token"
+        log.warning("the token on the command line is visible to every user of this machine (ps); "
+                    f"use --token-file or ${TOKEN_ENV}", extra={"event": "token_on_command_line"})
+    else:
+        token, source = os.environ.get(TOKEN_ENV), f"${TOKEN_ENV}"
+    try:
+        check_token(token)
+    except UserInputError as exc:
+        raise UserInputError(f"{source}: {exc}") from None
+    return token
 
 
 def load_generator(model: str, args: argparse.Namespace | None = None) -> Any:
@@ -114,20 +155,24 @@ def load_generator(model: str, args: argparse.Namespace | None = None) -> Any:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from sampleforge.serve.app import create_app
     from sampleforge.serve.logs import configure_logging
+    from sampleforge.serve.server import serve
     from sampleforge.serve.service import Service
 
     if args.broker is not None and not args.broker.startswith(("redis://", "rediss://")):
         raise UserInputError(f"--broker must be a redis:// URL, got {args.broker!r}")
     log_config = configure_logging(args.log_level)
     config = _config(
-        args, host=args.host, port=args.port, workers=args.workers, token=args.token or None,
+        args, host=args.host, port=args.port, workers=args.workers, token=read_token(args),
         max_queue=args.max_queue, ttl_hours=args.ttl_hours, max_count=args.max_count, max_steps=args.max_steps,
         max_duration=args.max_duration, max_body_bytes=args.max_body_bytes, cleanup_interval_s=args.cleanup_interval,
+        max_connections=args.max_connections, header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
+        keep_alive_s=args.keep_alive,
     )
+    if config.token is None and not config.loopback:
+        log.warning(f"serving on {config.host} with no token: anyone who can reach this port can queue and delete "
+                    f"jobs (set --token-file or ${TOKEN_ENV})", extra={"event": "no_auth"})
     gens = [load_generator(m, args) for m in _models(args)]
     names = [g.name for g in gens]
     if len(set(names)) != len(names):
@@ -135,8 +180,7 @@ def run_serve(args: argparse.Namespace) -> int:
     service = Service(config, {g.name: g for g in gens})
     service.start()  # before uvicorn: a storage already in use is a one-line error, not a lifespan trace
     try:  # the app's lifespan stops the service on shutdown, before uvicorn re-raises SIGTERM/SIGINT
-        uvicorn.run(create_app(service), host=args.host, port=args.port, log_config=log_config,
-                    access_log=False, timeout_graceful_shutdown=5)
+        serve(create_app(service), config, log_config)
     finally:
         service.stop()
     return 0

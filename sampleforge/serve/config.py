@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+
+from sampleforge.errors import UserInputError
 
 
 @dataclass
@@ -31,6 +34,22 @@ class ServeConfig:
     cleanup_interval_s: float = 300.0  # TTL sweep period
     visibility_timeout_s: float = 3600.0  # Celery/Redis: redeliver unacknowledged tasks after this
     sse_max_seconds: float = 600.0  # one /events stream lasts at most this long (clients reconnect)
+    durable: bool = True  # fsync result files, SQLite synchronous=FULL: finished jobs survive a power loss
+    # connection limits (uvicorn + middleware): a slow or stalled client is dropped, never held for ever
+    max_connections: int = 4096  # open connections; more get 503 (raise the file-handle limit to match)
+    header_timeout_s: float = 10.0  # a request's line and headers must arrive within this
+    body_timeout_s: float = 15.0  # a request's body must arrive within this (from its first byte)
+    keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
+    max_header_bytes: int = 16_384  # a request line + headers longer than this: 400 and the connection is closed
+
+    def check(self) -> None:
+        """Refuse settings that would silently weaken the server (an empty or space-padded token)."""
+        check_token(self.token)
+
+    @property
+    def loopback(self) -> bool:
+        """True if the server only listens on this machine (127.0.0.0/8, ::1, localhost)."""
+        return is_loopback(self.host)
 
     @property
     def ttl_seconds(self) -> float:
@@ -40,3 +59,27 @@ class ServeConfig:
     def heartbeat_seconds(self) -> float:
         """How often a worker renews its lease: a few times per lease."""
         return max(0.2, self.lease_seconds / 4)
+
+
+def check_token(token: str | None) -> None:
+    """An empty token would turn auth off, and one with surrounding whitespace could never match (clients'
+    header values arrive stripped): both are refused rather than silently accepted."""
+    if token is None:
+        return
+    if not token.strip():
+        raise UserInputError("the token is empty, which would turn auth off; give a real token, or none at all "
+                             "to serve without auth on loopback")
+    if token != token.strip():
+        raise UserInputError("the token starts or ends with whitespace, so no client could ever match it; "
+                             "remove the whitespace")
+    if any(not 0x21 <= ord(ch) <= 0x7E for ch in token):
+        raise UserInputError("the token must be printable ASCII without spaces (it travels in an HTTP header)")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,7 +1,8 @@
-"""Pure ASGI middleware: request body size limit (413) and one JSON log line per request."""
+"""Pure ASGI middleware: request body size and time limits (413, 408) and one JSON log line per request."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -12,18 +13,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = logging.getLogger("sampleforge.serve.http")
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _send_json(send: Send, status: int, body: dict[str, Any], close: bool = False) -> None:
     data = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+                "headers": headers + ([(b"connection", b"close")] if close else [])})
     await send({"type": "http.response.body", "body": data})
 
 
-class BodyLimit:
-    """Refuse request bodies over ``max_bytes`` with 413: by Content-Length, or while streaming a chunked body."""
+class BodyGuard:
+    """Refuse request bodies over ``max_bytes`` with 413 (by Content-Length, or while streaming a chunked
+    body), and bodies still incomplete ``timeout_s`` after the app first asks for them with 408."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,26 +44,43 @@ class BodyLimit:
                     await _send_json(send, 413, too_big)
                     return
         received = 0
-        responded = False  # we answered 413 ourselves: drop whatever the app sends afterwards
+        deadline: float | None = None
+        complete = False
+        started = responded = False  # responded: we answered 413/408 ourselves; drop what the app sends after
 
-        async def limited_receive() -> Message:
-            nonlocal received, responded
+        async def refuse(status: int, body: dict[str, Any]) -> Message:
+            nonlocal responded
+            if not started:
+                await _send_json(send, status, body, close=True)
+            responded = True
+            return {"type": "http.disconnect"}  # the app sees a client that went away
+
+        async def guarded_receive() -> Message:
+            nonlocal received, deadline, complete
             if responded:
                 return {"type": "http.disconnect"}
-            message = await receive()
+            if complete:
+                return await receive()
+            loop = asyncio.get_running_loop()
+            deadline = deadline or loop.time() + self.timeout_s
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                return await refuse(408, {"detail": f"request body not received within {self.timeout_s:g} s"})
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    await _send_json(send, 413, too_big)
-                    responded = True
-                    return {"type": "http.disconnect"}  # the app sees a client that went away
+                    return await refuse(413, too_big)
+                complete = not message.get("more_body", False)  # later receives wait for a disconnect
             return message
 
         async def guarded_send(message: Message) -> None:
+            nonlocal started
             if not responded:
+                started = started or message["type"] == "http.response.start"
                 await send(message)
 
-        await self.app(scope, limited_receive, guarded_send)
+        await self.app(scope, guarded_receive, guarded_send)
 
 
 class RequestLog:

@@ -1,22 +1,24 @@
 """Request bodies of the HTTP API (pydantic). Their generation fields derive from ``GenerationParams``:
 names, types, defaults, bounds and help come from its declarations (task-API names from ``Spec.task``);
-a server's own, narrower limits are checked on top (``app.check_limits``).
+a server's own, narrower limits are checked on top (``routes.common.check_limits``).
 
-Every model forbids unknown fields and non-finite numbers, so a typo or a NaN is a 422 naming the
-field, never a 5xx.
+Every model forbids unknown fields and non-finite numbers, and coerces nothing: a generation field's raw
+JSON value goes to ``GenerationParams``' own check (``true`` is not a step count, ``"4"`` is not a number),
+and the other fields are pydantic-strict (``"no"`` is not a boolean). A typo, a NaN or a wrong type is a
+422 naming the field, never a 5xx.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from sampleforge.params import SPECS, GenerationParams, Spec
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True, strict=True)
 
 
 class _Derived(_Strict):
@@ -38,7 +40,7 @@ def _field(spec: Spec, required: bool = False) -> tuple[Any, Any]:
         ge=spec.ge, gt=spec.gt, le=spec.le, description=spec.help,
         min_length=1 if required and spec.kind is str else None, max_length=spec.max_length,
     )
-    return Annotated[kind, AfterValidator(spec.check)], info
+    return Annotated[kind, BeforeValidator(spec.check)], info  # the raw value: no coercion first
 
 
 def _fields(names: dict[str, str], required: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -5,59 +5,39 @@ Two modes share everything but the hand-off:
   directory (a lock file enforces one server per directory), so at start-up every job still marked
   running was interrupted by a crash or ``kill -9``: it goes back to the queue (bounded attempts).
 - celery (``--broker``): jobs are published to the broker and run by ``sampleforge worker`` processes.
-  A recovery thread re-queues jobs whose worker stopped heart-beating and republishes unsent jobs.
+  A hand-off thread publishes every queued job not yet handed over (so a job accepted while the broker
+  is down runs once it is back, with no restart), re-queues jobs whose worker stopped heart-beating, and
+  publishes again jobs still queued a visibility timeout after their hand-off (a broker that lost them).
+
+Readiness (``health``) checks what a job needs: a worker, a writable database and writable result files.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import logging
 import math
 import os
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Mapping
 from typing import IO, Any
 
 from sampleforge.errors import SampleforgeError, UserInputError
+from sampleforge.params import GenerationParams
 from sampleforge.serve.cleanup import Janitor
 from sampleforge.serve.config import ServeConfig
-from sampleforge.serve.jobs import GeneratorLike, batch_key
+from sampleforge.serve.job import QUEUED, Job
+from sampleforge.serve.jobstore import JobStore
+from sampleforge.serve.results import ResultFiles, new_job_id
+from sampleforge.serve.runner import GeneratorLike
 from sampleforge.serve.schemas import GenerateRequest
-from sampleforge.serve.storage import Storage, new_job_id
-from sampleforge.serve.store import QUEUED, Job, JobStore
 from sampleforge.serve.worker import WorkerPool
 
 log = logging.getLogger("sampleforge.serve")
-
-
-def model_samplers(generator: GeneratorLike) -> list[str]:
-    """Sampler names the model accepts: flow samplers for a flow-matching model, the others otherwise."""
-    space = getattr(generator, "space", None)
-    if space is not None:
-        return list(space.samplers)
-    names = getattr(generator, "samplers", None)
-    if names:
-        return sorted(names)
-    try:
-        from sampleforge.diffusion.samplers import FLOW_SAMPLERS, SAMPLERS
-    except ImportError:
-        return ["ddim"]
-    bundle = getattr(generator, "bundle", None)
-    prediction = getattr(getattr(getattr(bundle, "config", None), "diffusion", None), "prediction", "eps")
-    flow = prediction == "flow"
-    return sorted(name for name in SAMPLERS if (name in FLOW_SAMPLERS) == flow)
-
-
-def model_duration(generator: GeneratorLike) -> float:
-    """The model's native clip length in seconds (the default ``duration``)."""
-    space = getattr(generator, "space", None)
-    if space is not None:
-        return float(space.default_duration)
-    bundle = getattr(generator, "bundle", None)
-    value = getattr(getattr(bundle, "config", None), "duration", None)
-    return float(value) if value else 2.0
 
 
 def check_limits_fit_model(config: ServeConfig) -> None:
@@ -77,6 +57,22 @@ def check_limits_fit_model(config: ServeConfig) -> None:
         )
 
 
+def model_samplers(generator: GeneratorLike) -> list[str]:
+    """Sampler names the model accepts (a backend's sampler space, or the pipeline's own list)."""
+    space = getattr(generator, "space", None)
+    return list(space.samplers if space is not None else generator.samplers)
+
+
+def model_duration(generator: GeneratorLike) -> float:
+    """The model's native clip length in seconds (the default ``duration``)."""
+    space = getattr(generator, "space", None)
+    if space is not None:
+        return float(space.default_duration)
+    resolved = generator.resolve(GenerationParams())  # what the pipeline fills in when unset
+    assert resolved.duration is not None
+    return float(resolved.duration)
+
+
 class ServedModel:
     """One model the service runs: the backend, its samplers and defaults."""
 
@@ -85,8 +81,9 @@ class ServedModel:
         self.name = str(generator.name)
         self.samplers = model_samplers(generator)
         space = getattr(generator, "space", None)
-        preferred = [space.default_sampler] if space is not None else ["ddim", "flow_euler"]
-        self.default_sampler = next((s for s in preferred if s in self.samplers), self.samplers[0])
+        self.default_sampler = space.default_sampler if space is not None else self.samplers[0]
+        if self.default_sampler not in self.samplers:
+            self.default_sampler = self.samplers[0]
         self.default_duration = min(max(model_duration(generator), config.min_duration), config.max_duration)
 
     def info(self) -> dict[str, Any]:
@@ -98,33 +95,44 @@ class ServedModel:
                     "channels": space.channels} if space is not None else {})}
 
 
+class StorageUnavailable(SampleforgeError):
+    """The job database or the result folder refuses writes: the server cannot take jobs now."""
+
+
+PROBE_INTERVAL_S = 1.0  # the readiness probe writes to the database and the result folder this often
+PROBE_STALL_S = 5.0  # a probe that has not completed for this long makes the server not ready
+
+
 class Service:
-    """State shared by the routes: config, models, store, storage and the hand-off to workers.
+    """State shared by the routes: config, models, job store, result files and the hand-off to workers.
 
     ``generator`` is one model or a mapping name -> model (the first is the default): each model gets its own
     worker pool, and a request names the model it wants."""
 
     def __init__(self, config: ServeConfig, generator: GeneratorLike | Mapping[str, GeneratorLike]) -> None:
+        config.check()
         check_limits_fit_model(config)
         gens = list(generator.values()) if isinstance(generator, Mapping) else [generator]
         self.models = {m.name: m for m in (ServedModel(g, config) for g in gens)}
         default = next(iter(self.models.values()))
         self.config, self.generator = config, default.generator
-        self.storage = Storage(config.storage)
-        self.store = JobStore(self.storage.db_path)
+        self.files = ResultFiles(config.storage, durable=config.durable)
+        self.store = JobStore(self.files.db_path, durable=config.durable)
         self.mode = "celery" if config.broker else "embedded"
         self.samplers = default.samplers
-        self.default_duration = default.default_duration
-        self.default_sampler = default.default_sampler
+        self.default_duration, self.default_sampler = default.default_duration, default.default_sampler
         self.started_at = time.time()
-        self.pool: WorkerPool | None = None
         self.pools: list[WorkerPool] = []
         self.celery: Any = None
-        self._janitor = Janitor(self.store, self.storage, config.cleanup_interval_s, config.ttl_seconds)
+        self._janitor = Janitor(self.store, self.files, config.cleanup_interval_s, config.ttl_seconds)
         self._lock_file: IO[str] | None = None
         self._stop = threading.Event()
         self._recovery: threading.Thread | None = None
+        self._publish = threading.Event()  # celery mode: wake the hand-off thread
         self._started = False
+        self._probed: tuple[float, list[str]] = (-PROBE_STALL_S, [])  # (monotonic time, problems) for health()
+        self._probe_lock = threading.Lock()
+        self._prober: threading.Thread | None = None
 
     # ---- life cycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -138,9 +146,7 @@ class Service:
             if requeued or failed:
                 log.info("recovered interrupted jobs", extra={"event": "recovered", "requeued": requeued,
                                                                 "failed": failed})
-            self.pools = [WorkerPool(self.store, self.storage, m.generator, self.config)
-                          for m in self.models.values()]
-            self.pool = self.pools[0]
+            self.pools = [WorkerPool(self.store, self.files, m.generator, self.config) for m in self.models.values()]
             for pool in self.pools:
                 pool.start()
         else:
@@ -148,11 +154,14 @@ class Service:
 
             assert self.config.broker
             self.celery = make_celery(self.config.broker, self.config)
-            self._recovery = threading.Thread(target=self._recover_loop, daemon=True, name="sampleforge-recovery")
+            self._recovery = threading.Thread(target=self._handoff_loop, daemon=True, name="sampleforge-handoff")
             self._recovery.start()
         self._janitor.start()
+        self._probe()  # ready (or not) from the first health check on
+        self._prober = threading.Thread(target=self._probe_loop, daemon=True, name="sampleforge-readiness")
+        self._prober.start()
         log.info("service started", extra={"event": "service_start", "mode": self.mode, "model": ",".join(self.models),
-                                           "storage": str(self.storage.root)})
+                                           "storage": str(self.files.root)})
 
     def stop(self) -> None:
         """Stop workers (a running batch goes back to the queue) and release the storage. Idempotent."""
@@ -162,22 +171,24 @@ class Service:
         self._janitor.stop()
         for pool in self.pools:
             pool.stop()
-        if self._recovery is not None:
-            self._recovery.join(5.0)
+        self._publish.set()
+        for thread in (self._recovery, self._prober):
+            if thread is not None:
+                thread.join(5.0)
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
         log.info("service stopped", extra={"event": "service_stop"})
 
     def _take_lock(self) -> None:
-        path = self.storage.root / "server.lock"
+        path = self.files.root / "server.lock"
         handle = open(path, "a+")  # noqa: SIM115 (held open for the life of the server)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             handle.close()
             raise SampleforgeError(
-                f"storage {self.storage.root} is used by another `sampleforge serve` (embedded mode); "
+                f"storage {self.files.root} is used by another `sampleforge serve` (embedded mode); "
                 "give each server its own --storage, or use --broker to share one"
             ) from None
         handle.seek(0)
@@ -195,50 +206,63 @@ class Service:
             raise UserInputError(f"unknown model {name!r} (served: {', '.join(self.models)})")
         return self.models[name]
 
+    def job_params(self, req: GenerateRequest, served: ServedModel) -> GenerationParams:
+        """The request's settings with the model's sampler and duration filled in (the seed stays unset
+        if the client gave none: the worker picks contiguous seeds for a whole batch)."""
+        return dataclasses.replace(req.to_params(), model=served.name, sampler=req.sampler or served.default_sampler,
+                                   duration=req.duration if req.duration is not None else served.default_duration)
+
     def submit(self, req: GenerateRequest, source: str = "generate", client_ref: str | None = None) -> Job:
-        """Persist a validated request as a queued job and hand it to a worker. Raises QueueFull."""
+        """Persist a validated request as a queued job and hand it to a worker.
+
+        Raises QueueFull, or StorageUnavailable if the database refuses the write."""
         served = self.model(getattr(req, "model", None))
-        params = {
-            "count": req.count, "steps": req.steps, "cfg_scale": req.cfg_scale,
-            "sampler": req.sampler or served.default_sampler,
-            "seed": req.seed, "duration": req.duration if req.duration is not None else served.default_duration,
-            "format": req.format,
-        }
-        job_id = new_job_id()
         job = Job(
-            id=job_id, state=QUEUED, model=served.name, prompt=req.prompt, params=params,
-            batch_key=batch_key(params, job_id), ttl_s=self.config.ttl_seconds, created_at=time.time(), seed=req.seed,
+            id=new_job_id(), state=QUEUED, model=served.name, prompt=req.prompt, params=self.job_params(req, served),
+            ttl_s=self.config.ttl_seconds, created_at=time.time(), seed=req.seed,
             warnings=list(served.generator.check_prompt(req.prompt)), source=source, client_ref=client_ref,
         )
-        self.store.submit(job, max_active=self.config.max_queue)
+        try:
+            self.store.submit(job, max_active=self.config.max_queue)
+        except sqlite3.Error as exc:
+            log.error("job not stored", extra={"event": "submit_failed", "error": str(exc)})
+            raise StorageUnavailable("the job database refuses writes; try again later") from None
         log.info("job accepted", extra={"event": "job_accepted", "job": job.id, "clips": req.count,
-                                        "source": source, "model": served.name})
-        self._dispatch(job.id, served.name)
+                                        "source": source})
+        self._dispatch()
         return job
 
-    def _dispatch(self, job_id: str, model: str | None = None) -> None:
+    def _dispatch(self) -> None:
+        """Tell the workers (embedded) or the hand-off thread (celery) that a job is waiting."""
         if self.pools:
             for pool in self.pools:
                 pool.notify()
-        elif self.celery is not None:
-            from sampleforge.serve.celery_app import TASK_NAME, queue_name
+        else:
+            self._publish.set()
 
-            if model is None:
-                job = self.store.get(job_id)
-                model = job.model if job is not None else self.generator.name
-            try:
-                self.celery.send_task(TASK_NAME, args=[job_id], queue=queue_name(model))
-            except Exception:  # the job is safe in the store; the recovery loop publishes it again
-                log.exception("publish failed", extra={"event": "publish_failed", "job": job_id})
+    def _publish_job(self, job_id: str) -> bool:
+        """Hand one job to its model's broker queue; False if the broker cannot be reached (it stays unpublished)."""
+        from sampleforge.serve.celery_app import TASK_NAME, queue_name
+
+        job = self.store.get(job_id)
+        if job is None:
+            return True
+        try:
+            self.celery.send_task(TASK_NAME, args=[job_id], queue=queue_name(job.model))
+        except Exception as exc:  # the job is safe in the store; the next pass publishes it again
+            log.warning("publish failed", extra={"event": "publish_failed", "job": job_id, "error": str(exc)})
+            return False
+        self.store.mark_published(job_id)
+        return True
 
     def cancel_or_delete(self, job: Job) -> dict[str, Any]:
         """Cancel a queued/running job; delete a finished one (row and audio)."""
         if not job.terminal and self.store.cancel(job.id):
             log.info("job cancelled", extra={"event": "job_cancelled", "job": job.id})
-            self.storage.delete(job.id)  # a running worker drops its files when it finds the job cancelled
+            self.files.delete(job.id)  # a running worker drops its files when it finds the job cancelled
             return {"id": job.id, "state": "cancelled", "deleted": False}
         self.store.delete(job.id, only_terminal=True)
-        self.storage.delete(job.id)
+        self.files.delete(job.id)
         log.info("job deleted", extra={"event": "job_deleted", "job": job.id})
         return {"id": job.id, "state": "deleted", "deleted": True}
 
@@ -252,15 +276,58 @@ class Service:
             return sum(pool.alive() for pool in self.pools)
         return len(self.store.alive_workers(within_s=3 * self.config.heartbeat_seconds + 2))
 
+    def write_problems(self) -> list[str]:
+        """Why jobs cannot be stored right now ([] if the database and result folder take writes).
+
+        A started service probes in the background every PROBE_INTERVAL_S, so this never waits for the disk;
+        a probe stuck longer than PROBE_STALL_S is itself a problem. Messages name no server path."""
+        with self._probe_lock:
+            checked, problems = self._probed
+        age = time.monotonic() - checked
+        if self._prober is not None and self._prober.is_alive():
+            return problems if age < PROBE_STALL_S else [*problems, f"storage writes stalled for {age:.0f} s"]
+        if age >= PROBE_INTERVAL_S:  # not started (tests, tools): probe in line
+            problems = self._probe()
+        return problems
+
+    def _probe(self) -> list[str]:
+        problems = []
+        try:
+            self.store.probe_write()
+        except sqlite3.Error as exc:
+            problems.append(f"database refuses writes ({exc})")
+        try:
+            self.files.probe_write()
+        except OSError as exc:
+            problems.append(f"result folder refuses writes ({exc.strerror or type(exc).__name__})")
+        with self._probe_lock:
+            self._probed = (time.monotonic(), problems)
+        return problems
+
+    def _probe_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._probe()
+            except Exception:
+                log.exception("readiness probe failed", extra={"event": "probe_error"})
+            self._stop.wait(PROBE_INTERVAL_S)
+
     def health(self) -> dict[str, Any]:
-        counts = self.store.counts()
-        alive = self.workers_alive()
+        problems = self.write_problems()
+        counts, alive = {"queued": 0, "running": 0}, 0
+        try:
+            counts, alive = self.store.counts(), self.workers_alive()
+        except sqlite3.Error as exc:
+            problems = [*problems, f"database unreadable ({exc})"]
+        if alive == 0:
+            problems = [*problems, "no worker alive"]
         expected = self.config.workers * len(self.models) if self.mode == "embedded" else None
-        ready = alive > 0
+        ready = not problems
         return {
             "status": "ok" if ready else "degraded",
             "live": True,
             "ready": ready,
+            "problems": problems,
             "mode": self.mode,
             "model": {"name": self.generator.name, "loaded": True, "sample_rate": self.generator.sample_rate},
             "models": list(self.models),
@@ -269,25 +336,27 @@ class Service:
             "uptime_s": round(time.time() - self.started_at, 1),
         }
 
-    # ---- celery-mode recovery ------------------------------------------------------------------------
-    def _recover_loop(self) -> None:
-        """Republish queued jobs at start, then re-queue and republish jobs whose worker went silent."""
-        interval = max(0.2, self.config.lease_seconds / 2)
-        first = True
+    # ---- celery-mode hand-off and recovery -----------------------------------------------------------
+    def _handoff_loop(self) -> None:
+        """Publish unpublished jobs (woken by submit), re-queue jobs of silent workers, republish lost ones."""
+        interval = min(2.0, max(0.2, self.config.lease_seconds / 2))
+        republish_before = time.time()  # at start-up: every queued job (the broker may have lost them)
         while not self._stop.is_set():
+            self._publish.clear()
             try:
-                if first:
-                    for job_id in self.store.ids_in_state(QUEUED):
-                        self._dispatch(job_id)
-                    first = False
-                stale = time.time() - self.config.lease_seconds
-                requeued, failed = self.store.requeue_abandoned(self.config.max_attempts, stale_before=stale)
-                for job_id in requeued:
-                    self._dispatch(job_id)
-                if requeued or failed:
-                    log.warning("re-queued jobs of silent workers", extra={"event": "recovered",
-                                                                           "requeued": requeued, "failed": failed})
+                self._handoff_pass(republish_before)
+                republish_before = time.time() - self.config.visibility_timeout_s
             except Exception:
-                log.exception("recovery pass failed", extra={"event": "recovery_error"})
-            self._stop.wait(interval * (0.9 + 0.2 * random.random()))
+                log.exception("hand-off pass failed", extra={"event": "recovery_error"})
+            self._publish.wait(interval * (0.9 + 0.2 * random.random()))
 
+    def _handoff_pass(self, republish_before: float) -> None:
+        now = time.time()
+        requeued, failed = self.store.requeue_abandoned(self.config.max_attempts,
+                                                         stale_before=now - self.config.lease_seconds)
+        if requeued or failed:
+            log.warning("re-queued jobs of silent workers", extra={"event": "recovered",
+                                                                   "requeued": requeued, "failed": failed})
+        for job_id in self.store.unpublished(older_than=republish_before):
+            if self._stop.is_set() or not self._publish_job(job_id):
+                break  # the broker is down: try the rest at the next pass

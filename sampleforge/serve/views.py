@@ -6,7 +6,7 @@ import re
 import time
 from typing import Any
 
-from sampleforge.serve.store import Job
+from sampleforge.serve.job import Job
 
 # task-style status names (the AudioLDM-service convention) for our job states
 TASK_STATUS = {"queued": "pending", "running": "running", "succeeded": "completed", "failed": "failed",
@@ -22,7 +22,7 @@ def iso(ts: float | None) -> str | None:
 
 def job_urls(job: Job) -> dict[str, Any]:
     base = f"/v1/jobs/{job.id}"
-    fmt = job.params["format"]
+    fmt = job.params.format
     return {"self": base, "events": f"{base}/events", "pack": f"{base}/pack.zip",
             "audio": [f"{base}/audio/{k}.{fmt}" for k in range(job.count)]}
 
@@ -38,7 +38,7 @@ def job_view(job: Job, queue_position: int | None = None) -> dict[str, Any]:
         "progress": round(min(1.0, max(0.0, job.progress)), 4),
         "model": job.model,
         "prompt": job.prompt,
-        "params": job.params,
+        "params": job.view_params(),
         "seed": job.seed,
         "warnings": job.warnings,
         "error": job.error,
@@ -61,7 +61,7 @@ def task_view(job: Job) -> dict[str, Any]:
     result = None
     if job.state == "succeeded":
         result = {"data": {"audio": urls["audio"], "sampleRate": job.results[0].get("sample_rate") if job.results
-                           else None, "format": job.params["format"], "seeds": [r["seed"] for r in job.results],
+                           else None, "format": job.params.format, "seeds": [r["seed"] for r in job.results],
                            "pack": urls["pack"]}}
     return {
         "id": job.client_ref or job.id,
@@ -82,4 +82,4 @@ def download_name(job: Job, index: int | None = None) -> str:
     stem = "_".join(words)[:40].strip("_") or "clip"
     if index is None:
         return f"{stem}_{job.id[:8]}.zip"
-    return f"{stem}_{job.id[:8]}_{index}.{job.params['format']}"
+    return f"{stem}_{job.id[:8]}_{index}.{job.params.format}"

@@ -15,9 +15,9 @@ import threading
 import uuid
 
 from sampleforge.serve.config import ServeConfig
-from sampleforge.serve.jobs import GeneratorLike, JobRunner
-from sampleforge.serve.storage import Storage
-from sampleforge.serve.store import JobStore
+from sampleforge.serve.jobstore import JobStore
+from sampleforge.serve.results import ResultFiles
+from sampleforge.serve.runner import GeneratorLike, JobRunner
 
 log = logging.getLogger("sampleforge.serve")
 
@@ -30,8 +30,8 @@ def worker_identity(kind: str) -> str:
 class WorkerPool:
     """``n`` threads, each looping: claim a batch, run it, wait to be woken (or poll every second)."""
 
-    def __init__(self, store: JobStore, storage: Storage, generator: GeneratorLike, config: ServeConfig) -> None:
-        self.store, self.storage, self.generator, self.config = store, storage, generator, config
+    def __init__(self, store: JobStore, files: ResultFiles, generator: GeneratorLike, config: ServeConfig) -> None:
+        self.store, self.files, self.generator, self.config = store, files, generator, config
         self._stop = threading.Event()
         self._wake = threading.Condition()
         self._pending = 0
@@ -66,7 +66,7 @@ class WorkerPool:
             self.store.forget_worker(wid)
 
     def _loop(self, wid: str) -> None:
-        runner = JobRunner(self.store, self.storage, self.generator, self.config, wid, stop=self._stop)
+        runner = JobRunner(self.store, self.files, self.generator, self.config, wid, stop=self._stop)
         info = {"kind": "thread", "model": self.generator.name, "pid": os.getpid()}
         while not self._stop.is_set():
             try:

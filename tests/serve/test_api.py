@@ -187,7 +187,7 @@ def test_cancel_running_job_stops_it_and_frees_the_worker(make_client, wait_job)
     final = client.get(f"/v1/jobs/{long['job_id']}").json()
     assert final["state"] == "cancelled" and final["results"] == []
     service = client.app.state.service
-    assert not service.storage.job_dir(long["job_id"]).exists()
+    assert not service.files.job_dir(long["job_id"]).exists()
 
 
 @pytest.mark.parametrize("job_id", ["abc", "0" * 31, "A" * 32, "g" * 32, "0" * 33, "..", "%2e%2e", "0" * 32])

@@ -7,18 +7,16 @@ import time
 
 import pytest
 
-from sampleforge.serve.jobs import batch_key
-from sampleforge.serve.storage import new_job_id
-from sampleforge.serve.store import Job, JobStore, QueueFull
+from sampleforge.params import GenerationParams
+from sampleforge.serve.job import Job
+from sampleforge.serve.jobstore import JobStore, QueueFull
+from sampleforge.serve.results import new_job_id
 
 
 def make_job(count: int = 1, steps: int = 10, sampler: str = "ddim", seed: int | None = None,
              ttl_s: float = 3600.0, created_at: float | None = None) -> Job:
-    params = {"count": count, "steps": steps, "cfg_scale": 3.0, "sampler": sampler, "seed": seed,
-              "duration": 1.0, "format": "wav"}
-    job_id = new_job_id()
-    return Job(id=job_id, state="queued", model="m", prompt="kick", params=params, batch_key=batch_key(params, job_id),
-               ttl_s=ttl_s, created_at=time.time() if created_at is None else created_at, seed=seed)
+    params = GenerationParams(prompt="kick", count=count, steps=steps, sampler=sampler, seed=seed, duration=1.0)
+    return Job(id=new_job_id(), state="queued", model="m", prompt="kick", params=params, ttl_s=ttl_s, created_at=time.time() if created_at is None else created_at, seed=seed)
 
 
 @pytest.fixture
@@ -61,11 +59,13 @@ def test_claim_batches_compatible_jobs_up_to_max_clips(store):
     assert store.get(other.id).state == "queued" and store.get(c.id).state == "queued"
 
 
-def test_euler_ancestral_jobs_are_never_batched_together(store):
+def test_jobs_of_any_sampler_are_batched_together(store):
+    """Each clip draws from its own generator (seed + k), so ancestral samplers batch like the others."""
     a = store.submit(make_job(sampler="euler_ancestral"))
-    store.submit(make_job(sampler="euler_ancestral"))
+    b = store.submit(make_job(sampler="euler_ancestral"))
+    store.submit(make_job(sampler="ddim"))
     batch = store.claim("w", max_clips=16, lease_s=60)
-    assert [j.id for j in batch] == [a.id]
+    assert [j.id for j in batch] == [a.id, b.id]
 
 
 def test_two_workers_never_claim_the_same_job(store):

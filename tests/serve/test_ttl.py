@@ -6,7 +6,7 @@ import os
 import time
 
 from sampleforge.serve.cleanup import sweep
-from sampleforge.serve.storage import new_job_id
+from sampleforge.serve.results import new_job_id
 
 
 def test_janitor_deletes_only_expired_finished_jobs(make_client, wait_job):
@@ -17,7 +17,7 @@ def test_janitor_deletes_only_expired_finished_jobs(make_client, wait_job):
         client,
         client.post("/v1/generate", json={"prompt": "kick", "steps": 2, "duration": 0.5}).json()["job_id"],
     )
-    assert service.storage.job_dir(old["job_id"]).exists()
+    assert service.files.job_dir(old["job_id"]).exists()
     long = client.post(
         "/v1/generate", json={"prompt": "snare", "count": 4, "steps": 1000, "duration": 1.0}
     ).json()
@@ -29,7 +29,7 @@ def test_janitor_deletes_only_expired_finished_jobs(make_client, wait_job):
         ttl_s + 0.6
     )  # the old job is now past its TTL; the long one has been running longer than the TTL
     assert client.get(old["urls"]["self"]).status_code == 404
-    assert not service.storage.job_dir(old["job_id"]).exists()
+    assert not service.files.job_dir(old["job_id"]).exists()
     assert client.get(long["urls"]["self"]).json()["state"] == "running"  # never deleted while running
     client.delete(long["urls"]["self"])
 
@@ -50,14 +50,14 @@ def test_sweep_spares_young_and_active_jobs_and_removes_orphans(make_client, wai
     queued = client.post("/v1/generate", json={"prompt": "kick", "steps": 2}).json()
     ttl = service.config.ttl_seconds
     now = time.time()
-    assert sweep(service.store, service.storage, orphan_age_s=ttl, now=now) == []  # young: kept
-    orphan = service.storage.job_dir(new_job_id())
+    assert sweep(service.store, service.files, orphan_age_s=ttl, now=now) == []  # young: kept
+    orphan = service.files.job_dir(new_job_id())
     orphan.mkdir()
     old = now - ttl - 10
     os.utime(orphan, (old, old))
-    fresh_orphan = service.storage.job_dir(new_job_id())  # a worker may be writing it right now
+    fresh_orphan = service.files.job_dir(new_job_id())  # a worker may be writing it right now
     fresh_orphan.mkdir()
-    deleted = sweep(service.store, service.storage, orphan_age_s=ttl, now=now + ttl + 1)
+    deleted = sweep(service.store, service.files, orphan_age_s=ttl, now=now + ttl + 1)
     assert sorted(deleted) == sorted([job["job_id"], orphan.name])
     assert client.get(queued["urls"]["self"]).json()["state"] == "queued"  # queued jobs never expire
     assert fresh_orphan.exists() and not orphan.exists()

@@ -1,4 +1,4 @@
-"""The job function: claim a batch of compatible jobs, generate their clips in one call, store the audio.
+"""The job function: claim a batch of compatible jobs, generate their clips in few calls, store the audio.
 
 The same function runs in the server's worker threads (embedded mode) and inside a Celery task on
 ``sampleforge worker`` processes (scale-out). It is safe to run twice for the same job (a redelivered
@@ -18,15 +18,18 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from sampleforge.api import metadata_for
 from sampleforge.errors import SampleforgeError
-from sampleforge.params import MAX_SEED
+from sampleforge.params import MAX_SEED, GenerationParams
 from sampleforge.serve.config import ServeConfig
-from sampleforge.serve.storage import Storage
-from sampleforge.serve.store import Job, JobStore
+from sampleforge.serve.job import Job
+from sampleforge.serve.jobstore import JobStore
+from sampleforge.serve.results import ResultFiles, ResultWriteError
 
 log = logging.getLogger("sampleforge.serve")
 
 WRITE_SHARE = 0.05  # progress fraction reserved for writing files after sampling
+WRITE_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # seconds between attempts to store a job's files (disk full...)
 
 
 class GeneratorLike(Protocol):
@@ -34,6 +37,10 @@ class GeneratorLike(Protocol):
 
     name: str
     sample_rate: int
+
+    samplers: tuple[str, ...]  # the ones that fit the model; the first is its default
+
+    def resolve(self, params: GenerationParams) -> GenerationParams: ...
 
     def vocab(self) -> dict[str, int]: ...
 
@@ -45,6 +52,7 @@ class GeneratorLike(Protocol):
         n: int | None = None,
         *,
         callback: Callable[[int, int], None] | None = None,
+        params: GenerationParams | None = None,
         **settings: Any,
     ) -> Tensor: ...
 
@@ -55,21 +63,6 @@ class Cancelled(Exception):
 
 class ShuttingDown(Exception):
     """The worker is stopping: hand the batch back to the queue."""
-
-
-# samplers that draw fresh noise at every step from one batch-wide generator: a clip's audio would depend on
-# the other jobs in its batch, so their jobs are never batched together (each job still runs in one call)
-BATCH_DEPENDENT_SAMPLERS = frozenset({"euler_ancestral"})
-
-
-def batch_key(params: dict[str, Any], job_id: str) -> str:
-    """Jobs that may share a generate() call: same steps, CFG, sampler and duration.
-
-    Generator.generate makes clip k of a call from seed ``seed + k`` alone (deterministic samplers), so a
-    batched job gets exactly the audio it would get on its own.
-    """
-    key = f"{params['steps']}|{float(params['cfg_scale'])!r}|{params['sampler']}|{float(params['duration'])!r}"
-    return f"{key}|{job_id}" if params["sampler"] in BATCH_DEPENDENT_SAMPLERS else key
 
 
 def _seed_allocator() -> Callable[[int], int]:
@@ -96,15 +89,15 @@ def _clips(jobs: Sequence[Job]) -> list[Clip]:
     return [Clip(j, k, j.prompt, int(j.seed or 0) + k) for j in jobs for k in range(j.count)]
 
 
-def _runs(clips: list[Clip]) -> list[list[Clip]]:
-    """Split clips into runs of consecutive seeds: one generate(prompts, seed=first) call per run.
+def _runs(clips: list[Clip], max_len: int) -> list[list[Clip]]:
+    """Split clips into runs of at most ``max_len`` consecutive seeds: one generate(prompts, seed=first) call each.
 
     Generator.generate gives clip k of a call the seed ``seed + k``, and a batch equals one-by-one
     generation, so a run reproduces exactly what each job would get on its own.
     """
     runs: list[list[Clip]] = []
     for clip in clips:
-        if runs and runs[-1][-1].seed + 1 == clip.seed:
+        if runs and runs[-1][-1].seed + 1 == clip.seed and len(runs[-1]) < max_len:
             runs[-1].append(clip)
         else:
             runs.append([clip])
@@ -117,13 +110,13 @@ class JobRunner:
     def __init__(
         self,
         store: JobStore,
-        storage: Storage,
+        files: ResultFiles,
         generator: GeneratorLike,
         config: ServeConfig,
         worker_id: str,
         stop: threading.Event | None = None,
     ) -> None:
-        self.store, self.storage, self.generator, self.config = store, storage, generator, config
+        self.store, self.files, self.generator, self.config = store, files, generator, config
         self.worker_id = worker_id
         self.stop = stop or threading.Event()
 
@@ -153,6 +146,10 @@ class JobRunner:
         except ShuttingDown:
             n = self.store.release(ids, self.worker_id)
             log.info("batch handed back", extra={"event": "batch_released", "jobs": ids, "released": n})
+        except ResultWriteError as exc:  # still failing after the retries: the disk, not the request
+            for job_id in ids:
+                self.store.fail(job_id, self.worker_id, f"could not store the audio: {exc}")
+            log.error("batch not stored", extra={"event": "batch_write_failed", "jobs": ids, "error": str(exc)})
         except (SampleforgeError, ValueError) as exc:  # a bad value the request validation let through
             for job_id in ids:
                 self.store.fail(job_id, self.worker_id, str(exc))
@@ -177,9 +174,9 @@ class JobRunner:
                 log.exception("heartbeat failed", extra={"event": "heartbeat_failed"})
 
     def _run(self, jobs: list[Job]) -> None:
-        p = jobs[0].params
-        clips = sorted(_clips(jobs), key=lambda c: (c.job.params.get("seed") is None, c.seed))
-        runs = _runs(clips)
+        p = jobs[0].params  # a batch shares every setting but prompt, count, seed and format (its batch key)
+        clips = sorted(_clips(jobs), key=lambda c: (c.job.params.seed is None, c.seed))
+        runs = _runs(clips, self.config.max_batch)
         total = len(clips)
         held = [j.id for j in jobs]
         state = {"done": 0, "last": 0.0}
@@ -203,14 +200,7 @@ class JobRunner:
         for run in runs:
             with torch.inference_mode():
                 out = self.generator.generate(
-                    [c.prompt for c in run],
-                    n=1,
-                    steps=int(p["steps"]),
-                    cfg_scale=float(p["cfg_scale"]),
-                    sampler=str(p["sampler"]),
-                    seed=run[0].seed,
-                    duration=float(p["duration"]),
-                    callback=on_step(len(run)),
+                    [c.prompt for c in run], n=1, params=p, seed=run[0].seed, callback=on_step(len(run))
                 )  # (len(run), samples)
             if out.shape[0] != len(run):
                 raise RuntimeError(f"generator returned {out.shape[0]} clips for {len(run)} prompts")
@@ -221,20 +211,36 @@ class JobRunner:
             self._store_job(job, [wavs[(job.id, k)] for k in range(job.count)])
 
     def _store_job(self, job: Job, wavs: list[Tensor]) -> None:
-        fmt = str(job.params["format"])
-        seed0 = int(job.seed or 0)
-        results = []
-        for k, wav in enumerate(wavs):
-            meta = {"prompt": job.prompt, "seed": str(seed0 + k), "model": job.model,
-                    "steps": str(job.params["steps"]), "cfg_scale": str(job.params["cfg_scale"]),
-                    "sampler": str(job.params["sampler"])}
-            path = self.storage.write_clip(job.id, k, wav, self.generator.sample_rate, fmt, meta)
-            results.append({"index": k, "file": path.name, "seed": seed0 + k,
-                            "samples": int(wav.shape[-1]), "sample_rate": self.generator.sample_rate})
-        self.storage.write_manifest(job.id, {"id": job.id, "prompt": job.prompt, "model": job.model,
-                                             "params": job.params, "seed": seed0, "results": results})
+        """Write the job's clips and manifest (retrying transient write errors), then mark it succeeded."""
+        results = self._with_retries(job, lambda: self._write_files(job, wavs))
         if not self.store.finish(job.id, self.worker_id, results):  # cancelled while we wrote
-            self.storage.delete(job.id)
+            self.files.delete(job.id)
             log.info("job dropped after cancel", extra={"event": "job_dropped", "job": job.id})
         else:
             log.info("job succeeded", extra={"event": "job_succeeded", "job": job.id, "clips": len(results)})
+
+    def _with_retries(self, job: Job, write: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """``write()``, again after each of WRITE_RETRY_DELAYS while it raises ResultWriteError."""
+        for delay in (*WRITE_RETRY_DELAYS, None):
+            try:
+                return write()
+            except ResultWriteError as exc:
+                if delay is None or self.stop.is_set():
+                    raise
+                log.warning("write failed, retrying", extra={"event": "write_retry", "job": job.id,
+                                                             "error": str(exc), "retry_in_s": delay})
+                time.sleep(delay)
+                self.store.heartbeat([job.id], self.worker_id)
+        raise AssertionError("unreachable")
+
+    def _write_files(self, job: Job, wavs: list[Tensor]) -> list[dict[str, Any]]:
+        p, seed0 = job.params, int(job.seed or 0)
+        results = []
+        for k, wav in enumerate(wavs):
+            meta = metadata_for(job.prompt, seed0 + k, job.model, p.steps, p.cfg_scale, str(p.sampler))
+            path = self.files.write_clip(job.id, k, wav, self.generator.sample_rate, p.format, meta)
+            results.append({"index": k, "file": path.name, "seed": seed0 + k,
+                            "samples": int(wav.shape[-1]), "sample_rate": self.generator.sample_rate})
+        self.files.write_manifest(job.id, {"id": job.id, "prompt": job.prompt, "model": job.model,
+                                           "params": job.view_params(), "seed": seed0, "results": results})
+        return results

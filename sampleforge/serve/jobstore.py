@@ -1,14 +1,8 @@
 """The job store: every accepted job is a row in SQLite (WAL) before the client hears "202".
 
-One file, shared by the server and by every worker process on the host. All state changes are guarded
-``UPDATE ... WHERE state = ...`` statements, so two processes can never both finish, or both start, a job:
-
-    queued --claim--> running --finish--> succeeded
-       |                 |------fail----> failed
-       |                 |--release/requeue--> queued      (shutdown, or a worker that died: attempts bounded)
-       +--cancel---------+--cancel------> cancelled
-
-A running job carries the id of the worker that holds it and a heartbeat time; a job whose heartbeat is
+One file, shared by the server and by every worker process on the host. All state changes (see job.py) are
+guarded ``UPDATE ... WHERE state = ...`` statements, so two processes can never both finish, or both start,
+a job. A running job carries the id of the worker that holds it and a heartbeat time; a job whose heartbeat is
 older than the lease is considered abandoned (its worker died) and may be claimed again.
 """
 
@@ -21,13 +15,21 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
-ACTIVE = (QUEUED, RUNNING)
-TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
+from sampleforge.serve.job import (
+    ACTIVE,
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    TERMINAL,
+    Job,
+    params_from_json,
+    params_to_json,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -50,7 +52,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at    REAL NOT NULL,
     started_at    REAL,
     finished_at   REAL,
-    heartbeat_at  REAL
+    heartbeat_at  REAL,
+    published_at  REAL                      -- celery mode: last hand-off to the broker (NULL: not yet)
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created_at);
 CREATE TABLE IF NOT EXISTS workers (
@@ -58,7 +61,13 @@ CREATE TABLE IF NOT EXISTS workers (
     info       TEXT NOT NULL,
     last_seen  REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS probe (
+    id  INTEGER PRIMARY KEY CHECK (id = 1),   -- one row, rewritten by the readiness check
+    at  REAL NOT NULL
+);
 """
+# columns added after the first release: (name, declaration) added to older databases at open
+MIGRATIONS = (("published_at", "REAL"),)
 
 
 class QueueFull(Exception):
@@ -69,58 +78,43 @@ class QueueFull(Exception):
         self.depth = depth
 
 
-@dataclass
-class Job:
-    """One row of the ``jobs`` table, decoded."""
-
-    id: str
-    state: str
-    model: str
-    prompt: str
-    params: dict[str, Any]
-    batch_key: str
-    ttl_s: float
-    created_at: float
-    seed: int | None = None
-    progress: float = 0.0
-    warnings: list[str] = field(default_factory=list)
-    results: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None
-    attempts: int = 0
-    worker: str | None = None
-    source: str = "generate"
-    client_ref: str | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    heartbeat_at: float | None = None
-
-    @property
-    def count(self) -> int:
-        return int(self.params["count"])
-
-    @property
-    def terminal(self) -> bool:
-        return self.state in TERMINAL
-
-
-_JSON_COLUMNS = ("params", "warnings", "results")
+_JSON_COLUMNS = ("warnings", "results")
 
 
 def _row_to_job(row: sqlite3.Row) -> Job:
     data = dict(row)
+    data.pop("batch_key")  # derived from the params; stored so that claim can select on it
     for key in _JSON_COLUMNS:
         data[key] = json.loads(data[key])
+    data["params"] = params_from_json(data["params"], data["prompt"])
     return Job(**data)
+
+
+def _job_to_row(job: Job) -> dict[str, Any]:
+    row = {k: v for k, v in job.__dict__.items()}
+    for key in _JSON_COLUMNS:
+        row[key] = json.dumps(row[key])
+    row["params"], row["batch_key"] = params_to_json(job.params), job.batch_key
+    return row
 
 
 class JobStore:
     """SQLite-backed jobs and worker heartbeats; safe across threads and processes on one host."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, durable: bool = True) -> None:
+        """``durable``: ``synchronous=FULL`` (each commit reaches the disk: survives power loss); False:
+        ``NORMAL`` (WAL: survives a crash of the process, may lose the last commits on power loss)."""
         self.path = Path(path)
+        self.durable = durable
+        self.busy_timeout_s = 30.0  # how long a write waits for another writer's lock before failing
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._conn().executescript(SCHEMA)  # idempotent (IF NOT EXISTS); executescript commits itself
+        db = self._conn()
+        db.executescript(SCHEMA)  # idempotent (IF NOT EXISTS); executescript commits itself
+        have = {r[1] for r in db.execute("PRAGMA table_info(jobs)").fetchall()}
+        for name, decl in MIGRATIONS:
+            if name not in have:
+                db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
 
     # ---- connections -------------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -129,15 +123,20 @@ class JobStore:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")  # per transaction: _tx
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE: takes the write lock up front, so no upgrade deadlocks)."""
+    def _tx(self, busy_timeout_s: float | None = None, ephemeral: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: takes the write lock up front, so no upgrade deadlocks),
+        waiting at most ``busy_timeout_s`` (default: ``self.busy_timeout_s``) for another writer's lock.
+
+        ``ephemeral``: a write worth no fsync (heartbeats, progress): committed with ``synchronous=NORMAL``
+        even in a durable store; the next durable commit flushes it along (WAL order is kept)."""
         db = self._conn()
+        db.execute(f"PRAGMA busy_timeout={int(1000 * (busy_timeout_s or self.busy_timeout_s))}")
+        db.execute(f"PRAGMA synchronous={'FULL' if self.durable and not ephemeral else 'NORMAL'}")
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
@@ -160,9 +159,7 @@ class JobStore:
                 depth = db.execute("SELECT COUNT(*) FROM jobs WHERE state IN (?, ?)", ACTIVE).fetchone()[0]
                 if depth >= max_active:
                     raise QueueFull(depth)
-            row = {k: v for k, v in job.__dict__.items()}
-            for key in _JSON_COLUMNS:
-                row[key] = json.dumps(row[key])
+            row = _job_to_row(job)
             cols = ", ".join(row)
             db.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
         return job
@@ -265,7 +262,7 @@ class JobStore:
             return []
         marks = ", ".join("?" * len(ids))
         now = time.time()
-        with self._tx() as db:
+        with self._tx(ephemeral=True) as db:
             if progress is None:
                 db.execute(
                     f"UPDATE jobs SET heartbeat_at = ? WHERE worker = ? AND state = ? AND id IN ({marks})",
@@ -307,7 +304,8 @@ class JobStore:
         with self._tx() as db:
             for job_id in ids:
                 n += db.execute(
-                    "UPDATE jobs SET state = ?, worker = NULL, progress = 0, attempts = MAX(attempts - 1, 0) "
+                    "UPDATE jobs SET state = ?, worker = NULL, progress = 0, attempts = MAX(attempts - 1, 0), "
+                    "published_at = NULL "
                     "WHERE id = ? AND state = ? AND worker = ?",
                     (QUEUED, job_id, RUNNING, worker),
                 ).rowcount
@@ -336,7 +334,8 @@ class JobStore:
                     failed.append(job_id)
                 else:
                     db.execute(
-                        "UPDATE jobs SET state = ?, worker = NULL, progress = 0 WHERE id = ?", (QUEUED, job_id)
+                        "UPDATE jobs SET state = ?, worker = NULL, progress = 0, published_at = NULL WHERE id = ?",
+                        (QUEUED, job_id),
                     )
                     requeued.append(job_id)
         return requeued, failed
@@ -379,12 +378,31 @@ class JobStore:
             )
             return cur.rowcount == 1
 
+    def probe_write(self, busy_timeout_s: float = 1.0) -> None:
+        """One small write transaction; raises sqlite3.Error if the database refuses writes, or stays locked
+        by another writer for ``busy_timeout_s`` (readiness)."""
+        with self._tx(busy_timeout_s, ephemeral=True) as db:
+            db.execute("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (time.time(),))
+
+    # ---- celery hand-off ---------------------------------------------------------------------------
+    def unpublished(self, older_than: float) -> list[str]:
+        """Queued jobs never handed to the broker, or last handed over before ``older_than`` (oldest first)."""
+        rows = self._conn().execute(
+            "SELECT id FROM jobs WHERE state = ? AND (published_at IS NULL OR published_at < ?) ORDER BY created_at",
+            (QUEUED, older_than),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def mark_published(self, job_id: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET published_at = ? WHERE id = ?", (time.time(), job_id))
+
     def has(self, job_id: str) -> bool:
         return self._conn().execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is not None
 
     # ---- worker liveness ---------------------------------------------------------------------------
     def beat_worker(self, worker: str, info: dict[str, Any]) -> None:
-        with self._tx() as db:
+        with self._tx(ephemeral=True) as db:
             db.execute(
                 "INSERT INTO workers (id, info, last_seen) VALUES (?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET info = excluded.info, last_seen = excluded.last_seen",

@@ -1,0 +1,215 @@
+"""The result files: ``<storage>/results/<job id>/<i>.<wav|flac>`` plus ``job.json``, next to the job database.
+
+Every path is built from a validated job id (32 lower-case hex digits, made by the server), so no
+request can name a file outside the storage directory. Files are written to a temporary name and
+renamed into place, so a reader (or a crash) never sees half a file; with ``durable`` they are also
+fsynced, so they survive a power loss. Downloads open their files before answering: a job deleted (or
+expired) mid-download keeps its open files readable until the download ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from torch import Tensor
+
+from sampleforge.audio.io import fsync_path, write_audio
+from sampleforge.errors import SampleforgeError
+from sampleforge.params import FORMATS
+
+JOB_ID_CHARS = frozenset("0123456789abcdef")
+MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac"}
+CHUNK = 64 * 1024  # bytes read (and sent) at a time when streaming a file or a zip
+
+
+class ResultWriteError(SampleforgeError):
+    """Writing a result file failed (disk full, permissions, I/O error): worth retrying, not the job's fault."""
+
+
+def new_job_id() -> str:
+    """A fresh server-made job id: UUID4 as 32 hex digits."""
+    return uuid.uuid4().hex
+
+
+def is_job_id(value: str) -> bool:
+    return len(value) == 32 and set(value) <= JOB_ID_CHARS
+
+
+class ResultFiles:
+    """A directory holding the job database (``jobs.sqlite3``) and one folder of audio per job."""
+
+    def __init__(self, root: str | Path, durable: bool = True) -> None:
+        self.root = Path(root).resolve()
+        self.results = self.root / "results"
+        self.results.mkdir(parents=True, exist_ok=True)
+        self.durable = durable
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "jobs.sqlite3"
+
+    def job_dir(self, job_id: str) -> Path:
+        if not is_job_id(job_id):
+            raise ValueError(f"not a job id: {job_id[:40]!r}")
+        return self.results / job_id
+
+    def clip_path(self, job_id: str, index: int, fmt: str) -> Path:
+        if fmt not in FORMATS or not 0 <= index < 10_000:
+            raise ValueError(f"bad clip {index}.{fmt}")
+        return self.job_dir(job_id) / f"{index}.{fmt}"
+
+    # ---- writing ----------------------------------------------------------------------------------------
+    def write_clip(
+        self, job_id: str, index: int, wav: Tensor, sample_rate: int, fmt: str, metadata: dict[str, str]
+    ) -> Path:
+        """Write one clip ``wav`` (T,) atomically with its metadata (prompt, seed, model); returns the path.
+
+        Raises ResultWriteError (with no server path in its message) if the file system refuses."""
+        path = self.clip_path(job_id, index, fmt)
+        try:
+            return write_audio(path, wav, sample_rate, metadata=metadata, format=fmt, durable=self.durable)
+        except SampleforgeError as exc:
+            raise ResultWriteError(f"cannot write clip {index}.{fmt} ({_reason(exc)})") from exc
+
+    def write_manifest(self, job_id: str, manifest: dict[str, Any]) -> None:
+        """``job.json`` (atomic; fsynced when durable). Raises ResultWriteError."""
+        folder = self.job_dir(job_id)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".job.json.", suffix=".tmp", dir=folder)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(json.dumps(manifest, indent=2, sort_keys=True))
+                    if self.durable:
+                        f.flush()
+                        os.fsync(f.fileno())
+                os.replace(tmp, folder / "job.json")
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+            if self.durable:
+                fsync_path(folder)
+        except OSError as exc:
+            raise ResultWriteError(f"cannot write job.json ({exc.strerror or type(exc).__name__})") from exc
+
+    def probe_write(self) -> None:
+        """Create, fsync and remove a small file under results/; raises OSError if that fails (readiness)."""
+        fd, tmp = tempfile.mkstemp(prefix=".probe.", dir=self.results)
+        try:
+            os.write(fd, b"ok")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(tmp)
+
+    def delete(self, job_id: str) -> bool:
+        """Remove a job's folder; True if there was one. Open downloads keep reading their files."""
+        folder = self.job_dir(job_id)
+        if not folder.exists():
+            return False
+        shutil.rmtree(folder, ignore_errors=True)
+        return True
+
+    def orphans(self, has_job: Callable[[str], bool], older_than_s: float) -> list[str]:
+        """Result folders with no job row, untouched for ``older_than_s`` seconds (left by crashes)."""
+        now = time.time()
+        out = []
+        for entry in self.results.iterdir():
+            try:
+                if not is_job_id(entry.name) or now - entry.stat().st_mtime <= older_than_s:
+                    continue
+            except FileNotFoundError:  # deleted meanwhile
+                continue
+            if not has_job(entry.name):
+                out.append(entry.name)
+        return out
+
+    # ---- reading ----------------------------------------------------------------------------------------
+    def open_files(self, paths: list[Path]) -> list[IO[bytes]] | None:
+        """Open every path for reading, or None (and nothing left open) if one is gone."""
+        opened: list[IO[bytes]] = []
+        try:
+            for path in paths:
+                opened.append(open(path, "rb"))  # noqa: SIM115 (the caller closes them)
+        except FileNotFoundError:
+            close_all(opened)
+            return None
+        return opened
+
+
+def close_all(files: list[IO[bytes]]) -> None:
+    for f in files:
+        f.close()
+
+
+def read_chunks(f: IO[bytes]) -> Iterator[bytes]:
+    """The rest of an open file in CHUNK-sized pieces; closes it at the end (or when the reader stops)."""
+    try:
+        while chunk := f.read(CHUNK):
+            yield chunk
+    finally:
+        f.close()
+
+
+class _Pipe:
+    """A write-only, unseekable sink for zipfile: what is written waits in ``parts`` until drained."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def drain(self) -> bytes:
+        out, self.parts = b"".join(self.parts), []
+        return out
+
+
+def stream_zip(entries: list[tuple[IO[bytes], str]]) -> Iterator[bytes]:
+    """A zip of already-open files [(file, name in the zip)], made as it is sent: about CHUNK bytes in memory.
+
+    Audio is stored, not deflated (it barely compresses). Every file is closed at the end, or when the
+    client goes away (the iterator is closed).
+    """
+    pipe = _Pipe()
+    try:
+        with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_STORED) as zf:
+            for src, name in entries:
+                info = zipfile.ZipInfo(name, date_time=time.localtime(os.fstat(src.fileno()).st_mtime)[:6])
+                with zf.open(info, "w") as dst:
+                    while chunk := src.read(CHUNK):
+                        dst.write(chunk)
+                        yield pipe.drain()
+                src.close()
+                yield pipe.drain()
+        yield pipe.drain()  # the central directory
+    finally:
+        close_all([src for src, _ in entries])
+
+
+def _reason(exc: BaseException) -> str:
+    """The cause of a write error without any path: 'No space left on device', 'Permission denied'..."""
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc)
+    if "(" in text and text.endswith(")"):
+        return text[text.rindex("(") + 1:-1]
+    return type(exc).__name__

@@ -1,0 +1,87 @@
+"""What the route modules share: the service, the bearer token check, job lookup, submission and limits."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from sampleforge.serve.job import Job
+from sampleforge.serve.jobstore import QueueFull
+from sampleforge.serve.results import is_job_id
+from sampleforge.serve.schemas import GenerateRequest
+from sampleforge.serve.service import Service
+
+
+def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def require_token(request: Request, service: ServiceDep) -> None:
+    """401 unless ``Authorization: Bearer <token>`` matches (constant-time); no token configured: open."""
+    token = service.config.token
+    if token is None:
+        return
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+        raise HTTPException(401, "missing or wrong bearer token (Authorization: Bearer <token>)",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+def load_job(service: Service, job_id: str) -> Job:
+    """The job, or 404 (anything but a known job id, including malformed ones)."""
+    job = service.store.get(job_id) if is_job_id(job_id) else None
+    if job is None:
+        raise HTTPException(404, f"no job {job_id[:64]!r}")
+    return job
+
+
+def submit(service: Service, req: GenerateRequest, source: str, client_ref: str | None = None) -> Job:
+    """Queue the job: 429 with Retry-After when the queue is full (503 when storage refuses: see app.py)."""
+    try:
+        return service.submit(req, source=source, client_ref=client_ref)
+    except QueueFull as exc:
+        wait = service.retry_after()
+        raise HTTPException(429, f"{exc}; retry after {wait} s", headers={"Retry-After": str(wait)}) from None
+
+
+def accepted(job: Job, body: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(status_code=202, content=body, headers={"Location": f"/v1/jobs/{job.id}"})
+
+
+def _error(loc: tuple[str, ...], msg: str, kind: str) -> dict[str, Any]:
+    return {"loc": loc, "msg": msg, "type": kind}
+
+
+def check_limits(service: Service, req: GenerateRequest, loc: Callable[[str], tuple[str, ...]]) -> None:
+    """This server's limits (beyond the schema's static bounds): 422 naming each offending field.
+
+    ``loc(field)``: where the client sent ``field`` (e.g. ``("body", "data", "params", "diffusionSteps")``)."""
+    cfg, errors = service.config, []
+    if len(req.prompt) > cfg.max_prompt_chars:
+        errors.append(_error(loc("prompt"), f"at most {cfg.max_prompt_chars} characters", "string_too_long"))
+    if req.count > cfg.max_count:
+        errors.append(_error(loc("count"), f"at most {cfg.max_count} clips per job", "less_than_equal"))
+    if req.steps > cfg.max_steps:
+        errors.append(_error(loc("steps"), f"at most {cfg.max_steps} steps", "less_than_equal"))
+    if req.duration is not None and not cfg.min_duration <= req.duration <= cfg.max_duration:
+        errors.append(_error(loc("duration"), f"must be between {cfg.min_duration} and {cfg.max_duration} seconds",
+                             "range"))
+    model = getattr(req, "model", None)
+    if model is not None and model not in service.models:
+        errors.append(_error(loc("model"), f"unknown model {model!r} (served: {', '.join(service.models)})", "enum"))
+        model = None
+    samplers = service.model(model).samplers
+    if req.sampler is not None and req.sampler not in samplers:
+        errors.append(_error(loc("sampler"), f"unknown sampler {req.sampler!r} (valid: {', '.join(samplers)})",
+                             "enum"))
+    if errors:
+        raise RequestValidationError(errors)

@@ -1,0 +1,370 @@
+"""Defects found by attacking the service, one test each: races, readiness, write errors, auth traps,
+the celery hand-off after a broker outage, durability, big jobs, metadata and small leaks."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from sampleforge.audio.io import read_metadata
+from sampleforge.errors import UserInputError
+from sampleforge.serve import runner
+from sampleforge.serve.config import ServeConfig
+from sampleforge.serve.results import (
+    CHUNK,
+    ResultFiles,
+    ResultWriteError,
+    new_job_id,
+    read_chunks,
+    stream_zip,
+)
+
+FAST = {"steps": 1, "duration": 0.25}
+
+
+def health_until(client, status: int, timeout: float = 10.0):
+    """GET /v1/health until it answers ``status`` (the readiness probe runs every second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = client.get("/v1/health")
+        if r.status_code == status or time.monotonic() > deadline:
+            return r
+        time.sleep(0.1)
+
+
+def finished_job(client, wait_job, **body):
+    r = client.post("/v1/generate", json={"prompt": "kick", **FAST, **body})
+    assert r.status_code == 202, r.text
+    job = wait_job(client, r.json()["job_id"])
+    assert job["state"] == "succeeded", job
+    return job
+
+
+# ---- downloads racing a DELETE ------------------------------------------------------------------------
+def test_delete_racing_downloads_gives_no_5xx_and_no_cut_file(make_client, wait_job):
+    client = make_client(max_count=16)
+    statuses: list[int] = []
+    for _ in range(4):
+        job = finished_job(client, wait_job, count=16)
+        urls = [job["urls"]["pack"]] * 6 + [r["url"] for r in job["results"][:6]]
+
+        def get(url: str) -> int:
+            r = client.get(url)
+            if r.status_code == 200 and url.endswith(".zip"):  # a whole, valid zip
+                with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+                    assert zf.testzip() is None and len(zf.namelist()) == 17
+            elif r.status_code == 200:  # a whole clip
+                assert sf.read(io.BytesIO(r.content))[0].shape == (int(round(0.25 * 44100)),) or len(r.content) > 44
+            return r.status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(get, u) for u in urls]
+            time.sleep(0.01)
+            deleted = client.delete(f"/v1/jobs/{job['job_id']}")
+            statuses += [f.result() for f in futures] + [deleted.status_code]
+    assert all(s in (200, 404, 410) for s in statuses), sorted(set(statuses))
+
+
+def test_open_files_stay_readable_after_the_job_folder_is_deleted(tmp_path):
+    files = ResultFiles(tmp_path, durable=False)
+    job_id = new_job_id()
+    files.job_dir(job_id).mkdir()
+    data = os.urandom(3 * CHUNK + 5)
+    path = files.job_dir(job_id) / "0.wav"
+    path.write_bytes(data)
+    opened = files.open_files([path])
+    assert opened is not None
+    files.delete(job_id)
+    assert b"".join(read_chunks(opened[0])) == data and opened[0].closed
+    assert files.open_files([path]) is None  # gone before the open: the route answers 410
+
+
+def test_pack_is_zipped_while_it_is_sent(tmp_path):
+    """Memory per pack client stays around CHUNK bytes, whatever the number and size of the clips."""
+    sources = []
+    for i in range(4):
+        p = tmp_path / f"{i}.wav"
+        p.write_bytes(os.urandom(5 * CHUNK + i))
+        sources.append(p)
+    chunks = list(stream_zip([(open(p, "rb"), f"clip{i}.wav") for i, p in enumerate(sources)]))  # noqa: SIM115
+    assert max(len(c) for c in chunks) <= CHUNK + 1024 and len(chunks) > 20
+    with zipfile.ZipFile(io.BytesIO(b"".join(chunks))) as zf:
+        assert zf.testzip() is None
+        assert [zf.read(f"clip{i}.wav") for i in range(4)] == [p.read_bytes() for p in sources]
+
+
+# ---- readiness and write errors ---------------------------------------------------------------------
+def test_health_is_503_when_the_result_folder_refuses_writes(make_client):
+    client = make_client()
+    assert client.get("/v1/health").status_code == 200
+    service = client.app.state.service
+    results = service.files.results
+    shutil.move(results, results.with_name("moved"))
+    results.write_text("not a folder")  # every file created under results/ now fails
+    r = health_until(client, 503)
+    assert r.status_code == 503 and any("result folder" in p for p in r.json()["problems"]), r.json()
+    assert str(service.files.root) not in r.text  # no server path
+    results.unlink()
+    shutil.move(results.with_name("moved"), results)
+    assert health_until(client, 200).status_code == 200  # ready again, no restart
+
+
+def test_health_is_503_and_submit_503_when_the_database_refuses_writes(make_client):
+    client = make_client()
+    service = client.app.state.service
+    locker = sqlite3.connect(service.files.db_path, timeout=0.1)
+    locker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock (a stuck writer, a backup)
+    try:
+        r = health_until(client, 503)
+        assert r.status_code == 503 and any("database" in p for p in r.json()["problems"]), r.json()
+        service.store.busy_timeout_s = 0.2  # the submit's wait for the lock, shortened for the test
+        sub = client.post("/v1/generate", json={"prompt": "kick", **FAST})
+        assert sub.status_code == 503 and sub.headers["retry-after"], sub.text
+    finally:
+        locker.rollback()
+        locker.close()
+
+
+def test_a_transient_write_error_is_retried(make_client, wait_job, monkeypatch):
+    monkeypatch.setattr(runner, "WRITE_RETRY_DELAYS", (0.05, 0.05))
+    client = make_client()
+    files = client.app.state.service.files
+    real, calls = files.write_clip, {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ResultWriteError("cannot write clip 0.wav (No space left on device)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(files, "write_clip", flaky)
+    job = finished_job(client, wait_job)
+    assert calls["n"] == 2 and job["attempts"] == 1
+
+
+def test_a_lasting_write_error_fails_the_job_without_a_server_path(make_client, wait_job, monkeypatch):
+    monkeypatch.setattr(runner, "WRITE_RETRY_DELAYS", (0.05,))
+    client = make_client()
+    service = client.app.state.service
+    shutil.rmtree(service.files.results)
+    service.files.results.write_text("not a folder")
+    r = client.post("/v1/generate", json={"prompt": "kick", **FAST})
+    job = wait_job(client, r.json()["job_id"])
+    assert job["state"] == "failed" and "could not store the audio" in job["error"], job
+    assert str(service.files.root) not in job["error"] and "/" not in job["error"].replace("/v1", "")
+
+
+# ---- auth traps ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("token", ["", "   ", " s3cret", "s3cret\n", "s3 cret"])
+def test_tokens_that_cannot_work_refuse_to_start(make_service, token):
+    with pytest.raises(UserInputError):
+        make_service(token=token)
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (["--token", ""], {}, "--token: the token is empty"),
+    (["--token", "s3cret "], {}, "--token: the token starts or ends with whitespace"),
+    ([], {"SAMPLEFORGE_TOKEN": ""}, "$SAMPLEFORGE_TOKEN: the token is empty"),
+    ([], {"SAMPLEFORGE_TOKEN": " s3cret"}, "$SAMPLEFORGE_TOKEN: the token starts or ends"),
+])
+def test_cli_refuses_token_traps_in_one_line(debug_model, tmp_path, capsys, monkeypatch, args, env, message):
+    from sampleforge.cli import main
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    code = main(["serve", "--model", str(debug_model), "--storage", str(tmp_path / "s"), "--port", "1", *args])
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("{")]
+    assert code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_token_file_and_warnings(tmp_path, caplog, monkeypatch):
+    from sampleforge.cli import build_parser
+    from sampleforge.serve.commands import read_token
+
+    monkeypatch.delenv("SAMPLEFORGE_TOKEN", raising=False)
+    (tmp_path / "token").write_text("s3cret\n")
+    args = build_parser().parse_args(["serve", "--token-file", str(tmp_path / "token")])
+    assert read_token(args) == "s3cret"  # one trailing newline is a file's, not the token's
+    with caplog.at_level(logging.WARNING, logger="sampleforge.serve"):
+        assert read_token(build_parser().parse_args(["serve", "--token", "s3cret"])) == "s3cret"
+    assert any("visible" in r.getMessage() for r in caplog.records)
+    assert read_token(build_parser().parse_args(["serve"])) is None
+
+
+def test_a_bearer_token_must_match_exactly(make_client):
+    client = make_client(start=False, token="s3cret")
+    for value in ("Bearer s3cret", "bearer s3cret"):
+        assert client.get("/v1/models", headers={"Authorization": value}).status_code == 200
+    for value in ("Bearer s3cre", "Bearer s3cretX", "Bearer", "s3cret", "Basic s3cret"):
+        assert client.get("/v1/models", headers={"Authorization": value}).status_code == 401, value
+
+
+# ---- the celery hand-off ------------------------------------------------------------------------------
+class FlakyBroker:
+    """A Celery stand-in whose broker is down until ``up`` is set."""
+
+    def __init__(self) -> None:
+        self.up = threading.Event()
+        self.sent: list[str] = []
+
+    def send_task(self, name: str, args: list[str], queue: str) -> None:
+        if not self.up.is_set():
+            raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        self.sent.append(args[0])
+
+
+def test_a_job_accepted_while_the_broker_is_down_is_published_once_it_is_back(make_service, monkeypatch):
+    import sampleforge.serve.celery_app as celery_app
+
+    broker = FlakyBroker()
+    monkeypatch.setattr(celery_app, "make_celery", lambda url, config: broker)
+    service = make_service(broker="redis://127.0.0.1:1/0", lease_seconds=1.0)
+    service.start()
+    try:
+        from sampleforge.serve.schemas import GenerateRequest
+
+        job = service.submit(GenerateRequest(prompt="kick", steps=1, duration=0.25))
+        time.sleep(1.5)
+        assert broker.sent == [] and service.store.unpublished(older_than=0.0) == [job.id]
+        broker.up.set()  # the broker is back: no restart
+        deadline = time.monotonic() + 10
+        while (job.id not in broker.sent or service.store.unpublished(older_than=0.0)) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert broker.sent == [job.id] and service.store.unpublished(older_than=0.0) == []
+    finally:
+        service.stop()
+
+
+# ---- durability, big jobs -----------------------------------------------------------------------------
+@pytest.mark.parametrize(("durable", "synchronous", "fsyncs"), [(True, 2, True), (False, 1, False)])
+def test_durability_setting(tmp_path, monkeypatch, durable, synchronous, fsyncs):
+    from sampleforge.serve.jobstore import JobStore
+
+    store = JobStore(tmp_path / "jobs.sqlite3", durable=durable)
+    assert store._conn().execute("PRAGMA synchronous").fetchone()[0] == synchronous
+    calls: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    files = ResultFiles(tmp_path, durable=durable)
+    job_id = new_job_id()
+    import torch
+
+    files.write_clip(job_id, 0, torch.zeros(100), 44100, "wav", {"prompt": "kick"})
+    files.write_manifest(job_id, {"id": job_id})
+    assert bool(calls) == fsyncs and (len(calls) >= 4 if fsyncs else True)  # file + folder, twice
+    assert ServeConfig().durable  # the default: survive a power loss
+
+
+def test_a_job_bigger_than_max_batch_is_split_into_calls(make_client, wait_job, generator, monkeypatch):
+    sizes: list[int] = []
+    real = generator.generate
+
+    def spy(prompts, *args, **kwargs):
+        sizes.append(len(prompts))
+        return real(prompts, *args, **kwargs)
+
+    monkeypatch.setattr(generator, "generate", spy)
+    client = make_client(max_batch=2)
+    job = finished_job(client, wait_job, count=5, seed=3)
+    assert sizes == [2, 2, 1] and [r["seed"] for r in job["results"]] == [3, 4, 5, 6, 7]
+
+
+# ---- small leaks ----------------------------------------------------------------------------------------
+def test_a_long_task_prompt_names_data_prompt(make_client):
+    client = make_client(start=False, max_prompt_chars=10)
+    r = client.post("/v1/tasks", json={"type": "audio-generation",
+                                       "data": {"operation": "generate", "prompt": "kick " * 5}})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "data", "prompt"], r.json()
+
+
+@pytest.mark.parametrize("name", ["\u0660", "\u0660.wav", "\uff10", "\u0661\u0662"])
+def test_clip_names_are_ascii_digits_only(make_client, wait_job, name):
+    client = make_client()
+    job = finished_job(client, wait_job)
+    assert client.get(f"/v1/jobs/{job['job_id']}/audio/0").status_code == 200
+    assert client.get(f"/v1/jobs/{job['job_id']}/audio/{name}").status_code == 404
+
+
+def test_control_characters_never_reach_the_metadata(make_client, wait_job, tmp_path):
+    client = make_client()
+    job = finished_job(client, wait_job, prompt="kick\u0000\u001b[31m\u0085 snare")
+    path = tmp_path / "clip.wav"
+    path.write_bytes(client.get(job["results"][0]["url"]).content)
+    meta = read_metadata(path)
+    assert meta["prompt"] == "kick  [31m  snare"
+    raw = path.read_bytes()
+    assert b"\x1b[31m" not in raw and b"kick\x00" not in raw  # neither in INAM (the title) nor elsewhere
+
+
+def test_a_prompt_with_no_known_keyword_warns(make_client):
+    client = make_client(start=False)
+    for prompt in ("!!!", "\u0660\u0661"):
+        body = client.post("/v1/generate", json={"prompt": prompt, **FAST}).json()
+        assert any("no keyword this model knows" in w for w in body["warnings"]), body
+
+
+def test_wavs_stay_bit_identical_with_durability(tmp_path):
+    """fsync changes when bytes reach the disk, never which bytes."""
+    import torch
+
+    wav = torch.linspace(-0.5, 0.5, 1000)
+    a, b = ResultFiles(tmp_path / "a", durable=True), ResultFiles(tmp_path / "b", durable=False)
+    job_id = new_job_id()
+    pa = a.write_clip(job_id, 0, wav, 44100, "wav", {"prompt": "kick"})
+    pb = b.write_clip(job_id, 0, wav, 44100, "wav", {"prompt": "kick"})
+    assert pa.read_bytes() == pb.read_bytes()
+    assert np.allclose(sf.read(pa)[0], wav.numpy(), atol=1e-7)
+
+
+# ---- strict request types -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("body", "field"), [
+    ({"steps": True}, "steps"), ({"steps": "4"}, "steps"), ({"steps": 4.0}, "steps"), ({"count": "2"}, "count"),
+    ({"cfg_scale": "3"}, "cfg_scale"), ({"cfg_scale": False}, "cfg_scale"), ({"seed": True}, "seed"),
+    ({"duration": "1"}, "duration"), ({"prompt": 5}, "prompt"), ({"format": True}, "format"),
+    ({"sampler": 1}, "sampler"),
+])
+def test_generate_coerces_no_types(make_client, body, field):
+    client = make_client(start=False)
+    r = client.post("/v1/generate", json={"prompt": "kick", **FAST, **body})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", field], r.text
+
+
+@pytest.mark.parametrize(("change", "loc"), [
+    ({"storeResults": "no"}, ["body", "storeResults"]),
+    ({"id": 7}, ["body", "id"]),
+    ({"params": {"diffusionSteps": True}}, ["body", "data", "params", "diffusionSteps"]),
+    ({"params": {"guidanceScale": "3.5"}}, ["body", "data", "params", "guidanceScale"]),
+])
+def test_tasks_coerce_no_types(make_client, change, loc):
+    client = make_client(start=False)
+    data = {"operation": "generate", "prompt": "kick", **{k: v for k, v in change.items() if k == "params"}}
+    task = {"type": "audio-generation", "data": data, **{k: v for k, v in change.items() if k != "params"}}
+    r = client.post("/v1/tasks", json=task)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == loc, r.text
+
+
+def test_whole_numbers_are_still_numbers(make_client):
+    client = make_client(start=False)
+    r = client.post("/v1/generate", json={"prompt": "kick", "cfg_scale": 3, "duration": 1, "steps": 2})
+    assert r.status_code == 202 and r.json()["params"]["cfg_scale"] == 3.0, r.text
+
+
+def test_max_count_above_what_a_job_may_hold_refuses_to_start(debug_model, tmp_path, capsys):
+    from sampleforge.cli import main
+
+    code = main(["serve", "--model", str(debug_model), "--storage", str(tmp_path / "s"), "--port", "1",
+                 "--max-count", "2000"])
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("{")]
+    assert code == 2 and len(err) == 1 and "--max-count 2000" in err[0], err

@@ -25,7 +25,8 @@ from sampleforge.errors import UserInputError
 
 MAX_SEED = 2**31 - 1
 PRECISIONS = ("fp32", "bf16")  # the first is what a model loads with unless told otherwise
-FORMATS = ("wav", "flac")
+# "wav": the reference's 32-bit float WAV (= "wav32f"); "wav16" is TPDF-dithered PCM; "flac" is 24-bit
+FORMATS = ("wav", "flac", "wav16", "wav24", "wav32f")
 
 
 class ParamError(UserInputError):
@@ -60,6 +61,8 @@ class Spec:
     aliases: tuple[str, ...] = ()  # other keyword names the Python API accepts
     task: str | None = None  # its name in the task API's ``params`` (AudioLDM-service style)
     http: bool = True  # part of HTTP request bodies
+    normalize: Callable[[Any], Any] | None = None  # str settings of a richer shape: value -> canonical text,
+    # ValueError (its message says what is accepted) when bad
     name: str = ""  # filled in from the field
     kind: type = object  # int, float or str; filled in from the annotation
 
@@ -94,6 +97,11 @@ class Spec:
         """``value`` if it is acceptable (ints become floats for float settings); else ParamError."""
         if value is None and self.optional:
             return None
+        if self.normalize is not None:
+            try:
+                return self.normalize(value)
+            except (TypeError, ValueError) as exc:
+                raise ParamError(self.name, str(exc)) from None
         if self.kind is str:
             choices = self.valid_choices()
             if not isinstance(value, str) or (choices is not None and value not in choices) \
@@ -130,6 +138,19 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _length_text(value: Any) -> str:
+    """"auto" or a positive number of seconds (a number or its text) -> "auto" or the number as text."""
+    from sampleforge.audio.finish import parse_length
+
+    if isinstance(value, bool):
+        raise ValueError(f"must be 'auto' or a positive number of seconds, got {value!r}")
+    try:
+        parsed = parse_length(value)
+    except ValueError as exc:
+        raise ValueError(str(exc).removeprefix("length ")) from None
+    return "auto" if parsed == "auto" else repr(float(parsed))  # type: ignore[arg-type]
+
+
 def param(default: Any, help: str, **bounds: Any) -> Any:
     """Declare one setting of GenerationParams (see ``Spec`` for the keywords)."""
     return field(default=default, metadata={"spec": Spec(default, help, **bounds)})
@@ -147,7 +168,8 @@ class GenerationParams:
                                 "flow_heun); default: the model's first", choices=sampler_names)
     seed: int | None = param(None, "seed of clip 0; random if omitted", ge=0, le=MAX_SEED)
     duration: float | None = param(None, "clip length in seconds; default: the model's", ge=0.1, le=10.0)
-    format: str = param("wav", "audio file format", choices=FORMATS)
+    format: str = param("wav", "audio file format: wav (32-bit float, = wav32f), flac (24-bit), wav16 (dithered "
+                        "PCM), wav24", choices=FORMATS)
     precision: str | None = param(
         None, "the U-Net's precision; bf16 is ~2x faster for large batches on CPUs with AVX512-BF16 and gives "
         "close but not identical clips; default: the one the model was loaded with (fp32)",
@@ -167,6 +189,20 @@ class GenerationParams:
                                  "default: free", ge=0.0, le=1.0)
     punch: float | None = param(None, "timbre knob: attack against body, 0 (soft) to 1 (punchy); default: free",
                                 ge=0.0, le=1.0)
+
+    # the producer's workflow: output length, variations, morphs, kits
+    length: str | None = param(None, "'auto' (each clip trimmed to its sound, with a natural fade below -60 dB) "
+                               "or seconds; default: the whole generated clip", normalize=_length_text, http=False)
+    strength: float = param(0.3, "variations: how far from the input, 0 (the input through the VAE) to 1 "
+                            "(ignore it)", ge=0.0, le=1.0, http=False)
+    input: str | None = param(None, "variations: the sample to vary (a WAV, FLAC, AIFF or OGG file)",
+                              max_length=4096, http=False)
+    morph_steps: int = param(5, "morph: clips from one end to the other, both included", ge=2, le=1000,
+                             http=False)
+    round_robins: int = param(1, "kit: variations per piece and velocity", ge=1, le=8, http=False)
+    velocity_layers: int = param(1, "kit: velocity layers, soft ... hard (-12 ... 0 dB)", ge=1, le=5, http=False)
+    relatedness: float = param(0.5, "kit: how much the pieces share their start noise, 0 to 1", ge=0.0, le=1.0,
+                               http=False)
 
     def __post_init__(self) -> None:
         for spec in SPECS.values():

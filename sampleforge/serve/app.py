@@ -57,6 +57,8 @@ def check_limits(service: Service, req: GenerateRequest, prefix: tuple[str, ...]
     if req.duration is not None and not cfg.min_duration <= req.duration <= cfg.max_duration:
         errors.append(_error(loc("duration"), f"must be between {cfg.min_duration} and {cfg.max_duration} seconds",
                              "range"))
+    if req.format not in MEDIA_TYPES:  # jobs store wav or flac; the other formats are for files and /v1/vary...
+        errors.append(_error(loc("format"), f"jobs write {' or '.join(MEDIA_TYPES)}", "enum"))
     if req.sampler is not None and req.sampler not in service.samplers:
         errors.append(_error(loc("sampler"), f"unknown sampler {req.sampler!r} (valid: {', '.join(service.samplers)})",
                              "enum"))

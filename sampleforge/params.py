@@ -151,6 +151,18 @@ def _length_text(value: Any) -> str:
     return "auto" if parsed == "auto" else repr(float(parsed))  # type: ignore[arg-type]
 
 
+def _pieces_text(value: Any) -> str:
+    """Kit pieces as comma-separated text or a list -> "kick,snare,..." (each a known piece, none twice)."""
+    from sampleforge.kit.pieces import parse_pieces
+
+    if not isinstance(value, (str, list, tuple)):
+        raise ValueError(f"must be comma-separated piece names, got {value!r}")
+    try:
+        return ",".join(parse_pieces(value))
+    except UserInputError as exc:
+        raise ValueError(str(exc).removeprefix("pieces: ")) from None
+
+
 def param(default: Any, help: str, **bounds: Any) -> Any:
     """Declare one setting of GenerationParams (see ``Spec`` for the keywords)."""
     return field(default=default, metadata={"spec": Spec(default, help, **bounds)})
@@ -199,6 +211,9 @@ class GenerationParams:
                               max_length=4096, http=False)
     morph_steps: int = param(5, "morph: clips from one end to the other, both included", ge=2, le=1000,
                              http=False)
+    pieces: str | None = param(None, "kit: comma-separated pieces (kick, rim, snare, clap, closed_hat, low_tom, "
+                               "open_hat, mid_tom, crash, high_tom, ride, cowbell, shaker, perc); default: the "
+                               "first eleven", normalize=_pieces_text, http=False)
     round_robins: int = param(1, "kit: variations per piece and velocity", ge=1, le=8, http=False)
     velocity_layers: int = param(1, "kit: velocity layers, soft ... hard (-12 ... 0 dB)", ge=1, le=5, http=False)
     relatedness: float = param(0.5, "kit: how much the pieces share their start noise, 0 to 1", ge=0.0, le=1.0,
@@ -246,6 +261,9 @@ def _bind_specs() -> dict[str, Spec]:
 
 
 SPECS: dict[str, Spec] = _bind_specs()
+# settings of the producer's workflow only (vary, morph, kit); `generate` takes the others
+WORKFLOW_SETTINGS = ("strength", "input", "morph_steps", "pieces", "round_robins", "velocity_layers", "relatedness")
+GENERATE_SETTINGS = tuple(name for name in SPECS if name not in WORKFLOW_SETTINGS)
 ALIASES: dict[str, str] = {a: s.name for s in SPECS.values() for a in (s.name, *s.aliases)}
 DEFAULTS = GenerationParams()
 

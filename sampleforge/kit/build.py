@@ -12,24 +12,23 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from sampleforge.audio.finish import apply_length
+from sampleforge.audio.finish import apply_length, parse_length
 from sampleforge.errors import UserInputError
 from sampleforge.kit.pieces import (
-    MAX_ROUND_ROBINS,
-    MAX_VELOCITY_LAYERS,
+    KIT_DEFAULTS,
     PIECES,
     layer_gain_db,
     parse_pieces,
     velocity_ranges,
     velocity_words,
 )
+from sampleforge.params import MAX_SEED, SPECS, GenerationParams
 from sampleforge.pipeline import Callback, Generator
 from sampleforge.taxonomy import CATEGORY_WORDS
 from sampleforge.text.keywords import tokenize
@@ -95,74 +94,57 @@ def pad_seed(kit_seed: int, index: int) -> int:
     return (kit_seed + 1 + index) % 2**31
 
 
-def _check(value: Any, name: str, lo: float, hi: float, integer: bool) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
-    if not ok or not lo <= value <= hi or (not integer and not math.isfinite(value)):
-        kind = "an integer" if integer else "a number"
-        raise UserInputError(f"{name} must be {kind} between {lo:g} and {hi:g}, got {value!r}")
-
-
 def build_kit(
     gen: Generator,
-    prompt: str = "",
-    pieces: str | Sequence[str] | None = None,
+    params: GenerationParams | None = None,
     *,
-    seed: int | None = None,
-    round_robins: int = 1,
-    velocity_layers: int = 1,
-    relatedness: float = 0.5,
     pad_seeds: dict[str, int] | None = None,
-    length: str | float | None = "auto",
-    steps: int = 50,
-    cfg_scale: float = 3.0,
-    sampler: str = "ddim",
-    vocoder: bool = True,
     name: str | None = None,
-    knobs: Mapping[str, float | None] | None = None,
+    vocoder: bool = True,
     callback: Callback | None = None,
+    **settings: Any,
 ) -> Kit:
-    """Generate a kit with ``gen``. ``pad_seeds`` ({piece: seed}) re-rolls single pads (its round robins use
-    seed, seed + 1, ...); ``length`` as in ``audio.finish.apply_length`` ("auto": each sound at its natural
-    length). Every sample is finished (peak 0.95) and then turned down by its layer's gain."""
-    if not isinstance(prompt, str):
-        raise UserInputError("prompt must be a string")
-    names = parse_pieces(pieces)
-    _check(round_robins, "round_robins", 1, MAX_ROUND_ROBINS, True)
-    _check(velocity_layers, "velocity_layers", 1, MAX_VELOCITY_LAYERS, True)
-    _check(relatedness, "relatedness", 0.0, 1.0, False)
-    for p, value in (pad_seeds or {}).items():
-        if p not in names:
-            raise UserInputError(f"pad_seeds: {p!r} is not a piece of this kit ({', '.join(names)})")
-        _check(value, f"pad_seeds[{p}]", 0, 2**31 - 1, True)
-    seed = Generator.resolve_seed(seed)
-    duration = gen.bundle.config.duration
-    shape = gen.bundle.config.vae.latent_shape(gen.frames(duration)[1])
-    words, ranges = velocity_words(velocity_layers), velocity_ranges(velocity_layers)
-    char = character(prompt)
+    """Generate a kit with ``gen`` from ``settings`` (``GenerationParams`` fields by name, over ``params``,
+    default ``KIT_DEFAULTS``): ``prompt`` is the character, ``pieces``, ``seed``, ``round_robins``,
+    ``velocity_layers``, ``relatedness``, the timbre knobs (shared by every piece), ``length`` ("auto": each
+    sound at its natural length) and the sampling settings. ``pad_seeds`` ({piece: seed}) re-rolls single pads
+    (its round robins use seed, seed + 1, ...). Every sample is finished (peak 0.95), then turned down by its
+    layer's gain."""
+    p = gen.settings(params or KIT_DEFAULTS, settings)
+    assert p.seed is not None and p.duration is not None
+    names = parse_pieces(p.pieces)
+    for piece, value in (pad_seeds or {}).items():
+        if piece not in names:
+            raise UserInputError(f"pad_seeds: {piece!r} is not a piece of this kit ({', '.join(names)})")
+        SPECS["seed"].check(value)
+    shape = gen.latent_shape(p.duration)
+    words, ranges = velocity_words(p.velocity_layers), velocity_ranges(p.velocity_layers)
+    char = character(p.prompt)
 
-    base = gen.start_noise([seed], shape)[0]
-    mix = math.sqrt(max(0.0, 1.0 - relatedness**2))
+    base = gen.start_noise([p.seed], shape)[0]
+    mix = math.sqrt(max(0.0, 1.0 - p.relatedness**2))
     samples: list[KitSample] = []
     noises: list[torch.Tensor] = []
     for i, piece in enumerate(names):
-        for r in range(round_robins):
-            own_seed = (pad_seeds[piece] + r) % 2**31 if pad_seeds and piece in pad_seeds \
-                else pad_seed(seed, i * round_robins + r)
-            noise = relatedness * base + mix * gen.start_noise([own_seed], shape)[0]
-            for layer in range(velocity_layers):
+        for r in range(p.round_robins):
+            own_seed = (pad_seeds[piece] + r) % (MAX_SEED + 1) if pad_seeds and piece in pad_seeds \
+                else pad_seed(p.seed, i * p.round_robins + r)
+            noise = p.relatedness * base + mix * gen.start_noise([own_seed], shape)[0]
+            for layer in range(p.velocity_layers):
                 text = " ".join(w for w in (PIECES[piece].words, words[layer], char) if w)
                 samples.append(KitSample(piece, layer, r, text, own_seed, ranges[layer],
-                                         layer_gain_db(layer, velocity_layers)))
+                                         layer_gain_db(layer, p.velocity_layers)))
                 noises.append(noise)
     prompts = [s.prompt for s in samples]
-    warnings = sorted({w for p in dict.fromkeys(prompts) for w in gen.check_prompt(p)})
-    cond, uncond = gen.condition(prompts, gen.checked_knobs(knobs, warnings))
-    wav, _, _ = gen.render(cond, uncond, torch.stack(noises), [s.seed for s in samples], duration, steps=steps,
-                           cfg_scale=cfg_scale, sampler=sampler, vocoder=vocoder, callback=callback)
+    warnings = sorted({w for x in dict.fromkeys(prompts) for w in gen.check_prompt(x)}) + gen.knob_warnings(p)
+    cond, uncond = gen.condition(prompts, p.knobs())
+    wav, _, _ = gen.render(p, cond, uncond, torch.stack(noises), [s.seed for s in samples], vocoder=vocoder,
+                           callback=callback)
+    length = parse_length(p.length)
     for sample, clip in zip(samples, wav.numpy(), strict=True):
         gain = np.float32(10 ** (sample.gain_db / 20))
         sample.audio = (apply_length(clip, gen.sample_rate, length) * gain).astype(np.float32)
-    params = {"steps": steps, "cfg_scale": cfg_scale, "sampler": sampler, "length": length,
-              "vocoder": vocoder, "knobs": dict(knobs) if knobs else None}
-    return Kit(name or slug(char or prompt), prompt, seed, gen.id, gen.sample_rate, names, round_robins,
-               velocity_layers, float(relatedness), params, samples, warnings)
+    used = {"steps": p.steps, "cfg_scale": p.cfg_scale, "sampler": p.sampler, "length": p.length,
+            "duration": p.duration, "vocoder": vocoder, "knobs": p.knobs() or None}
+    return Kit(name or slug(char or p.prompt), p.prompt, p.seed, gen.id, gen.sample_rate, names, p.round_robins,
+               p.velocity_layers, p.relatedness, used, samples, warnings)

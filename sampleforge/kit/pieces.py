@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sampleforge.errors import UserInputError
+from sampleforge.params import DEFAULTS
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ GM_NAMES: dict[int, str] = {
 CHOKE_GROUP: dict[str, int] = {"closed_hat": 1, "open_hat": 1}
 
 MAX_PIECES = 32
+# a kit's own defaults: 24-bit files at each sound's natural length
+KIT_DEFAULTS = dataclasses.replace(DEFAULTS, format="wav24", length="auto")
 MAX_ROUND_ROBINS = 8
 MAX_VELOCITY_LAYERS = 5
 LAYER_RANGE_DB = 12.0  # the softest velocity layer is this much quieter than the hardest

@@ -30,12 +30,12 @@ def gen(debug_model: Path) -> Generator:
 
 @pytest.fixture(scope="module")
 def full_kit(gen: Generator) -> Kit:
-    return build_kit(gen, "dusty 808", seed=4, steps=2)
+    return build_kit(gen, prompt="dusty 808", seed=4, steps=2)
 
 
 @pytest.fixture(scope="module")
 def layered(gen: Generator, tmp_path_factory: pytest.TempPathFactory) -> tuple[Kit, Path]:
-    kit = build_kit(gen, "punchy kick", ["kick", "snare", "closed_hat"], seed=2, round_robins=2,
+    kit = build_kit(gen, prompt="punchy kick", pieces="kick,snare,closed_hat", seed=2, round_robins=2,
                     velocity_layers=3, steps=2)
     out = tmp_path_factory.mktemp("kits") / "layered"
     write_kit(kit, out, fmt="wav16")
@@ -136,11 +136,11 @@ def test_velocity_layers_are_quieter_and_round_robins_differ(layered: tuple[Kit,
 
 
 def test_related_noise_and_reroll(gen: Generator, full_kit: Kit) -> None:
-    same = build_kit(gen, "", ["kick", "snare"], seed=4, relatedness=1.0, steps=2, length=None)
-    free = build_kit(gen, "", ["kick", "snare"], seed=4, relatedness=0.0, steps=2, length=None)
+    same = build_kit(gen, pieces="kick,snare", seed=4, relatedness=1.0, steps=2, length=None)
+    free = build_kit(gen, pieces="kick,snare", seed=4, relatedness=0.0, steps=2, length=None)
     assert not np.allclose(same.samples[0].audio, free.samples[0].audio)
-    again = build_kit(gen, "dusty 808", seed=4, steps=2)
-    rolled = build_kit(gen, "dusty 808", seed=4, steps=2, pad_seeds={"snare": 999})
+    again = build_kit(gen, prompt="dusty 808", seed=4, steps=2)
+    rolled = build_kit(gen, prompt="dusty 808", seed=4, steps=2, pad_seeds={"snare": 999})
     for a, b, r in zip(full_kit.samples, again.samples, rolled.samples, strict=True):
         np.testing.assert_array_equal(a.audio, b.audio)  # same seed, same kit
         if r.piece == "snare":
@@ -155,10 +155,12 @@ def test_bad_kit_options_are_named(gen: Generator, tmp_path: Path, full_kit: Kit
     for pieces, match in (("kick,gong", "gong"), ("kick,kick", "twice"), ("", "at least one")):
         with pytest.raises(UserInputError, match=match):
             parse_pieces(pieces)
+        with pytest.raises(UserInputError, match="pieces"):
+            build_kit(gen, pieces=pieces, steps=1)
     for kw, match in (({"round_robins": 0}, "round_robins"), ({"velocity_layers": 9}, "velocity_layers"),
                       ({"relatedness": 1.5}, "relatedness"), ({"pad_seeds": {"ride": 3}}, "pad_seeds")):
         with pytest.raises(UserInputError, match=match):
-            build_kit(gen, "x", ["kick"], steps=1, **kw)
+            build_kit(gen, prompt="x", pieces="kick", steps=1, **kw)
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "mine.wav").write_bytes(b"keep me")
     with pytest.raises(UserInputError, match="not empty"):
@@ -169,9 +171,9 @@ def test_bad_kit_options_are_named(gen: Generator, tmp_path: Path, full_kit: Kit
 
 
 def test_knobs_are_shared_and_recorded(gen: Generator, tmp_path: Path) -> None:
-    kit = build_kit(gen, "kick", ["kick", "snare"], seed=1, steps=1, knobs={"decay": 0.2})
+    kit = build_kit(gen, prompt="kick", pieces="kick,snare", seed=1, steps=1, decay=0.2)
     write_kit(kit, tmp_path / "kn")
     assert json.loads(read_metadata(tmp_path / "kn" / "kick.wav")["knobs"]) == {"decay": 0.2}
     assert json.loads((tmp_path / "kn" / "kit.json").read_text())["params"]["knobs"] == {"decay": 0.2}
-    with pytest.raises(UserInputError, match="knob"):
-        build_kit(gen, "kick", ["kick"], steps=1, knobs={"loudness": 0.5})
+    with pytest.raises(UserInputError, match="loudness"):
+        build_kit(gen, prompt="kick", pieces="kick", steps=1, loudness=0.5)

@@ -30,6 +30,8 @@ from sampleforge.serve.service import Service
 from sampleforge.serve.storage import MEDIA_TYPES, is_job_id
 from sampleforge.serve.store import SUCCEEDED, Job, QueueFull
 from sampleforge.serve.views import download_name, job_view, task_view
+from sampleforge.serve.workflow import UPLOAD_PATHS
+from sampleforge.serve.workflow import router as workflow_router
 
 log = logging.getLogger("sampleforge.serve")
 STATIC = Path(__file__).parent / "static"
@@ -264,8 +266,10 @@ def create_app(service: Service, manage_service: bool = True) -> FastAPI:
 
     app.include_router(public)
     app.include_router(api)
+    app.include_router(workflow_router, dependencies=[Depends(require_token)])
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(BodyLimit, max_bytes=service.config.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=service.config.max_body_bytes, upload_paths=UPLOAD_PATHS,
+                       upload_max_bytes=service.config.max_upload_bytes)
     app.add_middleware(RequestLog)
     return app
 

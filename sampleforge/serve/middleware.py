@@ -20,16 +20,20 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
 
 
 class BodyLimit:
-    """Refuse request bodies over ``max_bytes`` with 413: by Content-Length, or while streaming a chunked body."""
+    """Refuse request bodies over ``max_bytes`` with 413: by Content-Length, or while streaming a chunked body.
+    Requests to ``upload_paths`` (routes that take audio) may send up to ``upload_max_bytes``."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_paths: tuple[str, ...] = (),
+                 upload_max_bytes: int = 0) -> None:
         self.app, self.max_bytes = app, max_bytes
+        self.upload_paths, self.upload_max_bytes = frozenset(upload_paths), upload_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_big = {"detail": f"request body larger than {self.max_bytes} bytes"}
+        limit = self.upload_max_bytes if scope.get("path") in self.upload_paths else self.max_bytes
+        too_big = {"detail": f"request body larger than {limit} bytes"}
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -37,7 +41,7 @@ class BodyLimit:
                 except ValueError:
                     await _send_json(send, 400, {"detail": "bad Content-Length header"})
                     return
-                if length > self.max_bytes:
+                if length > limit:
                     await _send_json(send, 413, too_big)
                     return
         received = 0
@@ -50,7 +54,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     await _send_json(send, 413, too_big)
                     responded = True
                     return {"type": "http.disconnect"}  # the app sees a client that went away

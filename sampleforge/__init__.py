@@ -5,8 +5,8 @@
     gen = sampleforge.Generator.from_pretrained("drums-v1")
     audio = gen.generate(["kick", "snare"], n=4, steps=50, cfg_scale=3.0)  # Tensor (8, 88200)
     sampleforge.vary("my_snare.wav", strength=0.3, count=8)                 # → [Path] (audio-to-audio)
-    sampleforge.morph(sampleforge.MorphEnd("kick", 1), sampleforge.MorphEnd("snare", 2), count=5)
-    sampleforge.make_kit("dusty 808", "mykit")                             # → the kit folder (SFZ, Hydrogen, ...)
+    sampleforge.morph(sampleforge.MorphEnd("kick", 1), sampleforge.MorphEnd("snare", 2), morph_steps=5)
+    sampleforge.make_kit("mykit", prompt="dusty 808")                      # → the kit folder (SFZ, Hydrogen, ...)
 """
 
 from __future__ import annotations

@@ -64,3 +64,9 @@ def test_pcm_clips_hot_samples_and_bad_format_is_named(tmp_path) -> None:
     assert codes[0] >= 32766 and codes[1] <= -32767 and abs(int(codes[2])) <= 1
     with pytest.raises(UserInputError, match="mp3.*wav16"):
         write_audio(tmp_path / "x.mp3", tone(), SR, format="mp3")
+
+
+def test_the_settings_and_the_writer_know_the_same_formats() -> None:
+    from sampleforge.params import FORMATS as SETTINGS_FORMATS
+
+    assert set(SETTINGS_FORMATS) == set(FORMATS)

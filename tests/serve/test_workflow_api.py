@@ -151,3 +151,10 @@ def test_token_protects_the_workflow_routes(make_client, generator) -> None:
     ok = client.post("/v1/kit/pad", json={"piece": "kick", "seed": 1, **FAST},
                      headers={"Authorization": "Bearer s3cret"})
     assert ok.status_code == 200
+
+
+def test_jobs_narrow_the_formats_to_what_they_store(make_client) -> None:
+    client = make_client(start=False)
+    r = client.post("/v1/generate", json={"prompt": "kick", "format": "wav16"})
+    assert r.status_code == 422 and "format" in r.text
+    assert client.post("/v1/generate", json={"prompt": "kick", "format": "flac"}).status_code == 202

@@ -52,10 +52,10 @@ def main() -> None:
               f"{np.median(kept):>13.0f}")
     clip = gen.generate("snare", steps=args.steps, sampler=args.sampler, seed=args.seed).numpy()[0]
     t0 = time.perf_counter()
-    gen.vary(clip, "snare", n=8, strength=0.3, steps=args.steps, sampler=args.sampler, seed=1)
+    gen.vary(clip, prompt="snare", count=8, strength=0.3, steps=args.steps, sampler=args.sampler, seed=1)
     t_vary = time.perf_counter() - t0
     t0 = time.perf_counter()
-    build_kit(gen, "punchy 808", seed=1, steps=args.steps, sampler=args.sampler)
+    build_kit(gen, prompt="punchy 808", seed=1, steps=args.steps, sampler=args.sampler)
     t_kit = time.perf_counter() - t0
     print(f"vary: 8 variations at strength 0.3 in {t_vary:.2f} s; kit: 11 pieces in {t_kit:.2f} s")
 

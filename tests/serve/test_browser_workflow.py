@@ -39,9 +39,13 @@ def test_kit_builder_auditions_rerolls_and_downloads(browser, live_server) -> No
     browser.find_element(By.CSS_SELECTOR, ".pad[data-piece='snare']").click()  # audition
     state = browser.execute_async_script("""
         const done = arguments[arguments.length - 1];
-        setTimeout(() => { const a = kit.lastPlayed;
-          done({error: a.error && a.error.code, duration: a.duration, paused: a.paused, time: a.currentTime}); }, 400);""")
-    assert state["error"] is None and 0 < state["duration"] <= 2.0 and state["time"] > 0, state
+        const t0 = Date.now();
+        const check = () => { const a = kit.lastPlayed;
+          if (a.currentTime > 0 || a.ended || a.error || Date.now() - t0 > 10000)
+            done({error: a.error && a.error.code, duration: a.duration, played: a.currentTime > 0 || a.ended});
+          else setTimeout(check, 50); };
+        check();""")
+    assert state["error"] is None and 0 < state["duration"] <= 2.0 and state["played"], state
 
     browser.find_element(By.CSS_SELECTOR, ".pad[data-piece='snare'] .reroll").click()  # re-roll one pad
     wait_for(lambda: pad_seeds(browser)["snare"] != seeds["snare"], 60, "a re-rolled snare")

@@ -10,13 +10,16 @@ APT_GM := fluidsynth fluid-soundfont-gm
 APT_TEST := redis-server chromium chromium-driver
 APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: install data data-gm test lint typecheck pytest demo train-default bench clean apt-test
+.PHONY: install data data-gm test lint typecheck pytest demo train-default train-v2 bench clean apt-test
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "torch==2.13.0"
 	$(BIN)/pip install -q -e ".[test]"
+	# audio-diffusion-pytorch checkpoints (backends/adp.py): without their deps, which would pull torchaudio
+	$(BIN)/pip install -q "einops>=0.6"
+	$(BIN)/pip install -q --no-deps "audio-diffusion-pytorch==0.1.3" "a-unet==0.0.16"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -59,11 +62,18 @@ demo: install data
 	$(BIN)/sampleforge demo --out-dir generations
 
 ## rebuild the shipped default model from the Debian packages (resumable: run it again to continue;
-## MINUTES=N stops cleanly after N minutes). The model card (weights/drums-v2/README.md) is kept.
-## drums-v1, the previous default, is rebuilt the same way with its recipe: configs/drums-v1.json.
+## MINUTES=N stops cleanly after N minutes). The model card (weights/drums-v1/README.md) is kept.
 MINUTES ?=
 train-default: install data
-	$(BIN)/sampleforge train all --config configs/default.json --out runs/drums-v2 --resume \
+	$(BIN)/sampleforge train all --config configs/default.json --out runs/drums-v1 --resume \
+	  --data /usr/share/hydrogen/data/drumkits $(if $(MINUTES),--max-minutes $(MINUTES),)
+	mkdir -p weights/drums-v1
+	cp runs/drums-v1/model/config.json runs/drums-v1/model/vocab.json runs/drums-v1/model/*.safetensors weights/drums-v1/
+	@echo 'weights/drums-v1 rebuilt; the model card (README.md) describes the shipped run'
+
+## rebuild drums-v2, the timbre-knob model (time/4 VAE, Hydrogen kits + lmms, Sonic Pi and STK one-shots)
+train-v2: install data
+	$(BIN)/sampleforge train all --config configs/drums-v2.json --out runs/drums-v2 --resume \
 	  --data /usr/share/hydrogen/data/drumkits $(DEBIAN_DRUMS) $(if $(MINUTES),--max-minutes $(MINUTES),)
 	mkdir -p weights/drums-v2
 	cp runs/drums-v2/model/config.json runs/drums-v2/model/vocab.json runs/drums-v2/model/timbre.json \

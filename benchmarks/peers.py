@@ -19,28 +19,20 @@ use; :func:`build_peer` puts an empty stand-in module in ``sys.modules`` when to
 from __future__ import annotations
 
 import importlib.util
-import sys
 import time
-import types
 from typing import Any
 
 import torch
 from torch import nn
 
-SAMPLE_RATE = 44100
-PEER_LENGTH = 32768  # exp/drum_diffusion.yaml `length`
+from sampleforge.backends import adp
+
+SAMPLE_RATE = adp.SAMPLE_RATE
+PEER_LENGTH = adp.DRUM_LENGTH  # exp/drum_diffusion.yaml `length`
 PEER_CHANNELS = 2  # exp/drum_diffusion.yaml `channels` (stereo)
 PEER_STEPS = 50  # exp/drum_diffusion.yaml SampleLogger `sampling_steps: [50]`
-PEER_DOWNSAMPLE = 128  # product of the U-Net factors: lengths must be multiples of it
-PEER_UNET: dict[str, Any] = {
-    "in_channels": PEER_CHANNELS,
-    "channels": [32, 32, 64, 64, 128, 128, 256, 256],
-    "factors": [1, 2, 2, 2, 2, 2, 2, 2],
-    "items": [2, 2, 2, 2, 2, 2, 4, 4],
-    "attentions": [0, 0, 0, 0, 0, 1, 1, 1],
-    "attention_heads": 8,
-    "attention_features": 64,
-}
+PEER_DOWNSAMPLE = adp.downsample_factor(adp.DRUM_UNET)  # lengths must be multiples of it
+PEER_UNET: dict[str, Any] = adp.DRUM_UNET  # the drum configuration (sampleforge/backends/adp.py runs its checkpoints)
 
 
 def peer_missing() -> str | None:
@@ -56,16 +48,7 @@ def peer_missing() -> str | None:
 
 def build_peer(seed: int = 0) -> nn.Module:
     """tiny-audio-diffusion's drum ``DiffusionModel`` with random weights, in eval mode."""
-    if "torchaudio" not in sys.modules and importlib.util.find_spec("torchaudio") is None:
-        stand_in = types.ModuleType("torchaudio")
-        stand_in.transforms = types.ModuleType("torchaudio.transforms")  # type: ignore[attr-defined]
-        sys.modules["torchaudio"] = stand_in
-        sys.modules["torchaudio.transforms"] = stand_in.transforms  # type: ignore[attr-defined]
-    from audio_diffusion_pytorch import DiffusionModel, UNetV0, VDiffusion, VSampler
-
-    torch.manual_seed(seed)
-    model = DiffusionModel(net_t=UNetV0, diffusion_t=VDiffusion, sampler_t=VSampler, **PEER_UNET)
-    return model.eval()
+    return adp.build_model(PEER_UNET, seed=seed)
 
 
 def peer_length(seconds: float) -> int:

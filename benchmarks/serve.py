@@ -116,7 +116,7 @@ def report(stats: dict[str, Any], body: dict[str, Any], concurrency: int) -> Non
 def spawn_server(model: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Start `sampleforge serve` on a free loopback port (``model`` "debug": a random-weight debug model)."""
     if model == "debug":
-        from sampleforge.bundle import make_debug_bundle
+        from sampleforge.debug_model import make_debug_bundle
 
         model = str(make_debug_bundle(workdir / "debug-model"))
     with socket.socket() as s:

@@ -1,6 +1,7 @@
 """Generation speed and memory, and the ratio against the drum waveform-diffusion peer.
 
     python -m benchmarks.speed [--model drums-v1] [--threads 1,2] [--batches 1,16] [--no-peer] [--json FILE]
+    python -m benchmarks.speed --vocoders [--model M] [--threads 2] [--batches 1]   # vocoder vs Griffin-Lim only
 
 For each thread count and batch size: seconds per 2-s clip for 50 DDIM steps with CFG (the reference
 setting) and for the fast setting (``--fast``, default dpmpp_2m with 8 steps), the split between the
@@ -67,6 +68,24 @@ def time_generation(gen: Any, batch: int, steps: int, sampler: str, cfg_scale: f
     }
 
 
+def time_vocoders(gen: Any, batch: int, repeats: int) -> dict[str, float]:
+    """Median seconds per clip of the model's vocoder and of its Griffin-Lim on the same real-shaped log-mel
+    (``batch`` clips of the model's duration), timed alternately so that both see the same machine load."""
+    samples, frames = gen.frames(gen.bundle.config.duration)
+    mel = (torch.randn(batch, gen.bundle.config.mel.n_mels, frames, generator=torch.Generator().manual_seed(0))
+           - 5.0).to(gen.device)
+    times: dict[str, list[float]] = {"vocoder": [], "griffin_lim": []}
+    for r in range(repeats + 2):  # the first two rounds warm up
+        for name, neural in (("vocoder", True), ("griffin_lim", False)):
+            t0 = time.perf_counter()
+            gen.vocode(mel, samples, vocoder=neural)
+            if r >= 2:
+                times[name].append(time.perf_counter() - t0)
+    voc, gl = _med(times["vocoder"]) / batch, _med(times["griffin_lim"]) / batch
+    return {"batch": batch, "vocoder_seconds_per_clip": voc, "griffin_lim_seconds_per_clip": gl,
+            "griffin_lim_iters": gen.griffin_lim.n_iter, "ratio": voc / gl, "repeats": repeats}
+
+
 def time_peer(model: torch.nn.Module, threads: int, repeats: int) -> dict[str, float]:
     torch.set_num_threads(threads)
     native, native_cpu = peers.time_forward(model, peers.PEER_LENGTH, repeats=repeats)
@@ -100,11 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", default="1,16", help="comma-separated batch sizes")
     add_arguments(ap, ("steps", "cfg_scale", "precision"))  # the reference setting: DDIM + CFG
     ap.add_argument("--fast", default="dpmpp_2m:8", help="the fast setting, sampler:steps")
-    ap.add_argument("--repeats", type=int, default=2, help="timed runs per cell at batch 1 (1 for bigger batches)")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="timed runs per cell at batch 1 (1 for bigger batches; default 2, with --vocoders 30)")
     ap.add_argument("--gl-iters", type=int, default=None,
                     help="Griffin-Lim iterations (default: the model's config.json griffin_lim.n_iter)")
     ap.add_argument("--no-peer", action="store_true", help="skip the peer comparison")
     ap.add_argument("--peer-repeats", type=int, default=2, help="timed peer forwards per length")
+    ap.add_argument("--vocoders", action="store_true",
+                    help="time only the model's vocoder against its Griffin-Lim (--repeats rounds, default 30)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
     reference = from_namespace(args)
@@ -122,13 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in gen.bundle.modules().items()}
     print(f"model {gen.id}: " + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in n_params.items())
           + f"; {vocoder}; torch {torch.__version__}, CPU")
+    if args.vocoders:
+        return _vocoders_only(gen, threads, batches, args)
     gen.generate_full("kick", steps=2, seed=0)  # warm-up
     ours: list[dict[str, Any]] = []
     for t in threads:
         torch.set_num_threads(t)
         for b in batches:
             for sampler, steps in ((gen.samplers[0], reference.steps), (fast_sampler, int(fast_steps))):
-                r = time_generation(gen, b, steps, sampler, reference.cfg_scale, args.repeats if b == 1 else 1)
+                r = time_generation(gen, b, steps, sampler, reference.cfg_scale, (args.repeats or 2) if b == 1 else 1)
                 r["threads"] = t
                 ours.append(r)
                 print(f"threads {t} batch {b:>2} {sampler:>9} {steps:>3} steps + CFG: {r['seconds_per_clip']:.3f} s/clip "
@@ -170,6 +194,28 @@ def main(argv: list[str] | None = None) -> int:
         out["peak_rss_mb_with_peer"] = peak_rss_mb()
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+def _vocoders_only(gen: Any, threads: list[int], batches: list[int], args: argparse.Namespace) -> int:
+    if gen.bundle.vocoder is None:
+        print("this model has no neural vocoder: nothing to compare with Griffin-Lim", file=sys.stderr)
+        return 2
+    repeats = args.repeats or 30
+    rows: list[dict[str, Any]] = []
+    for t in threads:
+        torch.set_num_threads(t)
+        for b in batches:
+            c0, w0 = time.process_time(), time.perf_counter()
+            r = time_vocoders(gen, b, repeats)
+            r["threads"] = t
+            rows.append(r)
+            print(f"threads {t} batch {b:>2}: vocoder {1000 * r['vocoder_seconds_per_clip']:.1f} ms/clip, Griffin-Lim "
+                  f"{r['griffin_lim_iters']} {1000 * r['griffin_lim_seconds_per_clip']:.1f} ms/clip "
+                  f"(ratio {r['ratio']:.2f}; median of {repeats})"
+                  + _busy_note(time.perf_counter() - w0, time.process_time() - c0, t), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"model": gen.id, "vocoders": rows}, indent=2) + "\n")
     return 0
 
 

@@ -42,7 +42,7 @@ def _component(arg: Any, name: str) -> tuple[Path | None, Path | None]:
         return None, p
     if p.suffix == ".pt":
         raise UserInputError(
-            f"{name}: {p} is a legacy .pt checkpoint; convert it first with `sampleforge inspect --import {p} --out DIR`"
+            f"{name}: {p} is a legacy .pt checkpoint; convert it first with `sampleforge import {p} --vae VAE.pt --out DIR`"
         )
     return resolve_model(arg), None
 
@@ -51,6 +51,13 @@ def _component(arg: Any, name: str) -> tuple[Path | None, Path | None]:
 def _generator(folder: str, overrides: tuple[tuple[str, str | None], ...]) -> Generator:
     comps: dict[str, Path | None] = {k: (Path(v) if v else None) for k, v in overrides}
     return Generator.from_pretrained(folder, components=comps or None)
+
+
+@lru_cache(maxsize=2)
+def _backend(model: str) -> Any:
+    from sampleforge.backends import load_backend
+
+    return load_backend(model)
 
 
 def auto_name(prompt: str, seed: int, model: str, steps: int, cfg_scale: float) -> Path:
@@ -69,8 +76,14 @@ def load_generator(
     vae_checkpoint: Any = _DEFAULT,
     vocoder_checkpoint: Any = _DEFAULT,
     model: PathLike | None = None,
-) -> tuple[Generator, bool]:
-    """Resolve the reference API's checkpoint arguments → (a cached Generator, whether to use its vocoder)."""
+) -> tuple[Any, bool]:
+    """Resolve the reference API's checkpoint arguments → (a cached Generator, whether to use its vocoder).
+    ``model`` may also be another format (a diffusers folder, ``hf:OWNER/NAME``, a ``.ckpt``): its backend."""
+    if model is not None and all(a is _DEFAULT for a in (diffusion_checkpoint, vae_checkpoint, vocoder_checkpoint)):
+        from sampleforge.backends.resolve import resolve
+
+        if resolve(model).format != "sampleforge":
+            return _backend(str(model)), True
     folder, unet_file = _component(diffusion_checkpoint, "diffusion_checkpoint")
     vae_folder, vae_file = _component(vae_checkpoint, "vae_checkpoint")
     base = folder or vae_folder or resolve_model(model if model is not None else DEFAULT_MODEL)
@@ -135,7 +148,7 @@ def generate(
         {"prompt": prompt, "cfg_scale": cfg_scale, "ddim_steps": ddim_steps, "seed": seed, **settings})
     if params.count != 1:
         raise UserInputError(f"count: generate() makes one clip, got {params.count} (see Generator.generate)")
-    gen, use_vocoder = load_generator(diffusion_checkpoint, vae_checkpoint, vocoder_checkpoint)
+    gen, use_vocoder = load_generator(diffusion_checkpoint, vae_checkpoint, vocoder_checkpoint, model=params.model)
     params = gen.resolve(params)
     assert params.seed is not None and params.sampler is not None
     out = Path(output_path) if output_path is not None else \

@@ -22,6 +22,7 @@ COMMAND_MODULES = {
     "vary": "sampleforge.workflow_commands",
     "morph": "sampleforge.workflow_commands",
     "kit": "sampleforge.workflow_commands",
+    "import": "sampleforge.legacy",
     "data": "sampleforge.data.commands",
     "train": "sampleforge.train.commands",
     "eval": "sampleforge.eval.commands",

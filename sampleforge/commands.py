@@ -11,19 +11,20 @@ from typing import Any
 from sampleforge.errors import UserInputError
 from sampleforge.params import GENERATE_SETTINGS, GenerationParams, add_arguments, from_namespace
 
-DEMO_CLASSES = ("kick", "snare", "closed_hat", "open_hat", "clap", "tom", "crash")
-
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("generate", help="generate drum one-shots from a keyword prompt")
+    p = sub.add_parser("generate", help="generate audio from a prompt with any supported model",
+                       description="Drum one-shots with sampleforge's models, or audio with other people's "
+                       "(diffusers Stable Audio / AudioLDM2 folders, hf:OWNER/NAME, audio-diffusion-pytorch .ckpt).")
     add_arguments(p, GENERATE_SETTINGS)
     p.add_argument("--output", type=Path, default=None, help="output file (with --count > 1: numbered _1, _2...)")
     p.add_argument("--out-dir", type=Path, default=None, help="folder for auto-named files (default generations/)")
-    p.add_argument("--model", default=None, help="model folder or shipped name (default drums-v1)")
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     p.add_argument("--diffusion-ckpt", default=None, help="U-Net weights (.safetensors) or a model folder")
     p.add_argument("--vae-ckpt", default=None, help="VAE weights (.safetensors) or a model folder")
     p.add_argument("--vocoder-ckpt", default=None, help="vocoder weights (.safetensors) or a model folder")
     p.add_argument("--no-vocoder", action="store_true", help="Griffin-Lim instead of the neural vocoder")
+    p.add_argument("--verbose", action="store_true", help="per-stage times and peak memory on stderr")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
 
@@ -63,15 +64,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from sampleforge import api
     from sampleforge.audio.finish import apply_length, parse_length
     from sampleforge.audio.io import write_audio
+    from sampleforge.backends.memory import measure_peak
 
     if args.output is not None:  # fail before loading anything
         api.check_writable(args.output)
     elif args.out_dir is not None:
         api.check_writable(args.out_dir / "probe.wav")
-    default: Any = api._DEFAULT
-    vocoder = None if args.no_vocoder else (args.vocoder_ckpt or default)
-    gen, use_vocoder = api.load_generator(args.diffusion_ckpt or default, args.vae_ckpt or default, vocoder,
-                                          model=args.model)
+    gen, use_vocoder = _load_model(args, params)
     params = gen.resolve(params)
     assert params.seed is not None and params.sampler is not None
     outs = [_output_path(args, params, gen.id, k) for k in range(params.count)]
@@ -81,10 +80,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"warning: {w}", file=sys.stderr)
     bar, callback = _progress(params.count, args.quiet)
     try:
-        result = gen.run(params, vocoder=use_vocoder, callback=callback)
+        with measure_peak(gen.device) as peak:
+            result = gen.run(params, vocoder=use_vocoder, callback=callback)
     finally:
         if bar is not None:
             bar.close()
+    shown = set(gen.check_prompt(params.prompt))
+    for w in result.warnings:
+        if w not in shown:
+            print(f"warning: {w}", file=sys.stderr)
+    if args.verbose:
+        print(verbose_line(gen, result.stats, peak), file=sys.stderr)
     for out, wav, s in zip(outs, result.audio, result.seeds, strict=True):
         meta = api.metadata_for(params.prompt, s, gen.id, params.steps, params.cfg_scale, params.sampler,
                                 length=params.length, format=params.format, **params.knobs())
@@ -92,6 +98,46 @@ def cmd_generate(args: argparse.Namespace) -> int:
                     meta, format=params.format)
         print(out)
     return 0
+
+
+def _load_model(args: argparse.Namespace, params: GenerationParams) -> tuple[Any, bool]:
+    """(the backend for --model and the load-time settings, whether to use a sampleforge model's vocoder)."""
+    from sampleforge import api
+    from sampleforge.backends import BackendOptions, load_backend, resolve
+
+    overrides = args.diffusion_ckpt or args.vae_ckpt or args.vocoder_ckpt or args.no_vocoder
+    if params.model is not None and resolve(params.model).format != "sampleforge":
+        if overrides:
+            raise UserInputError("--diffusion-ckpt, --vae-ckpt, --vocoder-ckpt and --no-vocoder apply to "
+                                 "sampleforge models only")
+        return load_backend(params.model, BackendOptions.from_params(params, args.device)), True
+    if overrides or (args.device is None and params.quantize == "none"):
+        default: Any = api._DEFAULT
+        vocoder = None if args.no_vocoder else (args.vocoder_ckpt or default)
+        return api.load_generator(args.diffusion_ckpt or default, args.vae_ckpt or default, vocoder,
+                                  model=params.model)
+    from sampleforge.bundle import DEFAULT_MODEL
+
+    return load_backend(params.model or DEFAULT_MODEL, BackendOptions.from_params(params, args.device)), True
+
+
+def verbose_line(gen: Any, stats: dict[str, float], peak: Any) -> str:
+    """One line: the stages' times and peak memory, and the process's peak resident memory."""
+    from sampleforge.backends.memory import process_peak_bytes
+
+    parts = [f"model {gen.id} ({gen.kind}) on {gen.device}"]
+    for stage in ("sample", "decode"):
+        if f"{stage}_s" in stats:
+            mem = stats.get(f"{stage}_peak_mib")
+            parts.append(f"{stage} {stats[f'{stage}_s']:.2f} s" + (f" (+{mem:.1f} MiB peak)" if mem is not None else ""))
+    total = f"generate {peak.seconds:.2f} s"
+    if peak.mib is not None:
+        total += f", peak +{peak.mib:.1f} MiB {'on the GPU' if peak.where == 'cuda' else 'resident'}"
+    parts.append(total)
+    proc = process_peak_bytes()
+    if proc is not None:
+        parts.append(f"process peak {proc / 2**20:.0f} MiB")
+    return "; ".join(parts)
 
 
 def _output_path(args: argparse.Namespace, params: GenerationParams, model: str, k: int) -> Path:
@@ -137,7 +183,7 @@ def cmd_vocab(args: argparse.Namespace) -> int:
 
 def _print_knob_words(path: Path) -> None:
     """The words that act through timbre knobs, for a model conditioned on knobs."""
-    from sampleforge.bundle import read_config
+    from sampleforge.model_config import read_config
     from sampleforge.timbre import WORD_KNOBS
 
     knobs = read_config(path).text.knobs
@@ -165,11 +211,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from sampleforge import api
     from sampleforge.audio.io import write_wav
-    from sampleforge.taxonomy import CATEGORY_PROMPTS
+    from sampleforge.taxonomy import CATEGORY_PROMPTS, MAIN_CLASSES
 
     gen, _ = api.load_generator(model=args.model)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    prompts = [CATEGORY_PROMPTS[c] for c in DEMO_CLASSES]
+    prompts = [CATEGORY_PROMPTS[c] for c in MAIN_CLASSES]
     t0 = time.perf_counter()
     result = gen.generate_full(prompts, n=args.per_class, seed=args.seed)
     p = result.params

@@ -1,4 +1,4 @@
-"""Errors that speak to the user (STYLE.md rule 11). The CLI prints them on one line and exits 2."""
+"""Errors that speak to the user: each says what is wrong and where. The CLI prints them on one line and exits 2."""
 
 from __future__ import annotations
 

@@ -24,7 +24,11 @@ from typing import Any
 from sampleforge.errors import UserInputError
 
 MAX_SEED = 2**31 - 1
-PRECISIONS = ("fp32", "bf16")  # the first is what a model loads with unless told otherwise
+PRECISIONS = ("fp32", "bf16", "fp16")  # the first is what a model loads with unless told otherwise
+QUANTIZE = ("none", "int8")
+OFFLOAD = ("none", "model")
+CHANNELS = ("mono", "stereo")
+MAX_DURATION = 600.0  # the widest any backend accepts; each model narrows it (sampleforge models: 10 s)
 # "wav": the reference's 32-bit float WAV (= "wav32f"); "wav16" is TPDF-dithered PCM; "flac" is 24-bit
 FORMATS = ("wav", "flac", "wav16", "wav24", "wav32f")
 
@@ -41,10 +45,12 @@ class ParamError(UserInputError):
 
 
 def sampler_names() -> tuple[str, ...]:
-    """Every registered sampler (a model accepts the subset that fits its prediction type)."""
+    """Every registered sampler, ours and the names other people's models map onto their schedulers (a model
+    accepts the subset that fits it)."""
+    from sampleforge.backends.schedulers import mapped_names
     from sampleforge.diffusion.samplers import SAMPLERS
 
-    return tuple(SAMPLERS)
+    return tuple(dict.fromkeys([*SAMPLERS, *mapped_names()]))
 
 
 @dataclass(frozen=True)
@@ -179,19 +185,40 @@ class GenerationParams:
     sampler: str | None = param(None, "sampler, e.g. ddim, dpmpp_2m, euler_ancestral (flow models: flow_euler, "
                                 "flow_heun); default: the model's first", choices=sampler_names)
     seed: int | None = param(None, "seed of clip 0; random if omitted", ge=0, le=MAX_SEED)
-    duration: float | None = param(None, "clip length in seconds; default: the model's", ge=0.1, le=10.0)
+    duration: float | None = param(None, "clip length in seconds; default: the model's (each model narrows the "
+                                   "range: sampleforge models 0.1-10 s)", ge=0.1, le=MAX_DURATION)
     format: str = param("wav", "audio file format: wav (32-bit float, = wav32f), flac (24-bit), wav16 (dithered "
                         "PCM), wav24", choices=FORMATS)
     precision: str | None = param(
         None, "the U-Net's precision; bf16 is ~2x faster for large batches on CPUs with AVX512-BF16 and gives "
-        "close but not identical clips; default: the one the model was loaded with (fp32)",
-        choices=PRECISIONS, http=False)
+        "close but not identical clips; other people's models load their weights in it (fp16 too); default: the "
+        "one the model was loaded with (fp32)", choices=PRECISIONS, http=False)
     eta: float | None = param(None, "fresh noise per step, 0 (deterministic) to 1 (ancestral); default: the "
                               "sampler's (ddim 0, euler_ancestral 1)", ge=0.0, le=1.0, http=False)
     steps_offset: int = param(0, "added to every timestep of the 'leading' spacing (as diffusers' steps_offset)",
                               ge=0, le=100, http=False)
     flow_shift: float = param(1.0, "time shift of flow-matching models (above 1: more steps at high noise)",
                               gt=0.0, le=100.0, http=False)
+    # which model, and how it is loaded and run (sampleforge.backends)
+    model: str | None = param(None, "the model: a sampleforge folder or shipped name, a diffusers pipeline folder, "
+                              "hf:OWNER/NAME from the Hugging Face cache, or an audio-diffusion-pytorch .ckpt; "
+                              "default: drums-v1 (a server: its first model, see /v1/models)", max_length=1000)
+    offload: str = param("none", "model: keep idle components on the CPU and move each to the GPU only while it "
+                         "runs (accelerate hooks; CUDA only)", choices=OFFLOAD, http=False)
+    decode_chunk: float | None = param(None, "decode the latents in chunks of this many seconds: lower peak memory "
+                                       "for long audio; default: in one piece", gt=0.0, le=MAX_DURATION, http=False)
+    quantize: str = param("none", "int8: dynamic int8 quantisation of the denoiser's Linear layers (CPU, fp32)",
+                          choices=QUANTIZE, http=False)
+    channels: str | None = param(None, "mono: mix a stereo model down; stereo: keep both channels; default: the "
+                                 "model's own", choices=CHANNELS, http=False)
+    init_audio: str | None = param(None, "audio-to-audio and inpainting (Stable Audio 3): the audio file to start "
+                                   "from", max_length=4096, http=False)
+    init_noise: float | None = param(None, "audio-to-audio: how much of init_audio to re-noise, 0 (keep) to 1 "
+                                     "(all); default 1", ge=0.0, le=1.0, http=False)
+    mask_start: float | None = param(None, "inpainting: start of the region to regenerate, seconds", ge=0.0,
+                                     le=MAX_DURATION, http=False)
+    mask_end: float | None = param(None, "inpainting: end of the region to regenerate, seconds", ge=0.0,
+                                   le=MAX_DURATION, http=False)
     # timbre knobs (sampleforge.timbre): quantiles within the class, 0-1; unset = sampled freely
     decay: float | None = param(None, "timbre knob: how long the sound rings, 0 (shortest of its class) to 1 "
                                 "(longest); words 'long', 'short' set it; default: free", ge=0.0, le=1.0)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -25,25 +25,21 @@ from torch import Tensor
 from sampleforge.audio.finish import finish
 from sampleforge.audio.griffinlim import GriffinLim
 from sampleforge.audio.mel import MelSpectrogram
+from sampleforge.backends.base import BackendOptions, Generation, ParamSpace, RunMixin
 from sampleforge.bundle import DEFAULT_MODEL, Bundle, load_bundle, model_id
+from sampleforge.devices import auto_device
 from sampleforge.diffusion.samplers import FLOW_SAMPLERS, SAMPLERS
 from sampleforge.diffusion.sampling import generate_latents
 from sampleforge.errors import UserInputError
 from sampleforge.params import DEFAULTS, MAX_SEED, PRECISIONS, SPECS, GenerationParams
-from sampleforge.text.keywords import keywords
-from sampleforge.timbre import WORD_KNOBS, knobs_from_words
+from sampleforge.text.keywords import classes_named, keywords
+from sampleforge.timbre import KEYWORD_MIN_CLIPS, WORD_KNOBS, knobs_from_words
 
 Callback = Callable[[int, int], None]
 
 
-def auto_device() -> torch.device:
-    """CUDA > MPS > CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+MAX_DURATION = 10.0  # seconds: sampleforge models make one-shots
+NATIVE_PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -73,25 +69,39 @@ def slerp(a: Tensor, b: Tensor, t: float) -> Tensor:
     return (wa * a.double() + wb * b.double()).to(a.dtype)
 
 
-@dataclass
-class Generation:
-    """One batch of results: audio (B, samples) and what produced each clip."""
+class Rendered(NamedTuple):
+    """What ``Generator.render`` returns, on the CPU: finished audio (B, samples), latents (B, C, W), mels
+    (B, 128, F) and the waveform before finishing (B, samples)."""
 
     audio: Tensor
-    prompts: list[str]
-    seeds: list[int]
-    params: GenerationParams  # as run: seed, sampler, duration and precision filled in
-    warnings: list[str] = field(default_factory=list)
-    latents: Tensor | None = None
-    mels: Tensor | None = None
+    latents: Tensor
+    mels: Tensor
+    raw: Tensor
+
+    def generation(self, prompts: list[str], seeds: list[int], params: GenerationParams,
+                   warnings: list[str]) -> Generation:
+        return Generation(audio=self.audio, prompts=prompts, seeds=seeds, params=params, warnings=warnings,
+                          latents=self.latents, mels=self.mels, raw=self.raw)
 
 
-class Generator:
-    """A loaded model ready to generate. Stateless between calls."""
+class Generator(RunMixin):
+    """A loaded sampleforge model ready to generate (the ``sampleforge`` backend). Stateless between calls."""
 
-    def __init__(self, bundle: Bundle, device: torch.device | str | None = None, precision: str | None = None) -> None:
+    kind = "sampleforge"
+
+    def __init__(self, bundle: Bundle, device: torch.device | str | None = None, precision: str | None = None,
+                 quantize: str = "none") -> None:
         self.precision: str = SPECS["precision"].check(precision) or PRECISIONS[0]
+        if self.precision not in NATIVE_PRECISIONS:
+            raise UserInputError(f"precision: sampleforge models run in {' or '.join(NATIVE_PRECISIONS)}, "
+                                 f"got {self.precision}")
         self.device = torch.device(device) if device is not None else auto_device()
+        if SPECS["quantize"].check(quantize) == "int8":
+            from sampleforge.backends.memory import quantize_int8
+
+            if self.device.type != "cpu":
+                raise UserInputError("quantize: int8 quantisation runs on the CPU only (use --device cpu)")
+            bundle.unet = quantize_int8(bundle.unet)  # type: ignore[assignment]
         self.bundle = bundle.to(self.device)
         cfg = bundle.config
         self.name = cfg.name
@@ -111,10 +121,36 @@ class Generator:
         device: torch.device | str | None = None,
         components: dict[str, Path | None] | None = None,
         precision: str | None = None,
-    ) -> Generator:
+    ) -> Any:
         """Load a model folder or a shipped model by name (``components`` overrides single weight files).
-        ``precision="bf16"``: the U-Net runs under bfloat16 autocast (see ``GenerationParams.precision``)."""
+        ``precision="bf16"``: the U-Net runs under bfloat16 autocast (see ``GenerationParams.precision``).
+        Other people's models (a diffusers folder, ``hf:OWNER/NAME``, an audio-diffusion-pytorch ``.ckpt``)
+        load through ``backends.load_backend`` and answer the same calls."""
+        from sampleforge.backends.resolve import resolve
+
+        if components is None and resolve(path_or_name).format != "sampleforge":
+            from sampleforge.backends import load_backend
+
+            return load_backend(path_or_name, BackendOptions(device=None if device is None else str(device),
+                                                             precision=precision or PRECISIONS[0]))
         return cls(load_bundle(path_or_name, components=components), device, precision)
+
+    @classmethod
+    def from_options(cls, path_or_name: str | os.PathLike[str], options: BackendOptions) -> Generator:
+        """Load with the backend options (precision fp32/bf16, int8 quantisation of the U-Net on the CPU)."""
+        return cls(load_bundle(path_or_name), options.device, options.precision, options.quantize)
+
+    # -- the backend interface -------------------------------------------------------------------------
+    @property
+    def space(self) -> ParamSpace:
+        """Samplers (DDPM or flow, as the model was trained), durations and defaults."""
+        return ParamSpace(samplers=self.samplers, min_duration=float(SPECS["duration"].ge or 0.1),
+                          max_duration=MAX_DURATION, default_duration=float(self.bundle.config.duration),
+                          default_steps=int(SPECS["steps"].default), default_cfg=float(SPECS["cfg_scale"].default))
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "format": "sampleforge", "path": str(self.bundle.path), "id": self.id,
+                "sample_rate": self.sample_rate, "precision": self.precision, "space": self.space.as_dict()}
 
     # -- prompts ---------------------------------------------------------------------------------------
     def vocab(self) -> dict[str, int]:
@@ -133,15 +169,28 @@ class Generator:
         names = self.bundle.config.text.knobs
         if not names:
             return {}
-        values = knobs_from_words(keywords(prompt), knobs)
+        words = keywords(prompt)
+        named = classes_named(words)
+        values = knobs_from_words(words, knobs, named[0] if len(named) == 1 else None)
         return {k: v for k, v in values.items() if k in names}
+
+    def model_words(self, prompt: str) -> str:
+        """The prompt's words the keyword encoder gets: knob words that fewer than ``KEYWORD_MIN_CLIPS``
+        training clips carry are left to their knobs (a model without knobs gets every word)."""
+        knobs = set(self.bundle.config.text.knobs)
+        if not knobs:
+            return prompt
+        counts = self.bundle.vocab.counts
+        return " ".join(w for w in keywords(prompt)
+                        if not (set(WORD_KNOBS.get(w, {})) & knobs and counts.get(w, 0) < KEYWORD_MIN_CLIPS))
 
     @torch.inference_mode()
     def condition(
         self, prompts: Sequence[str], knobs: Mapping[str, float | None] | None = None
     ) -> tuple[Tensor, Tensor]:
         """prompts (+ timbre knobs for all of them) → (cond (B, D), uncond (B, D))."""
-        ids, _ = self.bundle.vocab.encode_batch(list(prompts), self.bundle.config.text.max_tokens)
+        words = [self.model_words(p) for p in prompts]
+        ids, _ = self.bundle.vocab.encode_batch(words, self.bundle.config.text.max_tokens)
         ids = ids.to(self.device)
         names = self.bundle.config.text.knobs
         if not names:
@@ -174,12 +223,22 @@ class Generator:
     # -- the whole thing -------------------------------------------------------------------------------
     def resolve(self, params: GenerationParams) -> GenerationParams:
         """Fill the settings left to the model (sampler, duration, precision) and a random seed if none."""
-        return dataclasses.replace(
+        p = dataclasses.replace(
             params.with_seed(),
             sampler=params.sampler or self.samplers[0],
             duration=params.duration if params.duration is not None else self.bundle.config.duration,
             precision=params.precision or self.precision,
         )
+        assert p.duration is not None
+        if p.duration > MAX_DURATION:
+            raise UserInputError(f"duration must be at most {MAX_DURATION:g} seconds for sampleforge models, "
+                                 f"got {p.duration:g}")
+        if p.precision not in NATIVE_PRECISIONS:
+            raise UserInputError(f"precision: sampleforge models run in {' or '.join(NATIVE_PRECISIONS)}")
+        unused = [n for n in ("init_audio", "init_noise", "mask_start", "mask_end") if getattr(p, n) is not None]
+        if unused:
+            raise UserInputError(f"{unused[0]}: sampleforge models do not take it (Stable Audio 3 does)")
+        return p
 
     def settings(self, params: GenerationParams | None, settings: Mapping[str, Any]) -> GenerationParams:
         """``settings`` by name or alias over ``params`` (default: the defaults), resolved for this model."""
@@ -232,10 +291,11 @@ class Generator:
         normalize: str | None = "peak",
         init: Tensor | None = None,
         strength: float = 1.0,
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    ) -> Rendered:
         """The one sampling path, for resolved settings ``p``: cond/uncond (B, D), start noise (B, C, W),
         per-clip ``seeds`` for the sampler's later draws, optional ``init`` latents (B, C, W) at ``strength``
-        → (audio (B, samples), latents, mels) on the CPU. Audio gets the natural tail (``finish(tail="natural")``)."""
+        → audio (B, samples), latents, mels and the raw waveform, on the CPU. Audio gets the natural tail
+        (``finish(tail="natural")``)."""
         assert p.duration is not None and p.sampler is not None
         samples, frames = self.frames(p.duration)
         shape = self.bundle.config.vae.latent_shape(frames)
@@ -251,11 +311,11 @@ class Generator:
             )
         latents = latents.float()
         mels = self.decode(latents, frames)
-        wav = self.vocode(mels, samples, vocoder)
-        wav = torch.nan_to_num(wav.float(), nan=0.0, posinf=0.0, neginf=0.0)
+        raw = self.vocode(mels, samples, vocoder).float()
+        wav = torch.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0)
         if normalize:
             wav = finish(wav, self.sample_rate, normalize=normalize, length=samples, tail="natural")
-        return wav.cpu(), latents.cpu(), mels.cpu()
+        return Rendered(wav.cpu(), latents.cpu(), mels.cpu(), raw.cpu())
 
     @torch.inference_mode()
     def run(
@@ -272,10 +332,9 @@ class Generator:
         Clip k of the batch uses seed ``params.seed + k`` (its start noise and every later draw), so a batch
         equals generating each clip alone with its seed, for every sampler, up to float rounding (batched
         convolutions sum in another order: ~1e-5 in the mel, which Griffin-Lim can grow to ~1e-3).
-        ``noise`` (B, C, W) replaces the start noise drawn from the seeds (they still drive later draws).
         """
         p = self.resolve(params)
-        assert p.seed is not None and p.duration is not None
+        assert p.seed is not None and p.duration is not None and p.sampler is not None
         prompt_list = [p.prompt] if prompts is None else list(prompts)
         if not prompt_list or not all(isinstance(x, str) for x in prompt_list):
             raise UserInputError("prompts must be a string or a non-empty list of strings")
@@ -288,10 +347,8 @@ class Generator:
         elif tuple(noise.shape) != (len(batch), *shape):
             raise UserInputError(f"noise has shape {tuple(noise.shape)}, expected {(len(batch), *shape)}")
         cond, uncond = self.condition(batch, p.knobs())
-        wav, latents, mels = self.render(p, cond, uncond, noise, seeds, vocoder=vocoder, callback=callback,
-                                         normalize=normalize)
-        return Generation(audio=wav, prompts=batch, seeds=seeds, params=p, warnings=warnings, latents=latents,
-                          mels=mels)
+        r = self.render(p, cond, uncond, noise, seeds, vocoder=vocoder, callback=callback, normalize=normalize)
+        return r.generation(batch, seeds, p, warnings)
 
     @torch.inference_mode()
     def vary(
@@ -313,10 +370,9 @@ class Generator:
         init = self.encode([audio], p.duration).expand(n, -1, -1)
         warnings = self.check_prompt(p.prompt) + self.knob_warnings(p)
         cond, uncond = self.condition([p.prompt] * n, p.knobs())
-        wav, latents, mels = self.render(p, cond, uncond, self.start_noise(seeds, init.shape[1:]), seeds,
-                                         vocoder=vocoder, callback=callback, init=init, strength=p.strength)
-        return Generation(audio=wav, prompts=[p.prompt] * n, seeds=seeds, params=p, warnings=warnings,
-                          latents=latents, mels=mels)
+        r = self.render(p, cond, uncond, self.start_noise(seeds, init.shape[1:]), seeds, vocoder=vocoder,
+                        callback=callback, init=init, strength=p.strength)
+        return r.generation([p.prompt] * n, seeds, p, warnings)
 
     @torch.inference_mode()
     def morph(
@@ -358,47 +414,7 @@ class Generator:
             z = self.encode([a.audio, b.audio], p.duration)
             init = torch.lerp(z[0:1].expand(count, -1, -1), z[1:2].expand(count, -1, -1), w[..., None])
         seeds = [sb if k == count - 1 else sa for k in range(count)]
-        wav, latents, mels = self.render(p, cond, uncond[:1].expand(count, -1), noise, seeds, vocoder=vocoder,
-                                         callback=callback, init=init,
-                                         strength=p.strength if init is not None else 1.0)
+        r = self.render(p, cond, uncond[:1].expand(count, -1), noise, seeds, vocoder=vocoder, callback=callback,
+                        init=init, strength=p.strength if init is not None else 1.0)
         prompts = [a.prompt if k < count / 2 else b.prompt for k in range(count)]
-        return Generation(audio=wav, prompts=prompts, seeds=seeds, params=p, warnings=warnings, latents=latents,
-                          mels=mels)
-
-    def generate_full(
-        self,
-        prompts: str | Sequence[str],
-        n: int | None = None,
-        *,
-        vocoder: bool = True,
-        callback: Callback | None = None,
-        normalize: str | None = "peak",
-        params: GenerationParams | None = None,
-        **settings: Any,
-    ) -> Generation:
-        """Like ``generate`` but returns a ``Generation`` with seeds, settings, warnings, latents and mels."""
-        if n is not None:
-            settings["n"] = n
-        p = GenerationParams.from_kwargs(settings, base=params or DEFAULTS)
-        if isinstance(prompts, str):
-            prompts = [prompts]
-        elif not isinstance(prompts, Sequence):
-            raise UserInputError("prompts must be a string or a non-empty list of strings")
-        return self.run(p, prompts, vocoder, callback, normalize)
-
-    def generate(
-        self,
-        prompts: str | Sequence[str],
-        n: int | None = None,
-        *,
-        vocoder: bool = True,
-        callback: Callback | None = None,
-        params: GenerationParams | None = None,
-        **settings: Any,
-    ) -> Tensor:
-        """prompts (P) → finished audio (P * n, samples), float32, peak 0.95.
-
-        ``settings``: any ``GenerationParams`` field by name or alias (steps, cfg_scale, sampler, seed,
-        duration, eta, ...) over ``params``; clip k uses seed ``seed + k`` (see ``run``).
-        """
-        return self.generate_full(prompts, n, vocoder=vocoder, callback=callback, params=params, **settings).audio
+        return r.generation(prompts, seeds, p, warnings)

@@ -1,4 +1,4 @@
-"""Typed, flat, strict configs: dataclasses that refuse unknown keys (STYLE.md rule 4)."""
+"""Typed, flat, strict configs: dataclasses that refuse unknown keys."""
 
 from __future__ import annotations
 

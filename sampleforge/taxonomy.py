@@ -36,6 +36,9 @@ CATEGORY_WORDS: dict[str, tuple[str, ...]] = {
     "perc": ("perc",),
 }
 
+# The main classes: what `sampleforge demo` renders and `sampleforge eval` prompts by default.
+MAIN_CLASSES: tuple[str, ...] = ("kick", "snare", "closed_hat", "open_hat", "tom", "crash", "clap")
+
 # What a user types to ask for a class in a prompt (the default prompt of each class).
 CATEGORY_PROMPTS: dict[str, str] = {c: " ".join(w) for c, w in CATEGORY_WORDS.items()}
 

@@ -35,6 +35,9 @@ def _generator(generator: Generator | None, model: PathLike | None, vocoder: boo
     from sampleforge import api
 
     gen, use_vocoder = api.load_generator(vocoder_checkpoint=api._DEFAULT if vocoder else None, model=model)
+    if not isinstance(gen, Generator):
+        raise UserInputError(f"model: {model} is a {getattr(gen, 'kind', 'foreign')} model; variations, morphs and "
+                             "kits need a sampleforge model")
     return gen, use_vocoder
 
 

@@ -15,8 +15,11 @@ from sampleforge.commands import _progress
 from sampleforge.errors import UserInputError
 from sampleforge.params import GENERATE_SETTINGS, add_arguments, from_namespace
 
-# the settings every workflow command takes besides its own (sampling, knobs, format, length, seed)
-COMMON = tuple(name for name in GENERATE_SETTINGS if name not in ("prompt", "count"))
+# the settings every workflow command takes besides its own (sampling, knobs, format, length, seed); not the
+# model and loading settings of other people's models (the workflow runs on sampleforge models only)
+OTHER_MODELS = ("model", "offload", "decode_chunk", "quantize", "channels", "init_audio", "init_noise", "mask_start",
+                "mask_end")
+COMMON = tuple(name for name in GENERATE_SETTINGS if name not in ("prompt", "count", *OTHER_MODELS))
 
 
 def _flags(p: argparse.ArgumentParser, own: tuple[str, ...], base: Any = None) -> None:

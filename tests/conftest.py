@@ -26,6 +26,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def debug_model(tmp_path_factory: pytest.TempPathFactory):
     """A random-weight model folder with configs/debug.json sizes (runs end to end in well under a second)."""
-    from sampleforge.bundle import make_debug_bundle
+    from sampleforge.debug_model import make_debug_bundle
 
     return make_debug_bundle(tmp_path_factory.mktemp("models") / "debug", seed=0)

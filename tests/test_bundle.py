@@ -1,4 +1,4 @@
-"""Model folders: save → load → identical outputs; strict configs; named errors; legacy .pt import."""
+"""Model folders: save → load → identical outputs; strict configs; named errors; where shipped models are found."""
 
 from __future__ import annotations
 
@@ -10,17 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from sampleforge.bundle import (
-    ModelConfig,
-    convert_legacy,
-    import_legacy_pt,
-    inspect_bundle,
-    inspect_legacy_pt,
-    load_bundle,
-    resolve_model,
-    save_bundle,
-)
+from sampleforge.bundle import inspect_bundle, load_bundle, resolve_model, save_bundle
 from sampleforge.errors import CheckpointError, ConfigError
+from sampleforge.model_config import ModelConfig
 
 
 def _outputs(bundle) -> list[torch.Tensor]:
@@ -29,7 +21,7 @@ def _outputs(bundle) -> list[torch.Tensor]:
     z = bundle.vae.encode(mel)
     cond = bundle.text(torch.tensor([[1, 2, 0, 0]]))
     eps = bundle.unet(z, torch.tensor([500.0]), cond)
-    return [z, bundle.vae.decode(z, 173), cond, eps, bundle.vocoder.log_magnitude(mel)]
+    return [z, bundle.vae.decode(z, 173), cond, eps, bundle.vocoder(mel)]
 
 
 def test_save_load_identical(debug_model: Path, tmp_path: Path) -> None:
@@ -122,44 +114,19 @@ def test_inspect(debug_model: Path) -> None:
     assert "kick" in info["vocab"]
 
 
-def _legacy_files(debug_model: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
-    b = load_bundle(debug_model)
-    dif = tmp_path / "diffusion_step_100.pt"
-    torch.save({"ema_state_dict": b.unet.state_dict(), "text_enc_state_dict": b.text.state_dict(),
-                "vocab": list(b.vocab.counts), "config": b.config.to_dict(), "step": 100}, dif)
-    vae = tmp_path / "vae_epoch_1.pt"
-    torch.save({"model_state_dict": b.vae.state_dict(), "epoch": 1}, vae)
-    voc = tmp_path / "vocoder_epoch_1.pt"
-    assert b.vocoder is not None
-    torch.save({"generator": b.vocoder.state_dict()}, voc)
-    return dif, vae, voc
+def test_shipped_models_are_found_in_the_installed_package_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sampleforge import bundle
 
-
-def test_legacy_pt_import_matches(debug_model: Path, tmp_path: Path) -> None:
-    dif, vae, voc = _legacy_files(debug_model, tmp_path)
-    out = convert_legacy(dif, vae, voc, tmp_path / "imported")
-    a, b = load_bundle(debug_model), load_bundle(out)
-    for x, y in zip(_outputs(a), _outputs(b), strict=True):
-        torch.testing.assert_close(x, y, rtol=0, atol=0)
-    info = inspect_legacy_pt(dif)
-    assert info["keys"]["ema_state_dict"]["parameters"] == sum(p.numel() for p in a.unet.parameters())
-
-
-def test_legacy_pt_layout_mismatch(debug_model: Path, tmp_path: Path) -> None:
-    dif, vae, voc = _legacy_files(debug_model, tmp_path)
-    obj = import_legacy_pt(vae)
-    obj["model_state_dict"]["encoder.extra.weight"] = torch.zeros(1)
-    torch.save(obj, vae)
-    with pytest.raises(CheckpointError, match=r"vae_epoch_1.pt \(vae\): unexpected key 'encoder.extra.weight'"):
-        convert_legacy(dif, vae, voc, tmp_path / "imported")
-
-
-class Evil:
-    """Any non-tensor class: unpickling it would run arbitrary code paths."""
-
-
-def test_legacy_pt_refuses_pickled_objects(tmp_path: Path) -> None:
-    f = tmp_path / "evil.pt"
-    torch.save({"model": Evil()}, f)
-    with pytest.raises(CheckpointError, match="weights_only=True"):
-        import_legacy_pt(f)
+    dirs = bundle.weights_dirs()
+    assert dirs[-2:] == [bundle.PACKAGE_DIR / "weights", bundle.REPO_ROOT / "weights"]
+    shipped = resolve_model("drums-v1")
+    monkeypatch.setattr(bundle, "REPO_ROOT", tmp_path / "no-checkout")  # as after a non-editable install
+    monkeypatch.setattr(bundle, "PACKAGE_DIR", tmp_path / "site-packages" / "sampleforge")
+    with pytest.raises(CheckpointError, match="known: none"):
+        resolve_model("drums-v1")
+    shutil.copytree(shipped, tmp_path / "site-packages" / "sampleforge" / "weights" / "drums-v1")
+    assert resolve_model("drums-v1") == tmp_path / "site-packages" / "sampleforge" / "weights" / "drums-v1"
+    mine = tmp_path / "mine"
+    (mine / "drums-v1").mkdir(parents=True)
+    monkeypatch.setenv("SAMPLEFORGE_WEIGHTS", str(mine))  # the user's own folder comes first
+    assert resolve_model("drums-v1") == mine / "drums-v1"

@@ -12,7 +12,15 @@ import torch
 from sampleforge.errors import UserInputError
 from sampleforge.models.text import KeywordEncoder, TextConfig
 from sampleforge.strict import ConfigError
-from sampleforge.timbre import KNOBS, WORD_KNOBS, class_quantiles, knob_vector, knobs_from_words, measure
+from sampleforge.timbre import (
+    CLASS_WORD_KNOBS,
+    KNOBS,
+    WORD_KNOBS,
+    class_quantiles,
+    knob_vector,
+    knobs_from_words,
+    measure,
+)
 
 SR = 44100
 
@@ -63,6 +71,10 @@ def test_words_set_knobs_explicit_values_win() -> None:
     assert knobs_from_words(["long", "kick"]) == WORD_KNOBS["long"]
     assert knobs_from_words(["long"], {"decay": 0.3})["decay"] == 0.3
     assert knobs_from_words(["kick"], {"decay": None}) == {}
+    # a word that means something specific for one class
+    assert knobs_from_words(["808", "kick"], category="kick") == CLASS_WORD_KNOBS[("kick", "808")]
+    assert knobs_from_words(["808", "snare"], category="snare") == {}
+    assert knobs_from_words(["long", "808"], category="kick")["decay"] == WORD_KNOBS["long"]["decay"]
     v = knob_vector({"decay": 0.2})
     assert v[KNOBS.index("decay")] == 0.2 and all(math.isnan(x) for i, x in enumerate(v) if KNOBS[i] != "decay")
 
@@ -118,7 +130,8 @@ def test_encoder_rejects_a_wrong_knob_width() -> None:
 
 @pytest.fixture(scope="module")
 def knob_model(tmp_path_factory: pytest.TempPathFactory):
-    from sampleforge.bundle import Bundle, build_modules, debug_config, save_bundle
+    from sampleforge.bundle import Bundle, build_modules, save_bundle
+    from sampleforge.debug_model import debug_config
     from sampleforge.text.keywords import Vocabulary
 
     cfg = debug_config()
@@ -157,3 +170,14 @@ def test_bad_knobs_are_refused_and_models_without_knobs_warn(knob_model, debug_m
         gen.generate_full("kick", steps=1, decay=1.5)
     plain = Generator.from_pretrained(debug_model, device="cpu").generate_full("kick", steps=1, decay=0.5)
     assert any("no timbre knobs" in w for w in plain.warnings)
+
+
+def test_thin_knob_words_reach_the_model_through_their_knob_only(knob_model) -> None:
+    from sampleforge.pipeline import Generator
+    from sampleforge.timbre import KEYWORD_MIN_CLIPS
+
+    gen = Generator.from_pretrained(knob_model, device="cpu")
+    assert gen.bundle.vocab.counts["long"] < KEYWORD_MIN_CLIPS
+    assert gen.model_words("long 808 kick") == "808 kick"  # "808" is no knob word: kept
+    gen.bundle.vocab.counts["long"] = KEYWORD_MIN_CLIPS  # a well-supported word stays a keyword too
+    assert gen.model_words("long 808 kick") == "long 808 kick"

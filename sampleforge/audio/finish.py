@@ -160,10 +160,10 @@ def natural_fade(
 
 
 def sound_length(wav: np.ndarray, sample_rate: int = SAMPLE_RATE, min_ms: float = 20.0) -> int:
-    """Samples up to the last non-zero one of a (T,) clip (at least ``min_ms``, at most T): the natural
-    length of a clip whose tail ``natural_fade`` has silenced."""
+    """Samples up to the last non-zero one of a (T,) clip, or of any channel of a (C, T) one (at least
+    ``min_ms``, at most T): the natural length of a clip whose tail ``natural_fade`` has silenced."""
     x = np.asarray(wav)
-    nz = np.flatnonzero(x)
+    nz = np.flatnonzero(np.any(x != 0, axis=0) if x.ndim == 2 else x)
     end = int(nz[-1]) + 1 if nz.size else 0
     return int(min(x.shape[-1], max(end, int(round(min_ms * sample_rate / 1000)))))
 
@@ -171,21 +171,21 @@ def sound_length(wav: np.ndarray, sample_rate: int = SAMPLE_RATE, min_ms: float 
 def apply_length(
     wav: np.ndarray, sample_rate: int = SAMPLE_RATE, length: str | float | None = None, fade_ms: float = 10.0
 ) -> np.ndarray:
-    """A finished (T,) clip at the requested length: None keeps it, "auto" trims it to the sound
-    (``sound_length``), a number of seconds cuts or zero-pads it, with a ``fade_ms`` fade-out where a
-    sound is cut short. Returns a float32 copy."""
+    """A finished clip (T,) or (C, T) (stereo models) at the requested length: None keeps it, "auto" trims it
+    to the sound (``sound_length``), a number of seconds cuts or zero-pads it, with a ``fade_ms`` fade-out
+    where a sound is cut short. Returns a float32 copy of the same rank."""
     x = np.asarray(wav, dtype=np.float32)
-    if x.ndim != 1:
-        raise ValueError(f"apply_length takes one clip (T,), got shape {x.shape}")
+    if x.ndim not in (1, 2):
+        raise ValueError(f"apply_length takes one clip (T,) or (C, T), got shape {x.shape}")
     if length is None:
         return x.copy()
     if length == "auto":
-        return x[: sound_length(x, sample_rate)].copy()
+        return x[..., : sound_length(x, sample_rate)].copy()
     if isinstance(length, str) or not np.isfinite(length) or length <= 0:
         raise ValueError(f"length must be 'auto' or a positive number of seconds, got {length!r}")
     n = max(1, int(round(float(length) * sample_rate)))
     out = fix_length(x, n)
-    if n < x.shape[-1] and np.any(x[n:]):  # the sound goes on past the cut
+    if n < x.shape[-1] and np.any(x[..., n:]):  # the sound goes on past the cut
         out = fade_out(out, sample_rate, fade_ms)
     return out
 

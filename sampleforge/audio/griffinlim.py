@@ -44,7 +44,8 @@ from sampleforge.strict import ConfigError
 
 INITS = ("pghi", "pghi-fast", "zeros", "random")
 # NNLS refinements of the mel pseudo-inverse in ``GriffinLim``: on 16 held-out real clips, GL32 MR-STFT to the
-# original 0.6400 / 0.6380 / 0.6376 / 0.6382 after 0 / 2 / 4 / 8 updates; 8 cost ~20 ms a clip, 2 a quarter
+# original 0.6400 / 0.6380 / 0.6376 / 0.6382 after 0 / 2 / 4 / 8 updates; 2 gives nearly all of it at a quarter
+# of the cost of 8
 NNLS_ITERS = 2
 
 
@@ -108,8 +109,8 @@ class _FrameOps:
     """``torch.stft`` / ``torch.istft`` (Hann, centred, reflect padding) rebuilt for the Griffin-Lim loop, with
     the spectrum kept as (B, F, K) so that the FFTs run over contiguous rows, the overlap-add is ``n_fft / hop``
     shifted adds, and the window envelope is computed once. Same results as torch's pair (to float rounding,
-    tested); on this CPU torch's complex element-wise ops and its ``unfold_backward`` overlap-add took ~3/4 of
-    a Griffin-Lim iteration (see ``griffin_lim``)."""
+    tested), without torch's complex element-wise ops and its ``unfold_backward`` overlap-add, which dominate
+    a Griffin-Lim iteration on a CPU."""
 
     def __init__(self, n_fft: int, hop: int, frames: int, length: int, device: torch.device) -> None:
         self.n_fft, self.hop, self.frames, self.length = n_fft, hop, frames, length
@@ -161,8 +162,8 @@ def griffin_lim(
     """Fast Griffin-Lim: magnitude (B, n_fft//2+1, F) -> waveform (B, length or (F-1)*hop).
 
     ``init_phase`` (B, K, F) in radians (default zeros); ``momentum`` 0 gives classic Griffin-Lim.
-    Measured on one thread for one 2-s clip (n_fft 2048, hop
-    512), 32 iterations took 335 ms with torch.stft/istft and complex tensors, and ~4x less this way.
+    Real-valued frame operations (``_FrameOps``) instead of torch.stft/istft on complex tensors: several
+    times faster on a CPU (``benchmarks/speed.py``).
     """
     if mag.dim() != 3 or mag.shape[1] != n_fft // 2 + 1:
         raise ValueError(f"mag must be (B, {n_fft // 2 + 1}, F), got {tuple(mag.shape)}")
@@ -209,10 +210,9 @@ class GriffinLim(nn.Module):
         self.register_buffer("fb_pinv", torch.linalg.pinv(self.mel.fb), persistent=False)
 
     def _per_clip(self, mag: Tensor, phase: Tensor | None, length: int | None) -> Tensor:
-        """On a CPU, one clip at a time (a clip's arrays, ~1.4 MB each, stay in cache: 16 at once took 1.8x
-        longer) and, with several torch threads, one clip per thread, each single-threaded (the FFTs of one
-        2-s clip do not split well across cores). 16 clips, GL32, 2 cores, quiet: 166 ms a clip one after the
-        other with 2 torch threads, 89 with 1, 55 with one clip per thread."""
+        """On a CPU, one clip at a time (a clip's arrays, ~1.4 MB each, stay in cache, where a whole batch does
+        not) and, with several torch threads, one clip per thread, each single-threaded (the FFTs of one 2-s
+        clip do not split well across cores)."""
         n_fft, hop = self.cfg.n_fft, self.cfg.hop_length
 
         def one(i: int) -> Tensor:

@@ -92,16 +92,6 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE) -> 
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def audio_info(path: str | os.PathLike[str]) -> tuple[int, int, int]:
-    """(frames, sample_rate, channels) from the file header, without decoding. AudioReadError if unreadable."""
-    p = Path(path)
-    try:
-        info = sf.info(str(p))
-    except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
-        raise AudioReadError(f"{p}: cannot read as audio ({_short(exc)})") from None
-    return int(info.frames), int(info.samplerate), int(info.channels)
-
-
 def _short(exc: BaseException) -> str:
     msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
     return msg[:200]

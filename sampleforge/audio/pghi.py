@@ -9,10 +9,10 @@ to the frame start, so a window-centred phase plus pi per bin), in samples and r
     d(phase)/d(bin)   = -(lam / (hop * n_fft)) * d(log s)/dm + pi                      (group delay)
 
 and the phase is integrated along these gradients (trapezoid rule), always from the strongest
-already-phased neighbour (``method="heap"``: the paper's algorithm, numpy + heapq, 0.43 s per 2-s clip).
+already-phased neighbour (``method="heap"``: the paper's algorithm, numpy + heapq, one bin at a time).
 
 ``method="fast"`` (the default of ``pghi_phase``) is a vectorised approximation in torch (batched, any
-device, 0.03 s per 2-s clip), two sweeps over the frames: a bin that did not rise by more than 3 dB
+device, about ten times faster), two sweeps over the frames: a bin that did not rise by more than 3 dB
 since the previous frame takes the time-integrated phase (forward sweep); the top of a rise (an onset)
 takes the phase integrated along frequency from the strongest bin of its frame; a bin still rising takes
 the phase of the louder next frame, integrated backwards in time (backward sweep). Both methods give

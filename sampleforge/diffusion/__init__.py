@@ -1,7 +1,7 @@
 """The diffusion core: schedules, denoiser wrappers, samplers, guidance, and ``generate_latents``."""
 
 from sampleforge.diffusion.denoiser import DiscreteDenoiser, FlowDenoiser
-from sampleforge.diffusion.guidance import cfg
+from sampleforge.diffusion.guidance import guidance
 from sampleforge.diffusion.samplers import FLOW_SAMPLERS, SAMPLERS, get_sampler
 from sampleforge.diffusion.sampling import SCHEDULES, generate_latents
 from sampleforge.diffusion.schedules import alphas_cumprod, flow_times, sampling_sigmas
@@ -9,7 +9,7 @@ from sampleforge.diffusion.schedules import alphas_cumprod, flow_times, sampling
 __all__ = [
     "DiscreteDenoiser",
     "FlowDenoiser",
-    "cfg",
+    "guidance",
     "SAMPLERS",
     "FLOW_SAMPLERS",
     "get_sampler",

@@ -1,6 +1,7 @@
 """Denoisers: turn a network into ``denoise(x, sigma, cond) -> x0``, the one thing samplers call.
 
-The parameterisation (eps / v / x0 / flow velocity) lives here and nowhere else (STYLE.md rule 2).
+The samplers never see the parameterisation: the denoisers map the network output to x0 with the
+prediction type's own inverse (``prediction.py``), the same object that gives the training target.
 
 Discrete DDPM networks are called in k-diffusion's VE convention: the sampler's state is
 ``x = x0 + sigma * eps``; the network sees ``x * c_in`` with ``c_in = 1 / sqrt(sigma^2 + 1)`` (exactly the
@@ -14,21 +15,21 @@ velocity ``v = noise - x0 = dx_t/dt``; their "sigma" is t, so ``x0 = x_t - t * v
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from sampleforge.diffusion.prediction import FLOW_TIME_SCALE, PREDICTIONS, get_prediction
 from sampleforge.diffusion.schedules import sigmas_from_alphas_cumprod
 from sampleforge.errors import UserInputError
 
-# net(x_in (B, C, H, W), t (B,) float timestep, cond) -> (B, C, H, W)
+# net(x_in (B, C, W), t (B,) float timestep, cond) -> (B, C, W)
 Network = Callable[[Tensor, Tensor, Any], Tensor]
-# denoise(x (B, C, H, W), sigma (B,), cond) -> x0 estimate (B, C, H, W)
+# denoise(x (B, C, W), sigma (B,), cond) -> x0 estimate (B, C, W)
 Denoiser = Callable[[Tensor, Tensor, Any], Tensor]
 
-Prediction = Literal["eps", "v", "x0"]
-PREDICTIONS: tuple[str, ...] = ("eps", "v", "x0", "flow")
+__all__ = ["PREDICTIONS", "DiscreteDenoiser", "FlowDenoiser", "Network", "Denoiser"]
 
 
 def _per_sample(sigma: Tensor | float, x: Tensor) -> Tensor:
@@ -59,7 +60,7 @@ class DiscreteDenoiser:
     """
 
     def __init__(self, net: Network, alphas_cumprod: Tensor, prediction: str = "eps") -> None:
-        if prediction not in ("eps", "v", "x0"):
+        if prediction not in PREDICTIONS or PREDICTIONS[prediction].flow:
             raise UserInputError(
                 f"unknown prediction {prediction!r} for a discrete model (valid: eps, v, x0)"
             )
@@ -72,7 +73,7 @@ class DiscreteDenoiser:
         ):
             raise UserInputError("alphas_cumprod must be a 1-D tensor decreasing strictly inside (0, 1)")
         self.net = net
-        self.prediction = prediction
+        self.prediction = get_prediction(prediction)
         self.sigmas = sigmas_from_alphas_cumprod(ac)  # (T,) increasing, float64 on CPU
         self.log_sigmas = self.sigmas.log()
 
@@ -112,24 +113,20 @@ class DiscreteDenoiser:
         out = self.net(x * c_in, self.sigma_to_t(s), cond)
         if out.shape != x.shape:
             raise ValueError(f"the network returned shape {tuple(out.shape)} for input {tuple(x.shape)}")
-        if self.prediction == "eps":
-            return x - sb * out
-        if self.prediction == "v":  # v = sqrt(a) eps - sqrt(1 - a) x0
-            return x * c_in**2 - out * sb * c_in
-        return out
+        return self.prediction.x0(out, x * c_in, c_in, sb * c_in)  # DDPM x_t, sqrt(a), sqrt(1 - a)
 
 
 class FlowDenoiser:
     """Wrap a flow-matching velocity network ``net(x_t, t * time_scale, cond) -> v`` as ``(x, t, cond) -> x0``.
 
     Convention: ``x_t = (1 - t) x0 + t noise``, ``v = noise - x0``, t in [0, 1] (the samplers' "sigma").
-    ``time_scale`` multiplies t before the network (1000 for networks trained on t in [0, 1000]).
+    ``time_scale`` multiplies t before the network (``FLOW_TIME_SCALE`` for the networks sampleforge trains).
     """
 
     sigma_min = 0.0
     sigma_max = 1.0
 
-    def __init__(self, net: Network, time_scale: float = 1.0) -> None:
+    def __init__(self, net: Network, time_scale: float = FLOW_TIME_SCALE) -> None:
         self.net = net
         self.time_scale = time_scale
 
@@ -141,4 +138,5 @@ class FlowDenoiser:
         v = self.net(x, s * self.time_scale, cond)
         if v.shape != x.shape:
             raise ValueError(f"the network returned shape {tuple(v.shape)} for input {tuple(x.shape)}")
-        return x - _bcast(s, x) * v
+        sb = _bcast(s, x)
+        return PREDICTIONS["flow"].x0(v, x, 1 - sb, sb)

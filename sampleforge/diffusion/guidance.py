@@ -1,4 +1,4 @@
-"""Classifier-free guidance as a denoiser wrapper: works with every sampler (STYLE.md rule 2)."""
+"""Classifier-free guidance as a denoiser wrapper: works with every sampler."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sampleforge.diffusion.denoiser import Denoiser
 from sampleforge.errors import UserInputError
 
 
-def cfg(denoise: Denoiser, scale: float, uncond: Tensor | None = None) -> Denoiser:
+def guidance(denoise: Denoiser, scale: float, uncond: Tensor | None = None) -> Denoiser:
     """Wrap ``denoise`` with classifier-free guidance: ``D = D_u + scale * (D_c - D_u)``.
 
     The unconditional input comes from ``uncond`` (B, ...) or (1, ...) given here, or, when ``uncond`` is

@@ -1,4 +1,4 @@
-"""Samplers: pure functions over a denoiser, all with one signature (STYLE.md rule 1).
+"""Samplers: pure functions over a denoiser, all with one signature.
 
     sample_x(denoise, x, sigmas, *, cond=None, generator=None, callback=None, eta=None) -> x0
 

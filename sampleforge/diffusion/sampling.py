@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from sampleforge.diffusion.denoiser import PREDICTIONS, DiscreteDenoiser, FlowDenoiser, Network
-from sampleforge.diffusion.guidance import cfg
+from sampleforge.diffusion.guidance import guidance
 from sampleforge.diffusion.samplers import (
     FLOW_SAMPLERS,
     SAMPLERS,
@@ -50,7 +50,7 @@ def generate_latents(
     - ``net(x_in (B', *shape), t (B',), cond (B', D)) -> (B', *shape)``, B' = B or 2B (CFG batches both passes);
       prediction "eps" | "v" | "x0" (a DDPM model on ``alphas_cumprod`` (T,), t a float timestep) or "flow"
       (a velocity model, t in [0, 1]; ``alphas_cumprod`` unused).
-    - ``shape``: ONE sample's latent shape, e.g. (C, 8, 11).
+    - ``shape``: ONE sample's latent shape, (C, W).
     - ``sampler``: a name in SAMPLERS; flow models take flow_euler / flow_heun, DDPM models the others.
     - ``schedule``: "uniform" (= "leading", diffusers DDIM), "trailing", "linspace" or "karras" for DDPM
       models; flow models use uniform times, shifted by ``flow_shift``.
@@ -113,7 +113,7 @@ def generate_latents(
         x = (1.0 - level) * init + level * noise if prediction == "flow" else init + level * noise
     else:
         x = noise * start_scale
-    guided = cfg(denoiser, cfg_scale, uncond=uncond.to(device=device, dtype=dtype))
+    guided = guidance(denoiser, cfg_scale, uncond=uncond.to(device=device, dtype=dtype))
     with torch.no_grad():
         return sample_fn(guided, x, sigmas, cond=cond, generator=generator, callback=callback, eta=eta)
 

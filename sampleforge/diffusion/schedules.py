@@ -14,15 +14,12 @@ their precision matters at the ends; samplers cast to the latents' dtype).
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from torch import Tensor
 
 from sampleforge.errors import UserInputError
 
-BetaSchedule = Literal["linear", "scaled_linear", "cosine"]
-Spacing = Literal["leading", "trailing", "linspace", "karras"]
 BETA_SCHEDULES: tuple[str, ...] = ("linear", "scaled_linear", "cosine")
 SPACINGS: tuple[str, ...] = ("leading", "trailing", "linspace", "karras")
 

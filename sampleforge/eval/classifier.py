@@ -21,10 +21,12 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from sampleforge.audio.mel import MelConfig, MelSpectrogram
+from sampleforge.bundle import REPO_ROOT, resolve_model
 from sampleforge.errors import CheckpointError
 from sampleforge.strict import ConfigError, from_dict, to_dict
 
-DEFAULT_CLASSIFIER = Path(__file__).resolve().parents[2] / "weights" / "classifier-v1"
+CLASSIFIER_NAME = "classifier-v1"
+DEFAULT_CLASSIFIER = REPO_ROOT / "weights" / CLASSIFIER_NAME  # where `eval train-classifier` writes it
 PEAK = 0.95  # clips are peak-normalised to this before the mel, like generated clips
 
 
@@ -134,9 +136,17 @@ def save_classifier(model: DrumClassifier, out_dir: str | Path, card: str) -> Pa
     return out
 
 
+def shipped_classifier() -> Path:
+    """The shipped classifier's folder, found like a shipped model (``bundle.weights_dirs``)."""
+    try:
+        return resolve_model(CLASSIFIER_NAME)
+    except CheckpointError:
+        return DEFAULT_CLASSIFIER  # missing: the caller's error names where it belongs
+
+
 def load_classifier(path: str | Path | None = None, device: str | torch.device = "cpu") -> DrumClassifier:
     """Load a classifier folder (default: the shipped ``weights/classifier-v1``) in eval mode. Never unpickles."""
-    folder = Path(path) if path is not None else DEFAULT_CLASSIFIER
+    folder = Path(path) if path is not None else shipped_classifier()
     cfg_path, weights = folder / "config.json", folder / "model.safetensors"
     for p in (cfg_path, weights):
         if not p.is_file():

@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
 
 
 def _register_eval(sub: Any) -> None:
-    from sampleforge.eval.evaluate import DEFAULT_CLASSES, EVAL_GENERATION, EvalSettings
+    from sampleforge.eval.evaluate import EVAL_GENERATION, EvalSettings
 
     p = sub.add_parser("eval", help="measure a model against real drum recordings (JSON + HTML report)",
                        description="Generate N clips per class prompt and report class adherence, Fréchet "
@@ -35,7 +35,7 @@ def _register_eval(sub: Any) -> None:
     p.add_argument("--model", help="model folder or shipped name (e.g. drums-v1)")
     p.add_argument("--reference", nargs="+", type=Path, help="folders of real drum clips (e.g. the Hydrogen kits)")
     p.add_argument("--per-class", type=int, default=EvalSettings.per_class, help="clips generated per class")
-    p.add_argument("--classes", nargs="+", default=list(DEFAULT_CLASSES), help="taxonomy classes to prompt")
+    p.add_argument("--classes", nargs="+", default=list(EvalSettings.classes), help="taxonomy classes to prompt")
     add_arguments(p, ("steps", "cfg_scale", "sampler", "seed", "precision", "eta", "steps_offset", "flow_shift"),
                   base=EVAL_GENERATION)
     p.add_argument("--vocoder-clips", type=int, default=EvalSettings.vocoder_clips,
@@ -64,6 +64,18 @@ def _register_eval(sub: Any) -> None:
     d.add_argument("--classifier", type=Path, default=None, help="classifier folder (default: weights/classifier-v1)")
     d.add_argument("--out", type=Path, default=None, help="output folder for descriptors.json")
     d.set_defaults(func=_run_descriptors)
+    v = eval_sub.add_parser("vocoder", help="the vocoder check alone: the model's vocoder vs Griffin-Lim on real clips",
+                            description="Re-synthesise held-out real clips from their log-mel with the model's "
+                            "vocoder and with Griffin-Lim; MR-STFT and log-mel distances to the originals, and the "
+                            "spectral character (tail flatness, hop-rate flutter, high-band peakiness) of all three.")
+    v.add_argument("--model", required=True, help="model folder or shipped name")
+    v.add_argument("--reference", nargs="+", type=Path, required=True, help="folders of real drum clips")
+    v.add_argument("--clips", type=int, default=64, help="real clips re-synthesised (at most; default 64)")
+    v.add_argument("--held-out-kits", nargs="+", default=None, help="reference kits (default: the corpus held-out kits)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    v.add_argument("--out", type=Path, default=None, help="JSON file (default: runs/eval/<model>/vocoder.json)")
+    v.set_defaults(func=_run_vocoder_check)
 
 
 def _run_descriptors(args: argparse.Namespace) -> int:
@@ -132,6 +144,29 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_vocoder_check(args: argparse.Namespace) -> int:
+    from sampleforge.eval.evaluate import run_vocoder_check
+
+    if args.clips < 1:
+        raise UserInputError(f"--clips must be >= 1, got {args.clips}")
+    out = args.out or Path("runs") / "eval" / Path(str(args.model)).name / "vocoder.json"
+    result = run_vocoder_check(args.model, args.reference, out, args.clips, args.held_out_kits, args.seed, args.device)
+    rows = [("model vocoder", result["vocoder"])] if result["vocoder"] is not None else []
+    rows += [("Griffin-Lim", result["griffin_lim"]), ("real recordings", result["real"])]
+    print(f"{result['clips']} real clips ({result['split']})")
+    print(f"{'':<16}{'MR-STFT':>9}{'mel L1':>9}{'tail flat':>11}{'flutter dB':>12}{'HF peaks dB':>13}")
+    for name, r in rows:
+        print(f"{name:<16}{_f(r.get('mrstft')):>9}{_f(r.get('logmel_l1')):>9}{_f(r['tail_flatness']):>11}"
+              f"{_f(r['hop_flutter_db']):>12}{_f(r['hf_peakiness_db']):>13}")
+    if result["vocoder"] is None:
+        print("this model has no neural vocoder: only Griffin-Lim was measured")
+    else:
+        gain = 1 - result["vocoder"]["mrstft"] / result["griffin_lim"]["mrstft"]
+        print(f"MR-STFT: the vocoder is {100 * abs(gain):.1f} % {'below' if gain >= 0 else 'above'} Griffin-Lim's")
+    print(f"wrote {out}")
+    return 0
+
+
 def _f(v: float | None, scale: float = 1.0) -> str:
     return "—" if v is None else f"{v * scale:.3g}"
 
@@ -142,13 +177,17 @@ def _f(v: float | None, scale: float = 1.0) -> str:
 def _register_sweep(sub: Any) -> None:
     p = sub.add_parser("sweep", help="render one prompt over cfg x steps x sampler into one HTML page",
                        description="A grid of generations with per-cell stats (latent std, audio std, clipping %, "
-                       "LUFS before finishing), spectrograms and players.")
-    p.add_argument("--model", default="drums-v1", help="model folder or shipped name")
+                       "LUFS before finishing, stage times and peak memory), spectrograms and players; on every "
+                       "backend: the way to tell a weight bug from a bad setting.")
+    p.add_argument("--model", default="drums-v1", help=SPECS["model"].help)
     p.add_argument("--prompt", required=True, help=SPECS["prompt"].help)
     p.add_argument("--cfg-scale", default="1,3,5,7", help="comma-separated guidance scales")
     p.add_argument("--steps", default="10,25,50", help="comma-separated step counts")
-    p.add_argument("--sampler", default="ddim,dpmpp_2m,heun", help="comma-separated samplers")
-    add_arguments(p, ("seed", "count", "duration", "precision", "eta", "steps_offset", "flow_shift"), base=SWEEP_BASE)
+    p.add_argument("--sampler", default=None,
+                   help="comma-separated samplers (default: ddim,dpmpp_2m,heun; other people's models: their first "
+                        "three, e.g. native,euler,dpmpp_2m)")
+    add_arguments(p, ("seed", "count", "duration", "precision", "eta", "steps_offset", "flow_shift", "offload",
+                      "decode_chunk", "quantize", "channels"), base=SWEEP_BASE)
     p.add_argument("--device", default=None)
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/sweep/<prompt>)")
     p.set_defaults(func=_run_sweep)
@@ -157,17 +196,19 @@ def _register_sweep(sub: Any) -> None:
 def _run_sweep(args: argparse.Namespace) -> int:
     from sampleforge.eval.sweep import sweep
 
-    grid = {name: parse_list(getattr(args, name), name) for name in ("cfg_scale", "steps", "sampler")}
+    grid = {name: parse_list(getattr(args, name), name) for name in ("cfg_scale", "steps")}
+    samplers = parse_list(args.sampler, "sampler") if args.sampler is not None else None
     args.cfg_scale = args.steps = args.sampler = None  # the grid, not single values
     base = dataclasses.replace(from_namespace(args, base=SWEEP_BASE), prompt=args.prompt)
     slug = re.sub(r"[^a-z0-9]+", "_", args.prompt.lower()).strip("_")[:40] or "prompt"
     out = args.out or Path("runs") / "sweep" / slug
-    result, js, page = sweep(args.model, base, grid["cfg_scale"], grid["steps"], grid["sampler"], out, args.device)
+    result, js, page = sweep(args.model, base, grid["cfg_scale"], grid["steps"], samplers, out, args.device)
     for c in result["cells"]:
         flag = "  <- clipping/NaN" if c["raw_clipping_percent"] > 1.0 or c["nan_count"] else ""
+        mem = f"  +{c['sample_peak_mib']:.0f} MiB" if "sample_peak_mib" in c else ""
         print(f"{c['sampler']:<9} steps {c['steps']:>4} cfg {c['cfg_scale']:>5.2f}: latent std {c['latent_std']:.3f}  "
               f"audio std {c['raw_audio_std']:.3f}  clip {c['raw_clipping_percent']:.2f} %  {c['lufs']:.1f} LUFS  "
-              f"{c['seconds']:.2f} s{flag}")
+              f"{c['seconds']:.2f} s{mem}{flag}")
     print(f"wrote {js} and {page}")
     return 0
 

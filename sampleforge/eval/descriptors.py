@@ -51,7 +51,7 @@ CONTRASTS: tuple[Contrast, ...] = (
     Contrast("bright snare", "dark snare", "snare", "snare", "brightness", "knob"),
     Contrast("low tom", "high tom", "tom", "tom", "weight", "keyword", "low", "high"),
     Contrast("open hat", "closed hat", "open_hat", "closed_hat", "decay", "class"),
-    Contrast("punchy kick", "soft kick", "kick", "kick", "punch", "knob"),
+    Contrast("punchy kick", "smooth kick", "kick", "kick", "punch", "knob"),
     Contrast("electro kick", "acoustic kick", "kick", "kick", "punch", "keyword", "electro", "acoustic"),
     Contrast("deep kick", "thin kick", "kick", "kick", "weight", "knob"),
     Contrast("long crash", "short crash", "crash", "crash", "decay", "knob"),
@@ -96,11 +96,13 @@ def real_groups(c: Contrast, wavs: np.ndarray, categories: Sequence[str], keywor
 
 
 def _judged(clf: Any, wavs: np.ndarray, category: str) -> float:
+    """Share of ``wavs`` the classifier judges as ``category`` (through its class map: crash -> cymbal)."""
     from sampleforge.eval.classifier import embed_and_classify
 
     _, probs = embed_and_classify(clf, wavs)
     classes = list(clf.cfg.classes)
-    return float(np.mean([classes[i] == category for i in probs.argmax(axis=1)]))
+    target = clf.cfg.judged_class(category) or category
+    return float(np.mean([classes[i] == target for i in probs.argmax(axis=1)]))
 
 
 def check_descriptors(generator: Any, clf: Any, real_wavs: np.ndarray, real_categories: Sequence[str],

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL = "drums-v1"
+from sampleforge.bundle import DEFAULT_MODEL, REPO_ROOT, load_bundle, resolve_model
+from sampleforge.errors import CheckpointError
+
 HYDROGEN_KITS = Path("/usr/share/hydrogen/data/drumkits")
 GIB = 1024**3
 
@@ -127,17 +128,75 @@ def check_numpy() -> Check:
 
 def _resolve_model(name: str) -> Path:
     try:
-        from sampleforge.bundle import resolve_model
+        return resolve_model(name)
+    except CheckpointError:  # an unknown name: report where it belongs
+        return Path(name) if os.sep in name else REPO_ROOT / "weights" / name
 
-        return Path(resolve_model(name))
+
+def check_backends() -> Check:
+    """The optional libraries that other people's models need (``pip install 'sampleforge[backends]'``)."""
+    import importlib.metadata as md
+
+    wanted = {"diffusers": "diffusers", "transformers": "transformers", "torchsde": "torchsde",
+              "accelerate": "accelerate", "huggingface_hub": "huggingface-hub",
+              "audio_diffusion_pytorch": "audio-diffusion-pytorch"}
+    have, missing = [], []
+    for name, dist in wanted.items():
+        try:
+            have.append(f"{name} {md.version(dist)}")
+        except md.PackageNotFoundError:
+            missing.append(name)
+    detail = ", ".join(have) + (f"; missing: {', '.join(missing)}" if missing else "")
+    if missing:
+        return Check("backends", "warn", detail, "diffusers / audio-diffusion-pytorch models need "
+                     "pip install 'sampleforge[backends]' (audio-diffusion-pytorch: see the README, --no-deps)")
+    return Check("backends", "ok", detail)
+
+
+def _foreign_model(name: str) -> Check | None:
+    """Other people's models: resolve, load once, report the load's time and peak memory (None: ours)."""
+    try:
+        from sampleforge.backends import load_backend, resolve
+        from sampleforge.backends.memory import measure_peak
     except ImportError:
-        p = Path(name)
-        return p if p.exists() or os.sep in name else REPO_ROOT / "weights" / name
-    except Exception:  # resolve_model refuses an unknown name: report where we looked
-        return REPO_ROOT / "weights" / name
+        return None
+    try:
+        ref = resolve(name)
+    except Exception as exc:  # CheckpointError: a missing file or an hf: id not in the cache
+        if name.startswith("hf:") or (Path(name).is_dir() and not (Path(name) / "config.json").is_file()):
+            return Check("model", "fail", str(exc), "fix the folder or download the model as the message says")
+        return None
+    if ref.format == "sampleforge":
+        return None
+    try:
+        with measure_peak() as peak:
+            model = load_backend(name)
+    except Exception as exc:
+        return Check("model", "fail", f"{name} ({ref.format}): does not load: {exc}",
+                     "check the folder against the format's layout (README: other people's models)")
+    mem = f", +{peak.mib:.0f} MiB peak" if peak.mib is not None else ""
+    return Check("model", "ok", f"{name}: {ref.format} {getattr(model, 'pipeline_class', model.kind)} at {ref.path}; "
+                 f"loads in {peak.seconds:.1f} s{mem}")
+
+
+def check_memory() -> Check:
+    """This process's peak resident memory so far, and the GPU's peak allocation when there is one."""
+    from sampleforge.backends.memory import process_peak_bytes
+
+    parts = []
+    peak = process_peak_bytes()
+    if peak is not None:
+        parts.append(f"process peak {peak / 2**20:.0f} MiB resident")
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            parts.append(f"cuda:{i} peak {torch.cuda.max_memory_allocated(i) / 2**20:.0f} MiB allocated")
+    return Check("memory", "ok", "; ".join(parts) or "not measurable on this platform")
 
 
 def check_model(name: str = DEFAULT_MODEL) -> Check:
+    foreign = _foreign_model(name)
+    if foreign is not None:
+        return foreign
     folder = _resolve_model(name)
     config = folder / "config.json"
     weights = sorted(p.name for p in folder.glob("*.safetensors")) if folder.is_dir() else []
@@ -149,11 +208,7 @@ def check_model(name: str = DEFAULT_MODEL) -> Check:
     size = sum((folder / w).stat().st_size for w in weights) / 1e6
     detail = f"{name}: {folder} ({', '.join(weights)}; {size:.1f} MB)"
     try:
-        from sampleforge.bundle import load_bundle
-
         load_bundle(folder)
-    except ImportError:
-        pass
     except Exception as exc:  # CheckpointError, ConfigError...: the files are there but do not load
         return Check("model", "fail", f"{detail}: does not load: {exc}",
                      "the model folder is damaged or from another version: restore or rebuild it")
@@ -161,9 +216,9 @@ def check_model(name: str = DEFAULT_MODEL) -> Check:
 
 
 def check_classifier(path: Path | None = None) -> Check:
-    from sampleforge.eval.classifier import DEFAULT_CLASSIFIER
+    from sampleforge.eval.classifier import shipped_classifier
 
-    folder = path or DEFAULT_CLASSIFIER
+    folder = path or shipped_classifier()
     if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
         return Check("classifier", "warn", f"no drum classifier at {folder}",
                      "`sampleforge eval` needs it: rebuild it with `sampleforge eval train-classifier`")
@@ -194,7 +249,8 @@ def run_checks(model: str = DEFAULT_MODEL, data_dirs: list[Path] | None = None,
     """Run every check; none of them raises."""
     checks: list[Callable[[], Check]] = [
         check_python, check_torch_build, check_devices, check_threads, check_libsndfile, check_numpy,
-        lambda: check_model(model), lambda: check_classifier(classifier), lambda: check_data(data_dirs), check_disk,
+        check_backends, lambda: check_model(model), lambda: check_classifier(classifier),
+        lambda: check_data(data_dirs), check_disk, check_memory,
     ]
     out = []
     for fn in checks:

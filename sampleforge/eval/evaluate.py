@@ -16,7 +16,9 @@ when generated clips of a class are judged wrong, it tells whether the autoencod
 (then no amount of diffusion training fixes it) or the diffusion does.
 
 The vocoder check re-synthesises real reference clips from their log-mel with the model's vocoder and with
-Griffin-Lim (32 iterations) and compares both to the ORIGINAL waveform (log-mel L1, MR-STFT distance).
+Griffin-Lim (32 iterations) and compares both to the ORIGINAL waveform (log-mel L1, MR-STFT distance), with
+the spectral character of all three (tail flatness, hop-rate flutter, high-band peakiness: ``eval.spectral``).
+``sampleforge eval vocoder`` runs this check alone.
 
 Reference and training sets: the clips ``data.corpus.scan`` finds in ``--reference`` folders. When some of
 the held-out kits (default ``corpus.DEFAULT_HELD_OUT_KITS``) are among them, the reference is those kits and
@@ -36,12 +38,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from sampleforge.eval import metrics, report
-from sampleforge.eval.classifier import DrumClassifier, clip_logmels, embed_and_classify, load_classifier
+from sampleforge.eval import metrics, report, spectral
+from sampleforge.eval.classifier import (
+    DrumClassifier,
+    clip_logmels,
+    embed_and_classify,
+    load_classifier,
+    shipped_classifier,
+)
 from sampleforge.params import GenerationParams
-from sampleforge.taxonomy import CATEGORIES, CATEGORY_PROMPTS
+from sampleforge.taxonomy import CATEGORIES, CATEGORY_PROMPTS, MAIN_CLASSES
 
-DEFAULT_CLASSES: tuple[str, ...] = ("kick", "snare", "closed_hat", "open_hat", "tom", "crash", "clap")
 SHOW_PER_CLASS = 8  # generated clips per class shown with players in the HTML
 SHOW_REFERENCE = 2  # real clips per class shown
 SHOW_VOCODER = 2  # vocoder-check clips shown (original, vocoder, Griffin-Lim each)
@@ -53,7 +60,7 @@ EVAL_GENERATION = GenerationParams(seed=0)  # an evaluation is repeatable unless
 @dataclass
 class EvalSettings:
     per_class: int = 16
-    classes: Sequence[str] = DEFAULT_CLASSES
+    classes: Sequence[str] = MAIN_CLASSES
     vocoder_clips: int = 16
     held_out_kits: Sequence[str] | None = None  # None: the corpus default
     generation: GenerationParams = EVAL_GENERATION  # class k's clips: seeds seed + 1000 k + i
@@ -157,18 +164,22 @@ def vocoder_check(generator: Any, real: RealSet, n: int, seed: int = 0) -> tuple
         gl = generator.vocode(lm, samples, vocoder=False).float().cpu()
         has_vocoder = generator.bundle.vocoder is not None
         voc = generator.vocode(lm, samples, vocoder=True).float().cpu() if has_vocoder else None
+    sr = generator.sample_rate
     out: dict[str, Any] = {"clips": len(order), "griffin_lim_iters": getattr(generator.griffin_lim, "n_iter", None),
-                           "griffin_lim": {
-        "logmel_l1": metrics.logmel_l1(wav, gl), "mrstft": metrics.mrstft_distance(wav, gl)}}
-    if voc is not None:
-        out["vocoder"] = {"logmel_l1": metrics.logmel_l1(wav, voc), "mrstft": metrics.mrstft_distance(wav, voc)}
-    else:
-        out["vocoder"] = None
+                           "real": spectral.spectral_character(wav.numpy(), sr),
+                           "griffin_lim": _resynthesis_metrics(wav, gl, sr),
+                           "vocoder": None if voc is None else _resynthesis_metrics(wav, voc, sr)}
     examples = [
         (real.names[j], wav[i].numpy(), (voc[i] if voc is not None else gl[i]).numpy(), gl[i].numpy())
         for i, j in enumerate(order[:SHOW_VOCODER])
     ]
     return out, examples
+
+
+def _resynthesis_metrics(wav: torch.Tensor, synth: torch.Tensor, sr: int) -> dict[str, Any]:
+    """Distances of re-synthesised clips (B, T) to the originals (B, T), and their spectral character."""
+    return {"logmel_l1": metrics.logmel_l1(wav, synth), "mrstft": metrics.mrstft_distance(wav, synth),
+            **spectral.spectral_character(synth.numpy(), sr)}
 
 
 def roundtrip_check(generator: Any, real: RealSet, clf: DrumClassifier, classes: Sequence[str],
@@ -317,7 +328,7 @@ def evaluate(model: str | Path, reference: Sequence[Path | str], settings: EvalS
     result: dict[str, Any] = {
         "model": str(model),
         "model_id": gen.id,
-        "classifier": str(classifier or "weights/classifier-v1"),
+        "classifier": str(classifier or shipped_classifier()),
         "settings": {**{k: v for k, v in dataclasses.asdict(gen.resolve(s.generation)).items()
                         if k not in ("prompt", "count", "format")},
                      "per_class": s.per_class, "seed": s.seed, "duration": duration, "device": str(gen.device)},
@@ -353,6 +364,24 @@ def evaluate(model: str | Path, reference: Sequence[Path | str], settings: EvalS
     result["_reference"] = ref
     result["_vocoder_examples"] = voc_examples
     result["_sample_rate"] = gen.sample_rate
+    return result
+
+
+def run_vocoder_check(model: str | Path, reference: Sequence[Path | str], out_file: str | Path, clips: int = 64,
+                      held_out_kits: Sequence[str] | None = None, seed: int = 0,
+                      device: str | None = None) -> dict[str, Any]:
+    """The vocoder check alone (no generation, no classifier), written to ``out_file`` as JSON."""
+    import json
+
+    from sampleforge.pipeline import Generator
+
+    gen = Generator.from_pretrained(model, device=device)
+    ref, _, how = load_real_sets(reference, gen.bundle.config.duration, gen.sample_rate, held_out_kits)
+    result, _ = vocoder_check(gen, ref, clips, seed)
+    result = {"model": str(model), "model_id": gen.id, "split": how, **result}
+    out = Path(out_file)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 

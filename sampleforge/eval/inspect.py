@@ -1,5 +1,5 @@
 """``sampleforge inspect PATH``: a model folder (via ``bundle.inspect_bundle``) or a legacy ``.pt`` checkpoint
-(via ``bundle.inspect_legacy_pt``, ``torch.load(weights_only=True)``, never unpickling objects): components,
+(via ``legacy.inspect_legacy_pt``, ``torch.load(weights_only=True)``, never unpickling objects): components,
 parameter counts, dtypes, config, vocabulary and hashes, as text or JSON.
 """
 
@@ -16,11 +16,19 @@ LEGACY_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 
 def inspect_path(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A model folder or a shipped model name → ``{"kind": "bundle", ...}``; a ``.pt`` file → ``{"kind": "legacy_pt", ...}``."""
-    from sampleforge import bundle
+    from sampleforge import bundle, legacy
+    from sampleforge.backends.resolve import resolve
 
+    if str(path).startswith("hf:") or (Path(path).expanduser() / "model_index.json").is_file():
+        from sampleforge.backends.inspect import inspect_diffusers
+
+        ref = resolve(path)
+        if ref.format == "diffusers":
+            return inspect_diffusers(ref.path)
+        path = ref.path
     p = Path(path).expanduser()
     if p.is_file() and p.suffix.lower() in LEGACY_SUFFIXES:
-        return {"kind": "legacy_pt", **bundle.inspect_legacy_pt(p)}
+        return {"kind": "legacy_pt", **legacy.inspect_legacy_pt(p)}
     if p.is_file() and p.suffix.lower() == ".safetensors":
         raise CheckpointError(f"{p}: a single weight file; inspect the model folder that holds it ({p.parent})")
     if p.is_file() and p.name != "config.json":
@@ -83,6 +91,10 @@ def _vocab_line(vocab: Any, limit: int = 40) -> str:
 def format_inspect(info: dict[str, Any]) -> str:
     """Readable text for an :func:`inspect_path` result."""
     lines: list[str] = []
+    if info.get("kind") == "diffusers":
+        from sampleforge.backends.inspect import format_diffusers
+
+        return format_diffusers(info)
     if info.get("kind") == "legacy_pt":
         lines.append(f"legacy checkpoint: {info['path']}")
         lines.append(f"sha256: {info.get('sha256', '?')}")

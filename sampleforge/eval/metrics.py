@@ -217,3 +217,13 @@ def logmel_l1(
     mel = MelSpectrogram(mel_config)
     with torch.no_grad():
         return float((mel(r[:, :n]) - mel(e[:, :n])).abs().mean())
+
+
+def peak_correlation(a: np.ndarray | Tensor, b: np.ndarray | Tensor) -> float:
+    """Pearson correlation of two clips of the same shape after peak normalisation (1.0: the same audio
+    up to a gain); how sampleforge's output is compared with a library's own call."""
+    x, y = _as_numpy(a).astype(np.float64).ravel(), _as_numpy(b).astype(np.float64).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"clips differ in shape: {_as_numpy(a).shape} vs {_as_numpy(b).shape}")
+    x, y = x / max(np.abs(x).max(), 1e-30), y / max(np.abs(y).max(), 1e-30)
+    return float(np.corrcoef(x, y)[0, 1])

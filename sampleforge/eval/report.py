@@ -191,15 +191,19 @@ def eval_html(result: dict[str, Any], show_per_class: int = 8, show_reference: i
     voc = result["vocoder_check"]
     if voc.get("clips"):
         vrows = [{"synth": "model vocoder", **(voc["vocoder"] or {})},
-                 {"synth": f"Griffin-Lim ({voc.get('griffin_lim_iters') or '?'} iterations)", **voc["griffin_lim"]}]
+                 {"synth": f"Griffin-Lim ({voc.get('griffin_lim_iters') or '?'} iterations)", **voc["griffin_lim"]},
+                 {"synth": "real recordings", **(voc.get("real") or {})}]
         figs = []
         for name, orig, v_wav, gl_wav in result["_vocoder_examples"]:
             figs += [clip_figure(orig, sr, f"{name}: original"), clip_figure(v_wav, sr, f"{name}: vocoder"),
                      clip_figure(gl_wav, sr, f"{name}: Griffin-Lim")]
         body.append(section(
             f"Vocoder check ({voc['clips']} real clips, against the original waveform)",
-            table(vrows, ["synth", "logmel_l1", "mrstft"], ["from the real log-mel", "log-mel L1", "MR-STFT"]),
-            note("MR-STFT: mean over Hann windows 256/512/1024/2048 of spectral convergence + log-magnitude L1."
+            table(vrows, ["synth", "logmel_l1", "mrstft", "tail_flatness", "hop_flutter_db", "hf_peakiness_db"],
+                  ["from the real log-mel", "log-mel L1", "MR-STFT", "tail flatness 2-16 kHz", "86-Hz flutter dB",
+                   "5-16 kHz peakiness dB"]),
+            note("MR-STFT: mean over Hann windows 256/512/1024/2048 of spectral convergence + log-magnitude L1. "
+                 "The last three columns should be close to the real recordings' row."
                  + ("" if voc["vocoder"] else " This model has no vocoder: its row is empty and its players use Griffin-Lim.")),
             clip_grid(figs)))
     trip = result.get("roundtrip_check") or {}

@@ -23,8 +23,9 @@ from sampleforge.params import GenerationParams
 
 def run_sweep(generator: Any, base: GenerationParams, cfgs: Sequence[float], steps: Sequence[int],
               samplers: Sequence[str]) -> dict[str, Any]:
-    """Render every (sampler, steps, cfg) cell over ``base`` (prompt, seed, count, duration, ...); returns the
-    JSON-able result plus ``_audio`` (key -> (count, T))."""
+    """Render every (sampler, steps, cfg) cell over ``base`` (prompt, seed, count, duration, ...) with any
+    backend; returns the JSON-able result plus ``_audio`` (key -> (count, T)). The stage statistics come from
+    the backend's ``Generation``: the sampler's latents and the waveform before finishing (``raw``)."""
     base = generator.resolve(base)
     unfit = [s for s in samplers if s not in generator.samplers]
     if unfit:  # fail before the first (slow) cell, naming the bad value
@@ -38,36 +39,57 @@ def run_sweep(generator: Any, base: GenerationParams, cfgs: Sequence[float], ste
                 t0 = time.perf_counter()
                 g = generator.run(dataclasses.replace(base, steps=st, cfg_scale=c, sampler=sampler))
                 seconds = time.perf_counter() - t0
-                raw = generator.vocode(g.mels.to(generator.device), g.audio.shape[1]).float().cpu()
                 key = f"{sampler}-{st}-{c}"
-                raw_clean = torch.nan_to_num(raw)
-                cells.append({
-                    "key": key, "sampler": sampler, "steps": int(st), "cfg_scale": float(c), "seeds": list(g.seeds),
-                    "seconds": seconds,
-                    "latent_std": float(g.latents.float().std()),
-                    "mel_mean": float(torch.nan_to_num(g.mels.float()).mean()),
-                    "raw_audio_std": float(raw_clean.std()),
-                    "raw_peak": float(raw_clean.abs().max()),
-                    "raw_clipping_percent": metrics.clipping_percent(raw),
-                    "nan_count": metrics.nan_count(g.latents) + metrics.nan_count(g.mels) + metrics.nan_count(raw),
-                    "lufs": float(sum(metrics.loudness_lufs(x, sr) for x in raw_clean.numpy()) / len(raw_clean)),
-                    "finished_lufs": float(sum(metrics.loudness_lufs(x, sr) for x in g.audio.numpy()) / len(g.audio)),
-                    "warnings": list(g.warnings),
-                })
-                audio[key] = g.audio.numpy()
+                cells.append({"key": key, "sampler": sampler, "steps": int(st), "cfg_scale": float(c),
+                              "seeds": list(g.seeds), "seconds": seconds, **stage_stats(g, sr),
+                              "warnings": list(g.warnings)})
+                audio[key] = mono_rows(g.audio).numpy()
     return {
-        "model_id": generator.id, "prompt": base.prompt, "seed": base.seed, "n": base.count, "duration": base.duration,
-        "cfg": [float(c) for c in cfgs], "steps": [int(s) for s in steps], "samplers": list(samplers),
-        "device": str(generator.device), "cells": cells, "_audio": audio, "_sample_rate": sr,
+        "model_id": generator.id, "model_kind": getattr(generator, "kind", "sampleforge"), "prompt": base.prompt,
+        "seed": base.seed, "n": base.count, "duration": base.duration, "cfg": [float(c) for c in cfgs],
+        "steps": [int(s) for s in steps], "samplers": list(samplers), "device": str(generator.device),
+        "cells": cells, "_audio": audio, "_sample_rate": sr,
     }
 
 
-def sweep(model: str | Path, base: GenerationParams, cfgs: Sequence[float], steps: Sequence[int],
-          samplers: Sequence[str], out_dir: str | Path, device: str | None = None) -> tuple[dict[str, Any], Path, Path]:
-    """Load the model, run the grid, write ``sweep.json`` + ``sweep.html``. Returns (result, json, html)."""
-    from sampleforge.pipeline import Generator
+def mono_rows(wav: torch.Tensor) -> torch.Tensor:
+    """(B, T) or (B, C, T) -> (B, T): channels averaged (for loudness, spectrograms and players)."""
+    return wav.float().mean(dim=1) if wav.ndim == 3 else wav.float()
 
-    gen = Generator.from_pretrained(model, device=device, precision=base.precision)
+
+def stage_stats(g: Any, sample_rate: int) -> dict[str, Any]:
+    """Per-stage statistics of one ``Generation``: latent std, mel mean, raw audio std / peak / clipping %,
+    NaN count over every stage, loudness before and after finishing, and the backend's times and memory."""
+    raw_all = g.raw if g.raw is not None else g.audio
+    raw_clean = torch.nan_to_num(mono_rows(raw_all))
+    latents = g.latents if g.latents is not None else torch.zeros(1)
+    nan = metrics.nan_count(latents) + metrics.nan_count(raw_all)
+    out: dict[str, Any] = {
+        "latent_std": float(torch.nan_to_num(latents.float()).std()),
+        "mel_mean": None if g.mels is None else float(torch.nan_to_num(g.mels.float()).mean()),
+        "raw_audio_std": float(raw_clean.std()),
+        "raw_peak": float(raw_clean.abs().max()),
+        "raw_clipping_percent": metrics.clipping_percent(raw_all),
+        "nan_count": nan + (metrics.nan_count(g.mels) if g.mels is not None else 0),
+        "lufs": float(sum(metrics.loudness_lufs(x, sample_rate) for x in raw_clean.numpy()) / len(raw_clean)),
+        "finished_lufs": float(sum(metrics.loudness_lufs(x, sample_rate) for x in mono_rows(g.audio).numpy())
+                               / len(g.audio)),
+    }
+    out.update({k: float(v) for k, v in g.stats.items()})
+    return out
+
+
+def sweep(model: str | Path, base: GenerationParams, cfgs: Sequence[float], steps: Sequence[int],
+          samplers: Sequence[str] | None, out_dir: str | Path,
+          device: str | None = None) -> tuple[dict[str, Any], Path, Path]:
+    """Load the model (any backend; ``base`` carries its load-time settings), run the grid, write
+    ``sweep.json`` + ``sweep.html``. ``samplers`` None: ddim, dpmpp_2m, heun (other models: their first
+    three). Returns (result, json, html)."""
+    from sampleforge.backends import BackendOptions, load_backend
+
+    gen = load_backend(model, BackendOptions.from_params(base, device))
+    if samplers is None:
+        samplers = ["ddim", "dpmpp_2m", "heun"] if gen.kind == "sampleforge" else list(gen.samplers[:3])
     result = run_sweep(gen, base, cfgs, steps, samplers)
     js, page = report.write_report(result, out_dir, "sweep", report.sweep_html(result))
     return result, js, page

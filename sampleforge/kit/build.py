@@ -138,8 +138,8 @@ def build_kit(
     prompts = [s.prompt for s in samples]
     warnings = sorted({w for x in dict.fromkeys(prompts) for w in gen.check_prompt(x)}) + gen.knob_warnings(p)
     cond, uncond = gen.condition(prompts, p.knobs())
-    wav, _, _ = gen.render(p, cond, uncond, torch.stack(noises), [s.seed for s in samples], vocoder=vocoder,
-                           callback=callback)
+    wav = gen.render(p, cond, uncond, torch.stack(noises), [s.seed for s in samples], vocoder=vocoder,
+                     callback=callback).audio
     length = parse_length(p.length)
     for sample, clip in zip(samples, wav.numpy(), strict=True):
         gain = np.float32(10 ** (sample.gain_db / 20))

@@ -61,8 +61,13 @@ def check_limits(service: Service, req: GenerateRequest, prefix: tuple[str, ...]
                              "range"))
     if req.format not in MEDIA_TYPES:  # jobs store wav or flac; the other formats are for files and /v1/vary...
         errors.append(_error(loc("format"), f"jobs write {' or '.join(MEDIA_TYPES)}", "enum"))
-    if req.sampler is not None and req.sampler not in service.samplers:
-        errors.append(_error(loc("sampler"), f"unknown sampler {req.sampler!r} (valid: {', '.join(service.samplers)})",
+    model = getattr(req, "model", None)
+    if model is not None and model not in service.models:
+        errors.append(_error(loc("model"), f"unknown model {model!r} (served: {', '.join(service.models)})", "enum"))
+        model = None
+    samplers = service.model(model).samplers
+    if req.sampler is not None and req.sampler not in samplers:
+        errors.append(_error(loc("sampler"), f"unknown sampler {req.sampler!r} (valid: {', '.join(samplers)})",
                              "enum"))
     if errors:
         raise RequestValidationError(errors)
@@ -145,17 +150,14 @@ def create_app(service: Service, manage_service: bool = True) -> FastAPI:
         body = service.health()
         return JSONResponse(status_code=200 if body["ready"] else 503, content=body)
 
-    @api.get("/v1/models", tags=["models"], summary="The served model, its samplers and this server's limits")
+    @api.get("/v1/models", tags=["models"], summary="The served models, their samplers and this server's limits")
     def models() -> dict[str, Any]:
-        g, cfg = service.generator, service.config
-        return {"default": g.name, "models": [{
-            "name": g.name, "sample_rate": g.sample_rate, "duration": service.default_duration,
-            "samplers": service.samplers,
-            "limits": {"max_count": cfg.max_count, "max_steps": cfg.max_steps, "min_duration": cfg.min_duration,
-                       "max_duration": cfg.max_duration, "max_prompt_chars": cfg.max_prompt_chars,
-                       "max_batch": cfg.max_batch, "max_queue": cfg.max_queue},
-            "formats": list(MEDIA_TYPES),
-        }]}
+        cfg = service.config
+        limits = {"max_count": cfg.max_count, "max_steps": cfg.max_steps, "min_duration": cfg.min_duration,
+                  "max_duration": cfg.max_duration, "max_prompt_chars": cfg.max_prompt_chars,
+                  "max_batch": cfg.max_batch, "max_queue": cfg.max_queue}
+        return {"default": service.generator.name, "models": [
+            {**m.info(), "limits": limits, "formats": list(MEDIA_TYPES)} for m in service.models.values()]}
 
     @api.get("/v1/vocab", tags=["models"], summary="Keywords the model knows (with training counts) and drum classes")
     def vocab() -> dict[str, Any]:

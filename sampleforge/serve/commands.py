@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from sampleforge.errors import UserInputError
-from sampleforge.params import PRECISIONS
+from sampleforge.params import SPECS, add_arguments
 from sampleforge.serve.config import ServeConfig
 
 DEFAULTS = ServeConfig()
+LOAD_SETTINGS = ("precision", "offload", "decode_chunk", "quantize", "channels")  # how each model is loaded
 
 
 def _positive_int(text: str) -> int:
@@ -30,12 +31,13 @@ def _positive_float(text: str) -> float:
 
 def _shared_arguments(p: argparse.ArgumentParser) -> None:
     """Options the server and its Celery workers must agree on."""
-    p.add_argument("--model", default=DEFAULTS.model, help="model name or folder (default: %(default)s)")
+    p.add_argument("--model", action="append", default=None,
+                   help=f"{SPECS['model'].help}. serve: repeat it to serve several models (the first is the "
+                        f"default; a request names one); worker: the one model it runs (default: {DEFAULTS.model})")
     p.add_argument("--storage", type=Path, default=DEFAULTS.storage,
                    help="directory for the job database and audio; shared by server and workers (default: %(default)s)")
     p.add_argument("--device", default=None, help="torch device (default: CUDA > MPS > CPU)")
-    p.add_argument("--precision", choices=PRECISIONS, default=PRECISIONS[0],
-                   help="the U-Net's precision; bf16 ~2x the throughput of batched jobs on AVX512-BF16 CPUs")
+    add_arguments(p, LOAD_SETTINGS)
     p.add_argument("--max-batch", type=_positive_int, default=DEFAULTS.max_batch,
                    help="clips per generate() call, across compatible jobs (default: %(default)s)")
     p.add_argument("--max-attempts", type=_positive_int, default=DEFAULTS.max_attempts,
@@ -84,19 +86,31 @@ def register(subparsers: Any) -> None:
     worker.set_defaults(func=run_worker)
 
 
+def _models(args: argparse.Namespace) -> list[str]:
+    """The --model values (default: the shipped model); a repeated one is refused."""
+    models = list(args.model or [DEFAULTS.model])
+    if len(set(models)) != len(models):
+        raise UserInputError(f"--model given twice: {', '.join(models)}")
+    return models
+
+
 def _config(args: argparse.Namespace, **extra: Any) -> ServeConfig:
     return ServeConfig(
-        storage=args.storage, model=args.model, broker=args.broker, max_batch=args.max_batch,
+        storage=args.storage, model=_models(args)[0], broker=args.broker, max_batch=args.max_batch,
         max_attempts=args.max_attempts, lease_seconds=args.lease_seconds,
         visibility_timeout_s=args.visibility_timeout, **extra,
     )
 
 
-def load_generator(model: str, device: str | None = None, precision: str = "fp32") -> Any:
-    """``sampleforge.pipeline.Generator.from_pretrained(model)``; a one-line error if it cannot load."""
-    from sampleforge.pipeline import Generator
+def load_generator(model: str, args: argparse.Namespace | None = None) -> Any:
+    """The backend for ``model`` with the command's load-time settings; a one-line error if it cannot load."""
+    from sampleforge.backends import BackendOptions, load_backend
+    from sampleforge.params import from_namespace
 
-    return Generator.from_pretrained(model, device=device, precision=precision)
+    if args is None:
+        return load_backend(model)
+    loading = argparse.Namespace(**{name: getattr(args, name, None) for name in LOAD_SETTINGS})
+    return load_backend(model, BackendOptions.from_params(from_namespace(loading), args.device))
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -114,7 +128,11 @@ def run_serve(args: argparse.Namespace) -> int:
         max_queue=args.max_queue, ttl_hours=args.ttl_hours, max_count=args.max_count, max_steps=args.max_steps,
         max_duration=args.max_duration, max_body_bytes=args.max_body_bytes, cleanup_interval_s=args.cleanup_interval,
     )
-    service = Service(config, load_generator(args.model, args.device, args.precision))
+    gens = [load_generator(m, args) for m in _models(args)]
+    names = [g.name for g in gens]
+    if len(set(names)) != len(names):
+        raise UserInputError(f"two models are both called {names[0]!r}: put them in folders named apart")
+    service = Service(config, {g.name: g for g in gens})
     service.start()  # before uvicorn: a storage already in use is a one-line error, not a lifespan trace
     try:  # the app's lifespan stops the service on shutdown, before uvicorn re-raises SIGTERM/SIGINT
         uvicorn.run(create_app(service), host=args.host, port=args.port, log_config=log_config,
@@ -132,5 +150,8 @@ def run_worker(args: argparse.Namespace) -> int:
         raise UserInputError(f"--broker must be a redis:// URL, got {args.broker!r}")
     configure_logging(args.log_level)
     config = _config(args)
-    return celery_worker(config, lambda: load_generator(args.model, args.device, args.precision), pool=args.pool,
+    models = _models(args)
+    if len(models) > 1:
+        raise UserInputError("a worker runs one model: start one `sampleforge worker --model M` per model")
+    return celery_worker(config, lambda: load_generator(models[0], args), pool=args.pool,
                          concurrency=args.concurrency)

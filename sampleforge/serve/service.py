@@ -17,6 +17,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Mapping
 from typing import IO, Any
 
 from sampleforge.errors import SampleforgeError, UserInputError
@@ -33,6 +34,9 @@ log = logging.getLogger("sampleforge.serve")
 
 def model_samplers(generator: GeneratorLike) -> list[str]:
     """Sampler names the model accepts: flow samplers for a flow-matching model, the others otherwise."""
+    space = getattr(generator, "space", None)
+    if space is not None:
+        return list(space.samplers)
     names = getattr(generator, "samplers", None)
     if names:
         return sorted(names)
@@ -48,6 +52,9 @@ def model_samplers(generator: GeneratorLike) -> list[str]:
 
 def model_duration(generator: GeneratorLike) -> float:
     """The model's native clip length in seconds (the default ``duration``)."""
+    space = getattr(generator, "space", None)
+    if space is not None:
+        return float(space.default_duration)
     bundle = getattr(generator, "bundle", None)
     value = getattr(getattr(bundle, "config", None), "duration", None)
     return float(value) if value else 2.0
@@ -70,20 +77,48 @@ def check_limits_fit_model(config: ServeConfig) -> None:
         )
 
 
-class Service:
-    """State shared by the routes: config, model, store, storage and the hand-off to workers."""
+class ServedModel:
+    """One model the service runs: the backend, its samplers and defaults."""
 
-    def __init__(self, config: ServeConfig, generator: GeneratorLike) -> None:
+    def __init__(self, generator: GeneratorLike, config: ServeConfig) -> None:
+        self.generator = generator
+        self.name = str(generator.name)
+        self.samplers = model_samplers(generator)
+        space = getattr(generator, "space", None)
+        preferred = [space.default_sampler] if space is not None else ["ddim", "flow_euler"]
+        self.default_sampler = next((s for s in preferred if s in self.samplers), self.samplers[0])
+        self.default_duration = min(max(model_duration(generator), config.min_duration), config.max_duration)
+
+    def info(self) -> dict[str, Any]:
+        space = getattr(self.generator, "space", None)
+        return {"name": self.name, "kind": getattr(self.generator, "kind", "sampleforge"),
+                "sample_rate": self.generator.sample_rate, "duration": self.default_duration,
+                "samplers": self.samplers, "default_sampler": self.default_sampler,
+                **({"defaults": {"steps": space.default_steps, "cfg_scale": space.default_cfg},
+                    "channels": space.channels} if space is not None else {})}
+
+
+class Service:
+    """State shared by the routes: config, models, store, storage and the hand-off to workers.
+
+    ``generator`` is one model or a mapping name -> model (the first is the default): each model gets its own
+    worker pool, and a request names the model it wants."""
+
+    def __init__(self, config: ServeConfig, generator: GeneratorLike | Mapping[str, GeneratorLike]) -> None:
         check_limits_fit_model(config)
-        self.config, self.generator = config, generator
+        gens = list(generator.values()) if isinstance(generator, Mapping) else [generator]
+        self.models = {m.name: m for m in (ServedModel(g, config) for g in gens)}
+        default = next(iter(self.models.values()))
+        self.config, self.generator = config, default.generator
         self.storage = Storage(config.storage)
         self.store = JobStore(self.storage.db_path)
         self.mode = "celery" if config.broker else "embedded"
-        self.samplers = model_samplers(generator)
-        self.default_duration = model_duration(generator)
-        self.default_sampler = next((s for s in ("ddim", "flow_euler") if s in self.samplers), self.samplers[0])
+        self.samplers = default.samplers
+        self.default_duration = default.default_duration
+        self.default_sampler = default.default_sampler
         self.started_at = time.time()
         self.pool: WorkerPool | None = None
+        self.pools: list[WorkerPool] = []
         self.celery: Any = None
         self._janitor = Janitor(self.store, self.storage, config.cleanup_interval_s, config.ttl_seconds)
         self._lock_file: IO[str] | None = None
@@ -103,8 +138,11 @@ class Service:
             if requeued or failed:
                 log.info("recovered interrupted jobs", extra={"event": "recovered", "requeued": requeued,
                                                                 "failed": failed})
-            self.pool = WorkerPool(self.store, self.storage, self.generator, self.config)
-            self.pool.start()
+            self.pools = [WorkerPool(self.store, self.storage, m.generator, self.config)
+                          for m in self.models.values()]
+            self.pool = self.pools[0]
+            for pool in self.pools:
+                pool.start()
         else:
             from sampleforge.serve.celery_app import make_celery
 
@@ -113,7 +151,7 @@ class Service:
             self._recovery = threading.Thread(target=self._recover_loop, daemon=True, name="sampleforge-recovery")
             self._recovery.start()
         self._janitor.start()
-        log.info("service started", extra={"event": "service_start", "mode": self.mode, "model": self.generator.name,
+        log.info("service started", extra={"event": "service_start", "mode": self.mode, "model": ",".join(self.models),
                                            "storage": str(self.storage.root)})
 
     def stop(self) -> None:
@@ -122,8 +160,8 @@ class Service:
             return
         self._stop.set()
         self._janitor.stop()
-        if self.pool is not None:
-            self.pool.stop()
+        for pool in self.pools:
+            pool.stop()
         if self._recovery is not None:
             self._recovery.join(5.0)
         if self._lock_file is not None:
@@ -149,34 +187,47 @@ class Service:
         self._lock_file = handle
 
     # ---- jobs ----------------------------------------------------------------------------------------
+    def model(self, name: str | None) -> ServedModel:
+        """The served model called ``name`` (None: the default one); UserInputError naming the served ones."""
+        if name is None:
+            return next(iter(self.models.values()))
+        if name not in self.models:
+            raise UserInputError(f"unknown model {name!r} (served: {', '.join(self.models)})")
+        return self.models[name]
+
     def submit(self, req: GenerateRequest, source: str = "generate", client_ref: str | None = None) -> Job:
         """Persist a validated request as a queued job and hand it to a worker. Raises QueueFull."""
+        served = self.model(getattr(req, "model", None))
         params = {
             "count": req.count, "steps": req.steps, "cfg_scale": req.cfg_scale,
-            "sampler": req.sampler or self.default_sampler,
-            "seed": req.seed, "duration": req.duration if req.duration is not None else self.default_duration,
+            "sampler": req.sampler or served.default_sampler,
+            "seed": req.seed, "duration": req.duration if req.duration is not None else served.default_duration,
             "format": req.format,
         }
         job_id = new_job_id()
         job = Job(
-            id=job_id, state=QUEUED, model=self.generator.name, prompt=req.prompt, params=params,
+            id=job_id, state=QUEUED, model=served.name, prompt=req.prompt, params=params,
             batch_key=batch_key(params, job_id), ttl_s=self.config.ttl_seconds, created_at=time.time(), seed=req.seed,
-            warnings=list(self.generator.check_prompt(req.prompt)), source=source, client_ref=client_ref,
+            warnings=list(served.generator.check_prompt(req.prompt)), source=source, client_ref=client_ref,
         )
         self.store.submit(job, max_active=self.config.max_queue)
         log.info("job accepted", extra={"event": "job_accepted", "job": job.id, "clips": req.count,
-                                        "source": source})
-        self._dispatch(job.id)
+                                        "source": source, "model": served.name})
+        self._dispatch(job.id, served.name)
         return job
 
-    def _dispatch(self, job_id: str) -> None:
-        if self.pool is not None:
-            self.pool.notify()
+    def _dispatch(self, job_id: str, model: str | None = None) -> None:
+        if self.pools:
+            for pool in self.pools:
+                pool.notify()
         elif self.celery is not None:
             from sampleforge.serve.celery_app import TASK_NAME, queue_name
 
+            if model is None:
+                job = self.store.get(job_id)
+                model = job.model if job is not None else self.generator.name
             try:
-                self.celery.send_task(TASK_NAME, args=[job_id], queue=queue_name(self.generator.name))
+                self.celery.send_task(TASK_NAME, args=[job_id], queue=queue_name(model))
             except Exception:  # the job is safe in the store; the recovery loop publishes it again
                 log.exception("publish failed", extra={"event": "publish_failed", "job": job_id})
 
@@ -197,14 +248,14 @@ class Service:
         return max(1, min(600, math.ceil(per_job / max(1, self.workers_alive()))))
 
     def workers_alive(self) -> int:
-        if self.pool is not None:
-            return self.pool.alive()
+        if self.pools:
+            return sum(pool.alive() for pool in self.pools)
         return len(self.store.alive_workers(within_s=3 * self.config.heartbeat_seconds + 2))
 
     def health(self) -> dict[str, Any]:
         counts = self.store.counts()
         alive = self.workers_alive()
-        expected = self.config.workers if self.mode == "embedded" else None
+        expected = self.config.workers * len(self.models) if self.mode == "embedded" else None
         ready = alive > 0
         return {
             "status": "ok" if ready else "degraded",
@@ -212,6 +263,7 @@ class Service:
             "ready": ready,
             "mode": self.mode,
             "model": {"name": self.generator.name, "loaded": True, "sample_rate": self.generator.sample_rate},
+            "models": list(self.models),
             "queue": {"queued": counts["queued"], "running": counts["running"], "max": self.config.max_queue},
             "workers": {"alive": alive, "expected": expected},
             "uptime_s": round(time.time() - self.started_at, 1),

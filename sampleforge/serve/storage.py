@@ -23,7 +23,6 @@ from torch import Tensor
 from sampleforge.audio.io import write_audio
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
-FORMATS = ("wav", "flac")
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac"}
 
 
@@ -54,7 +53,7 @@ class Storage:
         return self.results / job_id
 
     def clip_path(self, job_id: str, index: int, fmt: str) -> Path:
-        if fmt not in FORMATS or not 0 <= index < 10_000:
+        if fmt not in MEDIA_TYPES or not 0 <= index < 10_000:
             raise ValueError(f"bad clip {index}.{fmt}")
         return self.job_dir(job_id) / f"{index}.{fmt}"
 

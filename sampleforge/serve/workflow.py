@@ -1,7 +1,8 @@
 """HTTP routes of the producer's workflow: variations (``POST /v1/vary``), morphs (``POST /v1/morph``), kit
 pads (``POST /v1/kit/pad``) and whole kits as a zip (``POST /v1/kit``).
 
-They answer directly (no job queue): a request runs on the server's model, one workflow request at a time
+They answer directly (no job queue): a request runs on the served model it names in ``model`` (default: the
+server's first), which must be a sampleforge model (they encode audio into its latents); one workflow request at a time
 (others wait up to ``WAIT_SECONDS``, then 429). Audio goes both ways as base64 in JSON: input clips in
 ``audio`` / ``from_audio`` / ``to_audio`` (any WAV, FLAC, AIFF or OGG; up to ``max_upload_bytes`` per
 request), results as ``{"data": base64, "media_type", "name", ...}`` with their provenance.
@@ -47,7 +48,7 @@ class _Strict(BaseModel):
 
 
 # the settings each route takes (GenerationParams fields: names, bounds, defaults and help derive from there)
-SAMPLING = ("steps", "cfg_scale", "sampler", "format", "length", "decay", "brightness", "weight", "punch")
+SAMPLING = ("model", "steps", "cfg_scale", "sampler", "format", "length", "decay", "brightness", "weight", "punch")
 VARY = ("prompt", "strength", "count", "seed", *SAMPLING)
 MORPH = ("morph_steps", "strength", *SAMPLING)
 KIT = ("prompt", "relatedness", *SAMPLING)
@@ -119,17 +120,31 @@ def _invalid(field: str, msg: str, kind: str = "value_error") -> RequestValidati
     return RequestValidationError([{"loc": ("body", field), "msg": msg, "type": kind}])
 
 
+def _generator(request: Request, name: str | None) -> Any:
+    """The served model called ``name`` (None: the default one); 422 naming ``model`` when it is not served or
+    cannot run the workflow (only sampleforge models encode audio and take a start noise)."""
+    service = request.app.state.service
+    if name is not None and name not in service.models:
+        raise _invalid("model", f"unknown model {name!r} (served: {', '.join(service.models)})", "enum")
+    served = service.model(name)
+    if not all(hasattr(served.generator, m) for m in ("vary", "morph", "render")):
+        raise _invalid("model", f"model {served.name!r} ({getattr(served.generator, 'kind', 'other')}) does not "
+                       "make variations, morphs or kits; use a sampleforge model")
+    return served
+
+
 def _limits(request: Request, p: GenerationParams, clips: int, prompts: dict[str, str]) -> None:
     """This server's limits (they only narrow GenerationParams'): 422 naming the field."""
     service = request.app.state.service
     cfg = service.config
+    samplers = _generator(request, p.model).samplers
     if p.steps > cfg.max_steps:
         raise _invalid("steps", f"at most {cfg.max_steps} steps", "less_than_equal")
     if clips > cfg.max_count * 4:
         raise _invalid("count", f"at most {cfg.max_count * 4} clips per request, asked for {clips}",
                        "less_than_equal")
-    if p.sampler is not None and p.sampler not in service.samplers:
-        raise _invalid("sampler", f"unknown sampler {p.sampler!r} (valid: {', '.join(service.samplers)})", "enum")
+    if p.sampler is not None and p.sampler not in samplers:
+        raise _invalid("sampler", f"unknown sampler {p.sampler!r} (valid: {', '.join(samplers)})", "enum")
     length = parse_length(p.length)
     if isinstance(length, float) and length > cfg.max_duration:
         raise _invalid("length", f"must be 'auto' or at most {cfg.max_duration} seconds", "range")
@@ -191,9 +206,9 @@ def _clip(gen: Any, p: GenerationParams, wav: np.ndarray, **extra: Any) -> dict[
 
 @router.post("/v1/vary", summary="Variations of an uploaded clip (audio-to-audio)")
 def vary(req: VaryRequest, request: Request) -> dict[str, Any]:
-    gen = request.app.state.service.generator
     p = req.params(VARY)
     _limits(request, p, p.count, {"prompt": p.prompt})
+    gen = _generator(request, p.model).generator
     wav = _decode("audio", req.audio, gen.sample_rate)
     result = _run(gen.vary, wav, p)
     r = result.params
@@ -208,9 +223,9 @@ def vary(req: VaryRequest, request: Request) -> dict[str, Any]:
 def morph(req: MorphRequest, request: Request) -> dict[str, Any]:
     from sampleforge.pipeline import MorphEnd
 
-    gen = request.app.state.service.generator
     p = req.params(MORPH)
     _limits(request, p, p.morph_steps, {"from_prompt": req.from_prompt, "to_prompt": req.to_prompt})
+    gen = _generator(request, p.model).generator
     if (req.from_audio is None) != (req.to_audio is None):
         raise _invalid("to_audio" if req.to_audio is None else "from_audio", "give a clip for both ends or neither")
     a_audio = _decode("from_audio", req.from_audio, gen.sample_rate) if req.from_audio else None
@@ -239,11 +254,11 @@ def kit_pad(req: PadRequest, request: Request) -> dict[str, Any]:
     from sampleforge.kit.build import build_kit
     from sampleforge.kit.writers import sample_metadata
 
-    gen = request.app.state.service.generator
     if req.piece not in PIECES:
         raise _invalid("piece", f"unknown piece {req.piece!r} (valid: {', '.join(PIECES)})", "enum")
     p = dataclasses.replace(req.params(KIT, KIT_DEFAULTS), seed=req.seed, pieces=req.piece)
     _limits(request, p, 1, {"prompt": p.prompt})
+    gen = _generator(request, p.model).generator
     pad_seed = req.pad_seed if req.pad_seed is not None else int(np.random.default_rng().integers(MAX_SEED))
     kit = _run(build_kit, gen, p, pad_seeds={req.piece: pad_seed})
     s = kit.samples[0]
@@ -260,9 +275,9 @@ def kit_zip(req: KitRequest, request: Request) -> Response:
     from sampleforge.kit.pieces import parse_pieces
     from sampleforge.kit.writers import write_kit, zip_folder
 
-    gen = request.app.state.service.generator
     p = req.params((*KIT, "seed", "pieces", "round_robins", "velocity_layers"), KIT_DEFAULTS)
     _limits(request, p, len(parse_pieces(p.pieces)) * p.round_robins * p.velocity_layers, {"prompt": p.prompt})
+    gen = _generator(request, p.model).generator
     kit = _run(build_kit, gen, p, pad_seeds=req.pad_seeds or None, name=req.name)
     with tempfile.TemporaryDirectory(prefix="sampleforge-kit-") as tmp:
         write_kit(kit, Path(tmp) / kit.name, p.format)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(task, cfg, args.out / stage, resume=args.resume, max_minutes=minutes,
                        progress=not args.no_progress)
         print(f"{stage}: {result}")
+        if int(os.environ.get("RANK", "0")) == 0:  # one process writes the model folder
+            ctx.install_export(result.export_dir)
         if getattr(result, "stopped_early", False):
             print(f"stopped early (time limit or signal); continue with: sampleforge train {args.stage} --resume --out {args.out}")
             return 0

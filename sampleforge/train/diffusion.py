@@ -2,8 +2,9 @@
 
 The latents of ``recipe.latent_variants`` augmented versions of every clip are encoded once with the trained
 VAE (posterior means, scaled) and cached in ``RUN/diffusion/latents.safetensors`` keyed by a hash of the VAE
-weights and the clip list; training then touches no audio. The loss is the MSE of the U-Net's prediction
-(eps, v or x0, per the model config) at a uniformly drawn training timestep.
+weights and the clip list; training then touches no audio. The loss is the MSE between the U-Net's output and
+the target of the model's prediction type (eps, v, x0 or flow velocity, ``diffusion/prediction.py``) at a
+uniformly drawn noise level.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch.utils.data import TensorDataset
 from tqdm import tqdm
 
 from sampleforge.bundle import load_state
+from sampleforge.diffusion.prediction import get_prediction, training_example
 from sampleforge.models.text import KeywordEncoder, keyword_dropout
 from sampleforge.models.unet import LatentUNet
 from sampleforge.models.vae import MelVAE
@@ -78,7 +80,8 @@ class DiffusionTask:
         self.vocab.save(ctx.model_dir / "vocab.json")
         ctx.write_config(("text",))
         self.model: nn.Module = nn.ModuleDict({"unet": LatentUNet(cfg.unet), "text": KeywordEncoder(cfg.text)})
-        self.alphas_cumprod = cfg.diffusion.alphas_cumprod().float()
+        self.prediction = get_prediction(cfg.diffusion.prediction)
+        self.alphas_cumprod = None if self.prediction.flow else cfg.diffusion.alphas_cumprod().float()
         self._dataset = self._latent_dataset(vae_file)
 
     # -- data ------------------------------------------------------------------------------------------
@@ -179,28 +182,17 @@ class DiffusionTask:
         return _collate(items)
 
     # -- loss ------------------------------------------------------------------------------------------
-    def loss(self, model: nn.Module, batch: tuple[Tensor, ...], generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, model: nn.Module, batch: tuple[Tensor, ...], generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
         x0, ids, knobs = batch
-        b = x0.shape[0]
         ids = keyword_dropout(ids, self.ctx.recipe.keyword_dropout, generator)
         if knobs.shape[1]:
             knobs = KeywordEncoder.knob_dropout(knobs, ids, self.ctx.recipe.knob_dropout, generator)
             cond = _text(model)(ids, knobs)
         else:
             cond = _text(model)(ids)
-        t = torch.randint(0, self.alphas_cumprod.shape[0], (b,), generator=generator)
-        noise = torch.randn(x0.shape, generator=generator)
-        a = self.alphas_cumprod[t].view(b, *([1] * (x0.dim() - 1)))
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        pred = _unet(model)(xt, t.float(), cond)
-        prediction = self.ctx.model_config.diffusion.prediction
-        if prediction == "eps":
-            target = noise
-        elif prediction == "v":
-            target = a.sqrt() * noise - (1 - a).sqrt() * x0
-        else:
-            target = x0
-        loss = torch.mean((pred - target) ** 2)
+        ex = training_example(self.prediction, x0, generator, self.alphas_cumprod)
+        pred = _unet(model)(ex.x_t, ex.time, cond)
+        loss = torch.mean((pred - ex.target) ** 2)
         return loss, {}
 
     # -- previews and export ---------------------------------------------------------------------------
@@ -226,5 +218,5 @@ class DiffusionTask:
         model.train(was_training)
 
     def export(self, model: nn.Module, out_dir: Path) -> None:
-        self.ctx.save_component("unet", _unet(model))
-        self.ctx.save_component("text", _text(model))
+        self.ctx.save_component("unet", _unet(model), out_dir)
+        self.ctx.save_component("text", _text(model), out_dir)

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sampleforge.bundle import ModelConfig
 from sampleforge.data.corpus import Clip, scan, split_by_kit
 from sampleforge.errors import UserInputError
+from sampleforge.model_config import ModelConfig
 from sampleforge.strict import ConfigError, from_dict
 from sampleforge.train.loop import TrainConfig
 

@@ -1,14 +1,16 @@
 """What the three training stages share: the run folder, the model folder being built, data, previews.
 
 A run folder ``RUN`` holds one sub-folder per stage (``RUN/vae``, ``RUN/diffusion``, ``RUN/vocoder``: checkpoints,
-loss.csv/png, previews) and the model folder they build together, ``RUN/model`` (config.json, vocab.json and
-each stage's exported ``<component>.safetensors``): ``sampleforge generate --model RUN/model``.
+loss.csv/png, previews, and ``export/``: the ``<component>.safetensors`` a task's ``export`` writes) and the model
+folder they build together, ``RUN/model`` (config.json, vocab.json and each stage's exported components, installed
+by ``install_export`` once the stage is done): ``sampleforge generate --model RUN/model``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +21,9 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from sampleforge.audio.io import write_wav
-from sampleforge.bundle import ModelConfig, read_config
 from sampleforge.data.corpus import Clip
 from sampleforge.data.dataset import AugmentConfig, DrumDataset, collate
+from sampleforge.model_config import ModelConfig, read_config
 from sampleforge.train.recipe import DataConfig, RecipeConfig
 
 N_PREVIEW = 4
@@ -105,16 +107,31 @@ class StageContext:
                 write_wav(out_dir / f"{name}_{i}.wav", _peak(wav), sr)
         _plot_mels(out_dir / "mels.png", mels)
 
-    def save_component(self, name: str, module: nn.Module) -> Path:
-        """Write ``RUN/model/<name>.safetensors`` and the current config.json (atomically, file by file)."""
-        self.model_dir.mkdir(parents=True, exist_ok=True)
+    def save_component(self, name: str, module: nn.Module, out_dir: Path) -> Path:
+        """Write ``module``'s weights as ``out_dir/<name>.safetensors`` (a task's export)."""
+        out_dir.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-        file = self.model_dir / f"{name}.safetensors"
+        file = out_dir / f"{name}.safetensors"
         tmp = file.with_suffix(".tmp")
         save_file(state, str(tmp), metadata={"format": "pt", "component": name})
         os.replace(tmp, file)
-        self.write_config(COMPONENT_SECTIONS[name])
         return file
+
+    def install_export(self, export_dir: Path) -> list[Path]:
+        """Copy a stage's exported components into RUN/model (each file replaced atomically) and write the
+        config sections they own; returns the installed files."""
+        installed = []
+        for file in sorted(export_dir.glob("*.safetensors")):
+            if file.stem not in COMPONENT_SECTIONS:
+                continue
+            self.model_dir.mkdir(parents=True, exist_ok=True)
+            target = self.model_dir / file.name
+            tmp = target.with_suffix(".tmp")
+            shutil.copyfile(file, tmp)
+            os.replace(tmp, target)
+            self.write_config(COMPONENT_SECTIONS[file.stem])
+            installed.append(target)
+        return installed
 
     def write_config(self, sections: Sequence[str] = ()) -> None:
         """Write RUN/model/config.json: this stage's ``sections`` (and the shared top-level keys) from its
@@ -162,7 +179,3 @@ def _plot_mels(file: Path, mels: dict[str, Tensor]) -> None:
     fig.tight_layout()
     fig.savefig(file, dpi=80)
     plt.close(fig)
-
-
-def clip_keywords(clips: Sequence[Clip]) -> list[list[str]]:
-    return [list(c.keywords) for c in clips]

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from sampleforge.models.vae import MelVAE
+from sampleforge.train.losses import kl_normal
 from sampleforge.train.stage import StageContext, TensorItems
 
 GAIN_DB = 6.0
@@ -67,7 +68,7 @@ class VAETask:
     def collate(self, items: list[Tensor]) -> dict[str, Any]:
         return {"mel": torch.stack(items)}
 
-    def loss(self, model: nn.Module, batch: dict[str, Any], generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, model: nn.Module, batch: dict[str, Any], generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
         vae: MelVAE = model  # type: ignore[assignment]
         cfg = vae.cfg
         mel = batch["mel"]  # (B, 128, F)
@@ -80,13 +81,13 @@ class VAETask:
         rec_n = (torch.maximum(rec, torch.full_like(rec, cfg.log_floor)) - cfg.mel_mean) / cfg.mel_std
         target_n = (mel - cfg.mel_mean) / cfg.mel_std
         l1 = torch.mean(torch.abs(rec_n - target_n))
-        kl = 0.5 * torch.mean(mean.pow(2) + logvar.exp() - 1.0 - logvar)
+        kl = kl_normal(mean, logvar)
         loss = l1 + self.ctx.recipe.kl_weight * kl
-        logs = {"l1": float(l1.detach()), "kl": float(kl.detach())}
+        logs = {"l1": l1.detach(), "kl": kl.detach()}
         if self.ctx.recipe.delta_weight > 0:  # frame-to-frame change: what makes a clap a clap, a hat a hat
             delta = torch.mean(torch.abs(rec_n.diff(dim=-1) - target_n.diff(dim=-1)))
             loss = loss + self.ctx.recipe.delta_weight * delta
-            logs["delta"] = float(delta.detach())
+            logs["delta"] = delta.detach()
         return loss, logs
 
     @torch.no_grad()
@@ -105,4 +106,4 @@ class VAETask:
         std = float(torch.cat(means).std())
         vae.cfg.scale_factor = 1.0 / max(std, 1e-6)
         self.ctx.model_config.vae.scale_factor = vae.cfg.scale_factor
-        self.ctx.save_component("vae", vae)
+        self.ctx.save_component("vae", vae, out_dir)

@@ -1,5 +1,8 @@
 """Stage 3: the vocoder. "magnitude" head: L1 on log-magnitude + spectral convergence against the real STFT of
-the clip (the phase is reconstructed at inference); "istft" head: multi-resolution STFT loss on the waveform.
+the clip (the phase is reconstructed at inference). "istft" head: the multi-resolution STFT loss of the
+waveform (the measure ``sampleforge eval`` compares vocoders by), plus the same magnitude loss on the head's
+own STFT magnitude (it learns the magnitude without waiting for the phase) and the log-mel L1 of the
+waveform against its input. ``refine_iters`` is an inference option: training is on the plain inverse STFT.
 
 Trains on crops of ``recipe.vocoder_segment_frames`` frames; half the crops start at the onset (frame 0),
 where the transient a drum is judged by lives, the rest anywhere in the clip. The clips' fixed-length waveforms
@@ -20,8 +23,7 @@ from sampleforge.train.losses import log_magnitude_l1, multi_resolution_stft_los
 from sampleforge.train.stage import StageContext, TensorItems
 
 GAIN_DB = 6.0
-
-
+MAG_FLOOR = 1e-5  # "istft": the log floor of the magnitude loss (the eval's MR-STFT uses the same eps)
 
 
 class VocoderTask:
@@ -56,7 +58,7 @@ class VocoderTask:
             start = int(torch.randint(0, frames - seg + 1, (), generator=generator))
         return wav[..., start * hop : (start + seg - 1) * hop]
 
-    def loss(self, model: nn.Module, batch: dict[str, Any], generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, model: nn.Module, batch: dict[str, Any], generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
         voc: Vocoder = model  # type: ignore[assignment]
         wav = self._crop(batch["wav"], voc.mel.cfg.hop_length, generator)
         with torch.no_grad():
@@ -68,13 +70,14 @@ class VocoderTask:
             floor = voc.cfg.trust_floor
             l1 = torch.mean(torch.abs(pred_log.clamp(min=math.log(floor)) - torch.log(target.clamp(min=floor))))
             sc = spectral_convergence(torch.exp(pred_log), target)
-            return l1 + sc, {"logmag_l1": float(l1.detach()), "sc": float(sc.detach())}
-        pred = voc(mel, length=wav.shape[-1])
-        target_wav = wav
-        loss = multi_resolution_stft_loss(pred, target_wav)
-        with torch.no_grad():
-            lm = log_magnitude_l1(voc.mel.magnitude(pred), voc.mel.magnitude(target_wav))
-        return loss, {"logmag_l1": float(lm)}
+            return l1 + sc, {"logmag_l1": l1.detach(), "sc": sc.detach()}
+        spec = voc.spectrum(mel)
+        pred = voc.istft(spec, wav.shape[-1])
+        mrstft = multi_resolution_stft_loss(pred, wav)
+        mag = spec.abs()
+        head = log_magnitude_l1(mag, target, MAG_FLOOR) + spectral_convergence(mag, target)
+        mel_l1 = torch.mean(torch.abs(voc.mel(pred) - mel))
+        return mrstft + head + mel_l1, {"mrstft": mrstft.detach(), "head_mag": head.detach(), "mel_l1": mel_l1.detach()}
 
     @torch.no_grad()
     def preview(self, model: nn.Module, out_dir: Path, step: int) -> None:
@@ -83,4 +86,4 @@ class VocoderTask:
         self.ctx.write_preview(out_dir, {"griffin_lim": mel}, audio={"vocoder": voc(mel)})
 
     def export(self, model: nn.Module, out_dir: Path) -> None:
-        self.ctx.save_component("vocoder", model)
+        self.ctx.save_component("vocoder", model, out_dir)

@@ -167,7 +167,7 @@ def test_griffin_lim_rejects_a_length_that_does_not_fit_the_frames() -> None:
 
 def test_griffin_lim_config_refuses_bad_values() -> None:
     from sampleforge.audio.griffinlim import GriffinLimConfig
-    from sampleforge.bundle import ModelConfig
+    from sampleforge.model_config import ModelConfig
     from sampleforge.strict import ConfigError
 
     assert ModelConfig.from_dict({"griffin_lim": {"n_iter": 12}}).griffin_lim.n_iter == 12

@@ -1,4 +1,4 @@
-"""audio/mel.py (the lead's): shapes, the band a pure sine lands in, buffers follow the device."""
+"""audio/mel.py: shapes, the band a pure sine lands in, buffers follow the device."""
 
 from __future__ import annotations
 

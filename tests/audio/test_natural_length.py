@@ -73,3 +73,18 @@ def test_silence_and_bad_lengths() -> None:
             parse_length(bad)
     with pytest.raises(ValueError, match="tail"):
         finish(np.zeros(100, np.float32), SR, tail="soft")
+
+
+def test_length_of_a_stereo_clip_follows_its_longest_channel() -> None:
+    sr = 1000
+    x = np.zeros((2, 1000), np.float32)
+    x[0, :200] = 0.5
+    x[1, :400] = -0.5  # the right channel rings longer
+    auto = apply_length(x, sr, "auto")
+    assert auto.shape == (2, 400)
+    np.testing.assert_array_equal(auto, x[:, :400])
+    cut = apply_length(x, sr, 0.3)
+    assert cut.shape == (2, 300) and cut[1, -1] == 0.0 and cut[1, 250] != 0.0  # faded where the sound is cut
+    np.testing.assert_array_equal(cut[0, :200], x[0, :200])
+    with pytest.raises(ValueError, match="one clip"):
+        apply_length(np.zeros((1, 2, 10), np.float32), sr, None)

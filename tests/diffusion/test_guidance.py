@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sampleforge.diffusion.guidance import cfg
+from sampleforge.diffusion.guidance import guidance
 from sampleforge.errors import UserInputError
 
 
@@ -22,14 +22,14 @@ UNCOND = torch.tensor([[0.0, 0.5]])
 
 def test_scale_one_is_the_conditional_pass_only(toys) -> None:
     counter = toys.CallCounter(_denoise)
-    out = cfg(counter, 1.0, uncond=UNCOND)(X, SIGMA, COND)
+    out = guidance(counter, 1.0, uncond=UNCOND)(X, SIGMA, COND)
     torch.testing.assert_close(out, _denoise(X, SIGMA, COND))
     assert counter.calls == 1 and counter.batches == [2]
 
 
 def test_guided_output_and_one_batched_forward(toys) -> None:
     counter = toys.CallCounter(_denoise)
-    out = cfg(counter, 3.0, uncond=UNCOND)(X, SIGMA, COND)
+    out = guidance(counter, 3.0, uncond=UNCOND)(X, SIGMA, COND)
     assert counter.calls == 1 and counter.batches == [4]  # cond and uncond in ONE forward
     c = _denoise(X, SIGMA, COND)
     u = _denoise(X, SIGMA, UNCOND.expand(2, -1))
@@ -39,17 +39,17 @@ def test_guided_output_and_one_batched_forward(toys) -> None:
 def test_pair_form_and_scale_zero(toys) -> None:
     u = UNCOND.expand(2, -1)
     torch.testing.assert_close(
-        cfg(_denoise, 2.0)(X, SIGMA, (COND, u)), cfg(_denoise, 2.0, uncond=u)(X, SIGMA, COND)
+        guidance(_denoise, 2.0)(X, SIGMA, (COND, u)), guidance(_denoise, 2.0, uncond=u)(X, SIGMA, COND)
     )
     counter = toys.CallCounter(_denoise)
-    torch.testing.assert_close(cfg(counter, 0.0)(X, SIGMA, (COND, u)), _denoise(X, SIGMA, u))
+    torch.testing.assert_close(guidance(counter, 0.0)(X, SIGMA, (COND, u)), _denoise(X, SIGMA, u))
     assert counter.calls == 1
 
 
 def test_guidance_errors() -> None:
     with pytest.raises(UserInputError, match="finite"):
-        cfg(_denoise, float("nan"))
+        guidance(_denoise, float("nan"))
     with pytest.raises(TypeError, match=r"cond=\(cond, uncond\)"):
-        cfg(_denoise, 2.0)(X, SIGMA, COND)
+        guidance(_denoise, 2.0)(X, SIGMA, COND)
     with pytest.raises(ValueError, match="does not match"):
-        cfg(_denoise, 2.0, uncond=torch.zeros(2, 5))(X, SIGMA, COND)
+        guidance(_denoise, 2.0, uncond=torch.zeros(2, 5))(X, SIGMA, COND)

@@ -18,7 +18,7 @@ def _setup(name: str, toys, dtype=torch.float32, steps: int = 8):
     g = torch.Generator().manual_seed(1234)
     if name.startswith("flow_"):
         return (
-            FlowDenoiser(toys.toy_flow_net),
+            FlowDenoiser(toys.toy_flow_net, time_scale=1.0),
             torch.randn(2, 2, 4, 4, generator=g).to(dtype),
             flow_times(steps),
         )

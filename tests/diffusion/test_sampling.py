@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sampleforge.diffusion.denoiser import DiscreteDenoiser
-from sampleforge.diffusion.guidance import cfg
+from sampleforge.diffusion.guidance import guidance
 from sampleforge.diffusion.samplers import SAMPLERS
 from sampleforge.diffusion.sampling import generate_latents
 from sampleforge.diffusion.schedules import sampling_sigmas
@@ -48,7 +48,7 @@ def test_explicit_noise_equals_generator_noise_and_manual_pipeline(linear_ac, to
     torch.testing.assert_close(got, same)
     # by hand: denoiser -> cfg -> sigmas -> start at sqrt(sigma_max^2 + 1) -> ddim
     sigmas = sampling_sigmas(linear_ac, 5, "karras")
-    guided = cfg(DiscreteDenoiser(net, linear_ac, "eps"), 3.0, uncond=UNCOND)
+    guided = guidance(DiscreteDenoiser(net, linear_ac, "eps"), 3.0, uncond=UNCOND)
     ref = SAMPLERS["ddim"](guided, noise * math.sqrt(float(sigmas[0]) ** 2 + 1), sigmas, cond=COND)
     torch.testing.assert_close(got, ref)
 

@@ -35,6 +35,18 @@ def test_speed_runs_on_a_debug_model(debug_model: Path, tmp_path: Path, capsys: 
     assert "s/clip" in text and "peak RSS" in text and "peer" not in text
 
 
+def test_speed_vocoders_only(debug_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "voc.json"
+    code = speed.main(["--model", str(debug_model), "--vocoders", "--threads", "1", "--batches", "1",
+                       "--repeats", "2", "--json", str(out)])
+    assert code == 0
+    (row,) = json.loads(out.read_text())["vocoders"]
+    assert row["batch"] == 1 and row["threads"] == 1 and row["griffin_lim_iters"] == 32
+    assert row["vocoder_seconds_per_clip"] > 0 and row["griffin_lim_seconds_per_clip"] > 0
+    assert row["ratio"] == pytest.approx(row["vocoder_seconds_per_clip"] / row["griffin_lim_seconds_per_clip"])
+    assert "Griffin-Lim 32" in capsys.readouterr().out
+
+
 def test_peer_lengths() -> None:
     assert peers.PEER_LENGTH == 2**15
     assert peers.peer_length(2.0) == 88320 and peers.peer_length(2.0) % peers.PEER_DOWNSAMPLE == 0

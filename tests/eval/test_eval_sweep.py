@@ -41,6 +41,7 @@ def test_eval_end_to_end(debug_model: Path, random_classifier: Path, reference_d
     assert o["fd_reference_clips"] == 10 and o["fd_generated_clips"] == 6
     voc = res["vocoder_check"]
     assert voc["clips"] == 2 and voc["griffin_lim_iters"] == 32 and voc["griffin_lim"]["mrstft"] > 0 and voc["griffin_lim"]["logmel_l1"] > 0
+    assert voc["real"]["tail_flatness"] is not None and "hop_flutter_db" in voc["griffin_lim"]
     trip = res["roundtrip_check"]  # reference: kick 3, snare 3, closed_hat 2, clap 2 (no tom)
     assert trip["clips"] == 10 and sorted(trip["per_class"]) == ["clap", "closed_hat", "kick", "snare"]
     assert trip["per_class"]["kick"]["clips"] == 3 and sum(trip["per_class"]["kick"]["vae_predicted"].values()) == 3
@@ -51,6 +52,24 @@ def test_eval_end_to_end(debug_model: Path, random_classifier: Path, reference_d
     assert page.count("<audio") == 10 + 8 + 6
     assert "Vocoder check" in page and "real-vs-real floor" in page
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 10  # reference clips went through the cache
+
+
+def test_eval_vocoder_alone(debug_model: Path, reference_dir: Path, tmp_path: Path,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "voc.json"
+    code = main(["eval", "vocoder", "--model", str(debug_model), "--reference", str(reference_dir), "--clips", "3",
+                 "--device", "cpu", "--out", str(out)])
+    assert code == 0
+    res = json.loads(out.read_text())
+    assert res["clips"] == 3 and "reference = all clips" in res["split"]
+    for row in ("vocoder", "griffin_lim"):
+        assert res[row]["mrstft"] > 0 and res[row]["logmel_l1"] > 0
+        assert set(res[row]) >= {"tail_flatness", "hop_flutter_db", "hf_peakiness_db"}
+    assert 0 < res["real"]["tail_flatness"] < 1
+    text = capsys.readouterr().out
+    assert "model vocoder" in text and "Griffin-Lim's" in text
+    assert main(["eval", "vocoder", "--model", str(debug_model), "--reference", str(reference_dir), "--clips", "0"]) == 2
+    assert "--clips must be >= 1" in capsys.readouterr().err
 
 
 def test_eval_needs_model_and_reference(capsys: pytest.CaptureFixture[str]) -> None:

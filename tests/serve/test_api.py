@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from sampleforge.audio.io import read_metadata
+from sampleforge.errors import UserInputError
 
 FAST = {"steps": 2, "duration": 0.5}
 
@@ -377,7 +378,8 @@ def test_cli_passes_precision_to_the_generator(debug_model):
     from sampleforge.cli import build_parser
     from sampleforge.serve.commands import load_generator
 
-    args = build_parser().parse_args(["serve", "--model", str(debug_model), "--precision", "bf16"])
-    assert load_generator(args.model, "cpu", args.precision).precision == "bf16"
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["worker", "--broker", "redis://x", "--precision", "fp16"])
+    args = build_parser().parse_args(["serve", "--model", str(debug_model), "--precision", "bf16", "--device", "cpu"])
+    assert load_generator(args.model[0], args).precision == "bf16"
+    bad = build_parser().parse_args(["worker", "--broker", "redis://x", "--precision", "fp8"])
+    with pytest.raises(UserInputError, match="--precision"):
+        load_generator(str(debug_model), bad)

@@ -63,6 +63,7 @@ def test_vary_returns_variations_with_provenance(make_client, generator, tmp_pat
     ({"format": "mp3"}, "format"),
     ({"length": "forever"}, "length"),
     ({"bogus": 1}, "bogus"),
+    ({"model": "not-served"}, "model"),
 ])
 def test_vary_bad_input_is_422_naming_the_field(make_client, generator, body: dict, field: str) -> None:
     client = make_client(start=False)
@@ -158,3 +159,34 @@ def test_jobs_narrow_the_formats_to_what_they_store(make_client) -> None:
     r = client.post("/v1/generate", json={"prompt": "kick", "format": "wav16"})
     assert r.status_code == 422 and "format" in r.text
     assert client.post("/v1/generate", json={"prompt": "kick", "format": "flac"}).status_code == 202
+
+
+class _ForeignModel:
+    """Another backend's model as the service sees it: it generates, but has no latents to vary or morph."""
+
+    name = "foreign"
+    kind = "diffusers"
+    sample_rate = 44100
+    samplers = ("euler",)
+
+    def check_prompt(self, prompt: str) -> list[str]:
+        return []
+
+
+def test_workflow_routes_run_on_the_named_sampleforge_model(tmp_path: Path, generator) -> None:
+    from fastapi.testclient import TestClient
+
+    from sampleforge.serve.app import create_app
+    from sampleforge.serve.config import ServeConfig
+    from sampleforge.serve.service import Service
+
+    service = Service(ServeConfig(storage=tmp_path / "storage", model=str(generator.name)),
+                      {"foreign": _ForeignModel(), str(generator.name): generator})
+    with TestClient(create_app(service, manage_service=False)) as client:
+        ok = client.post("/v1/morph", json={"model": str(generator.name), "morph_steps": 2, **FAST})
+        assert ok.status_code == 200, ok.text
+        assert ok.json()["model"] == generator.id
+        for body in ({}, {"model": "foreign"}):  # the default (first) model is the foreign one
+            r = client.post("/v1/morph", json={"morph_steps": 2, **FAST, **body})
+            assert r.status_code == 422, r.text
+            assert "model" in json.dumps(r.json()) and "sampleforge model" in r.text

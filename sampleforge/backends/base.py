@@ -1,0 +1,218 @@
+"""The one interface every model runs behind: what the CLI, the API and the service need from a model.
+
+A backend is a loaded model. It tells its parameter space (``space``: samplers, durations, defaults), fills
+the settings left to the model (``resolve(GenerationParams) -> GenerationParams``), makes audio
+(``run(params, prompts) -> Generation`` with the per-stage tensors that ``sweep`` turns into statistics),
+checks prompts, and describes itself for ``inspect``/``doctor``. sampleforge's own pipeline
+(``pipeline.Generator``) is one backend; diffusers pipelines and audio-diffusion-pytorch checkpoints are others
+(``backends.load_backend``). Every setting, load-time ones included, is declared in ``params.GenerationParams``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from sampleforge.errors import UserInputError
+
+if TYPE_CHECKING:
+    from sampleforge.params import GenerationParams
+
+Callback = Callable[[int, int], None]
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# settings only some models take: model kind -> refused where the model has no use for them
+MODEL_SETTINGS = ("init_audio", "init_noise", "mask_start", "mask_end")
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """How a model is loaded (from the load-time fields of ``GenerationParams``: precision, offload,
+    quantize; decode_chunk and channels are defaults that a call's settings override)."""
+
+    device: str | None = None
+    precision: str = "fp32"
+    offload: str = "none"
+    quantize: str = "none"
+    decode_chunk: float | None = None
+    channels: str | None = None
+
+    @classmethod
+    def from_params(cls, params: GenerationParams, device: str | None = None) -> BackendOptions:
+        return cls(device=device, precision=params.precision or "fp32", offload=params.offload,
+                   quantize=params.quantize, decode_chunk=params.decode_chunk, channels=params.channels)
+
+
+@dataclass(frozen=True)
+class ParamSpace:
+    """What a model accepts: samplers (the first is the default), durations in seconds, default settings."""
+
+    samplers: tuple[str, ...]
+    min_duration: float
+    max_duration: float
+    default_duration: float
+    default_steps: int
+    default_cfg: float
+    channels: int = 1
+    conditioned: bool = True  # False: the model ignores the prompt (an unconditional model)
+    settings: tuple[str, ...] = ()  # the model-specific settings it takes (MODEL_SETTINGS)
+
+    @property
+    def default_sampler(self) -> str:
+        return self.samplers[0]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "samplers": list(self.samplers), "default_sampler": self.default_sampler,
+            "duration": {"min": self.min_duration, "max": self.max_duration, "default": self.default_duration},
+            "default_steps": self.default_steps, "default_cfg_scale": self.default_cfg, "channels": self.channels,
+            "conditioned": self.conditioned, "settings": list(self.settings),
+        }
+
+
+@dataclass
+class Generation:
+    """One batch of results: finished audio (B, T) or (B, C, T), what produced each clip, and the stages.
+
+    ``latents``: what the sampler returned; ``mels``: the decoded spectrogram (mel models only); ``raw``: the
+    waveform before finishing (NaN, clipping and level problems show here, not in the finished audio);
+    ``stats``: the stages' seconds and peak memory (``<stage>_s``, ``<stage>_peak_mib``).
+    """
+
+    audio: Tensor
+    prompts: list[str]
+    seeds: list[int]
+    params: GenerationParams  # as run: seed, sampler, duration and precision filled in
+    warnings: list[str] = field(default_factory=list)
+    latents: Tensor | None = None
+    mels: Tensor | None = None
+    raw: Tensor | None = None
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A loaded model, ready to generate; holds no state between calls."""
+
+    id: str
+    name: str
+    kind: str
+    sample_rate: int
+    device: torch.device
+    samplers: tuple[str, ...]
+
+    @property
+    def space(self) -> ParamSpace: ...
+
+    def check_prompt(self, prompt: str) -> list[str]: ...
+
+    def vocab(self) -> dict[str, int]: ...
+
+    def resolve(self, params: GenerationParams) -> GenerationParams: ...
+
+    def run(self, params: GenerationParams, prompts: Sequence[str] | None = None, vocoder: bool = True,
+            callback: Callback | None = None, normalize: str | None = "peak") -> Generation: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+class RunMixin:
+    """``generate_full`` / ``generate`` (keyword settings, the reference API's style) on top of ``run``."""
+
+    def run(self, params: GenerationParams, prompts: Sequence[str] | None = None, vocoder: bool = True,
+            callback: Callback | None = None, normalize: str | None = "peak") -> Generation:
+        raise NotImplementedError
+
+    def generate_full(self, prompts: str | Sequence[str], n: int | None = None, *, vocoder: bool = True,
+                      callback: Callback | None = None, normalize: str | None = "peak",
+                      params: GenerationParams | None = None, **settings: Any) -> Generation:
+        """Like ``generate`` but returns a ``Generation`` with seeds, settings, warnings and the stages."""
+        from sampleforge.params import DEFAULTS, GenerationParams
+
+        if n is not None:
+            settings["n"] = n
+        p = GenerationParams.from_kwargs(settings, base=params or DEFAULTS)
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        elif not isinstance(prompts, Sequence):
+            raise UserInputError("prompts must be a string or a non-empty list of strings")
+        return self.run(p, prompts, vocoder, callback, normalize)
+
+    def generate(self, prompts: str | Sequence[str], n: int | None = None, *, vocoder: bool = True,
+                 callback: Callback | None = None, params: GenerationParams | None = None,
+                 **settings: Any) -> Tensor:
+        """prompts (P) → finished audio (P * n, samples) (stereo models: (P * n, 2, samples)), peak 0.95.
+
+        ``settings``: any ``GenerationParams`` field by name or alias (steps, cfg_scale, sampler, seed,
+        duration, ...) over ``params``; clip k uses seed ``seed + k``.
+        """
+        return self.generate_full(prompts, n, vocoder=vocoder, callback=callback, params=params, **settings).audio
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A resolved call: the settings with the model's defaults filled in, the batch expanded prompt-major."""
+
+    params: GenerationParams
+    prompts: list[str]
+    seeds: list[int]
+
+
+def resolve_in(space: ParamSpace, params: GenerationParams, precision: str) -> GenerationParams:
+    """Fill the settings left to the model from ``space`` and check them against it (UserInputError naming
+    the setting): sampler, duration, and a random seed if none."""
+    p = dataclasses.replace(
+        params.with_seed(),
+        sampler=params.sampler or space.default_sampler,
+        duration=params.duration if params.duration is not None else space.default_duration,
+        precision=params.precision or precision,
+    )
+    if p.sampler not in space.samplers:
+        raise UserInputError(f"sampler: unknown sampler {p.sampler!r} for this model (valid: {', '.join(space.samplers)})")
+    assert p.duration is not None
+    if not space.min_duration <= p.duration <= space.max_duration:
+        raise UserInputError(f"duration must be between {space.min_duration:g} and {space.max_duration:g} seconds "
+                             f"for this model, got {p.duration:g}")
+    given = [name for name in MODEL_SETTINGS if getattr(p, name) is not None and name not in space.settings]
+    if given:
+        raise UserInputError(f"{given[0]}: this model does not take it (its own settings: "
+                             f"{', '.join(space.settings) or 'none'})")
+    if p.precision != precision:
+        raise UserInputError(f"precision: the model was loaded in {precision}; load it again for {p.precision}")
+    return p
+
+
+def batch(p: GenerationParams, prompts: Sequence[str] | None) -> Batch:
+    """Expand ``count`` clips per prompt (prompt-major); clip k gets seed ``p.seed + k``."""
+    assert p.seed is not None
+    prompt_list = [p.prompt] if prompts is None else list(prompts)
+    if not prompt_list or not all(isinstance(x, str) for x in prompt_list):
+        raise UserInputError("prompts must be a string or a non-empty list of strings")
+    clips = [x for x in prompt_list for _ in range(p.count)]
+    return Batch(p, clips, [p.seed + k for k in range(len(clips))])
+
+
+def peak_normalize(wav: Tensor, peak: float = 0.95) -> Tensor:
+    """Scale each clip (B, ...) so its max |x| is ``peak``; silent clips stay silent; NaN/inf become 0."""
+    wav = torch.nan_to_num(wav.float(), nan=0.0, posinf=0.0, neginf=0.0)
+    top = wav.abs().reshape(wav.shape[0], -1).amax(dim=1).clamp(min=1e-12)
+    scale = torch.where(top > 1e-9, peak / top, torch.zeros_like(top))
+    return wav * scale.reshape(-1, *([1] * (wav.ndim - 1)))
+
+
+def fit_channels(wav: Tensor, channels: str | None) -> Tensor:
+    """(B, C, T) -> (B, T) when ``channels`` is "mono" (averaged) or C == 1; else unchanged."""
+    if wav.ndim == 3 and (channels == "mono" or wav.shape[1] == 1):
+        return wav.mean(dim=1)
+    return wav
+
+
+def finish_foreign(raw: Tensor, normalize: str | None) -> Tensor:
+    """Other people's models: peak-normalised (no drum-specific onset alignment or tail trimming), or only
+    cleaned of NaN and kept within [-1, 1] when ``normalize`` is None."""
+    return peak_normalize(raw) if normalize else torch.nan_to_num(raw.float()).clamp(-1, 1)

@@ -1,0 +1,69 @@
+"""``sampleforge inspect`` for other people's model folders: components, parameter counts, dtypes and the
+sampler mapping, read from the configs and safetensors headers without building any network."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sampleforge.backends import schedulers
+from sampleforge.backends.resolve import check_diffusers_folder
+
+
+def _tensor_summary(files: list[Path]) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    tensors = params = 0
+    dtypes: set[str] = set()
+    for f in files:
+        if f.suffix != ".safetensors":
+            continue
+        with safe_open(str(f), framework="pt") as handle:
+            for key in handle.keys():
+                sl = handle.get_slice(key)
+                shape = sl.get_shape()
+                n = 1
+                for d in shape:
+                    n *= int(d)
+                tensors, params = tensors + 1, params + n
+                dtypes.add(str(sl.get_dtype()).lower())
+    return {"tensors": tensors, "parameters": params, "dtypes": sorted(dtypes),
+            "bytes": sum(f.stat().st_size for f in files)}
+
+
+def inspect_diffusers(path: Path) -> dict[str, Any]:
+    """A diffusers pipeline folder -> its pipeline class, family, components and sampler mapping."""
+    from sampleforge.backends.diffusers_backend import FAMILIES
+
+    components = check_diffusers_folder(path)
+    index = json.loads((path / "model_index.json").read_text())
+    cls = str(index["_class_name"])
+    family = FAMILIES.get(cls, "unsupported")
+    out: dict[str, Any] = {}
+    for name, spec in components.items():
+        if spec[1] is None:
+            continue
+        folder = path / name
+        files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
+        out[name] = {"class": spec[1], "library": spec[0], "files": [f.name for f in files],
+                     **(_tensor_summary(files) if files else {})}
+    native = str(components.get("scheduler", [None, "?"])[1])
+    return {"kind": "diffusers", "path": str(path), "pipeline": cls, "family": family,
+            "diffusers_version": index.get("_diffusers_version"), "components": out,
+            "samplers": schedulers.describe(family, native)}
+
+
+def format_diffusers(info: dict[str, Any]) -> str:
+    lines = [f"diffusers pipeline: {info['path']}", f"{info['pipeline']} (family {info['family']}, saved with "
+             f"diffusers {info.get('diffusers_version')})", "components:"]
+    total = 0
+    for name, c in info["components"].items():
+        total += int(c.get("parameters", 0))
+        weights = f"{c['parameters']:>12,} params  {','.join(c['dtypes']):<9} {c['bytes'] / 1e6:9.1f} MB" \
+            if "parameters" in c else ""
+        lines.append(f"  {name:<18} {c['class']:<34} {weights}")
+    lines.append(f"total parameters: {total:,}")
+    lines.append("samplers (--sampler):")
+    lines += [f"  {k:<16} {v}" for k, v in info["samplers"].items()]
+    return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""Where a ``--model`` value points and which format it is, checked before anything heavy is imported.
+
+- ``hf:OWNER/NAME`` -> the snapshot in the local Hugging Face cache (never downloaded at run time: a missing
+  one is a one-line error with the command that downloads it);
+- a folder with ``model_index.json`` -> a diffusers pipeline;
+- a folder with ``model_config.json`` -> a stable-audio-tools model;
+- a ``.ckpt`` file (or a folder holding one) -> an audio-diffusion-pytorch Lightning checkpoint;
+- anything else -> a sampleforge model folder or shipped name (``bundle.resolve_model``).
+
+A folder that is missing a file its format needs is a ``CheckpointError`` naming that file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sampleforge.errors import CheckpointError
+
+HF_PREFIX = "hf:"
+FORMATS = ("sampleforge", "diffusers", "stable-audio-tools", "audio-diffusion-pytorch")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+# component folders of a diffusers pipeline that hold no weights
+NO_WEIGHTS = ("scheduler", "tokenizer", "feature_extractor", "processor")
+CONFIG_NAMES = ("config.json", "scheduler_config.json", "tokenizer_config.json", "preprocessor_config.json")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved ``--model``: the local path, its format, and what the user wrote."""
+
+    path: Path
+    format: str
+    spec: str
+
+
+def hf_snapshot(repo_id: str) -> Path:
+    """The cached snapshot folder of Hugging Face repo ``repo_id``; CheckpointError saying how to get it."""
+    if not repo_id or repo_id.count("/") != 1 or any(not part for part in repo_id.split("/")):
+        raise CheckpointError(f"hf:{repo_id}: expected hf:OWNER/NAME, e.g. hf:stabilityai/stable-audio-open-1.0")
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.constants import HF_HUB_CACHE
+    except ImportError:
+        raise CheckpointError("hf: models need huggingface_hub: pip install 'sampleforge[backends]'") from None
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # LocalEntryNotFoundError, or a cache entry without a snapshot
+        raise CheckpointError(
+            f"hf:{repo_id} is not in the Hugging Face cache ({HF_HUB_CACHE}); download it once with "
+            f"`hf download {repo_id}` (gated models: `hf auth login` first), then run again"
+        ) from None
+
+
+def resolve(spec: str | os.PathLike[str]) -> ModelRef:
+    """``--model`` value -> ModelRef (path and format). Raises CheckpointError naming what is missing."""
+    text = str(spec)
+    path = hf_snapshot(text[len(HF_PREFIX):]) if text.startswith(HF_PREFIX) else Path(text).expanduser()
+    if path.is_file() and path.suffix == ".ckpt":
+        return ModelRef(path, "audio-diffusion-pytorch", text)
+    if path.is_dir():
+        if (path / "model_index.json").is_file():
+            check_diffusers_folder(path)
+            return ModelRef(path, "diffusers", text)
+        if (path / "model_config.json").is_file():
+            check_stable_audio_tools_folder(path)
+            return ModelRef(path, "stable-audio-tools", text)
+        ckpts = sorted(path.glob("*.ckpt"))
+        if ckpts and not (path / "config.json").is_file():
+            return ModelRef(ckpts[0], "audio-diffusion-pytorch", text)
+        if not (path / "config.json").is_file():
+            raise CheckpointError(
+                f"{path}: not a model folder: missing model_index.json (diffusers), model_config.json "
+                "(stable-audio-tools), config.json (sampleforge) or a .ckpt file (audio-diffusion-pytorch)")
+    from sampleforge.bundle import resolve_model
+
+    return ModelRef(resolve_model(text), "sampleforge", text)
+
+
+def _weights(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES] if folder.is_dir() else []
+
+
+def check_diffusers_folder(path: Path) -> dict[str, list[str | None]]:
+    """Check every component that ``model_index.json`` lists; returns the index. One missing file -> error."""
+    index_file = path / "model_index.json"
+    try:
+        index = json.loads(index_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{index_file}: unreadable ({exc})") from None
+    if not isinstance(index, dict) or "_class_name" not in index:
+        raise CheckpointError(f"{index_file}: not a diffusers pipeline index (no _class_name)")
+    components = {k: v for k, v in index.items() if not k.startswith("_") and isinstance(v, list)}
+    for name, (library, cls) in ((k, v[:2]) for k, v in components.items()):
+        if library is None or cls is None:
+            continue  # an optional component left out
+        folder = path / name
+        if not folder.is_dir():
+            raise CheckpointError(f"{path}: missing {name}/ (the {cls} that model_index.json lists)")
+        configs = [c for c in CONFIG_NAMES if (folder / c).is_file()]
+        if not configs and not any(folder.iterdir()):
+            raise CheckpointError(f"{path}: {name}/ is empty (the {cls} that model_index.json lists)")
+        if any(name.startswith(n) for n in NO_WEIGHTS):
+            continue
+        if not (folder / "config.json").is_file():
+            raise CheckpointError(f"{path}: missing {name}/config.json ({cls})")
+        if not _weights(folder):
+            raise CheckpointError(f"{path}: missing {name}/diffusion_pytorch_model.safetensors or "
+                                  f"{name}/model.safetensors (the weights of {cls})")
+    return components
+
+
+def check_stable_audio_tools_folder(path: Path) -> None:
+    """model_config.json + a weight file (model.safetensors or model.ckpt)."""
+    if not any(p.suffix in (".safetensors", ".ckpt") for p in path.iterdir()):
+        raise CheckpointError(f"{path}: missing model.safetensors (the weights that model_config.json describes)")

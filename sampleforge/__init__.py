@@ -4,6 +4,9 @@
     path = sampleforge.generate(prompt="punchy 808 kick", seed=1)          # the reference API → Path to a WAV
     gen = sampleforge.Generator.from_pretrained("drums-v1")
     audio = gen.generate(["kick", "snare"], n=4, steps=50, cfg_scale=3.0)  # Tensor (8, 88200)
+    sampleforge.vary("my_snare.wav", strength=0.3, count=8)                 # → [Path] (audio-to-audio)
+    sampleforge.morph(sampleforge.MorphEnd("kick", 1), sampleforge.MorphEnd("snare", 2), morph_steps=5)
+    sampleforge.make_kit("mykit", prompt="dusty 808")                      # → the kit folder (SFZ, Hydrogen, ...)
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["generate", "Generator", "__version__"]
+__all__ = ["generate", "Generator", "vary", "morph", "make_kit", "MorphEnd", "__version__"]
+_WORKFLOW = ("vary", "morph", "make_kit")
 
 if TYPE_CHECKING:
     from sampleforge.api import generate
-    from sampleforge.pipeline import Generator
+    from sampleforge.pipeline import Generator, MorphEnd
+    from sampleforge.workflow import make_kit, morph, vary
 
 
 def __getattr__(name: str) -> Any:  # lazy: `import sampleforge` stays light (no torch until needed)
@@ -27,4 +32,12 @@ def __getattr__(name: str) -> Any:  # lazy: `import sampleforge` stays light (no
         from sampleforge.api import generate
 
         return generate
+    if name == "MorphEnd":
+        from sampleforge.pipeline import MorphEnd
+
+        return MorphEnd
+    if name in _WORKFLOW:
+        from sampleforge import workflow
+
+        return getattr(workflow, name)
     raise AttributeError(f"module 'sampleforge' has no attribute {name!r}")

@@ -119,9 +119,13 @@ def check_writable(path: Path) -> None:
         raise UserInputError(f"output: {path} is not writable")
 
 
-def metadata_for(prompt: str, seed: int, model: str, steps: int, cfg_scale: float, sampler: str) -> dict[str, str]:
-    return {"prompt": prompt, "seed": str(seed), "model": model, "steps": str(steps),
+def metadata_for(prompt: str, seed: int, model: str, steps: int, cfg_scale: float, sampler: str,
+                 **extra: Any) -> dict[str, str]:
+    """A file's provenance: prompt, seed, model id and parameters (``extra`` ones that are not None, as text)."""
+    meta = {"prompt": prompt, "seed": str(seed), "model": model, "steps": str(steps),
             "cfg_scale": str(cfg_scale), "sampler": sampler}
+    meta.update({k: str(v) for k, v in extra.items() if v is not None})
+    return meta
 
 
 def generate(

@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from sampleforge.errors import UserInputError
-from sampleforge.params import GenerationParams, add_arguments, from_namespace
+from sampleforge.params import GENERATE_SETTINGS, GenerationParams, add_arguments, from_namespace
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("generate", help="generate audio from a prompt with any supported model",
                        description="Drum one-shots with sampleforge's models, or audio with other people's "
                        "(diffusers Stable Audio / AudioLDM2 folders, hf:OWNER/NAME, audio-diffusion-pytorch .ckpt).")
-    add_arguments(p)
+    add_arguments(p, GENERATE_SETTINGS)
     p.add_argument("--output", type=Path, default=None, help="output file (with --count > 1: numbered _1, _2...)")
     p.add_argument("--out-dir", type=Path, default=None, help="folder for auto-named files (default generations/)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
@@ -62,6 +62,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.no_vocoder and args.vocoder_ckpt:
         raise UserInputError("--no-vocoder and --vocoder-ckpt contradict each other")
     from sampleforge import api
+    from sampleforge.audio.finish import apply_length, parse_length
     from sampleforge.audio.io import write_audio
     from sampleforge.backends.memory import measure_peak
 
@@ -91,8 +92,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.verbose:
         print(verbose_line(gen, result.stats, peak), file=sys.stderr)
     for out, wav, s in zip(outs, result.audio, result.seeds, strict=True):
-        meta = api.metadata_for(params.prompt, s, gen.id, params.steps, params.cfg_scale, params.sampler)
-        write_audio(out, wav.numpy(), gen.sample_rate, meta, format=params.format)
+        meta = api.metadata_for(params.prompt, s, gen.id, params.steps, params.cfg_scale, params.sampler,
+                                length=params.length, format=params.format, **params.knobs())
+        write_audio(out, apply_length(wav.numpy(), gen.sample_rate, parse_length(params.length)), gen.sample_rate,
+                    meta, format=params.format)
         print(out)
     return 0
 
@@ -149,9 +152,13 @@ def _output_path(args: argparse.Namespace, params: GenerationParams, model: str,
         out = api.auto_name(params.prompt, params.seed + k, model, params.steps, params.cfg_scale)
         if args.out_dir is not None:
             out = args.out_dir / out.name
-    if params.format == "flac" and out.suffix.lower() == ".wav":
-        out = out.with_suffix(".flac")
-    return out
+    return audio_suffix(out, params.format)
+
+
+def audio_suffix(path: Path, fmt: str) -> Path:
+    """``path`` with the suffix of ``fmt``'s container when it has the other one (x.wav -> x.flac)."""
+    ext = ".flac" if fmt == "flac" else ".wav"
+    return path.with_suffix(ext) if path.suffix.lower() in (".wav", ".flac") and path.suffix.lower() != ext else path
 
 
 def cmd_vocab(args: argparse.Namespace) -> int:

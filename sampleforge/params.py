@@ -29,7 +29,8 @@ QUANTIZE = ("none", "int8")
 OFFLOAD = ("none", "model")
 CHANNELS = ("mono", "stereo")
 MAX_DURATION = 600.0  # the widest any backend accepts; each model narrows it (sampleforge models: 10 s)
-FORMATS = ("wav", "flac")
+# "wav": the reference's 32-bit float WAV (= "wav32f"); "wav16" is TPDF-dithered PCM; "flac" is 24-bit
+FORMATS = ("wav", "flac", "wav16", "wav24", "wav32f")
 
 
 class ParamError(UserInputError):
@@ -66,6 +67,8 @@ class Spec:
     aliases: tuple[str, ...] = ()  # other keyword names the Python API accepts
     task: str | None = None  # its name in the task API's ``params`` (AudioLDM-service style)
     http: bool = True  # part of HTTP request bodies
+    normalize: Callable[[Any], Any] | None = None  # str settings of a richer shape: value -> canonical text,
+    # ValueError (its message says what is accepted) when bad
     name: str = ""  # filled in from the field
     kind: type = object  # int, float or str; filled in from the annotation
 
@@ -100,6 +103,11 @@ class Spec:
         """``value`` if it is acceptable (ints become floats for float settings); else ParamError."""
         if value is None and self.optional:
             return None
+        if self.normalize is not None:
+            try:
+                return self.normalize(value)
+            except (TypeError, ValueError) as exc:
+                raise ParamError(self.name, str(exc)) from None
         if self.kind is str:
             choices = self.valid_choices()
             if not isinstance(value, str) or (choices is not None and value not in choices) \
@@ -136,6 +144,31 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _length_text(value: Any) -> str:
+    """"auto" or a positive number of seconds (a number or its text) -> "auto" or the number as text."""
+    from sampleforge.audio.finish import parse_length
+
+    if isinstance(value, bool):
+        raise ValueError(f"must be 'auto' or a positive number of seconds, got {value!r}")
+    try:
+        parsed = parse_length(value)
+    except ValueError as exc:
+        raise ValueError(str(exc).removeprefix("length ")) from None
+    return "auto" if parsed == "auto" else repr(float(parsed))  # type: ignore[arg-type]
+
+
+def _pieces_text(value: Any) -> str:
+    """Kit pieces as comma-separated text or a list -> "kick,snare,..." (each a known piece, none twice)."""
+    from sampleforge.kit.pieces import parse_pieces
+
+    if not isinstance(value, (str, list, tuple)):
+        raise ValueError(f"must be comma-separated piece names, got {value!r}")
+    try:
+        return ",".join(parse_pieces(value))
+    except UserInputError as exc:
+        raise ValueError(str(exc).removeprefix("pieces: ")) from None
+
+
 def param(default: Any, help: str, **bounds: Any) -> Any:
     """Declare one setting of GenerationParams (see ``Spec`` for the keywords)."""
     return field(default=default, metadata={"spec": Spec(default, help, **bounds)})
@@ -154,7 +187,8 @@ class GenerationParams:
     seed: int | None = param(None, "seed of clip 0; random if omitted", ge=0, le=MAX_SEED)
     duration: float | None = param(None, "clip length in seconds; default: the model's (each model narrows the "
                                    "range: sampleforge models 0.1-10 s)", ge=0.1, le=MAX_DURATION)
-    format: str = param("wav", "audio file format", choices=FORMATS)
+    format: str = param("wav", "audio file format: wav (32-bit float, = wav32f), flac (24-bit), wav16 (dithered "
+                        "PCM), wav24", choices=FORMATS)
     precision: str | None = param(
         None, "the U-Net's precision; bf16 is ~2x faster for large batches on CPUs with AVX512-BF16 and gives "
         "close but not identical clips; other people's models load their weights in it (fp16 too); default: the "
@@ -194,6 +228,23 @@ class GenerationParams:
                                  "default: free", ge=0.0, le=1.0)
     punch: float | None = param(None, "timbre knob: attack against body, 0 (soft) to 1 (punchy); default: free",
                                 ge=0.0, le=1.0)
+
+    # the producer's workflow: output length, variations, morphs, kits
+    length: str | None = param(None, "'auto' (each clip trimmed to its sound, with a natural fade below -60 dB) "
+                               "or seconds; default: the whole generated clip", normalize=_length_text, http=False)
+    strength: float = param(0.3, "variations: how far from the input, 0 (the input through the VAE) to 1 "
+                            "(ignore it)", ge=0.0, le=1.0, http=False)
+    input: str | None = param(None, "variations: the sample to vary (a WAV, FLAC, AIFF or OGG file)",
+                              max_length=4096, http=False)
+    morph_steps: int = param(5, "morph: clips from one end to the other, both included", ge=2, le=1000,
+                             http=False)
+    pieces: str | None = param(None, "kit: comma-separated pieces (kick, rim, snare, clap, closed_hat, low_tom, "
+                               "open_hat, mid_tom, crash, high_tom, ride, cowbell, shaker, perc); default: the "
+                               "first eleven", normalize=_pieces_text, http=False)
+    round_robins: int = param(1, "kit: variations per piece and velocity", ge=1, le=8, http=False)
+    velocity_layers: int = param(1, "kit: velocity layers, soft ... hard (-12 ... 0 dB)", ge=1, le=5, http=False)
+    relatedness: float = param(0.5, "kit: how much the pieces share their start noise, 0 to 1", ge=0.0, le=1.0,
+                               http=False)
 
     def __post_init__(self) -> None:
         for spec in SPECS.values():
@@ -237,6 +288,9 @@ def _bind_specs() -> dict[str, Spec]:
 
 
 SPECS: dict[str, Spec] = _bind_specs()
+# settings of the producer's workflow only (vary, morph, kit); `generate` takes the others
+WORKFLOW_SETTINGS = ("strength", "input", "morph_steps", "pieces", "round_robins", "velocity_layers", "relatedness")
+GENERATE_SETTINGS = tuple(name for name in SPECS if name not in WORKFLOW_SETTINGS)
 ALIASES: dict[str, str] = {a: s.name for s in SPECS.values() for a in (s.name, *s.aliases)}
 DEFAULTS = GenerationParams()
 

@@ -2,6 +2,11 @@
 
 ``Generator.from_pretrained("drums-v1").generate(["punchy 808 kick"], n=4, seed=1) -> Tensor (4, 88200)``.
 A Generator holds only its (read-only) networks, so one instance can serve concurrent jobs.
+
+The same path (``render``) serves audio-to-audio: ``vary`` encodes a clip (finished like the training data →
+log-mel → VAE posterior mean), noises it to ``strength`` and runs the last part of the sampler from there;
+``morph`` walks between two sources (prompt + seed, optionally a clip) with spherical interpolation of the
+start noise and linear interpolation of the condition and the clip latents.
 """
 
 from __future__ import annotations
@@ -9,21 +14,24 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from sampleforge.audio.finish import finish
 from sampleforge.audio.griffinlim import GriffinLim
+from sampleforge.audio.mel import MelSpectrogram
 from sampleforge.backends.base import BackendOptions, Generation, ParamSpace, RunMixin
 from sampleforge.bundle import DEFAULT_MODEL, Bundle, load_bundle, model_id
 from sampleforge.devices import auto_device
 from sampleforge.diffusion.samplers import FLOW_SAMPLERS, SAMPLERS
 from sampleforge.diffusion.sampling import generate_latents
 from sampleforge.errors import UserInputError
-from sampleforge.params import PRECISIONS, SPECS, GenerationParams
+from sampleforge.params import DEFAULTS, MAX_SEED, PRECISIONS, SPECS, GenerationParams
 from sampleforge.text.keywords import classes_named, keywords
 from sampleforge.timbre import KEYWORD_MIN_CLIPS, WORD_KNOBS, knobs_from_words
 
@@ -32,6 +40,48 @@ Callback = Callable[[int, int], None]
 
 MAX_DURATION = 10.0  # seconds: sampleforge models make one-shots
 NATIVE_PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class MorphEnd:
+    """One end of a morph: a prompt, a seed (None: the settings' seed, or the other end's + 1) and optionally a
+    clip (T,) at the model's sample rate."""
+
+    prompt: str = ""
+    seed: int | None = None
+    audio: Any = None
+
+
+def slerp(a: Tensor, b: Tensor, t: float) -> Tensor:
+    """Spherical interpolation between two noise tensors of one shape (flattened angle); exact at t = 0 and 1,
+    linear when they are (anti)parallel. Keeps a Gaussian's norm where a linear mix would shrink it."""
+    if t == 0.0:
+        return a.clone()
+    if t == 1.0:
+        return b.clone()
+    af, bf = a.flatten().double(), b.flatten().double()
+    cos = torch.dot(af, bf) / (af.norm() * bf.norm()).clamp_min(1e-12)
+    omega = torch.arccos(cos.clamp(-1.0, 1.0))
+    if float(torch.sin(omega).abs()) < 1e-6:
+        return torch.lerp(a, b, t)
+    wa = torch.sin((1 - t) * omega) / torch.sin(omega)
+    wb = torch.sin(t * omega) / torch.sin(omega)
+    return (wa * a.double() + wb * b.double()).to(a.dtype)
+
+
+class Rendered(NamedTuple):
+    """What ``Generator.render`` returns, on the CPU: finished audio (B, samples), latents (B, C, W), mels
+    (B, 128, F) and the waveform before finishing (B, samples)."""
+
+    audio: Tensor
+    latents: Tensor
+    mels: Tensor
+    raw: Tensor
+
+    def generation(self, prompts: list[str], seeds: list[int], params: GenerationParams,
+                   warnings: list[str]) -> Generation:
+        return Generation(audio=self.audio, prompts=prompts, seeds=seeds, params=params, warnings=warnings,
+                          latents=self.latents, mels=self.mels, raw=self.raw)
 
 
 class Generator(RunMixin):
@@ -62,6 +112,7 @@ class Generator(RunMixin):
         self.alphas_cumprod = cfg.diffusion.alphas_cumprod().to(self.device)
         gl = cfg.griffin_lim
         self.griffin_lim = GriffinLim(cfg.mel, n_iter=gl.n_iter, momentum=gl.momentum, init=gl.init).to(self.device)
+        self.mel = MelSpectrogram(cfg.mel).to(self.device)
 
     @classmethod
     def from_pretrained(
@@ -189,6 +240,83 @@ class Generator(RunMixin):
             raise UserInputError(f"{unused[0]}: sampleforge models do not take it (Stable Audio 3 does)")
         return p
 
+    def settings(self, params: GenerationParams | None, settings: Mapping[str, Any]) -> GenerationParams:
+        """``settings`` by name or alias over ``params`` (default: the defaults), resolved for this model."""
+        return self.resolve(GenerationParams.from_kwargs(settings, base=params or DEFAULTS))
+
+    def knob_warnings(self, p: GenerationParams) -> list[str]:
+        knobs = p.knobs()
+        if knobs and not self.bundle.config.text.knobs:
+            return [f"model {self.name!r} has no timbre knobs: {', '.join(sorted(knobs))} ignored"]
+        return []
+
+    def start_noise(self, seeds: Sequence[int], shape: Sequence[int]) -> Tensor:
+        """Start noise (B, *shape): row k from a generator seeded ``seeds[k]`` (on the CPU: the same on every device)."""
+        return torch.stack([torch.randn(tuple(shape), generator=torch.Generator().manual_seed(s)) for s in seeds])
+
+    def latent_shape(self, duration: float) -> tuple[int, int]:
+        """One clip's latent shape (C, W) at ``duration`` seconds."""
+        return self.bundle.config.vae.latent_shape(self.frames(duration)[1])
+
+    @torch.inference_mode()
+    def encode(self, audio: Sequence[Any], duration: float | None = None) -> Tensor:
+        """Clips at the model's sample rate, each (T,) numpy or torch → scaled latents (B, C, W).
+
+        Each clip is finished like the training data (DC, onset at 1.5 ms, peak 0.95, cut or padded to
+        ``duration``, default the model's) and encoded to its VAE posterior mean."""
+        duration = self.bundle.config.duration if duration is None else duration
+        samples, frames = self.frames(duration)
+        rows = []
+        for k, clip in enumerate(audio):
+            x = clip.detach().cpu().float().numpy() if isinstance(clip, Tensor) else np.asarray(clip, np.float32)
+            if x.ndim != 1 or x.shape[0] == 0 or not np.isfinite(x).all():
+                raise UserInputError(f"input audio {k}: expected a finite mono clip (T,), got shape {x.shape}")
+            rows.append(finish(x, self.sample_rate, normalize="peak", length=samples))
+        if not rows:
+            raise UserInputError("input audio: no clip given")
+        wav = torch.from_numpy(np.stack(rows)).to(self.device)
+        return self.bundle.vae.encode(self.mel(wav)[..., :frames]).float()
+
+    @torch.inference_mode()
+    def render(
+        self,
+        p: GenerationParams,
+        cond: Tensor,
+        uncond: Tensor,
+        noise: Tensor,
+        seeds: Sequence[int],
+        *,
+        vocoder: bool = True,
+        callback: Callback | None = None,
+        normalize: str | None = "peak",
+        init: Tensor | None = None,
+        strength: float = 1.0,
+    ) -> Rendered:
+        """The one sampling path, for resolved settings ``p``: cond/uncond (B, D), start noise (B, C, W),
+        per-clip ``seeds`` for the sampler's later draws, optional ``init`` latents (B, C, W) at ``strength``
+        → audio (B, samples), latents, mels and the raw waveform, on the CPU. Audio gets the natural tail
+        (``finish(tail="natural")``)."""
+        assert p.duration is not None and p.sampler is not None
+        samples, frames = self.frames(p.duration)
+        shape = self.bundle.config.vae.latent_shape(frames)
+        generators = [torch.Generator(device=self.device).manual_seed(s) for s in seeds]
+        dcfg = self.bundle.config.diffusion
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=p.precision == "bf16"):
+            latents = generate_latents(
+                self.bundle.unet, cond, uncond, shape,
+                alphas_cumprod=self.alphas_cumprod, prediction=dcfg.prediction, steps=p.steps, sampler=p.sampler,
+                cfg_scale=p.cfg_scale, schedule=dcfg.sampling_schedule, eta=p.eta, steps_offset=p.steps_offset,
+                flow_shift=p.flow_shift, generator=generators, callback=callback, noise=noise.to(self.device),
+                init=None if init is None else init.to(self.device), strength=strength,
+            )
+        latents = latents.float()
+        mels = self.decode(latents, frames)
+        raw = self.vocode(mels, samples, vocoder).float()
+        wav = torch.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0)
+        if normalize:
+            wav = finish(wav, self.sample_rate, normalize=normalize, length=samples, tail="natural")
+        return Rendered(wav.cpu(), latents.cpu(), mels.cpu(), raw.cpu())
+
     @torch.inference_mode()
     def run(
         self,
@@ -197,6 +325,7 @@ class Generator(RunMixin):
         vocoder: bool = True,
         callback: Callback | None = None,
         normalize: str | None = "peak",
+        noise: Tensor | None = None,
     ) -> Generation:
         """``params.count`` clips for each of ``prompts`` (default: ``[params.prompt]``), prompt-major.
 
@@ -211,30 +340,81 @@ class Generator(RunMixin):
             raise UserInputError("prompts must be a string or a non-empty list of strings")
         batch = [x for x in prompt_list for _ in range(p.count)]
         seeds = [p.seed + k for k in range(len(batch))]
-        warnings = sorted({w for x in prompt_list for w in self.check_prompt(x)})
-        knobs = p.knobs()
-        if knobs and not self.bundle.config.text.knobs:
-            warnings.append(f"model {self.name!r} has no timbre knobs: {', '.join(sorted(knobs))} ignored")
+        warnings = sorted({w for x in prompt_list for w in self.check_prompt(x)}) + self.knob_warnings(p)
+        shape = self.latent_shape(p.duration)
+        if noise is None:
+            noise = self.start_noise(seeds, shape)  # per-clip seeds: clip k's noise and later draws from seed + k
+        elif tuple(noise.shape) != (len(batch), *shape):
+            raise UserInputError(f"noise has shape {tuple(noise.shape)}, expected {(len(batch), *shape)}")
+        cond, uncond = self.condition(batch, p.knobs())
+        r = self.render(p, cond, uncond, noise, seeds, vocoder=vocoder, callback=callback, normalize=normalize)
+        return r.generation(batch, seeds, p, warnings)
 
-        samples, frames = self.frames(p.duration)
-        shape = self.bundle.config.vae.latent_shape(frames)
-        # per-clip seeds: clip k's start noise and later draws come from its own generator (seed + k)
-        noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
-        generators = [torch.Generator(device=self.device).manual_seed(s) for s in seeds]
-        cond, uncond = self.condition(batch, knobs)
-        dcfg = self.bundle.config.diffusion
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=p.precision == "bf16"):
-            latents = generate_latents(
-                self.bundle.unet, cond, uncond, shape,
-                alphas_cumprod=self.alphas_cumprod, prediction=dcfg.prediction, steps=p.steps, sampler=p.sampler,
-                cfg_scale=p.cfg_scale, schedule=dcfg.sampling_schedule, eta=p.eta, steps_offset=p.steps_offset,
-                flow_shift=p.flow_shift, generator=generators, callback=callback, noise=noise.to(self.device),
-            )
-        latents = latents.float()
-        mels = self.decode(latents, frames)
-        raw = self.vocode(mels, samples, vocoder).float()
-        wav = torch.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0)
-        if normalize:
-            wav = finish(wav, self.sample_rate, normalize=normalize, length=samples)
-        return Generation(audio=wav.cpu(), prompts=batch, seeds=seeds, params=p, warnings=warnings,
-                          latents=latents.cpu(), mels=mels.cpu(), raw=raw.cpu())
+    @torch.inference_mode()
+    def vary(
+        self,
+        audio: Any,
+        params: GenerationParams | None = None,
+        *,
+        vocoder: bool = True,
+        callback: Callback | None = None,
+        **settings: Any,
+    ) -> Generation:
+        """``count`` variations of one clip ``audio`` (T,) at the model's sample rate: encoded, noised to
+        ``strength`` (0 = the clip through the VAE and vocoder, 1 = a fresh generation from ``prompt`` that
+        ignores it) and denoised with ``prompt``. Clip k uses seed ``seed + k``. ``settings`` as in ``generate``."""
+        p = self.settings(params, settings)
+        assert p.seed is not None and p.duration is not None
+        n = p.count
+        seeds = [p.seed + k for k in range(n)]
+        init = self.encode([audio], p.duration).expand(n, -1, -1)
+        warnings = self.check_prompt(p.prompt) + self.knob_warnings(p)
+        cond, uncond = self.condition([p.prompt] * n, p.knobs())
+        r = self.render(p, cond, uncond, self.start_noise(seeds, init.shape[1:]), seeds, vocoder=vocoder,
+                        callback=callback, init=init, strength=p.strength)
+        return r.generation([p.prompt] * n, seeds, p, warnings)
+
+    @torch.inference_mode()
+    def morph(
+        self,
+        a: MorphEnd,
+        b: MorphEnd,
+        params: GenerationParams | None = None,
+        *,
+        vocoder: bool = True,
+        callback: Callback | None = None,
+        **settings: Any,
+    ) -> Generation:
+        """``morph_steps`` clips from ``a`` to ``b`` (t = 0, 1/(N-1), ..., 1): the start noise is slerped between
+        the two seeds' noise, the condition lerped between the two prompts (with the settings' knobs), and,
+        when both ends hold a clip, their latents lerped and used as ``init`` at ``strength``. The endpoints are
+        the sources: clip 0 equals ``generate(a.prompt, seed=a.seed)`` (or ``vary(a.audio, prompt=a.prompt,
+        seed=a.seed, strength=...)``), the last one the same for ``b``. ``a.seed`` defaults to the settings'
+        seed, ``b.seed`` to ``a.seed + 1``; the clips between draw later noise from ``a.seed``."""
+        p = self.settings(params, settings)
+        assert p.seed is not None and p.duration is not None
+        if (a.audio is None) != (b.audio is None):
+            raise UserInputError("morph: give a clip for both ends or for neither")
+        for end in (a, b):
+            SPECS["seed"].check(end.seed)
+        sa = a.seed if a.seed is not None else p.seed
+        sb = b.seed if b.seed is not None else (sa + 1) % (MAX_SEED + 1)
+        count = p.morph_steps
+        shape = self.latent_shape(p.duration)
+        t = torch.linspace(0.0, 1.0, count)
+        ends = self.start_noise([sa, sb], shape)
+        noise = torch.stack([slerp(ends[0], ends[1], float(w)) for w in t])
+        warnings = sorted(set(self.check_prompt(a.prompt)) | set(self.check_prompt(b.prompt))) + \
+            self.knob_warnings(p)
+        cond_ab, uncond = self.condition([a.prompt, b.prompt], p.knobs())
+        w = t.to(self.device)[:, None]
+        cond = torch.lerp(cond_ab[0:1].expand(count, -1), cond_ab[1:2].expand(count, -1), w)
+        init = None
+        if a.audio is not None and b.audio is not None:
+            z = self.encode([a.audio, b.audio], p.duration)
+            init = torch.lerp(z[0:1].expand(count, -1, -1), z[1:2].expand(count, -1, -1), w[..., None])
+        seeds = [sb if k == count - 1 else sa for k in range(count)]
+        r = self.render(p, cond, uncond[:1].expand(count, -1), noise, seeds, vocoder=vocoder, callback=callback,
+                        init=init, strength=p.strength if init is not None else 1.0)
+        prompts = [a.prompt if k < count / 2 else b.prompt for k in range(count)]
+        return r.generation(prompts, seeds, p, warnings)

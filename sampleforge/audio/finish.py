@@ -1,5 +1,5 @@
 """Finishing a drum one-shot: DC removal, onset alignment with a short pre-roll, silent-tail trim,
-fade-out, fixed length and peak or loudness normalisation.
+fade-out, fixed length and peak or loudness normalisation; natural lengths for writing files.
 
 Every piece is its own function over numpy arrays of shape (T,) or (B, T); ``finish`` chains them and
 also accepts torch tensors (returned on the input's device and dtype). Guarantees of ``finish``: the
@@ -121,6 +121,88 @@ def trim_silence(
     return fade_out(wav, sample_rate, fade_ms, end=tail_end(wav, trim_db), start=start)
 
 
+def natural_fade(
+    wav: np.ndarray,
+    sample_rate: int = SAMPLE_RATE,
+    floor_db: float = -60.0,
+    min_fade_ms: float = 2.0,
+    max_fade_ms: float = 300.0,
+) -> np.ndarray:
+    """Fade each row's tail out *below* ``floor_db`` (re its peak), at the sound's own pace.
+
+    Nothing up to the last sample within ``floor_db`` of the peak is touched (a tail still above -60 dB
+    is never cut). From there a raised-cosine fade runs for as long as the sound took to fall from
+    ``floor_db + 20`` to ``floor_db`` (so a ringing cymbal fades over hundreds of ms, a closed hat over a
+    few), clamped to [``min_fade_ms``, ``max_fade_ms``]; everything after it is silence. A sound still
+    above ``floor_db`` at the end of the buffer gets a ``min_fade_ms`` fade in its last samples only.
+    (T,) or (B, T) -> same shape.
+    """
+    x = _rows(wav)
+    t = x.shape[-1]
+    end_floor = np.atleast_1d(tail_end(x, floor_db))
+    end_upper = np.atleast_1d(tail_end(x, floor_db + 20.0))
+    lo, hi = int(round(min_fade_ms * sample_rate / 1000)), int(round(max_fade_ms * sample_rate / 1000))
+    for i in range(x.shape[0]):
+        e = int(end_floor[i])
+        if e == 0:
+            continue  # silence
+        if e >= t:  # still sounding at the end of the buffer: only de-click the last samples
+            n = min(lo, t // 2)
+            if n > 0:
+                x[i, t - n :] *= (0.5 + 0.5 * np.cos(np.pi * np.arange(1, n + 1) / n)).astype(np.float32)
+            continue
+        n = int(np.clip(e - int(end_upper[i]), lo, hi))
+        n = min(n, t - e)
+        x[i, e + n :] = 0.0
+        if n > 0:
+            x[i, e : e + n] *= (0.5 + 0.5 * np.cos(np.pi * np.arange(n) / n)).astype(np.float32)
+    return x[0] if np.ndim(wav) == 1 else x
+
+
+def sound_length(wav: np.ndarray, sample_rate: int = SAMPLE_RATE, min_ms: float = 20.0) -> int:
+    """Samples up to the last non-zero one of a (T,) clip, or of any channel of a (C, T) one (at least
+    ``min_ms``, at most T): the natural length of a clip whose tail ``natural_fade`` has silenced."""
+    x = np.asarray(wav)
+    nz = np.flatnonzero(np.any(x != 0, axis=0) if x.ndim == 2 else x)
+    end = int(nz[-1]) + 1 if nz.size else 0
+    return int(min(x.shape[-1], max(end, int(round(min_ms * sample_rate / 1000)))))
+
+
+def apply_length(
+    wav: np.ndarray, sample_rate: int = SAMPLE_RATE, length: str | float | None = None, fade_ms: float = 10.0
+) -> np.ndarray:
+    """A finished clip (T,) or (C, T) (stereo models) at the requested length: None keeps it, "auto" trims it
+    to the sound (``sound_length``), a number of seconds cuts or zero-pads it, with a ``fade_ms`` fade-out
+    where a sound is cut short. Returns a float32 copy of the same rank."""
+    x = np.asarray(wav, dtype=np.float32)
+    if x.ndim not in (1, 2):
+        raise ValueError(f"apply_length takes one clip (T,) or (C, T), got shape {x.shape}")
+    if length is None:
+        return x.copy()
+    if length == "auto":
+        return x[..., : sound_length(x, sample_rate)].copy()
+    if isinstance(length, str) or not np.isfinite(length) or length <= 0:
+        raise ValueError(f"length must be 'auto' or a positive number of seconds, got {length!r}")
+    n = max(1, int(round(float(length) * sample_rate)))
+    out = fix_length(x, n)
+    if n < x.shape[-1] and np.any(x[..., n:]):  # the sound goes on past the cut
+        out = fade_out(out, sample_rate, fade_ms)
+    return out
+
+
+def parse_length(value: str | float | None) -> str | float | None:
+    """"auto" | seconds (a number or its text) | None -> "auto" | float | None; ValueError naming the value."""
+    if value is None or value == "auto":
+        return value
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"length must be 'auto' or a number of seconds, got {value!r}") from None
+    if not np.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"length must be 'auto' or a positive number of seconds, got {value!r}")
+    return seconds
+
+
 def fix_length(wav: np.ndarray, length: int) -> np.ndarray:
     """Cut or zero-pad at the end to ``length`` samples. (T,) -> (length,); (B, T) -> (B, length)."""
     x = _rows(wav)
@@ -173,9 +255,11 @@ def finish(
     fade_ms: float = 30.0,
     trim_db: float = -60.0,
     length: int | None = None,
+    tail: str = "fixed",
 ) -> ArrayT:
     """Finish one-shots: DC removal, onset at ``preroll_ms``, tail below ``trim_db`` (re peak) silenced with
-    a ``fade_ms`` fade-out, optional fixed ``length``, then ``normalize`` = "peak" (max |x| = ``peak``),
+    a ``fade_ms`` fade-out ending there (``tail="fixed"``) or a fade starting there at the sound's own pace
+    (``tail="natural"``, see ``natural_fade``), optional fixed ``length``, then ``normalize`` = "peak" (max |x| = ``peak``),
     "lufs" (``lufs`` loudness, turned down if it would exceed ``peak``) or None (turned down only if it
     would exceed ``peak``). Nothing is ever clipped.
 
@@ -185,6 +269,8 @@ def finish(
         raise ValueError(f"normalize must be 'peak', 'lufs' or None, got {normalize!r}")
     if not 0 < peak <= 1:
         raise ValueError(f"peak must be in (0, 1], got {peak}")
+    if tail not in ("fixed", "natural"):
+        raise ValueError(f"tail must be 'fixed' or 'natural', got {tail!r}")
     torch_like = hasattr(wav, "detach")
     x = wav.detach().to("cpu").float().numpy() if torch_like else np.asarray(wav)  # type: ignore[attr-defined]
     check_finite(x, "finish")
@@ -195,7 +281,10 @@ def finish(
     if length is not None:
         x = fix_length(x, length)
     pre = int(round(preroll_ms * sample_rate / 1000))
-    x = trim_silence(x, sample_rate, trim_db, fade_ms, start=pre + 1)
+    if tail == "natural":
+        x = natural_fade(x, sample_rate, trim_db)
+    else:
+        x = trim_silence(x, sample_rate, trim_db, fade_ms, start=pre + 1)
     if normalize == "peak":
         x = normalize_peak(x, peak)
     elif normalize == "lufs":

@@ -6,11 +6,14 @@ Reading goes through soundfile (libsndfile) and resamples with soxr. Every failu
 Writing is atomic (a temporary file in the target folder, then ``os.replace``): a failed write never
 leaves a half-written file. Metadata is an arbitrary ``dict[str, str]``:
 
-- WAV: 32-bit IEEE float, written here byte by byte (fmt, fact, data, LIST/INFO), so the same audio
-  and metadata always give the same bytes (libsndfile adds a timestamped PEAK chunk and silently drops
+- WAV: 32-bit IEEE float (``wav32f``, alias ``wav``), or 16- or 24-bit PCM (``wav16``, ``wav24``),
+  written here byte by byte (fmt, [fact,] data, LIST/INFO), so the same audio and metadata always give
+  the same bytes (libsndfile adds a timestamped PEAK chunk and silently drops
   long INFO strings). ``ICMT`` holds the whole dict as a JSON object (the round-trip carrier); ``INAM``
   holds ``metadata["prompt"]`` (or ``"title"``) so players show it; ``ISFT`` is ``"sampleforge"``.
-- FLAC: the same JSON in the Vorbis ``COMMENT`` field, ``TITLE`` = prompt.
+  16-bit PCM is TPDF-dithered (±1 LSB triangular noise before rounding, drawn from a generator seeded by
+  the audio itself: reproducible bytes, no truncation distortion on quiet tails); 24-bit is rounded.
+- FLAC: 24-bit, the same JSON in the Vorbis ``COMMENT`` field, ``TITLE`` = prompt.
 
 ``read_metadata`` returns the JSON dict when the comment holds one; for files written by other tools it
 returns their INFO / tag fields under readable names (``title``, ``comment``, ``artist``...).
@@ -23,6 +26,7 @@ import os
 import struct
 import tempfile
 import unicodedata
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +35,13 @@ import soundfile as sf
 import soxr
 
 from sampleforge.errors import AudioReadError, UserInputError
-from sampleforge.params import FORMATS
 
 SAMPLE_RATE = 44100
+
+# output formats: name -> (container, PCM bits or 0 for 32-bit float); "wav" is the reference's float32 WAV
+FORMATS: dict[str, tuple[str, int]] = {
+    "wav16": ("wav", 16), "wav24": ("wav", 24), "wav32f": ("wav", 0), "flac": ("flac", 24), "wav": ("wav", 0),
+}
 
 # RIFF INFO ids <-> readable names (for files written by other tools)
 INFO_NAMES: dict[bytes, str] = {
@@ -109,15 +117,17 @@ def write_audio(
     format: str = "wav",
     durable: bool = False,
 ) -> Path:
-    """Write (T,) or (C, T) audio as ``format`` "wav" (float32) or "flac" (24-bit), atomically.
+    """Write (T,) or (C, T) audio in ``format`` (a ``FORMATS`` name: "wav16", "wav24", "wav32f" = "wav",
+    "flac"), atomically. Samples beyond [-1, 1] are clipped in the PCM formats.
 
     ``durable``: fsync the file before the rename and the folder after it, so the file survives a power
     loss once this returns. Unwritable paths, NaN samples and bad metadata raise UserInputError naming the
     problem. Returns the written path.
     """
-    fmt = format.lower()
+    fmt = format.lower() if isinstance(format, str) else format
     if fmt not in FORMATS:
         raise UserInputError(f"unknown audio format {format!r} (valid: {', '.join(FORMATS)})")
+    container, bits = FORMATS[fmt]
     data = _as_frames(wav, path)
     meta = _check_metadata(metadata)
     if sample_rate <= 0:
@@ -133,8 +143,8 @@ def write_audio(
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        if fmt == "wav":
-            tmp.write_bytes(_float_wav_bytes(data, sample_rate, meta))
+        if container == "wav":
+            tmp.write_bytes(_wav_bytes(data, sample_rate, meta, bits))
         else:
             with sf.SoundFile(
                 str(tmp), "w", sample_rate, data.shape[1], format="FLAC", subtype="PCM_24"
@@ -209,17 +219,49 @@ def _info_sub(cid: bytes, text: str) -> bytes:
     return cid + struct.pack("<I", len(payload)) + payload + pad
 
 
-def _float_wav_bytes(data: np.ndarray, sample_rate: int, meta: dict[str, str] | None) -> bytes:
-    """A complete IEEE-float WAV (fmt + fact + data [+ LIST/INFO]) for (T, C) float32 frames.
+def tpdf_dither(data: np.ndarray, bits: int) -> np.ndarray:
+    """Float frames in [-1, 1] -> integer codes of ``bits``-bit PCM with TPDF dither (the sum of two uniform
+    ±0.5 LSB draws) before rounding. The noise generator is seeded by the audio's bytes, so the same audio
+    gives the same codes. Any shape -> same shape, int32."""
+    scale = float(2 ** (bits - 1))
+    seed = zlib.crc32(np.ascontiguousarray(data, dtype=np.float32).tobytes())
+    rng = np.random.default_rng(seed)
+    noise = rng.random(data.shape) - rng.random(data.shape)  # triangular on (-1, 1) LSB
+    codes = np.round(np.clip(data, -1.0, 1.0) * scale + noise)
+    return np.clip(codes, -scale, scale - 1).astype(np.int32)
+
+
+def _pcm_payload(data: np.ndarray, bits: int) -> bytes:
+    """(T, C) float frames -> little-endian PCM bytes: 16-bit dithered, 24-bit rounded."""
+    if bits == 16:
+        return tpdf_dither(data, 16).astype("<i2").tobytes()
+    codes = np.clip(np.round(np.clip(data, -1.0, 1.0) * 2.0**23), -(2**23), 2**23 - 1).astype("<i4")
+    return codes.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()  # the low three bytes of each sample
+
+
+def _wav_bytes(data: np.ndarray, sample_rate: int, meta: dict[str, str] | None, bits: int = 0) -> bytes:
+    """A complete WAV for (T, C) float32 frames: IEEE float (``bits`` 0: fmt + fact + data) or PCM
+    (``bits`` 16 or 24: fmt + data), [+ LIST/INFO].
 
     Written here rather than by libsndfile so the bytes are reproducible (libsndfile adds a PEAK chunk
     with a timestamp) and long INFO strings survive."""
     frames, channels = data.shape
-    payload = np.ascontiguousarray(data, dtype="<f4").tobytes()
-    fmt = struct.pack("<HHIIHHH", 3, channels, sample_rate, sample_rate * 4 * channels, 4 * channels, 32, 0)
+    if bits == 0:
+        payload = np.ascontiguousarray(data, dtype="<f4").tobytes()
+        width = 4
+        fmt = struct.pack("<HHIIHHH", 3, channels, sample_rate, sample_rate * width * channels, width * channels,
+                          32, 0)
+        head = [
+            b"fmt " + struct.pack("<I", len(fmt)) + fmt,  # 18 bytes: WAVEFORMATEX with cbSize 0
+            b"fact" + struct.pack("<I", 4) + struct.pack("<I", frames),
+        ]
+    else:
+        payload = _pcm_payload(data, bits)
+        width = bits // 8
+        fmt = struct.pack("<HHIIHH", 1, channels, sample_rate, sample_rate * width * channels, width * channels, bits)
+        head = [b"fmt " + struct.pack("<I", len(fmt)) + fmt]  # 16 bytes: PCMWAVEFORMAT
     chunks = [
-        b"fmt " + struct.pack("<I", len(fmt)) + fmt,  # 18 bytes: WAVEFORMATEX with cbSize 0
-        b"fact" + struct.pack("<I", 4) + struct.pack("<I", frames),
+        *head,
         b"data" + struct.pack("<I", len(payload)) + payload + (b"\x00" if len(payload) % 2 else b""),
     ]
     if meta is not None:

@@ -42,6 +42,8 @@ def generate_latents(
     noise: Tensor | None = None,
     steps_offset: int = 0,
     flow_shift: float = 1.0,
+    init: Tensor | None = None,
+    strength: float = 1.0,
 ) -> Tensor:
     """Sample latents (B, *shape) from ``net`` conditioned on ``cond`` (B, D) with CFG against ``uncond``.
 
@@ -58,9 +60,15 @@ def generate_latents(
       generator, or B generators: sample b uses generator b for its start noise and every later draw, so
       seeds s, s+1, ... in one batch give the same clips as one by one). It is scaled to the first level:
       ``sqrt(sigma_max^2 + 1)`` for DDPM models (exactly a DDPM's unit-variance x_T), 1 for flow.
+    - ``init`` (B, *shape) clean latents to start from (audio-to-audio) with ``strength`` in [0, 1]: the
+      sampler runs only the last ``round(strength * steps)`` steps of its grid, from ``init`` noised to that
+      level (``init + sigma * noise``; flow: ``(1 - t) init + t noise``). Strength 0 returns ``init``; strength
+      1 (or no ``init``) starts from pure noise and ignores ``init``.
     - ``callback(done, total)`` after each step. Runs under ``torch.no_grad``; device/dtype follow ``cond``.
     """
     batch = _check_inputs(cond, uncond, prediction, sampler)
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
+        raise UserInputError(f"strength must be a number between 0 and 1, got {strength!r}")
     sample_fn = get_sampler(sampler)
     device, dtype = cond.device, cond.dtype
     if prediction == "flow":
@@ -92,7 +100,19 @@ def generate_latents(
         noise = randn_like(torch.empty(full_shape, device=device, dtype=dtype), generator)
     elif tuple(noise.shape) != full_shape:
         raise UserInputError(f"noise has shape {tuple(noise.shape)}, expected {full_shape}")
-    x = noise.to(device=device, dtype=dtype) * start_scale
+    noise = noise.to(device=device, dtype=dtype)
+    if init is not None and strength < 1.0:
+        if tuple(init.shape) != full_shape:
+            raise UserInputError(f"init has shape {tuple(init.shape)}, expected {full_shape}")
+        init = init.to(device=device, dtype=dtype)
+        run = int(round(strength * steps))
+        if run == 0:
+            return init.clone()
+        sigmas = sigmas[steps - run :]
+        level = float(sigmas[0])
+        x = (1.0 - level) * init + level * noise if prediction == "flow" else init + level * noise
+    else:
+        x = noise * start_scale
     guided = guidance(denoiser, cfg_scale, uncond=uncond.to(device=device, dtype=dtype))
     with torch.no_grad():
         return sample_fn(guided, x, sigmas, cond=cond, generator=generator, callback=callback, eta=eta)

@@ -23,6 +23,7 @@ from sampleforge.serve.middleware import BodyGuard, RequestLog
 from sampleforge.serve.routes import api_routers
 from sampleforge.serve.routes.page import STATIC
 from sampleforge.serve.service import Service, StorageUnavailable
+from sampleforge.serve.workflow import UPLOAD_PATHS
 
 log = logging.getLogger("sampleforge.serve")
 STORAGE_RETRY_AFTER_S = 5
@@ -76,6 +77,7 @@ def create_app(service: Service, manage_service: bool = True) -> FastAPI:
     for router in api_routers():
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(BodyGuard, max_bytes=service.config.max_body_bytes, timeout_s=service.config.body_timeout_s)
+    app.add_middleware(BodyGuard, max_bytes=service.config.max_body_bytes, timeout_s=service.config.body_timeout_s,
+                       upload_paths=UPLOAD_PATHS, upload_max_bytes=service.config.max_upload_bytes)
     app.add_middleware(RequestLog)
     return app

@@ -29,6 +29,7 @@ class ServeConfig:
     max_prompt_chars: int = 300
     max_batch: int = 16  # clips in one Generator.generate call (several compatible jobs batched)
     max_body_bytes: int = 16_384  # request bodies larger than this get 413
+    max_upload_bytes: int = 4_000_000  # ... except on routes that take audio (vary, morph): base64 clips
     max_attempts: int = 3  # a job interrupted this many times (worker died) fails with a reason
     lease_seconds: float = 60.0  # a running job whose worker is silent this long is taken over
     cleanup_interval_s: float = 300.0  # TTL sweep period

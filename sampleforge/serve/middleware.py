@@ -25,14 +25,18 @@ class BodyGuard:
     """Refuse request bodies over ``max_bytes`` with 413 (by Content-Length, or while streaming a chunked
     body), and bodies still incomplete ``timeout_s`` after the app first asks for them with 408."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float, upload_paths: tuple[str, ...] = (),
+                 upload_max_bytes: int = 0) -> None:
         self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
+        # routes that take audio (vary, morph) may send up to upload_max_bytes
+        self.upload_paths, self.upload_max_bytes = frozenset(upload_paths), upload_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_big = {"detail": f"request body larger than {self.max_bytes} bytes"}
+        limit = self.upload_max_bytes if scope.get("path") in self.upload_paths else self.max_bytes
+        too_big = {"detail": f"request body larger than {limit} bytes"}
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -40,7 +44,7 @@ class BodyGuard:
                 except ValueError:
                     await _send_json(send, 400, {"detail": "bad Content-Length header"})
                     return
-                if length > self.max_bytes:
+                if length > limit:
                     await _send_json(send, 413, too_big)
                     return
         received = 0
@@ -69,7 +73,7 @@ class BodyGuard:
                 return await refuse(408, {"detail": f"request body not received within {self.timeout_s:g} s"})
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     return await refuse(413, too_big)
                 complete = not message.get("more_body", False)  # later receives wait for a disconnect
             return message

@@ -24,7 +24,6 @@ from torch import Tensor
 
 from sampleforge.audio.io import fsync_path, write_audio
 from sampleforge.errors import SampleforgeError
-from sampleforge.params import FORMATS
 
 JOB_ID_CHARS = frozenset("0123456789abcdef")
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac"}
@@ -63,7 +62,7 @@ class ResultFiles:
         return self.results / job_id
 
     def clip_path(self, job_id: str, index: int, fmt: str) -> Path:
-        if fmt not in FORMATS or not 0 <= index < 10_000:
+        if fmt not in MEDIA_TYPES or not 0 <= index < 10_000:
             raise ValueError(f"bad clip {index}.{fmt}")
         return self.job_dir(job_id) / f"{index}.{fmt}"
 

@@ -154,7 +154,7 @@ def test_failed_write_keeps_the_old_file(tmp_path):
 def test_bad_metadata_and_format_are_user_errors(tmp_path):
     with pytest.raises(UserInputError, match="str to str"):
         write_wav(tmp_path / "a.wav", _tone(), metadata={"seed": 3})  # type: ignore[dict-item]
-    with pytest.raises(UserInputError, match="valid: wav, flac"):
+    with pytest.raises(UserInputError, match="valid: wav16, wav24, wav32f, flac, wav"):
         write_audio(tmp_path / "a.mp3", _tone(), format="mp3")
 
 

@@ -105,3 +105,21 @@ def test_generate_latents_errors(linear_ac, toys) -> None:
             toys.toy_flow_net, COND, UNCOND, SHAPE, prediction="flow", sampler="flow_euler", steps=2, cfg_scale=3.0,
             steps_offset=1,
         )
+
+
+def test_partial_start_runs_only_the_last_steps(linear_ac, toys) -> None:
+    net, ac = toys.make_toy_net(linear_ac, "eps"), linear_ac
+    cond, uncond = torch.zeros(2, 2), torch.zeros(1, 2)
+    init = torch.randn(2, 2, 8, 11, generator=torch.Generator().manual_seed(1))
+    calls: list[int] = []
+    kw = dict(alphas_cumprod=ac, steps=10, sampler="ddim", cfg_scale=3.0, noise=torch.zeros_like(init), init=init)
+    out = generate_latents(net, cond, uncond, (2, 8, 11), strength=0.3, callback=lambda i, n: calls.append(n), **kw)
+    assert calls == [3, 3, 3] and out.shape == init.shape  # the last 3 of 10 steps
+    torch.testing.assert_close(generate_latents(net, cond, uncond, (2, 8, 11), strength=0.0, **kw), init)
+    with pytest.raises(UserInputError, match="strength"):
+        generate_latents(net, cond, uncond, (2, 8, 11), strength=1.5, **kw)
+
+
+    full = generate_latents(net, cond, uncond, (2, 8, 11), alphas_cumprod=ac, steps=10, sampler="ddim",
+                            cfg_scale=3.0, noise=kw["noise"])
+    torch.testing.assert_close(generate_latents(net, cond, uncond, (2, 8, 11), strength=1.0, **kw), full)

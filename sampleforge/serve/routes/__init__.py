@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
+from sampleforge.serve import workflow
 from sampleforge.serve.routes import audio, health, jobs, models, page, tasks
 from sampleforge.serve.routes.common import require_token
 
 PUBLIC: tuple[APIRouter, ...] = (health.router, page.router)  # no token: probes and the web page
-ROUTERS: tuple[APIRouter, ...] = (models.router, jobs.router, audio.router, tasks.router)  # /v1/*: the token
+ROUTERS: tuple[APIRouter, ...] = (  # /v1/*: the token
+    models.router, jobs.router, audio.router, tasks.router, workflow.router,
+)
 
 
 def api_routers() -> list[APIRouter]:

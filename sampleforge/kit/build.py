@@ -1,0 +1,150 @@
+"""Generate a kit: one sound per piece that share a character (the same descriptor words, related start
+noise), with optional round robins and velocity layers.
+
+Start noise of (piece p, round robin r): ``rho * base + sqrt(1 - rho^2) * own`` with ``base`` drawn from
+the kit's seed and ``own`` from the pad's seed; both are standard normal and independent, so the mix is
+standard normal too (what the sampler expects) and correlates ``rho`` (``relatedness``) with every other
+pad. The velocity layers of one pad share its noise and differ by a prompt word (soft / medium / hard)
+and a gain (``pieces.layer_gain_db``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from sampleforge.audio.finish import apply_length, parse_length
+from sampleforge.errors import UserInputError
+from sampleforge.kit.pieces import (
+    KIT_DEFAULTS,
+    PIECES,
+    layer_gain_db,
+    parse_pieces,
+    velocity_ranges,
+    velocity_words,
+)
+from sampleforge.params import MAX_SEED, SPECS, GenerationParams
+from sampleforge.pipeline import Callback, Generator
+from sampleforge.taxonomy import CATEGORY_WORDS
+from sampleforge.text.keywords import tokenize
+
+_CLASS_WORDS = frozenset(w for ws in CATEGORY_WORDS.values() for w in ws) | {"tom", "low", "mid", "high"}
+
+
+@dataclass
+class KitSample:
+    """One file of a kit."""
+
+    piece: str
+    layer: int  # velocity layer, 0 = softest
+    rr: int  # round robin, 0-based
+    prompt: str
+    seed: int  # the pad's own noise seed
+    velocity: tuple[int, int]
+    gain_db: float
+    file: str = ""  # file name in the kit folder, set by the writer
+    audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
+
+
+@dataclass
+class Kit:
+    """A generated kit: its samples (piece-major, then round robin, then layer) and how it was made."""
+
+    name: str
+    prompt: str
+    seed: int
+    model: str
+    sample_rate: int
+    pieces: list[str]
+    round_robins: int
+    velocity_layers: int
+    relatedness: float
+    params: dict[str, Any]
+    samples: list[KitSample]
+    warnings: list[str] = field(default_factory=list)
+
+    def provenance(self) -> dict[str, Any]:
+        """Everything needed to make this kit again (no audio)."""
+        return {
+            "name": self.name, "prompt": self.prompt, "seed": self.seed, "model": self.model,
+            "sample_rate": self.sample_rate, "pieces": self.pieces, "round_robins": self.round_robins,
+            "velocity_layers": self.velocity_layers, "relatedness": self.relatedness, "params": self.params,
+            "samples": [{k: v for k, v in asdict(s).items() if k != "audio"} for s in self.samples],
+        }  # fmt: skip
+
+
+def character(prompt: str) -> str:
+    """The kit prompt without class words (they come from each piece): "dusty 808 kick" -> "dusty 808"."""
+    return " ".join(w for w in tokenize(prompt) if w not in _CLASS_WORDS)
+
+
+def slug(text: str, default: str = "kit") -> str:
+    """A file-name-safe name: "Dusty 808!" -> "dusty_808"."""
+    s = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:60]
+    return s or default
+
+
+def pad_seed(kit_seed: int, index: int) -> int:
+    """The default own-noise seed of pad ``index`` (piece-major, then round robin)."""
+    return (kit_seed + 1 + index) % 2**31
+
+
+def build_kit(
+    gen: Generator,
+    params: GenerationParams | None = None,
+    *,
+    pad_seeds: dict[str, int] | None = None,
+    name: str | None = None,
+    vocoder: bool = True,
+    callback: Callback | None = None,
+    **settings: Any,
+) -> Kit:
+    """Generate a kit with ``gen`` from ``settings`` (``GenerationParams`` fields by name, over ``params``,
+    default ``KIT_DEFAULTS``): ``prompt`` is the character, ``pieces``, ``seed``, ``round_robins``,
+    ``velocity_layers``, ``relatedness``, the timbre knobs (shared by every piece), ``length`` ("auto": each
+    sound at its natural length) and the sampling settings. ``pad_seeds`` ({piece: seed}) re-rolls single pads
+    (its round robins use seed, seed + 1, ...). Every sample is finished (peak 0.95), then turned down by its
+    layer's gain."""
+    p = gen.settings(params or KIT_DEFAULTS, settings)
+    assert p.seed is not None and p.duration is not None
+    names = parse_pieces(p.pieces)
+    for piece, value in (pad_seeds or {}).items():
+        if piece not in names:
+            raise UserInputError(f"pad_seeds: {piece!r} is not a piece of this kit ({', '.join(names)})")
+        SPECS["seed"].check(value)
+    shape = gen.latent_shape(p.duration)
+    words, ranges = velocity_words(p.velocity_layers), velocity_ranges(p.velocity_layers)
+    char = character(p.prompt)
+
+    base = gen.start_noise([p.seed], shape)[0]
+    mix = math.sqrt(max(0.0, 1.0 - p.relatedness**2))
+    samples: list[KitSample] = []
+    noises: list[torch.Tensor] = []
+    for i, piece in enumerate(names):
+        for r in range(p.round_robins):
+            own_seed = (pad_seeds[piece] + r) % (MAX_SEED + 1) if pad_seeds and piece in pad_seeds \
+                else pad_seed(p.seed, i * p.round_robins + r)
+            noise = p.relatedness * base + mix * gen.start_noise([own_seed], shape)[0]
+            for layer in range(p.velocity_layers):
+                text = " ".join(w for w in (PIECES[piece].words, words[layer], char) if w)
+                samples.append(KitSample(piece, layer, r, text, own_seed, ranges[layer],
+                                         layer_gain_db(layer, p.velocity_layers)))
+                noises.append(noise)
+    prompts = [s.prompt for s in samples]
+    warnings = sorted({w for x in dict.fromkeys(prompts) for w in gen.check_prompt(x)}) + gen.knob_warnings(p)
+    cond, uncond = gen.condition(prompts, p.knobs())
+    wav = gen.render(p, cond, uncond, torch.stack(noises), [s.seed for s in samples], vocoder=vocoder,
+                     callback=callback).audio
+    length = parse_length(p.length)
+    for sample, clip in zip(samples, wav.numpy(), strict=True):
+        gain = np.float32(10 ** (sample.gain_db / 20))
+        sample.audio = (apply_length(clip, gen.sample_rate, length) * gain).astype(np.float32)
+    used = {"steps": p.steps, "cfg_scale": p.cfg_scale, "sampler": p.sampler, "length": p.length,
+            "duration": p.duration, "vocoder": vocoder, "knobs": p.knobs() or None}
+    return Kit(name or slug(char or p.prompt), p.prompt, p.seed, gen.id, gen.sample_rate, names, p.round_robins,
+               p.velocity_layers, p.relatedness, used, samples, warnings)

@@ -1,0 +1,211 @@
+"""Write a kit for samplers: the audio files, an SFZ, a Decent Sampler ``.dspreset``, a Hydrogen
+``drumkit.xml``, a General-MIDI note map (``gm_map.csv``) and ``kit.json`` (provenance).
+
+All files sit in one folder (Hydrogen resolves sample names against the drumkit.xml's folder). Every audio
+file carries its own provenance in its metadata (prompt, seed, model, parameters, kit, piece, layer).
+The folder's ``kit.json`` also holds ``name``, ``author`` and ``licence``, the keys the corpus scanner reads.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+from sampleforge.audio.io import FORMATS, write_audio
+from sampleforge.errors import UserInputError
+from sampleforge.kit.build import Kit, KitSample
+from sampleforge.kit.pieces import CHOKE_GROUP, GM_NAMES, PIECES
+
+KIT_FILES = ("kit.sfz", "kit.dspreset", "drumkit.xml", "gm_map.csv", "kit.json")
+LICENCE = "CC0-1.0"  # generated audio: the user's to use
+
+
+def sample_name(s: KitSample, kit: Kit, ext: str) -> str:
+    """``kick.wav``, ``kick_v2.wav`` (velocity layers), ``kick_rr3.wav`` (round robins), ``kick_v2_rr3.wav``."""
+    v = f"_v{s.layer + 1}" if kit.velocity_layers > 1 else ""
+    r = f"_rr{s.rr + 1}" if kit.round_robins > 1 else ""
+    return f"{s.piece}{v}{r}.{ext}"
+
+
+def sample_metadata(s: KitSample, kit: Kit) -> dict[str, str]:
+    """The provenance written into one audio file."""
+    knobs = kit.params.get("knobs")
+    extra = {"knobs": json.dumps(knobs, sort_keys=True)} if knobs else {}
+    return extra | {
+        "prompt": s.prompt, "seed": str(s.seed), "model": kit.model, "steps": str(kit.params["steps"]),
+        "cfg_scale": str(kit.params["cfg_scale"]), "sampler": str(kit.params["sampler"]),
+        "length": str(kit.params["length"]), "kit": kit.name, "kit_prompt": kit.prompt, "kit_seed": str(kit.seed),
+        "relatedness": str(kit.relatedness), "piece": s.piece, "note": str(PIECES[s.piece].note),
+        "velocity": f"{s.velocity[0]}-{s.velocity[1]}", "layer": str(s.layer + 1), "round_robin": str(s.rr + 1),
+        "gain_db": f"{s.gain_db:.1f}",
+    }  # fmt: skip
+
+
+def _comment(kit: Kit) -> str:
+    return f"{kit.name}: prompt {kit.prompt!r}, seed {kit.seed}, model {kit.model} (made by sampleforge; see kit.json)"
+
+
+def _by_piece(kit: Kit) -> dict[str, list[KitSample]]:
+    out: dict[str, list[KitSample]] = {p: [] for p in kit.pieces}
+    for s in kit.samples:
+        out[s.piece].append(s)
+    return out
+
+
+def sfz_text(kit: Kit) -> str:
+    """One <group> per piece on its GM key; regions per velocity layer, round robins by seq_position;
+    the hats choke each other."""
+    lines = [f"// {_comment(kit)}", "<global> loop_mode=one_shot ampeg_release=0.05", ""]
+    for piece, samples in _by_piece(kit).items():
+        p = PIECES[piece]
+        group = f"<group> key={p.note} // {p.label}"
+        if kit.round_robins > 1:
+            group += f"\nseq_length={kit.round_robins}"
+        if piece in CHOKE_GROUP:
+            group += f"\ngroup={CHOKE_GROUP[piece]} off_by={CHOKE_GROUP[piece]}"
+        lines.append(group)
+        for s in samples:
+            region = f"<region> sample={s.file} lovel={s.velocity[0]} hivel={s.velocity[1]}"
+            if kit.round_robins > 1:
+                region += f" seq_position={s.rr + 1}"
+            lines.append(region)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _xml(root: ET.Element) -> str:
+    ET.indent(root, space="  ")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def dspreset_text(kit: Kit) -> str:
+    """A Decent Sampler preset: one group per piece (round robins with seqMode), notes and velocities as SFZ."""
+    root = ET.Element("DecentSampler", minVersion="1.0.0")
+    root.append(ET.Comment(f" {_comment(kit)} "))
+    ui = ET.SubElement(root, "ui", width="812", height="375")
+    tab = ET.SubElement(ui, "tab", name="main")
+    ET.SubElement(tab, "label", x="10", y="10", width="790", height="30", text=f"{kit.name} ({kit.prompt})")
+    groups = ET.SubElement(root, "groups", attack="0", decay="0", sustain="1", release="5")
+    for piece, samples in _by_piece(kit).items():
+        p = PIECES[piece]
+        attrs = {"name": p.label}
+        if kit.round_robins > 1:
+            attrs |= {"seqMode": "round_robin", "seqLength": str(kit.round_robins)}
+        if piece in CHOKE_GROUP:
+            attrs |= {"tags": f"choke{CHOKE_GROUP[piece]}", "silencedByTags": f"choke{CHOKE_GROUP[piece]}",
+                      "silencingMode": "fast"}
+        g = ET.SubElement(groups, "group", attrs)
+        for s in samples:
+            sa = {"path": s.file, "rootNote": str(p.note), "loNote": str(p.note), "hiNote": str(p.note),
+                  "loVel": str(s.velocity[0]), "hiVel": str(s.velocity[1]), "trigger": "attack"}
+            if kit.round_robins > 1:
+                sa["seqPosition"] = str(s.rr + 1)
+            ET.SubElement(g, "sample", sa)
+    return _xml(root)
+
+
+def hydrogen_text(kit: Kit) -> str:
+    """A Hydrogen drumkit.xml (the layered format of Hydrogen 0.9.7+): one instrument per piece, named as
+    drummers name them ("Closed Hat", "Low Tom"), one layer per sample with its velocity range (0..1);
+    round robins cycle through the layers of one range."""
+    ns = "http://www.hydrogen-music.org/drumkit"
+    root = ET.Element("drumkit_info", xmlns=ns)
+    ET.SubElement(root, "name").text = kit.name
+    ET.SubElement(root, "author").text = "sampleforge"
+    ET.SubElement(root, "info").text = _comment(kit)
+    ET.SubElement(root, "license").text = LICENCE
+    comps = ET.SubElement(ET.SubElement(root, "componentList"), "drumkitComponent")
+    for tag, text in (("id", "0"), ("name", "Main"), ("volume", "1")):
+        ET.SubElement(comps, tag).text = text
+    instruments = ET.SubElement(root, "instrumentList")
+    for i, (piece, samples) in enumerate(_by_piece(kit).items()):
+        p = PIECES[piece]
+        inst = ET.SubElement(instruments, "instrument")
+        fields = [("id", str(i)), ("name", p.label), ("volume", "1"), ("isMuted", "false"), ("pan_L", "1"),
+                  ("pan_R", "1"), ("gain", "1"), ("applyVelocity", "true"),
+                  ("muteGroup", str(CHOKE_GROUP.get(piece, -1))), ("midiOutNote", str(p.note)),
+                  ("sampleSelectionAlgo", "ROUND_ROBIN" if kit.round_robins > 1 else "VELOCITY")]
+        for tag, text in fields:
+            ET.SubElement(inst, tag).text = text
+        comp = ET.SubElement(inst, "instrumentComponent")
+        ET.SubElement(comp, "component_id").text = "0"
+        ET.SubElement(comp, "gain").text = "1"
+        for s in samples:
+            layer = ET.SubElement(comp, "layer")
+            lo, hi = (s.velocity[0] - 1) / 127, s.velocity[1] / 127
+            for tag, text in (("filename", s.file), ("min", f"{lo:.6f}"), ("max", f"{hi:.6f}"), ("gain", "1"),
+                              ("pitch", "0")):
+                ET.SubElement(layer, tag).text = text
+    return _xml(root)
+
+
+def gm_map_text(kit: Kit) -> str:
+    """CSV: note, GM name, piece, its files (space-separated), one row per piece in note order."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["note", "gm_name", "piece", "files"])
+    for piece, samples in sorted(_by_piece(kit).items(), key=lambda kv: PIECES[kv[0]].note):
+        note = PIECES[piece].note
+        w.writerow([note, GM_NAMES.get(note, ""), piece, " ".join(s.file for s in samples)])
+    return buf.getvalue()
+
+
+def kit_json(kit: Kit, fmt: str) -> str:
+    body = {"name": kit.name, "author": "sampleforge", "licence": LICENCE, "format": fmt,
+            "files": {"sfz": "kit.sfz", "decent_sampler": "kit.dspreset", "hydrogen": "drumkit.xml",
+                      "gm_map": "gm_map.csv"},
+            **kit.provenance()}
+    body["pieces"] = [{"name": p, "class": PIECES[p].category, "label": PIECES[p].label, "note": PIECES[p].note}
+                      for p in kit.pieces]
+    return json.dumps(body, indent=2, ensure_ascii=False) + "\n"
+
+
+def check_out_dir(out_dir: Path, overwrite: bool = False) -> None:
+    """UserInputError unless ``out_dir`` is new or empty (or ``overwrite``) and writable."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserInputError(f"out-dir: {out_dir} is a file, not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise UserInputError(f"out-dir: {out_dir} is not empty (choose a new folder, or --overwrite)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserInputError(f"out-dir: cannot create {out_dir} ({exc.strerror or exc})") from None
+    if not os.access(out_dir, os.W_OK):
+        raise UserInputError(f"out-dir: {out_dir} is not writable")
+
+
+def write_kit(kit: Kit, out_dir: str | os.PathLike[str], fmt: str = "wav24", overwrite: bool = False) -> list[Path]:
+    """Write ``kit`` into ``out_dir`` (new or empty unless ``overwrite``): the samples in ``fmt`` and the
+    KIT_FILES. Returns the written paths (samples first)."""
+    if fmt not in FORMATS:
+        raise UserInputError(f"unknown audio format {fmt!r} (valid: {', '.join(FORMATS)})")
+    out = Path(out_dir)
+    check_out_dir(out, overwrite)
+    ext = FORMATS[fmt][0]
+    written = []
+    for s in kit.samples:
+        s.file = sample_name(s, kit, ext)
+        written.append(write_audio(out / s.file, s.audio, kit.sample_rate, sample_metadata(s, kit), format=fmt))
+    texts = {"kit.sfz": sfz_text(kit), "kit.dspreset": dspreset_text(kit), "drumkit.xml": hydrogen_text(kit),
+             "gm_map.csv": gm_map_text(kit), "kit.json": kit_json(kit, fmt)}
+    for name, text in texts.items():
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, out / name)
+        written.append(out / name)
+    return written
+
+
+def zip_folder(folder: str | os.PathLike[str], arcname: str) -> bytes:
+    """The files of ``folder`` (not recursive) as a zip under ``arcname/`` (deflated; audio stays as is)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for p in sorted(Path(folder).iterdir()):
+            if p.is_file() and not p.name.startswith("."):
+                z.write(p, f"{arcname}/{p.name}")
+    return buf.getvalue()

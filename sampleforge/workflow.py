@@ -1,0 +1,187 @@
+"""The producer's workflow as file-writing functions (the Python API behind ``sampleforge vary | morph | kit``):
+
+    sampleforge.vary("my_snare.wav", strength=0.3, count=8, prompt="snare", out_dir="variations")  # -> [Path]
+    sampleforge.morph(MorphEnd("kick", 1), MorphEnd("snare", 2), morph_steps=5, out_dir="morph")    # -> [Path]
+    sampleforge.make_kit("mykit", prompt="dusty 808", round_robins=2, velocity_layers=3)           # -> Path
+
+Settings are ``GenerationParams`` fields by name (checked before the model loads). Every file carries its
+provenance (prompt, seed, model id, parameters) in its metadata. The generator comes from
+``api.load_generator`` (cached), or pass ``generator=`` a loaded one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sampleforge.audio.finish import apply_length, parse_length
+from sampleforge.audio.io import FORMATS, read_audio, write_audio
+from sampleforge.errors import AudioReadError, UserInputError
+from sampleforge.params import DEFAULTS, GenerationParams
+from sampleforge.pipeline import Callback, Generation, Generator, MorphEnd
+
+PathLike = str | os.PathLike[str]
+Warn = Callable[[str], None] | None  # told each warning (unknown keywords, ...)
+
+
+def _generator(generator: Generator | None, model: PathLike | None, vocoder: bool) -> tuple[Generator, bool]:
+    if generator is not None:
+        return generator, vocoder
+    from sampleforge import api
+
+    gen, use_vocoder = api.load_generator(vocoder_checkpoint=api._DEFAULT if vocoder else None, model=model)
+    if not isinstance(gen, Generator):
+        raise UserInputError(f"model: {model} is a {getattr(gen, 'kind', 'foreign')} model; variations, morphs and "
+                             "kits need a sampleforge model")
+    return gen, use_vocoder
+
+
+def _tell(warn: Warn, lines: Sequence[str]) -> None:
+    for line in lines:
+        if warn is not None:
+            warn(line)
+
+
+def load_input(path: PathLike, sample_rate: int) -> tuple[np.ndarray, str]:
+    """An input clip (T,) at ``sample_rate`` and the SHA-256 (first 16 hex digits) of its file; AudioReadError
+    names the file."""
+    p = Path(path)
+    wav = read_audio(p, sample_rate)
+    if float(np.abs(wav).max()) < 1e-4:
+        raise AudioReadError(f"{p}: silent (peak below -80 dBFS): nothing to vary")
+    return wav, hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+
+
+def provenance(gen: Generator, p: GenerationParams, **extra: Any) -> dict[str, str]:
+    """A file's metadata: model id, the settings that shaped it, and ``extra`` (all as text, None left out)."""
+    base = {"model": gen.id, "prompt": p.prompt, "seed": p.seed, "steps": p.steps, "cfg_scale": p.cfg_scale,
+            "sampler": p.sampler, "format": p.format, "length": p.length, **p.knobs(), **extra}
+    return {k: str(v) for k, v in base.items() if v is not None}
+
+
+def write_clips(result: Generation, names: Sequence[Path], gen: Generator, meta: Sequence[dict[str, str]]) -> list[Path]:
+    """Write each clip of ``result`` to its name at the settings' length and format, with its metadata."""
+    p = result.params
+    length = parse_length(p.length)
+    return [write_audio(path, apply_length(wav, gen.sample_rate, length), gen.sample_rate, m, format=p.format)
+            for path, wav, m in zip(names, result.audio.numpy(), meta, strict=True)]
+
+
+def _prepare_dir(out_dir: PathLike) -> Path:
+    from sampleforge.api import check_writable
+
+    d = Path(out_dir)
+    check_writable(d / "probe.wav")
+    return d
+
+
+def vary(
+    input: PathLike | None = None,
+    params: GenerationParams | None = None,
+    *,
+    out_dir: PathLike = "generations",
+    model: PathLike | None = None,
+    vocoder: bool = True,
+    generator: Generator | None = None,
+    callback: Callback | None = None,
+    warn: Warn = None,
+    **settings: Any,
+) -> list[Path]:
+    """``count`` variations of the sample ``input`` (see ``Generator.vary``) written to ``out_dir`` as
+    ``<input stem>_var<strength %>_<seed>.<ext>``."""
+    if input is not None:
+        settings["input"] = str(input)
+    p = GenerationParams.from_kwargs(settings, base=params or DEFAULTS)
+    if p.input is None:
+        raise UserInputError("input: give the sample to vary")
+    d = _prepare_dir(out_dir)
+    gen, use_vocoder = _generator(generator, model, vocoder)
+    wav, digest = load_input(p.input, gen.sample_rate)
+    result = gen.vary(wav, p, vocoder=use_vocoder, callback=callback)
+    _tell(warn, result.warnings)
+    stem = Path(p.input).stem[:60]
+    ext = FORMATS[p.format][0]
+    names = [d / f"{stem}_var{int(round(p.strength * 100)):03d}_{s}.{ext}" for s in result.seeds]
+    meta = [provenance(gen, result.params, seed=s, operation="vary", strength=p.strength,
+                       input=Path(p.input).name, input_sha256=digest) for s in result.seeds]
+    return write_clips(result, names, gen, meta)
+
+
+def morph(
+    a: MorphEnd,
+    b: MorphEnd,
+    params: GenerationParams | None = None,
+    *,
+    out_dir: PathLike = "generations",
+    model: PathLike | None = None,
+    vocoder: bool = True,
+    generator: Generator | None = None,
+    callback: Callback | None = None,
+    warn: Warn = None,
+    **settings: Any,
+) -> list[Path]:
+    """``morph_steps`` clips from ``a`` to ``b`` (see ``Generator.morph``); ``a.audio`` / ``b.audio`` may be file
+    paths. Written to ``out_dir`` as ``morph_<k>of<N>_<hash>.<ext>`` (k = 1 is ``a``)."""
+    p = GenerationParams.from_kwargs(settings, base=params or DEFAULTS).with_seed()
+    d = _prepare_dir(out_dir)
+    gen, use_vocoder = _generator(generator, model, vocoder)
+    ends, inputs = [], []
+    for end in (a, b):
+        if isinstance(end.audio, (str, os.PathLike)):
+            wav, digest = load_input(end.audio, gen.sample_rate)
+            inputs.append(f"{Path(end.audio).name}@{digest}")
+            end = MorphEnd(end.prompt, end.seed, wav)
+        ends.append(end)
+    result = gen.morph(ends[0], ends[1], p, vocoder=use_vocoder, callback=callback)
+    _tell(warn, result.warnings)
+    sa, sb = result.seeds[0], result.seeds[-1]
+    n = len(result.seeds)
+    r = result.params
+    tag = hashlib.sha1(f"{a.prompt}|{sa}|{b.prompt}|{sb}|{inputs}|{gen.id}|{r}".encode()).hexdigest()[:8]
+    ext = FORMATS[r.format][0]
+    names = [d / f"morph_{k + 1}of{n}_{tag}.{ext}" for k in range(n)]
+    meta = []
+    for k in range(n):
+        extra: dict[str, Any] = {"operation": "morph", "prompt": f"{a.prompt} -> {b.prompt}",
+                                 "seed": f"{sa} -> {sb}", "t": f"{k / (n - 1):.4f}", "prompt_a": a.prompt,
+                                 "prompt_b": b.prompt}
+        if inputs:
+            extra |= {"input_a": inputs[0], "input_b": inputs[1], "strength": r.strength}
+        meta.append(provenance(gen, r, **extra))
+    return write_clips(result, names, gen, meta)
+
+
+def make_kit(
+    out_dir: PathLike,
+    params: GenerationParams | None = None,
+    *,
+    pad_seeds: dict[str, int] | None = None,
+    name: str | None = None,
+    overwrite: bool = False,
+    model: PathLike | None = None,
+    vocoder: bool = True,
+    generator: Generator | None = None,
+    callback: Callback | None = None,
+    warn: Warn = None,
+    **settings: Any,
+) -> Path:
+    """Generate a kit (see ``kit.build.build_kit``; defaults ``KIT_DEFAULTS``: wav24 at natural length) and
+    write it into ``out_dir`` (new or empty unless ``overwrite``) with its SFZ, Decent Sampler preset, Hydrogen
+    drumkit.xml, GM map and kit.json."""
+    from sampleforge.kit.build import build_kit
+    from sampleforge.kit.pieces import KIT_DEFAULTS
+    from sampleforge.kit.writers import check_out_dir, write_kit
+
+    p = GenerationParams.from_kwargs(settings, base=params or KIT_DEFAULTS)
+    out = Path(out_dir)
+    check_out_dir(out, overwrite)  # before generating
+    gen, use_vocoder = _generator(generator, model, vocoder)
+    kit = build_kit(gen, p, pad_seeds=pad_seeds, name=name, vocoder=use_vocoder, callback=callback)
+    _tell(warn, kit.warnings)
+    write_kit(kit, out, p.format, overwrite=True)
+    return out

@@ -1,0 +1,121 @@
+"""CLI: ``sampleforge vary``, ``sampleforge morph``, ``sampleforge kit`` (the functions of ``workflow``).
+
+Their settings are ``GenerationParams`` flags (``params.add_arguments``); a bad value is a one-line error
+naming the flag before the model loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from sampleforge.commands import _progress
+from sampleforge.errors import UserInputError
+from sampleforge.params import GENERATE_SETTINGS, add_arguments, from_namespace
+
+# the settings every workflow command takes besides its own (sampling, knobs, format, length, seed); not the
+# model and loading settings of other people's models (the workflow runs on sampleforge models only)
+OTHER_MODELS = ("model", "offload", "decode_chunk", "quantize", "channels", "init_audio", "init_noise", "mask_start",
+                "mask_end")
+COMMON = tuple(name for name in GENERATE_SETTINGS if name not in ("prompt", "count", *OTHER_MODELS))
+
+
+def _flags(p: argparse.ArgumentParser, own: tuple[str, ...], base: Any = None) -> None:
+    add_arguments(p, (*own, *COMMON), base=base)
+    p.add_argument("--model", default=None, help="model folder or shipped name (default drums-v1)")
+    p.add_argument("--no-vocoder", action="store_true", help="Griffin-Lim instead of the neural vocoder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def register(sub: Any) -> None:
+    from sampleforge.kit.pieces import KIT_DEFAULTS
+
+    v = sub.add_parser("vary", help="variations of your own sample (audio-to-audio)")
+    _flags(v, ("input", "strength", "count", "prompt"))
+    v.add_argument("--out-dir", type=Path, default=Path("generations"))
+    v.set_defaults(func=cmd_vary)
+
+    m = sub.add_parser("morph", help="morph between two prompts, seeds or samples in N steps")
+    _flags(m, ("prompt", "morph_steps", "strength"))
+    m.add_argument("--from-prompt", default=None, help="the first end's prompt (default --prompt)")
+    m.add_argument("--to-prompt", default=None, help="the last end's prompt (default --prompt)")
+    m.add_argument("--from-seed", type=int, default=None, help="the first end's seed (default --seed)")
+    m.add_argument("--to-seed", type=int, default=None, help="the last end's seed (default: the first's + 1)")
+    m.add_argument("--from-input", type=Path, default=None, help="a sample as the first end (needs --to-input)")
+    m.add_argument("--to-input", type=Path, default=None, help="a sample as the last end")
+    m.add_argument("--out-dir", type=Path, default=Path("generations"))
+    m.set_defaults(func=cmd_morph)
+
+    k = sub.add_parser("kit", help="a drum kit with a shared character, for samplers (SFZ, Decent Sampler, "
+                                   "Hydrogen, GM map)")
+    _flags(k, ("prompt", "pieces", "round_robins", "velocity_layers", "relatedness"), base=KIT_DEFAULTS)
+    k.add_argument("--out-dir", type=Path, required=True, help="a new or empty folder")
+    k.add_argument("--name", default=None, help="kit name (default: from the prompt)")
+    k.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
+    k.set_defaults(func=cmd_kit)
+
+
+def _run(fn: Any, quiet: bool, *args: Any, **kwargs: Any) -> Any:
+    bar, callback = _progress(1, quiet)
+    try:
+        return fn(*args, callback=callback, warn=_warn, **kwargs)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _warn(line: str) -> None:
+    print(f"warning: {line}", file=sys.stderr)
+
+
+def cmd_vary(args: argparse.Namespace) -> int:
+    params = from_namespace(args)
+    if params.input is None:
+        raise UserInputError("--input: give the sample to vary")
+    if not Path(params.input).is_file():
+        raise UserInputError(f"--input: {params.input} is not a file")
+    from sampleforge import workflow
+
+    paths = _run(workflow.vary, args.quiet, None, params, out_dir=args.out_dir, model=args.model,
+                 vocoder=not args.no_vocoder)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def cmd_morph(args: argparse.Namespace) -> int:
+    params = from_namespace(args).with_seed()
+    if (args.from_input is None) != (args.to_input is None):
+        raise UserInputError("--from-input and --to-input go together")
+    for flag in ("from_seed", "to_seed"):
+        value = getattr(args, flag)
+        if value is not None and not 0 <= value < 2**31:
+            raise UserInputError(f"--{flag.replace('_', '-')} must be an integer between 0 and {2**31 - 1}, got {value}")
+    from sampleforge import workflow
+    from sampleforge.pipeline import MorphEnd
+
+    a = MorphEnd(args.from_prompt if args.from_prompt is not None else params.prompt,
+                 args.from_seed if args.from_seed is not None else params.seed, args.from_input)
+    b = MorphEnd(args.to_prompt if args.to_prompt is not None else params.prompt, args.to_seed, args.to_input)
+    paths = _run(workflow.morph, args.quiet, a, b, params, out_dir=args.out_dir, model=args.model,
+                 vocoder=not args.no_vocoder)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def cmd_kit(args: argparse.Namespace) -> int:
+    from sampleforge.kit.pieces import KIT_DEFAULTS
+    from sampleforge.kit.writers import check_out_dir
+
+    params = from_namespace(args, base=KIT_DEFAULTS)
+    check_out_dir(args.out_dir, args.overwrite)  # before loading the model
+    from sampleforge import workflow
+
+    out = _run(workflow.make_kit, args.quiet, args.out_dir, params, name=args.name, overwrite=args.overwrite,
+               model=args.model, vocoder=not args.no_vocoder)
+    files = sorted(p.name for p in out.iterdir())
+    print(f"{out}: {len(files)} files ({', '.join(n for n in files if not n.endswith(('.wav', '.flac')))})")
+    return 0

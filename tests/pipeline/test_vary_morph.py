@@ -1,0 +1,105 @@
+"""Audio-to-audio on the debug model: vary (strength 0 = VAE round trip, distance grows with strength,
+1 ignores the input) and morph (endpoints equal the sources; noise slerped, condition and latents lerped)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sampleforge.errors import UserInputError
+from sampleforge.pipeline import Generator, MorphEnd, slerp
+
+
+@pytest.fixture(scope="module")
+def gen(debug_model: Path) -> Generator:
+    return Generator.from_pretrained(debug_model, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def source(gen: Generator) -> np.ndarray:
+    return gen.generate("kick", steps=4, seed=5).numpy()[0]
+
+
+def test_strength_zero_is_the_vae_round_trip(gen: Generator, source: np.ndarray) -> None:
+    z = gen.encode([source])
+    out = gen.vary(source, prompt="snare", count=2, strength=0.0, steps=8, seed=1)
+    torch.testing.assert_close(out.latents, z.expand(2, -1, -1), rtol=0, atol=1e-6)  # no step was run
+    frames = out.mels.shape[-1]
+    p = gen.settings(None, {"prompt": "snare", "seed": 1})
+    round_trip = gen.render(p, *gen.condition(["snare"]), torch.zeros(1, *z.shape[1:]), [1], init=z,
+                            strength=0.0)[0]
+    torch.testing.assert_close(out.audio[0], round_trip[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(out.mels[0], gen.decode(z, frames)[0], rtol=0, atol=1e-5)
+
+
+def test_distance_to_the_input_grows_with_strength(gen: Generator, source: np.ndarray) -> None:
+    z = gen.encode([source])
+    dist = []
+    for s in (0.0, 0.2, 0.5, 0.9):
+        out = gen.vary(source, prompt="kick", count=4, strength=s, steps=10, seed=11)
+        dist.append(float((out.latents - z).flatten(1).norm(dim=1).mean()))
+    assert dist[0] < 1e-5
+    assert all(a < b for a, b in zip(dist, dist[1:], strict=False)), dist
+
+
+def test_strength_one_ignores_the_input(gen: Generator, source: np.ndarray) -> None:
+    other = np.random.default_rng(0).standard_normal(44100).astype(np.float32) * 0.3
+    a = gen.vary(source, prompt="snare", strength=1.0, steps=5, seed=4).audio
+    b = gen.vary(other, prompt="snare", strength=1.0, steps=5, seed=4).audio
+    c = gen.generate("snare", steps=5, seed=4)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.testing.assert_close(a, c, rtol=0, atol=1e-4)
+
+
+def test_morph_endpoints_equal_the_sources(gen: Generator) -> None:
+    m = gen.morph(MorphEnd("kick", 3), MorphEnd("snare", 9), morph_steps=5, steps=4)
+    assert m.audio.shape == (5, 88200) and m.seeds == [3, 3, 3, 3, 9]
+    a = gen.generate("kick", steps=4, seed=3)
+    b = gen.generate("snare", steps=4, seed=9)
+    torch.testing.assert_close(m.audio[0], a[0], rtol=0, atol=1e-4)
+    torch.testing.assert_close(m.audio[-1], b[0], rtol=0, atol=1e-4)
+    assert not torch.allclose(m.audio[2], a[0], atol=1e-2) and not torch.allclose(m.audio[2], b[0], atol=1e-2)
+
+
+def test_clip_morph_endpoints_are_the_clips_variations(gen: Generator, source: np.ndarray) -> None:
+    other = gen.generate("snare", steps=4, seed=8).numpy()[0]
+    m = gen.morph(MorphEnd("kick", 1, source), MorphEnd("snare", 2, other), morph_steps=3, strength=0.0, steps=4)
+    za, zb = gen.encode([source, other])
+    torch.testing.assert_close(m.latents[0], za, rtol=0, atol=1e-5)
+    torch.testing.assert_close(m.latents[2], zb, rtol=0, atol=1e-5)
+    torch.testing.assert_close(m.latents[1], (za + zb) / 2, rtol=0, atol=1e-5)  # linear in the latent
+    v = gen.vary(source, prompt="kick", strength=0.4, steps=5, seed=1).audio
+    m2 = gen.morph(MorphEnd("kick", 1, source), MorphEnd("snare", 2, other), morph_steps=2, strength=0.4, steps=5)
+    torch.testing.assert_close(m2.audio[0], v[0], rtol=0, atol=1e-4)
+
+
+def test_slerp_keeps_the_norm_and_the_ends() -> None:
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(4, 8, 11, generator=g), torch.randn(4, 8, 11, generator=g)
+    torch.testing.assert_close(slerp(a, b, 0.0), a, rtol=0, atol=0)
+    torch.testing.assert_close(slerp(a, b, 1.0), b, rtol=0, atol=0)
+    mid = slerp(a, b, 0.5)
+    assert abs(float(mid.norm()) - float((a.norm() + b.norm()) / 2)) < 0.05 * float(a.norm())
+    assert float(torch.lerp(a, b, 0.5).norm()) < 0.8 * float(mid.norm())  # a linear mix loses energy
+
+
+@pytest.mark.parametrize("kwargs, field", [({"strength": -0.1}, "strength"), ({"strength": 2}, "strength"),
+                                           ({"count": 0}, "count"), ({"audio": np.zeros((2, 5))}, "input audio"),
+                                           ({"audio": np.array([np.nan] * 10)}, "input audio")])
+def test_vary_bad_values(gen: Generator, source: np.ndarray, kwargs: dict, field: str) -> None:
+    args = {"audio": source, "strength": 0.5, "steps": 2, **kwargs}
+    audio = args.pop("audio")
+    with pytest.raises(UserInputError, match=field):
+        gen.vary(audio, **args)
+
+
+def test_morph_bad_values(gen: Generator, source: np.ndarray) -> None:
+    with pytest.raises(UserInputError, match="both ends"):
+        gen.morph(MorphEnd("kick", 1, source), MorphEnd("snare", 2), steps=2)
+    with pytest.raises(UserInputError, match="morph_steps"):
+        gen.morph(MorphEnd("kick", 1), MorphEnd("snare", 2), morph_steps=1, steps=2)
+    with pytest.raises(UserInputError, match="seed"):
+        gen.morph(MorphEnd("kick", -1), MorphEnd("snare", 2), steps=2)

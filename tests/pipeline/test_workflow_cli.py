@@ -1,0 +1,114 @@
+"""`sampleforge generate --length/--format`, `vary`, `morph` and `kit` as a user runs them, and the Python API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import sampleforge
+from sampleforge.audio.io import read_metadata
+from sampleforge.cli import main
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str], str]:
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out.split(), err
+
+
+@pytest.fixture(scope="module")
+def snare_file(debug_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("in") / "my_snare.wav"
+    main(["generate", "--model", str(debug_model), "--prompt", "snare", "--steps", "2", "--seed", "3",
+          "--output", str(out), "--quiet"])
+    return out
+
+
+def test_generate_length_auto_and_wav16(debug_model: Path, tmp_path: Path, capsys) -> None:
+    rc, files, _ = _run(capsys, "generate", "--model", str(debug_model), "--prompt", "kick", "--steps", "2",
+                        "--seed", "1", "--count", "2", "--out-dir", str(tmp_path), "--format", "wav16",
+                        "--length", "auto", "--quiet")
+    assert rc == 0 and len(files) == 2
+    for f in files:
+        info = sf.info(f)
+        assert info.subtype == "PCM_16" and 882 <= info.frames <= 88200
+        meta = read_metadata(f)
+        assert meta["length"] == "auto" and meta["format"] == "wav16" and meta["model"].startswith("debug")
+    rc, files, _ = _run(capsys, "generate", "--model", str(debug_model), "--prompt", "kick", "--steps", "2",
+                        "--output", str(tmp_path / "half.wav"), "--length", "0.5", "--format", "flac", "--quiet")
+    assert rc == 0 and files == [str(tmp_path / "half.flac")] and sf.info(files[0]).frames == 22050
+
+
+@pytest.mark.parametrize("args, needle", [(["--length", "long"], "--length"), (["--length", "-2"], "--length")])
+def test_generate_bad_length(debug_model: Path, capsys, args: list[str], needle: str) -> None:
+    rc, _, err = _run(capsys, "generate", "--model", str(debug_model), "--prompt", "kick", *args)
+    assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_vary_cli_writes_provenance(debug_model: Path, snare_file: Path, tmp_path: Path, capsys) -> None:
+    rc, files, _ = _run(capsys, "vary", "--model", str(debug_model), "--input", str(snare_file), "--strength",
+                        "0.3", "--count", "3", "--seed", "7", "--prompt", "bright snare", "--steps", "4",
+                        "--out-dir", str(tmp_path), "--quiet")
+    assert rc == 0 and len(files) == 3
+    assert Path(files[0]).name == "my_snare_var030_7.wav"
+    meta = read_metadata(files[1])
+    assert (meta["operation"], meta["strength"], meta["seed"], meta["input"]) == ("vary", "0.3", "8",
+                                                                                  "my_snare.wav")
+    assert len(meta["input_sha256"]) == 16 and meta["prompt"] == "bright snare"
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--input", "/nonexistent.wav"], "--input"),
+    (["--strength", "1.5"], "strength"),
+    (["--count", "0"], "count"),
+])
+def test_vary_bad_values(debug_model: Path, snare_file: Path, tmp_path: Path, capsys, args, needle) -> None:
+    base = ["vary", "--model", str(debug_model), "--input", str(snare_file), "--steps", "2", "--quiet",
+            "--out-dir", str(tmp_path)]
+    rc, _, err = _run(capsys, *base, *args)
+    assert rc == 2 and needle in err
+
+
+def test_vary_refuses_a_file_that_is_not_audio(debug_model: Path, tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio")
+    rc, _, err = _run(capsys, "vary", "--model", str(debug_model), "--input", str(bad), "--quiet")
+    assert rc == 2 and "notes.wav" in err
+
+
+def test_morph_cli_endpoints_are_the_sources(debug_model: Path, tmp_path: Path, capsys) -> None:
+    rc, files, _ = _run(capsys, "morph", "--model", str(debug_model), "--from-prompt", "kick", "--to-prompt",
+                        "snare", "--seed", "4", "--morph-steps", "3", "--steps", "3", "--out-dir",
+                        str(tmp_path / "m"), "--quiet")
+    assert rc == 0 and len(files) == 3
+    _run(capsys, "generate", "--model", str(debug_model), "--prompt", "snare", "--seed", "5", "--steps", "3",
+         "--output", str(tmp_path / "b.wav"), "--quiet")
+    last, _ = sf.read(files[-1])
+    ref, _ = sf.read(str(tmp_path / "b.wav"))
+    np.testing.assert_allclose(last, ref, atol=1e-4)
+    assert read_metadata(files[1])["t"] == "0.5000"
+    rc, _, err = _run(capsys, "morph", "--model", str(debug_model), "--from-input", str(files[0]), "--quiet")
+    assert rc == 2 and "--to-input" in err
+
+
+def test_kit_cli_and_python_api(debug_model: Path, tmp_path: Path, capsys) -> None:
+    rc, out, _ = _run(capsys, "kit", "--model", str(debug_model), "--prompt", "dusty 808", "--pieces",
+                      "kick,snare,open_hat", "--steps", "2", "--seed", "1", "--out-dir", str(tmp_path / "k"),
+                      "--quiet")
+    assert rc == 0
+    names = sorted(p.name for p in (tmp_path / "k").iterdir())
+    assert names == sorted(["drumkit.xml", "gm_map.csv", "kit.dspreset", "kit.json", "kit.sfz", "kick.wav",
+                            "open_hat.wav", "snare.wav"])
+    assert sf.info(str(tmp_path / "k" / "kick.wav")).subtype == "PCM_24"
+    rc, _, err = _run(capsys, "kit", "--model", str(debug_model), "--out-dir", str(tmp_path / "k"), "--quiet")
+    assert rc == 2 and "not empty" in err
+    rc, _, err = _run(capsys, "kit", "--model", str(debug_model), "--pieces", "kick,gong", "--out-dir",
+                      str(tmp_path / "k2"), "--quiet")
+    assert rc == 2 and "gong" in err and not (tmp_path / "k2").exists()
+    folder = sampleforge.make_kit(tmp_path / "api", prompt="dusty 808", pieces=["kick", "snare", "open_hat"], seed=1,
+                                  steps=2, model=debug_model)
+    for n in ("kick.wav", "snare.wav", "open_hat.wav"):
+        np.testing.assert_array_equal(sf.read(str(folder / n))[0], sf.read(str(tmp_path / "k" / n))[0])

@@ -164,10 +164,14 @@ def test_jobs_narrow_the_formats_to_what_they_store(make_client) -> None:
 class _ForeignModel:
     """Another backend's model as the service sees it: it generates, but has no latents to vary or morph."""
 
+    from sampleforge.backends.base import ParamSpace
+
     name = "foreign"
     kind = "diffusers"
     sample_rate = 44100
     samplers = ("euler",)
+    space = ParamSpace(samplers=("euler",), min_duration=0.5, max_duration=4.0, default_duration=2.0,
+                       default_steps=8, default_cfg=3.0)
 
     def check_prompt(self, prompt: str) -> list[str]:
         return []

@@ -122,11 +122,10 @@ class Backend(Protocol):
 
 
 class RunMixin:
-    """``generate_full`` / ``generate`` (keyword settings, the reference API's style) on top of ``run``."""
+    """``generate_full`` / ``generate`` (keyword settings, the reference API's style) on top of the ``run``
+    of the class it is mixed into (every backend defines ``run``, see ``Backend``)."""
 
-    def run(self, params: GenerationParams, prompts: Sequence[str] | None = None, vocoder: bool = True,
-            callback: Callback | None = None, normalize: str | None = "peak") -> Generation:
-        raise NotImplementedError
+    run: Callable[..., Generation]
 
     def generate_full(self, prompts: str | Sequence[str], n: int | None = None, *, vocoder: bool = True,
                       callback: Callback | None = None, normalize: str | None = "peak",

@@ -94,7 +94,9 @@ def test_page_generates_plays_and_downloads(browser, live_server, tmp_path):
         for (const [id, v] of [["count", 3], ["steps", 40]]) {
           const el = document.getElementById(id); el.value = v; el.dispatchEvent(new Event('input'));
         }
-        document.getElementById('seed').value = 77;""")
+        document.getElementById('seed').value = 77;
+        document.getElementById('decay-on').checked = true;
+        const decay = document.getElementById('decay'); decay.value = 0.8; decay.dispatchEvent(new Event('input'));""")
     browser.find_element(By.ID, "generate").click()
 
     wait_for(
@@ -115,6 +117,7 @@ def test_page_generates_plays_and_downloads(browser, live_server, tmp_path):
     assert state["src"].startswith("blob:")
     meta = browser.find_element(By.CSS_SELECTOR, ".job-title .meta").text
     assert "seed 77" in meta and "40 steps" in meta
+    assert "decay 0.80" in meta and "brightness" not in meta  # a ticked knob is sent, an unticked one is not
 
     browser.find_elements(By.CSS_SELECTOR, ".clip a.download")[1].click()
     wav = wait_file(browser.downloads, ".wav")

@@ -91,8 +91,12 @@ async function health() {
 }
 
 // ---- the form -------------------------------------------------------------------------------------------
+const KNOBS = ["decay", "brightness", "weight", "punch"];  // the timbre knobs (GenerationParams)
+
 function bindSliders() {
-  for (const [id, fmt] of [["count", (v) => v], ["steps", (v) => v], ["cfg", (v) => Number(v).toFixed(1)]]) {
+  const knob = (v) => Number(v).toFixed(2);
+  for (const [id, fmt] of [["count", (v) => v], ["steps", (v) => v], ["cfg", (v) => Number(v).toFixed(1)],
+                           ...KNOBS.map((k) => [k, knob])]) {
     const input = $(id), out = $(id + "-out");
     const show = () => { out.textContent = fmt(input.value); };
     input.addEventListener("input", show);
@@ -191,6 +195,7 @@ async function generate() {
     format: $("format").value,
   };
   if ($("seed").value !== "") body.seed = Number($("seed").value);
+  for (const k of KNOBS) if ($(k + "-on").checked) body[k] = Number($(k).value);  // unticked: sampled freely
   notice("");
   $("generate").disabled = true;
   showProgress(0, "queued");
@@ -302,7 +307,8 @@ async function renderJob(job) {
   title.innerHTML = "<strong></strong><span class='meta'></span>";
   title.querySelector("strong").textContent = job.prompt;
   title.querySelector(".meta").textContent =
-    job.params.steps + " steps · CFG " + job.params.cfg_scale + " · " + job.params.sampler + " · seed " + job.seed;
+    job.params.steps + " steps · CFG " + job.params.cfg_scale + " · " + job.params.sampler + " · seed " + job.seed +
+    KNOBS.filter((k) => job.params[k] != null).map((k) => " · " + k + " " + Number(job.params[k]).toFixed(2)).join("");
   const pack = document.createElement("button");
   pack.type = "button";
   pack.className = "btn small pack";

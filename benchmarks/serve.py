@@ -12,7 +12,6 @@ ready). Bounded on purpose: loopback servers only, at most 1000 requests and 64 
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import math
 import os
 import signal
@@ -29,18 +28,15 @@ from urllib.parse import urlparse
 
 import httpx
 
+from sampleforge.serve import config
+
 MAX_REQUESTS = 1000
 MAX_CONCURRENCY = 64
 
 
 def is_loopback(url: str) -> bool:
-    host = urlparse(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    """Whether the server at ``url`` is on this machine (``serve.config.is_loopback`` on its host)."""
+    return config.is_loopback(urlparse(url).hostname or "")
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

@@ -59,12 +59,22 @@ def _mel_to_hz_slaney(m: np.ndarray) -> np.ndarray:
     return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
 
 
+def _mel_points_hz(cfg: MelConfig) -> np.ndarray:
+    """The n_mels + 2 edge and centre frequencies of the triangular filters, in Hz."""
+    f_max = cfg.f_max if cfg.f_max is not None else cfg.sample_rate / 2
+    mel_pts = np.linspace(_hz_to_mel_slaney(np.array(cfg.f_min)), _hz_to_mel_slaney(np.array(f_max)), cfg.n_mels + 2)
+    return _mel_to_hz_slaney(mel_pts)
+
+
+def mel_centers(cfg: MelConfig) -> np.ndarray:
+    """Centre frequency of each mel band, Hz, shape (n_mels,)."""
+    return _mel_points_hz(cfg)[1:-1]
+
+
 def mel_filterbank(cfg: MelConfig) -> np.ndarray:
     """Slaney-scale, Slaney-normalised triangular filters, shape (n_mels, n_freqs)."""
-    f_max = cfg.f_max if cfg.f_max is not None else cfg.sample_rate / 2
     fft_freqs = np.linspace(0, cfg.sample_rate / 2, cfg.n_freqs)
-    mel_pts = np.linspace(_hz_to_mel_slaney(np.array(cfg.f_min)), _hz_to_mel_slaney(np.array(f_max)), cfg.n_mels + 2)
-    hz_pts = _mel_to_hz_slaney(mel_pts)
+    hz_pts = _mel_points_hz(cfg)
     fdiff = np.diff(hz_pts)
     ramps = hz_pts[:, None] - fft_freqs[None, :]
     lower = -ramps[:-2] / fdiff[:-1, None]

@@ -54,7 +54,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         clips, held = training_clips(dirs, recipe.data, cache or args.out / "cache", stage)
         print(f"{stage}: {len(clips)} training clips, {len(held)} held out "
               f"({', '.join(recipe.data.held_out_kits) or 'none'})")
-        cfg = recipe.train["vae" if stage == "vae-decoder" else stage]
+        cfg = recipe.train[stage]
         if args.max_steps is not None:
             cfg.max_steps = args.max_steps
         ctx = StageContext(run_dir=args.out, model_config=recipe.model, data=recipe.data, recipe=recipe.recipe,

@@ -25,7 +25,7 @@ from sampleforge.strict import ConfigError, from_dict
 from sampleforge.train.loop import TrainConfig
 
 log = logging.getLogger(__name__)
-STAGES = ("vae", "diffusion", "vocoder")
+STAGES = ("vae", "diffusion", "vae-decoder", "vocoder")
 
 
 @dataclass
@@ -43,6 +43,7 @@ class DataConfig:
 class RecipeConfig:
     kl_weight: float = 1e-4  # VAE: KL term weight (per element)
     delta_weight: float = 0.0  # VAE: weight of the L1 of frame-to-frame differences (sharp onsets, bursts)
+    low_band_weight: float = 0.0  # VAE: extra L1 weight on the mel bands below LOW_BAND_HZ (kick and tom bodies)
     latent_variants: int = 8  # diffusion: augmented versions of each clip encoded to cached latents
     class_balance: float = 0.0  # diffusion: repeat clips of rare classes (median count / class count) ** this, ≤ 4x
     keyword_dropout: float = 0.1  # diffusion: drop each keyword / the whole prompt (for CFG)
@@ -82,7 +83,9 @@ def load_recipe(path: str | Path) -> Recipe:
         raise ConfigError(f"{file}: train: unknown stage {bad[0]!r} (valid: {', '.join(STAGES)})")
     return Recipe(
         model=ModelConfig.from_dict(raw.get("model", {}), f"{file}: model"),
-        train={s: from_dict(TrainConfig, train_raw.get(s, {}), f"{file}: train.{s}") for s in STAGES},
+        # the decoder fine-tune takes the VAE's settings unless it has its own
+        train={s: from_dict(TrainConfig, train_raw.get(s, train_raw.get("vae", {}) if s == "vae-decoder" else {}),
+                            f"{file}: train.{s}") for s in STAGES},
         data=from_dict(DataConfig, raw.get("data", {}), f"{file}: data"),
         recipe=from_dict(RecipeConfig, raw.get("recipe", {}), f"{file}: recipe"),
     )

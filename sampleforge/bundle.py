@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,12 @@ class Bundle:
     vocab: Vocabulary
     card: str = ""
     path: Path | None = None
+    timbre: dict[str, Any] = field(default_factory=dict)  # timbre.json: what the knobs and knob words mean
+
+    @property
+    def class_words(self) -> dict[str, dict[str, dict[str, float]]]:
+        """class -> word -> {knob: quantile}: what each word means for each class, measured on the training clips."""
+        return dict(self.timbre.get("words", {}))
 
     def modules(self) -> dict[str, nn.Module]:
         mods: dict[str, nn.Module] = {"vae": self.vae, "unet": self.unet, "text": self.text}
@@ -146,8 +152,22 @@ def load_bundle(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, device: st
         module.eval().requires_grad_(False)
     card = (path / "README.md").read_text() if (path / "README.md").is_file() else ""
     bundle = Bundle(config=cfg, vocab=vocab, card=card, path=path, vae=mods["vae"], unet=mods["unet"],  # type: ignore[arg-type]
-                    text=mods["text"], vocoder=mods.get("vocoder"))  # type: ignore[arg-type]
+                    text=mods["text"], vocoder=mods.get("vocoder"), timbre=read_timbre(path))  # type: ignore[arg-type]
     return bundle.to(device)
+
+
+def read_timbre(path: Path) -> dict[str, Any]:
+    """A model folder's timbre.json ({} when absent: a model without timbre knobs)."""
+    file = path / "timbre.json"
+    if not file.is_file():
+        return {}
+    try:
+        table = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{file}: invalid JSON ({exc})") from None
+    if not isinstance(table, dict) or not isinstance(table.get("words", {}), dict):
+        raise CheckpointError(f"{file}: expected an object with a 'words' object")
+    return table
 
 
 def save_bundle(bundle: Bundle, out_dir: str | os.PathLike[str]) -> Path:
@@ -163,6 +183,8 @@ def save_bundle(bundle: Bundle, out_dir: str | os.PathLike[str]) -> Path:
             save_file(state, str(tmp / f"{name}.safetensors"), metadata={"format": "pt", "component": name})
         if bundle.card:
             (tmp / "README.md").write_text(bundle.card)
+        if bundle.timbre:
+            (tmp / "timbre.json").write_text(json.dumps(bundle.timbre, indent=1) + "\n")
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

@@ -160,7 +160,9 @@ class Generator(RunMixin):
     def check_prompt(self, prompt: str) -> list[str]:
         """Warnings for a prompt (unknown keywords are reported, never silently dropped; near misses get a
         "did you mean"; no known word, two classes, and thinly supported descriptors are said)."""
-        knob_words = [w for w, v in WORD_KNOBS.items() if set(v) & set(self.bundle.config.text.knobs)]
+        knobs = set(self.bundle.config.text.knobs)
+        measured = {w for table in self.bundle.class_words.values() for w, v in table.items() if set(v) & knobs}
+        knob_words = sorted({w for w, v in WORD_KNOBS.items() if set(v) & knobs} | measured)
         return self.bundle.vocab.prompt_warnings(prompt, self.bundle.config.text.max_tokens, knob_words)
 
     def knob_values(self, prompt: str, knobs: Mapping[str, float | None] | None = None) -> dict[str, float]:
@@ -170,19 +172,33 @@ class Generator(RunMixin):
         if not names:
             return {}
         words = keywords(prompt)
-        named = classes_named(words)
-        values = knobs_from_words(words, knobs, named[0] if len(named) == 1 else None)
+        values = knobs_from_words(words, knobs, self._one_class(words), self.bundle.class_words)
         return {k: v for k, v in values.items() if k in names}
 
+    @staticmethod
+    def _one_class(words: Sequence[str]) -> str | None:
+        named = classes_named(words)
+        return named[0] if len(named) == 1 else None
+
     def model_words(self, prompt: str) -> str:
-        """The prompt's words the keyword encoder gets: knob words that fewer than ``KEYWORD_MIN_CLIPS``
-        training clips carry are left to their knobs (a model without knobs gets every word)."""
+        """The prompt's words the keyword encoder gets. A word that stands for knobs is left to its knobs when
+        fewer than ``KEYWORD_MIN_CLIPS`` training clips carry it (of the class asked for, for a word the model
+        measured for that class): a word on a handful of clips carries their sound, not its meaning. A model
+        without knobs gets every word."""
         knobs = set(self.bundle.config.text.knobs)
         if not knobs:
             return prompt
-        counts = self.bundle.vocab.counts
-        return " ".join(w for w in keywords(prompt)
-                        if not (set(WORD_KNOBS.get(w, {})) & knobs and counts.get(w, 0) < KEYWORD_MIN_CLIPS))
+        words = keywords(prompt)
+        category = self._one_class(words)
+        own = self.bundle.class_words.get(category or "", {})
+        vocab = self.bundle.vocab
+
+        def knob_only(w: str) -> bool:
+            if category is not None and set(own.get(w, {})) & knobs:
+                return vocab.classes.get(w, {}).get(category, 0) < KEYWORD_MIN_CLIPS
+            return bool(set(WORD_KNOBS.get(w, {})) & knobs) and vocab.counts.get(w, 0) < KEYWORD_MIN_CLIPS
+
+        return " ".join(w for w in words if not knob_only(w))
 
     @torch.inference_mode()
     def condition(

@@ -13,8 +13,10 @@ A model is conditioned on the knobs as quantiles *within the clip's class* (0 = 
 training data, 1 = the brightest), so one value means the same thing for every class. Each knob is dropped
 at random in training, so a knob left unset is sampled freely.
 
-Words map onto knobs (``WORD_KNOBS``, the one table): a prompt word sets a knob the user did not set; a
-knob word that few training clips carry acts through its knob alone (``KEYWORD_MIN_CLIPS``).
+Words map onto knobs: ``WORD_KNOBS`` is the one table of general words (long, bright, deep, punchy ...); on top
+of it a model measures what its words mean for each class (``class_word_knobs``: an 808 kick is heavy, a high
+tom light). A prompt word sets a knob the user did not set; a knob word that few training clips (of the class
+asked for) carry acts through its knob alone (``KEYWORD_MIN_CLIPS``).
 """
 
 from __future__ import annotations
@@ -43,12 +45,12 @@ WORD_KNOBS: dict[str, dict[str, float]] = {
 # knob is measured on every clip. ("soft" and "hard", on hundreds of velocity layers, are keywords only.)
 KEYWORD_MIN_CLIPS = 20
 
-# (class, word) -> knob values, where a word means something specific for one class: the median quantiles of
-# the real training clips of that class carrying the word (808 kicks: weight 0.91, n=3; acoustic kicks:
-# punch 0.78, n=9). They take precedence over WORD_KNOBS for that class.
-CLASS_WORD_KNOBS: dict[tuple[str, str], dict[str, float]] = {
-    ("kick", "808"): {"weight": 0.9, "decay": 0.6}, ("kick", "acoustic"): {"punch": 0.8},
-}  # fmt: skip
+# A word means something specific for one class when the real clips of that class carrying it lean one way:
+# ``class_word_knobs`` measures, per (class, word) with at least WORD_KNOB_MIN_CLIPS training clips, the median
+# quantile of each knob, and keeps the knobs at least WORD_KNOB_MIN_SHIFT away from the middle (an 808 kick is
+# heavy, a high tom light). A model stores the table in its timbre.json; it takes precedence over WORD_KNOBS.
+WORD_KNOB_MIN_CLIPS = 3
+WORD_KNOB_MIN_SHIFT = 0.15
 
 SAMPLE_RATE = 44100
 FLOOR_DB = -30.0
@@ -114,14 +116,40 @@ def class_quantiles(features: Sequence[Mapping[str, float]], categories: Sequenc
     return out
 
 
+ClassWordKnobs = dict[str, dict[str, dict[str, float]]]  # class -> word -> {knob: quantile}
+
+
+def class_word_knobs(quantiles: np.ndarray, categories: Sequence[str],
+                     keyword_lists: Sequence[Sequence[str]]) -> ClassWordKnobs:
+    """(N, len(KNOBS)) per-class quantiles of N clips, their classes and keywords -> for each (class, word)
+    carried by at least WORD_KNOB_MIN_CLIPS clips of the class, the median quantile of each knob that leans at
+    least WORD_KNOB_MIN_SHIFT away from 0.5 (words that lean no way are left out). Class names are not words
+    of their own class."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, (cat, words) in enumerate(zip(categories, keyword_lists, strict=True)):
+        for w in set(words):
+            if w != cat:
+                groups.setdefault((cat, w), []).append(i)
+    out: ClassWordKnobs = {}
+    for (cat, word), idx in sorted(groups.items()):
+        if len(idx) < WORD_KNOB_MIN_CLIPS:
+            continue
+        med = np.median(quantiles[idx], axis=0)
+        lean = {k: round(float(m), 2) for k, m in zip(KNOBS, med, strict=True) if abs(m - 0.5) >= WORD_KNOB_MIN_SHIFT}
+        if lean:
+            out.setdefault(cat, {})[word] = lean
+    return out
+
+
 def knobs_from_words(words: Sequence[str], explicit: Mapping[str, float | None] | None = None,
-                     category: str | None = None) -> dict[str, float]:
-    """Knob values a prompt asks for: the explicit ones, then those its words stand for (for ``category``
-    ``CLASS_WORD_KNOBS`` first, then ``WORD_KNOBS``; the first word that sets a knob wins). Unset knobs are
-    absent."""
+                     category: str | None = None, class_words: ClassWordKnobs | None = None) -> dict[str, float]:
+    """Knob values a prompt asks for: the explicit ones, then those its words stand for (for ``category`` the
+    model's measured ``class_words`` first, then ``WORD_KNOBS``; the first word that sets a knob wins). Unset
+    knobs are absent."""
     out = {k: float(v) for k, v in (explicit or {}).items() if v is not None}
+    own = (class_words or {}).get(category or "", {})
     for w in words:
-        for knob, value in {**WORD_KNOBS.get(w, {}), **CLASS_WORD_KNOBS.get((category or "", w), {})}.items():
+        for knob, value in {**WORD_KNOBS.get(w, {}), **own.get(w, {})}.items():
             out.setdefault(knob, value)
     return out
 

@@ -13,10 +13,11 @@ from sampleforge.errors import UserInputError
 from sampleforge.models.text import KeywordEncoder, TextConfig
 from sampleforge.strict import ConfigError
 from sampleforge.timbre import (
-    CLASS_WORD_KNOBS,
     KNOBS,
+    WORD_KNOB_MIN_CLIPS,
     WORD_KNOBS,
     class_quantiles,
+    class_word_knobs,
     knob_vector,
     knobs_from_words,
     measure,
@@ -67,14 +68,34 @@ def test_quantiles_are_within_each_class() -> None:
     assert q[:, KNOBS.index("brightness")].tolist() == [0.5] * 5  # ties share their mean rank
 
 
+def test_class_words_are_measured_medians_of_the_clips_that_carry_them() -> None:
+    n = WORD_KNOB_MIN_CLIPS
+    cats = ["kick"] * (2 * n + 1) + ["tom"] * 2
+    words = [("kick", "808")] * n + [("kick", "acoustic")] * n + [("kick",)] + [("tom", "808")] * 2
+    q = np.full((len(cats), len(KNOBS)), 0.5, dtype=np.float32)
+    w, p = KNOBS.index("weight"), KNOBS.index("punch")
+    q[:n, w] = 0.9  # heavy 808 kicks
+    q[n : 2 * n, w] = 0.2 + np.arange(n) * 0.01  # light acoustic kicks
+    q[n : 2 * n, p] = 0.6  # ... that lean too little on punch to count
+    table = class_word_knobs(q, cats, words)
+    assert table["kick"]["808"] == {"weight": 0.9}
+    assert table["kick"]["acoustic"] == {"weight": round(float(np.median(q[n : 2 * n, w])), 2)}
+    assert "kick" not in table["kick"]  # the class word is not a word of its own class
+    assert "tom" not in table  # 808 toms: too few clips
+
+
 def test_words_set_knobs_explicit_values_win() -> None:
     assert knobs_from_words(["long", "kick"]) == WORD_KNOBS["long"]
     assert knobs_from_words(["long"], {"decay": 0.3})["decay"] == 0.3
     assert knobs_from_words(["kick"], {"decay": None}) == {}
-    # a word that means something specific for one class
-    assert knobs_from_words(["808", "kick"], category="kick") == CLASS_WORD_KNOBS[("kick", "808")]
-    assert knobs_from_words(["808", "snare"], category="snare") == {}
-    assert knobs_from_words(["long", "808"], category="kick")["decay"] == WORD_KNOBS["long"]["decay"]
+    # a word that means something specific for one class, as the model measured it
+    table = {"kick": {"808": {"weight": 0.9, "decay": 0.7}}}
+    assert knobs_from_words(["808", "kick"], category="kick", class_words=table) == table["kick"]["808"]
+    assert knobs_from_words(["808", "snare"], category="snare", class_words=table) == {}
+    assert knobs_from_words(["808", "kick"], category="kick") == {}  # a model without the table
+    assert knobs_from_words(["long", "808"], category="kick", class_words=table)["decay"] == WORD_KNOBS["long"]["decay"]
+    assert knobs_from_words(["bright", "808"], category="kick", class_words={"kick": {"bright": {"brightness": 0.6}}},
+                            )["brightness"] == 0.6  # the class's own meaning wins over the general table
     v = knob_vector({"decay": 0.2})
     assert v[KNOBS.index("decay")] == 0.2 and all(math.isnan(x) for i, x in enumerate(v) if KNOBS[i] != "decay")
 
@@ -181,3 +202,22 @@ def test_thin_knob_words_reach_the_model_through_their_knob_only(knob_model) -> 
     assert gen.model_words("long 808 kick") == "808 kick"  # "808" is no knob word: kept
     gen.bundle.vocab.counts["long"] = KEYWORD_MIN_CLIPS  # a well-supported word stays a keyword too
     assert gen.model_words("long 808 kick") == "long 808 kick"
+    # a word the model measured for a class counts the clips of that class: 808 snares are few
+    gen.bundle.timbre = {"words": {"snare": {"808": {"decay": 0.8}}, "kick": {"808": {"weight": 0.9}}}}
+    gen.bundle.vocab.classes = {"808": {"kick": KEYWORD_MIN_CLIPS, "snare": 2}}
+    assert gen.model_words("808 snare") == "snare"
+    assert gen.model_words("808 kick") == "808 kick"
+    assert gen.knob_values("808 snare") == {"decay": 0.8}
+    assert gen.model_words("808") == "808"  # no class named: the word's total count decides
+
+
+def test_a_saved_model_keeps_its_timbre_table(knob_model, tmp_path) -> None:
+    from sampleforge.bundle import load_bundle, save_bundle
+
+    bundle = load_bundle(knob_model)
+    bundle.timbre = {"quantiles": [0.1, 0.5, 0.9], "classes": {}, "words": {"kick": {"808": {"weight": 0.9}}}}
+    again = load_bundle(save_bundle(bundle, tmp_path / "copy"))
+    assert again.class_words == {"kick": {"808": {"weight": 0.9}}}
+    (tmp_path / "copy" / "timbre.json").write_text("[1, 2")
+    with pytest.raises(Exception, match="timbre.json: invalid JSON"):
+        load_bundle(tmp_path / "copy")

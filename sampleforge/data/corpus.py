@@ -100,6 +100,9 @@ _CLASS_WORDS = frozenset(w for ws in CATEGORY_WORDS.values() for w in ws)
 _EXTRA_CLASS_WORDS = {"snare": frozenset({"rim"})}  # "snare rimshot": the rim word describes a snare
 
 
+GENERATED_LICENCE = "generated"  # the licence of the synthesised kit
+
+
 @dataclass(frozen=True)
 class Clip:
     """One labelled one-shot file."""
@@ -110,6 +113,11 @@ class Clip:
     kit: str
     licence: str | None
     name: str  # the instrument name (Hydrogen) or the file stem
+
+    @property
+    def generated(self) -> bool:
+        """A procedurally synthesised clip (``data.synth``), not a recording."""
+        return self.licence == GENERATED_LICENCE
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from scipy.signal import butter, sosfilt
 
 from sampleforge.audio.finish import finish
 from sampleforge.audio.io import write_wav
-from sampleforge.data.corpus import Clip, scan
+from sampleforge.data.corpus import GENERATED_LICENCE, Clip, scan
 from sampleforge.errors import UserInputError
 from sampleforge.taxonomy import CATEGORIES, CATEGORY_WORDS
 
@@ -254,7 +254,7 @@ def render_kit(
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        meta = {"name": "synth", "author": "sampleforge data synth", "licence": "generated"}
+        meta = {"name": "synth", "author": "sampleforge data synth", "licence": GENERATED_LICENCE}
         (out / "kit.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
         raise UserInputError(f"{out}: cannot write there ({exc.strerror or exc})") from None

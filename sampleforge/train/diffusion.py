@@ -138,17 +138,18 @@ class DiffusionTask:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(known))
         q = class_quantiles(feats, [c.category for c in ctx.clips])  # (N, len(KNOBS))
-        self._write_timbre_table(feats)
+        self._write_timbre_table(feats, q)
         return torch.from_numpy(q[:, [KNOBS.index(k) for k in names]])
 
-    def _write_timbre_table(self, feats: list[dict[str, float]]) -> None:
+    def _write_timbre_table(self, feats: list[dict[str, float]], quantiles: Any) -> None:
         """RUN/model/timbre.json: per class and knob, the feature value at quantiles 0.1, 0.5 and 0.9 (what a
-        knob value means in seconds, Hz, share or dB)."""
+        knob value means in seconds, Hz, share or dB), and what each word means for each class
+        (``timbre.class_word_knobs`` over the clips' (N, K) ``quantiles``)."""
         import json
 
         import numpy as np
 
-        from sampleforge.timbre import KNOBS
+        from sampleforge.timbre import KNOBS, class_word_knobs
 
         table: dict[str, dict[str, list[float]]] = {}
         cats = [c.category for c in self.ctx.clips]
@@ -157,8 +158,10 @@ class DiffusionTask:
             table[cat] = {k: [round(float(np.quantile([r[k] for r in rows], q)), 4) for q in (0.1, 0.5, 0.9)]
                           for k in KNOBS}
         self.ctx.model_dir.mkdir(parents=True, exist_ok=True)
-        (self.ctx.model_dir / "timbre.json").write_text(json.dumps({"quantiles": [0.1, 0.5, 0.9], "classes": table},
-                                                                   indent=1) + "\n")
+        real = [i for i, c in enumerate(self.ctx.clips) if not c.generated]  # words mean what recordings say
+        words = class_word_knobs(quantiles[real], [cats[i] for i in real], [self.ctx.clips[i].keywords for i in real])
+        (self.ctx.model_dir / "timbre.json").write_text(
+            json.dumps({"quantiles": [0.1, 0.5, 0.9], "classes": table, "words": words}, indent=1) + "\n")
 
     @torch.no_grad()
     def _encode_all(self) -> Tensor:

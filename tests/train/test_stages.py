@@ -101,6 +101,52 @@ def test_vae_improves_over_untrained(real_kits: Path, tmp_path: Path) -> None:
     assert after < 0.7 * before, (before, after)
 
 
+def test_low_band_weight_weighs_the_bands_below_150_hz(real_kits: Path, tmp_path: Path) -> None:
+    """The weighted loss exceeds the plain one by exactly the weight times the L1 of the bands below
+    LOW_BAND_HZ; the decoder fine-tune takes the VAE's train settings unless given its own."""
+    import json
+
+    from sampleforge.audio.mel import mel_centers
+    from sampleforge.train.recipe import load_recipe, training_clips
+    from sampleforge.train.stage import StageContext
+    from sampleforge.train.vae import LOW_BAND_HZ, VAETask
+
+    raw = json.loads((REPO / "configs" / "debug.json").read_text())
+    raw["recipe"]["delta_weight"] = 0.0
+    config = tmp_path / "r.json"
+    config.write_text(json.dumps(raw))
+    recipe = load_recipe(config)
+    assert recipe.train["vae-decoder"] == recipe.train["vae"]
+    raw["train"]["vae-decoder"] = {**raw["train"].get("vae", {}), "max_steps": 7}
+    config.write_text(json.dumps(raw))
+    assert load_recipe(config).train["vae-decoder"].max_steps == 7
+    data = recipe.data
+    data.augment = False
+    clips, held = training_clips([real_kits], data, tmp_path)
+
+    def loss_terms(weight: float) -> tuple[float, float]:
+        recipe.recipe.low_band_weight = weight
+        ctx = StageContext(run_dir=tmp_path / "run", model_config=recipe.model, data=data, recipe=recipe.recipe,
+                           clips=clips, held_out=held, cache_dir=tmp_path / "cache")
+        torch.manual_seed(0)
+        task = VAETask(ctx)
+        batch = task.collate([task.dataset()[i] for i in range(4)])
+        _, logs = task.loss(task.model, batch, torch.Generator().manual_seed(1))
+        with torch.no_grad():  # the L1 of the low bands alone, from the same draw
+            vae, mel = task.model, batch["mel"]
+            mean, logvar = vae.posterior(mel)
+            z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=torch.Generator().manual_seed(1))
+            rec = vae.decode_unscaled(z, mel.shape[-1], clamp=False).clamp(min=vae.cfg.log_floor)
+            low = torch.from_numpy(mel_centers(recipe.model.mel) < LOW_BAND_HZ)
+            err = ((rec - mel).abs() / vae.cfg.mel_std)[:, low].sum() / mel.numel()
+        return float(logs["l1"]), float(err)
+
+    plain, low_err = loss_terms(0.0)
+    weighted, _ = loss_terms(3.0)
+    assert low_err > 0
+    assert weighted == pytest.approx(plain + 3.0 * low_err, rel=1e-4)
+
+
 def test_diffusion_learns_timbre_knobs(real_kits: Path, tmp_path: Path) -> None:
     """A config naming knobs: the stage measures every clip, writes the per-class table, and the exported
     text encoder takes knobs."""
@@ -119,6 +165,8 @@ def test_diffusion_learns_timbre_knobs(real_kits: Path, tmp_path: Path) -> None:
     assert main(["train", "vae", *common]) == 0
     assert main(["train", "diffusion", *common]) == 0
     table = json.loads((run / "model" / "timbre.json").read_text())
+    for words in table["words"].values():  # what words mean per class: knobs that lean, never the middle
+        assert all(abs(v - 0.5) >= 0.15 and 0 <= v <= 1 for lean in words.values() for v in lean.values())
     kick = table["classes"]["kick"]
     assert set(kick) == set(KNOBS) and kick["decay"][0] <= kick["decay"][1] <= kick["decay"][2]
     bundle = load_bundle(run / "model")

@@ -183,6 +183,7 @@ def cmd_vocab(args: argparse.Namespace) -> int:
 
 def _print_knob_words(path: Path) -> None:
     """The words that act through timbre knobs, for a model conditioned on knobs."""
+    from sampleforge.bundle import read_timbre
     from sampleforge.model_config import read_config
     from sampleforge.timbre import WORD_KNOBS
 
@@ -193,6 +194,12 @@ def _print_knob_words(path: Path) -> None:
     for word, values in WORD_KNOBS.items():
         if set(values) & set(knobs):
             print(f"  {word:<8} " + ", ".join(f"{k} {v:.2f}" for k, v in values.items() if k in knobs))
+    measured = read_timbre(path).get("words", {})
+    if measured:
+        print("what words mean for each class, measured on the real training clips (these come first):")
+        for category, words in measured.items():
+            for word, values in words.items():
+                print(f"  {word + ' ' + category:<16} " + ", ".join(f"{k} {v:.2f}" for k, v in values.items() if k in knobs))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

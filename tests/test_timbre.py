@@ -221,3 +221,17 @@ def test_a_saved_model_keeps_its_timbre_table(knob_model, tmp_path) -> None:
     (tmp_path / "copy" / "timbre.json").write_text("[1, 2")
     with pytest.raises(Exception, match="timbre.json: invalid JSON"):
         load_bundle(tmp_path / "copy")
+
+
+def test_vocab_lists_the_measured_class_words(knob_model, tmp_path, capsys) -> None:
+    import shutil
+
+    from sampleforge.cli import main
+
+    model = tmp_path / "m"
+    shutil.copytree(knob_model, model)
+    (model / "timbre.json").write_text('{"words": {"tom": {"high": {"weight": 0.12, "decay": 0.22}}}}')
+    assert main(["vocab", "--model", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert "long     decay 0.85" in out  # the general table
+    assert "high tom" in out and "weight 0.12" in out.split("high tom")[1].splitlines()[0]

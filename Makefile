@@ -10,7 +10,7 @@ APT_GM := fluidsynth fluid-soundfont-gm
 APT_TEST := redis-server chromium chromium-driver
 APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: install data data-gm test lint typecheck pytest demo train-default train-v2 bench clean apt-test
+.PHONY: install data data-gm test lint typecheck pytest demo train-default train-v2 train-classifier bench clean apt-test
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -79,6 +79,13 @@ train-v2: install data
 	cp runs/drums-v2/model/config.json runs/drums-v2/model/vocab.json runs/drums-v2/model/timbre.json \
 	  runs/drums-v2/model/*.safetensors weights/drums-v2/
 	@echo 'weights/drums-v2 rebuilt; the model card (README.md) describes the shipped run'
+
+## rebuild the judge of `sampleforge eval` on the real clips drums-v2 trains on, holding out its kits
+## (the card compares it with classifier-v1 on the same held-out clips while that is in the repository)
+train-classifier: install data
+	$(BIN)/sampleforge eval train-classifier --data /usr/share/hydrogen/data/drumkits $(DEBIAN_DRUMS) \
+	  --config configs/drums-v2.json --out weights/classifier-v2 \
+	  $(if $(wildcard weights/classifier-v1/model.safetensors),--compare weights/classifier-v1,)
 
 bench: install
 	$(BIN)/pip install -q "einops>=0.6"

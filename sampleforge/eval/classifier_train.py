@@ -1,11 +1,15 @@
-"""Train the drum classifier on real recordings, with a kit-level split, and write ``weights/classifier-v1``.
+"""Train the drum classifier on real recordings, with a kit-level split, and write ``weights/classifier-v2``.
 
-    python -m sampleforge.eval.classifier_train [--data DIR ...] [--out weights/classifier-v1]
+    python -m sampleforge.eval.classifier_train [--data DIR ...] [--config RECIPE | --held-out KIT ...]
+                                                [--compare OTHER_CLASSIFIER ...] [--out weights/classifier-v2]
     sampleforge eval train-classifier ...                                  (the same)
+    sampleforge eval score-classifier --classifier A [B ...] [--data ...] [--config RECIPE]   (no training)
 
-Data: every clip ``data.corpus.scan`` finds (the Hydrogen kits by default), loaded onset-aligned at 2 s
-(``data.dataset.load_fixed``). The kits in ``DEFAULT_HELD_OUT_KITS`` are never seen in training: the card
-reports accuracy on them per class, and ``--cv-folds K`` adds a kit-grouped cross-validation estimate
+Data: every clip ``data.corpus.scan`` finds in ``--data`` (the Hydrogen kits by default), loaded
+onset-aligned at 2 s (``data.dataset.load_fixed``). The held-out kits (``--held-out``, or a training recipe's
+``data.held_out_kits`` with ``--config``, else ``corpus.DEFAULT_HELD_OUT_KITS``) are never seen in training:
+the card reports accuracy on them per class with 95 % Wilson intervals, next to every ``--compare``
+classifier measured on the same clips, and ``--cv-folds K`` adds a kit-grouped cross-validation estimate
 (K extra trainings) because the held-out kits have only a few clips of some classes.
 
 Classes: taxonomy categories, with crash + ride merged into "cymbal" (the kits record few rides apart
@@ -27,6 +31,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sampleforge.audio.mel import MelConfig, MelSpectrogram
+from sampleforge.errors import UserInputError
 from sampleforge.eval.classifier import (
     DEFAULT_CLASSIFIER,
     ClassifierConfig,
@@ -42,6 +48,9 @@ from sampleforge.eval.classifier import (
     save_classifier,
 )
 from sampleforge.taxonomy import CATEGORIES
+
+if TYPE_CHECKING:
+    from sampleforge.data.corpus import Clip, KitInfo
 
 MERGED = {"crash": "cymbal", "ride": "cymbal"}
 
@@ -209,62 +218,181 @@ def kit_folds(kits: Sequence[str], k: int) -> list[list[str]]:
     return [order[i::k] for i in range(k)]
 
 
-def _card(cfg: ClassifierConfig, held: dict[str, dict[str, float]], held_kits: Sequence[str],
-          train_counts: Counter[str], cv: dict[str, dict[str, float]] | None, cv_folds: int,
-          settings: TrainSettings, seconds: float, n_params: int, errors: Sequence[str] = ()) -> str:
+PerClass = dict[str, dict[str, float]]  # class -> {"n", "correct", "accuracy"}
+
+
+@dataclass
+class HeldOut:
+    """The held-out kits' clips, ready to judge: log-mels (N, M, F), labels (N,), "kit/instrument" names."""
+
+    logmels: Tensor
+    labels: Tensor
+    names: list[str]
+
+
+def held_out_kits_from(held_out: Sequence[str] | None, recipe: Path | str | None) -> list[str]:
+    """The kits to hold out: ``held_out``, else a training recipe's ``data.held_out_kits``, else the corpus default."""
+    if held_out is not None and recipe is not None:
+        raise UserInputError("give the held-out kits by --held-out or by --config, not both")
+    if recipe is not None:
+        from sampleforge.train.recipe import load_recipe
+
+        kits = load_recipe(recipe).data.held_out_kits
+        if not kits:
+            raise UserInputError(f"--config: {recipe} holds out no kit (its data.held_out_kits is empty)")
+        return list(kits)
+    from sampleforge.data import corpus
+
+    return list(held_out if held_out is not None else corpus.DEFAULT_HELD_OUT_KITS)
+
+
+def judged_clips(data_dirs: Sequence[Path | str] | None, cfg: ClassifierConfig) -> tuple[list[Clip], dict[str, KitInfo]]:
+    """Every clip of ``data_dirs`` (default: the Hydrogen kits) whose category ``cfg`` judges, and the kits."""
+    from sampleforge.data import corpus
+
+    missing = [str(d) for d in data_dirs or () if not Path(d).is_dir()]
+    if missing:
+        raise UserInputError(f"--data: {missing[0]} is not a folder")
+    scan = corpus.scan(data_dirs) if data_dirs else corpus.scan()
+    clips = [c for c in scan.clips if cfg.judged_class(c.category)]
+    if not clips:
+        raise UserInputError(f"--data: no drum clips found in {', '.join(map(str, data_dirs or corpus.HYDROGEN_DIRS))}")
+    return clips, scan.kits
+
+
+def held_out_set(clips: Sequence[Clip], wav: np.ndarray, cfg: ClassifierConfig) -> HeldOut:
+    """Clips (N) with their audio (N, T) → the log-mels, labels and names a classifier is scored on."""
+    return HeldOut(clip_logmels(torch.from_numpy(wav), cfg), torch.from_numpy(_labels([c.category for c in clips], cfg)),
+                   [f"{c.kit}/{c.name}" for c in clips])
+
+
+def score_others(folders: Sequence[Path], cfg: ClassifierConfig, clips: Sequence[Clip],
+                 wav: np.ndarray) -> dict[str, PerClass]:
+    """Per-class held-out accuracy of other classifier folders on the same clips (N) / audio (N, T)."""
+    from sampleforge.eval.classifier import load_classifier
+
+    out: dict[str, PerClass] = {}
+    for folder in folders:
+        other = load_classifier(folder)
+        if other.cfg.classes != cfg.classes or other.cfg.class_map != cfg.class_map:
+            raise UserInputError(f"{folder}: judges the classes {other.cfg.classes} (map {other.cfg.class_map}), not "
+                                 f"{cfg.classes} (map {cfg.class_map}): they cannot be scored on the same labels")
+        held = held_out_set(clips, wav, other.cfg)
+        name = folder.name if folder.name not in out else str(folder)
+        out[name] = accuracy_by_class(other, held.logmels, held.labels)[0]
+    return out
+
+
+def _accuracy_cell(correct: int, n: int) -> str:
+    lo, hi = wilson_interval(correct, n)
+    return f"{correct}/{n} = {correct / n:.0%} ({lo:.0%}-{hi:.0%})"
+
+
+def accuracy_table(results: dict[str, PerClass], classes: Sequence[str]) -> list[str]:
+    """Markdown rows: per class and overall, each classifier's correct/clips = accuracy (95 % Wilson interval).
+
+    Every classifier in ``results`` is scored on the same clips, so a class has one clip count."""
+    names = list(results)
+    lines = ["| class | clips | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
+    total = 0
+    for c in classes:
+        n = next((int(r[c]["n"]) for r in results.values() if c in r), 0)
+        total += n
+        cells = [_accuracy_cell(int(r[c]["correct"]), n) if n else "-" for r in results.values()]
+        lines.append(f"| {c} | {n} | " + " | ".join(cells) + " |")
+    overall = [_accuracy_cell(int(sum(v["correct"] for v in r.values())), total) if total else "-"
+               for r in results.values()]
+    lines.append(f"| **all** | {total} | " + " | ".join(overall) + " |")
+    return lines
+
+
+@dataclass
+class CardFacts:
+    """What the card of a trained classifier reports (``_card``)."""
+
+    name: str
+    cfg: ClassifierConfig
+    data_dirs: list[str]
+    kits: dict[str, KitInfo]
+    held_kits: list[str]
+    train_counts: Counter[str]
+    results: dict[str, PerClass]  # this classifier first, then the --compare ones, on the same held-out clips
+    errors: list[str]
+    settings: TrainSettings
+    seconds: float
+    n_params: int
+    cv: PerClass | None = None
+    cv_folds: int = 0
+
+
+def _card(f: CardFacts) -> str:
+    held = f.results[f.name]
     total_n = int(sum(v["n"] for v in held.values()))
     total_ok = int(sum(v["correct"] for v in held.values()))
     lo, hi = wilson_interval(total_ok, total_n)
     lines = [
-        "# classifier-v1: drum one-shot classifier for `sampleforge eval`", "",
-        f"A log-mel CNN ({n_params:,} parameters) over our 128-band log-mel of a peak-normalised, onset-aligned",
+        f"# {f.name}: drum one-shot classifier for `sampleforge eval`", "",
+        f"A log-mel CNN ({f.n_params:,} parameters) over our 128-band log-mel of a peak-normalised, onset-aligned",
         "2-s clip. `forward` gives class logits; `embed` (the 128-d penultimate layer) is the embedding for",
         "Fréchet distance. Rebuild with `sampleforge eval train-classifier` (or",
         "`python -m sampleforge.eval.classifier_train`).", "",
         "## Data",
-        "Real recordings only: the Debian `hydrogen-drumkits` / `hydrogen-drumkits-effects` kits, scanned and",
-        "labelled by `sampleforge.data.corpus` (kit licences are listed in the drums-v1 model card).",
-        f"Held-out kits (never trained on): {', '.join(held_kits)}.",
-        f"Training clips per class: {', '.join(f'{c} {n}' for c, n in sorted(train_counts.items()))}.",
+        f"Real recordings only: the {len(f.kits)} kits that `sampleforge.data.corpus` scans and labels in",
+        f"{', '.join(f'`{d}`' for d in f.data_dirs)}. Licences as the scanner reads them: the Debian packages'",
+        "`copyright` files, else the kit's `drumkit.xml` or `kit.json` (written by `sampleforge data debian`).",
+        f"Held-out kits (never trained on): {', '.join(f.held_kits)}.",
+        f"Training clips per class: {', '.join(f'{c} {n}' for c, n in sorted(f.train_counts.items()))}.", "",
+        "| kit | clips | licence | use |", "|---|---:|---|---|",
+    ]
+    lines += [f"| {k.name} | {k.n_clips} | {k.licence or 'unknown'} | {'held out' if k.name in f.held_kits else 'training'} |"
+              for k in f.kits.values() if k.n_clips]
+    lines += [
         "", "## Classes",
-        f"{', '.join(cfg.classes)}.",
+        f"{', '.join(f.cfg.classes)}.",
         "Merged for evaluation: crash + ride -> cymbal. The kits' cymbal labels are the least reliable (a bare",
-        "\"cymbal\" defaults to crash in the corpus), the held-out kits hold only 3 of each, and the prompts",
+        "\"cymbal\" defaults to crash in the corpus), the held-out kits hold only a few of each, and the prompts",
         "\"crash\" and \"ride\" are judged together as \"cymbal\".", "",
         "## Training",
-        f"{settings.epochs} epochs x {settings.samples_per_epoch} class-balanced samples, batch {settings.batch_size},",
-        f"AdamW lr {settings.lr} one-cycle, label smoothing 0.05; augmentation: speed 0.92-1.08, onset delay",
-        "0-20 ms, random decay, noise -60..-30 dB, spectral tilt, SpecAugment masks.",
-        f"{seconds / 60:.1f} min wall time on one CPU thread (a shared 2-core machine; about half that when idle).", "",
+        f"{f.settings.epochs} epochs x {f.settings.samples_per_epoch} class-balanced samples, batch {f.settings.batch_size},",
+        f"AdamW lr {f.settings.lr} one-cycle, label smoothing 0.05, seed {f.settings.seed}; augmentation: speed 0.92-1.08,",
+        "onset delay 0-20 ms, random decay, noise -60..-30 dB, spectral tilt, SpecAugment masks.",
+        f"{f.seconds / 60:.1f} min wall time on {torch.get_num_threads()} CPU thread(s).", "",
         "## Held-out accuracy (per class)",
         f"On the held-out kits: {total_ok}/{total_n} = {total_ok / max(total_n, 1):.1%} overall (95 % Wilson interval",
-        f"{lo:.0%}-{hi:.0%}). Per-class counts are small: read them as rough.", "",
-        "| class | clips | correct | accuracy |", "|---|---:|---:|---:|",
+        f"{lo:.0%}-{hi:.0%}). Per-class counts are small: read them as rough."
+        + (" Other classifiers are scored on the same clips." if len(f.results) > 1 else ""), "",
     ]
-    for c in cfg.classes:
-        if c in held:
-            v = held[c]
-            lines.append(f"| {c} | {v['n']} | {v['correct']} | {v['accuracy']:.0%} |")
-        else:
-            lines.append(f"| {c} | 0 | - | no held-out clips |")
-    if errors:
-        lines += ["", "Misclassified held-out clips (kit/instrument: true -> predicted):", ""]
-        lines += [f"- {e}" for e in errors]
-    if cv:
-        cn = sum(v["n"] for v in cv.values())
-        ck = sum(v["correct"] for v in cv.values())
-        lines += ["", f"## Kit-grouped {cv_folds}-fold cross-validation",
+    lines += accuracy_table(f.results, f.cfg.classes)
+    if f.errors:
+        lines += ["", f"Misclassified held-out clips of {f.name} (kit/instrument: true -> predicted):", ""]
+        lines += [f"- {e}" for e in f.errors]
+    if f.cv:
+        lines += ["", f"## Kit-grouped {f.cv_folds}-fold cross-validation",
                   "Every kit is held out once (models trained on the other folds' kits, same settings); pooled",
-                  f"over all clips: {ck}/{cn} = {ck / max(cn, 1):.1%}.", "",
-                  "| class | clips | correct | accuracy |", "|---|---:|---:|---:|"]
-        for c in cfg.classes:
-            if c in cv:
-                v = cv[c]
-                lines.append(f"| {c} | {v['n']} | {v['correct']} | {v['accuracy']:.0%} |")
+                  "over all clips:", ""]
+        lines += accuracy_table({f"{f.cv_folds}-fold CV": f.cv}, f.cfg.classes)
     lines += ["", "## Limits",
-              "Trained on a dozen acoustic and electronic kits: it judges whether a clip sounds like a class of",
-              "these kits, not audio quality. Classes with few clips (clap, rim, shaker) are the least reliable.", ""]
+              f"Trained on {len(f.kits) - len(f.held_kits)} acoustic and electronic kits: it judges whether a clip sounds",
+              "like a class of these kits, not audio quality. Classes with few clips (clap, rim, shaker) are the",
+              "least reliable.", ""]
     return "\n".join(lines)
+
+
+def _cross_validate(all_wav: np.ndarray, labels: np.ndarray, kits: Sequence[str], classes: list[str],
+                    class_map: dict[str, str], settings: TrainSettings, folds: int) -> PerClass:
+    """Pooled per-class accuracy of ``folds`` kit-grouped trainings, each scored on its held-out fold."""
+    conf_sum = np.zeros((len(classes), len(classes)), dtype=int)
+    for f, fold in enumerate(kit_folds(kits, folds)):
+        test_mask = np.array([k in fold for k in kits])
+        print(f"cv fold {f + 1}/{folds}: holding out {fold}", flush=True)
+        m = fit(all_wav[~test_mask], labels[~test_mask], ClassifierConfig(classes=classes, class_map=class_map),
+                settings, log=False)
+        _, conf = accuracy_by_class(m, clip_logmels(torch.from_numpy(all_wav[test_mask]), m.cfg),
+                                    torch.from_numpy(labels[test_mask]))
+        conf_sum += conf
+    return {c: {"n": int(conf_sum[j].sum()), "correct": int(conf_sum[j, j]),
+                "accuracy": conf_sum[j, j] / conf_sum[j].sum()}
+            for j, c in enumerate(classes) if conf_sum[j].sum()}
 
 
 def train_classifier(
@@ -273,16 +401,17 @@ def train_classifier(
     settings: TrainSettings | None = None,
     held_out_kits: Sequence[str] | None = None,
     cv_folds: int = 0,
-) -> tuple[DrumClassifier, dict[str, dict[str, float]]]:
-    """Scan, split by kit, train, evaluate on the held-out kits and save. Returns (model, held-out per-class)."""
+    compare: Sequence[Path] = (),
+) -> tuple[DrumClassifier, PerClass]:
+    """Scan, split by kit, train, evaluate on the held-out kits (and ``compare`` classifiers on the same clips)
+    and save. Returns (model, held-out per-class)."""
     from sampleforge.data import corpus
 
     settings = settings or TrainSettings()
     held_kits = list(held_out_kits if held_out_kits is not None else corpus.DEFAULT_HELD_OUT_KITS)
-    scan = corpus.scan(data_dirs) if data_dirs else corpus.scan()
     classes, class_map = eval_classes()
     cfg = ClassifierConfig(classes=classes, class_map=class_map)
-    clips = [c for c in scan.clips if cfg.judged_class(c.category)]
+    clips, kits = judged_clips(data_dirs, cfg)
     train, test = corpus.split_by_kit(clips, held_kits)
     print(f"{len(train)} training clips, {len(test)} held-out clips from {held_kits}", flush=True)
     t0 = time.time()
@@ -291,47 +420,78 @@ def train_classifier(
     tr_idx = np.array([index[id(c)] for c in train])
     te_idx = np.array([index[id(c)] for c in test])
     labels = _labels([c.category for c in clips], cfg)
-    cv_result: dict[str, dict[str, float]] | None = None
-    if cv_folds > 1:
-        kits = [c.kit for c in clips]
-        conf_sum = np.zeros((len(classes), len(classes)), dtype=int)
-        for f, fold in enumerate(kit_folds(kits, cv_folds)):
-            test_mask = np.array([k in fold for k in kits])
-            print(f"cv fold {f + 1}/{cv_folds}: holding out {fold}", flush=True)
-            m = fit(all_wav[~test_mask], labels[~test_mask], ClassifierConfig(classes=classes, class_map=class_map),
-                    settings, log=False)
-            _, conf = accuracy_by_class(m, clip_logmels(torch.from_numpy(all_wav[test_mask]), m.cfg),
-                                        torch.from_numpy(labels[test_mask]))
-            conf_sum += conf
-        cv_result = {c: {"n": int(conf_sum[j].sum()), "correct": int(conf_sum[j, j]),
-                         "accuracy": conf_sum[j, j] / conf_sum[j].sum()}
-                     for j, c in enumerate(classes) if conf_sum[j].sum()}
+    cv_result = (_cross_validate(all_wav, labels, [c.kit for c in clips], classes, class_map, settings, cv_folds)
+                 if cv_folds > 1 else None)
     model = fit(all_wav[tr_idx], labels[tr_idx], cfg, settings)
-    held_lm, held_lab = clip_logmels(torch.from_numpy(all_wav[te_idx]), cfg), torch.from_numpy(labels[te_idx])
-    held, _ = accuracy_by_class(model, held_lm, held_lab)
-    errors = mistakes(model, held_lm, held_lab, [f"{c.kit}/{c.name}" for c in test])
     seconds = time.time() - t0
-    train_counts = Counter(cfg.judged_class(c.category) or "" for c in train)
-    card = _card(cfg, held, held_kits, train_counts, cv_result, cv_folds, settings, seconds,
-                 sum(p.numel() for p in model.parameters()), errors)
+    held_set = held_out_set(test, all_wav[te_idx], cfg)
+    held, _ = accuracy_by_class(model, held_set.logmels, held_set.labels)
+    name = Path(out_dir).name
+    results = {name: held, **score_others(compare, cfg, test, all_wav[te_idx])}
+    facts = CardFacts(name=name, cfg=cfg, data_dirs=[str(d) for d in data_dirs or corpus.HYDROGEN_DIRS], kits=kits,
+                      held_kits=held_kits, train_counts=Counter(cfg.judged_class(c.category) or "" for c in train),
+                      results=results, errors=mistakes(model, held_set.logmels, held_set.labels, held_set.names),
+                      settings=settings, seconds=seconds, n_params=sum(p.numel() for p in model.parameters()),
+                      cv=cv_result, cv_folds=cv_folds)
+    card = _card(facts)
     save_classifier(model, out_dir, card)
     print(card)
     return model, held
 
 
+def score_classifiers(folders: Sequence[Path], data_dirs: Sequence[Path | str] | None,
+                      held_out_kits: Sequence[str]) -> dict[str, PerClass]:
+    """Per-class accuracy of classifier folders on the held-out kits' clips of ``data_dirs``; prints the table."""
+    from sampleforge.data import corpus
+    from sampleforge.eval.classifier import load_classifier
+
+    if not folders:
+        raise UserInputError("--classifier: give at least one classifier folder")
+    cfg = load_classifier(folders[0]).cfg
+    clips, _ = judged_clips(data_dirs, cfg)
+    _, test = corpus.split_by_kit(clips, held_out_kits)
+    wav = load_clip_audio([c.path for c in test], cfg.duration, cfg.sample_rate)
+    results = score_others(folders, cfg, test, wav)
+    print(f"{len(test)} held-out clips from {list(held_out_kits)}; correct/clips = accuracy (95 % Wilson interval)")
+    print("\n".join(accuracy_table(results, cfg.classes)))
+    return results
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", nargs="+", type=Path, default=None, help="drum folders (default: the Hydrogen kits)")
+    _add_data_arguments(p)
     p.add_argument("--out", type=Path, default=DEFAULT_CLASSIFIER, help="output folder")
     p.add_argument("--epochs", type=int, default=TrainSettings.epochs)
     p.add_argument("--samples-per-epoch", type=int, default=TrainSettings.samples_per_epoch)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cv-folds", type=int, default=0, help="also estimate accuracy by kit-grouped K-fold CV")
+    p.add_argument("--compare", nargs="+", type=Path, default=[],
+                   help="other classifier folders scored on the same held-out clips, in the card's table")
+
+
+def add_score_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--classifier", nargs="+", type=Path, required=True, help="classifier folders to score")
+    _add_data_arguments(p)
+
+
+def _add_data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", nargs="+", type=Path, default=None, help="drum folders (default: the Hydrogen kits)")
     p.add_argument("--held-out", nargs="+", default=None, help="held-out kit names (default: the corpus default)")
+    p.add_argument("--config", type=Path, default=None,
+                   help="training recipe (e.g. configs/drums-v2.json) whose data.held_out_kits are held out")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.epochs < 1 or args.samples_per_epoch < 1:
+        raise UserInputError(f"--epochs and --samples-per-epoch must be at least 1, got {args.epochs} and "
+                             f"{args.samples_per_epoch}")
     settings = TrainSettings(epochs=args.epochs, samples_per_epoch=args.samples_per_epoch, seed=args.seed)
-    train_classifier(args.data, args.out, settings, args.held_out, args.cv_folds)
+    held = held_out_kits_from(args.held_out, args.config)
+    train_classifier(args.data, args.out, settings, held, args.cv_folds, args.compare)
+    return 0
+
+
+def run_score(args: argparse.Namespace) -> int:
+    score_classifiers(args.classifier, args.data, held_out_kits_from(args.held_out, args.config))
     return 0
 
 

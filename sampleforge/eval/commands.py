@@ -1,4 +1,4 @@
-"""CLI: ``sampleforge eval [train-classifier]``, ``sweep``, ``doctor``, ``inspect``."""
+"""CLI: ``sampleforge eval [train-classifier | score-classifier]``, ``sweep``, ``doctor``, ``inspect``."""
 
 from __future__ import annotations
 
@@ -41,16 +41,25 @@ def _register_eval(sub: Any) -> None:
     p.add_argument("--vocoder-clips", type=int, default=EvalSettings.vocoder_clips,
                    help="real clips re-synthesised for the vocoder check (0: skip)")
     p.add_argument("--held-out-kits", nargs="+", default=None, help="reference kits (default: the corpus held-out kits)")
-    p.add_argument("--classifier", type=Path, default=None, help="classifier folder (default: weights/classifier-v1)")
+    p.add_argument("--classifier", type=Path, default=None, help="classifier folder (default: weights/classifier-v2)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/eval/<model>)")
     p.set_defaults(func=_run_eval)
     eval_sub = p.add_subparsers(dest="eval_command", metavar="SUBCOMMAND")
-    t = eval_sub.add_parser("train-classifier", help="rebuild weights/classifier-v1 from the real drum kits")
+    t = eval_sub.add_parser("train-classifier", help="rebuild the judge (weights/classifier-v2) from real drum kits",
+                            description="Train the drum classifier on real recordings with whole kits held out; the "
+                            "card reports per-class held-out accuracy (95 % Wilson intervals), next to any --compare "
+                            "classifier scored on the same clips. The shipped judge: --data "
+                            "/usr/share/hydrogen/data/drumkits runs/debian-drums --config configs/drums-v2.json.")
     from sampleforge.eval import classifier_train
 
     classifier_train.add_arguments(t)
     t.set_defaults(func=classifier_train.run)
+    sc = eval_sub.add_parser("score-classifier", help="score classifier folders on the held-out kits' real clips",
+                            description="Per-class accuracy (95 % Wilson intervals) of one or more drum classifiers "
+                            "on the same held-out real clips; no training.")
+    classifier_train.add_score_arguments(sc)
+    sc.set_defaults(func=classifier_train.run_score)
     d = eval_sub.add_parser("descriptors", help="do prompt words and timbre knobs move the sound? (contrasts, sweeps)",
                             description="Generate each contrast's two prompts with the same seeds, measure the "
                             "feature each contrast is about and compare its effect size with real recordings; "
@@ -61,7 +70,7 @@ def _register_eval(sub: Any) -> None:
     d.add_argument("--steps", type=int, default=8)
     d.add_argument("--sampler", default="dpmpp_2m")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--classifier", type=Path, default=None, help="classifier folder (default: weights/classifier-v1)")
+    d.add_argument("--classifier", type=Path, default=None, help="classifier folder (default: weights/classifier-v2)")
     d.add_argument("--out", type=Path, default=None, help="output folder for descriptors.json")
     d.set_defaults(func=_run_descriptors)
     v = eval_sub.add_parser("vocoder", help="the vocoder check alone: the model's vocoder vs Griffin-Lim on real clips",

@@ -1,7 +1,7 @@
-"""Train the drum classifier on real recordings, with a kit-level split, and write ``weights/classifier-v2``.
+"""Train the drum classifier on real recordings, with a kit-level split, and write its folder (weights + card).
 
     python -m sampleforge.eval.classifier_train [--data DIR ...] [--config RECIPE | --held-out KIT ...]
-                                                [--compare OTHER_CLASSIFIER ...] [--out weights/classifier-v2]
+                                                [--compare OTHER_CLASSIFIER ...] [--out FOLDER]
     sampleforge eval train-classifier ...                                  (the same)
     sampleforge eval score-classifier --classifier A [B ...] [--data ...] [--config RECIPE]   (no training)
 
@@ -330,6 +330,7 @@ def _card(f: CardFacts) -> str:
     total_n = int(sum(v["n"] for v in held.values()))
     total_ok = int(sum(v["correct"] for v in held.values()))
     lo, hi = wilson_interval(total_ok, total_n)
+    kits = [k for k in f.kits.values() if k.n_clips]  # a kit of non-drum files only is not data
     lines = [
         f"# {f.name}: drum one-shot classifier for `sampleforge eval`", "",
         f"A log-mel CNN ({f.n_params:,} parameters) over our 128-band log-mel of a peak-normalised, onset-aligned",
@@ -337,7 +338,7 @@ def _card(f: CardFacts) -> str:
         "Fréchet distance. Rebuild with `sampleforge eval train-classifier` (or",
         "`python -m sampleforge.eval.classifier_train`).", "",
         "## Data",
-        f"Real recordings only: the {len(f.kits)} kits that `sampleforge.data.corpus` scans and labels in",
+        f"Real recordings only: the {len(kits)} kits that `sampleforge.data.corpus` scans and labels in",
         f"{', '.join(f'`{d}`' for d in f.data_dirs)}. Licences as the scanner reads them: the Debian packages'",
         "`copyright` files, else the kit's `drumkit.xml` or `kit.json` (written by `sampleforge data debian`).",
         f"Held-out kits (never trained on): {', '.join(f.held_kits)}.",
@@ -345,7 +346,7 @@ def _card(f: CardFacts) -> str:
         "| kit | clips | licence | use |", "|---|---:|---|---|",
     ]
     lines += [f"| {k.name} | {k.n_clips} | {k.licence or 'unknown'} | {'held out' if k.name in f.held_kits else 'training'} |"
-              for k in f.kits.values() if k.n_clips]
+              for k in kits]
     lines += [
         "", "## Classes",
         f"{', '.join(f.cfg.classes)}.",
@@ -356,7 +357,7 @@ def _card(f: CardFacts) -> str:
         f"{f.settings.epochs} epochs x {f.settings.samples_per_epoch} class-balanced samples, batch {f.settings.batch_size},",
         f"AdamW lr {f.settings.lr} one-cycle, label smoothing 0.05, seed {f.settings.seed}; augmentation: speed 0.92-1.08,",
         "onset delay 0-20 ms, random decay, noise -60..-30 dB, spectral tilt, SpecAugment masks.",
-        f"{f.seconds / 60:.1f} min wall time on {torch.get_num_threads()} CPU thread(s).", "",
+        f"{f.seconds / 60:.1f} min wall time on {torch.get_num_threads()} CPU thread(s) (loading the clips included).", "",
         "## Held-out accuracy (per class)",
         f"On the held-out kits: {total_ok}/{total_n} = {total_ok / max(total_n, 1):.1%} overall (95 % Wilson interval",
         f"{lo:.0%}-{hi:.0%}). Per-class counts are small: read them as rough."
@@ -372,7 +373,7 @@ def _card(f: CardFacts) -> str:
                   "over all clips:", ""]
         lines += accuracy_table({f"{f.cv_folds}-fold CV": f.cv}, f.cfg.classes)
     lines += ["", "## Limits",
-              f"Trained on {len(f.kits) - len(f.held_kits)} acoustic and electronic kits: it judges whether a clip sounds",
+              f"Trained on {len(kits) - len(f.held_kits)} acoustic and electronic kits: it judges whether a clip sounds",
               "like a class of these kits, not audio quality. Classes with few clips (clap, rim, shaker) are the",
               "least reliable.", ""]
     return "\n".join(lines)

@@ -26,7 +26,10 @@ def register(sub: Any) -> None:
 
 
 def _register_eval(sub: Any) -> None:
+    from sampleforge.eval.classifier import CLASSIFIER_NAME
     from sampleforge.eval.evaluate import EVAL_GENERATION, EvalSettings
+
+    judge_help = f"classifier folder (default: weights/{CLASSIFIER_NAME})"
 
     p = sub.add_parser("eval", help="measure a model against real drum recordings (JSON + HTML report)",
                        description="Generate N clips per class prompt and report class adherence, Fréchet "
@@ -41,16 +44,17 @@ def _register_eval(sub: Any) -> None:
     p.add_argument("--vocoder-clips", type=int, default=EvalSettings.vocoder_clips,
                    help="real clips re-synthesised for the vocoder check (0: skip)")
     p.add_argument("--held-out-kits", nargs="+", default=None, help="reference kits (default: the corpus held-out kits)")
-    p.add_argument("--classifier", type=Path, default=None, help="classifier folder (default: weights/classifier-v2)")
+    p.add_argument("--classifier", type=Path, default=None, help=judge_help)
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/eval/<model>)")
     p.set_defaults(func=_run_eval)
     eval_sub = p.add_subparsers(dest="eval_command", metavar="SUBCOMMAND")
-    t = eval_sub.add_parser("train-classifier", help="rebuild the judge (weights/classifier-v2) from real drum kits",
+    t = eval_sub.add_parser("train-classifier", help="train the judge of `sampleforge eval` on real drum kits",
                             description="Train the drum classifier on real recordings with whole kits held out; the "
                             "card reports per-class held-out accuracy (95 % Wilson intervals), next to any --compare "
-                            "classifier scored on the same clips. The shipped judge: --data "
-                            "/usr/share/hydrogen/data/drumkits runs/debian-drums --config configs/drums-v2.json.")
+                            "classifier scored on the same clips. `make train-classifier` gives the data and held-out kits of "
+                            "drums-v2: --data /usr/share/hydrogen/data/drumkits runs/debian-drums --config "
+                            "configs/drums-v2.json --out weights/classifier-v2.")
     from sampleforge.eval import classifier_train
 
     classifier_train.add_arguments(t)
@@ -70,7 +74,7 @@ def _register_eval(sub: Any) -> None:
     d.add_argument("--steps", type=int, default=8)
     d.add_argument("--sampler", default="dpmpp_2m")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--classifier", type=Path, default=None, help="classifier folder (default: weights/classifier-v2)")
+    d.add_argument("--classifier", type=Path, default=None, help=judge_help)
     d.add_argument("--out", type=Path, default=None, help="output folder for descriptors.json")
     d.set_defaults(func=_run_descriptors)
     v = eval_sub.add_parser("vocoder", help="the vocoder check alone: the model's vocoder vs Griffin-Lim on real clips",

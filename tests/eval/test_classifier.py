@@ -9,16 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from sampleforge.errors import CheckpointError
+from sampleforge.cli import main
+from sampleforge.errors import CheckpointError, UserInputError
 from sampleforge.eval import classifier as C
 from sampleforge.eval.classifier_train import (
     TrainSettings,
     accuracy_by_class,
+    accuracy_table,
     augment_mel,
     augment_wav,
     eval_classes,
     fit,
+    held_out_kits_from,
     kit_folds,
+    train_classifier,
 )
 
 SR = 44100
@@ -76,6 +80,70 @@ def test_shipped_classifier_loads_and_is_small() -> None:
     card = (folder / "README.md").read_text()
     assert "Held-out accuracy" in card and "| kick |" in card
     assert m(torch.full((1, 128, 173), -11.5)).shape == (1, len(classes))
+
+
+def test_held_out_kits_come_from_the_flag_or_a_recipe(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"data": {"held_out_kits": ["A", "B"]}}))
+    assert held_out_kits_from(None, recipe) == ["A", "B"]
+    assert held_out_kits_from(["C"], None) == ["C"]
+    assert held_out_kits_from(None, None) == ["Millo_MultiLayered3", "HardElectro1"]
+    repo_recipe = C.REPO_ROOT / "configs" / "drums-v2.json"
+    assert held_out_kits_from(None, repo_recipe) == ["Millo_MultiLayered3", "HardElectro1", "lmms-beats"]
+    with pytest.raises(UserInputError, match="not both"):
+        held_out_kits_from(["C"], recipe)
+    recipe.write_text(json.dumps({"data": {}}))
+    with pytest.raises(UserInputError, match="holds out no kit"):
+        held_out_kits_from(None, recipe)
+
+
+def test_accuracy_table_gives_wilson_intervals_per_class_and_overall() -> None:
+    a = {"kick": {"n": 10, "correct": 9, "accuracy": 0.9}, "snare": {"n": 4, "correct": 2, "accuracy": 0.5}}
+    b = {"kick": {"n": 10, "correct": 5, "accuracy": 0.5}, "snare": {"n": 4, "correct": 4, "accuracy": 1.0}}
+    lines = accuracy_table({"new": a, "old": b}, ["kick", "snare", "tom"])
+    assert lines[0] == "| class | clips | new | old |"
+    assert lines[2] == "| kick | 10 | 9/10 = 90% (60%-98%) | 5/10 = 50% (24%-76%) |"
+    assert lines[4] == "| tom | 0 | - | - |"
+    assert lines[5] == "| **all** | 14 | 11/14 = 79% (52%-92%) | 9/14 = 64% (39%-84%) |"
+
+
+def _two_kits(reference_dir: Path, root: Path) -> Path:
+    """The reference clips copied into two plain kits, "train" and "held" (kit.json names them)."""
+    for kit in ("train", "held"):
+        (root / kit).mkdir(parents=True)
+        (root / kit / "kit.json").write_text(json.dumps({"name": kit, "licence": "CC0"}))
+        for wav in sorted(reference_dir.glob("*.wav")):
+            (root / kit / wav.name).write_bytes(wav.read_bytes())
+    return root
+
+
+def test_score_classifier_scores_judges_on_the_same_held_out_clips(
+        reference_dir: Path, random_classifier: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _two_kits(reference_dir, tmp_path / "data")
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"data": {"held_out_kits": ["held"]}}))
+    assert main(["eval", "score-classifier", "--classifier", str(random_classifier), str(random_classifier),
+                 "--data", str(data), "--config", str(recipe)]) == 0
+    out = capsys.readouterr().out
+    assert "10 held-out clips from ['held']" in out  # the reference folder's 3 kicks, 3 snares, 2 hats, 2 claps
+    assert f"| class | clips | c | {random_classifier} |" in out  # the same folder twice: the second by path
+    assert "| kick | 3 | " in out and "| clap | 2 | " in out and "| tom | 0 | - | - |" in out
+    assert main(["eval", "score-classifier", "--classifier", str(random_classifier), "--data", str(data),
+                 "--held-out", "nowhere"]) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_train_classifier_writes_a_card_that_compares_on_the_held_out_kit(
+        reference_dir: Path, random_classifier: Path, tmp_path: Path) -> None:
+    data = _two_kits(reference_dir, tmp_path / "data")
+    settings = TrainSettings(epochs=1, samples_per_epoch=8, batch_size=8)
+    model, held = train_classifier([data], tmp_path / "judge-x", settings, ["held"], compare=[random_classifier])
+    assert {c: int(v["n"]) for c, v in held.items()} == {"kick": 3, "snare": 3, "closed_hat": 2, "clap": 2}
+    card = (tmp_path / "judge-x" / "README.md").read_text()
+    assert card.startswith("# judge-x: drum one-shot classifier")
+    assert "Held-out kits (never trained on): held." in card and "| held | 10 | CC0 | held out |" in card
+    assert "| class | clips | judge-x | c |" in card and "| **all** | 10 | " in card
+    assert C.load_classifier(tmp_path / "judge-x").cfg.classes == model.cfg.classes
 
 
 def _synth(kind: str, rng: np.random.Generator) -> np.ndarray:

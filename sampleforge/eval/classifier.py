@@ -4,9 +4,11 @@ Input is our 128-band log-mel of a peak-normalised 2-s clip (``clip_logmels``); 
 conv blocks (3x3 conv, batch norm, GELU, 2x2 max-pool) and a global mean+max pool, then a linear
 embedding (``embed``, the Fréchet embedding) and a linear head (``forward``). About 0.3 M parameters.
 
-The shipped weights live in ``weights/classifier-v1`` (``config.json`` + ``model.safetensors`` + a card
-``README.md`` with per-class held-out accuracy); ``python -m sampleforge.eval.classifier_train`` rebuilds
-them. Taxonomy classes with too few real recordings are merged for evaluation (see ``class_map``).
+The shipped judge lives in ``weights/classifier-v2`` (``config.json`` + ``model.safetensors`` + a card
+``README.md`` with per-class held-out accuracy), trained on the kits drums-v2 is trained on;
+``sampleforge eval train-classifier`` rebuilds it. The earlier ``weights/classifier-v1`` (Hydrogen kits only)
+loads by path (``sampleforge eval --classifier weights/classifier-v1``). Taxonomy classes with too few real
+recordings are merged for evaluation (see ``class_map``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from sampleforge.bundle import REPO_ROOT, resolve_model
 from sampleforge.errors import CheckpointError
 from sampleforge.strict import ConfigError, from_dict, to_dict
 
-CLASSIFIER_NAME = "classifier-v1"
+CLASSIFIER_NAME = "classifier-v2"
 DEFAULT_CLASSIFIER = REPO_ROOT / "weights" / CLASSIFIER_NAME  # where `eval train-classifier` writes it
 PEAK = 0.95  # clips are peak-normalised to this before the mel, like generated clips
 
@@ -145,7 +147,7 @@ def shipped_classifier() -> Path:
 
 
 def load_classifier(path: str | Path | None = None, device: str | torch.device = "cpu") -> DrumClassifier:
-    """Load a classifier folder (default: the shipped ``weights/classifier-v1``) in eval mode. Never unpickles."""
+    """Load a classifier folder (default: the shipped ``weights/classifier-v2``) in eval mode. Never unpickles."""
     folder = Path(path) if path is not None else shipped_classifier()
     cfg_path, weights = folder / "config.json", folder / "model.safetensors"
     for p in (cfg_path, weights):

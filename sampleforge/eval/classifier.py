@@ -28,7 +28,7 @@ from sampleforge.errors import CheckpointError
 from sampleforge.strict import ConfigError, from_dict, to_dict
 
 CLASSIFIER_NAME = "classifier-v2"
-DEFAULT_CLASSIFIER = REPO_ROOT / "weights" / CLASSIFIER_NAME  # where `eval train-classifier` writes it
+DEFAULT_CLASSIFIER = REPO_ROOT / "weights" / CLASSIFIER_NAME  # the shipped judge (`make train-classifier`)
 PEAK = 0.95  # clips are peak-normalised to this before the mel, like generated clips
 
 

@@ -41,7 +41,6 @@ from torch import Tensor
 from sampleforge.audio.mel import MelConfig, MelSpectrogram
 from sampleforge.errors import UserInputError
 from sampleforge.eval.classifier import (
-    DEFAULT_CLASSIFIER,
     ClassifierConfig,
     DrumClassifier,
     clip_logmels,
@@ -53,6 +52,8 @@ if TYPE_CHECKING:
     from sampleforge.data.corpus import Clip, KitInfo
 
 MERGED = {"crash": "cymbal", "ride": "cymbal"}
+# a bare run never overwrites the shipped judge: `make train-classifier` writes weights/classifier-v2 explicitly
+DEFAULT_OUT = Path("runs") / "classifier"
 
 
 def eval_classes() -> tuple[list[str], dict[str, str]]:
@@ -398,7 +399,7 @@ def _cross_validate(all_wav: np.ndarray, labels: np.ndarray, kits: Sequence[str]
 
 def train_classifier(
     data_dirs: Sequence[Path | str] | None = None,
-    out_dir: Path | str = DEFAULT_CLASSIFIER,
+    out_dir: Path | str = DEFAULT_OUT,
     settings: TrainSettings | None = None,
     held_out_kits: Sequence[str] | None = None,
     cv_folds: int = 0,
@@ -460,7 +461,8 @@ def score_classifiers(folders: Sequence[Path], data_dirs: Sequence[Path | str] |
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     _add_data_arguments(p)
-    p.add_argument("--out", type=Path, default=DEFAULT_CLASSIFIER, help="output folder")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help=f"output folder (default: {DEFAULT_OUT}; the shipped judge: weights/classifier-v2)")
     p.add_argument("--epochs", type=int, default=TrainSettings.epochs)
     p.add_argument("--samples-per-epoch", type=int, default=TrainSettings.samples_per_epoch)
     p.add_argument("--seed", type=int, default=0)

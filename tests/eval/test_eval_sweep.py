@@ -82,6 +82,7 @@ def test_eval_train_classifier_is_a_subcommand() -> None:
 
     args = build_parser().parse_args(["eval", "train-classifier", "--epochs", "1", "--cv-folds", "3"])
     assert args.func is run and args.epochs == 1 and args.cv_folds == 3
+    assert args.out == Path("runs") / "classifier"  # a bare run never overwrites the shipped judge
 
 
 def test_sweep_end_to_end(debug_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

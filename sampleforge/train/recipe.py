@@ -26,6 +26,7 @@ from sampleforge.train.loop import TrainConfig
 
 log = logging.getLogger(__name__)
 STAGES = ("vae", "diffusion", "vae-decoder", "vocoder")
+EXPORT_DTYPES = ("float32", "float16")
 
 
 @dataclass
@@ -49,10 +50,16 @@ class RecipeConfig:
     keyword_dropout: float = 0.1  # diffusion: drop each keyword / the whole prompt (for CFG)
     knob_dropout: float = 0.5  # diffusion: leave each timbre knob unset (so an unset knob is sampled freely)
     vocoder_segment_frames: int = 64  # vocoder: train on random crops of this many frames (0 = whole clip)
+    vocoder_init: str | None = None  # vocoder: start a fresh run from these weights (a model folder or a
+    # vocoder.safetensors; tensors of the same shape are copied, see train.vocoder.warm_start)
+    vocoder_export_dtype: str = "float32"  # vocoder: "float16" halves the exported file (loaded back as float32)
     stages: list[str] = field(default_factory=lambda: ["vae", "diffusion", "vae-decoder"])  # `train all`, in order
     # (+ "vocoder" when the model config has one)
 
     def __post_init__(self) -> None:
+        if self.vocoder_export_dtype not in EXPORT_DTYPES:
+            raise ConfigError(f"recipe.vocoder_export_dtype must be one of {', '.join(EXPORT_DTYPES)}, "
+                              f"got {self.vocoder_export_dtype!r}")
         bad = [s for s in self.stages if s not in ("vae", "diffusion", "vae-decoder", "vocoder")]
         if bad:
             raise ConfigError(f"recipe.stages: unknown stage {bad[0]!r} (valid: vae, diffusion, vae-decoder, vocoder)")

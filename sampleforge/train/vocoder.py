@@ -4,6 +4,10 @@ waveform (the measure ``sampleforge eval`` compares vocoders by), plus the same 
 own STFT magnitude (it learns the magnitude without waiting for the phase) and the log-mel L1 of the
 waveform against its input. ``refine_iters`` is an inference option: training is on the plain inverse STFT.
 
+``recipe.vocoder_init`` warm-starts a fresh run from other vocoder weights (``warm_start``): an istft vocoder's
+backbone and the log-magnitude half of its head start a magnitude vocoder, so a hybrid (network magnitude + a
+few Griffin-Lim iterations) need not relearn the mel features.
+
 Trains on crops of ``recipe.vocoder_segment_frames`` frames; half the crops start at the onset (frame 0),
 where the transient a drum is judged by lives, the rest anywhere in the clip. The clips' fixed-length waveforms
 are held in memory (582 clips: ~200 MB) and augmented by gain only; mel and target come from the crop itself.
@@ -11,6 +15,7 @@ are held in memory (582 clips: ~200 MB) and augmented by gain only; mel and targ
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,7 @@ from sampleforge.models.vocoder import Vocoder
 from sampleforge.train.losses import log_magnitude_l1, multi_resolution_stft_loss, spectral_convergence
 from sampleforge.train.stage import StageContext, TensorItems
 
+log = logging.getLogger(__name__)
 GAIN_DB = 6.0
 MAG_FLOOR = 1e-5  # "istft": the log floor of the magnitude loss (the eval's MR-STFT uses the same eps)
 
@@ -36,6 +42,9 @@ class VocoderTask:
             raise UserInputError("the model config has no vocoder section (\"vocoder\": null): nothing to train")
         self.ctx = ctx
         self.model = Vocoder(ctx.model_config.vocoder, ctx.model_config.mel)
+        if ctx.recipe.vocoder_init:
+            copied = warm_start(self.model, Path(ctx.recipe.vocoder_init))
+            log.info("vocoder: %d tensors warm-started from %s", copied, ctx.recipe.vocoder_init)
         plain = ctx.dataset(augment=False)
         self._dataset = TensorItems(torch.cat([b["wav"] for b in ctx.batches(plain)]))
 
@@ -86,4 +95,38 @@ class VocoderTask:
         self.ctx.write_preview(out_dir, {"griffin_lim": mel}, audio={"vocoder": voc(mel)})
 
     def export(self, model: nn.Module, out_dir: Path) -> None:
-        self.ctx.save_component("vocoder", model, out_dir)
+        dtype = getattr(torch, self.ctx.recipe.vocoder_export_dtype)
+        self.ctx.save_component("vocoder", model, out_dir, dtype=dtype)
+
+
+def warm_start(model: Vocoder, source: Path) -> int:
+    """Copy into ``model`` every tensor of ``source`` (a model folder or a ``.safetensors`` file) that has the
+    same name and shape; the head of an istft vocoder ((2K, dim): log-magnitude rows, then phase rows) gives
+    its log-magnitude rows to a magnitude head ((K, dim)). Returns the number of tensors copied; raises
+    UserInputError if the file is missing or unreadable or nothing matches."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from sampleforge.errors import UserInputError
+
+    file = source / "vocoder.safetensors" if source.is_dir() else source
+    if not file.is_file():
+        raise UserInputError(f"recipe.vocoder_init: {file} does not exist")
+    try:
+        state = load_file(str(file))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserInputError(f"recipe.vocoder_init: {file} is not a readable safetensors file ({exc})") from None
+    own = model.state_dict()
+    update: dict[str, Tensor] = {}
+    for key, value in own.items():
+        src = state.get(key)
+        if src is None:
+            continue
+        if key.startswith("head.") and src.shape[0] == 2 * value.shape[0] and src.shape[1:] == value.shape[1:]:
+            src = src[: value.shape[0]]
+        if src.shape == value.shape:
+            update[key] = src.to(value.dtype)
+    if not update:
+        raise UserInputError(f"recipe.vocoder_init: no tensor of {file} fits this vocoder config")
+    model.load_state_dict(update, strict=False)
+    return len(update)

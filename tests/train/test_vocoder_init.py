@@ -1,0 +1,87 @@
+"""Vocoder warm start (``recipe.vocoder_init``) and half-precision export (``recipe.vocoder_export_dtype``), on
+tiny random vocoders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from sampleforge.bundle import load_state
+from sampleforge.errors import UserInputError
+from sampleforge.model_config import ModelConfig
+from sampleforge.models.vocoder import Vocoder, VocoderConfig
+from sampleforge.strict import ConfigError
+from sampleforge.train.recipe import DataConfig, RecipeConfig
+from sampleforge.train.stage import StageContext
+from sampleforge.train.vocoder import warm_start
+
+
+def _tiny(kind: str, seed: int) -> Vocoder:
+    torch.manual_seed(seed)
+    voc = Vocoder(VocoderConfig(kind=kind, dim=8, intermediate_dim=16, layers=2, gl_iters=2))
+    with torch.no_grad():  # the magnitude rows of a fresh head are zero: make every tensor distinct
+        for p in voc.parameters():
+            p.normal_()
+    return voc
+
+
+def _save(voc: Vocoder, file: Path) -> Path:
+    save_file({k: v.contiguous() for k, v in voc.state_dict().items()}, str(file))
+    return file
+
+
+def test_warm_start_from_istft_copies_backbone_and_magnitude_rows(tmp_path: Path) -> None:
+    src = _tiny("istft", 0)
+    (tmp_path / "model").mkdir()
+    _save(src, tmp_path / "model" / "vocoder.safetensors")
+    dst = _tiny("magnitude", 1)
+    k = dst.mel.cfg.n_freqs
+    assert warm_start(dst, tmp_path / "model") == len(dst.state_dict())  # a model folder works too
+    torch.testing.assert_close(dst.blocks[1].pw1.weight, src.blocks[1].pw1.weight)
+    torch.testing.assert_close(dst.head.weight, src.head.weight[:k])  # the log-magnitude rows, not the phase
+    torch.testing.assert_close(dst.head.bias, src.head.bias[:k])
+
+
+def test_warm_start_skips_what_does_not_fit(tmp_path: Path) -> None:
+    src = Vocoder(VocoderConfig(kind="istft", dim=8, intermediate_dim=16, layers=1))
+    dst = _tiny("istft", 1)
+    before = dst.blocks[1].pw1.weight.clone()
+    copied = warm_start(dst, _save(src, tmp_path / "v.safetensors"))
+    assert 0 < copied < len(dst.state_dict())
+    torch.testing.assert_close(dst.blocks[0].pw1.weight, src.blocks[0].pw1.weight)
+    torch.testing.assert_close(dst.blocks[1].pw1.weight, before)  # no such block in the source: left as it was
+
+
+def test_warm_start_errors_name_the_problem(tmp_path: Path) -> None:
+    dst = _tiny("magnitude", 0)
+    with pytest.raises(UserInputError, match="does not exist"):
+        warm_start(dst, tmp_path / "missing.safetensors")
+    (tmp_path / "bad.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(UserInputError, match="not a readable"):
+        warm_start(dst, tmp_path / "bad.safetensors")
+    save_file({"unrelated": torch.zeros(3)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(UserInputError, match="no tensor"):
+        warm_start(dst, tmp_path / "other.safetensors")
+
+
+def test_half_precision_export_loads_back(tmp_path: Path) -> None:
+    voc = _tiny("istft", 0)
+    ctx = StageContext(run_dir=tmp_path, model_config=ModelConfig(), data=DataConfig(), recipe=RecipeConfig(), clips=[])
+    full = ctx.save_component("vocoder", voc, tmp_path / "full")
+    half = ctx.save_component("vocoder", voc, tmp_path / "half", dtype=torch.float16)
+    assert {v.dtype for v in load_file(str(half)).values()} == {torch.float16}
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    back = Vocoder(voc.cfg)
+    load_state(back, half)
+    assert all(p.dtype == torch.float32 for p in back.parameters())
+    torch.testing.assert_close(back.head.weight, voc.head.weight, rtol=1e-3, atol=1e-3)
+    assert not torch.equal(back.head.weight, voc.head.weight)  # rounded to half precision on the way
+
+
+def test_export_dtype_is_checked() -> None:
+    assert RecipeConfig(vocoder_export_dtype="float16").vocoder_export_dtype == "float16"
+    with pytest.raises(ConfigError, match="vocoder_export_dtype"):
+        RecipeConfig(vocoder_export_dtype="int8")

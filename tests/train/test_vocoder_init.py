@@ -3,7 +3,9 @@ tiny random vocoders."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -85,3 +87,28 @@ def test_export_dtype_is_checked() -> None:
     assert RecipeConfig(vocoder_export_dtype="float16").vocoder_export_dtype == "float16"
     with pytest.raises(ConfigError, match="vocoder_export_dtype"):
         RecipeConfig(vocoder_export_dtype="int8")
+
+
+class _NoAudio(StageContext):
+    """A stage context whose training set is two silent clips (no audio files needed)."""
+
+    def dataset(self, augment: bool) -> Any:
+        return None
+
+    def batches(self, dataset: Any, batch_size: int = 32, limit: int | None = None) -> Iterator[dict[str, Any]]:
+        yield {"wav": torch.zeros(2, 4096)}
+
+
+def test_vocoder_task_warm_starts_from_the_recipe(tmp_path: Path) -> None:
+    from sampleforge.train.vocoder import VocoderTask
+
+    cfg = ModelConfig(vocoder=VocoderConfig(kind="magnitude", dim=8, intermediate_dim=16, layers=2))
+    src = _tiny("istft", 0)
+    file = _save(src, tmp_path / "src.safetensors")
+    ctx = _NoAudio(run_dir=tmp_path, model_config=cfg, data=DataConfig(), clips=[],
+                   recipe=RecipeConfig(vocoder_init=str(file)))
+    task = VocoderTask(ctx)
+    torch.testing.assert_close(task.model.head.weight, src.head.weight[: src.mel.cfg.n_freqs])
+    ctx.recipe = RecipeConfig(vocoder_init=str(tmp_path / "missing"))
+    with pytest.raises(UserInputError, match="vocoder_init: .*missing"):
+        VocoderTask(ctx)

@@ -27,6 +27,7 @@ from sampleforge.train.loop import TrainConfig
 log = logging.getLogger(__name__)
 STAGES = ("vae", "diffusion", "vae-decoder", "vocoder")
 EXPORT_DTYPES = ("float32", "float16")
+COMPONENTS = ("vae", "unet", "text", "vocoder")
 
 
 @dataclass
@@ -52,14 +53,17 @@ class RecipeConfig:
     vocoder_segment_frames: int = 64  # vocoder: train on random crops of this many frames (0 = whole clip)
     vocoder_init: str | None = None  # vocoder: start a fresh run from these weights (a model folder or a
     # vocoder.safetensors; tensors of the same shape are copied, see train.vocoder.warm_start)
-    vocoder_export_dtype: str = "float32"  # vocoder: "float16" halves the exported file (loaded back as float32)
+    export_dtypes: dict[str, str] = field(default_factory=dict)  # component (vae, unet, text, vocoder) -> "float16"
+    # halves its exported file (loaded back as float32); unnamed components are exported in float32
     stages: list[str] = field(default_factory=lambda: ["vae", "diffusion", "vae-decoder"])  # `train all`, in order
     # (+ "vocoder" when the model config has one)
 
     def __post_init__(self) -> None:
-        if self.vocoder_export_dtype not in EXPORT_DTYPES:
-            raise ConfigError(f"recipe.vocoder_export_dtype must be one of {', '.join(EXPORT_DTYPES)}, "
-                              f"got {self.vocoder_export_dtype!r}")
+        for name, dtype in self.export_dtypes.items():
+            if name not in COMPONENTS:
+                raise ConfigError(f"recipe.export_dtypes: unknown component {name!r} (valid: {', '.join(COMPONENTS)})")
+            if dtype not in EXPORT_DTYPES:
+                raise ConfigError(f"recipe.export_dtypes.{name} must be one of {', '.join(EXPORT_DTYPES)}, got {dtype!r}")
         bad = [s for s in self.stages if s not in ("vae", "diffusion", "vae-decoder", "vocoder")]
         if bad:
             raise ConfigError(f"recipe.stages: unknown stage {bad[0]!r} (valid: vae, diffusion, vae-decoder, vocoder)")

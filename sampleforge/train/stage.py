@@ -107,13 +107,15 @@ class StageContext:
                 write_wav(out_dir / f"{name}_{i}.wav", _peak(wav), sr)
         _plot_mels(out_dir / "mels.png", mels)
 
-    def save_component(self, name: str, module: nn.Module, out_dir: Path, dtype: torch.dtype | None = None) -> Path:
+    def save_component(self, name: str, module: nn.Module, out_dir: Path) -> Path:
         """Write ``module``'s weights as ``out_dir/<name>.safetensors`` (a task's export); floating-point tensors
-        in ``dtype`` if given (loading casts them back to the module's own)."""
+        in the recipe's ``export_dtypes[name]`` if set (loading casts them back to the module's own)."""
         out_dir.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+        dtype = self.recipe.export_dtypes.get(name)
         if dtype is not None:
-            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+            cast = getattr(torch, dtype)
+            state = {k: v.to(cast) if v.is_floating_point() else v for k, v in state.items()}
         file = out_dir / f"{name}.safetensors"
         tmp = file.with_suffix(".tmp")
         save_file(state, str(tmp), metadata={"format": "pt", "component": name})

@@ -95,8 +95,7 @@ class VocoderTask:
         self.ctx.write_preview(out_dir, {"griffin_lim": mel}, audio={"vocoder": voc(mel)})
 
     def export(self, model: nn.Module, out_dir: Path) -> None:
-        dtype = getattr(torch, self.ctx.recipe.vocoder_export_dtype)
-        self.ctx.save_component("vocoder", model, out_dir, dtype=dtype)
+        self.ctx.save_component("vocoder", model, out_dir)
 
 
 def warm_start(model: Vocoder, source: Path) -> int:

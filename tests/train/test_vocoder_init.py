@@ -1,4 +1,4 @@
-"""Vocoder warm start (``recipe.vocoder_init``) and half-precision export (``recipe.vocoder_export_dtype``), on
+"""Vocoder warm start (``recipe.vocoder_init``) and half-precision export (``recipe.export_dtypes``), on
 tiny random vocoders."""
 
 from __future__ import annotations
@@ -73,7 +73,9 @@ def test_half_precision_export_loads_back(tmp_path: Path) -> None:
     voc = _tiny("istft", 0)
     ctx = StageContext(run_dir=tmp_path, model_config=ModelConfig(), data=DataConfig(), recipe=RecipeConfig(), clips=[])
     full = ctx.save_component("vocoder", voc, tmp_path / "full")
-    half = ctx.save_component("vocoder", voc, tmp_path / "half", dtype=torch.float16)
+    ctx.recipe.export_dtypes = {"vocoder": "float16"}
+    half = ctx.save_component("vocoder", voc, tmp_path / "half")
+    assert {v.dtype for v in load_file(str(ctx.save_component("unet", voc, tmp_path / "other"))).values()} == {torch.float32}
     assert {v.dtype for v in load_file(str(half)).values()} == {torch.float16}
     assert half.stat().st_size < 0.6 * full.stat().st_size
     back = Vocoder(voc.cfg)
@@ -84,9 +86,11 @@ def test_half_precision_export_loads_back(tmp_path: Path) -> None:
 
 
 def test_export_dtype_is_checked() -> None:
-    assert RecipeConfig(vocoder_export_dtype="float16").vocoder_export_dtype == "float16"
-    with pytest.raises(ConfigError, match="vocoder_export_dtype"):
-        RecipeConfig(vocoder_export_dtype="int8")
+    assert RecipeConfig(export_dtypes={"vae": "float16"}).export_dtypes == {"vae": "float16"}
+    with pytest.raises(ConfigError, match="export_dtypes.vocoder must be one of float32, float16"):
+        RecipeConfig(export_dtypes={"vocoder": "int8"})
+    with pytest.raises(ConfigError, match="unknown component 'decoder'"):
+        RecipeConfig(export_dtypes={"decoder": "float16"})
 
 
 class _NoAudio(StageContext):

@@ -74,7 +74,8 @@ def align_onset(
             out[i, -shift:] = x[i, : t + shift]
     if pre > 0:
         ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(pre) / pre)
-        out[:, :pre] *= ramp.astype(np.float32)
+        n = min(pre, t)  # a clip shorter than the pre-roll is all fade-in
+        out[:, :n] *= ramp[:n].astype(np.float32)
     return out[0] if np.ndim(wav) == 1 else out
 
 

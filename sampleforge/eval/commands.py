@@ -71,9 +71,7 @@ def _register_eval(sub: Any) -> None:
     d.add_argument("--model", help="model folder or shipped name")
     d.add_argument("--reference", nargs="+", type=Path, help="folders of real drum clips (the training data)")
     d.add_argument("-n", "--count", type=int, default=24, help="clips per prompt (default 24)")
-    d.add_argument("--steps", type=int, default=8)
-    d.add_argument("--sampler", default="dpmpp_2m")
-    d.add_argument("--seed", type=int, default=0)
+    add_arguments(d, ("steps", "cfg_scale", "sampler", "seed"), base=DESCRIPTOR_SETTINGS)
     d.add_argument("--classifier", type=Path, default=None, help=judge_help)
     d.add_argument("--out", type=Path, default=None, help="output folder for descriptors.json")
     d.set_defaults(func=_run_descriptors)
@@ -91,6 +89,10 @@ def _register_eval(sub: Any) -> None:
     v.set_defaults(func=_run_vocoder_check)
 
 
+# the descriptor check's own defaults: the fast setting, seed 0 (both prompts of a contrast share the seeds)
+DESCRIPTOR_SETTINGS = GenerationParams(steps=8, sampler="dpmpp_2m", seed=0)
+
+
 def _run_descriptors(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -105,6 +107,7 @@ def _run_descriptors(args: argparse.Namespace) -> int:
                              "--reference /usr/share/hydrogen/data/drumkits)")
     if args.count < 2:
         raise UserInputError(f"--count must be at least 2 (effect sizes need pairs), got {args.count}")
+    p = from_namespace(args, DESCRIPTOR_SETTINGS)
     gen = Generator.from_pretrained(args.model)
     clf = load_classifier(args.classifier)
     clips = corpus.scan(list(args.reference)).clips
@@ -114,7 +117,8 @@ def _run_descriptors(args: argparse.Namespace) -> int:
     duration = float(gen.bundle.config.duration)
     wavs = np.stack([cache.get(c.path, duration=duration, sample_rate=gen.sample_rate) for c in clips])
     result = check_descriptors(gen, clf, wavs, [c.category for c in clips], [c.keywords for c in clips],
-                               n=args.count, steps=args.steps, sampler=args.sampler, seed=args.seed)
+                               n=args.count, steps=p.steps, sampler=p.sampler, cfg_scale=p.cfg_scale,
+                               seed=int(p.seed if p.seed is not None else 0))
     for r in result["contrasts"]:
         print(f"  {'pass' if r['passed'] else 'FAIL'}  {r['contrast']:<36} {r['feature']:<10} d {_f(r['d']):>6} "
               f"(real {_f(r['real_d'])}, n {r['real_n'][0]}/{r['real_n'][1]})  judged "

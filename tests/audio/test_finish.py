@@ -131,3 +131,10 @@ def test_pieces_shapes():
     assert align_onset(xb, SR).shape == xb.shape
     assert fix_length(xb, 1000).shape == (2, 1000) and fix_length(xb[0], 3 * SR).shape == (3 * SR,)
     assert detect_onset(xb).shape == (2,)
+
+
+def test_a_clip_shorter_than_the_preroll_is_finished_not_refused():
+    clip = np.array([0.0, 0.5, -0.25], dtype=np.float32)  # 3 samples: less than the 66-sample pre-roll
+    assert align_onset(clip, SR).shape == (3,)
+    out = finish(clip, SR, normalize="peak", length=4096)
+    assert out.shape == (4096,) and np.isfinite(out).all()

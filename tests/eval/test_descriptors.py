@@ -58,3 +58,25 @@ def test_check_runs_on_the_debug_model(debug_model) -> None:
     assert first["real_n"] == [2, 2] and first["real_d"] < 0  # these 808s decay faster: the real sign is kept
     assert 0 <= first["adherence"][0] <= 1 and isinstance(first["passed"], bool)
     assert result["sweeps"] == []  # the debug model has no knobs
+
+
+def test_the_command_takes_the_generation_settings(debug_model, tmp_path, capsys) -> None:
+    import json
+
+    import soundfile as sf
+
+    from sampleforge.cli import main
+
+    kit = tmp_path / "kit"
+    kit.mkdir()
+    for i, tau in enumerate((0.02, 0.03, 0.3, 0.4)):
+        sf.write(kit / f"kick_{'808' if i < 2 else 'acoustic'}_{i}.wav", _decaying(tau), SR)
+    (kit / "kick_tiny.wav").write_bytes(b"")  # unreadable: skipped by the scan
+    sf.write(kit / "kick_3samples.wav", np.array([0.0, 0.5, -0.25], np.float32), SR)  # shorter than the pre-roll
+    assert main(["eval", "descriptors", "--model", str(debug_model), "--reference", str(kit), "--cfg-scale", "99"]) == 2
+    assert "--cfg-scale must be a finite number between 0 and 30" in capsys.readouterr().err
+    out = tmp_path / "out"
+    assert main(["eval", "descriptors", "--model", str(debug_model), "--reference", str(kit), "-n", "2",
+                 "--steps", "1", "--cfg-scale", "4.5", "--out", str(out)]) == 0
+    settings = json.loads((out / "descriptors.json").read_text())["settings"]
+    assert settings["cfg_scale"] == 4.5 and settings["steps"] == 1 and settings["sampler"] == "dpmpp_2m"

@@ -117,7 +117,7 @@ def _run_descriptors(args: argparse.Namespace) -> int:
     duration = float(gen.bundle.config.duration)
     wavs = np.stack([cache.get(c.path, duration=duration, sample_rate=gen.sample_rate) for c in clips])
     result = check_descriptors(gen, clf, wavs, [c.category for c in clips], [c.keywords for c in clips],
-                               n=args.count, steps=p.steps, sampler=p.sampler, cfg_scale=p.cfg_scale,
+                               n=args.count, steps=p.steps, sampler=p.sampler or "dpmpp_2m", cfg_scale=p.cfg_scale,
                                seed=int(p.seed if p.seed is not None else 0))
     for r in result["contrasts"]:
         print(f"  {'pass' if r['passed'] else 'FAIL'}  {r['contrast']:<36} {r['feature']:<10} d {_f(r['d']):>6} "

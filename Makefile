@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "torch==2.13.0"
 	$(BIN)/pip install -q -e ".[test]"
-	# audio-diffusion-pytorch checkpoints (backends/adp.py): without their deps, which would pull torchaudio
+	# audio-diffusion-pytorch checkpoints (backends/adp.py) and stable-audio-tools' own networks (the reference
+	# the stable-audio-tools backend is tested against): without their deps, which would pull torchaudio
 	$(BIN)/pip install -q "einops>=0.6"
-	$(BIN)/pip install -q --no-deps "audio-diffusion-pytorch==0.1.3" "a-unet==0.0.16"
+	$(BIN)/pip install -q --no-deps "audio-diffusion-pytorch==0.1.3" "a-unet==0.0.16" "stable-audio-tools==0.0.19"
 	touch $(STAMP)
 
 install: $(STAMP)

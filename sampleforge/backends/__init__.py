@@ -6,8 +6,9 @@
     g.latents, g.raw, g.stats   # the stages, for sweep's statistics; stats: seconds and peak memory
 
 ``load_backend`` reads what ``--model`` names (``resolve.resolve``) and builds the matching backend:
-sampleforge's own folders (``pipeline.Generator``), diffusers pipelines (``diffusers_backend``) and
-audio-diffusion-pytorch checkpoints (``adp``). Heavy libraries are imported only for the format in use.
+sampleforge's own folders (``pipeline.Generator``), diffusers pipelines (``diffusers_backend``),
+stable-audio-tools folders such as Stable Audio Open Small (``sat``) and audio-diffusion-pytorch checkpoints
+(``adp``). Heavy libraries are imported only for the format in use.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def load_backend(model: str | os.PathLike[str], options: BackendOptions | None =
         from sampleforge.backends.adp import ADPBackend
 
         return ADPBackend(ref.path, options, spec=ref.spec)
-    raise CheckpointError(
-        f"{ref.path}: a stable-audio-tools model (model_config.json, e.g. Stable Audio Open Small) is not "
-        "supported: diffusers does not load this format; use a diffusers pipeline folder")
+    try:
+        from sampleforge.backends.sat import SATBackend
+    except ImportError as exc:
+        raise _import_error("stable-audio-tools", exc) from None
+    return SATBackend(ref.path, options, spec=ref.spec)

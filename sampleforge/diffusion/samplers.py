@@ -285,6 +285,33 @@ def sample_flow_heun(
     return sample_heun(denoise, x, sigmas, cond=cond, callback=callback)
 
 
+def sample_flow_pingpong(
+    denoise: Denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    *,
+    cond: Any = None,
+    generator: GeneratorArg = None,
+    callback: Callback | None = None,
+    eta: float | None = None,
+) -> Tensor:
+    """Ping-pong sampling of a (distilled) flow model: at each time t jump to the clean estimate x0, then
+    re-noise it to the next time with fresh noise, ``x_next = (1 - t_next) x0 + t_next noise`` (Stable Audio
+    Open Small's sampler). Always stochastic: the noise comes from ``generator``. N model calls."""
+    if eta not in (None, 0, 0.0):
+        raise UserInputError(f"sampler 'pingpong' re-noises fully at every step: eta={eta} has no meaning")
+    _check_flow_times(sigmas)
+    s = _prepare(x, sigmas)
+    n = len(s) - 1
+    for i in range(n):
+        x0 = denoise(x, s[i], cond)
+        t_next = s[i + 1]
+        x = x0 if float(t_next) == 0 else (1 - t_next) * x0 + t_next * randn_like(x, generator)
+        if callback is not None:
+            callback(i + 1, n)
+    return x
+
+
 SAMPLERS: dict[str, Sampler] = {
     "ddim": sample_ddim,
     "euler": sample_euler,
@@ -293,8 +320,9 @@ SAMPLERS: dict[str, Sampler] = {
     "dpmpp_2m": sample_dpmpp_2m,
     "flow_euler": sample_flow_euler,
     "flow_heun": sample_flow_heun,
+    "pingpong": sample_flow_pingpong,
 }
-FLOW_SAMPLERS: frozenset[str] = frozenset({"flow_euler", "flow_heun"})
+FLOW_SAMPLERS: frozenset[str] = frozenset({"flow_euler", "flow_heun", "pingpong"})
 STOCHASTIC_SAMPLERS: frozenset[str] = frozenset({"ddim", "euler_ancestral"})
 
 

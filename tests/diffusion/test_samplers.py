@@ -16,7 +16,7 @@ COND = torch.tensor([[0.5, -1.0], [2.0, 1.0]])
 def _setup(name: str, toys, dtype=torch.float32, steps: int = 8):
     """(denoiser, start x (2, 2, 4, 4), sigmas) for a sampler, the start drawn from seed 1234."""
     g = torch.Generator().manual_seed(1234)
-    if name.startswith("flow_"):
+    if name.startswith("flow_") or name == "pingpong":
         return (
             FlowDenoiser(toys.toy_flow_net, time_scale=1.0),
             torch.randn(2, 2, 4, 4, generator=g).to(dtype),
@@ -39,6 +39,7 @@ REGRESSION = {
     ("dpmpp_2m", None): [0.545829, 0.409401, 0.431896, 0.044937],
     ("flow_euler", None): [0.598384, 0.481991, 0.41545, 0.093226],
     ("flow_heun", None): [0.624146, 0.575915, 0.403073, 0.026231],
+    ("pingpong", None): [0.689817, 0.500149, 0.115713, 0.825244],
 }
 
 
@@ -51,13 +52,14 @@ def test_registry_covers_design() -> None:
         "dpmpp_2m",
         "flow_euler",
         "flow_heun",
+        "pingpong",
     }
     assert {name for name, _ in REGRESSION} == set(SAMPLERS)
 
 
 def test_get_sampler_lists_valid_names() -> None:
     assert get_sampler("heun") is SAMPLERS["heun"]
-    with pytest.raises(UserInputError, match=r"unknown sampler 'plms' \(valid: ddim, euler, .*flow_heun\)"):
+    with pytest.raises(UserInputError, match=r"unknown sampler 'plms' \(valid: ddim, euler, .*flow_heun, pingpong\)"):
         get_sampler("plms")
 
 
@@ -131,6 +133,17 @@ def test_flow_samplers_are_euler_and_heun_on_flow_times(toys) -> None:
         SAMPLERS["flow_euler"](denoise, x, sigmas * 2)
 
 
+def test_pingpong_renoises_from_the_generator_and_ends_on_the_clean_estimate(toys) -> None:
+    denoise, x, sigmas = _setup("pingpong", toys)
+    a = SAMPLERS["pingpong"](denoise, x, sigmas, cond=COND, generator=torch.Generator().manual_seed(1))
+    b = SAMPLERS["pingpong"](denoise, x, sigmas, cond=COND, generator=torch.Generator().manual_seed(2))
+    assert float((a - b).abs().mean()) > 1e-3  # fresh noise at every step, from the generator
+    one = SAMPLERS["pingpong"](denoise, x, sigmas[[0, -1]], cond=COND)
+    torch.testing.assert_close(one, denoise(x, sigmas[0], COND))  # one step: the clean estimate itself
+    with pytest.raises(UserInputError, match="re-noises fully"):
+        SAMPLERS["pingpong"](denoise, x, sigmas, eta=0.5)
+
+
 def test_model_call_counts(toys) -> None:
     for name, expected in {"euler": 8, "ddim": 8, "dpmpp_2m": 8, "heun": 15, "euler_ancestral": 8}.items():
         denoise, x, sigmas = _setup(name, toys)
@@ -160,7 +173,7 @@ def test_per_sample_generators_make_batches_separable(toys) -> None:
         randn_like(x, [torch.Generator()] * 3)
 
 
-@pytest.mark.parametrize("name", sorted(set(SAMPLERS) - STOCHASTIC_SAMPLERS))
+@pytest.mark.parametrize("name", sorted(set(SAMPLERS) - STOCHASTIC_SAMPLERS - {"pingpong"}))
 def test_deterministic_samplers_refuse_eta(name: str, toys) -> None:
     denoise, x, sigmas = _setup(name, toys)
     with pytest.raises(UserInputError, match="deterministic"):

@@ -90,7 +90,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if w not in shown:
             print(f"warning: {w}", file=sys.stderr)
     if args.verbose:
-        print(verbose_line(gen, result.stats, peak), file=sys.stderr)
+        print(verbose_line(gen, result.stats, peak, result.params), file=sys.stderr)
     for out, wav, s in zip(outs, result.audio, result.seeds, strict=True):
         meta = api.metadata_for(params.prompt, s, gen.id, params.steps, params.cfg_scale, params.sampler,
                                 length=params.length, format=params.format, **params.knobs())
@@ -121,11 +121,14 @@ def _load_model(args: argparse.Namespace, params: GenerationParams) -> tuple[Any
     return load_backend(params.model or DEFAULT_MODEL, BackendOptions.from_params(params, args.device)), True
 
 
-def verbose_line(gen: Any, stats: dict[str, float], peak: Any) -> str:
-    """One line: the stages' times and peak memory, and the process's peak resident memory."""
+def verbose_line(gen: Any, stats: dict[str, float], peak: Any, params: GenerationParams | None = None) -> str:
+    """One line: the settings as run (the model's own defaults filled in), the stages' times and peak memory,
+    and the process's peak resident memory."""
     from sampleforge.backends.memory import process_peak_bytes
 
     parts = [f"model {gen.id} ({gen.kind}) on {gen.device}"]
+    if params is not None:
+        parts.append(f"{params.sampler}, {params.steps} steps, cfg {params.cfg_scale:g}, {params.duration:g} s")
     for stage in ("sample", "decode"):
         if f"{stage}_s" in stats:
             mem = stats.get(f"{stage}_peak_mib")
@@ -144,7 +147,7 @@ def _output_path(args: argparse.Namespace, params: GenerationParams, model: str,
     """Where clip k goes: ``--output`` (numbered when --count > 1) or an auto name (in ``--out-dir``)."""
     from sampleforge import api
 
-    assert params.seed is not None
+    assert params.seed is not None and params.steps is not None and params.cfg_scale is not None
     if args.output is not None:
         out: Path = args.output if params.count == 1 else \
             args.output.with_name(f"{args.output.stem}_{k + 1}{args.output.suffix}")

@@ -6,7 +6,7 @@ and sweep settings and the server's advertised limits all derive from its ``para
 server's own limits may only narrow them. Adding a setting is one ``param(...)`` line below.
 
     params = GenerationParams.from_kwargs({"prompt": "808 kick", "ddim_steps": 25})
-    params.steps, params.cfg_scale  # 25, 3.0
+    params.steps, params.cfg_scale  # 25, None: left to the model, whose resolve() fills in its own default
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ class Spec:
     http: bool = True  # part of HTTP request bodies
     normalize: Callable[[Any], Any] | None = None  # str settings of a richer shape: value -> canonical text,
     # ValueError (its message says what is accepted) when bad
+    own: Any = None  # default=None settings left to the model: the value sampleforge's own models use
     name: str = ""  # filled in from the field
     kind: type = object  # int, float or str; filled in from the annotation
 
@@ -180,8 +181,12 @@ class GenerationParams:
 
     prompt: str = param("", "keywords, e.g. 'punchy 808 kick'", max_length=2000)
     count: int = param(1, "clips to make; clip k uses seed + k", ge=1, le=1000, aliases=("n",))
-    steps: int = param(50, "sampler steps", ge=1, le=1000, aliases=("ddim_steps",), task="diffusionSteps")
-    cfg_scale: float = param(3.0, "classifier-free guidance scale", ge=0.0, le=30.0, task="guidanceScale")
+    steps: int | None = param(None, "sampler steps; default: the model's own (sampleforge models 50, Stable Audio "
+                              "Open 1.0 100, Stable Audio Open Small 8, AudioLDM2 200)", ge=1, le=1000,
+                              aliases=("ddim_steps",), task="diffusionSteps", own=50)
+    cfg_scale: float | None = param(None, "classifier-free guidance scale; default: the model's own (sampleforge "
+                                    "models 3, Stable Audio Open 1.0 7, Stable Audio Open Small 1, AudioLDM2 3.5)",
+                                    ge=0.0, le=30.0, task="guidanceScale", own=3.0)
     sampler: str | None = param(None, "sampler, e.g. ddim, dpmpp_2m, euler_ancestral (flow models: flow_euler, "
                                 "flow_heun); default: the model's first", choices=sampler_names)
     seed: int | None = param(None, "seed of clip 0; random if omitted", ge=0, le=MAX_SEED)

@@ -25,10 +25,10 @@ from torch import Tensor
 from sampleforge.audio.finish import finish
 from sampleforge.audio.griffinlim import GriffinLim
 from sampleforge.audio.mel import MelSpectrogram
-from sampleforge.backends.base import BackendOptions, Generation, ParamSpace, RunMixin
+from sampleforge.backends.base import BackendOptions, Generation, ParamSpace, RunMixin, model_defaults
 from sampleforge.bundle import DEFAULT_MODEL, Bundle, load_bundle, model_id
 from sampleforge.devices import auto_device
-from sampleforge.diffusion.samplers import FLOW_SAMPLERS, SAMPLERS
+from sampleforge.diffusion.samplers import DISTILLED_SAMPLERS, FLOW_SAMPLERS, SAMPLERS
 from sampleforge.diffusion.sampling import generate_latents
 from sampleforge.errors import UserInputError
 from sampleforge.params import DEFAULTS, MAX_SEED, PRECISIONS, SPECS, GenerationParams
@@ -108,7 +108,8 @@ class Generator(RunMixin):
         self.id = model_id(bundle.path) if bundle.path is not None else cfg.name
         self.sample_rate = cfg.sample_rate
         flow = cfg.diffusion.prediction == "flow"
-        self.samplers = tuple(name for name in SAMPLERS if (name in FLOW_SAMPLERS) == flow)  # the first: default
+        self.samplers = tuple(name for name in SAMPLERS  # the first: the default
+                              if (name in FLOW_SAMPLERS) == flow and name not in DISTILLED_SAMPLERS)
         self.alphas_cumprod = cfg.diffusion.alphas_cumprod().to(self.device)
         gl = cfg.griffin_lim
         self.griffin_lim = GriffinLim(cfg.mel, n_iter=gl.n_iter, momentum=gl.momentum, init=gl.init).to(self.device)
@@ -146,7 +147,7 @@ class Generator(RunMixin):
         """Samplers (DDPM or flow, as the model was trained), durations and defaults."""
         return ParamSpace(samplers=self.samplers, min_duration=float(SPECS["duration"].ge or 0.1),
                           max_duration=MAX_DURATION, default_duration=float(self.bundle.config.duration),
-                          default_steps=int(SPECS["steps"].default), default_cfg=float(SPECS["cfg_scale"].default))
+                          default_steps=int(SPECS["steps"].own), default_cfg=float(SPECS["cfg_scale"].own))
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "format": "sampleforge", "path": str(self.bundle.path), "id": self.id,
@@ -238,9 +239,11 @@ class Generator(RunMixin):
 
     # -- the whole thing -------------------------------------------------------------------------------
     def resolve(self, params: GenerationParams) -> GenerationParams:
-        """Fill the settings left to the model (sampler, duration, precision) and a random seed if none."""
+        """Fill the settings left to the model (steps, cfg scale, sampler, duration, precision) and a random
+        seed if none."""
         p = dataclasses.replace(
             params.with_seed(),
+            **model_defaults(self.space, params),
             sampler=params.sampler or self.samplers[0],
             duration=params.duration if params.duration is not None else self.bundle.config.duration,
             precision=params.precision or self.precision,
@@ -312,7 +315,7 @@ class Generator(RunMixin):
         per-clip ``seeds`` for the sampler's later draws, optional ``init`` latents (B, C, W) at ``strength``
         → audio (B, samples), latents, mels and the raw waveform, on the CPU. Audio gets the natural tail
         (``finish(tail="natural")``)."""
-        assert p.duration is not None and p.sampler is not None
+        assert p.duration is not None and p.sampler is not None and p.steps is not None and p.cfg_scale is not None
         samples, frames = self.frames(p.duration)
         shape = self.bundle.config.vae.latent_shape(frames)
         generators = [torch.Generator(device=self.device).manual_seed(s) for s in seeds]

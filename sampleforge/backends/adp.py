@@ -210,7 +210,7 @@ class ADPBackend(RunMixin):
 
         p = self.resolve(params)
         b = batch(p, prompts)
-        assert p.duration is not None and p.sampler is not None
+        assert p.duration is not None and p.sampler is not None and p.steps is not None
         warnings = sorted({w for x in set(b.prompts) for w in self.check_prompt(x)}) + list(self.notes)
         if p.cfg_scale:
             warnings.append("this model is unconditional: cfg_scale has no effect")

@@ -162,11 +162,18 @@ class Batch:
     seeds: list[int]
 
 
+def model_defaults(space: ParamSpace, params: GenerationParams) -> dict[str, Any]:
+    """The model's own steps and cfg scale where ``params`` leaves them to the model (None)."""
+    return {"steps": params.steps if params.steps is not None else space.default_steps,
+            "cfg_scale": params.cfg_scale if params.cfg_scale is not None else space.default_cfg}
+
+
 def resolve_in(space: ParamSpace, params: GenerationParams, precision: str) -> GenerationParams:
     """Fill the settings left to the model from ``space`` and check them against it (UserInputError naming
-    the setting): sampler, duration, and a random seed if none."""
+    the setting): steps, cfg scale, sampler, duration, and a random seed if none."""
     p = dataclasses.replace(
         params.with_seed(),
+        **model_defaults(space, params),
         sampler=params.sampler or space.default_sampler,
         duration=params.duration if params.duration is not None else space.default_duration,
         precision=params.precision or precision,

@@ -144,17 +144,25 @@ class DiffusersBackend(RunMixin):
             return Geometry(-1, float(self.pipe.vae.hop_length))
         return Geometry(-1, float(self.pipe.vae.downsampling_ratio))
 
+    def call_defaults(self) -> tuple[int, float]:
+        """The pipeline's own steps and guidance scale: its ``__call__`` defaults (Stable Audio 3 leaves steps
+        to its scheduler: 8 for the distilled ping-pong model, else 100, as the pipeline decides)."""
+        params = inspect.signature(type(self.pipe).__call__).parameters
+        steps = params["num_inference_steps"].default
+        if steps is None and self.family == "stable-audio-3":
+            steps = 8 if self.native_scheduler.config.get("stochastic_sampling") else 100
+        return int(steps), float(params["guidance_scale"].default)
+
     def _make_space(self) -> ParamSpace:
         sr = self.sample_rate
+        steps, cfg = self.call_defaults()
         if self.family == "stable-audio":
             top = self.pipe.transformer.config.sample_size * self.pipe.vae.hop_length / sr
-            steps, cfg, channels = 100, 7.0, int(self.pipe.vae.config.audio_channels)
+            channels = int(self.pipe.vae.config.audio_channels)
         elif self.family == "stable-audio-3":
-            top = MAX_DURATION
-            steps = 8 if self.native_scheduler.config.get("stochastic_sampling") else 100
-            cfg, channels = 1.0, int(self.pipe.vae.config.audio_channels)
+            top, channels = MAX_DURATION, int(self.pipe.vae.config.audio_channels)
         else:
-            top, steps, cfg, channels = MAX_DURATION, 200, 3.5, 1
+            top, channels = MAX_DURATION, 1
         low = self.geometry().samples_per_frame / sr
         default = min(10.0, top)
         return ParamSpace(
@@ -220,7 +228,7 @@ class DiffusersBackend(RunMixin):
     def sample(self, p: GenerationParams, prompts: list[str], seeds: list[int],
                callback: Callback | None = None) -> Tensor:
         """The pipeline's sampling loop only -> latents (B, ...)."""
-        assert p.sampler is not None and p.duration is not None
+        assert p.sampler is not None and p.duration is not None and p.steps is not None
         steps, duration = p.steps, p.duration
         pipe, extra = self._pipeline_for(p)
         pipe.scheduler = schedulers.build_scheduler(self.family, p.sampler, self.native_scheduler)

@@ -1,5 +1,6 @@
-"""``sampleforge inspect`` for other people's model folders: components, parameter counts, dtypes and the
-sampler mapping, read from the configs and safetensors headers without building any network."""
+"""``sampleforge inspect`` for other people's model folders (diffusers pipelines, stable-audio-tools folders):
+components, parameter counts, dtypes and the sampler mapping, read from the configs and safetensors headers
+without building any network."""
 
 from __future__ import annotations
 
@@ -52,6 +53,52 @@ def inspect_diffusers(path: Path) -> dict[str, Any]:
     return {"kind": "diffusers", "path": str(path), "pipeline": cls, "family": family,
             "diffusers_version": index.get("_diffusers_version"), "components": out,
             "samplers": schedulers.describe(family, native)}
+
+
+def inspect_stable_audio_tools(path: Path) -> dict[str, Any]:
+    """A stable-audio-tools folder -> its config's shape, the tensors under each part of the checkpoint, and
+    the samplers and defaults it runs with (SatFormatError naming a config field sampleforge cannot run)."""
+    from safetensors import safe_open
+
+    from sampleforge.backends.sat import CONDITIONERS, DECODER, DIT, OBJECTIVES, read_config
+
+    cfg = read_config(path)
+    parts = {"transformer": DIT, "decoder": DECODER, "encoder": "pretransform.model.encoder.",
+             "conditioners": CONDITIONERS}
+    counts = dict.fromkeys(parts, 0)
+    files = sorted(path.glob("*.safetensors"))
+    for f in files[:1]:
+        with safe_open(str(f), framework="pt") as handle:
+            for key in handle.keys():
+                part = next((name for name, prefix in parts.items() if key.startswith(prefix)), None)
+                if part is not None:
+                    n = 1
+                    for d in handle.get_slice(key).get_shape():
+                        n *= int(d)
+                    counts[part] += n
+    samplers, steps, cfg_scale = OBJECTIVES[cfg.objective]
+    return {"kind": "stable-audio-tools", "path": str(path), "objective": cfg.objective,
+            "sample_rate": cfg.sample_rate, "window_s": cfg.sample_size / cfg.sample_rate,
+            "dit": {k: cfg.dit[k] for k in ("embed_dim", "depth", "num_heads", "io_channels")} | {"qk_norm": cfg.qk_norm},
+            "conditioners": {cid: kind for cid, (kind, _) in cfg.conditioners.items()},
+            "weights": [f.name for f in files] or [f.name for f in sorted(path.glob("*.ckpt"))],
+            "parameters": counts if files else None, "samplers": list(samplers),
+            "defaults": {"steps": steps, "cfg_scale": cfg_scale}}
+
+
+def format_stable_audio_tools(info: dict[str, Any]) -> str:
+    d = info["dit"]
+    lines = [f"stable-audio-tools model: {info['path']}",
+             f"{info['objective']} DiT: {d['depth']} layers x {d['embed_dim']} wide, {d['num_heads']} heads, "
+             f"qk_norm {d['qk_norm']}, {d['io_channels']} latent channels; {info['sample_rate']} Hz, window "
+             f"{info['window_s']:.2f} s",
+             "conditioners: " + ", ".join(f"{k} ({v})" for k, v in info["conditioners"].items()),
+             f"weights: {', '.join(info['weights'])}"]
+    if info["parameters"]:
+        lines += [f"  {name:<13} {n:>12,} params" for name, n in info["parameters"].items()]
+    lines.append(f"samplers (--sampler): {', '.join(info['samplers'])}; defaults {info['defaults']['steps']} steps, "
+                 f"cfg {info['defaults']['cfg_scale']:g}")
+    return "\n".join(lines)
 
 
 def format_diffusers(info: dict[str, Any]) -> str:

@@ -574,7 +574,7 @@ class SATBackend(RunMixin):
 
         p = self.resolve(params)
         b = batch(p, prompts)
-        assert p.duration is not None and p.sampler is not None
+        assert p.duration is not None and p.sampler is not None and p.steps is not None and p.cfg_scale is not None
         warnings = sorted({w for x in set(b.prompts) for w in self.check_prompt(x)}) + list(self.notes)
         if p.knobs():
             warnings.append(f"{self.name} has no timbre knobs: {', '.join(sorted(p.knobs()))} ignored")

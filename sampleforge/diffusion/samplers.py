@@ -323,6 +323,8 @@ SAMPLERS: dict[str, Sampler] = {
     "pingpong": sample_flow_pingpong,
 }
 FLOW_SAMPLERS: frozenset[str] = frozenset({"flow_euler", "flow_heun", "pingpong"})
+# for distilled flow models, whose clean estimate is good at every time; sampleforge's own models are not
+DISTILLED_SAMPLERS: frozenset[str] = frozenset({"pingpong"})
 STOCHASTIC_SAMPLERS: frozenset[str] = frozenset({"ddim", "euler_ancestral"})
 
 

@@ -19,12 +19,15 @@ def inspect_path(path: str | os.PathLike[str]) -> dict[str, Any]:
     from sampleforge import bundle, legacy
     from sampleforge.backends.resolve import resolve
 
-    if str(path).startswith("hf:") or (Path(path).expanduser() / "model_index.json").is_file():
-        from sampleforge.backends.inspect import inspect_diffusers
+    here = Path(path).expanduser()
+    if str(path).startswith("hf:") or (here / "model_index.json").is_file() or (here / "model_config.json").is_file():
+        from sampleforge.backends.inspect import inspect_diffusers, inspect_stable_audio_tools
 
         ref = resolve(path)
         if ref.format == "diffusers":
             return inspect_diffusers(ref.path)
+        if ref.format == "stable-audio-tools":
+            return inspect_stable_audio_tools(ref.path)
         path = ref.path
     p = Path(path).expanduser()
     if p.is_file() and p.suffix.lower() in LEGACY_SUFFIXES:
@@ -95,6 +98,10 @@ def format_inspect(info: dict[str, Any]) -> str:
         from sampleforge.backends.inspect import format_diffusers
 
         return format_diffusers(info)
+    if info.get("kind") == "stable-audio-tools":
+        from sampleforge.backends.inspect import format_stable_audio_tools
+
+        return format_stable_audio_tools(info)
     if info.get("kind") == "legacy_pt":
         lines.append(f"legacy checkpoint: {info['path']}")
         lines.append(f"sha256: {info.get('sha256', '?')}")

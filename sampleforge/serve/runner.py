@@ -235,6 +235,7 @@ class JobRunner:
 
     def _write_files(self, job: Job, wavs: list[Tensor]) -> list[dict[str, Any]]:
         p, seed0 = job.params, int(job.seed or 0)
+        assert p.steps is not None and p.cfg_scale is not None  # filled in from the model when the job was made
         results = []
         for k, wav in enumerate(wavs):
             meta = metadata_for(job.prompt, seed0 + k, job.model, p.steps, p.cfg_scale, str(p.sampler))

@@ -73,6 +73,16 @@ def model_duration(generator: GeneratorLike) -> float:
     return float(resolved.duration)
 
 
+def model_steps_cfg(generator: GeneratorLike) -> tuple[int, float]:
+    """The model's own steps and cfg scale (used where a request leaves them unset)."""
+    space = getattr(generator, "space", None)
+    if space is not None:
+        return int(space.default_steps), float(space.default_cfg)
+    resolved = generator.resolve(GenerationParams(seed=0))
+    assert resolved.steps is not None and resolved.cfg_scale is not None
+    return resolved.steps, resolved.cfg_scale
+
+
 class ServedModel:
     """One model the service runs: the backend, its samplers and defaults."""
 
@@ -85,14 +95,15 @@ class ServedModel:
         if self.default_sampler not in self.samplers:
             self.default_sampler = self.samplers[0]
         self.default_duration = min(max(model_duration(generator), config.min_duration), config.max_duration)
+        self.default_steps, self.default_cfg = model_steps_cfg(generator)
 
     def info(self) -> dict[str, Any]:
         space = getattr(self.generator, "space", None)
         return {"name": self.name, "kind": getattr(self.generator, "kind", "sampleforge"),
                 "sample_rate": self.generator.sample_rate, "duration": self.default_duration,
                 "samplers": self.samplers, "default_sampler": self.default_sampler,
-                **({"defaults": {"steps": space.default_steps, "cfg_scale": space.default_cfg},
-                    "channels": space.channels} if space is not None else {})}
+                "defaults": {"steps": self.default_steps, "cfg_scale": self.default_cfg},
+                **({"channels": space.channels} if space is not None else {})}
 
 
 class StorageUnavailable(SampleforgeError):
@@ -207,10 +218,12 @@ class Service:
         return self.models[name]
 
     def job_params(self, req: GenerateRequest, served: ServedModel) -> GenerationParams:
-        """The request's settings with the model's sampler and duration filled in (the seed stays unset
-        if the client gave none: the worker picks contiguous seeds for a whole batch)."""
+        """The request's settings with the model's own steps, cfg scale, sampler and duration filled in (the
+        seed stays unset if the client gave none: the worker picks contiguous seeds for a whole batch)."""
         return dataclasses.replace(req.to_params(), model=served.name, sampler=req.sampler or served.default_sampler,
-                                   duration=req.duration if req.duration is not None else served.default_duration)
+                                   duration=req.duration if req.duration is not None else served.default_duration,
+                                   steps=req.steps if req.steps is not None else served.default_steps,
+                                   cfg_scale=req.cfg_scale if req.cfg_scale is not None else served.default_cfg)
 
     def submit(self, req: GenerateRequest, source: str = "generate", client_ref: str | None = None) -> Job:
         """Persist a validated request as a queued job and hand it to a worker.

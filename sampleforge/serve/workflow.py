@@ -138,7 +138,7 @@ def _limits(request: Request, p: GenerationParams, clips: int, prompts: dict[str
     service = request.app.state.service
     cfg = service.config
     samplers = _generator(request, p.model).samplers
-    if p.steps > cfg.max_steps:
+    if p.steps is not None and p.steps > cfg.max_steps:
         raise _invalid("steps", f"at most {cfg.max_steps} steps", "less_than_equal")
     if clips > cfg.max_count * 4:
         raise _invalid("count", f"at most {cfg.max_count * 4} clips per request, asked for {clips}",

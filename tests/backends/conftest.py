@@ -39,3 +39,14 @@ def adp_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from sampleforge.backends import tiny
 
     return tiny.make_adp_checkpoint(tmp_path_factory.mktemp("adp") / "tiny-drums.ckpt")
+
+
+@pytest.fixture(scope="session")
+def sat_small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
+    """A tiny Stable Audio Open Small-shaped stable-audio-tools folder: (folder, config, the stable-audio-tools
+    networks it was written from)."""
+    from tests.backends import sat_reference as ref
+
+    cfg = ref.tiny_config()
+    nets = ref.build_networks(cfg, seed=0)
+    return ref.write_model(tmp_path_factory.mktemp("sat") / "tiny-sao-small", cfg, nets), cfg, nets

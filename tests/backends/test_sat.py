@@ -21,12 +21,9 @@ from tests.backends import sat_reference as ref
 PROMPT = "kick drum"
 
 
-@pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
-    """(folder, config, stable-audio-tools' networks it was written from)."""
-    cfg = ref.tiny_config()
-    nets = ref.build_networks(cfg, seed=0)
-    return ref.write_model(tmp_path_factory.mktemp("sat") / "tiny-sao-small", cfg, nets), cfg, nets
+@pytest.fixture
+def small(sat_small: tuple[Path, dict, dict]) -> tuple[Path, dict, dict]:
+    return sat_small
 
 
 @pytest.mark.parametrize(("qk_norm", "project"), [("ln", False), ("none", True)])
@@ -138,3 +135,17 @@ def test_bad_folders_name_the_problem(small: tuple[Path, dict, dict], tmp_path: 
     with pytest.raises(CheckpointError, match=r"hf download google-t5/t5-base"):
         load_backend(no_t5)
     assert main(["generate", "--model", str(bad), "--prompt", PROMPT, "--output", str(tmp_path / "x.wav")]) != 0
+
+
+def test_inspect_and_doctor_read_a_stable_audio_tools_folder(small: tuple[Path, dict, dict],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from sampleforge.eval import doctor
+
+    folder, _, nets = small
+    assert main(["inspect", str(folder)]) == 0
+    out = capsys.readouterr().out
+    dit_params = sum(p.numel() for p in nets["dit"].state_dict().values())
+    assert "rf_denoiser DiT: 2 layers x 128 wide" in out and "seconds_total (number)" in out
+    assert f"{dit_params:,} params" in out and "pingpong" in out and "defaults 8 steps, cfg 1" in out
+    check = doctor.check_model(str(folder))
+    assert check.status == "ok" and "stable-audio-tools" in check.detail

@@ -10,6 +10,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from sampleforge.errors import UserInputError
 from sampleforge.serve.job import Job
 from sampleforge.serve.jobstore import QueueFull
 from sampleforge.serve.results import MEDIA_TYPES, is_job_id
@@ -61,6 +62,14 @@ def _error(loc: tuple[str, ...], msg: str, kind: str) -> dict[str, Any]:
     return {"loc": loc, "msg": msg, "type": kind}
 
 
+def _served_steps(service: Service, req: GenerateRequest) -> int:
+    """The steps the requested model uses by default (0 for an unknown model: that error is reported apart)."""
+    try:
+        return service.model(getattr(req, "model", None)).default_steps
+    except UserInputError:
+        return 0
+
+
 def check_limits(service: Service, req: GenerateRequest, loc: Callable[[str], tuple[str, ...]]) -> None:
     """This server's limits (beyond the schema's static bounds): 422 naming each offending field.
 
@@ -70,8 +79,10 @@ def check_limits(service: Service, req: GenerateRequest, loc: Callable[[str], tu
         errors.append(_error(loc("prompt"), f"at most {cfg.max_prompt_chars} characters", "string_too_long"))
     if req.count > cfg.max_count:
         errors.append(_error(loc("count"), f"at most {cfg.max_count} clips per job", "less_than_equal"))
-    if req.steps > cfg.max_steps:
-        errors.append(_error(loc("steps"), f"at most {cfg.max_steps} steps", "less_than_equal"))
+    steps = req.steps if req.steps is not None else _served_steps(service, req)
+    if steps > cfg.max_steps:
+        said = "" if req.steps is not None else " (the model's own default; ask for fewer)"
+        errors.append(_error(loc("steps"), f"at most {cfg.max_steps} steps{said}", "less_than_equal"))
     if req.duration is not None and not cfg.min_duration <= req.duration <= cfg.max_duration:
         errors.append(_error(loc("duration"), f"must be between {cfg.min_duration} and {cfg.max_duration} seconds",
                              "range"))

@@ -1,0 +1,121 @@
+"""Steps and cfg scale left unset take each model's own defaults (its pipeline's ``__call__`` defaults, or its
+authors' for stable-audio-tools models); sampleforge's own models keep 50 and 3. Through the Python API, the
+CLI (with --verbose and the file's metadata) and HTTP."""
+
+from __future__ import annotations
+
+import inspect
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import soundfile as sf
+from fastapi.testclient import TestClient
+
+from sampleforge.audio.io import read_metadata
+from sampleforge.backends import BackendOptions, load_backend
+from sampleforge.cli import main
+from sampleforge.params import GenerationParams
+from sampleforge.serve.app import create_app
+from sampleforge.serve.config import ServeConfig
+from sampleforge.serve.service import Service
+
+CPU = BackendOptions(device="cpu")
+
+
+def _call_defaults(cls_name: str) -> tuple[Any, Any]:
+    import diffusers
+
+    params = inspect.signature(getattr(diffusers, cls_name).__call__).parameters
+    return params["num_inference_steps"].default, params["guidance_scale"].default
+
+
+@pytest.mark.parametrize(("fixture", "pipeline", "expected"), [
+    ("sa_dir", "StableAudioPipeline", (100, 7.0)),
+    ("ldm_dir", "AudioLDM2Pipeline", (200, 3.5)),
+    ("sa3_dir", "StableAudio3Pipeline", (8, 1.0)),  # steps: None in __call__, 8 for a ping-pong scheduler
+])
+def test_diffusers_backends_take_their_pipelines_defaults(fixture: str, pipeline: str, expected: tuple,
+                                                          request: pytest.FixtureRequest) -> None:
+    backend = load_backend(request.getfixturevalue(fixture), CPU)
+    p = backend.resolve(GenerationParams())
+    steps, cfg = _call_defaults(pipeline)
+    assert (p.steps, p.cfg_scale) == expected
+    assert cfg == expected[1] and steps in (expected[0], None)
+    assert backend.resolve(GenerationParams(steps=3, cfg_scale=2.5)).steps == 3  # what the user sets wins
+    assert backend.resolve(GenerationParams(steps=3, cfg_scale=2.5)).cfg_scale == 2.5
+
+
+def test_own_and_stable_audio_tools_defaults(debug_model: Path, sat_small: tuple[Path, dict, dict]) -> None:
+    ours = load_backend(debug_model, CPU).resolve(GenerationParams())
+    assert (ours.steps, ours.cfg_scale) == (50, 3.0)
+    small = load_backend(sat_small[0], CPU)
+    p = small.resolve(GenerationParams())
+    assert (p.steps, p.cfg_scale, p.sampler) == (8, 1.0, "pingpong")
+    assert small.space.as_dict()["default_steps"] == 8
+
+
+def test_cli_reports_and_records_the_model_defaults(sat_small: tuple[Path, dict, dict], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    folder = sat_small[0]
+    base = ["generate", "--model", str(folder), "--prompt", "kick drum", "--seed", "7", "--duration", "1", "--quiet"]
+    assert main([*base, "--output", str(tmp_path / "own.wav"), "--verbose"]) == 0
+    assert "pingpong, 8 steps, cfg 1, 1 s" in capsys.readouterr().err
+    meta = read_metadata(tmp_path / "own.wav")
+    assert (meta["steps"], meta["cfg_scale"], meta["sampler"]) == ("8", "1.0", "pingpong")
+    assert main([*base, "--output", str(tmp_path / "said.wav"), "--steps", "8", "--cfg-scale", "1"]) == 0
+    a, b = sf.read(tmp_path / "own.wav")[0], sf.read(tmp_path / "said.wav")[0]
+    assert (a == b).all()  # the defaults are exactly what the model's own settings give
+    assert main([*base, "--output", str(tmp_path / "four.wav"), "--steps", "4"]) == 0
+    assert read_metadata(tmp_path / "four.wav")["steps"] == "4"
+
+
+def _wait(client: TestClient, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish in {timeout} s")
+
+
+def test_http_requests_without_steps_take_the_named_models_defaults(
+        sat_small: tuple[Path, dict, dict], debug_model: Path, tmp_path: Path) -> None:
+    small = load_backend(sat_small[0], CPU)
+    ours = load_backend(debug_model, CPU)
+    service = Service(ServeConfig(storage=tmp_path / "storage", max_duration=4.0, max_steps=60),
+                      {small.name: small, ours.name: ours})
+    with TestClient(create_app(service)) as client:
+        models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+        assert models[small.name]["defaults"] == {"steps": 8, "cfg_scale": 1.0}
+        assert models[ours.name]["defaults"] == {"steps": 50, "cfg_scale": 3.0}
+        for name, steps, cfg in ((small.name, 8, 1.0), (ours.name, 50, 3.0)):
+            body = {"prompt": "kick drum", "seed": 7, "duration": 1, "model": name}
+            job = _wait(client, client.post("/v1/generate", json=body).json()["job_id"])
+            assert job["state"] == "succeeded", job
+            assert (job["params"]["steps"], job["params"]["cfg_scale"]) == (steps, cfg)
+            wav = client.get(job["results"][0]["url"]).content
+            meta = read_metadata_bytes(wav, tmp_path / f"{steps}.wav")
+            assert (meta["steps"], meta["cfg_scale"]) == (str(steps), str(cfg))
+        said = _wait(client, client.post("/v1/generate", json={"prompt": "kick", "seed": 1, "duration": 1,
+                                                               "steps": 3, "model": small.name}).json()["job_id"])
+        assert said["params"]["steps"] == 3 and said["params"]["cfg_scale"] == 1.0
+
+
+def test_http_refuses_a_model_default_above_the_server_limit(sa_dir: Path, tmp_path: Path) -> None:
+    sa = load_backend(sa_dir, CPU)  # Stable Audio Open 1.0's own default: 100 steps
+    service = Service(ServeConfig(storage=tmp_path / "storage", max_duration=4.0, max_steps=60), {sa.name: sa})
+    with TestClient(create_app(service)) as client:
+        bad = client.post("/v1/generate", json={"prompt": "kick", "duration": 1})
+        assert bad.status_code == 422 and "steps" in bad.json()["error"] and "model's own" in bad.json()["error"]
+        ok = client.post("/v1/generate", json={"prompt": "kick", "duration": 1, "steps": 2})
+        assert ok.status_code in (200, 202), ok.text
+
+
+def read_metadata_bytes(data: bytes, path: Path) -> dict[str, str]:
+    path.write_bytes(data)
+    assert sf.read(io.BytesIO(data))[1] > 0
+    return read_metadata(path)

@@ -188,7 +188,8 @@ class GenerationParams:
                                     "models 3, Stable Audio Open 1.0 7, Stable Audio Open Small 1, AudioLDM2 3.5)",
                                     ge=0.0, le=30.0, task="guidanceScale", own=3.0)
     sampler: str | None = param(None, "sampler, e.g. ddim, dpmpp_2m, euler_ancestral (flow models: flow_euler, "
-                                "flow_heun); default: the model's first", choices=sampler_names)
+                                "flow_heun; distilled flow models: pingpong); default: the model's first",
+                                choices=sampler_names)
     seed: int | None = param(None, "seed of clip 0; random if omitted", ge=0, le=MAX_SEED)
     duration: float | None = param(None, "clip length in seconds; default: the model's (each model narrows the "
                                    "range: sampleforge models 0.1-10 s)", ge=0.1, le=MAX_DURATION)

@@ -51,7 +51,8 @@ def generate_latents(
       prediction "eps" | "v" | "x0" (a DDPM model on ``alphas_cumprod`` (T,), t a float timestep) or "flow"
       (a velocity model, t in [0, 1]; ``alphas_cumprod`` unused).
     - ``shape``: ONE sample's latent shape, (C, W).
-    - ``sampler``: a name in SAMPLERS; flow models take flow_euler / flow_heun, DDPM models the others.
+    - ``sampler``: a name in SAMPLERS; flow models take flow_euler / flow_heun (or pingpong, for
+      distilled ones), DDPM models the others.
     - ``schedule``: "uniform" (= "leading", diffusers DDIM), "trailing", "linspace" or "karras" for DDPM
       models; flow models use uniform times, shifted by ``flow_shift``.
     - ``eta``: None = the sampler's default (ddim 0, euler_ancestral 1).

@@ -64,6 +64,17 @@ def quiet() -> Iterator[None]:
         yield
 
 
+def silence_libraries() -> None:
+    """diffusers' and transformers' progress bars and info logs stay out of the user's terminal."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.set_verbosity_error()
+
+
 @dataclass(frozen=True)
 class Geometry:
     """How one family's latents map to time: ``time_dim`` of the latents, output samples per latent frame."""
@@ -87,12 +98,8 @@ class DiffusersBackend(RunMixin):
 
     def __init__(self, path: Path, options: BackendOptions | None = None, spec: str | None = None) -> None:
         import diffusers
-        import transformers
 
-        diffusers.utils.logging.disable_progress_bar()
-        transformers.utils.logging.disable_progress_bar()
-        transformers.utils.logging.set_verbosity_error()
-        diffusers.utils.logging.set_verbosity_error()
+        silence_libraries()
         self.options = options or BackendOptions()
         self.path = path
         self.pipeline_class, self.family = _family(path)

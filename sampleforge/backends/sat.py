@@ -405,8 +405,10 @@ class SATBackend(RunMixin):
     kind = "stable-audio-tools"
 
     def __init__(self, path: Path, options: BackendOptions | None = None, spec: str | None = None) -> None:
+        from sampleforge.backends.diffusers_backend import quiet, silence_libraries
         from sampleforge.pipeline import auto_device
 
+        silence_libraries()
         self.options = options or BackendOptions()
         self.path = path
         self.cfg = read_config(path)
@@ -417,10 +419,10 @@ class SATBackend(RunMixin):
         dit_sd, inv_freq = convert_dit(state)
         if not dit_sd:
             raise CheckpointError(f"{path}: no DiT weights (model.model.*) in the checkpoint")
-        self.dit = build_dit(self.cfg)
+        with quiet():  # weight_norm's deprecation notice
+            self.dit, self.decoder = build_dit(self.cfg), build_decoder(self.cfg)
         _load(self.dit, dit_sd, "DiT", path)
         self.inv_freq = inv_freq if inv_freq is not None else default_inv_freq(self.cfg.head_dim)
-        self.decoder = build_decoder(self.cfg)
         _load(self.decoder, convert_decoder(state, len(self.cfg.decoder["c_mults"])), "decoder", path)
         self.numbers = self._number_conditioners(state)
         self.notes: list[str] = []
@@ -545,10 +547,11 @@ class SATBackend(RunMixin):
         emb = (cos.to(self.device), sin.to(self.device))
         if cond.scale == 1.0:
             return self.dit(x, t, encoder_hidden_states=cond.cross, global_hidden_states=cond.global_,
-                            rotary_embedding=emb).sample
+                            rotary_embedding=emb, return_dict=False)[0]
         out = self.dit(torch.cat([x, x]), torch.cat([t, t]),
                        encoder_hidden_states=torch.cat([cond.cross, torch.zeros_like(cond.cross)]),
-                       global_hidden_states=torch.cat([cond.global_, cond.global_]), rotary_embedding=emb).sample
+                       global_hidden_states=torch.cat([cond.global_, cond.global_]), rotary_embedding=emb,
+                       return_dict=False)[0]
         yes, no = out.chunk(2)
         return no + (yes - no) * cond.scale
 

@@ -118,6 +118,7 @@ def build_networks(cfg: dict[str, Any], seed: int = 0) -> dict[str, nn.Module]:
     """stable-audio-tools' DiT, Oobleck encoder and decoder, number embedder and T5 projection, random."""
     sat = load()
     gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # the modules' own initialisation draws from the global generator
     model = cfg["model"]
     ae = model["pretransform"]["config"]
     nets: dict[str, nn.Module] = {

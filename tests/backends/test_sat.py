@@ -67,6 +67,7 @@ def test_checkpoint_keys_are_stable_audio_tools_own(small: tuple[Path, dict, dic
 
 def test_cli_equals_stable_audio_tools_sampling(small: tuple[Path, dict, dict], tmp_path: Path) -> None:
     folder, cfg, nets = small
+    wants = {}
     for steps, scale in ((8, 1.0), (4, 3.0)):
         out = tmp_path / f"x{steps}.wav"
         assert main(["generate", "--model", str(folder), "--prompt", PROMPT, "--steps", str(steps), "--cfg-scale",
@@ -75,10 +76,11 @@ def test_cli_equals_stable_audio_tools_sampling(small: tuple[Path, dict, dict], 
         want = ref.generate(folder, cfg, nets, PROMPT, seed=7, steps=steps, cfg_scale=scale, seconds=1.0)
         assert sr == 512 and wav.T.shape == tuple(want.shape) == (2, 512)
         assert correlation(wav.T, want.numpy()) > 0.99
+        wants[steps] = want
     other = tmp_path / "seed8.wav"
     assert main(["generate", "--model", str(folder), "--prompt", PROMPT, "--seed", "8", "--duration", "1",
                  "--output", str(other), "--quiet"]) == 0
-    assert correlation(sf.read(other, dtype="float32")[0].T, want.numpy()) < 0.9
+    assert correlation(sf.read(other, dtype="float32")[0].T, wants[8].numpy()) < 0.99  # (its own 8 steps, cfg 1)
 
 
 def test_pingpong_equals_stable_audio_tools_sampler() -> None:

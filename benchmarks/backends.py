@@ -8,6 +8,10 @@
    chunked waveform is from the full one.
 2. int8 dynamic quantisation and bf16 of a Stable Audio-shaped DiT (``--layers`` blocks, width 1536 as in
    Stable Audio Open 1.0): time per forward on the CPU and the output's difference from fp32.
+3. ``--sao-small``: the DiT that ``backends.sat`` builds for Stable Audio Open Small (16 blocks, width 1024,
+   8 heads, q/k LayerNorms, 64 latent channels, 256 frames + the prepended global token; 65 conditioning
+   tokens): one sampler step (a forward at cfg 1, batch 1) in fp32 and int8. Its 8 ping-pong steps cost 8 of
+   them.
 Speed does not depend on the weights; the differences are those of random weights (a trained model's may
 differ) and are reported as relative L2 error and peak-normalised correlation.
 """
@@ -95,6 +99,35 @@ def bench_dit(layers: int, length: int, repeats: int) -> dict[str, Any]:
                      "correlation": peak_correlation(out_bf, ref)}}
 
 
+def bench_sao_small(repeats: int) -> dict[str, Any]:
+    from sampleforge.backends.sat import SatConfig, build_dit, default_inv_freq, rotary
+
+    dit_cfg = {"io_channels": 64, "embed_dim": 1024, "depth": 16, "num_heads": 8, "cond_token_dim": 768,
+               "global_cond_dim": 768, "attn_kwargs": {"qk_norm": "ln"}}
+    cfg = SatConfig(sample_rate=44100, sample_size=524288, objective="rf_denoiser", dit=dit_cfg, decoder={},
+                    downsampling=2048, scale=1.0, latent_channels=64, audio_channels=2, cond_dim=768,
+                    conditioners={}, cross_ids=(), global_ids=())
+    torch.manual_seed(0)
+    dit = build_dit(cfg).eval()
+    x, t = torch.randn(1, 64, cfg.frames), torch.tensor([0.5])
+    cross, glob = torch.randn(1, 65, 768), torch.randn(1, 1, 768)
+    emb = rotary(default_inv_freq(cfg.head_dim), cfg.frames + 1)
+
+    def forward(model: Any) -> torch.Tensor:
+        with torch.inference_mode():
+            return model(x, t, encoder_hidden_states=cross, global_hidden_states=glob, rotary_embedding=emb,
+                         return_dict=False)[0]
+
+    ref = forward(dit)
+    fp32_s = _time(lambda: forward(dit), repeats)
+    q = quantize_int8(dit)
+    out_q = forward(q)
+    int8_s = _time(lambda: forward(q), repeats)
+    return {"parameters": sum(p.numel() for p in dit.parameters()), "fp32_step_s": fp32_s,
+            "int8": {"step_s": int8_s, "speedup": fp32_s / int8_s, "rel_l2": _rel(out_q, ref),
+                     "correlation": peak_correlation(out_q, ref)}}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=30.0, help="audio decoded (default 30)")
@@ -104,8 +137,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--length", type=int, default=256, help="latent frames (256 = 11.9 s)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--sao-small", action="store_true", help="only part 3: Stable Audio Open Small's DiT")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.sao_small:
+        sao = bench_sao_small(args.repeats)
+        print(f"Stable Audio Open Small DiT ({sao['parameters'] / 1e6:.1f} M params, 256 frames, batch 1): fp32 "
+              f"{sao['fp32_step_s']:.2f} s/step; int8 {sao['int8']['step_s']:.2f} s ({sao['int8']['speedup']:.2f}x), "
+              f"output rel. L2 {sao['int8']['rel_l2']:.3f}, correlation {sao['int8']['correlation']:.4f}")
+        if args.json:
+            args.json.write_text(json.dumps({"sao_small": sao}, indent=2))
+        return 0
     decode = bench_decode(args.seconds, args.decoder_channels, args.chunk)
     print(f"decode {decode['seconds_of_audio']:.1f} s of stereo audio: full {decode['full']['peak_mib']:.0f} MiB peak, "
           f"{decode['full']['seconds']:.1f} s; chunks of {args.chunk:g} s {decode['chunked']['peak_mib']:.0f} MiB peak, "

@@ -90,7 +90,7 @@ def _register_eval(sub: Any) -> None:
 
 
 # the descriptor check's own defaults: the fast setting, seed 0 (both prompts of a contrast share the seeds)
-DESCRIPTOR_SETTINGS = GenerationParams(steps=8, sampler="dpmpp_2m", seed=0)
+DESCRIPTOR_SETTINGS = GenerationParams(steps=8, cfg_scale=3.0, sampler="dpmpp_2m", seed=0)
 
 
 def _run_descriptors(args: argparse.Namespace) -> int:
@@ -108,6 +108,7 @@ def _run_descriptors(args: argparse.Namespace) -> int:
     if args.count < 2:
         raise UserInputError(f"--count must be at least 2 (effect sizes need pairs), got {args.count}")
     p = from_namespace(args, DESCRIPTOR_SETTINGS)
+    assert p.steps is not None and p.cfg_scale is not None  # DESCRIPTOR_SETTINGS gives both
     gen = Generator.from_pretrained(args.model)
     clf = load_classifier(args.classifier)
     clips = corpus.scan(list(args.reference)).clips

@@ -200,9 +200,10 @@ def _print_knob_words(path: Path) -> None:
     measured = read_timbre(path).get("words", {})
     if measured:
         print("what words mean for each class, measured on the real training clips (these come first):")
+        width = max(len(f"{w} {c}") for c, words in measured.items() for w in words)
         for category, words in measured.items():
             for word, values in words.items():
-                print(f"  {word + ' ' + category:<16} " + ", ".join(f"{k} {v:.2f}" for k, v in values.items() if k in knobs))
+                print(f"  {word + ' ' + category:<{width}}  " + ", ".join(f"{k} {v:.2f}" for k, v in values.items() if k in knobs))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

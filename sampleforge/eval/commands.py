@@ -109,6 +109,9 @@ def _run_descriptors(args: argparse.Namespace) -> int:
         raise UserInputError(f"--count must be at least 2 (effect sizes need pairs), got {args.count}")
     p = from_namespace(args, DESCRIPTOR_SETTINGS)
     assert p.steps is not None and p.cfg_scale is not None  # DESCRIPTOR_SETTINGS gives both
+    missing = [str(r) for r in args.reference if not Path(r).is_dir()]
+    if missing:
+        raise UserInputError(f"--reference: {missing[0]} is not a folder")
     gen = Generator.from_pretrained(args.model)
     clf = load_classifier(args.classifier)
     clips = corpus.scan(list(args.reference)).clips

@@ -73,6 +73,8 @@ def test_the_command_takes_the_generation_settings(debug_model, tmp_path, capsys
         sf.write(kit / f"kick_{'808' if i < 2 else 'acoustic'}_{i}.wav", _decaying(tau), SR)
     (kit / "kick_tiny.wav").write_bytes(b"")  # unreadable: skipped by the scan
     sf.write(kit / "kick_3samples.wav", np.array([0.0, 0.5, -0.25], np.float32), SR)  # shorter than the pre-roll
+    assert main(["eval", "descriptors", "--model", str(debug_model), "--reference", str(tmp_path / "none")]) == 2
+    assert "--reference: " + str(tmp_path / "none") + " is not a folder" in capsys.readouterr().err
     assert main(["eval", "descriptors", "--model", str(debug_model), "--reference", str(kit), "--cfg-scale", "99"]) == 2
     assert "--cfg-scale must be a finite number between 0 and 30" in capsys.readouterr().err
     out = tmp_path / "out"

@@ -137,11 +137,9 @@ def write_audio(
         raise UserInputError(f"{target}: is a directory, expected a file path")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        tmp = temp_file_beside(target)
     except OSError as exc:
         raise UserInputError(f"{target}: cannot write there ({exc.strerror or exc})") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
         if container == "wav":
             tmp.write_bytes(_wav_bytes(data, sample_rate, meta, bits))
@@ -183,6 +181,27 @@ def _as_frames(wav: Any, path: str | os.PathLike[str]) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise UserInputError(f"{path}: refusing to write NaN or infinite samples")
     return np.ascontiguousarray(arr.T)
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once: os.umask is process-wide, toggling it later would race other threads
+
+
+def temp_file_beside(target: Path) -> Path:
+    """An empty temporary file in ``target``'s folder, to be ``os.replace``d onto it, with the permissions a
+    plainly created file would get (mkstemp makes it 0600, which the replace would give the result).
+    Raises OSError."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
+    finally:
+        os.close(fd)
+    return Path(name)
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:

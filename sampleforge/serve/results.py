@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from torch import Tensor
 
-from sampleforge.audio.io import fsync_path, write_audio
+from sampleforge.audio.io import fsync_path, temp_file_beside, write_audio
 from sampleforge.errors import SampleforgeError
 
 JOB_ID_CHARS = frozenset("0123456789abcdef")
@@ -84,9 +84,9 @@ class ResultFiles:
         folder = self.job_dir(job_id)
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".job.json.", suffix=".tmp", dir=folder)
+            tmp = temp_file_beside(folder / "job.json")
             try:
-                with os.fdopen(fd, "w") as f:
+                with open(tmp, "w") as f:
                     f.write(json.dumps(manifest, indent=2, sort_keys=True))
                     if self.durable:
                         f.flush()

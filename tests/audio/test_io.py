@@ -175,3 +175,19 @@ def test_wav_bytes_are_reproducible_and_readable_by_libsndfile(tmp_path):
     assert (info.samplerate, info.channels, info.frames, info.subtype) == (48000, 3, x.shape[1], "FLOAT")
     data, _ = sf.read(str(a), dtype="float32")
     np.testing.assert_array_equal(data.T, x)
+
+
+def test_written_files_get_the_umask_permissions_not_0600(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    os.umask(old)
+    out = write_audio(tmp_path / "a.wav", np.zeros(100, np.float32), 44100)
+    mode = stat.S_IMODE(out.stat().st_mode)
+    assert mode == 0o666 & ~old, oct(mode)  # a user's other tools (and a web server) may read it
+    from sampleforge.serve.results import ResultFiles
+
+    store, job = ResultFiles(tmp_path / "store", durable=False), "0" * 32
+    store.write_manifest(job, {"id": job})
+    assert stat.S_IMODE((store.job_dir(job) / "job.json").stat().st_mode) == 0o666 & ~old

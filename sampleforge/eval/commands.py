@@ -44,6 +44,8 @@ def _register_eval(sub: Any) -> None:
     p.add_argument("--vocoder-clips", type=int, default=EvalSettings.vocoder_clips,
                    help="real clips re-synthesised for the vocoder check (0: skip)")
     p.add_argument("--held-out-kits", nargs="+", default=None, help="reference kits (default: the corpus held-out kits)")
+    p.add_argument("--config", type=Path, default=None,
+                   help="a training recipe whose data.held_out_kits are the reference kits (e.g. configs/drums-v2.json)")
     p.add_argument("--classifier", type=Path, default=None, help=judge_help)
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/eval/<model>)")
@@ -146,8 +148,11 @@ def _run_eval(args: argparse.Namespace) -> int:
     if not args.model or not args.reference:
         raise UserInputError("--model and --reference are required (e.g. --model drums-v1 "
                              "--reference /usr/share/hydrogen/data/drumkits)")
+    from sampleforge.eval.classifier_train import held_out_kits_from
+
+    kits = held_out_kits_from(args.held_out_kits, args.config) if args.config else args.held_out_kits
     settings = EvalSettings(per_class=args.per_class, classes=args.classes, vocoder_clips=args.vocoder_clips,
-                            held_out_kits=args.held_out_kits, generation=generation)
+                            held_out_kits=kits, generation=generation)
     out = args.out or Path("runs") / "eval" / Path(str(args.model)).name
     result, js, page = run_eval(args.model, args.reference, out, settings, args.classifier, args.device)
     o = result["overall"]

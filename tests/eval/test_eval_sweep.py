@@ -130,3 +130,15 @@ def test_stratified_halves_and_class_matching() -> None:
     gen = ["a"] * 4 + ["b"] * 4 + ["d"] * 4
     sel = class_matched_indices(gen, Counter({"a": 10, "b": 5, "c": 3}))
     assert Counter(gen[i] for i in sel) == {"a": 4, "b": 2}
+
+
+def test_eval_takes_the_reference_kits_from_a_recipe(debug_model: Path, reference_dir: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"data": {"held_out_kits": []}}))
+    common = ["eval", "--model", str(debug_model), "--reference", str(reference_dir), "--config", str(recipe)]
+    assert main(common) == 2
+    assert "holds out no kit" in capsys.readouterr().err
+    recipe.write_text(json.dumps({"data": {"held_out_kits": ["SomeKit"]}}))
+    assert main([*common, "--held-out-kits", "OtherKit"]) == 2
+    assert "not both" in capsys.readouterr().err

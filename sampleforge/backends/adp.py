@@ -151,10 +151,9 @@ class ADPBackend(RunMixin):
 
     def __init__(self, ckpt: Path | None, options: BackendOptions | None = None, spec: str | None = None,
                  model: nn.Module | None = None, unet: dict[str, Any] | None = None) -> None:
-        from sampleforge.pipeline import auto_device
 
         self.options = options or BackendOptions()
-        self.device = torch.device(self.options.device) if self.options.device else auto_device()
+        self.device = self.options.torch_device()
         self.unet = unet or (read_unet_config(ckpt) if ckpt is not None else dict(DRUM_UNET))
         if model is None:
             if ckpt is None:

@@ -42,6 +42,12 @@ class BackendOptions:
     decode_chunk: float | None = None
     channels: str | None = None
 
+    def torch_device(self) -> torch.device:
+        """The device asked for, else the best available."""
+        from sampleforge.pipeline import auto_device
+
+        return torch.device(self.device) if self.device else auto_device()
+
     @classmethod
     def from_params(cls, params: GenerationParams, device: str | None = None) -> BackendOptions:
         return cls(device=device, precision=params.precision or "fp32", offload=params.offload,

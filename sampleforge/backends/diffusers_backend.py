@@ -103,9 +103,7 @@ class DiffusersBackend(RunMixin):
         self.options = options or BackendOptions()
         self.path = path
         self.pipeline_class, self.family = _family(path)
-        from sampleforge.pipeline import auto_device
-
-        self.device = torch.device(self.options.device) if self.options.device else auto_device()
+        self.device = self.options.torch_device()
         dtype = DTYPES[self.options.precision]
         cls = getattr(diffusers, "StableAudio3Pipeline" if self.family == "stable-audio-3" else self.pipeline_class)
         try:

@@ -406,13 +406,12 @@ class SATBackend(RunMixin):
 
     def __init__(self, path: Path, options: BackendOptions | None = None, spec: str | None = None) -> None:
         from sampleforge.backends.diffusers_backend import quiet, silence_libraries
-        from sampleforge.pipeline import auto_device
 
         silence_libraries()
         self.options = options or BackendOptions()
         self.path = path
         self.cfg = read_config(path)
-        self.device = torch.device(self.options.device) if self.options.device else auto_device()
+        self.device = self.options.torch_device()
         self.precision = self.options.precision
         self.dtype = DTYPES[self.precision]
         state = read_weights(path)

@@ -58,6 +58,35 @@ def class_repeats(categories: list[str], balance: float, cap: int = 4) -> list[i
     return [min(cap, max(1, round((mid / counts[c]) ** balance))) for c in categories]
 
 
+def jitter_knobs(knobs: Tensor, std: float, generator: torch.Generator) -> Tensor:
+    """Set knobs (B, K) plus Gaussian noise of ``std``, clamped to 0-1; unset (NaN) knobs stay unset. A model
+    trained on exact quantiles can map neighbouring knob values onto unrelated training clips (a sweep that
+    goes up and down); the noise asks for a sound that changes smoothly with the knob."""
+    if std <= 0:
+        return knobs
+    noise = torch.randn(knobs.shape, generator=generator, device=generator.device).to(knobs.device)
+    return (knobs + std * noise).clamp(0.0, 1.0)  # NaN + noise stays NaN; clamp keeps NaN
+
+
+def start_from(model: nn.Module, folder: Path, vocab: Vocabulary) -> None:
+    """Load a model folder's U-Net and keyword encoder into ``model`` (``recipe.init["diffusion"]``): the
+    folder must have been trained on the same keywords (its vocab.json), else the keyword ids would mean other
+    words. Raises UserInputError naming what does not fit."""
+    from sampleforge.errors import CheckpointError, UserInputError
+
+    if not folder.is_dir():
+        raise UserInputError(f"recipe.init.diffusion: {folder} is not a model folder")
+    vocab_file = folder / "vocab.json"
+    if not vocab_file.is_file() or Vocabulary.load(vocab_file) != vocab:
+        raise UserInputError(f"recipe.init.diffusion: {vocab_file} is missing or lists other keywords than this "
+                             "run's training clips")
+    try:
+        load_state(_unet(model), folder / "unet.safetensors")
+        load_state(_text(model), folder / "text.safetensors")
+    except CheckpointError as exc:
+        raise UserInputError(f"recipe.init.diffusion: {folder}: {exc}") from None
+
+
 class DiffusionTask:
     name = "diffusion"
 
@@ -80,6 +109,10 @@ class DiffusionTask:
         self.vocab.save(ctx.model_dir / "vocab.json")
         ctx.write_config(("text",))
         self.model: nn.Module = nn.ModuleDict({"unet": LatentUNet(cfg.unet), "text": KeywordEncoder(cfg.text)})
+        init = ctx.recipe.init.get("diffusion")
+        if init:
+            start_from(self.model, Path(init), self.vocab)
+            log.info("diffusion: U-Net and keyword encoder start from %s", init)
         self.prediction = get_prediction(cfg.diffusion.prediction)
         self.alphas_cumprod = None if self.prediction.flow else cfg.diffusion.alphas_cumprod().float()
         self._dataset = self._latent_dataset(vae_file)
@@ -190,6 +223,7 @@ class DiffusionTask:
         ids = keyword_dropout(ids, self.ctx.recipe.keyword_dropout, generator)
         if knobs.shape[1]:
             knobs = KeywordEncoder.knob_dropout(knobs, ids, self.ctx.recipe.knob_dropout, generator)
+            knobs = jitter_knobs(knobs, self.ctx.recipe.knob_jitter, generator)
             cond = _text(model)(ids, knobs)
         else:
             cond = _text(model)(ids)

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 STAGES = ("vae", "diffusion", "vae-decoder", "vocoder")
 EXPORT_DTYPES = ("float32", "float16")
 COMPONENTS = ("vae", "unet", "text", "vocoder")
+INIT_STAGES = ("diffusion", "vocoder")  # the stages recipe.init can start from existing weights
 
 
 @dataclass
@@ -50,9 +51,12 @@ class RecipeConfig:
     class_balance: float = 0.0  # diffusion: repeat clips of rare classes (median count / class count) ** this, ≤ 4x
     keyword_dropout: float = 0.1  # diffusion: drop each keyword / the whole prompt (for CFG)
     knob_dropout: float = 0.5  # diffusion: leave each timbre knob unset (so an unset knob is sampled freely)
+    knob_jitter: float = 0.0  # diffusion: std of the Gaussian noise added to each set knob (quantiles, clamped
+    # to 0-1), so that nearby knob values are trained to give nearby sounds
     vocoder_segment_frames: int = 64  # vocoder: train on random crops of this many frames (0 = whole clip)
-    vocoder_init: str | None = None  # vocoder: start a fresh run from these weights (a model folder or a
-    # vocoder.safetensors; tensors of the same shape are copied, see train.vocoder.warm_start)
+    init: dict[str, str] = field(default_factory=dict)  # stage -> weights a fresh run of it starts from:
+    # "diffusion": a model folder (its unet, text and vocab.json; fine-tune a finished model, e.g. with a
+    # decaying lr), "vocoder": a model folder or vocoder.safetensors (see train.vocoder.warm_start)
     export_dtypes: dict[str, str] = field(default_factory=dict)  # component (vae, unet, text, vocoder) -> "float16"
     # halves its exported file (loaded back as float32); unnamed components are exported in float32
     stages: list[str] = field(default_factory=lambda: ["vae", "diffusion", "vae-decoder"])  # `train all`, in order
@@ -64,6 +68,11 @@ class RecipeConfig:
                 raise ConfigError(f"recipe.export_dtypes: unknown component {name!r} (valid: {', '.join(COMPONENTS)})")
             if dtype not in EXPORT_DTYPES:
                 raise ConfigError(f"recipe.export_dtypes.{name} must be one of {', '.join(EXPORT_DTYPES)}, got {dtype!r}")
+        bad_init = sorted(set(self.init) - set(INIT_STAGES))
+        if bad_init:
+            raise ConfigError(f"recipe.init: stage {bad_init[0]!r} cannot start from weights (valid: {', '.join(INIT_STAGES)})")
+        if not 0 <= self.knob_jitter <= 0.5:
+            raise ConfigError(f"recipe.knob_jitter must be in [0, 0.5], got {self.knob_jitter}")
         bad = [s for s in self.stages if s not in ("vae", "diffusion", "vae-decoder", "vocoder")]
         if bad:
             raise ConfigError(f"recipe.stages: unknown stage {bad[0]!r} (valid: vae, diffusion, vae-decoder, vocoder)")

@@ -4,7 +4,7 @@ waveform (the measure ``sampleforge eval`` compares vocoders by), plus the same 
 own STFT magnitude (it learns the magnitude without waiting for the phase) and the log-mel L1 of the
 waveform against its input. ``refine_iters`` is an inference option: training is on the plain inverse STFT.
 
-``recipe.vocoder_init`` warm-starts a fresh run from other vocoder weights (``warm_start``): an istft vocoder's
+``recipe.init["vocoder"]`` warm-starts a fresh run from other vocoder weights (``warm_start``): an istft vocoder's
 backbone and the log-magnitude half of its head start a magnitude vocoder, so a hybrid (network magnitude + a
 few Griffin-Lim iterations) need not relearn the mel features.
 
@@ -42,9 +42,10 @@ class VocoderTask:
             raise UserInputError("the model config has no vocoder section (\"vocoder\": null): nothing to train")
         self.ctx = ctx
         self.model = Vocoder(ctx.model_config.vocoder, ctx.model_config.mel)
-        if ctx.recipe.vocoder_init:
-            copied = warm_start(self.model, Path(ctx.recipe.vocoder_init))
-            log.info("vocoder: %d tensors warm-started from %s", copied, ctx.recipe.vocoder_init)
+        init = ctx.recipe.init.get("vocoder")
+        if init:
+            copied = warm_start(self.model, Path(init))
+            log.info("vocoder: %d tensors warm-started from %s", copied, init)
         plain = ctx.dataset(augment=False)
         self._dataset = TensorItems(torch.cat([b["wav"] for b in ctx.batches(plain)]))
 
@@ -110,11 +111,11 @@ def warm_start(model: Vocoder, source: Path) -> int:
 
     file = source / "vocoder.safetensors" if source.is_dir() else source
     if not file.is_file():
-        raise UserInputError(f"recipe.vocoder_init: {file} does not exist")
+        raise UserInputError(f"recipe.init.vocoder: {file} does not exist")
     try:
         state = load_file(str(file))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise UserInputError(f"recipe.vocoder_init: {file} is not a readable safetensors file ({exc})") from None
+        raise UserInputError(f"recipe.init.vocoder: {file} is not a readable safetensors file ({exc})") from None
     own = model.state_dict()
     update: dict[str, Tensor] = {}
     for key, value in own.items():
@@ -126,6 +127,6 @@ def warm_start(model: Vocoder, source: Path) -> int:
         if src.shape == value.shape:
             update[key] = src.to(value.dtype)
     if not update:
-        raise UserInputError(f"recipe.vocoder_init: no tensor of {file} fits this vocoder config")
+        raise UserInputError(f"recipe.init.vocoder: no tensor of {file} fits this vocoder config")
     model.load_state_dict(update, strict=False)
     return len(update)

@@ -1,4 +1,4 @@
-"""Vocoder warm start (``recipe.vocoder_init``) and half-precision export (``recipe.export_dtypes``), on
+"""Vocoder warm start (``recipe.init["vocoder"]``) and half-precision export (``recipe.export_dtypes``), on
 tiny random vocoders."""
 
 from __future__ import annotations
@@ -110,9 +110,9 @@ def test_vocoder_task_warm_starts_from_the_recipe(tmp_path: Path) -> None:
     src = _tiny("istft", 0)
     file = _save(src, tmp_path / "src.safetensors")
     ctx = _NoAudio(run_dir=tmp_path, model_config=cfg, data=DataConfig(), clips=[],
-                   recipe=RecipeConfig(vocoder_init=str(file)))
+                   recipe=RecipeConfig(init={"vocoder": str(file)}))
     task = VocoderTask(ctx)
     torch.testing.assert_close(task.model.head.weight, src.head.weight[: src.mel.cfg.n_freqs])
-    ctx.recipe = RecipeConfig(vocoder_init=str(tmp_path / "missing"))
-    with pytest.raises(UserInputError, match="vocoder_init: .*missing"):
+    ctx.recipe = RecipeConfig(init={"vocoder": str(tmp_path / "missing")})
+    with pytest.raises(UserInputError, match="init.vocoder: .*missing"):
         VocoderTask(ctx)

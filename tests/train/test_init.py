@@ -1,5 +1,5 @@
-"""Vocoder warm start (``recipe.init["vocoder"]``) and half-precision export (``recipe.export_dtypes``), on
-tiny random vocoders."""
+"""Starting a stage from existing weights (``recipe.init``: a vocoder warm start, a diffusion fine-tune), knob
+jitter, and half-precision export (``recipe.export_dtypes``), on tiny random models."""
 
 from __future__ import annotations
 
@@ -116,3 +116,55 @@ def test_vocoder_task_warm_starts_from_the_recipe(tmp_path: Path) -> None:
     ctx.recipe = RecipeConfig(init={"vocoder": str(tmp_path / "missing")})
     with pytest.raises(UserInputError, match="init.vocoder: .*missing"):
         VocoderTask(ctx)
+
+
+def _diffusion_model(folder: Path) -> tuple[torch.nn.Module, Any]:
+    from sampleforge.bundle import load_bundle
+    from sampleforge.models.text import KeywordEncoder
+    from sampleforge.models.unet import LatentUNet
+
+    bundle = load_bundle(folder)
+    torch.manual_seed(1)
+    model = torch.nn.ModuleDict({"unet": LatentUNet(bundle.config.unet), "text": KeywordEncoder(bundle.config.text)})
+    return model, bundle
+
+
+def test_diffusion_starts_from_a_model_folder_with_the_same_keywords(tmp_path: Path) -> None:
+    from sampleforge.debug_model import make_debug_bundle
+    from sampleforge.text.keywords import Vocabulary
+    from sampleforge.train.diffusion import start_from
+
+    folder = make_debug_bundle(tmp_path / "m", seed=3)
+    model, bundle = _diffusion_model(folder)
+    before = model["unet"].state_dict()
+    assert not all(torch.equal(v, bundle.unet.state_dict()[k]) for k, v in before.items())
+    start_from(model, folder, bundle.vocab)
+    for name in ("unet", "text"):
+        own, src = model[name].state_dict(), getattr(bundle, name).state_dict()
+        assert all(torch.equal(own[k], src[k]) for k in src)
+    other = Vocabulary({"kick": 10, "cowbell": 3})
+    with pytest.raises(UserInputError, match="init.diffusion: .*vocab.json.*other keywords"):
+        start_from(model, folder, other)
+    with pytest.raises(UserInputError, match="init.diffusion: .* is not a model folder"):
+        start_from(model, tmp_path / "nowhere", bundle.vocab)
+    (folder / "unet.safetensors").unlink()
+    with pytest.raises(UserInputError, match="init.diffusion: .*unet.safetensors"):
+        start_from(model, folder, bundle.vocab)
+
+
+def test_knob_jitter_moves_set_knobs_within_0_1_and_keeps_unset_ones_unset() -> None:
+    from sampleforge.train.diffusion import jitter_knobs
+
+    knobs = torch.full((4000, 2), 0.5)
+    knobs[:, 1] = float("nan")
+    knobs[:10, 0] = 0.99
+    g = torch.Generator().manual_seed(0)
+    out = jitter_knobs(knobs, 0.05, g)
+    assert torch.isnan(out[:, 1]).all()
+    assert out[:, 0].min() >= 0 and out[:, 0].max() <= 1
+    assert abs(float(out[10:, 0].std()) - 0.05) < 0.005 and abs(float(out[10:, 0].mean()) - 0.5) < 0.005
+    assert jitter_knobs(knobs, 0.0, g) is knobs
+    with pytest.raises(ConfigError, match="knob_jitter"):
+        RecipeConfig(knob_jitter=0.7)
+    with pytest.raises(ConfigError, match="recipe.init: stage 'vae'"):
+        RecipeConfig(init={"vae": "x"})

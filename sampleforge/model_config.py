@@ -33,6 +33,7 @@ class DiffusionConfig:
     beta_end: float = 0.012
     prediction: str = "v"  # what the U-Net predicts: "eps" | "v" | "x0" | "flow" (diffusion/prediction.py)
     sampling_schedule: str = "trailing"  # timestep spacing at inference: "uniform" (leading), "trailing", "karras"
+    cfg_scale: float | None = None  # the guidance scale this model samples with unless asked (None: sampleforge's 3)
 
     def __post_init__(self) -> None:
         from sampleforge.diffusion.prediction import PREDICTIONS
@@ -41,6 +42,8 @@ class DiffusionConfig:
             raise ConfigError(f"diffusion.prediction: {self.prediction!r} is not one of {', '.join(PREDICTIONS)}")
         if self.prediction == "flow" and self.sampling_schedule != "uniform":
             raise ConfigError("diffusion.sampling_schedule: a flow model samples on uniform times; set \"uniform\"")
+        if self.cfg_scale is not None and not 0 <= self.cfg_scale <= 30:
+            raise ConfigError(f"diffusion.cfg_scale must be in [0, 30], got {self.cfg_scale}")
 
     def alphas_cumprod(self) -> torch.Tensor:
         """(timesteps,) float64 cumulative alphas of this schedule."""

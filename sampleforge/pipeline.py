@@ -144,10 +144,13 @@ class Generator(RunMixin):
     # -- the backend interface -------------------------------------------------------------------------
     @property
     def space(self) -> ParamSpace:
-        """Samplers (DDPM or flow, as the model was trained), durations and defaults."""
+        """Samplers (DDPM or flow, as the model was trained), durations and defaults (a model config may name
+        its own guidance scale)."""
+        own_cfg = self.bundle.config.diffusion.cfg_scale
         return ParamSpace(samplers=self.samplers, min_duration=float(SPECS["duration"].ge or 0.1),
                           max_duration=MAX_DURATION, default_duration=float(self.bundle.config.duration),
-                          default_steps=int(SPECS["steps"].own), default_cfg=float(SPECS["cfg_scale"].own))
+                          default_steps=int(SPECS["steps"].own),
+                          default_cfg=float(SPECS["cfg_scale"].own if own_cfg is None else own_cfg))
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "format": "sampleforge", "path": str(self.bundle.path), "id": self.id,

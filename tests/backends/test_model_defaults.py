@@ -1,6 +1,6 @@
 """Steps and cfg scale left unset take each model's own defaults (its pipeline's ``__call__`` defaults, or its
-authors' for stable-audio-tools models); sampleforge's own models keep 50 and 3. Through the Python API, the
-CLI (with --verbose and the file's metadata) and HTTP."""
+authors' for stable-audio-tools models); sampleforge's own models take 50 and 3, or the cfg scale their
+config names. Through the Python API, the CLI (with --verbose and the file's metadata) and HTTP."""
 
 from __future__ import annotations
 
@@ -119,3 +119,24 @@ def read_metadata_bytes(data: bytes, path: Path) -> dict[str, str]:
     path.write_bytes(data)
     assert sf.read(io.BytesIO(data))[1] > 0
     return read_metadata(path)
+
+
+def test_a_sampleforge_model_config_can_name_its_own_guidance_scale(debug_model: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from sampleforge.strict import ConfigError
+
+    own = tmp_path / "own-cfg"
+    shutil.copytree(debug_model, own)
+    cfg = json.loads((own / "config.json").read_text())
+    cfg["diffusion"]["cfg_scale"] = 5.5
+    (own / "config.json").write_text(json.dumps(cfg))
+    gen = load_backend(own, CPU)
+    assert gen.resolve(GenerationParams(prompt="kick")).cfg_scale == 5.5
+    assert gen.resolve(GenerationParams(prompt="kick", cfg_scale=2.0)).cfg_scale == 2.0
+    assert load_backend(debug_model, CPU).resolve(GenerationParams(prompt="kick")).cfg_scale == 3.0
+    cfg["diffusion"]["cfg_scale"] = 40
+    (own / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match="diffusion.cfg_scale"):
+        load_backend(own, CPU)

@@ -98,17 +98,22 @@ def load_state(module: nn.Module, file: Path) -> None:
         state = load_file(str(file))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{file.name}: not a readable safetensors file ({exc})") from None
+    load_checked(module, state, file.name)
+
+
+def load_checked(module: nn.Module, state: dict[str, torch.Tensor], name: str) -> None:
+    """Load ``state`` into ``module`` strictly; errors name ``name`` (the file) and the key."""
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]
     if missing:
-        raise CheckpointError(f"{file.name}: missing key {missing[0]!r}; was it trained with another config?")
+        raise CheckpointError(f"{name}: missing key {missing[0]!r}; was it trained with another config?")
     unexpected = [k for k in state if k not in expected]
     if unexpected:
-        raise CheckpointError(f"{file.name}: unexpected key {unexpected[0]!r}; was it trained with another config?")
+        raise CheckpointError(f"{name}: unexpected key {unexpected[0]!r}; was it trained with another config?")
     for k, v in expected.items():
         if tuple(state[k].shape) != tuple(v.shape):
             raise CheckpointError(
-                f"{file.name}: key {k!r} has shape {tuple(state[k].shape)}, the config expects {tuple(v.shape)}"
+                f"{name}: key {k!r} has shape {tuple(state[k].shape)}, the config expects {tuple(v.shape)}"
             )
     module.load_state_dict(state, strict=True)
 

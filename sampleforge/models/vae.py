@@ -28,6 +28,9 @@ class VAEConfig:
     latent_channels: int = 32
     blocks_per_level: int = 1
     kernel_size: int = 5
+    refine_blocks: int = 0  # decoder: residual blocks at the mel frame rate after the last upsampling (capacity
+    # for what a time-compressed latent smears: attacks, a snare's crack); zero-initialised, so a decoder
+    # fine-tune (stage vae-decoder) can add them to a trained VAE and start from its decoder unchanged
     mel_mean: float = -5.0  # log-mel normalisation: (mel - mean) / std
     mel_std: float = 3.0
     log_floor: float = -11.5129  # log(1e-5): what padding frames hold
@@ -95,11 +98,17 @@ class Decoder(nn.Module):
             for _ in range(cfg.blocks_per_level):
                 layers.append(ResBlock1d(cin, c, k))
         self.body = nn.Sequential(*layers)
+        refine = [ResBlock1d(cin, cin, k) for _ in range(cfg.refine_blocks)]
+        for block in refine:
+            nn.init.zeros_(block.conv2.weight)  # each block starts as the identity
+            if block.conv2.bias is not None:
+                nn.init.zeros_(block.conv2.bias)
+        self.refine = nn.Sequential(*refine)
         self.norm_out = nn.GroupNorm(_groups(cin), cin)
         self.conv_out = nn.Conv1d(cin, cfg.n_mels, k, padding=k // 2)
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.conv_out(F.silu(self.norm_out(self.body(self.conv_in(z)))))
+        return self.conv_out(F.silu(self.norm_out(self.refine(self.body(self.conv_in(z))))))
 
 
 class MelVAE(nn.Module):

@@ -17,16 +17,20 @@ into the model config, so that diffusion sees ~unit-variance latents.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from sampleforge.audio.mel import mel_centers
 from sampleforge.models.vae import MelVAE
 from sampleforge.train.losses import kl_normal
 from sampleforge.train.stage import StageContext, TensorItems
+
+log = logging.getLogger(__name__)
 
 LOW_BAND_HZ = 150.0
 GAIN_DB = 6.0
@@ -44,6 +48,22 @@ def augment_mels(mel: Tensor, generator: torch.Generator, floor: float) -> Tenso
     return torch.where(mel <= floor + 1e-3, mel, out.clamp(min=floor))
 
 
+def load_grown(vae: MelVAE, file: Path) -> int:
+    """Load a trained VAE's ``file`` into ``vae``, whose decoder may have more refine blocks than it
+    (``vae.refine_blocks``): those keep their identity initialisation. Returns how many were added; any other
+    mismatch is a CheckpointError naming the key."""
+    from sampleforge.bundle import load_checked, load_state
+
+    own = vae.state_dict()
+    saved = load_file(str(file)) if file.is_file() else {}
+    new = {k: v for k, v in own.items() if k.startswith("decoder.refine.") and k not in saved}
+    if not new:
+        load_state(vae, file)
+        return 0
+    load_checked(vae, {**saved, **new}, file.name)
+    return len({k.split(".")[2] for k in new})
+
+
 class VAETask:
     """``decoder_only``: fine-tune the decoder of the exported VAE with its encoder frozen. The latent space
     stays the same, so a diffusion model already trained on it stays valid (stage ``vae-decoder``)."""
@@ -54,7 +74,6 @@ class VAETask:
         self.ctx = ctx
         self.model = MelVAE(ctx.model_config.vae)
         if decoder_only:
-            from sampleforge.bundle import load_state
             from sampleforge.errors import UserInputError
 
             ctx.load_model_config()
@@ -62,7 +81,9 @@ class VAETask:
             vae_file = ctx.model_dir / "vae.safetensors"
             if not vae_file.is_file():
                 raise UserInputError(f"{vae_file} not found: train the VAE first (`sampleforge train vae`)")
-            load_state(self.model, vae_file)
+            grown = load_grown(self.model, vae_file)
+            if grown:
+                log.info("vae-decoder: %d refine blocks added to the trained decoder", grown)
             self.model.encoder.requires_grad_(False)
             self.name = "vae-decoder"
         low = torch.from_numpy(mel_centers(ctx.model_config.mel) < LOW_BAND_HZ).float()

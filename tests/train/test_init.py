@@ -168,3 +168,26 @@ def test_knob_jitter_moves_set_knobs_within_0_1_and_keeps_unset_ones_unset() -> 
         RecipeConfig(knob_jitter=0.7)
     with pytest.raises(ConfigError, match="recipe.init: stage 'vae'"):
         RecipeConfig(init={"vae": "x"})
+
+
+def test_a_decoder_fine_tune_grows_refine_blocks_onto_a_trained_vae(tmp_path: Path) -> None:
+    from sampleforge.errors import CheckpointError
+    from sampleforge.models.vae import MelVAE, VAEConfig
+    from sampleforge.train.vae import load_grown
+
+    small = VAEConfig(channels=[16, 16], latent_channels=4, n_mels=32)
+    torch.manual_seed(0)
+    trained = MelVAE(small)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.normal_(0, 0.1)
+    file = tmp_path / "vae.safetensors"
+    save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, str(file))
+    grown = MelVAE(VAEConfig(**{**small.__dict__, "refine_blocks": 2}))
+    assert load_grown(grown, file) == 2
+    z = torch.randn(2, 4, 6)
+    torch.testing.assert_close(grown.decode(z), trained.decode(z))  # the new blocks start as the identity
+    assert load_grown(trained, file) == 0
+    other = MelVAE(VAEConfig(**{**small.__dict__, "latent_channels": 8, "refine_blocks": 1}))
+    with pytest.raises(CheckpointError, match="vae.safetensors: key .* has shape"):
+        load_grown(other, file)

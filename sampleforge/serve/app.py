@@ -22,8 +22,8 @@ from fastapi.staticfiles import StaticFiles
 from sampleforge.serve.middleware import BodyGuard, RequestLog
 from sampleforge.serve.routes import api_routers
 from sampleforge.serve.routes.page import STATIC
+from sampleforge.serve.routes.workflow import UPLOAD_PATHS
 from sampleforge.serve.service import Service, StorageUnavailable
-from sampleforge.serve.workflow import UPLOAD_PATHS
 
 log = logging.getLogger("sampleforge.serve")
 STORAGE_RETRY_AFTER_S = 5

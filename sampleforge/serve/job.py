@@ -1,5 +1,9 @@
 """A job as the service keeps it: its typed generation parameters, its state and its results.
 
+A generation job (``POST /v1/generate``, ``/v1/tasks``) is its prompt and settings; a workflow job (a variation,
+morph, kit pad or kit) also carries its ``request``: ``{"operation": ..., "settings": {...}, ...}`` (see
+serve/operations.py), and runs alone, never batched with other jobs.
+
 States and transitions (enforced by the job store's guarded updates):
 
     queued --claim--> running --finish--> succeeded
@@ -14,6 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from sampleforge.audio.io import FORMATS
 from sampleforge.params import SPECS, GenerationParams
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
@@ -73,14 +78,26 @@ class Job:
     finished_at: float | None = None
     heartbeat_at: float | None = None
     published_at: float | None = None  # celery mode: when the job was last handed to the broker
+    request: dict[str, Any] | None = None  # a workflow job's operation and inputs; None: a generation job
 
     @property
     def count(self) -> int:
         return self.params.count
 
     @property
+    def operation(self) -> str:
+        """``generate``, or the workflow operation: ``vary``, ``morph``, ``pad`` or ``kit``."""
+        return str(self.request["operation"]) if self.request else "generate"
+
+    @property
     def batch_key(self) -> str:
-        return batch_key(self.params)
+        """Generation jobs with equal keys share a batch; a workflow job's key is its own."""
+        return f"{self.operation}:{self.id}" if self.request else batch_key(self.params)
+
+    @property
+    def extension(self) -> str:
+        """The audio files' extension: ``wav`` or ``flac`` (``wav16``, ``wav24`` and ``wav32f`` are WAVs)."""
+        return FORMATS[self.params.format][0]
 
     def view_params(self) -> dict[str, Any]:
         """The settings as the API shows them (every HTTP setting but the prompt)."""

@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at    REAL,
     finished_at   REAL,
     heartbeat_at  REAL,
-    published_at  REAL                      -- celery mode: last hand-off to the broker (NULL: not yet)
+    published_at  REAL,                     -- celery mode: last hand-off to the broker (NULL: not yet)
+    request       TEXT                      -- JSON: a workflow job's operation and inputs (NULL: generation)
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created_at);
 CREATE TABLE IF NOT EXISTS workers (
@@ -67,7 +68,7 @@ CREATE TABLE IF NOT EXISTS probe (
 );
 """
 # columns added after the first release: (name, declaration) added to older databases at open
-MIGRATIONS = (("published_at", "REAL"),)
+MIGRATIONS = (("published_at", "REAL"), ("request", "TEXT"))
 
 
 class QueueFull(Exception):
@@ -78,14 +79,14 @@ class QueueFull(Exception):
         self.depth = depth
 
 
-_JSON_COLUMNS = ("warnings", "results")
+_JSON_COLUMNS = ("warnings", "results", "request")
 
 
 def _row_to_job(row: sqlite3.Row) -> Job:
     data = dict(row)
     data.pop("batch_key")  # derived from the params; stored so that claim can select on it
     for key in _JSON_COLUMNS:
-        data[key] = json.loads(data[key])
+        data[key] = json.loads(data[key]) if data[key] is not None else None
     data["params"] = params_from_json(data["params"], data["prompt"])
     return Job(**data)
 
@@ -93,7 +94,7 @@ def _row_to_job(row: sqlite3.Row) -> Job:
 def _job_to_row(job: Job) -> dict[str, Any]:
     row = {k: v for k, v in job.__dict__.items()}
     for key in _JSON_COLUMNS:
-        row[key] = json.dumps(row[key])
+        row[key] = json.dumps(row[key]) if row[key] is not None else None
     row["params"], row["batch_key"] = params_to_json(job.params), job.batch_key
     return row
 
@@ -279,13 +280,15 @@ class JobStore:
             ).fetchall()
         return [r[0] for r in rows]
 
-    def finish(self, job_id: str, worker: str, results: list[dict[str, Any]]) -> bool:
-        """running -> succeeded, only if ``worker`` still holds the job. False if it was cancelled or taken."""
+    def finish(self, job_id: str, worker: str, results: list[dict[str, Any]], warnings: list[str] | None = None) -> bool:
+        """running -> succeeded, only if ``worker`` still holds the job. False if it was cancelled or taken.
+        ``warnings``: the job's warnings as the run found them (None: keep those set at submit)."""
         with self._tx() as db:
             cur = db.execute(
-                "UPDATE jobs SET state = ?, progress = 1, results = ?, finished_at = ?, worker = NULL "
-                "WHERE id = ? AND state = ? AND worker = ?",
-                (SUCCEEDED, json.dumps(results), time.time(), job_id, RUNNING, worker),
+                "UPDATE jobs SET state = ?, progress = 1, results = ?, finished_at = ?, worker = NULL, "
+                "warnings = COALESCE(?, warnings) WHERE id = ? AND state = ? AND worker = ?",
+                (SUCCEEDED, json.dumps(results), time.time(), None if warnings is None else json.dumps(warnings),
+                 job_id, RUNNING, worker),
             )
             return cur.rowcount == 1
 

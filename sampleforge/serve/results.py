@@ -1,4 +1,6 @@
-"""The result files: ``<storage>/results/<job id>/<i>.<wav|flac>`` plus ``job.json``, next to the job database.
+"""The result files: ``<storage>/results/<job id>/<i>.<wav|flac>``, ``job.json`` and ``pack.zip`` (a workflow job
+also keeps its uploaded clips, ``input_<field>.wav``, and a kit its folder, ``kit/<name>/``), next to the job
+database.
 
 Every path is built from a validated job id (32 lower-case hex digits, made by the server), so no
 request can name a file outside the storage directory. Files are written to a temporary name and
@@ -22,11 +24,12 @@ from typing import IO, Any
 
 from torch import Tensor
 
-from sampleforge.audio.io import fsync_path, temp_file_beside, write_audio
+from sampleforge.audio.io import FORMATS, fsync_path, temp_file_beside, write_audio
 from sampleforge.errors import SampleforgeError
 
 JOB_ID_CHARS = frozenset("0123456789abcdef")
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac"}
+INPUT_FIELDS = ("audio", "from_audio", "to_audio")  # the clips a workflow request may upload
 CHUNK = 64 * 1024  # bytes read (and sent) at a time when streaming a file or a zip
 
 
@@ -68,12 +71,13 @@ class ResultFiles:
 
     # ---- writing ----------------------------------------------------------------------------------------
     def write_clip(
-        self, job_id: str, index: int, wav: Tensor, sample_rate: int, fmt: str, metadata: dict[str, str]
+        self, job_id: str, index: int, wav: Tensor | Any, sample_rate: int, fmt: str, metadata: dict[str, str]
     ) -> Path:
-        """Write one clip ``wav`` (T,) atomically with its metadata (prompt, seed, model); returns the path.
+        """Write one clip ``wav`` (T,) in ``fmt`` (a FORMATS name: wav, wav16, wav24, wav32f, flac) atomically with
+        its metadata (prompt, seed, model) as ``<index>.wav`` or ``.flac``; returns the path.
 
         Raises ResultWriteError (with no server path in its message) if the file system refuses."""
-        path = self.clip_path(job_id, index, fmt)
+        path = self.clip_path(job_id, index, FORMATS[fmt][0])
         try:
             return write_audio(path, wav, sample_rate, metadata=metadata, format=fmt, durable=self.durable)
         except SampleforgeError as exc:
@@ -81,23 +85,64 @@ class ResultFiles:
 
     def write_manifest(self, job_id: str, manifest: dict[str, Any]) -> None:
         """``job.json`` (atomic; fsynced when durable). Raises ResultWriteError."""
-        folder = self.job_dir(job_id)
+        text = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        self._write_atomic(self.job_dir(job_id) / "job.json", lambda f: f.write(text))
+
+    def write_pack(self, job_id: str, entries: list[tuple[Path, str]], deflate_audio: bool = False) -> None:
+        """``pack.zip`` of the job's files [(path, name in the zip)] (atomic; text deflated, audio stored unless
+        ``deflate_audio``), so that downloads of the pack are a plain file (ranges, resumes). Raises
+        ResultWriteError."""
+
+        def write(f: IO[bytes]) -> None:
+            with zipfile.ZipFile(f, "w") as zf:
+                for path, name in entries:
+                    stored = path.suffix in (".wav", ".flac") and not deflate_audio
+                    zf.write(path, name, compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
+
+        self._write_atomic(self.pack_path(job_id), write)
+
+    def _write_atomic(self, target: Path, write: Callable[[IO[bytes]], Any]) -> None:
+        """Write ``target`` through a temporary file renamed into place (fsynced, with its folder, when durable).
+        Raises ResultWriteError."""
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = temp_file_beside(folder / "job.json")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = temp_file_beside(target)
             try:
-                with open(tmp, "w") as f:
-                    f.write(json.dumps(manifest, indent=2, sort_keys=True))
+                with open(tmp, "wb") as f:
+                    write(f)
                     if self.durable:
                         f.flush()
                         os.fsync(f.fileno())
-                os.replace(tmp, folder / "job.json")
+                os.replace(tmp, target)
             finally:
                 Path(tmp).unlink(missing_ok=True)
             if self.durable:
-                fsync_path(folder)
+                fsync_path(target.parent)
         except OSError as exc:
-            raise ResultWriteError(f"cannot write job.json ({exc.strerror or type(exc).__name__})") from exc
+            raise ResultWriteError(f"cannot write {target.name} ({exc.strerror or type(exc).__name__})") from exc
+
+    def pack_path(self, job_id: str) -> Path:
+        return self.job_dir(job_id) / "pack.zip"
+
+    def result_path(self, job_id: str, name: str) -> Path:
+        """A file a job's results name (``0.wav``, ``kit/dusty_808/kick.wav``): inside the job's folder."""
+        parts = Path(name).parts
+        if not parts or Path(name).is_absolute() or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"bad result file {name[:80]!r}")
+        return self.job_dir(job_id).joinpath(*parts)
+
+    def input_path(self, job_id: str, field: str) -> Path:
+        """Where an uploaded clip of a workflow job waits for its worker: ``input_<field>.wav``."""
+        if field not in INPUT_FIELDS:
+            raise ValueError(f"bad input {field[:40]!r}")
+        return self.job_dir(job_id) / f"input_{field}.wav"
+
+    def write_input(self, job_id: str, field: str, wav: Any, sample_rate: int) -> Path:
+        """Store an uploaded clip (T,) as float WAV, atomically. Raises ResultWriteError."""
+        try:
+            return write_audio(self.input_path(job_id, field), wav, sample_rate, format="wav", durable=self.durable)
+        except SampleforgeError as exc:
+            raise ResultWriteError(f"cannot store the uploaded {field} ({_reason(exc)})") from exc
 
     def probe_write(self) -> None:
         """Create, fsync and remove a small file under results/; raises OSError if that fails (readiness)."""
@@ -149,10 +194,18 @@ def close_all(files: list[IO[bytes]]) -> None:
         f.close()
 
 
-def read_chunks(f: IO[bytes]) -> Iterator[bytes]:
-    """The rest of an open file in CHUNK-sized pieces; closes it at the end (or when the reader stops)."""
+def read_chunks(f: IO[bytes], start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+    """Bytes ``start:stop`` of an open file (default: all of it) in CHUNK-sized pieces; closes it at the end
+    (or when the reader stops)."""
     try:
-        while chunk := f.read(CHUNK):
+        f.seek(start)
+        left = stop - start if stop is not None else None
+        while left is None or left > 0:
+            chunk = f.read(CHUNK if left is None else min(CHUNK, left))
+            if not chunk:
+                break
+            if left is not None:
+                left -= len(chunk)
             yield chunk
     finally:
         f.close()

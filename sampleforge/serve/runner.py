@@ -1,4 +1,5 @@
-"""The job function: claim a batch of compatible jobs, generate their clips in few calls, store the audio.
+"""The job function: claim a batch of compatible jobs, generate their clips in few calls, store the audio
+(a workflow job, a variation, morph or kit, runs alone through operations.py).
 
 The same function runs in the server's worker threads (embedded mode) and inside a Celery task on
 ``sampleforge worker`` processes (scale-out). It is safe to run twice for the same job (a redelivered
@@ -21,10 +22,12 @@ from torch import Tensor
 from sampleforge.api import metadata_for
 from sampleforge.errors import SampleforgeError
 from sampleforge.params import MAX_SEED, GenerationParams
+from sampleforge.serve import operations
 from sampleforge.serve.config import ServeConfig
 from sampleforge.serve.job import Job
 from sampleforge.serve.jobstore import JobStore
 from sampleforge.serve.results import ResultFiles, ResultWriteError
+from sampleforge.serve.views import download_name
 
 log = logging.getLogger("sampleforge.serve")
 
@@ -140,7 +143,10 @@ class JobRunner:
         beat = threading.Thread(target=self._beat, args=(ids, beat_stop), daemon=True, name="job-heartbeat")
         beat.start()
         try:
-            self._run(jobs)
+            if jobs[0].request is not None:  # a workflow job: always alone in its batch
+                self._run_operation(jobs[0])
+            else:
+                self._run(jobs)
         except Cancelled:
             log.info("batch cancelled", extra={"event": "batch_cancelled", "jobs": ids})
         except ShuttingDown:
@@ -173,26 +179,34 @@ class JobRunner:
             except Exception:  # the next beat retries; a missed beat only shortens the lease
                 log.exception("heartbeat failed", extra={"event": "heartbeat_failed"})
 
+    def _reporter(self, held: list[str]) -> Callable[[float, bool], None]:
+        """``report(fraction, final)`` while sampling: stop for a shutdown (ShuttingDown) or when every held job
+        was cancelled (Cancelled); the progress reaches the store at most every 0.25 s, and at the end."""
+        last = [0.0]
+
+        def report(frac: float, final: bool) -> None:
+            if self.stop.is_set():
+                raise ShuttingDown()
+            now = time.monotonic()
+            if now - last[0] < 0.25 and not final:
+                return
+            last[0] = now
+            if not self.store.heartbeat(held, self.worker_id, progress=frac * (1 - WRITE_SHARE)):
+                raise Cancelled()
+
+        return report
+
     def _run(self, jobs: list[Job]) -> None:
         p = jobs[0].params  # a batch shares every setting but prompt, count, seed and format (its batch key)
         clips = sorted(_clips(jobs), key=lambda c: (c.job.params.seed is None, c.seed))
         runs = _runs(clips, self.config.max_batch)
         total = len(clips)
-        held = [j.id for j in jobs]
-        state = {"done": 0, "last": 0.0}
+        report = self._reporter([j.id for j in jobs])
+        done = 0
 
         def on_step(run_len: int) -> Callable[[int, int], None]:
             def callback(step: int, steps: int) -> None:
-                if self.stop.is_set():
-                    raise ShuttingDown()
-                now = time.monotonic()
-                if now - state["last"] < 0.25 and step < steps:
-                    return
-                state["last"] = now
-                frac = (state["done"] + run_len * step / max(steps, 1)) / total
-                still = self.store.heartbeat(held, self.worker_id, progress=frac * (1 - WRITE_SHARE))
-                if not still:
-                    raise Cancelled()
+                report((done + run_len * step / max(steps, 1)) / total, step >= steps)
 
             return callback
 
@@ -206,14 +220,22 @@ class JobRunner:
                 raise RuntimeError(f"generator returned {out.shape[0]} clips for {len(run)} prompts")
             for c, wav in zip(run, out, strict=True):
                 wavs[(c.job.id, c.index)] = wav.detach().float().cpu()
-            state["done"] += len(run)
+            done += len(run)
         for job in jobs:
-            self._store_job(job, [wavs[(job.id, k)] for k in range(job.count)])
+            clips_of_job = [wavs[(job.id, k)] for k in range(job.count)]
+            self._finish(job, self._with_retries(job, lambda: self._write_files(job, clips_of_job)))  # noqa: B023 (called at once)
 
-    def _store_job(self, job: Job, wavs: list[Tensor]) -> None:
-        """Write the job's clips and manifest (retrying transient write errors), then mark it succeeded."""
-        results = self._with_retries(job, lambda: self._write_files(job, wavs))
-        if not self.store.finish(job.id, self.worker_id, results):  # cancelled while we wrote
+    def _run_operation(self, job: Job) -> None:
+        """A variation, morph, kit pad or kit (see operations.py): render, write with retries, finish."""
+        report = self._reporter([job.id])
+        out = operations.render(job, self.generator, self.files,
+                                lambda step, steps: report(step / max(steps, 1), step >= steps))
+        results = self._with_retries(job, lambda: operations.write(job, out, self.files, self.generator.sample_rate))
+        self._finish(job, results, out.warnings)
+
+    def _finish(self, job: Job, results: list[dict[str, Any]], warnings: list[str] | None = None) -> None:
+        """Mark the written job succeeded (or drop its files if it was cancelled meanwhile)."""
+        if not self.store.finish(job.id, self.worker_id, results, warnings):  # cancelled while we wrote
             self.files.delete(job.id)
             log.info("job dropped after cancel", extra={"event": "job_dropped", "job": job.id})
         else:
@@ -236,7 +258,7 @@ class JobRunner:
     def _write_files(self, job: Job, wavs: list[Tensor]) -> list[dict[str, Any]]:
         p, seed0 = job.params, int(job.seed or 0)
         assert p.steps is not None and p.cfg_scale is not None  # filled in from the model when the job was made
-        results = []
+        results: list[dict[str, Any]] = []
         for k, wav in enumerate(wavs):
             meta = metadata_for(job.prompt, seed0 + k, job.model, p.steps, p.cfg_scale, str(p.sampler))
             path = self.files.write_clip(job.id, k, wav, self.generator.sample_rate, p.format, meta)
@@ -244,4 +266,7 @@ class JobRunner:
                             "samples": int(wav.shape[-1]), "sample_rate": self.generator.sample_rate})
         self.files.write_manifest(job.id, {"id": job.id, "prompt": job.prompt, "model": job.model,
                                            "params": job.view_params(), "seed": seed0, "results": results})
+        folder = self.files.job_dir(job.id)
+        self.files.write_pack(job.id, [(folder / r["file"], download_name(job, r["index"])) for r in results]
+                              + [(folder / "job.json", "job.json")])
         return results

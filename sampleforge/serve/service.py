@@ -31,8 +31,8 @@ from sampleforge.params import GenerationParams
 from sampleforge.serve.cleanup import Janitor
 from sampleforge.serve.config import ServeConfig
 from sampleforge.serve.job import QUEUED, Job
-from sampleforge.serve.jobstore import JobStore
-from sampleforge.serve.results import ResultFiles, new_job_id
+from sampleforge.serve.jobstore import JobStore, QueueFull
+from sampleforge.serve.results import ResultFiles, ResultWriteError, new_job_id
 from sampleforge.serve.runner import GeneratorLike
 from sampleforge.serve.schemas import GenerateRequest
 from sampleforge.serve.worker import WorkerPool
@@ -235,13 +235,26 @@ class Service:
             ttl_s=self.config.ttl_seconds, created_at=time.time(), seed=req.seed,
             warnings=list(served.generator.check_prompt(req.prompt)), source=source, client_ref=client_ref,
         )
+        return self.enqueue(job)
+
+    def enqueue(self, job: Job, inputs: Mapping[str, Any] | None = None) -> Job:
+        """Persist ``job`` (queued) with its uploaded clips ``inputs`` ({field: (T,) audio at the model's rate},
+        written first, so a stored job always finds them) and hand it to a worker.
+
+        Raises QueueFull, or StorageUnavailable if the database or the result folder refuses the write."""
         try:
+            for field, wav in (inputs or {}).items():
+                self.files.write_input(job.id, field, wav, self.model(job.model).generator.sample_rate)
             self.store.submit(job, max_active=self.config.max_queue)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, ResultWriteError, QueueFull) as exc:
+            if inputs:
+                self.files.delete(job.id)
+            if isinstance(exc, QueueFull):
+                raise
             log.error("job not stored", extra={"event": "submit_failed", "error": str(exc)})
-            raise StorageUnavailable("the job database refuses writes; try again later") from None
-        log.info("job accepted", extra={"event": "job_accepted", "job": job.id, "clips": req.count,
-                                        "source": source})
+            raise StorageUnavailable("the job database or result folder refuses writes; try again later") from None
+        log.info("job accepted", extra={"event": "job_accepted", "job": job.id, "clips": job.count,
+                                        "source": job.source, "operation": job.operation})
         self._dispatch()
         return job
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import PurePosixPath
 from typing import Any
 
 from sampleforge.serve.job import Job
@@ -21,17 +22,23 @@ def iso(ts: float | None) -> str | None:
 
 
 def job_urls(job: Job) -> dict[str, Any]:
+    """The job's URLs; ``audio``: one per clip (a workflow job's once it has succeeded)."""
     base = f"/v1/jobs/{job.id}"
-    fmt = job.params.format
-    return {"self": base, "events": f"{base}/events", "pack": f"{base}/pack.zip",
-            "audio": [f"{base}/audio/{k}.{fmt}" for k in range(job.count)]}
+    if job.request is None:
+        audio = [f"{base}/audio/{k}.{job.extension}" for k in range(job.count)]
+    else:
+        audio = [result_url(job, r) for r in job.results]
+    return {"self": base, "events": f"{base}/events", "pack": f"{base}/pack.zip", "audio": audio}
+
+
+def result_url(job: Job, result: dict[str, Any]) -> str:
+    """``/v1/jobs/<id>/audio/<index>.<ext>`` of one result file."""
+    return f"/v1/jobs/{job.id}/audio/{result['index']}{PurePosixPath(result['file']).suffix}"
 
 
 def job_view(job: Job, queue_position: int | None = None) -> dict[str, Any]:
-    """The JSON of ``GET /v1/jobs/{id}``."""
-    urls = job_urls(job)
-    results = [{"index": r["index"], "seed": r["seed"], "url": urls["audio"][r["index"]],
-                "samples": r.get("samples"), "sample_rate": r.get("sample_rate")} for r in job.results]
+    """The JSON of ``GET /v1/jobs/{id}`` (a workflow job adds ``operation`` and its ``request``)."""
+    results = [{**{k: v for k, v in r.items() if k != "file"}, "url": result_url(job, r)} for r in job.results]
     view: dict[str, Any] = {
         "job_id": job.id,
         "state": job.state,
@@ -48,8 +55,11 @@ def job_view(job: Job, queue_position: int | None = None) -> dict[str, Any]:
         "finished_at": iso(job.finished_at),
         "expires_at": iso(job.finished_at + job.ttl_s) if job.finished_at is not None else None,
         "results": results,
-        "urls": urls,
+        "urls": job_urls(job),
     }
+    if job.request is not None:
+        view["operation"] = job.operation
+        view["request"] = {k: v for k, v in job.request.items() if k != "operation"}
     if queue_position is not None:
         view["queue_position"] = queue_position
     return view
@@ -77,9 +87,15 @@ def task_view(job: Job) -> dict[str, Any]:
 
 
 def download_name(job: Job, index: int | None = None) -> str:
-    """``kick_punchy_808_1a2b3c4d_0.wav`` (clip) or ``..._1a2b3c4d.zip`` (pack): prompt words + job id."""
+    """A download's file name: a workflow result's own (``variation_9.wav``, ``kick.wav``; a kit:
+    ``dusty_808.zip``), else ``kick_punchy_808_1a2b3c4d_0.wav`` (clip) or ``..._1a2b3c4d.zip`` (pack): prompt
+    words + job id."""
+    if index is not None and index < len(job.results) and "name" in job.results[index]:
+        return str(job.results[index]["name"])
+    if index is None and job.request is not None and job.request.get("name"):
+        return f"{job.request['name']}.zip"
     words = re.findall(r"[a-z0-9]+", job.prompt.lower())
     stem = "_".join(words)[:40].strip("_") or "clip"
     if index is None:
         return f"{stem}_{job.id[:8]}.zip"
-    return f"{stem}_{job.id[:8]}_{index}.{job.params.format}"
+    return f"{stem}_{job.id[:8]}_{index}.{job.extension}"

@@ -63,15 +63,17 @@ def test_kit_builder_auditions_rerolls_and_downloads(browser, live_server) -> No
     assert f'"seed": {after["snare"]}' in kit_json  # the zip holds the re-rolled pad
 
 
-def test_dropped_sample_gives_variations_and_the_morph_slider_plays(browser, live_server, tmp_path: Path) -> None:  # noqa: F811
+def test_dropped_sample_gives_variations_and_the_morph_slider_plays(browser, live_server, wait_job,  # noqa: F811
+                                                                    tmp_path: Path) -> None:
+    import base64
+
     from selenium.webdriver.common.by import By
 
     server = live_server()
     sample = tmp_path / "my snare.wav"
     r = server.client.post("/v1/kit/pad", json={"piece": "snare", "seed": 1, "steps": 2, "format": "wav16"})
-    import base64
-
-    sample.write_bytes(base64.b64decode(r.json()["data"]))
+    pad = wait_job(server.client, r.json()["job_id"])
+    sample.write_bytes(server.client.get(pad["results"][0]["url"]).content)
     browser.get(server.url + "/")
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#classes .chip"), 20, "the page")
     browser.execute_script("const s = document.getElementById('steps'); s.value = 2; s.dispatchEvent(new Event('input'));")

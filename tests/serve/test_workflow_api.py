@@ -1,4 +1,4 @@
-"""HTTP: POST /v1/vary, /v1/morph, /v1/kit/pad and /v1/kit on the debug model (in-process app)."""
+"""HTTP: POST /v1/vary, /v1/morph, /v1/kit/pad and /v1/kit queue jobs on the debug model (in-process app)."""
 
 from __future__ import annotations
 
@@ -30,26 +30,40 @@ def clip_b64(generator, prompt: str = "snare", seed: int = 3) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def audio_of(clip: dict, tmp_path: Path) -> tuple[np.ndarray, dict[str, str], str]:
-    path = tmp_path / clip["name"]
-    path.write_bytes(base64.b64decode(clip["data"]))
+def run(client, path: str, body: dict, wait_job) -> dict:
+    """POST a workflow request, expect 202 and a Location, wait for the job; returns the finished job."""
+    r = client.post(path, json=body)
+    assert r.status_code == 202, r.text
+    queued = r.json()
+    assert queued["state"] == "queued" and r.headers["location"] == f"/v1/jobs/{queued['job_id']}"
+    job = wait_job(client, queued["job_id"])
+    assert job["state"] == "succeeded", job
+    return job
+
+
+def audio_of(client, result: dict, tmp_path: Path) -> tuple[np.ndarray, dict[str, str], str]:
+    """Download one result file (its URL) -> (audio, metadata inside it, PCM subtype)."""
+    r = client.get(result["url"])
+    assert r.status_code == 200, r.text
+    path = tmp_path / result["name"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(r.content)
     wav, _ = sf.read(str(path), dtype="float32")
     return wav, read_metadata(path), sf.info(str(path)).subtype
 
 
-def test_vary_returns_variations_with_provenance(make_client, generator, tmp_path: Path) -> None:
-    client = make_client(start=False)
-    r = client.post("/v1/vary", json={"audio": clip_b64(generator), "prompt": "snare", "strength": 0.4, "count": 2,
-                                      "seed": 9, "format": "wav16", "length": "auto", **FAST})
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert [c["seed"] for c in body["clips"]] == [9, 10] and body["strength"] == 0.4
-    wav, meta, subtype = audio_of(body["clips"][0], tmp_path)
+def test_vary_queues_variations_with_provenance(make_client, generator, wait_job, tmp_path: Path) -> None:
+    client = make_client()
+    job = run(client, "/v1/vary", {"audio": clip_b64(generator), "prompt": "snare", "strength": 0.4, "count": 2,
+                                   "seed": 9, "format": "wav16", "length": "auto", **FAST}, wait_job)
+    assert job["operation"] == "vary" and job["request"]["settings"]["strength"] == 0.4
+    assert [c["seed"] for c in job["results"]] == [9, 10] and job["urls"]["audio"][0].endswith("/audio/0.wav")
+    wav, meta, subtype = audio_of(client, job["results"][0], tmp_path)
     assert subtype == "PCM_16" and 0 < wav.shape[0] <= 88200
     assert meta["operation"] == "vary" and meta["strength"] == "0.4" and meta["seed"] == "9"
-    zero = client.post("/v1/vary", json={"audio": clip_b64(generator), "strength": 0.0, "count": 1, **FAST}).json()
+    zero = run(client, "/v1/vary", {"audio": clip_b64(generator), "strength": 0.0, "count": 1, **FAST}, wait_job)
     direct = generator.vary(generator.generate("snare", steps=2, seed=3).numpy()[0], strength=0.0, steps=2)
-    got, _, _ = audio_of(zero["clips"][0], tmp_path)
+    got, _, _ = audio_of(client, zero["results"][0], tmp_path)
     assert np.abs(got - direct.audio.numpy()[0]).max() < 1e-4  # the same VAE round trip
 
 
@@ -81,48 +95,51 @@ def test_upload_limit_is_separate_from_the_json_limit(make_client, generator) ->
     assert r.status_code == 413  # the ordinary limit still holds elsewhere
 
 
-def test_morph_endpoints_equal_the_sources(make_client, generator, tmp_path: Path) -> None:
-    client = make_client(start=False)
-    r = client.post("/v1/morph", json={"from_prompt": "kick", "to_prompt": "snare", "from_seed": 4,
-                                       "morph_steps": 3, "format": "wav32f", **FAST})
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert body["to_seed"] == 5 and [c["t"] for c in body["clips"]] == [0.0, 0.5, 1.0]
-    first, meta, _ = audio_of(body["clips"][0], tmp_path)
+def test_morph_endpoints_equal_the_sources(make_client, generator, wait_job, tmp_path: Path) -> None:
+    client = make_client()
+    job = run(client, "/v1/morph", {"from_prompt": "kick", "to_prompt": "snare", "from_seed": 4, "morph_steps": 3,
+                                    "format": "wav32f", **FAST}, wait_job)
+    assert job["request"]["to_seed"] == 5 and [c["t"] for c in job["results"]] == [0.0, 0.5, 1.0]
+    first, meta, _ = audio_of(client, job["results"][0], tmp_path)
     np.testing.assert_allclose(first, generator.generate("kick", steps=2, seed=4).numpy()[0], atol=1e-4)
     assert meta["operation"] == "morph" and meta["t"] == "0.0000"
-    clips = client.post("/v1/morph", json={"from_audio": clip_b64(generator), "to_audio": clip_b64(generator,
-                                           "kick", 1), "strength": 0.0, "morph_steps": 2, **FAST})
-    assert clips.status_code == 200 and len(clips.json()["clips"]) == 2
+    clips = run(client, "/v1/morph", {"from_audio": clip_b64(generator), "to_audio": clip_b64(generator, "kick", 1),
+                                      "strength": 0.0, "morph_steps": 2, **FAST}, wait_job)
+    assert len(clips["results"]) == 2 and clips["request"]["clips"] is True
     r = client.post("/v1/morph", json={"from_audio": clip_b64(generator), **FAST})
     assert r.status_code == 422 and "to_audio" in r.text
 
 
-def test_pads_and_the_kit_zip_hold_the_same_sounds(make_client, tmp_path: Path) -> None:
-    client = make_client(start=False)
+def test_pads_and_the_kit_zip_hold_the_same_sounds(make_client, wait_job, tmp_path: Path) -> None:
+    client = make_client()
     pads = {}
     for piece in ("kick", "open_hat"):
-        r = client.post("/v1/kit/pad", json={"prompt": "dusty 808", "piece": piece, "seed": 11, "format": "wav24",
-                                             **FAST})
-        assert r.status_code == 200, r.text
-        pads[piece] = r.json()
+        job = run(client, "/v1/kit/pad", {"prompt": "dusty 808", "piece": piece, "seed": 11, "format": "wav24",
+                                          **FAST}, wait_job)
+        pads[piece] = job["results"][0]
     assert pads["kick"]["note"] == 36 and pads["kick"]["prompt"] == "kick dusty 808"
-    rerolled = client.post("/v1/kit/pad", json={"prompt": "dusty 808", "piece": "kick", "seed": 11,
-                                                "pad_seed": pads["kick"]["pad_seed"] + 1, **FAST}).json()
-    assert rerolled["data"] != pads["kick"]["data"]
-    r = client.post("/v1/kit", json={"prompt": "dusty 808", "pieces": ["kick", "open_hat"], "seed": 11,
-                                     "pad_seeds": {p: v["pad_seed"] for p, v in pads.items()}, **FAST})
+    assert pads["kick"]["kit_seed"] == 11 and pads["kick"]["name"] == "kick.wav"
+    rerolled = run(client, "/v1/kit/pad", {"prompt": "dusty 808", "piece": "kick", "seed": 11,
+                                           "pad_seed": pads["kick"]["pad_seed"] + 1, **FAST}, wait_job)
+    assert client.get(rerolled["results"][0]["url"]).content != client.get(pads["kick"]["url"]).content
+    kit = run(client, "/v1/kit", {"prompt": "dusty 808", "pieces": ["kick", "open_hat"], "seed": 11,
+                                  "pad_seeds": {p: v["pad_seed"] for p, v in pads.items()}, **FAST}, wait_job)
+    assert [(r["piece"], r["name"]) for r in kit["results"]] == [("kick", "kick.wav"), ("open_hat", "open_hat.wav")]
+    r = client.get(kit["urls"]["pack"])
     assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    assert 'filename="dusty_808.zip"' in r.headers["content-disposition"]
     with zipfile.ZipFile(io.BytesIO(r.content)) as z:
         names = sorted(z.namelist())
         assert names == sorted(f"dusty_808/{n}" for n in ("kick.wav", "open_hat.wav", "kit.sfz", "kit.dspreset",
                                                           "drumkit.xml", "gm_map.csv", "kit.json"))
         z.extractall(tmp_path)
     for piece, pad in pads.items():
-        pad_wav, _, _ = audio_of(pad, tmp_path)
+        pad_wav, _, _ = audio_of(client, pad, tmp_path / "pads")
         kit_wav, _ = sf.read(str(tmp_path / "dusty_808" / f"{piece}.wav"), dtype="float32")
         n = min(len(pad_wav), len(kit_wav))
         assert abs(len(pad_wav) - len(kit_wav)) <= 1 and np.abs(pad_wav[:n] - kit_wav[:n]).max() < 1e-3
+        in_kit = next(r for r in kit["results"] if r["piece"] == piece)
+        assert client.get(in_kit["url"]).content == (tmp_path / "dusty_808" / f"{piece}.wav").read_bytes()
 
 
 @pytest.mark.parametrize("body, field", [
@@ -151,7 +168,7 @@ def test_token_protects_the_workflow_routes(make_client, generator) -> None:
     assert client.post("/v1/kit/pad", json={"piece": "kick", "seed": 1, **FAST}).status_code == 401
     ok = client.post("/v1/kit/pad", json={"piece": "kick", "seed": 1, **FAST},
                      headers={"Authorization": "Bearer s3cret"})
-    assert ok.status_code == 200
+    assert ok.status_code == 202
 
 
 def test_jobs_narrow_the_formats_to_what_they_store(make_client) -> None:
@@ -188,9 +205,59 @@ def test_workflow_routes_run_on_the_named_sampleforge_model(tmp_path: Path, gene
                       {"foreign": _ForeignModel(), str(generator.name): generator})
     with TestClient(create_app(service, manage_service=False)) as client:
         ok = client.post("/v1/morph", json={"model": str(generator.name), "morph_steps": 2, **FAST})
-        assert ok.status_code == 200, ok.text
-        assert ok.json()["model"] == generator.id
+        assert ok.status_code == 202, ok.text
+        assert ok.json()["model"] == str(generator.name)
         for body in ({}, {"model": "foreign"}):  # the default (first) model is the foreign one
             r = client.post("/v1/morph", json={"morph_steps": 2, **FAST, **body})
             assert r.status_code == 422, r.text
             assert "model" in json.dumps(r.json()) and "sampleforge model" in r.text
+
+
+def test_workflow_jobs_survive_a_restart(make_service, generator, wait_job, tmp_path: Path) -> None:
+    """Accepted by one server, run by the next: queued ones, and one that was running when the first died."""
+    from fastapi.testclient import TestClient
+
+    from sampleforge.serve.app import create_app
+
+    bodies = {"vary": ("/v1/vary", {"audio": clip_b64(generator), "prompt": "snare", "count": 2, "strength": 0.5}),
+              "morph": ("/v1/morph", {"from_prompt": "kick", "to_prompt": "snare", "morph_steps": 3}),
+              "pad": ("/v1/kit/pad", {"prompt": "dusty", "piece": "snare", "seed": 7}),
+              "kit": ("/v1/kit", {"prompt": "dusty", "pieces": "kick,rim", "format": "flac"})}
+    first = make_service()
+    with TestClient(create_app(first, manage_service=False)) as client:  # no workers: everything stays queued
+        queued = {op: client.post(path, json={**body, **FAST}).json() for op, (path, body) in bodies.items()}
+    ids = {op: view["job_id"] for op, view in queued.items()}
+    assert all(view["state"] == "queued" for view in queued.values()), queued
+    assert (tmp_path / "storage" / "results" / ids["vary"] / "input_audio.wav").is_file()
+    died = first.store.claim("thread@gone:1:x", 1, 60.0, leader=ids["morph"])  # running when the server died
+    assert [j.state for j in died] == ["running"]
+    first.store.close()
+
+    with TestClient(create_app(make_service())) as client:  # a new server on the same storage
+        jobs = {op: wait_job(client, job_id) for op, job_id in ids.items()}
+        assert {op: j["state"] for op, j in jobs.items()} == dict.fromkeys(bodies, "succeeded"), jobs
+        assert jobs["morph"]["attempts"] == 2 and jobs["vary"]["attempts"] == 1
+        seed = queued["vary"]["request"]["settings"]["seed"]  # fixed when accepted: the run keeps it
+        assert [r["seed"] for r in jobs["vary"]["results"]] == [seed, seed + 1]
+        wav, _, _ = audio_of(client, jobs["vary"]["results"][1], tmp_path)
+        direct = generator.vary(generator.generate("snare", steps=2, seed=3).numpy()[0], prompt="snare", count=2,
+                                strength=0.5, seed=seed, steps=2).audio.numpy()[1]
+        assert np.abs(wav - direct).max() < 1e-4
+        assert [r["t"] for r in jobs["morph"]["results"]] == [0.0, 0.5, 1.0]
+        assert jobs["pad"]["results"][0]["piece"] == "snare" and client.get(jobs["pad"]["urls"]["pack"]).status_code == 200
+        with zipfile.ZipFile(io.BytesIO(client.get(jobs["kit"]["urls"]["pack"]).content)) as z:
+            assert {"dusty/kick.flac", "dusty/rim.flac", "dusty/kit.sfz"} <= set(z.namelist())
+        assert [r["url"].rsplit("/", 1)[1] for r in jobs["kit"]["results"]] == ["0.flac", "1.flac"]
+
+
+def test_workflow_jobs_are_cancelled_and_deleted_like_any_job(make_client, generator, tmp_path: Path) -> None:
+    client = make_client(start=False, max_queue=1)
+    job = client.post("/v1/vary", json={"audio": clip_b64(generator), **FAST}).json()
+    folder = tmp_path / "storage" / "results" / job["job_id"]
+    assert (folder / "input_audio.wav").is_file()
+    full = client.post("/v1/morph", json={"from_audio": clip_b64(generator), "to_audio": clip_b64(generator), **FAST})
+    assert full.status_code == 429 and int(full.headers["retry-after"]) >= 1
+    assert sorted(p.name for p in (tmp_path / "storage" / "results").iterdir()) == [job["job_id"]]  # no stray input
+    assert client.delete(f"/v1/jobs/{job['job_id']}").json()["state"] == "cancelled"
+    assert not folder.exists()
+    assert client.get(f"/v1/jobs/{job['job_id']}/audio/0").status_code == 409

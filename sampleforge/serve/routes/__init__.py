@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from sampleforge.serve import workflow
-from sampleforge.serve.routes import audio, health, jobs, models, page, tasks
+from sampleforge.serve.routes import audio, health, jobs, models, page, tasks, workflow
 from sampleforge.serve.routes.common import require_token
 
 PUBLIC: tuple[APIRouter, ...] = (health.router, page.router)  # no token: probes and the web page

@@ -46,9 +46,14 @@ def load_job(service: Service, job_id: str) -> Job:
 
 
 def submit(service: Service, req: GenerateRequest, source: str, client_ref: str | None = None) -> Job:
-    """Queue the job: 429 with Retry-After when the queue is full (503 when storage refuses: see app.py)."""
+    """Queue a generation job: 429 with Retry-After when the queue is full (503 when storage refuses: see app.py)."""
+    return queue_full_is_429(service, lambda: service.submit(req, source=source, client_ref=client_ref))
+
+
+def queue_full_is_429(service: Service, enqueue: Callable[[], Job]) -> Job:
+    """``enqueue()``, or 429 with Retry-After when the queue is full."""
     try:
-        return service.submit(req, source=source, client_ref=client_ref)
+        return enqueue()
     except QueueFull as exc:
         wait = service.retry_after()
         raise HTTPException(429, f"{exc}; retry after {wait} s", headers={"Retry-After": str(wait)}) from None

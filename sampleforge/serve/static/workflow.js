@@ -1,5 +1,6 @@
 // sampleforge web page, part 2: the kit builder, variations of a dropped sample, and the morph slider.
-// Uses the helpers of app.js ($, api, apiJson, saveBlob, decode, drawWave). Talks to /v1/kit*, /v1/vary, /v1/morph.
+// Uses the helpers of app.js ($, api, apiJson, saveBlob, decode, drawWave). Talks to /v1/kit*, /v1/vary, /v1/morph:
+// each queues a job; the page waits for it (/v1/jobs/{id}) and fetches its result files.
 "use strict";
 
 const MAX_SEED = 2147483647;
@@ -28,11 +29,22 @@ async function postForJson(path, body) {
   return out;
 }
 
-function b64ToBlob(data, type) {
-  const bin = atob(data);
-  const bytes = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-  return new Blob([bytes], { type });
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function runJob(path, body) {  // queue a workflow job and wait for it: the finished job
+  let job = await postForJson(path, body);
+  while (job.state === "queued" || job.state === "running") {
+    await sleep(200);
+    job = await apiJson("/v1/jobs/" + job.job_id);
+  }
+  if (job.state !== "succeeded") throw new Error(job.error || "the job was " + job.state);
+  return job;
+}
+
+async function fetchOk(url) {
+  const res = await api(url);
+  if (!res.ok) throw new Error(errorText(res, await res.json().catch(() => ({}))));
+  return res;
 }
 
 function blobToB64(blob) {
@@ -83,18 +95,19 @@ async function loadPad(name, padSeed) {
   const el = padEl(name);
   el.classList.add("busy");
   try {
-    const r = await postForJson("/v1/kit/pad", Object.assign({
+    const job = await runJob("/v1/kit/pad", Object.assign({
       prompt: kit.prompt, piece: name, seed: kit.seed, pad_seed: padSeed, format: "wav16", length: "auto",
       relatedness: Number($("kit-related").value),
     }, sampling()));
-    const blob = b64ToBlob(r.data, r.media_type);
+    const r = job.results[0];
+    const blob = await (await fetchOk(r.url)).blob();
     const old = kit.pads[name];
     if (old) URL.revokeObjectURL(old.url);
     kit.pads[name] = { seed: r.pad_seed, url: URL.createObjectURL(blob), prompt: r.prompt };
     el.dataset.padSeed = String(r.pad_seed);
     el.querySelector(".pad-seed").textContent = "seed " + r.pad_seed;
     drawWave(el.querySelector("canvas"), await decode(blob));
-    for (const w of r.warnings || []) kit.warnings.add(w);
+    for (const w of job.warnings || []) kit.warnings.add(w);
     if (kit.warnings.size) say("kit-notice", [...kit.warnings].join(" · "), "warn");
   } finally {
     el.classList.remove("busy");
@@ -145,11 +158,11 @@ async function downloadKit() {
   $("kit-download").disabled = true;
   say("kit-notice", "Rendering the kit…");
   try {
-    const res = await postJson("/v1/kit", Object.assign({
+    const job = await runJob("/v1/kit", Object.assign({
       prompt: kit.prompt, seed: kit.seed, pieces: kit.pieces.map((p) => p.name), pad_seeds,
       relatedness: Number($("kit-related").value), format: "wav24", length: "auto",
     }, sampling()));
-    if (!res.ok) throw new Error(errorText(res, await res.json().catch(() => ({}))));
+    const res = await fetchOk(job.urls.pack);
     const name = (res.headers.get("Content-Disposition") || "").match(/filename="([^"]+)"/);
     saveBlob(await res.blob(), name ? name[1] : "kit.zip");
     say("kit-notice", "");
@@ -181,13 +194,16 @@ async function vary(file) {
   const box = $("vary-results");
   box.innerHTML = "";
   try {
-    const r = await postForJson("/v1/vary", Object.assign({
+    const job = await runJob("/v1/vary", Object.assign({
       audio: await blobToB64(file), prompt: $("vary-prompt").value.trim(), strength: Number($("vary-strength").value),
       count: 4, format: "wav16", length: "auto",
     }, sampling()));
     const stem = file.name.replace(/\.[^.]+$/, "");
-    for (const c of r.clips) await miniClip(box, b64ToBlob(c.data, c.media_type), "seed " + c.seed, stem + "_var_" + c.seed + ".wav");
-    say("vary-notice", r.warnings && r.warnings.length ? r.warnings.join(" · ") : "", "warn");
+    for (const c of job.results) {
+      const blob = await (await fetchOk(c.url)).blob();
+      await miniClip(box, blob, "seed " + c.seed, stem + "_var_" + c.seed + ".wav");
+    }
+    say("vary-notice", job.warnings.length ? job.warnings.join(" · ") : "", "warn");
   } catch (err) {
     say("vary-notice", err.message, "error");
   }
@@ -235,19 +251,19 @@ async function makeMorph() {
   say("morph-notice", "Morphing…");
   try {
     const steps = Number($("morph-slider").max) + 1;
-    const r = await postForJson("/v1/morph", Object.assign({
+    const job = await runJob("/v1/morph", Object.assign({
       from_prompt: from, to_prompt: to, from_seed: randomSeed(), morph_steps: steps, format: "wav16",
     }, sampling()));
     for (const c of morph.clips) URL.revokeObjectURL(c.url);
     morph.clips = [];
-    for (const c of r.clips) {
-      const blob = b64ToBlob(c.data, c.media_type);
+    for (const c of job.results) {
+      const blob = await (await fetchOk(c.url)).blob();
       morph.clips.push({ t: c.t, url: URL.createObjectURL(blob), samples: await decode(blob) });
     }
     $("morph-slider").disabled = false;
     $("morph-slider").value = 0;
     showMorph(false);
-    say("morph-notice", r.warnings && r.warnings.length ? r.warnings.join(" · ") : "", "warn");
+    say("morph-notice", job.warnings.length ? job.warnings.join(" · ") : "", "warn");
   } catch (err) {
     say("morph-notice", err.message, "error");
   } finally {

@@ -1,12 +1,13 @@
 """HTTP routes of the producer's workflow: variations (``POST /v1/vary``), morphs (``POST /v1/morph``), kit
-pads (``POST /v1/kit/pad``) and whole kits as a zip (``POST /v1/kit``).
+pads (``POST /v1/kit/pad``) and whole kits (``POST /v1/kit``), plus the pieces a kit can hold.
 
-They answer directly (no job queue): a request runs on the served model it names in ``model`` (default: the
-server's first), which must be a sampleforge model (they encode audio into its latents); one workflow request at a time
-(others wait up to ``WAIT_SECONDS``, then 429). Audio goes both ways as base64 in JSON: input clips in
-``audio`` / ``from_audio`` / ``to_audio`` (any WAV, FLAC, AIFF or OGG; up to ``max_upload_bytes`` per
-request), results as ``{"data": base64, "media_type", "name", ...}`` with their provenance.
-A kit pad and the kit zip made with the same prompt, seed and ``pad_seeds`` hold the same sounds.
+Each POST checks its request (422 naming the field) and queues a job in the same queue and result store as
+generation: ``202`` with the job (``/v1/jobs/{id}``: state, progress, then ``results`` with one audio URL per
+file, and ``pack.zip``); it survives a restart like any job (operations.py runs it). A request runs on the
+served model it names in ``model`` (default: the server's first), which must be a sampleforge model (they
+encode audio into its latents). Input clips come as base64 in ``audio`` / ``from_audio`` / ``to_audio`` (any
+WAV, FLAC, AIFF or OGG; up to ``max_upload_bytes`` per request) and are stored with the job. A kit pad and
+the kit made with the same prompt, seed and ``pad_seeds`` hold the same sounds.
 """
 
 from __future__ import annotations
@@ -17,30 +18,31 @@ import copy
 import dataclasses
 import re
 import tempfile
-import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
-from sampleforge.audio.finish import apply_length, parse_length
-from sampleforge.audio.io import FORMATS, read_audio, write_audio
+from sampleforge.audio.finish import parse_length
+from sampleforge.audio.io import read_audio
 from sampleforge.errors import AudioReadError, UserInputError
 from sampleforge.kit.pieces import DEFAULT_PIECES, KIT_DEFAULTS, PIECES
 from sampleforge.params import DEFAULTS, MAX_SEED, SPECS, GenerationParams
+from sampleforge.serve.job import QUEUED, Job
+from sampleforge.serve.results import new_job_id
+from sampleforge.serve.routes.common import accepted, queue_full_is_429
 from sampleforge.serve.schemas import _field as derived_field
+from sampleforge.serve.views import job_view
 
-WAIT_SECONDS = 60.0
 UPLOAD_PATHS = ("/v1/vary", "/v1/morph")
-MEDIA = {"wav": "audio/wav", "flac": "audio/flac"}
 _UNSET: Any = object()
 
 router = APIRouter(tags=["workflow"])
-_busy = threading.Semaphore(1)
 
 
 class _Strict(BaseModel):
@@ -113,7 +115,8 @@ else:
         (*KIT, "seed", "pieces", "round_robins", "velocity_layers"), {"format": "wav24", "length": "auto"},
         base=_Params,
         pad_seeds=(dict[str, int], Field(default_factory=dict, description="{piece: seed} from the pads you kept")),
-        name=(str | None, Field(None, max_length=60)))
+        name=(str | None, Field(None, max_length=60, description="the kit's name (made file-name safe); default: "
+                                                                  "from the prompt")))
 
 
 def _invalid(field: str, msg: str, kind: str = "value_error") -> RequestValidationError:
@@ -171,74 +174,58 @@ def _decode(field: str, data: str, sample_rate: int) -> np.ndarray:
     return wav
 
 
-def _encode(wav: np.ndarray, sample_rate: int, fmt: str, meta: dict[str, str]) -> dict[str, Any]:
-    """(T,) audio -> ``{"data": base64, "media_type", "samples"}`` in ``fmt`` with ``meta`` inside the file."""
-    container = FORMATS[fmt][0]
-    with tempfile.TemporaryDirectory(prefix="sampleforge-out-") as tmp:
-        path = write_audio(Path(tmp) / f"clip.{container}", wav, sample_rate, meta, format=fmt)
-        data = path.read_bytes()
-    return {"data": base64.b64encode(data).decode("ascii"), "media_type": MEDIA[container],
-            "samples": int(wav.shape[0])}
-
-
-def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run ``fn`` holding the workflow slot (429 when it stays busy); UserInputError -> 422."""
-    if not _busy.acquire(timeout=WAIT_SECONDS):
-        raise HTTPException(429, "the server is busy with another variation, morph or kit; retry later",
-                            headers={"Retry-After": "10"})
+def _checked(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(...)``, a UserInputError turned into a 422 naming the field its message starts with."""
     try:
         return fn(*args, **kwargs)
     except UserInputError as exc:
         msg = str(exc)
         field = re.match(r"[a-z_]+", msg)
         raise _invalid(field.group(0) if field else "body", msg) from None
-    finally:
-        _busy.release()
 
 
-def _clip(gen: Any, p: GenerationParams, wav: np.ndarray, **extra: Any) -> dict[str, Any]:
-    """One result clip at the settings' length and format, with its provenance inside."""
-    from sampleforge.workflow import provenance
+def _queue(request: Request, operation: str, p: GenerationParams, prompt: str,
+           inputs: dict[str, np.ndarray] | None = None, **fields: Any) -> JSONResponse:
+    """Queue a workflow job (``operation`` with settings ``p`` and the operation's ``fields``): 202 with its view
+    (429 when the queue is full, 503 when storage refuses)."""
+    service = request.app.state.service
+    served = _generator(request, p.model)
+    _checked(served.generator.settings, p, {})  # what the model itself refuses, before the job is accepted
+    stored = {k: v for k, v in dataclasses.asdict(p).items() if v != getattr(DEFAULTS, k)}
+    job = Job(id=new_job_id(), state=QUEUED, model=served.name, prompt=prompt, params=p,
+              ttl_s=service.config.ttl_seconds, created_at=time.time(), seed=p.seed, source="workflow",
+              request={"operation": operation, "settings": stored, **fields})
+    job = queue_full_is_429(service, lambda: service.enqueue(job, inputs))
+    return accepted(job, job_view(job, queue_position=service.store.queue_position(job)))
 
-    return _encode(apply_length(wav, gen.sample_rate, parse_length(p.length)), gen.sample_rate, p.format,
-                   provenance(gen, p, **extra))
+
+ACCEPTED: dict[int | str, dict[str, Any]] = {202: {"description": "queued: follow `Location` (`/v1/jobs/{id}`), then download `results[].url` "
+                  "or `urls.pack`"}}
 
 
-@router.post("/v1/vary", summary="Variations of an uploaded clip (audio-to-audio)")
-def vary(req: VaryRequest, request: Request) -> dict[str, Any]:
-    p = req.params(VARY)
+@router.post("/v1/vary", status_code=202, responses=ACCEPTED,
+             summary="Queue variations of an uploaded clip (audio-to-audio)")
+def vary(req: VaryRequest, request: Request) -> JSONResponse:
+    p = req.params(VARY).with_seed()
     _limits(request, p, p.count, {"prompt": p.prompt})
-    gen = _generator(request, p.model).generator
-    wav = _decode("audio", req.audio, gen.sample_rate)
-    result = _run(gen.vary, wav, p)
-    r = result.params
-    ext = FORMATS[r.format][0]
-    clips = [{"index": k, "seed": seed, "name": f"variation_{seed}.{ext}",
-              **_clip(gen, r, clip, seed=seed, operation="vary", strength=r.strength)}
-             for k, (clip, seed) in enumerate(zip(result.audio.numpy(), result.seeds, strict=True))]
-    return {"model": gen.id, "strength": r.strength, "warnings": result.warnings, "clips": clips}
+    wav = _decode("audio", req.audio, _generator(request, p.model).generator.sample_rate)
+    return _queue(request, "vary", p, p.prompt, {"audio": wav})
 
 
-@router.post("/v1/morph", summary="A morph between two prompts/seeds or two uploaded clips")
-def morph(req: MorphRequest, request: Request) -> dict[str, Any]:
-    from sampleforge.pipeline import MorphEnd
-
-    p = req.params(MORPH)
+@router.post("/v1/morph", status_code=202, responses=ACCEPTED,
+             summary="Queue a morph between two prompts/seeds or two uploaded clips")
+def morph(req: MorphRequest, request: Request) -> JSONResponse:
+    p = req.params(MORPH).with_seed()
     _limits(request, p, p.morph_steps, {"from_prompt": req.from_prompt, "to_prompt": req.to_prompt})
-    gen = _generator(request, p.model).generator
+    rate = _generator(request, p.model).generator.sample_rate
     if (req.from_audio is None) != (req.to_audio is None):
         raise _invalid("to_audio" if req.to_audio is None else "from_audio", "give a clip for both ends or neither")
-    a_audio = _decode("from_audio", req.from_audio, gen.sample_rate) if req.from_audio else None
-    b_audio = _decode("to_audio", req.to_audio, gen.sample_rate) if req.to_audio else None
-    result = _run(gen.morph, MorphEnd(req.from_prompt, req.from_seed, a_audio),
-                  MorphEnd(req.to_prompt, req.to_seed, b_audio), p)
-    r, n = result.params, len(result.seeds)
-    sa, sb = result.seeds[0], result.seeds[-1]
-    clips = [{"index": k, "t": k / (n - 1), "name": f"morph_{k + 1}of{n}.{FORMATS[r.format][0]}",
-              **_clip(gen, r, clip, operation="morph", prompt=f"{req.from_prompt} -> {req.to_prompt}",
-                      seed=f"{sa} -> {sb}", t=f"{k / (n - 1):.4f}")}
-             for k, clip in enumerate(result.audio.numpy())]
-    return {"model": gen.id, "from_seed": sa, "to_seed": sb, "warnings": result.warnings, "clips": clips}
+    inputs = {"from_audio": _decode("from_audio", req.from_audio, rate),
+              "to_audio": _decode("to_audio", req.to_audio, rate)} if req.from_audio else None
+    a = req.from_seed if req.from_seed is not None else int(p.seed or 0)  # with_seed() set p.seed
+    b = req.to_seed if req.to_seed is not None else (a + 1) % (MAX_SEED + 1)
+    return _queue(request, "morph", p, f"{req.from_prompt} -> {req.to_prompt}", inputs, from_prompt=req.from_prompt,
+                  to_prompt=req.to_prompt, from_seed=a, to_seed=b, clips=inputs is not None)
 
 
 @router.get("/v1/kit/pieces", summary="The pieces a kit can hold (GM notes) and the default set")
@@ -249,38 +236,30 @@ def kit_pieces() -> dict[str, Any]:
             "max_velocity_layers": SPECS["velocity_layers"].le}
 
 
-@router.post("/v1/kit/pad", summary="One pad of a kit: audition it, or re-roll it with another pad_seed")
-def kit_pad(req: PadRequest, request: Request) -> dict[str, Any]:
-    from sampleforge.kit.build import build_kit
-    from sampleforge.kit.writers import sample_metadata
-
+@router.post("/v1/kit/pad", status_code=202, responses=ACCEPTED,
+             summary="Queue one pad of a kit: audition it, or re-roll it with another pad_seed")
+def kit_pad(req: PadRequest, request: Request) -> JSONResponse:
     if req.piece not in PIECES:
         raise _invalid("piece", f"unknown piece {req.piece!r} (valid: {', '.join(PIECES)})", "enum")
     p = dataclasses.replace(req.params(KIT, KIT_DEFAULTS), seed=req.seed, pieces=req.piece)
     _limits(request, p, 1, {"prompt": p.prompt})
-    gen = _generator(request, p.model).generator
     pad_seed = req.pad_seed if req.pad_seed is not None else int(np.random.default_rng().integers(MAX_SEED))
-    kit = _run(build_kit, gen, p, pad_seeds={req.piece: pad_seed})
-    s = kit.samples[0]
-    clip = _encode(s.audio, gen.sample_rate, p.format, sample_metadata(s, kit))
-    return {"piece": req.piece, "label": PIECES[req.piece].label, "note": PIECES[req.piece].note,
-            "seed": req.seed, "pad_seed": pad_seed, "prompt": s.prompt, "warnings": kit.warnings,
-            "name": f"{req.piece}.{FORMATS[p.format][0]}", **clip}
+    return _queue(request, "pad", p, p.prompt, piece=req.piece, pad_seed=pad_seed)
 
 
-@router.post("/v1/kit", summary="A whole kit as a zip: samples, SFZ, Decent Sampler, Hydrogen, GM map, kit.json",
-             response_class=Response)
-def kit_zip(req: KitRequest, request: Request) -> Response:
-    from sampleforge.kit.build import build_kit
+@router.post("/v1/kit", status_code=202, responses=ACCEPTED,
+             summary="Queue a whole kit: samples, SFZ, Decent Sampler, Hydrogen, GM map, kit.json (its pack.zip)")
+def kit_zip(req: KitRequest, request: Request) -> JSONResponse:
+    from sampleforge.kit.build import character, slug
     from sampleforge.kit.pieces import parse_pieces
-    from sampleforge.kit.writers import write_kit, zip_folder
 
-    p = req.params((*KIT, "seed", "pieces", "round_robins", "velocity_layers"), KIT_DEFAULTS)
-    _limits(request, p, len(parse_pieces(p.pieces)) * p.round_robins * p.velocity_layers, {"prompt": p.prompt})
-    gen = _generator(request, p.model).generator
-    kit = _run(build_kit, gen, p, pad_seeds=req.pad_seeds or None, name=req.name)
-    with tempfile.TemporaryDirectory(prefix="sampleforge-kit-") as tmp:
-        write_kit(kit, Path(tmp) / kit.name, p.format)
-        data = zip_folder(Path(tmp) / kit.name, kit.name)
-    return Response(data, media_type="application/zip",
-                    headers={"Content-Disposition": f'attachment; filename="{kit.name}.zip"'})
+    p = req.params((*KIT, "seed", "pieces", "round_robins", "velocity_layers"), KIT_DEFAULTS).with_seed()
+    names = parse_pieces(p.pieces)
+    _limits(request, p, len(names) * p.round_robins * p.velocity_layers, {"prompt": p.prompt})
+    for piece in req.pad_seeds:
+        if piece not in names:
+            raise _invalid("pad_seeds", f"{piece!r} is not a piece of this kit ({', '.join(names)})")
+    for value in req.pad_seeds.values():
+        _checked(SPECS["seed"].check, value)
+    name = slug(req.name or character(p.prompt) or p.prompt)
+    return _queue(request, "kit", p, p.prompt, pad_seeds=req.pad_seeds, name=name)

@@ -136,3 +136,12 @@ def test_workflow_results_take_ranges(make_client, generator, wait_job) -> None:
     assert whole.headers["content-type"] == "audio/flac"
     tail = client.get(url, headers={"Range": "bytes=-100"})
     assert tail.status_code == 206 and tail.content == whole.content[-100:]
+
+
+def test_a_pack_stored_without_its_zip_is_zipped_while_sent(finished, tmp_path: Path) -> None:
+    client, job, clip, pack = finished
+    (tmp_path / "storage" / "results" / job["job_id"] / "pack.zip").unlink()  # as jobs of older versions
+    r = client.get(job["urls"]["pack"], headers={"Range": "bytes=0-9"})
+    assert r.status_code == 200 and r.content != pack  # the whole zip, streamed
+    with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+        assert z.read(f"kick_{job['job_id'][:8]}_0.wav") == clip

@@ -159,6 +159,10 @@ def test_kit_bad_input(make_client) -> None:
     assert r.status_code == 422 and "gong" in r.text
     r = client.post("/v1/kit", json={"pieces": ["kick"], "pad_seeds": {"snare": 1}, **FAST})
     assert r.status_code == 422 and "pad_seeds" in r.text
+    r = client.post("/v1/kit", json={"pieces": ["kick"], "pad_seeds": {"kick": -3}, **FAST})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "pad_seeds"], r.text
+    r = client.post("/v1/kit", json={"pieces": ["kick"], "pad_seeds": {"kick": "7"}, **FAST})
+    assert r.status_code == 422 and "pad_seeds" in r.text
     r = client.post("/v1/kit", json={"round_robins": 8, "velocity_layers": 5, **FAST})
     assert r.status_code == 422 and "count" in r.text
 

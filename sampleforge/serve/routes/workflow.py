@@ -26,7 +26,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, create_model
 
 from sampleforge.audio.finish import parse_length
 from sampleforge.audio.io import read_audio
@@ -114,7 +114,7 @@ else:
         "KitRequest", "A whole kit as a zip (samples + SFZ + Decent Sampler + Hydrogen + GM map + kit.json).",
         (*KIT, "seed", "pieces", "round_robins", "velocity_layers"), {"format": "wav24", "length": "auto"},
         base=_Params,
-        pad_seeds=(dict[str, int], Field(default_factory=dict, description="{piece: seed} from the pads you kept")),
+        pad_seeds=(dict[str, StrictInt], Field(default_factory=dict, description="{piece: seed} from the pads you kept")),
         name=(str | None, Field(None, max_length=60, description="the kit's name (made file-name safe); default: "
                                                                   "from the prompt")))
 
@@ -256,10 +256,10 @@ def kit_zip(req: KitRequest, request: Request) -> JSONResponse:
     p = req.params((*KIT, "seed", "pieces", "round_robins", "velocity_layers"), KIT_DEFAULTS).with_seed()
     names = parse_pieces(p.pieces)
     _limits(request, p, len(names) * p.round_robins * p.velocity_layers, {"prompt": p.prompt})
-    for piece in req.pad_seeds:
+    for piece, value in req.pad_seeds.items():
         if piece not in names:
             raise _invalid("pad_seeds", f"{piece!r} is not a piece of this kit ({', '.join(names)})")
-    for value in req.pad_seeds.values():
-        _checked(SPECS["seed"].check, value)
+        if not 0 <= value <= MAX_SEED:
+            raise _invalid("pad_seeds", f"{piece}: a seed is 0 to {MAX_SEED}, got {value}", "range")
     name = slug(req.name or character(p.prompt) or p.prompt)
     return _queue(request, "kit", p, p.prompt, pad_seeds=req.pad_seeds, name=name)

@@ -148,7 +148,9 @@ def write_audio(
                 str(tmp), "w", sample_rate, data.shape[1], format="FLAC", subtype="PCM_24"
             ) as f:
                 if meta is not None:
-                    f.title = _display_title(meta)
+                    title = _display_title(meta)
+                    if title:  # libsndfile refuses an empty string ("bad string")
+                        f.title = title
                     f.comment = json.dumps(meta, ensure_ascii=False, sort_keys=True)
                     f.software = "sampleforge"
                 f.write(np.clip(data, -1.0, 1.0))

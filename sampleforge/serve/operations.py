@@ -126,7 +126,7 @@ def write(job: Job, out: Rendered, files: ResultFiles, sample_rate: int) -> list
     else:
         results, pack = [], []
         for k, (wav, meta, info) in enumerate(out.clips):
-            titled = meta if meta.get("prompt") else {**meta, "title": str(info["name"])}  # FLAC needs a title
+            titled = meta if meta.get("prompt") else {**meta, "title": str(info["name"])}  # a clip without a prompt is titled by its name
             path = files.write_clip(job.id, k, wav, sample_rate, out.params.format, titled)
             results.append({"index": k, "file": path.name, **info, "samples": int(wav.shape[-1]),
                             "sample_rate": sample_rate})

@@ -191,3 +191,12 @@ def test_written_files_get_the_umask_permissions_not_0600(tmp_path):
     store, job = ResultFiles(tmp_path / "store", durable=False), "0" * 32
     store.write_manifest(job, {"id": job})
     assert stat.S_IMODE((store.job_dir(job) / "job.json").stat().st_mode) == 0o666 & ~old
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac"])
+def test_an_empty_prompt_writes_a_file_without_a_title(tmp_path, fmt):
+    meta = {"prompt": "", "seed": "3"}
+    p = write_audio(tmp_path / f"e.{fmt}", _tone(), SR, meta, format=fmt)
+    assert read_metadata(p) == meta
+    with sf.SoundFile(str(p)) as f:
+        assert not f.title

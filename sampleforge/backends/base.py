@@ -224,6 +224,14 @@ def fit_channels(wav: Tensor, channels: str | None) -> Tensor:
     return wav
 
 
+def read_init_audio(path: str, sample_rate: int, channels: int) -> Tensor:
+    """An audio-to-audio model's start: the file as (1, channels, T) float32 at ``sample_rate`` (read as mono,
+    soxr-resampled, the same signal in every channel); AudioReadError naming the file when it cannot be read."""
+    from sampleforge.audio.io import read_audio
+
+    return torch.from_numpy(read_audio(path, sample_rate))[None, None].expand(1, channels, -1)
+
+
 def finish_foreign(raw: Tensor, normalize: str | None) -> Tensor:
     """Other people's models: peak-normalised (no drum-specific onset alignment or tail trimming), or only
     cleaned of NaN and kept within [-1, 1] when ``normalize`` is None."""

@@ -35,6 +35,7 @@ from sampleforge.backends.base import (
     batch,
     finish_foreign,
     fit_channels,
+    read_init_audio,
     resolve_in,
 )
 from sampleforge.errors import CheckpointError, UserInputError
@@ -209,10 +210,7 @@ class DiffusersBackend(RunMixin):
             return self.pipe, {}
         import diffusers
 
-        from sampleforge.audio.io import read_audio
-
-        channels = int(self.pipe.vae.config.audio_channels)
-        audio = torch.from_numpy(read_audio(p.init_audio, self.sample_rate))[None, None].expand(1, channels, -1)
+        audio = read_init_audio(p.init_audio, self.sample_rate, int(self.pipe.vae.config.audio_channels))
         if p.mask_start is not None or p.mask_end is not None:
             pipe = diffusers.StableAudio3InpaintPipeline.from_pipe(self.pipe)
             return pipe, {"audio": audio, "mask_start_seconds": p.mask_start, "mask_end_seconds": p.mask_end}

@@ -60,10 +60,10 @@ def inspect_stable_audio_tools(path: Path) -> dict[str, Any]:
     the samplers and defaults it runs with (SatFormatError naming a config field sampleforge cannot run)."""
     from safetensors import safe_open
 
-    from sampleforge.backends.sat import CONDITIONERS, DECODER, DIT, OBJECTIVES, read_config
+    from sampleforge.backends.sat import CONDITIONERS, DECODER, DIT, ENCODER, OBJECTIVES, read_config
 
     cfg = read_config(path)
-    parts = {"transformer": DIT, "decoder": DECODER, "encoder": "pretransform.model.encoder.",
+    parts = {"transformer": DIT, "decoder": DECODER, "encoder": ENCODER,
              "conditioners": CONDITIONERS}
     counts = dict.fromkeys(parts, 0)
     files = sorted(path.glob("*.safetensors"))

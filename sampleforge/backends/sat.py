@@ -7,8 +7,9 @@ diffusers modules by renaming the state dict in memory:
 
 - the DiT (``model.model.*``) -> ``StableAudioDiTModel`` (fused ``to_qkv`` / ``to_kv`` split into q, k, v;
   the per-head ``q_norm`` / ``k_norm`` LayerNorms of ``qk_norm: "ln"`` set on each attention);
-- the Oobleck decoder (``pretransform.model.decoder.*``) -> diffusers' ``OobleckDecoder`` (the encoder is
-  only needed for audio-to-audio and is not loaded);
+- the Oobleck decoder and encoder (``pretransform.model.decoder.*``, ``pretransform.model.encoder.*``) ->
+  diffusers' ``OobleckDecoder`` and ``OobleckEncoder`` (the encoder only serves audio-to-audio: a folder
+  without its weights still generates from text);
 - number conditioners (``conditioner.conditioners.<id>.*``, e.g. ``seconds_total``) ->
   ``StableAudioNumberConditioner``; the T5 prompt encoder is not in the checkpoint: it is read from
   ``text_encoder/`` + ``tokenizer/`` beside the config, else from the Hugging Face cache by the name the
@@ -19,6 +20,12 @@ zeroed cross-attention conditioning, and the ping-pong sampler (``diffusion.samp
 samplers. Clip k starts from ``torch.randn((C, L), generator=Generator().manual_seed(seed + k))`` and the
 ping-pong re-noising draws from the same generator, as stable-audio-tools does after
 ``torch.manual_seed(seed)``.
+
+Audio-to-audio (``init_audio``, ``init_noise``) follows stable-audio-tools' ``generate_diffusion_cond``: the
+init audio, padded or cut to the model's window, is encoded to the VAE posterior and sampled from it (the draw
+comes from clip k's generator right after its starting noise), mixed with the noise as
+``init * (1 - init_noise) + noise * init_noise``, and the flow times start at ``init_noise`` (``sample_rf``'s
+``sigma_max``) instead of 1.
 """
 
 from __future__ import annotations
@@ -45,12 +52,14 @@ from sampleforge.backends.base import (
     batch,
     finish_foreign,
     fit_channels,
+    read_init_audio,
     resolve_in,
 )
 from sampleforge.errors import CheckpointError, UserInputError
 from sampleforge.params import GenerationParams
 
 DIT, DECODER, CONDITIONERS = "model.model.", "pretransform.model.decoder.", "conditioner.conditioners."
+ENCODER = "pretransform.model.encoder."
 # diffusion objective -> (samplers, the first the default; steps; cfg scale): stable-audio-tools' own defaults
 OBJECTIVES: dict[str, tuple[tuple[str, ...], int, float]] = {
     "rf_denoiser": (("pingpong", "flow_euler", "flow_heun"), 8, 1.0),
@@ -67,6 +76,9 @@ DIT_FIXED: dict[str, Any] = {
 DIT_KNOWN = {"io_channels", "embed_dim", "depth", "num_heads", "cond_token_dim", "global_cond_dim",
              "project_cond_tokens", "attn_kwargs", "zero_init_branch_outputs", "sliding_window", *DIT_FIXED}
 DECODER_FIXED: dict[str, Any] = {"use_snake": True, "antialias_activation": False, "use_nearest_upsample": False}
+ENCODER_FIXED: dict[str, Any] = {"use_snake": True, "antialias_activation": False}
+ENCODER_DEFAULTS: dict[str, Any] = {"in_channels": 2, "channels": 128, "latent_dim": 32, "c_mults": [1, 2, 4, 8],
+                                    "strides": [2, 4, 8, 8], "use_snake": False, "antialias_activation": False}
 
 
 class SatFormatError(CheckpointError):
@@ -82,6 +94,7 @@ class SatConfig:
     objective: str
     dit: dict[str, Any]
     decoder: dict[str, Any]  # the Oobleck decoder's arguments
+    encoder: dict[str, Any] | None  # the Oobleck encoder's arguments; None: audio-to-audio is not possible
     downsampling: int
     scale: float  # latents are multiplied by it before decoding
     latent_channels: int
@@ -90,6 +103,7 @@ class SatConfig:
     conditioners: dict[str, tuple[str, dict[str, Any]]]  # id -> (type, config)
     cross_ids: tuple[str, ...]
     global_ids: tuple[str, ...]
+    no_encoder: str = ""  # why ``encoder`` is None
 
     @property
     def head_dim(self) -> int:
@@ -170,6 +184,7 @@ def read_config(folder: Path) -> SatConfig:
         raise SatFormatError("model_config.json: model.pretransform.config.bottleneck: only vae is supported")
     decoder = dict(_get(pre, "config.decoder.config"))
     _require("model.pretransform.config.decoder.config", {**{"use_snake": False}, **decoder}, DECODER_FIXED)
+    encoder, no_encoder = _encoder_config(pre["config"])
     conditioning = _get(raw, "model.conditioning")
     conditioners = {str(c["id"]): (str(c["type"]), dict(c.get("config", {}))) for c in conditioning["configs"]}
     cross_ids = tuple(diffusion.get("cross_attention_cond_ids", []))
@@ -181,12 +196,30 @@ def read_config(folder: Path) -> SatConfig:
                                  "(only t5 prompts and numbers such as seconds_total)")
     return SatConfig(
         sample_rate=int(_get(raw, "sample_rate")), sample_size=int(_get(raw, "sample_size")), objective=objective,
-        dit=dit, decoder=decoder, downsampling=int(_get(pre, "config.downsampling_ratio")),
+        dit=dit, decoder=decoder, encoder=encoder, no_encoder=no_encoder, downsampling=int(_get(pre, "config.downsampling_ratio")),
         scale=float(pre.get("scale", 1.0)), latent_channels=int(_get(raw, "model.io_channels")),
         audio_channels=int(raw.get("audio_channels", decoder.get("out_channels", 2))),
         cond_dim=int(conditioning["cond_dim"]), conditioners=conditioners, cross_ids=cross_ids,
         global_ids=global_ids,
     )
+
+
+def _encoder_config(autoencoder: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The pretransform's ``config`` -> (the Oobleck encoder's arguments, "") or (None, why audio-to-audio
+    cannot run): a text-to-audio model does not need its encoder."""
+    enc = autoencoder.get("encoder") or {}
+    where = "model_config.json: model.pretransform.config.encoder"
+    if enc.get("type") != "oobleck":
+        return None, f"{where} is not an oobleck encoder"
+    conf = {**ENCODER_DEFAULTS, **(enc.get("config") or {})}  # stable-audio-tools' own defaults
+    for key, needed in ENCODER_FIXED.items():
+        if conf[key] != needed:
+            return None, f"{where}.config.{key} must be {needed}"
+    latent = int((autoencoder.get("decoder") or {}).get("config", {}).get("latent_dim", 0))
+    if int(conf["latent_dim"]) != 2 * latent:
+        return None, f"{where}.config.latent_dim {conf['latent_dim']} is not twice the decoder's {latent} (a VAE's " \
+                     "mean and scale)"
+    return conf, ""
 
 
 # ---- the weights -------------------------------------------------------------------------------------
@@ -271,38 +304,72 @@ def convert_dit(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor | N
     return out, inv_freq
 
 
+# inside every Oobleck residual unit (Snake, dilated conv, Snake, 1x1 conv)
+RES_UNIT_RENAMES = (
+    (r"\.res_unit(\d)\.layers\.0\.", r".res_unit\1.snake1."),
+    (r"\.res_unit(\d)\.layers\.1\.", r".res_unit\1.conv1."),
+    (r"\.res_unit(\d)\.layers\.2\.", r".res_unit\1.snake2."),
+    (r"\.res_unit(\d)\.layers\.3\.", r".res_unit\1.conv2."),
+)
+
+
+def _outer_renames(blocks: int) -> tuple[tuple[str, str], ...]:
+    """An Oobleck stack's ``layers.0`` (first conv), ``layers.1..blocks`` (blocks), final Snake and conv."""
+    return ((r"^layers\.0\.", "conv1."), (rf"^layers\.{blocks + 1}\.", "snake1."),
+            (rf"^layers\.{blocks + 2}\.", "conv2."))
+
+
 def decoder_renames(blocks: int) -> tuple[tuple[str, str], ...]:
     """Rules for an Oobleck decoder of ``blocks`` up-sampling blocks (stable-audio-tools ``layers.N`` ->
-    diffusers ``conv1`` / ``block.i`` / ``snake1`` / ``conv2``)."""
+    diffusers ``conv1`` / ``block.i`` / ``snake1`` / ``conv2``); block numbers are shifted by ``_oobleck``."""
     return (
-        (r"^layers\.0\.", "conv1."),
-        (rf"^layers\.{blocks + 1}\.", "snake1."),
-        (rf"^layers\.{blocks + 2}\.", "conv2."),
+        *_outer_renames(blocks),
         (r"^layers\.(\d+)\.layers\.0\.", r"block.\1.snake1."),
         (r"^layers\.(\d+)\.layers\.1\.", r"block.\1.conv_t1."),
-        (r"^layers\.(\d+)\.layers\.([234])\.", r"block.\1.res_unit\2."),
-        (r"\.res_unit(\d)\.layers\.0\.", r".res_unit\1.snake1."),
-        (r"\.res_unit(\d)\.layers\.1\.", r".res_unit\1.conv1."),
-        (r"\.res_unit(\d)\.layers\.2\.", r".res_unit\1.snake2."),
-        (r"\.res_unit(\d)\.layers\.3\.", r".res_unit\1.conv2."),
+        (r"^layers\.(\d+)\.layers\.2\.", r"block.\1.res_unit1."),
+        (r"^layers\.(\d+)\.layers\.3\.", r"block.\1.res_unit2."),
+        (r"^layers\.(\d+)\.layers\.4\.", r"block.\1.res_unit3."),
+        *RES_UNIT_RENAMES,
     )
 
 
-def convert_decoder(state: dict[str, Tensor], blocks: int) -> dict[str, Tensor]:
-    """The Oobleck decoder's tensors (``pretransform.model.decoder.*``) -> diffusers ``OobleckDecoder``."""
-    rules = decoder_renames(blocks)
+def encoder_renames(blocks: int) -> tuple[tuple[str, str], ...]:
+    """Rules for an Oobleck encoder of ``blocks`` down-sampling blocks (three residual units, Snake, strided
+    conv each)."""
+    return (
+        *_outer_renames(blocks),
+        (r"^layers\.(\d+)\.layers\.0\.", r"block.\1.res_unit1."),
+        (r"^layers\.(\d+)\.layers\.1\.", r"block.\1.res_unit2."),
+        (r"^layers\.(\d+)\.layers\.2\.", r"block.\1.res_unit3."),
+        (r"^layers\.(\d+)\.layers\.3\.", r"block.\1.snake1."),
+        (r"^layers\.(\d+)\.layers\.4\.", r"block.\1.conv1."),
+        *RES_UNIT_RENAMES,
+    )
+
+
+def _oobleck(state: dict[str, Tensor], prefix: str, rules: Sequence[tuple[str, str]]) -> dict[str, Tensor]:
+    """The tensors under ``prefix``, renamed by ``rules`` onto diffusers' Oobleck modules."""
     out: dict[str, Tensor] = {}
     for key, value in state.items():
-        if not key.startswith(DECODER):
+        if not key.startswith(prefix):
             continue
-        new = _rename(key[len(DECODER):], rules)
+        new = _rename(key[len(prefix):], rules)
         # stable-audio-tools numbers blocks from 1 (layers.0 is the first conv); diffusers from 0
         new = re.sub(r"^block\.(\d+)\.", lambda m: f"block.{int(m.group(1)) - 1}.", new)
-        new = re.sub(r"(\.res_unit)(\d)\.", lambda m: f"{m.group(1)}{int(m.group(2)) - 1}.", new)
         if new.endswith((".alpha", ".beta")):
             value = value.reshape(1, -1, 1)  # Snake parameters (C,) -> (1, C, 1)
         out[new] = value
     return out
+
+
+def convert_decoder(state: dict[str, Tensor], blocks: int) -> dict[str, Tensor]:
+    """The Oobleck decoder's tensors (``pretransform.model.decoder.*``) -> diffusers ``OobleckDecoder``."""
+    return _oobleck(state, DECODER, decoder_renames(blocks))
+
+
+def convert_encoder(state: dict[str, Tensor], blocks: int) -> dict[str, Tensor]:
+    """The Oobleck encoder's tensors (``pretransform.model.encoder.*``) -> diffusers ``OobleckEncoder``."""
+    return _oobleck(state, ENCODER, encoder_renames(blocks))
 
 
 def convert_conditioner(state: dict[str, Tensor], cid: str) -> dict[str, Tensor]:
@@ -364,6 +431,21 @@ def build_decoder(cfg: SatConfig) -> nn.Module:
                           upsampling_ratios=list(d["strides"])[::-1], channel_multiples=list(d["c_mults"]))
 
 
+def build_encoder(conf: dict[str, Any]) -> nn.Module:
+    """An empty diffusers ``OobleckEncoder`` of a stable-audio-tools encoder config (its output conv is as wide
+    as ``latent_dim``, the posterior's mean and scale, where diffusers ties it to ``channels``)."""
+    from diffusers.models.autoencoders.autoencoder_oobleck import OobleckEncoder
+    from torch.nn.utils import weight_norm
+
+    channels, mults = int(conf["channels"]), list(conf["c_mults"])
+    encoder = OobleckEncoder(encoder_hidden_size=channels, audio_channels=int(conf["in_channels"]),
+                             downsampling_ratios=list(conf["strides"]), channel_multiples=mults)
+    if int(conf["latent_dim"]) != channels:
+        encoder.conv2 = weight_norm(nn.Conv1d(channels * mults[-1], int(conf["latent_dim"]), kernel_size=3,
+                                              padding=1))
+    return encoder
+
+
 def rotary(inv_freq: Tensor, length: int) -> tuple[Tensor, Tensor]:
     """(cos, sin), each (length, 2 * len(inv_freq)): stable-audio-tools' rotary embedding (halves, not
     interleaved) for positions 0..length-1."""
@@ -377,11 +459,14 @@ def default_inv_freq(head_dim: int) -> Tensor:
     return 1.0 / (10000 ** (torch.arange(0, dim, 2).float() / dim))
 
 
-def rf_times(steps: int) -> Tensor:
-    """(steps + 1,) flow times from 1 to 0, evenly spaced in log-SNR from -6 to 2 (stable-audio-tools'
-    ``sample_rf`` schedule)."""
-    t = torch.sigmoid(-torch.linspace(-6, 2, steps + 1))
-    t[0], t[-1] = 1.0, 0.0
+def rf_times(steps: int, sigma_max: float = 1.0) -> Tensor:
+    """(steps + 1,) flow times from ``sigma_max`` to 0, evenly spaced in log-SNR from that of ``sigma_max``
+    (-6 for 1) to 2 (stable-audio-tools' ``sample_rf`` schedule); all zero for ``sigma_max`` 0."""
+    if sigma_max <= 0:
+        return torch.zeros(steps + 1)
+    logsnr_max = math.log((1 - sigma_max) / sigma_max + 1e-6) if sigma_max < 1 else -6.0
+    t = torch.sigmoid(-torch.linspace(logsnr_max, 2, steps + 1))
+    t[0], t[-1] = min(sigma_max, 1.0), 0.0
     return t
 
 
@@ -423,6 +508,7 @@ class SATBackend(RunMixin):
         _load(self.dit, dit_sd, "DiT", path)
         self.inv_freq = inv_freq if inv_freq is not None else default_inv_freq(self.cfg.head_dim)
         _load(self.decoder, convert_decoder(state, len(self.cfg.decoder["c_mults"])), "decoder", path)
+        self.encoder, self.no_encoder = self._encoder(state)
         self.numbers = self._number_conditioners(state)
         self.notes: list[str] = []
         self.tokenizer, self.text_encoder, self.prompt_proj = self._text_encoder(state)
@@ -444,12 +530,27 @@ class SATBackend(RunMixin):
             max_duration=window, default_duration=float(math.floor(window)) if window >= 1 else window,
             default_steps=steps, default_cfg=cfg_scale,
             channels=1 if self.options.channels == "mono" else self.cfg.audio_channels,
+            settings=("init_audio", "init_noise") if self.encoder is not None else (),
         )
         self.samplers = self._space.samplers
 
     def _modules(self) -> list[nn.Module]:
         mods: list[nn.Module] = [self.dit, self.decoder, self.text_encoder, *self.numbers.values()]
-        return mods + ([self.prompt_proj] if self.prompt_proj is not None else [])
+        return mods + [m for m in (self.prompt_proj, self.encoder) if m is not None]
+
+    def _encoder(self, state: dict[str, Tensor]) -> tuple[nn.Module | None, str]:
+        """(the Oobleck encoder, "") or (None, why audio-to-audio is not possible): the folder may leave it out."""
+        from sampleforge.backends.diffusers_backend import quiet
+
+        if self.cfg.encoder is None:
+            return None, self.cfg.no_encoder
+        sd = convert_encoder(state, len(self.cfg.encoder["c_mults"]))
+        if not sd:
+            return None, f"{self.path}: no Oobleck encoder weights ({ENCODER}*) in the checkpoint"
+        with quiet():  # weight_norm's deprecation notice
+            encoder = build_encoder(self.cfg.encoder)
+        _load(encoder, sd, "encoder", self.path)
+        return encoder, ""
 
     def _number_conditioners(self, state: dict[str, Tensor]) -> dict[str, nn.Module]:
         from diffusers.pipelines.stable_audio.modeling_stable_audio import StableAudioNumberConditioner
@@ -518,7 +619,14 @@ class SATBackend(RunMixin):
         return {}
 
     def resolve(self, params: GenerationParams) -> GenerationParams:
-        return resolve_in(self._space, params, self.precision)
+        if params.init_audio is None and params.init_noise is not None:
+            raise UserInputError("init_audio: init_noise needs the audio to start from")
+        if params.init_audio is not None and self.encoder is None:
+            raise UserInputError(f"init_audio: audio-to-audio needs the VAE encoder, and {self.no_encoder}")
+        resolved = resolve_in(self._space, params, self.precision)
+        if resolved.init_audio is not None:  # a missing or unreadable file is refused before sampling starts
+            read_init_audio(resolved.init_audio, self.sample_rate, 1)
+        return resolved
 
     # ---- conditioning and sampling ---------------------------------------------------------------------
     @torch.inference_mode()
@@ -554,6 +662,26 @@ class SATBackend(RunMixin):
         yes, no = out.chunk(2)
         return no + (yes - no) * cond.scale
 
+    @torch.inference_mode()
+    def encode(self, audio: Tensor, generators: Sequence[torch.Generator]) -> Tensor:
+        """audio (1, C, T) -> latents (B, latent channels, T / downsampling): one draw from the VAE posterior
+        per generator (clip), divided by the pretransform's scale, as stable-audio-tools' ``encode`` does."""
+        from diffusers.models.autoencoders.autoencoder_oobleck import OobleckDiagonalGaussianDistribution
+
+        assert self.encoder is not None
+        post = OobleckDiagonalGaussianDistribution(self.encoder(audio.to(self.device, self.dtype)))
+        draws = torch.stack([torch.randn(tuple(post.mean.shape[1:]), generator=g) for g in generators])
+        return (post.mean + post.std * draws.to(self.device, self.dtype)).float() / self.cfg.scale
+
+    def init_latents(self, path: str, generators: Sequence[torch.Generator]) -> Tensor:
+        """The init audio file, padded with silence or cut to the model's window -> its latents (B, C, L) on
+        the CPU (``encode``)."""
+        assert self.cfg.encoder is not None
+        audio = read_init_audio(path, self.sample_rate, int(self.cfg.encoder["in_channels"]))
+        n = self.cfg.sample_size
+        audio = torch.nn.functional.pad(audio[..., :n], (0, max(0, n - audio.shape[-1])))
+        return self.encode(audio, generators).cpu()
+
     def decode(self, latents: Tensor, chunk_s: float | None = None) -> Tensor:
         """latents (B, C, L) -> waveform (B, channels, L * downsampling); in chunks of ``chunk_s`` seconds."""
         def run(z: Tensor) -> Tensor:
@@ -570,7 +698,8 @@ class SATBackend(RunMixin):
     def run(self, params: GenerationParams, prompts: Sequence[str] | None = None, vocoder: bool = True,
             callback: Callback | None = None, normalize: str | None = "peak") -> Generation:
         """``params.count`` clips per prompt -> Generation with audio (B, T) (mono) or (B, C, T), peak 0.95
-        unless ``normalize`` is None. The model's whole window is sampled, then cut to ``duration``."""
+        unless ``normalize`` is None. The model's whole window is sampled (from ``init_audio``'s latents mixed
+        with the noise when it is given), then cut to ``duration``."""
         from sampleforge.diffusion.denoiser import FlowDenoiser
         from sampleforge.diffusion.samplers import get_sampler
 
@@ -582,16 +711,26 @@ class SATBackend(RunMixin):
             warnings.append(f"{self.name} has no timbre knobs: {', '.join(sorted(p.knobs()))} ignored")
         gens = [torch.Generator().manual_seed(s) for s in b.seeds]
         noise = torch.stack([torch.randn(self.cfg.latent_channels, self.cfg.frames, generator=g) for g in gens])
-        with memory.measure_peak(self.device) as sample_peak, torch.inference_mode():
+        start, times, peaks = noise, rf_times(p.steps), {}
+        if p.init_audio is not None:  # stable-audio-tools' sample_rf with init_data and sigma_max
+            sigma = 1.0 if p.init_noise is None else float(p.init_noise)
+            if p.init_noise is None:
+                warnings.append("init_noise 1 (the default) re-noises all of init_audio: nothing of it is kept; "
+                                "lower it (e.g. to 0.6) to keep some")
+            with memory.measure_peak(self.device) as peaks["encode"]:
+                init = self.init_latents(p.init_audio, gens)
+            start, times = init * (1 - sigma) + noise * sigma, rf_times(p.steps, sigma)
+        with memory.measure_peak(self.device) as peaks["sample"], torch.inference_mode():
             cond = self.condition(b.prompts, p.duration, p.cfg_scale)
-            latents = get_sampler(p.sampler)(FlowDenoiser(self.velocity, time_scale=1.0),
-                                             noise.to(self.device, self.dtype), rf_times(p.steps), cond=cond,
-                                             generator=gens, callback=callback, eta=p.eta)
+            latents = start.to(self.device, self.dtype)
+            if float(times[0]) > 0:  # init_noise 0 keeps the init audio's latents as they are
+                latents = get_sampler(p.sampler)(FlowDenoiser(self.velocity, time_scale=1.0), latents, times,
+                                                 cond=cond, generator=gens, callback=callback, eta=p.eta)
         chunk = p.decode_chunk if p.decode_chunk is not None else self.options.decode_chunk
-        with memory.measure_peak(self.device) as decode_peak:
+        with memory.measure_peak(self.device) as peaks["decode"]:
             raw = self.decode(latents, chunk)[..., : int(round(p.duration * self.sample_rate))].float().cpu()
-        stats = {"sample_s": sample_peak.seconds, "decode_s": decode_peak.seconds}
-        for label, peak in (("sample", sample_peak), ("decode", decode_peak)):
+        stats = {f"{label}_s": peak.seconds for label, peak in peaks.items()}
+        for label, peak in peaks.items():
             if peak.mib is not None:
                 stats[f"{label}_peak_mib"] = peak.mib
         raw = fit_channels(raw, p.channels or self.options.channels)
@@ -600,9 +739,10 @@ class SATBackend(RunMixin):
 
     def describe(self) -> dict[str, Any]:
         comps = {name: {"class": type(m).__name__, "parameters": sum(q.numel() for q in m.parameters())}
-                 for name, m in (("transformer", self.dit), ("decoder", self.decoder),
-                                 ("text_encoder", self.text_encoder))}
+                 for name, m in (("transformer", self.dit), ("decoder", self.decoder), ("encoder", self.encoder),
+                                 ("text_encoder", self.text_encoder)) if m is not None}
         return {"kind": self.kind, "format": "stable-audio-tools", "path": str(self.path), "id": self.id,
                 "sample_rate": self.sample_rate, "objective": self.cfg.objective, "components": comps,
                 "samplers": {s: "sampleforge's sampler on stable-audio-tools' flow times" for s in self.samplers},
+                "audio_to_audio": self.no_encoder or "yes (init_audio, init_noise)",
                 "space": self._space.as_dict(), "options": asdict(self.options)}

@@ -1,8 +1,9 @@
 """stable-audio-tools' own networks, imported for tests only, and a tiny random model written with them.
 
 The package is installed without its dependencies (they pull torchaudio and another torch). Its pure-torch
-modules (``models.dit``, ``models.transformer``, ``models.blocks``, ``models.autoencoders``' Oobleck,
-``models.adp``' NumberEmbedder, ``inference.sampling``) import once the names they import but these classes
+modules (``models.dit``, ``models.transformer``, ``models.blocks``, ``models.autoencoders``' Oobleck and
+AudioAutoencoder, ``models.bottleneck``' VAE, ``models.pretransforms``, ``models.adp``' NumberEmbedder,
+``inference.sampling``, ``inference.utils``' prepare_audio) import once the names they import but these classes
 never use are stood in for; the stand-ins are removed from ``sys.modules`` afterwards.
 """
 
@@ -32,61 +33,62 @@ class _StandIn:
 
 
 STAND_INS: dict[str, tuple[str, ...]] = {
-    "torchaudio": (), "torchaudio.transforms": (), "k_diffusion": (), "alias_free_torch": ("Activation1d",),
-    "einops_exts": ("rearrange_many",),
-    "stable_audio_tools.models.bottleneck": ("Bottleneck", "DiscreteBottleneck"),
+    "torchaudio": (), "torchaudio.transforms": ("Resample",), "k_diffusion": (),
+    "alias_free_torch": ("Activation1d",), "einops_exts": ("rearrange_many",),
     "stable_audio_tools.models.diffusion": ("ConditionedDiffusionModel", "DAU1DCondWrapper", "UNet1DCondWrapper",
                                             "DiTWrapper"),
     "stable_audio_tools.models.factory": ("create_pretransform_from_config", "create_bottleneck_from_config"),
-    "stable_audio_tools.models.pretransforms": ("Pretransform", "AutoencoderPretransform"),
-    "stable_audio_tools.inference.utils": ("prepare_audio",),
 }
+MODULES = {"dit": "models.dit", "autoencoders": "models.autoencoders", "adp": "models.adp",
+           "bottleneck": "models.bottleneck", "pretransforms": "models.pretransforms",
+           "sampling": "inference.sampling", "utils": "inference.utils"}
 
 
 def load() -> types.SimpleNamespace:
-    """stable-audio-tools' modules ``dit``, ``autoencoders``, ``adp``, ``sampling`` (skips the test if absent)."""
+    """stable-audio-tools' modules of ``MODULES`` by their short names (skips the test if absent)."""
     if "stable_audio_tools.models.dit" in sys.modules:
-        mods = sys.modules
-        return types.SimpleNamespace(dit=mods["stable_audio_tools.models.dit"],
-                                     autoencoders=mods["stable_audio_tools.models.autoencoders"],
-                                     adp=mods["stable_audio_tools.models.adp"],
-                                     sampling=mods["stable_audio_tools.inference.sampling"])
+        return types.SimpleNamespace(**{k: sys.modules[f"stable_audio_tools.{v}"] for k, v in MODULES.items()})
     spec = importlib.util.find_spec("stable_audio_tools")
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("stable-audio-tools is not installed (pip install --no-deps stable-audio-tools==0.0.19)")
     root = Path(spec.submodule_search_locations[0])
     added = []
     for pkg, folder in (("stable_audio_tools", root), ("stable_audio_tools.models", root / "models"),
-                        ("stable_audio_tools.inference", root / "inference")):
+                        ("stable_audio_tools.inference", root / "inference"),
+                        ("stable_audio_tools.data", root / "data")):
         module = types.ModuleType(pkg)  # the package without its __init__ (which imports everything)
         module.__path__ = [str(folder)]
         sys.modules[pkg] = module
+    patched: list[tuple[types.ModuleType, str]] = []  # names lent to a module already there (another stand-in)
     for name, attrs in STAND_INS.items():
         if name not in sys.modules:
-            stand_in = types.ModuleType(name)
-            stand_in.__dict__.update(dict.fromkeys(attrs, _StandIn))
-            sys.modules[name] = stand_in
+            sys.modules[name] = types.ModuleType(name)
             added.append(name)
+        for attr in attrs:
+            if not hasattr(sys.modules[name], attr):
+                setattr(sys.modules[name], attr, _StandIn)
+                patched.append((sys.modules[name], attr))
     sys.modules["torchaudio"].transforms = sys.modules["torchaudio.transforms"]  # type: ignore[attr-defined]
     try:
-        return types.SimpleNamespace(
-            dit=importlib.import_module("stable_audio_tools.models.dit"),
-            autoencoders=importlib.import_module("stable_audio_tools.models.autoencoders"),
-            adp=importlib.import_module("stable_audio_tools.models.adp"),
-            sampling=importlib.import_module("stable_audio_tools.inference.sampling"),
-        )
+        return types.SimpleNamespace(**{k: importlib.import_module(f"stable_audio_tools.{v}")
+                                        for k, v in MODULES.items()})
     finally:
         for name in added:
             del sys.modules[name]
+        for module, attr in patched:
+            delattr(module, attr)
 
 
-def tiny_config(qk_norm: str = "ln", project_cond_tokens: bool = False) -> dict[str, Any]:
-    """A Stable Audio Open Small-shaped model_config.json, tiny: stereo 512 Hz, hop 8, a 2-s window."""
-    return {
+def tiny_config(qk_norm: str = "ln", project_cond_tokens: bool = False, encoder_channels: int = 4,
+                scale: float | None = None) -> dict[str, Any]:
+    """A Stable Audio Open Small-shaped model_config.json, tiny: stereo 512 Hz, hop 8, a 2-s window (with the
+    pretransform's latent ``scale`` when given)."""
+    cfg: dict[str, Any] = {
         "model_type": "diffusion_cond", "sample_size": 1024, "sample_rate": 512, "audio_channels": 2,
         "model": {
             "pretransform": {"type": "autoencoder", "iterate_batch": True, "config": {
-                "encoder": {"type": "oobleck", "config": {"in_channels": 2, "channels": 4, "c_mults": [1, 2],
+                "encoder": {"type": "oobleck", "config": {"in_channels": 2, "channels": encoder_channels,
+                                                          "c_mults": [1, 2],
                                                           "strides": [2, 4], "latent_dim": 8, "use_snake": True}},
                 "decoder": {"type": "oobleck", "config": {"out_channels": 2, "channels": 4, "c_mults": [1, 2],
                                                           "strides": [2, 4], "latent_dim": 4, "use_snake": True,
@@ -104,6 +106,9 @@ def tiny_config(qk_norm: str = "ln", project_cond_tokens: bool = False) -> dict[
                            "transformer_type": "continuous_transformer", "attn_kwargs": {"qk_norm": qk_norm}}},
             "io_channels": 4},
     }
+    if scale is not None:
+        cfg["model"]["pretransform"]["scale"] = scale
+    return cfg
 
 
 def _randomise(module: nn.Module, gen: torch.Generator) -> None:
@@ -168,12 +173,27 @@ def write_model(out: Path, cfg: dict[str, Any], nets: dict[str, nn.Module], ckpt
     return out
 
 
+def pretransform(cfg: dict[str, Any], nets: dict[str, nn.Module]) -> nn.Module:
+    """stable-audio-tools' AutoencoderPretransform around an AudioAutoencoder of ``nets``' Oobleck encoder and
+    decoder with its VAE bottleneck, as its factory builds it from ``model.pretransform``."""
+    sat = load()
+    pre = cfg["model"]["pretransform"]
+    ae = pre["config"]
+    model = sat.autoencoders.AudioAutoencoder(
+        nets["encoder"], nets["decoder"], latent_dim=ae["latent_dim"], downsampling_ratio=ae["downsampling_ratio"],
+        sample_rate=cfg["sample_rate"], io_channels=ae["io_channels"], bottleneck=sat.bottleneck.VAEBottleneck())
+    return sat.pretransforms.AutoencoderPretransform(model, scale=pre.get("scale", 1.0),
+                                                     iterate_batch=pre.get("iterate_batch", False))
+
+
 @torch.inference_mode()
 def generate(folder: Path, cfg: dict[str, Any], nets: dict[str, nn.Module], prompt: str, seed: int, steps: int,
-             cfg_scale: float, seconds: float) -> torch.Tensor:
-    """Audio (C, T) the way stable-audio-tools makes it: its DiT, sample_rf(pingpong) and Oobleck decoder.
-    The conditioners' few lines (T5Conditioner, NumberConditioner, get_conditioning_inputs) are restated
-    here: T5Conditioner loads its encoder by name from the network."""
+             cfg_scale: float, seconds: float, init_audio: tuple[int, torch.Tensor] | None = None,
+             init_noise: float = 1.0) -> torch.Tensor:
+    """Audio (C, T) the way stable-audio-tools makes it: its DiT, sample_rf(pingpong) and pretransform. The
+    conditioners' few lines (T5Conditioner, NumberConditioner, get_conditioning_inputs) and
+    generate_diffusion_cond's audio-to-audio lines (prepare_audio, encode, sigma_max = init_noise_level) are
+    restated here: T5Conditioner loads its encoder by name from the network."""
     from transformers import AutoTokenizer, T5EncoderModel
 
     sat = load()
@@ -192,6 +212,15 @@ def generate(folder: Path, cfg: dict[str, Any], nets: dict[str, nn.Module], prom
     torch.manual_seed(seed)
     frames = cfg["sample_size"] // cfg["model"]["pretransform"]["config"]["downsampling_ratio"]
     noise = torch.randn([1, cfg["model"]["io_channels"], frames])
-    latents = sat.sampling.sample_rf(nets["dit"], noise, steps=steps, sampler_type="pingpong", device="cpu",
-                                     cross_attn_cond=cross, global_embed=glob, cfg_scale=cfg_scale)
-    return nets["decoder"](latents)[0, :, : int(round(seconds * cfg["sample_rate"]))]
+    pre = pretransform(cfg, nets)
+    init, sampler_kwargs = None, {}
+    if init_audio is not None:
+        in_sr, audio = init_audio
+        init = pre.encode(sat.utils.prepare_audio(audio, in_sr=in_sr, target_sr=cfg["sample_rate"],
+                                                  target_length=cfg["sample_size"],
+                                                  target_channels=pre.io_channels, device="cpu"))
+        sampler_kwargs["sigma_max"] = init_noise
+    latents = sat.sampling.sample_rf(nets["dit"], noise, init_data=init, steps=steps, sampler_type="pingpong",
+                                     device="cpu", cross_attn_cond=cross, global_embed=glob, cfg_scale=cfg_scale,
+                                     **sampler_kwargs)
+    return pre.decode(latents)[0, :, : int(round(seconds * cfg["sample_rate"]))]

@@ -217,8 +217,9 @@ class GenerationParams:
                           choices=QUANTIZE, http=False)
     channels: str | None = param(None, "mono: mix a stereo model down; stereo: keep both channels; default: the "
                                  "model's own", choices=CHANNELS, http=False)
-    init_audio: str | None = param(None, "audio-to-audio and inpainting (Stable Audio 3): the audio file to start "
-                                   "from", max_length=4096, http=False)
+    init_audio: str | None = param(None, "audio-to-audio (Stable Audio 3, Stable Audio Open "
+                                   "Small) and inpainting (Stable Audio 3): the audio file to start from; "
+                                   "sampleforge models: use `vary`", max_length=4096, http=False)
     init_noise: float | None = param(None, "audio-to-audio: how much of init_audio to re-noise, 0 (keep) to 1 "
                                      "(all); default 1", ge=0.0, le=1.0, http=False)
     mask_start: float | None = param(None, "inpainting: start of the region to regenerate, seconds", ge=0.0,

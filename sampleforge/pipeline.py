@@ -259,7 +259,9 @@ class Generator(RunMixin):
             raise UserInputError(f"precision: sampleforge models run in {' or '.join(NATIVE_PRECISIONS)}")
         unused = [n for n in ("init_audio", "init_noise", "mask_start", "mask_end") if getattr(p, n) is not None]
         if unused:
-            raise UserInputError(f"{unused[0]}: sampleforge models do not take it (Stable Audio 3 does)")
+            who = "Stable Audio 3 does" if unused[0].startswith("mask") else \
+                "Stable Audio 3 and Stable Audio Open Small do; for variations of a clip use `vary`"
+            raise UserInputError(f"{unused[0]}: sampleforge models do not take it ({who})")
         return p
 
     def settings(self, params: GenerationParams | None, settings: Mapping[str, Any]) -> GenerationParams:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sampleforge.eval.descriptors import CONTRASTS, Contrast, check_descriptors, cohens_d, real_groups
+from sampleforge.eval.descriptors import (
+    CONTRASTS,
+    Contrast,
+    check_descriptors,
+    cohens_d,
+    monotonic,
+    real_groups,
+)
 
 SR = 44100
 DECAY_808 = Contrast("808 kick", "acoustic kick", "kick", "kick", "decay", "keyword", "808", "acoustic")
@@ -21,6 +28,14 @@ def test_cohens_d_sign_and_size() -> None:
     assert cohens_d(a, b) == pytest.approx(-3.0)
     assert cohens_d(b, a) == pytest.approx(3.0)
     assert cohens_d(a[:1], b) is None
+
+
+def test_a_sweep_is_monotonic_when_it_never_falls_and_ends_higher() -> None:
+    assert monotonic([-1.1, -0.2, 0.63, 0.63, 0.67])  # a decay at the end of the clip may repeat
+    assert monotonic([0.1, 0.2, 0.3])
+    assert not monotonic([0.82, 0.76, 0.64, 0.71, 0.98])  # U-shaped
+    assert not monotonic([0.5, 0.5, 0.5])  # flat: the knob does nothing
+    assert not monotonic([0.9, 0.8, 0.7])
 
 
 def test_real_groups_by_keyword_by_knob_and_by_class() -> None:

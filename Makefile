@@ -10,7 +10,7 @@ APT_GM := fluidsynth fluid-soundfont-gm
 APT_TEST := redis-server chromium chromium-driver
 APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: install data data-gm test lint typecheck pytest demo train-default train-v2 train-classifier bench clean apt-test
+.PHONY: install data data-gm test lint typecheck pytest demo train-default train-v2 train-v1 train-classifier bench clean apt-test
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -62,24 +62,27 @@ demo: install data
 	$(BIN)/sampleforge data scan /usr/share/hydrogen/data/drumkits --brief
 	$(BIN)/sampleforge demo --out-dir generations
 
-## rebuild the shipped default model from the Debian packages (resumable: run it again to continue;
-## MINUTES=N stops cleanly after N minutes). The model card (weights/drums-v1/README.md) is kept.
+## rebuild the shipped default model, drums-v2 (timbre knobs; time/4 VAE; Hydrogen kits + lmms, Sonic Pi and
+## STK one-shots), from the Debian packages (resumable: run it again to continue; MINUTES=N stops cleanly
+## after N minutes). The model card (weights/drums-v2/README.md) is kept.
 MINUTES ?=
 train-default: install data
-	$(BIN)/sampleforge train all --config configs/default.json --out runs/drums-v1 --resume \
-	  --data /usr/share/hydrogen/data/drumkits $(if $(MINUTES),--max-minutes $(MINUTES),)
-	mkdir -p weights/drums-v1
-	cp runs/drums-v1/model/config.json runs/drums-v1/model/vocab.json runs/drums-v1/model/*.safetensors weights/drums-v1/
-	@echo 'weights/drums-v1 rebuilt; the model card (README.md) describes the shipped run'
-
-## rebuild drums-v2, the timbre-knob model (time/4 VAE, Hydrogen kits + lmms, Sonic Pi and STK one-shots)
-train-v2: install data
 	$(BIN)/sampleforge train all --config configs/drums-v2.json --out runs/drums-v2 --resume \
 	  --data /usr/share/hydrogen/data/drumkits $(DEBIAN_DRUMS) $(if $(MINUTES),--max-minutes $(MINUTES),)
 	mkdir -p weights/drums-v2
 	cp runs/drums-v2/model/config.json runs/drums-v2/model/vocab.json runs/drums-v2/model/timbre.json \
 	  runs/drums-v2/model/*.safetensors weights/drums-v2/
 	@echo 'weights/drums-v2 rebuilt; the model card (README.md) describes the shipped run'
+
+train-v2: train-default
+
+## rebuild drums-v1, the previous default (Hydrogen kits only; its model card is kept)
+train-v1: install data
+	$(BIN)/sampleforge train all --config configs/default.json --out runs/drums-v1 --resume \
+	  --data /usr/share/hydrogen/data/drumkits $(if $(MINUTES),--max-minutes $(MINUTES),)
+	mkdir -p weights/drums-v1
+	cp runs/drums-v1/model/config.json runs/drums-v1/model/vocab.json runs/drums-v1/model/*.safetensors weights/drums-v1/
+	@echo 'weights/drums-v1 rebuilt; the model card (README.md) describes the shipped run'
 
 ## rebuild the judge of `sampleforge eval` on the real clips drums-v2 trains on, holding out its kits
 ## (the card compares it with classifier-v1 on the same held-out clips while that is in the repository)

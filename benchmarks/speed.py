@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
     fast_sampler, _, fast_steps = args.fast.partition(":")
     gen = Generator.from_pretrained(args.model, device="cpu", precision=reference.precision)
+    reference = gen.resolve(reference)  # steps and cfg scale left unset: the model's own
     if args.gl_iters is not None:
         gen.griffin_lim.n_iter = args.gl_iters
     vocoder = "neural vocoder" if gen.bundle.vocoder is not None else f"Griffin-Lim {gen.griffin_lim.n_iter} iterations"

@@ -34,7 +34,7 @@ from sampleforge.text.keywords import Vocabulary
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent  # a source checkout: configs/ and weights/ sit beside the package
-DEFAULT_MODEL = "drums-v1"
+DEFAULT_MODEL = "drums-v2"
 
 
 def weights_dirs() -> list[Path]:

@@ -208,7 +208,7 @@ class GenerationParams:
     # which model, and how it is loaded and run (sampleforge.backends)
     model: str | None = param(None, "the model: a sampleforge folder or shipped name, a diffusers pipeline folder, "
                               "hf:OWNER/NAME from the Hugging Face cache, or an audio-diffusion-pytorch .ckpt; "
-                              "default: drums-v1 (a server: its first model, see /v1/models)", max_length=1000)
+                              "default: drums-v2 (a server: its first model, see /v1/models)", max_length=1000)
     offload: str = param("none", "model: keep idle components on the CPU and move each to the GPU only while it "
                          "runs (accelerate hooks; CUDA only)", choices=OFFLOAD, http=False)
     decode_chunk: float | None = param(None, "decode the latents in chunks of this many seconds: lower peak memory "

@@ -24,7 +24,7 @@ COMMON = tuple(name for name in GENERATE_SETTINGS if name not in ("prompt", "cou
 
 def _flags(p: argparse.ArgumentParser, own: tuple[str, ...], base: Any = None) -> None:
     add_arguments(p, (*own, *COMMON), base=base)
-    p.add_argument("--model", default=None, help="model folder or shipped name (default drums-v1)")
+    p.add_argument("--model", default=None, help="model folder or shipped name (default drums-v2)")
     p.add_argument("--no-vocoder", action="store_true", help="Griffin-Lim instead of the neural vocoder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from sampleforge.bundle import DEFAULT_MODEL
 from sampleforge.errors import UserInputError
 from sampleforge.params import SPECS, GenerationParams, add_arguments, from_namespace, parse_list
 
@@ -205,7 +206,7 @@ def _register_sweep(sub: Any) -> None:
                        description="A grid of generations with per-cell stats (latent std, audio std, clipping %, "
                        "LUFS before finishing, stage times and peak memory), spectrograms and players; on every "
                        "backend: the way to tell a weight bug from a bad setting.")
-    p.add_argument("--model", default="drums-v1", help=SPECS["model"].help)
+    p.add_argument("--model", default=DEFAULT_MODEL, help=SPECS["model"].help)
     p.add_argument("--prompt", required=True, help=SPECS["prompt"].help)
     p.add_argument("--cfg-scale", default="1,3,5,7", help="comma-separated guidance scales")
     p.add_argument("--steps", default="10,25,50", help="comma-separated step counts")
@@ -246,7 +247,7 @@ def _register_doctor(sub: Any) -> None:
     p = sub.add_parser("doctor", help="check torch build, devices, libraries, model and data; say what to fix")
     p.add_argument("--brief", action="store_true", help="only problems and the summary")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--model", default="drums-v1", help="the model to look for")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="the model to look for")
     p.add_argument("--data", nargs="+", type=Path, default=None, help="drum folders to look for")
     p.set_defaults(func=_run_doctor)
 

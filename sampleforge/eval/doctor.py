@@ -203,7 +203,7 @@ def check_model(name: str = DEFAULT_MODEL) -> Check:
     if not config.is_file() or not weights:
         what = "no folder" if not folder.is_dir() else ("no config.json" if not config.is_file() else "no *.safetensors")
         return Check("model", "fail", f"{name}: {what} at {folder}",
-                     "the default model ships in weights/drums-v1: restore it from the repository (git checkout weights/), "
+                     f"the default model ships in weights/{DEFAULT_MODEL}: restore it from the repository (git checkout weights/), "
                      "pass --model PATH, or rebuild it with `make train-default`")
     size = sum((folder / w).stat().st_size for w in weights) / 1e6
     detail = f"{name}: {folder} ({', '.join(weights)}; {size:.1f} MB)"

@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+from sampleforge.bundle import DEFAULT_MODEL
 from sampleforge.errors import UserInputError
 
 
@@ -14,7 +15,7 @@ class ServeConfig:
     """Everything the server and its workers need to know. Defaults suit one CPU machine."""
 
     storage: Path = Path("sampleforge-data")  # job database + result audio (shared by all workers)
-    model: str = "drums-v1"  # a shipped model name or a model folder
+    model: str = DEFAULT_MODEL  # a shipped model name or a model folder
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1  # in-process worker threads (embedded mode); one per model is right on CPU

@@ -64,3 +64,12 @@ def test_peer_is_tiny_audio_diffusion_drum_config() -> None:
     assert y.shape == x.shape
     wall, cpu = peers.time_forward(model, 1024, repeats=1)
     assert wall > 0 and cpu > 0
+
+
+def test_speed_without_steps_times_the_models_own_defaults(debug_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    code = speed.main(["--model", str(debug_model), "--threads", "1", "--batches", "1", "--fast", "euler:1",
+                       "--repeats", "1", "--no-peer", "--json", str(out)])
+    assert code == 0
+    res = json.loads(out.read_text())
+    assert [(r["sampler"], r["steps"]) for r in res["ours"]] == [("ddim", 50), ("euler", 1)]

@@ -319,16 +319,17 @@ def _outer_renames(blocks: int) -> tuple[tuple[str, str], ...]:
             (rf"^layers\.{blocks + 2}\.", "conv2."))
 
 
+def _block_renames(parts: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """stable-audio-tools ``layers.N.layers.i.`` -> diffusers ``block.N.<parts[i]>.``."""
+    return tuple((rf"^layers\.(\d+)\.layers\.{i}\.", rf"block.\1.{name}.") for i, name in enumerate(parts))
+
+
 def decoder_renames(blocks: int) -> tuple[tuple[str, str], ...]:
     """Rules for an Oobleck decoder of ``blocks`` up-sampling blocks (stable-audio-tools ``layers.N`` ->
     diffusers ``conv1`` / ``block.i`` / ``snake1`` / ``conv2``); block numbers are shifted by ``_oobleck``."""
     return (
         *_outer_renames(blocks),
-        (r"^layers\.(\d+)\.layers\.0\.", r"block.\1.snake1."),
-        (r"^layers\.(\d+)\.layers\.1\.", r"block.\1.conv_t1."),
-        (r"^layers\.(\d+)\.layers\.2\.", r"block.\1.res_unit1."),
-        (r"^layers\.(\d+)\.layers\.3\.", r"block.\1.res_unit2."),
-        (r"^layers\.(\d+)\.layers\.4\.", r"block.\1.res_unit3."),
+        *_block_renames(("snake1", "conv_t1", "res_unit1", "res_unit2", "res_unit3")),
         *RES_UNIT_RENAMES,
     )
 
@@ -338,11 +339,7 @@ def encoder_renames(blocks: int) -> tuple[tuple[str, str], ...]:
     conv each)."""
     return (
         *_outer_renames(blocks),
-        (r"^layers\.(\d+)\.layers\.0\.", r"block.\1.res_unit1."),
-        (r"^layers\.(\d+)\.layers\.1\.", r"block.\1.res_unit2."),
-        (r"^layers\.(\d+)\.layers\.2\.", r"block.\1.res_unit3."),
-        (r"^layers\.(\d+)\.layers\.3\.", r"block.\1.snake1."),
-        (r"^layers\.(\d+)\.layers\.4\.", r"block.\1.conv1."),
+        *_block_renames(("res_unit1", "res_unit2", "res_unit3", "snake1", "conv1")),
         *RES_UNIT_RENAMES,
     )
 

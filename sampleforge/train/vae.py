@@ -54,9 +54,15 @@ def load_grown(vae: MelVAE, file: Path) -> int:
     mismatch is a CheckpointError naming the key."""
     from sampleforge.bundle import load_checked, load_state
 
-    own = vae.state_dict()
-    saved = load_file(str(file)) if file.is_file() else {}
-    new = {k: v for k, v in own.items() if k.startswith("decoder.refine.") and k not in saved}
+    if not vae.cfg.refine_blocks or not file.is_file():
+        load_state(vae, file)  # (a missing file: its named error)
+        return 0
+    try:
+        saved = load_file(str(file))
+    except Exception:  # unreadable: load_state names the file and the problem
+        load_state(vae, file)
+        raise
+    new = {k: v for k, v in vae.state_dict().items() if k.startswith("decoder.refine.") and k not in saved}
     if not new:
         load_state(vae, file)
         return 0

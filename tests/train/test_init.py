@@ -191,3 +191,7 @@ def test_a_decoder_fine_tune_grows_refine_blocks_onto_a_trained_vae(tmp_path: Pa
     other = MelVAE(VAEConfig(**{**small.__dict__, "latent_channels": 8, "refine_blocks": 1}))
     with pytest.raises(CheckpointError, match="vae.safetensors: key .* has shape"):
         load_grown(other, file)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="bad.safetensors: not a readable safetensors file"):
+        load_grown(grown, bad)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -29,3 +32,30 @@ def debug_model(tmp_path_factory: pytest.TempPathFactory):
     from sampleforge.debug_model import make_debug_bundle
 
     return make_debug_bundle(tmp_path_factory.mktemp("models") / "debug", seed=0)
+
+
+TERMINAL = ("succeeded", "failed", "cancelled")  # job states after which nothing changes
+
+
+def _wait_job(
+    client: Any,
+    job_id: str,
+    timeout: float = 60.0,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Poll ``GET /v1/jobs/{id}`` (an httpx client or a TestClient) until the job is finished; fail the test on
+    timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/v1/jobs/{job_id}", headers=headers).json()
+        if job.get("state") in TERMINAL:
+            return job
+        if time.monotonic() > deadline:
+            pytest.fail(f"job {job_id} still {job.get('state')} after {timeout} s")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def wait_job() -> Callable[..., dict[str, Any]]:
+    """``wait_job(client, job_id, timeout=60)`` -> the finished job's JSON."""
+    return _wait_job

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 import io
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,18 +72,8 @@ def test_cli_reports_and_records_the_model_defaults(sat_small: tuple[Path, dict,
     assert read_metadata(tmp_path / "four.wav")["steps"] == "4"
 
 
-def _wait(client: TestClient, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["state"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish in {timeout} s")
-
-
 def test_http_requests_without_steps_take_the_named_models_defaults(
-        sat_small: tuple[Path, dict, dict], debug_model: Path, tmp_path: Path) -> None:
+        sat_small: tuple[Path, dict, dict], debug_model: Path, tmp_path: Path, wait_job: Callable) -> None:
     small = load_backend(sat_small[0], CPU)
     ours = load_backend(debug_model, CPU)
     service = Service(ServeConfig(storage=tmp_path / "storage", max_duration=4.0, max_steps=60),
@@ -94,14 +84,14 @@ def test_http_requests_without_steps_take_the_named_models_defaults(
         assert models[ours.name]["defaults"] == {"steps": 50, "cfg_scale": 3.0}
         for name, steps, cfg in ((small.name, 8, 1.0), (ours.name, 50, 3.0)):
             body = {"prompt": "kick drum", "seed": 7, "duration": 1, "model": name}
-            job = _wait(client, client.post("/v1/generate", json=body).json()["job_id"])
+            job = wait_job(client, client.post("/v1/generate", json=body).json()["job_id"], timeout=120)
             assert job["state"] == "succeeded", job
             assert (job["params"]["steps"], job["params"]["cfg_scale"]) == (steps, cfg)
             wav = client.get(job["results"][0]["url"]).content
             meta = read_metadata_bytes(wav, tmp_path / f"{steps}.wav")
             assert (meta["steps"], meta["cfg_scale"]) == (str(steps), str(cfg))
-        said = _wait(client, client.post("/v1/generate", json={"prompt": "kick", "seed": 1, "duration": 1,
-                                                               "steps": 3, "model": small.name}).json()["job_id"])
+        said = wait_job(client, client.post("/v1/generate", json={"prompt": "kick", "seed": 1, "duration": 1,
+                                                               "steps": 3, "model": small.name}).json()["job_id"], timeout=120)
         assert said["params"]["steps"] == 3 and said["params"]["cfg_scale"] == 1.0
 
 

@@ -4,9 +4,8 @@ model's clip equals the direct library call for the same seed."""
 from __future__ import annotations
 
 import io
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import soundfile as sf
 import torch
@@ -19,17 +18,7 @@ from sampleforge.serve.config import ServeConfig
 from sampleforge.serve.service import Service
 
 
-def _wait(client: TestClient, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["state"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish in {timeout} s")
-
-
-def test_one_server_serves_two_models(sa_dir: Path, debug_model: Path, tmp_path: Path) -> None:
+def test_one_server_serves_two_models(sa_dir: Path, debug_model: Path, tmp_path: Path, wait_job: Callable) -> None:
     import diffusers
 
     sa = load_backend(sa_dir, BackendOptions(device="cpu"))
@@ -44,7 +33,7 @@ def test_one_server_serves_two_models(sa_dir: Path, debug_model: Path, tmp_path:
         assert "ddim" in by_name[ours.name]["samplers"]
 
         body = {"prompt": "kick drum", "steps": 4, "cfg_scale": 3, "seed": 7, "duration": 1, "model": sa.name}
-        job = _wait(client, client.post("/v1/generate", json=body).json()["job_id"])
+        job = wait_job(client, client.post("/v1/generate", json=body).json()["job_id"], timeout=120)
         assert job["state"] == "succeeded", job
         wav, sr = sf.read(io.BytesIO(client.get(job["results"][0]["url"]).content), dtype="float32", always_2d=True)
         pipe = diffusers.StableAudioPipeline.from_pretrained(sa_dir)
@@ -53,8 +42,8 @@ def test_one_server_serves_two_models(sa_dir: Path, debug_model: Path, tmp_path:
                    generator=torch.Generator().manual_seed(7)).audios[0]
         assert sr == 512 and wav.T.shape == tuple(ref.shape) and peak_correlation(wav.T, ref) > 0.99
 
-        job2 = _wait(client, client.post("/v1/generate", json={"prompt": "kick", "steps": 2, "seed": 1,
-                                                                "duration": 0.5, "model": ours.name}).json()["job_id"])
+        job2 = wait_job(client, client.post("/v1/generate", json={"prompt": "kick", "steps": 2, "seed": 1,
+                                                                "duration": 0.5, "model": ours.name}).json()["job_id"], timeout=120)
         assert job2["state"] == "succeeded" and job2["model"] == ours.name
 
         bad = client.post("/v1/generate", json={**body, "model": "nope"})

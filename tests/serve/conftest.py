@@ -24,7 +24,6 @@ from sampleforge.serve.service import Service
 
 # one torch thread in every process a test starts (the machine is shared)
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 SERVER_LOGGERS = ("sampleforge", "uvicorn", "uvicorn.error", "uvicorn.access", "asyncio", "celery")
@@ -76,29 +75,6 @@ def make_client(make_service: Callable[..., Service]) -> Iterator[Callable[..., 
     yield make
     for c in clients:
         c.__exit__(None, None, None)
-
-
-def _wait_job(
-    client: httpx.Client | TestClient,
-    job_id: str,
-    timeout: float = 60.0,
-    headers: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """Poll ``GET /v1/jobs/{id}`` until the job is finished; fail the test on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.get(f"/v1/jobs/{job_id}", headers=headers).json()
-        if job.get("state") in TERMINAL:
-            return job
-        if time.monotonic() > deadline:
-            pytest.fail(f"job {job_id} still {job.get('state')} after {timeout} s")
-        time.sleep(0.05)
-
-
-@pytest.fixture
-def wait_job() -> Callable[..., dict[str, Any]]:
-    """``wait_job(client, job_id, timeout=60)`` -> the finished job's JSON."""
-    return _wait_job
 
 
 def free_port() -> int:

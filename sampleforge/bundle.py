@@ -90,15 +90,19 @@ def build_modules(cfg: ModelConfig) -> dict[str, nn.Module]:
     return mods
 
 
-def load_state(module: nn.Module, file: Path) -> None:
-    """Load ``file`` (safetensors) into ``module`` strictly; errors name the file and the key."""
+def read_state(file: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors ``file``; CheckpointError naming the file if it is missing or unreadable."""
     if not file.is_file():
         raise CheckpointError(f"{file}: missing")
     try:
-        state = load_file(str(file))
+        return load_file(str(file))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{file.name}: not a readable safetensors file ({exc})") from None
-    load_checked(module, state, file.name)
+
+
+def load_state(module: nn.Module, file: Path) -> None:
+    """Load ``file`` (safetensors) into ``module`` strictly; errors name the file and the key."""
+    load_checked(module, read_state(file), file.name)
 
 
 def load_checked(module: nn.Module, state: dict[str, torch.Tensor], name: str) -> None:

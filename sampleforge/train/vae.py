@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from sampleforge.audio.mel import mel_centers
@@ -52,20 +51,10 @@ def load_grown(vae: MelVAE, file: Path) -> int:
     """Load a trained VAE's ``file`` into ``vae``, whose decoder may have more refine blocks than it
     (``vae.refine_blocks``): those keep their identity initialisation. Returns how many were added; any other
     mismatch is a CheckpointError naming the key."""
-    from sampleforge.bundle import load_checked, load_state
+    from sampleforge.bundle import load_checked, read_state
 
-    if not vae.cfg.refine_blocks or not file.is_file():
-        load_state(vae, file)  # (a missing file: its named error)
-        return 0
-    try:
-        saved = load_file(str(file))
-    except Exception:  # unreadable: load_state names the file and the problem
-        load_state(vae, file)
-        raise
+    saved = read_state(file)
     new = {k: v for k, v in vae.state_dict().items() if k.startswith("decoder.refine.") and k not in saved}
-    if not new:
-        load_state(vae, file)
-        return 0
     load_checked(vae, {**saved, **new}, file.name)
     return len({k.split(".")[2] for k in new})
 

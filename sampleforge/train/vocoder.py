@@ -104,18 +104,16 @@ def warm_start(model: Vocoder, source: Path) -> int:
     same name and shape; the head of an istft vocoder ((2K, dim): log-magnitude rows, then phase rows) gives
     its log-magnitude rows to a magnitude head ((K, dim)). Returns the number of tensors copied; raises
     UserInputError if the file is missing or unreadable or nothing matches."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from sampleforge.errors import UserInputError
+    from sampleforge.bundle import read_state
+    from sampleforge.errors import CheckpointError, UserInputError
 
     file = source / "vocoder.safetensors" if source.is_dir() else source
     if not file.is_file():
         raise UserInputError(f"recipe.init.vocoder: {file} does not exist")
     try:
-        state = load_file(str(file))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise UserInputError(f"recipe.init.vocoder: {file} is not a readable safetensors file ({exc})") from None
+        state = read_state(file)
+    except CheckpointError as exc:
+        raise UserInputError(f"recipe.init.vocoder: {exc}") from None
     own = model.state_dict()
     update: dict[str, Tensor] = {}
     for key, value in own.items():

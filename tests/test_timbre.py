@@ -42,9 +42,21 @@ def test_decay_follows_the_envelope() -> None:
 
 
 def test_brightness_and_weight_follow_the_spectrum() -> None:
-    low, high = measure(tone(60, 0.3)), measure(tone(3000, 0.3))
+    low, mid, high = measure(tone(60, 0.3)), measure(tone(150, 0.3)), measure(tone(3000, 0.3))
     assert low["brightness"] < 200 < 2000 < high["brightness"]
-    assert low["weight"] > 0.9 and high["weight"] < 0.05
+    # weight: octaves from 250 Hz down to the body's pitch; a tone with no body (a hat) weighs nothing
+    assert low["weight"] == pytest.approx(math.log2(250 / 60), abs=0.05)
+    assert mid["weight"] == pytest.approx(math.log2(250 / 150), abs=0.05)
+    assert high["weight"] == 0.0
+
+
+def test_brightness_counts_the_click_of_a_kick() -> None:
+    """The magnitude centroid hears a click over the same 50-Hz body; the power centroid it replaced did not."""
+    body = tone(50, 0.3)
+    clicked = body.copy()
+    rng = np.random.default_rng(0)
+    clicked[: SR // 200] += 0.05 * rng.standard_normal(SR // 200).astype(np.float32)
+    assert measure(clicked)["brightness"] > 1.5 * measure(body)["brightness"]
 
 
 def test_punch_is_the_attack_against_the_body() -> None:

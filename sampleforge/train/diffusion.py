@@ -153,14 +153,16 @@ class DiffusionTask:
         the unaugmented clips once, cached in RUN/diffusion/timbre.json with the per-class feature tables)."""
         import json
 
-        from sampleforge.timbre import KNOBS, class_quantiles, measure
+        from sampleforge.timbre import FEATURES, KNOBS, class_quantiles, measure
 
         ctx = self.ctx
         names = ctx.model_config.text.knobs
         if not names:
             return torch.zeros(len(ctx.clips), 0)
         cache = ctx.run_dir / "diffusion" / "timbre.json"
-        known: dict[str, dict[str, float]] = json.loads(cache.read_text()) if cache.is_file() else {}
+        stored = json.loads(cache.read_text()) if cache.is_file() else {}
+        # {"features": version, "clips": {path: features}}; another version (or the flat version-1 file) is stale
+        known: dict[str, dict[str, float]] = stored.get("clips", {}) if stored.get("features") == FEATURES else {}
         ds = ctx.dataset(augment=False)
         feats = []
         for i, clip in enumerate(tqdm(ctx.clips, desc="measuring timbre", unit="clip", disable=None)):
@@ -169,20 +171,20 @@ class DiffusionTask:
                 known[key] = measure(ds.waveform(i), ctx.model_config.sample_rate)
             feats.append(known[key])
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(known))
+        cache.write_text(json.dumps({"features": FEATURES, "clips": known}))
         q = class_quantiles(feats, [c.category for c in ctx.clips])  # (N, len(KNOBS))
         self._write_timbre_table(feats, q)
         return torch.from_numpy(q[:, [KNOBS.index(k) for k in names]])
 
     def _write_timbre_table(self, feats: list[dict[str, float]], quantiles: Any) -> None:
         """RUN/model/timbre.json: per class and knob, the feature value at quantiles 0.1, 0.5 and 0.9 (what a
-        knob value means in seconds, Hz, share or dB), and what each word means for each class
+        knob value means in seconds, Hz, octaves or dB), and what each word means for each class
         (``timbre.class_word_knobs`` over the clips' (N, K) ``quantiles``)."""
         import json
 
         import numpy as np
 
-        from sampleforge.timbre import KNOBS, class_word_knobs
+        from sampleforge.timbre import FEATURES, KNOBS, class_word_knobs
 
         table: dict[str, dict[str, list[float]]] = {}
         cats = [c.category for c in self.ctx.clips]
@@ -194,7 +196,8 @@ class DiffusionTask:
         real = [i for i, c in enumerate(self.ctx.clips) if not c.generated]  # words mean what recordings say
         words = class_word_knobs(quantiles[real], [cats[i] for i in real], [self.ctx.clips[i].keywords for i in real])
         (self.ctx.model_dir / "timbre.json").write_text(
-            json.dumps({"quantiles": [0.1, 0.5, 0.9], "classes": table, "words": words}, indent=1) + "\n")
+            json.dumps({"features": FEATURES, "quantiles": [0.1, 0.5, 0.9], "classes": table, "words": words},
+                       indent=1) + "\n")
 
     @torch.no_grad()
     def _encode_all(self) -> Tensor:

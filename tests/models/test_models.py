@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from sampleforge.audio.mel import MelConfig, MelSpectrogram
 from sampleforge.models.unet import LatentUNet, UNetConfig
@@ -151,3 +152,24 @@ def test_vocoder_config_without_kind_is_the_magnitude_head() -> None:
     cfg = from_dict(VocoderConfig, {"dim": 16, "intermediate_dim": 32, "layers": 1, "gl_iters": 2})
     assert cfg.kind == "magnitude"
     assert Vocoder(cfg).head.out_features == MelConfig().n_freqs
+
+
+@pytest.mark.parametrize(("cin", "cout", "kernel", "padding", "stride", "width"), [
+    (64, 128, 3, 1, 1, 22), (128, 128, 3, 1, 2, 22), (128, 128, 3, 1, 2, 21), (192, 576, 1, 0, 1, 11),
+    (32, 16, 5, 2, 1, 9), (16, 8, 3, 1, 1, 100),
+])  # fmt: skip
+def test_unet_conv_matches_torch_conv(cin: int, cout: int, kernel: int, padding: int, stride: int, width: int) -> None:
+    """The U-Net's matrix-product convolution gives what nn.Conv1d gives, for 1x1, 3-tap, strided, odd and long
+    inputs, at inference and in training (where it is nn.Conv1d itself)."""
+    from sampleforge.models.unet import Conv1d
+
+    torch.manual_seed(0)
+    conv = Conv1d(cin, cout, kernel, padding=padding, stride=stride)
+    x = torch.randn(2, cin, width)
+    ref = nn.Conv1d.forward(conv, x)
+    assert torch.allclose(conv.train()(x), ref)
+    with torch.inference_mode():
+        out = conv.eval()(x)
+    assert out.shape == ref.shape
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert isinstance(conv, nn.Conv1d) and set(conv.state_dict()) == {"weight", "bias"}

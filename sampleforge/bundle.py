@@ -123,17 +123,20 @@ def load_checked(module: nn.Module, state: dict[str, torch.Tensor], name: str) -
 
 
 def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
-    """A model folder path, or a shipped model's name ("drums-v1") → its folder."""
+    """A model folder path, or a shipped model's name ("drums-v1") → its folder. A bare name that is also a
+    folder in the working directory means that folder only if it is a model folder (has config.json): a run
+    folder or a download that happens to carry a shipped model's name does not hide the shipped model."""
     p = Path(name_or_path).expanduser()
-    if p.is_dir():
+    bare = not (p.suffix or os.sep in str(name_or_path))
+    shipped = [d / str(name_or_path) for d in weights_dirs() if bare and (d / str(name_or_path)).is_dir()]
+    if p.is_dir() and not (shipped and not (p / "config.json").is_file()):
         return p
-    if p.suffix or os.sep in str(name_or_path):
+    if not bare:
         if p.is_file() and p.name == "config.json":
             return p.parent
         raise CheckpointError(f"{p}: no such model folder")
-    for d in weights_dirs():
-        if (d / str(name_or_path)).is_dir():
-            return d / str(name_or_path)
+    if shipped:
+        return shipped[0]
     known = sorted({q.name for d in weights_dirs() if d.is_dir() for q in d.iterdir() if (q / "config.json").is_file()})
     raise CheckpointError(f"unknown model {str(name_or_path)!r} (known: {', '.join(known) or 'none'})")
 

@@ -130,3 +130,14 @@ def test_shipped_models_are_found_in_the_installed_package_too(tmp_path: Path, m
     (mine / "drums-v1").mkdir(parents=True)
     monkeypatch.setenv("SAMPLEFORGE_WEIGHTS", str(mine))  # the user's own folder comes first
     assert resolve_model("drums-v1") == mine / "drums-v1"
+
+
+def test_a_run_folder_named_like_a_shipped_model_does_not_hide_it(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    shipped = resolve_model("drums-v1")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "drums-v1" / "diffusion").mkdir(parents=True)  # a training run's folder, no config.json
+    assert resolve_model("drums-v1") == shipped
+    assert resolve_model("./drums-v1") == Path("./drums-v1")  # a path is taken as given
+    (tmp_path / "drums-v1" / "config.json").write_text("{}")  # a model folder of one's own wins
+    assert resolve_model("drums-v1") == Path("drums-v1")

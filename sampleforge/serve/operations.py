@@ -23,7 +23,7 @@ from sampleforge.audio.io import FORMATS, read_audio
 from sampleforge.errors import SampleforgeError
 from sampleforge.params import GenerationParams
 from sampleforge.serve.job import Job
-from sampleforge.serve.results import ResultFiles, ResultWriteError
+from sampleforge.serve.results import ResultFiles, ResultWriteError, from_file_system
 
 Callback = Callable[[int, int], None]
 
@@ -148,7 +148,7 @@ def _write_kit(job: Job, out: Rendered, files: ResultFiles) -> tuple[list[dict[s
     try:
         written = write_kit(kit, folder, out.params.format, overwrite=True)
     except (OSError, SampleforgeError) as exc:
-        raise ResultWriteError(f"cannot write the kit ({type(exc).__name__})") from exc
+        raise ResultWriteError(f"cannot write the kit ({type(exc).__name__})", transient=from_file_system(exc)) from exc
     root = files.job_dir(job.id)
     results = [{"index": k, "file": str(path.relative_to(root)), "name": path.name, "piece": s.piece,
                 "layer": s.layer, "round_robin": s.rr, "seed": s.seed, "prompt": s.prompt,

@@ -34,7 +34,24 @@ CHUNK = 64 * 1024  # bytes read (and sent) at a time when streaming a file or a 
 
 
 class ResultWriteError(SampleforgeError):
-    """Writing a result file failed (disk full, permissions, I/O error): worth retrying, not the job's fault."""
+    """Writing a result file failed: not the request's fault. ``transient`` when the file system refused (disk
+    full, I/O error, permissions: worth retrying); False when the audio itself cannot be written (libsndfile
+    refuses the format or the metadata), which fails the same way every time."""
+
+    def __init__(self, message: str, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+def from_file_system(exc: BaseException) -> bool:
+    """True if ``exc`` or anything in its cause/context chain is an OSError, or libsndfile's "System error"
+    (its words for a failed write)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) or "system error" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def new_job_id() -> str:
@@ -81,7 +98,8 @@ class ResultFiles:
         try:
             return write_audio(path, wav, sample_rate, metadata=metadata, format=fmt, durable=self.durable)
         except SampleforgeError as exc:
-            raise ResultWriteError(f"cannot write clip {index}.{fmt} ({_reason(exc)})") from exc
+            raise ResultWriteError(f"cannot write clip {index}.{fmt} ({_reason(exc)})",
+                                   transient=from_file_system(exc)) from exc
 
     def write_manifest(self, job_id: str, manifest: dict[str, Any]) -> None:
         """``job.json`` (atomic; fsynced when durable). Raises ResultWriteError."""

@@ -152,7 +152,7 @@ class JobRunner:
         except ShuttingDown:
             n = self.store.release(ids, self.worker_id)
             log.info("batch handed back", extra={"event": "batch_released", "jobs": ids, "released": n})
-        except ResultWriteError as exc:  # still failing after the retries: the disk, not the request
+        except ResultWriteError as exc:  # the disk still failing after the retries, or audio it cannot take
             for job_id in ids:
                 self.store.fail(job_id, self.worker_id, f"could not store the audio: {exc}")
             log.error("batch not stored", extra={"event": "batch_write_failed", "jobs": ids, "error": str(exc)})
@@ -242,12 +242,13 @@ class JobRunner:
             log.info("job succeeded", extra={"event": "job_succeeded", "job": job.id, "clips": len(results)})
 
     def _with_retries(self, job: Job, write: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
-        """``write()``, again after each of WRITE_RETRY_DELAYS while it raises ResultWriteError."""
+        """``write()``, again after each of WRITE_RETRY_DELAYS while it raises a transient ResultWriteError (a
+        write that libsndfile refuses fails the same way every time: at once)."""
         for delay in (*WRITE_RETRY_DELAYS, None):
             try:
                 return write()
             except ResultWriteError as exc:
-                if delay is None or self.stop.is_set():
+                if delay is None or self.stop.is_set() or not exc.transient:
                     raise
                 log.warning("write failed, retrying", extra={"event": "write_retry", "job": job.id,
                                                              "error": str(exc), "retry_in_s": delay})

@@ -153,6 +153,45 @@ def test_a_transient_write_error_is_retried(make_client, wait_job, monkeypatch):
     assert calls["n"] == 2 and job["attempts"] == 1
 
 
+def test_audio_the_writer_refuses_fails_the_job_at_once(make_client, wait_job, monkeypatch):
+    """Not a disk error (libsndfile refuses the audio or its metadata): the same every time, so not retried."""
+    monkeypatch.setattr(runner, "WRITE_RETRY_DELAYS", (5.0, 5.0))  # a retry would make the job take 10 s
+    client = make_client()
+    files = client.app.state.service.files
+    calls = {"n": 0}
+
+    def refused(*args, **kwargs):
+        calls["n"] += 1
+        raise ResultWriteError("cannot write clip 0.wav (bad string)", transient=False)
+
+    monkeypatch.setattr(files, "write_clip", refused)
+    t0 = time.monotonic()
+    r = client.post("/v1/generate", json={"prompt": "kick", **FAST})
+    job = wait_job(client, r.json()["job_id"])
+    assert job["state"] == "failed" and "bad string" in job["error"], job
+    assert calls["n"] == 1 and time.monotonic() - t0 < 5.0
+
+
+def test_write_errors_say_whether_a_retry_can_help(tmp_path, monkeypatch):
+    from sampleforge.serve import results
+
+    files = results.ResultFiles(tmp_path, durable=False)
+    job_id = results.new_job_id()
+    files.job_dir(job_id).parent.mkdir(parents=True, exist_ok=True)
+    files.job_dir(job_id).write_text("a file where the job's folder goes")  # the file system refuses
+    with pytest.raises(ResultWriteError) as disk:
+        files.write_clip(job_id, 0, np.zeros(100, np.float32), 44100, "wav", {})
+    assert disk.value.transient
+
+    def refuse(*args, **kwargs):
+        raise UserInputError("x.flac: cannot write audio (bad string)")
+
+    monkeypatch.setattr(results, "write_audio", refuse)
+    with pytest.raises(ResultWriteError) as audio:
+        files.write_clip(results.new_job_id(), 0, np.zeros(100, np.float32), 44100, "flac", {})
+    assert not audio.value.transient
+
+
 def test_a_lasting_write_error_fails_the_job_without_a_server_path(make_client, wait_job, monkeypatch):
     monkeypatch.setattr(runner, "WRITE_RETRY_DELAYS", (0.05,))
     client = make_client()

@@ -59,7 +59,7 @@ edges = st.fixed_dictionaries(
         "sampler": st.sampled_from(
             ["ddim", "euler", "heun", "dpmpp_2m", "euler_ancestral", "flow_euler", None]
         ),
-        "format": st.sampled_from(["wav", "flac"]),
+        "format": st.sampled_from(["wav", "flac", "wav16", "wav24", "mp3"]),
     },
 )
 task_bodies = st.fixed_dictionaries(

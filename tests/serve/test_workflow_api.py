@@ -175,11 +175,23 @@ def test_token_protects_the_workflow_routes(make_client, generator) -> None:
     assert ok.status_code == 202
 
 
-def test_jobs_narrow_the_formats_to_what_they_store(make_client) -> None:
-    client = make_client(start=False)
-    r = client.post("/v1/generate", json={"prompt": "kick", "format": "wav16"})
+@pytest.mark.parametrize(("fmt", "subtype"), [("wav16", "PCM_16"), ("wav24", "PCM_24"), ("flac", "PCM_24")])
+def test_generate_jobs_write_every_format(make_client, wait_job, fmt: str, subtype: str) -> None:
+    client = make_client()
+    assert fmt in client.get("/v1/models").json()["models"][0]["formats"]
+    r = client.post("/v1/generate", json={"prompt": "kick", "format": fmt, **FAST})
+    assert r.status_code == 202, r.text
+    job = wait_job(client, r.json()["job_id"])
+    assert job["state"] == "succeeded", job
+    clip = client.get(f"/v1/jobs/{job['job_id']}/audio/0")
+    ext = "flac" if fmt == "flac" else "wav"
+    assert clip.headers["content-type"] == f"audio/{ext}" and f'_0.{ext}"' in clip.headers["content-disposition"]
+    assert sf.info(io.BytesIO(clip.content)).subtype == subtype
+
+
+def test_an_unknown_format_is_a_422_naming_it(make_client) -> None:
+    r = make_client(start=False).post("/v1/generate", json={"prompt": "kick", "format": "mp3"})
     assert r.status_code == 422 and "format" in r.text
-    assert client.post("/v1/generate", json={"prompt": "kick", "format": "flac"}).status_code == 202
 
 
 class _ForeignModel:

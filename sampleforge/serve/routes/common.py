@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sampleforge.errors import UserInputError
 from sampleforge.serve.job import Job
 from sampleforge.serve.jobstore import QueueFull
-from sampleforge.serve.results import MEDIA_TYPES, is_job_id
+from sampleforge.serve.results import is_job_id
 from sampleforge.serve.schemas import GenerateRequest
 from sampleforge.serve.service import Service
 
@@ -91,8 +91,6 @@ def check_limits(service: Service, req: GenerateRequest, loc: Callable[[str], tu
     if req.duration is not None and not cfg.min_duration <= req.duration <= cfg.max_duration:
         errors.append(_error(loc("duration"), f"must be between {cfg.min_duration} and {cfg.max_duration} seconds",
                              "range"))
-    if req.format not in MEDIA_TYPES:  # jobs store wav or flac; the PCM formats are for files and /v1/vary...
-        errors.append(_error(loc("format"), f"jobs write {' or '.join(MEDIA_TYPES)}", "enum"))
     model = getattr(req, "model", None)
     if model is not None and model not in service.models:
         errors.append(_error(loc("model"), f"unknown model {model!r} (served: {', '.join(service.models)})", "enum"))

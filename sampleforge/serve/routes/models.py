@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from sampleforge.serve.results import MEDIA_TYPES
+from sampleforge.params import FORMATS
 from sampleforge.serve.routes.common import ServiceDep
 from sampleforge.taxonomy import CATEGORY_PROMPTS
 
@@ -20,7 +20,7 @@ def models(service: ServiceDep) -> dict[str, Any]:
               "max_duration": cfg.max_duration, "max_prompt_chars": cfg.max_prompt_chars,
               "max_batch": cfg.max_batch, "max_queue": cfg.max_queue}
     return {"default": service.generator.name, "models": [
-        {**m.info(), "limits": limits, "formats": list(MEDIA_TYPES)} for m in service.models.values()]}
+        {**m.info(), "limits": limits, "formats": list(FORMATS)} for m in service.models.values()]}
 
 
 @router.get("/v1/vocab", summary="Keywords the model knows (with training counts) and drum classes")

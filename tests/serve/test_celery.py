@@ -1,10 +1,15 @@
-"""Scale-out: `serve --broker redis://` with real `sampleforge worker` processes on a private redis-server."""
+"""Scale-out: `serve --broker redis://` with real `sampleforge worker` processes on a private redis-server:
+generation and workflow jobs (vary with an upload, kit pad), and a worker killed mid-job."""
 
 from __future__ import annotations
 
+import base64
+import io
 import time
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 pytestmark = pytest.mark.redis
 
@@ -51,6 +56,21 @@ def test_worker_process_runs_jobs_and_a_killed_worker_loses_nothing(
     ).json()
     done = wait_job(c, quick["job_id"], timeout=60)
     assert done["state"] == "succeeded" and c.get(done["results"][1]["url"]).content[:4] == b"RIFF"
+
+    # workflow jobs (their uploads in the shared storage) run on the worker process too
+    buf = io.BytesIO()
+    rng = np.random.default_rng(0)
+    sf.write(buf, (rng.standard_normal(22050) * np.exp(-np.arange(22050) / 2000) * 0.5).astype(np.float32),
+             44100, format="WAV", subtype="FLOAT")
+    vary = c.post("/v1/vary", json={"audio": base64.b64encode(buf.getvalue()).decode(), "prompt": "snare",
+                                    "strength": 0.5, "count": 2, "steps": 2, "seed": 3, "format": "wav16"})
+    pad = c.post("/v1/kit/pad", json={"piece": "kick", "seed": 1, "steps": 2})
+    assert vary.status_code == 202 and pad.status_code == 202, (vary.text, pad.text)
+    for queued, clips in ((vary.json(), 2), (pad.json(), 1)):
+        job = wait_job(c, queued["job_id"], timeout=60)
+        assert job["state"] == "succeeded" and len(job["results"]) == clips, (job, first.tail())
+        assert c.get(job["results"][0]["url"]).content[:4] == b"RIFF"
+    assert sf.info(io.BytesIO(c.get(wait_job(c, vary.json()["job_id"])["results"][1]["url"]).content)).subtype == "PCM_16"
 
     long = c.post(
         "/v1/generate", json={"prompt": "snare", "count": 4, "steps": 700, "duration": 1.0, "seed": 5}

@@ -211,8 +211,9 @@ class GenerationParams:
                               "default: drums-v2 (a server: its first model, see /v1/models)", max_length=1000)
     offload: str = param("none", "model: keep idle components on the CPU and move each to the GPU only while it "
                          "runs (accelerate hooks; CUDA only)", choices=OFFLOAD, http=False)
-    decode_chunk: float | None = param(None, "decode the latents in chunks of this many seconds: lower peak memory "
-                                       "for long audio; default: in one piece", gt=0.0, le=MAX_DURATION, http=False)
+    decode_chunk: float | None = param(None, "run the autoencoder in chunks of this many seconds (the decode, and "
+                                       "the encode of init audio): lower peak memory for long audio; default: in "
+                                       "one piece", gt=0.0, le=MAX_DURATION, http=False)
     quantize: str = param("none", "int8: dynamic int8 quantisation of the denoiser's Linear layers (CPU, fp32)",
                           choices=QUANTIZE, http=False)
     channels: str | None = param(None, "mono: mix a stereo model down; stereo: keep both channels; default: the "
@@ -229,9 +230,11 @@ class GenerationParams:
     # timbre knobs (sampleforge.timbre): quantiles within the class, 0-1; unset = sampled freely
     decay: float | None = param(None, "timbre knob: how long the sound rings, 0 (shortest of its class) to 1 "
                                 "(longest); words 'long', 'short' set it; default: free", ge=0.0, le=1.0)
-    brightness: float | None = param(None, "timbre knob: spectral centroid of the attack, 0 (dark) to 1 (bright); "
+    brightness: float | None = param(None, "timbre knob: spectral centroid of the attack, 0 (dark) to 1 (bright: more "
+                                     "click or sizzle); "
                                      "default: free", ge=0.0, le=1.0)
-    weight: float | None = param(None, "timbre knob: share of the lows (below 120 Hz), 0 (thin) to 1 (deep); "
+    weight: float | None = param(None, "timbre knob: how low the body is tuned (its pitch below 250 Hz), 0 (high, "
+                                 "thin) to 1 (low, deep); "
                                  "default: free", ge=0.0, le=1.0)
     punch: float | None = param(None, "timbre knob: attack against body, 0 (soft) to 1 (punchy); default: free",
                                 ge=0.0, le=1.0)

@@ -282,7 +282,7 @@ class DiffusersBackend(RunMixin):
         if chunk_s is None:
             return run(latents)
         frames = max(1, int(round(chunk_s * self.sample_rate / geo.samples_per_frame)))
-        return memory.chunked_decode(run, latents, frames, DECODE_OVERLAP, dim=geo.time_dim)
+        return memory.in_chunks(run, latents, frames, DECODE_OVERLAP, dim=geo.time_dim)
 
     def resolve(self, params: GenerationParams) -> GenerationParams:
         """Fill sampler ("native"), duration and seed from the model; check them against it."""

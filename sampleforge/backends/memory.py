@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -82,29 +83,34 @@ def process_peak_bytes() -> int | None:
     return None if kb is None else kb * 1024
 
 
-def chunked_decode(decode: Callable[[Tensor], Tensor], latents: Tensor, chunk: int, overlap: int = 8,
-                   dim: int = -1) -> Tensor:
-    """Decode ``latents`` along axis ``dim`` in pieces of ``chunk`` latent frames, each with ``overlap``
-    frames of context on both sides that are decoded and then cut away, so that convolutions see their
-    neighbours and the seams vanish. Peak memory falls roughly by L / (chunk + 2 overlap).
+def in_chunks(run: Callable[[Tensor], Tensor], x: Tensor, chunk: int, overlap: int = 8, dim: int = -1) -> Tensor:
+    """``run(x)`` along axis ``dim`` in pieces of ``chunk`` frames, each with ``overlap`` frames of context on
+    both sides that are run and then cut away, so that convolutions see their neighbours and the seams vanish.
+    Peak memory falls roughly by L / (chunk + 2 overlap).
 
-    ``decode(latents (..., L', ...)) -> output (..., L' * hop, ...)`` along the same axis (``hop`` is read
-    from the first piece). Returns what ``decode(latents)`` returns, up to the seams' rounding."""
+    ``run`` maps L' frames to L' * r along the same axis, for a fixed ratio r read from the first piece: a
+    decoder (latent frames -> samples, r = hop) or an encoder (samples -> latent frames, r = 1 / hop; then
+    ``chunk`` and ``overlap`` must be multiples of the hop). Returns what ``run(x)`` returns, up to the seams'
+    rounding."""
     if chunk < 1 or overlap < 0:
         raise ValueError(f"chunk must be >= 1 and overlap >= 0, got {chunk}, {overlap}")
-    dim = dim % latents.ndim
-    length = latents.shape[dim]
+    dim = dim % x.ndim
+    length = x.shape[dim]
     if chunk >= length:
-        return decode(latents)
+        return run(x)
     pieces: list[Tensor] = []
-    hop = 0
+    ratio: Fraction | None = None
     for start in range(0, length, chunk):
         end = min(start + chunk, length)
         lo, hi = max(0, start - overlap), min(length, end + overlap)
-        out = decode(latents.narrow(dim, lo, hi - lo))
-        if not hop:
-            hop = out.shape[dim] // (hi - lo)
-        pieces.append(out.narrow(dim, (start - lo) * hop, (end - start) * hop))
+        out = run(x.narrow(dim, lo, hi - lo))
+        if ratio is None:
+            ratio = Fraction(out.shape[dim], hi - lo)
+        at, size = (start - lo) * ratio, (end - start) * ratio
+        if at.denominator != 1 or size.denominator != 1:
+            raise ValueError(f"chunk {chunk} and overlap {overlap} are not multiples of the {1 / ratio} frames "
+                             "one output frame needs")
+        pieces.append(out.narrow(dim, int(at), int(size)))
         del out
     return torch.cat(pieces, dim=dim)
 

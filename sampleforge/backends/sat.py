@@ -66,6 +66,9 @@ OBJECTIVES: dict[str, tuple[tuple[str, ...], int, float]] = {
     "rectified_flow": (("flow_euler", "flow_heun", "pingpong"), 50, 7.0),
 }
 DECODE_OVERLAP = 8  # latent frames of context on each side of a decode chunk
+# ... and of an init-audio encode chunk: the encoder's dilated units reach further (SAO's: about +-8 frames);
+# 16 makes the chunked latents the whole ones' to ~1e-5 of their range (tests/backends/test_sat_a2a.py)
+ENCODE_OVERLAP = 16
 # DiT options that change the network in ways StableAudioDiTModel cannot express -> the value it needs
 DIT_FIXED: dict[str, Any] = {
     "transformer_type": "continuous_transformer", "patch_size": 1, "global_cond_type": "prepend",
@@ -660,24 +663,33 @@ class SATBackend(RunMixin):
         return no + (yes - no) * cond.scale
 
     @torch.inference_mode()
-    def encode(self, audio: Tensor, generators: Sequence[torch.Generator]) -> Tensor:
+    def encode(self, audio: Tensor, generators: Sequence[torch.Generator], chunk_s: float | None = None) -> Tensor:
         """audio (1, C, T) -> latents (B, latent channels, T / downsampling): one draw from the VAE posterior
-        per generator (clip), divided by the pretransform's scale, as stable-audio-tools' ``encode`` does."""
+        per generator (clip), divided by the pretransform's scale, as stable-audio-tools' ``encode`` does. The
+        encoder runs in chunks of ``chunk_s`` seconds (whole latent frames, ENCODE_OVERLAP frames of context)
+        when set: the real SAO Small encoder needs ~1.3 GiB for its 11.9-s window in one piece."""
         from diffusers.models.autoencoders.autoencoder_oobleck import OobleckDiagonalGaussianDistribution
 
         assert self.encoder is not None
-        post = OobleckDiagonalGaussianDistribution(self.encoder(audio.to(self.device, self.dtype)))
+        x = audio.to(self.device, self.dtype)
+        if chunk_s is None:
+            params = self.encoder(x)
+        else:
+            hop = self.cfg.downsampling
+            frames = max(1, int(round(chunk_s * self.sample_rate / hop)))
+            params = memory.in_chunks(self.encoder, x, frames * hop, ENCODE_OVERLAP * hop, dim=-1)
+        post = OobleckDiagonalGaussianDistribution(params)
         draws = torch.stack([torch.randn(tuple(post.mean.shape[1:]), generator=g) for g in generators])
         return (post.mean + post.std * draws.to(self.device, self.dtype)).float() / self.cfg.scale
 
-    def init_latents(self, path: str, generators: Sequence[torch.Generator]) -> Tensor:
+    def init_latents(self, path: str, generators: Sequence[torch.Generator], chunk_s: float | None = None) -> Tensor:
         """The init audio file, padded with silence or cut to the model's window -> its latents (B, C, L) on
-        the CPU (``encode``)."""
+        the CPU (``encode``, in chunks of ``chunk_s`` seconds when set)."""
         assert self.cfg.encoder is not None
         audio = read_init_audio(path, self.sample_rate, int(self.cfg.encoder["in_channels"]))
         n = self.cfg.sample_size
         audio = torch.nn.functional.pad(audio[..., :n], (0, max(0, n - audio.shape[-1])))
-        return self.encode(audio, generators).cpu()
+        return self.encode(audio, generators, chunk_s).cpu()
 
     def decode(self, latents: Tensor, chunk_s: float | None = None) -> Tensor:
         """latents (B, C, L) -> waveform (B, channels, L * downsampling); in chunks of ``chunk_s`` seconds."""
@@ -690,7 +702,7 @@ class SATBackend(RunMixin):
             if chunk_s is None:
                 return run(z)
             frames = max(1, int(round(chunk_s * self.sample_rate / self.cfg.downsampling)))
-            return memory.chunked_decode(run, z, frames, DECODE_OVERLAP, dim=-1)
+            return memory.in_chunks(run, z, frames, DECODE_OVERLAP, dim=-1)
 
     def run(self, params: GenerationParams, prompts: Sequence[str] | None = None, vocoder: bool = True,
             callback: Callback | None = None, normalize: str | None = "peak") -> Generation:
@@ -709,13 +721,14 @@ class SATBackend(RunMixin):
         gens = [torch.Generator().manual_seed(s) for s in b.seeds]
         noise = torch.stack([torch.randn(self.cfg.latent_channels, self.cfg.frames, generator=g) for g in gens])
         start, times, peaks = noise, rf_times(p.steps), {}
+        chunk = p.decode_chunk if p.decode_chunk is not None else self.options.decode_chunk  # encode and decode
         if p.init_audio is not None:  # stable-audio-tools' sample_rf with init_data and sigma_max
             sigma = 1.0 if p.init_noise is None else float(p.init_noise)
             if p.init_noise is None:
                 warnings.append("init_noise 1 (the default) re-noises all of init_audio: nothing of it is kept; "
                                 "lower it (e.g. to 0.6) to keep some")
             with memory.measure_peak(self.device) as peaks["encode"]:
-                init = self.init_latents(p.init_audio, gens)
+                init = self.init_latents(p.init_audio, gens, chunk)
             start, times = init * (1 - sigma) + noise * sigma, rf_times(p.steps, sigma)
         with memory.measure_peak(self.device) as peaks["sample"], torch.inference_mode():
             cond = self.condition(b.prompts, p.duration, p.cfg_scale)
@@ -723,7 +736,6 @@ class SATBackend(RunMixin):
             if float(times[0]) > 0:  # init_noise 0 keeps the init audio's latents as they are
                 latents = get_sampler(p.sampler)(FlowDenoiser(self.velocity, time_scale=1.0), latents, times,
                                                  cond=cond, generator=gens, callback=callback, eta=p.eta)
-        chunk = p.decode_chunk if p.decode_chunk is not None else self.options.decode_chunk
         with memory.measure_peak(self.device) as peaks["decode"]:
             raw = self.decode(latents, chunk)[..., : int(round(p.duration * self.sample_rate))].float().cpu()
         stats = {f"{label}_s": peak.seconds for label, peak in peaks.items()}

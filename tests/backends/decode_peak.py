@@ -44,11 +44,11 @@ def latents() -> Tensor:
 @torch.inference_mode()
 def decode(vae: nn.Module, z: Tensor, mode: str) -> Tensor:
     """z (1, 4, L) -> waveform (1, 2, 32 L), in one piece ("full") or chunks of CHUNK frames ("chunked")."""
-    from sampleforge.backends.memory import chunked_decode
+    from sampleforge.backends.memory import in_chunks
 
     if mode == "full":
         return vae.decode(z).sample  # type: ignore[operator]
-    return chunked_decode(lambda x: vae.decode(x).sample, z, chunk=CHUNK, overlap=OVERLAP)  # type: ignore[operator]
+    return in_chunks(lambda x: vae.decode(x).sample, z, chunk=CHUNK, overlap=OVERLAP)  # type: ignore[operator]
 
 
 def measure(mode: str) -> int | None:

@@ -159,3 +159,13 @@ def test_stable_audio_tools_folders_without_weights_or_config_are_refused_with_t
     (folder / "model.safetensors").write_bytes(b"")
     with pytest.raises(CheckpointError, match="model_type None is not supported"):
         load_backend(folder)
+
+
+def test_in_chunks_runs_encoders_too_and_refuses_chunks_off_the_hop() -> None:
+    from sampleforge.backends.memory import in_chunks
+
+    x = torch.randn(1, 2, 96)
+    pool = lambda t: torch.nn.functional.avg_pool1d(t, 4)  # noqa: E731  (an "encoder": 4 samples a frame)
+    assert torch.equal(in_chunks(pool, x, chunk=16, overlap=8), pool(x))
+    with pytest.raises(ValueError, match="multiples"):
+        in_chunks(pool, x, chunk=10, overlap=8)

@@ -172,3 +172,17 @@ def test_bad_init_audio_and_missing_encoder_weights_are_one_line_errors(
     save_file(state, str(no_enc / "model.safetensors"))
     with pytest.raises(UserInputError, match="latent_dim 4 is not twice the decoder's 4"):
         load_backend(no_enc, BackendOptions(device="cpu")).generate_full(PROMPT, init_audio=str(init_wav))
+
+
+def test_init_audio_encodes_in_chunks_with_the_same_latents(scaled: tuple[Path, dict, dict], init_wav: Path) -> None:
+    """decode_chunk also chunks the init audio's encode (whole latent frames, with context): the same latents."""
+    folder, _, _ = scaled
+    model = load_backend(folder, BackendOptions(device="cpu"))
+    audio = torch.from_numpy(init_signal(SR, 2.0))[None, None].expand(1, 2, -1).contiguous()
+    whole = model.encode(audio, [torch.Generator().manual_seed(5)])
+    pieces = model.encode(audio, [torch.Generator().manual_seed(5)], chunk_s=0.25)  # 16 frames a chunk, 8 chunks
+    assert pieces.shape == whole.shape == (1, 4, 128)
+    torch.testing.assert_close(pieces, whole, atol=1e-3 * float(whole.abs().max()), rtol=0)
+    call = {"seed": 3, "duration": 1.0, "init_noise": 0.0, "init_audio": str(init_wav)}
+    kept, chunked = model.generate_full(PROMPT, **call), model.generate_full(PROMPT, decode_chunk=0.25, **call)
+    assert correlation(chunked.raw, kept.raw) > 0.999 and torch.allclose(chunked.latents, kept.latents, atol=1e-3)

@@ -230,12 +230,11 @@ class GenerationParams:
     # timbre knobs (sampleforge.timbre): quantiles within the class, 0-1; unset = sampled freely
     decay: float | None = param(None, "timbre knob: how long the sound rings, 0 (shortest of its class) to 1 "
                                 "(longest); words 'long', 'short' set it; default: free", ge=0.0, le=1.0)
-    brightness: float | None = param(None, "timbre knob: spectral centroid of the attack, 0 (dark) to 1 (bright: more "
-                                     "click or sizzle); "
+    brightness: float | None = param(None, "timbre knob: spectral centroid of the attack, 0 (dark) to 1 (bright); "
                                      "default: free", ge=0.0, le=1.0)
-    weight: float | None = param(None, "timbre knob: how low the body is tuned (its pitch below 250 Hz), 0 (high, "
-                                 "thin) to 1 (low, deep); "
-                                 "default: free", ge=0.0, le=1.0)
+    weight: float | None = param(None, "timbre knob: how heavy the low end is, 0 (thin) to 1 (deep): the share "
+                                 "below 120 Hz, or the body's pitch for models trained on timbre features "
+                                 "version 2; default: free", ge=0.0, le=1.0)
     punch: float | None = param(None, "timbre knob: attack against body, 0 (soft) to 1 (punchy); default: free",
                                 ge=0.0, le=1.0)
 

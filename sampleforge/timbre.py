@@ -5,17 +5,19 @@ Each knob is a feature measured on the waveform (onset-aligned, as the training 
 | knob | feature | unit |
 |---|---|---|
 | decay | time from the peak of the 10-ms RMS envelope until it falls 30 dB below it for good | s |
-| brightness | spectral centroid of the attack's magnitude spectrum (the first 80 ms) | Hz |
-| weight | how low the body sits: octaves from 250 Hz down to the centroid of its 25-250 Hz power (30-300 ms) | octaves |
+| brightness | spectral centroid of the attack (the first 80 ms) | Hz |
+| weight | version 1: share of the energy below 120 Hz over the first 300 ms; version 2: how low the body sits, in octaves from 250 Hz down to the centroid of its 25-250 Hz power (30-300 ms) | share, octaves |
 | punch | level of the first 20 ms against the 20-200 ms body | dB |
 
-Brightness weighs the magnitude spectrum (as librosa does), not the power: the power centroid of a kick's
-attack is its fundamental (50-120 Hz), which says nothing of its click and which a mel VAE round trip keeps
-badly (Spearman r 0.67 on 50 real kicks, against 0.92 for the magnitude centroid; snares 0.67 vs 0.88).
-Weight is the pitch of the body, inverted (an 808 kick at 50 Hz weighs 2.3 octaves, a high tom at 180 Hz
-0.5): the share of energy below 120 Hz it replaced sat at 0.88-0.99 for most kicks and was kept worse by the
-round trip (r 0.67 vs 0.76). A model's timbre.json names the ``FEATURES`` version it was trained on (absent:
-version 1, the power centroid and the low-band share); its knobs keep meaning its own training quantiles.
+Two versions of the brightness and weight features exist (``FEATURE_VERSIONS``); a recipe picks one
+(``recipe.timbre_features``) and the model's timbre.json names it (absent: 1), so that its knobs and their
+checks (``sampleforge eval descriptors``) mean what it was trained on. Version 1 (drums-v2's): the power
+centroid of the attack and the low-band share. Version 2: the centroid of the attack's *magnitude* spectrum (as
+librosa computes it) and the body's pitch. The power centroid of a kick's attack is its fundamental (50-120
+Hz), which says nothing of its click and which a mel VAE round trip keeps badly (Spearman r 0.67 on 50 real
+kicks, against 0.92 for the magnitude centroid; snares 0.67 vs 0.88), and the low-band share sits at 0.88-0.99
+for most kicks (round trip r 0.67, the body's pitch 0.76). A U-Net resumed on version 2 moves the kick with
+its words (808, deep, thin: docs/runs/drums-v2), but its crashes and open hats spread wider than real ones.
 
 A model is conditioned on the knobs as quantiles *within the clip's class* (0 = the darkest snare of the
 training data, 1 = the brightest), so one value means the same thing for every class. Each knob is dropped
@@ -35,7 +37,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 KNOBS: tuple[str, ...] = ("decay", "brightness", "weight", "punch")
-FEATURES = 2  # version of the feature definitions below; a change of it re-measures cached training clips
+FEATURE_VERSIONS = (1, 2)  # of the brightness and weight definitions (module docstring)
+FEATURES = 1  # the version a recipe uses unless it names one (that of the shipped drums-v2)
 
 # prompt word -> knob values it stands for (quantiles within the class)
 WORD_KNOBS: dict[str, dict[str, float]] = {
@@ -63,7 +66,8 @@ WORD_KNOB_MIN_SHIFT = 0.15
 
 SAMPLE_RATE = 44100
 FLOOR_DB = -30.0
-BODY_HZ = (25.0, 250.0)  # the band of a kick's and a tom's fundamental and low partials
+WEIGHT_HZ = 120.0  # version 1: below the fundamental of a high tom, above that of a low one
+BODY_HZ = (25.0, 250.0)  # version 2: the band of a kick's and a tom's fundamental and low partials
 BODY_MIN_SHARE = 1e-3
 
 
@@ -78,8 +82,11 @@ def _rms_envelope(wav: np.ndarray, sr: int, win_s: float = 0.010, hop_s: float =
     return 20 * np.log10(rms)
 
 
-def measure(wav: np.ndarray, sr: int = SAMPLE_RATE) -> dict[str, float]:
-    """Raw features of one clip (T,) -> {knob: value} in the units of the module table."""
+def measure(wav: np.ndarray, sr: int = SAMPLE_RATE, features: int = FEATURES) -> dict[str, float]:
+    """Raw features of one clip (T,) -> {knob: value} in the units of the module table, brightness and weight
+    by definition ``features`` (a FEATURE_VERSIONS number)."""
+    if features not in FEATURE_VERSIONS:
+        raise ValueError(f"timbre features version must be one of {FEATURE_VERSIONS}, got {features!r}")
     wav = np.asarray(wav, dtype=np.float32).reshape(-1)
     env = _rms_envelope(wav, sr)
     peak = int(np.argmax(env))
@@ -92,17 +99,27 @@ def measure(wav: np.ndarray, sr: int = SAMPLE_RATE) -> dict[str, float]:
 
     attack = seg(0.0, 0.080)
     freqs = np.fft.rfftfreq(8192, 1 / sr)
-    mag = np.abs(np.fft.rfft(attack * np.hanning(attack.shape[0]), n=8192)) if attack.size > 8 else None
-    brightness = float((mag * freqs).sum() / max(mag.sum(), 1e-20)) if mag is not None else 0.0
-    weight = _body_weight(seg(0.030, 0.300), sr)
+    brightness = 0.0
+    if attack.size > 8:
+        spec = np.abs(np.fft.rfft(attack * np.hanning(attack.shape[0]), n=8192)) ** (2 if features == 1 else 1)
+        brightness = float((spec * freqs).sum() / max(spec.sum(), 1e-20))
+    weight = _low_share(seg(0.0, 0.300), sr) if features == 1 else _body_weight(seg(0.030, 0.300), sr)
     head, tail = seg(0.0, 0.020), seg(0.020, 0.200)
     rms = lambda x: math.sqrt(float(np.mean(x.astype(np.float64) ** 2)) + 1e-12) if x.size else 1e-6  # noqa: E731
     punch = 20 * math.log10(rms(head) / rms(tail))
     return {"decay": decay, "brightness": brightness, "weight": weight, "punch": punch}
 
 
+def _low_share(body: np.ndarray, sr: int) -> float:
+    """Version 1 weight: the share of the body's (T,) energy below WEIGHT_HZ."""
+    n = max(16384, body.shape[0])
+    power = np.abs(np.fft.rfft(body, n=n)) ** 2
+    freqs = np.fft.rfftfreq(n, 1 / sr)
+    return float(power[freqs < WEIGHT_HZ].sum() / max(power.sum(), 1e-20))
+
+
 def _body_weight(body: np.ndarray, sr: int) -> float:
-    """Octaves from BODY_HZ's top down to the power centroid of the body (T,) within BODY_HZ; 0 when the band
+    """Version 2 weight: octaves from BODY_HZ's top down to the power centroid of the body (T,) within BODY_HZ; 0 when the band
     holds less than BODY_MIN_SHARE of the body's power (a hat: no body, only the window's leakage)."""
     lo, hi = BODY_HZ
     if body.size < 8:

@@ -42,7 +42,13 @@ def test_decay_follows_the_envelope() -> None:
 
 
 def test_brightness_and_weight_follow_the_spectrum() -> None:
-    low, mid, high = measure(tone(60, 0.3)), measure(tone(150, 0.3)), measure(tone(3000, 0.3))
+    low, high = measure(tone(60, 0.3)), measure(tone(3000, 0.3))  # version 1 (drums-v2's)
+    assert low["brightness"] < 200 < 2000 < high["brightness"]
+    assert low["weight"] > 0.9 and high["weight"] < 0.05  # the share of energy below 120 Hz
+
+
+def test_version_2_weight_is_the_pitch_of_the_body() -> None:
+    low, mid, high = (measure(tone(f, 0.3), features=2) for f in (60, 150, 3000))
     assert low["brightness"] < 200 < 2000 < high["brightness"]
     # weight: octaves from 250 Hz down to the body's pitch; a tone with no body (a hat) weighs nothing
     assert low["weight"] == pytest.approx(math.log2(250 / 60), abs=0.05)
@@ -51,12 +57,15 @@ def test_brightness_and_weight_follow_the_spectrum() -> None:
 
 
 def test_brightness_counts_the_click_of_a_kick() -> None:
-    """The magnitude centroid hears a click over the same 50-Hz body; the power centroid it replaced did not."""
+    """Version 2's magnitude centroid hears a click over the same 50-Hz body; version 1's power centroid does not."""
     body = tone(50, 0.3)
     clicked = body.copy()
     rng = np.random.default_rng(0)
     clicked[: SR // 200] += 0.05 * rng.standard_normal(SR // 200).astype(np.float32)
-    assert measure(clicked)["brightness"] > 1.5 * measure(body)["brightness"]
+    assert measure(clicked, features=2)["brightness"] > 1.5 * measure(body, features=2)["brightness"]
+    assert measure(clicked)["brightness"] < 1.01 * measure(body)["brightness"]  # version 1: the fundamental
+    with pytest.raises(ValueError, match="version"):
+        measure(body, features=3)
 
 
 def test_punch_is_the_attack_against_the_body() -> None:
@@ -66,8 +75,9 @@ def test_punch_is_the_attack_against_the_body() -> None:
 
 def test_measure_survives_silence_and_tiny_clips() -> None:
     for wav in (np.zeros(SR, np.float32), np.ones(10, np.float32)):
-        feats = measure(wav)
-        assert set(feats) == set(KNOBS) and all(math.isfinite(v) for v in feats.values())
+        for version in (1, 2):
+            feats = measure(wav, features=version)
+            assert set(feats) == set(KNOBS) and all(math.isfinite(v) for v in feats.values())
 
 
 def test_quantiles_are_within_each_class() -> None:

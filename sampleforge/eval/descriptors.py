@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from sampleforge.taxonomy import CATEGORY_PROMPTS
-from sampleforge.timbre import KNOBS, measure
+from sampleforge.timbre import FEATURES, KNOBS, measure
 
 LOG_FEATURES = frozenset({"decay", "brightness"})
 MIN_D = 0.8
@@ -70,9 +70,9 @@ def monotonic(medians: Sequence[float]) -> bool:
     """True if ``medians`` never fall and end above their start (ties allowed: a feature may sit at its limit)."""
     return bool(all(b >= a for a, b in zip(medians, medians[1:], strict=False)) and medians[-1] > medians[0])
 
-def feature_values(wavs: np.ndarray, feature: str, sample_rate: int) -> np.ndarray:
-    """(N, T) clips -> (N,) feature values (log for decay and brightness)."""
-    vals = np.array([measure(w, sample_rate)[feature] for w in wavs], dtype=np.float64)
+def feature_values(wavs: np.ndarray, feature: str, sample_rate: int, features: int = FEATURES) -> np.ndarray:
+    """(N, T) clips -> (N,) feature values (log for decay and brightness), by the definitions of ``features``."""
+    vals = np.array([measure(w, sample_rate, features)[feature] for w in wavs], dtype=np.float64)
     return np.log(np.maximum(vals, 1e-4)) if feature in LOG_FEATURES else vals
 
 
@@ -85,20 +85,26 @@ def cohens_d(a: np.ndarray, b: np.ndarray) -> float | None:
 
 
 def real_groups(c: Contrast, wavs: np.ndarray, categories: Sequence[str], keywords: Sequence[Sequence[str]],
-                sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """The real clips standing for side a and side b of a contrast (feature values of each)."""
+                sample_rate: int, features: int = FEATURES) -> tuple[np.ndarray, np.ndarray]:
+    """The real clips standing for side a and side b of a contrast (feature values of each, by ``features``)."""
     cats = np.asarray(categories)
     if c.real == "class":
-        return (feature_values(wavs[cats == c.class_a], c.feature, sample_rate),
-                feature_values(wavs[cats == c.class_b], c.feature, sample_rate))
+        return (feature_values(wavs[cats == c.class_a], c.feature, sample_rate, features),
+                feature_values(wavs[cats == c.class_b], c.feature, sample_rate, features))
     idx = [int(i) for i in np.nonzero(cats == c.class_a)[0]]
     if c.real == "keyword":
         ia = [i for i in idx if c.word_a in keywords[i]]
         ib = [i for i in idx if c.word_b in keywords[i]]
-        return feature_values(wavs[ia], c.feature, sample_rate), feature_values(wavs[ib], c.feature, sample_rate)
-    vals = feature_values(wavs[idx], c.feature, sample_rate)
+        return feature_values(wavs[ia], c.feature, sample_rate, features), feature_values(wavs[ib], c.feature, sample_rate, features)
+    vals = feature_values(wavs[idx], c.feature, sample_rate, features)
     lo, hi = np.quantile(vals, [0.3, 0.7]) if len(vals) else (0.0, 0.0)
     return vals[vals >= hi], vals[vals <= lo]
+
+
+def model_features(generator: Any) -> int:
+    """The timbre features version a model's knobs were trained on (its timbre.json; 1 when it does not say)."""
+    timbre = getattr(getattr(generator, "bundle", None), "timbre", None) or {}
+    return int(timbre.get("features", 1))
 
 
 def _judged(clf: Any, wavs: np.ndarray, category: str) -> float:
@@ -118,13 +124,14 @@ def check_descriptors(generator: Any, clf: Any, real_wavs: np.ndarray, real_cate
                       sweeps: Sequence[tuple[str, str]] = SWEEPS) -> dict[str, Any]:
     """Run every contrast and knob sweep; returns a JSON-able dict with per-item numbers and verdicts."""
     sr = generator.sample_rate
+    version = model_features(generator)
     kw = dict(n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale, seed=seed)
     rows = []
     for c in contrasts:
         ga = generator.generate_full(c.a, **kw).audio.numpy()
         gb = generator.generate_full(c.b, **kw).audio.numpy()
-        fa, fb = feature_values(ga, c.feature, sr), feature_values(gb, c.feature, sr)
-        ra, rb = real_groups(c, real_wavs, real_categories, real_keywords, sr)
+        fa, fb = feature_values(ga, c.feature, sr, version), feature_values(gb, c.feature, sr, version)
+        ra, rb = real_groups(c, real_wavs, real_categories, real_keywords, sr, version)
         d_gen, d_real = cohens_d(fa, fb), cohens_d(ra, rb)
         adh_a, adh_b = _judged(clf, ga, c.class_a), _judged(clf, gb, c.class_b)
         ok = (d_gen is not None and d_real is not None and np.sign(d_gen) == np.sign(d_real)
@@ -139,8 +146,9 @@ def check_descriptors(generator: Any, clf: Any, real_wavs: np.ndarray, real_cate
         medians = []
         for v in SWEEP_VALUES:
             g = generator.generate_full(CATEGORY_PROMPTS[category], **{knob: v}, **kw).audio.numpy()
-            medians.append(float(np.median(feature_values(g, knob, sr))))
+            medians.append(float(np.median(feature_values(g, knob, sr, version))))
         sweep_rows.append({"class": category, "knob": knob, "values": list(SWEEP_VALUES), "medians": medians,
                            "monotonic": monotonic(medians)})
     return {"contrasts": rows, "passed": sum(r["passed"] for r in rows), "total": len(rows),
-            "sweeps": sweep_rows, "settings": {k: v for k, v in kw.items()}, "knobs": list(KNOBS)}
+            "sweeps": sweep_rows, "settings": {k: v for k, v in kw.items()}, "knobs": list(KNOBS),
+            "features": version}

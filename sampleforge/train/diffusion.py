@@ -150,28 +150,30 @@ class DiffusionTask:
 
     def _knob_table(self) -> Tensor:
         """(N, K) per-class quantiles of the knobs the text config names, for every training clip (measured on
-        the unaugmented clips once, cached in RUN/diffusion/timbre.json with the per-class feature tables)."""
+        the unaugmented clips once, by ``recipe.timbre_features``' definitions, cached in RUN/diffusion/timbre.json
+        with the per-class feature tables)."""
         import json
 
-        from sampleforge.timbre import FEATURES, KNOBS, class_quantiles, measure
+        from sampleforge.timbre import KNOBS, class_quantiles, measure
 
         ctx = self.ctx
         names = ctx.model_config.text.knobs
         if not names:
             return torch.zeros(len(ctx.clips), 0)
         cache = ctx.run_dir / "diffusion" / "timbre.json"
+        version = ctx.recipe.timbre_features
         stored = json.loads(cache.read_text()) if cache.is_file() else {}
-        # {"features": version, "clips": {path: features}}; another version (or the flat version-1 file) is stale
-        known: dict[str, dict[str, float]] = stored.get("clips", {}) if stored.get("features") == FEATURES else {}
+        # {"features": version, "clips": {path: features}}; another version (or the older flat file) is stale
+        known: dict[str, dict[str, float]] = stored.get("clips", {}) if stored.get("features") == version else {}
         ds = ctx.dataset(augment=False)
         feats = []
         for i, clip in enumerate(tqdm(ctx.clips, desc="measuring timbre", unit="clip", disable=None)):
             key = str(clip.path)
             if key not in known:
-                known[key] = measure(ds.waveform(i), ctx.model_config.sample_rate)
+                known[key] = measure(ds.waveform(i), ctx.model_config.sample_rate, version)
             feats.append(known[key])
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"features": FEATURES, "clips": known}))
+        cache.write_text(json.dumps({"features": version, "clips": known}))
         q = class_quantiles(feats, [c.category for c in ctx.clips])  # (N, len(KNOBS))
         self._write_timbre_table(feats, q)
         return torch.from_numpy(q[:, [KNOBS.index(k) for k in names]])
@@ -184,7 +186,7 @@ class DiffusionTask:
 
         import numpy as np
 
-        from sampleforge.timbre import FEATURES, KNOBS, class_word_knobs
+        from sampleforge.timbre import KNOBS, class_word_knobs
 
         table: dict[str, dict[str, list[float]]] = {}
         cats = [c.category for c in self.ctx.clips]
@@ -196,7 +198,7 @@ class DiffusionTask:
         real = [i for i, c in enumerate(self.ctx.clips) if not c.generated]  # words mean what recordings say
         words = class_word_knobs(quantiles[real], [cats[i] for i in real], [self.ctx.clips[i].keywords for i in real])
         (self.ctx.model_dir / "timbre.json").write_text(
-            json.dumps({"features": FEATURES, "quantiles": [0.1, 0.5, 0.9], "classes": table, "words": words},
+            json.dumps({"features": self.ctx.recipe.timbre_features, "quantiles": [0.1, 0.5, 0.9], "classes": table, "words": words},
                        indent=1) + "\n")
 
     @torch.no_grad()

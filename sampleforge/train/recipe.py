@@ -53,6 +53,8 @@ class RecipeConfig:
     knob_dropout: float = 0.5  # diffusion: leave each timbre knob unset (so an unset knob is sampled freely)
     knob_jitter: float = 0.0  # diffusion: std of the Gaussian noise added to each set knob (quantiles, clamped
     # to 0-1), so that nearby knob values are trained to give nearby sounds
+    timbre_features: int = 1  # diffusion: the version of the brightness and weight knobs' features
+    # (sampleforge.timbre.FEATURE_VERSIONS; recorded in the model's timbre.json)
     vocoder_segment_frames: int = 64  # vocoder: train on random crops of this many frames (0 = whole clip)
     init: dict[str, str] = field(default_factory=dict)  # stage -> weights a fresh run of it starts from:
     # "diffusion": a model folder (its unet, text and vocab.json; fine-tune a finished model, e.g. with a
@@ -71,6 +73,11 @@ class RecipeConfig:
         bad_init = sorted(set(self.init) - set(INIT_STAGES))
         if bad_init:
             raise ConfigError(f"recipe.init: stage {bad_init[0]!r} cannot start from weights (valid: {', '.join(INIT_STAGES)})")
+        from sampleforge.timbre import FEATURE_VERSIONS
+
+        if self.timbre_features not in FEATURE_VERSIONS:
+            raise ConfigError(f"recipe.timbre_features must be one of {', '.join(map(str, FEATURE_VERSIONS))}, "
+                              f"got {self.timbre_features!r}")
         if not 0 <= self.knob_jitter <= 0.5:
             raise ConfigError(f"recipe.knob_jitter must be in [0, 0.5], got {self.knob_jitter}")
         bad = [s for s in self.stages if s not in ("vae", "diffusion", "vae-decoder", "vocoder")]

@@ -52,6 +52,26 @@ def test_real_groups_by_keyword_by_knob_and_by_class() -> None:
     assert (len(a), len(b)) == (4, 2)
 
 
+def test_contrasts_measure_with_the_models_own_feature_version() -> None:
+    """Version 1 weight (share below 120 Hz) and version 2 (the body's pitch) order a 50-Hz and a 90-Hz kick
+    body alike, but in other units; a model's timbre.json names its version (none: 1)."""
+    from types import SimpleNamespace
+
+    from sampleforge.eval.descriptors import model_features
+
+    t = np.arange(SR) / SR
+    low, high = (np.sin(2 * np.pi * f * t) * np.exp(-t / 0.2) for f in (50, 90))
+    wavs = np.stack([low, low, high, high]).astype(np.float32)
+    weight = Contrast("808 kick", "acoustic kick", "kick", "kick", "weight", "keyword", "808", "acoustic")
+    words = [("kick", "808")] * 2 + [("kick", "acoustic")] * 2
+    a1, b1 = real_groups(weight, wavs, ["kick"] * 4, words, SR)
+    a2, b2 = real_groups(weight, wavs, ["kick"] * 4, words, SR, features=2)
+    assert a1.max() <= 1.0 and a2.min() > 1.0  # a share, then octaves below 250 Hz
+    assert a1.mean() >= b1.mean() and a2.mean() > b2.mean() + 0.5
+    assert model_features(SimpleNamespace(bundle=SimpleNamespace(timbre={}))) == 1
+    assert model_features(SimpleNamespace(bundle=SimpleNamespace(timbre={"features": 2}))) == 2
+
+
 def test_the_required_contrasts_are_there() -> None:
     names = {c.name for c in CONTRASTS}
     assert len(CONTRASTS) == 10

@@ -26,3 +26,13 @@ def test_recipe_loads_and_builds(path: Path) -> None:
 
 def test_all_three_recipes_are_found() -> None:
     assert {p.name for p in CONFIGS} >= {"default.json", "debug.json", "vae-div4.json"}
+
+
+def test_timbre_features_version_is_checked_and_defaults_to_the_shipped_one() -> None:
+    from sampleforge.strict import ConfigError
+    from sampleforge.train.recipe import RecipeConfig
+
+    assert RecipeConfig().timbre_features == 1
+    assert RecipeConfig(timbre_features=2).timbre_features == 2
+    with pytest.raises(ConfigError, match="recipe.timbre_features must be one of 1, 2"):
+        RecipeConfig(timbre_features=3)

@@ -148,8 +148,8 @@ def test_low_band_weight_weighs_the_bands_below_150_hz(real_kits: Path, tmp_path
 
 
 def test_diffusion_learns_timbre_knobs(real_kits: Path, tmp_path: Path) -> None:
-    """A config naming knobs: the stage measures every clip, writes the per-class table, and the exported
-    text encoder takes knobs."""
+    """A config naming knobs: the stage measures every clip (by the recipe's feature version), writes the
+    per-class table, and the exported text encoder takes knobs."""
     import json
 
     from sampleforge.timbre import KNOBS
@@ -157,6 +157,7 @@ def test_diffusion_learns_timbre_knobs(real_kits: Path, tmp_path: Path) -> None:
     recipe = json.loads((REPO / "configs" / "debug.json").read_text())
     recipe["model"]["text"]["knobs"] = ["decay", "brightness"]
     recipe["model"]["vocoder"] = None
+    recipe.setdefault("recipe", {})["timbre_features"] = 2
     config = tmp_path / "knobs.json"
     config.write_text(json.dumps(recipe))
     run = tmp_path / "run"
@@ -165,6 +166,9 @@ def test_diffusion_learns_timbre_knobs(real_kits: Path, tmp_path: Path) -> None:
     assert main(["train", "vae", *common]) == 0
     assert main(["train", "diffusion", *common]) == 0
     table = json.loads((run / "model" / "timbre.json").read_text())
+    assert table["features"] == 2  # the recipe's definitions, named for the eval
+    cached = json.loads((run / "diffusion" / "timbre.json").read_text())
+    assert cached["features"] == 2 and len(cached["clips"]) > 0
     for words in table["words"].values():  # what words mean per class: knobs that lean, never the middle
         assert all(abs(v - 0.5) >= 0.15 and 0 <= v <= 1 for lean in words.values() for v in lean.values())
     kick = table["classes"]["kick"]

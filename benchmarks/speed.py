@@ -2,6 +2,7 @@
 
     python -m benchmarks.speed [--model drums-v1] [--threads 1,2] [--batches 1,16] [--no-peer] [--json FILE]
     python -m benchmarks.speed --vocoders [--model M] [--threads 2] [--batches 1]   # vocoder vs Griffin-Lim only
+    python -m benchmarks.speed --model drums-v2 --vs drums-v1 [--threads 2] [--repeats 20]  # paired ratio, one run
 
 For each thread count and batch size: seconds per 2-s clip for 50 DDIM steps with CFG (the reference
 setting) and for the fast setting (``--fast``, default dpmpp_2m with 8 steps), the split between the
@@ -127,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peer-repeats", type=int, default=2, help="timed peer forwards per length")
     ap.add_argument("--vocoders", action="store_true",
                     help="time only the model's vocoder against its Griffin-Lim (--repeats rounds, default 30)")
+    ap.add_argument("--vs", default=None, metavar="MODEL",
+                    help="time --model against MODEL in one process, clip by clip in turn (batch 1, --repeats pairs, "
+                         "default 20): the median of the pairs' ratios holds on a machine whose speed drifts")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
     reference = from_namespace(args)
@@ -147,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
           + f"; {vocoder}; torch {torch.__version__}, CPU")
     if args.vocoders:
         return _vocoders_only(gen, threads, batches, args)
+    if args.vs:
+        other = Generator.from_pretrained(args.vs, device="cpu", precision=reference.precision)
+        settings = [(gen.samplers[0], reference.steps), (fast_sampler, int(fast_steps))]
+        return _paired(gen, other, threads, settings, reference.cfg_scale, args.repeats or 20, args.json)
     gen.generate_full("kick", steps=2, seed=0)  # warm-up
     ours: list[dict[str, Any]] = []
     for t in threads:
@@ -195,6 +203,36 @@ def main(argv: list[str] | None = None) -> int:
         out["peak_rss_mb_with_peer"] = peak_rss_mb()
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+def _paired(a: Any, b: Any, threads: list[int], settings: list[tuple[str, int]], cfg_scale: float, pairs: int,
+            json_path: Path | None) -> int:
+    """Model ``a`` against model ``b``: one clip each in turn (a b b a ...: neither always goes first), batch 1,
+    each model's own CFG scale unless given; per setting the medians and the median of the pairs' a/b ratios."""
+    rows = []
+    for gen in (a, b):
+        gen.generate_full("kick", steps=2, seed=0)  # warm-up
+    for t in threads:
+        torch.set_num_threads(t)
+        for sampler, steps in settings:
+            times: dict[str, list[float]] = {"a": [], "b": []}
+            for k in range(pairs):
+                for key in ("ab" if k % 2 == 0 else "ba"):
+                    gen = a if key == "a" else b
+                    t0 = time.perf_counter()
+                    gen.generate_full(["kick"], n=1, steps=steps, cfg_scale=cfg_scale, sampler=sampler, seed=k)
+                    times[key].append(time.perf_counter() - t0)
+            ratios = [x / y for x, y in zip(times["a"], times["b"], strict=True)]
+            row = {"threads": t, "sampler": sampler, "steps": steps, "pairs": pairs, "a": a.id, "b": b.id,
+                   "a_seconds": _med(times["a"]), "b_seconds": _med(times["b"]), "ratio": _med(ratios),
+                   "ratio_quartiles": [sorted(ratios)[len(ratios) // 4], sorted(ratios)[3 * len(ratios) // 4]]}
+            rows.append(row)
+            print(f"threads {t} {sampler:>9} {steps:>3} steps + CFG: {a.id} {row['a_seconds']:.3f} s, {b.id} "
+                  f"{row['b_seconds']:.3f} s a clip; ratio {row['ratio']:.3f} (quartiles "
+                  f"{row['ratio_quartiles'][0]:.3f}-{row['ratio_quartiles'][1]:.3f}, {pairs} pairs)", flush=True)
+    if json_path:
+        json_path.write_text(json.dumps({"paired": rows}, indent=2) + "\n")
     return 0
 
 

@@ -47,6 +47,20 @@ def test_speed_vocoders_only(debug_model: Path, tmp_path: Path, capsys: pytest.C
     assert "Griffin-Lim 32" in capsys.readouterr().out
 
 
+def test_speed_pairs_two_models_in_one_run(debug_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "pair.json"
+    code = speed.main(["--model", str(debug_model), "--vs", str(debug_model), "--threads", "1", "--steps", "2",
+                       "--fast", "euler:1", "--repeats", "3", "--json", str(out)])
+    assert code == 0
+    rows = json.loads(out.read_text())["paired"]
+    assert [(r["sampler"], r["steps"], r["pairs"]) for r in rows] == [("ddim", 2, 3), ("euler", 1, 3)]
+    for r in rows:
+        assert r["a_seconds"] > 0 and r["b_seconds"] > 0
+        assert r["ratio_quartiles"][0] <= r["ratio"] <= r["ratio_quartiles"][1]
+        assert 0.2 < r["ratio"] < 5  # the same model against itself
+    assert "ratio" in capsys.readouterr().out
+
+
 def test_peer_lengths() -> None:
     assert peers.PEER_LENGTH == 2**15
     assert peers.peer_length(2.0) == 88320 and peers.peer_length(2.0) % peers.PEER_DOWNSAMPLE == 0

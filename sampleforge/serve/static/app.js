@@ -343,7 +343,7 @@ async function renderClip(grid, job, r) {
   const dl = document.createElement("a");
   dl.className = "btn small ghost download";
   dl.textContent = "Download";
-  const name = slug(job.prompt) + "_" + job.job_id.slice(0, 8) + "_" + r.index + "." + r.file.split(".").pop();
+  const name = slug(job.prompt) + "_" + job.job_id.slice(0, 8) + "_" + r.index + "." + r.url.split(".").pop();
   dl.download = name;
   row.append(label, dl);
   card.append(canvas, audio, row);

@@ -37,7 +37,7 @@ class UNetConfig:
             raise ConfigError(f"unet.patch must be >= 1, got {self.patch}")
 
 
-class Conv1d(nn.Conv1d):
+class FastConv1d(nn.Conv1d):
     """``nn.Conv1d`` (same parameters, same state dict) that, at inference on a short input, runs as one matrix
     product over the unfolded input (im2col + ``F.linear``). At the U-Net's widths (11-44 frames) oneDNN's
     convolution costs more in set-up than in arithmetic, and a 1x1 convolution falls to ATen's slow path: here,
@@ -78,11 +78,11 @@ class FiLMResBlock(nn.Module):
     def __init__(self, cin: int, cout: int, emb_dim: int) -> None:
         super().__init__()
         self.norm1 = nn.GroupNorm(_groups(cin), cin)
-        self.conv1 = Conv1d(cin, cout, 3, padding=1)
+        self.conv1 = FastConv1d(cin, cout, 3, padding=1)
         self.film = nn.Linear(emb_dim, 2 * cout)
         self.norm2 = nn.GroupNorm(_groups(cout), cout)
-        self.conv2 = Conv1d(cout, cout, 3, padding=1)
-        self.skip = Conv1d(cin, cout, 1) if cin != cout else nn.Identity()
+        self.conv2 = FastConv1d(cout, cout, 3, padding=1)
+        self.skip = FastConv1d(cin, cout, 1) if cin != cout else nn.Identity()
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)  # type: ignore[arg-type]
 
@@ -98,8 +98,8 @@ class SelfAttention1d(nn.Module):
     def __init__(self, ch: int, heads: int) -> None:
         super().__init__()
         self.norm = nn.GroupNorm(_groups(ch), ch)
-        self.qkv = Conv1d(ch, 3 * ch, 1)
-        self.out = Conv1d(ch, ch, 1)
+        self.qkv = FastConv1d(ch, 3 * ch, 1)
+        self.out = FastConv1d(ch, ch, 1)
         self.heads = heads
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)  # type: ignore[arg-type]
@@ -122,7 +122,7 @@ class LatentUNet(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(cfg.time_dim, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.cond_mlp = nn.Sequential(nn.Linear(cfg.cond_dim, emb), nn.SiLU(), nn.Linear(emb, emb))
         ch = cfg.channels
-        self.conv_in = Conv1d(cfg.in_channels * cfg.patch, ch[0], 3, padding=1)
+        self.conv_in = FastConv1d(cfg.in_channels * cfg.patch, ch[0], 3, padding=1)
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
         skips = [ch[0]]
@@ -133,7 +133,7 @@ class LatentUNet(nn.Module):
                 cin = c
                 skips.append(c)
             if i < len(ch) - 1:
-                self.downsample.append(Conv1d(c, c, 3, stride=2, padding=1))
+                self.downsample.append(FastConv1d(c, c, 3, stride=2, padding=1))
                 skips.append(c)
         self.mid1 = FiLMResBlock(cin, cin, emb)
         self.mid_attn = SelfAttention1d(cin, cfg.attention_heads) if cfg.mid_attention else nn.Identity()
@@ -145,9 +145,9 @@ class LatentUNet(nn.Module):
                 self.up.append(FiLMResBlock(cin + skips.pop(), c, emb))
                 cin = c
             if i > 0:
-                self.upsample.append(Conv1d(c, c, 3, padding=1))
+                self.upsample.append(FastConv1d(c, c, 3, padding=1))
         self.norm_out = nn.GroupNorm(_groups(cin), cin)
-        self.conv_out = Conv1d(cin, cfg.in_channels * cfg.patch, 3, padding=1)
+        self.conv_out = FastConv1d(cin, cfg.in_channels * cfg.patch, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)  # type: ignore[arg-type]
 

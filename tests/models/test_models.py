@@ -161,10 +161,10 @@ def test_vocoder_config_without_kind_is_the_magnitude_head() -> None:
 def test_unet_conv_matches_torch_conv(cin: int, cout: int, kernel: int, padding: int, stride: int, width: int) -> None:
     """The U-Net's matrix-product convolution gives what nn.Conv1d gives, for 1x1, 3-tap, strided, odd and long
     inputs, at inference and in training (where it is nn.Conv1d itself)."""
-    from sampleforge.models.unet import Conv1d
+    from sampleforge.models.unet import FastConv1d
 
     torch.manual_seed(0)
-    conv = Conv1d(cin, cout, kernel, padding=padding, stride=stride)
+    conv = FastConv1d(cin, cout, kernel, padding=padding, stride=stride)
     x = torch.randn(2, cin, width)
     ref = nn.Conv1d.forward(conv, x)
     assert torch.allclose(conv.train()(x), ref)

@@ -44,6 +44,16 @@ def _collate(items: list[tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
     return tuple(torch.stack(col) for col in zip(*items, strict=True))
 
 
+def latent_cache_key(vae_bytes: bytes, clips: Any, settings: Any, scale_factor: float) -> str:
+    """The name of a run's cached latents: the VAE file, the clips, the encoding settings and the scale factor
+    the latents are multiplied by (it lives in the model's config.json, not in the VAE file)."""
+    h = hashlib.sha256(vae_bytes)
+    h.update(repr(clips).encode())
+    h.update(repr(settings).encode())
+    h.update(repr(float(scale_factor)).encode())
+    return h.hexdigest()[:16]
+
+
 def class_repeats(categories: list[str], balance: float, cap: int = 4) -> list[int]:
     """How many times each clip is repeated so that rare classes weigh more: round((median class count /
     class count) ** balance), between 1 and ``cap``. ``balance`` 0 = no repetition, 1 = (nearly) equal classes.
@@ -121,10 +131,9 @@ class DiffusionTask:
     def _latent_dataset(self, vae_file: Path) -> TensorDataset:
         """Cached latents (N, C, W) with their keyword ids (N, L)."""
         ctx = self.ctx
-        h = hashlib.sha256(vae_file.read_bytes())
-        h.update(repr([(str(c.path), c.category, c.keywords) for c in ctx.clips]).encode())
-        h.update(repr((ctx.recipe.latent_variants, ctx.data.augment, ctx.data.duration, ctx.seed)).encode())
-        key = h.hexdigest()[:16]
+        key = latent_cache_key(vae_file.read_bytes(), [(str(c.path), c.category, c.keywords) for c in ctx.clips],
+                               (ctx.recipe.latent_variants, ctx.data.augment, ctx.data.duration, ctx.seed),
+                               self.vae.cfg.scale_factor)
         cache = ctx.run_dir / "diffusion" / f"latents-{key}.safetensors"
         if cache.is_file():
             latents = load_file(str(cache))["latents"]

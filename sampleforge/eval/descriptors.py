@@ -103,8 +103,7 @@ def real_groups(c: Contrast, wavs: np.ndarray, categories: Sequence[str], keywor
 
 def model_features(generator: Any) -> int:
     """The timbre features version a model's knobs were trained on (its timbre.json; 1 when it does not say)."""
-    timbre = getattr(getattr(generator, "bundle", None), "timbre", None) or {}
-    return int(timbre.get("features", 1))
+    return int(generator.bundle.timbre.get("features", 1))
 
 
 def _judged(clf: Any, wavs: np.ndarray, category: str) -> float:

@@ -10,6 +10,7 @@ from sampleforge.eval.descriptors import (
     Contrast,
     check_descriptors,
     cohens_d,
+    d_interval,
     monotonic,
     real_groups,
 )
@@ -28,6 +29,15 @@ def test_cohens_d_sign_and_size() -> None:
     assert cohens_d(a, b) == pytest.approx(-3.0)
     assert cohens_d(b, a) == pytest.approx(3.0)
     assert cohens_d(a[:1], b) is None
+
+
+def test_the_interval_of_d_holds_d_and_narrows_with_more_clips() -> None:
+    lo, hi = d_interval(1.0, 24, 24)
+    assert lo < 1.0 < hi and hi - 1.0 == pytest.approx(1.0 - lo)
+    assert hi - lo == pytest.approx(2 * 1.96 * np.sqrt(48 / 576 + 1 / 96))  # se^2 = (na+nb)/(na nb) + d^2/(2(na+nb))
+    lo48, hi48 = d_interval(1.0, 48, 48)
+    assert hi48 - lo48 < (hi - lo) / 1.3  # about 1/sqrt(2) as wide
+    assert d_interval(None, 24, 24) is None and d_interval(0.5, 1, 24) is None
 
 
 def test_a_sweep_is_monotonic_when_it_never_falls_and_ends_higher() -> None:
@@ -92,6 +102,8 @@ def test_check_runs_on_the_debug_model(debug_model) -> None:
     first = result["contrasts"][0]
     assert first["real_n"] == [2, 2] and first["real_d"] < 0  # these 808s decay faster: the real sign is kept
     assert 0 <= first["adherence"][0] <= 1 and isinstance(first["passed"], bool)
+    if first["d"] is not None:
+        assert first["d_interval"][0] < first["d"] < first["d_interval"][1]
     assert result["sweeps"] == []  # the debug model has no knobs
 
 

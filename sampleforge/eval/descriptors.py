@@ -15,11 +15,13 @@ equal medians are allowed, as where a crash's decay reaches the end of the 2-s c
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from sampleforge.taxonomy import CATEGORY_PROMPTS
 from sampleforge.timbre import FEATURES, KNOBS, measure
@@ -134,10 +136,15 @@ def check_descriptors(generator: Any, clf: Any, real_wavs: np.ndarray, real_cate
     sr = generator.sample_rate
     version = model_features(generator)
     kw = dict(n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale, seed=seed)
+    knob_names = set(generator.bundle.config.text.knobs)
+    sweeps = [(category, knob) for category, knob in sweeps if knob in knob_names]
+    bar = tqdm(total=2 * len(contrasts) + len(SWEEP_VALUES) * len(sweeps), desc="descriptor check", unit="prompt",
+               file=sys.stderr, disable=None, leave=False)  # off without a terminal
     rows = []
     for c in contrasts:
         ga = generator.generate_full(c.a, **kw).audio.numpy()
         gb = generator.generate_full(c.b, **kw).audio.numpy()
+        bar.update(2)
         fa, fb = feature_values(ga, c.feature, sr, version), feature_values(gb, c.feature, sr, version)
         ra, rb = real_groups(c, real_wavs, real_categories, real_keywords, sr, version)
         d_gen, d_real = cohens_d(fa, fb), cohens_d(ra, rb)
@@ -148,16 +155,15 @@ def check_descriptors(generator: Any, clf: Any, real_wavs: np.ndarray, real_cate
                      "d_interval": d_interval(d_gen, len(fa), len(fb)), "real_d": d_real,
                      "real_n": [len(ra), len(rb)], "adherence": [adh_a, adh_b], "passed": bool(ok)})
     sweep_rows = []
-    knob_names = set(generator.bundle.config.text.knobs)
     for category, knob in sweeps:
-        if knob not in knob_names:
-            continue
         medians = []
         for v in SWEEP_VALUES:
             g = generator.generate_full(CATEGORY_PROMPTS[category], **{knob: v}, **kw).audio.numpy()
             medians.append(float(np.median(feature_values(g, knob, sr, version))))
+            bar.update(1)
         sweep_rows.append({"class": category, "knob": knob, "values": list(SWEEP_VALUES), "medians": medians,
                            "monotonic": monotonic(medians)})
+    bar.close()
     return {"contrasts": rows, "passed": sum(r["passed"] for r in rows), "total": len(rows),
             "sweeps": sweep_rows, "settings": {k: v for k, v in kw.items()}, "knobs": list(KNOBS),
             "features": version}

@@ -28,6 +28,7 @@ the memorisation check uses the other kits (the training kits); otherwise both u
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from sampleforge.eval import metrics, report, spectral
 from sampleforge.eval.classifier import (
@@ -289,7 +291,8 @@ def evaluate(model: str | Path, reference: Sequence[Path | str], settings: EvalS
     audio: dict[str, np.ndarray] = {}
     gen_emb_list, gen_mfcc_list = [], []
     gen_cls: list[str] = []
-    for k, cat in enumerate(judged):
+    # a bar per class (off without a terminal): a class is per_class clips at the full step count
+    for k, cat in enumerate(tqdm(judged, desc="generating", unit="class", file=sys.stderr, disable=None, leave=False)):
         finished, st = _generate_class(gen, cat, s, offset=1000 * k)
         emb, prob = embed_and_classify(clf, finished)
         target = clf.cfg.judged_class(cat) or cat

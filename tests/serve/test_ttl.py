@@ -19,8 +19,8 @@ def test_janitor_deletes_only_expired_finished_jobs(make_client, wait_job):
     )
     assert service.files.job_dir(old["job_id"]).exists()
     long = client.post(
-        "/v1/generate", json={"prompt": "snare", "count": 4, "steps": 1000, "duration": 1.0}
-    ).json()
+        "/v1/generate", json={"prompt": "snare", "count": 8, "steps": 1000, "duration": 2.0}
+    ).json()  # 16,000 clip-steps at full length: several times the TTL wait below even on a fast, idle machine
     deadline = time.monotonic() + 30
     while client.get(long["urls"]["self"]).json()["state"] != "running":
         assert time.monotonic() < deadline

@@ -127,7 +127,7 @@ def _run_descriptors(args: argparse.Namespace) -> int:
                                n=args.count, steps=p.steps, sampler=p.sampler or "dpmpp_2m", cfg_scale=p.cfg_scale,
                                seed=int(p.seed if p.seed is not None else 0))
     for r in result["contrasts"]:
-        print(f"  {'pass' if r['passed'] else 'FAIL'}  {r['contrast']:<36} {r['feature']:<10} d {_f(r['d']):>6} {_interval(r.get('d_interval'))} "
+        print(f"  {'pass' if r['passed'] else 'FAIL'}  {r['contrast']:<36} {r['feature']:<10} d {_f(r['d']):>6} {_interval(r['d_interval'])} "
               f"(real {_f(r['real_d'])}, n {r['real_n'][0]}/{r['real_n'][1]})  judged "
               f"{_f(r['adherence'][0], 100)} / {_f(r['adherence'][1], 100)} %")
     for w in result["sweeps"]:

@@ -3,10 +3,10 @@
 **Contrasts.** Each contrast is two prompts of the same class (or of two classes, for open vs closed hat) and
 one measured feature (``sampleforge.timbre``). Both sides are generated with the same seeds; the check computes
 Cohen's d of the feature between the two sides (on the logarithm for decay and brightness, whose spread is
-multiplicative; with an approximate 95 % interval, about ±0.6 at 24 clips a side), and the same d on real recordings: the clips carrying the two words (``keyword``) or, for a
-word that acts through a knob, the real clips of the class in the top and bottom 30 % of that feature
-(``knob``). A contrast passes when the generated d has the real d's sign, |d| >= 0.8, and the drum classifier
-judges each side its class at least 85 % of the time.
+multiplicative; with an approximate 95 % interval, about ±0.6 at 24 clips a side), and the same d on real
+recordings: the clips carrying the two words (``keyword``) or, for a word that acts through a knob, the real
+clips of the class in the top and bottom 30 % of that feature (``knob``). A contrast passes when the generated
+d has the real d's sign, |d| >= 0.8, and the drum classifier judges each side its class at least 85 % of the time.
 
 **Knob sweeps.** A knob set to 0.1, 0.3, 0.5, 0.7 and 0.9 (other knobs free) for one class prompt: the
 median of its feature must never fall as the knob rises and must end above where it started (monotonic; two

@@ -20,7 +20,7 @@ def test_janitor_deletes_only_expired_finished_jobs(make_client, wait_job):
     assert service.files.job_dir(old["job_id"]).exists()
     long = client.post(
         "/v1/generate", json={"prompt": "snare", "count": 8, "steps": 1000, "duration": 2.0}
-    ).json()  # 16,000 clip-steps at full length: several times the TTL wait below even on a fast, idle machine
+    ).json()  # 8 full-length clips x 1000 steps: several times the TTL wait below even on an idle machine
     deadline = time.monotonic() + 30
     while client.get(long["urls"]["self"]).json()["state"] != "running":
         assert time.monotonic() < deadline

@@ -18,7 +18,8 @@ Hz), which says nothing of its click and which a mel VAE round trip keeps badly 
 kicks, against 0.92 for the magnitude centroid; snares 0.67 vs 0.88), and the low-band share sits at 0.88-0.99
 for most kicks (round trip r 0.67, the body's pitch 0.76). A U-Net resumed on version 2 moves the kick with
 its words (808, deep, thin: docs/runs/drums-v2); its crashes and open hats spread wider than real ones, as those
-of the same U-Net resumed for as many steps on version 1 do.
+of the same U-Net resumed for as many steps on version 1 do. Trained on version 2 from the start, the kick's
+decay, brightness and punch follow their knobs but its weight (the body's pitch) does not.
 
 A model is conditioned on the knobs as quantiles *within the clip's class* (0 = the darkest snare of the
 training data, 1 = the brightest), so one value means the same thing for every class. Each knob is dropped

@@ -1,7 +1,7 @@
 """The generic, resumable training loop that every training task (VAE, diffusion, vocoder) plugs into.
 
 A task gives a model, a dataset and a loss; :func:`train` does the rest: AdamW with warmup (then
-constant or cosine lr), gradient clipping, EMA, a deterministic data order, a tqdm bar, the loss log
+constant or cosine lr, or constant then cosine from ``decay_start``), gradient clipping, EMA, a deterministic data order, a tqdm bar, the loss log
 (``loss.csv`` + ``loss.png``), previews, atomic checkpoints and exact resume:
 
     run 0..N in one go  ==  run 0..k, kill, resume, run k..N      (bit for bit on CPU)
@@ -30,6 +30,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator, Mapping
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -69,6 +70,7 @@ class TrainConfig:
     batch_size: int = 16  # items per step and process (global batch = batch_size * processes)
     lr: float = 2e-4  # peak learning rate (AdamW)
     lr_schedule: str = "constant"  # after warmup: "constant", or "cosine" (down to 0 at max_steps)
+    decay_start: int | None = None  # cosine: the step its decay starts at, the lr constant until then (None: warmup's end)
     weight_decay: float = 0.0  # AdamW decay of weight matrices/kernels (never biases or norms)
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW moment decays
     warmup_steps: int = 0  # linear warmup: lr * (step + 1) / warmup_steps
@@ -92,6 +94,9 @@ class TrainConfig:
         need(self.batch_size >= 1, "batch_size", "must be >= 1")
         need(self.lr > 0, "lr", "must be > 0")
         need(self.lr_schedule in ("constant", "cosine"), "lr_schedule", "must be 'constant' or 'cosine'")
+        need(self.decay_start is None or 0 <= self.decay_start <= self.max_steps, "decay_start",
+             "must be between 0 and max_steps, or null")
+        need(self.decay_start is None or self.lr_schedule == "cosine", "decay_start", "needs lr_schedule 'cosine'")
         need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         betas_ok = len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)
         need(betas_ok, "betas", "must be 2 numbers in [0, 1)")
@@ -106,11 +111,13 @@ class TrainConfig:
         need(self.mixed_precision in ("no", "bf16"), "mixed_precision", "must be 'no' or 'bf16'")
 
 
-# Fields a resumed run may change; every other field must match the checkpoint's
-# (max_steps too under the cosine schedule, whose shape depends on it).
+# Fields a resumed run may change; every other field must match the checkpoint's. The schedule's fields may
+# change as long as every step already taken keeps its lr: a constant-lr run can go on with a cosine decay
+# from where it stands (warmup, stable, decay), and a cosine run cannot be stretched midway.
 RESUMABLE_CHANGES = frozenset(
     {"max_steps", "log_every", "checkpoint_minutes", "checkpoint_every", "preview_every", "num_workers"}
 )
+SCHEDULE_FIELDS = frozenset({"max_steps", "lr_schedule", "decay_start"})
 
 
 class Task(Protocol):
@@ -191,7 +198,8 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     if cfg.lr_schedule == "cosine":
-        progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+        start = max(cfg.warmup_steps, cfg.decay_start or 0)
+        progress = min(1.0, max(0, step - start) / max(1, cfg.max_steps - start))
         return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
     return cfg.lr
 
@@ -211,14 +219,24 @@ def epoch_batches(
     return [perm[s + rank * batch_size : s + (rank + 1) * batch_size] for s in starts]
 
 
-def config_differences(saved: Mapping[str, Any], cfg: TrainConfig) -> list[str]:
-    """Human-readable differences that forbid resuming ``saved`` (a checkpoint's config) with ``cfg``."""
+def config_differences(saved: Mapping[str, Any], cfg: TrainConfig, step: int) -> list[str]:
+    """Human-readable differences that forbid resuming ``saved`` (a checkpoint's config, at ``step``) with ``cfg``."""
     old, new = _identity(dict(saved)), _identity(to_dict(cfg))
-    return [
+    diffs = [
         f"{k} is {old.get(k, '(unset)')!r} in the checkpoint, {new.get(k, '(unset)')!r} now"
         for k in sorted(set(old) | set(new))
         if old.get(k) != new.get(k)
     ]
+    if diffs:
+        return diffs
+    before = dataclasses.replace(cfg, **{k: saved.get(k) for k in SCHEDULE_FIELDS})
+    changed = next((s for s in range(step) if not math.isclose(lr_at(before, s), lr_at(cfg, s), rel_tol=1e-9)), None)
+    if changed is not None:
+        schedule = ", ".join(f"{k} {saved.get(k)!r} -> {getattr(cfg, k)!r}" for k in sorted(SCHEDULE_FIELDS)
+                             if saved.get(k) != getattr(cfg, k))
+        diffs.append(f"the lr schedule ({schedule}) changes the lr of step {changed}, already taken "
+                     f"(a new schedule may start at the checkpoint's step {step} or later: decay_start)")
+    return diffs
 
 
 def config_hash(cfg: TrainConfig) -> str:
@@ -227,8 +245,7 @@ def config_hash(cfg: TrainConfig) -> str:
 
 
 def _identity(cfg: dict[str, Any]) -> dict[str, Any]:
-    keep_steps = cfg.get("lr_schedule") == "cosine"
-    return {k: v for k, v in cfg.items() if k not in RESUMABLE_CHANGES or (k == "max_steps" and keep_steps)}
+    return {k: v for k, v in cfg.items() if k not in RESUMABLE_CHANGES | SCHEDULE_FIELDS}
 
 
 def _seed(*parts: object) -> int:
@@ -416,7 +433,7 @@ class _Run:
         meta = read_meta(path)
         if meta.get("task") != self.task.name:
             raise CheckpointError(f"{path}: written by task {meta.get('task')!r}, this is {self.task.name!r}")
-        diffs = config_differences(meta["config"], self.cfg)
+        diffs = config_differences(meta["config"], self.cfg, int(meta["step"]))
         if diffs:
             raise CheckpointError(
                 f"{path}: cannot resume with another training config: {'; '.join(diffs)}. "

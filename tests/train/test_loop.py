@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
 import signal
 from pathlib import Path
@@ -124,8 +125,21 @@ def test_resume_with_another_config_names_the_difference(tmp_path: Path, toy: An
     # ... except max_steps under the cosine schedule, whose shape depends on it
     cos = tmp_path / "cos"
     train(toy(), cfg(max_steps=2, lr_schedule="cosine"), cos, progress=False)
-    with pytest.raises(CheckpointError, match="max_steps is 2 in the checkpoint, 5 now"):
+    with pytest.raises(CheckpointError, match=r"lr schedule \(max_steps 2 -> 5\) changes the lr of step 1"):
         train(toy(), cfg(max_steps=5, lr_schedule="cosine"), cos, resume=True, progress=False)
+
+
+def test_constant_run_goes_on_with_a_cosine_decay(tmp_path: Path, toy: Any) -> None:
+    out = tmp_path / "run"
+    train(toy(), cfg(max_steps=3, log_every=1), out, progress=False)
+    with pytest.raises(CheckpointError, match="changes the lr of step 2, already taken"):  # decay from step 2
+        train(toy(), cfg(max_steps=6, lr_schedule="cosine", decay_start=1), out, resume=True, progress=False)
+    later = cfg(max_steps=7, lr_schedule="cosine", decay_start=3, log_every=1)
+    result = train(toy(), later, out, resume=True, progress=False)
+    assert result.steps_run == 4
+    lrs = [float(r["lr"]) for r in csv_rows(out / "loss.csv")]
+    assert lrs[:3] == [FAST["lr"]] * 3 and lrs[3:] == pytest.approx([lr_at(later, s) for s in range(3, 7)])
+    assert lrs[3] == FAST["lr"] and lrs[4] == pytest.approx(FAST["lr"] * (0.5 + 0.5 * math.cos(math.pi / 4)))
 
 
 def test_stale_temp_dir_and_interrupted_swap(tmp_path: Path, toy: Any) -> None:
@@ -202,6 +216,8 @@ def test_data_order_and_lr_schedule() -> None:
     assert [lr_at(c, s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert lr_at(c, 54) == pytest.approx(0.5) and lr_at(c, 104) == pytest.approx(0.0)
     assert lr_at(TrainConfig(lr=2.0), 10**6) == 2.0
+    wsd = TrainConfig(lr=1.0, warmup_steps=4, lr_schedule="cosine", decay_start=54, max_steps=104)
+    assert lr_at(wsd, 30) == 1.0 and lr_at(wsd, 79) == pytest.approx(0.5) and lr_at(wsd, 104) == pytest.approx(0.0)
 
 
 def test_config_is_strict() -> None:
@@ -212,6 +228,10 @@ def test_config_is_strict() -> None:
         from_dict(TrainConfig, {"lr_schedule": "cos"})
     with pytest.raises(ConfigError, match="mixed_precision"):
         TrainConfig(mixed_precision="fp16")
+    with pytest.raises(ConfigError, match="decay_start: needs lr_schedule 'cosine'"):
+        TrainConfig(decay_start=5)
+    with pytest.raises(ConfigError, match="decay_start: must be between 0 and max_steps"):
+        TrainConfig(lr_schedule="cosine", decay_start=5, max_steps=4)
 
 
 def test_too_few_items_for_one_step(tmp_path: Path, toy: Any) -> None:

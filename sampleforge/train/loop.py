@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import json
 import logging
@@ -30,7 +31,6 @@ import signal
 import threading
 import time
 from collections.abc import Iterator, Mapping
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -229,12 +229,13 @@ def config_differences(saved: Mapping[str, Any], cfg: TrainConfig, step: int) ->
     ]
     if diffs:
         return diffs
-    before = dataclasses.replace(cfg, **{k: saved.get(k) for k in SCHEDULE_FIELDS})
+    schedule: dict[str, Any] = {k: saved.get(k) for k in SCHEDULE_FIELDS}
+    before = dataclasses.replace(cfg, **schedule)
     changed = next((s for s in range(step) if not math.isclose(lr_at(before, s), lr_at(cfg, s), rel_tol=1e-9)), None)
     if changed is not None:
-        schedule = ", ".join(f"{k} {saved.get(k)!r} -> {getattr(cfg, k)!r}" for k in sorted(SCHEDULE_FIELDS)
-                             if saved.get(k) != getattr(cfg, k))
-        diffs.append(f"the lr schedule ({schedule}) changes the lr of step {changed}, already taken "
+        changes = ", ".join(f"{k} {saved.get(k)!r} -> {getattr(cfg, k)!r}" for k in sorted(SCHEDULE_FIELDS)
+                            if saved.get(k) != getattr(cfg, k))
+        diffs.append(f"the lr schedule ({changes}) changes the lr of step {changed}, already taken "
                      f"(a new schedule may start at the checkpoint's step {step} or later: decay_start)")
     return diffs
 

@@ -56,6 +56,7 @@ class RecipeConfig:
     timbre_features: int = 1  # diffusion: the version of the brightness and weight knobs' features
     # (sampleforge.timbre.FEATURE_VERSIONS; recorded in the model's timbre.json)
     vocoder_segment_frames: int = 64  # vocoder: train on random crops of this many frames (0 = whole clip)
+    vocoder_variants: int = 0  # vocoder: augmented copies of each clip (pitch, EQ tilt, gain) besides the clip itself
     init: dict[str, str] = field(default_factory=dict)  # stage -> weights a fresh run of it starts from:
     # "diffusion": a model folder (its unet, text and vocab.json; fine-tune a finished model, e.g. with a
     # decaying lr), "vocoder": a model folder or vocoder.safetensors (see train.vocoder.warm_start)

@@ -4,13 +4,20 @@ waveform (the measure ``sampleforge eval`` compares vocoders by), plus the same 
 own STFT magnitude (it learns the magnitude without waiting for the phase) and the log-mel L1 of the
 waveform against its input. ``refine_iters`` is an inference option: training is on the plain inverse STFT.
 
+"attack" head: the phase of the clip's first ``attack_frames`` STFT frames (crops from the onset), by the
+magnitude-weighted cosine distance to the true phase, sum |S| (1 - cos(phase - true)) / sum |S|: a loss that
+cares where the sound is, and whose minimum is the true phase (noise bins, whose phase is unpredictable, only
+average out). The magnitude stays the mel inversion's.
+
 ``recipe.init["vocoder"]`` warm-starts a fresh run from other vocoder weights (``warm_start``): an istft vocoder's
 backbone and the log-magnitude half of its head start a magnitude vocoder, so a hybrid (network magnitude + a
 few Griffin-Lim iterations) need not relearn the mel features.
 
 Trains on crops of ``recipe.vocoder_segment_frames`` frames; half the crops start at the onset (frame 0),
 where the transient a drum is judged by lives, the rest anywhere in the clip. The clips' fixed-length waveforms
-are held in memory (582 clips: ~200 MB) and augmented by gain only; mel and target come from the crop itself.
+are held in memory (582 clips: ~200 MB; an attack vocoder keeps only their start), with ``recipe.vocoder_variants``
+augmented copies of each (pitch, EQ tilt, gain: ``data.dataset.augment``), and get a random gain of ±6 dB per
+crop; mel and target come from the crop itself.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from sampleforge.audio.finish import align_onset
 from sampleforge.models.vocoder import Vocoder
 from sampleforge.train.losses import log_magnitude_l1, multi_resolution_stft_loss, spectral_convergence
 from sampleforge.train.stage import StageContext, TensorItems
@@ -46,8 +54,20 @@ class VocoderTask:
         if init:
             copied = warm_start(self.model, Path(init))
             log.info("vocoder: %d tensors warm-started from %s", copied, init)
-        plain = ctx.dataset(augment=False)
-        self._dataset = TensorItems(torch.cat([b["wav"] for b in ctx.batches(plain)]))
+        # an attack vocoder sees only the start of each clip: keep only that
+        cfg, hop = self.model.cfg, self.model.mel.cfg.hop_length
+        seg = max(ctx.recipe.vocoder_segment_frames, cfg.attack_frames + self.model.receptive_frames)
+        keep = (seg - 1) * hop if cfg.kind == "attack" else None
+        waves = [torch.cat([b["wav"][..., :keep] for b in ctx.batches(ctx.dataset(augment=False))])]
+        if ctx.recipe.vocoder_variants:
+            # a pitch shift moves the onset by a few samples and an EQ tilt smears it: aligned again, as every
+            # clip the vocoder meets is, or the phase of the attack (a few samples = radians at 10 kHz) is noise
+            augmented, sr = ctx.dataset(augment=True), ctx.model_config.sample_rate
+            for epoch in range(ctx.recipe.vocoder_variants):
+                augmented.set_epoch(epoch)
+                waves.append(torch.cat([torch.from_numpy(align_onset(b["wav"].numpy(), sr))[..., :keep]
+                                        for b in ctx.batches(augmented)]))
+        self._dataset = TensorItems(torch.cat(waves))
 
     def dataset(self) -> Any:
         return self._dataset
@@ -55,8 +75,8 @@ class VocoderTask:
     def collate(self, items: list[Tensor]) -> dict[str, Any]:
         return {"wav": torch.stack(items)}
 
-    def _crop(self, wav: Tensor, hop: int, generator: torch.Generator) -> Tensor:
-        """(B, T) → a random gain and a crop of ``seg`` frames, half of them at the onset."""
+    def _crop(self, wav: Tensor, hop: int, generator: torch.Generator, onset_only: bool = False) -> Tensor:
+        """(B, T) → a random gain and a crop of ``seg`` frames, half of them (all: ``onset_only``) at the onset."""
         gain = 10 ** ((torch.rand(wav.shape[0], 1, generator=generator) * 2 - 1) * GAIN_DB / 20)
         wav = wav * gain
         seg = self.ctx.recipe.vocoder_segment_frames
@@ -64,12 +84,28 @@ class VocoderTask:
         if seg <= 0 or seg >= frames:
             return wav
         start = 0
-        if float(torch.rand((), generator=generator)) >= 0.5:
+        if not onset_only and float(torch.rand((), generator=generator)) >= 0.5:
             start = int(torch.randint(0, frames - seg + 1, (), generator=generator))
         return wav[..., start * hop : (start + seg - 1) * hop]
 
+    def _attack_loss(self, voc: Vocoder, batch: dict[str, Any], generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+        mc = voc.mel.cfg
+        wav = self._crop(batch["wav"], mc.hop_length, generator, onset_only=True)  # the dataset holds the start only
+        with torch.no_grad():
+            pad = "reflect" if wav.shape[-1] > mc.n_fft // 2 else "constant"
+            spec = torch.stft(wav, mc.n_fft, mc.hop_length, window=voc.mel.window, center=True, pad_mode=pad,
+                              return_complex=True)
+            mel = voc.mel.mel_from_magnitude(spec.abs())
+        phase = voc.attack_phase(mel)  # (B, K, A)
+        target = spec[..., : phase.shape[-1]]
+        weight = target.abs()
+        loss = torch.sum(weight * (1 - torch.cos(phase - target.angle()))) / weight.sum().clamp(min=1e-7)
+        return loss, {"phase": loss.detach()}
+
     def loss(self, model: nn.Module, batch: dict[str, Any], generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
         voc: Vocoder = model  # type: ignore[assignment]
+        if voc.cfg.kind == "attack":
+            return self._attack_loss(voc, batch, generator)
         wav = self._crop(batch["wav"], voc.mel.cfg.hop_length, generator)
         with torch.no_grad():
             target = voc.mel.magnitude(wav)  # (B, n_freqs, F)
@@ -102,7 +138,7 @@ class VocoderTask:
 def warm_start(model: Vocoder, source: Path) -> int:
     """Copy into ``model`` every tensor of ``source`` (a model folder or a ``.safetensors`` file) that has the
     same name and shape; the head of an istft vocoder ((2K, dim): log-magnitude rows, then phase rows) gives
-    its log-magnitude rows to a magnitude head ((K, dim)). Returns the number of tensors copied; raises
+    its log-magnitude rows to a magnitude head ((K, dim)) and its phase rows to an attack head. Returns the number of tensors copied; raises
     UserInputError if the file is missing or unreadable or nothing matches."""
     from sampleforge.bundle import read_state
     from sampleforge.errors import CheckpointError, UserInputError
@@ -121,7 +157,8 @@ def warm_start(model: Vocoder, source: Path) -> int:
         if src is None:
             continue
         if key.startswith("head.") and src.shape[0] == 2 * value.shape[0] and src.shape[1:] == value.shape[1:]:
-            src = src[: value.shape[0]]
+            # an istft head's rows: log-magnitude then phase; a magnitude head takes the first, an attack head the second
+            src = src[value.shape[0] :] if model.cfg.kind == "attack" else src[: value.shape[0]]
         if src.shape == value.shape:
             update[key] = src.to(value.dtype)
     if not update:

@@ -10,6 +10,7 @@ from sampleforge.audio.mel import MelConfig, MelSpectrogram
 from sampleforge.models.unet import LatentUNet, UNetConfig
 from sampleforge.models.vae import MelVAE, VAEConfig
 from sampleforge.models.vocoder import Vocoder, VocoderConfig
+from sampleforge.strict import ConfigError
 
 SMALL_VAE = VAEConfig(channels=[16, 16, 16], latent_channels=4, kernel_size=3)
 
@@ -136,6 +137,51 @@ def test_vocoder_integrated_phase_is_a_steady_partial_when_untrained() -> None:
             out = voc.mel.magnitude(voc.istft(spec, wav.shape[-1]))
         errors[phase] = float((out - spec.abs())[:, :, 4:-4].norm() / spec.abs()[:, :, 4:-4].norm())
     assert errors["integrated"] < 0.6 * errors["direct"], errors  # measured 0.48 vs 0.94
+
+
+def test_attack_vocoder_runs_only_the_attack_through_the_network() -> None:
+    """"attack": the phase of the first attack_frames frames depends only on the first attack_frames +
+    receptive_frames mel frames (so the rest is never computed), and Griffin-Lim starts from it there."""
+    voc = Vocoder(VocoderConfig(kind="attack", dim=16, intermediate_dim=32, layers=2, kernel_size=5, attack_frames=3,
+                                gl_iters=0), MelConfig())
+    with torch.no_grad():
+        voc.head.weight.normal_(std=0.1)  # untrained, the head adds nothing to its prior
+        mel = MelSpectrogram()(torch.randn(1, 44100) * 0.1)
+        phase = voc.attack_phase(mel)
+        assert voc.receptive_frames == 6 and phase.shape == (1, 1025, 3)
+        reach = mel.clone()
+        reach[..., 3 + 6 :] = -5.0  # beyond the receptive field: no effect
+        assert torch.equal(voc.attack_phase(reach), phase)
+        reach[..., 3 + 5] = -5.0  # inside it: an effect
+        assert (voc.attack_phase(reach) - phase).abs().max() > 0  # small at the edge of the field, but there
+        wav = voc(mel, length=44100)  # no Griffin-Lim iteration: one inverse STFT of the start
+        spec = voc.mel.magnitude(wav)
+        assert wav.shape == (1, 44100) and torch.isfinite(wav).all() and spec.shape[-1] == mel.shape[-1]
+        short = voc(mel[..., :2], length=512)  # a clip shorter than the attack
+        assert short.shape == (1, 512) and torch.isfinite(short).all()
+    with pytest.raises(ConfigError, match="attack_frames"):
+        VocoderConfig(kind="attack", attack_frames=0)
+
+
+def test_attack_prior_is_the_phase_of_a_sound_starting_at_the_delay() -> None:
+    """The prior of frame m: a minimum-phase sound starting ``attack_delay`` samples into the clip. For an impulse
+    there (flat magnitude: minimum phase 0) it is the impulse's true phase in every frame whose window holds it;
+    and an untrained attack vocoder's phase is its prior."""
+    mc = MelConfig()
+    voc = Vocoder(VocoderConfig(kind="attack", dim=16, intermediate_dim=32, layers=1, attack_frames=3, attack_delay=90), mc)
+    wav = torch.zeros(1, 8192)
+    wav[0, 90] = 1.0
+    window = torch.hann_window(mc.n_fft)
+    spec = torch.stft(wav, mc.n_fft, mc.hop_length, window=window, center=True, pad_mode="constant", return_complex=True)
+    prior = voc.attack_prior(torch.zeros(1, mc.n_freqs, 3))  # flat log-magnitude
+    for m in range(3):
+        err = torch.angle(torch.exp(1j * (prior[0, :, m] - spec[0, :, m].angle())))  # wrapped to (-pi, pi]
+        assert err.abs().max() < 1e-3, (m, float(err.abs().max()))
+    mel = MelSpectrogram(mc)(torch.randn(1, 22050) * 0.1)
+    base = voc.baseline_log_magnitude(mel)
+    torch.testing.assert_close(voc.attack_phase(mel, base), voc.attack_prior(base[..., :3]))
+    # without the magnitude, the mel inversion of the first frames alone (its floor scales with their loudest)
+    assert (voc.attack_phase(mel) - voc.attack_prior(base[..., :3])).abs().max() < 0.1
 
 
 def test_vocoder_rejects_unknown_kind_and_phase() -> None:

@@ -39,10 +39,10 @@ import torch
 from torch import Tensor, nn
 
 from sampleforge.audio.mel import MelConfig, MelSpectrogram
-from sampleforge.audio.pghi import pghi_phase, random_phase
+from sampleforge.audio.pghi import onset_phase, pghi_phase, random_phase
 from sampleforge.strict import ConfigError
 
-INITS = ("pghi", "pghi-fast", "zeros", "random")
+INITS = ("pghi", "pghi-fast", "zeros", "random", "onset")
 # NNLS refinements of the mel pseudo-inverse in ``GriffinLim``: on 16 held-out real clips, GL32 MR-STFT to the
 # original 0.6400 / 0.6380 / 0.6376 / 0.6382 after 0 / 2 / 4 / 8 updates; 2 gives nearly all of it at a quarter
 # of the cost of 8
@@ -70,13 +70,17 @@ class GriffinLimConfig:
 
 def initial_phase(mag: Tensor, init: str, n_fft: int = 2048, hop: int = 512) -> Tensor | None:
     """The phase Griffin-Lim starts from, for magnitudes (B, K, F): None (zeros), a fixed random pattern
-    (the same for every clip, so a clip's result does not depend on its batch), or PGHI (heap or fast)."""
+    (the same for every clip, so a clip's result does not depend on its batch), PGHI (heap or fast), or "onset":
+    the random pattern with a minimum-phase attack in the first frames (``pghi.onset_phase``: one-shots start
+    at a known place)."""
     if init not in INITS:
         raise ValueError(f"unknown Griffin-Lim init {init!r} (valid: {', '.join(INITS)})")
     if init in ("pghi", "pghi-fast"):
         return pghi_phase(mag, n_fft, hop, method="heap" if init == "pghi" else "fast")
     if init == "random":
         return random_phase(mag)
+    if init == "onset":
+        return onset_phase(mag, n_fft, hop)
     return None
 
 
@@ -191,8 +195,8 @@ def griffin_lim(
 
 class GriffinLim(nn.Module):
     """Log-mel (B, n_mels, F) -> waveform (B, T): mel inversion, phase start, ``n_iter`` fast Griffin-Lim
-    iterations. ``init``: "pghi" (heap integration, best), "pghi-fast" (vectorised), "zeros" or "random"
-    (seeded: deterministic). Stateless; its DSP constants are buffers."""
+    iterations. ``init``: "pghi" (heap integration), "pghi-fast" (vectorised), "zeros", "random" (seeded:
+    deterministic) or "onset" (random with a minimum-phase attack: the best for onset-aligned one-shots). Stateless; its DSP constants are buffers."""
 
     fb_pinv: Tensor
 

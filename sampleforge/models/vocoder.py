@@ -181,19 +181,11 @@ class Vocoder(nn.Module):
         return phase + self.attack_prior(log_magnitude[..., :a])
 
     def attack_prior(self, log_magnitude: Tensor) -> Tensor:
-        """The phase of a minimum-phase sound with this log-magnitude (B, K, A) in every frame, starting
-        ``attack_delay`` samples into the clip: frame m (centred at m * hop) holds it from sample
-        delay - m * hop + n_fft / 2 of its window on (0 once the start has left the window)."""
+        """``pghi.attack_phase`` of the log-magnitude (B, K, A), delayed by ``attack_delay`` samples."""
+        from sampleforge.audio.pghi import attack_phase
+
         mc = self.mel.cfg
-        n = mc.n_fft
-        cepstrum = torch.fft.irfft(log_magnitude.transpose(1, 2).float(), n=n)  # (B, A, n), real and even
-        fold = torch.zeros(n, device=cepstrum.device)
-        fold[0], fold[1 : n // 2], fold[n // 2] = 1.0, 2.0, 1.0  # keep the causal part: the minimum phase
-        minimum = torch.fft.rfft(cepstrum * fold, n=n).imag.transpose(1, 2)  # (B, K, A)
-        frames = torch.arange(log_magnitude.shape[-1], device=cepstrum.device)
-        start = (self.cfg.attack_delay or 0) - frames * mc.hop_length + n // 2
-        bins = torch.arange(mc.n_freqs, device=cepstrum.device, dtype=torch.float32)
-        return minimum - 2 * math.pi * bins[:, None] * start.clamp(min=0).float()[None] / n
+        return attack_phase(log_magnitude, mc.n_fft, mc.hop_length, self.cfg.attack_delay or 0)
 
     def istft(self, spec: Tensor, length: int) -> Tensor:
         """Complex STFT (B, n_freqs, F) → waveform (B, length), the mel front end's window and hop."""

@@ -53,7 +53,8 @@ NNLS_ITERS = 2
 class GriffinLimConfig:
     """The Griffin-Lim settings a model ships with (``config.json`` → ``griffin_lim``); used when the model
     has no neural vocoder or when the caller asks for Griffin-Lim. "random" is as good as heap PGHI from a
-    mel (MR-STFT 0.996 vs 0.986, table above) at half the cost."""
+    mel (MR-STFT 0.996 vs 0.986, table above) at half the cost; "onset" beats both on onset-aligned one-shots
+    (53 held-out real clips: 0.539 after 24 iterations vs 0.608 random and 0.584 PGHI after 32; drums-v2's)."""
 
     n_iter: int = 32
     momentum: float = 0.99

@@ -197,7 +197,8 @@ def griffin_lim(
 class GriffinLim(nn.Module):
     """Log-mel (B, n_mels, F) -> waveform (B, T): mel inversion, phase start, ``n_iter`` fast Griffin-Lim
     iterations. ``init``: "pghi" (heap integration), "pghi-fast" (vectorised), "zeros", "random" (seeded:
-    deterministic) or "onset" (random with a minimum-phase attack: the best for onset-aligned one-shots). Stateless; its DSP constants are buffers."""
+    deterministic) or "onset" (random with a minimum-phase attack: the best for onset-aligned one-shots).
+    Stateless; its DSP constants are buffers."""
 
     fb_pinv: Tensor
 

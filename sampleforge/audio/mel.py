@@ -96,9 +96,9 @@ class MelSpectrogram(nn.Module):
         self.register_buffer("window", torch.hann_window(self.cfg.n_fft), persistent=False)
         self.register_buffer("fb", torch.from_numpy(mel_filterbank(self.cfg)), persistent=False)
 
-    def magnitude(self, wav: Tensor) -> Tensor:
-        """(B, T) → linear STFT magnitude (B, n_freqs, frames)."""
-        spec = torch.stft(
+    def stft(self, wav: Tensor) -> Tensor:
+        """(B, T) → complex STFT (B, n_freqs, frames): Hann, centred, reflect padding."""
+        return torch.stft(
             wav.float(),
             self.cfg.n_fft,
             self.cfg.hop_length,
@@ -107,7 +107,10 @@ class MelSpectrogram(nn.Module):
             pad_mode="reflect" if wav.shape[-1] > self.cfg.n_fft // 2 else "constant",
             return_complex=True,
         )
-        return spec.abs()
+
+    def magnitude(self, wav: Tensor) -> Tensor:
+        """(B, T) → linear STFT magnitude (B, n_freqs, frames)."""
+        return self.stft(wav).abs()
 
     def mel_from_magnitude(self, mag: Tensor) -> Tensor:
         """Linear magnitude (B, n_freqs, F) → log-mel (B, n_mels, F)."""

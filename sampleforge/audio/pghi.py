@@ -128,9 +128,15 @@ def attack_phase(log_magnitude: Tensor, n_fft: int, hop: int, delay: int = ONSET
 def onset_phase(mag: Tensor, n_fft: int, hop: int, frames: int = ONSET_FRAMES, delay: int = ONSET_DELAY) -> Tensor:
     """Griffin-Lim's "onset" start for magnitudes (B, K, F): ``attack_phase`` in the first ``frames`` frames,
     ``random_phase`` after them."""
-    phase = random_phase(mag).clone()
     a = min(frames, mag.shape[-1])
-    phase[..., :a] = attack_phase(torch.log(mag[..., :a].clamp(min=1e-5)), n_fft, hop, delay)
+    return start_from_attack(mag, attack_phase(torch.log(mag[..., :a].clamp(min=1e-5)), n_fft, hop, delay))
+
+
+def start_from_attack(mag: Tensor, attack: Tensor) -> Tensor:
+    """A Griffin-Lim start for magnitudes (B, K, F): the phase ``attack`` (B, K, A) in the first A frames,
+    ``random_phase`` after them."""
+    phase = random_phase(mag).clone()
+    phase[..., : attack.shape[-1]] = attack
     return phase
 
 

@@ -197,7 +197,7 @@ class Vocoder(nn.Module):
         if length is None:
             length = (logmel.shape[-1] - 1) * mc.hop_length
         from sampleforge.audio.griffinlim import griffin_lim, initial_phase
-        from sampleforge.audio.pghi import random_phase
+        from sampleforge.audio.pghi import start_from_attack
 
         if self.cfg.kind == "istft":
             spec = self.spectrum(logmel)
@@ -208,11 +208,9 @@ class Vocoder(nn.Module):
         if self.cfg.kind == "attack":
             base = self.baseline_log_magnitude(logmel)
             mag = torch.where(base <= mc.log_floor_value + 1e-6, torch.zeros_like(base), torch.exp(base))
-            phase = random_phase(mag).clone()
-            attack = self.attack_phase(logmel, base)
-            phase[..., : attack.shape[-1]] = attack
             return griffin_lim(mag, n_fft=mc.n_fft, hop=mc.hop_length, n_iter=self.cfg.gl_iters,
-                               momentum=self.cfg.gl_momentum, init_phase=phase, length=length)
+                               momentum=self.cfg.gl_momentum, init_phase=start_from_attack(mag, self.attack_phase(logmel, base)),
+                               length=length)
         log_mag = self.log_magnitude(logmel)
         # bins at the log floor are digital silence: exactly 0, not exp(floor) (which adds a noise floor)
         mag = torch.where(log_mag <= mc.log_floor_value + 1e-6, torch.zeros_like(log_mag), torch.exp(log_mag))

@@ -1,8 +1,9 @@
 """The generic, resumable training loop that every training task (VAE, diffusion, vocoder) plugs into.
 
 A task gives a model, a dataset and a loss; :func:`train` does the rest: AdamW with warmup (then
-constant or cosine lr, or constant then cosine from ``decay_start``), gradient clipping, EMA, a deterministic data order, a tqdm bar, the loss log
-(``loss.csv`` + ``loss.png``), previews, atomic checkpoints and exact resume:
+constant or cosine lr, or constant then cosine from ``decay_start``), gradient clipping, EMA, a deterministic
+data order, a tqdm bar, the loss log (``loss.csv`` + ``loss.png``), previews, atomic checkpoints and exact
+resume:
 
     run 0..N in one go  ==  run 0..k, kill, resume, run k..N      (bit for bit on CPU)
 

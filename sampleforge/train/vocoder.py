@@ -92,9 +92,7 @@ class VocoderTask:
         mc = voc.mel.cfg
         wav = self._crop(batch["wav"], mc.hop_length, generator, onset_only=True)  # the dataset holds the start only
         with torch.no_grad():
-            pad = "reflect" if wav.shape[-1] > mc.n_fft // 2 else "constant"
-            spec = torch.stft(wav, mc.n_fft, mc.hop_length, window=voc.mel.window, center=True, pad_mode=pad,
-                              return_complex=True)
+            spec = voc.mel.stft(wav)
             mel = voc.mel.mel_from_magnitude(spec.abs())
         phase = voc.attack_phase(mel)  # (B, K, A)
         target = spec[..., : phase.shape[-1]]

@@ -177,10 +177,11 @@ def test_griffin_lim_config_refuses_bad_values() -> None:
             ModelConfig.from_dict({"griffin_lim": bad})
 
 
-def test_griffin_lim_module_gives_each_clip_the_same_result_in_any_batch_and_thread_count() -> None:
+@pytest.mark.parametrize("init", ["random", "onset"])
+def test_griffin_lim_module_gives_each_clip_the_same_result_in_any_batch_and_thread_count(init: str) -> None:
     x = synthetic_kick(0.5)
     logmel = MelSpectrogram()(torch.cat([x, 0.5 * x.flip(-1), -x]))
-    gl = GriffinLim(n_iter=3, init="random")
+    gl = GriffinLim(n_iter=3, init=init)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)

@@ -114,7 +114,8 @@ class Vocoder(nn.Module):
         k = mc.n_freqs
         self.head = nn.Linear(cfg.dim, 2 * k if cfg.kind == "istft" else k)  # "attack": the phase only
         # the magnitude starts as the mel inversion; an attack head over its prior starts at the prior
-        if cfg.kind == "magnitude" or (cfg.kind == "istft" and cfg.baseline) or (cfg.kind == "attack" and cfg.attack_delay is not None):
+        starts_at_prior = {"magnitude": True, "istft": cfg.baseline, "attack": cfg.attack_delay is not None}
+        if starts_at_prior[cfg.kind]:
             with torch.no_grad():
                 self.head.weight[:k].zero_()
                 self.head.bias[:k].zero_()
@@ -205,15 +206,11 @@ class Vocoder(nn.Module):
                 return self.istft(spec, length)
             return griffin_lim(spec.abs(), n_fft=mc.n_fft, hop=mc.hop_length, n_iter=self.cfg.refine_iters,
                                momentum=self.cfg.gl_momentum, init_phase=spec.angle(), length=length)
-        if self.cfg.kind == "attack":
-            base = self.baseline_log_magnitude(logmel)
-            mag = torch.where(base <= mc.log_floor_value + 1e-6, torch.zeros_like(base), torch.exp(base))
-            return griffin_lim(mag, n_fft=mc.n_fft, hop=mc.hop_length, n_iter=self.cfg.gl_iters,
-                               momentum=self.cfg.gl_momentum, init_phase=start_from_attack(mag, self.attack_phase(logmel, base)),
-                               length=length)
-        log_mag = self.log_magnitude(logmel)
+        attack = self.cfg.kind == "attack"  # the mel inversion's magnitude, the network's start
+        log_mag = self.baseline_log_magnitude(logmel) if attack else self.log_magnitude(logmel)
         # bins at the log floor are digital silence: exactly 0, not exp(floor) (which adds a noise floor)
         mag = torch.where(log_mag <= mc.log_floor_value + 1e-6, torch.zeros_like(log_mag), torch.exp(log_mag))
-        init = initial_phase(mag, self.cfg.phase_init, mc.n_fft, mc.hop_length)
+        init = (start_from_attack(mag, self.attack_phase(logmel, log_mag)) if attack
+                else initial_phase(mag, self.cfg.phase_init, mc.n_fft, mc.hop_length))
         return griffin_lim(mag, n_fft=mc.n_fft, hop=mc.hop_length, n_iter=self.cfg.gl_iters,
                            momentum=self.cfg.gl_momentum, init_phase=init, length=length)

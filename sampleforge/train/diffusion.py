@@ -25,6 +25,7 @@ from sampleforge.diffusion.prediction import get_prediction, training_example
 from sampleforge.models.text import KeywordEncoder, keyword_dropout
 from sampleforge.models.unet import LatentUNet
 from sampleforge.models.vae import MelVAE
+from sampleforge.taxonomy import CATEGORY_PROMPTS
 from sampleforge.text.keywords import Vocabulary
 from sampleforge.train.stage import StageContext
 
@@ -66,6 +67,17 @@ def class_repeats(categories: list[str], balance: float, cap: int = 4) -> list[i
         return [1] * len(categories)
     mid = median(counts.values())
     return [min(cap, max(1, round((mid / counts[c]) ** balance))) for c in categories]
+
+
+def class_prompt_dropout(ids: Tensor, knobs: Tensor, class_ids: Tensor, p: float,
+                         generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """With probability ``p`` per row, the keyword ids (B, L) become the row's class words ``class_ids`` (B, L)
+    and every knob (B, K) is unset (NaN): the condition a plain prompt ("crash") gives at sampling, trained on
+    every clip of the class. Returns new (ids, knobs); ``p == 0`` returns the inputs and draws nothing."""
+    if p == 0:
+        return ids, knobs
+    swap = torch.rand((ids.shape[0], 1), generator=generator, device=generator.device).to(ids.device) < p
+    return torch.where(swap, class_ids, ids), knobs.masked_fill(swap, float("nan"))
 
 
 def jitter_knobs(knobs: Tensor, std: float, generator: torch.Generator) -> Tensor:
@@ -129,7 +141,8 @@ class DiffusionTask:
 
     # -- data ------------------------------------------------------------------------------------------
     def _latent_dataset(self, vae_file: Path) -> TensorDataset:
-        """Cached latents (N, C, W) with their keyword ids (N, L)."""
+        """Cached latents (N, C, W) with their keyword ids (N, L), knob quantiles (N, K) and the ids of their
+        class's own words (N, L; ``class_prompt_dropout``)."""
         ctx = self.ctx
         key = latent_cache_key(vae_file.read_bytes(), [(str(c.path), c.category, c.keywords) for c in ctx.clips],
                                (ctx.recipe.latent_variants, ctx.data.augment, ctx.data.duration, ctx.seed),
@@ -147,15 +160,17 @@ class DiffusionTask:
             ids = [self.vocab.id_of(w) for w in clip.keywords if w in self.vocab][:max_tokens]
             rows.append(ids + [0] * (max_tokens - len(ids)))
         id_table = torch.tensor(rows, dtype=torch.long).repeat(ctx.recipe.latent_variants, 1)
+        class_table = self.vocab.encode_batch([CATEGORY_PROMPTS[c.category] for c in ctx.clips], max_tokens)[0]
+        class_table = class_table.repeat(ctx.recipe.latent_variants, 1)
         knob_table = self._knob_table().repeat(ctx.recipe.latent_variants, 1)
         repeats = class_repeats([c.category for c in ctx.clips], ctx.recipe.class_balance)
         if max(repeats) > 1:
             index = torch.tensor(repeats).repeat(ctx.recipe.latent_variants)
             rows_idx = torch.repeat_interleave(torch.arange(latents.shape[0]), index)
-            latents, id_table, knob_table = latents[rows_idx], id_table[rows_idx], knob_table[rows_idx]
+            latents, id_table, knob_table, class_table = (t[rows_idx] for t in (latents, id_table, knob_table, class_table))
             log.info("class balance %.2f: %d latent rows (rare classes repeated up to %dx)",
                      ctx.recipe.class_balance, latents.shape[0], max(repeats))
-        return TensorDataset(latents, id_table, knob_table)
+        return TensorDataset(latents, id_table, knob_table, class_table)
 
     def _knob_table(self) -> Tensor:
         """(N, K) per-class quantiles of the knobs the text config names, for every training clip (measured on
@@ -233,7 +248,8 @@ class DiffusionTask:
 
     # -- loss ------------------------------------------------------------------------------------------
     def loss(self, model: nn.Module, batch: tuple[Tensor, ...], generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
-        x0, ids, knobs = batch
+        x0, ids, knobs, class_ids = batch
+        ids, knobs = class_prompt_dropout(ids, knobs, class_ids, self.ctx.recipe.class_prompt_dropout, generator)
         ids = keyword_dropout(ids, self.ctx.recipe.keyword_dropout, generator)
         if knobs.shape[1]:
             knobs = KeywordEncoder.knob_dropout(knobs, ids, self.ctx.recipe.knob_dropout, generator)
@@ -256,7 +272,6 @@ class DiffusionTask:
     @torch.no_grad()
     def preview(self, model: nn.Module, out_dir: Path, step: int) -> None:
         from sampleforge.pipeline import Generator
-        from sampleforge.taxonomy import CATEGORY_PROMPTS
 
         was_training = model.training
         model.eval()

@@ -53,6 +53,9 @@ class RecipeConfig:
     knob_dropout: float = 0.5  # diffusion: leave each timbre knob unset (so an unset knob is sampled freely)
     knob_jitter: float = 0.0  # diffusion: std of the Gaussian noise added to each set knob (quantiles, clamped
     # to 0-1), so that nearby knob values are trained to give nearby sounds
+    class_prompt_dropout: float = 0.0  # diffusion: replace a clip's prompt by its class's words alone, every knob
+    # unset, with this probability: a plain prompt ("crash") is then trained as the class's whole range, not only
+    # as the rare clip whose other keywords and all four knobs happened to be dropped
     timbre_features: int = 1  # diffusion: the version of the brightness and weight knobs' features
     # (sampleforge.timbre.FEATURE_VERSIONS; recorded in the model's timbre.json)
     vocoder_segment_frames: int = 64  # vocoder: train on random crops of this many frames (0 = whole clip)
@@ -79,6 +82,8 @@ class RecipeConfig:
         if self.timbre_features not in FEATURE_VERSIONS:
             raise ConfigError(f"recipe.timbre_features must be one of {', '.join(map(str, FEATURE_VERSIONS))}, "
                               f"got {self.timbre_features!r}")
+        if not 0 <= self.class_prompt_dropout <= 1:
+            raise ConfigError(f"recipe.class_prompt_dropout must be in [0, 1], got {self.class_prompt_dropout}")
         if not 0 <= self.knob_jitter <= 0.5:
             raise ConfigError(f"recipe.knob_jitter must be in [0, 0.5], got {self.knob_jitter}")
         bad = [s for s in self.stages if s not in ("vae", "diffusion", "vae-decoder", "vocoder")]

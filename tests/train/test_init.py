@@ -170,6 +170,26 @@ def test_knob_jitter_moves_set_knobs_within_0_1_and_keeps_unset_ones_unset() -> 
         RecipeConfig(init={"vae": "x"})
 
 
+def test_class_prompt_dropout_swaps_whole_rows_for_their_class_words_with_no_knob_set() -> None:
+    from sampleforge.train.diffusion import class_prompt_dropout
+
+    n = 4000
+    ids = torch.tensor([[5, 7, 9, 0]]).repeat(n, 1)
+    class_ids = torch.tensor([[5, 0, 0, 0]]).repeat(n, 1)
+    knobs = torch.full((n, 3), 0.25)
+    g = torch.Generator().manual_seed(0)
+    new_ids, new_knobs = class_prompt_dropout(ids, knobs, class_ids, 0.2, g)
+    swapped = (new_ids == class_ids).all(dim=1)
+    kept = (new_ids == ids).all(dim=1)
+    assert bool((swapped | kept).all()) and abs(float(swapped.float().mean()) - 0.2) < 0.02
+    assert torch.isnan(new_knobs[swapped]).all() and (new_knobs[kept] == 0.25).all()  # a whole row, never part
+    assert (ids == torch.tensor([5, 7, 9, 0])).all() and (knobs == 0.25).all()  # the inputs are not modified
+    same_ids, same_knobs = class_prompt_dropout(ids, knobs, class_ids, 0.0, g)
+    assert same_ids is ids and same_knobs is knobs
+    with pytest.raises(ConfigError, match="class_prompt_dropout"):
+        RecipeConfig(class_prompt_dropout=1.5)
+
+
 def test_a_decoder_fine_tune_grows_refine_blocks_onto_a_trained_vae(tmp_path: Path) -> None:
     from sampleforge.errors import CheckpointError
     from sampleforge.models.vae import MelVAE, VAEConfig

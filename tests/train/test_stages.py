@@ -158,6 +158,7 @@ def test_diffusion_learns_timbre_knobs(real_kits: Path, tmp_path: Path) -> None:
     recipe["model"]["text"]["knobs"] = ["decay", "brightness"]
     recipe["model"]["vocoder"] = None
     recipe.setdefault("recipe", {})["timbre_features"] = 2
+    recipe["recipe"]["class_prompt_dropout"] = 0.3  # its class-words table is built and used
     config = tmp_path / "knobs.json"
     config.write_text(json.dumps(recipe))
     run = tmp_path / "run"

@@ -55,7 +55,8 @@ class RecipeConfig:
     # to 0-1), so that nearby knob values are trained to give nearby sounds
     class_prompt_dropout: float = 0.0  # diffusion: replace a clip's prompt by its class's words alone, every knob
     # unset, with this probability: a plain prompt ("crash") is then trained as the class's whole range, not only
-    # as the rare clip whose other keywords and all four knobs happened to be dropped
+    # as the rare clip whose other keywords and all four knobs happened to be dropped (recordings only: a
+    # synthesised clip keeps its own words)
     timbre_features: int = 1  # diffusion: the version of the brightness and weight knobs' features
     # (sampleforge.timbre.FEATURE_VERSIONS; recorded in the model's timbre.json)
     vocoder_segment_frames: int = 64  # vocoder: train on random crops of this many frames (0 = whole clip)

@@ -184,6 +184,11 @@ def test_class_prompt_dropout_swaps_whole_rows_for_their_class_words_with_no_kno
     assert bool((swapped | kept).all()) and abs(float(swapped.float().mean()) - 0.2) < 0.02
     assert torch.isnan(new_knobs[swapped]).all() and (new_knobs[kept] == 0.25).all()  # a whole row, never part
     assert (ids == torch.tensor([5, 7, 9, 0])).all() and (knobs == 0.25).all()  # the inputs are not modified
+    synth = class_ids.clone()
+    synth[: n // 2] = 0  # rows with no class words (synthesised clips) keep their prompt and knobs
+    mixed_ids, mixed_knobs = class_prompt_dropout(ids, knobs, synth, 0.5, g)
+    assert (mixed_ids[: n // 2] == ids[: n // 2]).all() and (mixed_knobs[: n // 2] == 0.25).all()
+    assert abs(float((mixed_ids[n // 2 :] == class_ids[n // 2 :]).all(dim=1).float().mean()) - 0.5) < 0.03
     same_ids, same_knobs = class_prompt_dropout(ids, knobs, class_ids, 0.0, g)
     assert same_ids is ids and same_knobs is knobs
     with pytest.raises(ConfigError, match="class_prompt_dropout"):

@@ -11,6 +11,7 @@ from typing import Any
 from sampleforge.errors import UserInputError
 
 STAGE_CHOICES = ("vae", "diffusion", "vocoder", "vae-decoder", "all")
+EXIT_STOPPED = 75  # EX_TEMPFAIL: stopped by --max-minutes or a signal before the end; --resume continues
 
 
 def register(sub: Any) -> None:
@@ -22,7 +23,9 @@ def register(sub: Any) -> None:
     p.add_argument("--config", type=Path, default=Path("configs/default.json"), help="recipe JSON")
     p.add_argument("--out", type=Path, required=True, help="run folder; the model is built in OUT/model")
     p.add_argument("--resume", action="store_true", help="continue from OUT's checkpoints")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop cleanly (with a checkpoint) after N minutes")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop cleanly (with a checkpoint) after N minutes; a run stopped before its last step exits "
+                        f"with status {EXIT_STOPPED} (continue it with --resume), a finished one with 0")
     p.add_argument("--max-steps", type=int, default=None, help="override the config's max_steps")
     p.add_argument("--cache", type=Path, default=None, help="clip cache folder (default ~/.cache/sampleforge)")
     p.add_argument("--no-progress", action="store_true")
@@ -68,7 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             ctx.install_export(result.export_dir)
         if getattr(result, "stopped_early", False):
             print(f"stopped early (time limit or signal); continue with: sampleforge train {args.stage} --resume --out {args.out}")
-            return 0
+            return EXIT_STOPPED
     print(f"model folder: {args.out / 'model'}")
     return 0
 

@@ -11,6 +11,7 @@ import torch
 
 from sampleforge.bundle import load_bundle
 from sampleforge.cli import main
+from sampleforge.train.commands import EXIT_STOPPED
 from sampleforge.data.corpus import HYDROGEN_DIRS
 from sampleforge.debug_model import make_debug_bundle
 from sampleforge.pipeline import Generator
@@ -63,6 +64,10 @@ def test_train_all_stages_then_generate(real_kits: Path, tmp_path: Path) -> None
     assert main(["train", "vae", *common]) == 2
     assert main(["train", "vae", *common, "--resume", "--max-steps", "6"]) == 0
     assert int((run / "vae" / "loss.csv").read_text().splitlines()[-1].split(",")[0]) == 6
+    # stopped by the time limit before its last step: a distinct status, so that a script chains finished stages only
+    assert main(["train", "vae", *common, "--resume", "--max-steps", "9", "--max-minutes", "0.0001"]) == EXIT_STOPPED
+    assert main(["train", "vae", *common, "--resume", "--max-steps", "9"]) == 0
+    assert int((run / "vae" / "loss.csv").read_text().splitlines()[-1].split(",")[0]) == 9
 
 
 def test_vae_improves_over_untrained(real_kits: Path, tmp_path: Path) -> None:

@@ -63,26 +63,37 @@ demo: install data
 	$(BIN)/sampleforge demo --out-dir generations
 
 ## rebuild the shipped default model, drums-v2 (timbre knobs; time/4 VAE; Hydrogen kits + lmms, Sonic Pi and
-## STK one-shots), from the Debian packages (resumable: run it again to continue; MINUTES=N stops cleanly
-## after N minutes). The model card (weights/drums-v2/README.md) is kept.
+## STK one-shots), from the Debian packages, in two runs: runs/drums-v2 (VAE, diffusion, VAE decoder), then
+## runs/drums-v2-finetune (the U-Net fine-tuned on the second knob features). Resumable: run it again to
+## continue; MINUTES=N stops each run cleanly after N minutes. The model card (weights/drums-v2/README.md) is kept.
 MINUTES ?=
+MAX_MINUTES = $(if $(MINUTES),--max-minutes $(MINUTES),)
+V2_DATA = --data /usr/share/hydrogen/data/drumkits $(DEBIAN_DRUMS)
+# after a training command: a run stopped by MINUTES (status 75) ends the recipe here without an error
+STOPPED = { rc=$$?; [ $$rc = 75 ] && { echo "stopped after $(MINUTES) minutes: run the same command again to continue"; exit 0; }; exit $$rc; }
 train-default: install data
-	$(BIN)/sampleforge train all --config configs/drums-v2.json --out runs/drums-v2 --resume \
-	  --data /usr/share/hydrogen/data/drumkits $(DEBIAN_DRUMS) $(if $(MINUTES),--max-minutes $(MINUTES),)
-	mkdir -p weights/drums-v2
-	cp runs/drums-v2/model/config.json runs/drums-v2/model/vocab.json runs/drums-v2/model/timbre.json \
-	  runs/drums-v2/model/*.safetensors weights/drums-v2/
-	@echo 'weights/drums-v2 rebuilt; the model card (README.md) describes the shipped run'
+	set -e; \
+	$(BIN)/sampleforge train all --config configs/drums-v2.json --out runs/drums-v2 --resume $(V2_DATA) $(MAX_MINUTES) \
+	  || $(STOPPED); \
+	mkdir -p runs/drums-v2-finetune/model; \
+	cp -n runs/drums-v2/model/config.json runs/drums-v2/model/vae.safetensors runs/drums-v2-finetune/model/; \
+	$(BIN)/sampleforge train diffusion --config configs/drums-v2-finetune.json --out runs/drums-v2-finetune --resume \
+	  $(V2_DATA) $(MAX_MINUTES) || $(STOPPED); \
+	mkdir -p weights/drums-v2; \
+	cp runs/drums-v2-finetune/model/config.json runs/drums-v2-finetune/model/vocab.json \
+	  runs/drums-v2-finetune/model/timbre.json runs/drums-v2-finetune/model/*.safetensors weights/drums-v2/; \
+	echo 'weights/drums-v2 rebuilt; the model card (README.md) describes the shipped run'
 
 train-v2: train-default
 
 ## rebuild drums-v1, the previous default (Hydrogen kits only; its model card is kept)
 train-v1: install data
+	set -e; \
 	$(BIN)/sampleforge train all --config configs/default.json --out runs/drums-v1 --resume \
-	  --data /usr/share/hydrogen/data/drumkits $(if $(MINUTES),--max-minutes $(MINUTES),)
-	mkdir -p weights/drums-v1
-	cp runs/drums-v1/model/config.json runs/drums-v1/model/vocab.json runs/drums-v1/model/*.safetensors weights/drums-v1/
-	@echo 'weights/drums-v1 rebuilt; the model card (README.md) describes the shipped run'
+	  --data /usr/share/hydrogen/data/drumkits $(MAX_MINUTES) || $(STOPPED); \
+	mkdir -p weights/drums-v1; \
+	cp runs/drums-v1/model/config.json runs/drums-v1/model/vocab.json runs/drums-v1/model/*.safetensors weights/drums-v1/; \
+	echo 'weights/drums-v1 rebuilt; the model card (README.md) describes the shipped run'
 
 ## rebuild the judge of `sampleforge eval` on the real clips drums-v2 trains on, holding out its kits
 ## (the card compares it with classifier-v1 on the same held-out clips while that is in the repository)

@@ -11,10 +11,10 @@ import torch
 
 from sampleforge.bundle import load_bundle
 from sampleforge.cli import main
-from sampleforge.train.commands import EXIT_STOPPED
 from sampleforge.data.corpus import HYDROGEN_DIRS
 from sampleforge.debug_model import make_debug_bundle
 from sampleforge.pipeline import Generator
+from sampleforge.train.commands import EXIT_STOPPED
 
 REPO = Path(__file__).resolve().parents[2]
 KITS = ("Millo-Drums_v.1", "HardElectro1")  # 17 + 17 one-shots

@@ -69,8 +69,8 @@ demo: install data
 MINUTES ?=
 MAX_MINUTES = $(if $(MINUTES),--max-minutes $(MINUTES),)
 V2_DATA = --data /usr/share/hydrogen/data/drumkits $(DEBIAN_DRUMS)
-# after a training command: a run stopped by MINUTES (status 75) ends the recipe here without an error
-STOPPED = { rc=$$?; [ $$rc = 75 ] && { echo "stopped after $(MINUTES) minutes: run the same command again to continue"; exit 0; }; exit $$rc; }
+# after a training command: a run stopped by MINUTES or a signal (status 75) ends the recipe here without an error
+STOPPED = { rc=$$?; [ $$rc = 75 ] && { echo "stopped before the end: run the same command again to continue"; exit 0; }; exit $$rc; }
 train-default: install data
 	set -e; \
 	$(BIN)/sampleforge train all --config configs/drums-v2.json --out runs/drums-v2 --resume $(V2_DATA) $(MAX_MINUTES) \

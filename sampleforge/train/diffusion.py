@@ -92,18 +92,31 @@ def jitter_knobs(knobs: Tensor, std: float, generator: torch.Generator) -> Tenso
     return (knobs + std * noise).clamp(0.0, 1.0)  # NaN + noise stays NaN; clamp keeps NaN
 
 
-def start_from(model: nn.Module, folder: Path, vocab: Vocabulary) -> None:
-    """Load a model folder's U-Net and keyword encoder into ``model`` (``recipe.init["diffusion"]``): the
-    folder must have been trained on the same keywords (its vocab.json), else the keyword ids would mean other
-    words. Raises UserInputError naming what does not fit."""
+def init_vocabulary(folder: Path, built: Vocabulary) -> Vocabulary:
+    """The keywords of a run that starts from a model folder (``recipe.init["diffusion"]``): the folder's own
+    (its vocab.json), so that every keyword id keeps its meaning whatever clips the run trains on. Words of
+    this run's clips (``built``) that the folder does not know are dropped from their prompts, with a log line.
+    Raises UserInputError when the folder has no vocabulary."""
+    from sampleforge.errors import UserInputError
+
+    vocab_file = folder / "vocab.json"
+    if not folder.is_dir() or not vocab_file.is_file():
+        raise UserInputError(f"recipe.init.diffusion: {folder} is not a model folder (no vocab.json)")
+    vocab = Vocabulary.load(vocab_file)
+    unknown = sorted(w for w in built.words if w not in vocab)
+    if unknown:
+        log.info("diffusion: %d keyword(s) of the training clips are not in %s and are left out: %s",
+                 len(unknown), vocab_file, ", ".join(unknown))
+    return vocab
+
+
+def start_from(model: nn.Module, folder: Path) -> None:
+    """Load a model folder's U-Net and keyword encoder into ``model`` (``recipe.init["diffusion"]``; its
+    keywords are taken with :func:`init_vocabulary`). Raises UserInputError naming what does not fit."""
     from sampleforge.errors import CheckpointError, UserInputError
 
     if not folder.is_dir():
         raise UserInputError(f"recipe.init.diffusion: {folder} is not a model folder")
-    vocab_file = folder / "vocab.json"
-    if not vocab_file.is_file() or Vocabulary.load(vocab_file) != vocab:
-        raise UserInputError(f"recipe.init.diffusion: {vocab_file} is missing or lists other keywords than this "
-                             "run's training clips")
     try:
         load_state(_unet(model), folder / "unet.safetensors")
         load_state(_text(model), folder / "text.safetensors")
@@ -126,16 +139,17 @@ class DiffusionTask:
         self.vae = MelVAE(cfg.vae)
         load_state(self.vae, vae_file)
         self.vae.eval().requires_grad_(False)
-        self.vocab = Vocabulary.build([list(c.keywords) for c in ctx.clips], min_count=ctx.data.min_count,
-                                      categories=[c.category for c in ctx.clips])
+        init = ctx.recipe.init.get("diffusion")
+        built = Vocabulary.build([list(c.keywords) for c in ctx.clips], min_count=ctx.data.min_count,
+                                 categories=[c.category for c in ctx.clips])
+        self.vocab = init_vocabulary(Path(init), built) if init else built
         cfg.text.vocab_size = max(cfg.text.vocab_size, len(self.vocab) + 1)
         ctx.model_dir.mkdir(parents=True, exist_ok=True)
         self.vocab.save(ctx.model_dir / "vocab.json")
         ctx.write_config(("text",))
         self.model: nn.Module = nn.ModuleDict({"unet": LatentUNet(cfg.unet), "text": KeywordEncoder(cfg.text)})
-        init = ctx.recipe.init.get("diffusion")
         if init:
-            start_from(self.model, Path(init), self.vocab)
+            start_from(self.model, Path(init))
             log.info("diffusion: U-Net and keyword encoder start from %s", init)
         self.prediction = get_prediction(cfg.diffusion.prediction)
         self.alphas_cumprod = None if self.prediction.flow else cfg.diffusion.alphas_cumprod().float()

@@ -129,27 +129,31 @@ def _diffusion_model(folder: Path) -> tuple[torch.nn.Module, Any]:
     return model, bundle
 
 
-def test_diffusion_starts_from_a_model_folder_with_the_same_keywords(tmp_path: Path) -> None:
+def test_diffusion_starts_from_a_model_folder_and_keeps_its_keywords(tmp_path: Path) -> None:
     from sampleforge.debug_model import make_debug_bundle
     from sampleforge.text.keywords import Vocabulary
-    from sampleforge.train.diffusion import start_from
+    from sampleforge.train.diffusion import init_vocabulary, start_from
 
     folder = make_debug_bundle(tmp_path / "m", seed=3)
     model, bundle = _diffusion_model(folder)
     before = model["unet"].state_dict()
     assert not all(torch.equal(v, bundle.unet.state_dict()[k]) for k, v in before.items())
-    start_from(model, folder, bundle.vocab)
+    start_from(model, folder)
     for name in ("unet", "text"):
         own, src = model[name].state_dict(), getattr(bundle, name).state_dict()
         assert all(torch.equal(own[k], src[k]) for k in src)
-    other = Vocabulary({"kick": 10, "cowbell": 3})
-    with pytest.raises(UserInputError, match="init.diffusion: .*vocab.json.*other keywords"):
-        start_from(model, folder, other)
+    # the run's clips name fewer and other words: the folder's keywords (and ids) are kept all the same
+    known = bundle.vocab.words[0]
+    built = Vocabulary({known: 10, "cowbellish": 3})
+    vocab = init_vocabulary(folder, built)
+    assert vocab == bundle.vocab and vocab.id_of(known) == bundle.vocab.id_of(known) and "cowbellish" not in vocab
     with pytest.raises(UserInputError, match="init.diffusion: .* is not a model folder"):
-        start_from(model, tmp_path / "nowhere", bundle.vocab)
+        init_vocabulary(tmp_path / "nowhere", built)
+    with pytest.raises(UserInputError, match="init.diffusion: .* is not a model folder"):
+        start_from(model, tmp_path / "nowhere")
     (folder / "unet.safetensors").unlink()
     with pytest.raises(UserInputError, match="init.diffusion: .*unet.safetensors"):
-        start_from(model, folder, bundle.vocab)
+        start_from(model, folder)
 
 
 def test_knob_jitter_moves_set_knobs_within_0_1_and_keeps_unset_ones_unset() -> None:

@@ -5,6 +5,10 @@
      "data": {...DataConfig...},
      "recipe": {...RecipeConfig...}}
 
+A recipe may start from another one: ``"extends": "drums-v2.json"`` (a path relative to the file) takes that
+recipe and lays this file's keys over it, section by section and key by key (a list or a value replaces the
+parent's), so that a second run of a model (a fine-tune) names only what it changes.
+
 Also turns ``--data DIR...`` into training clips: scan (Hydrogen kits and plain folders), hold out whole kits,
 widen with the procedural synthesizer.
 """
@@ -100,17 +104,44 @@ class Recipe:
     recipe: RecipeConfig
 
 
-def load_recipe(path: str | Path) -> Recipe:
+def overlay(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` laid over ``base``: dicts merge key by key (recursively); any other value replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = overlay(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A recipe file as a dict, with its ``extends`` chain resolved. Raises ConfigError naming the file for
+    invalid JSON, unknown sections, a missing parent or a cycle."""
     file = Path(path)
     if not file.is_file():
+        if _seen:
+            raise ConfigError(f"{_seen[-1]}: extends {file}, which does not exist")
         raise UserInputError(f"--config: {file} does not exist")
+    if file.resolve() in _seen:
+        raise ConfigError(f"{file}: extends itself (through {', '.join(str(f) for f in _seen)})")
     try:
         raw: dict[str, Any] = json.loads(file.read_text())
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{file}: invalid JSON ({exc})") from None
-    unknown = sorted(set(raw) - {"model", "train", "data", "recipe"})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: a recipe is a JSON object")
+    unknown = sorted(set(raw) - {"extends", "model", "train", "data", "recipe"})
     if unknown:
-        raise ConfigError(f"{file}: unknown key {unknown[0]!r} (valid keys: data, model, recipe, train)")
+        raise ConfigError(f"{file}: unknown key {unknown[0]!r} (valid keys: data, extends, model, recipe, train)")
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str) or not parent:
+        raise ConfigError(f"{file}: extends must be a file name, got {parent!r}")
+    return overlay(read_recipe(file.parent / parent, (*_seen, file.resolve())), raw)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    file = Path(path)
+    raw = read_recipe(file)
     train_raw = raw.get("train", {})
     bad = sorted(set(train_raw) - set(STAGES))
     if bad:

@@ -75,8 +75,6 @@ train-default: install data
 	set -e; \
 	$(BIN)/sampleforge train all --config configs/drums-v2.json --out runs/drums-v2 --resume $(V2_DATA) $(MAX_MINUTES) \
 	  || $(STOPPED); \
-	mkdir -p runs/drums-v2-finetune/model; \
-	cp -n runs/drums-v2/model/config.json runs/drums-v2/model/vae.safetensors runs/drums-v2-finetune/model/; \
 	$(BIN)/sampleforge train diffusion --config configs/drums-v2-finetune.json --out runs/drums-v2-finetune --resume \
 	  $(V2_DATA) $(MAX_MINUTES) || $(STOPPED); \
 	mkdir -p weights/drums-v2; \

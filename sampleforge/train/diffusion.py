@@ -110,6 +110,30 @@ def init_vocabulary(folder: Path, built: Vocabulary) -> Vocabulary:
     return vocab
 
 
+def take_init_vae(model_dir: Path, folder: Path) -> None:
+    """A run that starts from a model folder trains on that folder's VAE latents: copy its ``vae.safetensors``
+    and ``config.json`` into the run's ``model_dir`` the first time. Raises UserInputError when the folder has
+    no VAE, or when the run already holds a different one (the start was rebuilt since the run began)."""
+    import shutil
+
+    from sampleforge.errors import UserInputError
+
+    src, dst = folder / "vae.safetensors", model_dir / "vae.safetensors"
+    if not src.is_file() or not (folder / "config.json").is_file():
+        raise UserInputError(f"recipe.init.diffusion: {folder} is not a model folder (no vae.safetensors or "
+                             "config.json)")
+    if dst.is_file():
+        if dst.read_bytes() != src.read_bytes():
+            raise UserInputError(f"recipe.init.diffusion: {dst} is not the VAE of {folder} (changed since this run "
+                                 f"began?): delete {model_dir.parent} to start the run over from it")
+        return
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if not (model_dir / "config.json").is_file():
+        shutil.copyfile(folder / "config.json", model_dir / "config.json")
+    shutil.copyfile(src, model_dir / "vae.safetensors.tmp")
+    (model_dir / "vae.safetensors.tmp").replace(dst)
+
+
 def start_from(model: nn.Module, folder: Path) -> None:
     """Load a model folder's U-Net and keyword encoder into ``model`` (``recipe.init["diffusion"]``; its
     keywords are taken with :func:`init_vocabulary`). Raises UserInputError naming what does not fit."""
@@ -129,6 +153,9 @@ class DiffusionTask:
 
     def __init__(self, ctx: StageContext) -> None:
         self.ctx = ctx
+        init = ctx.recipe.init.get("diffusion")
+        if init:
+            take_init_vae(ctx.model_dir, Path(init))
         ctx.load_model_config()
         cfg = ctx.model_config
         vae_file = ctx.model_dir / "vae.safetensors"
@@ -139,7 +166,6 @@ class DiffusionTask:
         self.vae = MelVAE(cfg.vae)
         load_state(self.vae, vae_file)
         self.vae.eval().requires_grad_(False)
-        init = ctx.recipe.init.get("diffusion")
         built = Vocabulary.build([list(c.keywords) for c in ctx.clips], min_count=ctx.data.min_count,
                                  categories=[c.category for c in ctx.clips])
         self.vocab = init_vocabulary(Path(init), built) if init else built

@@ -224,3 +224,22 @@ def test_a_decoder_fine_tune_grows_refine_blocks_onto_a_trained_vae(tmp_path: Pa
     bad.write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match="bad.safetensors: not a readable safetensors file"):
         load_grown(grown, bad)
+
+
+def test_a_run_from_a_model_folder_takes_its_vae_once_and_refuses_another(tmp_path: Path) -> None:
+    from sampleforge.debug_model import make_debug_bundle
+    from sampleforge.train.diffusion import take_init_vae
+
+    folder = make_debug_bundle(tmp_path / "m", seed=3)
+    run_model = tmp_path / "run" / "model"
+    take_init_vae(run_model, folder)
+    assert (run_model / "vae.safetensors").read_bytes() == (folder / "vae.safetensors").read_bytes()
+    assert (run_model / "config.json").read_text() == (folder / "config.json").read_text()
+    (run_model / "config.json").write_text("{}")  # the run's own config is not overwritten on a resume
+    take_init_vae(run_model, folder)
+    assert (run_model / "config.json").read_text() == "{}"
+    other = make_debug_bundle(tmp_path / "other", seed=4)
+    with pytest.raises(UserInputError, match="is not the VAE of .*other.*delete .*run"):
+        take_init_vae(run_model, other)
+    with pytest.raises(UserInputError, match="init.diffusion: .*nowhere is not a model folder"):
+        take_init_vae(run_model, tmp_path / "nowhere")

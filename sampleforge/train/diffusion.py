@@ -112,8 +112,9 @@ def init_vocabulary(folder: Path, built: Vocabulary) -> Vocabulary:
 
 def take_init_vae(model_dir: Path, folder: Path) -> None:
     """A run that starts from a model folder trains on that folder's VAE latents: copy its ``vae.safetensors``
-    and ``config.json`` into the run's ``model_dir`` the first time. Raises UserInputError when the folder has
-    no VAE, or when the run already holds a different one (the start was rebuilt since the run began)."""
+    and ``config.json`` (and its vocoder, which the run does not touch, if it has one) into the run's
+    ``model_dir`` the first time. Raises UserInputError when the folder has no VAE, or when the run already
+    holds a different one (the start was rebuilt since the run began)."""
     import shutil
 
     from sampleforge.errors import UserInputError
@@ -130,7 +131,9 @@ def take_init_vae(model_dir: Path, folder: Path) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
     if not (model_dir / "config.json").is_file():
         shutil.copyfile(folder / "config.json", model_dir / "config.json")
-    shutil.copyfile(src, model_dir / "vae.safetensors.tmp")
+    if (folder / "vocoder.safetensors").is_file() and not (model_dir / "vocoder.safetensors").is_file():
+        shutil.copyfile(folder / "vocoder.safetensors", model_dir / "vocoder.safetensors")
+    shutil.copyfile(src, model_dir / "vae.safetensors.tmp")  # last: its presence says the copy is complete
     (model_dir / "vae.safetensors.tmp").replace(dst)
 
 

@@ -70,6 +70,32 @@ def test_train_all_stages_then_generate(real_kits: Path, tmp_path: Path) -> None
     assert int((run / "vae" / "loss.csv").read_text().splitlines()[-1].split(",")[0]) == 9
 
 
+def test_a_fine_tune_starts_from_a_model_folder_with_its_vae_and_keywords(real_kits: Path, tmp_path: Path) -> None:
+    import json
+
+    start = make_debug_bundle(tmp_path / "start", seed=5, vocab_words=["kick", "snare", "hat", "808"])
+    recipe = tmp_path / "tune.json"  # the debug recipe, extended: only what the second run changes
+    recipe.write_text(json.dumps({"extends": str(REPO / "configs" / "debug.json"),
+                                  "train": {"diffusion": {"max_steps": 2}},
+                                  "recipe": {"stages": ["diffusion"], "init": {"diffusion": str(start)}}}))
+    run = tmp_path / "tune"
+    args = ["train", "diffusion", "--data", str(real_kits), "--config", str(recipe), "--out", str(run),
+            "--cache", str(tmp_path / "cache"), "--no-progress"]
+    assert main(args) == 0
+    for name in ("vae.safetensors", "vocab.json"):  # trained on the start's latents, with the start's keyword ids
+        assert (run / "model" / name).read_bytes() == (start / name).read_bytes()
+    bundle = load_bundle(run / "model")
+    assert bundle.unet is not None and bundle.text is not None
+    audio = Generator(bundle, device="cpu").generate("808 kick", steps=2, seed=0)
+    assert audio.shape == (1, 88200) and torch.isfinite(audio).all()
+    # the start rebuilt with another VAE since: the resume refuses it, one line, nothing overwritten
+    shutil.rmtree(start)
+    make_debug_bundle(start, seed=6, vocab_words=["kick", "snare", "hat", "808"])
+    before = (run / "model" / "vae.safetensors").read_bytes()
+    assert main([*args, "--resume", "--max-steps", "3"]) == 2
+    assert (run / "model" / "vae.safetensors").read_bytes() == before
+
+
 def test_vae_improves_over_untrained(real_kits: Path, tmp_path: Path) -> None:
     from sampleforge.train.loop import TrainConfig, train
     from sampleforge.train.recipe import load_recipe, training_clips

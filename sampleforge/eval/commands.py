@@ -92,8 +92,9 @@ def _register_eval(sub: Any) -> None:
     v.set_defaults(func=_run_vocoder_check)
 
 
-# the descriptor check's own defaults: the fast setting, seed 0 (both prompts of a contrast share the seeds)
-DESCRIPTOR_SETTINGS = GenerationParams(steps=8, cfg_scale=3.0, sampler="dpmpp_2m", seed=0)
+# the descriptor check's own defaults: the fast setting, seed 0 (both prompts of a contrast share the seeds); the
+# guidance is the model's own
+DESCRIPTOR_SETTINGS = GenerationParams(steps=8, sampler="dpmpp_2m", seed=0)
 
 
 def _run_descriptors(args: argparse.Namespace) -> int:
@@ -111,11 +112,12 @@ def _run_descriptors(args: argparse.Namespace) -> int:
     if args.count < 2:
         raise UserInputError(f"--count must be at least 2 (effect sizes need pairs), got {args.count}")
     p = from_namespace(args, DESCRIPTOR_SETTINGS)
-    assert p.steps is not None and p.cfg_scale is not None  # DESCRIPTOR_SETTINGS gives both
+    assert p.steps is not None  # DESCRIPTOR_SETTINGS gives it
     missing = [str(r) for r in args.reference if not Path(r).is_dir()]
     if missing:
         raise UserInputError(f"--reference: {missing[0]} is not a folder")
     gen = Generator.from_pretrained(args.model)
+    cfg_scale = p.cfg_scale if p.cfg_scale is not None else gen.space.default_cfg
     clf = load_classifier(args.classifier)
     clips = corpus.scan(list(args.reference)).clips
     if not clips:
@@ -124,7 +126,7 @@ def _run_descriptors(args: argparse.Namespace) -> int:
     duration = float(gen.bundle.config.duration)
     wavs = np.stack([cache.get(c.path, duration=duration, sample_rate=gen.sample_rate) for c in clips])
     result = check_descriptors(gen, clf, wavs, [c.category for c in clips], [c.keywords for c in clips],
-                               n=args.count, steps=p.steps, sampler=p.sampler or "dpmpp_2m", cfg_scale=p.cfg_scale,
+                               n=args.count, steps=p.steps, sampler=p.sampler or "dpmpp_2m", cfg_scale=cfg_scale,
                                seed=int(p.seed if p.seed is not None else 0))
     for r in result["contrasts"]:
         print(f"  {'pass' if r['passed'] else 'FAIL'}  {r['contrast']:<36} {r['feature']:<10} d {_f(r['d']):>6} {_interval(r['d_interval'])} "

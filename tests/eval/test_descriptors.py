@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -129,3 +131,11 @@ def test_the_command_takes_the_generation_settings(debug_model, tmp_path, capsys
                  "--steps", "1", "--cfg-scale", "4.5", "--out", str(out)]) == 0
     settings = json.loads((out / "descriptors.json").read_text())["settings"]
     assert settings["cfg_scale"] == 4.5 and settings["steps"] == 1 and settings["sampler"] == "dpmpp_2m"
+    own = tmp_path / "own-guidance"  # without --cfg-scale, the model's own guidance
+    shutil.copytree(debug_model, own)
+    config = json.loads((own / "config.json").read_text())
+    config["diffusion"]["cfg_scale"] = 2.5
+    (own / "config.json").write_text(json.dumps(config))
+    assert main(["eval", "descriptors", "--model", str(own), "--reference", str(kit), "-n", "2", "--steps", "1",
+                 "--out", str(out)]) == 0
+    assert json.loads((out / "descriptors.json").read_text())["settings"]["cfg_scale"] == 2.5

@@ -156,9 +156,10 @@ class DiffusionTask:
 
     def __init__(self, ctx: StageContext) -> None:
         self.ctx = ctx
-        init = ctx.recipe.init.get("diffusion")
-        if init:
-            take_init_vae(ctx.model_dir, Path(init))
+        named = ctx.recipe.init.get("diffusion")
+        init = Path(named) if named else None  # a model folder the U-Net and keyword encoder start from
+        if init is not None:
+            take_init_vae(ctx.model_dir, init)
         ctx.load_model_config()
         cfg = ctx.model_config
         vae_file = ctx.model_dir / "vae.safetensors"
@@ -171,14 +172,14 @@ class DiffusionTask:
         self.vae.eval().requires_grad_(False)
         built = Vocabulary.build([list(c.keywords) for c in ctx.clips], min_count=ctx.data.min_count,
                                  categories=[c.category for c in ctx.clips])
-        self.vocab = init_vocabulary(Path(init), built) if init else built
+        self.vocab = init_vocabulary(init, built) if init is not None else built
         cfg.text.vocab_size = max(cfg.text.vocab_size, len(self.vocab) + 1)
         ctx.model_dir.mkdir(parents=True, exist_ok=True)
         self.vocab.save(ctx.model_dir / "vocab.json")
         ctx.write_config(("text",))
         self.model: nn.Module = nn.ModuleDict({"unet": LatentUNet(cfg.unet), "text": KeywordEncoder(cfg.text)})
-        if init:
-            start_from(self.model, Path(init))
+        if init is not None:
+            start_from(self.model, init)
             log.info("diffusion: U-Net and keyword encoder start from %s", init)
         self.prediction = get_prediction(cfg.diffusion.prediction)
         self.alphas_cumprod = None if self.prediction.flow else cfg.diffusion.alphas_cumprod().float()

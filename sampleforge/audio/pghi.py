@@ -114,14 +114,21 @@ def attack_phase(log_magnitude: Tensor, n_fft: int, hop: int, delay: int = ONSET
     is) holds it from sample delay - m * hop + n_fft / 2 of its window on (0 once the start has left it).
 
     A drum one-shot finished by ``audio.finish`` starts 1.5 ms in, loudest at once: its first frames look like
-    this, and Griffin-Lim started from it finds a better phase than from a random start (docs/runs/vocoder-v3)."""
-    cepstrum = torch.fft.irfft(log_magnitude.transpose(1, 2).float(), n=n_fft)  # (B, A, n_fft), real and even
-    fold = torch.zeros(n_fft, device=cepstrum.device)
+    this, and Griffin-Lim started from it finds a better phase than from a random start (docs/runs/vocoder-v3).
+
+    The FFTs run clip by clip: a batched FFT rounds differently from a single one, and a clip's start must not
+    depend on the batch it is in."""
+    fold = torch.zeros(n_fft, device=log_magnitude.device)
     fold[0], fold[1 : n_fft // 2], fold[n_fft // 2] = 1.0, 2.0, 1.0  # the causal part: the minimum phase
-    minimum = torch.fft.rfft(cepstrum * fold, n=n_fft).imag.transpose(1, 2)  # (B, K, A)
-    frames = torch.arange(log_magnitude.shape[-1], device=cepstrum.device)
+
+    def one(lm: Tensor) -> Tensor:  # (1, K, A) -> (1, K, A)
+        cepstrum = torch.fft.irfft(lm.transpose(1, 2).float(), n=n_fft)  # (1, A, n_fft), real and even
+        return torch.fft.rfft(cepstrum * fold, n=n_fft).imag.transpose(1, 2)
+
+    minimum = torch.cat([one(log_magnitude[i : i + 1]) for i in range(log_magnitude.shape[0])])  # (B, K, A)
+    frames = torch.arange(log_magnitude.shape[-1], device=log_magnitude.device)
     start = (delay - frames * hop + n_fft // 2).clamp(min=0).float()
-    bins = torch.arange(n_fft // 2 + 1, device=cepstrum.device, dtype=torch.float32)
+    bins = torch.arange(n_fft // 2 + 1, device=log_magnitude.device, dtype=torch.float32)
     return minimum - 2 * math.pi * bins[:, None] * start[None] / n_fft
 
 

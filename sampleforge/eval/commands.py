@@ -133,8 +133,9 @@ def _run_descriptors(args: argparse.Namespace) -> int:
               f"(real {_f(r['real_d'])}, n {r['real_n'][0]}/{r['real_n'][1]})  judged "
               f"{_f(r['adherence'][0], 100)} / {_f(r['adherence'][1], 100)} %")
     for w in result["sweeps"]:
+        falls = "".join(f"; falls {f['from']:g}->{f['to']:g} (p {f['p']:.2g})" for f in w.get("falls", []))
         print(f"  {'pass' if w['monotonic'] else 'FAIL'}  sweep {w['class']} {w['knob']:<10} medians "
-              + " ".join(f"{m:.3g}" for m in w["medians"]))
+              + " ".join(f"{m:.3g}" for m in w["medians"]) + f"  (rho {_f(w.get('spearman'))}{falls})")
     print(f"{result['passed']}/{result['total']} contrasts pass; "
           f"{sum(w['monotonic'] for w in result['sweeps'])}/{len(result['sweeps'])} knob sweeps monotonic")
     out = args.out or Path("runs") / "eval" / (Path(str(args.model)).name + "-descriptors")

@@ -10,7 +10,10 @@ d has the real d's sign, |d| >= 0.8, and the drum classifier judges each side it
 
 **Knob sweeps.** A knob set to 0.1, 0.3, 0.5, 0.7 and 0.9 (other knobs free) for one class prompt: the
 median of its feature must never fall as the knob rises and must end above where it started (monotonic; two
-equal medians are allowed, as where a crash's decay reaches the end of the 2-s clip).
+equal medians are allowed, as where a crash's decay reaches the end of the 2-s clip). Each sweep also reports
+how strongly and how surely the knob moves its feature over all its clips (``trend``): Spearman's rank
+correlation of knob value and feature, and for each step where the median falls, the one-sided Mann-Whitney
+p-value of that fall (a small p: a real fall; a large one: a dip within the noise of n clips).
 """
 
 from __future__ import annotations
@@ -71,6 +74,24 @@ SWEEPS: tuple[tuple[str, str], ...] = (
 def monotonic(medians: Sequence[float]) -> bool:
     """True if ``medians`` never fall and end above their start (ties allowed: a feature may sit at its limit)."""
     return bool(all(b >= a for a, b in zip(medians, medians[1:], strict=False)) and medians[-1] > medians[0])
+
+
+def trend(values: Sequence[float], features: Sequence[np.ndarray]) -> dict[str, Any]:
+    """How a sweep's feature follows its knob: Spearman's rho over every clip (knob value, feature) and, for each
+    step whose median falls, the one-sided Mann-Whitney p-value that the higher knob gives lower features."""
+    from scipy.stats import mannwhitneyu, spearmanr
+
+    x = np.concatenate([np.full(len(f), v, dtype=float) for v, f in zip(values, features, strict=True)])
+    y = np.concatenate([np.asarray(f, dtype=float) for f in features])
+    rho = float(spearmanr(x, y).statistic) if len(y) > 2 and np.ptp(y) > 0 else None
+    falls = []
+    for i in range(1, len(features)):
+        lo, hi = np.asarray(features[i - 1]), np.asarray(features[i])
+        if len(lo) and len(hi) and np.median(hi) < np.median(lo):
+            p = float(mannwhitneyu(hi, lo, alternative="less").pvalue)
+            falls.append({"from": float(values[i - 1]), "to": float(values[i]), "p": p})
+    return {"spearman": rho, "falls": falls}
+
 
 def feature_values(wavs: np.ndarray, feature: str, sample_rate: int, features: int = FEATURES) -> np.ndarray:
     """(N, T) clips -> (N,) feature values (log for decay and brightness), by the definitions of ``features``."""
@@ -156,13 +177,14 @@ def check_descriptors(generator: Any, clf: Any, real_wavs: np.ndarray, real_cate
                      "real_n": [len(ra), len(rb)], "adherence": [adh_a, adh_b], "passed": bool(ok)})
     sweep_rows = []
     for category, knob in sweeps:
-        medians = []
+        feats = []
         for v in SWEEP_VALUES:
             g = generator.generate_full(CATEGORY_PROMPTS[category], **{knob: v}, **kw).audio.numpy()
-            medians.append(float(np.median(feature_values(g, knob, sr, version))))
+            feats.append(feature_values(g, knob, sr, version))
             bar.update(1)
+        medians = [float(np.median(f)) for f in feats]
         sweep_rows.append({"class": category, "knob": knob, "values": list(SWEEP_VALUES), "medians": medians,
-                           "monotonic": monotonic(medians)})
+                           "monotonic": monotonic(medians), **trend(SWEEP_VALUES, feats)})
     bar.close()
     return {"contrasts": rows, "passed": sum(r["passed"] for r in rows), "total": len(rows),
             "sweeps": sweep_rows, "settings": {k: v for k, v in kw.items()}, "knobs": list(KNOBS),

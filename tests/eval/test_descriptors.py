@@ -15,6 +15,7 @@ from sampleforge.eval.descriptors import (
     d_interval,
     monotonic,
     real_groups,
+    trend,
 )
 
 SR = 44100
@@ -48,6 +49,23 @@ def test_a_sweep_is_monotonic_when_it_never_falls_and_ends_higher() -> None:
     assert not monotonic([0.82, 0.76, 0.64, 0.71, 0.98])  # U-shaped
     assert not monotonic([0.5, 0.5, 0.5])  # flat: the knob does nothing
     assert not monotonic([0.9, 0.8, 0.7])
+
+
+def test_a_sweeps_trend_tells_a_real_fall_from_a_dip_within_the_noise() -> None:
+    rng = np.random.default_rng(0)
+    values = (0.1, 0.3, 0.5, 0.7, 0.9)
+    rising = [rng.normal(v, 0.05, 48) for v in values]
+    out = trend(values, rising)
+    assert out["spearman"] > 0.9 and out["falls"] == []
+    # the last step falls by a little against a wide spread: a fall of the median, but not a sure one
+    noisy = [rng.normal(m, 1.0, 48) for m in (0.0, 1.0, 2.0, 3.0, 2.95)]
+    noisy[4] += np.median(noisy[3]) - 0.02 - np.median(noisy[4])  # the median dips 0.02
+    dip = trend(values, noisy)
+    assert [(f["from"], f["to"]) for f in dip["falls"]] == [(0.7, 0.9)] and dip["falls"][0]["p"] > 0.2
+    # a clear fall at the same step
+    clear = [*noisy[:4], noisy[3] - 2.0]
+    assert trend(values, clear)["falls"][0]["p"] < 1e-6
+    assert trend(values, [np.ones(4)] * 5)["spearman"] is None  # a constant feature has no rank correlation
 
 
 def test_real_groups_by_keyword_by_knob_and_by_class() -> None:

@@ -46,6 +46,7 @@ from sampleforge.eval.classifier import (
     clip_logmels,
     save_classifier,
 )
+from sampleforge.eval.metrics import wilson_interval
 from sampleforge.taxonomy import CATEGORIES
 
 if TYPE_CHECKING:
@@ -146,16 +147,6 @@ def accuracy_by_class(model: DrumClassifier, logmels: Tensor, labels: Tensor) ->
         if n:
             out[c] = {"n": n, "correct": int(conf[j, j]), "accuracy": conf[j, j] / n}
     return out, conf
-
-
-def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a proportion ``correct / n``."""
-    if n == 0:
-        return 0.0, 1.0
-    p = correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def mistakes(model: DrumClassifier, logmels: Tensor, labels: Tensor, names: Sequence[str]) -> list[str]:

@@ -164,7 +164,9 @@ def _run_eval(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / "eval" / Path(str(args.model)).name
     result, js, page = run_eval(args.model, args.reference, out, settings, args.classifier, args.device)
     o = result["overall"]
-    print(f"adherence {_f(o['adherence'], 100)} %  FD classifier {_f(o['fd_classifier'])} (floor "
+    iv = o.get("adherence_interval")
+    interval = f" [{iv[0]:.1%}, {iv[1]:.1%}]" if iv else ""
+    print(f"adherence {_f(o['adherence'], 100)} %{interval}  FD classifier {_f(o['fd_classifier'])} (floor "
           f"{_f(o['fd_classifier_floor'])})  FD MFCC {_f(o['fd_mfcc'])} (floor {_f(o['fd_mfcc_floor'])})  "
           f"clipping {_f(o['clipping_percent'])} %  NaN {o['nan_count']}")
     trip = result["roundtrip_check"]["per_class"]

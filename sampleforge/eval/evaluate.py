@@ -343,6 +343,10 @@ def evaluate(model: str | Path, reference: Sequence[Path | str], settings: EvalS
         "per_class": per_class,
         "overall": {
             "adherence": _mean([v["adherence"] for v in per_class.values()]),
+            # 95 % Wilson interval over every generated clip: how far chance alone moves the figure
+            "adherence_interval": list(metrics.wilson_interval(
+                sum(round(v["adherence"] * len(v["seeds"])) for v in per_class.values()),
+                sum(len(v["seeds"]) for v in per_class.values()))) if per_class else None,
             "fd_classifier": _fd_or_none(gen_emb[sel], ref_e) if len(sel) else None,
             "fd_classifier_floor": _fd_or_none(ref_e[half_a], ref_e[half_b]),
             "fd_mfcc": _fd_or_none(gen_mfcc[sel], ref_m) if len(sel) else None,

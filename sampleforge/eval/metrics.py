@@ -24,6 +24,16 @@ MRSTFT_WINDOWS: tuple[int, ...] = (256, 512, 1024, 2048)
 N_MFCC = 20
 
 
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion ``correct / n``."""
+    if n == 0:
+        return 0.0, 1.0
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def _as_numpy(x: np.ndarray | Tensor) -> np.ndarray:
     if isinstance(x, Tensor):
         return x.detach().cpu().double().numpy()

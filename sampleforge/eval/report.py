@@ -157,6 +157,8 @@ def eval_html(result: dict[str, Any], show_per_class: int = 8, show_reference: i
                  f"{result['reference']['split']}.")]
     summary = [
         {"metric": "class adherence (classifier accuracy on generated clips, %)", "value": _pct(o["adherence"])},
+        *([{"metric": "class adherence: 95 % interval (chance alone), %",
+            "value": " – ".join(f"{100 * x:.1f}" for x in o["adherence_interval"])}] if o.get("adherence_interval") else []),
         {"metric": "classifier accuracy on the real reference clips, %",
          "value": _pct(result["reference"]["classifier_accuracy"])},
         {"metric": "FD, classifier embedding (generated vs reference)", "value": o["fd_classifier"]},

@@ -34,6 +34,9 @@ def test_eval_end_to_end(debug_model: Path, random_classifier: Path, reference_d
         assert isinstance(v["nan_count"], int) and v["latent_std"] > 0
         assert v["nearest_train_distance"]["min"] <= v["nearest_train_distance"]["mean"]
     o = res["overall"]
+    correct = sum(round(v["adherence"] * 2) for v in res["per_class"].values())
+    lo, hi = o["adherence_interval"]  # 95 % Wilson interval over the 10 clips
+    assert 0.0 <= lo <= correct / 10 <= hi <= 1.0 and hi - lo > 0.3  # ten clips say little
     for key in ("fd_classifier", "fd_classifier_floor", "fd_mfcc", "fd_mfcc_floor"):
         assert o[key] is not None and o[key] >= 0.0 and math.isfinite(o[key]), key
     assert o["fd_mfcc"] > 0  # random-weight audio is not the reference
@@ -50,7 +53,7 @@ def test_eval_end_to_end(debug_model: Path, random_classifier: Path, reference_d
     assert "Round trip (10 real clips)" in page
     # players: 5 classes x 2 generated + reference (2 kick, 2 snare, 2 closed_hat, 2 clap, 0 tom) + 2 x 3 vocoder
     assert page.count("<audio") == 10 + 8 + 6
-    assert "Vocoder check" in page and "real-vs-real floor" in page
+    assert "Vocoder check" in page and "real-vs-real floor" in page and "95 % interval (chance alone)" in page
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 10  # reference clips went through the cache
 
 

@@ -116,3 +116,13 @@ def test_diversity_and_nearest() -> None:
     nn = metrics.nearest_distances(np.array([[0.0, 1.0]]), pts)
     assert nn.tolist() == [1.0]
     assert metrics.nearest_distances(pts, pts, exclude_self=True).tolist() == [5.0, 5.0]
+
+
+def test_the_wilson_interval_holds_the_proportion_and_narrows_with_more_clips() -> None:
+    from sampleforge.eval.metrics import wilson_interval
+
+    lo, hi = wilson_interval(212, 224)  # 94.6 % of 224 clips
+    assert lo < 212 / 224 < hi and 0.90 < lo < 0.92 and 0.96 < hi < 0.98
+    lo4, hi4 = wilson_interval(848, 896)  # the same rate on four times the clips: half as wide
+    assert abs((hi4 - lo4) - (hi - lo) / 2) < 0.005
+    assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(0, 10)[0] == 0.0 and wilson_interval(0, 0) == (0.0, 1.0)

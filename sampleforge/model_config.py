@@ -34,6 +34,9 @@ class DiffusionConfig:
     prediction: str = "v"  # what the U-Net predicts: "eps" | "v" | "x0" | "flow" (diffusion/prediction.py)
     sampling_schedule: str = "trailing"  # timestep spacing at inference: "uniform" (leading), "trailing", "karras"
     cfg_scale: float | None = None  # the guidance scale this model samples with unless asked (None: sampleforge's 3)
+    cfg_scale_no_knobs: float | None = None  # the same for a prompt that sets no timbre knob, by value or by word
+    # (a plain "kick"): a model with knobs may want a firmer class there than where knobs shape the sound (None:
+    # cfg_scale)
 
     def __post_init__(self) -> None:
         from sampleforge.diffusion.prediction import PREDICTIONS
@@ -42,8 +45,10 @@ class DiffusionConfig:
             raise ConfigError(f"diffusion.prediction: {self.prediction!r} is not one of {', '.join(PREDICTIONS)}")
         if self.prediction == "flow" and self.sampling_schedule != "uniform":
             raise ConfigError("diffusion.sampling_schedule: a flow model samples on uniform times; set \"uniform\"")
-        if self.cfg_scale is not None and not 0 <= self.cfg_scale <= 30:
-            raise ConfigError(f"diffusion.cfg_scale must be in [0, 30], got {self.cfg_scale}")
+        for name in ("cfg_scale", "cfg_scale_no_knobs"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 30:
+                raise ConfigError(f"diffusion.{name} must be in [0, 30], got {value}")
 
     def alphas_cumprod(self) -> torch.Tensor:
         """(timesteps,) float64 cumulative alphas of this schedule."""

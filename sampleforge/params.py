@@ -185,7 +185,8 @@ class GenerationParams:
                               "Open 1.0 100, Stable Audio Open Small 8, AudioLDM2 200)", ge=1, le=1000,
                               aliases=("ddim_steps",), task="diffusionSteps", own=50)
     cfg_scale: float | None = param(None, "classifier-free guidance scale; default: the model's own (sampleforge "
-                                    "models 3 unless their config says, Stable Audio Open 1.0 7, Stable Audio Open Small 1, AudioLDM2 3.5)",
+                                    "models 3 unless their config says, drums-v2 4 for a prompt that sets no timbre knob, Stable Audio "
+                                    "Open 1.0 7, Stable Audio Open Small 1, AudioLDM2 3.5)",
                                     ge=0.0, le=30.0, task="guidanceScale", own=3.0)
     sampler: str | None = param(None, "sampler, e.g. ddim, dpmpp_2m, euler_ancestral (flow models: flow_euler, "
                                 "flow_heun; distilled flow models: pingpong); default: the model's first",

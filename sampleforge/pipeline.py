@@ -79,9 +79,10 @@ class Rendered(NamedTuple):
     raw: Tensor
 
     def generation(self, prompts: list[str], seeds: list[int], params: GenerationParams,
-                   warnings: list[str]) -> Generation:
+                   warnings: list[str], cfg_scales: Sequence[float] | None = None) -> Generation:
+        mixed = list(cfg_scales) if cfg_scales is not None and len(set(cfg_scales)) > 1 else None
         return Generation(audio=self.audio, prompts=prompts, seeds=seeds, params=params, warnings=warnings,
-                          latents=self.latents, mels=self.mels, raw=self.raw)
+                          latents=self.latents, mels=self.mels, raw=self.raw, cfg_scales=mixed)
 
 
 class Generator(RunMixin):
@@ -246,7 +247,7 @@ class Generator(RunMixin):
         seed if none."""
         p = dataclasses.replace(
             params.with_seed(),
-            **model_defaults(self.space, params),
+            **{**model_defaults(self.space, params), "cfg_scale": self.cfg_scales([params.prompt], params)[0]},
             sampler=params.sampler or self.samplers[0],
             duration=params.duration if params.duration is not None else self.bundle.config.duration,
             precision=params.precision or self.precision,
@@ -263,6 +264,17 @@ class Generator(RunMixin):
                 "Stable Audio 3 and Stable Audio Open Small do; for variations of a clip use `vary`"
             raise UserInputError(f"{unused[0]}: sampleforge models do not take it ({who})")
         return p
+
+    def cfg_scales(self, prompts: Sequence[str], params: GenerationParams) -> list[float]:
+        """The guidance scale of each prompt: ``params.cfg_scale`` when given, else the model's own, which for a
+        prompt that sets no timbre knob (by value or by word) is ``diffusion.cfg_scale_no_knobs`` if the model
+        names one."""
+        if params.cfg_scale is not None:
+            return [float(params.cfg_scale)] * len(prompts)
+        default, plain = self.space.default_cfg, self.bundle.config.diffusion.cfg_scale_no_knobs
+        if plain is None:
+            return [default] * len(prompts)
+        return [default if self.knob_values(x, params.knobs()) else float(plain) for x in prompts]
 
     def settings(self, params: GenerationParams | None, settings: Mapping[str, Any]) -> GenerationParams:
         """``settings`` by name or alias over ``params`` (default: the defaults), resolved for this model."""
@@ -315,11 +327,12 @@ class Generator(RunMixin):
         normalize: str | None = "peak",
         init: Tensor | None = None,
         strength: float = 1.0,
+        cfg_scales: Sequence[float] | None = None,
     ) -> Rendered:
         """The one sampling path, for resolved settings ``p``: cond/uncond (B, D), start noise (B, C, W),
         per-clip ``seeds`` for the sampler's later draws, optional ``init`` latents (B, C, W) at ``strength``
-        → audio (B, samples), latents, mels and the raw waveform, on the CPU. Audio gets the natural tail
-        (``finish(tail="natural")``)."""
+        and per-clip guidance scales (``cfg_scales``, default ``p.cfg_scale`` for all) → audio (B, samples),
+        latents, mels and the raw waveform, on the CPU. Audio gets the natural tail (``finish(tail="natural")``)."""
         assert p.duration is not None and p.sampler is not None and p.steps is not None and p.cfg_scale is not None
         samples, frames = self.frames(p.duration)
         shape = self.bundle.config.vae.latent_shape(frames)
@@ -329,9 +342,10 @@ class Generator(RunMixin):
             latents = generate_latents(
                 self.bundle.unet, cond, uncond, shape,
                 alphas_cumprod=self.alphas_cumprod, prediction=dcfg.prediction, steps=p.steps, sampler=p.sampler,
-                cfg_scale=p.cfg_scale, schedule=dcfg.sampling_schedule, eta=p.eta, steps_offset=p.steps_offset,
-                flow_shift=p.flow_shift, generator=generators, callback=callback, noise=noise.to(self.device),
-                init=None if init is None else init.to(self.device), strength=strength,
+                cfg_scale=p.cfg_scale if cfg_scales is None else cfg_scales, schedule=dcfg.sampling_schedule,
+                eta=p.eta, steps_offset=p.steps_offset, flow_shift=p.flow_shift, generator=generators,
+                callback=callback, noise=noise.to(self.device), init=None if init is None else init.to(self.device),
+                strength=strength,
             )
         latents = latents.float()
         mels = self.decode(latents, frames)
@@ -371,8 +385,12 @@ class Generator(RunMixin):
         elif tuple(noise.shape) != (len(batch), *shape):
             raise UserInputError(f"noise has shape {tuple(noise.shape)}, expected {(len(batch), *shape)}")
         cond, uncond = self.condition(batch, p.knobs())
-        r = self.render(p, cond, uncond, noise, seeds, vocoder=vocoder, callback=callback, normalize=normalize)
-        return r.generation(batch, seeds, p, warnings)
+        scales = self.cfg_scales(batch, params)
+        if len(set(scales)) == 1:
+            p = dataclasses.replace(p, cfg_scale=scales[0])  # as run: the batch's prompts, not params.prompt
+        r = self.render(p, cond, uncond, noise, seeds, vocoder=vocoder, callback=callback, normalize=normalize,
+                        cfg_scales=scales)
+        return r.generation(batch, seeds, p, warnings, scales)
 
     @torch.inference_mode()
     def vary(
@@ -410,12 +428,14 @@ class Generator(RunMixin):
         **settings: Any,
     ) -> Generation:
         """``morph_steps`` clips from ``a`` to ``b`` (t = 0, 1/(N-1), ..., 1): the start noise is slerped between
-        the two seeds' noise, the condition lerped between the two prompts (with the settings' knobs), and,
+        the two seeds' noise, the condition lerped between the two prompts (with the settings' knobs), the
+        guidance scale between the two ends' own (``cfg_scales``; equal unless the model's differs by knobs), and,
         when both ends hold a clip, their latents lerped and used as ``init`` at ``strength``. The endpoints are
         the sources: clip 0 equals ``generate(a.prompt, seed=a.seed)`` (or ``vary(a.audio, prompt=a.prompt,
         seed=a.seed, strength=...)``), the last one the same for ``b``. ``a.seed`` defaults to the settings'
         seed, ``b.seed`` to ``a.seed + 1``; the clips between draw later noise from ``a.seed``."""
-        p = self.settings(params, settings)
+        asked = GenerationParams.from_kwargs(settings, base=params or DEFAULTS)
+        p = self.resolve(asked)
         assert p.seed is not None and p.duration is not None
         if (a.audio is None) != (b.audio is None):
             raise UserInputError("morph: give a clip for both ends or for neither")
@@ -438,7 +458,11 @@ class Generator(RunMixin):
             z = self.encode([a.audio, b.audio], p.duration)
             init = torch.lerp(z[0:1].expand(count, -1, -1), z[1:2].expand(count, -1, -1), w[..., None])
         seeds = [sb if k == count - 1 else sa for k in range(count)]
+        ca, cb = self.cfg_scales([a.prompt, b.prompt], asked)
+        scales = [(1.0 - float(x)) * ca + float(x) * cb for x in t]  # each end's own scale, lerped between
+        if ca == cb:
+            p = dataclasses.replace(p, cfg_scale=ca)
         r = self.render(p, cond, uncond[:1].expand(count, -1), noise, seeds, vocoder=vocoder, callback=callback,
-                        init=init, strength=p.strength if init is not None else 1.0)
+                        init=init, strength=p.strength if init is not None else 1.0, cfg_scales=scales)
         prompts = [a.prompt if k < count / 2 else b.prompt for k in range(count)]
-        return r.generation(prompts, seeds, p, warnings)
+        return r.generation(prompts, seeds, p, warnings, scales)

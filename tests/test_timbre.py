@@ -257,3 +257,88 @@ def test_vocab_lists_the_measured_class_words(knob_model, tmp_path, capsys) -> N
     out = capsys.readouterr().out
     assert "long     decay 0.85" in out  # the general table
     assert "high tom" in out and "weight 0.12" in out.split("high tom")[1].splitlines()[0]
+
+
+@pytest.fixture(scope="module")
+def firm_plain_model(knob_model, tmp_path_factory: pytest.TempPathFactory):
+    """The knob model, guiding a prompt that sets no knob at 4.5 (the rest at sampleforge's 3)."""
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path_factory.mktemp("models") / "firm"
+    shutil.copytree(knob_model, folder)
+    # the U-Net's zero-initialised layers get weights, so that its output (and the guidance) depends on the prompt
+    g = torch.Generator().manual_seed(0)
+    state = load_file(folder / "unet.safetensors")
+    state = {k: 0.1 * torch.randn(v.shape, generator=g) if not v.any() else v for k, v in state.items()}
+    save_file(state, folder / "unet.safetensors")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["diffusion"]["cfg_scale_no_knobs"] = 4.5
+    (folder / "config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+def test_a_prompt_that_sets_no_knob_takes_the_models_own_scale_for_it(firm_plain_model, knob_model) -> None:
+    from sampleforge.params import GenerationParams
+    from sampleforge.pipeline import Generator
+
+    gen = Generator.from_pretrained(firm_plain_model, device="cpu")
+    scale = lambda prompt, **kw: gen.resolve(GenerationParams(prompt=prompt, **kw)).cfg_scale  # noqa: E731
+    assert scale("kick") == 4.5 and scale("") == 4.5
+    assert scale("long kick") == 3.0 and scale("kick", decay=0.2) == 3.0  # a knob by word or by value
+    assert scale("kick", cfg_scale=2.0) == 2.0 and scale("long kick", cfg_scale=2.0) == 2.0  # asked: as asked
+    assert Generator.from_pretrained(knob_model, device="cpu").resolve(GenerationParams(prompt="kick")).cfg_scale == 3.0
+    plain = gen.generate_full("kick", steps=2, seed=3, vocoder=False)
+    assert plain.params.cfg_scale == 4.5 and plain.cfg_scales is None
+    assert torch.equal(plain.latents, gen.generate_full("kick", steps=2, seed=3, cfg_scale=4.5, vocoder=False).latents)
+    assert not torch.allclose(plain.latents, gen.generate_full("kick", steps=2, seed=3, cfg_scale=3.0, vocoder=False).latents)
+    # a batch of both kinds: each clip with its own prompt's scale, as if alone (seed + k)
+    mixed = gen.generate_full(["kick", "long kick"], steps=2, seed=3, vocoder=False)
+    assert mixed.cfg_scales == [4.5, 3.0]
+    long_alone = gen.generate_full("long kick", steps=2, seed=4, vocoder=False)
+    torch.testing.assert_close(mixed.latents[:1], plain.latents, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(mixed.latents[1:], long_alone.latents, rtol=1e-4, atol=1e-5)
+
+
+def test_a_morph_carries_each_ends_own_guidance(firm_plain_model) -> None:
+    from sampleforge.pipeline import Generator, MorphEnd
+
+    gen = Generator.from_pretrained(firm_plain_model, device="cpu")
+    g = gen.morph(MorphEnd("kick", seed=3), MorphEnd("long kick", seed=4), steps=2, morph_steps=3, vocoder=False)
+    assert g.cfg_scales == [4.5, 3.75, 3.0]
+    kick = gen.generate_full("kick", steps=2, seed=3, vocoder=False).latents  # the end is the plain prompt's clip
+    torch.testing.assert_close(g.latents[:1], kick, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(kick, gen.generate_full("kick", steps=2, seed=3, cfg_scale=3.0, vocoder=False).latents)
+    long_kick = gen.generate_full("long kick", steps=2, seed=4, vocoder=False).latents  # and the other end, at 3
+    torch.testing.assert_close(g.latents[2:], long_kick, rtol=1e-4, atol=1e-5)
+
+
+def test_the_config_refuses_a_scale_out_of_range() -> None:
+    from sampleforge.model_config import DiffusionConfig
+    from sampleforge.strict import ConfigError
+
+    with pytest.raises(ConfigError, match=r"diffusion.cfg_scale_no_knobs must be in \[0, 30\], got 31"):
+        DiffusionConfig(cfg_scale_no_knobs=31)
+
+
+def test_the_service_and_kits_fill_in_each_prompts_own_guidance(firm_plain_model, tmp_path) -> None:
+    from sampleforge.kit.build import build_kit
+    from sampleforge.pipeline import Generator
+    from sampleforge.serve.config import ServeConfig
+    from sampleforge.serve.schemas import GenerateRequest
+    from sampleforge.serve.service import Service
+
+    gen = Generator.from_pretrained(firm_plain_model, device="cpu")
+    service = Service(ServeConfig(storage=tmp_path / "storage", model=str(gen.name)), gen)
+    served = service.model(None)
+    fill = lambda **req: service.job_params(GenerateRequest(**req), served).cfg_scale  # noqa: E731
+    assert fill(prompt="kick") == 4.5 and fill(prompt="long kick") == 3.0 and fill(prompt="kick", decay=0.3) == 3.0
+    assert fill(prompt="kick", cfg_scale=6.0) == 6.0
+    assert served.info()["defaults"] == {"steps": served.default_steps, "cfg_scale": 3.0, "cfg_scale_no_knobs": 4.5}
+    # a kit: each pad with its own prompt's scale ("long" sets a knob on every pad)
+    plain = build_kit(gen, prompt="", pieces="kick,snare", steps=1, seed=5, vocoder=False)
+    assert [s.cfg_scale for s in plain.samples] == [4.5, 4.5] and plain.params["cfg_scale"] == 4.5
+    long = build_kit(gen, prompt="long", pieces="kick,snare", steps=1, seed=5, vocoder=False)
+    assert [s.cfg_scale for s in long.samples] == [3.0, 3.0] and long.params["cfg_scale"] == 3.0

@@ -99,6 +99,8 @@ class Generation:
     mels: Tensor | None = None
     raw: Tensor | None = None
     stats: dict[str, float] = field(default_factory=dict)
+    cfg_scales: list[float] | None = None  # each clip's guidance scale where they differ (a batch of prompts
+    # with and without timbre knobs, a morph between them); None: params.cfg_scale for every clip
 
 
 @runtime_checkable

@@ -32,7 +32,7 @@ def generate_latents(
     *,
     steps: int,
     sampler: str,
-    cfg_scale: float,
+    cfg_scale: float | Sequence[float],
     alphas_cumprod: Tensor | None = None,
     prediction: str = "eps",
     schedule: str = "uniform",

@@ -111,14 +111,14 @@ def _run_descriptors(args: argparse.Namespace) -> int:
                              "--reference /usr/share/hydrogen/data/drumkits)")
     if args.count < 2:
         raise UserInputError(f"--count must be at least 2 (effect sizes need pairs), got {args.count}")
-    p = from_namespace(args, DESCRIPTOR_SETTINGS)
-    assert p.steps is not None  # DESCRIPTOR_SETTINGS gives it
+    asked = from_namespace(args, DESCRIPTOR_SETTINGS)
+    assert asked.steps is not None  # DESCRIPTOR_SETTINGS gives it
     missing = [str(r) for r in args.reference if not Path(r).is_dir()]
     if missing:
         raise UserInputError(f"--reference: {missing[0]} is not a folder")
     gen = Generator.from_pretrained(args.model)
-    p = gen.resolve(p)  # the model's own guidance unless --cfg-scale
-    assert p.cfg_scale is not None and p.sampler is not None and p.seed is not None
+    p = gen.resolve(asked)  # the model's own sampler; its guidance for each prompt unless --cfg-scale
+    assert p.sampler is not None and p.seed is not None
     clf = load_classifier(args.classifier)
     clips = corpus.scan(list(args.reference)).clips
     if not clips:
@@ -127,7 +127,7 @@ def _run_descriptors(args: argparse.Namespace) -> int:
     duration = float(gen.bundle.config.duration)
     wavs = np.stack([cache.get(c.path, duration=duration, sample_rate=gen.sample_rate) for c in clips])
     result = check_descriptors(gen, clf, wavs, [c.category for c in clips], [c.keywords for c in clips],
-                               n=args.count, steps=p.steps, sampler=p.sampler, cfg_scale=p.cfg_scale, seed=p.seed)
+                               n=args.count, steps=p.steps, sampler=p.sampler, cfg_scale=asked.cfg_scale, seed=p.seed)
     for r in result["contrasts"]:
         print(f"  {'pass' if r['passed'] else 'FAIL'}  {r['contrast']:<36} {r['feature']:<10} d {_f(r['d']):>6} {_interval(r['d_interval'])} "
               f"(real {_f(r['real_d'])}, n {r['real_n'][0]}/{r['real_n'][1]})  judged "

@@ -150,10 +150,11 @@ def _judged(clf: Any, wavs: np.ndarray, category: str) -> float:
 
 def check_descriptors(generator: Any, clf: Any, real_wavs: np.ndarray, real_categories: Sequence[str],
                       real_keywords: Sequence[Sequence[str]], n: int = 24, steps: int = 8,
-                      sampler: str = "dpmpp_2m", cfg_scale: float = 3.0, seed: int = 0,
+                      sampler: str = "dpmpp_2m", cfg_scale: float | None = None, seed: int = 0,
                       contrasts: Sequence[Contrast] = CONTRASTS,
                       sweeps: Sequence[tuple[str, str]] = SWEEPS) -> dict[str, Any]:
-    """Run every contrast and knob sweep; returns a JSON-able dict with per-item numbers and verdicts."""
+    """Run every contrast and knob sweep; returns a JSON-able dict with per-item numbers and verdicts.
+    ``cfg_scale`` None: each prompt with the model's own guidance (recorded per contrast and sweep)."""
     sr = generator.sample_rate
     version = model_features(generator)
     kw = dict(n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale, seed=seed)
@@ -161,10 +162,12 @@ def check_descriptors(generator: Any, clf: Any, real_wavs: np.ndarray, real_cate
     sweeps = [(category, knob) for category, knob in sweeps if knob in knob_names]
     bar = tqdm(total=2 * len(contrasts) + len(SWEEP_VALUES) * len(sweeps), desc="descriptor check", unit="prompt",
                file=sys.stderr, disable=None, leave=False)  # off without a terminal
-    rows = []
+    rows: list[dict[str, Any]] = []
+    used_scales: set[float] = set()
     for c in contrasts:
-        ga = generator.generate_full(c.a, **kw).audio.numpy()
-        gb = generator.generate_full(c.b, **kw).audio.numpy()
+        run_a, run_b = generator.generate_full(c.a, **kw), generator.generate_full(c.b, **kw)
+        ga, gb = run_a.audio.numpy(), run_b.audio.numpy()
+        used_scales |= {float(run_a.params.cfg_scale or 0), float(run_b.params.cfg_scale or 0)}
         bar.update(2)
         fa, fb = feature_values(ga, c.feature, sr, version), feature_values(gb, c.feature, sr, version)
         ra, rb = real_groups(c, real_wavs, real_categories, real_keywords, sr, version)
@@ -174,18 +177,24 @@ def check_descriptors(generator: Any, clf: Any, real_wavs: np.ndarray, real_cate
               and abs(d_gen) >= MIN_D and min(adh_a, adh_b) >= MIN_ADHERENCE)
         rows.append({"contrast": c.name, "feature": c.feature, "real_basis": c.real, "d": d_gen,
                      "d_interval": d_interval(d_gen, len(fa), len(fb)), "real_d": d_real,
-                     "real_n": [len(ra), len(rb)], "adherence": [adh_a, adh_b], "passed": bool(ok)})
+                     "real_n": [len(ra), len(rb)], "adherence": [adh_a, adh_b],
+                     "cfg_scale": [run_a.params.cfg_scale, run_b.params.cfg_scale], "passed": bool(ok)})
     sweep_rows = []
     for category, knob in sweeps:
-        feats = []
+        feats, scales = [], set()
         for v in SWEEP_VALUES:
-            g = generator.generate_full(CATEGORY_PROMPTS[category], **{knob: v}, **kw).audio.numpy()
-            feats.append(feature_values(g, knob, sr, version))
+            run = generator.generate_full(CATEGORY_PROMPTS[category], **{knob: v}, **kw)
+            feats.append(feature_values(run.audio.numpy(), knob, sr, version))
+            scales.add(float(run.params.cfg_scale or 0))
             bar.update(1)
         medians = [float(np.median(f)) for f in feats]
         sweep_rows.append({"class": category, "knob": knob, "values": list(SWEEP_VALUES), "medians": medians,
-                           "monotonic": monotonic(medians), **trend(SWEEP_VALUES, feats)})
+                           "monotonic": monotonic(medians), **trend(SWEEP_VALUES, feats),
+                           "cfg_scale": next(iter(scales)) if len(scales) == 1 else sorted(scales)})
+        used_scales |= scales
     bar.close()
+    used = sorted(used_scales)
+    settings = {**kw, "cfg_scale": used[0] if len(used) == 1 else used}  # as sampled (per item above)
     return {"contrasts": rows, "passed": sum(r["passed"] for r in rows), "total": len(rows),
-            "sweeps": sweep_rows, "settings": {k: v for k, v in kw.items()}, "knobs": list(KNOBS),
+            "sweeps": sweep_rows, "settings": settings, "knobs": list(KNOBS),
             "features": version}

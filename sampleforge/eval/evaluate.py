@@ -240,6 +240,7 @@ def _generate_class(generator: Any, category: str, s: EvalSettings, offset: int)
     sr = generator.sample_rate
     stats = {
         "prompt": prompt,
+        "cfg_scale": g.params.cfg_scale,  # as sampled: the model's own for this prompt unless set
         "warnings": list(g.warnings),
         "seeds": list(g.seeds),
         "seconds_per_clip": seconds / s.per_class,

@@ -47,6 +47,7 @@ class KitSample:
     seed: int  # the pad's own noise seed
     velocity: tuple[int, int]
     gain_db: float
+    cfg_scale: float | None = None  # the guidance it was sampled with (set by build_kit)
     file: str = ""  # file name in the kit folder, set by the writer
     audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
 
@@ -110,7 +111,8 @@ def build_kit(
     sound at its natural length) and the sampling settings. ``pad_seeds`` ({piece: seed}) re-rolls single pads
     (its round robins use seed, seed + 1, ...). Every sample is finished (peak 0.95), then turned down by its
     layer's gain."""
-    p = gen.settings(params or KIT_DEFAULTS, settings)
+    asked = GenerationParams.from_kwargs(settings, base=params or KIT_DEFAULTS)
+    p = gen.resolve(asked)
     assert p.seed is not None and p.duration is not None
     names = parse_pieces(p.pieces)
     for piece, value in (pad_seeds or {}).items():
@@ -138,13 +140,16 @@ def build_kit(
     prompts = [s.prompt for s in samples]
     warnings = sorted({w for x in dict.fromkeys(prompts) for w in gen.check_prompt(x)}) + gen.knob_warnings(p)
     cond, uncond = gen.condition(prompts, p.knobs())
+    scales = gen.cfg_scales(prompts, asked)  # a piece whose words set no knob may take the model's firmer scale
     wav = gen.render(p, cond, uncond, torch.stack(noises), [s.seed for s in samples], vocoder=vocoder,
-                     callback=callback).audio
+                     callback=callback, cfg_scales=scales).audio
     length = parse_length(p.length)
-    for sample, clip in zip(samples, wav.numpy(), strict=True):
+    for sample, clip, scale in zip(samples, wav.numpy(), scales, strict=True):
+        sample.cfg_scale = scale
         gain = np.float32(10 ** (sample.gain_db / 20))
         sample.audio = (apply_length(clip, gen.sample_rate, length) * gain).astype(np.float32)
-    used = {"steps": p.steps, "cfg_scale": p.cfg_scale, "sampler": p.sampler, "length": p.length,
+    cfg: float | list[float] = scales[0] if len(set(scales)) == 1 else sorted(set(scales))
+    used = {"steps": p.steps, "cfg_scale": cfg, "sampler": p.sampler, "length": p.length,
             "duration": p.duration, "vocoder": vocoder, "knobs": p.knobs() or None}
     return Kit(name or slug(char or p.prompt), p.prompt, p.seed, gen.id, gen.sample_rate, names, p.round_robins,
                p.velocity_layers, p.relatedness, used, samples, warnings)

@@ -38,7 +38,7 @@ def sample_metadata(s: KitSample, kit: Kit) -> dict[str, str]:
     extra = {"knobs": json.dumps(knobs, sort_keys=True)} if knobs else {}
     return extra | {
         "prompt": s.prompt, "seed": str(s.seed), "model": kit.model, "steps": str(kit.params["steps"]),
-        "cfg_scale": str(kit.params["cfg_scale"]), "sampler": str(kit.params["sampler"]),
+        "cfg_scale": str(kit.params["cfg_scale"] if s.cfg_scale is None else s.cfg_scale), "sampler": str(kit.params["sampler"]),
         "length": str(kit.params["length"]), "kit": kit.name, "kit_prompt": kit.prompt, "kit_seed": str(kit.seed),
         "relatedness": str(kit.relatedness), "piece": s.piece, "note": str(PIECES[s.piece].note),
         "velocity": f"{s.velocity[0]}-{s.velocity[1]}", "layer": str(s.layer + 1), "round_robin": str(s.rr + 1),

@@ -97,12 +97,22 @@ class ServedModel:
         self.default_duration = min(max(model_duration(generator), config.min_duration), config.max_duration)
         self.default_steps, self.default_cfg = model_steps_cfg(generator)
 
+    def cfg_for(self, params: GenerationParams) -> float:
+        """The model's own guidance scale for these settings' prompt and knobs (a model may guide a prompt that
+        sets no timbre knob more firmly: ``diffusion.cfg_scale_no_knobs``)."""
+        scales = getattr(self.generator, "cfg_scales", None)
+        return float(scales([params.prompt], params)[0]) if scales is not None else self.default_cfg
+
     def info(self) -> dict[str, Any]:
         space = getattr(self.generator, "space", None)
+        defaults: dict[str, Any] = {"steps": self.default_steps, "cfg_scale": self.default_cfg}
+        plain = self.cfg_for(GenerationParams(prompt=""))  # a prompt that sets no timbre knob
+        if plain != self.default_cfg:
+            defaults["cfg_scale_no_knobs"] = plain
         return {"name": self.name, "kind": getattr(self.generator, "kind", "sampleforge"),
                 "sample_rate": self.generator.sample_rate, "duration": self.default_duration,
                 "samplers": self.samplers, "default_sampler": self.default_sampler,
-                "defaults": {"steps": self.default_steps, "cfg_scale": self.default_cfg},
+                "defaults": defaults,
                 **({"channels": space.channels} if space is not None else {})}
 
 
@@ -220,10 +230,11 @@ class Service:
     def job_params(self, req: GenerateRequest, served: ServedModel) -> GenerationParams:
         """The request's settings with the model's own steps, cfg scale, sampler and duration filled in (the
         seed stays unset if the client gave none: the worker picks contiguous seeds for a whole batch)."""
-        return dataclasses.replace(req.to_params(), model=served.name, sampler=req.sampler or served.default_sampler,
+        params = req.to_params()
+        return dataclasses.replace(params, model=served.name, sampler=req.sampler or served.default_sampler,
                                    duration=req.duration if req.duration is not None else served.default_duration,
                                    steps=req.steps if req.steps is not None else served.default_steps,
-                                   cfg_scale=req.cfg_scale if req.cfg_scale is not None else served.default_cfg)
+                                   cfg_scale=req.cfg_scale if req.cfg_scale is not None else served.cfg_for(params))
 
     def submit(self, req: GenerateRequest, source: str = "generate", client_ref: str | None = None) -> Job:
         """Persist a validated request as a queued job and hand it to a worker.

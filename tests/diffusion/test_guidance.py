@@ -53,3 +53,16 @@ def test_guidance_errors() -> None:
         guidance(_denoise, 2.0)(X, SIGMA, COND)
     with pytest.raises(ValueError, match="does not match"):
         guidance(_denoise, 2.0, uncond=torch.zeros(2, 5))(X, SIGMA, COND)
+
+
+def test_one_scale_per_sample_guides_each_as_it_would_be_alone() -> None:
+    both = guidance(_denoise, [2.0, 5.0], uncond=UNCOND)(X, SIGMA, COND)
+    for i, scale in enumerate((2.0, 5.0)):
+        alone = guidance(_denoise, scale, uncond=UNCOND)(X[i : i + 1], SIGMA[i : i + 1], COND[i : i + 1])
+        assert torch.equal(both[i : i + 1], alone)  # exactly: the same arithmetic per row
+    same = guidance(_denoise, [3.0, 3.0], uncond=UNCOND)(X, SIGMA, COND)
+    assert torch.equal(same, guidance(_denoise, 3.0, uncond=UNCOND)(X, SIGMA, COND))
+    with pytest.raises(ValueError, match="2 cfg scales for a batch of 3"):
+        guidance(_denoise, [2.0, 5.0], uncond=UNCOND)(torch.zeros(3, 3), torch.ones(3), torch.zeros(3, 2))
+    with pytest.raises(UserInputError, match="finite"):
+        guidance(_denoise, [2.0, float("inf")])

@@ -156,4 +156,5 @@ def test_the_command_takes_the_generation_settings(debug_model, tmp_path, capsys
     (own / "config.json").write_text(json.dumps(config))
     assert main(["eval", "descriptors", "--model", str(own), "--reference", str(kit), "-n", "2", "--steps", "1",
                  "--out", str(out)]) == 0
-    assert json.loads((out / "descriptors.json").read_text())["settings"]["cfg_scale"] == 2.5
+    result = json.loads((out / "descriptors.json").read_text())
+    assert result["settings"]["cfg_scale"] == 2.5 and all(r["cfg_scale"] == [2.5, 2.5] for r in result["contrasts"])

@@ -95,13 +95,15 @@ const KNOBS = ["decay", "brightness", "weight", "punch"];  // the timbre knobs (
 
 function bindSliders() {
   const knob = (v) => Number(v).toFixed(2);
-  for (const [id, fmt] of [["count", (v) => v], ["steps", (v) => v], ["cfg", (v) => Number(v).toFixed(1)],
-                           ...KNOBS.map((k) => [k, knob])]) {
+  const cfg = (v) => ($("cfg-on").checked ? Number(v).toFixed(1) : "model's");  // unticked: the model's own
+  for (const [id, fmt] of [["count", (v) => v], ["steps", (v) => v], ["cfg", cfg], ...KNOBS.map((k) => [k, knob])]) {
     const input = $(id), out = $(id + "-out");
     const show = () => { out.textContent = fmt(input.value); };
     input.addEventListener("input", show);
     show();
   }
+  $("cfg").addEventListener("input", () => { $("cfg-on").checked = true; $("cfg-out").textContent = cfg($("cfg").value); });
+  $("cfg-on").addEventListener("change", () => { $("cfg-out").textContent = cfg($("cfg").value); });
 }
 
 function classWords() {
@@ -190,11 +192,11 @@ async function generate() {
     prompt,
     count: Number($("count").value),
     steps: Number($("steps").value),
-    cfg_scale: Number($("cfg").value),
     sampler: $("sampler").value || undefined,
     format: $("format").value,
   };
   if ($("seed").value !== "") body.seed = Number($("seed").value);
+  if ($("cfg-on").checked) body.cfg_scale = Number($("cfg").value);  // unticked: the model's own guidance
   for (const k of KNOBS) if ($(k + "-on").checked) body[k] = Number($(k).value);  // unticked: sampled freely
   notice("");
   $("generate").disabled = true;

@@ -15,7 +15,9 @@ function say(id, text, kind) {
 }
 
 function sampling() {  // the main form's steps, guidance and sampler apply here too
-  return { steps: Number($("steps").value), cfg_scale: Number($("cfg").value), sampler: $("sampler").value || "ddim" };
+  const out = { steps: Number($("steps").value), sampler: $("sampler").value || "ddim" };
+  if ($("cfg-on").checked) out.cfg_scale = Number($("cfg").value);  // unticked: the model's own guidance
+  return out;
 }
 
 function postJson(path, body) {

@@ -154,8 +154,12 @@ class Generator(RunMixin):
                           default_cfg=float(SPECS["cfg_scale"].own if own_cfg is None else own_cfg))
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "format": "sampleforge", "path": str(self.bundle.path), "id": self.id,
-                "sample_rate": self.sample_rate, "precision": self.precision, "space": self.space.as_dict()}
+        out = {"kind": self.kind, "format": "sampleforge", "path": str(self.bundle.path), "id": self.id,
+               "sample_rate": self.sample_rate, "precision": self.precision, "space": self.space.as_dict()}
+        plain = self.bundle.config.diffusion.cfg_scale_no_knobs
+        if plain is not None:
+            out["cfg_scale_no_knobs"] = plain  # the default for a prompt that sets no timbre knob
+        return out
 
     # -- prompts ---------------------------------------------------------------------------------------
     def vocab(self) -> dict[str, int]:

@@ -289,7 +289,9 @@ def test_a_prompt_that_sets_no_knob_takes_the_models_own_scale_for_it(firm_plain
     assert scale("kick") == 4.5 and scale("") == 4.5
     assert scale("long kick") == 3.0 and scale("kick", decay=0.2) == 3.0  # a knob by word or by value
     assert scale("kick", cfg_scale=2.0) == 2.0 and scale("long kick", cfg_scale=2.0) == 2.0  # asked: as asked
-    assert Generator.from_pretrained(knob_model, device="cpu").resolve(GenerationParams(prompt="kick")).cfg_scale == 3.0
+    assert gen.describe()["cfg_scale_no_knobs"] == 4.5
+    other = Generator.from_pretrained(knob_model, device="cpu")
+    assert other.resolve(GenerationParams(prompt="kick")).cfg_scale == 3.0 and "cfg_scale_no_knobs" not in other.describe()
     plain = gen.generate_full("kick", steps=2, seed=3, vocoder=False)
     assert plain.params.cfg_scale == 4.5 and plain.cfg_scales is None
     assert torch.equal(plain.latents, gen.generate_full("kick", steps=2, seed=3, cfg_scale=4.5, vocoder=False).latents)

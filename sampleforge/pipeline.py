@@ -278,7 +278,9 @@ class Generator(RunMixin):
         default, plain = self.space.default_cfg, self.bundle.config.diffusion.cfg_scale_no_knobs
         if plain is None:
             return [default] * len(prompts)
-        return [default if self.knob_values(x, params.knobs()) else float(plain) for x in prompts]
+        knobs = params.knobs()
+        own = {x: default if self.knob_values(x, knobs) else float(plain) for x in dict.fromkeys(prompts)}
+        return [own[x] for x in prompts]
 
     def settings(self, params: GenerationParams | None, settings: Mapping[str, Any]) -> GenerationParams:
         """``settings`` by name or alias over ``params`` (default: the defaults), resolved for this model."""

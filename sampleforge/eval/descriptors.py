@@ -138,6 +138,12 @@ def model_features(generator: Any) -> int:
     return int(generator.bundle.timbre.get("features", 1))
 
 
+def _scale(run: Any) -> float:
+    """The guidance scale a one-prompt ``Generation`` was sampled with (filled in by the generator)."""
+    assert run.params.cfg_scale is not None
+    return float(run.params.cfg_scale)
+
+
 def _judged(clf: Any, wavs: np.ndarray, category: str) -> float:
     """Share of ``wavs`` the classifier judges as ``category`` (through its class map: crash -> cymbal)."""
     from sampleforge.eval.classifier import embed_and_classify
@@ -167,7 +173,7 @@ def check_descriptors(generator: Any, clf: Any, real_wavs: np.ndarray, real_cate
     for c in contrasts:
         run_a, run_b = generator.generate_full(c.a, **kw), generator.generate_full(c.b, **kw)
         ga, gb = run_a.audio.numpy(), run_b.audio.numpy()
-        used_scales |= {float(run_a.params.cfg_scale or 0), float(run_b.params.cfg_scale or 0)}
+        used_scales |= {_scale(run_a), _scale(run_b)}
         bar.update(2)
         fa, fb = feature_values(ga, c.feature, sr, version), feature_values(gb, c.feature, sr, version)
         ra, rb = real_groups(c, real_wavs, real_categories, real_keywords, sr, version)
@@ -178,14 +184,14 @@ def check_descriptors(generator: Any, clf: Any, real_wavs: np.ndarray, real_cate
         rows.append({"contrast": c.name, "feature": c.feature, "real_basis": c.real, "d": d_gen,
                      "d_interval": d_interval(d_gen, len(fa), len(fb)), "real_d": d_real,
                      "real_n": [len(ra), len(rb)], "adherence": [adh_a, adh_b],
-                     "cfg_scale": [run_a.params.cfg_scale, run_b.params.cfg_scale], "passed": bool(ok)})
+                     "cfg_scale": [_scale(run_a), _scale(run_b)], "passed": bool(ok)})
     sweep_rows = []
     for category, knob in sweeps:
         feats, scales = [], set()
         for v in SWEEP_VALUES:
             run = generator.generate_full(CATEGORY_PROMPTS[category], **{knob: v}, **kw)
             feats.append(feature_values(run.audio.numpy(), knob, sr, version))
-            scales.add(float(run.params.cfg_scale or 0))
+            scales.add(_scale(run))
             bar.update(1)
         medians = [float(np.median(f)) for f in feats]
         sweep_rows.append({"class": category, "knob": knob, "values": list(SWEEP_VALUES), "medians": medians,

@@ -190,15 +190,19 @@ def _run_vocoder_check(args: argparse.Namespace) -> int:
     rows = [("model vocoder", result["vocoder"])] if result["vocoder"] is not None else []
     rows += [("Griffin-Lim", result["griffin_lim"]), ("real recordings", result["real"])]
     print(f"{result['clips']} real clips ({result['split']})")
-    print(f"{'':<16}{'MR-STFT':>9}{'mel L1':>9}{'tail flat':>11}{'flutter dB':>12}{'HF peaks dB':>13}")
+    print(f"{'':<16}{'MR-STFT':>9}{'mel L1':>9}{'MR mel L1':>11}{'tail flat':>11}{'flutter dB':>12}{'HF peaks dB':>13}")
     for name, r in rows:
-        print(f"{name:<16}{_f(r.get('mrstft')):>9}{_f(r.get('logmel_l1')):>9}{_f(r['tail_flatness']):>11}"
+        print(f"{name:<16}{_f(r.get('mrstft')):>9}{_f(r.get('logmel_l1')):>9}{_f(r.get('mr_logmel_l1')):>11}"
+              f"{_f(r['tail_flatness']):>11}"
               f"{_f(r['hop_flutter_db']):>12}{_f(r['hf_peakiness_db']):>13}")
     if result["vocoder"] is None:
         print("this model has no neural vocoder: only Griffin-Lim was measured")
     else:
-        gain = 1 - result["vocoder"]["mrstft"] / result["griffin_lim"]["mrstft"]
-        print(f"MR-STFT: the vocoder is {100 * abs(gain):.1f} % {'below' if gain >= 0 else 'above'} Griffin-Lim's")
+        for key, label in (("mrstft", "MR-STFT"), ("mr_logmel_l1", "MR mel L1")):
+            if not result["griffin_lim"].get(key):
+                continue
+            gain = 1 - result["vocoder"][key] / result["griffin_lim"][key]
+            print(f"{label}: the vocoder is {100 * abs(gain):.1f} % {'below' if gain >= 0 else 'above'} Griffin-Lim's")
     print(f"wrote {out}")
     return 0
 

@@ -181,6 +181,7 @@ def vocoder_check(generator: Any, real: RealSet, n: int, seed: int = 0) -> tuple
 def _resynthesis_metrics(wav: torch.Tensor, synth: torch.Tensor, sr: int) -> dict[str, Any]:
     """Distances of re-synthesised clips (B, T) to the originals (B, T), and their spectral character."""
     return {"logmel_l1": metrics.logmel_l1(wav, synth), "mrstft": metrics.mrstft_distance(wav, synth),
+            "mr_logmel_l1": metrics.mr_logmel_l1(wav, synth, sample_rate=sr),
             **spectral.spectral_character(synth.numpy(), sr)}
 
 

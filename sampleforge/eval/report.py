@@ -201,10 +201,13 @@ def eval_html(result: dict[str, Any], show_per_class: int = 8, show_reference: i
                      clip_figure(gl_wav, sr, f"{name}: Griffin-Lim")]
         body.append(section(
             f"Vocoder check ({voc['clips']} real clips, against the original waveform)",
-            table(vrows, ["synth", "logmel_l1", "mrstft", "tail_flatness", "hop_flutter_db", "hf_peakiness_db"],
-                  ["from the real log-mel", "log-mel L1", "MR-STFT", "tail flatness 2-16 kHz", "86-Hz flutter dB",
-                   "5-16 kHz peakiness dB"]),
-            note("MR-STFT: mean over Hann windows 256/512/1024/2048 of spectral convergence + log-magnitude L1. "
+            table(vrows, ["synth", "logmel_l1", "mrstft", "mr_logmel_l1", "tail_flatness", "hop_flutter_db",
+                          "hf_peakiness_db"],
+                  ["from the real log-mel", "log-mel L1", "MR-STFT", "MR log-mel L1", "tail flatness 2-16 kHz",
+                   "86-Hz flutter dB", "5-16 kHz peakiness dB"]),
+            note("MR-STFT: mean over Hann windows 256/512/1024/2048 of spectral convergence + log-magnitude L1; "
+                 "it compares exact spectra, so two realisations of one noise score far apart. MR log-mel L1: the "
+                 "log-mel L1 at the same windows (32-128 bands), a band envelope that follows the attack. "
                  "The last three columns should be close to the real recordings' row."
                  + ("" if voc["vocoder"] else " This model has no vocoder: its row is empty and its players use Griffin-Lim.")),
             clip_grid(figs)))

@@ -66,11 +66,11 @@ def test_eval_vocoder_alone(debug_model: Path, reference_dir: Path, tmp_path: Pa
     res = json.loads(out.read_text())
     assert res["clips"] == 3 and "reference = all clips" in res["split"]
     for row in ("vocoder", "griffin_lim"):
-        assert res[row]["mrstft"] > 0 and res[row]["logmel_l1"] > 0
+        assert res[row]["mrstft"] > 0 and res[row]["logmel_l1"] > 0 and res[row]["mr_logmel_l1"] > 0
         assert set(res[row]) >= {"tail_flatness", "hop_flutter_db", "hf_peakiness_db"}
     assert 0 < res["real"]["tail_flatness"] < 1
     text = capsys.readouterr().out
-    assert "model vocoder" in text and "Griffin-Lim's" in text
+    assert "model vocoder" in text and "Griffin-Lim's" in text and "MR mel L1: the vocoder is" in text
     assert main(["eval", "vocoder", "--model", str(debug_model), "--reference", str(reference_dir), "--clips", "0"]) == 2
     assert "--clips must be >= 1" in capsys.readouterr().err
 

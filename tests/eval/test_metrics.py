@@ -100,6 +100,24 @@ def test_logmel_l1() -> None:
     assert metrics.logmel_l1(x, x * 0.5) == pytest.approx(math.log(2), rel=0.02)  # log-mel shifts by log 2
 
 
+def _burst(onset: int, seed: int, n: int = SR // 2) -> np.ndarray:
+    t = np.arange(n)
+    env = np.where(t >= onset, np.exp(-(t - onset) / (0.05 * SR)), 0.0)
+    return np.random.default_rng(seed).standard_normal(n) * env
+
+
+def test_mr_logmel_l1_follows_the_envelope_not_the_realisation() -> None:
+    a, b = _burst(66, 0), _burst(66, 1)  # one envelope, two noise realisations
+    late = _burst(66 + SR // 50, 0)  # the same noise 20 ms late
+    assert metrics.mr_logmel_l1(a, a) == pytest.approx(0.0, abs=1e-9)
+    steady = np.random.default_rng(2).standard_normal(8192) * 0.1  # above the log floor everywhere
+    assert metrics.mr_logmel_l1(steady, 0.5 * steady) == pytest.approx(math.log(2), rel=0.02)
+    # the MR-STFT can hardly tell a second realisation from a late attack; the band envelope can
+    assert metrics.mrstft_distance(a, b) > 0.85 * metrics.mrstft_distance(a, late)
+    assert metrics.mr_logmel_l1(a, b) < 0.7 * metrics.mr_logmel_l1(a, late)
+    assert metrics.mr_logmel_l1(a, b, windows=(2048,)) < metrics.mr_logmel_l1(a, b, windows=(256,))
+
+
 def test_mfcc_embedding_shape_and_dc_term() -> None:
     lm = np.full((3, 128, 10), 2.0)
     emb = metrics.mfcc_embedding(lm)

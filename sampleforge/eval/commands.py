@@ -195,6 +195,12 @@ def _run_vocoder_check(args: argparse.Namespace) -> int:
         print(f"{name:<16}{_f(r.get('mrstft')):>9}{_f(r.get('logmel_l1')):>9}{_f(r.get('mr_logmel_l1')):>11}"
               f"{_f(r['tail_flatness']):>11}"
               f"{_f(r['hop_flutter_db']):>12}{_f(r['hf_peakiness_db']):>13}")
+    per_class = result.get("per_class") or {}
+    if per_class:
+        print("MR-STFT by class (clips): " + ", ".join(
+            f"{c} ({v['clips']}) " + (f"{_f(v['vocoder']['mrstft'])} vs " if v["vocoder"] else "")
+            + _f(v["griffin_lim"]["mrstft"]) for c, v in per_class.items())
+            + (" (vocoder vs Griffin-Lim)" if result["vocoder"] is not None else " (Griffin-Lim)"))
     if result["vocoder"] is None:
         print("this model has no neural vocoder: only Griffin-Lim was measured")
     else:

@@ -210,6 +210,13 @@ def eval_html(result: dict[str, Any], show_per_class: int = 8, show_reference: i
                  "log-mel L1 at the same windows (32-128 bands), a band envelope that follows the attack. "
                  "The last three columns should be close to the real recordings' row."
                  + ("" if voc["vocoder"] else " This model has no vocoder: its row is empty and its players use Griffin-Lim.")),
+            table([{"class": c, "clips": v["clips"],
+                    **{f"{k}_{m}": (v[k] or {}).get(m) for k in ("vocoder", "griffin_lim") for m in ("mrstft", "mr_logmel_l1")}}
+                   for c, v in (voc.get("per_class") or {}).items()],
+                  ["class", "clips", "vocoder_mrstft", "griffin_lim_mrstft", "vocoder_mr_logmel_l1",
+                   "griffin_lim_mr_logmel_l1"],
+                  ["by class", "clips", "MR-STFT vocoder", "MR-STFT Griffin-Lim", "MR log-mel vocoder",
+                   "MR log-mel Griffin-Lim"]),
             clip_grid(figs)))
     trip = result.get("roundtrip_check") or {}
     if trip.get("clips"):

@@ -53,6 +53,9 @@ def test_eval_end_to_end(debug_model: Path, random_classifier: Path, reference_d
     assert "Round trip (10 real clips)" in page
     # players: 5 classes x 2 generated + reference (2 kick, 2 snare, 2 closed_hat, 2 clap, 0 tom) + 2 x 3 vocoder
     assert page.count("<audio") == 10 + 8 + 6
+    assert sum(v["clips"] for v in voc["per_class"].values()) == 2
+    assert "MR-STFT Griffin-Lim" in page  # the by-class table: class, then its clip count
+    assert all(f'<td class="l">{c}</td><td class="">{v["clips"]}</td>' in page for c, v in voc["per_class"].items())
     assert "Vocoder check" in page and "real-vs-real floor" in page and "95 % interval (chance alone)" in page
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 10  # reference clips went through the cache
 
@@ -69,7 +72,12 @@ def test_eval_vocoder_alone(debug_model: Path, reference_dir: Path, tmp_path: Pa
         assert res[row]["mrstft"] > 0 and res[row]["logmel_l1"] > 0 and res[row]["mr_logmel_l1"] > 0
         assert set(res[row]) >= {"tail_flatness", "hop_flutter_db", "hf_peakiness_db"}
     assert 0 < res["real"]["tail_flatness"] < 1
+    per_class = res["per_class"]
+    assert sum(v["clips"] for v in per_class.values()) == 3
+    for v in per_class.values():
+        assert v["griffin_lim"]["mrstft"] > 0 and v["vocoder"]["mr_logmel_l1"] > 0
     text = capsys.readouterr().out
+    assert "MR-STFT by class (clips): " in text
     assert "model vocoder" in text and "Griffin-Lim's" in text and "MR mel L1: the vocoder is" in text
     assert main(["eval", "vocoder", "--model", str(debug_model), "--reference", str(reference_dir), "--clips", "0"]) == 2
     assert "--clips must be >= 1" in capsys.readouterr().err

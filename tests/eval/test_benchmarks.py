@@ -28,9 +28,10 @@ def test_speed_runs_on_a_debug_model(debug_model: Path, tmp_path: Path, capsys: 
         (1, "ddim", 2), (1, "euler", 1), (2, "ddim", 2), (2, "euler", 1)]
     for r in res["ours"]:
         assert r["seconds_per_clip"] > 0 and r["realtime_factor"] > 0 and r["clip_seconds"] == pytest.approx(2.0)
-        # the split is re-timed stage by stage: each part is measured, but how they add up against the whole
-        # depends on the machine's load (a timing, not a property to assert here)
-        assert all(r[f"{k}_seconds_per_clip"] > 0 for k in ("unet", "decode", "vocoder"))
+        # decode and vocoder are re-timed on their own and the U-Net's share is what is left of the whole (at
+        # least 0): how the parts add up depends on the machine's load, a timing and not a property to assert here
+        assert r["decode_seconds_per_clip"] > 0 and r["vocoder_seconds_per_clip"] > 0
+        assert 0 <= r["unet_seconds_per_clip"] <= r["seconds_per_clip"]
     assert res["peak_rss_mb"] > 50
     text = capsys.readouterr().out
     assert "s/clip" in text and "peak RSS" in text and "peer" not in text

@@ -47,6 +47,11 @@ INITS = ("pghi", "pghi-fast", "zeros", "random", "onset")
 # original 0.6400 / 0.6380 / 0.6376 / 0.6382 after 0 / 2 / 4 / 8 updates; 2 gives nearly all of it at a quarter
 # of the cost of 8
 NNLS_ITERS = 2
+# a clip's frames after its last one within this much of its loudest frame's energy (plus the frames that overlap
+# it) are silence to Griffin-Lim: it runs on the frames before and the rest of the clip is zeros. Finishing silences
+# everything 60 dB under the peak, so what is dropped never reaches a file; a decaying one-shot's mel is mostly
+# such a tail, and Griffin-Lim's time is proportional to its frames
+TAIL_DB = -80.0
 
 
 @dataclass
@@ -194,6 +199,16 @@ def griffin_lim(
     return ops.synthesis(spec)
 
 
+def sounding_frames(mag: Tensor, overlap: int, tail_db: float = TAIL_DB) -> int:
+    """Frames of one clip's magnitude (K, F) up to its last frame whose energy is within ``tail_db`` of the
+    loudest frame's, plus the ``overlap`` (n_fft / hop) frames that share samples with it; F for silence."""
+    energy = mag.float().square().sum(dim=0)  # (F,)
+    loud = torch.nonzero(energy > energy.max() * 10 ** (tail_db / 10)).flatten()
+    if loud.numel() == 0:
+        return mag.shape[-1]
+    return min(mag.shape[-1], int(loud[-1]) + 1 + overlap)
+
+
 class GriffinLim(nn.Module):
     """Log-mel (B, n_mels, F) -> waveform (B, T): mel inversion, phase start, ``n_iter`` fast Griffin-Lim
     iterations. ``init``: "pghi" (heap integration), "pghi-fast" (vectorised), "zeros", "random" (seeded:
@@ -218,13 +233,23 @@ class GriffinLim(nn.Module):
     def _per_clip(self, mag: Tensor, phase: Tensor | None, length: int | None) -> Tensor:
         """On a CPU, one clip at a time (a clip's arrays, ~1.4 MB each, stay in cache, where a whole batch does
         not) and, with several torch threads, one clip per thread, each single-threaded (the FFTs of one 2-s
-        clip do not split well across cores)."""
+        clip do not split well across cores). Each clip runs on its ``sounding_frames`` only, the rest is zeros:
+        on drums-v2's clips (10 prompts x 4, DPM++ 8 steps, batch 1, 2 threads) 22.6 ms a clip instead of 53.1, the
+        finished audio the same to -80 dB of the peak (most clips to the bit); from exact silence the same result."""
         n_fft, hop = self.cfg.n_fft, self.cfg.hop_length
+        frames = mag.shape[-1]
+        full = length if length is not None else (frames - 1) * hop
 
         def one(i: int) -> Tensor:
+            keep = sounding_frames(mag[i], n_fft // hop)
+            if keep >= frames or (keep - 1) * hop >= full:
+                keep, part = frames, full
+            else:
+                part = (keep - 1) * hop
             with torch.inference_mode():
-                return griffin_lim(mag[i : i + 1], n_fft, hop, self.n_iter, self.momentum,
-                                   None if phase is None else phase[i : i + 1], length)
+                wav = griffin_lim(mag[i : i + 1, :, :keep], n_fft, hop, self.n_iter, self.momentum,
+                                  None if phase is None else phase[i : i + 1, :, :keep], part)
+            return torch.nn.functional.pad(wav, (0, full - part))
 
         b, threads = mag.shape[0], torch.get_num_threads()
         if b == 1 or threads == 1:

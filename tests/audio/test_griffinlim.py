@@ -233,3 +233,42 @@ def test_attack_phase_of_a_clip_does_not_depend_on_its_batch() -> None:
     batched = onset_phase(mag, N, H)
     alone = torch.cat([onset_phase(mag[i : i + 1], N, H) for i in range(3)])
     torch.testing.assert_close(batched, alone, rtol=0, atol=0)
+
+
+def test_sounding_frames_end_after_the_last_frame_within_80_db() -> None:
+    from sampleforge.audio.griffinlim import sounding_frames
+
+    mag = torch.zeros(N // 2 + 1, 40)
+    assert sounding_frames(mag, 4) == 40  # silence: nothing to cut
+    mag[:, :10] = 1.0
+    assert sounding_frames(mag, 4) == 14  # 10 loud frames and the 4 that overlap the last
+    mag[:, 10:] = 10 ** (-90 / 20)  # a tail 90 dB down counts as silence
+    assert sounding_frames(mag, 4) == 14
+    mag[:, 30] = 10 ** (-70 / 20)  # one frame 70 dB down does not
+    assert sounding_frames(mag, 4) == 35
+    mag[:, 38] = 1.0
+    assert sounding_frames(mag, 4) == 40  # never past the end
+
+
+def test_griffin_lim_module_skips_a_silent_tail_without_changing_the_sound() -> None:
+    """A short hit in a 2-s buffer: Griffin-Lim runs on the sounding frames only. Where the mel is exact silence
+    the result is the same as on every frame; a faint tail (under -80 dB) is dropped."""
+    from sampleforge.audio.griffinlim import NNLS_ITERS
+
+    x = torch.zeros(1, 2 * SR)
+    x[:, : SR // 4] = synthetic_kick(0.25)
+    logmel = MelSpectrogram()(x)
+    gl = GriffinLim(n_iter=4, init="onset")
+    y = gl(logmel, length=x.shape[-1])
+    mag = mel_to_linear(logmel, gl.mel, n_iter=NNLS_ITERS, pinv=gl.fb_pinv)
+    from sampleforge.audio.pghi import onset_phase
+
+    every_frame = griffin_lim(mag, N, H, 4, gl.momentum, onset_phase(mag, N, H), x.shape[-1])
+    assert y.shape == every_frame.shape
+    torch.testing.assert_close(y, every_frame, rtol=0, atol=1e-6)
+    loud = int(torch.nonzero(y[0].abs() > 0).max())
+    assert loud < SR // 2 and bool((y[0, loud + 1 :] == 0).all())  # the tail is exact zeros
+    faint = x.clone()
+    faint[:, SR // 4 :] = 1e-6 * torch.randn(1, 2 * SR - SR // 4, generator=torch.Generator().manual_seed(1))
+    z = gl(MelSpectrogram()(faint), length=x.shape[-1])
+    assert bool((z[0, SR // 2 :] == 0).all()) and float(z[0, : SR // 4].abs().max()) > 0.1

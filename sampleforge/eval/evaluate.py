@@ -171,7 +171,7 @@ def vocoder_check(generator: Any, real: RealSet, n: int, seed: int = 0) -> tuple
                            "real": spectral.spectral_character(wav.numpy(), sr),
                            "griffin_lim": _resynthesis_metrics(wav, gl, sr),
                            "vocoder": None if voc is None else _resynthesis_metrics(wav, voc, sr),
-                           "per_class": _per_class_distances(wav, gl, voc, [real.categories[j] for j in order])}
+                           "per_class": _per_class_distances(wav, gl, voc, [real.categories[j] for j in order], sr)}
     examples = [
         (real.names[j], wav[i].numpy(), (voc[i] if voc is not None else gl[i]).numpy(), gl[i].numpy())
         for i, j in enumerate(order[:SHOW_VOCODER])
@@ -180,7 +180,7 @@ def vocoder_check(generator: Any, real: RealSet, n: int, seed: int = 0) -> tuple
 
 
 def _per_class_distances(wav: torch.Tensor, gl: torch.Tensor, voc: torch.Tensor | None,
-                         categories: Sequence[str]) -> dict[str, Any]:
+                         categories: Sequence[str], sr: int) -> dict[str, Any]:
     """Per class of the re-synthesised clips: their number and the MR-STFT and multi-resolution log-mel L1 of
     Griffin-Lim and of the vocoder (None without one). Where a vocoder wins or loses is rarely the same for a
     kick as for a hat."""
@@ -192,7 +192,7 @@ def _per_class_distances(wav: torch.Tensor, gl: torch.Tensor, voc: torch.Tensor 
         for name, synth in (("griffin_lim", gl), ("vocoder", voc)):
             out[c][name] = None if synth is None else {
                 "mrstft": metrics.mrstft_distance(ref, synth[rows]),
-                "mr_logmel_l1": metrics.mr_logmel_l1(ref, synth[rows])}
+                "mr_logmel_l1": metrics.mr_logmel_l1(ref, synth[rows], sample_rate=sr)}
     return out
 
 

@@ -1,5 +1,6 @@
 """Objective audio metrics: distributions (Fréchet distance, diversity, memorisation), per-clip statistics
-(clipping, NaN, loudness, onset) and reconstruction errors (multi-resolution STFT, log-mel L1 at one or several resolutions).
+(clipping, NaN, loudness, onset) and reconstruction errors (multi-resolution STFT; log-mel L1 at one resolution
+or at several).
 
 Waveforms are mono float arrays, ``(T,)`` or ``(B, T)``, as numpy arrays or torch tensors. Embeddings are
 ``(N, D)`` numpy arrays. Everything here is deterministic and needs no trained weights.

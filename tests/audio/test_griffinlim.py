@@ -12,9 +12,9 @@ import math
 import pytest
 import torch
 
-from sampleforge.audio.griffinlim import GriffinLim, griffin_lim, mel_to_linear
+from sampleforge.audio.griffinlim import NNLS_ITERS, GriffinLim, griffin_lim, mel_to_linear, sounding_frames
 from sampleforge.audio.mel import MelSpectrogram
-from sampleforge.audio.pghi import pghi_phase, phase_gradients
+from sampleforge.audio.pghi import attack_phase, onset_phase, pghi_phase, phase_gradients
 
 SR, N, H = 44100, 2048, 512
 WINDOW = torch.hann_window(N)
@@ -210,8 +210,6 @@ def test_onset_start_beats_a_random_start_on_an_onset_aligned_kick() -> None:
 def test_attack_phase_of_an_impulse_is_its_true_phase() -> None:
     """``attack_phase`` with a flat magnitude: the linear phase of an impulse ``delay`` samples in, in every
     frame whose window holds it (torch.stft's phase reference: the window's first sample)."""
-    from sampleforge.audio.pghi import attack_phase, onset_phase
-
     x = torch.zeros(1, 8192)
     x[0, 90] = 1.0
     spec = torch.stft(x, N, H, window=WINDOW, center=True, pad_mode="constant", return_complex=True)
@@ -227,8 +225,6 @@ def test_attack_phase_of_an_impulse_is_its_true_phase() -> None:
 def test_attack_phase_of_a_clip_does_not_depend_on_its_batch() -> None:
     """A batched FFT may round differently from a single one (it does with MKL): the attack phase is computed
     clip by clip, so every clip gets exactly the start it gets alone."""
-    from sampleforge.audio.pghi import onset_phase
-
     mag = torch.rand(3, N // 2 + 1, 12, generator=torch.Generator().manual_seed(0)) + 0.01
     batched = onset_phase(mag, N, H)
     alone = torch.cat([onset_phase(mag[i : i + 1], N, H) for i in range(3)])
@@ -236,8 +232,6 @@ def test_attack_phase_of_a_clip_does_not_depend_on_its_batch() -> None:
 
 
 def test_sounding_frames_end_after_the_last_frame_within_80_db() -> None:
-    from sampleforge.audio.griffinlim import sounding_frames
-
     mag = torch.zeros(N // 2 + 1, 40)
     assert sounding_frames(mag, 4) == 40  # silence: nothing to cut
     mag[:, :10] = 1.0
@@ -253,16 +247,12 @@ def test_sounding_frames_end_after_the_last_frame_within_80_db() -> None:
 def test_griffin_lim_module_skips_a_silent_tail_without_changing_the_sound() -> None:
     """A short hit in a 2-s buffer: Griffin-Lim runs on the sounding frames only. Where the mel is exact silence
     the result is the same as on every frame; a faint tail (under -80 dB) is dropped."""
-    from sampleforge.audio.griffinlim import NNLS_ITERS
-
     x = torch.zeros(1, 2 * SR)
     x[:, : SR // 4] = synthetic_kick(0.25)
     logmel = MelSpectrogram()(x)
     gl = GriffinLim(n_iter=4, init="onset")
     y = gl(logmel, length=x.shape[-1])
     mag = mel_to_linear(logmel, gl.mel, n_iter=NNLS_ITERS, pinv=gl.fb_pinv)
-    from sampleforge.audio.pghi import onset_phase
-
     every_frame = griffin_lim(mag, N, H, 4, gl.momentum, onset_phase(mag, N, H), x.shape[-1])
     assert y.shape == every_frame.shape
     torch.testing.assert_close(y, every_frame, rtol=0, atol=1e-6)

@@ -167,11 +167,15 @@ def vocoder_check(generator: Any, real: RealSet, n: int, seed: int = 0) -> tuple
         has_vocoder = generator.bundle.vocoder is not None
         voc = generator.vocode(lm, samples, vocoder=True).float().cpu() if has_vocoder else None
     sr = generator.sample_rate
+    synths = {name: y for name, y in (("griffin_lim", gl), ("vocoder", voc)) if y is not None}
+    per_clip = {name: {"mrstft": metrics.mrstft_per_clip(wav, y),
+                       "mr_logmel_l1": metrics.mr_logmel_l1_per_clip(wav, y, sample_rate=sr)}
+                for name, y in synths.items()}
     out: dict[str, Any] = {"clips": len(order), "griffin_lim_iters": getattr(generator.griffin_lim, "n_iter", None),
                            "real": spectral.spectral_character(wav.numpy(), sr),
-                           "griffin_lim": _resynthesis_metrics(wav, gl, sr),
-                           "vocoder": None if voc is None else _resynthesis_metrics(wav, voc, sr),
-                           "per_class": _per_class_distances(wav, gl, voc, [real.categories[j] for j in order], sr)}
+                           "griffin_lim": None, "vocoder": None,
+                           **{name: _resynthesis_metrics(wav, y, sr, per_clip[name]) for name, y in synths.items()},
+                           "per_class": _per_class_distances(per_clip, [real.categories[j] for j in order])}
     examples = [
         (real.names[j], wav[i].numpy(), (voc[i] if voc is not None else gl[i]).numpy(), gl[i].numpy())
         for i, j in enumerate(order[:SHOW_VOCODER])
@@ -179,27 +183,23 @@ def vocoder_check(generator: Any, real: RealSet, n: int, seed: int = 0) -> tuple
     return out, examples
 
 
-def _per_class_distances(wav: torch.Tensor, gl: torch.Tensor, voc: torch.Tensor | None,
-                         categories: Sequence[str], sr: int) -> dict[str, Any]:
-    """Per class of the re-synthesised clips: their number and the MR-STFT and multi-resolution log-mel L1 of
-    Griffin-Lim and of the vocoder (None without one). Where a vocoder wins or loses is rarely the same for a
-    kick as for a hat."""
+def _per_class_distances(per_clip: dict[str, dict[str, np.ndarray]], categories: Sequence[str]) -> dict[str, Any]:
+    """Per class of the re-synthesised clips: their number and the mean of each synthesis' per-clip distances
+    (``per_clip``: synthesis -> distance -> (B,); a model without a vocoder gets None for it). Where a vocoder
+    wins or loses is rarely the same for a kick as for a hat."""
     out: dict[str, Any] = {}
     for c in sorted(set(categories)):
         rows = [i for i, x in enumerate(categories) if x == c]
-        ref = wav[rows]
-        out[c] = {"clips": len(rows)}
-        for name, synth in (("griffin_lim", gl), ("vocoder", voc)):
-            out[c][name] = None if synth is None else {
-                "mrstft": metrics.mrstft_distance(ref, synth[rows]),
-                "mr_logmel_l1": metrics.mr_logmel_l1(ref, synth[rows], sample_rate=sr)}
+        out[c] = {"clips": len(rows), "griffin_lim": None, "vocoder": None, **{
+            name: {k: float(v[rows].mean()) for k, v in d.items()} for name, d in per_clip.items()}}
     return out
 
 
-def _resynthesis_metrics(wav: torch.Tensor, synth: torch.Tensor, sr: int) -> dict[str, Any]:
-    """Distances of re-synthesised clips (B, T) to the originals (B, T), and their spectral character."""
-    return {"logmel_l1": metrics.logmel_l1(wav, synth), "mrstft": metrics.mrstft_distance(wav, synth),
-            "mr_logmel_l1": metrics.mr_logmel_l1(wav, synth, sample_rate=sr),
+def _resynthesis_metrics(wav: torch.Tensor, synth: torch.Tensor, sr: int,
+                         per_clip: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Distances of re-synthesised clips (B, T) to the originals (B, T) (the means of the ``per_clip`` ones, and
+    the log-mel L1), and their spectral character."""
+    return {"logmel_l1": metrics.logmel_l1(wav, synth), **{k: float(v.mean()) for k, v in per_clip.items()},
             **spectral.spectral_character(synth.numpy(), sr)}
 
 

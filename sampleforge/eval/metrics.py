@@ -8,6 +8,7 @@ Waveforms are mono float arrays, ``(T,)`` or ``(B, T)``, as numpy arrays or torc
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -203,19 +204,30 @@ def mrstft_distance(
       log-magnitude L1      LM = mean |log(R + eps) - log(E + eps)|
     and the result is the mean over windows of SC + LM (0 for identical signals; larger is worse).
     The two signals are cropped to the shorter length (vocoders may differ by a few samples).
+    The mean of :func:`mrstft_per_clip` (the clips have one length, so every clip weighs the same).
     """
+    return float(mrstft_per_clip(reference, estimate, windows, eps).mean())
+
+
+def mrstft_per_clip(
+    reference: np.ndarray | Tensor,
+    estimate: np.ndarray | Tensor,
+    windows: Sequence[int] = MRSTFT_WINDOWS,
+    eps: float = 1e-5,
+) -> np.ndarray:
+    """:func:`mrstft_distance` of each clip, (B,)."""
     r, e = _as_batch(reference), _as_batch(estimate)
     if r.shape[0] != e.shape[0]:
         raise ValueError(f"mrstft_distance: batch sizes differ ({r.shape[0]} vs {e.shape[0]})")
     n = min(r.shape[1], e.shape[1])
     r, e = r[:, :n].double(), e[:, :n].double()
-    total = 0.0
+    total = torch.zeros(r.shape[0], dtype=torch.float64)
     for win in windows:
         rm, em = _stft_mag(r, win), _stft_mag(e, win)
         sc = torch.linalg.vector_norm(rm - em, dim=(1, 2)) / (torch.linalg.vector_norm(rm, dim=(1, 2)) + eps)
         lm = (torch.log(rm + eps) - torch.log(em + eps)).abs().mean(dim=(1, 2))
-        total += float((sc + lm).mean())
-    return total / len(windows)
+        total += sc + lm
+    return (total / len(windows)).numpy()
 
 
 def mr_logmel_l1(
@@ -232,18 +244,33 @@ def mr_logmel_l1(
     bands average over the bins inside them. So it tells a smeared or late attack from a good one, and two
     noise bursts with one envelope score close (the MR-STFT compares their samples' exact spectra bin by
     bin, and scores two realisations of one noise far apart). Cropped to the shorter length like
-    :func:`mrstft_distance`.
+    :func:`mrstft_distance`; the mean of :func:`mr_logmel_l1_per_clip`.
     """
+    return float(mr_logmel_l1_per_clip(reference, estimate, windows, sample_rate).mean())
+
+
+def mr_logmel_l1_per_clip(
+    reference: np.ndarray | Tensor,
+    estimate: np.ndarray | Tensor,
+    windows: Sequence[int] = MRSTFT_WINDOWS,
+    sample_rate: int = 44100,
+) -> np.ndarray:
+    """:func:`mr_logmel_l1` of each clip, (B,)."""
     r, e = _as_batch(reference), _as_batch(estimate)
     n = min(r.shape[1], e.shape[1])
     r, e = r[:, :n].float(), e[:, :n].float()
-    total = 0.0
+    total = torch.zeros(r.shape[0], dtype=torch.float64)
     with torch.no_grad():
         for win in windows:
-            bands = MR_LOGMEL_BANDS.get(win, max(8, win // 16))
-            mel = MelSpectrogram(MelConfig(sample_rate=sample_rate, n_fft=win, hop_length=win // 4, n_mels=bands))
-            total += float((mel(r) - mel(e)).abs().mean())
-    return total / len(windows)
+            mel = _mel_front_end(sample_rate, win, MR_LOGMEL_BANDS.get(win, max(8, win // 16)))
+            total += (mel(r) - mel(e)).abs().mean(dim=(1, 2)).double()
+    return (total / len(windows)).numpy()
+
+
+@functools.lru_cache(maxsize=16)
+def _mel_front_end(sample_rate: int, n_fft: int, n_mels: int) -> MelSpectrogram:
+    """A log-mel front end at hop n_fft / 4, built once (its filterbank is the costly part)."""
+    return MelSpectrogram(MelConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=n_fft // 4, n_mels=n_mels))
 
 
 def logmel_l1(

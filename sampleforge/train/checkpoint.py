@@ -71,7 +71,7 @@ def save_checkpoint(
     save_model(model, str(tmp / MODEL), force_contiguous=True)
     if ema is not None:
         save_file(_contiguous(ema), str(tmp / EMA_FILE))
-    opt_tensors, opt_meta = _flatten_optimizer(optimizer)
+    opt_tensors, opt_meta = flatten_optimizer(optimizer)
     save_file(_contiguous({**opt_tensors, **tensors}), str(tmp / STATE_TENSORS))
     (tmp / STATE_JSON).write_text(json.dumps({"format": FORMAT, **meta, "optimizer": opt_meta}, indent=1))
     for f in tmp.iterdir():
@@ -108,7 +108,7 @@ def load_checkpoint(
     except (RuntimeError, OSError, SafetensorError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: cannot load ({first}); was it written for another model?") from None
-    _load_optimizer(optimizer, tensors, meta["optimizer"], path)
+    load_optimizer(optimizer, tensors, meta["optimizer"], path)
     return {k: v for k, v in tensors.items() if not k.startswith("optimizer.")}, ema
 
 
@@ -153,7 +153,7 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
+def flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Optimizer state → tensors ``optimizer.<param index>.<name>`` + JSON for the rest."""
     sd = optimizer.state_dict()
     tensors: dict[str, Tensor] = {}
@@ -168,8 +168,8 @@ def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tens
     return tensors, {"type": type(optimizer).__name__, "scalars": scalars, "param_groups": groups}
 
 
-def _load_optimizer(
-    optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any], path: Path
+def load_optimizer(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any], path: Path | str
 ) -> None:
     """Rebuild the optimizer state; hyper-parameters stay as configured (the config was checked)."""
     if meta.get("type") != type(optimizer).__name__:

@@ -150,6 +150,11 @@ class Task(Protocol):
         """Write the final weights into ``out_dir`` (EMA weights if EMA is on; no grad)."""
         ...
 
+    # Optional, for a task with state of its own outside ``model`` (a discriminator and its optimizer):
+    #   extra_state() -> (tensors, JSON-able) | None            saved with every checkpoint
+    #   load_extra_state(tensors, JSON-able | None, where)     given them back on resume (None: the
+    #                                                            checkpoint has none)
+
 
 @dataclass
 class TrainResult:
@@ -461,6 +466,10 @@ class _Run:
         else:
             log.warning("rank %d has no saved RNG state; reseeding it", r)
             self._seed_fresh()
+        load_extra = getattr(self.task, "load_extra_state", None)
+        if load_extra is not None:
+            own = {k[len("task."):]: v for k, v in tensors.items() if k.startswith("task.")}
+            load_extra(own, meta.get("task_state"), str(path))
         log.info("%s: resuming at step %d (epoch %d)", path, self.step, self.epoch)
 
     def _normalise_position(self) -> None:
@@ -619,6 +628,11 @@ class _Run:
                 "rng": [js for js, _ in states],
                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
+            extra = getattr(self.task, "extra_state", None)
+            own = extra() if extra is not None else None
+            if own is not None:
+                tensors.update({f"task.{k}": v for k, v in own[0].items()})
+                meta["task_state"] = own[1]
             ema = self.ema.state_dict() if self.ema is not None else None
             save_checkpoint(self.out_dir, self.model, self.opt, meta, tensors, ema)
             # the plot costs ~0.5 s: redraw at most once a minute, and at the last checkpoint of the call

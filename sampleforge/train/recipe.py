@@ -65,6 +65,10 @@ class RecipeConfig:
     # (sampleforge.timbre.FEATURE_VERSIONS; recorded in the model's timbre.json)
     vocoder_segment_frames: int = 64  # vocoder: train on random crops of this many frames (0 = whole clip)
     vocoder_variants: int = 0  # vocoder: augmented copies of each clip (pitch, EQ tilt, gain) besides the clip itself
+    vocoder_adversarial_weight: float = 0.0  # vocoder ("istft" head): weight of a multi-resolution spectrogram
+    # discriminator's hinge term in the loss (0 = no discriminator; see train.adversarial)
+    vocoder_feature_matching_weight: float = 0.0  # vocoder: weight of the discriminator feature-matching L1
+    vocoder_discriminator_lr: float = 2e-4  # vocoder: the discriminator's AdamW learning rate (constant)
     init: dict[str, str] = field(default_factory=dict)  # stage -> weights a fresh run of it starts from:
     # "diffusion": a model folder (its unet, text and vocab.json; fine-tune a finished model, e.g. with a
     # decaying lr), "vocoder": a model folder or vocoder.safetensors (see train.vocoder.warm_start)
@@ -89,6 +93,11 @@ class RecipeConfig:
                               f"got {self.timbre_features!r}")
         if not 0 <= self.class_prompt_dropout <= 1:
             raise ConfigError(f"recipe.class_prompt_dropout must be in [0, 1], got {self.class_prompt_dropout}")
+        for key in ("vocoder_adversarial_weight", "vocoder_feature_matching_weight"):
+            if not getattr(self, key) >= 0:
+                raise ConfigError(f"recipe.{key} must be >= 0, got {getattr(self, key)}")
+        if not self.vocoder_discriminator_lr > 0:
+            raise ConfigError(f"recipe.vocoder_discriminator_lr must be > 0, got {self.vocoder_discriminator_lr}")
         if not 0 <= self.knob_jitter <= 0.5:
             raise ConfigError(f"recipe.knob_jitter must be in [0, 0.5], got {self.knob_jitter}")
         bad = [s for s in self.stages if s not in ("vae", "diffusion", "vae-decoder", "vocoder")]

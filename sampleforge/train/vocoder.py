@@ -13,6 +13,10 @@ average out). The magnitude stays the mel inversion's.
 backbone and the log-magnitude half of its head start a magnitude vocoder, so a hybrid (network magnitude + a
 few Griffin-Lim iterations) need not relearn the mel features.
 
+An istft vocoder may also learn against a discriminator (``recipe.vocoder_adversarial_weight`` > 0: the
+multi-resolution spectrogram discriminator of ``train.adversarial``, its hinge and feature-matching terms added to
+the loss above; the discriminator is saved in the run's checkpoint, not exported).
+
 Trains on crops of ``recipe.vocoder_segment_frames`` frames; half the crops start at the onset (frame 0),
 where the transient a drum is judged by lives, the rest anywhere in the clip. The clips' fixed-length waveforms
 are held in memory (582 clips: ~200 MB; an attack vocoder keeps only their start), with ``recipe.vocoder_variants``
@@ -32,6 +36,7 @@ from torch import Tensor, nn
 
 from sampleforge.audio.finish import align_onset
 from sampleforge.models.vocoder import Vocoder
+from sampleforge.train.adversarial import Adversary
 from sampleforge.train.losses import log_magnitude_l1, multi_resolution_stft_loss, spectral_convergence
 from sampleforge.train.stage import StageContext, TensorItems
 
@@ -68,6 +73,14 @@ class VocoderTask:
                 waves.append(torch.cat([torch.from_numpy(align_onset(b["wav"].numpy(), sr))[..., :keep]
                                         for b in ctx.batches(augmented)]))
         self._dataset = TensorItems(torch.cat(waves))
+        self.adversary: Adversary | None = None
+        if ctx.recipe.vocoder_adversarial_weight > 0 or ctx.recipe.vocoder_feature_matching_weight > 0:
+            if cfg.kind != "istft":
+                from sampleforge.errors import UserInputError
+
+                raise UserInputError("recipe.vocoder_adversarial_weight and vocoder_feature_matching_weight need a "
+                                     f"vocoder that makes the waveform itself (kind \"istft\"), not {cfg.kind!r}")
+            self.adversary = Adversary(lr=ctx.recipe.vocoder_discriminator_lr)
 
     def dataset(self) -> Any:
         return self._dataset
@@ -121,7 +134,31 @@ class VocoderTask:
         mag = spec.abs()
         head = log_magnitude_l1(mag, target, MAG_FLOOR) + spectral_convergence(mag, target)
         mel_l1 = torch.mean(torch.abs(voc.mel(pred) - mel))
-        return mrstft + head + mel_l1, {"mrstft": mrstft.detach(), "head_mag": head.detach(), "mel_l1": mel_l1.detach()}
+        total = mrstft + head + mel_l1
+        metrics = {"mrstft": mrstft.detach(), "head_mag": head.detach(), "mel_l1": mel_l1.detach()}
+        if self.adversary is not None:
+            recipe = self.ctx.recipe
+            self.adversary.to(wav.device)
+            metrics["disc"] = self.adversary.update(wav, pred)
+            adv, fm = self.adversary.generator_terms(wav, pred)
+            total = total + recipe.vocoder_adversarial_weight * adv + recipe.vocoder_feature_matching_weight * fm
+            metrics.update(adv=adv.detach(), fm=fm.detach())
+        return total, metrics
+
+    def extra_state(self) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+        """The discriminator's weights and optimizer, for the run's checkpoint (None: no discriminator)."""
+        return self.adversary.state() if self.adversary is not None else None
+
+    def load_extra_state(self, tensors: dict[str, Tensor], meta: dict[str, Any] | None, where: str) -> None:
+        if self.adversary is None:
+            if meta is not None:
+                log.warning("%s: the checkpoint's discriminator is not used (recipe.vocoder_adversarial_weight and "
+                            "vocoder_feature_matching_weight are 0)", where)
+            return
+        if meta is None:
+            log.warning("%s: the checkpoint has no discriminator; a fresh one starts now", where)
+            return
+        self.adversary.load_state(tensors, meta, where)
 
     @torch.no_grad()
     def preview(self, model: nn.Module, out_dir: Path, step: int) -> None:

@@ -13,6 +13,7 @@ from sampleforge.bundle import load_bundle
 from sampleforge.cli import main
 from sampleforge.data.corpus import HYDROGEN_DIRS
 from sampleforge.debug_model import make_debug_bundle
+from sampleforge.errors import UserInputError
 from sampleforge.pipeline import Generator
 from sampleforge.train.commands import EXIT_STOPPED
 
@@ -296,3 +297,55 @@ def test_attack_vocoder_learns_the_attack_phase(real_kits: Path, tmp_path: Path)
     train(task, TrainConfig(max_steps=40, batch_size=8, lr=3e-3, checkpoint_minutes=0), tmp_path / "run" / "vocoder",
           progress=False)
     assert loss() < 0.9 * before, before
+
+
+def test_istft_vocoder_trains_against_a_discriminator_and_resumes_exactly(real_kits: Path, tmp_path: Path) -> None:
+    """With recipe.vocoder_adversarial_weight set, each step also trains the discriminator; its weights and
+    optimizer go into the checkpoint, so 3 steps, a stop and 3 more give what 6 straight steps give."""
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    from sampleforge.train.loop import TrainConfig, train
+    from sampleforge.train.recipe import load_recipe, training_clips
+    from sampleforge.train.stage import StageContext
+    from sampleforge.train.vocoder import VocoderTask
+
+    recipe = load_recipe(REPO / "configs" / "debug.json")
+    settings = dataclasses.replace(recipe.recipe, vocoder_segment_frames=8, vocoder_adversarial_weight=0.5,
+                                   vocoder_feature_matching_weight=1.0)
+    clips, held = training_clips([real_kits], recipe.data, tmp_path)
+
+    def task() -> VocoderTask:
+        torch.manual_seed(0)  # the same initial weights for both runs (a resumed run takes the checkpoint's)
+        ctx = StageContext(run_dir=tmp_path / "run", model_config=recipe.model, data=recipe.data, recipe=settings,
+                           clips=clips, held_out=held, cache_dir=tmp_path / "cache")
+        return VocoderTask(ctx)
+
+    def cfg(steps: int) -> TrainConfig:
+        return TrainConfig(max_steps=steps, batch_size=4, lr=1e-3, checkpoint_minutes=0, log_every=1)
+
+    straight = tmp_path / "straight"
+    train(task(), cfg(6), straight, progress=False)
+    split = tmp_path / "split"
+    train(task(), cfg(3), split, progress=False)
+    train(task(), cfg(6), split, resume=True, progress=False)
+    a, b = (load_file(str(d / "checkpoint" / "state.safetensors")) for d in (straight, split))
+    assert a.keys() == b.keys() and any(k.startswith("task.model.discriminators.") for k in a)
+    assert any(k.startswith("task.optimizer.") for k in a)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    with open(straight / "loss.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and all(float(r["disc"]) > 0 and float(r["adv"]) > 0 for r in rows)
+    assert any(float(r["fm"]) > 0 for r in rows)  # 0 on a batch of silent crops (a clip's padded tail)
+
+    no_gan = dataclasses.replace(settings, vocoder_adversarial_weight=0.0, vocoder_feature_matching_weight=0.0)
+    attack = dataclasses.replace(recipe.model, vocoder=dataclasses.replace(recipe.model.vocoder, kind="attack"))
+    ctx = StageContext(run_dir=tmp_path / "run", model_config=attack, data=recipe.data, recipe=settings,
+                       clips=clips, held_out=held, cache_dir=tmp_path / "cache")
+    with pytest.raises(UserInputError, match='kind "istft"'):
+        VocoderTask(ctx)
+    ctx = StageContext(run_dir=tmp_path / "run", model_config=recipe.model, data=recipe.data, recipe=no_gan,
+                       clips=clips, held_out=held, cache_dir=tmp_path / "cache")
+    assert VocoderTask(ctx).extra_state() is None

@@ -69,6 +69,8 @@ class RecipeConfig:
     # discriminator's hinge term in the loss (0 = no discriminator; see train.adversarial)
     vocoder_feature_matching_weight: float = 0.0  # vocoder: weight of the discriminator feature-matching L1
     vocoder_discriminator_lr: float = 2e-4  # vocoder: the discriminator's AdamW learning rate (constant)
+    vocoder_discriminator_ffts: list[int] = field(default_factory=lambda: [512, 1024, 2048])  # vocoder: the
+    # discriminator's STFT sizes (one sub-discriminator each, hop a quarter of the size)
     init: dict[str, str] = field(default_factory=dict)  # stage -> weights a fresh run of it starts from:
     # "diffusion": a model folder (its unet, text and vocab.json; fine-tune a finished model, e.g. with a
     # decaying lr), "vocoder": a model folder or vocoder.safetensors (see train.vocoder.warm_start)
@@ -96,6 +98,9 @@ class RecipeConfig:
         for key in ("vocoder_adversarial_weight", "vocoder_feature_matching_weight"):
             if not getattr(self, key) >= 0:
                 raise ConfigError(f"recipe.{key} must be >= 0, got {getattr(self, key)}")
+        if not self.vocoder_discriminator_ffts or any(n < 16 or n & (n - 1) for n in self.vocoder_discriminator_ffts):
+            raise ConfigError("recipe.vocoder_discriminator_ffts must be powers of two >= 16, got "
+                              f"{self.vocoder_discriminator_ffts}")
         if not self.vocoder_discriminator_lr > 0:
             raise ConfigError(f"recipe.vocoder_discriminator_lr must be > 0, got {self.vocoder_discriminator_lr}")
         if not 0 <= self.knob_jitter <= 0.5:

@@ -80,7 +80,7 @@ class VocoderTask:
 
                 raise UserInputError("recipe.vocoder_adversarial_weight and vocoder_feature_matching_weight need a "
                                      f"vocoder that makes the waveform itself (kind \"istft\"), not {cfg.kind!r}")
-            self.adversary = Adversary(lr=ctx.recipe.vocoder_discriminator_lr)
+            self.adversary = Adversary(lr=ctx.recipe.vocoder_discriminator_lr, ffts=ctx.recipe.vocoder_discriminator_ffts)
 
     def dataset(self) -> Any:
         return self._dataset

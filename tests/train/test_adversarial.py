@@ -98,8 +98,9 @@ def test_state_round_trips_and_a_mismatch_is_named() -> None:
 
 
 @pytest.mark.parametrize("key, value", [("vocoder_adversarial_weight", -0.1), ("vocoder_feature_matching_weight", -1),
-                                        ("vocoder_discriminator_lr", 0.0)])
-def test_recipe_refuses_bad_settings(key: str, value: float) -> None:
+                                        ("vocoder_discriminator_lr", 0.0), ("vocoder_discriminator_ffts", [500]),
+                                        ("vocoder_discriminator_ffts", [])])
+def test_recipe_refuses_bad_settings(key: str, value: object) -> None:
     from sampleforge.train.recipe import RecipeConfig
 
     with pytest.raises(ConfigError, match=f"recipe.{key}"):

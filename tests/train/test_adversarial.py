@@ -105,3 +105,34 @@ def test_recipe_refuses_bad_settings(key: str, value: object) -> None:
 
     with pytest.raises(ConfigError, match=f"recipe.{key}"):
         RecipeConfig(**{key: value})
+
+
+def test_vocoder_crops_lie_in_the_sound() -> None:
+    """Training crops of padded one-shots: half the batches at the onset, the others each at its own start, every
+    crop holding sound (a crop of the clips' silent padding teaches neither the vocoder nor its discriminator)."""
+    from sampleforge.train.vocoder import random_crop
+
+    hop, seg, frames = 512, 16, 173
+    wav = torch.zeros(8, (frames - 1) * hop)
+    lengths = [5, 10, 20, 40, 60, 80, 120, 171]  # the sound's length in hops, one clip each
+    for i, n in enumerate(lengths):
+        wav[i, : n * hop] = torch.randn(n * hop, generator=torch.Generator().manual_seed(i))
+    g = torch.Generator().manual_seed(0)
+    at_onset = anywhere = 0
+    long_clip: list[torch.Tensor] = []
+    for _ in range(40):
+        crops = random_crop(wav, hop, seg, g)
+        assert crops.shape == (8, (seg - 1) * hop)
+        if torch.equal(crops, wav[:, : (seg - 1) * hop]):
+            at_onset += 1
+            continue
+        anywhere += 1
+        for i, n in enumerate(lengths):
+            sounding = int(crops[i].reshape(-1, hop).abs().sum(dim=1).gt(0).sum())
+            assert sounding >= min(n, seg // 4), (n, sounding)
+        long_clip.append(crops[-1])
+    assert at_onset > 5 and anywhere > 5
+    distinct = {tuple(c[:4].tolist()) for c in long_clip}
+    assert len(distinct) > 5  # the long clip's crops start all over it
+    assert torch.equal(random_crop(wav, hop, 0, g), wav) and torch.equal(random_crop(wav, hop, frames, g), wav)
+    assert torch.equal(random_crop(wav, hop, seg, g, onset_only=True), wav[:, : (seg - 1) * hop])

@@ -23,6 +23,10 @@ from torch.nn.utils.parametrizations import weight_norm
 
 DISCRIMINATOR_FFTS = (512, 1024, 2048)  # Hann windows, hop n_fft/4
 LOG_FLOOR = 1e-5
+# the discriminator's input: (log|S| - LOG_CENTRE) / LOG_SCALE. A 0.95-peak clip's log-magnitudes run from the
+# floor (-11.5) to about +5, so this is about -1.3 to +2; fed raw, the same discriminator learns several times
+# slower (hinge 2.0 -> 1.70 vs 0.99 over 200 steps against a fixed istft vocoder)
+LOG_CENTRE, LOG_SCALE = -5.0, 5.0
 SLOPE = 0.1
 
 
@@ -51,7 +55,7 @@ class SpectrogramDiscriminator(nn.Module):
 
     def forward(self, wav: Tensor) -> tuple[Tensor, list[Tensor]]:
         spec = torch.stft(wav, self.n_fft, self.n_fft // 4, window=self.window, center=True, return_complex=True)
-        x = torch.log(spec.abs().clamp(min=LOG_FLOOR))  # (B, bins, frames)
+        x = (torch.log(spec.abs().clamp(min=LOG_FLOOR)) - LOG_CENTRE) / LOG_SCALE  # (B, bins, frames)
         features = []
         for conv in self.convs:
             x = F.leaky_relu(conv(x), SLOPE)

@@ -57,7 +57,7 @@ def test_the_discriminator_learns_to_tell_noise_from_tones() -> None:
     first = float(adversary.update(tones(8, 0), noise))
     for step in range(30):
         last = float(adversary.update(tones(8, step), noise))
-    assert last < 0.5 * first, (first, last)  # measured 2.03 -> 0.44
+    assert last < 0.5 * first, (first, last)  # measured 2.0 -> 0.0 (0.44 with the log-magnitudes fed raw)
     adv_noise, _ = adversary.generator_terms(tones(8, 99), noise)
     adv_tone, _ = adversary.generator_terms(tones(8, 99), tones(8, 98))
     assert float(adv_noise) > float(adv_tone)
@@ -65,7 +65,7 @@ def test_the_discriminator_learns_to_tell_noise_from_tones() -> None:
 
 def test_its_gradient_pulls_a_generator_toward_the_real_sound() -> None:
     """A 'generator' that is a tone plus noise at a learned gain, trained by the adversarial and feature-matching
-    terms alone against a discriminator trained alongside it, turns the noise down (measured 0.5 -> 0.12)."""
+    terms alone against a discriminator trained alongside it, turns the noise down (measured 0.5 -> 0.10)."""
     torch.manual_seed(0)
     adversary = Adversary(lr=2e-3, ffts=(256, 512), channels=16)
     noise = torch.randn(8, N, generator=torch.Generator().manual_seed(1))

@@ -166,9 +166,9 @@ class VocoderTask:
 def random_crop(wav: Tensor, hop: int, seg: int, generator: torch.Generator, onset_only: bool = False) -> Tensor:
     """(B, T) → crops of ``seg`` frames ((seg - 1) * hop samples; the whole clip if ``seg`` is 0 or not shorter).
     Half the batches (all: ``onset_only``) start at the onset; in the others each clip gets its own start, drawn
-    so that at least a quarter of the crop lies before the clip's last sounding hop (within TAIL_DB of its loudest;
-    one-shots are padded to the training length, and a crop anywhere in the clip would be mostly past the sound:
-    44 % of them wholly 60 dB down, on the Debian kits)."""
+    so that at least a quarter of the crop lies before the clip's last sounding hop (within TAIL_DB, 80 dB, of its
+    loudest; one-shots are padded to the training length, and a crop anywhere in the clip would be mostly past the
+    sound: 44 % of them wholly 60 dB down, on the Debian kits)."""
     frames = wav.shape[-1] // hop + 1
     if seg <= 0 or seg >= frames:
         return wav
@@ -178,10 +178,10 @@ def random_crop(wav: Tensor, hop: int, seg: int, generator: torch.Generator, ons
     hops = wav.shape[-1] // hop
     energy = wav[:, : hops * hop].reshape(wav.shape[0], hops, hop).square().sum(dim=-1)  # (B, hops)
     sounding = energy > energy.amax(dim=1, keepdim=True) * 10 ** (TAIL_DB / 10)
-    last = (sounding * torch.arange(hops)).amax(dim=1)  # 0 for a silent clip
+    last = (sounding * torch.arange(hops, device=wav.device)).amax(dim=1)  # 0 for a silent clip
     highest = (last - seg // 4).clamp(min=0, max=frames - seg)
-    starts = (torch.rand(wav.shape[0], generator=generator) * (highest + 1)).long()
-    index = starts[:, None] * hop + torch.arange(length)
+    starts = (torch.rand(wav.shape[0], generator=generator, device=generator.device) * (highest + 1)).long()
+    index = starts[:, None] * hop + torch.arange(length, device=wav.device)
     return torch.gather(wav, 1, index)
 
 

@@ -91,7 +91,8 @@ class VocoderTask:
 
     def _crop(self, wav: Tensor, hop: int, generator: torch.Generator, onset_only: bool = False) -> Tensor:
         """(B, T) → a random gain and ``random_crop``."""
-        gain = 10 ** ((torch.rand(wav.shape[0], 1, generator=generator) * 2 - 1) * GAIN_DB / 20)
+        gain = torch.rand(wav.shape[0], 1, generator=generator, device=generator.device).to(wav.device)
+        gain = 10 ** ((gain * 2 - 1) * GAIN_DB / 20)
         return random_crop(wav * gain, hop, self.ctx.recipe.vocoder_segment_frames, generator, onset_only)
 
     def _attack_loss(self, voc: Vocoder, batch: dict[str, Any], generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
@@ -173,14 +174,15 @@ def random_crop(wav: Tensor, hop: int, seg: int, generator: torch.Generator, ons
     if seg <= 0 or seg >= frames:
         return wav
     length = (seg - 1) * hop
-    if onset_only or float(torch.rand((), generator=generator)) < 0.5:
+    if onset_only or float(torch.rand((), generator=generator, device=generator.device)) < 0.5:
         return wav[..., :length]
     hops = wav.shape[-1] // hop
     energy = wav[:, : hops * hop].reshape(wav.shape[0], hops, hop).square().sum(dim=-1)  # (B, hops)
     sounding = energy > energy.amax(dim=1, keepdim=True) * 10 ** (TAIL_DB / 10)
     last = (sounding * torch.arange(hops, device=wav.device)).amax(dim=1)  # 0 for a silent clip
     highest = (last - seg // 4).clamp(min=0, max=frames - seg)
-    starts = (torch.rand(wav.shape[0], generator=generator, device=generator.device) * (highest + 1)).long()
+    u = torch.rand(wav.shape[0], generator=generator, device=generator.device).to(wav.device)
+    starts = (u * (highest + 1)).long()
     index = starts[:, None] * hop + torch.arange(length, device=wav.device)
     return torch.gather(wav, 1, index)
 

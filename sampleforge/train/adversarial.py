@@ -1,14 +1,15 @@
 """Adversarial training of a waveform generator (training only): a multi-resolution spectrogram discriminator
-(Vocos' kind, far cheaper than HiFi-GAN's period discriminator on a CPU), hinge losses and feature matching.
+(Vocos' idea, in a form far cheaper on a CPU than its 2-D stack or HiFi-GAN's period discriminator), hinge losses
+and feature matching.
 
 A distance to the original such as the multi-resolution STFT rewards the *mean* of what the input leaves open: a
 smeared attack, a noise tail flattened toward its expected spectrum, a per-frame phase that only has to be right
 on average (the hop-rate flutter of an istft head). A discriminator asks instead whether a spectrogram could be
-a real recording's, at each of its resolutions, so it is what pushes a generator toward consistent phase, real
-noise texture and sharp partials. The generator's loss here is a term on top of its reconstruction loss
-(``recipe.vocoder_adversarial_weight``, ``recipe.vocoder_feature_matching_weight``); the discriminator takes one
-AdamW step per generator step on the same crops, and its weights and optimizer state go into the run's
-checkpoint (:meth:`Adversary.state`), so a run resumes exactly.
+a real recording's, at each of its resolutions, so it can push a generator toward consistent phase, real noise
+texture and sharp partials (what it did here: docs/runs/vocoder-v5). The generator's loss here is a term on top
+of its reconstruction loss (``recipe.vocoder_adversarial_weight``, ``recipe.vocoder_feature_matching_weight``);
+the discriminator takes one AdamW step per generator step on the same crops, and its weights and optimizer state
+go into the run's checkpoint (:meth:`Adversary.state`), so a run resumes exactly.
 """
 
 from __future__ import annotations

@@ -103,8 +103,8 @@ class Adversary:
     through the discriminator as it now is)."""
 
     def __init__(self, lr: float = 2e-4, betas: tuple[float, float] = (0.8, 0.99),
-                 ffts: Sequence[int] = DISCRIMINATOR_FFTS, channels: int = 64, device: torch.device | None = None) -> None:
-        self.model = MultiResolutionDiscriminator(ffts, channels).to(device or torch.device("cpu"))
+                 ffts: Sequence[int] = DISCRIMINATOR_FFTS, channels: int = 64) -> None:
+        self.model = MultiResolutionDiscriminator(ffts, channels)  # on the CPU until ``to``
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=lr, betas=betas, weight_decay=0.0)
 
     def to(self, device: torch.device) -> Adversary:

@@ -155,8 +155,9 @@ def load_bundle(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, device: st
         raise CheckpointError(f"{vocab_file}: invalid ({exc})") from None
     check_config(cfg, vocab)
     overrides = components or {}
-    if "vocoder" in overrides and overrides["vocoder"] is None:
-        cfg.vocoder = None
+    if "vocoder" in overrides:
+        voc_file = overrides["vocoder"]
+        cfg.vocoder = None if voc_file is None else vocoder_config(cfg, path, Path(voc_file))
     mods = build_modules(cfg)
     for name, module in mods.items():
         file = overrides.get(name) or path / f"{name}.safetensors"
@@ -166,6 +167,24 @@ def load_bundle(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, device: st
     bundle = Bundle(config=cfg, vocab=vocab, card=card, path=path, vae=mods["vae"], unet=mods["unet"],  # type: ignore[arg-type]
                     text=mods["text"], vocoder=mods.get("vocoder"), timbre=read_timbre(path))  # type: ignore[arg-type]
     return bundle.to(device)
+
+
+def vocoder_config(cfg: ModelConfig, path: Path, file: Path) -> Any:
+    """The architecture of the vocoder weights ``file`` put on the model at ``path``: the ``vocoder`` section of
+    the config.json beside the file when there is one (a vocoder training run's model folder, another model),
+    else the model's own. A vocoder runs on the mel front end it was trained on: a different one is refused."""
+    if file.parent.resolve() != path.resolve() and (file.parent / "config.json").is_file():
+        other = read_config(file.parent)
+        if other.vocoder is not None:
+            if other.mel != cfg.mel:
+                diff = ", ".join(f"{k} {getattr(other.mel, k)} vs {getattr(cfg.mel, k)}"
+                                 for k in vars(cfg.mel) if getattr(other.mel, k) != getattr(cfg.mel, k))
+                raise CheckpointError(f"{file}: this vocoder's mel front end differs from {path.name}'s ({diff})")
+            return other.vocoder
+    if cfg.vocoder is None:
+        raise CheckpointError(f"{file}: {path.name} has no vocoder section, and there is no config.json beside the "
+                              "file that names one (give the vocoder's model folder, e.g. a training run's model/)")
+    return cfg.vocoder
 
 
 def read_timbre(path: Path) -> dict[str, Any]:

@@ -141,3 +141,46 @@ def test_a_run_folder_named_like_a_shipped_model_does_not_hide_it(tmp_path: Path
     assert resolve_model("./drums-v1") == Path("./drums-v1")  # a path is taken as given
     (tmp_path / "drums-v1" / "config.json").write_text("{}")  # a model folder of one's own wins
     assert resolve_model("drums-v1") == Path("drums-v1")
+
+
+def _without_vocoder(debug_model: Path, out: Path) -> Path:
+    """A copy of the debug model with no vocoder section and no vocoder weights (as drums-v2 ships)."""
+    shutil.copytree(debug_model, out)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["vocoder"] = None
+    (out / "config.json").write_text(json.dumps(cfg))
+    (out / "vocoder.safetensors").unlink()
+    return out
+
+
+def test_a_vocoder_from_another_folder_brings_its_own_config(debug_model: Path, tmp_path: Path) -> None:
+    """A model without a vocoder takes one from a folder that has it (a vocoder training run's model/): the
+    architecture from that folder's config.json, the weights from its file. A lone weight file on such a model,
+    or a vocoder made for another mel front end, is refused with the reason."""
+    import sampleforge
+
+    base = _without_vocoder(debug_model, tmp_path / "base")
+    assert load_bundle(base).vocoder is None
+    voc_file = debug_model / "vocoder.safetensors"
+    bundle = load_bundle(base, components={"vocoder": voc_file})
+    assert bundle.vocoder is not None and bundle.config.vocoder == load_bundle(debug_model).config.vocoder
+    mel = torch.randn(1, 128, 40) - 5
+    torch.testing.assert_close(bundle.vocoder(mel), load_bundle(debug_model).vocoder(mel), rtol=0, atol=0)
+
+    kw = dict(diffusion_checkpoint=base, vae_checkpoint=base, prompt="kick", ddim_steps=2, seed=1)
+    gl = sampleforge.generate(vocoder_checkpoint=None, output_path=tmp_path / "gl.wav", **kw)
+    voc = sampleforge.generate(vocoder_checkpoint=debug_model, output_path=tmp_path / "voc.wav", **kw)
+    assert gl.read_bytes() != voc.read_bytes()  # the override is used, not dropped for Griffin-Lim
+
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(voc_file, lone / "vocoder.safetensors")
+    with pytest.raises(CheckpointError, match="no vocoder section"):
+        load_bundle(base, components={"vocoder": lone / "vocoder.safetensors"})
+    other = tmp_path / "other-mel"
+    shutil.copytree(debug_model, other)
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["mel"]["f_max"] = 16000.0
+    (other / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="mel front end differs.*f_max 16000.0 vs"):
+        load_bundle(base, components={"vocoder": other / "vocoder.safetensors"})

@@ -86,6 +86,9 @@ def _register_eval(sub: Any) -> None:
     v.add_argument("--reference", nargs="+", type=Path, required=True, help="folders of real drum clips")
     v.add_argument("--clips", type=int, default=64, help="real clips re-synthesised (at most; default 64)")
     v.add_argument("--held-out-kits", nargs="+", default=None, help="reference kits (default: the corpus held-out kits)")
+    v.add_argument("--vocoder", type=Path, default=None,
+                   help="check this vocoder on the model instead of its own: a model folder with one (a vocoder "
+                        "training run's model/) or its vocoder.safetensors")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     v.add_argument("--out", type=Path, default=None, help="JSON file (default: runs/eval/<model>/vocoder.json)")
@@ -186,7 +189,10 @@ def _run_vocoder_check(args: argparse.Namespace) -> int:
     if args.clips < 1:
         raise UserInputError(f"--clips must be >= 1, got {args.clips}")
     out = args.out or Path("runs") / "eval" / Path(str(args.model)).name / "vocoder.json"
-    result = run_vocoder_check(args.model, args.reference, out, args.clips, args.held_out_kits, args.seed, args.device)
+    if args.vocoder is not None and not args.vocoder.exists():
+        raise UserInputError(f"--vocoder: {args.vocoder} does not exist")
+    result = run_vocoder_check(args.model, args.reference, out, args.clips, args.held_out_kits, args.seed, args.device,
+                               args.vocoder)
     rows = [("model vocoder", result["vocoder"])] if result["vocoder"] is not None else []
     rows += [("Griffin-Lim", result["griffin_lim"]), ("real recordings", result["real"])]
     print(f"{result['clips']} real clips ({result['split']})")

@@ -172,6 +172,7 @@ def vocoder_check(generator: Any, real: RealSet, n: int, seed: int = 0) -> tuple
                        "mr_logmel_l1": metrics.mr_logmel_l1_per_clip(wav, y, sample_rate=sr)}
                 for name, y in synths.items()}
     out: dict[str, Any] = {"clips": len(order), "griffin_lim_iters": getattr(generator.griffin_lim, "n_iter", None),
+                           "griffin_lim_mel_iters": getattr(generator.griffin_lim, "mel_iters", None),
                            "real": spectral.spectral_character(wav.numpy(), sr),
                            "griffin_lim": None, "vocoder": None,
                            **{name: _resynthesis_metrics(wav, y, sr, per_clip[name]) for name, y in synths.items()},
@@ -396,16 +397,23 @@ def evaluate(model: str | Path, reference: Sequence[Path | str], settings: EvalS
 
 def run_vocoder_check(model: str | Path, reference: Sequence[Path | str], out_file: str | Path, clips: int = 64,
                       held_out_kits: Sequence[str] | None = None, seed: int = 0,
-                      device: str | None = None) -> dict[str, Any]:
-    """The vocoder check alone (no generation, no classifier), written to ``out_file`` as JSON."""
+                      device: str | None = None, vocoder: str | Path | None = None) -> dict[str, Any]:
+    """The vocoder check alone (no generation, no classifier), written to ``out_file`` as JSON. ``vocoder``: a
+    model folder (a vocoder training run's ``model/``) or a ``vocoder.safetensors`` whose vocoder replaces the
+    model's (``bundle.vocoder_config``)."""
     import json
 
     from sampleforge.pipeline import Generator
 
-    gen = Generator.from_pretrained(model, device=device)
+    components: dict[str, Path | None] | None = None
+    if vocoder is not None:
+        file = Path(vocoder) / "vocoder.safetensors" if Path(vocoder).is_dir() else Path(vocoder)
+        components = {"vocoder": file}
+    gen = Generator.from_pretrained(model, device=device, components=components)
     ref, _, how = load_real_sets(reference, gen.bundle.config.duration, gen.sample_rate, held_out_kits)
     result, _ = vocoder_check(gen, ref, clips, seed)
-    result = {"model": str(model), "model_id": gen.id, "split": how, **result}
+    result = {"model": str(model), "model_id": gen.id, "vocoder_weights": None if vocoder is None else str(vocoder),
+              "split": how, **result}
     out = Path(out_file)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

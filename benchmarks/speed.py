@@ -84,7 +84,8 @@ def time_vocoders(gen: Any, batch: int, repeats: int) -> dict[str, float]:
                 times[name].append(time.perf_counter() - t0)
     voc, gl = _med(times["vocoder"]) / batch, _med(times["griffin_lim"]) / batch
     return {"batch": batch, "vocoder_seconds_per_clip": voc, "griffin_lim_seconds_per_clip": gl,
-            "griffin_lim_iters": gen.griffin_lim.n_iter, "ratio": voc / gl, "repeats": repeats}
+            "griffin_lim_iters": gen.griffin_lim.n_iter, "griffin_lim_mel_iters": gen.griffin_lim.mel_iters,
+            "ratio": voc / gl, "repeats": repeats}
 
 
 def time_peer(model: torch.nn.Module, threads: int, repeats: int) -> dict[str, float]:
@@ -144,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     reference = gen.resolve(reference)  # steps and cfg scale left unset: the model's own
     if args.gl_iters is not None:
         gen.griffin_lim.n_iter = args.gl_iters
-    vocoder = "neural vocoder" if gen.bundle.vocoder is not None else f"Griffin-Lim {gen.griffin_lim.n_iter} iterations"
+        gen.griffin_lim.mel_iters = min(gen.griffin_lim.mel_iters, args.gl_iters)
+    gl = gen.griffin_lim
+    vocoder = "neural vocoder" if gen.bundle.vocoder is not None else (
+        f"Griffin-Lim {gl.n_iter} iterations" + (f" ({gl.mel_iters} onto the mel)" if gl.mel_iters else ""))
     vocoder += f"; U-Net {gen.precision}"
     n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in gen.bundle.modules().items()}
     print(f"model {gen.id}: " + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in n_params.items())

@@ -113,7 +113,8 @@ class Generator(RunMixin):
                               if (name in FLOW_SAMPLERS) == flow and name not in DISTILLED_SAMPLERS)
         self.alphas_cumprod = cfg.diffusion.alphas_cumprod().to(self.device)
         gl = cfg.griffin_lim
-        self.griffin_lim = GriffinLim(cfg.mel, n_iter=gl.n_iter, momentum=gl.momentum, init=gl.init).to(self.device)
+        self.griffin_lim = GriffinLim(cfg.mel, n_iter=gl.n_iter, momentum=gl.momentum, init=gl.init,
+                                      mel_iters=gl.mel_iters).to(self.device)
         self.mel = MelSpectrogram(cfg.mel).to(self.device)
 
     @classmethod

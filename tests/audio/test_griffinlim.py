@@ -172,16 +172,18 @@ def test_griffin_lim_config_refuses_bad_values() -> None:
 
     assert ModelConfig.from_dict({"griffin_lim": {"n_iter": 12}}).griffin_lim.n_iter == 12
     assert ModelConfig.from_dict({}).griffin_lim == GriffinLimConfig()  # configs written before the field
-    for bad, field in (({"n_iter": -1}, "n_iter"), ({"momentum": 1.0}, "momentum"), ({"init": "magic"}, "init")):
+    for bad, field in (({"n_iter": -1}, "n_iter"), ({"momentum": 1.0}, "momentum"), ({"init": "magic"}, "init"),
+                       ({"n_iter": 8, "mel_iters": 9}, "mel_iters"), ({"mel_iters": -1}, "mel_iters")):
         with pytest.raises(ConfigError, match=field):
             ModelConfig.from_dict({"griffin_lim": bad})
 
 
-@pytest.mark.parametrize("init", ["random", "onset"])
-def test_griffin_lim_module_gives_each_clip_the_same_result_in_any_batch_and_thread_count(init: str) -> None:
+@pytest.mark.parametrize("init,mel_iters", [("random", 0), ("onset", 0), ("onset", 2)])
+def test_griffin_lim_module_gives_each_clip_the_same_result_in_any_batch_and_thread_count(
+        init: str, mel_iters: int) -> None:
     x = synthetic_kick(0.5)
     logmel = MelSpectrogram()(torch.cat([x, 0.5 * x.flip(-1), -x]))
-    gl = GriffinLim(n_iter=3, init=init)
+    gl = GriffinLim(n_iter=3, init=init, mel_iters=mel_iters)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
@@ -205,6 +207,46 @@ def test_onset_start_beats_a_random_start_on_an_onset_aligned_kick() -> None:
     dist = {init: mrstft_distance(x, GriffinLim(n_iter=16, init=init)(logmel, length=x.shape[-1]))
             for init in ("random", "onset")}
     assert dist["onset"] < 0.95 * dist["random"], dist
+
+
+def synthetic_hat(seconds: float = 1.0) -> torch.Tensor:
+    """(1, T): 24 inharmonic partials between 5 and 15 kHz (80-ms decay) over a noise burst (30 ms)."""
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(int(seconds * SR)) / SR
+    freqs = 5000 + 10000 * torch.rand(24, 1, generator=g)
+    partials = torch.sin(2 * math.pi * freqs * t + 2 * math.pi * torch.rand(24, 1, generator=g)).sum(0)
+    x = partials * torch.exp(-t / 0.08) + 0.5 * torch.randn(t.shape, generator=g) * torch.exp(-t / 0.03)
+    return (0.9 * x / x.abs().max())[None]
+
+
+@pytest.mark.parametrize("make", [synthetic_kick, synthetic_hat])
+def test_mel_iterations_match_the_mel_and_land_closer_to_the_original(make) -> None:
+    """The last iterations projected onto the spectra with the target mel (``mel_iters``) instead of onto the
+    mel inversion's magnitude: the output's mel is closer to the one it was made from, and the waveform closer
+    to the original (measured: kick mel L1 0.133 -> 0.099, MR-STFT 0.813 -> 0.734; hat 0.105 -> 0.055,
+    1.627 -> 1.535)."""
+    from sampleforge.audio.finish import align_onset
+    from sampleforge.eval.metrics import mrstft_distance
+
+    x = torch.from_numpy(align_onset(make().numpy(), SR))
+    mel = MelSpectrogram()
+    logmel = mel(x)
+    out = {k: GriffinLim(n_iter=24, init="onset", mel_iters=k)(logmel, length=x.shape[-1]) for k in (0, 6)}
+    mel_l1 = {k: float((mel(y) - logmel).abs().mean()) for k, y in out.items()}
+    dist = {k: mrstft_distance(x, y) for k, y in out.items()}
+    assert mel_l1[6] < 0.85 * mel_l1[0], mel_l1
+    assert dist[6] < 0.97 * dist[0], dist
+
+
+def test_mel_iterations_need_a_target_and_fit_in_the_iterations() -> None:
+    mag = _stft(synthetic_kick(0.25)).abs()
+    with pytest.raises(ValueError, match="mel_target"):
+        griffin_lim(mag, n_iter=4, mel_iters=2)
+    with pytest.raises(ValueError, match="mel_iters"):
+        griffin_lim(mag, n_iter=4, mel_iters=5, mel_target=torch.ones(1, 128, mag.shape[-1]),
+                    fb=MelSpectrogram().fb)
+    with pytest.raises(ValueError, match="mel_iters"):
+        GriffinLim(n_iter=4, mel_iters=5)
 
 
 def test_attack_phase_of_an_impulse_is_its_true_phase() -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+
+from tests.model_folders import edited_copy
 
 torch.set_num_threads(1)
 
@@ -32,6 +35,14 @@ def debug_model(tmp_path_factory: pytest.TempPathFactory):
     from sampleforge.debug_model import make_debug_bundle
 
     return make_debug_bundle(tmp_path_factory.mktemp("models") / "debug", seed=0)
+
+
+@pytest.fixture(scope="session")
+def model_without_vocoder(debug_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The debug model with no vocoder section and no vocoder weights, as drums-v2 ships."""
+    out = edited_copy(debug_model, tmp_path_factory.mktemp("models") / "no-vocoder", lambda c: c.update(vocoder=None))
+    (out / "vocoder.safetensors").unlink()
+    return out
 
 
 TERMINAL = ("succeeded", "failed", "cancelled")  # job states after which nothing changes

@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from sampleforge.bundle import inspect_bundle, load_bundle, resolve_model, save_bundle
 from sampleforge.errors import CheckpointError, ConfigError
 from sampleforge.model_config import ModelConfig
+from tests.model_folders import edited_copy
 
 
 def _outputs(bundle) -> list[torch.Tensor]:
@@ -35,11 +36,7 @@ def test_save_load_identical(debug_model: Path, tmp_path: Path) -> None:
 
 
 def test_strict_config_unknown_key(debug_model: Path, tmp_path: Path) -> None:
-    bad = tmp_path / "bad"
-    shutil.copytree(debug_model, bad)
-    cfg = json.loads((bad / "config.json").read_text())
-    cfg["unet"]["chanels"] = [1, 2]
-    (bad / "config.json").write_text(json.dumps(cfg))
+    bad = edited_copy(debug_model, tmp_path / "bad", lambda c: c["unet"].update(chanels=[1, 2]))
     with pytest.raises(ConfigError, match="chanels"):
         load_bundle(bad)
 
@@ -50,11 +47,7 @@ def test_strict_config_wrong_type() -> None:
 
 
 def test_cross_section_mismatch(debug_model: Path, tmp_path: Path) -> None:
-    bad = tmp_path / "bad"
-    shutil.copytree(debug_model, bad)
-    cfg = json.loads((bad / "config.json").read_text())
-    cfg["unet"]["in_channels"] = 7
-    (bad / "config.json").write_text(json.dumps(cfg))
+    bad = edited_copy(debug_model, tmp_path / "bad", lambda c: c["unet"].update(in_channels=7))
     with pytest.raises(ConfigError, match="in_channels"):
         load_bundle(bad)
 
@@ -143,23 +136,15 @@ def test_a_run_folder_named_like_a_shipped_model_does_not_hide_it(tmp_path: Path
     assert resolve_model("drums-v1") == Path("drums-v1")
 
 
-def _without_vocoder(debug_model: Path, out: Path) -> Path:
-    """A copy of the debug model with no vocoder section and no vocoder weights (as drums-v2 ships)."""
-    shutil.copytree(debug_model, out)
-    cfg = json.loads((out / "config.json").read_text())
-    cfg["vocoder"] = None
-    (out / "config.json").write_text(json.dumps(cfg))
-    (out / "vocoder.safetensors").unlink()
-    return out
 
-
-def test_a_vocoder_from_another_folder_brings_its_own_config(debug_model: Path, tmp_path: Path) -> None:
+def test_a_vocoder_from_another_folder_brings_its_own_config(debug_model: Path, model_without_vocoder: Path,
+                                                             tmp_path: Path) -> None:
     """A model without a vocoder takes one from a folder that has it (a vocoder training run's model/): the
     architecture from that folder's config.json, the weights from its file. A lone weight file on such a model,
     or a vocoder made for another mel front end, is refused with the reason."""
     import sampleforge
 
-    base = _without_vocoder(debug_model, tmp_path / "base")
+    base = model_without_vocoder
     assert load_bundle(base).vocoder is None
     voc_file = debug_model / "vocoder.safetensors"
     bundle = load_bundle(base, components={"vocoder": voc_file})
@@ -177,10 +162,6 @@ def test_a_vocoder_from_another_folder_brings_its_own_config(debug_model: Path, 
     shutil.copy(voc_file, lone / "vocoder.safetensors")
     with pytest.raises(CheckpointError, match="no vocoder section"):
         load_bundle(base, components={"vocoder": lone / "vocoder.safetensors"})
-    other = tmp_path / "other-mel"
-    shutil.copytree(debug_model, other)
-    cfg = json.loads((other / "config.json").read_text())
-    cfg["mel"]["f_max"] = 16000.0
-    (other / "config.json").write_text(json.dumps(cfg))
+    other = edited_copy(debug_model, tmp_path / "other-mel", lambda c: c["mel"].update(f_max=16000.0))
     with pytest.raises(CheckpointError, match="mel front end differs.*f_max 16000.0 vs"):
         load_bundle(base, components={"vocoder": other / "vocoder.safetensors"})

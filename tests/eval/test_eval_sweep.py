@@ -83,19 +83,12 @@ def test_eval_vocoder_alone(debug_model: Path, reference_dir: Path, tmp_path: Pa
     assert "--clips must be >= 1" in capsys.readouterr().err
 
 
-def test_eval_vocoder_checks_another_folders_vocoder_on_the_model(debug_model: Path, reference_dir: Path,
-                                                                   tmp_path: Path,
+def test_eval_vocoder_checks_another_folders_vocoder_on_the_model(debug_model: Path, model_without_vocoder: Path,
+                                                                   reference_dir: Path, tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """``--vocoder``: a model without a vocoder (as drums-v2 ships) checked with one from another folder (a
     vocoder training run's model/) gives that vocoder's numbers, in one command."""
-    import shutil
-
-    base = tmp_path / "base"
-    shutil.copytree(debug_model, base)
-    cfg = json.loads((base / "config.json").read_text())
-    cfg["vocoder"] = None
-    (base / "config.json").write_text(json.dumps(cfg))
-    (base / "vocoder.safetensors").unlink()
+    base = model_without_vocoder
     args = ["eval", "vocoder", "--reference", str(reference_dir), "--clips", "3", "--device", "cpu"]
     assert main([*args, "--model", str(debug_model), "--out", str(tmp_path / "own.json")]) == 0
     assert main([*args, "--model", str(base), "--out", str(tmp_path / "alone.json")]) == 0

@@ -77,18 +77,19 @@ def training_example(
     prediction: Prediction, x0: Tensor, generator: torch.Generator, alphas_cumprod: Tensor | None = None
 ) -> TrainingExample:
     """Noise clean latents x0 (B, ...) at a random level per sample: a uniform DDPM timestep (on
-    ``alphas_cumprod`` (T,)) or, for flow, a uniform t in [0, 1]."""
-    b = x0.shape[0]
+    ``alphas_cumprod`` (T,)) or, for flow, a uniform t in [0, 1]. The draws are made on the generator's device
+    (the training loop's lives on the training device) and moved to x0's."""
+    b, where = x0.shape[0], generator.device
     if prediction.flow:
-        t = torch.rand(b, generator=generator)
+        t = torch.rand(b, generator=generator, device=where).to(x0.device)
         alpha, sigma, time = 1 - t, t, t * FLOW_TIME_SCALE
     else:
         if alphas_cumprod is None:
             raise UserInputError(f"a {prediction.name!r}-prediction model needs its training alphas_cumprod")
-        steps = torch.randint(0, alphas_cumprod.shape[0], (b,), generator=generator)
-        a = alphas_cumprod[steps]
+        steps = torch.randint(0, alphas_cumprod.shape[0], (b,), generator=generator, device=where).to(x0.device)
+        a = alphas_cumprod.to(x0.device)[steps]
         alpha, sigma, time = a.sqrt(), (1 - a).sqrt(), steps.float()
-    noise = torch.randn(x0.shape, generator=generator)
+    noise = torch.randn(x0.shape, generator=generator, device=where).to(x0.device)
     shape = (b, *([1] * (x0.dim() - 1)))
     alpha, sigma = alpha.view(shape).to(x0), sigma.view(shape).to(x0)
     return TrainingExample(alpha * x0 + sigma * noise, time, prediction.target(x0, noise, alpha, sigma))

@@ -61,3 +61,15 @@ def test_flow_levels_cover_the_unit_interval_and_ddpm_the_schedule() -> None:
         training_example(PREDICTIONS["v"], x0, g)
     with pytest.raises(UserInputError, match="valid: eps, v, x0, flow"):
         get_prediction("score")
+
+
+@pytest.mark.parametrize("name", ["eps", "v", "flow"])
+def test_training_examples_land_on_the_latents_device_whatever_the_generators(name: str) -> None:
+    """The training loop's generator lives on the training device and the latents may live elsewhere (there is
+    no GPU here: latents on the "meta" device stand in for a CUDA batch drawn with a CPU generator, the mismatch
+    a CUDA generator with CPU draws would also hit). Every tensor of the example follows the latents."""
+    x0 = torch.zeros(3, 4, 8, device="meta")
+    ac = torch.linspace(0.999, 0.01, 1000)
+    ex = training_example(PREDICTIONS[name], x0, torch.Generator().manual_seed(0), ac)
+    assert {t.device.type for t in (ex.x_t, ex.time, ex.target)} == {"meta"}
+    assert ex.x_t.shape == ex.target.shape == x0.shape and ex.time.shape == (3,)

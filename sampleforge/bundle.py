@@ -29,7 +29,7 @@ from sampleforge.model_config import ModelConfig, check_config, read_config
 from sampleforge.models.text import KeywordEncoder
 from sampleforge.models.unet import LatentUNet
 from sampleforge.models.vae import MelVAE
-from sampleforge.models.vocoder import Vocoder
+from sampleforge.models.vocoder import Vocoder, VocoderConfig
 from sampleforge.text.keywords import Vocabulary
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -169,7 +169,7 @@ def load_bundle(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, device: st
     return bundle.to(device)
 
 
-def vocoder_config(cfg: ModelConfig, path: Path, file: Path) -> Any:
+def vocoder_config(cfg: ModelConfig, path: Path, file: Path) -> VocoderConfig:
     """The architecture of the vocoder weights ``file`` put on the model at ``path``: the ``vocoder`` section of
     the config.json beside the file when there is one (a vocoder training run's model folder, another model),
     else the model's own. A vocoder runs on the mel front end it was trained on: a different one is refused."""

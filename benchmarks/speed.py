@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peer-repeats", type=int, default=2, help="timed peer forwards per length")
     ap.add_argument("--vocoders", action="store_true",
                     help="time only the model's vocoder against its Griffin-Lim (--repeats rounds, default 30)")
+    ap.add_argument("--vocoder", type=Path, default=None, metavar="RUN/model",
+                    help="put this vocoder on the model (a model folder with one, e.g. a vocoder training run's "
+                         "model/, or its vocoder.safetensors)")
     ap.add_argument("--vs", default=None, metavar="MODEL",
                     help="time --model against MODEL in one process, clip by clip in turn (batch 1, --repeats pairs, "
                          "default 20): the median of the pairs' ratios holds on a machine whose speed drifts")
@@ -136,12 +139,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     reference = from_namespace(args)
 
+    from sampleforge.bundle import vocoder_weights
     from sampleforge.pipeline import Generator
 
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
     fast_sampler, _, fast_steps = args.fast.partition(":")
-    gen = Generator.from_pretrained(args.model, device="cpu", precision=reference.precision)
+    if args.vocoder is not None and not vocoder_weights(args.vocoder).is_file():
+        ap.error(f"--vocoder: {vocoder_weights(args.vocoder)} does not exist")
+    components = None if args.vocoder is None else {"vocoder": vocoder_weights(args.vocoder)}
+    gen = Generator.from_pretrained(args.model, device="cpu", components=components, precision=reference.precision)
     reference = gen.resolve(reference)  # steps and cfg scale left unset: the model's own
     if args.gl_iters is not None:
         gen.griffin_lim.n_iter = args.gl_iters

@@ -169,6 +169,13 @@ def load_bundle(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, device: st
     return bundle.to(device)
 
 
+def vocoder_weights(source: str | os.PathLike[str]) -> Path:
+    """Where a vocoder given as a model folder (a vocoder training run's ``model/``) or as a weight file lives:
+    the folder's ``vocoder.safetensors``, or the file."""
+    p = Path(source)
+    return p / "vocoder.safetensors" if p.is_dir() else p
+
+
 def vocoder_config(cfg: ModelConfig, path: Path, file: Path) -> VocoderConfig:
     """The architecture of the vocoder weights ``file`` put on the model at ``path``: the ``vocoder`` section of
     the config.json beside the file when there is one (a vocoder training run's model folder, another model),

@@ -403,12 +403,10 @@ def run_vocoder_check(model: str | Path, reference: Sequence[Path | str], out_fi
     model's (``bundle.vocoder_config``)."""
     import json
 
+    from sampleforge.bundle import vocoder_weights
     from sampleforge.pipeline import Generator
 
-    components: dict[str, Path | None] | None = None
-    if vocoder is not None:
-        file = Path(vocoder) / "vocoder.safetensors" if Path(vocoder).is_dir() else Path(vocoder)
-        components = {"vocoder": file}
+    components: dict[str, Path | None] | None = None if vocoder is None else {"vocoder": vocoder_weights(vocoder)}
     gen = Generator.from_pretrained(model, device=device, components=components)
     ref, _, how = load_real_sets(reference, gen.bundle.config.duration, gen.sample_rate, held_out_kits)
     result, _ = vocoder_check(gen, ref, clips, seed)

@@ -49,6 +49,20 @@ def test_speed_vocoders_only(debug_model: Path, tmp_path: Path, capsys: pytest.C
     assert "Griffin-Lim 32" in capsys.readouterr().out
 
 
+def test_speed_vocoders_puts_another_folders_vocoder_on_the_model(debug_model: Path, model_without_vocoder: Path,
+                                                                   tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """``--vocoder``: a training run's vocoder timed on a model that has none (as drums-v2 ships)."""
+    out = tmp_path / "voc.json"
+    args = ["--model", str(model_without_vocoder), "--vocoders", "--threads", "1", "--batches", "1", "--repeats", "2"]
+    assert speed.main([*args, "--vocoder", str(debug_model), "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["vocoders"]
+    assert row["vocoder_seconds_per_clip"] > 0 and "neural vocoder" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        speed.main([*args, "--vocoder", str(tmp_path / "nothing")])
+    assert exc.value.code == 2 and "--vocoder: " in capsys.readouterr().err
+
+
 def test_speed_pairs_two_models_in_one_run(debug_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "pair.json"
     code = speed.main(["--model", str(debug_model), "--vs", str(debug_model), "--threads", "1", "--steps", "2",

@@ -193,7 +193,9 @@ def eval_html(result: dict[str, Any], show_per_class: int = 8, show_reference: i
     voc = result["vocoder_check"]
     if voc.get("clips"):
         vrows = [{"synth": "model vocoder", **(voc["vocoder"] or {})},
-                 {"synth": f"Griffin-Lim ({voc.get('griffin_lim_iters') or '?'} iterations)", **voc["griffin_lim"]},
+                 {"synth": f"Griffin-Lim ({voc.get('griffin_lim_iters') or '?'} iterations"
+                  + (f", {voc['griffin_lim_mel_iters']} matching the mel)" if voc.get("griffin_lim_mel_iters") else ")"),
+                  **voc["griffin_lim"]},
                  {"synth": "real recordings", **(voc.get("real") or {})}]
         figs = []
         for name, orig, v_wav, gl_wav in result["_vocoder_examples"]:

@@ -77,6 +77,7 @@ def test_eval_vocoder_alone(debug_model: Path, reference_dir: Path, tmp_path: Pa
     for v in per_class.values():
         assert v["griffin_lim"]["mrstft"] > 0 and v["vocoder"]["mr_logmel_l1"] > 0
     text = capsys.readouterr().out
+    assert "Griffin-Lim: 32 iterations from the " in text and "matching the mel" not in text
     assert "MR-STFT by class (clips): " in text
     assert "model vocoder" in text and "Griffin-Lim's" in text and "MR mel L1: the vocoder is" in text
     assert main(["eval", "vocoder", "--model", str(debug_model), "--reference", str(reference_dir), "--clips", "0"]) == 2
@@ -99,6 +100,20 @@ def test_eval_vocoder_checks_another_folders_vocoder_on_the_model(debug_model: P
     capsys.readouterr()
     assert main([*args, "--model", str(base), "--vocoder", str(tmp_path / "nothing")]) == 2
     assert "--vocoder: " in capsys.readouterr().err
+
+
+def test_eval_vocoder_says_how_griffin_lim_runs(debug_model: Path, reference_dir: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.model_folders import edited_copy
+
+    model = edited_copy(debug_model, tmp_path / "m", lambda c: c["griffin_lim"].update(
+        n_iter=4, init="onset", mel_iters=2))
+    out = tmp_path / "voc.json"
+    assert main(["eval", "vocoder", "--model", str(model), "--reference", str(reference_dir), "--clips", "2",
+                 "--out", str(out)]) == 0
+    assert "Griffin-Lim: 4 iterations from the onset start, the last 2 matching the mel" in capsys.readouterr().out
+    res = json.loads(out.read_text())
+    assert (res["griffin_lim_iters"], res["griffin_lim_mel_iters"], res["griffin_lim_init"]) == (4, 2, "onset")
 
 
 def test_eval_needs_model_and_reference(capsys: pytest.CaptureFixture[str]) -> None:

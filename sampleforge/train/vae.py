@@ -106,12 +106,13 @@ class VAETask:
         # in normalised units; below-floor predictions of floor targets are not penalised
         rec_n = (torch.maximum(rec, torch.full_like(rec, cfg.log_floor)) - cfg.mel_mean) / cfg.mel_std
         target_n = (mel - cfg.mel_mean) / cfg.mel_std
-        l1 = torch.mean(torch.abs(rec_n - target_n) * self.band_weight)
+        band_weight = self.band_weight.to(mel.device)
+        l1 = torch.mean(torch.abs(rec_n - target_n) * band_weight)
         kl = kl_normal(mean, logvar)
         loss = l1 + self.ctx.recipe.kl_weight * kl
         logs = {"l1": l1.detach(), "kl": kl.detach()}
         if self.ctx.recipe.delta_weight > 0:  # frame-to-frame change: what makes a clap a clap, a hat a hat
-            delta = torch.mean(torch.abs(rec_n.diff(dim=-1) - target_n.diff(dim=-1)) * self.band_weight)
+            delta = torch.mean(torch.abs(rec_n.diff(dim=-1) - target_n.diff(dim=-1)) * band_weight)
             loss = loss + self.ctx.recipe.delta_weight * delta
             logs["delta"] = delta.detach()
         return loss, logs

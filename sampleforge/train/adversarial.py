@@ -106,9 +106,17 @@ class Adversary:
                  ffts: Sequence[int] = DISCRIMINATOR_FFTS, channels: int = 64) -> None:
         self.model = MultiResolutionDiscriminator(ffts, channels)  # on the CPU until ``to``
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=lr, betas=betas, weight_decay=0.0)
+        self.device = torch.device("cpu")
 
-    def to(self, device: torch.device) -> Adversary:
-        self.model.to(device)
+    def to(self, device: torch.device | str) -> Adversary:
+        """The discriminator and its optimizer state (restored from a checkpoint on the CPU) on ``device``."""
+        device = torch.device(device)
+        if device != self.device:
+            state = self.opt.state_dict()
+            self.model.to(device)  # in place, or new parameters (across some device types)
+            self.opt = torch.optim.AdamW(self.model.parameters())
+            self.opt.load_state_dict(state)  # the settings, and each state tensor where its parameter now is
+            self.device = device
         return self
 
     def update(self, real: Tensor, fake: Tensor) -> Tensor:

@@ -97,6 +97,21 @@ def test_state_round_trips_and_a_mismatch_is_named() -> None:
         Adversary(ffts=(256,), channels=16).load_state(tensors, meta, "ckpt")
 
 
+def test_a_restored_discriminator_moves_with_its_optimizer_state() -> None:
+    """Resuming loads the optimizer state on the CPU before the first step moves the discriminator to the batch's
+    device: the state must follow it (the "meta" device stands in for a GPU here), or AdamW's step mixes devices."""
+    a = Adversary(ffts=(256,), channels=8)
+    a.update(tones(4, 0), torch.randn(4, N))
+    b = Adversary(ffts=(256,), channels=8)
+    b.load_state(*a.state(), "ckpt")
+    b.to("meta")
+    assert {p.device.type for p in b.model.parameters()} == {"meta"}
+    state = b.opt.state_dict()["state"]
+    assert state and {v.device.type for s in state.values() for k, v in s.items() if k != "step"} == {"meta"}
+    assert {id(p) for p in b.opt.param_groups[0]["params"]} == {id(p) for p in b.model.parameters()}
+    assert b.opt.param_groups[0]["lr"] == a.opt.param_groups[0]["lr"] and b.opt.param_groups[0]["betas"] == (0.8, 0.99)
+
+
 @pytest.mark.parametrize("key, value", [("vocoder_adversarial_weight", -0.1), ("vocoder_feature_matching_weight", -1),
                                         ("vocoder_discriminator_lr", 0.0), ("vocoder_discriminator_ffts", [500]),
                                         ("vocoder_discriminator_ffts", [])])

@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         gen.griffin_lim.mel_iters = min(gen.griffin_lim.mel_iters, args.gl_iters)
     gl = gen.griffin_lim
     vocoder = "neural vocoder" if gen.bundle.vocoder is not None else (
-        f"Griffin-Lim {gl.n_iter} iterations" + (f" ({gl.mel_iters} onto the mel)" if gl.mel_iters else ""))
+        f"Griffin-Lim {gl.n_iter} iterations" + (f", the last {gl.mel_iters} matching the mel" if gl.mel_iters else ""))
     vocoder += f"; U-Net {gen.precision}"
     n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in gen.bundle.modules().items()}
     print(f"model {gen.id}: " + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in n_params.items())

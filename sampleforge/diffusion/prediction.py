@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from sampleforge.devices import integers, normal, uniform
 from sampleforge.errors import UserInputError
 
 FLOW_TIME_SCALE = 1000.0
@@ -79,17 +80,17 @@ def training_example(
     """Noise clean latents x0 (B, ...) at a random level per sample: a uniform DDPM timestep (on
     ``alphas_cumprod`` (T,)) or, for flow, a uniform t in [0, 1]. The draws are made on the generator's device
     (the training loop's lives on the training device) and moved to x0's."""
-    b, where = x0.shape[0], generator.device
+    b = x0.shape[0]
     if prediction.flow:
-        t = torch.rand(b, generator=generator, device=where).to(x0.device)
+        t = uniform(b, generator, x0.device)
         alpha, sigma, time = 1 - t, t, t * FLOW_TIME_SCALE
     else:
         if alphas_cumprod is None:
             raise UserInputError(f"a {prediction.name!r}-prediction model needs its training alphas_cumprod")
-        steps = torch.randint(0, alphas_cumprod.shape[0], (b,), generator=generator, device=where).to(x0.device)
+        steps = integers(alphas_cumprod.shape[0], (b,), generator, x0.device)
         a = alphas_cumprod.to(x0.device)[steps]
         alpha, sigma, time = a.sqrt(), (1 - a).sqrt(), steps.float()
-    noise = torch.randn(x0.shape, generator=generator, device=where).to(x0.device)
+    noise = normal(x0.shape, generator, x0.device)
     shape = (b, *([1] * (x0.dim() - 1)))
     alpha, sigma = alpha.view(shape).to(x0), sigma.view(shape).to(x0)
     return TrainingExample(alpha * x0 + sigma * noise, time, prediction.target(x0, noise, alpha, sigma))

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from sampleforge.devices import normal
 from sampleforge.diffusion.denoiser import Denoiser
 from sampleforge.errors import UserInputError
 
@@ -54,7 +55,7 @@ def randn_like(x: Tensor, generator: GeneratorArg = None) -> Tensor:
     if generator is None:
         return torch.randn(x.shape, device=x.device, dtype=torch.float32).to(x.dtype)
     if isinstance(generator, torch.Generator):
-        return torch.randn(x.shape, generator=generator, device=generator.device).to(x)
+        return normal(x.shape, generator, x.device).to(x)
     gens = list(generator)
     if len(gens) != x.shape[0]:
         raise UserInputError(f"got {len(gens)} generators for a batch of {x.shape[0]}")

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from sampleforge import strict
+from sampleforge.devices import uniform
 from sampleforge.errors import UserInputError
 
 
@@ -100,8 +101,7 @@ class KeywordEncoder(nn.Module):
     def knob_dropout(knobs: Tensor, ids: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
         """Training: each knob becomes unset (NaN) with probability ``p``; rows whose keywords were all
         dropped lose every knob too (the null condition, for CFG). knobs (B, K), ids (B, L) -> new knobs."""
-        dev = generator.device if generator is not None else knobs.device
-        drop = torch.rand(knobs.shape, generator=generator, device=dev).to(knobs.device) < p
+        drop = uniform(knobs.shape, generator, knobs.device) < p
         drop |= (ids == KeywordEncoder.PAD_ID).all(dim=1, keepdim=True)
         return knobs.masked_fill(drop, float("nan"))
 
@@ -135,7 +135,6 @@ def keyword_dropout(ids: Tensor, p: float, generator: torch.Generator | None = N
         raise UserInputError(f"keyword dropout p must be in [0, 1], got {p}")
     if p == 0:
         return ids.clone()
-    dev = generator.device if generator is not None else ids.device
-    drop_word = torch.rand(ids.shape, generator=generator, device=dev).to(ids.device) < p  # (B, L)
-    drop_all = torch.rand((ids.shape[0], 1), generator=generator, device=dev).to(ids.device) < p  # (B, 1)
+    drop_word = uniform(ids.shape, generator, ids.device) < p  # (B, L)
+    drop_all = uniform((ids.shape[0], 1), generator, ids.device) < p  # (B, 1)
     return ids.masked_fill(drop_word | drop_all, KeywordEncoder.PAD_ID)

@@ -21,6 +21,7 @@ from torch.utils.data import TensorDataset
 from tqdm import tqdm
 
 from sampleforge.bundle import load_state
+from sampleforge.devices import normal, uniform
 from sampleforge.diffusion.prediction import get_prediction, training_example
 from sampleforge.models.text import KeywordEncoder, keyword_dropout
 from sampleforge.models.unet import LatentUNet
@@ -77,7 +78,7 @@ def class_prompt_dropout(ids: Tensor, knobs: Tensor, class_ids: Tensor, p: float
     prompt. Returns new (ids, knobs); ``p == 0`` returns the inputs and draws nothing."""
     if p == 0:
         return ids, knobs
-    swap = torch.rand((ids.shape[0], 1), generator=generator, device=generator.device).to(ids.device) < p
+    swap = uniform((ids.shape[0], 1), generator, ids.device) < p
     swap &= (class_ids != KeywordEncoder.PAD_ID).any(dim=1, keepdim=True)
     return torch.where(swap, class_ids, ids), knobs.masked_fill(swap, float("nan"))
 
@@ -88,7 +89,7 @@ def jitter_knobs(knobs: Tensor, std: float, generator: torch.Generator) -> Tenso
     goes up and down); the noise asks for a sound that changes smoothly with the knob."""
     if std <= 0:
         return knobs
-    noise = torch.randn(knobs.shape, generator=generator, device=generator.device).to(knobs.device)
+    noise = normal(knobs.shape, generator, knobs.device)
     return (knobs + std * noise).clamp(0.0, 1.0)  # NaN + noise stays NaN; clamp keeps NaN
 
 

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from sampleforge.audio.mel import mel_centers
+from sampleforge.devices import normal, uniform
 from sampleforge.models.vae import MelVAE
 from sampleforge.train.losses import kl_normal
 from sampleforge.train.stage import StageContext, TensorItems
@@ -40,9 +41,8 @@ _DB_TO_LN = 0.1151292546  # ln(10) / 20: a dB offset in natural-log magnitude un
 def augment_mels(mel: Tensor, generator: torch.Generator, floor: float) -> Tensor:
     """(B, n_mels, F) log-mels → random gain and tilt per clip, in the log domain (floor kept as floor)."""
     b, n, _ = mel.shape
-    dev = generator.device  # the run's; the draws are moved to the batch's
-    gain = (torch.rand(b, 1, 1, generator=generator, device=dev).to(mel.device) * 2 - 1) * GAIN_DB * _DB_TO_LN
-    tilt = (torch.rand(b, 1, 1, generator=generator, device=dev).to(mel.device) * 2 - 1) * TILT_DB * _DB_TO_LN
+    gain = (uniform((b, 1, 1), generator, mel.device) * 2 - 1) * GAIN_DB * _DB_TO_LN
+    tilt = (uniform((b, 1, 1), generator, mel.device) * 2 - 1) * TILT_DB * _DB_TO_LN
     ramp = torch.linspace(-0.5, 0.5, n, device=mel.device).view(1, n, 1)
     out = mel + gain + tilt * ramp
     return torch.where(mel <= floor + 1e-3, mel, out.clamp(min=floor))
@@ -100,7 +100,7 @@ class VAETask:
         if self.ctx.data.augment:
             mel = augment_mels(mel, generator, cfg.log_floor)
         mean, logvar = vae.posterior(mel)
-        noise = torch.randn(mean.shape, generator=generator, device=generator.device).to(mean.device)
+        noise = normal(mean.shape, generator, mean.device)
         z = mean + torch.exp(0.5 * logvar) * noise
         rec = vae.decode_unscaled(z, mel.shape[-1], clamp=False)
         # in normalised units; below-floor predictions of floor targets are not penalised

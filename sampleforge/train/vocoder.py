@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from sampleforge.audio.finish import align_onset
 from sampleforge.audio.griffinlim import TAIL_DB
+from sampleforge.devices import uniform
 from sampleforge.models.vocoder import Vocoder
 from sampleforge.train.adversarial import Adversary
 from sampleforge.train.losses import log_magnitude_l1, multi_resolution_stft_loss, spectral_convergence
@@ -91,7 +92,7 @@ class VocoderTask:
 
     def _crop(self, wav: Tensor, hop: int, generator: torch.Generator, onset_only: bool = False) -> Tensor:
         """(B, T) → a random gain and ``random_crop``."""
-        gain = torch.rand(wav.shape[0], 1, generator=generator, device=generator.device).to(wav.device)
+        gain = uniform((wav.shape[0], 1), generator, wav.device)
         gain = 10 ** ((gain * 2 - 1) * GAIN_DB / 20)
         return random_crop(wav * gain, hop, self.ctx.recipe.vocoder_segment_frames, generator, onset_only)
 
@@ -181,7 +182,7 @@ def random_crop(wav: Tensor, hop: int, seg: int, generator: torch.Generator, ons
     sounding = energy > energy.amax(dim=1, keepdim=True) * 10 ** (TAIL_DB / 10)
     last = (sounding * torch.arange(hops, device=wav.device)).amax(dim=1)  # 0 for a silent clip
     highest = (last - seg // 4).clamp(min=0, max=frames - seg)
-    u = torch.rand(wav.shape[0], generator=generator, device=generator.device).to(wav.device)
+    u = uniform(wav.shape[0], generator, wav.device)
     starts = (u * (highest + 1)).long()
     index = starts[:, None] * hop + torch.arange(length, device=wav.device)
     return torch.gather(wav, 1, index)

@@ -26,6 +26,7 @@ from sampleforge.data.corpus import Clip, scan, split_by_kit
 from sampleforge.errors import UserInputError
 from sampleforge.model_config import ModelConfig
 from sampleforge.strict import ConfigError, from_dict
+from sampleforge.train.adversarial import DISCRIMINATOR_FFTS
 from sampleforge.train.loop import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class RecipeConfig:
     # discriminator's hinge term in the loss (0 = no discriminator; see train.adversarial)
     vocoder_feature_matching_weight: float = 0.0  # vocoder: weight of the discriminator feature-matching L1
     vocoder_discriminator_lr: float = 2e-4  # vocoder: the discriminator's AdamW learning rate (constant)
-    vocoder_discriminator_ffts: list[int] = field(default_factory=lambda: [512, 1024, 2048])  # vocoder: the
+    vocoder_discriminator_ffts: list[int] = field(default_factory=lambda: list(DISCRIMINATOR_FFTS))  # vocoder: the
     # discriminator's STFT sizes (one sub-discriminator each, hop a quarter of the size)
     init: dict[str, str] = field(default_factory=dict)  # stage -> weights a fresh run of it starts from:
     # "diffusion": a model folder (its unet, text and vocab.json; fine-tune a finished model, e.g. with a

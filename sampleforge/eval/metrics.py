@@ -258,13 +258,20 @@ def mr_logmel_l1_per_clip(
     """:func:`mr_logmel_l1` of each clip, (B,)."""
     r, e = _as_batch(reference), _as_batch(estimate)
     n = min(r.shape[1], e.shape[1])
-    r, e = r[:, :n].float(), e[:, :n].float()
-    total = torch.zeros(r.shape[0], dtype=torch.float64)
     with torch.no_grad():
-        for win in windows:
-            mel = _mel_front_end(sample_rate, win, MR_LOGMEL_BANDS.get(win, max(8, win // 16)))
-            total += (mel(r) - mel(e)).abs().mean(dim=(1, 2)).double()
-    return (total / len(windows)).numpy()
+        return mr_logmel_distance(r[:, :n].float(), e[:, :n].float(), windows, sample_rate).double().numpy()
+
+
+def mr_logmel_distance(
+    reference: Tensor, estimate: Tensor, windows: Sequence[int] = MRSTFT_WINDOWS, sample_rate: int = 44100
+) -> Tensor:
+    """:func:`mr_logmel_l1` of each clip of two (B, T) tensors of one length, as a differentiable (B,) tensor on
+    their device: the measure itself, so that a vocoder can be trained by it (``recipe.vocoder_mr_mel_weight``)."""
+    total = reference.new_zeros(reference.shape[0])
+    for win in windows:
+        mel = _mel_front_end(sample_rate, win, MR_LOGMEL_BANDS.get(win, max(8, win // 16))).to(reference.device)
+        total = total + (mel(reference) - mel(estimate)).abs().mean(dim=(1, 2))
+    return total / len(windows)
 
 
 @functools.lru_cache(maxsize=16)

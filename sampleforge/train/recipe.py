@@ -66,6 +66,9 @@ class RecipeConfig:
     # (sampleforge.timbre.FEATURE_VERSIONS; recorded in the model's timbre.json)
     vocoder_segment_frames: int = 64  # vocoder: train on random crops of this many frames (0 = whole clip)
     vocoder_variants: int = 0  # vocoder: augmented copies of each clip (pitch, EQ tilt, gain) besides the clip itself
+    vocoder_mr_mel_weight: float = 0.0  # vocoder ("istft" head): weight of the multi-resolution log-mel L1 of the
+    # waveform against the clip (the measure `eval vocoder` reports as mr_logmel_l1; windows 256-2048, so it sees
+    # the band envelopes within a hop: attacks and hop-rate flutter) added to the multi-resolution STFT loss
     vocoder_adversarial_weight: float = 0.0  # vocoder ("istft" head): weight of a multi-resolution spectrogram
     # discriminator's hinge term in the loss (0 = no discriminator; see train.adversarial)
     vocoder_feature_matching_weight: float = 0.0  # vocoder: weight of the discriminator feature-matching L1
@@ -96,7 +99,7 @@ class RecipeConfig:
                               f"got {self.timbre_features!r}")
         if not 0 <= self.class_prompt_dropout <= 1:
             raise ConfigError(f"recipe.class_prompt_dropout must be in [0, 1], got {self.class_prompt_dropout}")
-        for key in ("vocoder_adversarial_weight", "vocoder_feature_matching_weight"):
+        for key in ("vocoder_mr_mel_weight", "vocoder_adversarial_weight", "vocoder_feature_matching_weight"):
             if not getattr(self, key) >= 0:
                 raise ConfigError(f"recipe.{key} must be >= 0, got {getattr(self, key)}")
         if not self.vocoder_discriminator_ffts or any(n < 16 or n & (n - 1) for n in self.vocoder_discriminator_ffts):

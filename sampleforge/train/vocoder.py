@@ -2,7 +2,10 @@
 the clip (the phase is reconstructed at inference). "istft" head: the multi-resolution STFT loss of the
 waveform (the measure ``sampleforge eval`` compares vocoders by), plus the same magnitude loss on the head's
 own STFT magnitude (it learns the magnitude without waiting for the phase) and the log-mel L1 of the
-waveform against its input. ``refine_iters`` is an inference option: training is on the plain inverse STFT.
+waveform against its input. ``recipe.vocoder_mr_mel_weight`` adds the multi-resolution log-mel L1 of the
+waveform against the clip (the measure ``eval vocoder`` reports as mr_logmel_l1: band envelopes at windows
+256-2048, which see an attack's shape and the hop-rate flutter that the 2048-sample mel cannot). ``refine_iters``
+is an inference option: training is on the plain inverse STFT.
 
 "attack" head: the phase of the clip's first ``attack_frames`` STFT frames (crops from the onset), by the
 magnitude-weighted cosine distance to the true phase, sum |S| (1 - cos(phase - true)) / sum |S|: a loss that
@@ -37,6 +40,7 @@ from torch import Tensor, nn
 from sampleforge.audio.finish import align_onset
 from sampleforge.audio.griffinlim import TAIL_DB
 from sampleforge.devices import uniform
+from sampleforge.eval.metrics import mr_logmel_distance
 from sampleforge.models.vocoder import Vocoder
 from sampleforge.train.adversarial import Adversary
 from sampleforge.train.losses import log_magnitude_l1, multi_resolution_stft_loss, spectral_convergence
@@ -75,13 +79,15 @@ class VocoderTask:
                 waves.append(torch.cat([torch.from_numpy(align_onset(b["wav"].numpy(), sr))[..., :keep]
                                         for b in ctx.batches(augmented)]))
         self._dataset = TensorItems(torch.cat(waves))
+        waveform_terms = [key for key in ("vocoder_mr_mel_weight", "vocoder_adversarial_weight",
+                                          "vocoder_feature_matching_weight") if getattr(ctx.recipe, key) > 0]
+        if waveform_terms and cfg.kind != "istft":
+            from sampleforge.errors import UserInputError
+
+            raise UserInputError(f"recipe.{waveform_terms[0]} needs a vocoder that makes the waveform itself "
+                                 f"(kind \"istft\"), not {cfg.kind!r}")
         self.adversary: Adversary | None = None
         if ctx.recipe.vocoder_adversarial_weight > 0 or ctx.recipe.vocoder_feature_matching_weight > 0:
-            if cfg.kind != "istft":
-                from sampleforge.errors import UserInputError
-
-                raise UserInputError("recipe.vocoder_adversarial_weight and vocoder_feature_matching_weight need a "
-                                     f"vocoder that makes the waveform itself (kind \"istft\"), not {cfg.kind!r}")
             self.adversary = Adversary(lr=ctx.recipe.vocoder_discriminator_lr, ffts=ctx.recipe.vocoder_discriminator_ffts)
 
     def dataset(self) -> Any:
@@ -131,6 +137,10 @@ class VocoderTask:
         mel_l1 = torch.mean(torch.abs(voc.mel(pred) - mel))
         total = mrstft + head + mel_l1
         metrics = {"mrstft": mrstft.detach(), "head_mag": head.detach(), "mel_l1": mel_l1.detach()}
+        if self.ctx.recipe.vocoder_mr_mel_weight > 0:
+            mr_mel = mr_logmel_distance(wav, pred, sample_rate=self.ctx.model_config.sample_rate).mean()
+            total = total + self.ctx.recipe.vocoder_mr_mel_weight * mr_mel
+            metrics["mr_mel"] = mr_mel.detach()
         if self.adversary is not None:
             recipe = self.ctx.recipe
             self.adversary.to(wav.device)

@@ -112,7 +112,7 @@ def test_a_restored_discriminator_moves_with_its_optimizer_state() -> None:
     assert b.opt.param_groups[0]["lr"] == a.opt.param_groups[0]["lr"] and b.opt.param_groups[0]["betas"] == (0.8, 0.99)
 
 
-@pytest.mark.parametrize("key, value", [("vocoder_adversarial_weight", -0.1), ("vocoder_feature_matching_weight", -1),
+@pytest.mark.parametrize("key, value", [("vocoder_mr_mel_weight", -1.0), ("vocoder_adversarial_weight", -0.1), ("vocoder_feature_matching_weight", -1),
                                         ("vocoder_discriminator_lr", 0.0), ("vocoder_discriminator_ffts", [500]),
                                         ("vocoder_discriminator_ffts", [])])
 def test_recipe_refuses_bad_settings(key: str, value: object) -> None:

@@ -265,6 +265,52 @@ def test_istft_vocoder_improves_over_untrained(real_kits: Path, tmp_path: Path) 
     assert after < 0.99 * before, (before, after)  # measured 1.18 -> 1.13 and 1.165 -> 1.141 (the debug head is 16 wide)
 
 
+def test_istft_vocoder_can_train_by_the_multi_resolution_log_mel(real_kits: Path, tmp_path: Path) -> None:
+    """recipe.vocoder_mr_mel_weight adds w x the eval's mr_logmel_l1 of the crop to the loss, logs it, and lowers
+    that measure on the clips it trains on; a vocoder that does not make the waveform refuses it."""
+    import dataclasses
+
+    from sampleforge.eval.metrics import mr_logmel_l1
+    from sampleforge.train.loop import TrainConfig, train
+    from sampleforge.train.recipe import load_recipe, training_clips
+    from sampleforge.train.stage import StageContext
+    from sampleforge.train.vocoder import VocoderTask
+
+    recipe = load_recipe(REPO / "configs" / "debug.json")
+    clips, held = training_clips([real_kits], recipe.data, tmp_path)
+
+    def task(weight: float, model: object = recipe.model) -> VocoderTask:
+        torch.manual_seed(0)
+        settings = dataclasses.replace(recipe.recipe, vocoder_segment_frames=16, vocoder_mr_mel_weight=weight)
+        return VocoderTask(StageContext(run_dir=tmp_path / "run", model_config=model, data=recipe.data,  # type: ignore[arg-type]
+                                        recipe=settings, clips=clips, held_out=held, cache_dir=tmp_path / "cache"))
+
+    plain, weighted = task(0.0), task(5.0)
+    batch = {"wav": plain.dataset().data[:4]}
+    with torch.no_grad():
+        loss0, m0 = plain.loss(plain.model, batch, torch.Generator().manual_seed(3))
+        loss5, m5 = weighted.loss(weighted.model, batch, torch.Generator().manual_seed(3))
+    assert "mr_mel" not in m0 and float(m5["mr_mel"]) > 0
+    assert float(loss5 - loss0) == pytest.approx(5.0 * float(m5["mr_mel"]), rel=1e-4)
+
+    wav = weighted.dataset().data[:8, : 31 * 512]
+
+    def distance() -> float:
+        with torch.no_grad():
+            voc = weighted.model
+            return mr_logmel_l1(wav, voc(voc.mel(wav), length=wav.shape[-1]))
+
+    before = distance()
+    train(weighted, TrainConfig(max_steps=30, batch_size=4, lr=3e-3, checkpoint_minutes=0, log_every=1),
+          tmp_path / "run" / "vocoder", progress=False)
+    assert distance() < 0.95 * before, before
+    with open(tmp_path / "run" / "vocoder" / "loss.csv") as f:
+        assert all(float(r["mr_mel"]) > 0 for r in csv.DictReader(f))
+    attack = dataclasses.replace(recipe.model, vocoder=dataclasses.replace(recipe.model.vocoder, kind="attack"))
+    with pytest.raises(UserInputError, match='vocoder_mr_mel_weight needs a vocoder .*kind "istft"'):
+        task(1.0, attack)
+
+
 def test_attack_vocoder_learns_the_attack_phase(real_kits: Path, tmp_path: Path) -> None:
     """The "attack" head (debug size, over the onset prior) lowers its magnitude-weighted phase distance on the
     clips it trains on; its dataset holds only the starts of the clips (and augmented copies when asked)."""

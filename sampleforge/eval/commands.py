@@ -137,10 +137,12 @@ def _run_descriptors(args: argparse.Namespace) -> int:
               f"{_f(r['adherence'][0], 100)} / {_f(r['adherence'][1], 100)} %")
     for w in result["sweeps"]:
         falls = "".join(f"; falls {f['from']:g}->{f['to']:g} (p {f['p']:.2g})" for f in w.get("falls", []))
-        print(f"  {'pass' if w['monotonic'] else 'FAIL'}  sweep {w['class']} {w['knob']:<10} medians "
-              + " ".join(f"{m:.3g}" for m in w["medians"]) + f"  (rho {_f(w.get('spearman'))}{falls})")
-    print(f"{result['passed']}/{result['total']} contrasts pass; "
-          f"{sum(w['monotonic'] for w in result['sweeps'])}/{len(result['sweeps'])} knob sweeps monotonic")
+        print(f"  {'pass' if w['rises'] else 'FAIL'}  sweep {w['class']} {w['knob']:<10} medians "
+              + " ".join(f"{m:.3g}" for m in w["medians"])
+              + f"  (rho {_f(w['spearman'])}, rise p {_f(w['rise_p'])}{falls})")
+    print(f"{result['passed']}/{result['total']} contrasts pass; {result['sweeps_rising']}/{len(result['sweeps'])} "
+          f"knob sweeps rise (p < {result['alpha']:g}, no step falling surely; "
+          f"{sum(w['monotonic'] for w in result['sweeps'])} with every median rising)")
     out = args.out or Path("runs") / "eval" / (Path(str(args.model)).name + "-descriptors")
     out.mkdir(parents=True, exist_ok=True)
     (out / "descriptors.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -8,12 +8,14 @@ recordings: the clips carrying the two words (``keyword``) or, for a word that a
 clips of the class in the top and bottom 30 % of that feature (``knob``). A contrast passes when the generated
 d has the real d's sign, |d| >= 0.8, and the drum classifier judges each side its class at least 85 % of the time.
 
-**Knob sweeps.** A knob set to 0.1, 0.3, 0.5, 0.7 and 0.9 (other knobs free) for one class prompt: the
-median of its feature must never fall as the knob rises and must end above where it started (monotonic; two
-equal medians are allowed, as where a crash's decay reaches the end of the 2-s clip). Each sweep also reports
-how strongly and how surely the knob moves its feature over all its clips (``trend``): Spearman's rank
-correlation of knob value and feature, and for each step where the median falls, the one-sided Mann-Whitney
-p-value of that fall (a small p: a real fall; a large one: a dip within the noise of n clips).
+**Knob sweeps.** A knob set to 0.1, 0.3, 0.5, 0.7 and 0.9 (other knobs free) for one class prompt. Each sweep
+reports how strongly and how surely the knob moves its feature over all its clips (``trend``): Spearman's rank
+correlation of knob value and feature; the one-sided Mann-Whitney p-value that the clips at 0.9 lie above those
+at 0.1 (``rise_p``); and for each step where the median falls, the one-sided p-value of that fall (a small p: a
+real fall; a large one: a dip within the noise of n clips). A sweep passes (``rises``) when it ends surely above
+where it started and no step falls surely (both at p < ``ALPHA``). ``monotonic`` is the stricter reading of
+the medians alone: they never fall (two equal medians are allowed, as where a crash's decay reaches the end of
+the 2-s clip) and end higher; a fall of a median by a thousandth, within the noise, breaks it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ LOG_FEATURES = frozenset({"decay", "brightness"})
 MIN_D = 0.8
 MIN_ADHERENCE = 0.85
 SWEEP_VALUES = (0.1, 0.3, 0.5, 0.7, 0.9)
+ALPHA = 0.05  # a sweep's rise, or a fall of one of its steps, counts when its one-sided p is below this
 
 
 @dataclass(frozen=True)
@@ -77,20 +80,29 @@ def monotonic(medians: Sequence[float]) -> bool:
 
 
 def trend(values: Sequence[float], features: Sequence[np.ndarray]) -> dict[str, Any]:
-    """How a sweep's feature follows its knob: Spearman's rho over every clip (knob value, feature) and, for each
-    step whose median falls, the one-sided Mann-Whitney p-value that the higher knob gives lower features."""
+    """How a sweep's feature follows its knob: Spearman's rho over every clip (knob value, feature), the one-sided
+    Mann-Whitney p-value that the last value's features lie above the first's (``rise_p``; None without clips)
+    and, for each step whose median falls, the one-sided p-value that the higher knob gives lower features."""
     from scipy.stats import mannwhitneyu, spearmanr
 
     x = np.concatenate([np.full(len(f), v, dtype=float) for v, f in zip(values, features, strict=True)])
     y = np.concatenate([np.asarray(f, dtype=float) for f in features])
     rho = float(spearmanr(x, y).statistic) if len(y) > 2 and np.ptp(y) > 0 else None
+    first, last = np.asarray(features[0]), np.asarray(features[-1])
+    rise_p = float(mannwhitneyu(last, first, alternative="greater").pvalue) if len(first) and len(last) else None
     falls = []
     for i in range(1, len(features)):
         lo, hi = np.asarray(features[i - 1]), np.asarray(features[i])
         if len(lo) and len(hi) and np.median(hi) < np.median(lo):
             p = float(mannwhitneyu(hi, lo, alternative="less").pvalue)
             falls.append({"from": float(values[i - 1]), "to": float(values[i]), "p": p})
-    return {"spearman": rho, "falls": falls}
+    return {"spearman": rho, "rise_p": rise_p, "falls": falls}
+
+
+def rises(sweep_trend: dict[str, Any], alpha: float = ALPHA) -> bool:
+    """A sweep passes: it ends surely above its start and no step falls surely (``trend``'s p-values < alpha)."""
+    rise_p = sweep_trend["rise_p"]
+    return bool(rise_p is not None and rise_p < alpha and all(f["p"] >= alpha for f in sweep_trend["falls"]))
 
 
 def feature_values(wavs: np.ndarray, feature: str, sample_rate: int, features: int = FEATURES) -> np.ndarray:
@@ -194,13 +206,14 @@ def check_descriptors(generator: Any, clf: Any, real_wavs: np.ndarray, real_cate
             scales.add(_scale(run))
             bar.update(1)
         medians = [float(np.median(f)) for f in feats]
+        how = trend(SWEEP_VALUES, feats)
         sweep_rows.append({"class": category, "knob": knob, "values": list(SWEEP_VALUES), "medians": medians,
-                           "monotonic": monotonic(medians), **trend(SWEEP_VALUES, feats),
+                           "rises": rises(how), "monotonic": monotonic(medians), **how,
                            "cfg_scale": next(iter(scales)) if len(scales) == 1 else sorted(scales)})
         used_scales |= scales
     bar.close()
     used = sorted(used_scales)
     settings = {**kw, "cfg_scale": used[0] if len(used) == 1 else used}  # as sampled (per item above)
     return {"contrasts": rows, "passed": sum(r["passed"] for r in rows), "total": len(rows),
-            "sweeps": sweep_rows, "settings": settings, "knobs": list(KNOBS),
+            "sweeps": sweep_rows, "sweeps_rising": sum(w["rises"] for w in sweep_rows), "alpha": ALPHA, "settings": settings, "knobs": list(KNOBS),
             "features": version}

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from sampleforge.eval.descriptors import (
+    ALPHA,
     CONTRASTS,
     Contrast,
     check_descriptors,
@@ -15,6 +16,7 @@ from sampleforge.eval.descriptors import (
     d_interval,
     monotonic,
     real_groups,
+    rises,
     trend,
 )
 
@@ -66,6 +68,24 @@ def test_a_sweeps_trend_tells_a_real_fall_from_a_dip_within_the_noise() -> None:
     clear = [*noisy[:4], noisy[3] - 2.0]
     assert trend(values, clear)["falls"][0]["p"] < 1e-6
     assert trend(values, [np.ones(4)] * 5)["spearman"] is None  # a constant feature has no rank correlation
+
+
+def test_a_sweep_rises_when_it_ends_surely_higher_and_no_step_falls_surely() -> None:
+    rng = np.random.default_rng(1)
+    values = (0.1, 0.3, 0.5, 0.7, 0.9)
+    rising = trend(values, [rng.normal(v, 0.05, 48) for v in values])
+    assert rising["rise_p"] < 1e-10 and rises(rising)
+    # a dip of the median within the noise, as a knob saturating at its top: not monotonic, but it rises
+    noisy = [rng.normal(m, 1.0, 48) for m in (0.0, 1.0, 2.0, 3.0, 3.0)]
+    noisy[4] += np.median(noisy[3]) - 0.001 - np.median(noisy[4])
+    dip = trend(values, noisy)
+    assert not monotonic([float(np.median(f)) for f in noisy]) and rises(dip)
+    # a sure fall at one step fails it, though it ends higher
+    fall = trend(values, [*noisy[:3], noisy[2] - 3.0, noisy[4]])
+    assert fall["rise_p"] < ALPHA and not rises(fall)
+    # flat, or ending higher by less than the noise: the knob does nothing sure
+    flat = trend(values, [rng.normal(0.0, 1.0, 48) + 0.01 * i for i in range(5)])
+    assert flat["rise_p"] > ALPHA and not rises(flat)
 
 
 def test_real_groups_by_keyword_by_knob_and_by_class() -> None:
@@ -158,3 +178,39 @@ def test_the_command_takes_the_generation_settings(debug_model, tmp_path, capsys
                  "--out", str(out)]) == 0
     result = json.loads((out / "descriptors.json").read_text())
     assert result["settings"]["cfg_scale"] == 2.5 and all(r["cfg_scale"] == [2.5, 2.5] for r in result["contrasts"])
+
+
+def test_the_command_prints_each_sweeps_verdict_by_its_p_values(debug_model, tmp_path, capsys, monkeypatch) -> None:
+    """A sweep whose median dips within the noise passes and says so; one that falls surely is a FAIL."""
+    import soundfile as sf
+
+    from sampleforge.cli import main
+    from sampleforge.eval import descriptors
+
+    rng = np.random.default_rng(2)
+    dip = [rng.normal(m, 1.0, 48) for m in (0.0, 1.0, 2.0, 3.0, 3.0)]
+    dip[4] += np.median(dip[3]) - 0.001 - np.median(dip[4])
+    falling = [*dip[:3], dip[2] - 3.0, dip[4]]
+
+    def fake(*args, **kwargs):
+        sweeps = []
+        for knob, feats in (("decay", dip), ("weight", falling)):
+            how = descriptors.trend(descriptors.SWEEP_VALUES, feats)
+            medians = [float(np.median(f)) for f in feats]
+            sweeps.append({"class": "kick", "knob": knob, "medians": medians, "rises": descriptors.rises(how),
+                           "monotonic": descriptors.monotonic(medians), **how})
+        return {"contrasts": [], "passed": 0, "total": 0, "sweeps": sweeps,
+                "sweeps_rising": sum(w["rises"] for w in sweeps), "alpha": descriptors.ALPHA}
+
+    monkeypatch.setattr(descriptors, "check_descriptors", fake)
+    kit = tmp_path / "kit"
+    kit.mkdir()
+    sf.write(kit / "kick_1.wav", _decaying(0.1), SR)
+    assert main(["eval", "descriptors", "--model", str(debug_model), "--reference", str(kit),
+                 "--out", str(tmp_path / "out")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    decay = next(line for line in lines if "sweep kick decay" in line)
+    weight = next(line for line in lines if "sweep kick weight" in line)
+    assert decay.split()[0] == "pass" and "falls 0.7->0.9" in decay and "rise p" in decay
+    assert weight.split()[0] == "FAIL" and "falls 0.5->0.7 (p " in weight
+    assert "1/2 knob sweeps rise (p < 0.05, no step falling surely; 0 with every median rising)" in lines[-2]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -237,6 +239,13 @@ def test_a_flow_model_trains_and_samples(real_kits: Path, tmp_path: Path) -> Non
     assert audio.shape == (1, 88200) and torch.isfinite(audio).all()
 
 
+def _resynthesis_distance(task: Any, wav: torch.Tensor, measure: Callable[[torch.Tensor, torch.Tensor], float]) -> float:
+    """``measure`` between clips (B, T) and the task's vocoder's re-synthesis of them from their own log-mel."""
+    with torch.no_grad():
+        voc = task.model
+        return measure(wav, voc(voc.mel(wav), length=wav.shape[-1]))
+
+
 def test_istft_vocoder_improves_over_untrained(real_kits: Path, tmp_path: Path) -> None:
     """The "istft" head (debug size) learns: the MR-STFT distance of re-synthesised clips to the originals falls."""
     from sampleforge.eval.metrics import mrstft_distance
@@ -254,9 +263,7 @@ def test_istft_vocoder_improves_over_untrained(real_kits: Path, tmp_path: Path) 
     wav = task.dataset().data[:8, : 31 * 512]
 
     def distance() -> float:
-        with torch.no_grad():
-            voc = task.model
-            return mrstft_distance(wav, voc(voc.mel(wav), length=wav.shape[-1]))
+        return _resynthesis_distance(task, wav, mrstft_distance)
 
     before = distance()
     train(task, TrainConfig(max_steps=40, batch_size=4, lr=3e-3, checkpoint_minutes=0), tmp_path / "run" / "vocoder",
@@ -296,9 +303,7 @@ def test_istft_vocoder_can_train_by_the_multi_resolution_log_mel(real_kits: Path
     wav = weighted.dataset().data[:8, : 31 * 512]
 
     def distance() -> float:
-        with torch.no_grad():
-            voc = weighted.model
-            return mr_logmel_l1(wav, voc(voc.mel(wav), length=wav.shape[-1]))
+        return _resynthesis_distance(weighted, wav, mr_logmel_l1)
 
     before = distance()
     train(weighted, TrainConfig(max_steps=30, batch_size=4, lr=3e-3, checkpoint_minutes=0, log_every=1),

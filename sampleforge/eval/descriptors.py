@@ -215,5 +215,5 @@ def check_descriptors(generator: Any, clf: Any, real_wavs: np.ndarray, real_cate
     used = sorted(used_scales)
     settings = {**kw, "cfg_scale": used[0] if len(used) == 1 else used}  # as sampled (per item above)
     return {"contrasts": rows, "passed": sum(r["passed"] for r in rows), "total": len(rows),
-            "sweeps": sweep_rows, "sweeps_rising": sum(w["rises"] for w in sweep_rows), "alpha": ALPHA, "settings": settings, "knobs": list(KNOBS),
-            "features": version}
+            "sweeps": sweep_rows, "sweeps_rising": sum(w["rises"] for w in sweep_rows), "alpha": ALPHA,
+            "settings": settings, "knobs": list(KNOBS), "features": version}

@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     reference = from_namespace(args)
 
+    from sampleforge.audio.griffinlim import describe as describe_griffin_lim
     from sampleforge.bundle import vocoder_weights
     from sampleforge.pipeline import Generator
 
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         gen.griffin_lim.mel_iters = min(gen.griffin_lim.mel_iters, args.gl_iters)
     gl = gen.griffin_lim
     vocoder = "neural vocoder" if gen.bundle.vocoder is not None else (
-        f"Griffin-Lim {gl.n_iter} iterations" + (f", the last {gl.mel_iters} matching the mel" if gl.mel_iters else ""))
+        f"Griffin-Lim {describe_griffin_lim(gl.n_iter, gl.mel_iters)}")
     vocoder += f"; U-Net {gen.precision}"
     n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in gen.bundle.modules().items()}
     print(f"model {gen.id}: " + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in n_params.items())

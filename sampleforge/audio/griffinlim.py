@@ -236,6 +236,13 @@ def griffin_lim(
     return ops.synthesis(spec)
 
 
+def describe(n_iter: int, mel_iters: int = 0, init: str | None = None) -> str:
+    """How a Griffin-Lim runs, in the words every report uses: "24 iterations from the onset start, the last 6
+    matching the mel" (the start only when ``init`` is given)."""
+    start = f" from the {init} start" if init else ""
+    return f"{n_iter} iterations{start}" + (f", the last {mel_iters} matching the mel" if mel_iters else "")
+
+
 def smooth_over_frames(gain: Tensor) -> Tensor:
     """Per-bin gains (B, F, K) smoothed across frames, [1, 2, 1] / 4 on their log (the ends repeated). A gain that
     jumps from frame to frame is a modulation at the hop rate: a generated mel is no real signal's, and matching

@@ -199,9 +199,10 @@ def _run_vocoder_check(args: argparse.Namespace) -> int:
     rows += [("Griffin-Lim", result["griffin_lim"]), ("real recordings", result["real"])]
     print(f"{result['clips']} real clips ({result['split']})")
     if result.get("griffin_lim_iters") is not None:
-        mel_iters = result.get("griffin_lim_mel_iters") or 0
-        print(f"Griffin-Lim: {result['griffin_lim_iters']} iterations from the {result.get('griffin_lim_init')} start"
-              + (f", the last {mel_iters} matching the mel" if mel_iters else ""))
+        from sampleforge.audio.griffinlim import describe
+
+        print("Griffin-Lim: " + describe(result["griffin_lim_iters"], result.get("griffin_lim_mel_iters") or 0,
+                                         result.get("griffin_lim_init")))
     print(f"{'':<16}{'MR-STFT':>9}{'mel L1':>9}{'MR mel L1':>11}{'tail flat':>11}{'flutter dB':>12}{'HF peaks dB':>13}")
     for name, r in rows:
         print(f"{name:<16}{_f(r.get('mrstft')):>9}{_f(r.get('logmel_l1')):>9}{_f(r.get('mr_logmel_l1')):>11}"

@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
+from sampleforge.audio.griffinlim import describe  # noqa: E402
 from sampleforge.audio.mel import MelConfig, MelSpectrogram  # noqa: E402
 
 _CSS = """
@@ -193,8 +194,8 @@ def eval_html(result: dict[str, Any], show_per_class: int = 8, show_reference: i
     voc = result["vocoder_check"]
     if voc.get("clips"):
         vrows = [{"synth": "model vocoder", **(voc["vocoder"] or {})},
-                 {"synth": f"Griffin-Lim ({voc.get('griffin_lim_iters') or '?'} iterations"
-                  + (f", {voc['griffin_lim_mel_iters']} matching the mel)" if voc.get("griffin_lim_mel_iters") else ")"),
+                 {"synth": "Griffin-Lim (" + (describe(voc["griffin_lim_iters"], voc.get("griffin_lim_mel_iters") or 0)
+                                              if voc.get("griffin_lim_iters") else "? iterations") + ")",
                   **voc["griffin_lim"]},
                  {"synth": "real recordings", **(voc.get("real") or {})}]
         figs = []

@@ -324,3 +324,10 @@ def test_griffin_lim_module_skips_a_silent_tail_without_changing_the_sound() -> 
     faint[:, SR // 4 :] = 1e-6 * torch.randn(1, 2 * SR - SR // 4, generator=torch.Generator().manual_seed(1))
     z = gl(MelSpectrogram()(faint), length=x.shape[-1])
     assert bool((z[0, SR // 2 :] == 0).all()) and float(z[0, : SR // 4].abs().max()) > 0.1
+
+
+def test_describe_says_how_griffin_lim_runs() -> None:
+    from sampleforge.audio.griffinlim import describe
+
+    assert describe(24, 6, "onset") == "24 iterations from the onset start, the last 6 matching the mel"
+    assert describe(32) == "32 iterations"

@@ -327,9 +327,20 @@ class GriffinLim(nn.Module):
         squeeze = logmel.dim() == 2
         x = logmel[None] if squeeze else logmel
         mag = mel_to_linear(x, self.mel, n_iter=NNLS_ITERS, pinv=self.fb_pinv)
-        n_fft, hop = self.cfg.n_fft, self.cfg.hop_length
-        phase = initial_phase(mag, self.init, n_fft, hop)
-        target = linear_mel(x, self.mel) if self.mel_iters else None
-        wav = self._per_clip(mag, phase, length, target) if mag.device.type == "cpu" else griffin_lim(
-            mag, n_fft, hop, self.n_iter, self.momentum, phase, length, self.mel_iters, target, self.mel.fb)
+        wav = self.from_magnitude(mag, x, length)
         return wav[0] if squeeze else wav
+
+    @torch.inference_mode()
+    def from_magnitude(self, mag: Tensor, logmel: Tensor, length: int | None = None,
+                       phase: Tensor | None = None) -> Tensor:
+        """Linear magnitude (B, K, F) -> waveform (B, T): these settings' iterations from ``phase`` (B, K, F), or
+        from ``init``'s start when None. The mel iterations match ``logmel`` (B, n_mels, F), the mel the magnitude
+        stands for: ``forward`` passes the mel inversion of ``logmel``, a neural vocoder its own magnitude."""
+        n_fft, hop = self.cfg.n_fft, self.cfg.hop_length
+        if phase is None:
+            phase = initial_phase(mag, self.init, n_fft, hop)
+        target = linear_mel(logmel, self.mel) if self.mel_iters else None
+        if mag.device.type == "cpu":
+            return self._per_clip(mag, phase, length, target)
+        return griffin_lim(mag, n_fft, hop, self.n_iter, self.momentum, phase, length, self.mel_iters, target,
+                           self.mel.fb)

@@ -5,10 +5,14 @@ heads:
 
 - ``"istft"``: Vocos' head. It predicts the STFT log-magnitude, as a residual over the NNLS mel inversion
   Griffin-Lim uses (``baseline``; so an untrained head starts at Griffin-Lim's magnitude), and the phase, and
-  the waveform is one inverse STFT (n_fft and hop of the mel front end), optionally followed by a few fast
-  Griffin-Lim iterations from that spectrum (``refine_iters``). The phase is either predicted per frame
+  the waveform is one inverse STFT (n_fft and hop of the mel front end). The phase is either predicted per frame
   (``phase="direct"``, Vocos) or as the advance per frame over the bin's centre frequency, summed over the
   frames (``"integrated"``: a steady partial is coherent from the start).
+  Fast Griffin-Lim iterations may follow (``refine_iters``), from the predicted spectrum or, with
+  ``refine_start`` a Griffin-Lim start such as "onset", from the predicted magnitude alone, the last
+  ``refine_mel_iters`` matching the mel: the network is then a magnitude model for the shipped Griffin-Lim. An
+  istft head's own phase beats at the hop rate in noise tails (the network's magnitude with the true phase does
+  not), and Griffin-Lim's phase does not (docs/runs/vocoder-v8).
 - ``"attack"``: the network predicts the phase of the clip's first ``attack_frames`` STFT frames only, and
   Griffin-Lim (``gl_iters`` fast iterations, the magnitude of the mel inversion) starts from it there and from a
   random phase everywhere else. One-shots are onset-aligned (the onset 1.5 ms in), so the phase of the attack
@@ -35,11 +39,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sampleforge.audio.griffinlim import INITS, GriffinLim, griffin_lim, initial_phase, mel_to_linear
 from sampleforge.audio.mel import MelConfig, MelSpectrogram
+from sampleforge.audio.pghi import attack_phase, start_from_attack
 from sampleforge.strict import ConfigError
 
 KINDS = ("magnitude", "istft", "attack")
 PHASES = ("direct", "integrated")
+REFINE_STARTS = ("network", *INITS)
 
 
 @dataclass
@@ -60,6 +67,9 @@ class VocoderConfig:
     baseline: bool = True  # ("istft") log-magnitude = NNLS mel inversion + the head's residual
     phase: str = "direct"  # ("istft") "direct" | "integrated" (see the module docstring)
     refine_iters: int = 0  # ("istft") fast Griffin-Lim iterations from the predicted spectrum (0: plain iSTFT)
+    refine_start: str = "network"  # ("istft") their start: the network's phase, or a Griffin-Lim init (its
+    # magnitude alone is kept): "onset" makes the network a magnitude model for the shipped Griffin-Lim
+    refine_mel_iters: int = 0  # ("istft") how many of the refine_iters, the last, match the mel (griffin_lim)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -73,6 +83,12 @@ class VocoderConfig:
             raise ConfigError(f"vocoder.attack_frames must be >= 1, got {self.attack_frames}")
         if self.gl_iters < 0 or self.refine_iters < 0:
             raise ConfigError("vocoder.gl_iters and vocoder.refine_iters must be >= 0")
+        if self.refine_start not in REFINE_STARTS:
+            raise ConfigError(f"vocoder.refine_start must be one of {', '.join(REFINE_STARTS)}, "
+                              f"got {self.refine_start!r}")
+        if not 0 <= self.refine_mel_iters <= self.refine_iters:
+            raise ConfigError(f"vocoder.refine_mel_iters must be in 0..refine_iters ({self.refine_iters}), "
+                              f"got {self.refine_mel_iters}")
 
 
 class ConvNeXtBlock(nn.Module):
@@ -120,6 +136,10 @@ class Vocoder(nn.Module):
                 self.head.weight[:k].zero_()
                 self.head.bias[:k].zero_()
         self.register_buffer("fb_pinv", torch.linalg.pinv(self.mel.fb), persistent=False)
+        # ("istft") Griffin-Lim from the predicted spectrum; stateless (buffers only, none saved)
+        self.refiner = None if cfg.kind != "istft" or cfg.refine_iters == 0 else GriffinLim(
+            mc, cfg.refine_iters, cfg.gl_momentum, "random" if cfg.refine_start == "network" else cfg.refine_start,
+            cfg.refine_mel_iters)
         # phase advance per frame of a partial at each bin's centre frequency: 2 pi k hop / n_fft
         advance = 2 * math.pi * torch.arange(k, dtype=torch.float64) * mc.hop_length / mc.n_fft
         self.register_buffer("bin_advance", torch.remainder(advance, 2 * math.pi).float(), persistent=False)
@@ -135,8 +155,6 @@ class Vocoder(nn.Module):
     def baseline_log_magnitude(self, logmel: Tensor) -> Tensor:
         """The mel inversion Griffin-Lim uses (pseudo-inverse + non-negative refinement),
         (B, n_mels, F) → log-magnitude (B, n_freqs, F)."""
-        from sampleforge.audio.griffinlim import mel_to_linear
-
         mag = mel_to_linear(logmel, self.mel, pinv=self.fb_pinv)
         return torch.log(mag.clamp(min=self.mel.cfg.log_floor))
 
@@ -183,8 +201,6 @@ class Vocoder(nn.Module):
 
     def attack_prior(self, log_magnitude: Tensor) -> Tensor:
         """``pghi.attack_phase`` of the log-magnitude (B, K, A), delayed by ``attack_delay`` samples."""
-        from sampleforge.audio.pghi import attack_phase
-
         mc = self.mel.cfg
         return attack_phase(log_magnitude, mc.n_fft, mc.hop_length, self.cfg.attack_delay or 0)
 
@@ -197,15 +213,12 @@ class Vocoder(nn.Module):
         mc = self.mel.cfg
         if length is None:
             length = (logmel.shape[-1] - 1) * mc.hop_length
-        from sampleforge.audio.griffinlim import griffin_lim, initial_phase
-        from sampleforge.audio.pghi import start_from_attack
-
         if self.cfg.kind == "istft":
             spec = self.spectrum(logmel)
-            if self.cfg.refine_iters == 0:
+            if self.refiner is None:
                 return self.istft(spec, length)
-            return griffin_lim(spec.abs(), n_fft=mc.n_fft, hop=mc.hop_length, n_iter=self.cfg.refine_iters,
-                               momentum=self.cfg.gl_momentum, init_phase=spec.angle(), length=length)
+            phase = spec.angle() if self.cfg.refine_start == "network" else None
+            return self.refiner.from_magnitude(spec.abs(), logmel, length, phase)
         attack = self.cfg.kind == "attack"  # the mel inversion's magnitude, the network's start
         log_mag = self.baseline_log_magnitude(logmel) if attack else self.log_magnitude(logmel)
         # bins at the log floor are digital silence: exactly 0, not exp(floor) (which adds a noise floor)

@@ -203,6 +203,8 @@ def _run_vocoder_check(args: argparse.Namespace) -> int:
 
         print("Griffin-Lim: " + describe(result["griffin_lim_iters"], result.get("griffin_lim_mel_iters") or 0,
                                          result.get("griffin_lim_init")))
+    if result.get("vocoder_description"):
+        print("Vocoder: " + result["vocoder_description"])
     print(f"{'':<16}{'MR-STFT':>9}{'mel L1':>9}{'MR mel L1':>11}{'tail flat':>11}{'flutter dB':>12}{'HF peaks dB':>13}")
     for name, r in rows:
         print(f"{name:<16}{_f(r.get('mrstft')):>9}{_f(r.get('logmel_l1')):>9}{_f(r.get('mr_logmel_l1')):>11}"

@@ -174,6 +174,7 @@ def vocoder_check(generator: Any, real: RealSet, n: int, seed: int = 0) -> tuple
     out: dict[str, Any] = {"clips": len(order), "griffin_lim_iters": getattr(generator.griffin_lim, "n_iter", None),
                            "griffin_lim_mel_iters": getattr(generator.griffin_lim, "mel_iters", None),
                            "griffin_lim_init": getattr(generator.griffin_lim, "init", None),
+                           "vocoder_description": generator.bundle.vocoder.describe() if has_vocoder else None,
                            "real": spectral.spectral_character(wav.numpy(), sr),
                            "griffin_lim": None, "vocoder": None,
                            **{name: _resynthesis_metrics(wav, y, sr, per_clip[name]) for name, y in synths.items()},

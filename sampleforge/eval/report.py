@@ -193,7 +193,8 @@ def eval_html(result: dict[str, Any], show_per_class: int = 8, show_reference: i
         body.append(note(f"not judged (no classifier class): {', '.join(result['skipped_classes'])}"))
     voc = result["vocoder_check"]
     if voc.get("clips"):
-        vrows = [{"synth": "model vocoder", **(voc["vocoder"] or {})},
+        what = voc.get("vocoder_description")
+        vrows = [{"synth": "model vocoder" + (f" ({what})" if what else ""), **(voc["vocoder"] or {})},
                  {"synth": "Griffin-Lim (" + (describe(voc["griffin_lim_iters"], voc.get("griffin_lim_mel_iters") or 0)
                                               if voc.get("griffin_lim_iters") else "? iterations") + ")",
                   **voc["griffin_lim"]},

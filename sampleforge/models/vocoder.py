@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sampleforge.audio.griffinlim import INITS, GriffinLim, griffin_lim, initial_phase, mel_to_linear
+from sampleforge.audio.griffinlim import describe as describe_griffin_lim
 from sampleforge.audio.mel import MelConfig, MelSpectrogram
 from sampleforge.audio.pghi import attack_phase, start_from_attack
 from sampleforge.strict import ConfigError
@@ -181,6 +182,17 @@ class Vocoder(nn.Module):
         if self.cfg.phase == "integrated":
             phase = torch.cumsum(phase + self.bin_advance[:, None], dim=-1)
         return torch.polar(mag, phase)
+
+    def describe(self) -> str:
+        """What runs, in the words of the reports: "istft network (3.93 M parameters), the magnitude of
+        Griffin-Lim: 24 iterations from the onset start, the last 6 matching the mel"."""
+        text = f"{self.cfg.kind} network ({sum(p.numel() for p in self.parameters()) / 1e6:.2f} M parameters)"
+        if self.refiner is None:
+            return text
+        r = self.refiner
+        if self.cfg.refine_start == "network":
+            return f"{text}, then Griffin-Lim from its spectrum: " + describe_griffin_lim(r.n_iter, r.mel_iters)
+        return f"{text}, the magnitude of Griffin-Lim: " + describe_griffin_lim(r.n_iter, r.mel_iters, r.init)
 
     @property
     def receptive_frames(self) -> int:

@@ -106,14 +106,20 @@ def test_eval_vocoder_says_how_griffin_lim_runs(debug_model: Path, reference_dir
                                                capsys: pytest.CaptureFixture[str]) -> None:
     from tests.model_folders import edited_copy
 
-    model = edited_copy(debug_model, tmp_path / "m", lambda c: c["griffin_lim"].update(
-        n_iter=4, init="onset", mel_iters=2))
+    def edit(c: dict) -> None:
+        c["griffin_lim"].update(n_iter=4, init="onset", mel_iters=2)
+        c["vocoder"].update(refine_iters=3, refine_start="random")
+
+    model = edited_copy(debug_model, tmp_path / "m", edit)
     out = tmp_path / "voc.json"
     assert main(["eval", "vocoder", "--model", str(model), "--reference", str(reference_dir), "--clips", "2",
                  "--out", str(out)]) == 0
-    assert "Griffin-Lim: 4 iterations from the onset start, the last 2 matching the mel" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Griffin-Lim: 4 iterations from the onset start, the last 2 matching the mel" in printed
+    assert "M parameters), the magnitude of Griffin-Lim: 3 iterations from the random start\n" in printed
     res = json.loads(out.read_text())
     assert (res["griffin_lim_iters"], res["griffin_lim_mel_iters"], res["griffin_lim_init"]) == (4, 2, "onset")
+    assert res["vocoder_description"].startswith("istft network (")
 
 
 def test_eval_needs_model_and_reference(capsys: pytest.CaptureFixture[str]) -> None:

@@ -164,6 +164,12 @@ def test_istft_vocoder_as_a_magnitude_model_for_griffin_lim() -> None:
     assert (synth("onset", mag_bias=0.5) - onset).abs().max() > 1e-3
     assert (synth("network", phase_bias=1.0) - synth("network")).abs().max() > 1e-3
     assert (synth("onset", mel_iters=2) - onset).abs().max() > 1e-3
+    described = Vocoder(VocoderConfig(kind="istft", dim=16, intermediate_dim=32, layers=1, refine_iters=4,
+                                      refine_start="onset", refine_mel_iters=2), mc).describe()
+    assert described.startswith("istft network (0.") and described.endswith(
+        "M parameters), the magnitude of Griffin-Lim: 4 iterations from the onset start, the last 2 matching the mel")
+    assert Vocoder(VocoderConfig(kind="istft", dim=16, intermediate_dim=32, layers=1), mc).describe().endswith(
+        "M parameters)")
     with pytest.raises(ConfigError, match="refine_start"):
         VocoderConfig(kind="istft", refine_iters=4, refine_start="pink")
     with pytest.raises(ConfigError, match="refine_mel_iters"):

@@ -148,6 +148,9 @@ def load_bundle(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, device: st
     cfg = read_config(path)
     vocab_file = path / "vocab.json"
     if not vocab_file.is_file():
+        if (path / "vocoder.safetensors").is_file() and not (path / "unet.safetensors").is_file():
+            raise CheckpointError(f"{path}: a vocoder alone, not a model; give it as the vocoder of one "
+                                  "(--vocoder-ckpt, vocoder_checkpoint=)")
         raise CheckpointError(f"{path}: missing vocab.json")
     try:
         vocab = Vocabulary.load(vocab_file)

@@ -165,3 +165,18 @@ def test_a_vocoder_from_another_folder_brings_its_own_config(debug_model: Path, 
     other = edited_copy(debug_model, tmp_path / "other-mel", lambda c: c["mel"].update(f_max=16000.0))
     with pytest.raises(CheckpointError, match="mel front end differs.*f_max 16000.0 vs"):
         load_bundle(base, components={"vocoder": other / "vocoder.safetensors"})
+
+
+def test_a_vocoder_folder_is_the_vocoder_of_a_model_not_a_model(debug_model: Path, model_without_vocoder: Path,
+                                                                 tmp_path: Path) -> None:
+    """A folder of a config.json (mel and vocoder sections) and vocoder.safetensors, as a vocoder is shipped:
+    it is the vocoder of any model with its mel front end, and loading it as a model says what it is."""
+    folder = tmp_path / "a-vocoder"
+    folder.mkdir()
+    full = json.loads((debug_model / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({"name": "a-vocoder", "mel": full["mel"], "vocoder": full["vocoder"]}))
+    shutil.copy(debug_model / "vocoder.safetensors", folder)
+    bundle = load_bundle(model_without_vocoder, components={"vocoder": folder / "vocoder.safetensors"})
+    assert bundle.vocoder is not None and bundle.config.vocoder == load_bundle(debug_model).config.vocoder
+    with pytest.raises(CheckpointError, match="a vocoder alone, not a model; give it as the vocoder of one"):
+        load_bundle(folder)

@@ -10,7 +10,7 @@ APT_GM := fluidsynth fluid-soundfont-gm
 APT_TEST := redis-server chromium chromium-driver
 APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: install data data-gm test lint typecheck pytest demo train-default train-v2 train-v1 train-classifier bench clean apt-test
+.PHONY: install data data-gm test lint typecheck pytest demo train-default train-v2 train-v1 train-classifier train-vocoder bench clean apt-test
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -92,6 +92,16 @@ train-v1: install data
 	mkdir -p weights/drums-v1; \
 	cp runs/drums-v1/model/config.json runs/drums-v1/model/vocab.json runs/drums-v1/model/*.safetensors weights/drums-v1/; \
 	echo 'weights/drums-v1 rebuilt; the model card (README.md) describes the shipped run'
+
+## rebuild drums-vocoder-v1, the opt-in vocoder of drums-v1 and drums-v2 (`--vocoder-ckpt drums-vocoder-v1`: a
+## network's magnitude for their Griffin-Lim; about an hour on 2 CPU threads; its model card is kept)
+train-vocoder: install data
+	set -e; \
+	$(BIN)/sampleforge train vocoder --config configs/drums-vocoder-v1.json --out runs/drums-vocoder-v1 --resume \
+	  $(V2_DATA) $(MAX_MINUTES) || $(STOPPED); \
+	mkdir -p weights/drums-vocoder-v1; \
+	cp runs/drums-vocoder-v1/model/config.json runs/drums-vocoder-v1/model/vocoder.safetensors weights/drums-vocoder-v1/; \
+	echo 'weights/drums-vocoder-v1 rebuilt; the model card (README.md) describes the shipped run'
 
 ## rebuild the judge of `sampleforge eval` on the real clips drums-v2 trains on, holding out its kits
 ## (the card compares it with classifier-v1 on the same held-out clips while that is in the repository)

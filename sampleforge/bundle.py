@@ -45,6 +45,7 @@ def weights_dirs() -> list[Path]:
 
 
 COMPONENTS = ("vae", "unet", "text", "vocoder")
+MODEL_ONLY_SECTIONS = ("vae", "unet", "text", "griffin_lim", "diffusion")  # what a vocoder folder does not use
 
 
 @dataclass
@@ -281,4 +282,7 @@ def inspect_bundle(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
         vocab = Vocabulary.load(vocab_file)
         info["vocab"] = dict(vocab.counts)
     info["card"] = (path / "README.md").is_file()
+    if set(info["components"]) == {"vocoder"}:  # a vocoder shipped alone: the other sections are only defaults
+        info["vocoder_only"] = True
+        info["config"] = {k: v for k, v in info["config"].items() if k not in MODEL_ONLY_SECTIONS}
     return info

@@ -180,3 +180,7 @@ def test_a_vocoder_folder_is_the_vocoder_of_a_model_not_a_model(debug_model: Pat
     assert bundle.vocoder is not None and bundle.config.vocoder == load_bundle(debug_model).config.vocoder
     with pytest.raises(CheckpointError, match="a vocoder alone, not a model; give it as the vocoder of one"):
         load_bundle(folder)
+    info = inspect_bundle(folder)
+    assert info["vocoder_only"] and list(info["components"]) == ["vocoder"]
+    assert "vocoder" in info["config"] and not {"unet", "vae", "text", "diffusion"} & set(info["config"])
+    assert not inspect_bundle(debug_model).get("vocoder_only")

@@ -123,7 +123,11 @@ def format_inspect(info: dict[str, Any]) -> str:
             lines.append(_vocab_line(info["vocab"]))
         return "\n".join(lines)
 
-    lines.append(f"model folder: {info['path']}")
+    if info.get("vocoder_only"):
+        lines.append(f"vocoder folder: {info['path']} (the vocoder of a model with its mel front end: "
+                     "--vocoder-ckpt, vocoder_checkpoint=)")
+    else:
+        lines.append(f"model folder: {info['path']}")
     lines.append(f"id: {info.get('id', '?')}")
     lines.append("components:")
     total = 0

@@ -71,3 +71,17 @@ def test_the_finetune_recipe_is_the_first_run_with_its_changes() -> None:
     first, tune = load_recipe(root / "drums-v2.json"), load_recipe(root / "drums-v2-finetune.json")
     assert tune.model == first.model and tune.data.held_out_kits == first.data.held_out_kits
     assert tune.recipe.stages == ["diffusion"] and tune.recipe.init == {"diffusion": "runs/drums-v2/model"}
+
+
+def test_the_shipped_vocoder_is_what_its_recipe_builds() -> None:
+    """weights/drums-vocoder-v1 is the model folder `make train-vocoder` copies: its recipe's config, and the mel
+    front end of the models it is the vocoder of."""
+    from sampleforge.model_config import read_config
+
+    repo = Path(__file__).parents[2]
+    recipe = load_recipe(repo / "configs" / "drums-vocoder-v1.json")
+    shipped = read_config(repo / "weights" / "drums-vocoder-v1")
+    assert shipped == recipe.model
+    assert shipped.vocoder is not None and shipped.vocoder.refine_start == "onset"
+    for model in ("drums-v1", "drums-v2"):
+        assert read_config(repo / "weights" / model).mel == shipped.mel

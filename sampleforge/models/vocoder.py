@@ -11,8 +11,8 @@ heads:
   Fast Griffin-Lim iterations may follow (``refine_iters``), from the predicted spectrum or, with
   ``refine_start`` a Griffin-Lim start such as "onset", from the predicted magnitude alone, the last
   ``refine_mel_iters`` matching the mel: the network is then a magnitude model for the shipped Griffin-Lim. An
-  istft head's own phase beats at the hop rate in noise tails (the network's magnitude with the true phase does
-  not), and Griffin-Lim's phase does not (docs/runs/vocoder-v8).
+  istft head's own phase beats at the hop rate in long noises, and its magnitude with any other phase (the
+  original's, a random one, Griffin-Lim's) does not (docs/runs/vocoder-v8).
 - ``"attack"``: the network predicts the phase of the clip's first ``attack_frames`` STFT frames only, and
   Griffin-Lim (``gl_iters`` fast iterations, the magnitude of the mel inversion) starts from it there and from a
   random phase everywhere else. One-shots are onset-aligned (the onset 1.5 ms in), so the phase of the attack

@@ -149,7 +149,7 @@ def load_bundle(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, device: st
     cfg = read_config(path)
     vocab_file = path / "vocab.json"
     if not vocab_file.is_file():
-        if (path / "vocoder.safetensors").is_file() and not (path / "unet.safetensors").is_file():
+        if is_vocoder_folder(path):
             raise CheckpointError(f"{path}: a vocoder alone, not a model; give it as the vocoder of one "
                                   "(--vocoder-ckpt, vocoder_checkpoint=)")
         raise CheckpointError(f"{path}: missing vocab.json")
@@ -171,6 +171,12 @@ def load_bundle(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, device: st
     bundle = Bundle(config=cfg, vocab=vocab, card=card, path=path, vae=mods["vae"], unet=mods["unet"],  # type: ignore[arg-type]
                     text=mods["text"], vocoder=mods.get("vocoder"), timbre=read_timbre(path))  # type: ignore[arg-type]
     return bundle.to(device)
+
+
+def is_vocoder_folder(path: Path) -> bool:
+    """A vocoder shipped alone (weights/drums-vocoder-v1): vocoder weights and no other component's."""
+    return (path / "vocoder.safetensors").is_file() and not any(
+        (path / f"{name}.safetensors").is_file() for name in COMPONENTS if name != "vocoder")
 
 
 def vocoder_weights(source: str | os.PathLike[str]) -> Path:
@@ -282,7 +288,7 @@ def inspect_bundle(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
         vocab = Vocabulary.load(vocab_file)
         info["vocab"] = dict(vocab.counts)
     info["card"] = (path / "README.md").is_file()
-    if set(info["components"]) == {"vocoder"}:  # a vocoder shipped alone: the other sections are only defaults
+    if is_vocoder_folder(path):  # the other sections of its config are only defaults
         info["vocoder_only"] = True
         info["config"] = {k: v for k, v in info["config"].items() if k not in MODEL_ONLY_SECTIONS}
     return info

@@ -61,6 +61,9 @@ class Bundle:
     card: str = ""
     path: Path | None = None
     timbre: dict[str, Any] = field(default_factory=dict)  # timbre.json: what the knobs and knob words mean
+    # what makes the waveform when it is not the folder's own: another folder's or file's vocoder (its id), or
+    # "griffin-lim" in place of the folder's vocoder; None: the folder's own (its id says it)
+    vocoder_id: str | None = None
 
     @property
     def class_words(self) -> dict[str, dict[str, dict[str, float]]]:
@@ -159,8 +162,13 @@ def load_bundle(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, device: st
         raise CheckpointError(f"{vocab_file}: invalid ({exc})") from None
     check_config(cfg, vocab)
     overrides = components or {}
+    vocoder_id = None
     if "vocoder" in overrides:
         voc_file = overrides["vocoder"]
+        if voc_file is None:
+            vocoder_id = "griffin-lim" if cfg.vocoder is not None else None
+        elif Path(voc_file).parent.resolve() != path.resolve():
+            vocoder_id = component_id(Path(voc_file))
         cfg.vocoder = None if voc_file is None else vocoder_config(cfg, path, Path(voc_file))
     mods = build_modules(cfg)
     for name, module in mods.items():
@@ -169,7 +177,8 @@ def load_bundle(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, device: st
         module.eval().requires_grad_(False)
     card = (path / "README.md").read_text() if (path / "README.md").is_file() else ""
     bundle = Bundle(config=cfg, vocab=vocab, card=card, path=path, vae=mods["vae"], unet=mods["unet"],  # type: ignore[arg-type]
-                    text=mods["text"], vocoder=mods.get("vocoder"), timbre=read_timbre(path))  # type: ignore[arg-type]
+                    text=mods["text"], vocoder=mods.get("vocoder"), timbre=read_timbre(path),  # type: ignore[arg-type]
+                    vocoder_id=vocoder_id)
     return bundle.to(device)
 
 
@@ -259,6 +268,14 @@ def model_id(path: Path) -> str:
             h.update(f.name.encode())
             h.update(sha256(f).encode())
     return f"{path.name}@{h.hexdigest()[:12]}"
+
+
+def component_id(file: Path) -> str:
+    """The id of one weight file put on a model: its folder's ``model_id`` when that folder has a config.json (a
+    vocoder folder, a training run's model/), else the file's own name and hash."""
+    if (file.parent / "config.json").is_file():
+        return model_id(file.parent)
+    return f"{file.stem}@{sha256(file)[:12]}"
 
 
 def inspect_bundle(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:

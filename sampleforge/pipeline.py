@@ -107,6 +107,8 @@ class Generator(RunMixin):
         cfg = bundle.config
         self.name = cfg.name
         self.id = model_id(bundle.path) if bundle.path is not None else cfg.name
+        if bundle.vocoder_id is not None:  # files and their names tell the waveform's maker apart
+            self.id = f"{self.id}+{bundle.vocoder_id}"
         self.sample_rate = cfg.sample_rate
         flow = cfg.diffusion.prediction == "flow"
         self.samplers = tuple(name for name in SAMPLERS  # the first: the default

@@ -184,3 +184,25 @@ def test_a_vocoder_folder_is_the_vocoder_of_a_model_not_a_model(debug_model: Pat
     assert info["vocoder_only"] and list(info["components"]) == ["vocoder"]
     assert "vocoder" in info["config"] and not {"unet", "vae", "text", "diffusion"} & set(info["config"])
     assert not inspect_bundle(debug_model).get("vocoder_only")
+
+
+def test_the_id_says_which_vocoder_made_the_waveform(debug_model: Path, model_without_vocoder: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A vocoder from another folder, or Griffin-Lim in place of the model's own vocoder, is part of the id that
+    files record and are named by: the same prompt and seed through another vocoder is another file."""
+    import sampleforge
+    from sampleforge.audio.io import read_metadata
+    from sampleforge.bundle import model_id
+    from sampleforge.pipeline import Generator
+
+    base = model_without_vocoder
+    assert Generator.from_pretrained(debug_model).id == model_id(debug_model)
+    assert Generator.from_pretrained(debug_model, components={"vocoder": None}).id == f"{model_id(debug_model)}+griffin-lim"
+    assert Generator.from_pretrained(base, components={"vocoder": None}).id == model_id(base)  # Griffin-Lim is its own
+    spliced = Generator.from_pretrained(base, components={"vocoder": debug_model / "vocoder.safetensors"})
+    assert spliced.id == f"{model_id(base)}+{model_id(debug_model)}"
+    monkeypatch.chdir(tmp_path)
+    kw = dict(diffusion_checkpoint=base, vae_checkpoint=base, prompt="kick", ddim_steps=2, seed=1)
+    plain, voiced = sampleforge.generate(**kw), sampleforge.generate(vocoder_checkpoint=debug_model, **kw)
+    assert plain != voiced and plain.is_file() and voiced.is_file()
+    assert read_metadata(voiced)["model"] == spliced.id and read_metadata(plain)["model"] == model_id(base)

@@ -29,12 +29,19 @@ PathLike = str | os.PathLike[str]
 Warn = Callable[[str], None] | None  # told each warning (unknown keywords, ...)
 
 
-def _generator(generator: Generator | None, model: PathLike | None, vocoder: bool) -> tuple[Generator, bool]:
+Vocoder = bool | str | os.PathLike[str]  # True: the model's own (Griffin-Lim when it has none); False: Griffin-Lim;
+# a vocoder folder, a shipped vocoder's name ("drums-vocoder-v1") or a vocoder.safetensors: that one
+
+
+def _generator(generator: Generator | None, model: PathLike | None, vocoder: Vocoder) -> tuple[Generator, bool]:
     if generator is not None:
+        if not isinstance(vocoder, bool):
+            raise UserInputError("vocoder: give a vocoder folder or name with the model, not with a loaded generator")
         return generator, vocoder
     from sampleforge import api
 
-    gen, use_vocoder = api.load_generator(vocoder_checkpoint=api._DEFAULT if vocoder else None, model=model)
+    checkpoint = vocoder if not isinstance(vocoder, bool) else api._DEFAULT if vocoder else None
+    gen, use_vocoder = api.load_generator(vocoder_checkpoint=checkpoint, model=model)
     if not isinstance(gen, Generator):
         raise UserInputError(f"model: {model} is a {getattr(gen, 'kind', 'foreign')} model; variations, morphs and "
                              "kits need a sampleforge model")
@@ -86,7 +93,7 @@ def vary(
     *,
     out_dir: PathLike = "generations",
     model: PathLike | None = None,
-    vocoder: bool = True,
+    vocoder: Vocoder = True,
     generator: Generator | None = None,
     callback: Callback | None = None,
     warn: Warn = None,
@@ -119,7 +126,7 @@ def morph(
     *,
     out_dir: PathLike = "generations",
     model: PathLike | None = None,
-    vocoder: bool = True,
+    vocoder: Vocoder = True,
     generator: Generator | None = None,
     callback: Callback | None = None,
     warn: Warn = None,
@@ -164,7 +171,7 @@ def make_kit(
     name: str | None = None,
     overwrite: bool = False,
     model: PathLike | None = None,
-    vocoder: bool = True,
+    vocoder: Vocoder = True,
     generator: Generator | None = None,
     callback: Callback | None = None,
     warn: Warn = None,

@@ -112,3 +112,30 @@ def test_kit_cli_and_python_api(debug_model: Path, tmp_path: Path, capsys) -> No
                                   steps=2, model=debug_model)
     for n in ("kick.wav", "snare.wav", "open_hat.wav"):
         np.testing.assert_array_equal(sf.read(str(folder / n))[0], sf.read(str(tmp_path / "k" / n))[0])
+
+
+def test_vary_morph_and_kit_take_another_vocoder(debug_model: Path, model_without_vocoder: Path, snare_file: Path,
+                                                 tmp_path: Path, capsys) -> None:
+    """`--vocoder-ckpt` (a vocoder folder, as drums-vocoder-v1 ships) on vary, morph and kit: the files record it in
+    the model id, and the waveform is not Griffin-Lim's. With --no-vocoder it is a one-line error."""
+    from sampleforge.bundle import model_id
+
+    base = model_without_vocoder
+    common = ["--model", str(base), "--steps", "2", "--seed", "5", "--quiet"]
+    made = {}
+    for voc in ([], ["--vocoder-ckpt", str(debug_model)]):
+        out = tmp_path / ("with" if voc else "without")
+        rc, files, _ = _run(capsys, "vary", *common, *voc, "--input", str(snare_file), "--out-dir", str(out))
+        assert rc == 0 and len(files) == 1
+        made[bool(voc)] = sf.read(files[0])[0]
+        assert read_metadata(files[0])["model"] == model_id(base) + (f"+{model_id(debug_model)}" if voc else "")
+    assert not np.allclose(made[True], made[False])
+    rc, files, _ = _run(capsys, "morph", *common, "--vocoder-ckpt", str(debug_model), "--from-prompt", "kick",
+                        "--to-prompt", "snare", "--morph-steps", "3", "--out-dir", str(tmp_path / "m"))
+    assert rc == 0 and all(read_metadata(f)["model"].endswith(f"+{model_id(debug_model)}") for f in files)
+    rc, _, _ = _run(capsys, "kit", *common, "--vocoder-ckpt", str(debug_model), "--pieces", "kick,snare",
+                    "--out-dir", str(tmp_path / "k"))
+    assert rc == 0 and read_metadata(tmp_path / "k" / "kick.wav")["model"].endswith(f"+{model_id(debug_model)}")
+    rc, _, err = _run(capsys, "kit", *common, "--vocoder-ckpt", str(debug_model), "--no-vocoder",
+                      "--out-dir", str(tmp_path / "k2"))
+    assert rc == 2 and "--no-vocoder and --vocoder-ckpt contradict each other" in err

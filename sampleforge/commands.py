@@ -22,8 +22,7 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     p.add_argument("--diffusion-ckpt", default=None, help="U-Net weights (.safetensors) or a model folder")
     p.add_argument("--vae-ckpt", default=None, help="VAE weights (.safetensors) or a model folder")
-    p.add_argument("--vocoder-ckpt", default=None, help="vocoder weights (.safetensors) or a model folder")
-    p.add_argument("--no-vocoder", action="store_true", help="Griffin-Lim instead of the neural vocoder")
+    add_vocoder_flags(p)
     p.add_argument("--verbose", action="store_true", help="per-stage times and peak memory on stderr")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
@@ -57,10 +56,24 @@ def _progress(total_clips: int, quiet: bool) -> Any:
     return bar, callback
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    params = from_namespace(args).with_seed()  # before the heavy imports: a bad value answers at once
+def add_vocoder_flags(p: argparse.ArgumentParser) -> None:
+    """--vocoder-ckpt and --no-vocoder, as generate, vary, morph and kit take them (``vocoder_flags`` reads them)."""
+    p.add_argument("--vocoder-ckpt", default=None,
+                   help="a vocoder folder or name (drums-vocoder-v1), a model folder, or vocoder weights (.safetensors)")
+    p.add_argument("--no-vocoder", action="store_true", help="Griffin-Lim instead of the neural vocoder")
+
+
+def vocoder_flags(args: argparse.Namespace) -> bool | str:
+    """The vocoder ``add_vocoder_flags`` asked for: a folder, name or file; False for Griffin-Lim; True for the
+    model's own. Both flags at once are a one-line error."""
     if args.no_vocoder and args.vocoder_ckpt:
         raise UserInputError("--no-vocoder and --vocoder-ckpt contradict each other")
+    return args.vocoder_ckpt or not args.no_vocoder
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    params = from_namespace(args).with_seed()  # before the heavy imports: a bad value answers at once
+    vocoder_flags(args)
     from sampleforge import api
     from sampleforge.audio.finish import apply_length, parse_length
     from sampleforge.audio.io import write_audio

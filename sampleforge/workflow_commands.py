@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sampleforge.commands import _progress
+from sampleforge.commands import _progress, add_vocoder_flags, vocoder_flags
 from sampleforge.errors import UserInputError
 from sampleforge.params import GENERATE_SETTINGS, add_arguments, from_namespace
 
@@ -25,17 +25,8 @@ COMMON = tuple(name for name in GENERATE_SETTINGS if name not in ("prompt", "cou
 def _flags(p: argparse.ArgumentParser, own: tuple[str, ...], base: Any = None) -> None:
     add_arguments(p, (*own, *COMMON), base=base)
     p.add_argument("--model", default=None, help="model folder or shipped name (default drums-v2)")
-    p.add_argument("--vocoder-ckpt", default=None,
-                   help="a vocoder folder or name (drums-vocoder-v1), or vocoder weights (.safetensors)")
-    p.add_argument("--no-vocoder", action="store_true", help="Griffin-Lim instead of the neural vocoder")
+    add_vocoder_flags(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def _vocoder(args: argparse.Namespace) -> bool | str:
-    """--vocoder-ckpt / --no-vocoder as the workflow's ``vocoder`` argument."""
-    if args.no_vocoder and args.vocoder_ckpt:
-        raise UserInputError("--no-vocoder and --vocoder-ckpt contradict each other")
-    return args.vocoder_ckpt or not args.no_vocoder
 
 
 def register(sub: Any) -> None:
@@ -88,7 +79,7 @@ def cmd_vary(args: argparse.Namespace) -> int:
     from sampleforge import workflow
 
     paths = _run(workflow.vary, args.quiet, None, params, out_dir=args.out_dir, model=args.model,
-                 vocoder=_vocoder(args))
+                 vocoder=vocoder_flags(args))
     for p in paths:
         print(p)
     return 0
@@ -109,7 +100,7 @@ def cmd_morph(args: argparse.Namespace) -> int:
                  args.from_seed if args.from_seed is not None else params.seed, args.from_input)
     b = MorphEnd(args.to_prompt if args.to_prompt is not None else params.prompt, args.to_seed, args.to_input)
     paths = _run(workflow.morph, args.quiet, a, b, params, out_dir=args.out_dir, model=args.model,
-                 vocoder=_vocoder(args))
+                 vocoder=vocoder_flags(args))
     for p in paths:
         print(p)
     return 0
@@ -124,7 +115,7 @@ def cmd_kit(args: argparse.Namespace) -> int:
     from sampleforge import workflow
 
     out = _run(workflow.make_kit, args.quiet, args.out_dir, params, name=args.name, overwrite=args.overwrite,
-               model=args.model, vocoder=_vocoder(args))
+               model=args.model, vocoder=vocoder_flags(args))
     files = sorted(p.name for p in out.iterdir())
     print(f"{out}: {len(files)} files ({', '.join(n for n in files if not n.endswith(('.wav', '.flac')))})")
     return 0

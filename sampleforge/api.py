@@ -31,6 +31,14 @@ GENERATIONS_DIR = Path("generations")
 PathLike = str | os.PathLike[str]
 
 
+def vocoder_checkpoint(choice: bool | str | os.PathLike[str]) -> Any:
+    """A vocoder choice (True: the model's own, False: Griffin-Lim, a folder, name or file: that one) as
+    ``load_generator``'s ``vocoder_checkpoint``."""
+    if isinstance(choice, bool):
+        return _DEFAULT if choice else None
+    return choice
+
+
 def _component(arg: Any, name: str) -> tuple[Path | None, Path | None]:
     """A checkpoint argument → (model folder, component file override)."""
     if arg is _DEFAULT:

@@ -73,7 +73,7 @@ def vocoder_flags(args: argparse.Namespace) -> bool | str:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     params = from_namespace(args).with_seed()  # before the heavy imports: a bad value answers at once
-    vocoder_flags(args)
+    choice = vocoder_flags(args)
     from sampleforge import api
     from sampleforge.audio.finish import apply_length, parse_length
     from sampleforge.audio.io import write_audio
@@ -83,7 +83,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         api.check_writable(args.output)
     elif args.out_dir is not None:
         api.check_writable(args.out_dir / "probe.wav")
-    gen, use_vocoder = _load_model(args, params)
+    gen, use_vocoder = _load_model(args, params, choice)
     params = gen.resolve(params)
     assert params.seed is not None and params.sampler is not None
     outs = [_output_path(args, params, gen.id, k) for k in range(params.count)]
@@ -113,8 +113,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_model(args: argparse.Namespace, params: GenerationParams) -> tuple[Any, bool]:
-    """(the backend for --model and the load-time settings, whether to use a sampleforge model's vocoder)."""
+def _load_model(args: argparse.Namespace, params: GenerationParams, vocoder: bool | str) -> tuple[Any, bool]:
+    """(the backend for --model and the load-time settings, whether to use a sampleforge model's vocoder);
+    ``vocoder``: ``vocoder_flags``' choice."""
     from sampleforge import api
     from sampleforge.backends import BackendOptions, load_backend, resolve
 
@@ -126,9 +127,8 @@ def _load_model(args: argparse.Namespace, params: GenerationParams) -> tuple[Any
         return load_backend(params.model, BackendOptions.from_params(params, args.device)), True
     if overrides or (args.device is None and params.quantize == "none"):
         default: Any = api._DEFAULT
-        vocoder = None if args.no_vocoder else (args.vocoder_ckpt or default)
-        return api.load_generator(args.diffusion_ckpt or default, args.vae_ckpt or default, vocoder,
-                                  model=params.model)
+        return api.load_generator(args.diffusion_ckpt or default, args.vae_ckpt or default,
+                                  api.vocoder_checkpoint(vocoder), model=params.model)
     from sampleforge.bundle import DEFAULT_MODEL
 
     return load_backend(params.model or DEFAULT_MODEL, BackendOptions.from_params(params, args.device)), True

@@ -40,8 +40,7 @@ def _generator(generator: Generator | None, model: PathLike | None, vocoder: Voc
         return generator, vocoder
     from sampleforge import api
 
-    checkpoint = vocoder if not isinstance(vocoder, bool) else api._DEFAULT if vocoder else None
-    gen, use_vocoder = api.load_generator(vocoder_checkpoint=checkpoint, model=model)
+    gen, use_vocoder = api.load_generator(vocoder_checkpoint=api.vocoder_checkpoint(vocoder), model=model)
     if not isinstance(gen, Generator):
         raise UserInputError(f"model: {model} is a {getattr(gen, 'kind', 'foreign')} model; variations, morphs and "
                              "kits need a sampleforge model")

@@ -33,12 +33,13 @@ at 0 iterations, -18.3 dB at 32; pghi-fast -13.0 / -23.6 dB; pghi (heap) -14.4 /
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
+from functools import lru_cache
 
 import torch
 from torch import Tensor, nn
 
-from sampleforge.audio.mel import MelConfig, MelSpectrogram
+from sampleforge.audio.mel import MelConfig, MelSpectrogram, mel_filterbank
 from sampleforge.audio.pghi import onset_phase, pghi_phase, random_phase
 from sampleforge.strict import ConfigError
 
@@ -103,6 +104,18 @@ def linear_mel(logmel: Tensor, mel: MelSpectrogram) -> Tensor:
     return torch.where(logmel <= mel.cfg.log_floor_value + 1e-4, torch.zeros_like(target), target)
 
 
+def mel_pinv(cfg: MelConfig) -> Tensor:
+    """The pseudo-inverse (n_freqs, n_mels) of the mel filterbank of ``cfg``, computed once per mel front end
+    (a model with a vocoder has three users of it: Griffin-Lim, the vocoder's mel inversion, its refiner).
+    Shared: never modify it in place."""
+    return _pinv(astuple(cfg))
+
+
+@lru_cache(maxsize=8)
+def _pinv(cfg: tuple) -> Tensor:
+    return torch.linalg.pinv(torch.from_numpy(mel_filterbank(MelConfig(*cfg))))
+
+
 def mel_to_linear(logmel: Tensor, mel: MelSpectrogram, n_iter: int = 8, pinv: Tensor | None = None) -> Tensor:
     """Log-mel (B, n_mels, F) -> non-negative linear magnitude (B, n_fft//2+1, F).
 
@@ -111,7 +124,7 @@ def mel_to_linear(logmel: Tensor, mel: MelSpectrogram, n_iter: int = 8, pinv: Te
     """
     fb = mel.fb.to(logmel.device, torch.float32)  # (n_mels, K)
     target = linear_mel(logmel, mel)
-    p = torch.linalg.pinv(fb) if pinv is None else pinv.to(logmel.device, torch.float32)
+    p = (mel_pinv(mel.cfg) if pinv is None else pinv).to(logmel.device, torch.float32)
     s = torch.clamp(torch.matmul(p, target), min=0.0)
     if n_iter > 0:
         scale = target.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
@@ -287,7 +300,7 @@ class GriffinLim(nn.Module):
         self.momentum = momentum
         self.init = init
         self.mel_iters = mel_iters
-        self.register_buffer("fb_pinv", torch.linalg.pinv(self.mel.fb), persistent=False)
+        self.register_buffer("fb_pinv", mel_pinv(self.cfg), persistent=False)
 
     def _per_clip(self, mag: Tensor, phase: Tensor | None, length: int | None, target: Tensor | None) -> Tensor:
         """On a CPU, one clip at a time (a clip's arrays, ~1.4 MB each, stay in cache, where a whole batch does

@@ -39,7 +39,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sampleforge.audio.griffinlim import INITS, GriffinLim, griffin_lim, initial_phase, mel_to_linear
+from sampleforge.audio.griffinlim import (
+    INITS,
+    GriffinLim,
+    griffin_lim,
+    initial_phase,
+    mel_pinv,
+    mel_to_linear,
+)
 from sampleforge.audio.griffinlim import describe as describe_griffin_lim
 from sampleforge.audio.mel import MelConfig, MelSpectrogram
 from sampleforge.audio.pghi import attack_phase, start_from_attack
@@ -136,7 +143,7 @@ class Vocoder(nn.Module):
             with torch.no_grad():
                 self.head.weight[:k].zero_()
                 self.head.bias[:k].zero_()
-        self.register_buffer("fb_pinv", torch.linalg.pinv(self.mel.fb), persistent=False)
+        self.register_buffer("fb_pinv", mel_pinv(mc), persistent=False)
         # ("istft") Griffin-Lim from the predicted spectrum; stateless (buffers only, none saved)
         self.refiner = None if cfg.kind != "istft" or cfg.refine_iters == 0 else GriffinLim(
             mc, cfg.refine_iters, cfg.gl_momentum, "random" if cfg.refine_start == "network" else cfg.refine_start,

@@ -331,3 +331,15 @@ def test_describe_says_how_griffin_lim_runs() -> None:
 
     assert describe(24, 6, "onset") == "24 iterations from the onset start, the last 6 matching the mel"
     assert describe(32) == "32 iterations"
+
+
+def test_the_filterbank_pseudo_inverse_is_computed_once_per_mel_front_end() -> None:
+    from sampleforge.audio.griffinlim import mel_pinv
+    from sampleforge.audio.mel import MelConfig
+
+    mel = MelSpectrogram(MelConfig(n_mels=32, n_fft=512, hop_length=128))
+    assert torch.equal(mel_pinv(mel.cfg), torch.linalg.pinv(mel.fb))
+    a, b = GriffinLim(mel.cfg, n_iter=2), GriffinLim(MelConfig(n_mels=32, n_fft=512, hop_length=128), n_iter=4)
+    assert a.fb_pinv is b.fb_pinv  # one tensor for equal configs
+    other = mel_pinv(MelConfig(n_mels=40, n_fft=512, hop_length=128))
+    assert other.shape == (257, 40)

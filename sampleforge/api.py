@@ -86,15 +86,23 @@ def load_generator(
     model: PathLike | None = None,
 ) -> tuple[Any, bool]:
     """Resolve the reference API's checkpoint arguments → (a cached Generator, whether to use its vocoder).
-    ``model`` may also be another format (a diffusers folder, ``hf:OWNER/NAME``, a ``.ckpt``): its backend."""
-    if model is not None and all(a is _DEFAULT for a in (diffusion_checkpoint, vae_checkpoint, vocoder_checkpoint)):
+    ``model`` may also be ``MODEL+VOCODER`` (that model with that vocoder; ``vocoder_checkpoint`` as well is a
+    UserInputError) or another format (a diffusers folder, ``hf:OWNER/NAME``, a ``.ckpt``): its backend."""
+    ref = None
+    if model is not None:
         from sampleforge.backends.resolve import resolve
 
-        if resolve(model).format != "sampleforge":
+        ref = resolve(model)
+        if ref.format != "sampleforge":
+            if any(a is not _DEFAULT for a in (diffusion_checkpoint, vae_checkpoint, vocoder_checkpoint)):
+                raise UserInputError("diffusion_checkpoint, vae_checkpoint and vocoder_checkpoint apply to "
+                                     "sampleforge models only")
             return _backend(str(model)), True
+        if ref.names_vocoder and vocoder_checkpoint is not _DEFAULT:
+            raise ref.conflict("vocoder_checkpoint=")
     folder, unet_file = _component(diffusion_checkpoint, "diffusion_checkpoint")
     vae_folder, vae_file = _component(vae_checkpoint, "vae_checkpoint")
-    base = folder or vae_folder or resolve_model(model if model is not None else DEFAULT_MODEL)
+    base = folder or vae_folder or (ref.path if ref is not None else resolve_model(DEFAULT_MODEL))
     overrides: dict[str, str | None] = {}
     if unet_file is not None:
         overrides["unet"] = str(unet_file)
@@ -102,7 +110,10 @@ def load_generator(
         overrides["vae"] = str(vae_file)
     elif vae_folder is not None and vae_folder != base:
         overrides["vae"] = str(vae_folder / "vae.safetensors")
-    if vocoder_checkpoint is None:
+    named = ref.components if ref is not None else None  # MODEL+VOCODER's vocoder
+    if named is not None:
+        overrides["vocoder"] = None if named["vocoder"] is None else str(named["vocoder"])
+    elif vocoder_checkpoint is None:
         overrides["vocoder"] = None
     elif vocoder_checkpoint is not _DEFAULT:
         voc_folder, voc_file = _component(vocoder_checkpoint, "vocoder_checkpoint")

@@ -64,6 +64,9 @@ class Bundle:
     # what makes the waveform when it is not the folder's own: another folder's or file's vocoder (its id), or
     # "griffin-lim" in place of the folder's vocoder; None: the folder's own (its id says it)
     vocoder_id: str | None = None
+    # the vocoder asked for in place of the folder's own, by name: its folder's (component_name) or "griffin-lim"
+    # (also on a model whose own is Griffin-Lim); None: none asked for
+    vocoder_name: str | None = None
 
     @property
     def class_words(self) -> dict[str, dict[str, dict[str, float]]]:
@@ -162,13 +165,14 @@ def load_bundle(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, device: st
         raise CheckpointError(f"{vocab_file}: invalid ({exc})") from None
     check_config(cfg, vocab)
     overrides = components or {}
-    vocoder_id = None
+    vocoder_id = vocoder_name = None
     if "vocoder" in overrides:
         voc_file = overrides["vocoder"]
         if voc_file is None:
             vocoder_id = "griffin-lim" if cfg.vocoder is not None else None
+            vocoder_name = "griffin-lim"
         elif Path(voc_file).parent.resolve() != path.resolve():
-            vocoder_id = component_id(Path(voc_file))
+            vocoder_id, vocoder_name = component_id(Path(voc_file)), component_name(Path(voc_file))
         cfg.vocoder = None if voc_file is None else vocoder_config(cfg, path, Path(voc_file))
     mods = build_modules(cfg)
     for name, module in mods.items():
@@ -178,7 +182,7 @@ def load_bundle(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, device: st
     card = (path / "README.md").read_text() if (path / "README.md").is_file() else ""
     bundle = Bundle(config=cfg, vocab=vocab, card=card, path=path, vae=mods["vae"], unet=mods["unet"],  # type: ignore[arg-type]
                     text=mods["text"], vocoder=mods.get("vocoder"), timbre=read_timbre(path),  # type: ignore[arg-type]
-                    vocoder_id=vocoder_id)
+                    vocoder_id=vocoder_id, vocoder_name=vocoder_name)
     return bundle.to(device)
 
 
@@ -278,9 +282,25 @@ def component_id(file: Path) -> str:
     return f"{file.stem}@{sha256(file)[:12]}"
 
 
+def component_name(file: Path) -> str:
+    """The name of one weight file put on a model, as ``component_id`` names it without the hash: its folder's
+    name when that folder has a config.json (drums-vocoder-v1), else the file's."""
+    return file.parent.name if (file.parent / "config.json").is_file() else file.stem
+
+
 def inspect_bundle(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Everything about a model folder without building it: config, tensors per component, vocab, hashes."""
-    path = resolve_model(name_or_path)
+    """Everything about a model folder without building it: config, tensors per component, vocab, hashes.
+    ``MODEL+VOCODER`` is a CheckpointError saying what it is made of (each part is inspected alone)."""
+    try:
+        path = resolve_model(name_or_path)
+    except CheckpointError as exc:
+        from sampleforge.backends.resolve import resolve
+
+        ref = resolve(name_or_path)  # the error of a string that is no model at all, or a model with a vocoder
+        if not ref.names_vocoder:
+            raise exc
+        alone = "the model and the vocoder one at a time" if ref.vocoder is not None else "the model alone"
+        raise CheckpointError(f"{ref.spec}: {ref.parts()}; inspect {alone}") from None
     cfg = read_config(path)
     info: dict[str, Any] = {"path": str(path), "id": model_id(path), "config": cfg.to_dict(), "components": {}}
     for name in COMPONENTS:

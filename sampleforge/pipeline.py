@@ -105,7 +105,9 @@ class Generator(RunMixin):
             bundle.unet = quantize_int8(bundle.unet)  # type: ignore[assignment]
         self.bundle = bundle.to(self.device)
         cfg = bundle.config
-        self.name = cfg.name
+        # what a server lists and a request names: the model's name, and the vocoder asked for in place of its
+        # own as MODEL+VOCODER spells it (drums-v2+drums-vocoder-v1, drums-v2+griffin-lim)
+        self.name = cfg.name if bundle.vocoder_name is None else f"{cfg.name}+{bundle.vocoder_name}"
         self.id = model_id(bundle.path) if bundle.path is not None else cfg.name
         if bundle.vocoder_id is not None:  # files and their names tell the waveform's maker apart
             self.id = f"{self.id}+{bundle.vocoder_id}"
@@ -127,23 +129,27 @@ class Generator(RunMixin):
         components: dict[str, Path | None] | None = None,
         precision: str | None = None,
     ) -> Any:
-        """Load a model folder or a shipped model by name (``components`` overrides single weight files).
+        """Load a model folder or a shipped model by name (``components`` overrides single weight files), or
+        ``MODEL+VOCODER``: that model with that vocoder (a ``components`` vocoder as well is a UserInputError).
         ``precision="bf16"``: the U-Net runs under bfloat16 autocast (see ``GenerationParams.precision``).
         Other people's models (a diffusers folder, ``hf:OWNER/NAME``, an audio-diffusion-pytorch ``.ckpt``)
         load through ``backends.load_backend`` and answer the same calls."""
         from sampleforge.backends.resolve import resolve
 
-        if components is None and resolve(path_or_name).format != "sampleforge":
+        ref = resolve(path_or_name)
+        if components is None and ref.format != "sampleforge":
             from sampleforge.backends import load_backend
 
             return load_backend(path_or_name, BackendOptions(device=None if device is None else str(device),
                                                              precision=precision or PRECISIONS[0]))
-        return cls(load_bundle(path_or_name, components=components), device, precision)
+        return cls(load_bundle(ref.path, components=ref.with_components(components)), device, precision)
 
     @classmethod
-    def from_options(cls, path_or_name: str | os.PathLike[str], options: BackendOptions) -> Generator:
+    def from_options(cls, path_or_name: str | os.PathLike[str], options: BackendOptions,
+                     components: dict[str, Path | None] | None = None) -> Generator:
         """Load with the backend options (precision fp32/bf16, int8 quantisation of the U-Net on the CPU)."""
-        return cls(load_bundle(path_or_name), options.device, options.precision, options.quantize)
+        return cls(load_bundle(path_or_name, components=components), options.device, options.precision,
+                   options.quantize)
 
     # -- the backend interface -------------------------------------------------------------------------
     @property

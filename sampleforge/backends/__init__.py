@@ -6,7 +6,8 @@
     g.latents, g.raw, g.stats   # the stages, for sweep's statistics; stats: seconds and peak memory
 
 ``load_backend`` reads what ``--model`` names (``resolve.resolve``) and builds the matching backend:
-sampleforge's own folders (``pipeline.Generator``), diffusers pipelines (``diffusers_backend``),
+sampleforge's own folders (``pipeline.Generator``; ``MODEL+VOCODER`` with that vocoder), diffusers pipelines
+(``diffusers_backend``),
 stable-audio-tools folders such as Stable Audio Open Small (``sat``) and audio-diffusion-pytorch checkpoints
 (``adp``). Heavy libraries are imported only for the format in use.
 """
@@ -34,7 +35,7 @@ def load_backend(model: str | os.PathLike[str], options: BackendOptions | None =
     if ref.format == "sampleforge":
         from sampleforge.pipeline import Generator
 
-        return Generator.from_options(ref.path, options)
+        return Generator.from_options(ref.path, options, components=ref.components)
     if ref.format == "diffusers":
         try:
             from sampleforge.backends.diffusers_backend import DiffusersBackend

@@ -5,7 +5,11 @@
 - a folder with ``model_index.json`` -> a diffusers pipeline;
 - a folder with ``model_config.json`` -> a stable-audio-tools model;
 - a ``.ckpt`` file (or a folder holding one) -> an audio-diffusion-pytorch Lightning checkpoint;
-- anything else -> a sampleforge model folder or shipped name (``bundle.resolve_model``).
+- anything else -> a sampleforge model folder or shipped name (``bundle.resolve_model``);
+- ``MODEL+VOCODER`` -> the sampleforge model MODEL with another vocoder in place of its own: VOCODER is a
+  vocoder folder (``bundle.is_vocoder_folder``) or a shipped vocoder's name (``drums-vocoder-v1``), or
+  ``griffin-lim`` for the model's Griffin-Lim. A string that resolves as it is stays whole (a folder's name may
+  hold '+'); otherwise it is split at its last '+'.
 
 A folder that is missing a file its format needs is a ``CheckpointError`` naming that file.
 """
@@ -17,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sampleforge.errors import CheckpointError
+from sampleforge.errors import CheckpointError, UserInputError
 
 HF_PREFIX = "hf:"
 FORMATS = ("sampleforge", "diffusers", "stable-audio-tools", "audio-diffusion-pytorch")
@@ -25,15 +29,50 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 # component folders of a diffusers pipeline that hold no weights
 NO_WEIGHTS = ("scheduler", "tokenizer", "feature_extractor", "processor")
 CONFIG_NAMES = ("config.json", "scheduler_config.json", "tokenizer_config.json", "preprocessor_config.json")
+GRIFFIN_LIM = "griffin-lim"  # MODEL+griffin-lim: the model's Griffin-Lim in place of its vocoder
 
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A resolved ``--model``: the local path, its format, and what the user wrote."""
+    """A resolved ``--model``: the local path, its format, what the user wrote and, for ``MODEL+VOCODER``, the
+    vocoder it names in place of the model's own."""
 
     path: Path
     format: str
     spec: str
+    vocoder: Path | None = None  # MODEL+VOCODER: the vocoder folder
+    griffin_lim: bool = False  # MODEL+griffin-lim
+
+    @property
+    def names_vocoder(self) -> bool:
+        """Whether the spec chooses the vocoder (MODEL+VOCODER)."""
+        return self.griffin_lim or self.vocoder is not None
+
+    @property
+    def components(self) -> dict[str, Path | None] | None:
+        """``bundle.load_bundle``'s ``components`` for the vocoder the spec names (None: the model's own)."""
+        if self.griffin_lim:
+            return {"vocoder": None}
+        return None if self.vocoder is None else {"vocoder": self.vocoder / "vocoder.safetensors"}
+
+    def parts(self) -> str:
+        """What the spec is made of: "the model PATH with the vocoder PATH" (or "with Griffin-Lim")."""
+        vocoder = "Griffin-Lim" if self.griffin_lim else f"the vocoder {self.vocoder}"
+        return f"the {self.format} model {self.path}" + (f" with {vocoder}" if self.names_vocoder else "")
+
+    def with_components(self, components: dict[str, Path | None] | None) -> dict[str, Path | None] | None:
+        """``components`` (``load_bundle``'s) plus the vocoder the spec names; a vocoder in both is a
+        UserInputError naming both."""
+        if not self.names_vocoder:
+            return components
+        if components is not None and "vocoder" in components:
+            raise self.conflict("components={'vocoder': ...}")
+        return {**(components or {}), **(self.components or {})}
+
+    def conflict(self, given_as: str, model_as: str = "model") -> UserInputError:
+        """The error for a vocoder chosen by the spec and by ``given_as`` (a flag or an argument) at once."""
+        return UserInputError(f"{model_as} {self.spec} and {given_as} contradict each other: the spec names the "
+                              f"vocoder (MODEL+VOCODER); choose it one way")
 
 
 def hf_snapshot(repo_id: str) -> Path:
@@ -55,8 +94,68 @@ def hf_snapshot(repo_id: str) -> Path:
 
 
 def resolve(spec: str | os.PathLike[str]) -> ModelRef:
-    """``--model`` value -> ModelRef (path and format). Raises CheckpointError naming what is missing."""
+    """``--model`` value -> ModelRef (path, format and, for ``MODEL+VOCODER``, the vocoder). Raises
+    CheckpointError naming what is missing. A string that does not resolve as it is and holds a '+' is
+    ``MODEL+VOCODER`` split at its last '+'; when that fails too, an existing path's own error wins."""
     text = str(spec)
+    try:
+        return _resolve_whole(text)
+    except CheckpointError as whole:
+        if "+" not in text:
+            raise
+        try:
+            return _with_vocoder(text)
+        except CheckpointError:
+            if Path(text).expanduser().exists():
+                raise whole from None
+            raise
+
+
+def _with_vocoder(text: str) -> ModelRef:
+    """``MODEL+VOCODER`` (split at the last '+') -> the sampleforge model MODEL's ModelRef with the vocoder."""
+    model, _, vocoder = text.rpartition("+")
+    if not model or not vocoder:
+        raise CheckpointError(f"{text}: expected MODEL+VOCODER, VOCODER being {_accepted()}")
+    if model.startswith(HF_PREFIX):
+        raise CheckpointError(f"{text}: only sampleforge models take a vocoder (MODEL+VOCODER); {model} is a "
+                              "Hugging Face model")
+    try:
+        ref = _resolve_whole(model)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{text}: {exc}") from None
+    if ref.format != "sampleforge":
+        raise CheckpointError(f"{text}: only sampleforge models take a vocoder (MODEL+VOCODER); {model} is a "
+                              f"{ref.format} model")
+    from sampleforge.bundle import is_vocoder_folder, resolve_model
+
+    if is_vocoder_folder(ref.path):
+        raise CheckpointError(f"{text}: {model} is a vocoder folder, not a model; a vocoder goes after the '+'")
+    if vocoder == GRIFFIN_LIM:
+        return ModelRef(ref.path, ref.format, text, griffin_lim=True)
+    try:
+        folder = resolve_model(vocoder)
+    except CheckpointError:
+        raise CheckpointError(f"{text}: no vocoder {vocoder!r}; after the '+' give {_accepted()}") from None
+    if not is_vocoder_folder(folder):
+        what = "a model folder" if (folder / "config.json").is_file() else "a folder without vocoder.safetensors"
+        raise CheckpointError(f"{text}: {folder} is {what}, not a vocoder folder (config.json and "
+                              f"vocoder.safetensors alone); after the '+' give {_accepted()}")
+    return ModelRef(ref.path, ref.format, text, vocoder=folder)
+
+
+def _accepted() -> str:
+    return f"a vocoder folder or name ({', '.join(shipped_vocoders()) or 'none shipped'}) or {GRIFFIN_LIM}"
+
+
+def shipped_vocoders() -> list[str]:
+    """The names of the vocoder folders in ``bundle.weights_dirs()`` (drums-vocoder-v1)."""
+    from sampleforge.bundle import is_vocoder_folder, weights_dirs
+
+    return sorted({q.name for d in weights_dirs() if d.is_dir() for q in d.iterdir() if is_vocoder_folder(q)})
+
+
+def _resolve_whole(text: str) -> ModelRef:
+    """One model string as it is (no '+' split)."""
     path = hf_snapshot(text[len(HF_PREFIX):]) if text.startswith(HF_PREFIX) else Path(text).expanduser()
     if path.is_file() and path.suffix == ".ckpt":
         return ModelRef(path, "audio-diffusion-pytorch", text)

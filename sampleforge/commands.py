@@ -65,9 +65,16 @@ def add_vocoder_flags(p: argparse.ArgumentParser) -> None:
 
 def vocoder_flags(args: argparse.Namespace) -> bool | str:
     """The vocoder ``add_vocoder_flags`` asked for: a folder, name or file; False for Griffin-Lim; True for the
-    model's own. Both flags at once are a one-line error."""
+    model's own. Both flags at once, or either with a ``--model MODEL+VOCODER``, are a one-line error."""
     if args.no_vocoder and args.vocoder_ckpt:
         raise UserInputError("--no-vocoder and --vocoder-ckpt contradict each other")
+    model = getattr(args, "model", None)
+    if (args.no_vocoder or args.vocoder_ckpt) and model is not None and "+" in str(model):
+        from sampleforge.backends.resolve import resolve
+
+        ref = resolve(model)
+        if ref.names_vocoder:
+            raise ref.conflict("--no-vocoder" if args.no_vocoder else "--vocoder-ckpt", "--model")
     return args.vocoder_ckpt or not args.no_vocoder
 
 
@@ -178,10 +185,14 @@ def audio_suffix(path: Path, fmt: str) -> Path:
 
 
 def cmd_vocab(args: argparse.Namespace) -> int:
-    from sampleforge.bundle import DEFAULT_MODEL, resolve_model
+    from sampleforge.backends.resolve import resolve
+    from sampleforge.bundle import DEFAULT_MODEL
     from sampleforge.text.keywords import Vocabulary
 
-    path = resolve_model(args.model or DEFAULT_MODEL)
+    ref = resolve(args.model or DEFAULT_MODEL)  # MODEL+VOCODER: MODEL's keywords
+    if ref.format != "sampleforge":
+        raise UserInputError(f"--model {ref.spec}: a {ref.format} model has no keyword vocabulary")
+    path = ref.path
     vocab = Vocabulary.load(path / "vocab.json")
     counts = dict(vocab.counts)
     if args.json:
@@ -221,11 +232,12 @@ def _print_knob_words(path: Path) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """A small pack: a few clips of each main class, with per-clip stats."""
-    from sampleforge.bundle import DEFAULT_MODEL, resolve_model
+    from sampleforge.backends.resolve import resolve
+    from sampleforge.bundle import DEFAULT_MODEL
     from sampleforge.errors import CheckpointError
 
     try:
-        resolve_model(args.model or DEFAULT_MODEL)
+        resolve(args.model or DEFAULT_MODEL)
     except CheckpointError as exc:
         print(f"no model to demo ({exc}); rendering synthesized drums instead", file=sys.stderr)
         return _demo_synth(args)

@@ -207,9 +207,11 @@ class GenerationParams:
     flow_shift: float = param(1.0, "time shift of flow-matching models (above 1: more steps at high noise)",
                               gt=0.0, le=100.0, http=False)
     # which model, and how it is loaded and run (sampleforge.backends)
-    model: str | None = param(None, "the model: a sampleforge folder or shipped name, a diffusers pipeline folder, "
-                              "hf:OWNER/NAME from the Hugging Face cache, or an audio-diffusion-pytorch .ckpt; "
-                              "default: drums-v2 (a server: its first model, see /v1/models)", max_length=1000)
+    model: str | None = param(None, "the model: a sampleforge folder or shipped name, or MODEL+VOCODER for one "
+                              "with another vocoder (a vocoder folder or name, or griffin-lim: "
+                              "drums-v2+drums-vocoder-v1), a diffusers pipeline folder, hf:OWNER/NAME from the "
+                              "Hugging Face cache, or an audio-diffusion-pytorch .ckpt; default: drums-v2 (a "
+                              "server: its first model, see /v1/models)", max_length=1000)
     offload: str = param("none", "model: keep idle components on the CPU and move each to the GPU only while it "
                          "runs (accelerate hooks; CUDA only)", choices=OFFLOAD, http=False)
     decode_chunk: float | None = param(None, "run the autoencoder in chunks of this many seconds (the decode, and "

@@ -24,7 +24,8 @@ COMMON = tuple(name for name in GENERATE_SETTINGS if name not in ("prompt", "cou
 
 def _flags(p: argparse.ArgumentParser, own: tuple[str, ...], base: Any = None) -> None:
     add_arguments(p, (*own, *COMMON), base=base)
-    p.add_argument("--model", default=None, help="model folder or shipped name (default drums-v2)")
+    p.add_argument("--model", default=None, help="model folder or shipped name, or MODEL+VOCODER "
+                   "(drums-v2+drums-vocoder-v1; default drums-v2)")
     add_vocoder_flags(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -112,11 +112,12 @@ def cmd_kit(args: argparse.Namespace) -> int:
     from sampleforge.kit.writers import check_out_dir
 
     params = from_namespace(args, base=KIT_DEFAULTS)
+    vocoder = vocoder_flags(args)  # a contradiction answers before the folder is made
     check_out_dir(args.out_dir, args.overwrite)  # before loading the model
     from sampleforge import workflow
 
     out = _run(workflow.make_kit, args.quiet, args.out_dir, params, name=args.name, overwrite=args.overwrite,
-               model=args.model, vocoder=vocoder_flags(args))
+               model=args.model, vocoder=vocoder)
     files = sorted(p.name for p in out.iterdir())
     print(f"{out}: {len(files)} files ({', '.join(n for n in files if not n.endswith(('.wav', '.flac')))})")
     return 0

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.model_folders import edited_copy
+from tests.model_folders import edited_copy, vocoder_folder
 
 torch.set_num_threads(1)
 
@@ -43,6 +43,12 @@ def model_without_vocoder(debug_model: Path, tmp_path_factory: pytest.TempPathFa
     out = edited_copy(debug_model, tmp_path_factory.mktemp("models") / "no-vocoder", lambda c: c.update(vocoder=None))
     (out / "vocoder.safetensors").unlink()
     return out
+
+
+@pytest.fixture(scope="session")
+def debug_vocoder(debug_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The debug model's vocoder shipped alone, as drums-vocoder-v1 is: a vocoder folder named a-vocoder."""
+    return vocoder_folder(debug_model, tmp_path_factory.mktemp("vocoders") / "a-vocoder")
 
 
 TERMINAL = ("succeeded", "failed", "cancelled")  # job states after which nothing changes

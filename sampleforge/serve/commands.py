@@ -173,10 +173,11 @@ def run_serve(args: argparse.Namespace) -> int:
     if config.token is None and not config.loopback:
         log.warning(f"serving on {config.host} with no token: anyone who can reach this port can queue and delete "
                     f"jobs (set --token-file or ${TOKEN_ENV})", extra={"event": "no_auth"})
-    gens = [load_generator(m, args) for m in _models(args)]
+    gens = [load_generator(m, args) for m in _models(args)]  # MODEL+VOCODER is called so: drums-v2+drums-vocoder-v1
     names = [g.name for g in gens]
-    if len(set(names)) != len(names):
-        raise UserInputError(f"two models are both called {names[0]!r}: put them in folders named apart")
+    twice = [n for n in names if names.count(n) > 1]
+    if twice:
+        raise UserInputError(f"two models are both called {twice[0]!r}: put them in folders named apart")
     service = Service(config, {g.name: g for g in gens})
     service.start()  # before uvicorn: a storage already in use is a one-line error, not a lifespan trace
     try:  # the app's lifespan stops the service on shutdown, before uvicorn re-raises SIGTERM/SIGINT

@@ -151,3 +151,35 @@ def test_page_asks_for_the_token_and_cancels_a_job(browser, live_server):
         lambda: browser.find_elements(By.CSS_SELECTOR, "#classes .chip"), 20, "class buttons after the token"
     )
     assert not bar.is_displayed()
+
+
+def test_page_chooses_among_served_models(browser, live_server, debug_model, tmp_path):
+    """With several models served (here the debug model and the same with Griffin-Lim, MODEL+VOCODER), the page
+    lists them; a job made with the chosen one names it. With one model there is nothing to choose."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    server = live_server("--model", f"{debug_model}+griffin-lim")
+    browser.get(server.url + "/")
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#model option"), 20, "the served models")
+    assert browser.find_element(By.ID, "model-field").is_displayed()
+    pick = Select(browser.find_element(By.ID, "model"))
+    assert [o.text for o in pick.options] == ["debug", "debug+griffin-lim"]
+    assert pick.first_selected_option.text == "debug"  # the server's default
+    pick.select_by_visible_text("debug+griffin-lim")
+    assert "debug+griffin-lim" in browser.find_element(By.ID, "model-name").text
+    browser.find_element(By.ID, "prompt").send_keys("kick")
+    browser.execute_script("""
+        for (const [id, v] of [["count", 1], ["steps", 2]]) {
+          const el = document.getElementById(id); el.value = v; el.dispatchEvent(new Event('input'));
+        }""")
+    browser.find_element(By.ID, "generate").click()
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".clip canvas[data-drawn='1']"), 90, "the clip")
+    assert browser.find_element(By.CSS_SELECTOR, ".job-title .meta").text.startswith("debug+griffin-lim · 2 steps")
+    job_id = browser.find_element(By.CSS_SELECTOR, "article.job").get_attribute("data-job-id")
+    assert server.client.get(f"/v1/jobs/{job_id}").json()["model"] == "debug+griffin-lim"
+
+    single = live_server(storage=tmp_path / "single")
+    browser.get(single.url + "/")
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#model option"), 20, "the served model")
+    assert not browser.find_element(By.ID, "model-field").is_displayed()

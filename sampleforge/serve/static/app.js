@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { token: localStorage.getItem("sampleforge.token") || "", vocab: [], classes: [], limits: {} };
+const state = { token: localStorage.getItem("sampleforge.token") || "", vocab: [], classes: [], limits: {}, models: [] };
 
 // ---- API ----------------------------------------------------------------------------------------------
 function headers(extra) {
@@ -49,6 +49,7 @@ async function init() {
   $("prompt").addEventListener("input", suggest);
   $("form").addEventListener("submit", (e) => { e.preventDefault(); generate(); });
   $("cancel").addEventListener("click", cancel);
+  $("model").addEventListener("change", () => useModel($("model").value));
   await loadModel();
   health();
   setInterval(health, 5000);
@@ -57,14 +58,13 @@ async function init() {
 async function loadModel() {
   try {
     const models = await apiJson("/v1/models");
-    const m = models.models[0];
-    state.limits = m.limits;
-    $("model-name").textContent = "model " + m.name + " · " + m.sample_rate + " Hz";
-    $("count").max = m.limits.max_count;
-    $("steps").max = m.limits.max_steps;
-    const sel = $("sampler");
-    sel.innerHTML = "";
-    for (const s of m.samplers) sel.append(new Option(s, s, s === "ddim", s === "ddim"));
+    state.models = models.models;
+    const pick = $("model");
+    const chosen = pick.value || models.default;
+    pick.innerHTML = "";
+    for (const m of models.models) pick.append(new Option(m.name, m.name, m.name === chosen, m.name === chosen));
+    $("model-field").hidden = models.models.length < 2;  // e.g. drums-v2 and drums-v2+drums-vocoder-v1
+    useModel(pick.value);
     const vocab = await apiJson("/v1/vocab");
     state.vocab = vocab.keywords;
     state.classes = vocab.classes;
@@ -73,6 +73,17 @@ async function loadModel() {
   } catch (err) {
     notice(err.message, "error");
   }
+}
+
+function useModel(name) {  // the chosen model's samplers and limits; requests name it
+  const m = state.models.find((x) => x.name === name) || state.models[0];
+  state.limits = m.limits;
+  $("model-name").textContent = "model " + m.name + " · " + m.sample_rate + " Hz";
+  $("count").max = m.limits.max_count;
+  $("steps").max = m.limits.max_steps;
+  const sel = $("sampler");
+  sel.innerHTML = "";
+  for (const s of m.samplers) sel.append(new Option(s, s, s === "ddim", s === "ddim"));
 }
 
 async function health() {
@@ -190,6 +201,7 @@ async function generate() {
   if (!prompt) { notice("Type a prompt, or pick an instrument.", "error"); return; }
   const body = {
     prompt,
+    model: $("model").value || undefined,
     count: Number($("count").value),
     steps: Number($("steps").value),
     sampler: $("sampler").value || undefined,
@@ -308,7 +320,7 @@ async function renderJob(job) {
   title.className = "job-title";
   title.innerHTML = "<strong></strong><span class='meta'></span>";
   title.querySelector("strong").textContent = job.prompt;
-  title.querySelector(".meta").textContent =
+  title.querySelector(".meta").textContent = (state.models.length > 1 ? job.model + " · " : "") +
     job.params.steps + " steps · CFG " + job.params.cfg_scale + " · " + job.params.sampler + " · seed " + job.seed +
     KNOBS.filter((k) => job.params[k] != null).map((k) => " · " + k + " " + Number(job.params[k]).toFixed(2)).join("");
   const pack = document.createElement("button");

@@ -14,8 +14,8 @@ function say(id, text, kind) {
   n.hidden = !text;
 }
 
-function sampling() {  // the main form's steps, guidance and sampler apply here too
-  const out = { steps: Number($("steps").value), sampler: $("sampler").value || "ddim" };
+function sampling() {  // the main form's model, steps, guidance and sampler apply here too
+  const out = { model: $("model").value || undefined, steps: Number($("steps").value), sampler: $("sampler").value || "ddim" };
   if ($("cfg-on").checked) out.cfg_scale = Number($("cfg").value);  // unticked: the model's own guidance
   return out;
 }

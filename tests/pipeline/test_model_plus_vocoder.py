@@ -93,6 +93,28 @@ def test_generate_with_model_plus_vocoder_is_generate_with_the_vocoder_flag(
     assert not np.allclose(made["griffin-lim"][0], made["own vocoder"][0])
 
 
+def test_vary_and_morph_take_model_plus_vocoder(model_without_vocoder: Path, debug_vocoder: Path, tmp_path: Path,
+                                                capsys) -> None:
+    base = model_without_vocoder
+    snare = tmp_path / "snare.wav"
+    assert main(["generate", "--model", str(base), "--prompt", "snare", "--steps", "2", "--seed", "3", "--quiet",
+                 "--output", str(snare)]) == 0
+    capsys.readouterr()
+    common = ["--steps", "2", "--seed", "5", "--quiet"]
+    made = {}
+    for label, model in {"spec": ["--model", f"{base}+{debug_vocoder}"],
+                         "flag": ["--model", str(base), "--vocoder-ckpt", str(debug_vocoder)]}.items():
+        assert main(["vary", *model, *common, "--input", str(snare), "--out-dir", str(tmp_path / label)]) == 0
+        assert main(["morph", *model, *common, "--from-prompt", "kick", "--to-prompt", "snare", "--morph-steps", "2",
+                     "--out-dir", str(tmp_path / label / "morph")]) == 0
+        files = capsys.readouterr().out.split()
+        assert len(files) == 3
+        made[label] = [(sf.read(f)[0], read_metadata(f)["model"]) for f in files]
+    for (a, id_a), (b, id_b) in zip(made["spec"], made["flag"], strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert id_a == id_b == f"{model_id(base)}+{model_id(debug_vocoder)}"
+
+
 def test_python_api_takes_model_plus_vocoder(model_without_vocoder: Path, debug_vocoder: Path, tmp_path: Path) -> None:
     base = model_without_vocoder
     spec = f"{base}+{debug_vocoder}"

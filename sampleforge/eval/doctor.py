@@ -197,7 +197,16 @@ def check_model(name: str = DEFAULT_MODEL) -> Check:
     foreign = _foreign_model(name)
     if foreign is not None:
         return foreign
-    folder = _resolve_model(name)
+    folder, components, vocoder = _resolve_model(name), None, ""
+    if "+" in name and not folder.is_dir():  # MODEL+VOCODER: the model, loaded with that vocoder
+        from sampleforge.backends.resolve import resolve
+
+        try:
+            ref = resolve(name)
+        except CheckpointError as exc:
+            return Check("model", "fail", str(exc), "give a model, or MODEL+VOCODER with a vocoder folder or name")
+        folder, components = ref.path, ref.components
+        vocoder = f" with {'Griffin-Lim' if ref.griffin_lim else ref.vocoder}"
     config = folder / "config.json"
     weights = sorted(p.name for p in folder.glob("*.safetensors")) if folder.is_dir() else []
     if not config.is_file() or not weights:
@@ -206,9 +215,9 @@ def check_model(name: str = DEFAULT_MODEL) -> Check:
                      f"the default model ships in weights/{DEFAULT_MODEL}: restore it from the repository (git checkout weights/), "
                      "pass --model PATH, or rebuild it with `make train-default`")
     size = sum((folder / w).stat().st_size for w in weights) / 1e6
-    detail = f"{name}: {folder} ({', '.join(weights)}; {size:.1f} MB)"
+    detail = f"{name}: {folder} ({', '.join(weights)}; {size:.1f} MB){vocoder}"
     try:
-        load_bundle(folder)
+        load_bundle(folder, components=components)
     except Exception as exc:  # CheckpointError, ConfigError...: the files are there but do not load
         return Check("model", "fail", f"{detail}: does not load: {exc}",
                      "the model folder is damaged or from another version: restore or rebuild it")

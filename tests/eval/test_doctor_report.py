@@ -31,6 +31,20 @@ def test_doctor_finds_a_model_folder_and_reports_a_missing_one(tmp_path: Path, d
     assert "no *.safetensors" in doctor.check_model(str(empty)).detail
 
 
+def test_doctor_loads_a_model_with_another_vocoder(tmp_path: Path, debug_model: Path, debug_vocoder: Path) -> None:
+    with_vocoder = doctor.check_model(f"{debug_model}+{debug_vocoder}")
+    assert with_vocoder.status == "ok" and with_vocoder.detail.endswith(f"with {debug_vocoder}")
+    assert doctor.check_model(f"{debug_model}+griffin-lim").detail.endswith("with Griffin-Lim")
+    broken = tmp_path / "broken-vocoder"  # a vocoder folder whose weights are damaged: the check loads them
+    broken.mkdir()
+    (broken / "config.json").write_text((debug_vocoder / "config.json").read_text())
+    (broken / "vocoder.safetensors").write_bytes(b"\0" * 100)
+    damaged = doctor.check_model(f"{debug_model}+{broken}")
+    assert damaged.status == "fail" and "does not load" in damaged.detail
+    not_a_vocoder = doctor.check_model(f"{debug_model}+{debug_model}")
+    assert not_a_vocoder.status == "fail" and "not a vocoder folder" in not_a_vocoder.detail and not_a_vocoder.fix
+
+
 def test_doctor_data_and_classifier_checks(tmp_path: Path) -> None:
     (tmp_path / "kits" / "kitA").mkdir(parents=True)
     (tmp_path / "kits" / "kitB").mkdir()

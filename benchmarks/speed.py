@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from benchmarks import peers
+from sampleforge.errors import UserInputError
 from sampleforge.params import add_arguments, from_namespace
 
 
@@ -146,8 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
     fast_sampler, _, fast_steps = args.fast.partition(":")
-    if args.vocoder is not None and not vocoder_weights(args.vocoder).is_file():
-        ap.error(f"--vocoder: {vocoder_weights(args.vocoder)} does not exist")
+    if args.vocoder is not None:
+        from sampleforge.backends.resolve import refuse_second_vocoder
+
+        try:
+            refuse_second_vocoder(args.model, "--vocoder", "--model")
+        except UserInputError as exc:
+            ap.error(str(exc))
+        if not vocoder_weights(args.vocoder).is_file():
+            ap.error(f"--vocoder: {vocoder_weights(args.vocoder)} does not exist")
     components = None if args.vocoder is None else {"vocoder": vocoder_weights(args.vocoder)}
     gen = Generator.from_pretrained(args.model, device="cpu", components=components, precision=reference.precision)
     reference = gen.resolve(reference)  # steps and cfg scale left unset: the model's own

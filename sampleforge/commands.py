@@ -68,13 +68,11 @@ def vocoder_flags(args: argparse.Namespace) -> bool | str:
     model's own. Both flags at once, or either with a ``--model MODEL+VOCODER``, are a one-line error."""
     if args.no_vocoder and args.vocoder_ckpt:
         raise UserInputError("--no-vocoder and --vocoder-ckpt contradict each other")
-    model = getattr(args, "model", None)
-    if (args.no_vocoder or args.vocoder_ckpt) and model is not None and "+" in str(model):
-        from sampleforge.backends.resolve import resolve
+    if args.no_vocoder or args.vocoder_ckpt:
+        from sampleforge.backends.resolve import refuse_second_vocoder
 
-        ref = resolve(model)
-        if ref.names_vocoder:
-            raise ref.conflict("--no-vocoder" if args.no_vocoder else "--vocoder-ckpt", "--model")
+        refuse_second_vocoder(getattr(args, "model", None), "--no-vocoder" if args.no_vocoder else "--vocoder-ckpt",
+                              "--model")
     return args.vocoder_ckpt or not args.no_vocoder
 
 

@@ -40,12 +40,10 @@ def _generator(generator: Generator | None, model: PathLike | None, vocoder: Voc
         return generator, vocoder
     from sampleforge import api
 
-    if vocoder is not True and model is not None:
-        from sampleforge.backends.resolve import resolve
+    if vocoder is not True:
+        from sampleforge.backends.resolve import refuse_second_vocoder
 
-        ref = resolve(model)
-        if ref.names_vocoder:  # MODEL+VOCODER
-            raise ref.conflict("vocoder=")
+        refuse_second_vocoder(model, "vocoder=")
     gen, use_vocoder = api.load_generator(vocoder_checkpoint=api.vocoder_checkpoint(vocoder), model=model)
     if not isinstance(gen, Generator):
         raise UserInputError(f"model: {model} is a {getattr(gen, 'kind', 'foreign')} model; variations, morphs and "

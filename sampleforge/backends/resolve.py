@@ -111,6 +111,15 @@ def resolve(spec: str | os.PathLike[str]) -> ModelRef:
             raise
 
 
+def refuse_second_vocoder(model: str | os.PathLike[str] | None, given_as: str, model_as: str = "model") -> None:
+    """A vocoder chosen by ``given_as`` (a flag or an argument) as well: UserInputError when ``model`` is
+    ``MODEL+VOCODER``, which names one already."""
+    if model is not None and "+" in str(model):
+        ref = resolve(model)
+        if ref.names_vocoder:
+            raise ref.conflict(given_as, model_as)
+
+
 def _with_vocoder(text: str) -> ModelRef:
     """``MODEL+VOCODER`` (split at the last '+') -> the sampleforge model MODEL's ModelRef with the vocoder."""
     model, _, vocoder = text.rpartition("+")

@@ -191,8 +191,12 @@ def _run_vocoder_check(args: argparse.Namespace) -> int:
     if args.clips < 1:
         raise UserInputError(f"--clips must be >= 1, got {args.clips}")
     out = args.out or Path("runs") / "eval" / Path(str(args.model)).name / "vocoder.json"
-    if args.vocoder is not None and not args.vocoder.exists():
-        raise UserInputError(f"--vocoder: {args.vocoder} does not exist")
+    if args.vocoder is not None:
+        from sampleforge.backends.resolve import refuse_second_vocoder
+
+        refuse_second_vocoder(args.model, "--vocoder", "--model")
+        if not args.vocoder.exists():
+            raise UserInputError(f"--vocoder: {args.vocoder} does not exist")
     result = run_vocoder_check(args.model, args.reference, out, args.clips, args.held_out_kits, args.seed, args.device,
                                args.vocoder)
     rows = [("model vocoder", result["vocoder"])] if result["vocoder"] is not None else []

@@ -82,6 +82,9 @@ def test_eval_vocoder_alone(debug_model: Path, reference_dir: Path, tmp_path: Pa
     assert "model vocoder" in text and "Griffin-Lim's" in text and "MR mel L1: the vocoder is" in text
     assert main(["eval", "vocoder", "--model", str(debug_model), "--reference", str(reference_dir), "--clips", "0"]) == 2
     assert "--clips must be >= 1" in capsys.readouterr().err
+    assert main(["eval", "vocoder", "--model", f"{debug_model}+griffin-lim", "--vocoder", str(debug_model),
+                 "--reference", str(reference_dir)]) == 2  # MODEL+VOCODER names one already
+    assert "and --vocoder contradict each other" in capsys.readouterr().err
 
 
 def test_eval_vocoder_checks_another_folders_vocoder_on_the_model(debug_model: Path, model_without_vocoder: Path,

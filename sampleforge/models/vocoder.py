@@ -46,6 +46,7 @@ from sampleforge.audio.griffinlim import (
     initial_phase,
     mel_pinv,
     mel_to_linear,
+    sounding_frames,
 )
 from sampleforge.audio.griffinlim import describe as describe_griffin_lim
 from sampleforge.audio.mel import MelConfig, MelSpectrogram
@@ -175,20 +176,25 @@ class Vocoder(nn.Module):
         # (STFT magnitudes of a 0.95-peak clip reach 10-100; 1e-3 is ~100 dB below)
         return torch.where(base < math.log(self.cfg.trust_floor), base, out)
 
-    def spectrum(self, logmel: Tensor) -> Tensor:
-        """("istft" head) (B, n_mels, F) → complex STFT (B, n_freqs, F). Bins where the mel inversion is at the
-        log floor (digital silence) are exactly 0."""
+    def spectrum(self, logmel: Tensor, base: Tensor | None = None) -> Tensor:
+        """("istft" head) (B, n_mels, F) → complex STFT (B, n_freqs, F): ``polar_spectrum`` as one tensor."""
+        return torch.polar(*self.polar_spectrum(logmel, base))
+
+    def polar_spectrum(self, logmel: Tensor, base: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """("istft" head) (B, n_mels, F) → the magnitude and the phase (B, n_freqs, F) of the STFT. Bins where the
+        mel inversion is at the log floor (digital silence) are exactly 0. ``base``: the mel inversion's
+        log-magnitude, when the caller has it (``baseline_log_magnitude``)."""
         log_mag, phase = self.features(logmel).transpose(1, 2).chunk(2, dim=1)  # (B, K, F) each
         log_mag = log_mag.clamp(max=self.cfg.max_log_magnitude)
         if self.cfg.baseline:
-            base = self.baseline_log_magnitude(logmel)
+            base = self.baseline_log_magnitude(logmel) if base is None else base
             silent = base <= self.mel.cfg.log_floor_value + 1e-6
             mag = torch.where(silent, torch.zeros_like(base), torch.exp((base + log_mag).clamp(max=self.cfg.max_log_magnitude)))
         else:
             mag = torch.exp(log_mag)
         if self.cfg.phase == "integrated":
             phase = torch.cumsum(phase + self.bin_advance[:, None], dim=-1)
-        return torch.polar(mag, phase)
+        return mag, phase
 
     def describe(self) -> str:
         """What runs, in the words of the reports: "istft network (3.93 M parameters), the magnitude of
@@ -200,6 +206,18 @@ class Vocoder(nn.Module):
         if self.cfg.refine_start == "network":
             return f"{text}, then Griffin-Lim from its spectrum: " + describe_griffin_lim(r.n_iter, r.mel_iters)
         return f"{text}, the magnitude of Griffin-Lim: " + describe_griffin_lim(r.n_iter, r.mel_iters, r.init)
+
+    def sounding_frames(self, log_magnitude: Tensor) -> int:
+        """The frames of the mel inversion's log-magnitude (B, n_freqs, F) that the network must run over: those
+        that Griffin-Lim alone would hear in any clip of the batch (``audio.griffinlim.sounding_frames``: up to the
+        last within -80 dB of the loudest, and the STFT's overlap), and the network's receptive field after them.
+        The refining Griffin-Lim then hears what it would from the mel alone, and the rest of the clip is silent,
+        as with Griffin-Lim. drums-v2's clips are mostly short: this is most of the network's time on them."""
+        mc = self.mel.cfg
+        silent = log_magnitude <= mc.log_floor_value + 1e-6
+        mag = torch.where(silent, 0.0, torch.exp(log_magnitude.float()))
+        keep = max(sounding_frames(m, mc.n_fft // mc.hop_length) for m in mag)
+        return min(log_magnitude.shape[-1], keep + self.receptive_frames)
 
     @property
     def receptive_frames(self) -> int:
@@ -233,11 +251,14 @@ class Vocoder(nn.Module):
         if length is None:
             length = (logmel.shape[-1] - 1) * mc.hop_length
         if self.cfg.kind == "istft":
-            spec = self.spectrum(logmel)
             if self.refiner is None:
-                return self.istft(spec, length)
-            phase = spec.angle() if self.cfg.refine_start == "network" else None
-            return self.refiner.from_magnitude(spec.abs(), logmel, length, phase)
+                return self.istft(self.spectrum(logmel), length)
+            base = self.baseline_log_magnitude(logmel)
+            keep = self.sounding_frames(base)  # Griffin-Lim leaves the rest silent: no need to run the network there
+            mag, phase = self.polar_spectrum(logmel[..., :keep], base[..., :keep])
+            tail = (0, logmel.shape[-1] - keep)
+            start = F.pad(phase, tail) if self.cfg.refine_start == "network" else None
+            return self.refiner.from_magnitude(F.pad(mag, tail), logmel, length, start)
         attack = self.cfg.kind == "attack"  # the mel inversion's magnitude, the network's start
         log_mag = self.baseline_log_magnitude(logmel) if attack else self.log_magnitude(logmel)
         # bins at the log floor are digital silence: exactly 0, not exp(floor) (which adds a noise floor)

@@ -46,6 +46,14 @@ def test_one_server_serves_two_models(sa_dir: Path, debug_model: Path, tmp_path:
                                                                 "duration": 0.5, "model": ours.name}).json()["job_id"], timeout=120)
         assert job2["state"] == "succeeded" and job2["model"] == ours.name
 
+        # each model's own keywords; an unknown model is a 422 naming the query field
+        assert client.get("/v1/vocab").json()["model"] == sa.name
+        ours_vocab = client.get("/v1/vocab", params={"model": ours.name}).json()
+        assert ours_vocab["model"] == ours.name
+        assert {k["word"]: k["count"] for k in ours_vocab["keywords"]} == ours.vocab() != sa.vocab()
+        unknown = client.get("/v1/vocab", params={"model": "nope"})
+        assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"] == ["query", "model"]
+
         bad = client.post("/v1/generate", json={**body, "model": "nope"})
         assert bad.status_code == 422 and "model" in bad.json()["error"] and "nope" in bad.json()["error"]
         wrong = client.post("/v1/generate", json={**body, "sampler": "ddim"})  # not one of this model's

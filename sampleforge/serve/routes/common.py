@@ -75,6 +75,13 @@ def _served_steps(service: Service, req: GenerateRequest) -> int:
         return 0
 
 
+def unknown_model(service: Service, model: str | None, loc: tuple[str, ...]) -> dict[str, Any] | None:
+    """The 422 error item for a ``model`` this server does not serve (None: it does, or none was named)."""
+    if model is None or model in service.models:
+        return None
+    return _error(loc, f"unknown model {model!r} (served: {', '.join(service.models)})", "enum")
+
+
 def check_limits(service: Service, req: GenerateRequest, loc: Callable[[str], tuple[str, ...]]) -> None:
     """This server's limits (beyond the schema's static bounds): 422 naming each offending field.
 
@@ -92,8 +99,9 @@ def check_limits(service: Service, req: GenerateRequest, loc: Callable[[str], tu
         errors.append(_error(loc("duration"), f"must be between {cfg.min_duration} and {cfg.max_duration} seconds",
                              "range"))
     model = getattr(req, "model", None)
-    if model is not None and model not in service.models:
-        errors.append(_error(loc("model"), f"unknown model {model!r} (served: {', '.join(service.models)})", "enum"))
+    unknown = unknown_model(service, model, loc("model"))
+    if unknown is not None:
+        errors.append(unknown)
         model = None
     samplers = service.model(model).samplers
     if req.sampler is not None and req.sampler not in samplers:

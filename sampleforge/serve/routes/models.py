@@ -1,13 +1,14 @@
-"""``/v1/models`` (the served model, its samplers, this server's limits) and ``/v1/vocab``."""
+"""``/v1/models`` (the served models, their samplers, this server's limits) and ``/v1/vocab`` (a model's keywords)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.exceptions import RequestValidationError
 
 from sampleforge.params import FORMATS
-from sampleforge.serve.routes.common import ServiceDep
+from sampleforge.serve.routes.common import ServiceDep, unknown_model
 from sampleforge.taxonomy import CATEGORY_PROMPTS
 
 router = APIRouter(tags=["models"])
@@ -23,9 +24,14 @@ def models(service: ServiceDep) -> dict[str, Any]:
         {**m.info(), "limits": limits, "formats": list(FORMATS)} for m in service.models.values()]}
 
 
-@router.get("/v1/vocab", summary="Keywords the model knows (with training counts) and drum classes")
-def vocab(service: ServiceDep) -> dict[str, Any]:
-    words = sorted(service.generator.vocab().items(), key=lambda kv: (-kv[1], kv[0]))
-    return {"model": service.generator.name,
+@router.get("/v1/vocab", summary="Keywords a served model knows (with training counts) and drum classes")
+def vocab(service: ServiceDep, model: str | None = None) -> dict[str, Any]:
+    """``model``: one of /v1/models (default: the default model); another is a 422 naming ``query.model``."""
+    unknown = unknown_model(service, model, ("query", "model"))
+    if unknown is not None:
+        raise RequestValidationError([unknown])
+    generator = service.model(model).generator
+    words = sorted(generator.vocab().items(), key=lambda kv: (-kv[1], kv[0]))
+    return {"model": generator.name,
             "keywords": [{"word": w, "count": int(c)} for w, c in words],
             "classes": [{"name": k, "prompt": p, "label": k.replace("_", " ")} for k, p in CATEGORY_PROMPTS.items()]}

@@ -49,7 +49,7 @@ async function init() {
   $("prompt").addEventListener("input", suggest);
   $("form").addEventListener("submit", (e) => { e.preventDefault(); generate(); });
   $("cancel").addEventListener("click", cancel);
-  $("model").addEventListener("change", () => useModel($("model").value));
+  $("model").addEventListener("change", () => useModel($("model").value).catch((err) => notice(err.message, "error")));
   await loadModel();
   health();
   setInterval(health, 5000);
@@ -64,18 +64,13 @@ async function loadModel() {
     pick.innerHTML = "";
     for (const m of models.models) pick.append(new Option(m.name, m.name, m.name === chosen, m.name === chosen));
     $("model-field").hidden = models.models.length < 2;  // e.g. drums-v2 and drums-v2+drums-vocoder-v1
-    useModel(pick.value);
-    const vocab = await apiJson("/v1/vocab");
-    state.vocab = vocab.keywords;
-    state.classes = vocab.classes;
-    renderClasses();
-    suggest();
+    await useModel(pick.value);
   } catch (err) {
     notice(err.message, "error");
   }
 }
 
-function useModel(name) {  // the chosen model's samplers and limits; requests name it
+async function useModel(name) {  // the chosen model's samplers, limits and keywords; requests name it
   const m = state.models.find((x) => x.name === name) || state.models[0];
   state.limits = m.limits;
   $("model-name").textContent = "model " + m.name + " · " + m.sample_rate + " Hz";
@@ -84,6 +79,11 @@ function useModel(name) {  // the chosen model's samplers and limits; requests n
   const sel = $("sampler");
   sel.innerHTML = "";
   for (const s of m.samplers) sel.append(new Option(s, s, s === "ddim", s === "ddim"));
+  const vocab = await apiJson("/v1/vocab?model=" + encodeURIComponent(m.name));
+  state.vocab = vocab.keywords;
+  state.classes = vocab.classes;
+  renderClasses();
+  suggest();
 }
 
 async function health() {

@@ -31,6 +31,8 @@ def test_a_server_serves_a_model_and_the_model_with_other_vocoders(debug_model: 
     with TestClient(create_app(service)) as client:
         listed = client.get("/v1/models").json()
         assert listed["default"] == "debug" and [m["name"] for m in listed["models"]] == names
+        assert client.get("/v1/vocab", params={"model": "debug+griffin-lim"}).json()["model"] == "debug+griffin-lim"
+        assert client.get("/v1/vocab?model=debug+griffin-lim").status_code == 422  # a raw '+' is a space in a query
         clips = {}
         for name in names:
             job = wait_job(client, client.post("/v1/generate", json={"prompt": "kick", "seed": 5, "model": name,

@@ -277,15 +277,20 @@ def model_id(path: Path) -> str:
 def component_id(file: Path) -> str:
     """The id of one weight file put on a model: its folder's ``model_id`` when that folder has a config.json (a
     vocoder folder, a training run's model/), else the file's own name and hash."""
-    if (file.parent / "config.json").is_file():
-        return model_id(file.parent)
-    return f"{file.stem}@{sha256(file)[:12]}"
+    folder = _component_folder(file)
+    return model_id(folder) if folder is not None else f"{file.stem}@{sha256(file)[:12]}"
 
 
 def component_name(file: Path) -> str:
     """The name of one weight file put on a model, as ``component_id`` names it without the hash: its folder's
     name when that folder has a config.json (drums-vocoder-v1), else the file's."""
-    return file.parent.name if (file.parent / "config.json").is_file() else file.stem
+    folder = _component_folder(file)
+    return folder.name if folder is not None else file.stem
+
+
+def _component_folder(file: Path) -> Path | None:
+    """The folder that a weight file stands for (one with a config.json: a vocoder folder, a run's model/)."""
+    return file.parent if (file.parent / "config.json").is_file() else None
 
 
 def inspect_bundle(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:

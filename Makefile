@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_DATA := hydrogen-drumkits hydrogen-drumkits-effects hydrogen-data lmms-common sonic-pi-samples stk
 DEBIAN_DRUMS := runs/debian-drums
-APT_GM := fluidsynth fluid-soundfont-gm
+APT_GM := fluidsynth fluid-soundfont-gm avldrums.lv2-soundfont
 APT_TEST := redis-server chromium chromium-driver
 APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
@@ -32,14 +32,17 @@ data: install
 	  $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends $(APT_DATA); fi
 	$(BIN)/sampleforge data debian --out $(DEBIAN_DRUMS) >/dev/null
 
-## more real drums: the General-MIDI kits of FluidR3_GM (MIT), rendered note by note into runs/gm
-## (not used by the shipped model; add `--data /usr/share/hydrogen/data/drumkits runs/gm` to a training)
+## more real drums, rendered note by note: the General-MIDI kits of FluidR3_GM (MIT) into runs/gm, and the two
+## acoustic AVL Drumkits (CC-BY-SA-3.0) into runs/avl (not used by the shipped model; add
+## `--data /usr/share/hydrogen/data/drumkits runs/gm runs/avl` to a training)
 data-gm: install
-	@if dpkg -s $(APT_GM) >/dev/null 2>&1; then echo "fluidsynth and FluidR3_GM already installed"; else \
+	@if dpkg -s $(APT_GM) >/dev/null 2>&1; then echo "fluidsynth and the soundfonts already installed"; else \
 	  $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends $(APT_GM); fi
 	$(BIN)/sampleforge data gm --out runs/gm
+	$(BIN)/sampleforge data gm --out runs/avl --soundfont /usr/share/sounds/sf2/Black_Pearl_4_LV2.sf2 \
+	  --soundfont /usr/share/sounds/sf2/Red_Zeppelin_4_LV2.sf2
 
-## system packages the tests use (Redis for Celery, Chromium for the browser test, fluidsynth for data gm)
+## system packages the tests use (Redis for Celery, Chromium for the browser test, fluidsynth and soundfonts for data gm)
 apt-test:
 	@if dpkg -s $(APT_TEST) $(APT_GM) >/dev/null 2>&1; then echo "test system packages already installed"; else \
 	  ($(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq $(APT_TEST) \

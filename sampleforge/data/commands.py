@@ -1,6 +1,6 @@
 """CLI: ``sampleforge data scan [DIR...] [--brief] [--json FILE]``,
 ``sampleforge data synth --out DIR --per-class N --seed S`` and
-``sampleforge data gm --out DIR [--soundfont SF2] [--velocities 127,90,60]``."""
+``sampleforge data gm --out DIR [--soundfont SF2 ...] [--velocities 127,90,60]``."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser("data", help="scan drum folders into labelled clips; render synthetic and GM drums",
                        description="Work with training data: `data scan` lists what the corpus finds "
                        "(classes, kits, licences, excluded and unreadable files); `data synth` renders "
-                       "procedural analog drums; `data gm` renders the General-MIDI drum kits of the "
-                       "FluidR3_GM soundfont with fluidsynth.")  # fmt: skip
+                       "procedural analog drums; `data gm` renders the drum kits of soundfonts (FluidR3_GM's "
+                       "General-MIDI kits, the AVL Drumkits) with fluidsynth.")  # fmt: skip
     data_sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     p.set_defaults(func=lambda args: _no_subcommand(p))
 
@@ -44,14 +44,16 @@ def register(sub: Any) -> None:
     y.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     y.set_defaults(func=run_synth)
 
-    g = data_sub.add_parser("gm", help="render the GM drum kits of FluidR3_GM note by note (fluidsynth)",
-                            description="Render every note of the General-MIDI drum kits of a soundfont "
-                            "(default: Debian's fluid-soundfont-gm) with fluidsynth into one folder per kit, "
-                            "labelled for the corpus; copies of one recording are written once. Kits already "
-                            "rendered with the same settings are kept.")  # fmt: skip
+    g = data_sub.add_parser("gm", help="render the drum kits of soundfonts note by note (fluidsynth)",
+                            description="Render every note of the drum kits of soundfonts (default: the eight "
+                            "General-MIDI kits of Debian's fluid-soundfont-gm; the two AVL Drumkits of "
+                            "avldrums.lv2-soundfont are known too; any other soundfont is read as GS, its kits "
+                            "on bank 128) with fluidsynth into one folder per kit, labelled for the corpus; "
+                            "copies of one recording are written once. Kits already rendered with the same "
+                            "settings are kept.")  # fmt: skip
     g.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    g.add_argument("--soundfont", type=Path, default=None, metavar="SF2",
-                   help="soundfont (default: /usr/share/sounds/sf2/FluidR3_GM.sf2)")  # fmt: skip
+    g.add_argument("--soundfont", type=Path, action="append", default=None, metavar="SF2",
+                   help="soundfont, repeatable (default: /usr/share/sounds/sf2/FluidR3_GM.sf2)")  # fmt: skip
     g.add_argument("--velocities", default="127,90,60", metavar="V,V,...",
                    help="MIDI velocities to render (default 127,90,60)")  # fmt: skip
     g.set_defaults(func=run_gm)
@@ -161,7 +163,7 @@ def run_synth(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def run_gm(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from sampleforge.data.gm import DEFAULT_SF2, LICENCE, render_gm_kits
+    from sampleforge.data.gm import DEFAULT_SF2, render_gm_kits
     from sampleforge.taxonomy import CATEGORIES
 
     out = out or sys.stdout
@@ -172,6 +174,7 @@ def run_gm(args: argparse.Namespace, out: TextIO | None = None) -> int:
     clips = render_gm_kits(args.out, args.soundfont or DEFAULT_SF2, velocities,
                            progress=lambda line: print(line, file=sys.stderr))  # fmt: skip
     counts = Counter(c.category for c in clips)
-    print(f"{len(clips)} clips in {args.out} ({len({c.kit for c in clips})} GM kits, licence {LICENCE}): "
+    licences = ", ".join(sorted({c.licence or "unknown" for c in clips}))
+    print(f"{len(clips)} clips in {args.out} ({len({c.kit for c in clips})} kits, licence {licences}): "
           + ", ".join(f"{k} {counts[k]}" for k in CATEGORIES if counts[k]), file=out)  # fmt: skip
     return 0

@@ -1,7 +1,11 @@
-"""The General-MIDI drum kits of Debian's ``fluid-soundfont-gm``, rendered note by note into one-shots.
+"""The drum kits of Debian's soundfonts, rendered note by note into one-shots.
 
-Why: the Hydrogen kits hold few claps, rims, cowbells and shakers. FluidR3_GM (Frank Wen, MIT licence) is a
-soundfont of real recordings (the TR-808 kit holds the machine's own samples) with eight GM drum kits.
+Why: the Hydrogen kits hold few claps, rims, cowbells and shakers. FluidR3_GM (``fluid-soundfont-gm``, Frank
+Wen, MIT licence) is a soundfont of real recordings (the TR-808 kit holds the machine's own samples) with eight
+GM drum kits. The AVL Drumkits of ``avldrums.lv2-soundfont`` (Glen MacArthur, CC-BY-SA-3.0) are two acoustic
+rock kits, Black Pearl and Red Zeppelin, each recorded at five velocities, with their own note map (``AVL_NOTES``).
+``SOUNDFONTS`` says which kits a known soundfont file holds and whose they are; any other soundfont is read as a
+GS one, with the GM kit programs of its bank 128.
 
 How: for every kit (bank 128 program, ``KITS``) and note (``GM_NOTES``, with ``KIT_OVERRIDES``) a one-note
 Standard MIDI File is rendered by the ``fluidsynth`` CLI at each velocity, reverb and chorus off. The stereo
@@ -50,10 +54,9 @@ from sampleforge.errors import UserInputError
 from sampleforge.taxonomy import CATEGORY_WORDS
 
 DEFAULT_SF2 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+AVL_SF2 = ("/usr/share/sounds/sf2/Black_Pearl_4_LV2.sf2", "/usr/share/sounds/sf2/Red_Zeppelin_4_LV2.sf2")
 APT_PACKAGES = "fluidsynth fluid-soundfont-gm"
 SAMPLE_RATE = 44100
-AUTHOR = "FluidR3_GM (Frank Wen)"
-LICENCE = "MIT"
 RENDER_VERSION = 1  # bump when rendering or naming changes: cached kits are then rendered again
 DRUM_CHANNEL = 9  # MIDI channel 10
 HOLD_SECONDS = 1.5  # note-off after this long (drum presets mostly ignore it; looped samples do not)
@@ -74,18 +77,38 @@ class DrumNote:
 
 @dataclass(frozen=True)
 class GmKit:
-    """A GM drum kit: bank 128 ``program``; ``name`` goes to kit.json, and the scan turns its descriptor
-    words into keywords of every clip, so ``keywords`` must be exactly those words."""
+    """A drum kit of a soundfont: preset ``program`` of ``bank`` (128, the GM drum bank, plays on MIDI channel
+    10; other banks on channel 1). ``name`` goes to kit.json, and the scan turns its descriptor words into
+    keywords of every clip, so ``keywords`` must be exactly those words. ``note_map`` is a kit's own map of
+    notes (note, what it plays); empty, the kit follows ``GM_NOTES`` and ``KIT_OVERRIDES``."""
 
     program: int
     name: str
     keywords: tuple[str, ...]
+    bank: int = 128
+    note_map: tuple[tuple[int, DrumNote], ...] = ()
 
     @property
     def folder(self) -> str:
         return f"{self.program:03d}-" + re.sub(
             r"[^a-z0-9]+", "-", self.name.lower().removeprefix("gm ")
         ).strip("-")
+
+    @property
+    def channel(self) -> int:
+        return DRUM_CHANNEL if self.bank == 128 else 0
+
+
+@dataclass(frozen=True)
+class Soundfont:
+    """Whose a soundfont's drum kits are (``source`` goes into every clip's metadata, ``author`` and
+    ``licence`` into kit.json) and which ones it holds."""
+
+    source: str
+    author: str
+    licence: str
+    kits: tuple[GmKit, ...]
+    package: str = ""  # the Debian package that installs it
 
 
 def _n(category: str, gm_name: str, *keywords: str) -> DrumNote:
@@ -146,16 +169,55 @@ KIT_OVERRIDES: dict[int, dict[int, DrumNote | None]] = {
 }  # fmt: skip
 
 
+# The AVL Drumkits' own note map (the plug-in's MIDNAM): both kits play the same instruments on the same notes.
+AVL_NOTES: tuple[tuple[int, DrumNote], ...] = (
+    (36, _n("kick", "Kick Drum")), (37, _n("rim", "Snare Side Stick")), (38, _n("snare", "Snare Centre")),
+    (39, _n("clap", "Hand Clap")), (40, _n("snare", "Snare Edge", "edge")),
+    (41, _n("tom", "Floor Tom Centre", "floor", "low")), (43, _n("tom", "Floor Tom Edge", "floor", "low", "edge")),
+    (45, _n("tom", "Rack Tom Centre", "rack", "high")), (47, _n("tom", "Rack Tom Edge", "rack", "high", "edge")),
+    (42, _n("closed_hat", "Closed Hi-Hat")), (44, _n("closed_hat", "Pedal Hi-Hat", "pedal")),
+    (46, _n("open_hat", "Semi-Open Hi-Hat", "semi")), (48, _n("open_hat", "Swish Hi-Hat", "swish")),
+    (49, _n("crash", "Crash 1")), (50, _n("crash", "Crash 1 Choke", "choke")), (57, _n("crash", "Crash 2")),
+    (58, _n("crash", "Crash 2 Choke", "choke")), (60, _n("crash", "Crash 3")), (55, _n("crash", "Splash", "splash")),
+    (51, _n("ride", "Ride Tip")), (52, _n("ride", "Ride Choke", "choke")), (53, _n("ride", "Ride Bell", "bell")),
+    (59, _n("ride", "Ride Shank")), (54, _n("shaker", "Tambourine", "tambourine")),
+    (56, _n("cowbell", "Cowbell")), (61, _n("shaker", "Maracas", "maraca")),
+)  # fmt: skip
+
+FLUIDR3 = Soundfont("FluidR3_GM", "FluidR3_GM (Frank Wen)", "MIT", KITS, "fluid-soundfont-gm")
+
+
+def _avl(name: str) -> Soundfont:
+    kit = GmKit(0, name, (), bank=0, note_map=AVL_NOTES)
+    return Soundfont("AVL Drumkits", "AVL Drumkits (Glen MacArthur)", "CC-BY-SA-3.0", (kit,), "avldrums.lv2-soundfont")
+
+
+# file name -> its kits (Debian's fluid-soundfont-gm and avldrums.lv2-soundfont)
+SOUNDFONTS: dict[str, Soundfont] = {
+    "FluidR3_GM.sf2": FLUIDR3,
+    "Black_Pearl_4_LV2.sf2": _avl("AVL Black Pearl"),
+    "Red_Zeppelin_4_LV2.sf2": _avl("AVL Red Zeppelin"),
+}
+
+
+def soundfont_kits(path: Path) -> Soundfont:
+    """The kits of the soundfont at ``path`` (``SOUNDFONTS`` by file name; any other file is read as a GS
+    soundfont with ``KITS``, its author and licence unknown)."""
+    return SOUNDFONTS.get(path.name) or Soundfont(path.stem, f"unknown ({path.name})", "unknown", KITS)
+
+
 def kit_plan(kit: GmKit, notes: Sequence[int] | None = None) -> list[tuple[int, DrumNote]]:
-    """(note, what it plays) for every note rendered for ``kit`` (all of ``GM_NOTES`` or ``notes``)."""
-    overrides = KIT_OVERRIDES.get(kit.program, {})
+    """(note, what it plays) for every note rendered for ``kit`` (all of its map or ``notes``)."""
+    table: dict[int, DrumNote | None] = dict(kit.note_map) or {
+        **GM_NOTES, **KIT_OVERRIDES.get(kit.program, {})
+    }
     plan: list[tuple[int, DrumNote]] = []
-    for note in sorted(GM_NOTES if notes is None else notes):
-        if note not in GM_NOTES:
+    for note in sorted(table if notes is None else notes):
+        if note not in table:
             raise UserInputError(
-                f"note {note} is not a GM drum note this module renders (valid: {sorted(GM_NOTES)})"
+                f"note {note} is not a drum note of {kit.name} this module renders (valid: {sorted(table)})"
             )
-        dn = overrides.get(note, GM_NOTES[note])
+        dn = table[note]
         if dn is not None:
             plan.append((note, dn))
     return plan
@@ -267,12 +329,13 @@ def _check_tools(soundfont: Path) -> None:
     if shutil.which("fluidsynth") is None:
         raise UserInputError(
             f"fluidsynth not found: install the Debian package `fluidsynth` (apt-get install {APT_PACKAGES}, "
-            "or `make data`)"
+            "or `make data-gm`)"
         )
     if not soundfont.is_file():
+        package = soundfont_kits(soundfont).package or "fluid-soundfont-gm"
         raise UserInputError(
-            f"{soundfont}: no such soundfont: install the Debian package `fluid-soundfont-gm` "
-            f"(apt-get install {APT_PACKAGES}, or `make data`) or give another .sf2"
+            f"{soundfont}: no such soundfont: install the Debian package `{package}` "
+            f"(apt-get install {package}, or `make data-gm`) or give another .sf2"
         )
 
 
@@ -339,13 +402,13 @@ class _Seen:
 
 def _settings(
     kit: GmKit, plan: list[tuple[int, DrumNote]], soundfont: Path, velocities: Sequence[int], duration: float,
-    gain: float, dedupe: bool, before: list[int],
+    gain: float, dedupe: bool, before: list[str],
 ) -> dict[str, Any]:  # fmt: skip
     """What a kit folder's content depends on (its manifest is a cache hit only when these are equal)."""
     plan_text = json.dumps([[n, d.category, list(d.keywords)] for n, d in plan])
     return {
         "version": RENDER_VERSION, "soundfont": str(soundfont), "soundfont_bytes": soundfont.stat().st_size,
-        "program": kit.program, "kit": kit.name, "kit_keywords": list(kit.keywords),
+        "bank": kit.bank, "program": kit.program, "kit": kit.name, "kit_keywords": list(kit.keywords),
         "velocities": list(velocities), "duration": duration, "gain": gain, "sample_rate": SAMPLE_RATE,
         "hold": HOLD_SECONDS, "dedupe": dedupe, "deduped_against": before if dedupe else [],
         "plan": hashlib.sha256(plan_text.encode()).hexdigest()[:16],
@@ -368,7 +431,7 @@ _OUR_WAV = re.compile(r"_\d{4}_\d{1,3}\.wav$")  # the names clip_name writes
 
 
 def _render_kit(
-    kit: GmKit, plan: list[tuple[int, DrumNote]], kit_dir: Path, tmp: Path, soundfont: Path,
+    kit: GmKit, plan: list[tuple[int, DrumNote]], kit_dir: Path, tmp: Path, soundfont: Path, spec: Soundfont,
     velocities: Sequence[int], duration: float, gain: float, dedupe: bool, seen: _Seen,
 ) -> dict[str, Any]:  # fmt: skip
     """Render one kit into ``kit_dir``; returns the manifest body (files written, renders skipped and why)."""
@@ -394,9 +457,9 @@ def _render_kit(
             word = velocity_word(vel) if len(kept) > 1 else None  # one waveform: no velocity layers
             name = clip_name(kit, note, dn, vel, word)
             keywords = clip_keywords(kit, dn, word)
-            meta = {"source": "FluidR3_GM", "kit": kit.name, "program": str(kit.program), "note": str(note),
+            meta = {"source": spec.source, "kit": kit.name, "program": str(kit.program), "note": str(note),
                     "gm_name": dn.gm_name, "velocity": str(vel), "category": dn.category,
-                    "keywords": " ".join(keywords), "licence": LICENCE}  # fmt: skip
+                    "keywords": " ".join(keywords), "licence": spec.licence}  # fmt: skip
             write_wav(kit_dir / name, x, SAMPLE_RATE, meta)
             seen.add(fp, f"{kit_dir.name}/{name}")
             files.append({"file": name, "note": note, "velocity": vel, "category": dn.category,
@@ -408,7 +471,8 @@ def _render_note(
     kit: GmKit, note: int, vel: int, tmp: Path, soundfont: Path, duration: float, gain: float
 ) -> np.ndarray | None:
     mid, wav = tmp / "note.mid", tmp / "note.wav"
-    mid.write_bytes(midi_note_file(note, vel, kit.program, end=max(HOLD_SECONDS, duration) + 0.5))
+    mid.write_bytes(midi_note_file(note, vel, kit.program, end=max(HOLD_SECONDS, duration) + 0.5,
+                                   channel=kit.channel))
     wav.unlink(missing_ok=True)
     _run_fluidsynth(soundfont, mid, wav, gain, SAMPLE_RATE)
     return _one_shot(wav, SAMPLE_RATE, duration)
@@ -427,7 +491,7 @@ def _copy_of(
 
 def render_gm_kits(
     out_dir: str | Path,
-    soundfont: str | Path = DEFAULT_SF2,
+    soundfont: str | Path | Sequence[str | Path] = DEFAULT_SF2,
     velocities: Sequence[int] = (127, 90, 60),
     duration: float = 2.0,
     *,
@@ -437,12 +501,17 @@ def render_gm_kits(
     dedupe: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> list[Clip]:
-    """Render the GM drum kits of ``soundfont`` (``KITS``, or those of ``programs``; kits the soundfont lacks
-    are skipped) into one folder per kit under ``out_dir``, and return the clips as the corpus scan labels
-    them (RuntimeError if it labels any file otherwise than intended). Kits already rendered with the same
-    settings are not rendered again. ``progress`` gets one line per kit."""
-    sf2 = Path(soundfont).expanduser().resolve()
-    _check_tools(sf2)
+    """Render the drum kits of ``soundfont`` (one file or several; ``soundfont_kits`` says which kits each
+    holds), or those of ``programs``, into one folder per kit under ``out_dir``: kits a soundfont lacks are
+    skipped, and a recording rendered once is not written again for another kit. Returns the clips as the
+    corpus scan labels them (RuntimeError if it labels any file otherwise than intended). Kits already
+    rendered with the same settings are not rendered again. ``progress`` gets one line per kit."""
+    files = [soundfont] if isinstance(soundfont, (str, Path)) else list(soundfont)
+    if not files:
+        raise UserInputError("no soundfont given")
+    sf2s = [Path(f).expanduser().resolve() for f in files]
+    for sf2 in sf2s:
+        _check_tools(sf2)
     vels = [int(v) for v in velocities]
     if not vels or any(not 1 <= v <= 127 for v in vels) or len(set(vels)) != len(vels):
         raise UserInputError(f"velocities must be distinct values in 1..127, got {list(velocities)}")
@@ -450,39 +519,48 @@ def render_gm_kits(
         raise UserInputError(f"duration must be in 0.05..20 s, got {duration}")
     if not 0.0 < gain <= 10.0:
         raise UserInputError(f"gain must be in (0, 10], got {gain}")
-    known = {k.program: k for k in KITS}
-    unknown = sorted(set(programs or ()) - set(known))
+    specs = [(sf2, soundfont_kits(sf2)) for sf2 in sf2s]
+    known = {k.program for _, spec in specs for k in spec.kits}
+    unknown = sorted(set(programs or ()) - known)
     if unknown:
-        raise UserInputError(f"unknown GM kit program(s) {unknown} (valid: {sorted(known)})")
-    presets = soundfont_presets(sf2)
-    kits = [k for k in KITS if programs is None or k.program in programs]
-    missing = [k for k in kits if (128, k.program) not in presets]
-    for k in missing:
-        _say(progress, f"{k.name}: not in {sf2.name} (bank 128 program {k.program}), skipped")
-    kits = [k for k in kits if k not in missing]
-    if not kits:
-        raise UserInputError(f"{sf2}: none of the GM drum kits asked for is in this soundfont")
+        raise UserInputError(f"unknown kit program(s) {unknown} (valid: {sorted(known)})")
+    jobs: list[tuple[Path, Soundfont, GmKit]] = []
+    for sf2, spec in specs:
+        presets = soundfont_presets(sf2)
+        for k in spec.kits:
+            if programs is not None and k.program not in programs:
+                continue
+            if (k.bank, k.program) in presets:
+                jobs.append((sf2, spec, k))
+            else:
+                _say(progress, f"{k.name}: not in {sf2.name} (bank {k.bank} program {k.program}), skipped")
+    if not jobs:
+        raise UserInputError(f"{', '.join(map(str, sf2s))}: none of the drum kits asked for is there")
+    twice = [f for f, n in Counter(k.folder for _, _, k in jobs).items() if n > 1]
+    if twice:
+        raise UserInputError(f"kit folder {twice[0]} would come from two soundfonts: render them into two folders")
     out = Path(out_dir)
     intended: dict[Path, tuple[str, tuple[str, ...]]] = {}
     seen = _Seen()
-    before: list[int] = []
+    before: list[str] = []
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".gm-render-", dir=out) as tmp_name:
-            for kit in kits:
-                manifest = _kit(kit, out, Path(tmp_name), sf2, vels, duration, gain, dedupe, notes, before,
+            for sf2, spec, kit in jobs:
+                manifest = _kit(kit, spec, out, Path(tmp_name), sf2, vels, duration, gain, dedupe, notes, before,
                                 seen, progress)  # fmt: skip
                 for f in manifest["files"]:
                     intended[(out / kit.folder / f["file"]).resolve()] = (f["category"], tuple(f["keywords"]))
-                before.append(kit.program)
+                before.append(kit.folder)
     except OSError as exc:
         raise UserInputError(f"{out}: cannot write there ({exc.strerror or exc})") from None
-    return _check_labels(out, kits, intended)
+    return _check_labels(out, [k for _, _, k in jobs], intended)
 
 
 def _kit(
-    kit: GmKit, out: Path, tmp: Path, sf2: Path, vels: list[int], duration: float, gain: float, dedupe: bool,
-    notes: Sequence[int] | None, before: list[int], seen: _Seen, progress: Callable[[str], None] | None,
+    kit: GmKit, spec: Soundfont, out: Path, tmp: Path, sf2: Path, vels: list[int], duration: float, gain: float,
+    dedupe: bool, notes: Sequence[int] | None, before: list[str], seen: _Seen,
+    progress: Callable[[str], None] | None,
 ) -> dict[str, Any]:  # fmt: skip
     """One kit: the cached manifest (its clips join ``seen``) or a fresh render with kit.json and manifest."""
     plan = kit_plan(kit, notes)
@@ -498,9 +576,9 @@ def _kit(
         return cached
     kit_dir.mkdir(parents=True, exist_ok=True)
     (kit_dir / "manifest.json").unlink(missing_ok=True)  # written last: an interrupted render is no cache hit
-    meta = {"name": kit.name, "author": AUTHOR, "licence": LICENCE}
+    meta = {"name": kit.name, "author": spec.author, "licence": spec.licence}
     (kit_dir / "kit.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    body = _render_kit(kit, plan, kit_dir, tmp, sf2, vels, duration, gain, dedupe, seen)
+    body = _render_kit(kit, plan, kit_dir, tmp, sf2, spec, vels, duration, gain, dedupe, seen)
     manifest = {"settings": settings, **body}
     (kit_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     reasons = Counter(s["why"] for s in body["skipped"])

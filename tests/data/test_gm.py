@@ -1,5 +1,6 @@
-"""data/gm.py: the MIDI writer, the note table against the corpus scan, the soundfont preset reader, the
-render pipeline (dedupe, silence, cache) with a fake fluidsynth, the real fluidsynth if installed, errors."""
+"""data/gm.py: the MIDI writer, the note tables against the corpus scan, the soundfont preset reader, the
+render pipeline (dedupe, silence, cache, several soundfonts) with a fake fluidsynth, the real fluidsynth if
+installed, errors."""
 
 from __future__ import annotations
 
@@ -18,9 +19,12 @@ from sampleforge.cli import main
 from sampleforge.data import gm
 from sampleforge.data.corpus import DESCRIPTORS, scan, words_of
 from sampleforge.data.gm import (
+    AVL_SF2,
     DEFAULT_SF2,
+    FLUIDR3,
     GM_NOTES,
     KITS,
+    SOUNDFONTS,
     clip_name,
     kit_plan,
     midi_note_file,
@@ -32,6 +36,8 @@ from sampleforge.taxonomy import CATEGORIES, CATEGORY_WORDS
 
 SR = 44100
 HAVE_FLUIDSYNTH = shutil.which("fluidsynth") is not None and Path(DEFAULT_SF2).is_file()
+HAVE_AVL = shutil.which("fluidsynth") is not None and all(Path(f).is_file() for f in AVL_SF2)
+ALL_KITS = [k for spec in SOUNDFONTS.values() for k in spec.kits]
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -90,14 +96,18 @@ def _fake_sf2(path: Path, presets: list[tuple[str, int, int]]) -> Path:
 
 def _fake_render(soundfont: Path, midi: Path, wav: Path, gain: float, sample_rate: int) -> None:
     """Stands in for fluidsynth: a stereo render after 200 samples of silence. Note 36 is a kick whose sound
-    depends on the program but is the same in programs 0 and 8; 38 changes with velocity; 39 is one
-    waveform at every velocity (only the level changes); 56 is silent."""
+    depends on the program but is the same in programs 0 and 8 of the drum channel (10); on channel 1 it
+    depends on the soundfont's file name; 38 changes with velocity; 39 is one waveform at every velocity
+    (only the level changes); 56 is silent."""
     _, events = _parse_smf(midi.read_bytes())
-    program = next(e[2] for e in events if e[1] == 0xC9)
-    _, _, note, vel = next(e for e in events if e[1] == 0x99)
+    program_change = next(e for e in events if e[1] != "meta" and e[1] & 0xF0 == 0xC0)
+    channel, program = program_change[1] & 0x0F, program_change[2]
+    _, _, note, vel = next(e for e in events if e[1] == 0x90 | channel)
+    if channel != 9:  # a kick of 81 or 82 Hz, by the file name's length
+        program = 60 + len(soundfont.name)
     t = np.arange(3 * sample_rate) / sample_rate
     if note == 36:
-        x = np.sin(2 * np.pi * (60 if program in (0, 8) else 45) * t) * np.exp(-t / 0.3)
+        x = np.sin(2 * np.pi * (60 if program in (0, 8) else 45 if program < 60 else program) * t) * np.exp(-t / 0.3)
     elif note == 38:
         x = np.sin(2 * np.pi * 200 * t) * np.exp(-t / (0.05 + vel / 1000))
     elif note == 39:
@@ -110,11 +120,11 @@ def _fake_render(soundfont: Path, midi: Path, wav: Path, gain: float, sample_rat
 
 @pytest.fixture
 def fake_fluidsynth(tmp_path, monkeypatch):
-    """A soundfont with kits 0, 8 and 25 (no 24), fluidsynth 'installed', renders from _fake_render."""
+    """FluidR3_GM.sf2 with kits 0, 8 and 25 only (no 24), fluidsynth 'installed', renders from _fake_render."""
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr(gm, "_run_fluidsynth", _fake_render)
     presets = [("Piano", 0, 0), ("Standard", 0, 128), ("Room", 8, 128), ("TR-808", 25, 128)]
-    return _fake_sf2(tmp_path / "fake.sf2", presets)
+    return _fake_sf2(tmp_path / "FluidR3_GM.sf2", presets)
 
 
 # ----------------------------------------------------------------------------------------------- MIDI
@@ -151,18 +161,36 @@ def test_note_table_uses_valid_classes_and_keywords():
     assert {dn.category for _, dn in kit_plan(orchestra)} & {"closed_hat", "open_hat", "tom", "ride"} == set()
     assert dict(kit_plan(tr808))[44].category == "open_hat"
     assert [n for n, _ in kit_plan(KITS[0], notes=[39, 36])] == [36, 39]
-    with pytest.raises(UserInputError, match="not a GM drum note"):
+    with pytest.raises(UserInputError, match="not a drum note of GM Standard"):
         kit_plan(KITS[0], notes=[58])
+
+
+def test_the_avl_kits_have_their_own_note_map():
+    avl = [k for f in ("Black_Pearl_4_LV2.sf2", "Red_Zeppelin_4_LV2.sf2") for k in SOUNDFONTS[f].kits]
+    assert [k.name for k in avl] == ["AVL Black Pearl", "AVL Red Zeppelin"]
+    for kit in avl:
+        assert (kit.bank, kit.program, kit.channel) == (0, 0, 0)  # one preset, played on MIDI channel 1
+        plan = dict(kit_plan(kit))
+        assert sorted(plan) == list(range(36, 62))  # every note of the plug-in's map, each a drum
+        assert plan[36].category == "kick" and plan[37].category == "rim" and plan[39].category == "clap"
+        assert plan[46].category == "open_hat" and plan[44].keywords == ("pedal",)
+        assert plan[50].keywords == ("choke",) and plan[61].category == "shaker"
+        for dn in plan.values():
+            assert dn.category in CATEGORIES and set(dn.keywords) <= DESCRIPTORS
+        assert list(kit.keywords) == [w for w in words_of(kit.name) if w in DESCRIPTORS]
+    assert {k.channel for k in KITS} == {9}
+    assert SOUNDFONTS["FluidR3_GM.sf2"] is FLUIDR3 and FLUIDR3.kits == KITS
+    with pytest.raises(UserInputError, match="not a drum note of AVL Black Pearl"):
+        kit_plan(avl[0], notes=[35])
 
 
 def test_every_file_name_is_labelled_as_intended_by_the_scan(tmp_path):
     intended: dict[str, tuple[str, set[str]]] = {}
-    for kit in KITS:
+    licence = {k.folder: spec.licence for spec in SOUNDFONTS.values() for k in spec.kits}
+    for kit in ALL_KITS:
         d = tmp_path / kit.folder
         d.mkdir()
-        (d / "kit.json").write_text(
-            json.dumps({"name": kit.name, "author": gm.AUTHOR, "licence": gm.LICENCE})
-        )
+        (d / "kit.json").write_text(json.dumps({"name": kit.name, "author": "x", "licence": licence[kit.folder]}))
         for note, dn in kit_plan(kit):
             for vel, word in ((127, None), (127, "hard"), (90, None), (60, "soft")):
                 name = clip_name(kit, note, dn, vel, word)
@@ -176,8 +204,8 @@ def test_every_file_name_is_labelled_as_intended_by_the_scan(tmp_path):
     for key, (cat, words) in intended.items():
         assert got[key].category == cat, key
         assert set(got[key].keywords) == words, key
-        assert got[key].licence == "MIT"
-    assert {c.kit for c in res.clips} == {k.name for k in KITS}
+        assert got[key].licence == licence[key.split("/")[0]]
+    assert {c.kit for c in res.clips} == {k.name for k in ALL_KITS}
 
 
 # ----------------------------------------------------------------------------------------------- soundfont
@@ -258,13 +286,48 @@ def test_kits_missing_from_the_soundfont_are_skipped(tmp_path, fake_fluidsynth):
     clips = render_gm_kits(tmp_path / "gm", fake_fluidsynth, (127,), programs=(0, 24), notes=(39,),
                            progress=lines.append)  # fmt: skip
     assert [c.kit for c in clips] == ["GM Standard"]
-    assert any("GM Electronic: not in fake.sf2" in line for line in lines)
-    with pytest.raises(UserInputError, match="none of the GM drum kits"):
+    assert any("GM Electronic: not in FluidR3_GM.sf2 (bank 128 program 24)" in line for line in lines)
+    with pytest.raises(UserInputError, match="none of the drum kits"):
         render_gm_kits(tmp_path / "gm", fake_fluidsynth, (127,), programs=(24,))
-    with pytest.raises(UserInputError, match="unknown GM kit"):
+    with pytest.raises(UserInputError, match="unknown kit program"):
         render_gm_kits(tmp_path / "gm", fake_fluidsynth, programs=(1,))
     with pytest.raises(UserInputError, match="velocities"):
         render_gm_kits(tmp_path / "gm", fake_fluidsynth, (127, 0))
+
+
+def test_soundfonts_are_known_by_name_and_rendered_together(tmp_path, fake_fluidsynth):
+    """The AVL soundfonts' one preset (bank 0) is their kit, played on channel 1 with its own note map; several
+    soundfonts go into one folder, a recording kept for one kit is not written again for another, and each kit
+    says whose it is. Any other soundfont is read as GS, its author and licence unknown."""
+    pearl = _fake_sf2(tmp_path / "Black_Pearl_4_LV2.sf2", [("Black_Pearl_4pc", 0, 0)])
+    zeppelin = _fake_sf2(tmp_path / "Red_Zeppelin_4_LV2.sf2", [("Red_Zeppelin_4pc", 0, 0)])
+    out = tmp_path / "kits"
+    gs = _fake_sf2(tmp_path / "MyKits.sf2", [("Standard", 0, 128)])
+    clips = render_gm_kits(out, [pearl, zeppelin, gs], (127, 60), notes=(36, 39))
+    names = sorted(f"{c.path.parent.name}/{c.path.name}" for c in clips)
+    assert names == [
+        "000-avl-black-pearl/clap_0039_127.wav", "000-avl-black-pearl/kick_0036_127.wav",
+        "000-avl-red-zeppelin/kick_0036_127.wav",  # another kick; its clap is the Black Pearl's
+        "000-standard/kick_0036_127.wav",
+    ]  # fmt: skip
+    by_kit = {c.kit: c for c in clips if c.category == "kick"}
+    assert by_kit["AVL Black Pearl"].licence == "CC-BY-SA-3.0" and by_kit["GM Standard"].licence == "unknown"
+    assert read_metadata(by_kit["AVL Red Zeppelin"].path)["source"] == "AVL Drumkits"
+    assert read_metadata(by_kit["AVL Red Zeppelin"].path)["gm_name"] == "Kick Drum"
+    kit_json = json.loads((out / "000-avl-red-zeppelin" / "kit.json").read_text())
+    assert kit_json == {"name": "AVL Red Zeppelin", "author": "AVL Drumkits (Glen MacArthur)",
+                        "licence": "CC-BY-SA-3.0"}  # fmt: skip
+    assert json.loads((out / "000-standard" / "kit.json").read_text())["author"] == "unknown (MyKits.sf2)"
+    manifest = json.loads((out / "000-avl-red-zeppelin" / "manifest.json").read_text())
+    assert {"note": 39, "velocity": 127, "why": "duplicate", "of": "000-avl-black-pearl/clap_0039_127.wav"} in (
+        manifest["skipped"]
+    )
+    with pytest.raises(UserInputError, match="000-avl-black-pearl would come from two soundfonts"):
+        render_gm_kits(tmp_path / "again", [pearl, pearl], (127,))
+    with pytest.raises(UserInputError, match="avldrums.lv2-soundfont"):
+        render_gm_kits(tmp_path / "again", tmp_path / "no" / "Red_Zeppelin_4_LV2.sf2")
+    with pytest.raises(UserInputError, match="no soundfont"):
+        render_gm_kits(tmp_path / "again", [])
 
 
 @pytest.mark.skipif(not HAVE_FLUIDSYNTH, reason="needs fluidsynth and fluid-soundfont-gm (make data)")
@@ -290,6 +353,23 @@ def test_real_fluidsynth_render(tmp_path, monkeypatch):
     assert [c.path.stat().st_mtime_ns for c in again] == stamps
 
 
+@pytest.mark.skipif(not HAVE_AVL, reason="needs fluidsynth and avldrums.lv2-soundfont (make data-gm)")
+def test_real_avl_render(tmp_path):
+    clips = render_gm_kits(tmp_path / "avl", AVL_SF2[0], (127,), notes=(36, 46, 61))
+    assert sorted(c.path.name for c in clips) == [
+        "kick_0036_127.wav", "open_hat_semi_0046_127.wav", "shaker_maraca_0061_127.wav",
+    ]  # fmt: skip
+    for c in clips:
+        x, sr = sf.read(str(c.path), dtype="float32")
+        assert sr == SR and 0.01 < float(np.abs(x).max()) < 1.0
+        assert int(detect_onset(x)) < 0.005 * SR
+        assert c.kit == "AVL Black Pearl" and c.licence == "CC-BY-SA-3.0"
+    spectra = {c.category: np.abs(np.fft.rfft(sf.read(str(c.path), dtype="float32")[0])) for c in clips}
+    freqs = np.fft.rfftfreq(2 * SR, 1 / SR)
+    centroid = {k: float((v * freqs).sum() / v.sum()) for k, v in spectra.items()}
+    assert centroid["kick"] < 2500 < centroid["open_hat"]  # the note map plays a kick on 36, a hat on 46
+
+
 # ----------------------------------------------------------------------------------------------- errors
 def test_missing_fluidsynth_or_soundfont_names_the_package(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(shutil, "which", lambda name: None)
@@ -310,5 +390,5 @@ def test_gm_command(tmp_path, fake_fluidsynth, capsys):
     assert main(args) == 0
     text = capsys.readouterr()
     assert "clips in" in text.out and "licence MIT" in text.out and "clap" in text.out
-    assert "GM Standard:" in text.err and "GM Electronic: not in fake.sf2" in text.err
+    assert "GM Standard:" in text.err and "GM Electronic: not in FluidR3_GM.sf2" in text.err
     assert (out / "025-tr-808" / "kit.json").is_file()

@@ -28,7 +28,7 @@ def register(sub: Any) -> None:
 
 def _register_eval(sub: Any) -> None:
     from sampleforge.eval.classifier import CLASSIFIER_NAME
-    from sampleforge.eval.evaluate import EVAL_GENERATION, EvalSettings
+    from sampleforge.eval.evaluate import EVAL_GENERATION, LISTEN_VOCODER, EvalSettings
 
     judge_help = f"classifier folder (default: weights/{CLASSIFIER_NAME})"
 
@@ -81,7 +81,9 @@ def _register_eval(sub: Any) -> None:
     v = eval_sub.add_parser("vocoder", help="the vocoder check alone: the model's vocoder vs Griffin-Lim on real clips",
                             description="Re-synthesise held-out real clips from their log-mel with the model's "
                             "vocoder and with Griffin-Lim; MR-STFT and log-mel distances to the originals, and the "
-                            "spectral character (tail flatness, hop-rate flutter, high-band peakiness) of all three.")
+                            "spectral character (tail flatness, hop-rate flutter, high-band peakiness) of all three. "
+                            "Writes a JSON file and, beside it, an HTML page with a blind listening test: the "
+                            "original, then the vocoder and Griffin-Lim as A and B in a drawn order.")
     v.add_argument("--model", required=True, help="model folder or shipped name")
     v.add_argument("--reference", nargs="+", type=Path, required=True, help="folders of real drum clips")
     v.add_argument("--clips", type=int, default=64, help="real clips re-synthesised (at most; default 64)")
@@ -91,7 +93,11 @@ def _register_eval(sub: Any) -> None:
                         "training run's model/) or its vocoder.safetensors")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
-    v.add_argument("--out", type=Path, default=None, help="JSON file (default: runs/eval/<model>/vocoder.json)")
+    v.add_argument("--listen", type=int, default=LISTEN_VOCODER, metavar="N",
+                   help=f"clips in the page's listening test, from each class in turn (default {LISTEN_VOCODER}; "
+                        "0: tables only)")
+    v.add_argument("--out", type=Path, default=None,
+                   help="JSON file; the page is written beside it as .html (default: runs/eval/<model>/vocoder.json)")
     v.set_defaults(func=_run_vocoder_check)
 
 
@@ -190,7 +196,11 @@ def _run_vocoder_check(args: argparse.Namespace) -> int:
 
     if args.clips < 1:
         raise UserInputError(f"--clips must be >= 1, got {args.clips}")
+    if args.listen < 0:
+        raise UserInputError(f"--listen must be >= 0, got {args.listen}")
     out = args.out or Path("runs") / "eval" / Path(str(args.model)).name / "vocoder.json"
+    if out.suffix == ".html":
+        raise UserInputError(f"--out: {out} is the JSON file; the page goes beside it as .html")
     if args.vocoder is not None:
         from sampleforge.backends.resolve import refuse_second_vocoder
 
@@ -198,7 +208,7 @@ def _run_vocoder_check(args: argparse.Namespace) -> int:
         if not args.vocoder.exists():
             raise UserInputError(f"--vocoder: {args.vocoder} does not exist")
     result = run_vocoder_check(args.model, args.reference, out, args.clips, args.held_out_kits, args.seed, args.device,
-                               args.vocoder)
+                               args.vocoder, args.listen)
     rows = [("model vocoder", result["vocoder"])] if result["vocoder"] is not None else []
     rows += [("Griffin-Lim", result["griffin_lim"]), ("real recordings", result["real"])]
     print(f"{result['clips']} real clips ({result['split']})")
@@ -228,7 +238,7 @@ def _run_vocoder_check(args: argparse.Namespace) -> int:
                 continue
             gain = 1 - result["vocoder"][key] / result["griffin_lim"][key]
             print(f"{label}: the vocoder is {100 * abs(gain):.1f} % {'below' if gain >= 0 else 'above'} Griffin-Lim's")
-    print(f"wrote {out}")
+    print(f"wrote {out} and {out.with_suffix('.html')}")
     return 0
 
 

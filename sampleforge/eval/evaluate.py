@@ -54,6 +54,7 @@ from sampleforge.taxonomy import CATEGORIES, CATEGORY_PROMPTS, MAIN_CLASSES
 SHOW_PER_CLASS = 8  # generated clips per class shown with players in the HTML
 SHOW_REFERENCE = 2  # real clips per class shown
 SHOW_VOCODER = 2  # vocoder-check clips shown (original, vocoder, Griffin-Lim each)
+LISTEN_VOCODER = 12  # clips of ``eval vocoder``'s listening test
 
 
 EVAL_GENERATION = GenerationParams(seed=0)  # an evaluation is repeatable unless told otherwise
@@ -150,9 +151,12 @@ def _mfcc_emb(wav: np.ndarray, clf: DrumClassifier) -> np.ndarray:
     return metrics.mfcc_embedding(clip_logmels(wav, clf.cfg))
 
 
-def vocoder_check(generator: Any, real: RealSet, n: int, seed: int = 0) -> tuple[dict[str, Any], list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]]:
+def vocoder_check(generator: Any, real: RealSet, n: int, seed: int = 0, show: int = SHOW_VOCODER,
+                  ) -> tuple[dict[str, Any], list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]]:
     """Re-synthesise up to ``n`` real clips from their log-mel: model vocoder vs Griffin-Lim, both against the
-    original waveform. Returns (metrics, examples [(name, original, vocoder, griffin_lim)])."""
+    original waveform. Returns (metrics, ``show`` examples [(name, original, vocoder, griffin_lim)] taken from
+    the classes in turn, each cut after the last of the three to fall silent; without a vocoder its place
+    holds Griffin-Lim's)."""
     from sampleforge.audio.mel import MelSpectrogram
 
     if n <= 0 or len(real.wav) == 0:
@@ -179,11 +183,41 @@ def vocoder_check(generator: Any, real: RealSet, n: int, seed: int = 0) -> tuple
                            "griffin_lim": None, "vocoder": None,
                            **{name: _resynthesis_metrics(wav, y, sr, per_clip[name]) for name, y in synths.items()},
                            "per_class": _per_class_distances(per_clip, [real.categories[j] for j in order])}
-    examples = [
-        (real.names[j], wav[i].numpy(), (voc[i] if voc is not None else gl[i]).numpy(), gl[i].numpy())
-        for i, j in enumerate(order[:SHOW_VOCODER])
-    ]
+    examples = []
+    for i in _over_classes([real.categories[j] for j in order], show):
+        j = order[i]
+        o, v, g = trim_together(wav[i].numpy(), (voc[i] if voc is not None else gl[i]).numpy(), gl[i].numpy(),
+                                sample_rate=sr)
+        examples.append((f"{real.categories[j]}: {real.kits[j]} / {real.names[j]}", o, v, g))
     return out, examples
+
+
+def _over_classes(categories: Sequence[str], n: int) -> list[int]:
+    """``n`` indices into ``categories`` taken from each class in turn (classes in order of first appearance,
+    each class's items in their order)."""
+    by_class: dict[str, list[int]] = {}
+    for i, c in enumerate(categories):
+        by_class.setdefault(c, []).append(i)
+    queues = list(by_class.values())
+    picked: list[int] = []
+    while len(picked) < n and any(queues):
+        for q in queues:
+            if q and len(picked) < n:
+                picked.append(q.pop(0))
+    return picked
+
+
+def trim_together(*wavs: np.ndarray, sample_rate: int, floor_db: float = -60.0, tail: float = 0.05,
+                  shortest: float = 0.25) -> tuple[np.ndarray, ...]:
+    """Clips of one length cut alike: ``tail`` seconds after the last sample of any of them within ``floor_db``
+    of its own peak, and no shorter than ``shortest`` seconds, so they stay comparable and their pages small."""
+    end = 0
+    for w in wavs:
+        a = np.abs(np.nan_to_num(w))
+        if a.size and a.max() > 0:
+            end = max(end, int(np.flatnonzero(a >= a.max() * 10 ** (floor_db / 20))[-1]) + 1)
+    n = min(len(wavs[0]), max(end + int(tail * sample_rate), int(shortest * sample_rate)))
+    return tuple(w[:n] for w in wavs)
 
 
 def _per_class_distances(per_clip: dict[str, dict[str, np.ndarray]], categories: Sequence[str]) -> dict[str, Any]:
@@ -399,10 +433,12 @@ def evaluate(model: str | Path, reference: Sequence[Path | str], settings: EvalS
 
 def run_vocoder_check(model: str | Path, reference: Sequence[Path | str], out_file: str | Path, clips: int = 64,
                       held_out_kits: Sequence[str] | None = None, seed: int = 0,
-                      device: str | None = None, vocoder: str | Path | None = None) -> dict[str, Any]:
-    """The vocoder check alone (no generation, no classifier), written to ``out_file`` as JSON. ``vocoder``: a
-    model folder (a vocoder training run's ``model/``) or a ``vocoder.safetensors`` whose vocoder replaces the
-    model's (``bundle.vocoder_config``)."""
+                      device: str | None = None, vocoder: str | Path | None = None,
+                      listen: int = LISTEN_VOCODER) -> dict[str, Any]:
+    """The vocoder check alone (no generation, no classifier), written to ``out_file`` as JSON, and beside it
+    (``.html``) a page with a blind listening test of ``listen`` of the clips (``report.vocoder_html``).
+    ``vocoder``: a model folder (a vocoder training run's ``model/``) or a ``vocoder.safetensors`` whose vocoder
+    replaces the model's (``bundle.vocoder_config``)."""
     import json
 
     from sampleforge.bundle import vocoder_weights
@@ -411,12 +447,13 @@ def run_vocoder_check(model: str | Path, reference: Sequence[Path | str], out_fi
     components: dict[str, Path | None] | None = None if vocoder is None else {"vocoder": vocoder_weights(vocoder)}
     gen = Generator.from_pretrained(model, device=device, components=components)
     ref, _, how = load_real_sets(reference, gen.bundle.config.duration, gen.sample_rate, held_out_kits)
-    result, _ = vocoder_check(gen, ref, clips, seed)
+    result, examples = vocoder_check(gen, ref, clips, seed, show=listen)
     result = {"model": str(model), "model_id": gen.id, "vocoder_weights": None if vocoder is None else str(vocoder),
               "split": how, **result}
     out = Path(out_file)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".html").write_text(report.vocoder_html(result, examples, gen.sample_rate, seed), encoding="utf-8")
     return result
 
 

@@ -1,5 +1,6 @@
 """Self-contained HTML reports: spectrogram thumbnails (PNG) and audio players (16-bit WAV), both embedded
-as base64 so one file can be mailed or attached to an issue. Used by ``sampleforge eval`` and ``sweep``.
+as base64 so one file can be mailed or attached to an issue. Used by ``sampleforge eval``, ``eval vocoder`` (with
+a blind listening test) and ``sweep``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ figure img { width: 100%; height: 110px; image-rendering: pixelated; display: bl
 figure audio { width: 100%; height: 28px; }
 .bad { color: #b00; font-weight: bold; } .note { color: #555; font-size: .9em; }
 pre { background: #f7f7f7; padding: .6em; overflow-x: auto; }
+.trial td { vertical-align: middle; } .trial audio { width: 190px; height: 28px; }
+.answer { visibility: hidden; font-weight: bold; } .revealed .answer { visibility: visible; }
 """
 
 
@@ -81,14 +84,14 @@ def _data_uri(mime: str, data: bytes) -> str:
     return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
-def clip_figure(wav: np.ndarray | torch.Tensor, sample_rate: int, caption: str) -> str:
-    """One clip: spectrogram thumbnail, an <audio> player and a caption."""
+def clip_figure(wav: np.ndarray | torch.Tensor, sample_rate: int, caption: str, player: bool = True) -> str:
+    """One clip: spectrogram thumbnail, an <audio> player (unless ``player`` is False) and a caption."""
     img = _data_uri("image/png", spectrogram_png(wav, sample_rate))
-    snd = _data_uri("audio/wav", wav_bytes(wav, sample_rate))
+    snd = _data_uri("audio/wav", wav_bytes(wav, sample_rate)) if player else ""
     return (
         f'<figure><img alt="log-mel spectrogram" src="{img}">'
-        f'<audio controls preload="none" src="{snd}"></audio>'
-        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        + (f'<audio controls preload="none" src="{snd}"></audio>' if player else "")
+        + f"<figcaption>{html.escape(caption)}</figcaption></figure>"
     )
 
 
@@ -193,35 +196,7 @@ def eval_html(result: dict[str, Any], show_per_class: int = 8, show_reference: i
         body.append(note(f"not judged (no classifier class): {', '.join(result['skipped_classes'])}"))
     voc = result["vocoder_check"]
     if voc.get("clips"):
-        what = voc.get("vocoder_description")
-        vrows = [{"synth": "model vocoder" + (f" ({what})" if what else ""), **(voc["vocoder"] or {})},
-                 {"synth": "Griffin-Lim (" + (describe(voc["griffin_lim_iters"], voc.get("griffin_lim_mel_iters") or 0)
-                                              if voc.get("griffin_lim_iters") else "? iterations") + ")",
-                  **voc["griffin_lim"]},
-                 {"synth": "real recordings", **(voc.get("real") or {})}]
-        figs = []
-        for name, orig, v_wav, gl_wav in result["_vocoder_examples"]:
-            figs += [clip_figure(orig, sr, f"{name}: original"), clip_figure(v_wav, sr, f"{name}: vocoder"),
-                     clip_figure(gl_wav, sr, f"{name}: Griffin-Lim")]
-        body.append(section(
-            f"Vocoder check ({voc['clips']} real clips, against the original waveform)",
-            table(vrows, ["synth", "logmel_l1", "mrstft", "mr_logmel_l1", "tail_flatness", "hop_flutter_db",
-                          "hf_peakiness_db"],
-                  ["from the real log-mel", "log-mel L1", "MR-STFT", "MR log-mel L1", "tail flatness 2-16 kHz",
-                   "86-Hz flutter dB", "5-16 kHz peakiness dB"]),
-            note("MR-STFT: mean over Hann windows 256/512/1024/2048 of spectral convergence + log-magnitude L1; "
-                 "it compares exact spectra, so two realisations of one noise score far apart. MR log-mel L1: the "
-                 "log-mel L1 at the same windows (32-128 bands), a band envelope that follows the attack. "
-                 "The last three columns should be close to the real recordings' row."
-                 + ("" if voc["vocoder"] else " This model has no vocoder: its row is empty and its players use Griffin-Lim.")),
-            table([{"class": c, "clips": v["clips"],
-                    **{f"{k}_{m}": (v[k] or {}).get(m) for k in ("vocoder", "griffin_lim") for m in ("mrstft", "mr_logmel_l1")}}
-                   for c, v in (voc.get("per_class") or {}).items()],
-                  ["class", "clips", "vocoder_mrstft", "griffin_lim_mrstft", "vocoder_mr_logmel_l1",
-                   "griffin_lim_mr_logmel_l1"],
-                  ["by class", "clips", "MR-STFT vocoder", "MR-STFT Griffin-Lim", "MR log-mel vocoder",
-                   "MR log-mel Griffin-Lim"]),
-            clip_grid(figs)))
+        body.append(vocoder_section(voc, result["_vocoder_examples"], sr))
     trip = result.get("roundtrip_check") or {}
     if trip.get("clips"):
         trows = [{"class": c, "clips": v["clips"], "vocoder": _pct(v["vocoder"]), "vae": _pct(v["vae"]),
@@ -244,6 +219,107 @@ def eval_html(result: dict[str, Any], show_per_class: int = 8, show_reference: i
     if figs:
         body.append(section("Real reference clips", clip_grid(figs)))
     return page(f"sampleforge eval — {result['model_id']}", body)
+
+
+def vocoder_section(voc: dict[str, Any], examples: Sequence[tuple[str, Any, Any, Any]], sr: int,
+                    players: bool = True) -> str:
+    """The vocoder check (``evaluate.vocoder_check``): distances and spectral character of the model's vocoder,
+    Griffin-Lim and the recordings, the distances by class, and ``examples`` (name, original, vocoder,
+    Griffin-Lim) as players (``players=False``: left out)."""
+    what = voc.get("vocoder_description")
+    vrows = [{"synth": "model vocoder" + (f" ({what})" if what else ""), **(voc["vocoder"] or {})},
+             {"synth": "Griffin-Lim (" + (describe(voc["griffin_lim_iters"], voc.get("griffin_lim_mel_iters") or 0)
+                                          if voc.get("griffin_lim_iters") else "? iterations") + ")",
+              **voc["griffin_lim"]},
+             {"synth": "real recordings", **(voc.get("real") or {})}]
+    figs = []
+    for name, orig, v_wav, gl_wav in examples if players else ():
+        figs += [clip_figure(orig, sr, f"{name}: original"), clip_figure(v_wav, sr, f"{name}: vocoder"),
+                 clip_figure(gl_wav, sr, f"{name}: Griffin-Lim")]
+    return section(
+        f"Vocoder check ({voc['clips']} real clips, against the original waveform)",
+        table(vrows, ["synth", "logmel_l1", "mrstft", "mr_logmel_l1", "tail_flatness", "hop_flutter_db",
+                      "hf_peakiness_db"],
+              ["from the real log-mel", "log-mel L1", "MR-STFT", "MR log-mel L1", "tail flatness 2-16 kHz",
+               "86-Hz flutter dB", "5-16 kHz peakiness dB"]),
+        note("MR-STFT: mean over Hann windows 256/512/1024/2048 of spectral convergence + log-magnitude L1; "
+             "it compares exact spectra, so two realisations of one noise score far apart. MR log-mel L1: the "
+             "log-mel L1 at the same windows (32-128 bands), a band envelope that follows the attack. "
+             "The last three columns should be close to the real recordings' row."
+             + ("" if voc["vocoder"] else " This model has no vocoder: its row is empty and its players use Griffin-Lim.")),
+        table([{"class": c, "clips": v["clips"],
+                **{f"{k}_{m}": (v[k] or {}).get(m) for k in ("vocoder", "griffin_lim") for m in ("mrstft", "mr_logmel_l1")}}
+               for c, v in (voc.get("per_class") or {}).items()],
+              ["class", "clips", "vocoder_mrstft", "griffin_lim_mrstft", "vocoder_mr_logmel_l1",
+               "griffin_lim_mr_logmel_l1"],
+              ["by class", "clips", "MR-STFT vocoder", "MR-STFT Griffin-Lim", "MR log-mel vocoder",
+               "MR log-mel Griffin-Lim"]),
+        clip_grid(figs))
+
+
+_TRIAL_SCRIPT = """
+function tally() {
+  const rows = [...document.querySelectorAll("tr.trial")];
+  const count = {vocoder: 0, "griffin-lim": 0, same: 0};
+  for (const row of rows) {
+    const picked = row.querySelector("input:checked");
+    if (picked) count[picked.value === "same" ? "same" : row.dataset[picked.value]] += 1;
+  }
+  const answered = count.vocoder + count["griffin-lim"] + count.same;
+  document.getElementById("tally").textContent = answered + " of " + rows.length + " answered: the vocoder "
+    + "closer to the original " + count.vocoder + ", Griffin-Lim closer " + count["griffin-lim"]
+    + ", no difference " + count.same + ".";
+  document.getElementById("trials").classList.add("revealed");
+}
+"""
+
+
+def listening_test(examples: Sequence[tuple[str, Any, Any, Any]], sr: int, seed: int = 0) -> str:
+    """A blind A/B test of ``examples`` (name, original, vocoder, Griffin-Lim): each row plays the original,
+    then the two re-syntheses as A and B in an order drawn from ``seed``; the listener marks which is closer to
+    the original, and "Reveal" names A and B and counts the answers. The order is in the page's source, so
+    the test is blind only to a listener who does not read it."""
+    order = np.random.default_rng(seed).permutation(np.arange(len(examples)) % 2)  # half the rows vocoder-first
+    names = {"vocoder": "the vocoder", "griffin-lim": "Griffin-Lim"}
+    rows = ["<tr><th>clip</th><th>original</th><th>A</th><th>B</th><th>closer to the original</th><th></th></tr>"]
+    for k, ((name, orig, voc, gl), first) in enumerate(zip(examples, order, strict=True)):
+        a, b = ("vocoder", "griffin-lim") if first else ("griffin-lim", "vocoder")
+        wavs = {"vocoder": voc, "griffin-lim": gl}
+        cells = "".join(f'<td><audio controls preload="none" src="{_data_uri("audio/wav", wav_bytes(w, sr))}"></audio></td>'
+                        for w in (orig, wavs[a], wavs[b]))
+        choice = "".join(f'<label><input type="radio" name="t{k}" value="{v}"> {t}</label> '
+                         for v, t in (("a", "A"), ("b", "B"), ("same", "no difference")))
+        rows.append(f'<tr class="trial" data-a="{a}" data-b="{b}"><td class="l">{html.escape(name)}</td>{cells}'
+                    f'<td class="l">{choice}</td>'
+                    f'<td class="l answer">A: {names[a]}, B: {names[b]}</td></tr>')
+    return section(
+        f"Listening test ({len(examples)} clips, blind)",
+        note("Play the original, then A and B: one is the model's vocoder, the other Griffin-Lim, in an order "
+             "drawn per clip. Mark the one closer to the original, then press Reveal."),
+        '<table id="trials">' + "".join(rows) + "</table>",
+        '<p><button type="button" onclick="tally()">Reveal</button> <span id="tally"></span></p>',
+        f"<script>{_TRIAL_SCRIPT}</script>")
+
+
+def vocoder_html(result: dict[str, Any], examples: Sequence[tuple[str, Any, Any, Any]], sr: int,
+                 seed: int = 0) -> str:
+    """The ``sampleforge eval vocoder`` page: a blind listening test of ``examples`` (when the model has a
+    vocoder), the vocoder check's tables, and the same clips labelled, folded away until asked for."""
+    voc_desc = result.get("vocoder_description")
+    body = [note(f"model {result['model_id']} — {result['clips']} real clips re-synthesised from their own log-mel. "
+                 f"{result['split']}." + (f" Vocoder: {voc_desc}." if voc_desc else ""))]
+    has_vocoder = result["vocoder"] is not None
+    if has_vocoder and examples:
+        body.append(listening_test(examples, sr, seed))
+    body.append(vocoder_section(result, examples, sr, players=False))
+    if examples:  # with a listening test above, its players serve: spectrograms only here
+        figs = [clip_figure(w, sr, f"{name}: {what}", player=not has_vocoder)
+                for name, orig, v_wav, gl_wav in examples
+                for w, what in ((orig, "original"), *([(v_wav, "vocoder")] if has_vocoder else []), (gl_wav, "Griffin-Lim"))]
+        body.append(section("The clips, labelled",
+                            f"<details><summary>show the {len(examples)} clips with their spectrograms"
+                            + (" (this names A and B)" if has_vocoder else "") + f"</summary>{clip_grid(figs)}</details>"))
+    return page(f"sampleforge eval vocoder — {result['model_id']}", body)
 
 
 def sweep_html(result: dict[str, Any]) -> str:

@@ -80,8 +80,23 @@ def test_eval_vocoder_alone(debug_model: Path, reference_dir: Path, tmp_path: Pa
     assert "Griffin-Lim: 32 iterations from the " in text and "matching the mel" not in text
     assert "MR-STFT by class (clips): " in text
     assert "model vocoder" in text and "Griffin-Lim's" in text and "MR mel L1: the vocoder is" in text
-    assert main(["eval", "vocoder", "--model", str(debug_model), "--reference", str(reference_dir), "--clips", "0"]) == 2
+    assert f"wrote {out} and {out.with_suffix('.html')}" in text
+    page = out.with_suffix(".html").read_text()
+    assert "Listening test (3 clips, blind)" in page and page.count('<tr class="trial"') == 3
+    assert page.count("<audio") == 3 * 3 and page.count("<img") == 3 * 3  # the test's players; labelled pictures
+    assert "Vocoder check (3 real clips" in page and "MR-STFT Griffin-Lim" in page
+    assert main(["eval", "vocoder", "--model", str(debug_model), "--reference", str(reference_dir), "--clips", "3",
+                 "--listen", "0", "--out", str(tmp_path / "tables.json")]) == 0
+    tables = (tmp_path / "tables.html").read_text()
+    assert "Listening test" not in tables and "<audio" not in tables and "Vocoder check (3 real clips" in tables
+    capsys.readouterr()
+    base = ["eval", "vocoder", "--model", str(debug_model), "--reference", str(reference_dir)]
+    assert main([*base, "--clips", "0"]) == 2
     assert "--clips must be >= 1" in capsys.readouterr().err
+    assert main([*base, "--listen", "-1"]) == 2
+    assert "--listen must be >= 0" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "page.html")]) == 2
+    assert "is the JSON file" in capsys.readouterr().err
     assert main(["eval", "vocoder", "--model", f"{debug_model}+griffin-lim", "--vocoder", str(debug_model),
                  "--reference", str(reference_dir)]) == 2  # MODEL+VOCODER names one already
     assert "and --vocoder contradict each other" in capsys.readouterr().err

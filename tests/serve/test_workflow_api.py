@@ -167,6 +167,25 @@ def test_kit_bad_input(make_client) -> None:
     assert r.status_code == 422 and "count" in r.text
 
 
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/v1/kit/pad", {"seed": "1"}, "seed"), ("/v1/kit/pad", {"seed": True}, "seed"),
+    ("/v1/kit/pad", {"pad_seed": "2"}, "pad_seed"), ("/v1/kit/pad", {"length": True}, "length"),
+    ("/v1/morph", {"from_seed": "1"}, "from_seed"), ("/v1/morph", {"from_seed": 1.0}, "from_seed"),
+    ("/v1/morph", {"to_seed": True}, "to_seed"), ("/v1/kit", {"name": 5}, "name"),
+])
+def test_workflow_routes_coerce_no_types(make_client, path: str, body: dict, field: str) -> None:
+    client = make_client(start=False)
+    base = {"piece": "kick", "seed": 1} if path == "/v1/kit/pad" else {"pieces": ["kick"]} if path == "/v1/kit" else {}
+    r = client.post(path, json={**base, **FAST, **body})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][:2] == ["body", field], r.text
+
+
+def test_workflow_whole_numbers_are_still_numbers(make_client) -> None:
+    client = make_client(start=False)
+    r = client.post("/v1/kit/pad", json={"piece": "kick", "seed": 1, "length": 1, "relatedness": 1, **FAST})
+    assert r.status_code == 202, r.text
+
+
 def test_token_protects_the_workflow_routes(make_client, generator) -> None:
     client = make_client(start=False, token="s3cret")
     assert client.post("/v1/kit/pad", json={"piece": "kick", "seed": 1, **FAST}).status_code == 401

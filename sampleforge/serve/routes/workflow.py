@@ -26,7 +26,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, create_model
+from pydantic import AfterValidator, BaseModel, Field, StrictInt, create_model
 
 from sampleforge.audio.finish import parse_length
 from sampleforge.audio.io import read_audio
@@ -37,16 +37,13 @@ from sampleforge.serve.job import QUEUED, Job
 from sampleforge.serve.results import new_job_id
 from sampleforge.serve.routes.common import accepted, queue_full_is_429
 from sampleforge.serve.schemas import _field as derived_field
+from sampleforge.serve.schemas import _Strict
 from sampleforge.serve.views import job_view
 
 UPLOAD_PATHS = ("/v1/vary", "/v1/morph")
 _UNSET: Any = object()
 
 router = APIRouter(tags=["workflow"])
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
 
 
 # the settings each route takes (GenerationParams fields: names, bounds, defaults and help derive from there)

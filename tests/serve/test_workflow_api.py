@@ -110,6 +110,12 @@ def test_morph_endpoints_equal_the_sources(make_client, generator, wait_job, tmp
     assert r.status_code == 422 and "to_audio" in r.text
 
 
+@pytest.mark.parametrize("ends", [{"from_audio": "", "to_audio": ""}, {"from_audio": "", "to_audio": None}])
+def test_morph_with_empty_clips_is_a_422_not_a_prompt_morph(make_client, ends: dict) -> None:
+    r = make_client(start=False).post("/v1/morph", json={**ends, **FAST})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "from_audio"], r.text
+
+
 def test_pads_and_the_kit_zip_hold_the_same_sounds(make_client, wait_job, tmp_path: Path) -> None:
     client = make_client()
     pads = {}

@@ -99,8 +99,9 @@ else:
         from_prompt=(str, Field("", max_length=2000)), to_prompt=(str, Field("", max_length=2000)),
         from_seed=(int | None, Field(None, ge=0, le=MAX_SEED, description="random if omitted")),
         to_seed=(int | None, Field(None, ge=0, le=MAX_SEED, description="default: from_seed + 1")),
-        from_audio=(str | None, Field(None, description="a clip (base64) as the first end; needs to_audio")),
-        to_audio=(str | None, Field(None, description="a clip (base64) as the last end")))
+        from_audio=(str | None, Field(None, min_length=1, description="a clip (base64) as the first end; needs "
+                                                                     "to_audio")),
+        to_audio=(str | None, Field(None, min_length=1, description="a clip (base64) as the last end")))
     PadRequest = _model(
         "PadRequest", "One pad of a kit (to audition or re-roll it).", KIT,
         {"format": "wav16", "length": "auto"}, base=_Params,

@@ -400,6 +400,39 @@ def test_whole_numbers_are_still_numbers(make_client):
     assert r.status_code == 202 and r.json()["params"]["cfg_scale"] == 3.0, r.text
 
 
+TASK = b'{"type": "audio-generation", "data": {"operation": "generate", "prompt": "kick", "params": %s}}'
+
+
+@pytest.mark.parametrize(("path", "raw", "loc"), [
+    ("/v1/generate", b'{"prompt": "kick", "steps": 2, "prompt": "snare"}', ["body", "prompt"]),
+    ("/v1/tasks", TASK % b'{"diffusionSteps": 2, "diffusionSteps": 3}', ["body", "data", "params", "diffusionSteps"]),
+    ("/v1/kit", b'{"pieces": ["kick", "snare"], "pad_seeds": {"kick": 1, "kick": 2}}', ["body", "pad_seeds", "kick"]),
+], ids=["generate", "tasks", "kit"])
+def test_a_key_given_twice_is_a_422_naming_it(make_client, path, raw, loc):
+    """json.loads keeps the last value: the job would be one the client may not have meant."""
+    client = make_client(start=False)
+    r = client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == loc and "twice" in r.json()["error"], r.text
+    assert client.get("/v1/health").json()["queue"]["queued"] == 0
+
+
+@pytest.mark.parametrize(("path", "raw", "loc"), [
+    ("/v1/generate", b'{"prompt": "kick", "seed": %s}' % (b"9" * 5000), ["body", "seed"]),
+    ("/v1/tasks", TASK % b'{"diffusionSteps": %s}' % (b"1" * 4301), ["body", "data", "params", "diffusionSteps"]),
+    ("/v1/kit", b'{"pieces": ["kick"], "pad_seeds": {"kick": %s}}' % (b"1" * 4500), ["body", "pad_seeds", "kick"]),
+], ids=["generate", "tasks", "kit"])
+def test_an_integer_too_long_to_read_is_a_422_naming_it(make_client, path, raw, loc):
+    """Past Python's 4300 digits json.loads refuses the body; that was a 400 naming nothing."""
+    r = make_client(start=False).post(path, content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == loc, r.text
+
+
+def test_a_body_that_is_not_utf8_is_a_422_saying_so(make_client):
+    r = make_client(start=False).post("/v1/generate", content='{"prompt": "café"}'.encode("latin-1"),
+                                      headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body"] and "UTF-8" in r.json()["error"], r.text
+
+
 def test_max_count_above_what_a_job_may_hold_refuses_to_start(debug_model, tmp_path, capsys):
     from sampleforge.cli import main
 

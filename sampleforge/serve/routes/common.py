@@ -1,14 +1,20 @@
-"""What the route modules share: the service, the bearer token check, job lookup, submission and limits."""
+"""What the route modules share: the service, the bearer token check, the strict read of JSON bodies, job lookup,
+submission and limits."""
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+import json
+import sys
+from collections import Counter
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
 
 from sampleforge.errors import UserInputError
 from sampleforge.serve.job import Job
@@ -37,6 +43,80 @@ def require_token(request: Request, service: ServiceDep) -> None:
                             headers={"WWW-Authenticate": "Bearer"})
 
 
+class _Object(dict[str, Any]):
+    """A JSON object as read, with the keys it gives more than once."""
+
+    twice: tuple[str, ...] = ()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    obj = _Object(pairs)
+    if len(obj) < len(pairs):
+        obj.twice = tuple(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+    return obj
+
+
+_TOO_LONG = object()  # an integer literal longer than Python reads (sys.get_int_max_str_digits())
+
+
+def _integer(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        return _TOO_LONG
+
+
+def body_errors(body: bytes) -> list[dict[str, Any]]:
+    """The 422 error items of a JSON body that ``json.loads`` would read without a word or refuse naming nothing:
+    a key given twice (it keeps the last value), an integer too long to read and bytes that are not UTF-8 (both
+    a bare 400). Malformed JSON gives none here: the route's own read reports where it breaks."""
+    try:
+        value = json.loads(body, object_pairs_hook=_object, parse_int=_integer)
+    except UnicodeDecodeError as exc:
+        return [_error(("body",), f"not UTF-8 text (byte {exc.start} is {body[exc.start:exc.start + 1]!r})",
+                       "json_invalid")]
+    except (ValueError, RecursionError):
+        return []
+    errors: list[dict[str, Any]] = []
+    todo: list[tuple[Any, tuple[str | int, ...]]] = [(value, ("body",))]
+    while todo:  # not recursive: the body may nest as deep as json.loads goes
+        item, loc = todo.pop()
+        if isinstance(item, _Object):
+            errors += [_error((*loc, k), "given twice (each key once per object)", "duplicate_key") for k in item.twice]
+            todo += [(v, (*loc, k)) for k, v in item.items()]
+        elif isinstance(item, list):
+            todo += [(v, (*loc, i)) for i, v in enumerate(item)]
+        elif item is _TOO_LONG:
+            errors.append(_error(loc, f"an integer of more than {sys.get_int_max_str_digits()} digits", "int_parsing"))
+    return errors
+
+
+def _json_body(request: Request) -> bool:
+    """Whether the route reads ``request``'s body as JSON (application/json or application/*+json)."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
+
+
+class JsonBodyRoute(APIRoute):
+    """A route that reads its JSON body strictly first (``body_errors``): a 422 naming the field."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def checked(request: Request) -> Response:
+            if _json_body(request):
+                try:
+                    body = await request.body()  # kept on the request: the route reads it from there
+                except ClientDisconnect:  # gone, or refused by BodyGuard (413, 408): the route's read says so
+                    return await handle(request)
+                errors = body_errors(body) if body else []
+                if errors:
+                    raise RequestValidationError(errors)
+            return await handle(request)
+
+        return checked
+
+
 def load_job(service: Service, job_id: str) -> Job:
     """The job, or 404 (anything but a known job id, including malformed ones)."""
     job = service.store.get(job_id) if is_job_id(job_id) else None
@@ -63,7 +143,7 @@ def accepted(job: Job, body: dict[str, Any]) -> JSONResponse:
     return JSONResponse(status_code=202, content=body, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
-def _error(loc: tuple[str, ...], msg: str, kind: str) -> dict[str, Any]:
+def _error(loc: tuple[str | int, ...], msg: str, kind: str) -> dict[str, Any]:
     return {"loc": loc, "msg": msg, "type": kind}
 
 

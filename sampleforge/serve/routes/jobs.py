@@ -12,12 +12,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from sampleforge.serve.job import QUEUED
-from sampleforge.serve.routes.common import ServiceDep, accepted, check_limits, load_job, submit
+from sampleforge.serve.routes.common import (
+    JsonBodyRoute,
+    ServiceDep,
+    accepted,
+    check_limits,
+    load_job,
+    submit,
+)
 from sampleforge.serve.schemas import GenerateRequest
 from sampleforge.serve.service import Service
 from sampleforge.serve.views import job_view
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], route_class=JsonBodyRoute)
 SSE_POLL_S = 0.2
 SSE_KEEP_ALIVE_S = 15.0
 

@@ -7,11 +7,18 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from sampleforge.serve.routes.common import ServiceDep, accepted, check_limits, load_job, submit
+from sampleforge.serve.routes.common import (
+    JsonBodyRoute,
+    ServiceDep,
+    accepted,
+    check_limits,
+    load_job,
+    submit,
+)
 from sampleforge.serve.schemas import TASK_FIELDS, TaskRequest
 from sampleforge.serve.views import task_view
 
-router = APIRouter(tags=["tasks"])
+router = APIRouter(tags=["tasks"], route_class=JsonBodyRoute)
 
 
 def task_loc(setting: str) -> tuple[str, ...]:

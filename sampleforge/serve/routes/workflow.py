@@ -35,7 +35,7 @@ from sampleforge.kit.pieces import DEFAULT_PIECES, KIT_DEFAULTS, PIECES
 from sampleforge.params import DEFAULTS, MAX_SEED, SPECS, GenerationParams
 from sampleforge.serve.job import QUEUED, Job
 from sampleforge.serve.results import new_job_id
-from sampleforge.serve.routes.common import accepted, queue_full_is_429
+from sampleforge.serve.routes.common import JsonBodyRoute, accepted, queue_full_is_429
 from sampleforge.serve.schemas import _field as derived_field
 from sampleforge.serve.schemas import _Strict
 from sampleforge.serve.views import job_view
@@ -43,7 +43,7 @@ from sampleforge.serve.views import job_view
 UPLOAD_PATHS = ("/v1/vary", "/v1/morph")
 _UNSET: Any = object()
 
-router = APIRouter(tags=["workflow"])
+router = APIRouter(tags=["workflow"], route_class=JsonBodyRoute)
 
 
 # the settings each route takes (GenerationParams fields: names, bounds, defaults and help derive from there)

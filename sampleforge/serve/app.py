@@ -30,15 +30,18 @@ STORAGE_RETRY_AFTER_S = 5
 
 
 def _safe(value: Any) -> Any:
-    """Error locations as JSON-safe strings/ints."""
-    return value if isinstance(value, (int, str)) and not isinstance(value, bool) else str(value)
+    """Error locations and messages as JSON-safe strings/ints (half a UTF-16 pair, which a JSON key may escape,
+    becomes '?': UTF-8 cannot carry it)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return str(value).encode("utf-8", "replace").decode("utf-8")
 
 
 async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     """422 ``{"detail": [{"loc", "msg", "type"}], "error": "field: message; ..."}``; never echoes the input
     (it may hold NaN, which JSON cannot carry)."""
     assert isinstance(exc, RequestValidationError)
-    detail = [{"loc": [_safe(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+    detail = [{"loc": [_safe(p) for p in e.get("loc", ())], "msg": _safe(e.get("msg", "")), "type": str(e.get("type", ""))}
               for e in exc.errors()]
     summary = "; ".join(f"{'.'.join(str(p) for p in d['loc'][1:] or d['loc'])}: {d['msg']}" for d in detail)
     return JSONResponse(status_code=422, content={"detail": detail, "error": summary})

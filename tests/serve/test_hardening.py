@@ -427,6 +427,14 @@ def test_an_integer_too_long_to_read_is_a_422_naming_it(make_client, path, raw, 
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == loc, r.text
 
 
+@pytest.mark.parametrize("raw", [b'{"prompt": "kick", "\\ud800": 1, "\\ud800": 2}',
+                                 b'{"prompt": "kick", "\\udfff": %s}' % (b"9" * 5000)], ids=["twice", "too-long"])
+def test_a_key_that_is_a_lone_surrogate_is_still_a_422(make_client, raw):
+    """JSON may escape half a UTF-16 pair; UTF-8 cannot carry it back in the error."""
+    r = make_client(start=False).post("/v1/generate", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][0] == "body", r.text
+
+
 def test_a_body_that_is_not_utf8_is_a_422_saying_so(make_client):
     r = make_client(start=False).post("/v1/generate", content='{"prompt": "café"}'.encode("latin-1"),
                                       headers={"content-type": "application/json"})

@@ -95,6 +95,32 @@ def test_upload_limit_is_separate_from_the_json_limit(make_client, generator) ->
     assert r.status_code == 413  # the ordinary limit still holds elsewhere
 
 
+def _wav_b64(wav: np.ndarray, rate: int, fmt: str = "WAV", subtype: str = "PCM_16") -> str:
+    buf = io.BytesIO()
+    sf.write(buf, wav, rate, format=fmt, subtype=subtype)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+@pytest.mark.parametrize(("wav", "rate", "fmt"), [
+    (np.random.default_rng(0).uniform(-0.5, 0.5, 400), 1, "WAV"),  # 6.7 minutes in 800 bytes: GBs once resampled
+    (np.full((20_000, 8), 0.25), 300, "FLAC"),  # 160,000 samples in a few KB of FLAC
+], ids=["1-hz-wav", "8-channel-flac"])
+def test_an_upload_that_decodes_too_long_is_a_422_before_it_is_decoded(make_client, wav, rate: int, fmt: str,
+                                                                        monkeypatch) -> None:
+    from sampleforge.serve.routes import workflow
+
+    monkeypatch.setattr(workflow, "MAX_UPLOAD_VALUES", 100_000)  # the second clip is 66 s: over by its values
+    monkeypatch.setattr(workflow, "read_audio", lambda *a: pytest.fail("decoded"))
+    client = make_client(start=False)
+    r = client.post("/v1/vary", json={"audio": _wav_b64(wav, rate, fmt), **FAST})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "audio"], r.text
+    assert "at most" in r.json()["error"]
+    r = client.post("/v1/morph", json={"from_audio": _wav_b64(wav, rate, fmt), "to_audio": _wav_b64(wav, rate, fmt),
+                                       **FAST})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "from_audio"], r.text
+    assert not list((client.app.state.service.files.results).iterdir())  # nothing stored
+
+
 def test_morph_endpoints_equal_the_sources(make_client, generator, wait_job, tmp_path: Path) -> None:
     client = make_client()
     job = run(client, "/v1/morph", {"from_prompt": "kick", "to_prompt": "snare", "from_seed": 4, "morph_steps": 3,

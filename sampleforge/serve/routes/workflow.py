@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
+import soundfile as sf
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -41,6 +42,10 @@ from sampleforge.serve.schemas import _Strict
 from sampleforge.serve.views import job_view
 
 UPLOAD_PATHS = ("/v1/vary", "/v1/morph")
+# an uploaded clip, by its header, before it is decoded: a few KB of FLAC, or a WAV at 1 Hz, can decode or resample
+# to GBs (a job uses the clip's first `duration` seconds)
+MAX_UPLOAD_SECONDS = 60.0
+MAX_UPLOAD_VALUES = 16_000_000  # samples over all channels (64 MB as float32): 60 s of 96 kHz stereo
 _UNSET: Any = object()
 
 router = APIRouter(tags=["workflow"], route_class=JsonBodyRoute)
@@ -163,6 +168,7 @@ def _decode(field: str, data: str, sample_rate: int) -> np.ndarray:
     with tempfile.TemporaryDirectory(prefix="sampleforge-upload-") as tmp:
         path = Path(tmp) / "input"
         path.write_bytes(raw)
+        _check_size(field, path)
         try:
             wav = read_audio(path, sample_rate)
         except AudioReadError as exc:
@@ -170,6 +176,19 @@ def _decode(field: str, data: str, sample_rate: int) -> np.ndarray:
     if float(np.abs(wav).max()) < 1e-4:
         raise _invalid(field, "silent (peak below -80 dBFS)")
     return wav
+
+
+def _check_size(field: str, path: Path) -> None:
+    """422 naming ``field`` when the clip at ``path`` says it is longer than an upload may be (a header that cannot
+    be read is left to read_audio, which says why)."""
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, ValueError):
+        return
+    seconds = info.frames / info.samplerate if info.samplerate > 0 else float("inf")
+    if seconds > MAX_UPLOAD_SECONDS or info.frames * info.channels > MAX_UPLOAD_VALUES:
+        raise _invalid(field, f"{seconds:.4g} s of {info.channels}-channel audio at {info.samplerate} Hz; at most "
+                       f"{MAX_UPLOAD_SECONDS:g} s and {MAX_UPLOAD_VALUES} samples over all channels", "too_long")
 
 
 def _checked(fn: Any, *args: Any, **kwargs: Any) -> Any:

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from sampleforge.backends.memory import chunked_decode, measure_peak, quantize_int8
+from sampleforge.backends.memory import in_chunks, measure_peak, quantize_int8
 from sampleforge.eval.metrics import peak_correlation
 
 
@@ -48,7 +48,7 @@ def bench_decode(seconds: float, channels: int, chunk_s: float) -> dict[str, Any
         with measure_peak() as full_peak:
             full = vae.decode(z).sample
         with measure_peak() as chunk_peak:
-            pieces = chunked_decode(lambda x: vae.decode(x).sample, z, chunk=chunk, overlap=8)
+            pieces = in_chunks(lambda x: vae.decode(x).sample, z, chunk=chunk, overlap=8)
     return {"seconds_of_audio": frames * 2048 / 44100, "decoder_channels": channels, "chunk_seconds": chunk_s,
             "full": {"peak_mib": full_peak.mib, "seconds": full_peak.seconds},
             "chunked": {"peak_mib": chunk_peak.mib, "seconds": chunk_peak.seconds},

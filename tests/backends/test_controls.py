@@ -169,3 +169,11 @@ def test_in_chunks_runs_encoders_too_and_refuses_chunks_off_the_hop() -> None:
     assert torch.equal(in_chunks(pool, x, chunk=16, overlap=8), pool(x))
     with pytest.raises(ValueError, match="multiples"):
         in_chunks(pool, x, chunk=10, overlap=8)
+
+
+def test_backends_benchmark_decodes_in_chunks() -> None:
+    # `python -m benchmarks.backends` (the README's memory figures): its chunked decode runs on memory.in_chunks
+    from benchmarks import backends as bench
+
+    res = bench.bench_decode(seconds=1.0, channels=4, chunk_s=0.25)
+    assert res["rel_l2"] < 0.05 and res["correlation"] > 0.99

@@ -174,6 +174,18 @@ def test_pads_and_the_kit_zip_hold_the_same_sounds(make_client, wait_job, tmp_pa
         assert client.get(in_kit["url"]).content == (tmp_path / "dusty_808" / f"{piece}.wav").read_bytes()
 
 
+def test_kits_and_pads_keep_their_own_defaults(make_client, wait_job, tmp_path: Path) -> None:
+    """A kit left without format or length is 24-bit PCM at each sound's natural length, a pad 16-bit: not the
+    generate defaults (32-bit float, the model's 2 s)."""
+    client = make_client()
+    pad = run(client, "/v1/kit/pad", {"prompt": "dusty 808", "piece": "closed_hat", "seed": 11, **FAST}, wait_job)
+    wav, _, subtype = audio_of(client, pad["results"][0], tmp_path / "pad")
+    assert subtype == "PCM_16" and len(wav) < 2 * 44100
+    kit = run(client, "/v1/kit", {"prompt": "dusty 808", "pieces": ["closed_hat"], "seed": 11, **FAST}, wait_job)
+    wav, _, subtype = audio_of(client, kit["results"][0], tmp_path / "kit")
+    assert subtype == "PCM_24" and len(wav) < 2 * 44100
+
+
 @pytest.mark.parametrize("body, field", [
     ({"piece": "gong"}, "piece"),
     ({"seed": -1}, "seed"),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import dataclasses
 import re
 import tempfile
@@ -28,6 +27,7 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field, StrictInt, create_model
+from pydantic.fields import FieldInfo
 
 from sampleforge.audio.finish import parse_length
 from sampleforge.audio.io import read_audio
@@ -66,9 +66,8 @@ def _setting(name: str, default: Any = _UNSET) -> tuple[Any, Any]:
         annotation = Annotated[str | float | None, AfterValidator(SPECS[name].check)]
     elif name == "pieces":
         annotation = Annotated[str | list[str] | None, AfterValidator(SPECS[name].check)]
-    if default is not _UNSET:
-        info = copy.copy(info)
-        info.default = default
+    if default is not _UNSET:  # a new FieldInfo: pydantic builds the model from the attributes a field was made with
+        info = FieldInfo.merge_field_infos(info, default=default)
     return annotation, info
 
 

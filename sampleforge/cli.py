@@ -2,7 +2,7 @@
 
 Every sub-command module exposes ``register(subparsers) -> None`` which adds its parser(s) and
 sets ``func`` (a callable taking the parsed ``argparse.Namespace`` and returning an exit code).
-Errors the user can fix (``SampleforgeError``, ``ConfigError``) print one line and exit 2.
+Errors the user can fix (``SampleforgeError``, ``ConfigError``, a flag argparse refuses) print one line and exit 2.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import typing
 
 from sampleforge.errors import ConfigError, SampleforgeError
 
@@ -34,9 +35,21 @@ COMMAND_MODULES = {
 }
 
 
+class UsageError(Exception):
+    """A command line argparse refuses; its message is the one line to print."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser whose errors are one line naming the command and its --help, not a usage block (its
+    sub-command parsers are of this class too)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser for ``command``'s module only, or for every sub-command when ``command`` is None/unknown."""
-    parser = argparse.ArgumentParser(prog="sampleforge", description="Drum one-shots from keyword prompts.")
+    parser = Parser(prog="sampleforge", description="Drum one-shots from keyword prompts.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else list(dict.fromkeys(COMMAND_MODULES.values()))
     for name in modules:
@@ -53,7 +66,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv[0] if argv else None)
-    args = parser.parse_args(argv)
+    try:
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # said by the sub-command, whose --help lists what it takes
+            prog = f"sampleforge {args.command}" if getattr(args, "command", None) else "sampleforge"
+            Parser(prog=prog).error(f"unrecognized arguments: {' '.join(unknown)}")
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

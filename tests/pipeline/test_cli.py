@@ -108,3 +108,25 @@ def test_vocab(debug_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["vocab", "--model", str(debug_model)]) == 0
     out = capsys.readouterr().out
     assert "kick" in out and "10" in out
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["morph", "--from-seed", "abc"], "--from-seed: invalid int value: 'abc'"),
+        (["import"], "the following arguments are required: diffusion, --vae, --out"),
+        (["serve", "--ttl-hours", "abc"], "--ttl-hours: must be a positive number, got abc"),
+        (["serve", "--token", "a", "--token-file", "b"], "not allowed with argument --token"),
+        (["eval", "score-classifier"], "required: --classifier"),
+        (["doctor", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_usage_errors_are_one_line_naming_the_command(
+    argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A flag argparse refuses is one line (no usage block), naming the command and where its help is."""
+    assert main(argv) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], lines
+    command = " ".join(a for a in argv[:2] if not a.startswith("-"))
+    assert lines[0].startswith(f"sampleforge {command}: error: ") and f"sampleforge {command} --help" in lines[0]

@@ -314,14 +314,24 @@ def random_seed() -> int:
 # ---- the command line ------------------------------------------------------------------------------------
 
 
+# settings a command line may also give without their flag, in this order: `vary my_snare.wav bright snare`
+POSITIONAL = {"input": ("input_word", "?", "INPUT"), "prompt": ("prompt_words", "*", "PROMPT")}
+
+
 def add_arguments(parser: argparse.ArgumentParser, names: Iterable[str] | None = None,
                   base: GenerationParams | None = None) -> None:
     """Add ``--steps``, ``--cfg-scale``, ... for ``names`` (default: all); ``base`` gives the defaults shown.
+    ``input`` and ``prompt`` may also be given without their flag: `generate punchy 808 kick`.
 
     Values stay text until ``from_namespace``, so a bad one is a one-line error naming the flag.
     """
     base = base or DEFAULTS
-    for name in names or SPECS:
+    names = tuple(names or SPECS)
+    for name, (dest, nargs, metavar) in POSITIONAL.items():
+        if name in names:
+            parser.add_argument(dest, nargs=nargs, default=None, metavar=metavar,
+                                help=f"the same as {SPECS[name].flag}" + (" (its words)" if nargs == "*" else ""))
+    for name in names:
         spec = SPECS[name]
         default = getattr(base, name)
         shown = f" (default {default})" if default is not None and default != "" else ""
@@ -340,7 +350,7 @@ def from_namespace(args: argparse.Namespace, base: GenerationParams | None = Non
     """The settings given on the command line over ``base``; a bad value raises ParamError naming its flag."""
     given: dict[str, Any] = {}
     for name, spec in SPECS.items():
-        text = getattr(args, name, None)
+        text = _flag_or_positional(args, name)
         if text is None:
             continue
         try:
@@ -351,6 +361,21 @@ def from_namespace(args: argparse.Namespace, base: GenerationParams | None = Non
         return dataclasses.replace(base or DEFAULTS, **given)
     except ParamError as exc:
         raise exc.renamed(SPECS[exc.name].flag) from None
+
+
+def _flag_or_positional(args: argparse.Namespace, name: str) -> str | None:
+    """The text given for setting ``name``: by its flag or without it (``POSITIONAL``); both, differing, is a
+    ParamError."""
+    text = getattr(args, name, None)
+    if name not in POSITIONAL:
+        return text
+    dest, nargs, metavar = POSITIONAL[name]
+    value = getattr(args, dest, None)
+    bare = " ".join(value) if isinstance(value, list) and value else value if isinstance(value, str) else None
+    if bare is None or text is None or bare == text:
+        return text if bare is None else bare
+    what = f"the prompt {bare!r}" if nargs == "*" else f"{metavar} {bare!r}"
+    raise ParamError(SPECS[name].flag, f"{text!r} and {what} differ: give it once")
 
 
 def parse_list(text: str, name: str) -> list[Any]:

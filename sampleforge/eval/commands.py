@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import re
 from pathlib import Path
@@ -255,13 +254,12 @@ def _register_sweep(sub: Any) -> None:
                        "LUFS before finishing, stage times and peak memory), spectrograms and players; on every "
                        "backend: the way to tell a weight bug from a bad setting.")
     p.add_argument("--model", default=DEFAULT_MODEL, help=SPECS["model"].help)
-    p.add_argument("--prompt", required=True, help=SPECS["prompt"].help)
     p.add_argument("--cfg-scale", default="1,3,5,7", help="comma-separated guidance scales")
     p.add_argument("--steps", default="10,25,50", help="comma-separated step counts")
     p.add_argument("--sampler", default=None,
                    help="comma-separated samplers (default: ddim,dpmpp_2m,heun; other people's models: their first "
                         "three, e.g. native,euler,dpmpp_2m)")
-    add_arguments(p, ("seed", "count", "duration", "precision", "eta", "steps_offset", "flow_shift", "offload",
+    add_arguments(p, ("prompt", "seed", "count", "duration", "precision", "eta", "steps_offset", "flow_shift", "offload",
                       "decode_chunk", "quantize", "channels"), base=SWEEP_BASE)
     p.add_argument("--device", default=None)
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/sweep/<prompt>)")
@@ -274,8 +272,10 @@ def _run_sweep(args: argparse.Namespace) -> int:
     grid = {name: parse_list(getattr(args, name), name) for name in ("cfg_scale", "steps")}
     samplers = parse_list(args.sampler, "sampler") if args.sampler is not None else None
     args.cfg_scale = args.steps = args.sampler = None  # the grid, not single values
-    base = dataclasses.replace(from_namespace(args, base=SWEEP_BASE), prompt=args.prompt)
-    slug = re.sub(r"[^a-z0-9]+", "_", args.prompt.lower()).strip("_")[:40] or "prompt"
+    base = from_namespace(args, base=SWEEP_BASE)
+    if args.prompt is None and not args.prompt_words:
+        raise UserInputError("give the prompt to sweep: sampleforge sweep WORDS... or --prompt TEXT")
+    slug = re.sub(r"[^a-z0-9]+", "_", base.prompt.lower()).strip("_")[:40] or "prompt"
     out = args.out or Path("runs") / "sweep" / slug
     result, js, page = sweep(args.model, base, grid["cfg_scale"], grid["steps"], samplers, out, args.device)
     for c in result["cells"]:

@@ -173,6 +173,19 @@ def test_sweep_end_to_end(debug_model: Path, tmp_path: Path, capsys: pytest.Capt
     assert "latent std" in capsys.readouterr().out
 
 
+def test_sweep_takes_the_prompt_as_words(debug_model: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`sampleforge sweep punchy kick ...` as `--prompt "punchy kick"`; no prompt at all is a one-line error."""
+    out = tmp_path / "sweep"
+    assert main(["sweep", "punchy", "kick", "--model", str(debug_model), "--cfg-scale", "1", "--steps", "1",
+                 "--sampler", "ddim", "--out", str(out)]) == 0
+    assert json.loads((out / "sweep.json").read_text())["prompt"] == "punchy kick"
+    capsys.readouterr()
+    assert main(["sweep", "--model", str(debug_model), "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "prompt" in err[0]
+
+
 def test_sweep_rejects_bad_lists(debug_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sweep", "--model", str(debug_model), "--prompt", "kick", "--cfg", "1,x"]) == 2
     assert "--cfg" in capsys.readouterr().err

@@ -130,3 +130,29 @@ def test_usage_errors_are_one_line_naming_the_command(
     assert len(lines) == 1 and needle in lines[0], lines
     command = " ".join(a for a in argv[:2] if not a.startswith("-"))
     assert lines[0].startswith(f"sampleforge {command}: error: ") and f"sampleforge {command} --help" in lines[0]
+
+
+@pytest.mark.parametrize("words", [["punchy 808 kick"], ["punchy", "808", "kick"]])
+def test_generate_takes_the_prompt_as_words(
+    debug_model: Path, tmp_path: Path, words: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sampleforge generate punchy 808 kick`: the words after the command are the prompt, as --prompt."""
+    from sampleforge.audio.io import read_metadata
+
+    out = tmp_path / "x.wav"
+    rc = main(["generate", *words, "--model", str(debug_model), "--steps", "2", "--output", str(out), "--quiet"])
+    assert rc == 0 and read_metadata(out)["prompt"] == "punchy 808 kick"
+    capsys.readouterr()
+    rc = main(["generate", "punchy 808 kick", "--prompt", "punchy 808 kick", "--model", str(debug_model), "--steps",
+               "2", "--output", str(tmp_path / "y.wav"), "--quiet"])
+    assert rc == 0  # the same prompt twice is no contradiction
+
+
+def test_generate_prompt_words_and_another_prompt_flag_refused(
+    debug_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(["generate", "snare", "--prompt", "kick", "--model", str(debug_model), "--output",
+               str(tmp_path / "x.wav")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--prompt 'kick' and the prompt 'snare' differ" in err[0]
+    assert not (tmp_path / "x.wav").exists()

@@ -139,3 +139,27 @@ def test_vary_morph_and_kit_take_another_vocoder(debug_model: Path, model_withou
     rc, _, err = _run(capsys, "kit", *common, "--vocoder-ckpt", str(debug_model), "--no-vocoder",
                       "--out-dir", str(tmp_path / "k2"))
     assert rc == 2 and "--no-vocoder and --vocoder-ckpt contradict each other" in err
+
+
+def test_vary_takes_input_and_prompt_words(debug_model: Path, snare_file: Path, tmp_path: Path, capsys) -> None:
+    """`sampleforge vary my_snare.wav bright snare`: the file to vary, then the prompt's words."""
+    rc, files, _ = _run(capsys, "vary", str(snare_file), "bright", "snare", "--model", str(debug_model), "--steps",
+                        "2", "--out-dir", str(tmp_path), "--quiet")
+    assert rc == 0 and len(files) == 1
+    meta = read_metadata(files[0])
+    assert meta["input"] == "my_snare.wav" and meta["prompt"] == "bright snare"
+    rc, _, err = _run(capsys, "vary", str(snare_file), "--input", str(tmp_path / "other.wav"), "--model",
+                      str(debug_model), "--out-dir", str(tmp_path))
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "--input" in err and "differ" in err
+
+
+def test_morph_and_kit_take_the_prompt_as_words(debug_model: Path, tmp_path: Path, capsys) -> None:
+    rc, files, _ = _run(capsys, "morph", "dusty", "kick", "--model", str(debug_model), "--steps", "2",
+                        "--morph-steps", "2", "--out-dir", str(tmp_path / "m"), "--quiet")
+    assert rc == 0 and [read_metadata(f)["prompt"] for f in files] == ["dusty kick -> dusty kick"] * 2
+    rc, _, _ = _run(capsys, "kit", "dusty", "808", "--model", str(debug_model), "--pieces", "kick", "--steps", "2",
+                    "--out-dir", str(tmp_path / "k"), "--quiet")
+    assert rc == 0 and read_metadata(tmp_path / "k" / "kick.wav")["kit_prompt"] == "dusty 808"
+    rc, _, err = _run(capsys, "kit", "dusty", "--prompt", "clean", "--model", str(debug_model), "--out-dir",
+                      str(tmp_path / "k2"))
+    assert rc == 2 and "differ" in err and not (tmp_path / "k2").exists()

@@ -4,6 +4,34 @@ from __future__ import annotations
 
 import torch
 
+from sampleforge.errors import UserInputError
+
+
+def torch_device(spec: torch.device | str | None) -> torch.device:
+    """``spec`` (cpu, cuda, cuda:N, mps; None or "": ``auto_device``) as a device this machine has; else a
+    UserInputError naming it (a misspelt name, or a GPU this torch build or machine does not have)."""
+    if spec is None or spec == "":
+        return auto_device()
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, TypeError):
+        raise UserInputError(f"device {str(spec)!r}: not a device name (cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}, but no GPU is visible"
+            raise UserInputError(f"device {str(spec)!r}: CUDA is not available (torch {torch.__version__}: {build}); "
+                                 "use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserInputError(f"device {str(spec)!r}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                                 f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    elif device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise UserInputError(f"device {str(spec)!r}: Apple's MPS is not available on this machine; use --device cpu")
+    elif device.type != "cpu":
+        raise UserInputError(f"device {str(spec)!r}: sampleforge runs on cpu, cuda or mps")
+    return device
+
 
 def auto_device() -> torch.device:
     """The fastest device available: CUDA, then Apple's MPS, then the CPU."""

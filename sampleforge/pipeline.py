@@ -27,7 +27,7 @@ from sampleforge.audio.griffinlim import GriffinLim
 from sampleforge.audio.mel import MelSpectrogram
 from sampleforge.backends.base import BackendOptions, Generation, ParamSpace, RunMixin, model_defaults
 from sampleforge.bundle import DEFAULT_MODEL, Bundle, load_bundle, model_id
-from sampleforge.devices import auto_device
+from sampleforge.devices import torch_device
 from sampleforge.diffusion.samplers import DISTILLED_SAMPLERS, FLOW_SAMPLERS, SAMPLERS
 from sampleforge.diffusion.sampling import generate_latents
 from sampleforge.errors import UserInputError
@@ -96,7 +96,7 @@ class Generator(RunMixin):
         if self.precision not in NATIVE_PRECISIONS:
             raise UserInputError(f"precision: sampleforge models run in {' or '.join(NATIVE_PRECISIONS)}, "
                                  f"got {self.precision}")
-        self.device = torch.device(device) if device is not None else auto_device()
+        self.device = torch_device(device)
         if SPECS["quantize"].check(quantize) == "int8":
             from sampleforge.backends.memory import quantize_int8
 

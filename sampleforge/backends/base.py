@@ -44,9 +44,9 @@ class BackendOptions:
 
     def torch_device(self) -> torch.device:
         """The device asked for, else the best available."""
-        from sampleforge.pipeline import auto_device
+        from sampleforge.devices import torch_device
 
-        return torch.device(self.device) if self.device else auto_device()
+        return torch_device(self.device)
 
     @classmethod
     def from_params(cls, params: GenerationParams, device: str | None = None) -> BackendOptions:

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from sampleforge.devices import auto_device
+from sampleforge.devices import torch_device
 from sampleforge.errors import CheckpointError, SampleforgeError, UserInputError
 from sampleforge.strict import ConfigError, to_dict
 from sampleforge.train.checkpoint import (
@@ -278,7 +278,7 @@ class _Runtime:
             self.device = torch.device(self.accelerator.device)
         else:
             self.rank, self.world = 0, 1
-            self.device = torch.device(device) if device else auto_device()
+            self.device = torch_device(device)
         self.main = self.rank == 0
 
     def wrap(self, module: nn.Module) -> nn.Module:

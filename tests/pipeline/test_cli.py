@@ -156,3 +156,17 @@ def test_generate_prompt_words_and_another_prompt_flag_refused(
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "--prompt 'kick' and the prompt 'snare' differ" in err[0]
     assert not (tmp_path / "x.wav").exists()
+
+
+@pytest.mark.parametrize("device, needle", [("gpu", "not a device name"), ("cuda:7", "cuda"), ("ipu", "cpu, cuda or mps")])
+def test_generate_bad_device_one_line(
+    debug_model: Path, tmp_path: Path, device: str, needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt --device, or a GPU this machine lacks, is a one-line error (a torch traceback before)."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    rc = main(["generate", "kick", "--model", str(debug_model), "--device", device, "--output", str(tmp_path / "x.wav")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and f"device '{device}'" in err[0] and needle in err[0], err

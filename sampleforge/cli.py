@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 import typing
+from pathlib import Path
 
 from sampleforge.errors import ConfigError, SampleforgeError
 
@@ -82,9 +83,24 @@ def main(argv: list[str] | None = None) -> int:
     except (SampleforgeError, ConfigError) as exc:
         print(f"sampleforge {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path the file system refuses (a folder flag naming a file, no permission, disk full)
+        if exc.filename is None:
+            raise
+        print(f"sampleforge {args.command}: error: {_path_problem(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _path_problem(exc: OSError) -> str:
+    """One line for an OSError about a path: a file where a folder is needed said so, else the system's words."""
+    path = Path(exc.filename)
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):
+        for p in (path, *path.parents):
+            if p.is_file():
+                return f"{p} is a file, not a folder"
+    return f"{exc.filename}: {exc.strerror or exc}"
 
 
 if __name__ == "__main__":

@@ -28,6 +28,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer between 0 and 65535, got {text}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -67,7 +77,7 @@ def register(subparsers: Any) -> None:
         description="Serve the generation API (FastAPI + uvicorn) and the web page at /. Jobs persist in "
                     "SQLite under --storage; without --broker they run on in-process worker threads.")
     serve.add_argument("--host", default=DEFAULTS.host, help="bind address (default: %(default)s)")
-    serve.add_argument("--port", type=int, default=DEFAULTS.port, help="(default: %(default)s)")
+    serve.add_argument("--port", type=_port, default=DEFAULTS.port, help="(default: %(default)s)")
     serve.add_argument("--workers", type=_positive_int, default=DEFAULTS.workers,
                        help="in-process worker threads; 1 is right on CPU (default: %(default)s)")
     serve.add_argument("--broker", default=None, help="redis://host:port/db: run jobs on `sampleforge worker`s")

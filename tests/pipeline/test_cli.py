@@ -170,3 +170,34 @@ def test_generate_bad_device_one_line(
     rc = main(["generate", "kick", "--model", str(debug_model), "--device", device, "--output", str(tmp_path / "x.wav")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and f"device '{device}'" in err[0] and needle in err[0], err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo", "--per-class", "1", "--out-dir", "{file}"],
+        ["data", "debian", "--out", "{file}"],
+        ["import", "{file}", "--vae", "{file}", "--out", "{file}"],
+        ["sweep", "kick", "--steps", "1", "--cfg-scale", "1", "--sampler", "ddim", "--out", "{file}"],
+    ],
+)
+def test_an_output_folder_that_is_a_file_is_one_line(
+    debug_model: Path, tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder flag naming an existing file: one line saying so (a FileExistsError/NotADirectoryError traceback
+    before), and the file is left as it was."""
+    file = tmp_path / "take.wav"
+    file.write_bytes(b"RIFF keep me")
+    argv = [a.replace("{file}", str(file)) for a in argv]
+    if argv[0] in ("demo", "sweep"):
+        argv += ["--model", str(debug_model)]
+    rc = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and f"{file} is a file, not a folder" in err[0], err
+    assert file.read_bytes() == b"RIFF keep me"
+
+
+def test_serve_port_out_of_range_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused before any model loads (an OverflowError traceback from bind() after loading, before)."""
+    assert main(["serve", "--port", "70000"]) == 2
+    assert "--port: must be between 0 and 65535, got 70000" in capsys.readouterr().err

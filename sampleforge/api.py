@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from sampleforge.audio.io import write_wav
 from sampleforge.bundle import DEFAULT_MODEL, resolve_model
 from sampleforge.errors import UserInputError
-from sampleforge.params import DEFAULTS, GenerationParams
+from sampleforge.params import DEFAULTS, GENERATE_SETTINGS, GenerationParams
 from sampleforge.pipeline import Generator
 from sampleforge.taxonomy import CATEGORY_WORDS, category_from_tokens
 from sampleforge.text.keywords import tokenize
@@ -68,15 +69,31 @@ def _backend(model: str) -> Any:
     return load_backend(model)
 
 
-def auto_name(prompt: str, seed: int, model: str, steps: int, cfg_scale: float) -> Path:
-    """``generations/<class>_<keywords>_<hash>.wav`` (class "drum" when the prompt names none)."""
+def auto_name(prompt: str, seed: int, model: str, steps: int, cfg_scale: float,
+              settings: Mapping[str, Any] | None = None) -> Path:
+    """``generations/<class>_<keywords>_<hash>.wav`` (class "drum" when the prompt names none). The hash is of
+    the arguments and of ``settings`` (``named_settings``: the others that shape the sound), so that a clip made
+    otherwise is another file, not an overwrite."""
     tokens = tokenize(prompt)
     category = category_from_tokens(tokens) or "drum"
     class_words = set(CATEGORY_WORDS.get(category, ()))
     rest = [t for t in tokens if t not in class_words][:4]
-    digest = hashlib.sha1(f"{prompt}|{seed}|{model}|{steps}|{cfg_scale}".encode()).hexdigest()[:8]
+    more = "".join(f"|{k}={v}" for k, v in sorted((settings or {}).items()))
+    digest = hashlib.sha1(f"{prompt}|{seed}|{model}|{steps}|{cfg_scale}{more}".encode()).hexdigest()[:8]
     stem = "_".join([category, *rest, digest])
     return GENERATIONS_DIR / f"{stem}.wav"
+
+
+# the settings besides auto_name's own arguments that a file's name stands for (not: how many clips, how a model
+# is held in memory)
+NAMED_SETTINGS = tuple(n for n in GENERATE_SETTINGS if n not in ("prompt", "seed", "model", "steps", "cfg_scale",
+                                                               "count", "offload"))
+
+
+def named_settings(params: GenerationParams) -> dict[str, Any]:
+    """The ``NAMED_SETTINGS`` of ``params`` (as asked, before a model fills in its own) other than the defaults:
+    ``auto_name``'s ``settings``. Default settings name a file as before."""
+    return {n: getattr(params, n) for n in NAMED_SETTINGS if getattr(params, n) != getattr(DEFAULTS, n)}
 
 
 def load_generator(
@@ -168,10 +185,11 @@ def generate(
     if params.count != 1:
         raise UserInputError(f"count: generate() makes one clip, got {params.count} (see Generator.generate)")
     gen, use_vocoder = load_generator(diffusion_checkpoint, vae_checkpoint, vocoder_checkpoint, model=params.model)
+    named = named_settings(params)
     params = gen.resolve(params)
     assert params.seed is not None and params.sampler is not None
     out = Path(output_path) if output_path is not None else \
-        auto_name(params.prompt, params.seed, gen.id, params.steps, params.cfg_scale)
+        auto_name(params.prompt, params.seed, gen.id, params.steps, params.cfg_scale, named)
     check_writable(out)
     result = gen.run(params, vocoder=use_vocoder)
     write_wav(out, result.audio[0].numpy(), gen.sample_rate,

@@ -89,9 +89,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     elif args.out_dir is not None:
         api.check_writable(args.out_dir / "probe.wav")
     gen, use_vocoder = _load_model(args, params, choice)
+    named = api.named_settings(params)
     params = gen.resolve(params)
     assert params.seed is not None and params.sampler is not None
-    outs = [_output_path(args, params, gen.id, k) for k in range(params.count)]
+    outs = [_output_path(args, params, gen.id, k, named) for k in range(params.count)]
     for out in outs:
         api.check_writable(out)
     for w in gen.check_prompt(params.prompt):
@@ -161,8 +162,10 @@ def verbose_line(gen: Any, stats: dict[str, float], peak: Any, params: Generatio
     return "; ".join(parts)
 
 
-def _output_path(args: argparse.Namespace, params: GenerationParams, model: str, k: int) -> Path:
-    """Where clip k goes: ``--output`` (numbered when --count > 1) or an auto name (in ``--out-dir``)."""
+def _output_path(args: argparse.Namespace, params: GenerationParams, model: str, k: int,
+                 named: dict[str, Any]) -> Path:
+    """Where clip k goes: ``--output`` (numbered when --count > 1) or an auto name (in ``--out-dir``); ``named``:
+    ``api.named_settings`` of the settings as asked."""
     from sampleforge import api
 
     assert params.seed is not None and params.steps is not None and params.cfg_scale is not None
@@ -170,7 +173,7 @@ def _output_path(args: argparse.Namespace, params: GenerationParams, model: str,
         out: Path = args.output if params.count == 1 else \
             args.output.with_name(f"{args.output.stem}_{k + 1}{args.output.suffix}")
     else:
-        out = api.auto_name(params.prompt, params.seed + k, model, params.steps, params.cfg_scale)
+        out = api.auto_name(params.prompt, params.seed + k, model, params.steps, params.cfg_scale, named)
         if args.out_dir is not None:
             out = args.out_dir / out.name
     return audio_suffix(out, params.format)

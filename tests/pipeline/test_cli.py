@@ -201,3 +201,21 @@ def test_serve_port_out_of_range_is_a_usage_error(capsys: pytest.CaptureFixture[
     """Refused before any model loads (an OverflowError traceback from bind() after loading, before)."""
     assert main(["serve", "--port", "70000"]) == 2
     assert "--port: must be between 0 and 65535, got 70000" in capsys.readouterr().err
+
+
+def test_generate_auto_names_differ_with_the_settings(
+    debug_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same prompt and seed with another sampler, knob, duration or format is another file, not an overwrite of
+    the first; the same settings again are the same name (and a name of default settings is as it was)."""
+    from sampleforge.api import auto_name
+    from sampleforge.bundle import model_id
+
+    base = ["generate", "kick", "--model", str(debug_model), "--steps", "2", "--seed", "1", "--out-dir", str(tmp_path),
+            "--quiet"]
+    made = []
+    for extra in ([], ["--sampler", "euler"], ["--duration", "1"], ["--decay", "0.2"], ["--format", "wav16"], []):
+        assert main([*base, *extra]) == 0
+        made.append(capsys.readouterr().out.strip())
+    assert len(set(made[:-1])) == 5 and made[-1] == made[0]
+    assert Path(made[0]).name == auto_name("kick", 1, model_id(debug_model), 2, 3.0).name

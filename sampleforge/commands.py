@@ -76,7 +76,25 @@ def vocoder_flags(args: argparse.Namespace) -> bool | str:
     return args.vocoder_ckpt or not args.no_vocoder
 
 
+# suffixes of audio formats sampleforge does not write: a WAV by such a name would mislead
+OTHER_AUDIO_SUFFIXES = (".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma")
+
+
+def _check_output_flags(args: argparse.Namespace) -> None:
+    """--output and --out-dir are one or the other; --output x.flac without --format means FLAC."""
+    if args.output is None:
+        return
+    if args.out_dir is not None:
+        raise UserInputError("--output names the file, --out-dir the folder of auto-named files: give one of them")
+    suffix = args.output.suffix.lower()
+    if suffix in OTHER_AUDIO_SUFFIXES:
+        raise UserInputError(f"--output {args.output}: sampleforge writes .wav or .flac (see --format)")
+    if suffix == ".flac" and args.format is None:
+        args.format = "flac"
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
+    _check_output_flags(args)
     params = from_namespace(args).with_seed()  # before the heavy imports: a bad value answers at once
     choice = vocoder_flags(args)
     from sampleforge import api

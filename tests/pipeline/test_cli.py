@@ -219,3 +219,18 @@ def test_generate_auto_names_differ_with_the_settings(
         made.append(capsys.readouterr().out.strip())
     assert len(set(made[:-1])) == 5 and made[-1] == made[0]
     assert Path(made[0]).name == auto_name("kick", 1, model_id(debug_model), 2, 3.0).name
+
+
+def test_generate_output_suffix(debug_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--output kick.flac makes kick.flac, a FLAC (a WAV named kick.wav before); a suffix of a format sampleforge
+    does not write, or --out-dir as well, is a one-line error before anything is made."""
+    base = ["generate", "kick", "--model", str(debug_model), "--steps", "2", "--quiet"]
+    assert main([*base, "--output", str(tmp_path / "kick.flac")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "kick.flac")
+    assert sf.info(str(tmp_path / "kick.flac")).format == "FLAC" and not (tmp_path / "kick.wav").exists()
+    for extra, needle in ((["--output", str(tmp_path / "kick.mp3")], "writes .wav or .flac"),
+                          (["--output", str(tmp_path / "a.wav"), "--out-dir", str(tmp_path / "d")], "--out-dir")):
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kick.flac"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,14 @@ def import_legacy_pt(path: PathLike) -> dict[str, Any]:
     Anything that would need unpickling arbitrary objects is refused with a clear error.
     """
     p = Path(path)
+    if p.is_dir():
+        raise CheckpointError(f"{p} is a folder, not a .pt checkpoint")
     if not p.is_file():
         raise CheckpointError(f"{p}: no such file")
+    with p.open("rb") as f:
+        head = f.read(2)
+    if not zipfile.is_zipfile(p) and not head.startswith(b"\x80"):  # torch.save: a zip, or a pickle (protocol 2+)
+        raise CheckpointError(f"{p.name}: not a PyTorch checkpoint (neither torch.save's zip nor a pickle)")
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError / RuntimeError with long texts

@@ -65,6 +65,20 @@ def test_legacy_pt_refuses_pickled_objects(tmp_path: Path) -> None:
         import_legacy_pt(f)
 
 
+@pytest.mark.parametrize("content, needle", [(b"hello\n", "not a PyTorch checkpoint"),
+                                           (b"", "not a PyTorch checkpoint"), (None, "is a folder")])
+def test_legacy_pt_names_a_file_that_is_no_checkpoint(tmp_path: Path, content: bytes | None, needle: str) -> None:
+    """A text file, an empty file or a folder is said to be one (not "it holds pickled objects", nor "no such
+    file")."""
+    f = tmp_path / "model.pt"
+    if content is None:
+        f.mkdir()
+    else:
+        f.write_bytes(content)
+    with pytest.raises(CheckpointError, match=needle):
+        import_legacy_pt(f)
+
+
 def test_import_command_writes_a_model_folder(debug_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     dif, vae, voc = _legacy_files(debug_model, tmp_path)
     out = tmp_path / "imported"

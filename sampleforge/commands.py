@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from sampleforge.errors import UserInputError
-from sampleforge.params import GENERATE_SETTINGS, GenerationParams, add_arguments, from_namespace
+from sampleforge.params import (
+    GENERATE_SETTINGS,
+    SPECS,
+    GenerationParams,
+    ParamError,
+    add_arguments,
+    from_namespace,
+)
 
 
 def register(sub: Any) -> None:
@@ -255,6 +262,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from sampleforge.bundle import DEFAULT_MODEL
     from sampleforge.errors import CheckpointError
 
+    for flag, name, value in (("--per-class", "count", args.per_class), ("--seed", "seed", args.seed)):
+        try:  # before anything loads, named by its flag
+            SPECS[name].check(value)
+        except ParamError as exc:
+            raise exc.renamed(flag) from None
     try:
         resolve(args.model or DEFAULT_MODEL)
     except CheckpointError as exc:

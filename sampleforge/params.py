@@ -378,6 +378,31 @@ def _flag_or_positional(args: argparse.Namespace, name: str) -> str | None:
     raise ParamError(SPECS[name].flag, f"{text!r} and {what} differ: give it once")
 
 
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``low`` (else a one-line usage error naming the flag)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer of at least {low}, got {text}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def parse_list(text: str, name: str) -> list[Any]:
     """``"1,3,5"`` for setting ``name`` -> [1, 3, 5], each item checked; an error names the flag."""
     spec = SPECS[name]

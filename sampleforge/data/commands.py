@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sampleforge.errors import UserInputError
+from sampleforge.params import int_at_least
 
 
 def register(sub: Any) -> None:
@@ -40,7 +41,7 @@ def register(sub: Any) -> None:
 
     y = data_sub.add_parser("synth", help="render procedural analog drums into a folder (kit 'synth')")
     y.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    y.add_argument("--per-class", type=int, default=10, metavar="N", help="clips per class (default 10)")
+    y.add_argument("--per-class", type=int_at_least(1), default=10, metavar="N", help="clips per class (default 10)")
     y.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     y.set_defaults(func=run_synth)
 

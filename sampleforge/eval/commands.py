@@ -10,7 +10,14 @@ from typing import Any
 
 from sampleforge.bundle import DEFAULT_MODEL
 from sampleforge.errors import UserInputError
-from sampleforge.params import SPECS, GenerationParams, add_arguments, from_namespace, parse_list
+from sampleforge.params import (
+    SPECS,
+    GenerationParams,
+    add_arguments,
+    from_namespace,
+    int_at_least,
+    parse_list,
+)
 
 SWEEP_BASE = GenerationParams(seed=0)  # every cell uses the same seed, so cells differ only by their settings
 
@@ -41,7 +48,7 @@ def _register_eval(sub: Any) -> None:
     p.add_argument("--classes", nargs="+", default=list(EvalSettings.classes), help="taxonomy classes to prompt")
     add_arguments(p, ("steps", "cfg_scale", "sampler", "seed", "precision", "eta", "steps_offset", "flow_shift"),
                   base=EVAL_GENERATION)
-    p.add_argument("--vocoder-clips", type=int, default=EvalSettings.vocoder_clips,
+    p.add_argument("--vocoder-clips", type=int_at_least(0), default=EvalSettings.vocoder_clips,
                    help="real clips re-synthesised for the vocoder check (0: skip)")
     p.add_argument("--held-out-kits", nargs="+", default=None, help="reference kits (default: the corpus held-out kits)")
     p.add_argument("--config", type=Path, default=None,

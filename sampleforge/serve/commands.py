@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sampleforge.errors import UserInputError
-from sampleforge.params import SPECS, add_arguments
+from sampleforge.params import SPECS, add_arguments, int_at_least, positive_float
 from sampleforge.serve.config import ServeConfig, check_token
 
 DEFAULTS = ServeConfig()
@@ -18,14 +18,7 @@ TOKEN_ENV = "SAMPLEFORGE_TOKEN"
 log = logging.getLogger("sampleforge.serve")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer of at least 1, got {text}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+_positive_int = int_at_least(1)
 
 
 def _port(text: str) -> int:
@@ -35,16 +28,6 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be an integer between 0 and 65535, got {text}") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
@@ -61,9 +44,9 @@ def _shared_arguments(p: argparse.ArgumentParser) -> None:
                    help="clips per generate() call, across compatible jobs (default: %(default)s)")
     p.add_argument("--max-attempts", type=_positive_int, default=DEFAULTS.max_attempts,
                    help="runs of a job interrupted by a dying worker before it fails (default: %(default)s)")
-    p.add_argument("--lease-seconds", type=_positive_float, default=DEFAULTS.lease_seconds,
+    p.add_argument("--lease-seconds", type=positive_float, default=DEFAULTS.lease_seconds,
                    help="a running job whose worker is silent this long is re-queued (default: %(default)s)")
-    p.add_argument("--visibility-timeout", type=_positive_float, default=DEFAULTS.visibility_timeout_s,
+    p.add_argument("--visibility-timeout", type=positive_float, default=DEFAULTS.visibility_timeout_s,
                    help="Redis redelivers an unacknowledged task after this many seconds (default: %(default)s)")
     p.add_argument("--durability", choices=("full", "fast"), default="full" if DEFAULTS.durable else "fast",
                    help="full: fsync result files and every database commit, finished jobs survive a power loss; "
@@ -89,21 +72,21 @@ def register(subparsers: Any) -> None:
                       help=f"the token itself (visible to every user in `ps`: prefer --token-file or ${TOKEN_ENV})")
     serve.add_argument("--max-queue", type=_positive_int, default=DEFAULTS.max_queue,
                        help="queued + running jobs before 429 (default: %(default)s)")
-    serve.add_argument("--ttl-hours", type=_positive_float, default=DEFAULTS.ttl_hours,
+    serve.add_argument("--ttl-hours", type=positive_float, default=DEFAULTS.ttl_hours,
                        help="delete finished jobs and their audio after this long (default: %(default)s)")
     serve.add_argument("--max-count", type=_positive_int, default=DEFAULTS.max_count, help="clips per job")
     serve.add_argument("--max-steps", type=_positive_int, default=DEFAULTS.max_steps, help="sampler steps per job")
-    serve.add_argument("--max-duration", type=_positive_float, default=DEFAULTS.max_duration, help="seconds")
+    serve.add_argument("--max-duration", type=positive_float, default=DEFAULTS.max_duration, help="seconds")
     serve.add_argument("--max-body-bytes", type=_positive_int, default=DEFAULTS.max_body_bytes)
-    serve.add_argument("--cleanup-interval", type=_positive_float, default=DEFAULTS.cleanup_interval_s,
+    serve.add_argument("--cleanup-interval", type=positive_float, default=DEFAULTS.cleanup_interval_s,
                        help="seconds between TTL sweeps (default: %(default)s)")
     serve.add_argument("--max-connections", type=_positive_int, default=DEFAULTS.max_connections,
                        help="open connections before 503 (default: %(default)s)")
-    serve.add_argument("--header-timeout", type=_positive_float, default=DEFAULTS.header_timeout_s,
+    serve.add_argument("--header-timeout", type=positive_float, default=DEFAULTS.header_timeout_s,
                        help="seconds for a request's line and headers to arrive (default: %(default)s)")
-    serve.add_argument("--body-timeout", type=_positive_float, default=DEFAULTS.body_timeout_s,
+    serve.add_argument("--body-timeout", type=positive_float, default=DEFAULTS.body_timeout_s,
                        help="seconds for a request's body to arrive (default: %(default)s)")
-    serve.add_argument("--keep-alive", type=_positive_float, default=DEFAULTS.keep_alive_s,
+    serve.add_argument("--keep-alive", type=positive_float, default=DEFAULTS.keep_alive_s,
                        help="seconds an idle keep-alive connection stays open (default: %(default)s)")
     _shared_arguments(serve)
     serve.set_defaults(func=run_serve)

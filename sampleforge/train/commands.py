@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sampleforge.errors import UserInputError
+from sampleforge.params import int_at_least, positive_float
 
 STAGE_CHOICES = ("vae", "diffusion", "vocoder", "vae-decoder", "all")
 EXIT_STOPPED = 75  # EX_TEMPFAIL: stopped by --max-minutes or a signal before the end; --resume continues
@@ -23,10 +24,10 @@ def register(sub: Any) -> None:
     p.add_argument("--config", type=Path, default=Path("configs/default.json"), help="recipe JSON")
     p.add_argument("--out", type=Path, required=True, help="run folder; the model is built in OUT/model")
     p.add_argument("--resume", action="store_true", help="continue from OUT's checkpoints")
-    p.add_argument("--max-minutes", type=float, default=None,
+    p.add_argument("--max-minutes", type=positive_float, default=None,
                    help="stop cleanly (with a checkpoint) after N minutes; a run stopped before its last step exits "
                         f"with status {EXIT_STOPPED} (continue it with --resume), a finished one with 0")
-    p.add_argument("--max-steps", type=int, default=None, help="override the config's max_steps")
+    p.add_argument("--max-steps", type=int_at_least(0), default=None, help="override the config's max_steps")
     p.add_argument("--cache", type=Path, default=None, help="clip cache folder (default ~/.cache/sampleforge)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)

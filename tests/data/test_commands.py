@@ -40,3 +40,4 @@ def test_synth_command(tmp_path, capsys):
     assert "wrote 12 clips" in capsys.readouterr().out
     assert len(list(out.glob("*.wav"))) == 12 and (out / "kit.json").is_file()
     assert main(["data", "synth", "--out", str(out), "--per-class", "0"]) == 2
+    assert "--per-class: must be at least 1, got 0" in capsys.readouterr().err

@@ -234,3 +234,25 @@ def test_generate_output_suffix(debug_model: Path, tmp_path: Path, capsys: pytes
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and needle in err[0], err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kick.flac"]
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["demo", "--per-class", "0"], "--per-class must be an integer between 1 and 1000, got 0"),
+        (["demo", "--seed", "-1"], "--seed must be an integer between 0"),
+        (["train", "vae", "--out", "{tmp}", "--max-minutes", "-1"], "--max-minutes: must be a positive number"),
+        (["train", "vae", "--out", "{tmp}", "--max-minutes", "nan"], "--max-minutes: must be a positive number"),
+        (["train", "vae", "--out", "{tmp}", "--max-steps", "-1"], "--max-steps: must be at least 0, got -1"),
+        (["eval", "--model", "m", "--reference", "r", "--vocoder-clips", "-1"], "--vocoder-clips: must be at least 0, got -1"),
+    ],
+)
+def test_numbers_that_made_no_sense_are_refused(
+    argv: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each named by its flag before any work (before: demo said "n must be...", train ran with a deadline
+    in the past, -1 steps or a NaN deadline, eval took -1 vocoder clips as 0)."""
+    assert main([a.replace("{tmp}", str(tmp_path / "run")) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "run").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from sampleforge.errors import UserInputError
 from sampleforge.params import int_at_least, positive_float
 
 STAGE_CHOICES = ("vae", "diffusion", "vocoder", "vae-decoder", "all")
+CONFIG_DEFAULT = Path("configs/default.json")
 EXIT_STOPPED = 75  # EX_TEMPFAIL: stopped by --max-minutes or a signal before the end; --resume continues
 
 
@@ -21,7 +23,7 @@ def register(sub: Any) -> None:
                    "fine-tune the VAE decoder alone (keeps the latents, so the diffusion model stays valid)")
     p.add_argument("--data", nargs="+", default=None,
                    help="folders of samples or Hydrogen kits (default: the installed Hydrogen kits)")
-    p.add_argument("--config", type=Path, default=Path("configs/default.json"), help="recipe JSON")
+    p.add_argument("--config", type=Path, default=CONFIG_DEFAULT, help="recipe JSON")
     p.add_argument("--out", type=Path, required=True, help="run folder; the model is built in OUT/model")
     p.add_argument("--resume", action="store_true", help="continue from OUT's checkpoints")
     p.add_argument("--max-minutes", type=positive_float, default=None,
@@ -71,10 +73,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         if int(os.environ.get("RANK", "0")) == 0:  # one process writes the model folder
             ctx.install_export(result.export_dir)
         if getattr(result, "stopped_early", False):
-            print(f"stopped early (time limit or signal); continue with: sampleforge train {args.stage} --resume --out {args.out}")
+            print(f"stopped early (time limit or signal); continue with: {resume_command(args)}")
             return EXIT_STOPPED
     print(f"model folder: {args.out / 'model'}")
     return 0
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command line that continues this run: its stage, data, config, cache and step limit again, with
+    --resume (not the time limit: a new one is the user's to give)."""
+    words = ["sampleforge", "train", args.stage, "--resume", "--out", str(args.out)]
+    if args.data:
+        words += ["--data", *map(str, args.data)]
+    if args.config != CONFIG_DEFAULT:
+        words += ["--config", str(args.config)]
+    if args.cache is not None:
+        words += ["--cache", str(args.cache)]
+    if args.max_steps is not None:
+        words += ["--max-steps", str(args.max_steps)]
+    return shlex.join(words)
 
 
 def _task(stage: str, ctx: Any) -> Any:

@@ -256,3 +256,17 @@ def test_numbers_that_made_no_sense_are_refused(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_stopped_training_run_names_a_command_that_continues_it() -> None:
+    """The hint after a stop repeats the run's data, config, cache and step limit (it said only `--resume --out RUN`, which
+    then trained on other data with configs/default.json, or failed)."""
+    from sampleforge.cli import build_parser
+    from sampleforge.train.commands import resume_command
+
+    args = build_parser("train").parse_args(["train", "vae", "--data", "my kits", "other", "--config",
+                                             "configs/debug.json", "--out", "run", "--max-minutes", "5", "--max-steps", "40"])
+    assert resume_command(args) == ("sampleforge train vae --resume --out run --data 'my kits' other --config "
+                                    "configs/debug.json --max-steps 40")
+    args = build_parser("train").parse_args(["train", "all", "--out", "run"])
+    assert resume_command(args) == "sampleforge train all --resume --out run"

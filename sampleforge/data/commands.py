@@ -94,6 +94,8 @@ def run_scan(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 f"no folder given and no Hydrogen kits at {dirs[0]} (install them: make data)"
             )
         raise UserInputError(f"no such folder: {', '.join(str(d) for d in dirs)}")
+    if args.json:
+        _check_json_target(args.json)  # before the scan, which may take minutes
     res = scan(dirs, check_audio=not args.no_check_audio)
     print(f"{len(res.clips)} clips in {sum(k.n_clips > 0 for k in res.kits.values())} kits "
           f"({len(res.excluded)} excluded, {len(res.errors)} unreadable)", file=out)  # fmt: skip
@@ -127,6 +129,17 @@ def run_scan(args: argparse.Namespace, out: TextIO | None = None) -> int:
             raise UserInputError(f"{args.json}: cannot write there ({exc.strerror or exc})") from None
         print(f"\nwrote {args.json}", file=out)
     return 0
+
+
+def _check_json_target(path: Path) -> None:
+    """A --json file that exists is replaced only when it holds JSON (a previous report), never a sample or
+    another file given there by mistake."""
+    if not path.is_file():
+        return
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise UserInputError(f"--json {path}: exists and holds no JSON; not replaced (choose another file)") from None
 
 
 def _reason_kind(why: str) -> str:

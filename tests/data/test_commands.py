@@ -41,3 +41,18 @@ def test_synth_command(tmp_path, capsys):
     assert len(list(out.glob("*.wav"))) == 12 and (out / "kit.json").is_file()
     assert main(["data", "synth", "--out", str(out), "--per-class", "0"]) == 2
     assert "--per-class: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_scan_json_never_replaces_a_file_that_is_no_json(kits_dir, tmp_path, capsys):
+    """--json naming a sample (or any file that holds no JSON) is a one-line error before the scan, the file
+    kept (it was overwritten with the report); a previous report is replaced."""
+    sample = tmp_path / "kick.wav"
+    sample.write_bytes(b"RIFF....WAVEfmt ")
+    assert main(["data", "scan", str(kits_dir), "--json", str(sample)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and "holds no JSON" in err
+    assert sample.read_bytes() == b"RIFF....WAVEfmt "
+    report = tmp_path / "scan.json"
+    report.write_text('{"old": true}\n')
+    assert main(["data", "scan", str(kits_dir), "--json", str(report)]) == 0
+    assert "clips" in json.loads(report.read_text())

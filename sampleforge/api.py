@@ -20,7 +20,7 @@ from typing import Any
 
 from sampleforge.audio.io import write_wav
 from sampleforge.bundle import DEFAULT_MODEL, resolve_model
-from sampleforge.errors import UserInputError
+from sampleforge.errors import UserInputError, file_in_the_way
 from sampleforge.params import DEFAULTS, GENERATE_SETTINGS, GenerationParams
 from sampleforge.pipeline import Generator
 from sampleforge.taxonomy import CATEGORY_WORDS, category_from_tokens
@@ -150,7 +150,8 @@ def check_writable(path: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".sampleforge-probe-"):
             pass
     except OSError as exc:
-        raise UserInputError(f"output: cannot write to {path.parent} ({exc.strerror or exc})") from None
+        problem = file_in_the_way(path.parent) or f"cannot write to {path.parent} ({exc.strerror or exc})"
+        raise UserInputError(f"output: {problem}") from None
     if path.exists() and not os.access(path, os.W_OK):
         raise UserInputError(f"output: {path} is not writable")
 

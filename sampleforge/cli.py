@@ -11,9 +11,8 @@ import argparse
 import importlib
 import sys
 import typing
-from pathlib import Path
 
-from sampleforge.errors import ConfigError, SampleforgeError
+from sampleforge.errors import ConfigError, SampleforgeError, file_in_the_way
 
 # the module that registers each sub-command; only the one a command line names is imported (some pull in
 # torch, scipy or FastAPI), all of them for `sampleforge --help`
@@ -95,12 +94,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _path_problem(exc: OSError) -> str:
     """One line for an OSError about a path: a file where a folder is needed said so, else the system's words."""
-    path = Path(exc.filename)
-    if isinstance(exc, (FileExistsError, NotADirectoryError)):
-        for p in (path, *path.parents):
-            if p.is_file():
-                return f"{p} is a file, not a folder"
-    return f"{exc.filename}: {exc.strerror or exc}"
+    in_the_way = file_in_the_way(exc.filename) if isinstance(exc, (FileExistsError, NotADirectoryError)) else None
+    return in_the_way or f"{exc.filename}: {exc.strerror or exc}"
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from sampleforge.strict import ConfigError
 
 
@@ -21,4 +24,13 @@ class CheckpointError(SampleforgeError):
     """A model folder or checkpoint that is missing, corrupt, or does not match its config."""
 
 
-__all__ = ["SampleforgeError", "UserInputError", "AudioReadError", "CheckpointError", "ConfigError"]
+def file_in_the_way(folder: str | os.PathLike[str]) -> str | None:
+    """"X is a file, not a folder" when ``folder`` or a parent of it is an existing file (why it cannot be made)."""
+    path = Path(folder)
+    for p in (path, *path.parents):
+        if p.is_file():
+            return f"{p} is a file, not a folder"
+    return None
+
+
+__all__ = ["SampleforgeError", "UserInputError", "AudioReadError", "CheckpointError", "ConfigError", "file_in_the_way"]

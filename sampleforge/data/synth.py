@@ -24,7 +24,7 @@ from scipy.signal import butter, sosfilt
 from sampleforge.audio.finish import finish
 from sampleforge.audio.io import write_wav
 from sampleforge.data.corpus import GENERATED_LICENCE, Clip, scan
-from sampleforge.errors import UserInputError
+from sampleforge.errors import UserInputError, file_in_the_way
 from sampleforge.taxonomy import CATEGORIES, CATEGORY_WORDS
 
 SAMPLE_RATE = 44100
@@ -257,7 +257,7 @@ def render_kit(
         meta = {"name": "synth", "author": "sampleforge data synth", "licence": GENERATED_LICENCE}
         (out / "kit.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
-        raise UserInputError(f"{out}: cannot write there ({exc.strerror or exc})") from None
+        raise UserInputError(file_in_the_way(out) or f"{out}: cannot write there ({exc.strerror or exc})") from None
     intended: dict[str, str] = {}
     for ci, cat in enumerate(CATEGORIES):
         for i in range(n_per_category):

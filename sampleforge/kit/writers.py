@@ -17,7 +17,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from sampleforge.audio.io import FORMATS, write_audio
-from sampleforge.errors import UserInputError
+from sampleforge.errors import UserInputError, file_in_the_way
 from sampleforge.kit.build import Kit, KitSample
 from sampleforge.kit.pieces import CHOKE_GROUP, GM_NAMES, PIECES
 
@@ -167,8 +167,9 @@ def kit_json(kit: Kit, fmt: str) -> str:
 
 def check_out_dir(out_dir: Path, overwrite: bool = False) -> None:
     """UserInputError unless ``out_dir`` is new or empty (or ``overwrite``) and writable."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserInputError(f"out-dir: {out_dir} is a file, not a folder")
+    in_the_way = file_in_the_way(out_dir)
+    if in_the_way:
+        raise UserInputError(f"out-dir: {in_the_way}")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise UserInputError(f"out-dir: {out_dir} is not empty (choose a new folder, or --overwrite)")
     try:

@@ -179,6 +179,9 @@ def test_generate_bad_device_one_line(
         ["data", "debian", "--out", "{file}"],
         ["import", "{file}", "--vae", "{file}", "--out", "{file}"],
         ["sweep", "kick", "--steps", "1", "--cfg-scale", "1", "--sampler", "ddim", "--out", "{file}"],
+        ["generate", "kick", "--out-dir", "{file}"],
+        ["generate", "kick", "--output", "{file}/x.wav"],
+        ["data", "synth", "--out", "{file}"],
     ],
 )
 def test_an_output_folder_that_is_a_file_is_one_line(
@@ -189,7 +192,7 @@ def test_an_output_folder_that_is_a_file_is_one_line(
     file = tmp_path / "take.wav"
     file.write_bytes(b"RIFF keep me")
     argv = [a.replace("{file}", str(file)) for a in argv]
-    if argv[0] in ("demo", "sweep"):
+    if argv[0] in ("demo", "sweep", "generate"):
         argv += ["--model", str(debug_model)]
     rc = main(argv)
     err = capsys.readouterr().err.strip().splitlines()

@@ -133,7 +133,7 @@ def test_auto_name_without_class() -> None:
 def test_reference_api_unwritable(debug_model: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(UserInputError, match="cannot write"):
+    with pytest.raises(UserInputError, match=f"{blocker} is a file, not a folder"):
         sampleforge.generate(
             diffusion_checkpoint=debug_model,
             prompt="kick",

@@ -52,11 +52,12 @@ def _progress(total_clips: int, quiet: bool) -> Any:
         return None, None
     from tqdm import tqdm
 
-    bar = tqdm(desc="sampling", unit="step", file=sys.stderr, leave=False)
+    bar = tqdm(desc="sampling", unit="step", file=sys.stderr, leave=False, delay=1e9)  # shown at the first step
 
     def callback(i: int, total: int) -> None:
         if bar.total != total:
             bar.reset(total=total)
+            bar.delay = 0
         bar.n = i + 1 if i + 1 <= total else total
         bar.refresh()
 

@@ -99,7 +99,7 @@ def _register_eval(sub: Any) -> None:
                         "training run's model/) or its vocoder.safetensors")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
-    v.add_argument("--listen", type=int, default=LISTEN_VOCODER, metavar="N",
+    v.add_argument("--listen", type=int_at_least(0), default=LISTEN_VOCODER, metavar="N",
                    help=f"clips in the page's listening test, from each class in turn (default {LISTEN_VOCODER}; "
                         "0: tables only)")
     v.add_argument("--out", type=Path, default=None,
@@ -202,8 +202,6 @@ def _run_vocoder_check(args: argparse.Namespace) -> int:
 
     if args.clips < 1:
         raise UserInputError(f"--clips must be >= 1, got {args.clips}")
-    if args.listen < 0:
-        raise UserInputError(f"--listen must be >= 0, got {args.listen}")
     out = args.out or Path("runs") / "eval" / Path(str(args.model)).name / "vocoder.json"
     if out.suffix == ".html":
         raise UserInputError(f"--out: {out} is the JSON file; the page goes beside it as .html")

@@ -94,7 +94,7 @@ def test_eval_vocoder_alone(debug_model: Path, reference_dir: Path, tmp_path: Pa
     assert main([*base, "--clips", "0"]) == 2
     assert "--clips must be >= 1" in capsys.readouterr().err
     assert main([*base, "--listen", "-1"]) == 2
-    assert "--listen must be >= 0" in capsys.readouterr().err
+    assert "argument --listen: must be at least 0, got -1" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "page.html")]) == 2
     assert "is the JSON file" in capsys.readouterr().err
     assert main(["eval", "vocoder", "--model", f"{debug_model}+griffin-lim", "--vocoder", str(debug_model),

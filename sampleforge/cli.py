@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
+import os
 import sys
 import typing
 
@@ -82,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SampleforgeError, ConfigError) as exc:
         print(f"sampleforge {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`sampleforge vocab | head`): stop quietly
+        _quiet_stdout()
+        return 1
     except OSError as exc:  # a path the file system refuses (a folder flag naming a file, no permission, disk full)
         if exc.filename is None:
             raise
@@ -90,6 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush does not fail on the closed pipe again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):  # not a file descriptor (a test's capture)
+        pass
 
 
 def _path_problem(exc: OSError) -> str:

@@ -273,3 +273,19 @@ def test_a_stopped_training_run_names_a_command_that_continues_it() -> None:
                                     "configs/debug.json --max-steps 40")
     args = build_parser("train").parse_args(["train", "all", "--out", "run"])
     assert resume_command(args) == "sampleforge train all --resume --out run"
+
+
+def test_a_reader_that_goes_away_stops_the_output_quietly(debug_model: Path) -> None:
+    """`sampleforge vocab | head -1`: the closed pipe ends the command without a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    code = f"import sys; from sampleforge.cli import main; sys.exit(main(['vocab', '--model', {str(debug_model)!r}]))"
+    read, write = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=write, stderr=subprocess.PIPE)
+    os.close(write)
+    os.close(read)  # gone before the command prints (it imports first): its every write fails
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()

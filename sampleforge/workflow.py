@@ -103,7 +103,8 @@ def vary(
     **settings: Any,
 ) -> list[Path]:
     """``count`` variations of the sample ``input`` (see ``Generator.vary``) written to ``out_dir`` as
-    ``<input stem>_var<strength %>_<seed>.<ext>``."""
+    ``<input stem>_var<strength %>_<seed>.<ext>``, with ``_<hash>`` before the suffix when a prompt or any other
+    setting that shapes the sound is given (so that another prompt with the same seed is another file)."""
     if input is not None:
         settings["input"] = str(input)
     p = GenerationParams.from_kwargs(settings, base=params or DEFAULTS)
@@ -116,10 +117,21 @@ def vary(
     _tell(warn, result.warnings)
     stem = Path(p.input).stem[:60]
     ext = FORMATS[p.format][0]
-    names = [d / f"{stem}_var{int(round(p.strength * 100)):03d}_{s}.{ext}" for s in result.seeds]
+    tag = _settings_tag(p)
+    names = [d / f"{stem}_var{int(round(p.strength * 100)):03d}_{s}{tag}.{ext}" for s in result.seeds]
     meta = [provenance(gen, result.params, seed=s, operation="vary", strength=p.strength,
                        input=Path(p.input).name, input_sha256=digest) for s in result.seeds]
     return write_clips(result, names, gen, meta)
+
+
+def _settings_tag(p: GenerationParams) -> str:
+    """``_<hash>`` of the prompt and the settings that shape the sound, as asked, where they are not the defaults
+    (``api.named_settings``, steps, cfg scale, model); "" when all are."""
+    from sampleforge.api import named_settings
+
+    asked = {k: getattr(p, k) for k in ("prompt", "steps", "cfg_scale", "model") if getattr(p, k) != getattr(DEFAULTS, k)}
+    shaping = sorted({**asked, **named_settings(p)}.items())
+    return f"_{hashlib.sha1(repr(shaping).encode()).hexdigest()[:8]}" if shaping else ""
 
 
 def morph(

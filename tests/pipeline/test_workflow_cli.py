@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -53,11 +54,20 @@ def test_vary_cli_writes_provenance(debug_model: Path, snare_file: Path, tmp_pat
                         "0.3", "--count", "3", "--seed", "7", "--prompt", "bright snare", "--steps", "4",
                         "--out-dir", str(tmp_path), "--quiet")
     assert rc == 0 and len(files) == 3
-    assert Path(files[0]).name == "my_snare_var030_7.wav"
+    assert re.fullmatch(r"my_snare_var030_7_[0-9a-f]{8}\.wav", Path(files[0]).name)  # a prompt: its own tag
     meta = read_metadata(files[1])
     assert (meta["operation"], meta["strength"], meta["seed"], meta["input"]) == ("vary", "0.3", "8",
                                                                                   "my_snare.wav")
     assert len(meta["input_sha256"]) == 16 and meta["prompt"] == "bright snare"
+    before = {f: Path(f).read_bytes() for f in files}
+    rc, dark, _ = _run(capsys, "vary", "--model", str(debug_model), "--input", str(snare_file), "--strength", "0.3",
+                       "--count", "1", "--seed", "7", "--prompt", "dark snare", "--steps", "4", "--out-dir",
+                       str(tmp_path), "--quiet")
+    assert rc == 0 and dark[0] not in files  # another prompt, the same seed: another file
+    assert all(Path(f).read_bytes() == b for f, b in before.items())  # nothing written over
+    gen = sampleforge.Generator.from_pretrained(debug_model)
+    plain = sampleforge.vary(snare_file, generator=gen, strength=0.3, seed=7, out_dir=tmp_path)
+    assert [p.name for p in plain] == ["my_snare_var030_7.wav"]  # the default settings: the plain name
 
 
 @pytest.mark.parametrize("args, needle", [

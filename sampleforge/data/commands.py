@@ -93,6 +93,9 @@ def run_scan(args: argparse.Namespace, out: TextIO | None = None) -> int:
             raise UserInputError(
                 f"no folder given and no Hydrogen kits at {dirs[0]} (install them: make data)"
             )
+        files = [d for d in dirs if d.is_file()]
+        if files:
+            raise UserInputError(f"{files[0]} is a file, not a folder (data scan reads folders of samples)")
         raise UserInputError(f"no such folder: {', '.join(str(d) for d in dirs)}")
     if args.json:
         _check_json_target(args.json)  # before the scan, which may take minutes

@@ -32,6 +32,9 @@ def test_scan_brief_summarises(kits_dir, capsys):
 def test_scan_missing_folder_is_a_user_error(tmp_path, capsys):
     assert main(["data", "scan", str(tmp_path / "nope")]) == 2
     assert "no such folder" in capsys.readouterr().err
+    (tmp_path / "kick.wav").write_bytes(b"RIFF")
+    assert main(["data", "scan", str(tmp_path / "kick.wav")]) == 2
+    assert f"{tmp_path / 'kick.wav'} is a file, not a folder" in capsys.readouterr().err
 
 
 def test_synth_command(tmp_path, capsys):

@@ -7,7 +7,8 @@ rock kits, Black Pearl and Red Zeppelin, each recorded at five velocities, with 
 ``SOUNDFONTS`` says which kits a known soundfont file holds and whose they are; any other soundfont is read as a
 GS one, with the GM kit programs of its bank 128.
 
-How: for every kit (bank 128 program, ``KITS``) and note (``GM_NOTES``, with ``KIT_OVERRIDES``) a one-note
+How: for every kit (a preset: a bank-128 program of ``KITS`` on the drum channel, the AVL kits' bank-0 one on
+channel 1) and note of its map (``GM_NOTES`` with ``KIT_OVERRIDES``, or the kit's own) a one-note
 Standard MIDI File is rendered by the ``fluidsynth`` CLI at each velocity, reverb and chorus off. The stereo
 render is down-mixed, its leading silence trimmed (the onset is the first sample), cut to ``duration``
 with a short fade, and written with ``write_wav`` under a name the corpus scan labels
@@ -22,7 +23,9 @@ peak-normalises every clip, so such copies are the same example, and they would 
 into a kit-level held-out split. With ``dedupe`` (the default) a
 render equal to a kept clip after peak normalisation is not written (the manifest says which clip it
 copies), and a note whose velocities all give the same waveform is written once, without a soft/hard word
-(as the corpus gives soft/hard only to multi-layer instruments).
+(as the corpus gives soft/hard only to multi-layer instruments). The two AVL kits share their clap, pedal and
+semi-open hats, tambourine and maracas, and at some velocities their cowbell, splash and third crash; their
+closed hats are nearly, not exactly, one recording, and both are kept.
 
 Labels follow the GM percussion map, except where a FluidR3 kit plays something else on a note
 (``KIT_OVERRIDES``, read from the soundfont's zones): the Brush kit's 39 and 40 are brush snares, the

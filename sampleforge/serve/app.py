@@ -41,10 +41,26 @@ async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     """422 ``{"detail": [{"loc", "msg", "type"}], "error": "field: message; ..."}``; never echoes the input
     (it may hold NaN, which JSON cannot carry)."""
     assert isinstance(exc, RequestValidationError)
-    detail = [{"loc": [_safe(p) for p in e.get("loc", ())], "msg": _safe(e.get("msg", "")), "type": str(e.get("type", ""))}
+    detail = [{"loc": [_safe(p) for p in e.get("loc", ())], "msg": _safe(_message(e)), "type": str(e.get("type", ""))}
               for e in exc.errors()]
-    summary = "; ".join(f"{'.'.join(str(p) for p in d['loc'][1:] or d['loc'])}: {d['msg']}" for d in detail)
+    summary = "; ".join(f"{_where(d)}: {d['msg']}" for d in detail)
     return JSONResponse(status_code=422, content={"detail": detail, "error": summary})
+
+
+def _message(error: dict[str, Any]) -> str:
+    """An error's message; malformed JSON also says why and where (FastAPI gives the character in ``loc``)."""
+    msg = str(error.get("msg", ""))
+    if error.get("type") == "json_invalid" and len(error.get("loc", ())) == 2:
+        why = (error.get("ctx") or {}).get("error")
+        msg = f"not valid JSON at character {error['loc'][1]}" + (f": {why}" if why else "")
+    return msg
+
+
+def _where(d: dict[str, Any]) -> str:
+    """The field an error names, dotted ("pad_seeds.kick"); the body itself for malformed JSON."""
+    if d["type"] == "json_invalid":
+        return "body"
+    return ".".join(str(p) for p in d["loc"][1:] or d["loc"])
 
 
 async def on_storage_unavailable(request: Request, exc: Exception) -> JSONResponse:

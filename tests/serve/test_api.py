@@ -250,6 +250,8 @@ def test_malformed_json_and_wrong_shapes_are_422(make_client):
     for raw in (b"{", b"[1, 2]", b'"kick"', b"null", b"\xff\xfe"):
         r = client.post("/v1/generate", content=raw, headers={"content-type": "application/json"})
         assert r.status_code == 422, (raw, r.text)
+    r = client.post("/v1/generate", content=b'{"prompt": "kick",}', headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"].startswith("body: not valid JSON at character 18: Expecting")
 
 
 def test_body_size_limit_is_413(make_client):

@@ -17,11 +17,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from sampleforge.params import SPECS, GenerationParams, Spec
 
 
-class _Strict(BaseModel):
+class StrictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True, strict=True)
 
 
-class _Derived(_Strict):
+class _Derived(StrictRequest):
     """A model whose generation fields are made at import time from the ``GenerationParams`` declarations."""
 
     if TYPE_CHECKING:  # the derived fields are invisible to a type checker: they read as Any
@@ -29,7 +29,7 @@ class _Derived(_Strict):
         def __getattr__(self, name: str) -> Any: ...
 
 
-def _field(spec: Spec, required: bool = False) -> tuple[Any, Any]:
+def derived_field(spec: Spec, required: bool = False) -> tuple[Any, Any]:
     """One pydantic field (annotation, FieldInfo) for ``spec``: same type, bounds, default and help."""
     choices = spec.choices if isinstance(spec.choices, tuple) else None
     kind: Any = Literal.__getitem__(choices) if choices else spec.kind
@@ -45,7 +45,7 @@ def _field(spec: Spec, required: bool = False) -> tuple[Any, Any]:
 
 def _fields(names: dict[str, str], required: tuple[str, ...] = ()) -> dict[str, Any]:
     """HTTP field name -> (annotation, FieldInfo) for each setting in ``names`` (setting -> HTTP name)."""
-    return {http: _field(SPECS[name], name in required) for name, http in names.items()}
+    return {http: derived_field(SPECS[name], name in required) for name, http in names.items()}
 
 
 HTTP_SETTINGS = [name for name, spec in SPECS.items() if spec.http]
@@ -78,13 +78,13 @@ else:
                               **_fields(TASK_FIELDS))
 
 
-class TaskData(_Strict):
+class TaskData(StrictRequest):
     operation: Literal["generate"]
-    prompt: str = _field(SPECS["prompt"], required=True)[1]
+    prompt: str = derived_field(SPECS["prompt"], required=True)[1]
     params: TaskParams = Field(default_factory=lambda: TaskParams.model_validate({}))
 
 
-class TaskRequest(_Strict):
+class TaskRequest(StrictRequest):
     """``POST /v1/tasks``: ``{"type": "audio-generation", "data": {"operation": "generate", ...}}``."""
 
     type: Literal["audio-generation"]

@@ -37,8 +37,7 @@ from sampleforge.params import DEFAULTS, MAX_SEED, SPECS, GenerationParams
 from sampleforge.serve.job import QUEUED, Job
 from sampleforge.serve.results import new_job_id
 from sampleforge.serve.routes.common import JsonBodyRoute, accepted, queue_full_is_429
-from sampleforge.serve.schemas import _field as derived_field
-from sampleforge.serve.schemas import _Strict
+from sampleforge.serve.schemas import StrictRequest, derived_field
 from sampleforge.serve.views import job_view
 
 UPLOAD_PATHS = ("/v1/vary", "/v1/morph")
@@ -72,12 +71,12 @@ def _setting(name: str, default: Any = _UNSET) -> tuple[Any, Any]:
 
 
 def _model(model_name: str, doc: str, settings: tuple[str, ...], defaults: dict[str, Any] | None = None,
-           base: type[BaseModel] = _Strict, **fields: Any) -> Any:
+           base: type[BaseModel] = StrictRequest, **fields: Any) -> Any:
     made: dict[str, Any] = {s: _setting(s, (defaults or {}).get(s, _UNSET)) for s in settings}
     return create_model(model_name, __base__=base, __doc__=doc, **made, **fields)  # type: ignore[call-overload]
 
 
-class _Params(_Strict):
+class _Params(StrictRequest):
     """A request whose settings fields are made at import time from the ``GenerationParams`` declarations."""
 
     if TYPE_CHECKING:  # the derived fields are invisible to a type checker: they read as Any

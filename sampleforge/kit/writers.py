@@ -110,15 +110,15 @@ def dspreset_text(kit: Kit) -> str:
 
 
 def hydrogen_text(kit: Kit) -> str:
-    """A Hydrogen drumkit.xml (the layered format of Hydrogen 0.9.7+): one instrument per piece, named as
-    drummers name them ("Closed Hat", "Low Tom"), one layer per sample with its velocity range (0..1);
-    round robins cycle through the layers of one range."""
+    """A Hydrogen drumkit.xml that validates against the schema Hydrogen checks kits by (its `drumkit.xsd`, 1.2):
+    one instrument per piece, named as drummers name them ("Closed Hat", "Low Tom"), one layer per sample with
+    its velocity range (0..1); round robins cycle through the layers of one range. The fields the schema asks
+    for and a kit has no use for get Hydrogen's own defaults (no filter, no envelope, pitch 0)."""
     ns = "http://www.hydrogen-music.org/drumkit"
     root = ET.Element("drumkit_info", xmlns=ns)
-    ET.SubElement(root, "name").text = kit.name
-    ET.SubElement(root, "author").text = "sampleforge"
-    ET.SubElement(root, "info").text = _comment(kit)
-    ET.SubElement(root, "license").text = LICENCE
+    for tag, text in (("name", kit.name), ("author", "sampleforge"), ("info", _comment(kit)), ("license", LICENCE),
+                      ("image", ""), ("imageLicense", "")):
+        ET.SubElement(root, tag).text = text
     comps = ET.SubElement(ET.SubElement(root, "componentList"), "drumkitComponent")
     for tag, text in (("id", "0"), ("name", "Main"), ("volume", "1")):
         ET.SubElement(comps, tag).text = text
@@ -126,10 +126,14 @@ def hydrogen_text(kit: Kit) -> str:
     for i, (piece, samples) in enumerate(_by_piece(kit).items()):
         p = PIECES[piece]
         inst = ET.SubElement(instruments, "instrument")
-        fields = [("id", str(i)), ("name", p.label), ("volume", "1"), ("isMuted", "false"), ("pan_L", "1"),
-                  ("pan_R", "1"), ("gain", "1"), ("applyVelocity", "true"),
-                  ("muteGroup", str(CHOKE_GROUP.get(piece, -1))), ("midiOutNote", str(p.note)),
-                  ("sampleSelectionAlgo", "ROUND_ROBIN" if kit.round_robins > 1 else "VELOCITY")]
+        fields = [("id", str(i)), ("name", p.label), ("volume", "1"), ("isMuted", "false"), ("isSoloed", "false"),
+                  ("pan_L", "1"), ("pan_R", "1"), ("pitchOffset", "0"), ("randomPitchFactor", "0"), ("gain", "1"),
+                  ("applyVelocity", "true"), ("filterActive", "false"), ("filterCutoff", "1"),
+                  ("filterResonance", "0"), ("Attack", "0"), ("Decay", "0"), ("Sustain", "1"), ("Release", "1000"),
+                  ("muteGroup", str(CHOKE_GROUP.get(piece, -1))), ("midiOutChannel", "-1"),
+                  ("midiOutNote", str(p.note)), ("isStopNote", "false"),
+                  ("sampleSelectionAlgo", "ROUND_ROBIN" if kit.round_robins > 1 else "VELOCITY"),
+                  ("isHihat", "-1"), ("lower_cc", "0"), ("higher_cc", "127")]
         for tag, text in fields:
             ET.SubElement(inst, tag).text = text
         comp = ET.SubElement(inst, "instrumentComponent")

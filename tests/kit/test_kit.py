@@ -104,6 +104,21 @@ def test_hydrogen_kit_scans_back_to_the_right_classes(full_kit: Kit, layered: tu
     assert [e.text for e in root.iter(f"{ns}sampleSelectionAlgo")] == ["ROUND_ROBIN"] * 3
 
 
+HYDROGEN_XSD = Path("/usr/share/hydrogen/data/xsd/drumkit.xsd")
+
+
+@pytest.mark.skipif(not HYDROGEN_XSD.is_file(), reason="Hydrogen's drumkit schema (Debian's hydrogen-data) is absent")
+def test_hydrogen_kit_validates_against_hydrogens_schema(full_kit: Kit, layered: tuple[Kit, Path],
+                                                         tmp_path: Path) -> None:
+    import xmlschema
+
+    schema = xmlschema.XMLSchema(HYDROGEN_XSD)
+    write_kit(full_kit, tmp_path / "h", fmt="wav16")
+    for folder in (tmp_path / "h", layered[1]):
+        errors = [f"{e.path}: {e.reason}" for e in schema.iter_errors(str(folder / "drumkit.xml"))]
+        assert errors == []
+
+
 def test_decent_sampler_gm_map_and_kit_json_agree(layered: tuple[Kit, Path]) -> None:
     kit, out = layered
     root = ET.parse(out / "kit.dspreset").getroot()

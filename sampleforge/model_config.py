@@ -81,16 +81,19 @@ class ModelConfig:
         return to_dict(self)
 
 
-def check_config(cfg: ModelConfig, vocab: Vocabulary | None = None) -> None:
-    """Cross-section consistency: one error naming the two keys that disagree."""
+def check_config(cfg: ModelConfig, vocab: Vocabulary | None = None, where: str = "config.json") -> None:
+    """Cross-section consistency: one error naming the two keys that disagree (``where``: the file, or the file
+    and its section, the keys are read from)."""
+    if cfg.sample_rate != cfg.mel.sample_rate:
+        raise ConfigError(f"{where}: sample_rate ({cfg.sample_rate}) != mel.sample_rate ({cfg.mel.sample_rate})")
     if cfg.unet.in_channels != cfg.vae.latent_channels:
         raise ConfigError(
-            f"config.json: unet.in_channels ({cfg.unet.in_channels}) != vae.latent_channels ({cfg.vae.latent_channels})"
+            f"{where}: unet.in_channels ({cfg.unet.in_channels}) != vae.latent_channels ({cfg.vae.latent_channels})"
         )
     if cfg.unet.cond_dim != cfg.text.cond_dim:
-        raise ConfigError(f"config.json: unet.cond_dim ({cfg.unet.cond_dim}) != text.cond_dim ({cfg.text.cond_dim})")
+        raise ConfigError(f"{where}: unet.cond_dim ({cfg.unet.cond_dim}) != text.cond_dim ({cfg.text.cond_dim})")
     if cfg.vae.n_mels != cfg.mel.n_mels:
-        raise ConfigError(f"config.json: vae.n_mels ({cfg.vae.n_mels}) != mel.n_mels ({cfg.mel.n_mels})")
+        raise ConfigError(f"{where}: vae.n_mels ({cfg.vae.n_mels}) != mel.n_mels ({cfg.mel.n_mels})")
     if vocab is not None and len(vocab) + 1 > cfg.text.vocab_size:
         raise ConfigError(
             f"vocab.json holds {len(vocab)} keywords but text.vocab_size is {cfg.text.vocab_size} (needs >= {len(vocab) + 1})"

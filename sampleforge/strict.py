@@ -14,6 +14,20 @@ class ConfigError(ValueError):
     """A config names an unknown key or holds a value of the wrong type."""
 
 
+def require_at_least(section: str, obj: Any, names: tuple[str, ...], minimum: float = 1) -> None:
+    """ConfigError naming ``section.name`` for the first of ``obj``'s fields ``names`` below ``minimum``."""
+    for name in names:
+        value = getattr(obj, name)
+        if value < minimum:
+            raise ConfigError(f"{section}.{name} must be >= {minimum}, got {value}")
+
+
+def require_sizes(section: str, name: str, sizes: list[int]) -> None:
+    """ConfigError unless ``sizes`` (channels per level) is a non-empty list of positive integers."""
+    if not sizes or min(sizes) < 1:
+        raise ConfigError(f"{section}.{name} must be a non-empty list of positive sizes, got {sizes}")
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError naming them."""
     if not isinstance(data, dict):
@@ -40,6 +54,9 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        others = [arg for arg in args if arg is not type(None)]
+        if len(others) == 1:  # X | None: X's own message ("vocoder.dim must be >= 1"), not "does not match"
+            return _coerce(others[0], value, where)
         for arg in args:
             if arg is type(None):
                 continue

@@ -24,6 +24,19 @@ class MelConfig:
     f_max: float | None = None  # None → sample_rate / 2
     log_floor: float = 1e-5  # log(max(mel, floor)): -11.51 is digital silence
 
+    def __post_init__(self) -> None:
+        from sampleforge.strict import ConfigError, require_at_least
+
+        require_at_least("mel", self, ("sample_rate", "n_fft", "hop_length", "n_mels"))
+        if self.hop_length > self.n_fft:
+            raise ConfigError(f"mel.hop_length ({self.hop_length}) must not exceed mel.n_fft ({self.n_fft})")
+        top = self.sample_rate / 2 if self.f_max is None else self.f_max
+        if not 0 <= self.f_min < top <= self.sample_rate / 2:
+            raise ConfigError(f"mel: need 0 <= f_min < f_max <= sample_rate / 2, got f_min {self.f_min}, f_max "
+                              f"{self.f_max}, sample_rate {self.sample_rate}")
+        if not self.log_floor > 0:
+            raise ConfigError(f"mel.log_floor must be > 0, got {self.log_floor}")
+
     @property
     def n_freqs(self) -> int:
         return self.n_fft // 2 + 1

@@ -29,9 +29,7 @@ class TextConfig:
         unknown = [k for k in self.knobs if k not in KNOBS]
         if unknown or len(set(self.knobs)) != len(self.knobs):
             raise strict.ConfigError(f"text.knobs must be distinct names from {list(KNOBS)}, got {self.knobs}")
-        for name in ("vocab_size", "embed_dim", "cond_dim", "hidden_dim", "max_tokens"):
-            if getattr(self, name) < 1:
-                raise strict.ConfigError(f"text.{name} must be >= 1, got {getattr(self, name)}")
+        strict.require_at_least("text", self, ("vocab_size", "embed_dim", "cond_dim", "hidden_dim", "max_tokens"))
         if self.vocab_size < 2:
             raise strict.ConfigError("text.vocab_size must be >= 2 (padding + at least one keyword)")
 

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sampleforge.models.norm import group_norm
+
 
 @dataclass
 class UNetConfig:
@@ -31,10 +33,16 @@ class UNetConfig:
     patch: int = 1  # fold this many latent frames into channels before the first conv (and back after the last)
 
     def __post_init__(self) -> None:
-        from sampleforge.strict import ConfigError
+        from sampleforge.strict import ConfigError, require_at_least, require_sizes
 
-        if self.patch < 1:
-            raise ConfigError(f"unet.patch must be >= 1, got {self.patch}")
+        require_sizes("unet", "channels", self.channels)
+        require_at_least("unet", self, ("in_channels", "cond_dim", "time_dim", "attention_heads", "patch"))
+        require_at_least("unet", self, ("blocks_per_level",), minimum=0)
+        if self.time_dim % 2:
+            raise ConfigError(f"unet.time_dim must be even (sines and cosines), got {self.time_dim}")
+        if self.mid_attention and self.channels[-1] % self.attention_heads:
+            raise ConfigError(f"unet.attention_heads ({self.attention_heads}) must divide the last of unet.channels "
+                              f"({self.channels[-1]}), where the attention runs")
 
 
 class FastConv1d(nn.Conv1d):
@@ -68,19 +76,15 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
-def _groups(ch: int) -> int:
-    return min(16, ch)
-
-
 class FiLMResBlock(nn.Module):
     """GroupNorm-SiLU-conv twice; the embedding sets a per-channel scale and shift after the first conv."""
 
     def __init__(self, cin: int, cout: int, emb_dim: int) -> None:
         super().__init__()
-        self.norm1 = nn.GroupNorm(_groups(cin), cin)
+        self.norm1 = group_norm(cin)
         self.conv1 = FastConv1d(cin, cout, 3, padding=1)
         self.film = nn.Linear(emb_dim, 2 * cout)
-        self.norm2 = nn.GroupNorm(_groups(cout), cout)
+        self.norm2 = group_norm(cout)
         self.conv2 = FastConv1d(cout, cout, 3, padding=1)
         self.skip = FastConv1d(cin, cout, 1) if cin != cout else nn.Identity()
         nn.init.zeros_(self.conv2.weight)
@@ -97,7 +101,7 @@ class FiLMResBlock(nn.Module):
 class SelfAttention1d(nn.Module):
     def __init__(self, ch: int, heads: int) -> None:
         super().__init__()
-        self.norm = nn.GroupNorm(_groups(ch), ch)
+        self.norm = group_norm(ch)
         self.qkv = FastConv1d(ch, 3 * ch, 1)
         self.out = FastConv1d(ch, ch, 1)
         self.heads = heads
@@ -146,7 +150,7 @@ class LatentUNet(nn.Module):
                 cin = c
             if i > 0:
                 self.upsample.append(FastConv1d(c, c, 3, padding=1))
-        self.norm_out = nn.GroupNorm(_groups(cin), cin)
+        self.norm_out = group_norm(cin)
         self.conv_out = FastConv1d(cin, cfg.in_channels * cfg.patch, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)  # type: ignore[arg-type]

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sampleforge.models.norm import group_norm
+
 
 @dataclass
 class VAEConfig:
@@ -36,6 +38,18 @@ class VAEConfig:
     log_floor: float = -11.5129  # log(1e-5): what padding frames hold
     scale_factor: float = 1.0  # latents * scale_factor ≈ unit variance (measured after training)
 
+    def __post_init__(self) -> None:
+        from sampleforge.strict import ConfigError, require_at_least, require_sizes
+
+        require_sizes("vae", "channels", self.channels)
+        require_at_least("vae", self, ("n_mels", "latent_channels", "kernel_size"))
+        require_at_least("vae", self, ("blocks_per_level", "refine_blocks"), minimum=0)
+        if self.kernel_size % 2 == 0:
+            raise ConfigError(f"vae.kernel_size must be odd (a centred convolution), got {self.kernel_size}")
+        if not self.mel_std > 0 or not self.scale_factor > 0:
+            raise ConfigError(f"vae.mel_std and vae.scale_factor must be > 0, got {self.mel_std} and "
+                              f"{self.scale_factor}")
+
     @property
     def factor(self) -> int:
         return 2 ** len(self.channels)
@@ -45,16 +59,12 @@ class VAEConfig:
         return (self.latent_channels, math.ceil(frames / self.factor))
 
 
-def _groups(ch: int) -> int:
-    return min(16, ch)
-
-
 class ResBlock1d(nn.Module):
     def __init__(self, cin: int, cout: int, k: int = 5) -> None:
         super().__init__()
-        self.norm1 = nn.GroupNorm(_groups(cin), cin)
+        self.norm1 = group_norm(cin)
         self.conv1 = nn.Conv1d(cin, cout, k, padding=k // 2)
-        self.norm2 = nn.GroupNorm(_groups(cout), cout)
+        self.norm2 = group_norm(cout)
         self.conv2 = nn.Conv1d(cout, cout, k, padding=k // 2)
         self.skip = nn.Conv1d(cin, cout, 1) if cin != cout else nn.Identity()
 
@@ -78,7 +88,7 @@ class Encoder(nn.Module):
             layers.append(nn.Conv1d(c, c, 4, stride=2, padding=1))  # time ÷ 2
         layers.append(ResBlock1d(cin, cin, 3))
         self.body = nn.Sequential(*layers)
-        self.norm_out = nn.GroupNorm(_groups(cin), cin)
+        self.norm_out = group_norm(cin)
         self.conv_out = nn.Conv1d(cin, 2 * cfg.latent_channels, 3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -104,7 +114,7 @@ class Decoder(nn.Module):
             if block.conv2.bias is not None:
                 nn.init.zeros_(block.conv2.bias)
         self.refine = nn.Sequential(*refine)
-        self.norm_out = nn.GroupNorm(_groups(cin), cin)
+        self.norm_out = group_norm(cin)
         self.conv_out = nn.Conv1d(cin, cfg.n_mels, k, padding=k // 2)
 
     def forward(self, z: Tensor) -> Tensor:

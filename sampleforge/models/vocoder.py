@@ -51,7 +51,7 @@ from sampleforge.audio.griffinlim import (
 from sampleforge.audio.griffinlim import describe as describe_griffin_lim
 from sampleforge.audio.mel import MelConfig, MelSpectrogram
 from sampleforge.audio.pghi import attack_phase, start_from_attack
-from sampleforge.strict import ConfigError
+from sampleforge.strict import ConfigError, require_at_least
 
 KINDS = ("magnitude", "istft", "attack")
 PHASES = ("direct", "integrated")
@@ -85,11 +85,9 @@ class VocoderConfig:
             raise ConfigError(f"vocoder.kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.phase not in PHASES:
             raise ConfigError(f"vocoder.phase must be one of {', '.join(PHASES)}, got {self.phase!r}")
-        for key in ("dim", "intermediate_dim", "layers", "kernel_size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"vocoder.{key} must be >= 1, got {getattr(self, key)}")
-        if self.attack_frames < 1:
-            raise ConfigError(f"vocoder.attack_frames must be >= 1, got {self.attack_frames}")
+        require_at_least("vocoder", self, ("dim", "intermediate_dim", "layers", "kernel_size", "attack_frames"))
+        if self.kernel_size % 2 == 0:
+            raise ConfigError(f"vocoder.kernel_size must be odd (a centred convolution), got {self.kernel_size}")
         if self.gl_iters < 0 or self.refine_iters < 0:
             raise ConfigError("vocoder.gl_iters and vocoder.refine_iters must be >= 0")
         if self.refine_start not in REFINE_STARTS:

@@ -24,7 +24,7 @@ from typing import Any
 
 from sampleforge.data.corpus import Clip, scan, split_by_kit
 from sampleforge.errors import UserInputError
-from sampleforge.model_config import ModelConfig
+from sampleforge.model_config import ModelConfig, check_config
 from sampleforge.strict import ConfigError, from_dict
 from sampleforge.train.adversarial import DISCRIMINATOR_FFTS
 from sampleforge.train.loop import TrainConfig
@@ -164,8 +164,10 @@ def load_recipe(path: str | Path) -> Recipe:
     bad = sorted(set(train_raw) - set(STAGES))
     if bad:
         raise ConfigError(f"{file}: train: unknown stage {bad[0]!r} (valid: {', '.join(STAGES)})")
+    model = ModelConfig.from_dict(raw.get("model", {}), f"{file}: model")
+    check_config(model, where=f"{file}: model")
     return Recipe(
-        model=ModelConfig.from_dict(raw.get("model", {}), f"{file}: model"),
+        model=model,
         # the decoder fine-tune takes the VAE's settings unless it has its own
         train={s: from_dict(TrainConfig, train_raw.get(s, train_raw.get("vae", {}) if s == "vae-decoder" else {}),
                             f"{file}: train.{s}") for s in STAGES},

@@ -3,12 +3,15 @@ a training), and builds its networks."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import torch
 
-from sampleforge.models.unet import LatentUNet
-from sampleforge.models.vae import MelVAE
+from sampleforge.models.unet import LatentUNet, UNetConfig
+from sampleforge.models.vae import MelVAE, VAEConfig
+from sampleforge.strict import ConfigError
 from sampleforge.train.recipe import load_recipe
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").rglob("*.json"))
@@ -85,3 +88,49 @@ def test_the_shipped_vocoder_is_what_its_recipe_builds() -> None:
     assert shipped.vocoder is not None and shipped.vocoder.refine_start == "onset"
     for model in ("drums-v1", "drums-v2"):
         assert read_config(repo / "weights" / model).mel == shipped.mel
+
+
+DEBUG = Path(__file__).parents[2] / "configs" / "debug.json"
+
+# (section, key, value, what the error must say): each of these built a network that failed with a torch
+# traceback (a shape or group mismatch) once training started, or trained a model that could not load
+BAD_MODEL_VALUES = [
+    ("unet", "channels", [], r"unet\.channels must be a non-empty list"),
+    ("unet", "channels", [16, 0], r"unet\.channels must be a non-empty list"),
+    ("unet", "attention_heads", 5, r"unet\.attention_heads \(5\) must divide the last of unet\.channels \(32\)"),
+    ("unet", "attention_heads", 0, r"unet\.attention_heads must be >= 1"),
+    ("unet", "time_dim", 7, r"unet\.time_dim must be even"),
+    ("unet", "in_channels", 8, r"model: unet\.in_channels \(8\) != vae\.latent_channels \(4\)"),
+    ("vae", "kernel_size", 4, r"vae\.kernel_size must be odd"),
+    ("vae", "latent_channels", 0, r"vae\.latent_channels must be >= 1"),
+    ("vae", "mel_std", 0.0, r"vae\.mel_std and vae\.scale_factor must be > 0"),
+    ("mel", "hop_length", 4096, r"mel\.hop_length \(4096\) must not exceed mel\.n_fft \(2048\)"),
+    ("mel", "f_max", 30000.0, r"f_min < f_max <= sample_rate / 2"),
+    ("mel", "sample_rate", 22050, r"model: sample_rate \(44100\) != mel\.sample_rate \(22050\)"),
+    ("vocoder", "kernel_size", 4, r"vocoder\.kernel_size must be odd"),
+    ("vocoder", "dim", 0, r"vocoder\.dim must be >= 1"),  # was "... does not match VocoderConfig | None"
+]
+
+
+@pytest.mark.parametrize("section, key, value, message", BAD_MODEL_VALUES,
+                         ids=[f"{s}.{k}={v}" for s, k, v, _ in BAD_MODEL_VALUES])
+def test_a_model_section_that_cannot_build_is_refused_when_the_recipe_loads(
+        tmp_path: Path, section: str, key: str, value: object, message: str) -> None:
+    raw = json.loads(DEBUG.read_text())
+    raw["model"].setdefault(section, {})[key] = value
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(path)
+
+
+def test_any_channel_count_builds_its_group_norms() -> None:
+    """24 channels do not divide into GroupNorm's 16 groups: they get 12, and the state dict is the one any group
+    count gives; the usual multiples of 16 keep their 16 groups."""
+    vae = MelVAE(VAEConfig(channels=[24, 24, 24], latent_channels=4, kernel_size=3))
+    z = vae.encode(torch.randn(1, 128, 20) - 5)
+    assert z.shape == (1, 4, 3) and torch.isfinite(z).all()
+    norms = [m for m in vae.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and {m.num_groups for m in norms} == {12}
+    unet = LatentUNet(UNetConfig(in_channels=4, channels=[128, 192], cond_dim=16, time_dim=16))
+    assert {m.num_groups for m in unet.modules() if isinstance(m, torch.nn.GroupNorm)} == {16}

@@ -106,10 +106,21 @@ def load_checkpoint(
         tensors = load_file(str(path / STATE_TENSORS))
         ema = load_file(str(path / EMA_FILE)) if (path / EMA_FILE).exists() else None
     except (RuntimeError, OSError, SafetensorError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: cannot load ({first}); was it written for another model?") from None
+        raise CheckpointError(f"{path}: cannot load ({_first_reason(exc)}); was it written for another model "
+                              "config (the model section of the recipe changed since)?") from None
     load_optimizer(optimizer, tensors, meta["optimizer"], path)
     return {k: v for k, v in tensors.items() if not k.startswith("optimizer.")}, ema
+
+
+def _first_reason(exc: BaseException) -> str:
+    """The line of a load error that says what differs: torch's state-dict error opens with a bare "Error(s) in
+    loading state_dict for MelVAE:" and names the first mismatched or missing tensor on the next line."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return f"{lines[0]} {lines[1]}"
+    return lines[0]
 
 
 def get_rng_state(gen: torch.Generator) -> tuple[dict[str, Any], dict[str, Tensor]]:

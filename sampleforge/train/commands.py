@@ -69,7 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         minutes = None if deadline is None else max(0.0, (deadline - time.monotonic()) / 60)
         result = train(task, cfg, args.out / stage, resume=args.resume, max_minutes=minutes,
                        progress=not args.no_progress)
-        print(f"{stage}: {result}")
+        print(f"{stage}: {result.describe()}")
         if int(os.environ.get("RANK", "0")) == 0:  # one process writes the model folder
             ctx.install_export(result.export_dir)
         if getattr(result, "stopped_early", False):

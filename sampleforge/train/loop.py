@@ -171,6 +171,13 @@ class TrainResult:
     loss_png: Path  # out_dir/loss.png
     export_dir: Path  # out_dir/export (written by task.export)
 
+    def describe(self) -> str:
+        """One line for people: what this call did, where the run is, and where its checkpoint and curve are."""
+        done = f"{self.steps_run:,} steps in {self.seconds:.1f} s" if self.steps_run else "no step to run"
+        loss = "" if self.final_loss is None else f", loss {self.final_loss:.4g}"
+        state = "stopped early" if self.stopped_early else "done"
+        return f"{done} ({state} at step {self.step:,}{loss}); checkpoint {self.checkpoint}, curve {self.loss_png}"
+
 
 class TrainingDiverged(SampleforgeError):
     """The loss became NaN or infinite."""

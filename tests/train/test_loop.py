@@ -129,6 +129,21 @@ def test_resume_with_another_config_names_the_difference(tmp_path: Path, toy: An
         train(toy(), cfg(max_steps=5, lr_schedule="cosine"), cos, resume=True, progress=False)
 
 
+def test_resume_into_another_network_names_the_first_tensor_that_differs(tmp_path: Path, toy: Any) -> None:
+    out = tmp_path / "run"
+    first = train(toy(), cfg(max_steps=2), out, progress=False)
+    assert first.describe() == (f"2 steps in {first.seconds:.1f} s (done at step 2, loss {first.final_loss:.4g}); "
+                                f"checkpoint {out / 'checkpoint'}, curve {out / 'loss.png'}")
+    wider = toy()
+    wider.model[0] = torch.nn.Linear(4, 48)  # the model section of a recipe changed: 32 → 48 hidden units
+    wider.model[3] = torch.nn.Linear(48, 1)
+    with pytest.raises(CheckpointError, match=r"size mismatch for 0\.weight.*torch.Size\(\[32, 4\]\).*"
+                                              r"another model config"):
+        train(wider, cfg(max_steps=4), out, resume=True, progress=False)
+    again = train(toy(), cfg(max_steps=2), out, resume=True, progress=False)
+    assert again.describe().startswith("no step to run (done at step 2); checkpoint")
+
+
 def test_constant_run_goes_on_with_a_cosine_decay(tmp_path: Path, toy: Any) -> None:
     out = tmp_path / "run"
     train(toy(), cfg(max_steps=3, log_every=1), out, progress=False)

@@ -25,7 +25,7 @@ from typing import Any
 from sampleforge.data.corpus import Clip, scan, split_by_kit
 from sampleforge.errors import UserInputError
 from sampleforge.model_config import ModelConfig, check_config
-from sampleforge.strict import ConfigError, from_dict
+from sampleforge.strict import ConfigError, from_dict, require_at_least
 from sampleforge.train.adversarial import DISCRIMINATOR_FFTS
 from sampleforge.train.loop import TrainConfig
 
@@ -45,6 +45,14 @@ class DataConfig:
     synth_stages: list[str] = field(default_factory=lambda: ["diffusion"])  # the stages that see synth clips
     augment: bool = True  # gain / pitch / EQ-tilt augmentation (deterministic per epoch and clip)
     min_count: int = 1  # keywords seen fewer times are left out of the vocabulary
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.duration <= 600:
+            raise ConfigError(f"data.duration must be between 0.1 and 600 seconds, got {self.duration}")
+        require_at_least("data", self, ("synth_per_class", "min_count"), minimum=0)
+        bad = [s for s in self.synth_stages if s not in STAGES]
+        if bad:
+            raise ConfigError(f"data.synth_stages: unknown stage {bad[0]!r} (valid: {', '.join(STAGES)})")
 
 
 @dataclass
@@ -107,6 +115,14 @@ class RecipeConfig:
                               f"{self.vocoder_discriminator_ffts}")
         if not self.vocoder_discriminator_lr > 0:
             raise ConfigError(f"recipe.vocoder_discriminator_lr must be > 0, got {self.vocoder_discriminator_lr}")
+        require_at_least("recipe", self, ("latent_variants",))
+        require_at_least("recipe", self, ("vocoder_segment_frames", "vocoder_variants", "class_balance"), minimum=0)
+        for key in ("kl_weight", "delta_weight", "low_band_weight"):
+            if not getattr(self, key) >= 0:
+                raise ConfigError(f"recipe.{key} must be >= 0, got {getattr(self, key)}")
+        for key in ("keyword_dropout", "knob_dropout"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ConfigError(f"recipe.{key} must be in [0, 1], got {getattr(self, key)}")
         if not 0 <= self.knob_jitter <= 0.5:
             raise ConfigError(f"recipe.knob_jitter must be in [0, 0.5], got {self.knob_jitter}")
         bad = [s for s in self.stages if s not in ("vae", "diffusion", "vae-decoder", "vocoder")]

@@ -112,12 +112,24 @@ BAD_MODEL_VALUES = [
 ]
 
 
-@pytest.mark.parametrize("section, key, value, message", BAD_MODEL_VALUES,
-                         ids=[f"{s}.{k}={v}" for s, k, v, _ in BAD_MODEL_VALUES])
-def test_a_model_section_that_cannot_build_is_refused_when_the_recipe_loads(
+# the data and recipe sections: values that crashed a training (a duration of 0) or were taken silently
+BAD_RECIPE_VALUES = [
+    ("data", "duration", 0.0, r"data\.duration must be between 0\.1 and 600 seconds"),
+    ("data", "min_count", -1, r"data\.min_count must be >= 0"),
+    ("data", "synth_per_class", -2, r"data\.synth_per_class must be >= 0"),
+    ("data", "synth_stages", ["diffusoin"], r"data\.synth_stages: unknown stage 'diffusoin'"),
+    ("recipe", "latent_variants", 0, r"recipe\.latent_variants must be >= 1"),
+    ("recipe", "keyword_dropout", 1.5, r"recipe\.keyword_dropout must be in \[0, 1\]"),
+    ("recipe", "kl_weight", -1e-4, r"recipe\.kl_weight must be >= 0"),
+]
+
+
+@pytest.mark.parametrize("section, key, value, message", BAD_MODEL_VALUES + BAD_RECIPE_VALUES,
+                         ids=[f"{s}.{k}={v}" for s, k, v, _ in BAD_MODEL_VALUES + BAD_RECIPE_VALUES])
+def test_a_section_that_cannot_build_or_train_is_refused_when_the_recipe_loads(
         tmp_path: Path, section: str, key: str, value: object, message: str) -> None:
     raw = json.loads(DEBUG.read_text())
-    raw["model"].setdefault(section, {})[key] = value
+    (raw.setdefault(section, {}) if section in ("data", "recipe") else raw["model"].setdefault(section, {}))[key] = value
     path = tmp_path / "recipe.json"
     path.write_text(json.dumps(raw))
     with pytest.raises(ConfigError, match=message):

@@ -448,3 +448,23 @@ def test_max_count_above_what_a_job_may_hold_refuses_to_start(debug_model, tmp_p
                  "--max-count", "2000"])
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("{")]
     assert code == 2 and len(err) == 1 and "--max-count 2000" in err[0], err
+
+
+# ---- HEAD -----------------------------------------------------------------------------------------------------
+def test_every_get_route_answers_head_like_get_without_a_body(make_client):
+    """Uptime checkers and proxies send HEAD: the GET answer's status and headers, no body (and no event stream)."""
+    client = make_client(start=False)  # workers off: the job stays queued, /v1/health is 503
+    job_id = client.post("/v1/generate", json={"prompt": "kick", **FAST}).json()["job_id"]
+    paths = {"/"} | {p for p, ops in client.get("/openapi.json").json()["paths"].items() if "get" in ops}
+    paths |= {"/v1/vocab?model=nope", f"/v1/jobs/{new_job_id()}", "/v1/jobs/bad"}
+    assert {"/v1/health", "/v1/models", "/v1/jobs/{job_id}", "/v1/kit/pieces"} <= paths
+    for template in sorted(paths):
+        path = template.replace("{job_id}", job_id).replace("{name}", "0")
+        head = client.head(path)
+        assert head.status_code != 405 and head.content == b"", (path, head.status_code)
+        if path.endswith("/events"):  # GET streams until the job ends: HEAD answers at once
+            assert head.status_code == 200 and head.headers["content-type"].startswith("text/event-stream")
+            continue
+        get = client.get(path)
+        assert (head.status_code, dict(head.headers)) == (get.status_code, dict(get.headers)), path
+    assert client.head("/v1/generate").status_code == 405  # POST-only routes stay so

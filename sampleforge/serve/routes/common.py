@@ -1,5 +1,5 @@
-"""What the route modules share: the service, the bearer token check, the strict read of JSON bodies, job lookup,
-submission and limits."""
+"""What the route modules share: the service, the bearer token check, the route class (HEAD, the strict read of
+JSON bodies), job lookup, submission and limits."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
+from starlette.types import Message, Receive, Scope, Send
 
 from sampleforge.errors import UserInputError
 from sampleforge.serve.job import Job
@@ -97,7 +99,54 @@ def _json_body(request: Request) -> bool:
     return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
 
 
-class JsonBodyRoute(APIRoute):
+_HEAD = "sampleforge.head"  # scope key: a HEAD request that runs a GET route
+
+
+def _headers_only(send: Send) -> Send:
+    """``send`` with every body part emptied: the status and headers (Content-Length included) go out as they are."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {"type": "http.response.body", "body": b"", "more_body": message.get("more_body", False)}
+        await send(message)
+
+    return sending
+
+
+class ApiRoute(APIRoute):
+    """A route that answers ``HEAD`` as it answers ``GET``, without the body: same status and headers (uptime
+    checkers and proxies probe with HEAD). An event stream is not started: its headers alone are sent."""
+
+    def _head(self, scope: Scope) -> bool:
+        return scope["type"] == "http" and scope["method"] == "HEAD" and "GET" in (self.methods or ())
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        return super().matches({**scope, "method": "GET"} if self._head(scope) else scope)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._head(scope):  # the GET route runs, told it is a HEAD; errors (404...) lose their body too
+            await super().handle({**scope, "method": "GET", _HEAD: True}, receive, _headers_only(send))
+        else:
+            await super().handle(scope, receive, send)
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            response = await handle(request)
+            if request.scope.get(_HEAD) and isinstance(response, StreamingResponse):
+                close = getattr(response.body_iterator, "aclose", None)
+                if close is not None:
+                    await close()  # never started
+                head = Response(status_code=response.status_code)
+                head.raw_headers = response.raw_headers
+                return head
+            return response
+
+        return answer
+
+
+class JsonBodyRoute(ApiRoute):
     """A route that reads its JSON body strictly first (``body_errors``): a 422 naming the field."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:

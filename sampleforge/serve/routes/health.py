@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from sampleforge.serve.routes.common import ServiceDep
+from sampleforge.serve.routes.common import ApiRoute, ServiceDep
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=ApiRoute)
 
 
 @router.get("/v1/health/live", summary="Liveness: the process answers")

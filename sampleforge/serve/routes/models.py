@@ -8,10 +8,10 @@ from fastapi import APIRouter
 from fastapi.exceptions import RequestValidationError
 
 from sampleforge.params import FORMATS
-from sampleforge.serve.routes.common import ServiceDep, unknown_model
+from sampleforge.serve.routes.common import ApiRoute, ServiceDep, unknown_model
 from sampleforge.taxonomy import CATEGORY_PROMPTS
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], route_class=ApiRoute)
 
 
 @router.get("/v1/models", summary="The served models, their samplers and this server's limits")

@@ -7,9 +7,11 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
+from sampleforge.serve.routes.common import ApiRoute
+
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
-router = APIRouter()
+router = APIRouter(route_class=ApiRoute)
 
 
 @router.get("/", include_in_schema=False)

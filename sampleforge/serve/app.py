@@ -3,7 +3,8 @@
 Auth policy (when a token is set): every ``/v1/*`` route needs ``Authorization: Bearer <token>``
 except ``/v1/health`` and ``/v1/health/live`` (load balancers and probes; they expose no job data).
 The web page (``/``, ``/static/*``) and the API docs (``/docs``, ``/openapi.json``) stay public: they
-hold no data, and the page asks for the token when the API answers 401.
+hold no data, and the page asks for the token when the API answers 401. The token is checked first (middleware
+``BearerToken``): a request without it is a 401 whatever its body, size or fields.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from sampleforge.serve.middleware import BodyGuard, RequestLog
-from sampleforge.serve.routes import api_routers
+from sampleforge.serve.middleware import BearerToken, BodyGuard, RequestLog
+from sampleforge.serve.routes import api_routers, needs_token
 from sampleforge.serve.routes.page import STATIC
 from sampleforge.serve.routes.workflow import UPLOAD_PATHS
 from sampleforge.serve.service import Service, StorageUnavailable
@@ -98,5 +99,6 @@ def create_app(service: Service, manage_service: bool = True) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyGuard, max_bytes=service.config.max_body_bytes, timeout_s=service.config.body_timeout_s,
                        upload_paths=UPLOAD_PATHS, upload_max_bytes=service.config.max_upload_bytes)
+    app.add_middleware(BearerToken, token=service.config.token, needs_token=needs_token)  # before BodyGuard
     app.add_middleware(RequestLog)
     return app

@@ -1,11 +1,14 @@
-"""Pure ASGI middleware: request body size and time limits (413, 408) and one JSON log line per request."""
+"""Pure ASGI middleware: the bearer token (401), request body size and time limits (413, 408) and one JSON log line
+per request."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -13,12 +16,38 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = logging.getLogger("sampleforge.serve.http")
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any], close: bool = False) -> None:
+async def _send_json(send: Send, status: int, body: dict[str, Any], close: bool = False,
+                     headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     data = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    sent = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *headers]
     await send({"type": "http.response.start", "status": status,
-                "headers": headers + ([(b"connection", b"close")] if close else [])})
+                "headers": sent + ([(b"connection", b"close")] if close else [])})
     await send({"type": "http.response.body", "body": data})
+
+
+UNAUTHORIZED = "missing or wrong bearer token (Authorization: Bearer <token>)"
+
+
+class BearerToken:
+    """401 (``WWW-Authenticate: Bearer``) for a request whose path ``needs_token`` without ``Authorization: Bearer
+    <token>`` (compared in constant time), before anything else of it is read: a client without the token learns
+    nothing of a route's body, its fields or its limits. No token: every request passes."""
+
+    def __init__(self, app: ASGIApp, token: str | None, needs_token: Callable[[str], bool]) -> None:
+        self.app, self.token, self.needs_token = app, token, needs_token
+
+    def _holds_token(self, scope: Scope) -> bool:
+        assert self.token is not None
+        value = next((v for k, v in scope.get("headers", []) if k == b"authorization"), b"")
+        scheme, _, given = value.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.token is None or not self.needs_token(scope["path"]) \
+                or self._holds_token(scope):
+            await self.app(scope, receive, send)
+            return
+        await _send_json(send, 401, {"detail": UNAUTHORIZED}, headers=((b"www-authenticate", b"Bearer"),))
 
 
 class BodyGuard:

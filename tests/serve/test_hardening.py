@@ -249,6 +249,40 @@ def test_a_bearer_token_must_match_exactly(make_client):
         assert client.get("/v1/models", headers={"Authorization": value}).status_code == 401, value
 
 
+BODY_ROUTES = ("/v1/generate", "/v1/tasks", "/v1/vary", "/v1/morph", "/v1/kit/pad", "/v1/kit")
+BAD_BODIES = {"malformed": b'{"prompt": ', "twice": b'{"prompt": "kick", "prompt": "snare"}', "wrong": b'{"nope": 5}',
+              "not-utf8": b'{"prompt": "caf\xe9"}', "deep": b"[" * 2000 + b"]" * 2000}
+
+
+@pytest.mark.parametrize("path", BODY_ROUTES)
+@pytest.mark.parametrize("raw", BAD_BODIES.values(), ids=BAD_BODIES.keys())
+@pytest.mark.parametrize("auth", [None, "Bearer wrong"])
+def test_without_the_token_a_bad_body_is_401_not_422(make_client, path, raw, auth):
+    """The token is checked before the body is read: a client without it learns nothing of the schema."""
+    client = make_client(start=False, token="s3cret")
+    headers = {"content-type": "application/json", **({"Authorization": auth} if auth else {})}
+    r = client.post(path, content=raw, headers=headers)
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", r.text
+    assert r.json() == {"detail": "missing or wrong bearer token (Authorization: Bearer <token>)"}
+    ok = client.post(path, content=raw, headers={**headers, "Authorization": "Bearer s3cret"})
+    assert ok.status_code in (400, 422), ok.text  # with the token: what is wrong with the body
+
+
+def test_without_the_token_even_a_huge_body_is_401(make_client):
+    client = make_client(start=False, token="s3cret", max_body_bytes=1000)
+    assert client.post("/v1/generate", content=b" " * 5000).status_code == 401
+    assert client.post("/v1/generate", content=b" " * 5000, headers={"Authorization": "Bearer s3cret"}).status_code == 413
+    for path in ("/v1/health/live", "/", "/docs"):  # public: no token
+        assert client.get(path).status_code == 200, path
+
+
+def test_every_protected_route_is_under_the_checked_paths():
+    from sampleforge.serve.routes import PUBLIC, ROUTERS, needs_token
+
+    assert all(needs_token(route.path) for router in ROUTERS for route in router.routes)
+    assert not any(needs_token(route.path) for router in PUBLIC for route in router.routes)
+
+
 # ---- the celery hand-off ------------------------------------------------------------------------------
 class FlakyBroker:
     """A Celery stand-in whose broker is down until ``up`` is set."""

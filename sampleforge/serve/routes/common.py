@@ -1,9 +1,8 @@
-"""What the route modules share: the service, the bearer token check, the route class (HEAD, the strict read of
+"""What the route modules share: the service, the route class (HEAD, the strict read of
 JSON bodies), job lookup, submission and limits."""
 
 from __future__ import annotations
 
-import hmac
 import json
 import sys
 from collections import Counter
@@ -32,17 +31,6 @@ def get_service(request: Request) -> Service:
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
-
-
-def require_token(request: Request, service: ServiceDep) -> None:
-    """401 unless ``Authorization: Bearer <token>`` matches (constant-time); no token configured: open."""
-    token = service.config.token
-    if token is None:
-        return
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
-        raise HTTPException(401, "missing or wrong bearer token (Authorization: Bearer <token>)",
-                            headers={"WWW-Authenticate": "Bearer"})
 
 
 class _Object(dict[str, Any]):

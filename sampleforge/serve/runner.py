@@ -12,6 +12,7 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,7 +21,7 @@ import torch
 from torch import Tensor
 
 from sampleforge.api import metadata_for
-from sampleforge.errors import SampleforgeError
+from sampleforge.errors import ConfigError, SampleforgeError
 from sampleforge.params import MAX_SEED, GenerationParams
 from sampleforge.serve import operations
 from sampleforge.serve.config import ServeConfig
@@ -33,6 +34,7 @@ log = logging.getLogger("sampleforge.serve")
 
 WRITE_SHARE = 0.05  # progress fraction reserved for writing files after sampling
 WRITE_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # seconds between attempts to store a job's files (disk full...)
+USER_ERRORS = (SampleforgeError, ConfigError)  # errors whose message is written for users (errors.py)
 
 
 class GeneratorLike(Protocol):
@@ -58,6 +60,19 @@ class GeneratorLike(Protocol):
         params: GenerationParams | None = None,
         **settings: Any,
     ) -> Tensor: ...
+
+
+def job_error(exc: Exception, jobs: Sequence[str]) -> str:
+    """The ``error`` of jobs that ``exc`` failed (the API shows it), logged. An error meant for users (sampleforge's
+    own, ``errors.py``: a bad value the request checks let through) keeps its message; anything else may hold
+    server paths or internals, so the job says "internal error" with a short reference and the log has the
+    traceback under that reference."""
+    if isinstance(exc, USER_ERRORS):
+        log.warning("batch failed", extra={"event": "batch_failed", "jobs": list(jobs), "error": str(exc)})
+        return str(exc)
+    ref = uuid.uuid4().hex[:8]
+    log.error("batch crashed", exc_info=exc, extra={"event": "batch_crashed", "jobs": list(jobs), "ref": ref})
+    return f"internal error while running the job (ref {ref})"
 
 
 class Cancelled(Exception):
@@ -156,14 +171,10 @@ class JobRunner:
             for job_id in ids:
                 self.store.fail(job_id, self.worker_id, f"could not store the audio: {exc}")
             log.error("batch not stored", extra={"event": "batch_write_failed", "jobs": ids, "error": str(exc)})
-        except (SampleforgeError, ValueError) as exc:  # a bad value the request validation let through
-            for job_id in ids:
-                self.store.fail(job_id, self.worker_id, str(exc))
-            log.warning("batch failed", extra={"event": "batch_failed", "jobs": ids, "error": str(exc)})
         except Exception as exc:
+            error = job_error(exc, ids)
             for job_id in ids:
-                self.store.fail(job_id, self.worker_id, f"internal error: {type(exc).__name__}: {exc}")
-            log.exception("batch crashed", extra={"event": "batch_crashed", "jobs": ids})
+                self.store.fail(job_id, self.worker_id, error)
         finally:
             beat_stop.set()
             beat.join()

@@ -4,8 +4,10 @@ the celery hand-off after a broker outage, durability, big jobs, metadata and sm
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import threading
@@ -502,3 +504,74 @@ def test_every_get_route_answers_head_like_get_without_a_body(make_client):
         get = client.get(path)
         assert (head.status_code, dict(head.headers)) == (get.status_code, dict(get.headers)), path
     assert client.head("/v1/generate").status_code == 405  # POST-only routes stay so
+
+
+# ---- what a failed job tells the client ---------------------------------------------------------------------
+INTERNAL = re.compile(r"internal error while running the job \(ref ([0-9a-f]{8})\)")
+
+
+def _crash_logged(caplog, ref: str) -> logging.LogRecord:
+    """The one log record of the crash with reference ``ref`` (the traceback with it)."""
+    records = [r for r in caplog.records if getattr(r, "ref", None) == ref]
+    assert len(records) == 1 and records[0].exc_info is not None, [r.getMessage() for r in caplog.records]
+    return records[0]
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("CUDA error in /home/build/secret/kernels.cu:42"),
+                                 ValueError("tensor of shape (3, 4) at /opt/sampleforge/model.safetensors"),
+                                 KeyError("/srv/sampleforge/weights")], ids=["runtime", "value", "key"])
+def test_an_unexpected_crash_stores_a_generic_error_and_logs_the_traceback(make_client, wait_job, generator,
+                                                                            monkeypatch, caplog, exc):
+    def crash(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(generator, "generate", crash)
+    client = make_client()
+    with caplog.at_level(logging.INFO, logger="sampleforge.serve"):
+        r = client.post("/v1/generate", json={"prompt": "kick", **FAST})
+        job = wait_job(client, r.json()["job_id"])
+    assert job["state"] == "failed" and "/" not in job["error"] and "Error" not in job["error"], job
+    m = INTERNAL.fullmatch(job["error"])
+    assert m, job["error"]
+    record = _crash_logged(caplog, m[1])
+    assert record.exc_info[1] is exc and record.jobs == [job["job_id"]]
+    task = client.get(f"/v1/tasks/{job['job_id']}").json()
+    assert str(exc) not in json.dumps(task)
+
+
+def test_an_error_meant_for_users_keeps_its_message(make_client, wait_job, generator, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise UserInputError("duration: too short for this model's latent (at least 0.5 s)")
+
+    monkeypatch.setattr(generator, "generate", refuse)
+    client = make_client()
+    job = wait_job(client, client.post("/v1/generate", json={"prompt": "kick", **FAST}).json()["job_id"])
+    assert job["state"] == "failed" and job["error"] == "duration: too short for this model's latent (at least 0.5 s)"
+
+
+def test_a_crash_in_a_celery_task_is_stored_the_same_way(tmp_path, monkeypatch, caplog):
+    """The Celery task runs the same job function as the server's threads: the same message, the same log."""
+    import sampleforge.serve.celery_app as celery_app
+    from sampleforge.params import GenerationParams
+    from sampleforge.serve.job import Job
+
+    class Crashing:  # what a worker process loads
+        name, sample_rate, samplers = "crashing", 44100, ("ddim",)
+
+        def generate(self, *args, **kwargs):
+            raise RuntimeError("segfault in /opt/secret/libtorch.so")
+
+    config = ServeConfig(storage=tmp_path / "storage", broker="redis://127.0.0.1:1/0")
+    ctx = celery_app.WorkerContext(config, Crashing)
+    monkeypatch.setattr(celery_app, "WORKER", ctx)
+    params = GenerationParams(prompt="kick", steps=1, cfg_scale=3.0, sampler="ddim", duration=0.25)
+    job = ctx.store.submit(Job(id=new_job_id(), state="queued", model="crashing", prompt="kick", params=params,
+                               ttl_s=60.0, created_at=time.time()))
+    task = celery_app.make_celery(config.broker, config).tasks[celery_app.TASK_NAME]
+    with caplog.at_level(logging.INFO, logger="sampleforge.serve"):
+        assert task(job.id) == [job.id]
+    failed = ctx.store.get(job.id)
+    assert failed is not None and failed.state == "failed"
+    m = INTERNAL.fullmatch(failed.error or "")
+    assert m, failed.error
+    assert "libtorch" in str(_crash_logged(caplog, m[1]).exc_info[1])

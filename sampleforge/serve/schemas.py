@@ -12,13 +12,34 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic_core import PydanticCustomError
 
 from sampleforge.params import SPECS, GenerationParams, Spec
 
 
 class StrictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True, strict=True)
+
+
+BLANK = "must hold at least one keyword (it is empty or only whitespace)"
+
+
+def not_blank(text: str) -> str:
+    """The check of a required prompt (after StrictRequest strips whitespace): empty is a 422 naming the field."""
+    if not text:
+        raise PydanticCustomError("string_too_short", BLANK)
+    return text
+
+
+RequiredText = Annotated[str, AfterValidator(not_blank)]
+
+
+def blank_errors(texts: dict[str, str]) -> list[dict[str, Any]]:
+    """The 422 error items ``not_blank`` gives, for the fields in ``texts`` (field -> value) that are empty or only
+    whitespace: for a prompt that a route needs only in some cases (a morph's, when its ends are not clips)."""
+    return [{"loc": ("body", field), "msg": BLANK, "type": "string_too_short"}
+            for field, text in texts.items() if not text.strip()]
 
 
 class _Derived(StrictRequest):
@@ -35,12 +56,14 @@ def derived_field(spec: Spec, required: bool = False) -> tuple[Any, Any]:
     kind: Any = Literal.__getitem__(choices) if choices else spec.kind
     if spec.optional and not required:
         kind = kind | None
+    needed = required and spec.kind is str  # a required text: not empty, nor only whitespace
     info = Field(
         ... if required else spec.default,
-        ge=spec.ge, gt=spec.gt, le=spec.le, description=spec.help,
-        min_length=1 if required and spec.kind is str else None, max_length=spec.max_length,
+        ge=spec.ge, gt=spec.gt, le=spec.le, description=spec.help, max_length=spec.max_length,
+        json_schema_extra={"minLength": 1} if needed else None,
     )
-    return Annotated[kind, BeforeValidator(spec.check)], info  # the raw value: no coercion first
+    annotation: Any = Annotated[kind, BeforeValidator(spec.check)]  # the raw value: no coercion first
+    return (Annotated[annotation, AfterValidator(not_blank)] if needed else annotation), info
 
 
 def _fields(names: dict[str, str], required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -80,7 +103,7 @@ else:
 
 class TaskData(StrictRequest):
     operation: Literal["generate"]
-    prompt: str = derived_field(SPECS["prompt"], required=True)[1]
+    prompt: RequiredText = derived_field(SPECS["prompt"], required=True)[1]
     params: TaskParams = Field(default_factory=lambda: TaskParams.model_validate({}))
 
 

@@ -45,7 +45,8 @@ def test_a_server_serves_a_model_and_the_model_with_other_vocoders(debug_model: 
         assert not np.allclose(clips["debug"], clips["debug+griffin-lim"])  # Griffin-Lim, not the model's vocoder
         # the debug model without its vocoder, given it back from a vocoder folder, is the debug model
         np.testing.assert_allclose(clips["debug+a-vocoder"], clips["debug"], atol=1e-5)
-        morph = client.post("/v1/morph", json={"model": "debug+griffin-lim", "morph_steps": 2, "steps": 2})
+        morph = client.post("/v1/morph", json={"model": "debug+griffin-lim", "morph_steps": 2, "steps": 2,
+                                               "from_prompt": "kick", "to_prompt": "snare"})
         assert morph.status_code == 202, morph.text
         assert wait_job(client, morph.json()["job_id"])["state"] == "succeeded"
 

@@ -142,6 +142,34 @@ def test_morph_with_empty_clips_is_a_422_not_a_prompt_morph(make_client, ends: d
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "from_audio"], r.text
 
 
+@pytest.mark.parametrize(("ends", "blank"), [
+    ({"from_prompt": "", "to_prompt": "snare"}, ["from_prompt"]),
+    ({"from_prompt": "kick", "to_prompt": "   "}, ["to_prompt"]),
+    ({"from_prompt": " \t", "to_prompt": "\n"}, ["from_prompt", "to_prompt"]),
+    ({"to_prompt": "snare"}, ["from_prompt"]),
+    ({}, ["from_prompt", "to_prompt"]),
+])
+def test_a_prompt_morph_needs_both_prompts(make_client, ends: dict, blank: list) -> None:
+    """Each end of a morph without clips is made from its prompt, as /v1/generate makes it: that refuses an empty
+    prompt, so does the morph (with clips the prompts only steer them, as vary's, and may be empty)."""
+    client = make_client(start=False)
+    r = client.post("/v1/morph", json={**ends, **FAST})
+    assert r.status_code == 422 and [d["loc"] for d in r.json()["detail"]] == [["body", f] for f in blank], r.text
+    said = client.post("/v1/generate", json={"prompt": "  "}).json()["detail"][0]
+    assert {(d["msg"], d["type"]) for d in r.json()["detail"]} == {(said["msg"], said["type"])}
+    assert client.get("/v1/health").json()["queue"]["queued"] == 0
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/kit", {"pieces": ["kick"]}), ("/v1/kit/pad", {"piece": "kick", "seed": 1}),
+])
+@pytest.mark.parametrize("prompt", ["", "   "])
+def test_a_kit_prompt_may_be_empty(make_client, path: str, body: dict, prompt: str) -> None:
+    """A kit's prompt is its character ('dusty 808'); each piece adds its own words ('kick'): a plain kit needs none."""
+    r = make_client(start=False).post(path, json={**body, "prompt": prompt, **FAST})
+    assert r.status_code == 202 and r.json()["prompt"] == "", r.text
+
+
 def test_pads_and_the_kit_zip_hold_the_same_sounds(make_client, wait_job, tmp_path: Path) -> None:
     client = make_client()
     pads = {}
@@ -283,11 +311,12 @@ def test_workflow_routes_run_on_the_named_sampleforge_model(tmp_path: Path, gene
     service = Service(ServeConfig(storage=tmp_path / "storage", model=str(generator.name)),
                       {"foreign": _ForeignModel(), str(generator.name): generator})
     with TestClient(create_app(service, manage_service=False)) as client:
-        ok = client.post("/v1/morph", json={"model": str(generator.name), "morph_steps": 2, **FAST})
+        ends = {"from_prompt": "kick", "to_prompt": "snare"}
+        ok = client.post("/v1/morph", json={"model": str(generator.name), "morph_steps": 2, **ends, **FAST})
         assert ok.status_code == 202, ok.text
         assert ok.json()["model"] == str(generator.name)
         for body in ({}, {"model": "foreign"}):  # the default (first) model is the foreign one
-            r = client.post("/v1/morph", json={"morph_steps": 2, **FAST, **body})
+            r = client.post("/v1/morph", json={"morph_steps": 2, **ends, **FAST, **body})
             assert r.status_code == 422, r.text
             assert "model" in json.dumps(r.json()) and "sampleforge model" in r.text
 

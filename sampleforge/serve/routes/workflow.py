@@ -37,7 +37,7 @@ from sampleforge.params import DEFAULTS, MAX_SEED, SPECS, GenerationParams
 from sampleforge.serve.job import QUEUED, Job
 from sampleforge.serve.results import new_job_id
 from sampleforge.serve.routes.common import JsonBodyRoute, accepted, queue_full_is_429
-from sampleforge.serve.schemas import StrictRequest, derived_field
+from sampleforge.serve.schemas import StrictRequest, blank_errors, derived_field
 from sampleforge.serve.views import job_view
 
 UPLOAD_PATHS = ("/v1/vary", "/v1/morph")
@@ -55,24 +55,28 @@ SAMPLING = ("model", "steps", "cfg_scale", "sampler", "format", "length", "decay
 VARY = ("prompt", "strength", "count", "seed", *SAMPLING)
 MORPH = ("morph_steps", "strength", *SAMPLING)
 KIT = ("prompt", "relatedness", *SAMPLING)
+# a kit's prompt is optional: each piece adds its own class words, so an empty one is a plain kit
+KIT_HELP = {"prompt": "the kit's character, e.g. 'dusty 808'; may be empty: each piece adds its own words ('kick', "
+                      "'closed hat')"}
 
 
-def _setting(name: str, default: Any = _UNSET) -> tuple[Any, Any]:
-    """One request field for setting ``name`` (optionally another default); length and pieces also take their
-    JSON shapes (a number of seconds, a list of pieces)."""
+def _setting(name: str, default: Any = _UNSET, help: str | None = None) -> tuple[Any, Any]:
+    """One request field for setting ``name`` (optionally another default or help); length and pieces also take
+    their JSON shapes (a number of seconds, a list of pieces)."""
     annotation, info = derived_field(SPECS[name])
     if name == "length":
         annotation = Annotated[str | float | None, AfterValidator(SPECS[name].check)]
     elif name == "pieces":
         annotation = Annotated[str | list[str] | None, AfterValidator(SPECS[name].check)]
-    if default is not _UNSET:  # a new FieldInfo: pydantic builds the model from the attributes a field was made with
-        info = FieldInfo.merge_field_infos(info, default=default)
+    changed = {**({"default": default} if default is not _UNSET else {}), **({"description": help} if help else {})}
+    if changed:  # a new FieldInfo: pydantic builds the model from the attributes a field was made with
+        info = FieldInfo.merge_field_infos(info, **changed)
     return annotation, info
 
 
 def _model(model_name: str, doc: str, settings: tuple[str, ...], defaults: dict[str, Any] | None = None,
-           base: type[BaseModel] = StrictRequest, **fields: Any) -> Any:
-    made: dict[str, Any] = {s: _setting(s, (defaults or {}).get(s, _UNSET)) for s in settings}
+           base: type[BaseModel] = StrictRequest, helps: dict[str, str] | None = None, **fields: Any) -> Any:
+    made: dict[str, Any] = {s: _setting(s, (defaults or {}).get(s, _UNSET), (helps or {}).get(s)) for s in settings}
     return create_model(model_name, __base__=base, __doc__=doc, **made, **fields)  # type: ignore[call-overload]
 
 
@@ -99,7 +103,10 @@ else:
         "VaryRequest", "Variations of one clip.", VARY, base=_Params, audio=(str, _AUDIO))
     MorphRequest = _model(
         "MorphRequest", "From one prompt/seed (or clip) to another.", MORPH, base=_Params,
-        from_prompt=(str, Field("", max_length=2000)), to_prompt=(str, Field("", max_length=2000)),
+        from_prompt=(str, Field("", max_length=2000, description="the first end's keywords; needed unless both "
+                                                                 "ends are clips (then they steer them)")),
+        to_prompt=(str, Field("", max_length=2000, description="the last end's keywords; needed unless both ends "
+                                                               "are clips")),
         from_seed=(int | None, Field(None, ge=0, le=MAX_SEED, description="random if omitted")),
         to_seed=(int | None, Field(None, ge=0, le=MAX_SEED, description="default: from_seed + 1")),
         from_audio=(str | None, Field(None, min_length=1, description="a clip (base64) as the first end; needs "
@@ -107,14 +114,14 @@ else:
         to_audio=(str | None, Field(None, min_length=1, description="a clip (base64) as the last end")))
     PadRequest = _model(
         "PadRequest", "One pad of a kit (to audition or re-roll it).", KIT,
-        {"format": "wav16", "length": "auto"}, base=_Params,
+        {"format": "wav16", "length": "auto"}, base=_Params, helps=KIT_HELP,
         piece=(str, Field(description=f"one of {', '.join(PIECES)}")),
         seed=(int, Field(ge=0, le=MAX_SEED, description="the kit's seed (its shared noise)")),
         pad_seed=(int | None, Field(None, ge=0, le=MAX_SEED, description="the pad's own noise; random if omitted")))
     KitRequest = _model(
         "KitRequest", "A whole kit as a zip (samples + SFZ + Decent Sampler + Hydrogen + GM map + kit.json).",
         (*KIT, "seed", "pieces", "round_robins", "velocity_layers"), {"format": "wav24", "length": "auto"},
-        base=_Params,
+        base=_Params, helps=KIT_HELP,
         pad_seeds=(dict[str, StrictInt], Field(default_factory=dict, description="{piece: seed} from the pads you kept")),
         name=(str | None, Field(None, max_length=60, description="the kit's name (made file-name safe); default: "
                                                                   "from the prompt")))
@@ -235,6 +242,9 @@ def morph(req: MorphRequest, request: Request) -> JSONResponse:
     rate = _generator(request, p.model).generator.sample_rate
     if (req.from_audio is None) != (req.to_audio is None):
         raise _invalid("to_audio" if req.to_audio is None else "from_audio", "give a clip for both ends or neither")
+    blank = blank_errors({"from_prompt": req.from_prompt, "to_prompt": req.to_prompt}) if req.from_audio is None else []
+    if blank:  # each end is made from its prompt, as /v1/generate makes it (with clips a prompt only steers them)
+        raise RequestValidationError(blank)
     inputs = {"from_audio": _decode("from_audio", req.from_audio, rate),
               "to_audio": _decode("to_audio", req.to_audio, rate)} if req.from_audio else None
     a = req.from_seed if req.from_seed is not None else int(p.seed or 0)  # with_seed() set p.seed

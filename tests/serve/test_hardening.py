@@ -267,7 +267,7 @@ def test_without_the_token_a_bad_body_is_401_not_422(make_client, path, raw, aut
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", r.text
     assert r.json() == {"detail": "missing or wrong bearer token (Authorization: Bearer <token>)"}
     ok = client.post(path, content=raw, headers={**headers, "Authorization": "Bearer s3cret"})
-    assert ok.status_code in (400, 422), ok.text  # with the token: what is wrong with the body
+    assert ok.status_code == 422, ok.text  # with the token: what is wrong with the body
 
 
 def test_without_the_token_even_a_huge_body_is_401(make_client):
@@ -475,6 +475,31 @@ def test_a_body_that_is_not_utf8_is_a_422_saying_so(make_client):
     r = make_client(start=False).post("/v1/generate", content='{"prompt": "café"}'.encode("latin-1"),
                                       headers={"content-type": "application/json"})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body"] and "UTF-8" in r.json()["error"], r.text
+
+
+@pytest.mark.parametrize(("path", "raw"), [
+    ("/v1/generate", b"[" * 2000 + b"]" * 2000),
+    ("/v1/generate", b'{"a": ' * 2000 + b"1" + b"}" * 2000),
+    ("/v1/tasks", TASK % (b"[" * 3000 + b"]" * 3000)),
+    ("/v1/morph", b"[" * 10_000 + b"]" * 10_000),  # the upload routes take 4 MB
+    ("/v1/kit", b'{"pad_seeds": {"kick": ' + b"[" * 5000 + b"]" * 5000 + b"}}"),
+], ids=["array", "object", "tasks", "morph", "kit"])
+def test_json_nested_too_deeply_is_a_422_naming_the_body(make_client, path, raw):
+    """Past what Python's JSON reader recurses into, the body was a bare 400 naming nothing."""
+    r = make_client(start=False).post(path, content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body"], r.text
+    assert r.json()["error"].startswith("body: nested too deeply"), r.text
+
+
+def test_json_nesting_has_one_limit(make_client):
+    """At most MAX_DEPTH arrays or objects inside each other, whatever depth Python's reader would reach."""
+    from sampleforge.serve.routes.common import MAX_DEPTH
+
+    client = make_client(start=False)
+    for depth, loc in ((MAX_DEPTH - 1, ["body", "steps"]), (MAX_DEPTH, ["body"])):  # the body's object is one
+        raw = b'{"prompt": "kick", "steps": ' + b"[" * depth + b"]" * depth + b"}"
+        r = client.post("/v1/generate", content=raw, headers={"content-type": "application/json"})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == loc, (depth, r.text)
 
 
 def test_max_count_above_what_a_job_may_hold_refuses_to_start(debug_model, tmp_path, capsys):

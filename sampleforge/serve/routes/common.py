@@ -56,21 +56,31 @@ def _integer(text: str) -> Any:
         return _TOO_LONG
 
 
+MAX_DEPTH = 100  # arrays and objects inside each other: far more than any request holds, far less than Python reads
+
+
 def body_errors(body: bytes) -> list[dict[str, Any]]:
     """The 422 error items of a JSON body that ``json.loads`` would read without a word or refuse naming nothing:
-    a key given twice (it keeps the last value), an integer too long to read and bytes that are not UTF-8 (both
-    a bare 400). Malformed JSON gives none here: the route's own read reports where it breaks."""
+    a key given twice (it keeps the last value), an integer too long to read, bytes that are not UTF-8 and
+    arrays or objects nested more than MAX_DEPTH deep (the last three a bare 400). Malformed JSON gives none
+    here: the route's own read reports where it breaks."""
+    too_deep = [_error(("body",), f"nested too deeply (more than {MAX_DEPTH} arrays or objects inside each other)",
+                       "json_invalid")]
     try:
         value = json.loads(body, object_pairs_hook=_object, parse_int=_integer)
     except UnicodeDecodeError as exc:
         return [_error(("body",), f"not UTF-8 text (byte {exc.start} is {body[exc.start:exc.start + 1]!r})",
                        "json_invalid")]
-    except (ValueError, RecursionError):
+    except RecursionError:  # deeper than json.loads recurses
+        return too_deep
+    except ValueError:
         return []
     errors: list[dict[str, Any]] = []
     todo: list[tuple[Any, tuple[str | int, ...]]] = [(value, ("body",))]
     while todo:  # not recursive: the body may nest as deep as json.loads goes
         item, loc = todo.pop()
+        if isinstance(item, dict | list) and len(loc) > MAX_DEPTH:  # loc: "body", then one step per level
+            return too_deep
         if isinstance(item, _Object):
             errors += [_error((*loc, k), "given twice (each key once per object)", "duplicate_key") for k in item.twice]
             todo += [(v, (*loc, k)) for k, v in item.items()]

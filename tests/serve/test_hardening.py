@@ -502,6 +502,24 @@ def test_json_nesting_has_one_limit(make_client):
         assert r.status_code == 422 and r.json()["detail"][0]["loc"] == loc, (depth, r.text)
 
 
+@pytest.mark.parametrize(("path", "raw"), [
+    ("/v1/generate", b'{"prompt": "kick", "steps": 2, "duration": 0.25}'),
+    ("/v1/tasks", TASK % b'{"diffusionSteps": 2}'),
+    ("/v1/kit", b'{"prompt": "dusty", "pieces": ["kick", "snare"], "pad_seeds": {"kick": 7}}'),
+], ids=["generate", "tasks", "kit"])
+def test_a_json_body_is_parsed_once(make_client, monkeypatch, path, raw):
+    """The strict read hands its parse to the route (it was parsed twice)."""
+    client = make_client(start=False)
+    real, parsed = json.loads, []
+    monkeypatch.setattr(json, "loads", lambda text, **kw: (parsed.append(text), real(text, **kw))[1])
+    r = client.post(path, content=raw, headers={"content-type": "application/json"})
+    monkeypatch.setattr(json, "loads", real)
+    assert r.status_code == 202 and parsed.count(raw) == 1, (r.text, parsed)
+    job = client.get(r.headers["location"]).json()  # the parsed body made the job
+    assert job["state"] == "queued" and job["prompt"] in ("kick", "dusty"), job
+    assert path != "/v1/kit" or job["request"]["pad_seeds"] == {"kick": 7}, job
+
+
 def test_max_count_above_what_a_job_may_hold_refuses_to_start(debug_model, tmp_path, capsys):
     from sampleforge.cli import main
 

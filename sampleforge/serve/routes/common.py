@@ -59,28 +59,31 @@ def _integer(text: str) -> Any:
 MAX_DEPTH = 100  # arrays and objects inside each other: far more than any request holds, far less than Python reads
 
 
-def body_errors(body: bytes) -> list[dict[str, Any]]:
-    """The 422 error items of a JSON body that ``json.loads`` would read without a word or refuse naming nothing:
-    a key given twice (it keeps the last value), an integer too long to read, bytes that are not UTF-8 and
-    arrays or objects nested more than MAX_DEPTH deep (the last three a bare 400). Malformed JSON gives none
-    here: the route's own read reports where it breaks."""
+UNREAD = object()  # a body json.loads refuses (malformed): FastAPI's own read reports where it breaks
+
+
+def read_json(body: bytes) -> tuple[Any, list[dict[str, Any]]]:
+    """``body`` read as JSON strictly: ``(value, [])``, or the 422 error items of what ``json.loads`` would read
+    without a word or refuse naming nothing: a key given twice (it keeps the last value), an integer too long
+    to read, bytes that are not UTF-8 and arrays or objects nested more than MAX_DEPTH deep (the last three a
+    bare 400). Malformed JSON is ``(UNREAD, [])``."""
     too_deep = [_error(("body",), f"nested too deeply (more than {MAX_DEPTH} arrays or objects inside each other)",
                        "json_invalid")]
     try:
         value = json.loads(body, object_pairs_hook=_object, parse_int=_integer)
     except UnicodeDecodeError as exc:
-        return [_error(("body",), f"not UTF-8 text (byte {exc.start} is {body[exc.start:exc.start + 1]!r})",
-                       "json_invalid")]
+        return UNREAD, [_error(("body",), f"not UTF-8 text (byte {exc.start} is {body[exc.start:exc.start + 1]!r})",
+                               "json_invalid")]
     except RecursionError:  # deeper than json.loads recurses
-        return too_deep
+        return UNREAD, too_deep
     except ValueError:
-        return []
+        return UNREAD, []
     errors: list[dict[str, Any]] = []
     todo: list[tuple[Any, tuple[str | int, ...]]] = [(value, ("body",))]
     while todo:  # not recursive: the body may nest as deep as json.loads goes
         item, loc = todo.pop()
         if isinstance(item, dict | list) and len(loc) > MAX_DEPTH:  # loc: "body", then one step per level
-            return too_deep
+            return UNREAD, too_deep
         if isinstance(item, _Object):
             errors += [_error((*loc, k), "given twice (each key once per object)", "duplicate_key") for k in item.twice]
             todo += [(v, (*loc, k)) for k, v in item.items()]
@@ -88,7 +91,7 @@ def body_errors(body: bytes) -> list[dict[str, Any]]:
             todo += [(v, (*loc, i)) for i, v in enumerate(item)]
         elif item is _TOO_LONG:
             errors.append(_error(loc, f"an integer of more than {sys.get_int_max_str_digits()} digits", "int_parsing"))
-    return errors
+    return value, errors
 
 
 def _json_body(request: Request) -> bool:
@@ -144,8 +147,23 @@ class ApiRoute(APIRoute):
         return answer
 
 
+class _ReadRequest(Request):
+    """A request whose JSON body is read and parsed: FastAPI takes the body from ``body()`` and ``json()``."""
+
+    def __init__(self, request: Request, body: bytes, value: Any) -> None:
+        super().__init__(request.scope, request.receive)
+        self._read, self._value = body, value
+
+    async def body(self) -> bytes:
+        return self._read
+
+    async def json(self) -> Any:
+        return self._value
+
+
 class JsonBodyRoute(ApiRoute):
-    """A route that reads its JSON body strictly first (``body_errors``): a 422 naming the field."""
+    """A route that reads its JSON body strictly first (``read_json``: a 422 naming the field) and hands the parsed
+    body on to the route (read once)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
@@ -153,12 +171,14 @@ class JsonBodyRoute(ApiRoute):
         async def checked(request: Request) -> Response:
             if _json_body(request):
                 try:
-                    body = await request.body()  # kept on the request: the route reads it from there
+                    body = await request.body()
                 except ClientDisconnect:  # gone, or refused by BodyGuard (413, 408): the route's read says so
                     return await handle(request)
-                errors = body_errors(body) if body else []
+                value, errors = read_json(body) if body else (UNREAD, [])
                 if errors:
                     raise RequestValidationError(errors)
+                if value is not UNREAD:
+                    request = _ReadRequest(request, body, value)
             return await handle(request)
 
         return checked

@@ -87,6 +87,14 @@ def test_vary_bad_input_is_422_naming_the_field(make_client, generator, body: di
     assert field in json.dumps(r.json())
 
 
+@pytest.mark.parametrize("raw", [b"RIFF not really", b"\x00" * 3, b"fLaC" + b"\x00" * 40], ids=["riff", "zeros", "flac"])
+def test_an_upload_that_is_not_audio_names_no_server_path(make_client, raw: bytes) -> None:
+    """The clip is decoded from a temporary file: its path is the server's business, not the client's."""
+    r = make_client(start=False).post("/v1/vary", json={"audio": base64.b64encode(raw).decode(), **FAST})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "audio"], r.text
+    assert "not readable audio" in r.text and "/" not in r.json()["error"] and "upload" not in r.text, r.text
+
+
 def test_upload_limit_is_separate_from_the_json_limit(make_client, generator) -> None:
     client = make_client(start=False, max_upload_bytes=10_000)
     r = client.post("/v1/vary", json={"audio": clip_b64(generator), **FAST})

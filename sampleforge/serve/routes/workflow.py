@@ -176,8 +176,9 @@ def _decode(field: str, data: str, sample_rate: int) -> np.ndarray:
         _check_size(field, path)
         try:
             wav = read_audio(path, sample_rate)
-        except AudioReadError as exc:
-            raise _invalid(field, f"not readable audio ({str(exc).split(': ', 1)[-1]})") from None
+        except AudioReadError as exc:  # its message names the temporary file, maybe more than once: not the client's
+            why = str(exc).split(": ", 1)[-1].replace(f"'{path}'", "the clip").replace(str(path), "the clip")
+            raise _invalid(field, f"not readable audio ({why})") from None
     if float(np.abs(wav).max()) < 1e-4:
         raise _invalid(field, "silent (peak below -80 dBFS)")
     return wav

@@ -73,6 +73,12 @@ class Bundle:
         """class -> word -> {knob: quantile}: what each word means for each class, measured on the training clips."""
         return dict(self.timbre.get("words", {}))
 
+    @property
+    def knob_limits(self) -> dict[str, dict[str, list[float]]]:
+        """class -> knob -> [low, high]: how far a prompt word may move the knob before the clips stop being the
+        class (measured by ``sampleforge eval knob-limits``; absent: no limit)."""
+        return dict(self.timbre.get("knob_limits", {}))
+
     def modules(self) -> dict[str, nn.Module]:
         mods: dict[str, nn.Module] = {"vae": self.vae, "unet": self.unet, "text": self.text}
         if self.vocoder is not None:

@@ -255,6 +255,12 @@ def _print_knob_words(path: Path) -> None:
         for category, words in measured.items():
             for word, values in words.items():
                 print(f"  {word + ' ' + category:<{width}}  " + ", ".join(f"{k} {v:.2f}" for k, v in values.items() if k in knobs))
+    limits = read_timbre(path).get("knob_limits", {})
+    if limits:
+        print("how far a word may move each knob before the class stops being itself (sampleforge eval knob-limits; "
+              "a value you set is not limited):")
+        for category, bounds in limits.items():
+            print(f"  {category:<11} " + "  ".join(f"{k} {lo:.2f}-{hi:.2f}" for k, (lo, hi) in bounds.items() if k in knobs))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -28,7 +28,9 @@ at random in training, so a knob left unset is sampled freely.
 Words map onto knobs: ``WORD_KNOBS`` is the one table of general words (long, bright, deep, punchy ...); on top
 of it a model measures what its words mean for each class (``class_word_knobs``: an 808 kick is heavy, a high
 tom light). A prompt word sets a knob the user did not set; a knob word that few training clips (of the class
-asked for) carry acts through its knob alone (``KEYWORD_MIN_CLIPS``).
+asked for) carry acts through its knob alone (``KEYWORD_MIN_CLIPS``). A model may also say how far a word can
+move each knob of each class before its clips stop being that class (timbre.json ``knob_limits``: a bright snare
+stays a snare); a value the user sets is not limited.
 """
 
 from __future__ import annotations
@@ -184,16 +186,25 @@ def class_word_knobs(quantiles: np.ndarray, categories: Sequence[str],
     return out
 
 
+ClassKnobLimits = dict[str, dict[str, list[float]]]  # class -> knob -> [low, high]
+
+
 def knobs_from_words(words: Sequence[str], explicit: Mapping[str, float | None] | None = None,
-                     category: str | None = None, class_words: ClassWordKnobs | None = None) -> dict[str, float]:
+                     category: str | None = None, class_words: ClassWordKnobs | None = None,
+                     limits: ClassKnobLimits | None = None) -> dict[str, float]:
     """Knob values a prompt asks for: the explicit ones, then those its words stand for (for ``category`` the
-    model's measured ``class_words`` first, then ``WORD_KNOBS``; the first word that sets a knob wins). Unset
-    knobs are absent."""
+    model's measured ``class_words`` first, then ``WORD_KNOBS``; the first word that sets a knob wins). A value
+    set by a word is kept within the model's ``limits`` for ``category`` (how far a knob can go before the model's
+    clips stop being that class: ``eval.descriptors.knob_limits``); an explicit value is the user's and is
+    kept. Unset knobs are absent."""
     out = {k: float(v) for k, v in (explicit or {}).items() if v is not None}
     own = (class_words or {}).get(category or "", {})
+    bounds = (limits or {}).get(category or "", {})
     for w in words:
         for knob, value in {**WORD_KNOBS.get(w, {}), **own.get(w, {})}.items():
-            out.setdefault(knob, value)
+            if knob not in out:
+                low, high = bounds.get(knob, (0.0, 1.0))
+                out[knob] = min(max(value, low), high)
     return out
 
 

@@ -118,6 +118,17 @@ def test_words_set_knobs_explicit_values_win() -> None:
     assert knobs_from_words(["long", "808"], category="kick", class_words=table)["decay"] == WORD_KNOBS["long"]["decay"]
     assert knobs_from_words(["bright", "808"], category="kick", class_words={"kick": {"bright": {"brightness": 0.6}}},
                             )["brightness"] == 0.6  # the class's own meaning wins over the general table
+    # a model's limits hold what a word asks for within the range where the class stays itself
+    limits = {"snare": {"brightness": [0.1, 0.7]}, "kick": {"weight": [0.3, 0.9]}}
+    assert knobs_from_words(["bright", "snare"], category="snare", limits=limits) == {"brightness": 0.7}
+    assert knobs_from_words(["muffled", "snare"], category="snare", limits=limits) == {"brightness": 0.1}
+    assert knobs_from_words(["dark", "snare"], category="snare", limits=limits) == {"brightness": 0.15}  # within
+    assert knobs_from_words(["bright", "snare"], {"brightness": 0.95}, "snare", limits=limits) == {"brightness": 0.95}
+    assert knobs_from_words(["bright", "kick"], category="kick", limits=limits) == WORD_KNOBS["bright"]
+    assert knobs_from_words(["bright"], limits=limits) == WORD_KNOBS["bright"]  # no class: no limit
+    assert knobs_from_words(["808", "kick"], category="kick", class_words=table, limits=limits) == {
+        "weight": 0.9, "decay": 0.7}  # a class's own word is held too (here within)
+    assert knobs_from_words(["thin", "kick"], category="kick", limits=limits) == {"weight": 0.3}
     v = knob_vector({"decay": 0.2})
     assert v[KNOBS.index("decay")] == 0.2 and all(math.isnan(x) for i, x in enumerate(v) if KNOBS[i] != "decay")
 
@@ -344,3 +355,42 @@ def test_the_service_and_kits_fill_in_each_prompts_own_guidance(firm_plain_model
     assert [s.cfg_scale for s in plain.samples] == [4.5, 4.5] and plain.params["cfg_scale"] == 4.5
     long = build_kit(gen, prompt="long", pieces="kick,snare", steps=1, seed=5, vocoder=False)
     assert [s.cfg_scale for s in long.samples] == [3.0, 3.0] and long.params["cfg_scale"] == 3.0
+
+
+def test_knob_limits_are_measured_written_read_and_listed(knob_model, tmp_path, capsys) -> None:
+    """`eval knob-limits --write` stores a range per class and knob in timbre.json; generation holds a word's
+    value in it (not an explicit one) and `vocab` lists it."""
+    import json
+    import shutil
+
+    from sampleforge.cli import main
+    from sampleforge.pipeline import Generator
+
+    model = tmp_path / "m"
+    shutil.copytree(knob_model, model)
+    args = ["eval", "knob-limits", "--model", str(model), "--classes", "snare", "-n", "8", "--steps", "1"]
+    assert main([*args, "--write"]) == 2
+    assert "has no timbre.json" in capsys.readouterr().err
+    assert main(["eval", "knob-limits", "--model", str(model), "--classes", "snere"]) == 2
+    assert "unknown class 'snere'" in capsys.readouterr().err
+    (model / "timbre.json").write_text(json.dumps({"words": {}}))
+    out = tmp_path / "limits.json"
+    assert main([*args, "--write", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    stored = json.loads((model / "timbre.json").read_text())
+    assert stored["words"] == {} and stored["knob_limits"] == result["knob_limits"]
+    assert set(result["knob_limits"]) == {"snare"} and set(result["knob_limits"]["snare"]) == set(KNOBS)
+    for knob, (low, high) in result["knob_limits"]["snare"].items():
+        shares = result["judged"]["snare"][knob]
+        assert len(shares) == len(result["values"]) and all(0 <= x <= 1 for x in shares)
+        assert 0.05 <= low <= 0.5 <= high <= 0.95
+    assert result["settings"]["n"] == 8 and result["settings"]["steps"] == 1
+    stored["knob_limits"] = {"snare": {"brightness": [0.2, 0.6]}}
+    (model / "timbre.json").write_text(json.dumps(stored))
+    gen = Generator.from_pretrained(model, device="cpu")
+    assert gen.knob_values("bright snare") == {"brightness": 0.6}
+    assert gen.knob_values("bright snare", {"brightness": 0.9}) == {"brightness": 0.9}
+    assert gen.knob_values("bright kick") == WORD_KNOBS["bright"]
+    capsys.readouterr()
+    assert main(["vocab", "--model", str(model)]) == 0
+    assert "snare       brightness 0.20-0.60" in capsys.readouterr().out

@@ -84,6 +84,22 @@ def _register_eval(sub: Any) -> None:
     d.add_argument("--classifier", type=Path, default=None, help=judge_help)
     d.add_argument("--out", type=Path, default=None, help="output folder for descriptors.json")
     d.set_defaults(func=_run_descriptors)
+    k = eval_sub.add_parser("knob-limits", help="how far each timbre knob can go before a class stops being itself",
+                            description="For each class and timbre knob, generate the class prompt with the knob "
+                            "at 0.05-0.95 and judge the clips; the range around the middle where the class holds "
+                            "(judged itself at least 90 %% of the time) is the furthest a prompt word may move the "
+                            "knob. --write stores the ranges in the model folder's timbre.json (knob_limits), where "
+                            "generation reads them: 'bright snare' then asks for the brightest snare that is still a "
+                            "snare. A knob value given explicitly is never limited.")
+    k.add_argument("--model", required=True, help="model folder or shipped name")
+    k.add_argument("-n", "--count", type=int_at_least(8), default=48, help="clips per knob value (default 48)")
+    k.add_argument("--classes", nargs="+", default=None, help="taxonomy classes (default: all)")
+    add_arguments(k, ("steps", "cfg_scale", "sampler", "seed"), base=DESCRIPTOR_SETTINGS)
+    k.add_argument("--classifier", type=Path, default=None, help=judge_help)
+    k.add_argument("--out", type=Path, default=None,
+                   help="JSON file of the measurement (default: runs/eval/<model>-knob-limits.json)")
+    k.add_argument("--write", action="store_true", help="store the ranges in the model folder's timbre.json")
+    k.set_defaults(func=_run_knob_limits)
     v = eval_sub.add_parser("vocoder", help="the vocoder check alone: the model's vocoder vs Griffin-Lim on real clips",
                             description="Re-synthesise held-out real clips from their log-mel with the model's "
                             "vocoder and with Griffin-Lim; MR-STFT and log-mel distances to the originals, and the "
@@ -159,6 +175,47 @@ def _run_descriptors(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "descriptors.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out / 'descriptors.json'}")
+    return 0
+
+
+def _run_knob_limits(args: argparse.Namespace) -> int:
+    from sampleforge.backends.resolve import resolve
+    from sampleforge.eval.classifier import load_classifier
+    from sampleforge.eval.descriptors import knob_limits
+    from sampleforge.pipeline import Generator
+    from sampleforge.taxonomy import CATEGORY_PROMPTS
+
+    unknown = [c for c in args.classes or () if c not in CATEGORY_PROMPTS]
+    if unknown:
+        raise UserInputError(f"--classes: unknown class {unknown[0]!r} (known: {', '.join(CATEGORY_PROMPTS)})")
+    ref = resolve(args.model)
+    if ref.format != "sampleforge":
+        raise UserInputError(f"--model {args.model}: only sampleforge models have timbre knobs")
+    folder = ref.path
+    timbre_file = folder / "timbre.json"
+    if args.write and not timbre_file.is_file():
+        raise UserInputError(f"--write: {folder} has no timbre.json (a model without timbre knobs)")
+    asked = from_namespace(args, DESCRIPTOR_SETTINGS)
+    gen = Generator.from_pretrained(args.model)
+    if not gen.bundle.config.text.knobs:
+        raise UserInputError(f"--model {args.model}: this model has no timbre knobs")
+    p = gen.resolve(asked)
+    assert p.steps is not None and p.sampler is not None and p.seed is not None
+    result = knob_limits(gen, load_classifier(args.classifier), n=args.count, steps=p.steps, sampler=p.sampler,
+                         cfg_scale=asked.cfg_scale, seed=p.seed, classes=args.classes)
+    for category, knobs in result["knob_limits"].items():
+        print(f"  {category:<11} " + "  ".join(f"{knob} {lo:.2f}-{hi:.2f}" for knob, (lo, hi) in knobs.items()))
+    out = args.out or Path("runs") / "eval" / f"{folder.name}-knob-limits.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    if args.write:
+        timbre = json.loads(timbre_file.read_text())
+        timbre["knob_limits"] = {**timbre.get("knob_limits", {}), **result["knob_limits"]}
+        tmp = timbre_file.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(timbre, indent=1) + "\n")
+        tmp.replace(timbre_file)
+        print(f"wrote knob_limits into {timbre_file}")
     return 0
 
 

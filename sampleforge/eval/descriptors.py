@@ -16,6 +16,14 @@ real fall; a large one: a dip within the noise of n clips). A sweep passes (``ri
 where it started and no step falls surely (both at p < ``ALPHA``). ``monotonic`` is the stricter reading of
 the medians alone: they never fall (two equal medians are allowed, as where a crash's decay reaches the end of
 the 2-s clip) and end higher; a fall of a median by a thousandth, within the noise, breaks it.
+
+**Knob limits** (``knob_limits``). For each class and knob, the class prompt with the knob set to each of
+``LIMIT_VALUES`` (the others free), judged by the drum classifier: how far from the middle can the knob go before
+the clips stop being that class? The range kept is the one around 0.5 where the share judged the class stays at
+least ``LIMIT_ADHERENCE`` (or, for a class judged less often at the middle, within ``LIMIT_SLACK`` of that
+share), reaching into the step to the first value below it as far as a straight line between the two shares
+stays above the bar. A model stores the ranges in its timbre.json; a word that asks for more (``bright`` for a
+snare) is held at the edge (``timbre.knobs_from_words``).
 """
 
 from __future__ import annotations
@@ -36,6 +44,9 @@ MIN_D = 0.8
 MIN_ADHERENCE = 0.85
 SWEEP_VALUES = (0.1, 0.3, 0.5, 0.7, 0.9)
 ALPHA = 0.05  # a sweep's rise, or a fall of one of its steps, counts when its one-sided p is below this
+LIMIT_VALUES = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95)  # knob values the limits are measured at
+LIMIT_ADHERENCE = 0.9  # share of clips judged the class that a knob value must keep
+LIMIT_SLACK = 0.05  # ... or, for a class judged less often at the knob's middle, this far below that share
 
 
 @dataclass(frozen=True)
@@ -217,3 +228,59 @@ def check_descriptors(generator: Any, clf: Any, real_wavs: np.ndarray, real_cate
     return {"contrasts": rows, "passed": sum(r["passed"] for r in rows), "total": len(rows),
             "sweeps": sweep_rows, "sweeps_rising": sum(w["rises"] for w in sweep_rows), "alpha": ALPHA,
             "settings": settings, "knobs": list(KNOBS), "features": version}
+
+
+def holding_range(values: Sequence[float], judged: Sequence[float], bar: float) -> tuple[float, float]:
+    """The range of knob ``values`` (ascending) around the one nearest 0.5 whose ``judged`` shares stay >= ``bar``:
+    on each side up to the last value that does, plus the part of the step to the next value (which does not)
+    over which the straight line between their shares stays >= ``bar``. The value nearest 0.5 is always in."""
+    v, r = np.asarray(values, dtype=float), np.asarray(judged, dtype=float)
+    mid = int(np.argmin(np.abs(v - 0.5)))
+
+    def edge(step: int) -> float:
+        i = mid
+        while 0 <= i + step < len(v) and r[i + step] >= bar:
+            i += step
+        j = i + step
+        if not 0 <= j < len(v) or r[i] < bar:  # the end of the values, or the middle itself below the bar
+            return float(v[i])
+        return float(v[i] + (v[j] - v[i]) * (r[i] - bar) / (r[i] - r[j]))
+
+    return round(edge(-1), 2), round(edge(1), 2)
+
+
+def knob_limits(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: str = "dpmpp_2m",
+                cfg_scale: float | None = None, seed: int = 0, classes: Sequence[str] | None = None,
+                values: Sequence[float] = LIMIT_VALUES) -> dict[str, Any]:
+    """For each class and timbre knob of the model, the share of ``n`` clips judged the class at each knob value,
+    and the ``holding_range`` of the knob (module docstring). Returns a JSON-able dict: ``knob_limits`` (class ->
+    knob -> [low, high], what a model's timbre.json holds), ``judged``, the bars and the settings."""
+    knobs = list(generator.bundle.config.text.knobs)
+    if not knobs:
+        raise ValueError("this model has no timbre knobs")
+    classes = list(classes or CATEGORY_PROMPTS)
+    kw = dict(n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale, seed=seed)
+    bar = tqdm(total=len(classes) * len(knobs) * len(values), desc="knob limits", unit="prompt", file=sys.stderr,
+               disable=None, leave=False)
+    limits: dict[str, dict[str, list[float]]] = {}
+    judged: dict[str, dict[str, list[float]]] = {}
+    bars: dict[str, dict[str, float]] = {}
+    scales: set[float] = set()
+    for category in classes:
+        for knob in knobs:
+            shares = []
+            for v in values:
+                run = generator.generate_full(CATEGORY_PROMPTS[category], **{knob: v}, **kw)
+                shares.append(_judged(clf, run.audio.numpy(), category))
+                scales.add(_scale(run))
+                bar.update(1)
+            middle = shares[int(np.argmin(np.abs(np.asarray(values) - 0.5)))]
+            need = min(LIMIT_ADHERENCE, middle - LIMIT_SLACK)
+            limits.setdefault(category, {})[knob] = list(holding_range(values, shares, need))
+            judged.setdefault(category, {})[knob] = [round(x, 4) for x in shares]
+            bars.setdefault(category, {})[knob] = round(need, 4)
+    bar.close()
+    used = sorted(scales)
+    return {"knob_limits": limits, "judged": judged, "bars": bars, "values": list(values),
+            "adherence": LIMIT_ADHERENCE, "slack": LIMIT_SLACK,
+            "settings": {**kw, "cfg_scale": used[0] if len(used) == 1 else used}}

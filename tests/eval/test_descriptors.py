@@ -214,3 +214,17 @@ def test_the_command_prints_each_sweeps_verdict_by_its_p_values(debug_model, tmp
     assert decay.split()[0] == "pass" and "falls 0.7->0.9" in decay and "rise p" in decay
     assert weight.split()[0] == "FAIL" and "falls 0.5->0.7 (p " in weight
     assert "1/2 knob sweeps rise (p < 0.05, no step falling surely; 0 with every median rising)" in lines[-2]
+
+
+def test_the_holding_range_reaches_into_the_first_failing_step() -> None:
+    from sampleforge.eval.descriptors import LIMIT_VALUES, holding_range
+
+    values = list(LIMIT_VALUES)  # 0.05 0.1 0.2 0.3 0.5 0.7 0.8 0.9 0.95
+    assert holding_range(values, [1.0] * 9, 0.9) == (0.05, 0.95)
+    # bright snares: 0.93 at 0.7, 0.85 at 0.8 -> the line crosses 0.9 three eighths into that step
+    assert holding_range(values, [1, 1, 1, 1, 1, 0.93, 0.85, 0.5, 0.4], 0.9) == (0.05, 0.74)
+    assert holding_range(values, [0.5, 0.95, 1, 1, 1, 1, 1, 1, 1], 0.9) == (0.09, 0.95)
+    # a dip beyond a failing value does not count: the range stops at the first failure on each side
+    assert holding_range(values, [1, 1, 0.8, 1, 1, 1, 0.8, 1, 1], 0.9) == (0.25, 0.75)
+    # the middle below the bar: the range is the middle alone
+    assert holding_range([0.1, 0.5, 0.9], [0.7, 0.6, 0.7], 0.75) == (0.5, 0.5)

@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from sampleforge.serve.logs import error_ref
 from sampleforge.serve.middleware import BearerToken, BodyGuard, RequestLog
 from sampleforge.serve.routes import api_routers, needs_token
 from sampleforge.serve.routes.page import STATIC
@@ -71,8 +72,10 @@ async def on_storage_unavailable(request: Request, exc: Exception) -> JSONRespon
 
 
 async def on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error", extra={"event": "unhandled", "path": request.url.path})
-    return JSONResponse(status_code=500, content={"detail": "internal server error (logged)"})
+    """500 naming nothing of the error but a reference; the log holds its traceback under that reference."""
+    ref = error_ref()
+    log.error("unhandled error", exc_info=exc, extra={"event": "unhandled", "path": request.url.path, "ref": ref})
+    return JSONResponse(status_code=500, content={"detail": f"internal server error (ref {ref}; logged)"})
 
 
 def create_app(service: Service, manage_service: bool = True) -> FastAPI:

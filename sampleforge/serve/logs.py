@@ -12,6 +12,7 @@ import logging
 import logging.config
 import threading
 import time
+import uuid
 from typing import Any
 
 BURST = 20
@@ -19,6 +20,11 @@ WINDOW_S = 10.0
 
 # attributes every LogRecord has; anything else came from ``extra=`` and is emitted as a field
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+
+
+def error_ref() -> str:
+    """A short reference for an error a client is told of without its details: the log holds them under it."""
+    return uuid.uuid4().hex[:8]
 
 
 class JsonFormatter(logging.Formatter):

@@ -12,7 +12,6 @@ import logging
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,6 +26,7 @@ from sampleforge.serve import operations
 from sampleforge.serve.config import ServeConfig
 from sampleforge.serve.job import Job
 from sampleforge.serve.jobstore import JobStore
+from sampleforge.serve.logs import error_ref
 from sampleforge.serve.results import ResultFiles, ResultWriteError
 from sampleforge.serve.views import download_name
 
@@ -70,7 +70,7 @@ def job_error(exc: Exception, jobs: Sequence[str]) -> str:
     if isinstance(exc, USER_ERRORS):
         log.warning("batch failed", extra={"event": "batch_failed", "jobs": list(jobs), "error": str(exc)})
         return str(exc)
-    ref = uuid.uuid4().hex[:8]
+    ref = error_ref()
     log.error("batch crashed", exc_info=exc, extra={"event": "batch_crashed", "jobs": list(jobs), "ref": ref})
     return f"internal error while running the job (ref {ref})"
 

@@ -582,6 +582,25 @@ def test_an_unexpected_crash_stores_a_generic_error_and_logs_the_traceback(make_
     assert str(exc) not in json.dumps(task)
 
 
+def test_an_unexpected_error_in_a_route_is_a_500_with_a_reference_the_log_holds(make_service, monkeypatch,
+                                                                               caplog):
+    from fastapi.testclient import TestClient
+
+    from sampleforge.serve.app import create_app
+
+    service = make_service()
+    secret = RuntimeError("cannot open /srv/sampleforge/secret.db")
+    monkeypatch.setattr(type(service), "models", property(lambda self: (_ for _ in ()).throw(secret)), raising=False)
+    with TestClient(create_app(service, manage_service=False), raise_server_exceptions=False) as client, \
+            caplog.at_level(logging.INFO, logger="sampleforge.serve"):
+        r = client.get("/v1/models")
+    assert r.status_code == 500 and "/srv" not in r.text
+    m = re.fullmatch(r"internal server error \(ref ([0-9a-f]{8}); logged\)", r.json()["detail"])
+    assert m, r.json()
+    record = _crash_logged(caplog, m[1])
+    assert record.exc_info[1] is secret and record.path == "/v1/models"
+
+
 def test_an_error_meant_for_users_keeps_its_message(make_client, wait_job, generator, monkeypatch):
     def refuse(*args, **kwargs):
         raise UserInputError("duration: too short for this model's latent (at least 0.5 s)")

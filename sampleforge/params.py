@@ -70,6 +70,7 @@ class Spec:
     normalize: Callable[[Any], Any] | None = None  # str settings of a richer shape: value -> canonical text,
     # ValueError (its message says what is accepted) when bad
     own: Any = None  # default=None settings left to the model: the value sampleforge's own models use
+    join: str | None = None  # the command line takes several values for it, joined with this (words, a list)
     name: str = ""  # filled in from the field
     kind: type = object  # int, float or str; filled in from the annotation
 
@@ -179,7 +180,7 @@ def param(default: Any, help: str, **bounds: Any) -> Any:
 class GenerationParams:
     """Everything one generation takes besides the model; checked on construction (ParamError naming the field)."""
 
-    prompt: str = param("", "keywords, e.g. 'punchy 808 kick'", max_length=2000)
+    prompt: str = param("", "keywords, e.g. 'punchy 808 kick'", max_length=2000, join=" ")
     count: int = param(1, "clips to make; clip k uses seed + k", ge=1, le=1000, aliases=("n",))
     steps: int | None = param(None, "sampler steps; default: the model's own (sampleforge models 50, Stable Audio "
                               "Open 1.0 100, Stable Audio Open Small 8, AudioLDM2 200)", ge=1, le=1000,
@@ -250,9 +251,9 @@ class GenerationParams:
                               max_length=4096, http=False)
     morph_steps: int = param(5, "morph: clips from one end to the other, both included", ge=2, le=1000,
                              http=False)
-    pieces: str | None = param(None, "kit: comma-separated pieces (kick, rim, snare, clap, closed_hat, low_tom, "
-                               "open_hat, mid_tom, crash, high_tom, ride, cowbell, shaker, perc); default: the "
-                               "first eleven", normalize=_pieces_text, http=False)
+    pieces: str | None = param(None, "kit: the pieces, separated by spaces or commas (kick, rim, snare, clap, "
+                               "closed_hat, low_tom, open_hat, mid_tom, crash, high_tom, ride, cowbell, shaker, "
+                               "perc); default: the first eleven", normalize=_pieces_text, http=False, join=",")
     round_robins: int = param(1, "kit: variations per piece and velocity", ge=1, le=8, http=False)
     velocity_layers: int = param(1, "kit: velocity layers, soft ... hard (-12 ... 0 dB)", ge=1, le=5, http=False)
     relatedness: float = param(0.5, "kit: how much the pieces share their start noise, 0 to 1", ge=0.0, le=1.0,
@@ -337,12 +338,14 @@ def add_arguments(parser: argparse.ArgumentParser, names: Iterable[str] | None =
         shown = f" (default {default})" if default is not None and default != "" else ""
         choices = spec.choices if isinstance(spec.choices, tuple) else None
         parser.add_argument(spec.flag, dest=name, default=None, metavar=_metavar(spec, choices),
-                            help=f"{spec.help}{shown}")
+                            nargs="+" if spec.join is not None else None, help=f"{spec.help}{shown}")
 
 
 def _metavar(spec: Spec, choices: tuple[str, ...] | None) -> str:
     if choices is not None:
         return "{" + ",".join(choices) + "}"
+    if spec.join is not None:  # several: a prompt's words, a kit's pieces
+        return "WORD" if spec.join == " " else spec.name.removesuffix("s").upper()
     return {int: "N", float: "X"}.get(spec.kind, "TEXT")
 
 
@@ -367,6 +370,8 @@ def _flag_or_positional(args: argparse.Namespace, name: str) -> str | None:
     """The text given for setting ``name``: by its flag or without it (``POSITIONAL``); both, differing, is a
     ParamError."""
     text = getattr(args, name, None)
+    if isinstance(text, list):  # a flag that takes several values: `--pieces kick snare`, `--prompt punchy kick`
+        text = (SPECS[name].join or " ").join(text)
     if name not in POSITIONAL:
         return text
     dest, nargs, metavar = POSITIONAL[name]
@@ -403,10 +408,12 @@ def positive_float(text: str) -> float:
     return value
 
 
-def parse_list(text: str, name: str) -> list[Any]:
-    """``"1,3,5"`` for setting ``name`` -> [1, 3, 5], each item checked; an error names the flag."""
+def parse_list(text: str | list[str], name: str) -> list[Any]:
+    """``"1,3,5"`` (or ``["1", "3,5"]``, a flag's several values) for setting ``name`` -> [1, 3, 5], each item
+    checked; an error names the flag."""
     spec = SPECS[name]
-    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    text = ",".join(text) if isinstance(text, list) else str(text)
+    items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
         raise ParamError(spec.flag, f"expects a comma-separated list, got {text!r}")
     try:

@@ -40,8 +40,10 @@ def register(sub: Any) -> None:
 
     m = sub.add_parser("morph", help="morph between two prompts, seeds or samples in N steps")
     _flags(m, ("prompt", "morph_steps", "strength"))
-    m.add_argument("--from-prompt", default=None, help="the first end's prompt (default --prompt)")
-    m.add_argument("--to-prompt", default=None, help="the last end's prompt (default --prompt)")
+    m.add_argument("--from-prompt", nargs="+", default=None, metavar="WORD",
+                   help="the first end's prompt (default --prompt)")
+    m.add_argument("--to-prompt", nargs="+", default=None, metavar="WORD",
+                   help="the last end's prompt (default --prompt)")
     m.add_argument("--from-seed", type=int, default=None, help="the first end's seed (default --seed)")
     m.add_argument("--to-seed", type=int, default=None, help="the last end's seed (default: the first's + 1)")
     m.add_argument("--from-input", type=Path, default=None, help="a sample as the first end (needs --to-input)")
@@ -53,7 +55,7 @@ def register(sub: Any) -> None:
                                    "Hydrogen, GM map)")
     _flags(k, ("prompt", "pieces", "round_robins", "velocity_layers", "relatedness"), base=KIT_DEFAULTS)
     k.add_argument("--out-dir", type=Path, required=True, help="a new or empty folder")
-    k.add_argument("--name", default=None, help="kit name (default: from the prompt)")
+    k.add_argument("--name", nargs="+", default=None, metavar="WORD", help="kit name (default: from the prompt)")
     k.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
     k.set_defaults(func=cmd_kit)
 
@@ -71,8 +73,29 @@ def _warn(line: str) -> None:
     print(f"warning: {line}", file=sys.stderr)
 
 
+def _words(value: list[str] | None) -> str | None:
+    """The text of a flag that takes several words (``--to-prompt punchy snare``)."""
+    return None if value is None else " ".join(value)
+
+
+# what read_audio reads, and other audio files: a word of the prompt ending so is a sample given one too many
+AUDIO_SUFFIXES = (".wav", ".wave", ".flac", ".aif", ".aiff", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".wma")
+
+
+def _samples_in(prompt: str) -> list[str]:
+    """The words of ``prompt`` that name audio files (`vary a.wav b.wav`: b.wav is no prompt word)."""
+    return [w for w in prompt.split() if w.lower().endswith(AUDIO_SUFFIXES)]
+
+
 def cmd_vary(args: argparse.Namespace) -> int:
     params = from_namespace(args)
+    extra = _samples_in(params.prompt)
+    if extra and params.input is not None:
+        raise UserInputError(f"--input takes one sample, and {extra[0]} would be read as the prompt: vary one "
+                             "sample at a time")
+    if extra:
+        raise UserInputError(f"{extra[0]} would be read as the prompt: give the sample to vary first "
+                             f"(vary {extra[0]} WORDS...) or with --input")
     if params.input is None:
         raise UserInputError("--input: give the sample to vary")
     if not Path(params.input).is_file():
@@ -88,8 +111,16 @@ def cmd_vary(args: argparse.Namespace) -> int:
 
 def cmd_morph(args: argparse.Namespace) -> int:
     params = from_namespace(args).with_seed()
+    extra = _samples_in(params.prompt)
+    if extra:
+        raise UserInputError(f"--from-input and --to-input take one sample each, and {extra[0]} would be read as "
+                             "the prompt")
     if (args.from_input is None) != (args.to_input is None):
         raise UserInputError("--from-input and --to-input go together")
+    from_prompt, to_prompt = _words(args.from_prompt), _words(args.to_prompt)
+    if from_prompt is not None and to_prompt is not None and params.prompt:
+        raise UserInputError(f"the prompt {params.prompt!r} is used by neither end: --from-prompt and --to-prompt "
+                             "give both")
     for flag in ("from_seed", "to_seed"):
         value = getattr(args, flag)
         if value is not None and not 0 <= value < 2**31:
@@ -97,9 +128,9 @@ def cmd_morph(args: argparse.Namespace) -> int:
     from sampleforge import workflow
     from sampleforge.pipeline import MorphEnd
 
-    a = MorphEnd(args.from_prompt if args.from_prompt is not None else params.prompt,
+    a = MorphEnd(from_prompt if from_prompt is not None else params.prompt,
                  args.from_seed if args.from_seed is not None else params.seed, args.from_input)
-    b = MorphEnd(args.to_prompt if args.to_prompt is not None else params.prompt, args.to_seed, args.to_input)
+    b = MorphEnd(to_prompt if to_prompt is not None else params.prompt, args.to_seed, args.to_input)
     paths = _run(workflow.morph, args.quiet, a, b, params, out_dir=args.out_dir, model=args.model,
                  vocoder=vocoder_flags(args))
     for p in paths:
@@ -116,7 +147,7 @@ def cmd_kit(args: argparse.Namespace) -> int:
     check_out_dir(args.out_dir, args.overwrite)  # before loading the model
     from sampleforge import workflow
 
-    out = _run(workflow.make_kit, args.quiet, args.out_dir, params, name=args.name, overwrite=args.overwrite,
+    out = _run(workflow.make_kit, args.quiet, args.out_dir, params, name=_words(args.name), overwrite=args.overwrite,
                model=args.model, vocoder=vocoder)
     files = sorted(p.name for p in out.iterdir())
     print(f"{out}: {len(files)} files ({', '.join(n for n in files if not n.endswith(('.wav', '.flac')))})")

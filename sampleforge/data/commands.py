@@ -1,6 +1,6 @@
 """CLI: ``sampleforge data scan [DIR...] [--brief] [--json FILE]``,
 ``sampleforge data synth --out DIR --per-class N --seed S`` and
-``sampleforge data gm --out DIR [--soundfont SF2 ...] [--velocities 127,90,60]``."""
+``sampleforge data gm --out DIR [--soundfont SF2 ...] [--velocities 127 90 60]``."""
 
 from __future__ import annotations
 
@@ -53,10 +53,10 @@ def register(sub: Any) -> None:
                             "copies of one recording are written once. Kits already rendered with the same "
                             "settings are kept.")  # fmt: skip
     g.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    g.add_argument("--soundfont", type=Path, action="append", default=None, metavar="SF2",
-                   help="soundfont, repeatable (default: /usr/share/sounds/sf2/FluidR3_GM.sf2)")  # fmt: skip
-    g.add_argument("--velocities", default="127,90,60", metavar="V,V,...",
-                   help="MIDI velocities to render (default 127,90,60)")  # fmt: skip
+    g.add_argument("--soundfont", type=Path, action="extend", nargs="+", default=None, metavar="SF2",
+                   help="soundfonts, one or more, repeatable (default: /usr/share/sounds/sf2/FluidR3_GM.sf2)")  # fmt: skip
+    g.add_argument("--velocities", nargs="+", default=["127,90,60"], metavar="V",
+                   help="MIDI velocities to render, separated by spaces or commas (default 127,90,60)")  # fmt: skip
     g.set_defaults(func=run_gm)
 
     d = data_sub.add_parser("debian", help="gather the one-shot drums of Debian packages into labelled kit folders",
@@ -184,10 +184,11 @@ def run_gm(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from sampleforge.taxonomy import CATEGORIES
 
     out = out or sys.stdout
+    text = ",".join(args.velocities)
     try:
-        velocities = [int(v) for v in args.velocities.split(",")]
+        velocities = [int(v) for v in text.split(",")]
     except ValueError:
-        raise UserInputError(f"--velocities: expected e.g. 127,90,60, not {args.velocities!r}") from None
+        raise UserInputError(f"--velocities: expected e.g. 127,90,60, not {text!r}") from None
     clips = render_gm_kits(args.out, args.soundfont or DEFAULT_SF2, velocities,
                            progress=lambda line: print(line, file=sys.stderr))  # fmt: skip
     counts = Counter(c.category for c in clips)

@@ -316,11 +316,13 @@ def _register_sweep(sub: Any) -> None:
                        "LUFS before finishing, stage times and peak memory), spectrograms and players; on every "
                        "backend: the way to tell a weight bug from a bad setting.")
     p.add_argument("--model", default=DEFAULT_MODEL, help=SPECS["model"].help)
-    p.add_argument("--cfg-scale", default="1,3,5,7", help="comma-separated guidance scales")
-    p.add_argument("--steps", default="10,25,50", help="comma-separated step counts")
-    p.add_argument("--sampler", default=None,
-                   help="comma-separated samplers (default: ddim,dpmpp_2m,heun; other people's models: their first "
-                        "three, e.g. native,euler,dpmpp_2m)")
+    p.add_argument("--cfg-scale", nargs="+", default="1,3,5,7", metavar="X",
+                   help="guidance scales, separated by spaces or commas (default 1,3,5,7)")
+    p.add_argument("--steps", nargs="+", default="10,25,50", metavar="N",
+                   help="step counts, separated by spaces or commas (default 10,25,50)")
+    p.add_argument("--sampler", nargs="+", default=None, metavar="SAMPLER",
+                   help="samplers, separated by spaces or commas (default: ddim,dpmpp_2m,heun; other people's "
+                        "models: their first three, e.g. native,euler,dpmpp_2m)")
     add_arguments(p, ("prompt", "seed", "count", "duration", "precision", "eta", "steps_offset", "flow_shift", "offload",
                       "decode_chunk", "quantize", "channels"), base=SWEEP_BASE)
     p.add_argument("--device", default=None)

@@ -392,3 +392,14 @@ def test_gm_command(tmp_path, fake_fluidsynth, capsys):
     assert "clips in" in text.out and "licence MIT" in text.out and "clap" in text.out
     assert "GM Standard:" in text.err and "GM Electronic: not in FluidR3_GM.sf2" in text.err
     assert (out / "025-tr-808" / "kit.json").is_file()
+
+
+def test_gm_command_takes_several_soundfonts_and_velocities(tmp_path, fake_fluidsynth, capsys):
+    """`--soundfont a.sf2 b.sf2` (a shell glob) and `--velocities 127 60`, as the repeated and comma forms."""
+    pearl = _fake_sf2(tmp_path / "Black_Pearl_4_LV2.sf2", [("Black_Pearl_4pc", 0, 0)])
+    zeppelin = _fake_sf2(tmp_path / "Red_Zeppelin_4_LV2.sf2", [("Red_Zeppelin_4pc", 0, 0)])
+    out = tmp_path / "gm"
+    assert main(["data", "gm", "--out", str(out), "--soundfont", str(pearl), str(zeppelin), "--velocities", "127",
+                 "60"]) == 0, capsys.readouterr().err
+    for kit in ("000-avl-black-pearl", "000-avl-red-zeppelin"):
+        assert json.loads((out / kit / "manifest.json").read_text())["settings"]["velocities"] == [127, 60]

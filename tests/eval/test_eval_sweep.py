@@ -223,3 +223,18 @@ def test_eval_takes_the_reference_kits_from_a_recipe(debug_model: Path, referenc
     recipe.write_text(json.dumps({"data": {"held_out_kits": ["SomeKit"]}}))
     assert main([*common, "--held-out-kits", "OtherKit"]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_sweep_lists_take_several_values(debug_model: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`--cfg-scale 1 4` is `--cfg-scale 1,4` (the 4 was taken as the prompt); a word there that is no value is a
+    one-line error naming the flag."""
+    out = tmp_path / "sweep"
+    assert main(["sweep", "kick", "--model", str(debug_model), "--cfg-scale", "1", "4", "--steps", "1",
+                 "--sampler", "ddim", "--out", str(out)]) == 0
+    res = json.loads((out / "sweep.json").read_text())
+    assert res["prompt"] == "kick" and {c["cfg_scale"] for c in res["cells"]} == {1.0, 4.0}
+    capsys.readouterr()
+    assert main(["sweep", "--model", str(debug_model), "--cfg-scale", "1", "4", "kick", "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--cfg-scale" in err[0] and "'kick'" in err[0]

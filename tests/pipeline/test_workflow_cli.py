@@ -173,3 +173,43 @@ def test_morph_and_kit_take_the_prompt_as_words(debug_model: Path, tmp_path: Pat
     rc, _, err = _run(capsys, "kit", "dusty", "--prompt", "clean", "--model", str(debug_model), "--out-dir",
                       str(tmp_path / "k2"))
     assert rc == 2 and "differ" in err and not (tmp_path / "k2").exists()
+
+
+def test_flags_that_take_several_values_take_them_all(debug_model: Path, tmp_path: Path, capsys) -> None:
+    """`kit --pieces kick snare --name My Kit`, `morph --from-prompt deep kick`, `generate --prompt punchy 808 kick`:
+    the values after the first are the flag's too (they were taken as the prompt, or refused as a second one)."""
+    rc, _, _ = _run(capsys, "kit", "--pieces", "kick", "snare", "--name", "My", "Kit", "--model", str(debug_model),
+                    "--steps", "1", "--out-dir", str(tmp_path / "k"), "--quiet")
+    assert rc == 0 and sorted(p.name for p in (tmp_path / "k").glob("*.wav")) == ["kick.wav", "snare.wav"]
+    assert read_metadata(tmp_path / "k" / "kick.wav")["kit_prompt"] == ""
+    assert '"name": "My Kit"' in (tmp_path / "k" / "kit.json").read_text()
+    rc, _, _ = _run(capsys, "kit", "--pieces", "kick,", "snare", "--model", str(debug_model), "--steps", "1",
+                    "--out-dir", str(tmp_path / "k2"), "--quiet")  # the comma-separated form, mixed in
+    assert rc == 0 and sorted(p.name for p in (tmp_path / "k2").glob("*.wav")) == ["kick.wav", "snare.wav"]
+    rc, files, _ = _run(capsys, "morph", "--from-prompt", "deep", "kick", "--to-prompt", "bright", "snare",
+                        "--model", str(debug_model), "--steps", "1", "--morph-steps", "2", "--out-dir",
+                        str(tmp_path / "m"), "--quiet")
+    assert rc == 0 and read_metadata(files[0])["prompt"] == "deep kick -> bright snare"
+    rc, files, _ = _run(capsys, "generate", "--prompt", "punchy", "808", "kick", "--model", str(debug_model),
+                        "--steps", "1", "--out-dir", str(tmp_path / "g"), "--quiet")
+    assert rc == 0 and read_metadata(files[0])["prompt"] == "punchy 808 kick"
+    rc, _, err = _run(capsys, "kit", "--pieces", "kick", "snare", "dusty", "--model", str(debug_model),
+                      "--out-dir", str(tmp_path / "k3"))  # a word after the pieces is no piece: said so
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "--pieces" in err and "'dusty'" in err
+
+
+def test_a_second_sample_or_an_unused_prompt_is_refused(debug_model: Path, snare_file: Path, tmp_path: Path,
+                                                        capsys) -> None:
+    """`vary a.wav b.wav` (a shell glob), `morph --to-input b.wav c.wav`: the extra file is not a prompt; a prompt
+    that neither end of a morph uses is not dropped in silence."""
+    base = ["--model", str(debug_model), "--steps", "1", "--out-dir", str(tmp_path / "out"), "--quiet"]
+    for args, needle in [
+        (["vary", str(snare_file), str(snare_file.with_name("other.wav"))], "--input takes one sample"),
+        (["vary", "--prompt", "bright", str(snare_file)], "give the sample to vary first"),
+        (["morph", "--from-input", str(snare_file), "--to-input", str(snare_file), "c.flac"],
+         "--from-input and --to-input take one sample each"),
+        (["morph", "punchy", "--from-prompt", "kick", "--to-prompt", "snare"], "used by neither end"),
+    ]:
+        rc, _, err = _run(capsys, *args, *base)
+        assert rc == 2 and len(err.strip().splitlines()) == 1 and needle in err, (args, err)
+    assert not (tmp_path / "out").exists()

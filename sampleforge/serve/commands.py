@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,44 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
     return value
+
+
+def check_listen(host: str, port: int) -> None:
+    """Fail (UserInputError naming --host or --port) when the server could not listen on ``host``:``port``: a
+    name that does not resolve, an address of another machine, a port in use or not allowed. Binds and closes
+    every address the name resolves to, as the server will (before a model loads)."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UserInputError(f"--host {host}: cannot resolve it ({getattr(exc, 'strerror', None) or exc})") from None
+    probes: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in infos:
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError:  # a family this machine lacks (IPv6): the server skips it too
+                continue
+            probes.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise UserInputError(_listen_problem(host, port, str(address[0]), exc)) from None
+    finally:
+        for sock in probes:
+            sock.close()
+
+
+def _listen_problem(host: str, port: int, address: str, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"--port {port}: already in use on {address} (another server?)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"--host {host}: {address} is not an address of this machine"
+    if exc.errno == errno.EACCES:
+        return f"--port {port}: not allowed on {address} (ports below 1024 need root)"
+    return f"--host {host} --port {port}: cannot listen on {address} ({exc.strerror or exc})"
 
 
 def _shared_arguments(p: argparse.ArgumentParser) -> None:
@@ -161,6 +201,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     if args.broker is not None and not args.broker.startswith(("redis://", "rediss://")):
         raise UserInputError(f"--broker must be a redis:// URL, got {args.broker!r}")
+    check_listen(args.host, args.port)  # before loading the models: a bad --host is said at once
     log_config = configure_logging(args.log_level)
     config = _config(
         args, host=args.host, port=args.port, workers=args.workers, token=read_token(args),

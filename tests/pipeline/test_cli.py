@@ -206,6 +206,29 @@ def test_serve_port_out_of_range_is_a_usage_error(capsys: pytest.CaptureFixture[
     assert "--port: must be between 0 and 65535, got 70000" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("host, needle", [
+    ("no-such-host.invalid", "--host no-such-host.invalid: cannot resolve it"),
+    ("192.0.2.1", "--host 192.0.2.1: 192.0.2.1 is not an address of this machine"),  # TEST-NET-1: nobody's
+    ("127.0.0.1", "already in use on 127.0.0.1"),  # the port, below: taken
+])
+def test_serve_refuses_a_host_or_port_it_cannot_listen_on_before_loading(
+    host: str, needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One line and exit 2, as for a port out of range, before any model loads (exit 3 after loading, before)."""
+    import socket
+
+    import sampleforge.serve.commands as serve_commands
+
+    monkeypatch.setattr(serve_commands, "load_generator", lambda *a, **k: pytest.fail("the model loaded"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert main(["serve", "--host", host, "--port", port, "--storage", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+
+
 def test_generate_auto_names_differ_with_the_settings(
     debug_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

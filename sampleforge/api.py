@@ -20,7 +20,7 @@ from typing import Any
 
 from sampleforge.audio.io import write_wav
 from sampleforge.bundle import DEFAULT_MODEL, resolve_model
-from sampleforge.errors import UserInputError, file_in_the_way
+from sampleforge.errors import ParamError, UserInputError, file_in_the_way
 from sampleforge.params import DEFAULTS, GENERATE_SETTINGS, GenerationParams
 from sampleforge.pipeline import Generator
 from sampleforge.taxonomy import CATEGORY_WORDS, category_from_tokens
@@ -47,11 +47,11 @@ def _component(arg: Any, name: str) -> tuple[Path | None, Path | None]:
     p = Path(arg)
     if p.suffix == ".safetensors":
         if not p.is_file():
-            raise UserInputError(f"{name}: {p} does not exist")
+            raise ParamError(name, f": {p} does not exist")
         return None, p
     if p.suffix == ".pt":
-        raise UserInputError(
-            f"{name}: {p} is a legacy .pt checkpoint; convert it first with `sampleforge import {p} --vae VAE.pt --out DIR`"
+        raise ParamError(
+            name, f": {p} is a legacy .pt checkpoint; convert it first with `sampleforge import {p} --vae VAE.pt --out DIR`"
         )
     return resolve_model(arg), None
 
@@ -138,22 +138,23 @@ def load_generator(
     return _generator(str(base), tuple(sorted(overrides.items()))), vocoder_checkpoint is not None
 
 
-def check_writable(path: Path) -> None:
-    """Fail before generating when ``path`` cannot be written (UserInputError naming it).
+def check_writable(path: Path, name: str = "output") -> None:
+    """Fail before generating when ``path`` cannot be written (ParamError naming it and the setting ``name`` that
+    gave it).
 
     Creates the missing parent folders (as writing would) and probes them with a temporary file.
     """
     if path.is_dir():
-        raise UserInputError(f"output: {path} is a folder, not a file")
+        raise ParamError(name, f": {path} is a folder, not a file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".sampleforge-probe-"):
             pass
     except OSError as exc:
         problem = file_in_the_way(path.parent) or f"cannot write to {path.parent} ({exc.strerror or exc})"
-        raise UserInputError(f"output: {problem}") from None
+        raise ParamError(name, f": {problem}") from None
     if path.exists() and not os.access(path, os.W_OK):
-        raise UserInputError(f"output: {path} is not writable")
+        raise ParamError(name, f": {path} is not writable")
 
 
 def metadata_for(prompt: str, seed: int, model: str, steps: int, cfg_scale: float, sampler: str,
@@ -191,7 +192,7 @@ def generate(
     assert params.seed is not None and params.sampler is not None
     out = Path(output_path) if output_path is not None else \
         auto_name(params.prompt, params.seed, gen.id, params.steps, params.cfg_scale, named)
-    check_writable(out)
+    check_writable(out, "output_path")
     result = gen.run(params, vocoder=use_vocoder)
     write_wav(out, result.audio[0].numpy(), gen.sample_rate,
               metadata_for(params.prompt, params.seed, gen.id, params.steps, params.cfg_scale, params.sampler))

@@ -2,7 +2,8 @@
 
 Every sub-command module exposes ``register(subparsers) -> None`` which adds its parser(s) and
 sets ``func`` (a callable taking the parsed ``argparse.Namespace`` and returning an exit code).
-Errors the user can fix (``SampleforgeError``, ``ConfigError``, a flag argparse refuses) print one line and exit 2.
+Errors the user can fix (``SampleforgeError``, ``ConfigError``, a flag argparse refuses) print one line and exit 2;
+one about a setting (``ParamError``) names the flag the command has for it, where the Python API names its parameter.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import io
 import os
 import sys
 import typing
+from collections.abc import Mapping
 
-from sampleforge.errors import ConfigError, SampleforgeError, file_in_the_way
+from sampleforge.errors import ConfigError, ParamError, SampleforgeError, file_in_the_way
 
 # the module that registers each sub-command; only the one a command line names is imported (some pull in
 # torch, scipy or FastAPI), all of them for `sampleforge --help`
@@ -41,12 +43,30 @@ class UsageError(Exception):
     """A command line argparse refuses; its message is the one line to print."""
 
 
+# Python API parameters whose command-line flag is named otherwise (the flag's dest); other settings' flags have
+# their names (``mask_start`` -> ``--mask-start``)
+FLAG_DESTS = {"diffusion_checkpoint": "diffusion_ckpt", "vae_checkpoint": "vae_ckpt",
+              "vocoder_checkpoint": "vocoder_ckpt", "ddim_steps": "steps", "n": "count"}
+FLAGS_SEEN = "_flags"  # the namespace attribute where the sub-command's parser leaves ``flags()``
+
+
 class Parser(argparse.ArgumentParser):
     """argparse's parser whose errors are one line naming the command and its --help, not a usage block (its
     sub-command parsers are of this class too)."""
 
     def error(self, message: str) -> typing.NoReturn:
         raise UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+    def parse_known_args(self, args: typing.Any = None, namespace: typing.Any = None) -> typing.Any:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if not hasattr(parsed, FLAGS_SEEN):  # the innermost (sub-)command's parser sets it first
+            setattr(parsed, FLAGS_SEEN, self.flags())
+        return parsed, extras
+
+    def flags(self) -> dict[str, str]:
+        """Setting or API parameter name -> this command's flag for it (``cfg_scale`` -> ``--cfg-scale``)."""
+        own = {a.dest: max(a.option_strings, key=len) for a in self._actions if a.option_strings}
+        return {**{api: own[dest] for api, dest in FLAG_DESTS.items() if dest in own}, **own}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -82,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (SampleforgeError, ConfigError) as exc:
-        print(f"sampleforge {args.command}: error: {exc}", file=sys.stderr)
+        print(f"sampleforge {args.command}: error: {_as_typed(exc, getattr(args, FLAGS_SEEN, {}))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader went away (`sampleforge vocab | head`): stop quietly
         _quiet_stdout()
@@ -95,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _as_typed(exc: Exception, flags: Mapping[str, str]) -> str:
+    """The message of ``exc``, with the settings it is about named by the flags the user typed (``duration must
+    be ...`` -> ``--duration must be ...``)."""
+    return str(exc.spelled(flags) if isinstance(exc, ParamError) else exc)
 
 
 def _quiet_stdout() -> None:

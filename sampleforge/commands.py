@@ -113,14 +113,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.output is not None:  # fail before loading anything
         api.check_writable(args.output)
     elif args.out_dir is not None:
-        api.check_writable(args.out_dir / "probe.wav")
+        api.check_writable(args.out_dir / "probe.wav", "out_dir")
     gen, use_vocoder = _load_model(args, params, choice)
     named = api.named_settings(params)
     params = gen.resolve(params)
     assert params.seed is not None and params.sampler is not None
     outs = [_output_path(args, params, gen.id, k, named) for k in range(params.count)]
     for out in outs:
-        api.check_writable(out)
+        api.check_writable(out, "output" if args.output is not None else "out_dir")
     for w in gen.check_prompt(params.prompt):
         print(f"warning: {w}", file=sys.stderr)
     bar, callback = _progress(params.count, args.quiet)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from sampleforge.strict import ConfigError
@@ -14,6 +16,28 @@ class SampleforgeError(Exception):
 
 class UserInputError(SampleforgeError, ValueError):
     """A bad argument value (negative steps, NaN cfg, unwritable output...)."""
+
+
+class ParamError(UserInputError):
+    """A bad value of one setting. The message starts with the name the caller knows it by: the Python API's
+    parameter (``duration must be ...``, ``init_audio: ...``), or the command line's flag once ``spelled`` with
+    the command's flags. ``mentions``: other settings the problem names, spelled the same way."""
+
+    def __init__(self, name: str, problem: str, mentions: tuple[str, ...] = ()) -> None:
+        super().__init__(f"{name}{'' if problem.startswith(':') else ' '}{problem}")
+        self.name, self.problem, self.mentions = name, problem, mentions
+
+    def renamed(self, name: str) -> ParamError:
+        return ParamError(name, self.problem, self.mentions)
+
+    def spelled(self, names: Mapping[str, str]) -> ParamError:
+        """This error with the setting and those it mentions called by ``names`` (e.g. the command line's flags:
+        ``{"duration": "--duration"}``); a setting ``names`` lacks keeps its name."""
+        problem = self.problem
+        for other in self.mentions:
+            if other in names:
+                problem = re.sub(rf"(?<![\w-]){re.escape(other)}(?![\w-])", names[other], problem)
+        return ParamError(names.get(self.name, self.name), problem)
 
 
 class AudioReadError(SampleforgeError):
@@ -33,4 +57,4 @@ def file_in_the_way(folder: str | os.PathLike[str]) -> str | None:
     return None
 
 
-__all__ = ["SampleforgeError", "UserInputError", "AudioReadError", "CheckpointError", "ConfigError", "file_in_the_way"]
+__all__ = ["SampleforgeError", "UserInputError", "ParamError", "AudioReadError", "CheckpointError", "ConfigError", "file_in_the_way"]

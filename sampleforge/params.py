@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sampleforge.errors import UserInputError
+from sampleforge.errors import ParamError, UserInputError
 
 MAX_SEED = 2**31 - 1
 PRECISIONS = ("fp32", "bf16", "fp16")  # the first is what a model loads with unless told otherwise
@@ -31,17 +31,6 @@ CHANNELS = ("mono", "stereo")
 MAX_DURATION = 600.0  # the widest any backend accepts; each model narrows it (sampleforge models: 10 s)
 # "wav": the reference's 32-bit float WAV (= "wav32f"); "wav16" is TPDF-dithered PCM; "flac" is 24-bit
 FORMATS = ("wav", "flac", "wav16", "wav24", "wav32f")
-
-
-class ParamError(UserInputError):
-    """A generation setting with a bad value; the message starts with the name the caller used for it."""
-
-    def __init__(self, name: str, problem: str) -> None:
-        super().__init__(f"{name} {problem}")
-        self.name, self.problem = name, problem
-
-    def renamed(self, name: str) -> ParamError:
-        return ParamError(name, self.problem)
 
 
 def sampler_names() -> tuple[str, ...]:

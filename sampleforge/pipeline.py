@@ -30,7 +30,7 @@ from sampleforge.bundle import DEFAULT_MODEL, Bundle, load_bundle, model_id
 from sampleforge.devices import torch_device
 from sampleforge.diffusion.samplers import DISTILLED_SAMPLERS, FLOW_SAMPLERS, SAMPLERS
 from sampleforge.diffusion.sampling import generate_latents
-from sampleforge.errors import UserInputError
+from sampleforge.errors import ParamError, UserInputError
 from sampleforge.params import DEFAULTS, MAX_SEED, PRECISIONS, SPECS, GenerationParams
 from sampleforge.text.keywords import classes_named, keywords
 from sampleforge.timbre import KEYWORD_MIN_CLIPS, WORD_KNOBS, knobs_from_words
@@ -94,14 +94,14 @@ class Generator(RunMixin):
                  quantize: str = "none") -> None:
         self.precision: str = SPECS["precision"].check(precision) or PRECISIONS[0]
         if self.precision not in NATIVE_PRECISIONS:
-            raise UserInputError(f"precision: sampleforge models run in {' or '.join(NATIVE_PRECISIONS)}, "
-                                 f"got {self.precision}")
+            raise ParamError("precision", f": sampleforge models run in {' or '.join(NATIVE_PRECISIONS)}, "
+                             f"got {self.precision}")
         self.device = torch_device(device)
         if SPECS["quantize"].check(quantize) == "int8":
             from sampleforge.backends.memory import quantize_int8
 
             if self.device.type != "cpu":
-                raise UserInputError("quantize: int8 quantisation runs on the CPU only (use --device cpu)")
+                raise ParamError("quantize", ": int8 quantisation runs on the CPU only (use --device cpu)")
             bundle.unet = quantize_int8(bundle.unet)  # type: ignore[assignment]
         self.bundle = bundle.to(self.device)
         cfg = bundle.config
@@ -269,15 +269,15 @@ class Generator(RunMixin):
         )
         assert p.duration is not None
         if p.duration > MAX_DURATION:
-            raise UserInputError(f"duration must be at most {MAX_DURATION:g} seconds for sampleforge models, "
-                                 f"got {p.duration:g}")
+            raise ParamError("duration", f"must be at most {MAX_DURATION:g} seconds for sampleforge models, "
+                             f"got {p.duration:g}")
         if p.precision not in NATIVE_PRECISIONS:
-            raise UserInputError(f"precision: sampleforge models run in {' or '.join(NATIVE_PRECISIONS)}")
+            raise ParamError("precision", f": sampleforge models run in {' or '.join(NATIVE_PRECISIONS)}")
         unused = [n for n in ("init_audio", "init_noise", "mask_start", "mask_end") if getattr(p, n) is not None]
         if unused:
             who = "Stable Audio 3 does" if unused[0].startswith("mask") else \
                 "Stable Audio 3 and Stable Audio Open Small do; for variations of a clip use `vary`"
-            raise UserInputError(f"{unused[0]}: sampleforge models do not take it ({who})")
+            raise ParamError(unused[0], f": sampleforge models do not take it ({who})")
         return p
 
     def cfg_scales(self, prompts: Sequence[str], params: GenerationParams) -> list[float]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from sampleforge.audio.finish import apply_length, parse_length
 from sampleforge.audio.io import FORMATS, read_audio, write_audio
-from sampleforge.errors import AudioReadError, UserInputError
+from sampleforge.errors import AudioReadError, ParamError, UserInputError
 from sampleforge.params import DEFAULTS, GenerationParams
 from sampleforge.pipeline import Callback, Generation, Generator, MorphEnd
 
@@ -46,8 +46,8 @@ def _generator(generator: Generator | None, model: PathLike | None, vocoder: Voc
         refuse_second_vocoder(model, "vocoder=")
     gen, use_vocoder = api.load_generator(vocoder_checkpoint=api.vocoder_checkpoint(vocoder), model=model)
     if not isinstance(gen, Generator):
-        raise UserInputError(f"model: {model} is a {getattr(gen, 'kind', 'foreign')} model; variations, morphs and "
-                             "kits need a sampleforge model")
+        raise ParamError("model", f": {model} is a {getattr(gen, 'kind', 'foreign')} model; variations, morphs and "
+                         "kits need a sampleforge model")
     return gen, use_vocoder
 
 
@@ -86,7 +86,7 @@ def _prepare_dir(out_dir: PathLike) -> Path:
     from sampleforge.api import check_writable
 
     d = Path(out_dir)
-    check_writable(d / "probe.wav")
+    check_writable(d / "probe.wav", "out_dir")
     return d
 
 
@@ -109,7 +109,7 @@ def vary(
         settings["input"] = str(input)
     p = GenerationParams.from_kwargs(settings, base=params or DEFAULTS)
     if p.input is None:
-        raise UserInputError("input: give the sample to vary")
+        raise ParamError("input", ": give the sample to vary")
     d = _prepare_dir(out_dir)
     gen, use_vocoder = _generator(generator, model, vocoder)
     wav, digest = load_input(p.input, gen.sample_rate)

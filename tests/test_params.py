@@ -71,6 +71,15 @@ def test_cli_flags_derive_from_the_declarations() -> None:
             _parse(argv)
 
 
+def test_a_param_error_is_spelled_with_the_flags() -> None:
+    """The CLI names every setting an error names by its flag (``spelled``); unknown names stay as they are."""
+    exc = ParamError("steps_offset", "applies to DDPM models; a flow model takes flow_shift", mentions=("flow_shift",))
+    assert str(exc) == "steps_offset applies to DDPM models; a flow model takes flow_shift"
+    flags = {"steps_offset": "--steps-offset", "flow_shift": "--flow-shift"}
+    assert str(exc.spelled(flags)) == "--steps-offset applies to DDPM models; a flow model takes --flow-shift"
+    assert str(ParamError("init_audio", ": not taken").spelled({})) == "init_audio: not taken"
+
+
 def test_list_flags() -> None:
     assert parse_list("1, 3,5", "steps") == [1, 3, 5]
     with pytest.raises(ParamError, match="^--cfg-scale must be"):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from sampleforge.errors import UserInputError
+from sampleforge.errors import ParamError, UserInputError
 
 if TYPE_CHECKING:
     from sampleforge.params import GenerationParams
@@ -187,17 +187,17 @@ def resolve_in(space: ParamSpace, params: GenerationParams, precision: str) -> G
         precision=params.precision or precision,
     )
     if p.sampler not in space.samplers:
-        raise UserInputError(f"sampler: unknown sampler {p.sampler!r} for this model (valid: {', '.join(space.samplers)})")
+        raise ParamError("sampler", f": unknown sampler {p.sampler!r} for this model (valid: {', '.join(space.samplers)})")
     assert p.duration is not None
     if not space.min_duration <= p.duration <= space.max_duration:
-        raise UserInputError(f"duration must be between {space.min_duration:g} and {space.max_duration:g} seconds "
-                             f"for this model, got {p.duration:g}")
+        raise ParamError("duration", f"must be between {space.min_duration:g} and {space.max_duration:g} seconds "
+                         f"for this model, got {p.duration:g}")
     given = [name for name in MODEL_SETTINGS if getattr(p, name) is not None and name not in space.settings]
     if given:
-        raise UserInputError(f"{given[0]}: this model does not take it (its own settings: "
-                             f"{', '.join(space.settings) or 'none'})")
+        raise ParamError(given[0], f": this model does not take it (its own settings: "
+                         f"{', '.join(space.settings) or 'none'})", mentions=tuple(space.settings))
     if p.precision != precision:
-        raise UserInputError(f"precision: the model was loaded in {precision}; load it again for {p.precision}")
+        raise ParamError("precision", f": the model was loaded in {precision}; load it again for {p.precision}")
     return p
 
 

@@ -38,7 +38,7 @@ from sampleforge.backends.base import (
     read_init_audio,
     resolve_in,
 )
-from sampleforge.errors import CheckpointError, UserInputError
+from sampleforge.errors import CheckpointError, ParamError, UserInputError
 from sampleforge.params import GenerationParams
 
 log = logging.getLogger("sampleforge.backends")
@@ -205,8 +205,9 @@ class DiffusersBackend(RunMixin):
     def _pipeline_for(self, p: GenerationParams) -> tuple[Any, dict[str, Any]]:
         """The pipeline object and extra call arguments (SA3: text-to-audio, audio-to-audio or inpainting)."""
         if p.init_audio is None:
-            if p.mask_start is not None or p.mask_end is not None or p.init_noise is not None:
-                raise UserInputError("init_audio: audio-to-audio and inpainting need the audio to start from")
+            given = [n for n in ("init_noise", "mask_start", "mask_end") if getattr(p, n) is not None]
+            if given:
+                raise ParamError(given[0], "needs the audio to start from (init_audio)", mentions=("init_audio",))
             return self.pipe, {}
         import diffusers
 

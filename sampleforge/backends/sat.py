@@ -55,7 +55,7 @@ from sampleforge.backends.base import (
     read_init_audio,
     resolve_in,
 )
-from sampleforge.errors import CheckpointError, UserInputError
+from sampleforge.errors import CheckpointError, ParamError, UserInputError
 from sampleforge.params import GenerationParams
 
 DIT, DECODER, CONDITIONERS = "model.model.", "pretransform.model.decoder.", "conditioner.conditioners."
@@ -620,9 +620,9 @@ class SATBackend(RunMixin):
 
     def resolve(self, params: GenerationParams) -> GenerationParams:
         if params.init_audio is None and params.init_noise is not None:
-            raise UserInputError("init_audio: init_noise needs the audio to start from")
+            raise ParamError("init_noise", "needs the audio to start from (init_audio)", mentions=("init_audio",))
         if params.init_audio is not None and self.encoder is None:
-            raise UserInputError(f"init_audio: audio-to-audio needs the VAE encoder, and {self.no_encoder}")
+            raise ParamError("init_audio", f": audio-to-audio needs the VAE encoder, and {self.no_encoder}")
         resolved = resolve_in(self._space, params, self.precision)
         if resolved.init_audio is not None:  # a missing or unreadable file is refused before sampling starts
             read_init_audio(resolved.init_audio, self.sample_rate, 1)

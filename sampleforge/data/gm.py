@@ -53,7 +53,7 @@ import soundfile as sf
 from sampleforge.audio.finish import fade_out
 from sampleforge.audio.io import read_audio, write_wav
 from sampleforge.data.corpus import SILENT_PEAK, Clip, scan
-from sampleforge.errors import UserInputError
+from sampleforge.errors import ParamError, UserInputError
 from sampleforge.taxonomy import CATEGORY_WORDS
 
 DEFAULT_SF2 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
@@ -517,7 +517,7 @@ def render_gm_kits(
         _check_tools(sf2)
     vels = [int(v) for v in velocities]
     if not vels or any(not 1 <= v <= 127 for v in vels) or len(set(vels)) != len(vels):
-        raise UserInputError(f"velocities must be distinct values in 1..127, got {list(velocities)}")
+        raise ParamError("velocities", f"must be distinct values in 1..127, got {list(velocities)}")
     if not 0.05 <= duration <= 20.0:
         raise UserInputError(f"duration must be in 0.05..20 s, got {duration}")
     if not 0.0 < gain <= 10.0:

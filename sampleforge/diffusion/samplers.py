@@ -26,7 +26,7 @@ from torch import Tensor
 
 from sampleforge.devices import normal
 from sampleforge.diffusion.denoiser import Denoiser
-from sampleforge.errors import UserInputError
+from sampleforge.errors import ParamError, UserInputError
 
 GeneratorArg = torch.Generator | Sequence[torch.Generator] | None
 Callback = Callable[[int, int], Any]
@@ -88,7 +88,7 @@ def _no_eta(name: str, eta: float | None) -> None:
 
 def _check_eta(eta: float) -> float:
     if not (math.isfinite(eta) and eta >= 0):
-        raise UserInputError(f"eta must be a finite number >= 0, got {eta}")
+        raise ParamError("eta", f"must be a finite number >= 0, got {eta}")
     return float(eta)
 
 
@@ -300,7 +300,7 @@ def sample_flow_pingpong(
     re-noise it to the next time with fresh noise, ``x_next = (1 - t_next) x0 + t_next noise`` (Stable Audio
     Open Small's sampler). Always stochastic: the noise comes from ``generator``. N model calls."""
     if eta not in (None, 0, 0.0):
-        raise UserInputError(f"sampler 'pingpong' re-noises fully at every step: eta={eta} has no meaning")
+        raise ParamError("eta", f"has no meaning for sampler 'pingpong', which re-noises fully at every step; got {eta}")
     _check_flow_times(sigmas)
     s = _prepare(x, sigmas)
     n = len(s) - 1

@@ -19,7 +19,7 @@ from sampleforge.diffusion.samplers import (
     randn_like,
 )
 from sampleforge.diffusion.schedules import SPACINGS, flow_times, sampling_sigmas
-from sampleforge.errors import UserInputError
+from sampleforge.errors import ParamError, UserInputError
 
 SCHEDULES: tuple[str, ...] = ("uniform", *SPACINGS)  # "uniform" = "leading", diffusers DDIM's default
 
@@ -69,7 +69,7 @@ def generate_latents(
     """
     batch = _check_inputs(cond, uncond, prediction, sampler)
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
-        raise UserInputError(f"strength must be a number between 0 and 1, got {strength!r}")
+        raise ParamError("strength", f"must be a number between 0 and 1, got {strength!r}")
     sample_fn = get_sampler(sampler)
     device, dtype = cond.device, cond.dtype
     if prediction == "flow":
@@ -78,7 +78,8 @@ def generate_latents(
                 f"flow models use uniform (optionally shifted) times, not schedule {schedule!r}"
             )
         if steps_offset:
-            raise UserInputError("steps_offset applies to DDPM models; a flow model takes flow_shift")
+            raise ParamError("steps_offset", "applies to DDPM models; a flow model takes flow_shift",
+                             mentions=("flow_shift",))
         sigmas = flow_times(steps, flow_shift)  # float64 on the CPU; samplers cast and move it
         denoiser: DiscreteDenoiser | FlowDenoiser = FlowDenoiser(net)
         start_scale = 1.0
@@ -88,9 +89,9 @@ def generate_latents(
         if schedule not in SCHEDULES:
             raise UserInputError(f"unknown schedule {schedule!r} (valid: {', '.join(SCHEDULES)})")
         if flow_shift != 1.0:
-            raise UserInputError("flow_shift applies to flow models only")
+            raise ParamError("flow_shift", "applies to flow models only")
         if steps_offset and schedule != "uniform":
-            raise UserInputError(f"steps_offset applies to the 'uniform' schedule; this model samples {schedule!r}")
+            raise ParamError("steps_offset", f"applies to the 'uniform' schedule; this model samples {schedule!r}")
         spacing = "leading" if schedule == "uniform" else schedule
         sigmas = sampling_sigmas(alphas_cumprod, steps, spacing, steps_offset=steps_offset)
         denoiser = DiscreteDenoiser(net, alphas_cumprod, prediction)
@@ -133,7 +134,5 @@ def _check_inputs(cond: Tensor, uncond: Tensor, prediction: str, sampler: str) -
         get_sampler(sampler)  # raises, listing the valid names
     if (prediction == "flow") != (sampler in FLOW_SAMPLERS):
         valid = sorted(FLOW_SAMPLERS) if prediction == "flow" else sorted(set(SAMPLERS) - FLOW_SAMPLERS)
-        raise UserInputError(
-            f"sampler {sampler!r} does not fit a {prediction!r} model (use one of: {', '.join(valid)})"
-        )
+        raise ParamError("sampler", f"{sampler!r} does not fit a {prediction!r} model (use one of: {', '.join(valid)})")
     return int(cond.shape[0])

@@ -17,7 +17,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from sampleforge.audio.io import FORMATS, write_audio
-from sampleforge.errors import UserInputError, file_in_the_way
+from sampleforge.errors import ParamError, UserInputError, file_in_the_way
 from sampleforge.kit.build import Kit, KitSample
 from sampleforge.kit.pieces import CHOKE_GROUP, GM_NAMES, PIECES
 
@@ -170,18 +170,19 @@ def kit_json(kit: Kit, fmt: str) -> str:
 
 
 def check_out_dir(out_dir: Path, overwrite: bool = False) -> None:
-    """UserInputError unless ``out_dir`` is new or empty (or ``overwrite``) and writable."""
+    """ParamError naming ``out_dir`` unless it is new or empty (or ``overwrite``) and writable."""
     in_the_way = file_in_the_way(out_dir)
     if in_the_way:
-        raise UserInputError(f"out-dir: {in_the_way}")
+        raise ParamError("out_dir", f": {in_the_way}")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise UserInputError(f"out-dir: {out_dir} is not empty (choose a new folder, or --overwrite)")
+        raise ParamError("out_dir", f": {out_dir} is not empty (choose a new folder, or overwrite)",
+                         mentions=("overwrite",))
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserInputError(f"out-dir: cannot create {out_dir} ({exc.strerror or exc})") from None
+        raise ParamError("out_dir", f": cannot create {out_dir} ({exc.strerror or exc})") from None
     if not os.access(out_dir, os.W_OK):
-        raise UserInputError(f"out-dir: {out_dir} is not writable")
+        raise ParamError("out_dir", f": {out_dir} is not writable")
 
 
 def write_kit(kit: Kit, out_dir: str | os.PathLike[str], fmt: str = "wav24", overwrite: bool = False) -> list[Path]:

@@ -394,6 +394,16 @@ def test_gm_command(tmp_path, fake_fluidsynth, capsys):
     assert (out / "025-tr-808" / "kit.json").is_file()
 
 
+def test_bad_velocities_are_named_by_the_flag(tmp_path, fake_fluidsynth, capsys):
+    """--velocities on the command line (it said 'velocities must be ...'), velocities in the Python API."""
+    out = tmp_path / "gm"
+    assert main(["data", "gm", "--out", str(out), "--soundfont", str(fake_fluidsynth), "--velocities", "200"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error: --velocities must be distinct values in 1..127, got [200]" in err[0], err
+    with pytest.raises(UserInputError, match=r"^velocities must be distinct"):
+        render_gm_kits(out, fake_fluidsynth, [200])
+
+
 def test_gm_command_takes_several_soundfonts_and_velocities(tmp_path, fake_fluidsynth, capsys):
     """`--soundfont a.sf2 b.sf2` (a shell glob) and `--velocities 127 60`, as the repeated and comma forms."""
     pearl = _fake_sf2(tmp_path / "Black_Pearl_4_LV2.sf2", [("Black_Pearl_4pc", 0, 0)])

@@ -312,3 +312,67 @@ def test_a_reader_that_goes_away_stops_the_output_quietly(debug_model: Path) -> 
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1
     assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+
+
+@pytest.mark.parametrize("cli, api, typed, named", [
+    (["--duration", "20"], {"duration": 20}, "--duration must be at most 10 seconds", "duration must be at most 10"),
+    (["--init-audio", "x.wav"], {"init_audio": "x.wav"}, "--init-audio: sampleforge models do not take it",
+     "init_audio: sampleforge models do not take it"),
+    (["--mask-start", "0.5"], {"mask_start": 0.5}, "--mask-start: sampleforge models", "mask_start: sampleforge"),
+    (["--steps-offset", "3"], {"steps_offset": 3}, "--steps-offset applies to the 'uniform' schedule",
+     "steps_offset applies to the 'uniform' schedule"),
+    (["--sampler", "flow_euler"], {"sampler": "flow_euler"}, "--sampler 'flow_euler' does not fit",
+     "sampler 'flow_euler' does not fit"),
+    (["--diffusion-ckpt", "nope.safetensors"], {"diffusion_checkpoint": "nope.safetensors"},
+     "--diffusion-ckpt: nope.safetensors does not exist", "diffusion_checkpoint: nope.safetensors does not exist"),
+])
+def test_errors_of_the_model_name_the_flag_typed(
+    debug_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], cli: list[str], api: dict[str, object],
+    typed: str, named: str
+) -> None:
+    """A setting the model refuses is named by its flag on the command line (it was the Python parameter:
+    'duration must be ...' for --duration), and by its parameter in the Python API."""
+    import re
+
+    import sampleforge
+    from sampleforge.errors import UserInputError
+
+    rc = main(["generate", "kick", "--model", str(debug_model), "--steps", "1", "--out-dir", str(tmp_path), "--quiet",
+               *cli])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and f"error: {typed}" in err[0], err
+    with pytest.raises(UserInputError, match=f"^{re.escape(named)}"):
+        sampleforge.generate(model=str(debug_model), prompt="kick", ddim_steps=1, output_path=tmp_path / "x.wav",
+                             **api)
+
+
+def test_errors_about_an_output_folder_name_the_flag_typed(
+    debug_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--out-dir of generate, vary, morph and kit is named so (vary, morph and generate said 'output:', kit
+    'out-dir:'); the Python API names out_dir (and output_path)."""
+    import sampleforge
+    from sampleforge.errors import UserInputError
+
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "mine.txt").write_text("keep")
+    snare = tmp_path / "snare.wav"
+    assert main(["generate", "snare", "--model", str(debug_model), "--steps", "1", "--output", str(snare),
+                 "--quiet"]) == 0
+    for argv, typed in [
+        (["generate", "kick", "--out-dir", "/proc/nope"], "--out-dir: cannot write to /proc/nope"),
+        (["vary", str(snare), "--out-dir", "/proc/nope"], "--out-dir: cannot write to /proc/nope"),
+        (["morph", "kick", "--out-dir", "/proc/nope"], "--out-dir: cannot write to /proc/nope"),
+        (["kit", "kick", "--out-dir", str(tmp_path / "full")], f"--out-dir: {tmp_path / 'full'} is not empty (choose "
+                                                               "a new folder, or --overwrite)"),
+    ]:
+        capsys.readouterr()
+        assert main([*argv, "--model", str(debug_model), "--steps", "1", "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"error: {typed}" in err[0], err
+    with pytest.raises(UserInputError, match="^out_dir: cannot write to /proc/nope"):
+        sampleforge.vary(snare, model=str(debug_model), out_dir="/proc/nope")
+    with pytest.raises(UserInputError, match="^out_dir: .* is not empty .*or overwrite\\)"):
+        sampleforge.make_kit(tmp_path / "full", model=str(debug_model))
+    with pytest.raises(UserInputError, match="^output_path: cannot write to /proc/nope"):
+        sampleforge.generate(model=str(debug_model), prompt="kick", output_path="/proc/nope/x.wav")

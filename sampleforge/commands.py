@@ -39,7 +39,8 @@ def register(sub: Any) -> None:
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_vocab)
 
-    d = sub.add_parser("demo", help="generate a small drum pack with the shipped model")
+    d = sub.add_parser("demo", help="generate a small drum pack with the shipped model (synthesized drums when "
+                                    "it is not installed)")
     d.add_argument("--out-dir", type=Path, default=Path("generations"))
     d.add_argument("--per-class", type=int, default=3)
     d.add_argument("--model", default=None)
@@ -277,6 +278,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         resolve(args.model or DEFAULT_MODEL)
     except CheckpointError as exc:
+        if args.model is not None:  # the user's model, not the shipped one: its problem is an error
+            raise
         print(f"no model to demo ({exc}); rendering synthesized drums instead", file=sys.stderr)
         return _demo_synth(args)
     import time

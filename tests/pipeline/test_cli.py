@@ -376,3 +376,12 @@ def test_errors_about_an_output_folder_name_the_flag_typed(
         sampleforge.make_kit(tmp_path / "full", model=str(debug_model))
     with pytest.raises(UserInputError, match="^output_path: cannot write to /proc/nope"):
         sampleforge.generate(model=str(debug_model), prompt="kick", output_path="/proc/nope/x.wav")
+
+
+def test_demo_with_a_model_that_is_not_there_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A --model the user names and that cannot load is a one-line error, exit 2; it rendered synthesized drums
+    and exited 0 (the fallback for a missing shipped model)."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", str(tmp_path / "nope"), "--per-class", "1", "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope: no such model folder" in err[0] and not out.exists(), err

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from sampleforge.audio.finish import apply_length, parse_length
-from sampleforge.audio.io import FORMATS, read_audio, write_audio
-from sampleforge.errors import AudioReadError, ParamError, UserInputError
+from sampleforge.audio.io import FORMATS, read_audio, read_metadata, write_audio
+from sampleforge.errors import AudioReadError, ParamError, SampleforgeError, UserInputError
 from sampleforge.params import DEFAULTS, GenerationParams
 from sampleforge.pipeline import Callback, Generation, Generator, MorphEnd
 
@@ -103,35 +103,56 @@ def vary(
     **settings: Any,
 ) -> list[Path]:
     """``count`` variations of the sample ``input`` (see ``Generator.vary``) written to ``out_dir`` as
-    ``<input stem>_var<strength %>_<seed>.<ext>``, with ``_<hash>`` before the suffix when a prompt or any other
-    setting that shapes the sound is given (so that another prompt with the same seed is another file)."""
+    ``<input stem>_var<strength %>_<seed>.<ext>``, with ``_<hash>`` before the suffix when a prompt, another
+    vocoder or any other setting that shapes the sound is given (so that another prompt with the same seed is
+    another file). A file of that name that is not a variation of this very sample (another ``snare.wav``) is
+    not replaced: ParamError before generating."""
     if input is not None:
         settings["input"] = str(input)
-    p = GenerationParams.from_kwargs(settings, base=params or DEFAULTS)
+    p = GenerationParams.from_kwargs(settings, base=params or DEFAULTS).with_seed()  # the names, before generating
     if p.input is None:
         raise ParamError("input", ": give the sample to vary")
+    assert p.seed is not None
     d = _prepare_dir(out_dir)
     gen, use_vocoder = _generator(generator, model, vocoder)
     wav, digest = load_input(p.input, gen.sample_rate)
-    result = gen.vary(wav, p, vocoder=use_vocoder, callback=callback)
-    _tell(warn, result.warnings)
     stem = Path(p.input).stem[:60]
     ext = FORMATS[p.format][0]
-    tag = _settings_tag(p)
-    names = [d / f"{stem}_var{int(round(p.strength * 100)):03d}_{s}{tag}.{ext}" for s in result.seeds]
+    tag = _settings_tag(p, vocoder)
+    names = [d / f"{stem}_var{int(round(p.strength * 100)):03d}_{p.seed + k}{tag}.{ext}" for k in range(p.count)]
+    _keep_others(names, digest, Path(p.input).name)
+    result = gen.vary(wav, p, vocoder=use_vocoder, callback=callback)
+    _tell(warn, result.warnings)
     meta = [provenance(gen, result.params, seed=s, operation="vary", strength=p.strength,
                        input=Path(p.input).name, input_sha256=digest) for s in result.seeds]
     return write_clips(result, names, gen, meta)
 
 
-def _settings_tag(p: GenerationParams) -> str:
+def _settings_tag(p: GenerationParams, vocoder: Vocoder = True) -> str:
     """``_<hash>`` of the prompt and the settings that shape the sound, as asked, where they are not the defaults
-    (``api.named_settings``, steps, cfg scale, model); "" when all are."""
+    (``api.named_settings``, steps, cfg scale, model, vocoder); "" when all are."""
     from sampleforge.api import named_settings
 
     asked = {k: getattr(p, k) for k in ("prompt", "steps", "cfg_scale", "model") if getattr(p, k) != getattr(DEFAULTS, k)}
+    if vocoder is not True:  # Griffin-Lim or another vocoder
+        asked["vocoder"] = vocoder if isinstance(vocoder, bool) else str(vocoder)
     shaping = sorted({**asked, **named_settings(p)}.items())
     return f"_{hashlib.sha1(repr(shaping).encode()).hexdigest()[:8]}" if shaping else ""
+
+
+def _keep_others(names: Sequence[Path], digest: str, input_name: str) -> None:
+    """ParamError naming out_dir when one of ``names`` exists and is not a variation of the input whose SHA-256
+    starts with ``digest`` (a variation of another file of the same name, or a file of the user's)."""
+    for name in names:
+        if not name.exists():
+            continue
+        try:
+            theirs = read_metadata(name).get("input_sha256")
+        except SampleforgeError:
+            theirs = None
+        if theirs != digest:
+            raise ParamError("out_dir", f": {name} exists and is not a variation of this {input_name}; not "
+                             "replaced (vary into another out_dir)", mentions=("out_dir",))
 
 
 def morph(

@@ -213,3 +213,24 @@ def test_a_second_sample_or_an_unused_prompt_is_refused(debug_model: Path, snare
         rc, _, err = _run(capsys, *args, *base)
         assert rc == 2 and len(err.strip().splitlines()) == 1 and needle in err, (args, err)
     assert not (tmp_path / "out").exists()
+
+
+def test_vary_does_not_write_over_other_variations(debug_model: Path, snare_file: Path, tmp_path: Path,
+                                                   capsys) -> None:
+    """Variations through Griffin-Lim are other files than the vocoder's (--no-vocoder wrote over them: the same
+    name); a variation of another file of the same name is refused before generating, not written over the
+    first sample's; the same sample again rewrites its own."""
+    base = ["--model", str(debug_model), "--steps", "1", "--seed", "2", "--out-dir", str(tmp_path / "v"), "--quiet"]
+    rc, first, _ = _run(capsys, "vary", str(snare_file), *base)
+    rc2, griffin, _ = _run(capsys, "vary", str(snare_file), "--no-vocoder", *base)
+    assert rc == rc2 == 0 and griffin != first and all(Path(f).is_file() for f in first + griffin)
+    kept = Path(first[0]).read_bytes()
+    rc, again, _ = _run(capsys, "vary", str(snare_file), *base)
+    assert rc == 0 and again == first
+    other = tmp_path / "elsewhere" / snare_file.name
+    assert main(["generate", "kick", "--model", str(debug_model), "--steps", "1", "--seed", "9", "--output",
+                 str(other), "--quiet"]) == 0
+    rc, _, err = _run(capsys, "vary", str(other), *base)
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"--out-dir: {first[0]} exists and is not a variation of this my_snare.wav" in err
+    assert "(vary into another --out-dir)" in err and Path(first[0]).read_bytes() == kept

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ def register(sub: Any) -> None:
                        description="Drum one-shots with sampleforge's models, or audio with other people's "
                        "(diffusers Stable Audio / AudioLDM2 folders, hf:OWNER/NAME, audio-diffusion-pytorch .ckpt).")
     add_arguments(p, GENERATE_SETTINGS)
-    p.add_argument("--output", type=Path, default=None, help="output file (with --count > 1: numbered _1, _2...)")
+    p.add_argument("--output", type=output_file, default=None,
+                   help="output file (with --count > 1: numbered _1, _2...)")
     p.add_argument("--out-dir", type=Path, default=None, help="folder for auto-named files (default generations/)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     p.add_argument("--diffusion-ckpt", default=None, help="U-Net weights (.safetensors) or a model folder")
@@ -63,6 +65,14 @@ def _progress(total_clips: int, quiet: bool) -> Any:
         bar.refresh()
 
     return bar, callback
+
+
+def output_file(text: str) -> Path:
+    """An argparse ``type``: a file name; one ending in a slash names a folder, which is --out-dir's (a WAV was
+    written by the folder's name)."""
+    if text.endswith(("/", os.sep)):
+        raise argparse.ArgumentTypeError(f"{text} names a folder: give a file name, or use --out-dir {text}")
+    return Path(text)
 
 
 def add_vocoder_flags(p: argparse.ArgumentParser) -> None:

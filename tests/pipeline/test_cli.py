@@ -262,6 +262,16 @@ def test_generate_output_suffix(debug_model: Path, tmp_path: Path, capsys: pytes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kick.flac"]
 
 
+def test_generate_output_ending_in_a_slash_is_a_folder(debug_model: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """--output new/ is a one-line error pointing at --out-dir (a WAV file named 'new' was written)."""
+    folder = f"{tmp_path / 'new'}/"
+    assert main(["generate", "kick", "--model", str(debug_model), "--steps", "1", "--quiet", "--output", folder]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--output: {folder} names a folder: give a file name, or use --out-dir" in err[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "argv, needle",
     [

@@ -69,15 +69,19 @@ def _backend(model: str) -> Any:
     return load_backend(model)
 
 
+MAX_NAME_WORD = 24  # characters of a prompt word in a file name (the hash stands for the whole prompt)
+
+
 def auto_name(prompt: str, seed: int, model: str, steps: int, cfg_scale: float,
               settings: Mapping[str, Any] | None = None) -> Path:
-    """``generations/<class>_<keywords>_<hash>.wav`` (class "drum" when the prompt names none). The hash is of
-    the arguments and of ``settings`` (``named_settings``: the others that shape the sound), so that a clip made
-    otherwise is another file, not an overwrite."""
+    """``generations/<class>_<keywords>_<hash>.wav`` (class "drum" when the prompt names none; at most four
+    keywords, each cut to ``MAX_NAME_WORD`` characters, so that any prompt gives a name the file system takes).
+    The hash is of the arguments and of ``settings`` (``named_settings``: the others that shape the sound), so
+    that a clip made otherwise is another file, not an overwrite."""
     tokens = tokenize(prompt)
     category = category_from_tokens(tokens) or "drum"
     class_words = set(CATEGORY_WORDS.get(category, ()))
-    rest = [t for t in tokens if t not in class_words][:4]
+    rest = [t[:MAX_NAME_WORD] for t in tokens if t not in class_words][:4]
     more = "".join(f"|{k}={v}" for k, v in sorted((settings or {}).items()))
     digest = hashlib.sha1(f"{prompt}|{seed}|{model}|{steps}|{cfg_scale}{more}".encode()).hexdigest()[:8]
     stem = "_".join([category, *rest, digest])

@@ -395,3 +395,15 @@ def test_demo_with_a_model_that_is_not_there_is_an_error(tmp_path: Path, capsys:
     assert main(["demo", "--model", str(tmp_path / "nope"), "--per-class", "1", "--out-dir", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope: no such model folder" in err[0] and not out.exists(), err
+
+
+def test_generate_auto_names_a_prompt_of_long_words(debug_model: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Each word in an automatic name is cut short, so a valid prompt of long words gets a file ('File name too
+    long', exit 2, before); the hash still tells such prompts apart."""
+    names = []
+    for word in ("a" * 300, "a" * 299 + "b"):
+        assert main(["generate", "kick", word, "--model", str(debug_model), "--steps", "1", "--seed", "1", "--out-dir",
+                     str(tmp_path), "--quiet"]) == 0, capsys.readouterr().err
+        names.append(Path(capsys.readouterr().out.strip()).name)
+    assert names[0] != names[1] and all(name.startswith("kick_" + "a" * 24 + "_") for name in names)

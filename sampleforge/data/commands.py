@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
 
-from sampleforge.errors import UserInputError
+from sampleforge.errors import UserInputError, file_in_the_way
 from sampleforge.params import int_at_least
 
 
@@ -136,7 +136,12 @@ def run_scan(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 def _check_json_target(path: Path) -> None:
     """A --json file that exists is replaced only when it holds JSON (a previous report), never a sample or
-    another file given there by mistake."""
+    another file given there by mistake; a folder, or a path through a file, is refused before the scan too."""
+    if path.is_dir():
+        raise UserInputError(f"--json {path} is a folder: give the name of the file to write")
+    in_the_way = file_in_the_way(path.parent)
+    if in_the_way:
+        raise UserInputError(f"--json {path}: {in_the_way}")
     if not path.is_file():
         return
     try:

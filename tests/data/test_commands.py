@@ -59,3 +59,14 @@ def test_scan_json_never_replaces_a_file_that_is_no_json(kits_dir, tmp_path, cap
     report.write_text('{"old": true}\n')
     assert main(["data", "scan", str(kits_dir), "--json", str(report)]) == 0
     assert "clips" in json.loads(report.read_text())
+
+
+def test_scan_json_that_cannot_be_a_file_is_refused_before_the_scan(kits_dir, tmp_path, capsys):
+    """--json naming a folder, or a path through a file, is a one-line error before the scan (the whole report
+    was printed, then 'cannot write there')."""
+    sample = tmp_path / "kick.wav"
+    sample.write_bytes(b"RIFF....WAVEfmt ")
+    for target, needle in ((tmp_path, "is a folder"), (sample / "scan.json", f"{sample} is a file, not a folder")):
+        assert main(["data", "scan", str(kits_dir), "--json", str(target)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and len(err.strip().splitlines()) == 1 and needle in err and "--json" in err, err

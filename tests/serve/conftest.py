@@ -83,6 +83,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.fixture
+def port() -> str:
+    """A free port, for a `serve` command line expected to stop before it listens (serve checks it can listen
+    before anything else: a fixed low port would need root)."""
+    return str(free_port())
+
+
 class Proc:
     """A child process (server or worker) in its own session, logging to a file."""
 

@@ -361,13 +361,13 @@ def test_second_embedded_server_on_one_storage_is_refused(make_service):
         a.stop()
 
 
-def test_cli_refuses_a_storage_in_use_and_bad_broker_urls(make_service, debug_model, tmp_path, capsys):
+def test_cli_refuses_a_storage_in_use_and_bad_broker_urls(make_service, debug_model, tmp_path, capsys, port):
     from sampleforge.cli import main
 
     running = make_service(storage=tmp_path / "busy")
     running.start()
     try:
-        code = main(["serve", "--model", str(debug_model), "--storage", str(tmp_path / "busy"), "--port", "1"])
+        code = main(["serve", "--model", str(debug_model), "--storage", str(tmp_path / "busy"), "--port", port])
     finally:
         running.stop()
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("{")]  # minus JSON logs

@@ -219,12 +219,12 @@ def test_tokens_that_cannot_work_refuse_to_start(make_service, token):
     ([], {"SAMPLEFORGE_TOKEN": ""}, "$SAMPLEFORGE_TOKEN: the token is empty"),
     ([], {"SAMPLEFORGE_TOKEN": " s3cret"}, "$SAMPLEFORGE_TOKEN: the token starts or ends"),
 ])
-def test_cli_refuses_token_traps_in_one_line(debug_model, tmp_path, capsys, monkeypatch, args, env, message):
+def test_cli_refuses_token_traps_in_one_line(debug_model, tmp_path, capsys, monkeypatch, port, args, env, message):
     from sampleforge.cli import main
 
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    code = main(["serve", "--model", str(debug_model), "--storage", str(tmp_path / "s"), "--port", "1", *args])
+    code = main(["serve", "--model", str(debug_model), "--storage", str(tmp_path / "s"), "--port", port, *args])
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("{")]
     assert code == 2 and len(err) == 1 and message in err[0], err
 
@@ -520,10 +520,10 @@ def test_a_json_body_is_parsed_once(make_client, monkeypatch, path, raw):
     assert path != "/v1/kit" or job["request"]["pad_seeds"] == {"kick": 7}, job
 
 
-def test_max_count_above_what_a_job_may_hold_refuses_to_start(debug_model, tmp_path, capsys):
+def test_max_count_above_what_a_job_may_hold_refuses_to_start(debug_model, tmp_path, capsys, port):
     from sampleforge.cli import main
 
-    code = main(["serve", "--model", str(debug_model), "--storage", str(tmp_path / "s"), "--port", "1",
+    code = main(["serve", "--model", str(debug_model), "--storage", str(tmp_path / "s"), "--port", port,
                  "--max-count", "2000"])
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("{")]
     assert code == 2 and len(err) == 1 and "--max-count 2000" in err[0], err

@@ -51,12 +51,13 @@ def test_a_server_serves_a_model_and_the_model_with_other_vocoders(debug_model: 
         assert wait_job(client, morph.json()["job_id"])["state"] == "succeeded"
 
 
-def test_serve_names_each_model_plus_vocoder_apart(make_service, debug_model: Path, tmp_path: Path, capsys) -> None:
+def test_serve_names_each_model_plus_vocoder_apart(make_service, debug_model: Path, tmp_path: Path, capsys,
+                                                   port: str) -> None:
     """`serve --model M --model M+griffin-lim` loads both under their own names (it gets as far as the storage, here
     in use); two spellings of one spec are one name twice, refused naming it."""
     running = make_service(storage=tmp_path / "busy")
     running.start()
-    common = ["--storage", str(tmp_path / "busy"), "--port", "1"]
+    common = ["--storage", str(tmp_path / "busy"), "--port", port]
     try:
         code = main(["serve", "--model", str(debug_model), "--model", f"{debug_model}+griffin-lim", *common])
         err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("{")]  # minus JSON logs

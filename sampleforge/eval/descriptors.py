@@ -19,17 +19,20 @@ the 2-s clip) and end higher; a fall of a median by a thousandth, within the noi
 
 **Knob limits** (``knob_limits``). For each class and knob, the class prompt with the knob set to each of
 ``LIMIT_VALUES`` (the others free), judged by the drum classifier: how far from the middle can the knob go before
-the clips stop being that class? The range kept is the one around 0.5 where the share judged the class stays at
-least ``LIMIT_ADHERENCE`` (or, for a class judged less often at the middle, within ``LIMIT_SLACK`` of that
-share), reaching into the step to the first value below it as far as a straight line between the two shares
-stays above the bar. A model stores the ranges in its timbre.json; a word that asks for more (``bright`` for a
-snare) is held at the edge (``timbre.knobs_from_words``).
+the clips stop being that class? Where the judge recognises the class at the knob's middle (0.5: at least
+``LIMIT_ADHERENCE`` of the clips), the range kept is the one around 0.5 where the share stays at least that, less
+``LIMIT_SLACK`` below the middle's own share, up to the first value whose share is below that bar *and* surely
+below the middle's (one-sided Fisher exact test, p < ``ALPHA``: with 48 clips, 42 against 46 is noise, 40 against
+48 is not), reaching into the step to it as far as a straight line between the two shares stays above the bar.
+Where the judge is unsure of the class even at the middle (percussion, at about half), a share says little of the
+knob, and the knob is left unlimited. A model stores the ranges in its timbre.json; a word that asks for more
+(``bright`` for a snare) is held at the edge (``timbre.knobs_from_words``).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,8 +48,8 @@ MIN_ADHERENCE = 0.85
 SWEEP_VALUES = (0.1, 0.3, 0.5, 0.7, 0.9)
 ALPHA = 0.05  # a sweep's rise, or a fall of one of its steps, counts when its one-sided p is below this
 LIMIT_VALUES = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95)  # knob values the limits are measured at
-LIMIT_ADHERENCE = 0.9  # share of clips judged the class that a knob value must keep
-LIMIT_SLACK = 0.05  # ... or, for a class judged less often at the knob's middle, this far below that share
+LIMIT_ADHERENCE = 0.9  # share of clips judged the class that a knob value must keep (and the middle must have)
+LIMIT_SLACK = 0.05  # a value may fall this far below the middle's share, within the noise of n clips
 
 
 @dataclass(frozen=True)
@@ -230,31 +233,68 @@ def check_descriptors(generator: Any, clf: Any, real_wavs: np.ndarray, real_cate
             "settings": settings, "knobs": list(KNOBS), "features": version}
 
 
-def holding_range(values: Sequence[float], judged: Sequence[float], bar: float) -> tuple[float, float]:
-    """The range of knob ``values`` (ascending) around the one nearest 0.5 whose ``judged`` shares stay >= ``bar``:
-    on each side up to the last value that does, plus the part of the step to the next value (which does not)
-    over which the straight line between their shares stays >= ``bar``. The value nearest 0.5 is always in."""
+def holding_range(values: Sequence[float], judged: Sequence[float], bar: float,
+                  n: int | None = None) -> tuple[float, float]:
+    """The range of knob ``values`` (ascending) around the one nearest 0.5 whose ``judged`` shares hold: on each
+    side up to the value before the first that fails, plus the part of the step to it over which the straight
+    line between their shares stays >= ``bar``; a side that holds to the last value measured is open to the end
+    of the knob (0 or 1). A value fails when its share is below ``bar`` and, with ``n`` (clips per share), surely
+    below the middle's (one-sided Fisher exact test, p < ALPHA): 42 of 48 against 46 is noise, 40 against 48 is
+    not. The value nearest 0.5 is always in."""
     v, r = np.asarray(values, dtype=float), np.asarray(judged, dtype=float)
     mid = int(np.argmin(np.abs(v - 0.5)))
 
+    def fails(k: int) -> bool:
+        if r[k] >= bar:
+            return False
+        if n is None:
+            return True
+        from scipy.stats import fisher_exact
+
+        got, middle = round(r[k] * n), round(r[mid] * n)
+        return bool(fisher_exact([[got, n - got], [middle, n - middle]], alternative="less").pvalue < ALPHA)
+
     def edge(step: int) -> float:
         i = mid
-        while 0 <= i + step < len(v) and r[i + step] >= bar:
+        while 0 <= i + step < len(v) and not fails(i + step):
             i += step
         j = i + step
-        if not 0 <= j < len(v) or r[i] < bar:  # the end of the values, or the middle itself below the bar
+        if not 0 <= j < len(v):  # held to the last value measured: nothing says where it would fail
+            return 0.0 if step < 0 else 1.0
+        if r[i] < bar:  # the last value that holds is below the bar itself (within the noise, or the middle)
             return float(v[i])
         return float(v[i] + (v[j] - v[i]) * (r[i] - bar) / (r[i] - r[j]))
 
     return round(edge(-1), 2), round(edge(1), 2)
 
 
+def limits_from_judged(values: Sequence[float], judged: Mapping[str, Mapping[str, Sequence[float]]], n: int
+                       ) -> tuple[dict[str, dict[str, list[float]]], dict[str, dict[str, float]], list[str]]:
+    """``judged`` (class -> knob -> the share of ``n`` clips judged the class at each of ``values``) -> (the ranges: class -> knob
+    -> [low, high], the bar each was cut at, and the "class.knob" left unlimited because the judge is unsure of the
+    class at the knob's middle); the rules are the module docstring's."""
+    mid = int(np.argmin(np.abs(np.asarray(values, dtype=float) - 0.5)))
+    limits: dict[str, dict[str, list[float]]] = {}
+    bars: dict[str, dict[str, float]] = {}
+    unlimited: list[str] = []
+    for category, knobs in judged.items():
+        for knob, shares in knobs.items():
+            if shares[mid] < LIMIT_ADHERENCE:
+                unlimited.append(f"{category}.{knob}")
+                continue
+            need = round(min(LIMIT_ADHERENCE, shares[mid] - LIMIT_SLACK), 4)
+            limits.setdefault(category, {})[knob] = list(holding_range(values, shares, need, n))
+            bars.setdefault(category, {})[knob] = need
+    return limits, bars, unlimited
+
+
 def knob_limits(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: str = "dpmpp_2m",
                 cfg_scale: float | None = None, seed: int = 0, classes: Sequence[str] | None = None,
                 values: Sequence[float] = LIMIT_VALUES) -> dict[str, Any]:
     """For each class and timbre knob of the model, the share of ``n`` clips judged the class at each knob value,
-    and the ``holding_range`` of the knob (module docstring). Returns a JSON-able dict: ``knob_limits`` (class ->
-    knob -> [low, high], what a model's timbre.json holds), ``judged``, the bars and the settings."""
+    and the ranges ``limits_from_judged`` draws from them (module docstring). Returns a JSON-able dict:
+    ``knob_limits`` (class -> knob -> [low, high], what a model's timbre.json holds), ``judged``, ``bars``,
+    ``unlimited`` and the settings."""
     knobs = list(generator.bundle.config.text.knobs)
     if not knobs:
         raise ValueError("this model has no timbre knobs")
@@ -262,25 +302,20 @@ def knob_limits(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: 
     kw = dict(n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale, seed=seed)
     bar = tqdm(total=len(classes) * len(knobs) * len(values), desc="knob limits", unit="prompt", file=sys.stderr,
                disable=None, leave=False)
-    limits: dict[str, dict[str, list[float]]] = {}
     judged: dict[str, dict[str, list[float]]] = {}
-    bars: dict[str, dict[str, float]] = {}
     scales: set[float] = set()
     for category in classes:
         for knob in knobs:
             shares = []
             for v in values:
                 run = generator.generate_full(CATEGORY_PROMPTS[category], **{knob: v}, **kw)
-                shares.append(_judged(clf, run.audio.numpy(), category))
+                shares.append(round(_judged(clf, run.audio.numpy(), category), 4))
                 scales.add(_scale(run))
                 bar.update(1)
-            middle = shares[int(np.argmin(np.abs(np.asarray(values) - 0.5)))]
-            need = min(LIMIT_ADHERENCE, middle - LIMIT_SLACK)
-            limits.setdefault(category, {})[knob] = list(holding_range(values, shares, need))
-            judged.setdefault(category, {})[knob] = [round(x, 4) for x in shares]
-            bars.setdefault(category, {})[knob] = round(need, 4)
+            judged.setdefault(category, {})[knob] = shares
     bar.close()
+    limits, bars, unlimited = limits_from_judged(values, judged, n)
     used = sorted(scales)
-    return {"knob_limits": limits, "judged": judged, "bars": bars, "values": list(values),
+    return {"knob_limits": limits, "judged": judged, "bars": bars, "unlimited": unlimited, "values": list(values),
             "adherence": LIMIT_ADHERENCE, "slack": LIMIT_SLACK,
             "settings": {**kw, "cfg_scale": used[0] if len(used) == 1 else used}}

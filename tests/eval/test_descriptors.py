@@ -220,11 +220,29 @@ def test_the_holding_range_reaches_into_the_first_failing_step() -> None:
     from sampleforge.eval.descriptors import LIMIT_VALUES, holding_range
 
     values = list(LIMIT_VALUES)  # 0.05 0.1 0.2 0.3 0.5 0.7 0.8 0.9 0.95
-    assert holding_range(values, [1.0] * 9, 0.9) == (0.05, 0.95)
+    assert holding_range(values, [1.0] * 9, 0.9) == (0.0, 1.0)  # held to the ends measured: open to 0 and 1
     # bright snares: 0.93 at 0.7, 0.85 at 0.8 -> the line crosses 0.9 three eighths into that step
-    assert holding_range(values, [1, 1, 1, 1, 1, 0.93, 0.85, 0.5, 0.4], 0.9) == (0.05, 0.74)
-    assert holding_range(values, [0.5, 0.95, 1, 1, 1, 1, 1, 1, 1], 0.9) == (0.09, 0.95)
+    assert holding_range(values, [1, 1, 1, 1, 1, 0.93, 0.85, 0.5, 0.4], 0.9) == (0.0, 0.74)
+    assert holding_range(values, [0.5, 0.95, 1, 1, 1, 1, 1, 1, 1], 0.9) == (0.09, 1.0)
     # a dip beyond a failing value does not count: the range stops at the first failure on each side
     assert holding_range(values, [1, 1, 0.8, 1, 1, 1, 0.8, 1, 1], 0.9) == (0.25, 0.75)
     # the middle below the bar: the range is the middle alone
     assert holding_range([0.1, 0.5, 0.9], [0.7, 0.6, 0.7], 0.75) == (0.5, 0.5)
+    # with the clip count, a share below the bar fails only when it is surely below the middle's: 42 of 48
+    # against 46 is noise (the range goes on), 40 against 48 is not
+    noisy = [1, 1, 1, 42 / 48, 46 / 48, 1, 1, 40 / 48, 40 / 48]
+    assert holding_range(values, noisy, 0.9, n=48) == (0.0, 0.86)  # 1.0 at 0.8, 0.83 at 0.9: crossing at 0.86
+    assert holding_range(values, noisy, 0.9) == (0.36, 0.86)  # without it, every share below the bar fails
+
+
+def test_limits_are_drawn_where_the_judge_knows_the_class_at_the_middle() -> None:
+    from sampleforge.eval.descriptors import LIMIT_VALUES, limits_from_judged
+
+    judged = {"snare": {"brightness": [1, 1, 1, 1, 0.92, 0.9, 0.86, 0.5, 0.5], "decay": [1.0] * 9},
+              "perc": {"decay": [0, 0, 0.02, 0.19, 0.83, 0.56, 0.23, 0.04, 0.06]}}
+    limits, bars, unlimited = limits_from_judged(LIMIT_VALUES, judged, 48)
+    # the middle at 0.92: the bar is 0.87; 0.86 at 0.8 is below it but within the noise of 48 clips, so the
+    # range holds to 0.8, and 0.5 at 0.9 fails
+    assert bars["snare"]["brightness"] == 0.87 and limits["snare"]["brightness"] == [0.0, 0.8]
+    assert limits["snare"]["decay"] == [0.0, 1.0]
+    assert unlimited == ["perc.decay"] and "perc" not in limits  # judged a perc 83 % at the middle: no evidence

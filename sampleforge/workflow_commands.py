@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sampleforge.commands import _progress, add_vocoder_flags, vocoder_flags
+from sampleforge.commands import OTHER_AUDIO_SUFFIXES, _progress, add_vocoder_flags, vocoder_flags
 from sampleforge.errors import UserInputError
 from sampleforge.params import GENERATE_SETTINGS, add_arguments, from_namespace
 
@@ -79,7 +79,7 @@ def _words(value: list[str] | None) -> str | None:
 
 
 # what read_audio reads, and other audio files: a word of the prompt ending so is a sample given one too many
-AUDIO_SUFFIXES = (".wav", ".wave", ".flac", ".aif", ".aiff", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".wma")
+AUDIO_SUFFIXES = (".wav", ".wave", ".flac", *OTHER_AUDIO_SUFFIXES)
 
 
 def _samples_in(prompt: str) -> list[str]:

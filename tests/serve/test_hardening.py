@@ -198,7 +198,8 @@ def test_a_lasting_write_error_fails_the_job_without_a_server_path(make_client, 
     monkeypatch.setattr(runner, "WRITE_RETRY_DELAYS", (0.05,))
     client = make_client()
     service = client.app.state.service
-    shutil.rmtree(service.files.results)
+    # moved aside at once, not deleted: the readiness probe writes a file into it every second, which races rmtree
+    service.files.results.rename(service.files.results.with_name("results-moved"))
     service.files.results.write_text("not a folder")
     r = client.post("/v1/generate", json={"prompt": "kick", **FAST})
     job = wait_job(client, r.json()["job_id"])

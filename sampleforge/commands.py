@@ -259,14 +259,15 @@ def _print_knob_words(path: Path) -> None:
     for word, values in WORD_KNOBS.items():
         if set(values) & set(knobs):
             print(f"  {word:<8} " + ", ".join(f"{k} {v:.2f}" for k, v in values.items() if k in knobs))
-    measured = read_timbre(path).get("words", {})
+    timbre = read_timbre(path)
+    measured = timbre.get("words", {})
     if measured:
         print("what words mean for each class, measured on the real training clips (these come first):")
         width = max(len(f"{w} {c}") for c, words in measured.items() for w in words)
         for category, words in measured.items():
             for word, values in words.items():
                 print(f"  {word + ' ' + category:<{width}}  " + ", ".join(f"{k} {v:.2f}" for k, v in values.items() if k in knobs))
-    limits = read_timbre(path).get("knob_limits", {})
+    limits = timbre.get("knob_limits", {})
     if limits:
         print("how far a word may move each knob before the class stops being itself (sampleforge eval knob-limits; "
               "a value you set is not limited):")

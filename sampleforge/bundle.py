@@ -79,6 +79,12 @@ class Bundle:
         class (measured by ``sampleforge eval knob-limits``; absent: no limit)."""
         return dict(self.timbre.get("knob_limits", {}))
 
+    @property
+    def word_reach(self) -> dict[str, dict[str, float]]:
+        """class -> word -> how far (of their distance from the middle) the word may move its knobs together
+        before the clips stop being the class (measured by ``sampleforge eval word-reach``; absent: all the way)."""
+        return dict(self.timbre.get("word_reach", {}))
+
     def modules(self) -> dict[str, nn.Module]:
         mods: dict[str, nn.Module] = {"vae": self.vae, "unet": self.unet, "text": self.text}
         if self.vocoder is not None:

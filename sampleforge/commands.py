@@ -273,6 +273,12 @@ def _print_knob_words(path: Path) -> None:
               "a value you set is not limited):")
         for category, bounds in limits.items():
             print(f"  {category:<11} " + "  ".join(f"{k} {lo:.2f}-{hi:.2f}" for k, (lo, hi) in bounds.items() if k in knobs))
+    reach = timbre.get("word_reach", {})
+    if reach:
+        print("words whose knobs go only part of the way from the middle together for a class, or the class would "
+              "not hold (sampleforge eval word-reach):")
+        for category, words in reach.items():
+            print(f"  {category:<11} " + "  ".join(f"{w} {f:g}" for w, f in words.items()))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

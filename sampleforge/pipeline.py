@@ -185,14 +185,14 @@ class Generator(RunMixin):
 
     def knob_values(self, prompt: str, knobs: Mapping[str, float | None] | None = None) -> dict[str, float]:
         """The timbre knobs a prompt asks for: ``knobs`` given explicitly, then those its words stand for
-        (``timbre.WORD_KNOBS``, within the model's ``knob_limits`` for the class); only the knobs this model was
-        trained with. Unset knobs are absent."""
+        (``timbre.WORD_KNOBS``, within the model's ``knob_limits`` and ``word_reach`` for the class); only the knobs
+        this model was trained with. Unset knobs are absent."""
         names = self.bundle.config.text.knobs
         if not names:
             return {}
         words = keywords(prompt)
         values = knobs_from_words(words, knobs, self._one_class(words), self.bundle.class_words,
-                                  self.bundle.knob_limits)
+                                  self.bundle.knob_limits, self.bundle.word_reach)
         return {k: v for k, v in values.items() if k in names}
 
     @staticmethod

@@ -30,7 +30,8 @@ of it a model measures what its words mean for each class (``class_word_knobs``:
 tom light). A prompt word sets a knob the user did not set; a knob word that few training clips (of the class
 asked for) carry acts through its knob alone (``KEYWORD_MIN_CLIPS``). A model may also say how far a word can
 move each knob of each class before its clips stop being that class (timbre.json ``knob_limits``: a bright snare
-stays a snare); a value the user sets is not limited.
+stays a snare), and how far a word that sets several knobs may move them together (``word_reach``: a high tom,
+light and short, stays a tom); a value the user sets is not limited.
 """
 
 from __future__ import annotations
@@ -187,24 +188,29 @@ def class_word_knobs(quantiles: np.ndarray, categories: Sequence[str],
 
 
 ClassKnobLimits = dict[str, dict[str, list[float]]]  # class -> knob -> [low, high]
+ClassWordReach = dict[str, dict[str, float]]  # class -> word -> share of its knobs' distance from 0.5 it may go
 
 
 def knobs_from_words(words: Sequence[str], explicit: Mapping[str, float | None] | None = None,
                      category: str | None = None, class_words: ClassWordKnobs | None = None,
-                     limits: ClassKnobLimits | None = None) -> dict[str, float]:
+                     limits: ClassKnobLimits | None = None, reach: ClassWordReach | None = None) -> dict[str, float]:
     """Knob values a prompt asks for: the explicit ones, then those its words stand for (for ``category`` the
     model's measured ``class_words`` first, then ``WORD_KNOBS``; the first word that sets a knob wins). A value
     set by a word is kept within the model's ``limits`` for ``category`` (how far a knob can go before the model's
-    clips stop being that class: ``eval.descriptors.knob_limits``); an explicit value is the user's and is
-    kept. Unset knobs are absent."""
+    clips stop being that class: ``eval.descriptors.knob_limits``), after moving it toward the middle to the
+    word's ``reach`` for ``category``, where the model has one (how far a word's knobs can go together:
+    ``eval.descriptors.word_reach``); an explicit value is the user's and is kept. Unset knobs are absent."""
     out = {k: float(v) for k, v in (explicit or {}).items() if v is not None}
     own = (class_words or {}).get(category or "", {})
     bounds = (limits or {}).get(category or "", {})
+    reaches = (reach or {}).get(category or "", {})
     for w in words:
+        f = reaches.get(w, 1.0)
         for knob, value in {**WORD_KNOBS.get(w, {}), **own.get(w, {})}.items():
             if knob not in out:
                 low, high = bounds.get(knob, (0.0, 1.0))
-                out[knob] = min(max(value, low), high)
+                moved = value if f == 1.0 else round(0.5 + f * (value - 0.5), 4)
+                out[knob] = min(max(moved, low), high)
     return out
 
 

@@ -129,6 +129,18 @@ def test_words_set_knobs_explicit_values_win() -> None:
     assert knobs_from_words(["808", "kick"], category="kick", class_words=table, limits=limits) == {
         "weight": 0.9, "decay": 0.7}  # a class's own word is held too (here within)
     assert knobs_from_words(["thin", "kick"], category="kick", limits=limits) == {"weight": 0.3}
+    # a word's reach moves its knobs toward the middle together, before the limits
+    reach = {"tom": {"high": 0.5}}
+    high = {"tom": {"high": {"decay": 0.2, "weight": 0.1}}}
+    assert knobs_from_words(["high", "tom"], category="tom", class_words=high, reach=reach) == {
+        "decay": 0.35, "weight": 0.3}
+    assert knobs_from_words(["high", "tom"], category="tom", class_words=high, reach={"tom": {"high": 0.0}}) == {
+        "decay": 0.5, "weight": 0.5}
+    assert knobs_from_words(["high", "tom"], {"weight": 0.05}, "tom", high, reach=reach) == {
+        "decay": 0.35, "weight": 0.05}  # an explicit value is the user's
+    assert knobs_from_words(["short", "tom"], category="tom", reach=reach) == WORD_KNOBS["short"]  # other words
+    assert knobs_from_words(["high", "tom"], category="tom", class_words=high, limits={"tom": {"decay": [0.4, 1]}},
+                            reach=reach) == {"decay": 0.4, "weight": 0.3}
     v = knob_vector({"decay": 0.2})
     assert v[KNOBS.index("decay")] == 0.2 and all(math.isnan(x) for i, x in enumerate(v) if KNOBS[i] != "decay")
 
@@ -398,3 +410,100 @@ def test_knob_limits_are_measured_written_read_and_listed(knob_model, tmp_path, 
     capsys.readouterr()
     assert main(["vocab", "--model", str(model)]) == 0
     assert "snare       brightness 0.20-0.60" in capsys.readouterr().out
+
+
+class _ScriptedModel:
+    """A generator whose clips carry the knobs they were asked with, for a judge that decides by them."""
+
+    def __init__(self, class_words: dict) -> None:
+        from types import SimpleNamespace
+
+        from sampleforge.text.keywords import classes_named, keywords
+
+        self.bundle = SimpleNamespace(config=SimpleNamespace(text=SimpleNamespace(knobs=list(KNOBS))),
+                                      class_words=class_words)
+        self.calls: list[tuple[str, dict, int]] = []
+        self._words = lambda prompt: (keywords(prompt), classes_named(keywords(prompt)))
+
+    def knob_values(self, prompt: str) -> dict:
+        words, named = self._words(prompt)
+        return knobs_from_words(words, None, named[0] if len(named) == 1 else None, self.bundle.class_words)
+
+    def generate_full(self, prompt: str, n: int, seed: int, **kw):
+        from types import SimpleNamespace
+
+        knobs = {k: kw[k] for k in KNOBS if k in kw}
+        self.calls.append((prompt, knobs, seed))
+        worded = float(len(prompt.split()) > 1)  # a word before the class's
+        audio = torch.tensor([[seed, worded, *(knobs.get(k, 0.5) for k in KNOBS)]] * n, dtype=torch.float64)
+        return SimpleNamespace(audio=audio, params=SimpleNamespace(cfg_scale=3.0))
+
+
+def test_word_reach_finds_how_far_a_words_knobs_go_together(monkeypatch) -> None:
+    """A word fails when its share is surely under the class prompt's on both seed blocks; it is then tried with
+    its knobs nearer the middle, and its reach is the first that holds. A word whose keyword alone leaves the
+    class gets no reach; one that fails on a single block (noise) keeps its knobs."""
+    from sampleforge.eval import descriptors
+
+    model = _ScriptedModel({"tom": {"high": {"decay": 0.05, "weight": 0.05}, "acoustic": {"brightness": 0.9}}})
+
+    def judge(clf, wavs, category):
+        seed, worded, *knobs = wavs[0].tolist()
+        distance = sum(abs(v - 0.5) for v in knobs)
+        if seed >= descriptors.REACH_SEEDS and clf == "noisy" and distance > 0.3:
+            return 0.5  # the second block of seeds only
+        if clf == "keyword" and worded:
+            return 0.2
+        return 1.0 if distance <= 0.66 or clf == "noisy" else 0.6  # high's two knobs at 0.05 (0.9 out) fail
+
+    monkeypatch.setattr(descriptors, "_judged", judge)
+    result = descriptors.word_reach(model, "judge", n=48, classes=["tom"])
+    words = result["judged"]["tom"]["words"]
+    assert result["word_reach"] == {"tom": {"high": 0.5}}  # at 0.75 0.675 out: fails; at 0.5 0.45: holds
+    assert words["high"]["tried"] == {"0.75": 0.6, "0.5": 1.0} and words["high"]["judged_2n"] == 0.6
+    assert "tried" not in words["acoustic"] and words["acoustic"]["judged"] == 1.0  # 0.4 out: holds
+    assert set(words) >= {"short", "bright", "high", "acoustic"} and "snare" not in words
+    assert result["judged"]["tom"]["class_prompt"] == 1.0 and result["judged"]["tom"]["class_prompt_2n"] == 1.0
+    tried = [(k, s) for p, k, s in model.calls if p == "high tom"]
+    assert ({"decay": 0.275, "weight": 0.275}, descriptors.REACH_SEEDS) in tried  # both blocks at each reach
+
+    keyword = descriptors.word_reach(_ScriptedModel({}), "keyword", n=48, classes=["snare"])
+    assert keyword["word_reach"] == {}
+    assert keyword["judged"]["snare"]["words"]["long"]["reach"] is None  # even at the middle it fails: the word
+    assert list(keyword["judged"]["snare"]["words"]["long"]["tried"]) == ["0.75", "0.5", "0.25", "0.0"]
+    noisy = descriptors.word_reach(_ScriptedModel({}), "noisy", n=48, classes=["snare"])
+    assert noisy["word_reach"] == {} and all("tried" not in w for w in noisy["judged"]["snare"]["words"].values())
+
+
+def test_word_reach_is_written_and_read_by_generation(knob_model, tmp_path, capsys) -> None:
+    import json
+    import shutil
+
+    from sampleforge.cli import main
+    from sampleforge.pipeline import Generator
+
+    model = tmp_path / "m"
+    shutil.copytree(knob_model, model)
+    args = ["eval", "word-reach", "--model", str(model), "--classes", "kick", "-n", "8", "--steps", "1"]
+    assert main([*args, "--write"]) == 2
+    assert "has no timbre.json" in capsys.readouterr().err
+    (model / "timbre.json").write_text(json.dumps({"words": {"kick": {"808": {"weight": 0.9, "decay": 0.8}}},
+                                                   "word_reach": {"snare": {"long": 0.5}}}))
+    out = tmp_path / "reach.json"
+    assert main([*args, "--write", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    stored = json.loads((model / "timbre.json").read_text())
+    assert stored["word_reach"] == {"snare": {"long": 0.5}, **result["word_reach"]}  # merged with the other classes
+    words = result["judged"]["kick"]["words"]
+    assert words["808"]["knobs"] == {"weight": 0.9, "decay": 0.8} and set(WORD_KNOBS) <= set(words)
+    assert all(0 <= w["judged"] <= 1 for w in words.values())
+    assert "words keep the class" in printed and str(out) in printed
+    stored["word_reach"] = {"kick": {"808": 0.5}}
+    (model / "timbre.json").write_text(json.dumps(stored))
+    gen = Generator.from_pretrained(model, device="cpu")
+    assert gen.knob_values("808 kick") == {"weight": 0.7, "decay": 0.65}
+    assert gen.knob_values("808 kick", {"weight": 0.95}) == {"weight": 0.95, "decay": 0.65}
+    capsys.readouterr()
+    assert main(["vocab", "--model", str(model)]) == 0
+    assert "  kick        808 0.5" in capsys.readouterr().out

@@ -100,6 +100,24 @@ def _register_eval(sub: Any) -> None:
                    help="JSON file of the measurement (default: runs/eval/<model>-knob-limits.json)")
     k.add_argument("--write", action="store_true", help="store the ranges in the model folder's timbre.json")
     k.set_defaults(func=_run_knob_limits)
+    w = eval_sub.add_parser("word-reach", help="does each timbre word keep its class? how far may it move its knobs",
+                            description="For each class and each word that sets one of its timbre knobs ('high "
+                            "tom', 'bright snare'), generate the prompt and judge the clips against the class prompt "
+                            "alone. A word that leaves the class (judged the class surely less often, and under 90 %% "
+                            "of the time, on two blocks of seeds) is tried with its knobs moved back toward the middle "
+                            "(3/4, 1/2, 1/4 of the way, then the middle); the first that holds is the word's reach. "
+                            "The knob limits hold one knob at a time; this holds a word's knobs together. --write "
+                            "stores the reaches in the model folder's timbre.json (word_reach), where generation reads "
+                            "them. Run it after knob-limits --write.")
+    w.add_argument("--model", required=True, help="model folder or shipped name")
+    w.add_argument("-n", "--count", type=int_at_least(8), default=48, help="clips per prompt and block (default 48)")
+    w.add_argument("--classes", nargs="+", default=None, help="taxonomy classes (default: all)")
+    add_arguments(w, ("steps", "cfg_scale", "sampler", "seed"), base=DESCRIPTOR_SETTINGS)
+    w.add_argument("--classifier", type=Path, default=None, help=judge_help)
+    w.add_argument("--out", type=Path, default=None,
+                   help="JSON file of the measurement (default: runs/eval/<model>-word-reach.json)")
+    w.add_argument("--write", action="store_true", help="store the reaches in the model folder's timbre.json")
+    w.set_defaults(func=_run_word_reach)
     v = eval_sub.add_parser("vocoder", help="the vocoder check alone: the model's vocoder vs Griffin-Lim on real clips",
                             description="Re-synthesise held-out real clips from their log-mel with the model's "
                             "vocoder and with Griffin-Lim; MR-STFT and log-mel distances to the originals, and the "
@@ -178,10 +196,14 @@ def _run_descriptors(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_knob_limits(args: argparse.Namespace) -> int:
+def _timbre_measure(args: argparse.Namespace, measure: Any, key: str, name: str
+                    ) -> tuple[dict[str, Any], Path, Path | None]:
+    """Run a timbre measurement of ``eval knob-limits`` / ``word-reach`` (``measure(generator, classifier, **settings)``)
+    on --model; writes its JSON (``--out``, default runs/eval/<model>-<name>.json) and, with --write, merges its
+    ``key`` table into the model folder's timbre.json. Returns (the result, the JSON file, the timbre.json written
+    or None)."""
     from sampleforge.backends.resolve import resolve
     from sampleforge.eval.classifier import load_classifier
-    from sampleforge.eval.descriptors import knob_limits
     from sampleforge.pipeline import Generator
     from sampleforge.taxonomy import CATEGORY_PROMPTS
 
@@ -201,21 +223,47 @@ def _run_knob_limits(args: argparse.Namespace) -> int:
         raise UserInputError(f"--model {args.model}: this model has no timbre knobs")
     p = gen.resolve(asked)
     assert p.steps is not None and p.sampler is not None and p.seed is not None
-    result = knob_limits(gen, load_classifier(args.classifier), n=args.count, steps=p.steps, sampler=p.sampler,
-                         cfg_scale=asked.cfg_scale, seed=p.seed, classes=args.classes)
-    for category, knobs in result["knob_limits"].items():
-        print(f"  {category:<11} " + "  ".join(f"{knob} {lo:.2f}-{hi:.2f}" for knob, (lo, hi) in knobs.items()))
-    out = args.out or Path("runs") / "eval" / f"{folder.name}-knob-limits.json"
+    result = measure(gen, load_classifier(args.classifier), n=args.count, steps=p.steps, sampler=p.sampler,
+                     cfg_scale=asked.cfg_scale, seed=p.seed, classes=args.classes)
+    out = args.out or Path("runs") / "eval" / f"{folder.name}-{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
     if args.write:
         timbre = json.loads(timbre_file.read_text())
-        timbre["knob_limits"] = {**timbre.get("knob_limits", {}), **result["knob_limits"]}
+        timbre[key] = {**timbre.get(key, {}), **result[key]}
         tmp = timbre_file.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(timbre, indent=1) + "\n")
         tmp.replace(timbre_file)
-        print(f"wrote knob_limits into {timbre_file}")
+    return result, out, timbre_file if args.write else None
+
+
+def _run_knob_limits(args: argparse.Namespace) -> int:
+    from sampleforge.eval.descriptors import knob_limits
+
+    result, out, written = _timbre_measure(args, knob_limits, "knob_limits", "knob-limits")
+    for category, knobs in result["knob_limits"].items():
+        print(f"  {category:<11} " + "  ".join(f"{knob} {lo:.2f}-{hi:.2f}" for knob, (lo, hi) in knobs.items()))
+    print(f"wrote {out}")
+    if written is not None:
+        print(f"wrote knob_limits into {written}")
+    return 0
+
+
+def _run_word_reach(args: argparse.Namespace) -> int:
+    from sampleforge.eval.descriptors import word_reach
+
+    result, out, written = _timbre_measure(args, word_reach, "word_reach", "word-reach")
+    for category, row in result["judged"].items():
+        words = row["words"]
+        kept = sum("judged_2n" not in w or "tried" not in w for w in words.values())
+        print(f"  {category:<11} class prompt {row['class_prompt']:.0%}; {kept} of {len(words)} words keep the class")
+        for word, w in words.items():
+            if "tried" in w:
+                reach = "the word itself leaves the class" if w["reach"] is None else f"reach {w['reach']:g}"
+                print(f"    {word:<10} {w['judged_2n']:.0%} -> {reach}")
+    print(f"wrote {out}")
+    if written is not None:
+        print(f"wrote word_reach into {written}")
     return 0
 
 

@@ -40,7 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sampleforge.taxonomy import CATEGORY_PROMPTS
-from sampleforge.timbre import FEATURES, KNOBS, measure
+from sampleforge.timbre import FEATURES, KNOBS, WORD_KNOBS, measure
 
 LOG_FEATURES = frozenset({"decay", "brightness"})
 MIN_D = 0.8
@@ -50,6 +50,8 @@ ALPHA = 0.05  # a sweep's rise, or a fall of one of its steps, counts when its o
 LIMIT_VALUES = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95)  # knob values the limits are measured at
 LIMIT_ADHERENCE = 0.9  # share of clips judged the class that a knob value must keep (and the middle must have)
 LIMIT_SLACK = 0.05  # a value may fall this far below the middle's share, within the noise of n clips
+REACH_STEPS = (0.75, 0.5, 0.25, 0.0)  # a word that leaves its class is tried with its knobs this far out
+REACH_SEEDS = 100_000  # the second block of seeds that confirms a word fails starts this far from the first
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,16 @@ def check_descriptors(generator: Any, clf: Any, real_wavs: np.ndarray, real_cate
             "settings": settings, "knobs": list(KNOBS), "features": version}
 
 
+def surely_below(share: float, middle: float, n: int, n_middle: int | None = None) -> bool:
+    """Whether a share of ``n`` clips is surely below the ``middle``'s share (of ``n_middle`` clips, default ``n``):
+    one-sided Fisher exact test, p < ALPHA."""
+    from scipy.stats import fisher_exact
+
+    m = n if n_middle is None else n_middle
+    got, mid = round(share * n), round(middle * m)
+    return bool(fisher_exact([[got, n - got], [mid, m - mid]], alternative="less").pvalue < ALPHA)
+
+
 def holding_range(values: Sequence[float], judged: Sequence[float], bar: float,
                   n: int | None = None) -> tuple[float, float]:
     """The range of knob ``values`` (ascending) around the one nearest 0.5 whose ``judged`` shares hold: on each
@@ -245,14 +257,7 @@ def holding_range(values: Sequence[float], judged: Sequence[float], bar: float,
     mid = int(np.argmin(np.abs(v - 0.5)))
 
     def fails(k: int) -> bool:
-        if r[k] >= bar:
-            return False
-        if n is None:
-            return True
-        from scipy.stats import fisher_exact
-
-        got, middle = round(r[k] * n), round(r[mid] * n)
-        return bool(fisher_exact([[got, n - got], [middle, n - middle]], alternative="less").pvalue < ALPHA)
+        return r[k] < bar and (n is None or surely_below(float(r[k]), float(r[mid]), n))
 
     def edge(step: int) -> float:
         i = mid
@@ -319,3 +324,88 @@ def knob_limits(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: 
     return {"knob_limits": limits, "judged": judged, "bars": bars, "unlimited": unlimited, "values": list(values),
             "adherence": LIMIT_ADHERENCE, "slack": LIMIT_SLACK,
             "settings": {**kw, "cfg_scale": used[0] if len(used) == 1 else used}}
+
+
+def word_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: str = "dpmpp_2m",
+               cfg_scale: float | None = None, seed: int = 0, classes: Sequence[str] | None = None,
+               reaches: Sequence[float] = REACH_STEPS) -> dict[str, Any]:
+    """Does each word that sets a timbre knob of a class keep the class? The knob limits hold one knob at a time;
+    a word that sets two ("high" for a tom: light and short) can leave the class with each within its range.
+
+    For each class and each word that sets one of its knobs (``timbre.WORD_KNOBS`` and the model's own words of
+    the class), the prompt "WORD CLASS" is generated as a user would get it and judged against the class prompt
+    alone. Where the judge knows the class (at least ``LIMIT_ADHERENCE`` of the class prompt's clips), a word fails
+    when its share is below the bar of the knob limits and surely below the class prompt's (``surely_below``), on
+    ``n`` clips and again on those and ``n`` more (seeds ``seed + REACH_SEEDS``...). A failing word is tried again
+    with its knobs moved toward the middle (0.5) to each of ``reaches`` of their distance from it; its reach is the
+    first that holds (0: the word leaves its knobs at the middle for the class; none holds: the word itself, as a
+    keyword, leaves the class). Returns a JSON-able dict: ``word_reach`` (class -> word -> reach, for the failing
+    words, what a model's timbre.json holds), ``judged`` (per class: the class prompt's share and each word's) and
+    the settings."""
+    from sampleforge.text.keywords import classes_named, keywords
+
+    if not generator.bundle.config.text.knobs:
+        raise ValueError("this model has no timbre knobs")
+    classes = list(classes or CATEGORY_PROMPTS)
+    kw = dict(n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale)
+    tasks: list[tuple[str, str, dict[str, float]]] = []
+    for category in classes:
+        own = generator.bundle.class_words.get(category, {})
+        for word in sorted(set(WORD_KNOBS) | set(own)):
+            prompt = f"{word} {CATEGORY_PROMPTS[category]}"
+            knobs = generator.knob_values(prompt)
+            if knobs and classes_named(keywords(prompt)) == [category]:
+                tasks.append((category, word, knobs))
+    bar = tqdm(total=len(classes) + len(tasks), desc="word reach", unit="prompt", file=sys.stderr, disable=None,
+               leave=False)
+    scales: set[float] = set()
+
+    def share(prompt: str, category: str, knobs: Mapping[str, float], block: int) -> float:
+        run = generator.generate_full(prompt, **knobs, **kw, seed=seed + block * REACH_SEEDS)
+        scales.add(_scale(run))
+        return _judged(clf, run.audio.numpy(), category)
+
+    def pooled(prompt: str, category: str, knobs: Mapping[str, float], first: float) -> float:
+        return (first + share(prompt, category, knobs, 1)) / 2
+
+    judged: dict[str, dict[str, Any]] = {}
+    base: dict[str, list[float]] = {}  # class -> [share on n clips, share on 2n] (the second when needed)
+    for category in classes:
+        base[category] = [share(CATEGORY_PROMPTS[category], category, {}, 0)]
+        judged[category] = {"class_prompt": round(base[category][0], 4), "words": {}}
+        bar.update(1)
+    reach: dict[str, dict[str, float]] = {}
+    for category, word, knobs in tasks:
+        prompt = f"{word} {CATEGORY_PROMPTS[category]}"
+        first = share(prompt, category, knobs, 0)
+        row: dict[str, Any] = {"knobs": {k: round(v, 3) for k, v in knobs.items()}, "judged": round(first, 4)}
+        middle = base[category]
+        need = round(min(LIMIT_ADHERENCE, middle[0] - LIMIT_SLACK), 4)
+        if middle[0] >= LIMIT_ADHERENCE and first < need and surely_below(first, middle[0], n):
+            if len(middle) == 1:
+                middle.append(pooled(CATEGORY_PROMPTS[category], category, {}, middle[0]))
+            both = pooled(prompt, category, knobs, first)
+            row["judged_2n"] = round(both, 4)
+            if both < need and surely_below(both, middle[1], 2 * n):
+                row["tried"] = {}
+                found = None
+                for f in reaches:
+                    moved = {k: round(0.5 + f * (v - 0.5), 3) for k, v in knobs.items()}
+                    s = pooled(prompt, category, moved, share(prompt, category, moved, 0))
+                    row["tried"][str(f)] = round(s, 4)
+                    if not (s < need and surely_below(s, middle[1], 2 * n)):
+                        found = f
+                        break
+                row["reach"] = found
+                if found is not None:
+                    reach.setdefault(category, {})[word] = found
+        judged[category]["words"][word] = row
+        bar.update(1)
+    bar.close()
+    for category, middle in base.items():
+        if len(middle) == 2:
+            judged[category]["class_prompt_2n"] = round(middle[1], 4)
+    used = sorted(scales)
+    return {"word_reach": reach, "judged": judged, "adherence": LIMIT_ADHERENCE, "slack": LIMIT_SLACK,
+            "reaches": list(reaches), "settings": {**kw, "seed": seed, "second_block_seed": seed + REACH_SEEDS,
+                                                   "cfg_scale": used[0] if len(used) == 1 else used}}

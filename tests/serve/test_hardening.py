@@ -550,6 +550,17 @@ def test_every_get_route_answers_head_like_get_without_a_body(make_client):
     assert client.head("/v1/generate").status_code == 405  # POST-only routes stay so
 
 
+def test_a_405_lists_every_method_of_the_path(make_client):
+    """``Allow`` names HEAD beside GET, and the methods of the path's other routes (GET and DELETE of a job)."""
+    client = make_client(start=False)
+    job_id = client.post("/v1/generate", json={"prompt": "kick", **FAST}).json()["job_id"]
+    for method, path, allow in [("PUT", f"/v1/jobs/{job_id}", "DELETE, GET, HEAD"), ("HEAD", "/v1/generate", "POST"),
+                                ("DELETE", "/v1/health", "GET, HEAD"), ("POST", "/v1/models", "GET, HEAD")]:
+        r = client.request(method, path)
+        assert (r.status_code, r.headers.get("allow")) == (405, allow), (method, path)
+    assert client.put(f"/v1/jobs/{job_id}").json()["detail"]  # the JSON error body, as for every error
+
+
 # ---- what a failed job tells the client ---------------------------------------------------------------------
 INTERNAL = re.compile(r"internal error while running the job \(ref ([0-9a-f]{8})\)")
 

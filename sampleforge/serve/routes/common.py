@@ -114,6 +114,17 @@ def _headers_only(send: Send) -> Send:
     return sending
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed(scope: Scope) -> str:
+    """The methods the app answers at this request's path (a 405's ``Allow``): HEAD wherever GET is, and the
+    methods of the path's other routes (``/v1/jobs/{id}``: GET and DELETE are two routes)."""
+    routes = scope["app"].router.routes
+    return ", ".join(m for m in _METHODS
+                     if any(r.matches({**scope, "method": m})[0] == Match.FULL for r in routes))
+
+
 class ApiRoute(APIRoute):
     """A route that answers ``HEAD`` as it answers ``GET``, without the body: same status and headers (uptime
     checkers and proxies probe with HEAD). An event stream is not started: its headers alone are sent."""
@@ -127,6 +138,8 @@ class ApiRoute(APIRoute):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._head(scope):  # the GET route runs, told it is a HEAD; errors (404...) lose their body too
             await super().handle({**scope, "method": "GET", _HEAD: True}, receive, _headers_only(send))
+        elif scope["type"] == "http" and self.methods and scope["method"] not in self.methods and "app" in scope:
+            raise HTTPException(status_code=405, headers={"Allow": _allowed(scope)})
         else:
             await super().handle(scope, receive, send)
 

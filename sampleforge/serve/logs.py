@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import re
 import threading
 import time
 import uuid
@@ -20,6 +21,16 @@ WINDOW_S = 10.0
 
 # attributes every LogRecord has; anything else came from ``extra=`` and is emitted as a field
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+
+
+# an absolute path (POSIX or Windows) in a message: its folders, then its last part
+_PATH = re.compile(r"(?<![\w.:/\\])(?:/|[A-Za-z]:[\\/])(?:[^\s/\\:'\"()]+[/\\])+(?=[^\s/\\:'\"()])")
+
+
+def without_folders(message: str) -> str:
+    """``message`` with each absolute path cut to its last part ("/srv/models/m/unet.safetensors: ..." ->
+    "unet.safetensors: ..."): what a client is told of the server's files (the log keeps the whole message)."""
+    return _PATH.sub("", message)
 
 
 def error_ref() -> str:

@@ -26,7 +26,7 @@ from sampleforge.serve import operations
 from sampleforge.serve.config import ServeConfig
 from sampleforge.serve.job import Job
 from sampleforge.serve.jobstore import JobStore
-from sampleforge.serve.logs import error_ref
+from sampleforge.serve.logs import error_ref, without_folders
 from sampleforge.serve.results import ResultFiles, ResultWriteError
 from sampleforge.serve.views import download_name
 
@@ -64,12 +64,13 @@ class GeneratorLike(Protocol):
 
 def job_error(exc: Exception, jobs: Sequence[str]) -> str:
     """The ``error`` of jobs that ``exc`` failed (the API shows it), logged. An error meant for users (sampleforge's
-    own, ``errors.py``: a bad value the request checks let through) keeps its message; anything else may hold
-    server paths or internals, so the job says "internal error" with a short reference and the log has the
+    own, ``errors.py``: a bad value the request checks let through, a model that does not load) keeps its message,
+    with the server's folders taken out of the paths it names (``without_folders``); anything else may hold
+    internals, so the job says "internal error" with a short reference and the log has the
     traceback under that reference."""
     if isinstance(exc, USER_ERRORS):
         log.warning("batch failed", extra={"event": "batch_failed", "jobs": list(jobs), "error": str(exc)})
-        return str(exc)
+        return without_folders(str(exc))
     ref = error_ref()
     log.error("batch crashed", exc_info=exc, extra={"event": "batch_crashed", "jobs": list(jobs), "ref": ref})
     return f"internal error while running the job (ref {ref})"

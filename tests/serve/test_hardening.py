@@ -20,7 +20,7 @@ import pytest
 import soundfile as sf
 
 from sampleforge.audio.io import read_metadata
-from sampleforge.errors import UserInputError
+from sampleforge.errors import AudioReadError, CheckpointError, UserInputError
 from sampleforge.serve import runner
 from sampleforge.serve.config import ServeConfig
 from sampleforge.serve.results import (
@@ -621,6 +621,26 @@ def test_an_error_meant_for_users_keeps_its_message(make_client, wait_job, gener
     client = make_client()
     job = wait_job(client, client.post("/v1/generate", json={"prompt": "kick", **FAST}).json()["job_id"])
     assert job["state"] == "failed" and job["error"] == "duration: too short for this model's latent (at least 0.5 s)"
+
+
+@pytest.mark.parametrize("exc, told", [
+    (CheckpointError("/srv/sampleforge/models/m/unet.safetensors: tensor 'w' has shape (3, 4), the config (4, 4)"),
+     "unet.safetensors: tensor 'w' has shape (3, 4), the config (4, 4)"),
+    (AudioReadError("/srv/sampleforge/storage/uploads/ab12.wav: holds NaN or infinite samples"),
+     "ab12.wav: holds NaN or infinite samples")], ids=["checkpoint", "audio"])
+def test_an_error_meant_for_users_names_no_server_folder(make_client, wait_job, generator, monkeypatch, caplog,
+                                                        exc, told):
+    """A model that does not load, or a stored upload that cannot be read, is said in the job's error, by file
+    name: the server's folders stay in its log."""
+    def refuse(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(generator, "generate", refuse)
+    client = make_client()
+    with caplog.at_level(logging.INFO, logger="sampleforge.serve"):
+        job = wait_job(client, client.post("/v1/generate", json={"prompt": "kick", **FAST}).json()["job_id"])
+    assert job["state"] == "failed" and job["error"] == told
+    assert [r.error for r in caplog.records if getattr(r, "event", None) == "batch_failed"] == [str(exc)]
 
 
 def test_a_crash_in_a_celery_task_is_stored_the_same_way(tmp_path, monkeypatch, caplog):

@@ -374,8 +374,13 @@ def _register_sweep(sub: Any) -> None:
     add_arguments(p, ("prompt", "seed", "count", "duration", "precision", "eta", "steps_offset", "flow_shift", "offload",
                       "decode_chunk", "quantize", "channels"), base=SWEEP_BASE)
     p.add_argument("--device", default=None)
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/sweep/<prompt>)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/sweep/<model>/<prompt>)")
     p.set_defaults(func=_run_sweep)
+
+
+def _slug(text: str, empty: str) -> str:
+    """``text`` as a folder name: lower-case letters and digits joined by _, at most 40 (``empty`` when none)."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:40] or empty
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
@@ -387,8 +392,8 @@ def _run_sweep(args: argparse.Namespace) -> int:
     base = from_namespace(args, base=SWEEP_BASE)
     if args.prompt is None and not args.prompt_words:
         raise UserInputError("give the prompt to sweep: sampleforge sweep WORDS... or --prompt TEXT")
-    slug = re.sub(r"[^a-z0-9]+", "_", base.prompt.lower()).strip("_")[:40] or "prompt"
-    out = args.out or Path("runs") / "sweep" / slug
+    out = args.out or Path("runs") / "sweep" / _slug(Path(str(args.model)).name or str(args.model), "model") \
+        / _slug(base.prompt, "prompt")
     result, js, page = sweep(args.model, base, grid["cfg_scale"], grid["steps"], samplers, out, args.device)
     for c in result["cells"]:
         flag = "  <- clipping/NaN" if c["raw_clipping_percent"] > 1.0 or c["nan_count"] else ""

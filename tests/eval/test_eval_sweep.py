@@ -173,13 +173,19 @@ def test_sweep_end_to_end(debug_model: Path, tmp_path: Path, capsys: pytest.Capt
     assert "latent std" in capsys.readouterr().out
 
 
-def test_sweep_takes_the_prompt_as_words(debug_model: Path, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_sweep_takes_the_prompt_as_words(debug_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """`sampleforge sweep punchy kick ...` as `--prompt "punchy kick"`; no prompt at all is a one-line error."""
     out = tmp_path / "sweep"
     assert main(["sweep", "punchy", "kick", "--model", str(debug_model), "--cfg-scale", "1", "--steps", "1",
                  "--sampler", "ddim", "--out", str(out)]) == 0
     assert json.loads((out / "sweep.json").read_text())["prompt"] == "punchy kick"
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path)  # without --out: a folder per model and prompt, so two models do not share one
+    assert main(["sweep", "punchy", "kick", "--model", str(debug_model), "--cfg-scale", "1", "--steps", "1",
+                 "--sampler", "ddim"]) == 0
+    assert (tmp_path / "runs" / "sweep" / debug_model.name.lower().replace("-", "_") / "punchy_kick" / "sweep.json"
+            ).is_file()
     capsys.readouterr()
     assert main(["sweep", "--model", str(debug_model), "--steps", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

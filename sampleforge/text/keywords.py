@@ -300,6 +300,10 @@ class Vocabulary:
             hint = f"; did you mean {near[0]!r}?" if near else " (see `sampleforge vocab`)"
             out.append(f"unknown keyword {w!r} ignored{hint}")
         out += [f"keyword {w!r} ignored: beyond the {max_tokens}-keyword limit" for w in overflow]
+        numbers = list(dict.fromkeys(w for w in _WORD.findall(_CAMEL.sub(" ", prompt).lower()) if _is_index_number(w)))
+        if numbers:
+            out.append(f"{'numbers' if len(numbers) > 1 else 'number'} {' '.join(numbers)!r} ignored: numbers of one "
+                       "or two digits are not keywords (several clips: the count setting; which clips: the seed)")
         words = keywords(prompt)
         if not encoded and not any(w in knob_words for w in words):
             out.append("no keyword this model knows: it generates a random drum (name a class, e.g. 'kick')")

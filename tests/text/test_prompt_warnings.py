@@ -60,3 +60,12 @@ def test_per_class_counts_survive_save_and_load(vocab: Vocabulary, tmp_path) -> 
     assert back == vocab and back.classes["808"] == {"kick": 5, "snare": 1}
     legacy = Vocabulary.from_dict({"keywords": {"kick": 3}})
     assert legacy.classes == {} and "classes" not in legacy.to_dict()
+
+
+def test_numbers_a_prompt_drops_are_said(vocab: Vocabulary) -> None:
+    """`generate --seed 1 2 3 kick` makes "2 3 kick" the prompt: the numbers do nothing, and the user is told."""
+    (w,) = vocab.prompt_warnings("2 3 kick")
+    assert w.startswith("numbers '2 3' ignored") and "count" in w and "seed" in w
+    (w,) = vocab.prompt_warnings("kick 07")
+    assert w.startswith("number '07' ignored")
+    assert vocab.prompt_warnings("808 kick") == []  # a number that names a sound is a keyword

@@ -224,8 +224,10 @@ def audio_suffix(path: Path, fmt: str) -> Path:
 
 def cmd_vocab(args: argparse.Namespace) -> int:
     from sampleforge.backends.resolve import resolve
-    from sampleforge.bundle import DEFAULT_MODEL
+    from sampleforge.bundle import DEFAULT_MODEL, read_timbre
+    from sampleforge.model_config import read_config
     from sampleforge.text.keywords import Vocabulary
+    from sampleforge.timbre import word_table
 
     ref = resolve(args.model or DEFAULT_MODEL)  # MODEL+VOCODER: MODEL's keywords
     if ref.format != "sampleforge":
@@ -233,8 +235,11 @@ def cmd_vocab(args: argparse.Namespace) -> int:
     path = ref.path
     vocab = Vocabulary.load(path / "vocab.json")
     counts = dict(vocab.counts)
+    table = word_table(read_config(path).text.knobs, read_timbre(path))
     if args.json:
-        print(json.dumps({"keywords": counts, "classes": vocab.classes} if vocab.classes else counts, indent=2))
+        full = {"keywords": counts, **({"classes": vocab.classes} if vocab.classes else {}),
+                **({"timbre": table} if table else {})}
+        print(json.dumps(full if len(full) > 1 else counts, indent=2))
         return 0
     per_class = " per class" if vocab.classes else ""
     print(f"{len(counts)} keywords in {path.name} (word: clips in the training data{per_class})")
@@ -242,42 +247,34 @@ def cmd_vocab(args: argparse.Namespace) -> int:
     for word, n in counts.items():
         split = ", ".join(f"{c} {k}" for c, k in vocab.classes.get(word, {}).items())
         print(f"  {word:<{width}}  {n:>4}" + (f"  ({split})" if split else ""))
-    _print_knob_words(path)
+    _print_knob_words(table)
     return 0
 
 
-def _print_knob_words(path: Path) -> None:
-    """The words that act through timbre knobs, for a model conditioned on knobs."""
-    from sampleforge.bundle import read_timbre
-    from sampleforge.model_config import read_config
-    from sampleforge.timbre import WORD_KNOBS
-
-    knobs = read_config(path).text.knobs
-    if not knobs:
+def _print_knob_words(table: dict[str, Any]) -> None:
+    """The words that act through timbre knobs (``timbre.word_table``), for a model conditioned on knobs."""
+    if not table:
         return
+    knobs = table["knobs"]
     print(f"\ntimbre knobs: {', '.join(knobs)} (0-1, quantiles within the class); words that set them:")
-    for word, values in WORD_KNOBS.items():
-        if set(values) & set(knobs):
-            print(f"  {word:<8} " + ", ".join(f"{k} {v:.2f}" for k, v in values.items() if k in knobs))
-    timbre = read_timbre(path)
-    measured = timbre.get("words", {})
-    if measured:
+    for word, values in table["words"].items():
+        print(f"  {word:<8} " + ", ".join(f"{k} {v:.2f}" for k, v in values.items()))
+    measured = table["class_words"]
+    if any(measured.values()):
         print("what words mean for each class, measured on the real training clips (these come first):")
         width = max(len(f"{w} {c}") for c, words in measured.items() for w in words)
         for category, words in measured.items():
             for word, values in words.items():
-                print(f"  {word + ' ' + category:<{width}}  " + ", ".join(f"{k} {v:.2f}" for k, v in values.items() if k in knobs))
-    limits = timbre.get("knob_limits", {})
-    if limits:
+                print(f"  {word + ' ' + category:<{width}}  " + ", ".join(f"{k} {v:.2f}" for k, v in values.items()))
+    if table["knob_limits"]:
         print("how far a word may move each knob before the class stops being itself (sampleforge eval knob-limits; "
               "a value you set is not limited):")
-        for category, bounds in limits.items():
-            print(f"  {category:<11} " + "  ".join(f"{k} {lo:.2f}-{hi:.2f}" for k, (lo, hi) in bounds.items() if k in knobs))
-    reach = timbre.get("word_reach", {})
-    if reach:
+        for category, bounds in table["knob_limits"].items():
+            print(f"  {category:<11} " + "  ".join(f"{k} {lo:.2f}-{hi:.2f}" for k, (lo, hi) in bounds.items()))
+    if table["word_reach"]:
         print("words whose knobs go only part of the way from the middle together for a class, or the class would "
               "not hold (sampleforge eval word-reach):")
-        for category, words in reach.items():
+        for category, words in table["word_reach"].items():
             print(f"  {category:<11} " + "  ".join(f"{w} {f:g}" for w, f in words.items()))
 
 

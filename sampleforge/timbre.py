@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -212,6 +213,26 @@ def knobs_from_words(words: Sequence[str], explicit: Mapping[str, float | None] 
                 moved = value if f == 1.0 else round(0.5 + f * (value - 0.5), 4)
                 out[knob] = min(max(moved, low), high)
     return out
+
+
+def word_table(knobs: Sequence[str], timbre: Mapping[str, Any]) -> dict[str, Any]:
+    """What the words of a model trained on ``knobs`` do to them, from its timbre.json (``timbre``), as `sampleforge
+    vocab` and the service's /v1/vocab list it: ``words`` (``WORD_KNOBS``), ``class_words`` (what words mean for
+    each class, measured; these come first), ``knob_limits`` and ``word_reach``; only the model's knobs. Empty
+    for a model without knobs."""
+    if not knobs:
+        return {}
+    keep = set(knobs)
+
+    def own(values: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in values.items() if k in keep}
+
+    return {"knobs": list(knobs),
+            "words": {w: own(v) for w, v in WORD_KNOBS.items() if own(v)},
+            "class_words": {c: {w: own(v) for w, v in words.items() if own(v)}
+                            for c, words in timbre.get("words", {}).items()},
+            "knob_limits": {c: own(bounds) for c, bounds in timbre.get("knob_limits", {}).items() if own(bounds)},
+            "word_reach": dict(timbre.get("word_reach", {}))}
 
 
 def knob_vector(values: Mapping[str, float]) -> list[float]:

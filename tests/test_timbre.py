@@ -282,6 +282,36 @@ def test_vocab_lists_the_measured_class_words(knob_model, tmp_path, capsys) -> N
     assert "high tom" in out and "weight 0.12" in out.split("high tom")[1].splitlines()[0]
 
 
+def test_the_cli_and_the_service_list_the_same_timbre_words(knob_model, tmp_path, capsys) -> None:
+    """`vocab --json` and /v1/vocab carry the model's knobs, the words that set them, its limits and reaches."""
+    import json
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from sampleforge.cli import main
+    from sampleforge.pipeline import Generator
+    from sampleforge.serve.app import create_app
+    from sampleforge.serve.config import ServeConfig
+    from sampleforge.serve.service import Service
+
+    model = tmp_path / "m"
+    shutil.copytree(knob_model, model)
+    timbre = {"words": {"tom": {"high": {"weight": 0.12, "decay": 0.22}}},
+              "knob_limits": {"snare": {"brightness": [0.2, 0.6]}}, "word_reach": {"tom": {"high": 0.5}}}
+    (model / "timbre.json").write_text(json.dumps(timbre))
+    assert main(["vocab", "--model", str(model), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    table = listed["timbre"]
+    assert table["knobs"] == list(KNOBS) and table["words"]["long"] == WORD_KNOBS["long"]
+    assert table["class_words"] == timbre["words"] and table["knob_limits"] == timbre["knob_limits"]
+    assert table["word_reach"] == {"tom": {"high": 0.5}} and listed["keywords"]["808"] == 10
+    service = Service(ServeConfig(storage=tmp_path / "storage", model=str(model)),
+                      Generator.from_pretrained(model, device="cpu"))
+    with TestClient(create_app(service, manage_service=False)) as client:
+        assert client.get("/v1/vocab").json()["timbre"] == table
+
+
 @pytest.fixture(scope="module")
 def firm_plain_model(knob_model, tmp_path_factory: pytest.TempPathFactory):
     """The knob model, guiding a prompt that sets no knob at 4.5 (the rest at sampleforge's 3)."""

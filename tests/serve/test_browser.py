@@ -183,3 +183,38 @@ def test_page_chooses_among_served_models(browser, live_server, debug_model, tmp
     browser.get(single.url + "/")
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#model option"), 20, "the served model")
     assert not browser.find_element(By.ID, "model-field").is_displayed()
+
+
+def test_page_suggests_the_words_that_shape_the_sound(browser, live_server):
+    """With a model of timbre knobs (the shipped drums-v2), the suggestions carry its knob words, each saying what
+    it sets; a click adds the word to the prompt."""
+    from selenium.webdriver.common.by import By
+
+    from sampleforge.bundle import resolve_model
+
+    try:
+        model = resolve_model("drums-v2")
+    except Exception:
+        pytest.skip("the shipped drums-v2 model is not installed")
+    from selenium.webdriver.support.ui import Select
+
+    server = live_server("--model", str(model))  # served beside the debug model, which has no knobs
+    browser.get(server.url + "/")
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#suggest .tag"), 20, "suggestions")
+    assert "long" not in [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#suggest .tag")]
+    Select(browser.find_element(By.ID, "model")).select_by_index(1)
+
+    def shown():
+        tags = browser.find_elements(By.CSS_SELECTOR, "#suggest .tag")
+        return {t.text: t.get_attribute("title") for t in tags} if any(t.text == "long" for t in tags) else None
+
+    tags = wait_for(shown, 20, "drums-v2's suggestions")
+    assert tags["long"] == "sets decay 0.85" and any(t.endswith("training clips") for t in tags.values()), tags
+    browser.find_element(By.XPATH, "//div[@id='classes']/button[normalize-space()='snare']").click()
+    browser.find_element(By.ID, "prompt").send_keys(" bri")
+    wait_for(lambda: [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#suggest .tag")] == ["bright"], 10,
+             "the 'bright' suggestion")
+    tag = browser.find_element(By.CSS_SELECTOR, "#suggest .tag")
+    assert tag.get_attribute("title") == "sets brightness 0.85"
+    tag.click()
+    assert browser.find_element(By.ID, "prompt").get_attribute("value").split() == ["snare", "bright"]

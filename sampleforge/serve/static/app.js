@@ -2,7 +2,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { token: localStorage.getItem("sampleforge.token") || "", vocab: [], classes: [], limits: {}, models: [] };
+const state = { token: localStorage.getItem("sampleforge.token") || "", vocab: [], knobWords: [], classes: [], limits: {},
+  models: [] };
 
 // ---- API ----------------------------------------------------------------------------------------------
 function headers(extra) {
@@ -82,6 +83,8 @@ async function useModel(name) {  // the chosen model's samplers, limits and keyw
   const vocab = await apiJson("/v1/vocab?model=" + encodeURIComponent(m.name));
   state.vocab = vocab.keywords;
   state.classes = vocab.classes;
+  state.knobWords = Object.entries((vocab.timbre && vocab.timbre.words) || {}).map(([word, knobs]) => ({
+    word, title: "sets " + Object.entries(knobs).map(([k, v]) => k + " " + v).join(", ") }));
   renderClasses();
   suggest();
 }
@@ -167,15 +170,19 @@ function suggest() {
   const partial = value.endsWith(" ") ? "" : (parts[parts.length - 1] || "").toLowerCase();
   const have = new Set(parts.map((w) => w.toLowerCase()));
   const cw = classWords();
-  const picks = state.vocab
-    .filter((k) => !have.has(k.word) && !cw.has(k.word) && (!partial || k.word.startsWith(partial)))
-    .slice(0, 10);
+  const fits = (k) => !have.has(k.word) && !cw.has(k.word) && (!partial || k.word.startsWith(partial));
+  // the words that shape the sound (timbre knobs) beside the keywords; half each while nothing is typed
+  const shaping = state.knobWords.filter(fits).slice(0, partial ? 10 : 5);
+  const shown = new Set(shaping.map((k) => k.word));
+  const words = state.vocab.filter((k) => fits(k) && !shown.has(k.word))
+    .map((k) => ({ word: k.word, title: k.count + " training clips" }));
+  const picks = shaping.concat(words).slice(0, 10);
   for (const k of picks) {
     const b = document.createElement("button");
     b.type = "button";
     b.className = "tag";
     b.textContent = k.word;
-    b.title = k.count + " training clips";
+    b.title = k.title;
     b.addEventListener("click", () => {
       const words = $("prompt").value.split(/\s+/).filter(Boolean);
       if (partial && words.length && k.word.startsWith(words[words.length - 1].toLowerCase())) words.pop();

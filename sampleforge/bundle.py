@@ -277,9 +277,11 @@ def sha256(file: Path) -> str:
 
 
 def model_id(path: Path) -> str:
-    """A short content id for a model folder (hash of its config and weight hashes)."""
+    """A short content id for a model folder: a hash of its weights, its config and the tables that decide what a
+    prompt asks of it (vocab.json, timbre.json), so that it changes when the same prompt and seed would not give
+    the same sound."""
     h = hashlib.sha256()
-    for f in sorted(path.glob("*.safetensors")) + [path / "config.json"]:
+    for f in sorted(path.glob("*.safetensors")) + [path / "config.json", path / "vocab.json", path / "timbre.json"]:
         if f.is_file():
             h.update(f.name.encode())
             h.update(sha256(f).encode())

@@ -206,3 +206,20 @@ def test_the_id_says_which_vocoder_made_the_waveform(debug_model: Path, model_wi
     plain, voiced = sampleforge.generate(**kw), sampleforge.generate(vocoder_checkpoint=debug_model, **kw)
     assert plain != voiced and plain.is_file() and voiced.is_file()
     assert read_metadata(voiced)["model"] == spliced.id and read_metadata(plain)["model"] == model_id(base)
+
+
+def test_the_id_changes_with_what_a_prompt_asks_of_the_model(debug_model: Path, tmp_path: Path) -> None:
+    """The word tables (vocab.json, timbre.json) decide what a prompt and seed give, as the weights do."""
+    import shutil
+
+    from sampleforge.bundle import model_id
+
+    model = tmp_path / "m"
+    shutil.copytree(debug_model, model)
+    first = model_id(model)
+    assert model_id(model) == first and first.startswith("m@")
+    (model / "timbre.json").write_text('{"words": {}, "word_reach": {"tom": {"high": 0.5}}}')
+    with_reach = model_id(model)
+    assert with_reach != first
+    (model / "vocab.json").write_text((model / "vocab.json").read_text().replace("kick", "kik"))
+    assert model_id(model) not in (first, with_reach)

@@ -11,6 +11,7 @@ Griffin-Lim instead of the neural vocoder.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ from sampleforge.params import DEFAULTS, GENERATE_SETTINGS, GenerationParams
 from sampleforge.pipeline import Generator
 from sampleforge.taxonomy import CATEGORY_WORDS, category_from_tokens
 from sampleforge.text.keywords import tokenize
+from sampleforge.timbre import conditioned_knobs
 
 _DEFAULT: Any = object()  # "argument omitted" (distinct from an explicit None)
 GENERATIONS_DIR = Path("generations")
@@ -162,10 +164,13 @@ def check_writable(path: Path, name: str = "output") -> None:
 
 
 def metadata_for(prompt: str, seed: int, model: str, steps: int, cfg_scale: float, sampler: str,
-                 **extra: Any) -> dict[str, str]:
-    """A file's provenance: prompt, seed, model id and parameters (``extra`` ones that are not None, as text)."""
+                 knobs: Mapping[str, float] | None = None, **extra: Any) -> dict[str, str]:
+    """A file's provenance: prompt, seed, model id and parameters (``extra`` ones that are not None, as text);
+    ``knobs``: the timbre knobs the clip was conditioned on (``timbre.conditioned_knobs``), as JSON."""
     meta = {"prompt": prompt, "seed": str(seed), "model": model, "steps": str(steps),
             "cfg_scale": str(cfg_scale), "sampler": sampler}
+    if knobs:
+        meta["knobs"] = json.dumps(dict(knobs), sort_keys=True)
     meta.update({k: str(v) for k, v in extra.items() if v is not None})
     return meta
 
@@ -199,5 +204,6 @@ def generate(
     check_writable(out, "output_path")
     result = gen.run(params, vocoder=use_vocoder)
     write_wav(out, result.audio[0].numpy(), gen.sample_rate,
-              metadata_for(params.prompt, params.seed, gen.id, params.steps, params.cfg_scale, params.sampler))
+              metadata_for(params.prompt, params.seed, gen.id, params.steps, params.cfg_scale, params.sampler,
+                           conditioned_knobs(gen, params.prompt, params.knobs())))
     return out

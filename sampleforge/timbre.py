@@ -235,6 +235,15 @@ def word_table(knobs: Sequence[str], timbre: Mapping[str, Any]) -> dict[str, Any
             "word_reach": dict(timbre.get("word_reach", {}))}
 
 
+def conditioned_knobs(gen: Any, prompt: str, knobs: Mapping[str, float]) -> dict[str, float]:
+    """The timbre knobs a clip of ``prompt`` is conditioned on, as its file's provenance records them: ``knobs`` as
+    given and those the prompt's words set (a model with knobs: its ``knob_values``), so that giving them again
+    makes the same clip after the model's word tables change; for a model without knobs, ``knobs`` as asked."""
+    values = getattr(gen, "knob_values", None)
+    resolved = values(prompt, knobs) if callable(values) else {}
+    return {k: round(float(v), 4) for k, v in sorted((resolved or knobs).items())}
+
+
 def knob_vector(values: Mapping[str, float]) -> list[float]:
     """{knob: value} -> [value or NaN for each of KNOBS] (NaN = unset, sampled freely)."""
     return [float(values[k]) if k in values else float("nan") for k in KNOBS]

@@ -4,6 +4,7 @@ knobs, the encoder's knob path keeps the null condition, and a knob-conditioned 
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -537,3 +538,60 @@ def test_word_reach_is_written_and_read_by_generation(knob_model, tmp_path, caps
     capsys.readouterr()
     assert main(["vocab", "--model", str(model)]) == 0
     assert "  kick        808 0.5" in capsys.readouterr().out
+
+
+def test_every_file_records_the_knobs_its_clip_was_conditioned_on(knob_model, tmp_path, capsys) -> None:
+    """generate (CLI and Python), the service and kits write into each file the knob values its words set, held
+    by the model's limits and reaches, beside the ones given: given again, they make the same clip."""
+    import json
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from sampleforge import api
+    from sampleforge.audio.io import read_metadata
+    from sampleforge.cli import main
+    from sampleforge.kit.build import build_kit
+    from sampleforge.kit.writers import write_kit
+    from sampleforge.pipeline import Generator
+    from sampleforge.serve.app import create_app
+    from sampleforge.serve.config import ServeConfig
+    from sampleforge.serve.service import Service
+
+    model = tmp_path / "m"
+    shutil.copytree(knob_model, model)
+    (model / "timbre.json").write_text(json.dumps({"words": {}, "knob_limits": {"kick": {"decay": [0.0, 0.7]}}}))
+    want = {"decay": 0.7, "punch": WORD_KNOBS["punchy"]["punch"], "brightness": 0.3}
+    knobs = lambda f: json.loads(read_metadata(f)["knobs"])  # noqa: E731
+    out = tmp_path / "cli.wav"
+    assert main(["generate", "long punchy kick", "--model", str(model), "--steps", "1", "--seed", "4",
+                 "--brightness", "0.3", "--output", str(out), "--quiet"]) == 0
+    assert knobs(out) == want
+    again = tmp_path / "again.wav"
+    assert main(["generate", "kick", "--model", str(model), "--steps", "1", "--seed", "4", "--output", str(again),
+                 "--quiet", *(x for k, v in want.items() for x in (f"--{k}", str(v)))]) == 0
+    gen = Generator.from_pretrained(model, device="cpu")
+    a = gen.generate_full("long punchy kick", steps=1, seed=4, brightness=0.3).audio
+    b = gen.generate_full("long punchy kick", steps=1, seed=4, **want).audio
+    assert torch.equal(a, b)
+    py = api.generate(str(model), str(model), str(model), prompt="long punchy kick", ddim_steps=1, seed=4,
+                      brightness=0.3, output_path=tmp_path / "py.wav")
+    assert knobs(py) == want
+    assert "knobs" not in read_metadata(api.generate(str(model), str(model), str(model), prompt="kick",
+                                                     ddim_steps=1, seed=4, output_path=tmp_path / "plain.wav"))
+    service = Service(ServeConfig(storage=tmp_path / "storage", model=str(model)), gen)
+    with TestClient(create_app(service)) as client:
+        job = client.post("/v1/generate", json={"prompt": "long punchy kick", "steps": 1, "brightness": 0.3}).json()
+        for _ in range(600):
+            view = client.get(f"/v1/jobs/{job['job_id']}").json()
+            if view["state"] in ("succeeded", "failed"):
+                break
+            time.sleep(0.05)
+        assert view["state"] == "succeeded", view
+        clip = tmp_path / "served.wav"
+        clip.write_bytes(client.get(view["results"][0]["url"]).content)
+        assert knobs(clip) == want
+    kit = build_kit(gen, prompt="long", pieces="kick,snare", seed=1, steps=1, brightness=0.3)
+    write_kit(kit, tmp_path / "kit")
+    assert knobs(tmp_path / "kit" / "kick.wav") == {"decay": 0.7, "brightness": 0.3}
+    assert knobs(tmp_path / "kit" / "snare.wav") == {"decay": WORD_KNOBS["long"]["decay"], "brightness": 0.3}

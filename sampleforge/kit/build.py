@@ -32,6 +32,7 @@ from sampleforge.params import MAX_SEED, SPECS, GenerationParams
 from sampleforge.pipeline import Callback, Generator
 from sampleforge.taxonomy import CATEGORY_WORDS
 from sampleforge.text.keywords import tokenize
+from sampleforge.timbre import conditioned_knobs
 
 _CLASS_WORDS = frozenset(w for ws in CATEGORY_WORDS.values() for w in ws) | {"tom", "low", "mid", "high"}
 
@@ -48,6 +49,7 @@ class KitSample:
     velocity: tuple[int, int]
     gain_db: float
     cfg_scale: float | None = None  # the guidance it was sampled with (set by build_kit)
+    knobs: dict[str, float] = field(default_factory=dict)  # the timbre knobs it was conditioned on (build_kit)
     file: str = ""  # file name in the kit folder, set by the writer
     audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
 
@@ -146,6 +148,7 @@ def build_kit(
     length = parse_length(p.length)
     for sample, clip, scale in zip(samples, wav.numpy(), scales, strict=True):
         sample.cfg_scale = scale
+        sample.knobs = conditioned_knobs(gen, sample.prompt, p.knobs())
         gain = np.float32(10 ** (sample.gain_db / 20))
         sample.audio = (apply_length(clip, gen.sample_rate, length) * gain).astype(np.float32)
     cfg: float | list[float] = scales[0] if len(set(scales)) == 1 else sorted(set(scales))

@@ -34,8 +34,7 @@ def sample_name(s: KitSample, kit: Kit, ext: str) -> str:
 
 def sample_metadata(s: KitSample, kit: Kit) -> dict[str, str]:
     """The provenance written into one audio file."""
-    knobs = kit.params.get("knobs")
-    extra = {"knobs": json.dumps(knobs, sort_keys=True)} if knobs else {}
+    extra = {"knobs": json.dumps(s.knobs, sort_keys=True)} if s.knobs else {}
     return extra | {
         "prompt": s.prompt, "seed": str(s.seed), "model": kit.model, "steps": str(kit.params["steps"]),
         "cfg_scale": str(kit.params["cfg_scale"] if s.cfg_scale is None else s.cfg_scale), "sampler": str(kit.params["sampler"]),

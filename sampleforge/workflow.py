@@ -12,6 +12,7 @@ provenance (prompt, seed, model id, parameters) in its metadata. The generator c
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from sampleforge.audio.io import FORMATS, read_audio, read_metadata, write_audio
 from sampleforge.errors import AudioReadError, ParamError, SampleforgeError, UserInputError
 from sampleforge.params import DEFAULTS, GenerationParams
 from sampleforge.pipeline import Callback, Generation, Generator, MorphEnd
+from sampleforge.timbre import conditioned_knobs
 
 PathLike = str | os.PathLike[str]
 Warn = Callable[[str], None] | None  # told each warning (unknown keywords, ...)
@@ -67,10 +69,18 @@ def load_input(path: PathLike, sample_rate: int) -> tuple[np.ndarray, str]:
     return wav, hashlib.sha256(p.read_bytes()).hexdigest()[:16]
 
 
-def provenance(gen: Generator, p: GenerationParams, **extra: Any) -> dict[str, str]:
-    """A file's metadata: model id, the settings that shaped it, and ``extra`` (all as text, None left out)."""
+def provenance(gen: Generator, p: GenerationParams, ends: tuple[str, str] | None = None,
+               **extra: Any) -> dict[str, str]:
+    """A file's metadata: model id, the settings that shaped it, the timbre knobs the clip was conditioned on
+    (``timbre.conditioned_knobs``, as JSON: ``knobs``, or ``knobs_a`` and ``knobs_b`` for the prompts of a morph's
+    ``ends``), and ``extra`` (all as text, None left out)."""
+    def knobs(prompt: str) -> str | None:
+        values = conditioned_knobs(gen, prompt, p.knobs())
+        return json.dumps(values, sort_keys=True) if values else None
+
+    conditioned = {"knobs": knobs(p.prompt)} if ends is None else {"knobs_a": knobs(ends[0]), "knobs_b": knobs(ends[1])}
     base = {"model": gen.id, "prompt": p.prompt, "seed": p.seed, "steps": p.steps, "cfg_scale": p.cfg_scale,
-            "sampler": p.sampler, "format": p.format, "length": p.length, **p.knobs(), **extra}
+            "sampler": p.sampler, "format": p.format, "length": p.length, **conditioned, **extra}
     return {k: str(v) for k, v in base.items() if v is not None}
 
 
@@ -195,7 +205,7 @@ def morph(
                                  "prompt_b": b.prompt}
         if inputs:
             extra |= {"input_a": inputs[0], "input_b": inputs[1], "strength": r.strength}
-        meta.append(provenance(gen, r, **extra))
+        meta.append(provenance(gen, r, (a.prompt, b.prompt), **extra))
     return write_clips(result, names, gen, meta)
 
 

@@ -541,8 +541,9 @@ def test_word_reach_is_written_and_read_by_generation(knob_model, tmp_path, caps
 
 
 def test_every_file_records_the_knobs_its_clip_was_conditioned_on(knob_model, tmp_path, capsys) -> None:
-    """generate (CLI and Python), the service and kits write into each file the knob values its words set, held
-    by the model's limits and reaches, beside the ones given: given again, they make the same clip."""
+    """generate (CLI and Python), variations, morphs, the service and kits write into each file the knob values its
+    words set, held by the model's limits and reaches, beside the ones given: given again, they make the same
+    clip."""
     import json
     import shutil
 
@@ -591,6 +592,16 @@ def test_every_file_records_the_knobs_its_clip_was_conditioned_on(knob_model, tm
         clip = tmp_path / "served.wav"
         clip.write_bytes(client.get(view["results"][0]["url"]).content)
         assert knobs(clip) == want
+    from sampleforge import workflow
+    from sampleforge.pipeline import MorphEnd
+
+    (varied,) = workflow.vary(out, prompt="long punchy kick", brightness=0.3, steps=1, seed=2,
+                              out_dir=tmp_path / "v", generator=gen)
+    assert knobs(varied) == want
+    morphed = workflow.morph(MorphEnd("long punchy kick", 1), MorphEnd("kick", 2), steps=1, morph_steps=3,
+                             brightness=0.3, out_dir=tmp_path / "mo", generator=gen)
+    meta = read_metadata(morphed[1])
+    assert json.loads(meta["knobs_a"]) == want and json.loads(meta["knobs_b"]) == {"brightness": 0.3}
     kit = build_kit(gen, prompt="long", pieces="kick,snare", seed=1, steps=1, brightness=0.3)
     write_kit(kit, tmp_path / "kit")
     assert knobs(tmp_path / "kit" / "kick.wav") == {"decay": 0.7, "brightness": 0.3}

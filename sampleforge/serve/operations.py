@@ -76,7 +76,8 @@ def _morph(job: Job, gen: Any, files: ResultFiles, callback: Callback) -> Render
     r, n = result.params, len(result.seeds)
     sa, sb, ext = result.seeds[0], result.seeds[-1], FORMATS[result.params.format][0]
     clips = [(_finished(gen, r, wav),
-              provenance(gen, r, operation="morph", prompt=f"{ends[0].prompt} -> {ends[1].prompt}",
+              provenance(gen, r, (ends[0].prompt, ends[1].prompt), operation="morph",
+                         prompt=f"{ends[0].prompt} -> {ends[1].prompt}",
                          seed=f"{sa} -> {sb}", t=f"{k / (n - 1):.4f}"),
               {"t": k / (n - 1), "name": f"morph_{k + 1}of{n}.{ext}"})
              for k, wav in enumerate(result.audio.numpy())]

@@ -163,16 +163,20 @@ def check_writable(path: Path, name: str = "output") -> None:
         raise ParamError(name, f": {path} is not writable")
 
 
-def metadata_for(prompt: str, seed: int, model: str, steps: int, cfg_scale: float, sampler: str,
-                 knobs: Mapping[str, float] | None = None, **extra: Any) -> dict[str, str]:
-    """A file's provenance: prompt, seed, model id and parameters (``extra`` ones that are not None, as text);
-    ``knobs``: the timbre knobs the clip was conditioned on (``timbre.conditioned_knobs``), as JSON."""
-    meta = {"prompt": prompt, "seed": str(seed), "model": model, "steps": str(steps),
-            "cfg_scale": str(cfg_scale), "sampler": sampler}
-    if knobs:
-        meta["knobs"] = json.dumps(dict(knobs), sort_keys=True)
-    meta.update({k: str(v) for k, v in extra.items() if v is not None})
-    return meta
+def provenance(gen: Any, p: GenerationParams, ends: tuple[str, str] | None = None, **extra: Any) -> dict[str, str]:
+    """A generated file's metadata, the same from every interface: model id, prompt, seed, the settings that shaped
+    it, the timbre knobs the clip was conditioned on (``timbre.conditioned_knobs``, as JSON: ``knobs``, or
+    ``knobs_a`` and ``knobs_b`` for the prompts of a morph's ``ends``), and ``extra``, which may override any of
+    them (a clip's own seed and prompt); all as text, None left out."""
+    def knobs(prompt: str) -> str | None:
+        values = conditioned_knobs(gen, prompt, p.knobs())
+        return json.dumps(values, sort_keys=True) if values else None
+
+    conditioned = {"knobs": knobs(extra.get("prompt", p.prompt))} if ends is None else \
+        {"knobs_a": knobs(ends[0]), "knobs_b": knobs(ends[1])}
+    base = {"model": gen.id, "prompt": p.prompt, "seed": p.seed, "steps": p.steps, "cfg_scale": p.cfg_scale,
+            "sampler": p.sampler, "format": p.format, "length": p.length, **conditioned, **extra}
+    return {k: str(v) for k, v in base.items() if v is not None}
 
 
 def generate(
@@ -203,7 +207,5 @@ def generate(
         auto_name(params.prompt, params.seed, gen.id, params.steps, params.cfg_scale, named)
     check_writable(out, "output_path")
     result = gen.run(params, vocoder=use_vocoder)
-    write_wav(out, result.audio[0].numpy(), gen.sample_rate,
-              metadata_for(params.prompt, params.seed, gen.id, params.steps, params.cfg_scale, params.sampler,
-                           conditioned_knobs(gen, params.prompt, params.knobs())))
+    write_wav(out, result.audio[0].numpy(), gen.sample_rate, provenance(gen, params))
     return out

@@ -120,7 +120,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from sampleforge.audio.finish import apply_length, parse_length
     from sampleforge.audio.io import write_audio
     from sampleforge.backends.memory import measure_peak
-    from sampleforge.timbre import conditioned_knobs
 
     if args.output is not None:  # fail before loading anything
         api.check_writable(args.output)
@@ -148,10 +147,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             print(f"warning: {w}", file=sys.stderr)
     if args.verbose:
         print(verbose_line(gen, result.stats, peak, result.params), file=sys.stderr)
-    knobs = conditioned_knobs(gen, params.prompt, params.knobs())
     for out, wav, s in zip(outs, result.audio, result.seeds, strict=True):
-        meta = api.metadata_for(params.prompt, s, gen.id, params.steps, params.cfg_scale, params.sampler, knobs,
-                                length=params.length, format=params.format)
+        meta = api.provenance(gen, params, seed=s)
         write_audio(out, apply_length(wav.numpy(), gen.sample_rate, parse_length(params.length)), gen.sample_rate,
                     meta, format=params.format)
         print(out)
@@ -305,7 +302,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from sampleforge import api
     from sampleforge.audio.io import write_wav
     from sampleforge.taxonomy import CATEGORY_PROMPTS, MAIN_CLASSES
-    from sampleforge.timbre import conditioned_knobs
 
     gen, _ = api.load_generator(model=args.model)
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -318,8 +314,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for prompt, seed, wav in zip(result.prompts, result.seeds, result.audio, strict=True):
         out = args.out_dir / api.auto_name(prompt, seed, gen.id, p.steps, p.cfg_scale).name
         assert p.sampler is not None
-        write_wav(out, wav.numpy(), gen.sample_rate, api.metadata_for(prompt, seed, gen.id, p.steps, p.cfg_scale,
-                                                                      p.sampler, conditioned_knobs(gen, prompt, {})))
+        write_wav(out, wav.numpy(), gen.sample_rate, api.provenance(gen, p, prompt=prompt, seed=seed))
         x = wav.numpy()
         print(f"  {str(out):<60} peak {np.abs(x).max():.3f}  rms {20 * np.log10(np.sqrt(np.mean(x**2)) + 1e-12):6.1f} dBFS")
     return 0

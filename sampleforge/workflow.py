@@ -12,7 +12,6 @@ provenance (prompt, seed, model id, parameters) in its metadata. The generator c
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from sampleforge.api import provenance
 from sampleforge.audio.finish import apply_length, parse_length
 from sampleforge.audio.io import FORMATS, read_audio, read_metadata, write_audio
 from sampleforge.errors import AudioReadError, ParamError, SampleforgeError, UserInputError
 from sampleforge.params import DEFAULTS, GenerationParams
 from sampleforge.pipeline import Callback, Generation, Generator, MorphEnd
-from sampleforge.timbre import conditioned_knobs
 
 PathLike = str | os.PathLike[str]
 Warn = Callable[[str], None] | None  # told each warning (unknown keywords, ...)
@@ -67,21 +66,6 @@ def load_input(path: PathLike, sample_rate: int) -> tuple[np.ndarray, str]:
     if float(np.abs(wav).max()) < 1e-4:
         raise AudioReadError(f"{p}: silent (peak below -80 dBFS): nothing to vary")
     return wav, hashlib.sha256(p.read_bytes()).hexdigest()[:16]
-
-
-def provenance(gen: Generator, p: GenerationParams, ends: tuple[str, str] | None = None,
-               **extra: Any) -> dict[str, str]:
-    """A file's metadata: model id, the settings that shaped it, the timbre knobs the clip was conditioned on
-    (``timbre.conditioned_knobs``, as JSON: ``knobs``, or ``knobs_a`` and ``knobs_b`` for the prompts of a morph's
-    ``ends``), and ``extra`` (all as text, None left out)."""
-    def knobs(prompt: str) -> str | None:
-        values = conditioned_knobs(gen, prompt, p.knobs())
-        return json.dumps(values, sort_keys=True) if values else None
-
-    conditioned = {"knobs": knobs(p.prompt)} if ends is None else {"knobs_a": knobs(ends[0]), "knobs_b": knobs(ends[1])}
-    base = {"model": gen.id, "prompt": p.prompt, "seed": p.seed, "steps": p.steps, "cfg_scale": p.cfg_scale,
-            "sampler": p.sampler, "format": p.format, "length": p.length, **conditioned, **extra}
-    return {k: str(v) for k, v in base.items() if v is not None}
 
 
 def write_clips(result: Generation, names: Sequence[Path], gen: Generator, meta: Sequence[dict[str, str]]) -> list[Path]:

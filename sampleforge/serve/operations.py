@@ -53,7 +53,7 @@ def _input(files: ResultFiles, job: Job, field_name: str, sample_rate: int) -> n
 
 
 def _vary(job: Job, gen: Any, files: ResultFiles, callback: Callback) -> Rendered:
-    from sampleforge.workflow import provenance
+    from sampleforge.api import provenance
 
     result = gen.vary(_input(files, job, "audio", gen.sample_rate), settings(job), callback=callback)
     r, ext = result.params, FORMATS[result.params.format][0]
@@ -64,8 +64,8 @@ def _vary(job: Job, gen: Any, files: ResultFiles, callback: Callback) -> Rendere
 
 
 def _morph(job: Job, gen: Any, files: ResultFiles, callback: Callback) -> Rendered:
+    from sampleforge.api import provenance
     from sampleforge.pipeline import MorphEnd
-    from sampleforge.workflow import provenance
 
     req = job.request
     assert req is not None

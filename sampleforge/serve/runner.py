@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from sampleforge.api import metadata_for
+from sampleforge.api import provenance
 from sampleforge.errors import ConfigError, SampleforgeError
 from sampleforge.params import MAX_SEED, GenerationParams
 from sampleforge.serve import operations
@@ -29,7 +29,6 @@ from sampleforge.serve.jobstore import JobStore
 from sampleforge.serve.logs import error_ref, without_folders
 from sampleforge.serve.results import ResultFiles, ResultWriteError
 from sampleforge.serve.views import download_name
-from sampleforge.timbre import conditioned_knobs
 
 log = logging.getLogger("sampleforge.serve")
 
@@ -273,9 +272,8 @@ class JobRunner:
         p, seed0 = job.params, int(job.seed or 0)
         assert p.steps is not None and p.cfg_scale is not None  # filled in from the model when the job was made
         results: list[dict[str, Any]] = []
-        knobs = conditioned_knobs(self.generator, job.prompt, p.knobs())
         for k, wav in enumerate(wavs):
-            meta = metadata_for(job.prompt, seed0 + k, job.model, p.steps, p.cfg_scale, str(p.sampler), knobs)
+            meta = provenance(self.generator, p, prompt=job.prompt, seed=seed0 + k, model=job.model)
             path = self.files.write_clip(job.id, k, wav, self.generator.sample_rate, p.format, meta)
             results.append({"index": k, "file": path.name, "seed": seed0 + k,
                             "samples": int(wav.shape[-1]), "sample_rate": self.generator.sample_rate})

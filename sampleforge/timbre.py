@@ -192,15 +192,21 @@ ClassKnobLimits = dict[str, dict[str, list[float]]]  # class -> knob -> [low, hi
 ClassWordReach = dict[str, dict[str, float]]  # class -> word -> share of its knobs' distance from 0.5 it may go
 
 
+def toward_middle(value: float, reach: float) -> float:
+    """A knob ``value`` moved toward the middle (0.5) to ``reach`` of its distance from it."""
+    return round(0.5 + reach * (value - 0.5), 4)
+
+
 def knobs_from_words(words: Sequence[str], explicit: Mapping[str, float | None] | None = None,
                      category: str | None = None, class_words: ClassWordKnobs | None = None,
                      limits: ClassKnobLimits | None = None, reach: ClassWordReach | None = None) -> dict[str, float]:
     """Knob values a prompt asks for: the explicit ones, then those its words stand for (for ``category`` the
     model's measured ``class_words`` first, then ``WORD_KNOBS``; the first word that sets a knob wins). A value
     set by a word is kept within the model's ``limits`` for ``category`` (how far a knob can go before the model's
-    clips stop being that class: ``eval.descriptors.knob_limits``), after moving it toward the middle to the
-    word's ``reach`` for ``category``, where the model has one (how far a word's knobs can go together:
-    ``eval.descriptors.word_reach``); an explicit value is the user's and is kept. Unset knobs are absent."""
+    clips stop being that class: ``eval.descriptors.knob_limits``), then moved toward the middle to the word's
+    ``reach`` for ``category``, where the model has one (how far a word's knobs can go together, measured on the
+    values held within the limits: ``eval.descriptors.word_reach``); an explicit value is the user's and is kept.
+    Unset knobs are absent."""
     out = {k: float(v) for k, v in (explicit or {}).items() if v is not None}
     own = (class_words or {}).get(category or "", {})
     bounds = (limits or {}).get(category or "", {})
@@ -210,8 +216,8 @@ def knobs_from_words(words: Sequence[str], explicit: Mapping[str, float | None] 
         for knob, value in {**WORD_KNOBS.get(w, {}), **own.get(w, {})}.items():
             if knob not in out:
                 low, high = bounds.get(knob, (0.0, 1.0))
-                moved = value if f == 1.0 else round(0.5 + f * (value - 0.5), 4)
-                out[knob] = min(max(moved, low), high)
+                held = min(max(value, low), high)
+                out[knob] = held if f == 1.0 else toward_middle(held, f)
     return out
 
 

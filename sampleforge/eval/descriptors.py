@@ -40,7 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sampleforge.taxonomy import CATEGORY_PROMPTS
-from sampleforge.timbre import FEATURES, KNOBS, WORD_KNOBS, measure
+from sampleforge.timbre import FEATURES, KNOBS, WORD_KNOBS, measure, toward_middle
 
 LOG_FEATURES = frozenset({"decay", "brightness"})
 MIN_D = 0.8
@@ -337,7 +337,8 @@ def word_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
     alone. Where the judge knows the class (at least ``LIMIT_ADHERENCE`` of the class prompt's clips), a word fails
     when its share is below the bar of the knob limits and surely below the class prompt's (``surely_below``), on
     ``n`` clips and again on those and ``n`` more (seeds ``seed + REACH_SEEDS``...). A failing word is tried again
-    with its knobs moved toward the middle (0.5) to each of ``reaches`` of their distance from it; its reach is the
+    with its knobs (as held within the knob limits) moved toward the middle (0.5) to each of ``reaches`` of their
+    distance from it (``timbre.toward_middle``, as generation moves them); its reach is the
     first that holds (0: the word leaves its knobs at the middle for the class; none holds: the word itself, as a
     keyword, leaves the class). Returns a JSON-able dict: ``word_reach`` (class -> word -> reach, for the failing
     words, what a model's timbre.json holds), ``judged`` (per class: the class prompt's share and each word's) and
@@ -390,7 +391,7 @@ def word_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
                 row["tried"] = {}
                 found = None
                 for f in reaches:
-                    moved = {k: round(0.5 + f * (v - 0.5), 3) for k, v in knobs.items()}
+                    moved = {k: toward_middle(v, f) for k, v in knobs.items()}
                     s = pooled(prompt, category, moved, share(prompt, category, moved, 0))
                     row["tried"][str(f)] = round(s, 4)
                     if not (s < need and surely_below(s, middle[1], 2 * n)):

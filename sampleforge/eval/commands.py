@@ -91,14 +91,7 @@ def _register_eval(sub: Any) -> None:
                             "knob. --write stores the ranges in the model folder's timbre.json (knob_limits), where "
                             "generation reads them: 'bright snare' then asks for the brightest snare that is still a "
                             "snare. A knob value given explicitly is never limited.")
-    k.add_argument("--model", required=True, help="model folder or shipped name")
-    k.add_argument("-n", "--count", type=int_at_least(8), default=48, help="clips per knob value (default 48)")
-    k.add_argument("--classes", nargs="+", default=None, help="taxonomy classes (default: all)")
-    add_arguments(k, ("steps", "cfg_scale", "sampler", "seed"), base=DESCRIPTOR_SETTINGS)
-    k.add_argument("--classifier", type=Path, default=None, help=judge_help)
-    k.add_argument("--out", type=Path, default=None,
-                   help="JSON file of the measurement (default: runs/eval/<model>-knob-limits.json)")
-    k.add_argument("--write", action="store_true", help="store the ranges in the model folder's timbre.json")
+    _timbre_measure_flags(k, "knob value", "knob-limits", "ranges", judge_help)
     k.set_defaults(func=_run_knob_limits)
     w = eval_sub.add_parser("word-reach", help="does each timbre word keep its class? how far may it move its knobs",
                             description="For each class and each word that sets one of its timbre knobs ('high "
@@ -109,14 +102,7 @@ def _register_eval(sub: Any) -> None:
                             "The knob limits hold one knob at a time; this holds a word's knobs together. --write "
                             "stores the reaches in the model folder's timbre.json (word_reach), where generation reads "
                             "them. Run it after knob-limits --write.")
-    w.add_argument("--model", required=True, help="model folder or shipped name")
-    w.add_argument("-n", "--count", type=int_at_least(8), default=48, help="clips per prompt and block (default 48)")
-    w.add_argument("--classes", nargs="+", default=None, help="taxonomy classes (default: all)")
-    add_arguments(w, ("steps", "cfg_scale", "sampler", "seed"), base=DESCRIPTOR_SETTINGS)
-    w.add_argument("--classifier", type=Path, default=None, help=judge_help)
-    w.add_argument("--out", type=Path, default=None,
-                   help="JSON file of the measurement (default: runs/eval/<model>-word-reach.json)")
-    w.add_argument("--write", action="store_true", help="store the reaches in the model folder's timbre.json")
+    _timbre_measure_flags(w, "prompt and block of seeds", "word-reach", "reaches", judge_help)
     w.set_defaults(func=_run_word_reach)
     v = eval_sub.add_parser("vocoder", help="the vocoder check alone: the model's vocoder vs Griffin-Lim on real clips",
                             description="Re-synthesise held-out real clips from their log-mel with the model's "
@@ -139,6 +125,18 @@ def _register_eval(sub: Any) -> None:
     v.add_argument("--out", type=Path, default=None,
                    help="JSON file; the page is written beside it as .html (default: runs/eval/<model>/vocoder.json)")
     v.set_defaults(func=_run_vocoder_check)
+
+
+def _timbre_measure_flags(p: argparse.ArgumentParser, per: str, name: str, what: str, judge_help: str) -> None:
+    """The flags of ``eval knob-limits`` and ``word-reach`` (``_timbre_measure`` reads them)."""
+    p.add_argument("--model", required=True, help="model folder or shipped name")
+    p.add_argument("-n", "--count", type=int_at_least(8), default=48, help=f"clips per {per} (default 48)")
+    p.add_argument("--classes", nargs="+", default=None, help="taxonomy classes (default: all)")
+    add_arguments(p, ("steps", "cfg_scale", "sampler", "seed"), base=DESCRIPTOR_SETTINGS)
+    p.add_argument("--classifier", type=Path, default=None, help=judge_help)
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"JSON file of the measurement (default: runs/eval/<model>-{name}.json)")
+    p.add_argument("--write", action="store_true", help=f"store the {what} in the model folder's timbre.json")
 
 
 # the descriptor check's own defaults: the fast setting, seed 0 (both prompts of a contrast share the seeds); the

@@ -253,7 +253,7 @@ def _run_word_reach(args: argparse.Namespace) -> int:
     result, out, written = _timbre_measure(args, word_reach, "word_reach", "word-reach")
     for category, row in result["judged"].items():
         words = row["words"]
-        kept = sum("judged_2n" not in w or "tried" not in w for w in words.values())
+        kept = sum("tried" not in w for w in words.values())  # tried: confirmed to leave the class
         print(f"  {category:<11} class prompt {row['class_prompt']:.0%}; {kept} of {len(words)} words keep the class")
         for word, w in words.items():
             if "tried" in w:

@@ -432,6 +432,10 @@ def test_knob_limits_are_measured_written_read_and_listed(knob_model, tmp_path, 
     for low, high in limited.values():
         assert 0 <= low <= 0.5 <= high <= 1
     assert result["settings"]["n"] == 8 and result["settings"]["steps"] == 1
+    from sampleforge.cli import build_parser
+    from sampleforge.eval.descriptors import LIMIT_CLIPS
+
+    assert build_parser("eval").parse_known_args(["eval", "knob-limits", "--model", "m"])[0].count == LIMIT_CLIPS == 96
     stored["knob_limits"] = {"snare": {"brightness": [0.2, 0.6]}}
     (model / "timbre.json").write_text(json.dumps(stored))
     gen = Generator.from_pretrained(model, device="cpu")

@@ -91,7 +91,7 @@ def _register_eval(sub: Any) -> None:
                             "knob. --write stores the ranges in the model folder's timbre.json (knob_limits), where "
                             "generation reads them: 'bright snare' then asks for the brightest snare that is still a "
                             "snare. A knob value given explicitly is never limited.")
-    _timbre_measure_flags(k, "knob value", "knob-limits", "ranges", judge_help)
+    _timbre_measure_flags(k, "knob value", "knob-limits", "ranges", judge_help, count=96)  # LIMIT_CLIPS
     k.set_defaults(func=_run_knob_limits)
     w = eval_sub.add_parser("word-reach", help="does each timbre word keep its class? how far may it move its knobs",
                             description="For each class and each word that sets one of its timbre knobs ('high "
@@ -127,10 +127,11 @@ def _register_eval(sub: Any) -> None:
     v.set_defaults(func=_run_vocoder_check)
 
 
-def _timbre_measure_flags(p: argparse.ArgumentParser, per: str, name: str, what: str, judge_help: str) -> None:
+def _timbre_measure_flags(p: argparse.ArgumentParser, per: str, name: str, what: str, judge_help: str,
+                          count: int = 48) -> None:
     """The flags of ``eval knob-limits`` and ``word-reach`` (``_timbre_measure`` reads them)."""
     p.add_argument("--model", required=True, help="model folder or shipped name")
-    p.add_argument("-n", "--count", type=int_at_least(8), default=48, help=f"clips per {per} (default 48)")
+    p.add_argument("-n", "--count", type=int_at_least(8), default=count, help=f"clips per {per} (default {count})")
     p.add_argument("--classes", nargs="+", default=None, help="taxonomy classes (default: all)")
     add_arguments(p, ("steps", "cfg_scale", "sampler", "seed"), base=DESCRIPTOR_SETTINGS)
     p.add_argument("--classifier", type=Path, default=None, help=judge_help)

@@ -50,6 +50,9 @@ ALPHA = 0.05  # a sweep's rise, or a fall of one of its steps, counts when its o
 LIMIT_VALUES = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95)  # knob values the limits are measured at
 LIMIT_ADHERENCE = 0.9  # share of clips judged the class that a knob value must keep (and the middle must have)
 LIMIT_SLACK = 0.05  # a value may fall this far below the middle's share, within the noise of n clips
+# clips per knob value: an edge sits where a share crosses the bar, and with 48 clips one clip moves a share by 2
+# points; two blocks of 48 seeds gave the same range for 22 of 48 class-knobs (docs/runs/drums-v2)
+LIMIT_CLIPS = 96
 REACH_STEPS = (0.75, 0.5, 0.25, 0.0)  # a word that leaves its class is tried with its knobs this far out
 REACH_SEEDS = 100_000  # the second block of seeds that confirms a word fails starts this far from the first
 
@@ -293,7 +296,7 @@ def limits_from_judged(values: Sequence[float], judged: Mapping[str, Mapping[str
     return limits, bars, unlimited
 
 
-def knob_limits(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: str = "dpmpp_2m",
+def knob_limits(generator: Any, clf: Any, n: int = LIMIT_CLIPS, steps: int = 8, sampler: str = "dpmpp_2m",
                 cfg_scale: float | None = None, seed: int = 0, classes: Sequence[str] | None = None,
                 values: Sequence[float] = LIMIT_VALUES) -> dict[str, Any]:
     """For each class and timbre knob of the model, the share of ``n`` clips judged the class at each knob value,

@@ -80,9 +80,10 @@ class Bundle:
         return dict(self.timbre.get("knob_limits", {}))
 
     @property
-    def word_reach(self) -> dict[str, dict[str, float]]:
+    def word_reach(self) -> dict[str, dict[str, float | None]]:
         """class -> word -> how far (of their distance from the middle) the word may move its knobs together
-        before the clips stop being the class (measured by ``sampleforge eval word-reach``; absent: all the way)."""
+        before the clips stop being the class (measured by ``sampleforge eval word-reach``; absent: all the way;
+        None: the word leaves the class whatever its knobs, and generation warns of it)."""
         return dict(self.timbre.get("word_reach", {}))
 
     def modules(self) -> dict[str, nn.Module]:

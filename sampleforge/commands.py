@@ -272,9 +272,10 @@ def _print_knob_words(table: dict[str, Any]) -> None:
             print(f"  {category:<11} " + "  ".join(f"{k} {lo:.2f}-{hi:.2f}" for k, (lo, hi) in bounds.items()))
     if table["word_reach"]:
         print("words whose knobs go only part of the way from the middle together for a class, or the class would "
-              "not hold (sampleforge eval word-reach):")
+              "not hold, and words that leave it whatever their knobs (sampleforge eval word-reach):")
         for category, words in table["word_reach"].items():
-            print(f"  {category:<11} " + "  ".join(f"{w} {f:g}" for w, f in words.items()))
+            print(f"  {category:<11} " + "  ".join(f"{w} {'leaves the class' if f is None else f'{f:g}'}"
+                                                  for w, f in words.items()))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -177,11 +177,20 @@ class Generator(RunMixin):
 
     def check_prompt(self, prompt: str) -> list[str]:
         """Warnings for a prompt (unknown keywords are reported, never silently dropped; near misses get a
-        "did you mean"; no known word, two classes, and thinly supported descriptors are said)."""
+        "did you mean"; no known word, two classes, thinly supported descriptors, and a word that the model's
+        ``word_reach`` says takes the class out of itself are said)."""
         knobs = set(self.bundle.config.text.knobs)
         measured = {w for table in self.bundle.class_words.values() for w, v in table.items() if set(v) & knobs}
         knob_words = sorted({w for w, v in WORD_KNOBS.items() if set(v) & knobs} | measured)
-        return self.bundle.vocab.prompt_warnings(prompt, self.bundle.config.text.max_tokens, knob_words)
+        out = self.bundle.vocab.prompt_warnings(prompt, self.bundle.config.text.max_tokens, knob_words)
+        words = keywords(prompt)
+        category = self._one_class(words)
+        if category is None:
+            return out
+        leaving = self.bundle.word_reach.get(category, {})
+        return out + [f"{w!r} takes a {category.replace('_', ' ')} out of its class with this model (the drum judge "
+                      "says so, whatever its knobs: sampleforge eval word-reach); expect other sounds"
+                      for w in words if w in leaving and leaving[w] is None]
 
     def knob_values(self, prompt: str, knobs: Mapping[str, float | None] | None = None) -> dict[str, float]:
         """The timbre knobs a prompt asks for: ``knobs`` given explicitly, then those its words stand for

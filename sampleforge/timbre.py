@@ -189,7 +189,9 @@ def class_word_knobs(quantiles: np.ndarray, categories: Sequence[str],
 
 
 ClassKnobLimits = dict[str, dict[str, list[float]]]  # class -> knob -> [low, high]
-ClassWordReach = dict[str, dict[str, float]]  # class -> word -> share of its knobs' distance from 0.5 it may go
+# class -> word -> share of its knobs' distance from 0.5 it may go (None: the word leaves the class whatever its
+# knobs, as a keyword; they are kept)
+ClassWordReach = dict[str, dict[str, float | None]]
 
 
 def toward_middle(value: float, reach: float) -> float:
@@ -212,7 +214,8 @@ def knobs_from_words(words: Sequence[str], explicit: Mapping[str, float | None] 
     bounds = (limits or {}).get(category or "", {})
     reaches = (reach or {}).get(category or "", {})
     for w in words:
-        f = reaches.get(w, 1.0)
+        f = reaches.get(w)
+        f = 1.0 if f is None else f
         for knob, value in {**WORD_KNOBS.get(w, {}), **own.get(w, {})}.items():
             if knob not in out:
                 low, high = bounds.get(knob, (0.0, 1.0))

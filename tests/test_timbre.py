@@ -503,7 +503,7 @@ def test_word_reach_finds_how_far_a_words_knobs_go_together(monkeypatch) -> None
     assert ({"decay": 0.275, "weight": 0.275}, descriptors.REACH_SEEDS) in tried  # both blocks at each reach
 
     keyword = descriptors.word_reach(_ScriptedModel({}), "keyword", n=48, classes=["snare"])
-    assert keyword["word_reach"] == {}
+    assert keyword["word_reach"]["snare"]["long"] is None  # stored: generation warns of the word
     assert keyword["judged"]["snare"]["words"]["long"]["reach"] is None  # even at the middle it fails: the word
     assert list(keyword["judged"]["snare"]["words"]["long"]["tried"]) == ["0.75", "0.5", "0.25", "0.0"]
     noisy = descriptors.word_reach(_ScriptedModel({}), "noisy", n=48, classes=["snare"])
@@ -534,14 +534,18 @@ def test_word_reach_is_written_and_read_by_generation(knob_model, tmp_path, caps
     assert words["808"]["knobs"] == {"weight": 0.9, "decay": 0.8} and set(WORD_KNOBS) <= set(words)
     assert all(0 <= w["judged"] <= 1 for w in words.values())
     assert "words keep the class" in printed and str(out) in printed
-    stored["word_reach"] = {"kick": {"808": 0.5}}
+    stored["word_reach"] = {"kick": {"808": 0.5, "long": None}}
     (model / "timbre.json").write_text(json.dumps(stored))
     gen = Generator.from_pretrained(model, device="cpu")
     assert gen.knob_values("808 kick") == {"weight": 0.7, "decay": 0.65}
     assert gen.knob_values("808 kick", {"weight": 0.95}) == {"weight": 0.95, "decay": 0.65}
+    assert gen.knob_values("long kick") == WORD_KNOBS["long"]  # a word that leaves the class keeps its knobs
+    (warned,) = [w for w in gen.check_prompt("long kick") if "out of its class" in w]
+    assert warned.startswith("'long' takes a kick out of its class")
+    assert not any("out of its class" in w for w in gen.check_prompt("808 kick") + gen.check_prompt("long snare"))
     capsys.readouterr()
     assert main(["vocab", "--model", str(model)]) == 0
-    assert "  kick        808 0.5" in capsys.readouterr().out
+    assert "  kick        808 0.5  long leaves the class" in capsys.readouterr().out
 
 
 def test_every_file_records_the_knobs_its_clip_was_conditioned_on(knob_model, tmp_path, capsys) -> None:

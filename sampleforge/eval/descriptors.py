@@ -342,9 +342,9 @@ def word_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
     ``n`` clips and again on those and ``n`` more (seeds ``seed + REACH_SEEDS``...). A failing word is tried again
     with its knobs (as held within the knob limits) moved toward the middle (0.5) to each of ``reaches`` of their
     distance from it (``timbre.toward_middle``, as generation moves them); its reach is the
-    first that holds (0: the word leaves its knobs at the middle for the class; none holds: the word itself, as a
-    keyword, leaves the class). Returns a JSON-able dict: ``word_reach`` (class -> word -> reach, for the failing
-    words, what a model's timbre.json holds), ``judged`` (per class: the class prompt's share and each word's) and
+    first that holds (0: the word leaves its knobs at the middle for the class; none holds, None: the word itself,
+    as a keyword, leaves the class). Returns a JSON-able dict: ``word_reach`` (class -> word -> reach or None, for
+    the failing words, what a model's timbre.json holds), ``judged`` (per class: the class prompt's share and each word's) and
     the settings."""
     from sampleforge.text.keywords import classes_named, keywords
 
@@ -378,7 +378,7 @@ def word_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
         base[category] = [share(CATEGORY_PROMPTS[category], category, {}, 0)]
         judged[category] = {"class_prompt": round(base[category][0], 4), "words": {}}
         bar.update(1)
-    reach: dict[str, dict[str, float]] = {}
+    reach: dict[str, dict[str, float | None]] = {}
     for category, word, knobs in tasks:
         prompt = f"{word} {CATEGORY_PROMPTS[category]}"
         first = share(prompt, category, knobs, 0)
@@ -401,8 +401,7 @@ def word_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
                         found = f
                         break
                 row["reach"] = found
-                if found is not None:
-                    reach.setdefault(category, {})[word] = found
+                reach.setdefault(category, {})[word] = found
         judged[category]["words"][word] = row
         bar.update(1)
     bar.close()

@@ -30,8 +30,8 @@ of it a model measures what its words mean for each class (``class_word_knobs``:
 tom light). A prompt word sets a knob the user did not set; a knob word that few training clips (of the class
 asked for) carry acts through its knob alone (``KEYWORD_MIN_CLIPS``). A model may also say how far a word can
 move each knob of each class before its clips stop being that class (timbre.json ``knob_limits``: a bright snare
-stays a snare), and how far a word that sets several knobs may move them together (``word_reach``: a high tom,
-light and short, stays a tom); a value the user sets is not limited.
+stays a snare), and how far a word's knobs may go together (``word_reach``: a low cowbell, short, heavy and
+punchy, stays a cowbell); a value the user sets is not limited.
 """
 
 from __future__ import annotations

@@ -333,7 +333,8 @@ def word_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
                cfg_scale: float | None = None, seed: int = 0, classes: Sequence[str] | None = None,
                reaches: Sequence[float] = REACH_STEPS) -> dict[str, Any]:
     """Does each word that sets a timbre knob of a class keep the class? The knob limits hold one knob at a time;
-    a word that sets two ("high" for a tom: light and short) can leave the class with each within its range.
+    a word that sets several ("low" for a cowbell: short, heavy and punchy) can leave the class with each within
+    its range, and a word that also reaches the model as a keyword can leave it by itself.
 
     For each class and each word that sets one of its knobs (``timbre.WORD_KNOBS`` and the model's own words of
     the class), the prompt "WORD CLASS" is generated as a user would get it and judged against the class prompt

@@ -130,7 +130,7 @@ def test_words_set_knobs_explicit_values_win() -> None:
     assert knobs_from_words(["808", "kick"], category="kick", class_words=table, limits=limits) == {
         "weight": 0.9, "decay": 0.7}  # a class's own word is held too (here within)
     assert knobs_from_words(["thin", "kick"], category="kick", limits=limits) == {"weight": 0.3}
-    # a word's reach moves its knobs toward the middle together, before the limits
+    # a word's reach moves its knobs, held within the limits, toward the middle together
     reach = {"tom": {"high": 0.5}}
     high = {"tom": {"high": {"decay": 0.2, "weight": 0.1}}}
     assert knobs_from_words(["high", "tom"], category="tom", class_words=high, reach=reach) == {

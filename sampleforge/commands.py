@@ -147,8 +147,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
             print(f"warning: {w}", file=sys.stderr)
     if args.verbose:
         print(verbose_line(gen, result.stats, peak, result.params), file=sys.stderr)
+    common = api.provenance(gen, params)  # the clips differ by seed only
     for out, wav, s in zip(outs, result.audio, result.seeds, strict=True):
-        meta = api.provenance(gen, params, seed=s)
+        meta = {**common, "seed": str(s)}
         write_audio(out, apply_length(wav.numpy(), gen.sample_rate, parse_length(params.length)), gen.sample_rate,
                     meta, format=params.format)
         print(out)

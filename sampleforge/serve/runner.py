@@ -272,8 +272,9 @@ class JobRunner:
         p, seed0 = job.params, int(job.seed or 0)
         assert p.steps is not None and p.cfg_scale is not None  # filled in from the model when the job was made
         results: list[dict[str, Any]] = []
+        common = provenance(self.generator, p, prompt=job.prompt, seed=seed0, model=job.model)  # the clips differ by seed
         for k, wav in enumerate(wavs):
-            meta = provenance(self.generator, p, prompt=job.prompt, seed=seed0 + k, model=job.model)
+            meta = {**common, "seed": str(seed0 + k)}
             path = self.files.write_clip(job.id, k, wav, self.generator.sample_rate, p.format, meta)
             results.append({"index": k, "file": path.name, "seed": seed0 + k,
                             "samples": int(wav.shape[-1]), "sample_rate": self.generator.sample_rate})

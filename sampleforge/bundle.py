@@ -86,6 +86,13 @@ class Bundle:
         None: the word leaves the class whatever its knobs, and generation warns of it)."""
         return dict(self.timbre.get("word_reach", {}))
 
+    @property
+    def pair_reach(self) -> dict[str, dict[str, float | None]]:
+        """class -> corner of two knobs ("decay:low+weight:low") -> how far two words that set them that way may move
+        them together (measured by ``sampleforge eval pair-reach``; absent: as far as each word goes; None: such two
+        words leave the class even at the middle, and generation warns of them)."""
+        return dict(self.timbre.get("pair_reach", {}))
+
     def modules(self) -> dict[str, nn.Module]:
         mods: dict[str, nn.Module] = {"vae": self.vae, "unet": self.unet, "text": self.text}
         if self.vocoder is not None:

@@ -277,6 +277,12 @@ def _print_knob_words(table: dict[str, Any]) -> None:
         for category, words in table["word_reach"].items():
             print(f"  {category:<11} " + "  ".join(f"{w} {'leaves the class' if f is None else f'{f:g}'}"
                                                   for w, f in words.items()))
+    if table["pair_reach"]:
+        print("two words that set two knobs toward these ends go only part of the way from the middle together, or the "
+              "class would not hold (sampleforge eval pair-reach):")
+        for category, corners in table["pair_reach"].items():
+            print(f"  {category:<11} " + "  ".join(f"{c.replace('+', ' ')} {'leaves the class' if f is None else f'{f:g}'}"
+                                                  for c, f in corners.items()))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ from sampleforge.diffusion.sampling import generate_latents
 from sampleforge.errors import ParamError, UserInputError
 from sampleforge.params import DEFAULTS, MAX_SEED, PRECISIONS, SPECS, GenerationParams
 from sampleforge.text.keywords import classes_named, keywords
-from sampleforge.timbre import KEYWORD_MIN_CLIPS, WORD_KNOBS, knobs_from_words
+from sampleforge.timbre import KEYWORD_MIN_CLIPS, WORD_KNOBS, knobs_from_words, pairs_leaving
 
 Callback = Callable[[int, int], None]
 
@@ -178,7 +178,7 @@ class Generator(RunMixin):
     def check_prompt(self, prompt: str) -> list[str]:
         """Warnings for a prompt (unknown keywords are reported, never silently dropped; near misses get a
         "did you mean"; no known word, two classes, thinly supported descriptors, and a word that the model's
-        ``word_reach`` says takes the class out of itself are said)."""
+        ``word_reach`` or ``pair_reach`` says take the class out of itself are said)."""
         knobs = set(self.bundle.config.text.knobs)
         measured = {w for table in self.bundle.class_words.values() for w, v in table.items() if set(v) & knobs}
         knob_words = sorted({w for w, v in WORD_KNOBS.items() if set(v) & knobs} | measured)
@@ -187,21 +187,27 @@ class Generator(RunMixin):
         category = self._one_class(words)
         if category is None:
             return out
-        leaving = self.bundle.word_reach.get(category, {})
-        return out + [f"{w!r} takes a {category.replace('_', ' ')} out of its class with this model (the drum judge "
-                      "says so, whatever its knobs: sampleforge eval word-reach); expect other sounds"
-                      for w in words if w in leaving and leaving[w] is None]
+        b = self.bundle
+        leaving = b.word_reach.get(category, {})
+        name = category.replace("_", " ")
+        out += [f"{w!r} takes a {name} out of its class with this model (the drum judge says so, whatever its "
+                "knobs: sampleforge eval word-reach); expect other sounds"
+                for w in words if w in leaving and leaving[w] is None]
+        pairs = pairs_leaving(words, category, b.class_words, b.knob_limits, b.word_reach, b.pair_reach)
+        return out + [f"{x!r} and {y!r} together take a {name} out of its class with this model (the drum judge "
+                      "says so, even with their knobs at the middle: sampleforge eval pair-reach); expect other sounds"
+                      for x, y in pairs]
 
     def knob_values(self, prompt: str, knobs: Mapping[str, float | None] | None = None) -> dict[str, float]:
         """The timbre knobs a prompt asks for: ``knobs`` given explicitly, then those its words stand for
-        (``timbre.WORD_KNOBS``, within the model's ``knob_limits`` and ``word_reach`` for the class); only the knobs
+        (``timbre.WORD_KNOBS``, within the model's ``knob_limits``, ``word_reach`` and ``pair_reach`` for the class); only the knobs
         this model was trained with. Unset knobs are absent."""
         names = self.bundle.config.text.knobs
         if not names:
             return {}
         words = keywords(prompt)
         values = knobs_from_words(words, knobs, self._one_class(words), self.bundle.class_words,
-                                  self.bundle.knob_limits, self.bundle.word_reach)
+                                  self.bundle.knob_limits, self.bundle.word_reach, self.bundle.pair_reach)
         return {k: v for k, v in values.items() if k in names}
 
     @staticmethod

@@ -30,8 +30,9 @@ of it a model measures what its words mean for each class (``class_word_knobs``:
 tom light). A prompt word sets a knob the user did not set; a knob word that few training clips (of the class
 asked for) carry acts through its knob alone (``KEYWORD_MIN_CLIPS``). A model may also say how far a word can
 move each knob of each class before its clips stop being that class (timbre.json ``knob_limits``: a bright snare
-stays a snare), and how far a word's knobs may go together (``word_reach``: a low cowbell, short, heavy and
-punchy, stays a cowbell); a value the user sets is not limited.
+stays a snare), how far a word's knobs may go together (``word_reach``: a low cowbell, short, heavy and punchy,
+stays a cowbell), and how far two knobs set one way by two words may go together (``pair_reach``, by the corner
+of the two knobs: a short thin tom stays a tom); a value the user sets is not limited.
 """
 
 from __future__ import annotations
@@ -192,6 +193,9 @@ ClassKnobLimits = dict[str, dict[str, list[float]]]  # class -> knob -> [low, hi
 # class -> word -> share of its knobs' distance from 0.5 it may go (None: the word leaves the class whatever its
 # knobs, as a keyword; they are kept)
 ClassWordReach = dict[str, dict[str, float | None]]
+# class -> corner of two knobs ("decay:low+weight:low", ``corner``) -> share of their distance from 0.5 two words
+# that set them that way may go together (None: such two words leave the class even at the middle)
+ClassPairReach = dict[str, dict[str, float | None]]
 
 
 def toward_middle(value: float, reach: float) -> float:
@@ -199,17 +203,59 @@ def toward_middle(value: float, reach: float) -> float:
     return round(0.5 + reach * (value - 0.5), 4)
 
 
+def corner(values: Mapping[str, float]) -> str | None:
+    """The corner of two or more knob values, each below or above the middle: ``{"decay": 0.15, "weight": 0.85}``
+    -> "decay:low+weight:high" (knobs in ``KNOBS`` order); None when a value is at the middle."""
+    if any(v == 0.5 for v in values.values()):
+        return None
+    return "+".join(f"{k}:{'low' if values[k] < 0.5 else 'high'}" for k in KNOBS if k in values)
+
+
 def knobs_from_words(words: Sequence[str], explicit: Mapping[str, float | None] | None = None,
                      category: str | None = None, class_words: ClassWordKnobs | None = None,
-                     limits: ClassKnobLimits | None = None, reach: ClassWordReach | None = None) -> dict[str, float]:
+                     limits: ClassKnobLimits | None = None, reach: ClassWordReach | None = None,
+                     pairs: ClassPairReach | None = None) -> dict[str, float]:
     """Knob values a prompt asks for: the explicit ones, then those its words stand for (for ``category`` the
     model's measured ``class_words`` first, then ``WORD_KNOBS``; the first word that sets a knob wins). A value
     set by a word is kept within the model's ``limits`` for ``category`` (how far a knob can go before the model's
     clips stop being that class: ``eval.descriptors.knob_limits``), then moved toward the middle to the word's
     ``reach`` for ``category``, where the model has one (how far a word's knobs can go together, measured on the
-    values held within the limits: ``eval.descriptors.word_reach``); an explicit value is the user's and is kept.
-    Unset knobs are absent."""
+    values held within the limits: ``eval.descriptors.word_reach``). Two knobs set by two different words are then
+    moved toward the middle to their corner's reach in ``pairs`` (how far two words' knobs can go together, measured
+    on the values so far: ``eval.descriptors.pair_reach``; a knob in several such corners takes the shortest). An
+    explicit value is the user's and is kept. Unset knobs are absent."""
+    out, by = _word_values(words, explicit, category, class_words, limits, reach)
+    corners = (pairs or {}).get(category or "", {})
+    moved: dict[str, float] = {}
+    for (a, b), where in _word_corners(out, by):
+        f = corners.get(where)
+        if f is not None:
+            moved[a], moved[b] = min(moved.get(a, 1.0), f), min(moved.get(b, 1.0), f)
+    return {k: toward_middle(v, moved[k]) if k in moved else v for k, v in out.items()}
+
+
+def pairs_leaving(words: Sequence[str], category: str | None = None, class_words: ClassWordKnobs | None = None,
+                  limits: ClassKnobLimits | None = None, reach: ClassWordReach | None = None,
+                  pairs: ClassPairReach | None = None) -> list[tuple[str, str]]:
+    """The two words of a prompt whose knobs sit in a corner that ``pairs`` says takes ``category`` out of its
+    class even at the middle (its reach None), as (word, word), in the prompt's order."""
+    corners = (pairs or {}).get(category or "", {})
+    out, by = _word_values(words, None, category, class_words, limits, reach)
+    first = {w: i for i, w in reversed(list(enumerate(words)))}
+    found: list[tuple[str, str]] = []
+    for (a, b), where in _word_corners(out, by):
+        x, y = sorted((by[a], by[b]), key=first.__getitem__)
+        if where in corners and corners[where] is None and (x, y) not in found:
+            found.append((x, y))
+    return found
+
+
+def _word_values(words: Sequence[str], explicit: Mapping[str, float | None] | None, category: str | None,
+                 class_words: ClassWordKnobs | None, limits: ClassKnobLimits | None, reach: ClassWordReach | None
+                 ) -> tuple[dict[str, float], dict[str, str]]:
+    """``knobs_from_words`` before the pair reach: (knob -> value, knob -> the word that set it)."""
     out = {k: float(v) for k, v in (explicit or {}).items() if v is not None}
+    by: dict[str, str] = {}
     own = (class_words or {}).get(category or "", {})
     bounds = (limits or {}).get(category or "", {})
     reaches = (reach or {}).get(category or "", {})
@@ -221,14 +267,27 @@ def knobs_from_words(words: Sequence[str], explicit: Mapping[str, float | None] 
                 low, high = bounds.get(knob, (0.0, 1.0))
                 held = min(max(value, low), high)
                 out[knob] = held if f == 1.0 else toward_middle(held, f)
-    return out
+                by[knob] = w
+    return out, by
+
+
+def _word_corners(values: Mapping[str, float], by: Mapping[str, str]) -> list[tuple[tuple[str, str], str]]:
+    """Each two knobs set by two different words, with their corner (``corner``; those at the middle left out)."""
+    set_by = [k for k in KNOBS if k in by]
+    found = []
+    for i, a in enumerate(set_by):
+        for b in set_by[i + 1 :]:
+            where = corner({a: values[a], b: values[b]}) if by[a] != by[b] else None
+            if where is not None:
+                found.append(((a, b), where))
+    return found
 
 
 def word_table(knobs: Sequence[str], timbre: Mapping[str, Any]) -> dict[str, Any]:
     """What the words of a model trained on ``knobs`` do to them, from its timbre.json (``timbre``), as `sampleforge
     vocab` and the service's /v1/vocab list it: ``words`` (``WORD_KNOBS``), ``class_words`` (what words mean for
-    each class, measured; these come first), ``knob_limits`` and ``word_reach``; only the model's knobs. Empty
-    for a model without knobs."""
+    each class, measured; these come first), ``knob_limits``, ``word_reach`` and ``pair_reach``; only the model's
+    knobs. Empty for a model without knobs."""
     if not knobs:
         return {}
     keep = set(knobs)
@@ -241,7 +300,7 @@ def word_table(knobs: Sequence[str], timbre: Mapping[str, Any]) -> dict[str, Any
             "class_words": {c: {w: own(v) for w, v in words.items() if own(v)}
                             for c, words in timbre.get("words", {}).items()},
             "knob_limits": {c: own(bounds) for c, bounds in timbre.get("knob_limits", {}).items() if own(bounds)},
-            "word_reach": dict(timbre.get("word_reach", {}))}
+            "word_reach": dict(timbre.get("word_reach", {})), "pair_reach": dict(timbre.get("pair_reach", {}))}
 
 
 def conditioned_knobs(gen: Any, prompt: str, knobs: Mapping[str, float]) -> dict[str, float]:

@@ -450,19 +450,20 @@ def test_knob_limits_are_measured_written_read_and_listed(knob_model, tmp_path, 
 class _ScriptedModel:
     """A generator whose clips carry the knobs they were asked with, for a judge that decides by them."""
 
-    def __init__(self, class_words: dict) -> None:
+    def __init__(self, class_words: dict, word_reach: dict | None = None) -> None:
         from types import SimpleNamespace
 
         from sampleforge.text.keywords import classes_named, keywords
 
         self.bundle = SimpleNamespace(config=SimpleNamespace(text=SimpleNamespace(knobs=list(KNOBS))),
-                                      class_words=class_words)
+                                      class_words=class_words, word_reach=word_reach or {})
         self.calls: list[tuple[str, dict, int]] = []
         self._words = lambda prompt: (keywords(prompt), classes_named(keywords(prompt)))
 
     def knob_values(self, prompt: str) -> dict:
         words, named = self._words(prompt)
-        return knobs_from_words(words, None, named[0] if len(named) == 1 else None, self.bundle.class_words)
+        return knobs_from_words(words, None, named[0] if len(named) == 1 else None, self.bundle.class_words,
+                                reach=self.bundle.word_reach)
 
     def generate_full(self, prompt: str, n: int, seed: int, **kw):
         from types import SimpleNamespace
@@ -546,6 +547,86 @@ def test_word_reach_is_written_and_read_by_generation(knob_model, tmp_path, caps
     capsys.readouterr()
     assert main(["vocab", "--model", str(model)]) == 0
     assert "  kick        808 0.5  long leaves the class" in capsys.readouterr().out
+
+
+def test_pair_reach_finds_how_far_two_words_knobs_go_together(monkeypatch) -> None:
+    """Each two knobs of a class are set low and high by two words ("short thin tom"); a corner fails by the word
+    reach's rule and is tried with its two knobs nearer the middle. A pair with a word that leaves the class by
+    itself is left out; a corner that fails even at the middle gets None."""
+    from sampleforge.eval import descriptors
+
+    model = _ScriptedModel({}, word_reach={"tom": {"bright": None}})
+
+    def judge(clf, wavs, category):
+        seed, worded, decay, brightness, weight, punch = wavs[0].tolist()
+        if clf == "keyword" and worded:
+            return 0.2
+        return 0.6 if decay < 0.5 and weight < 0.5 and (0.5 - decay) + (0.5 - weight) > 0.4 else 1.0
+
+    monkeypatch.setattr(descriptors, "_judged", judge)
+    result = descriptors.pair_reach(model, "judge", n=48, classes=["tom"])
+    pairs = result["judged"]["tom"]["pairs"]
+    assert result["pair_reach"] == {"tom": {"decay:low+weight:low": 0.5}}  # 0.7 out fails, at 0.75 0.525 too
+    low = pairs["decay:low+weight:low"]
+    assert low["prompt"] == "short thin tom" and low["knobs"] == {"decay": 0.15, "weight": 0.15}
+    assert low["tried"] == {"0.75": 0.6, "0.5": 1.0} and low["judged_2n"] == 0.6
+    assert len(pairs) == 6 * 4 - 3 * 2  # every corner of every two knobs, but those of "bright" (3 knobs x 2 ends)
+    assert not any("bright" in p["prompt"] for p in pairs.values())
+    tried = [k for p, k, s in model.calls if p == "short thin tom"]
+    assert {"decay": 0.2375, "weight": 0.2375} in tried and result["words"]["decay"] == ["short", "long"]
+    keyword = descriptors.pair_reach(_ScriptedModel({}), "keyword", n=48, classes=["snare"])
+    assert set(keyword["pair_reach"]["snare"].values()) == {None} and len(keyword["pair_reach"]["snare"]) == 24
+
+
+def test_two_words_move_their_knobs_by_their_corners_reach() -> None:
+    """The pair reach moves two knobs set by two different words; not the knobs of one word, not a value given."""
+    from sampleforge.timbre import corner, pairs_leaving
+
+    assert corner({"weight": 0.85, "decay": 0.15}) == "decay:low+weight:high" and corner({"decay": 0.5, "punch": 1}) is None
+    pairs = {"tom": {"decay:low+weight:low": 0.5, "decay:low+punch:high": 0.25, "brightness:high+weight:low": None}}
+    assert knobs_from_words(["short", "thin", "tom"], category="tom", pairs=pairs) == {"decay": 0.325, "weight": 0.325}
+    assert knobs_from_words(["short", "thin", "kick"], category="kick", pairs=pairs) == {"decay": 0.15, "weight": 0.15}
+    assert knobs_from_words(["tight", "tom"], category="tom", pairs=pairs) == WORD_KNOBS["tight"]  # one word's two
+    assert knobs_from_words(["short", "tom"], {"weight": 0.1}, "tom", pairs=pairs) == {"weight": 0.1, "decay": 0.15}
+    both = knobs_from_words(["short", "thin", "punchy", "tom"], category="tom", pairs=pairs)
+    assert both == {"decay": 0.4125, "weight": 0.325, "punch": 0.5875}  # decay in two corners: the shorter reach
+    assert knobs_from_words(["thin", "bright", "tom"], category="tom", pairs=pairs) == {"weight": 0.15, "brightness": 0.85}
+    assert pairs_leaving(["thin", "bright", "tom"], "tom", pairs=pairs) == [("thin", "bright")]
+    assert pairs_leaving(["bright", "small", "thin", "tom"], "tom", pairs=pairs) == [("bright", "small")]
+    assert pairs_leaving(["short", "thin", "tom"], "tom", pairs=pairs) == []
+
+
+def test_pair_reach_is_written_and_read_by_generation(knob_model, tmp_path, capsys) -> None:
+    import json
+    import shutil
+
+    from sampleforge.cli import main
+    from sampleforge.pipeline import Generator
+
+    model = tmp_path / "m"
+    shutil.copytree(knob_model, model)
+    (model / "timbre.json").write_text(json.dumps({"words": {}, "pair_reach": {"snare": {"decay:low+weight:low": 0.5}}}))
+    out = tmp_path / "pairs.json"
+    assert main(["eval", "pair-reach", "--model", str(model), "--classes", "kick", "-n", "8", "--steps", "1",
+                 "--write", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    stored = json.loads((model / "timbre.json").read_text())
+    assert stored["pair_reach"] == {"snare": {"decay:low+weight:low": 0.5}, **result["pair_reach"]}
+    pairs = result["judged"]["kick"]["pairs"]
+    assert len(pairs) == 24 and pairs["brightness:high+punch:low"]["prompt"] == "bright smooth kick"
+    assert "pairs keep the class" in printed and str(out) in printed
+    stored["pair_reach"] = {"kick": {"decay:low+weight:low": 0.5, "decay:high+brightness:high": None}}
+    (model / "timbre.json").write_text(json.dumps(stored))
+    gen = Generator.from_pretrained(model, device="cpu")
+    assert gen.knob_values("short thin kick") == {"decay": 0.325, "weight": 0.325}
+    assert gen.knob_values("short thin kick", {"weight": 0.1}) == {"weight": 0.1, "decay": 0.15}
+    (warned,) = [w for w in gen.check_prompt("long bright kick") if "out of its class" in w]
+    assert warned.startswith("'long' and 'bright' together take a kick out of its class")
+    assert not any("out of its class" in w for w in gen.check_prompt("short thin kick"))
+    capsys.readouterr()
+    assert main(["vocab", "--model", str(model)]) == 0
+    assert "  kick        decay:low weight:low 0.5  decay:high brightness:high leaves the class" in capsys.readouterr().out
 
 
 def test_every_file_records_the_knobs_its_clip_was_conditioned_on(knob_model, tmp_path, capsys) -> None:

@@ -104,6 +104,16 @@ def _register_eval(sub: Any) -> None:
                             "them. Run it after knob-limits --write.")
     _timbre_measure_flags(w, "prompt and block of seeds", "word-reach", "reaches", judge_help)
     w.set_defaults(func=_run_word_reach)
+    pr = eval_sub.add_parser("pair-reach", help="do two timbre words keep the class together ('short thin tom')?",
+                             description="For each class, each two timbre knobs and each corner of them, generate "
+                             "the prompt of two words that set them ('short thin tom': decay low, weight low) and "
+                             "judge the clips against the class prompt alone. A corner that leaves the class (by the "
+                             "rule of word-reach) is tried with its two knobs moved back toward the middle; the "
+                             "first that holds is the corner's reach, which generation applies to any two words that "
+                             "set the two knobs that way. --write stores the reaches in the model folder's "
+                             "timbre.json (pair_reach). Run it after word-reach --write.")
+    _timbre_measure_flags(pr, "prompt and block of seeds", "pair-reach", "reaches", judge_help)
+    pr.set_defaults(func=_run_pair_reach)
     v = eval_sub.add_parser("vocoder", help="the vocoder check alone: the model's vocoder vs Griffin-Lim on real clips",
                             description="Re-synthesise held-out real clips from their log-mel with the model's "
                             "vocoder and with Griffin-Lim; MR-STFT and log-mel distances to the originals, and the "
@@ -129,7 +139,7 @@ def _register_eval(sub: Any) -> None:
 
 def _timbre_measure_flags(p: argparse.ArgumentParser, per: str, name: str, what: str, judge_help: str,
                           count: int = 48) -> None:
-    """The flags of ``eval knob-limits`` and ``word-reach`` (``_timbre_measure`` reads them)."""
+    """The flags of ``eval knob-limits``, ``word-reach`` and ``pair-reach`` (``_timbre_measure`` reads them)."""
     p.add_argument("--model", required=True, help="model folder or shipped name")
     p.add_argument("-n", "--count", type=int_at_least(8), default=count, help=f"clips per {per} (default {count})")
     p.add_argument("--classes", nargs="+", default=None, help="taxonomy classes (default: all)")
@@ -197,7 +207,7 @@ def _run_descriptors(args: argparse.Namespace) -> int:
 
 def _timbre_measure(args: argparse.Namespace, measure: Any, key: str, name: str
                     ) -> tuple[dict[str, Any], Path, Path | None]:
-    """Run a timbre measurement of ``eval knob-limits`` / ``word-reach`` (``measure(generator, classifier, **settings)``)
+    """Run a timbre measurement of ``eval knob-limits`` / ``word-reach`` / ``pair-reach`` (``measure(generator, classifier, **settings)``)
     on --model; writes its JSON (``--out``, default runs/eval/<model>-<name>.json) and, with --write, merges its
     ``key`` table into the model folder's timbre.json. Returns (the result, the JSON file, the timbre.json written
     or None)."""
@@ -263,6 +273,24 @@ def _run_word_reach(args: argparse.Namespace) -> int:
     print(f"wrote {out}")
     if written is not None:
         print(f"wrote word_reach into {written}")
+    return 0
+
+
+def _run_pair_reach(args: argparse.Namespace) -> int:
+    from sampleforge.eval.descriptors import pair_reach
+
+    result, out, written = _timbre_measure(args, pair_reach, "pair_reach", "pair-reach")
+    for category, row in result["judged"].items():
+        pairs = row["pairs"]
+        kept = sum("tried" not in p for p in pairs.values())
+        print(f"  {category:<11} class prompt {row['class_prompt']:.0%}; {kept} of {len(pairs)} pairs keep the class")
+        for p in pairs.values():
+            if "tried" in p:
+                reach = "leaves the class at the middle too" if p["reach"] is None else f"reach {p['reach']:g}"
+                print(f"    {p['prompt']:<28} {p['judged_2n']:.0%} -> {reach}")
+    print(f"wrote {out}")
+    if written is not None:
+        print(f"wrote pair_reach into {written}")
     return 0
 
 

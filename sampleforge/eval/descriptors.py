@@ -27,10 +27,17 @@ below the middle's (one-sided Fisher exact test, p < ``ALPHA``: with 48 clips, 4
 Where the judge is unsure of the class even at the middle (percussion, at about half), a share says little of the
 knob, and the knob is left unlimited. A model stores the ranges in its timbre.json; a word that asks for more
 (``bright`` for a snare) is held at the edge (``timbre.knobs_from_words``).
+
+**Word and pair reach** (``word_reach``, ``pair_reach``). The limits hold one knob at a time. A word that sets
+several knobs, or two words that set two ("short thin tom"), can take the class out of itself with each knob in
+its range. Each such prompt is generated as a user gets it and judged against the class prompt alone on the same
+seeds; one that surely leaves the class, on two blocks of seeds, is tried with its knobs moved back toward the
+middle, and the first step that holds is stored as its reach (``_reaches``).
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,7 +47,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sampleforge.taxonomy import CATEGORY_PROMPTS
-from sampleforge.timbre import FEATURES, KNOBS, WORD_KNOBS, measure, toward_middle
+from sampleforge.timbre import FEATURES, KNOBS, WORD_KNOBS, corner, measure, toward_middle
 
 LOG_FEATURES = frozenset({"decay", "brightness"})
 MIN_D = 0.8
@@ -55,6 +62,10 @@ LIMIT_SLACK = 0.05  # a value may fall this far below the middle's share, within
 LIMIT_CLIPS = 96
 REACH_STEPS = (0.75, 0.5, 0.25, 0.0)  # a word that leaves its class is tried with its knobs this far out
 REACH_SEEDS = 100_000  # the second block of seeds that confirms a word fails starts this far from the first
+# the words of each knob's two ends that ``pair_reach`` combines ("short thin tom"): general words that set that
+# knob alone, as far out as such words go (``timbre.WORD_KNOBS``)
+PAIR_WORDS: dict[str, tuple[str, str]] = {"decay": ("short", "long"), "brightness": ("dark", "bright"),
+                                          "weight": ("thin", "deep"), "punch": ("smooth", "punchy")}
 
 
 @dataclass(frozen=True)
@@ -338,31 +349,83 @@ def word_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
 
     For each class and each word that sets one of its knobs (``timbre.WORD_KNOBS`` and the model's own words of
     the class), the prompt "WORD CLASS" is generated as a user would get it and judged against the class prompt
-    alone. Where the judge knows the class (at least ``LIMIT_ADHERENCE`` of the class prompt's clips), a word fails
-    when its share is below the bar of the knob limits and surely below the class prompt's (``surely_below``), on
-    ``n`` clips and again on those and ``n`` more (seeds ``seed + REACH_SEEDS``...). A failing word is tried again
-    with its knobs (as held within the knob limits) moved toward the middle (0.5) to each of ``reaches`` of their
-    distance from it (``timbre.toward_middle``, as generation moves them); its reach is the
-    first that holds (0: the word leaves its knobs at the middle for the class; none holds, None: the word itself,
-    as a keyword, leaves the class). Returns a JSON-able dict: ``word_reach`` (class -> word -> reach or None, for
-    the failing words, what a model's timbre.json holds), ``judged`` (per class: the class prompt's share and each word's) and
-    the settings."""
+    alone (``_reaches``: the rule that says a prompt fails, and how far its knobs may go instead). Its reach is
+    how far the word may move all its knobs together (0: the word leaves its knobs at the middle for the class;
+    None: the word itself, as a keyword, leaves the class). Returns a JSON-able dict: ``word_reach`` (class ->
+    word -> reach or None, for the failing words, what a model's timbre.json holds), ``judged`` (per class: the
+    class prompt's share and each word's) and the settings."""
     from sampleforge.text.keywords import classes_named, keywords
 
     if not generator.bundle.config.text.knobs:
         raise ValueError("this model has no timbre knobs")
-    classes = list(classes or CATEGORY_PROMPTS)
-    kw = dict(n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale)
-    tasks: list[tuple[str, str, dict[str, float]]] = []
-    for category in classes:
+    tasks: list[tuple[str, str, str, dict[str, float], list[str]]] = []
+    for category in classes or CATEGORY_PROMPTS:
         own = generator.bundle.class_words.get(category, {})
         for word in sorted(set(WORD_KNOBS) | set(own)):
             prompt = f"{word} {CATEGORY_PROMPTS[category]}"
             knobs = generator.knob_values(prompt)
             if knobs and classes_named(keywords(prompt)) == [category]:
-                tasks.append((category, word, knobs))
-    bar = tqdm(total=len(classes) + len(tasks), desc="word reach", unit="prompt", file=sys.stderr, disable=None,
-               leave=False)
+                tasks.append((category, word, prompt, knobs, list(knobs)))
+    result = _reaches(generator, clf, tasks, "word reach", n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale,
+                      seed=seed, classes=classes, reaches=reaches)
+    for row in result["judged"].values():
+        row["words"] = row.pop("prompts")
+    return {"word_reach": result.pop("reach"), **result}
+
+
+def pair_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: str = "dpmpp_2m",
+               cfg_scale: float | None = None, seed: int = 0, classes: Sequence[str] | None = None,
+               reaches: Sequence[float] = REACH_STEPS) -> dict[str, Any]:
+    """Do two words that set two different knobs keep the class together? Each word alone may keep it ("short
+    tom", "thin tom") while both move the sound where the class is not ("short thin tom").
+
+    For each class, each two of the model's knobs and each corner of them (both low, low and high, ...), the
+    prompt of the two ``PAIR_WORDS`` of that corner ("short thin tom") is generated as a user would get it (each
+    word within its knob limits and word reach) and judged against the class prompt alone, by the rule of
+    ``_reaches``; a pair whose words the model's ``word_reach`` says leave the class by themselves is left out.
+    The reach of a failing corner is how far its two knobs may go together, toward the middle
+    (``timbre.knobs_from_words`` applies it to any two words that set the two knobs that way). Returns a
+    JSON-able dict: ``pair_reach`` (class -> corner -> reach or None, for the failing corners, what a model's
+    timbre.json holds), ``judged`` (per class: the class prompt's share and each pair's) and the settings."""
+    from sampleforge.text.keywords import classes_named, keywords
+
+    names = [k for k in KNOBS if k in generator.bundle.config.text.knobs]
+    if not names:
+        raise ValueError("this model has no timbre knobs")
+    tasks: list[tuple[str, str, str, dict[str, float], list[str]]] = []
+    for category in classes or CATEGORY_PROMPTS:
+        leaving = {w for w, f in generator.bundle.word_reach.get(category, {}).items() if f is None}
+        for a, b in itertools.combinations(names, 2):
+            for word_a, word_b in itertools.product(PAIR_WORDS[a], PAIR_WORDS[b]):
+                prompt = f"{word_a} {word_b} {CATEGORY_PROMPTS[category]}"
+                knobs = generator.knob_values(prompt)
+                if {word_a, word_b} & leaving or classes_named(keywords(prompt)) != [category]:
+                    continue
+                where = corner({k: knobs[k] for k in (a, b) if k in knobs}) if a in knobs and b in knobs else None
+                if where is not None:
+                    tasks.append((category, where, prompt, knobs, [a, b]))
+    result = _reaches(generator, clf, tasks, "pair reach", n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale,
+                      seed=seed, classes=classes, reaches=reaches)
+    for row in result["judged"].values():
+        row["pairs"] = row.pop("prompts")
+    return {"pair_reach": result.pop("reach"), "words": {k: list(v) for k, v in PAIR_WORDS.items()}, **result}
+
+
+def _reaches(generator: Any, clf: Any, tasks: Sequence[tuple[str, str, str, dict[str, float], list[str]]], desc: str,
+             n: int, steps: int, sampler: str, cfg_scale: float | None, seed: int, classes: Sequence[str] | None,
+             reaches: Sequence[float]) -> dict[str, Any]:
+    """Judge each task (class, name, prompt, its knob values, the knobs to move back) against the class prompt
+    alone, on the same seeds. Where the judge knows the class (at least ``LIMIT_ADHERENCE`` of the class prompt's
+    clips), a prompt fails when its share is below the bar of the knob limits and surely below the class prompt's
+    (``surely_below``), on ``n`` clips and again on those and ``n`` more (seeds ``seed + REACH_SEEDS``...). A
+    failing prompt is tried again with the knobs named moved toward the middle (0.5) to each of ``reaches`` of
+    their distance from it (``timbre.toward_middle``, as generation moves them); its reach is the first that holds
+    (None: none holds). Returns ``reach`` (class -> name -> reach, for the failing prompts), ``judged`` (per class:
+    ``class_prompt``, and ``prompts``: name -> its knobs, share, and for a failing one its share on 2n clips,
+    ``tried`` and ``reach``) and the settings."""
+    classes = list(classes or CATEGORY_PROMPTS)
+    kw = dict(n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale)
+    bar = tqdm(total=len(classes) + len(tasks), desc=desc, unit="prompt", file=sys.stderr, disable=None, leave=False)
     scales: set[float] = set()
 
     def share(prompt: str, category: str, knobs: Mapping[str, float], block: int) -> float:
@@ -377,13 +440,14 @@ def word_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
     base: dict[str, list[float]] = {}  # class -> [share on n clips, share on 2n] (the second when needed)
     for category in classes:
         base[category] = [share(CATEGORY_PROMPTS[category], category, {}, 0)]
-        judged[category] = {"class_prompt": round(base[category][0], 4), "words": {}}
+        judged[category] = {"class_prompt": round(base[category][0], 4), "prompts": {}}
         bar.update(1)
     reach: dict[str, dict[str, float | None]] = {}
-    for category, word, knobs in tasks:
-        prompt = f"{word} {CATEGORY_PROMPTS[category]}"
+    for category, name, prompt, knobs, movable in tasks:
         first = share(prompt, category, knobs, 0)
         row: dict[str, Any] = {"knobs": {k: round(v, 3) for k, v in knobs.items()}, "judged": round(first, 4)}
+        if name != prompt.split()[0]:
+            row["prompt"] = prompt
         middle = base[category]
         need = round(min(LIMIT_ADHERENCE, middle[0] - LIMIT_SLACK), 4)
         if middle[0] >= LIMIT_ADHERENCE and first < need and surely_below(first, middle[0], n):
@@ -395,21 +459,21 @@ def word_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
                 row["tried"] = {}
                 found = None
                 for f in reaches:
-                    moved = {k: toward_middle(v, f) for k, v in knobs.items()}
+                    moved = {k: toward_middle(v, f) if k in movable else v for k, v in knobs.items()}
                     s = pooled(prompt, category, moved, share(prompt, category, moved, 0))
                     row["tried"][str(f)] = round(s, 4)
                     if not (s < need and surely_below(s, middle[1], 2 * n)):
                         found = f
                         break
                 row["reach"] = found
-                reach.setdefault(category, {})[word] = found
-        judged[category]["words"][word] = row
+                reach.setdefault(category, {})[name] = found
+        judged[category]["prompts"][name] = row
         bar.update(1)
     bar.close()
     for category, middle in base.items():
         if len(middle) == 2:
             judged[category]["class_prompt_2n"] = round(middle[1], 4)
     used = sorted(scales)
-    return {"word_reach": reach, "judged": judged, "adherence": LIMIT_ADHERENCE, "slack": LIMIT_SLACK,
+    return {"reach": reach, "judged": judged, "adherence": LIMIT_ADHERENCE, "slack": LIMIT_SLACK,
             "reaches": list(reaches), "settings": {**kw, "seed": seed, "second_block_seed": seed + REACH_SEEDS,
                                                    "cfg_scale": used[0] if len(used) == 1 else used}}

@@ -421,7 +421,7 @@ def _reaches(generator: Any, clf: Any, tasks: Sequence[tuple[str, str, str, dict
     failing prompt is tried again with the knobs named moved toward the middle (0.5) to each of ``reaches`` of
     their distance from it (``timbre.toward_middle``, as generation moves them); its reach is the first that holds
     (None: none holds). Returns ``reach`` (class -> name -> reach, for the failing prompts), ``judged`` (per class:
-    ``class_prompt``, and ``prompts``: name -> its knobs, share, and for a failing one its share on 2n clips,
+    ``class_prompt``, and ``prompts``: name -> its prompt, knobs, share, and for a failing one its share on 2n clips,
     ``tried`` and ``reach``) and the settings."""
     classes = list(classes or CATEGORY_PROMPTS)
     kw = dict(n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale)
@@ -445,9 +445,8 @@ def _reaches(generator: Any, clf: Any, tasks: Sequence[tuple[str, str, str, dict
     reach: dict[str, dict[str, float | None]] = {}
     for category, name, prompt, knobs, movable in tasks:
         first = share(prompt, category, knobs, 0)
-        row: dict[str, Any] = {"knobs": {k: round(v, 3) for k, v in knobs.items()}, "judged": round(first, 4)}
-        if name != prompt.split()[0]:
-            row["prompt"] = prompt
+        row: dict[str, Any] = {"prompt": prompt, "knobs": {k: round(v, 3) for k, v in knobs.items()},
+                               "judged": round(first, 4)}
         middle = base[category]
         need = round(min(LIMIT_ADHERENCE, middle[0] - LIMIT_SLACK), 4)
         if middle[0] >= LIMIT_ADHERENCE and first < need and surely_below(first, middle[0], n):

@@ -281,8 +281,9 @@ def _print_knob_words(table: dict[str, Any]) -> None:
         print("two words that set two knobs toward these ends go only part of the way from the middle together, or the "
               "class would not hold (sampleforge eval pair-reach):")
         for category, corners in table["pair_reach"].items():
-            print(f"  {category:<11} " + "  ".join(f"{c.replace('+', ' ')} {'leaves the class' if f is None else f'{f:g}'}"
-                                                  for c, f in corners.items()))
+            print(f"  {category:<11} " + "  ".join(
+                f"({c.replace(':', ' ').replace('+', ', ')}) {'leaves the class' if f is None else f'{f:g}'}"
+                for c, f in corners.items()))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -626,7 +626,7 @@ def test_pair_reach_is_written_and_read_by_generation(knob_model, tmp_path, caps
     assert not any("out of its class" in w for w in gen.check_prompt("short thin kick"))
     capsys.readouterr()
     assert main(["vocab", "--model", str(model)]) == 0
-    assert "  kick        decay:low weight:low 0.5  decay:high brightness:high leaves the class" in capsys.readouterr().out
+    assert "  kick        (decay low, weight low) 0.5  (decay high, brightness high) leaves the class" in capsys.readouterr().out
 
 
 def test_every_file_records_the_knobs_its_clip_was_conditioned_on(knob_model, tmp_path, capsys) -> None:

@@ -261,36 +261,30 @@ def _run_knob_limits(args: argparse.Namespace) -> int:
 def _run_word_reach(args: argparse.Namespace) -> int:
     from sampleforge.eval.descriptors import word_reach
 
-    result, out, written = _timbre_measure(args, word_reach, "word_reach", "word-reach")
-    for category, row in result["judged"].items():
-        words = row["words"]
-        kept = sum("tried" not in w for w in words.values())  # tried: confirmed to leave the class
-        print(f"  {category:<11} class prompt {row['class_prompt']:.0%}; {kept} of {len(words)} words keep the class")
-        for word, w in words.items():
-            if "tried" in w:
-                reach = "the word itself leaves the class" if w["reach"] is None else f"reach {w['reach']:g}"
-                print(f"    {word:<10} {w['judged_2n']:.0%} -> {reach}")
-    print(f"wrote {out}")
-    if written is not None:
-        print(f"wrote word_reach into {written}")
-    return 0
+    return _run_reach(args, word_reach, "word_reach", "word-reach", "words")
 
 
 def _run_pair_reach(args: argparse.Namespace) -> int:
     from sampleforge.eval.descriptors import pair_reach
 
-    result, out, written = _timbre_measure(args, pair_reach, "pair_reach", "pair-reach")
+    return _run_reach(args, pair_reach, "pair_reach", "pair-reach", "pairs")
+
+
+def _run_reach(args: argparse.Namespace, measure: Any, key: str, name: str, rows: str) -> int:
+    """``eval word-reach`` / ``pair-reach``: run, then say per class how many of its ``rows`` keep the class and the
+    reach of each that does not."""
+    result, out, written = _timbre_measure(args, measure, key, name)
     for category, row in result["judged"].items():
-        pairs = row["pairs"]
-        kept = sum("tried" not in p for p in pairs.values())
-        print(f"  {category:<11} class prompt {row['class_prompt']:.0%}; {kept} of {len(pairs)} pairs keep the class")
-        for p in pairs.values():
-            if "tried" in p:
-                reach = "leaves the class at the middle too" if p["reach"] is None else f"reach {p['reach']:g}"
-                print(f"    {p['prompt']:<28} {p['judged_2n']:.0%} -> {reach}")
+        judged = row[rows]
+        kept = sum("tried" not in j for j in judged.values())  # tried: confirmed to leave the class
+        print(f"  {category:<11} class prompt {row['class_prompt']:.0%}; {kept} of {len(judged)} {rows} keep the class")
+        for j in judged.values():
+            if "tried" in j:
+                reach = "leaves the class even at the middle" if j["reach"] is None else f"reach {j['reach']:g}"
+                print(f"    {j['prompt']:<28} {j['judged_2n']:.0%} -> {reach}")
     print(f"wrote {out}")
     if written is not None:
-        print(f"wrote pair_reach into {written}")
+        print(f"wrote {key} into {written}")
     return 0
 
 

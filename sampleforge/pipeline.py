@@ -200,8 +200,8 @@ class Generator(RunMixin):
 
     def knob_values(self, prompt: str, knobs: Mapping[str, float | None] | None = None) -> dict[str, float]:
         """The timbre knobs a prompt asks for: ``knobs`` given explicitly, then those its words stand for
-        (``timbre.WORD_KNOBS``, within the model's ``knob_limits``, ``word_reach`` and ``pair_reach`` for the class); only the knobs
-        this model was trained with. Unset knobs are absent."""
+        (``timbre.WORD_KNOBS``, within the model's ``knob_limits``, ``word_reach`` and ``pair_reach`` for the
+        class); only the knobs this model was trained with. Unset knobs are absent."""
         names = self.bundle.config.text.knobs
         if not names:
             return {}

@@ -453,17 +453,9 @@ class _ScriptedModel:
     def __init__(self, class_words: dict, word_reach: dict | None = None) -> None:
         from types import SimpleNamespace
 
-        from sampleforge.text.keywords import classes_named, keywords
-
         self.bundle = SimpleNamespace(config=SimpleNamespace(text=SimpleNamespace(knobs=list(KNOBS))),
-                                      class_words=class_words, word_reach=word_reach or {})
+                                      class_words=class_words, knob_limits={}, word_reach=word_reach or {})
         self.calls: list[tuple[str, dict, int]] = []
-        self._words = lambda prompt: (keywords(prompt), classes_named(keywords(prompt)))
-
-    def knob_values(self, prompt: str) -> dict:
-        words, named = self._words(prompt)
-        return knobs_from_words(words, None, named[0] if len(named) == 1 else None, self.bundle.class_words,
-                                reach=self.bundle.word_reach)
 
     def generate_full(self, prompt: str, n: int, seed: int, **kw):
         from types import SimpleNamespace
@@ -481,7 +473,9 @@ def test_word_reach_finds_how_far_a_words_knobs_go_together(monkeypatch) -> None
     class gets no reach; one that fails on a single block (noise) keeps its knobs."""
     from sampleforge.eval import descriptors
 
-    model = _ScriptedModel({"tom": {"high": {"decay": 0.05, "weight": 0.05}, "acoustic": {"brightness": 0.9}}})
+    # measured again: the stored reach of "high" is not applied before it is measured
+    model = _ScriptedModel({"tom": {"high": {"decay": 0.05, "weight": 0.05}, "acoustic": {"brightness": 0.9}}},
+                           word_reach={"tom": {"high": 0.5}})
 
     def judge(clf, wavs, category):
         seed, worded, *knobs = wavs[0].tolist()
@@ -497,6 +491,7 @@ def test_word_reach_finds_how_far_a_words_knobs_go_together(monkeypatch) -> None
     words = result["judged"]["tom"]["words"]
     assert result["word_reach"] == {"tom": {"high": 0.5}}  # at 0.75 0.675 out: fails; at 0.5 0.45: holds
     assert words["high"]["tried"] == {"0.75": 0.6, "0.5": 1.0} and words["high"]["judged_2n"] == 0.6
+    assert words["high"]["knobs"] == {"decay": 0.05, "weight": 0.05}
     assert "tried" not in words["acoustic"] and words["acoustic"]["judged"] == 1.0  # 0.4 out: holds
     assert set(words) >= {"short", "bright", "high", "acoustic"} and "snare" not in words
     assert result["judged"]["tom"]["class_prompt"] == 1.0 and result["judged"]["tom"]["class_prompt_2n"] == 1.0
@@ -574,6 +569,8 @@ def test_pair_reach_finds_how_far_two_words_knobs_go_together(monkeypatch) -> No
     assert not any("bright" in p["prompt"] for p in pairs.values())
     tried = [k for p, k, s in model.calls if p == "short thin tom"]
     assert {"decay": 0.2375, "weight": 0.2375} in tried and result["words"]["decay"] == ["short", "long"]
+    reached = descriptors.pair_reach(_ScriptedModel({}, {"snare": {"short": 0.5}}), "judge", n=48, classes=["snare"])
+    assert reached["judged"]["snare"]["pairs"]["decay:low+weight:low"]["knobs"] == {"decay": 0.325, "weight": 0.15}
     keyword = descriptors.pair_reach(_ScriptedModel({}), "keyword", n=48, classes=["snare"])
     assert set(keyword["pair_reach"]["snare"].values()) == {None} and len(keyword["pair_reach"]["snare"]) == 24
 

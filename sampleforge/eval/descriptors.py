@@ -47,7 +47,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sampleforge.taxonomy import CATEGORY_PROMPTS
-from sampleforge.timbre import FEATURES, KNOBS, WORD_KNOBS, corner, measure, toward_middle
+from sampleforge.timbre import FEATURES, KNOBS, WORD_KNOBS, corner, knobs_from_words, measure, toward_middle
 
 LOG_FEATURES = frozenset({"decay", "brightness"})
 MIN_D = 0.8
@@ -348,7 +348,8 @@ def word_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
     its range, and a word that also reaches the model as a keyword can leave it by itself.
 
     For each class and each word that sets one of its knobs (``timbre.WORD_KNOBS`` and the model's own words of
-    the class), the prompt "WORD CLASS" is generated as a user would get it and judged against the class prompt
+    the class), the prompt "WORD CLASS" is generated as a user would get it (but for a word reach the model has
+already) and judged against the class prompt
     alone (``_reaches``: the rule that says a prompt fails, and how far its knobs may go instead). Its reach is
     how far the word may move all its knobs together (0: the word leaves its knobs at the middle for the class;
     None: the word itself, as a keyword, leaves the class). Returns a JSON-able dict: ``word_reach`` (class ->
@@ -363,7 +364,7 @@ def word_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
         own = generator.bundle.class_words.get(category, {})
         for word in sorted(set(WORD_KNOBS) | set(own)):
             prompt = f"{word} {CATEGORY_PROMPTS[category]}"
-            knobs = generator.knob_values(prompt)
+            knobs = _word_knobs(generator, prompt, with_word_reach=False)
             if knobs and classes_named(keywords(prompt)) == [category]:
                 tasks.append((category, word, prompt, knobs, list(knobs)))
     result = _reaches(generator, clf, tasks, "word reach", n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale,
@@ -381,7 +382,7 @@ def pair_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
 
     For each class, each two of the model's knobs and each corner of them (both low, low and high, ...), the
     prompt of the two ``PAIR_WORDS`` of that corner ("short thin tom") is generated as a user would get it (each
-    word within its knob limits and word reach) and judged against the class prompt alone, by the rule of
+    word within its knob limits and word reach; but for a pair reach the model has already) and judged against the class prompt alone, by the rule of
     ``_reaches``; a pair whose words the model's ``word_reach`` says leave the class by themselves is left out.
     The reach of a failing corner is how far its two knobs may go together, toward the middle
     (``timbre.knobs_from_words`` applies it to any two words that set the two knobs that way). Returns a
@@ -398,7 +399,7 @@ def pair_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
         for a, b in itertools.combinations(names, 2):
             for word_a, word_b in itertools.product(PAIR_WORDS[a], PAIR_WORDS[b]):
                 prompt = f"{word_a} {word_b} {CATEGORY_PROMPTS[category]}"
-                knobs = generator.knob_values(prompt)
+                knobs = _word_knobs(generator, prompt, with_word_reach=True)
                 if {word_a, word_b} & leaving or classes_named(keywords(prompt)) != [category]:
                     continue
                 where = corner({k: knobs[k] for k in (a, b) if k in knobs}) if a in knobs and b in knobs else None
@@ -409,6 +410,20 @@ def pair_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
     for row in result["judged"].values():
         row["pairs"] = row.pop("prompts")
     return {"pair_reach": result.pop("reach"), "words": {k: list(v) for k, v in PAIR_WORDS.items()}, **result}
+
+
+def _word_knobs(generator: Any, prompt: str, with_word_reach: bool) -> dict[str, float]:
+    """The knob values the words of ``prompt`` set with the model's tables (``Generator.knob_values``), less the
+    reach being measured: the word reach (unless ``with_word_reach``) and the pair reach, so that measuring a model
+    again starts from its words' own values."""
+    from sampleforge.text.keywords import classes_named, keywords
+
+    b = generator.bundle
+    words = keywords(prompt)
+    named = classes_named(words)
+    values = knobs_from_words(words, None, named[0] if len(named) == 1 else None, b.class_words, b.knob_limits,
+                              b.word_reach if with_word_reach else None)
+    return {k: v for k, v in values.items() if k in b.config.text.knobs}
 
 
 def _reaches(generator: Any, clf: Any, tasks: Sequence[tuple[str, str, str, dict[str, float], list[str]]], desc: str,

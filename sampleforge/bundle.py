@@ -31,6 +31,7 @@ from sampleforge.models.unet import LatentUNet
 from sampleforge.models.vae import MelVAE
 from sampleforge.models.vocoder import Vocoder, VocoderConfig
 from sampleforge.text.keywords import Vocabulary
+from sampleforge.timbre import table_problem
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent  # a source checkout: configs/ and weights/ sit beside the package
@@ -248,6 +249,9 @@ def read_timbre(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{file}: invalid JSON ({exc})") from None
     if not isinstance(table, dict) or not isinstance(table.get("words", {}), dict):
         raise CheckpointError(f"{file}: expected an object with a 'words' object")
+    problem = table_problem(table)
+    if problem:
+        raise CheckpointError(f"{file}: {problem}")
     return table
 
 

@@ -283,6 +283,40 @@ def _word_corners(values: Mapping[str, float], by: Mapping[str, str]) -> list[tu
     return found
 
 
+def table_problem(table: Mapping[str, Any]) -> str | None:
+    """What is wrong with the measured tables of a timbre.json (``knob_limits``, ``word_reach``, ``pair_reach``),
+    naming the entry, or None: a hand-edited file is refused when its model loads, not deep in generation."""
+    def share(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0
+
+    for key in ("knob_limits", "word_reach", "pair_reach"):
+        classes = table.get(key, {})
+        if not isinstance(classes, dict) or not all(isinstance(v, dict) for v in classes.values()):
+            return f"'{key}' must map each class to an object"
+        for category, entries in classes.items():
+            for name, v in entries.items():
+                where = f"{key}.{category}.{name}"
+                if key == "knob_limits":
+                    if name not in KNOBS:
+                        return f"{where}: unknown knob (known: {', '.join(KNOBS)})"
+                    if not (isinstance(v, list) and len(v) == 2 and all(map(share, v)) and v[0] <= v[1]):
+                        return f"{where}: expected [low, high] within 0-1, got {v!r}"
+                    continue
+                if key == "pair_reach" and _corner_of(name) != name:
+                    return f"{where}: not a corner of two knobs in the order {', '.join(KNOBS)} (e.g. 'decay:low+weight:high')"
+                if v is not None and not share(v):
+                    return f"{where}: expected a reach within 0-1 or null, got {v!r}"
+    return None
+
+
+def _corner_of(name: str) -> str | None:
+    """``corner`` of a corner's name ("decay:low+weight:high"), or None when it names none of two knobs."""
+    sides = [part.split(":") for part in name.split("+")]
+    if len(sides) != 2 or any(len(s) != 2 or s[0] not in KNOBS or s[1] not in ("low", "high") for s in sides):
+        return None
+    return corner({k: 0.25 if side == "low" else 0.75 for k, side in sides}) if sides[0][0] != sides[1][0] else None
+
+
 def word_table(knobs: Sequence[str], timbre: Mapping[str, Any]) -> dict[str, Any]:
     """What the words of a model trained on ``knobs`` do to them, from its timbre.json (``timbre``), as `sampleforge
     vocab` and the service's /v1/vocab list it: ``words`` (``WORD_KNOBS``), ``class_words`` (what words mean for

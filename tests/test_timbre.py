@@ -269,6 +269,31 @@ def test_a_saved_model_keeps_its_timbre_table(knob_model, tmp_path) -> None:
         load_bundle(tmp_path / "copy")
 
 
+def test_a_hand_edited_table_is_refused_when_the_model_loads(knob_model, tmp_path, capsys) -> None:
+    """A wrong entry of knob_limits, word_reach or pair_reach stops the model loading with the entry named (CLI:
+    one line, exit 2), not deep in generation; a right one loads."""
+    import json
+    import shutil
+
+    from sampleforge.bundle import load_bundle
+    from sampleforge.cli import main
+
+    model = tmp_path / "m"
+    shutil.copytree(knob_model, model)
+    for tables, said in (({"pair_reach": {"kick": {"weight:low+decay:low": 0.5}}}, "pair_reach.kick.weight:low+decay:low"),
+                         ({"word_reach": {"kick": {"808": "0.5"}}}, "word_reach.kick.808: expected a reach"),
+                         ({"knob_limits": {"kick": {"decay": [0.7, 0.2]}}}, "knob_limits.kick.decay: expected [low"),
+                         ({"word_reach": [0.5]}, "'word_reach' must map each class")):
+        (model / "timbre.json").write_text(json.dumps({"words": {}, **tables}))
+        assert main(["generate", "kick", "--model", str(model), "--steps", "1", "--output", str(tmp_path / "x.wav")]) == 2
+        err = capsys.readouterr().err
+        assert said in err and len(err.strip().splitlines()) == 1, err
+    good = {"words": {}, "knob_limits": {"kick": {"decay": [0.1, 0.9]}}, "word_reach": {"kick": {"808": None}},
+            "pair_reach": {"kick": {"decay:low+weight:high": 0.5}}}
+    (model / "timbre.json").write_text(json.dumps(good))
+    assert load_bundle(model).pair_reach == good["pair_reach"]
+
+
 def test_vocab_lists_the_measured_class_words(knob_model, tmp_path, capsys) -> None:
     import shutil
 

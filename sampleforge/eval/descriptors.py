@@ -382,8 +382,9 @@ def pair_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
 
     For each class, each two of the model's knobs and each corner of them (both low, low and high, ...), the
     prompt of the two ``PAIR_WORDS`` of that corner ("short thin tom") is generated as a user would get it (each
-    word within its knob limits and word reach; but for a pair reach the model has already) and judged against the class prompt alone, by the rule of
-    ``_reaches``; a pair whose words the model's ``word_reach`` says leave the class by themselves is left out.
+    word within its knob limits and word reach; but for a pair reach the model has already) and judged against the
+    class prompt alone, by the rule of ``_reaches``; a pair with a word the model's ``word_reach`` says leaves the
+    class by itself is left out.
     The reach of a failing corner is how far its two knobs may go together, toward the middle
     (``timbre.knobs_from_words`` applies it to any two words that set the two knobs that way). Returns a
     JSON-able dict: ``pair_reach`` (class -> corner -> reach or None, for the failing corners, what a model's
@@ -402,7 +403,7 @@ def pair_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
                 knobs = _word_knobs(generator, prompt, with_word_reach=True)
                 if {word_a, word_b} & leaving or classes_named(keywords(prompt)) != [category]:
                     continue
-                where = corner({k: knobs[k] for k in (a, b) if k in knobs}) if a in knobs and b in knobs else None
+                where = corner({a: knobs[a], b: knobs[b]}) if a in knobs and b in knobs else None
                 if where is not None:
                     tasks.append((category, where, prompt, knobs, [a, b]))
     result = _reaches(generator, clf, tasks, "pair reach", n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale,

@@ -309,7 +309,8 @@ def test_vocab_lists_the_measured_class_words(knob_model, tmp_path, capsys) -> N
 
 
 def test_the_cli_and_the_service_list_the_same_timbre_words(knob_model, tmp_path, capsys) -> None:
-    """`vocab --json` and /v1/vocab carry the model's knobs, the words that set them, its limits and reaches."""
+    """`vocab --json` and /v1/vocab carry the model's knobs, the words that set them, its limits and word and pair
+    reaches."""
     import json
     import shutil
 
@@ -324,7 +325,8 @@ def test_the_cli_and_the_service_list_the_same_timbre_words(knob_model, tmp_path
     model = tmp_path / "m"
     shutil.copytree(knob_model, model)
     timbre = {"words": {"tom": {"high": {"weight": 0.12, "decay": 0.22}}},
-              "knob_limits": {"snare": {"brightness": [0.2, 0.6]}}, "word_reach": {"tom": {"high": 0.5}}}
+              "knob_limits": {"snare": {"brightness": [0.2, 0.6]}}, "word_reach": {"tom": {"high": 0.5}},
+              "pair_reach": {"tom": {"decay:low+weight:low": 0.75}}}
     (model / "timbre.json").write_text(json.dumps(timbre))
     assert main(["vocab", "--model", str(model), "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
@@ -332,6 +334,7 @@ def test_the_cli_and_the_service_list_the_same_timbre_words(knob_model, tmp_path
     assert table["knobs"] == list(KNOBS) and table["words"]["long"] == WORD_KNOBS["long"]
     assert table["class_words"] == timbre["words"] and table["knob_limits"] == timbre["knob_limits"]
     assert table["word_reach"] == {"tom": {"high": 0.5}} and listed["keywords"]["808"] == 10
+    assert table["pair_reach"] == timbre["pair_reach"]
     service = Service(ServeConfig(storage=tmp_path / "storage", model=str(model)),
                       Generator.from_pretrained(model, device="cpu"))
     with TestClient(create_app(service, manage_service=False)) as client:

@@ -198,16 +198,19 @@ class Generator(RunMixin):
                       "says so, even with their knobs at the middle: sampleforge eval pair-reach); expect other sounds"
                       for x, y in pairs]
 
-    def knob_values(self, prompt: str, knobs: Mapping[str, float | None] | None = None) -> dict[str, float]:
+    def knob_values(self, prompt: str, knobs: Mapping[str, float | None] | None = None, *, word_reach: bool = True,
+                    pair_reach: bool = True) -> dict[str, float]:
         """The timbre knobs a prompt asks for: ``knobs`` given explicitly, then those its words stand for
         (``timbre.WORD_KNOBS``, within the model's ``knob_limits``, ``word_reach`` and ``pair_reach`` for the
-        class); only the knobs this model was trained with. Unset knobs are absent."""
-        names = self.bundle.config.text.knobs
+        class; a reach measurement leaves out the one it measures); only the knobs this model was trained with.
+        Unset knobs are absent."""
+        b = self.bundle
+        names = b.config.text.knobs
         if not names:
             return {}
         words = keywords(prompt)
-        values = knobs_from_words(words, knobs, self._one_class(words), self.bundle.class_words,
-                                  self.bundle.knob_limits, self.bundle.word_reach, self.bundle.pair_reach)
+        values = knobs_from_words(words, knobs, self._one_class(words), b.class_words, b.knob_limits,
+                                  b.word_reach if word_reach else None, b.pair_reach if pair_reach else None)
         return {k: v for k, v in values.items() if k in names}
 
     @staticmethod

@@ -12,6 +12,7 @@ import torch
 
 from sampleforge.errors import UserInputError
 from sampleforge.models.text import KeywordEncoder, TextConfig
+from sampleforge.pipeline import Generator
 from sampleforge.strict import ConfigError
 from sampleforge.timbre import (
     KNOBS,
@@ -476,13 +477,18 @@ def test_knob_limits_are_measured_written_read_and_listed(knob_model, tmp_path, 
 
 
 class _ScriptedModel:
-    """A generator whose clips carry the knobs they were asked with, for a judge that decides by them."""
+    """A generator whose clips carry the knobs they were asked with, for a judge that decides by them; its words
+    set knobs as a Generator's do."""
+
+    knob_values = Generator.knob_values
+    _one_class = staticmethod(Generator._one_class)
 
     def __init__(self, class_words: dict, word_reach: dict | None = None) -> None:
         from types import SimpleNamespace
 
         self.bundle = SimpleNamespace(config=SimpleNamespace(text=SimpleNamespace(knobs=list(KNOBS))),
-                                      class_words=class_words, knob_limits={}, word_reach=word_reach or {})
+                                      class_words=class_words, knob_limits={}, word_reach=word_reach or {},
+                                      pair_reach={})
         self.calls: list[tuple[str, dict, int]] = []
 
     def generate_full(self, prompt: str, n: int, seed: int, **kw):

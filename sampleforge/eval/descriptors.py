@@ -47,7 +47,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sampleforge.taxonomy import CATEGORY_PROMPTS
-from sampleforge.timbre import FEATURES, KNOBS, WORD_KNOBS, corner, knobs_from_words, measure, toward_middle
+from sampleforge.timbre import FEATURES, KNOBS, WORD_KNOBS, corner, measure, toward_middle
 
 LOG_FEATURES = frozenset({"decay", "brightness"})
 MIN_D = 0.8
@@ -364,7 +364,7 @@ already) and judged against the class prompt
         own = generator.bundle.class_words.get(category, {})
         for word in sorted(set(WORD_KNOBS) | set(own)):
             prompt = f"{word} {CATEGORY_PROMPTS[category]}"
-            knobs = _word_knobs(generator, prompt, with_word_reach=False)
+            knobs = generator.knob_values(prompt, word_reach=False, pair_reach=False)  # measured from the words' own
             if knobs and classes_named(keywords(prompt)) == [category]:
                 tasks.append((category, word, prompt, knobs, list(knobs)))
     result = _reaches(generator, clf, tasks, "word reach", n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale,
@@ -400,7 +400,7 @@ def pair_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
         for a, b in itertools.combinations(names, 2):
             for word_a, word_b in itertools.product(PAIR_WORDS[a], PAIR_WORDS[b]):
                 prompt = f"{word_a} {word_b} {CATEGORY_PROMPTS[category]}"
-                knobs = _word_knobs(generator, prompt, with_word_reach=True)
+                knobs = generator.knob_values(prompt, pair_reach=False)
                 if {word_a, word_b} & leaving or classes_named(keywords(prompt)) != [category]:
                     continue
                 where = corner({a: knobs[a], b: knobs[b]}) if a in knobs and b in knobs else None
@@ -411,20 +411,6 @@ def pair_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
     for row in result["judged"].values():
         row["pairs"] = row.pop("prompts")
     return {"pair_reach": result.pop("reach"), "words": {k: list(v) for k, v in PAIR_WORDS.items()}, **result}
-
-
-def _word_knobs(generator: Any, prompt: str, with_word_reach: bool) -> dict[str, float]:
-    """The knob values the words of ``prompt`` set with the model's tables (``Generator.knob_values``), less the
-    reach being measured: the word reach (unless ``with_word_reach``) and the pair reach, so that measuring a model
-    again starts from its words' own values."""
-    from sampleforge.text.keywords import classes_named, keywords
-
-    b = generator.bundle
-    words = keywords(prompt)
-    named = classes_named(words)
-    values = knobs_from_words(words, None, named[0] if len(named) == 1 else None, b.class_words, b.knob_limits,
-                              b.word_reach if with_word_reach else None)
-    return {k: v for k, v in values.items() if k in b.config.text.knobs}
 
 
 def _reaches(generator: Any, clf: Any, tasks: Sequence[tuple[str, str, str, dict[str, float], list[str]]], desc: str,

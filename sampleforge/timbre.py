@@ -32,11 +32,15 @@ asked for) carry acts through its knob alone (``KEYWORD_MIN_CLIPS``). A model ma
 move each knob of each class before its clips stop being that class (timbre.json ``knob_limits``: a bright snare
 stays a snare), how far a word's knobs may go together (``word_reach``: a low cowbell, short, heavy and punchy,
 stays a cowbell), and how far two knobs set one way by two words may go together (``pair_reach``, by the corner
-of the two knobs: a short thin tom stays a tom); a value the user sets is not limited.
+of the two knobs: a short thin tom stays a tom; or by one word and the other's knob end, where the model measured
+that word, a class word such as "high" for a tom, which also reaches the model as a keyword: a bright high tom
+stays a tom), and three knobs set by three words, by their corner, further (a long bright punchy kick stays a
+kick); a value the user sets is not limited.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -193,8 +197,10 @@ ClassKnobLimits = dict[str, dict[str, list[float]]]  # class -> knob -> [low, hi
 # class -> word -> share of its knobs' distance from 0.5 it may go (None: the word leaves the class whatever its
 # knobs, as a keyword; they are kept)
 ClassWordReach = dict[str, dict[str, float | None]]
-# class -> corner of two knobs ("decay:low+weight:low", ``corner``) -> share of their distance from 0.5 two words
-# that set them that way may go together (None: such two words leave the class even at the middle)
+# class -> corner of two knobs ("decay:low+weight:low", ``corner``), or a word and the other word's knob end
+# ("high+brightness:high", ``word_end``; it comes before the corner) -> share of their distance from 0.5 two words
+# that set them that way may go together (None: such two words leave the class even at the middle); and corners of
+# three knobs ("decay:high+brightness:high+punch:high") -> the share three words' knobs may go further together
 ClassPairReach = dict[str, dict[str, float | None]]
 
 
@@ -211,43 +217,70 @@ def corner(values: Mapping[str, float]) -> str | None:
     return "+".join(f"{k}:{'low' if values[k] < 0.5 else 'high'}" for k in KNOBS if k in values)
 
 
+def word_end(word: str, knob: str, value: float) -> str:
+    """The ``pair_reach`` name of ``word`` with another word's ``knob`` at ``value``: "high+brightness:high"."""
+    return f"{word}+{knob}:{'low' if value < 0.5 else 'high'}"
+
+
 def knobs_from_words(words: Sequence[str], explicit: Mapping[str, float | None] | None = None,
                      category: str | None = None, class_words: ClassWordKnobs | None = None,
                      limits: ClassKnobLimits | None = None, reach: ClassWordReach | None = None,
-                     pairs: ClassPairReach | None = None) -> dict[str, float]:
+                     pairs: ClassPairReach | None = None, three_words: bool = True) -> dict[str, float]:
     """Knob values a prompt asks for: the explicit ones, then those its words stand for (for ``category`` the
     model's measured ``class_words`` first, then ``WORD_KNOBS``; the first word that sets a knob wins). A value
     set by a word is kept within the model's ``limits`` for ``category`` (how far a knob can go before the model's
     clips stop being that class: ``eval.descriptors.knob_limits``), then moved toward the middle to the word's
     ``reach`` for ``category``, where the model has one (how far a word's knobs can go together, measured on the
     values held within the limits: ``eval.descriptors.word_reach``). Two knobs set by two different words are then
-    moved toward the middle to their corner's reach in ``pairs`` (how far two words' knobs can go together, measured
-    on the values so far: ``eval.descriptors.pair_reach``; a knob in several such corners takes the shortest). An
-    explicit value is the user's and is kept. Unset knobs are absent."""
+    moved toward the middle to their reach in ``pairs`` (how far two words' knobs can go together, measured on the
+    values so far: ``eval.descriptors.pair_reach``): that of one word with the other's knob end where the model
+    measured it (``word_end``), else that of their corner; a knob in several such pairs takes the shortest. With
+    ``three_words``, three knobs set by three words are then moved further, to their corner's reach in ``pairs``
+    (measured on the values the pairs leave). An explicit value is the user's and is kept. Unset knobs are absent."""
     out, by = _word_values(words, explicit, category, class_words, limits, reach)
-    corners = (pairs or {}).get(category or "", {})
+    entries = (pairs or {}).get(category or "", {})
     moved: dict[str, float] = {}
     for (a, b), where in _word_corners(out, by):
-        f = corners.get(where)
+        f = _pair_reach(entries, where, [word_end(by[a], b, out[b]), word_end(by[b], a, out[a])])
         if f is not None:
             moved[a], moved[b] = min(moved.get(a, 1.0), f), min(moved.get(b, 1.0), f)
-    return {k: toward_middle(v, moved[k]) if k in moved else v for k, v in out.items()}
+    further: dict[str, float] = {}
+    for knobs, where in _word_corners(out, by, 3) if three_words else ():
+        f3 = entries.get(where)
+        if f3 is not None:
+            further.update({k: min(further.get(k, 1.0), f3) for k in knobs})
+    share = {k: moved.get(k, 1.0) * further.get(k, 1.0) for k in {*moved, *further}}
+    return {k: toward_middle(v, share[k]) if k in share else v for k, v in out.items()}
 
 
 def pairs_leaving(words: Sequence[str], category: str | None = None, class_words: ClassWordKnobs | None = None,
                   limits: ClassKnobLimits | None = None, reach: ClassWordReach | None = None,
-                  pairs: ClassPairReach | None = None) -> list[tuple[str, str]]:
-    """The two words of a prompt whose knobs sit in a corner that ``pairs`` says takes ``category`` out of its
-    class even at the middle (its reach None), as (word, word), in the prompt's order."""
-    corners = (pairs or {}).get(category or "", {})
+                  pairs: ClassPairReach | None = None) -> list[tuple[str, ...]]:
+    """The two or three words of a prompt whose knobs ``pairs`` says take ``category`` out of its class even at the
+    middle (their reach None, by the rule of ``knobs_from_words``), each in the prompt's order."""
+    entries = (pairs or {}).get(category or "", {})
     out, by = _word_values(words, None, category, class_words, limits, reach)
     first = {w: i for i, w in reversed(list(enumerate(words)))}
-    found: list[tuple[str, str]] = []
+    found: list[tuple[str, ...]] = []
     for (a, b), where in _word_corners(out, by):
-        x, y = sorted((by[a], by[b]), key=first.__getitem__)
-        if where in corners and corners[where] is None and (x, y) not in found:
-            found.append((x, y))
-    return found
+        ends = [word_end(by[a], b, out[b]), word_end(by[b], a, out[a])]
+        if _pair_reach(entries, where, ends, missing=1.0) is None:
+            found.append(tuple(sorted((by[a], by[b]), key=first.__getitem__)))
+    for knobs, where in _word_corners(out, by, 3):
+        if where in entries and entries[where] is None:
+            found.append(tuple(sorted((by[k] for k in knobs), key=first.__getitem__)))
+    return list(dict.fromkeys(found))
+
+
+def _pair_reach(entries: Mapping[str, float | None], where: str, ends: Sequence[str],
+                missing: float | None = None) -> float | None:
+    """The reach of two words' knobs in a class's ``pair_reach`` ``entries``: the shortest of those measured for one
+    word with the other's knob end (``ends``; None when all of those are None), else their corner's (``missing``
+    when the corner has none)."""
+    measured = [entries[e] for e in ends if e in entries]
+    if measured:
+        return min((f for f in measured if f is not None), default=None)
+    return entries.get(where, missing)
 
 
 def _word_values(words: Sequence[str], explicit: Mapping[str, float | None] | None, category: str | None,
@@ -271,15 +304,15 @@ def _word_values(words: Sequence[str], explicit: Mapping[str, float | None] | No
     return out, by
 
 
-def _word_corners(values: Mapping[str, float], by: Mapping[str, str]) -> list[tuple[tuple[str, str], str]]:
-    """Each two knobs set by two different words, with their corner (``corner``; those at the middle left out)."""
-    set_by = [k for k in KNOBS if k in by]
+def _word_corners(values: Mapping[str, float], by: Mapping[str, str], size: int = 2
+                  ) -> list[tuple[tuple[str, ...], str]]:
+    """Each ``size`` knobs set by as many different words, with their corner (``corner``; those with a knob at the
+    middle left out)."""
     found = []
-    for i, a in enumerate(set_by):
-        for b in set_by[i + 1 :]:
-            where = corner({a: values[a], b: values[b]}) if by[a] != by[b] else None
-            if where is not None:
-                found.append(((a, b), where))
+    for knobs in itertools.combinations([k for k in KNOBS if k in by], size):
+        where = corner({k: values[k] for k in knobs}) if len({by[k] for k in knobs}) == size else None
+        if where is not None:
+            found.append((knobs, where))
     return found
 
 
@@ -302,19 +335,28 @@ def table_problem(table: Mapping[str, Any]) -> str | None:
                     if not (isinstance(v, list) and len(v) == 2 and all(map(share, v)) and v[0] <= v[1]):
                         return f"{where}: expected [low, high] within 0-1, got {v!r}"
                     continue
-                if key == "pair_reach" and _corner_of(name) != name:
-                    return f"{where}: not a corner of two knobs in the order {', '.join(KNOBS)} (e.g. 'decay:low+weight:high')"
+                if key == "pair_reach" and _corner_of(name) != name and not _is_word_end(name):
+                    return (f"{where}: neither a corner of two or three knobs in the order {', '.join(KNOBS)} "
+                            "(e.g. 'decay:low+weight:high') nor a word and a knob end (e.g. 'high+brightness:high')")
                 if v is not None and not share(v):
                     return f"{where}: expected a reach within 0-1 or null, got {v!r}"
     return None
 
 
 def _corner_of(name: str) -> str | None:
-    """``corner`` of a corner's name ("decay:low+weight:high"), or None when it names none of two knobs."""
+    """``corner`` of a corner's name ("decay:low+weight:high"), or None when it names none of two or three knobs."""
     sides = [part.split(":") for part in name.split("+")]
-    if len(sides) != 2 or any(len(s) != 2 or s[0] not in KNOBS or s[1] not in ("low", "high") for s in sides):
+    if len(sides) not in (2, 3) or any(len(s) != 2 or s[0] not in KNOBS or s[1] not in ("low", "high") for s in sides):
         return None
-    return corner({k: 0.25 if side == "low" else 0.75 for k, side in sides}) if sides[0][0] != sides[1][0] else None
+    values = {k: 0.25 if side == "low" else 0.75 for k, side in sides}
+    return corner(values) if len(values) == len(sides) else None
+
+
+def _is_word_end(name: str) -> bool:
+    """Whether ``name`` is a ``word_end``: a word, '+', a knob, ':' and low or high."""
+    word, _, end = name.partition("+")
+    knob, _, side = end.partition(":")
+    return bool(word) and not set(word) & set("+: ") and knob in KNOBS and side in ("low", "high")
 
 
 def word_table(knobs: Sequence[str], timbre: Mapping[str, Any]) -> dict[str, Any]:

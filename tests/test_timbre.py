@@ -282,6 +282,12 @@ def test_a_hand_edited_table_is_refused_when_the_model_loads(knob_model, tmp_pat
     model = tmp_path / "m"
     shutil.copytree(knob_model, model)
     for tables, said in (({"pair_reach": {"kick": {"weight:low+decay:low": 0.5}}}, "pair_reach.kick.weight:low+decay:low"),
+                         ({"pair_reach": {"kick": {"808+bright:high": 0.5}}}, "pair_reach.kick.808+bright:high"),
+                         ({"pair_reach": {"kick": {"+decay:low": 0.5}}}, "pair_reach.kick.+decay:low"),
+                         ({"pair_reach": {"kick": {"808+decay:up": 0.5}}}, "pair_reach.kick.808+decay:up"),
+                         ({"pair_reach": {"kick": {"decay:low+decay:high+punch:low": 0.5}}}, "kick.decay:low+decay:high"),
+                         ({"pair_reach": {"kick": {"decay:low+brightness:low+weight:low+punch:low": 0.5}}},
+                          "neither a corner of two or three knobs"),
                          ({"word_reach": {"kick": {"808": "0.5"}}}, "word_reach.kick.808: expected a reach"),
                          ({"knob_limits": {"kick": {"decay": [0.7, 0.2]}}}, "knob_limits.kick.decay: expected [low"),
                          ({"word_reach": [0.5]}, "'word_reach' must map each class")):
@@ -290,7 +296,8 @@ def test_a_hand_edited_table_is_refused_when_the_model_loads(knob_model, tmp_pat
         err = capsys.readouterr().err
         assert said in err and len(err.strip().splitlines()) == 1, err
     good = {"words": {}, "knob_limits": {"kick": {"decay": [0.1, 0.9]}}, "word_reach": {"kick": {"808": None}},
-            "pair_reach": {"kick": {"decay:low+weight:high": 0.5}}}
+            "pair_reach": {"kick": {"decay:low+weight:high": 0.5, "808+punch:high": 1.0, "808+decay:low": None,
+                                    "decay:high+brightness:high+punch:high": 0.5}}}
     (model / "timbre.json").write_text(json.dumps(good))
     assert load_bundle(model).pair_reach == good["pair_reach"]
 
@@ -627,6 +634,106 @@ def test_two_words_move_their_knobs_by_their_corners_reach() -> None:
     assert pairs_leaving(["short", "thin", "tom"], "tom", pairs=pairs) == []
 
 
+def test_a_class_word_with_a_knob_end_comes_before_the_corner() -> None:
+    """A reach measured for a word with another word's knob end ("high" and brightness high, a tom) moves the knobs
+    of those two words in place of their corner's, whichever word sets that end; 1 keeps them where the words put
+    them; None leaves them and says the two words leave the class. Other pairs keep their corners."""
+    from sampleforge.timbre import pairs_leaving, word_end
+
+    own = {"tom": {"high": {"decay": 0.2, "weight": 0.1}}}
+    pairs = {"tom": {"brightness:high+weight:low": 0.75, "decay:low+brightness:high": 0.75,
+                     "high+brightness:high": 0.5, "high+punch:high": 1.0, "decay:low+punch:high": 0.5,
+                     "high+punch:low": None, "decay:low+weight:low": 0.5}}
+    assert word_end("high", "brightness", 0.85) == "high+brightness:high" and word_end("x", "punch", 0.2).endswith("low")
+    bright = knobs_from_words(["bright", "high", "tom"], category="tom", class_words=own, pairs=pairs)
+    assert bright == {"brightness": 0.675, "decay": 0.35, "weight": 0.3}  # all three halfway, not 3/4 (the corners)
+    assert knobs_from_words(["crisp", "high", "tom"], category="tom", class_words=own, pairs=pairs)["brightness"] == 0.65
+    punchy = knobs_from_words(["punchy", "high", "tom"], category="tom", class_words=own, pairs=pairs)
+    assert punchy == {"punch": 0.85, "decay": 0.2, "weight": 0.1}  # measured to hold: the corner's 0.5 is not used
+    smooth = knobs_from_words(["smooth", "high", "tom"], category="tom", class_words=own, pairs=pairs)
+    assert smooth == {"punch": 0.2, "decay": 0.2, "weight": 0.1}
+    assert pairs_leaving(["high", "smooth", "tom"], "tom", own, pairs=pairs) == [("high", "smooth")]
+    assert pairs_leaving(["punchy", "high", "tom"], "tom", own, pairs=pairs) == []
+    # three words: "high" and "bright" by their measured pair; "short" with either by a corner (decay's 0.5 the
+    # shorter of its two); "short" sets the decay before "high" does
+    three = knobs_from_words(["short", "bright", "high", "tom"], category="tom", class_words=own, pairs=pairs)
+    assert three == {"decay": 0.325, "brightness": 0.675, "weight": 0.3}
+    pairs["tom"]["decay:low+weight:low"] = None  # no reach for that corner: the decay takes the other corner's 3/4
+    three = knobs_from_words(["short", "bright", "high", "tom"], category="tom", class_words=own, pairs=pairs)
+    assert three == {"decay": 0.2375, "brightness": 0.675, "weight": 0.3}
+
+
+def test_three_words_move_their_knobs_further_by_their_corner() -> None:
+    """Three knobs set by three words move on from where their pairs put them, by their corner's reach; not
+    without a third word, nor when one word sets two of them; None says the three leave the class."""
+    from sampleforge.timbre import pairs_leaving
+
+    pairs = {"kick": {"decay:high+brightness:high": 0.5, "decay:high+brightness:high+punch:high": 0.5,
+                      "decay:low+brightness:low+punch:low": None}}
+    three = knobs_from_words(["long", "bright", "punchy", "kick"], category="kick", pairs=pairs)
+    assert three == {"decay": 0.5875, "brightness": 0.5875, "punch": 0.675}  # 1/4 and 1/2 of the way out
+    assert knobs_from_words(["long", "bright", "punchy", "kick"], category="kick", pairs=pairs, three_words=False) \
+        == {"decay": 0.675, "brightness": 0.675, "punch": 0.85}
+    assert knobs_from_words(["long", "bright", "kick"], category="kick", pairs=pairs) == {"decay": 0.675, "brightness": 0.675}
+    tight = knobs_from_words(["tight", "dark", "kick"], category="kick", pairs=pairs)  # "tight": decay and punch
+    assert tight == {"decay": 0.2, "punch": 0.7, "brightness": 0.15}
+    assert pairs_leaving(["smooth", "short", "dark", "kick"], "kick", pairs=pairs) == [("smooth", "short", "dark")]
+    assert pairs_leaving(["smooth", "short", "kick"], "kick", pairs=pairs) == []
+
+
+def test_three_words_are_measured_from_where_their_pairs_put_them(monkeypatch) -> None:
+    """eval pair-reach --three-words: each corner of each three knobs, its knobs where the two-word reaches put
+    them; a failing corner gets the reach that holds, moving its three knobs further; a word measured for the class
+    (its own meaning) is left out."""
+    from sampleforge.eval import descriptors
+
+    model = _ScriptedModel({"tom": {"deep": {"decay": 0.9}}})
+    model.bundle.pair_reach = {"tom": {"decay:high+brightness:high": 0.5}}
+
+    def judge(clf, wavs, category):
+        seed, worded, decay, brightness, weight, punch = wavs[0].tolist()
+        return 0.5 if min(decay, brightness, punch) > 0.5 and decay + brightness + punch > 2.0 else 1.0
+
+    monkeypatch.setattr(descriptors, "_judged", judge)
+    result = descriptors.pair_reach(model, "judge", n=48, classes=["tom"], three_words=True)
+    pairs = result["judged"]["tom"]["pairs"]
+    assert len(pairs) == 4 * 8 - 3 * 4  # each corner of each three knobs, but those with "deep" (weight high)
+    top = pairs["decay:high+brightness:high+punch:high"]
+    assert top["prompt"] == "long bright punchy tom" and top["knobs"] == {"decay": 0.675, "brightness": 0.675, "punch": 0.85}
+    assert top["tried"] == {"0.75": 0.5, "0.5": 1.0}  # at 3/4: 0.63 + 0.63 + 0.76 > 2
+    assert result["pair_reach"] == {"tom": {"decay:high+brightness:high+punch:high": 0.5}}
+    assert "deep" not in " ".join(p["prompt"] for p in pairs.values())
+
+
+def test_class_word_pairs_are_measured_with_each_other_knob_end(monkeypatch) -> None:
+    """eval pair-reach --class-words: each word a class measured, with the word of each end of a knob it does not
+    set; a failing pair gets the reach that holds, moving all the knobs of both words; a holding pair gets 1 where
+    a corner of its knobs has a reach (so the corner cannot move it), and nothing where none has."""
+    from sampleforge.eval import descriptors
+
+    model = _ScriptedModel({"tom": {"high": {"decay": 0.2, "weight": 0.1}, "dark": {"decay": 0.9}}},
+                           word_reach={"tom": {"long": None}})
+    model.bundle.pair_reach = {"tom": {"weight:low+punch:high": 0.75}}
+
+    def judge(clf, wavs, category):
+        seed, worded, decay, brightness, weight, punch = wavs[0].tolist()
+        return 0.5 if brightness > 0.5 and weight < 0.5 and (brightness - 0.5) + (0.5 - weight) > 0.4 else 1.0
+
+    monkeypatch.setattr(descriptors, "_judged", judge)
+    result = descriptors.pair_reach(model, "judge", n=48, classes=["tom"], class_words=True)
+    pairs = result["judged"]["tom"]["pairs"]
+    # not "dark high tom" ("dark" is measured for the class: it sets the decay) nor "long dark tom" ("long" leaves it)
+    assert set(pairs) == {"high+brightness:high", "high+punch:low", "high+punch:high", "dark+brightness:high",
+                          "dark+weight:low", "dark+weight:high", "dark+punch:low", "dark+punch:high"}
+    bright = pairs["high+brightness:high"]
+    assert bright["prompt"] == "bright high tom" and bright["knobs"] == {"brightness": 0.85, "decay": 0.2, "weight": 0.1}
+    assert bright["tried"] == {"0.75": 0.5, "0.5": 1.0} and bright["reach"] == 0.5
+    tried = [k for p, k, s in model.calls if p == "bright high tom"]
+    assert {"brightness": 0.675, "decay": 0.35, "weight": 0.3} in tried  # every knob of both words moved
+    assert result["pair_reach"] == {"tom": {"high+brightness:high": 0.5, "high+punch:high": 1.0}}
+    assert result["class_words"] is True and "tried" not in pairs["high+punch:low"]
+
+
 def test_pair_reach_is_written_and_read_by_generation(knob_model, tmp_path, capsys) -> None:
     import json
     import shutil
@@ -658,6 +765,25 @@ def test_pair_reach_is_written_and_read_by_generation(knob_model, tmp_path, caps
     capsys.readouterr()
     assert main(["vocab", "--model", str(model)]) == 0
     assert "  kick        (decay low, weight low) 0.5  (decay high, brightness high) leaves the class" in capsys.readouterr().out
+
+    # --class-words: its pairs replace the ones it measured, and the corners and other classes stay
+    stored["words"] = {"kick": {"808": {"weight": 0.9}}}
+    stored["pair_reach"]["kick"]["808+decay:low"] = 0.25
+    stored["pair_reach"]["kick"]["909+decay:low"] = 0.25
+    (model / "timbre.json").write_text(json.dumps(stored))
+    assert main(["eval", "pair-reach", "--class-words", "--model", str(model), "--classes", "kick", "-n", "8",
+                 "--steps", "1", "--write", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["judged"]["kick"]["pairs"]) == {f"808+{k}:{e}" for k in ("decay", "brightness", "punch")
+                                                       for e in ("low", "high")}
+    assert result["judged"]["kick"]["pairs"]["808+decay:low"]["prompt"] == "short 808 kick"
+    kick = json.loads((model / "timbre.json").read_text())["pair_reach"]["kick"]
+    assert {k: kick[k] for k in ("decay:low+weight:low", "decay:high+brightness:high", "909+decay:low")} == \
+        {"decay:low+weight:low": 0.5, "decay:high+brightness:high": None, "909+decay:low": 0.25}
+    assert kick.get("808+decay:low") == result["pair_reach"].get("kick", {}).get("808+decay:low")  # measured anew
+    assert "wrote pair_reach into" in capsys.readouterr().out
+    assert main(["eval", "pair-reach", "--class-words", "--three-words", "--model", str(model)]) == 2
+    assert "--class-words and --three-words" in capsys.readouterr().err
 
 
 def test_every_file_records_the_knobs_its_clip_was_conditioned_on(knob_model, tmp_path, capsys) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 from pathlib import Path
@@ -113,6 +114,13 @@ def _register_eval(sub: Any) -> None:
                              "set the two knobs that way. --write stores the reaches in the model folder's "
                              "timbre.json (pair_reach). Run it after word-reach --write.")
     _timbre_measure_flags(pr, "prompt and block of seeds", "pair-reach", "reaches", judge_help)
+    pr.add_argument("--class-words", action="store_true",
+                    help="measure instead each word the model measured for a class ('808' kick, 'high' tom), which "
+                         "also reaches it as a keyword, with the word of each other knob end ('bright high tom'); "
+                         "generation reads these before the corners. Run it after pair-reach --write")
+    pr.add_argument("--three-words", action="store_true",
+                    help="measure instead the corners of three knobs, set by three words ('long bright punchy "
+                         "kick'), from where the pair reaches put them. Run it after pair-reach --write")
     pr.set_defaults(func=_run_pair_reach)
     v = eval_sub.add_parser("vocoder", help="the vocoder check alone: the model's vocoder vs Griffin-Lim on real clips",
                             description="Re-synthesise held-out real clips from their log-mel with the model's "
@@ -205,12 +213,13 @@ def _run_descriptors(args: argparse.Namespace) -> int:
     return 0
 
 
-def _timbre_measure(args: argparse.Namespace, measure: Any, key: str, name: str
+def _timbre_measure(args: argparse.Namespace, measure: Any, key: str, name: str, rows: str | None = None
                     ) -> tuple[dict[str, Any], Path, Path | None]:
     """Run a timbre measurement of ``eval knob-limits`` / ``word-reach`` / ``pair-reach`` (``measure(generator, classifier, **settings)``)
     on --model; writes its JSON (``--out``, default runs/eval/<model>-<name>.json) and, with --write, merges its
-    ``key`` table into the model folder's timbre.json. Returns (the result, the JSON file, the timbre.json written
-    or None)."""
+    ``key`` table into the model folder's timbre.json: each class measured replaces its table, or, with ``rows``
+    (the result's ``judged`` rows of each class), the entries of the names it measured, keeping the others.
+    Returns (the result, the JSON file, the timbre.json written or None)."""
     from sampleforge.backends.resolve import resolve
     from sampleforge.eval.classifier import load_classifier
     from sampleforge.pipeline import Generator
@@ -239,7 +248,13 @@ def _timbre_measure(args: argparse.Namespace, measure: Any, key: str, name: str
     out.write_text(json.dumps(result, indent=2) + "\n")
     if args.write:
         timbre = json.loads(timbre_file.read_text())
-        timbre[key] = {**timbre.get(key, {}), **result[key]}
+        table = dict(timbre.get(key, {}))
+        for category, found in result[key].items() if rows is None else ():
+            table[category] = found
+        for category, row in result["judged"].items() if rows is not None else ():
+            kept = {k: v for k, v in table.get(category, {}).items() if k not in row[rows]}
+            table[category] = {**kept, **result[key].get(category, {})}
+        timbre[key] = {c: entries for c, entries in table.items() if entries}
         tmp = timbre_file.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(timbre, indent=1) + "\n")
         tmp.replace(timbre_file)
@@ -267,13 +282,19 @@ def _run_word_reach(args: argparse.Namespace) -> int:
 def _run_pair_reach(args: argparse.Namespace) -> int:
     from sampleforge.eval.descriptors import pair_reach
 
-    return _run_reach(args, pair_reach, "pair_reach", "pair-reach", "pairs")
+    if args.class_words and args.three_words:
+        raise UserInputError("--class-words and --three-words are two measurements: give one")
+
+    measure = functools.partial(pair_reach, class_words=args.class_words, three_words=args.three_words)
+
+    kind = "-class-words" if args.class_words else "-three-words" if args.three_words else ""
+    return _run_reach(args, measure, "pair_reach", f"pair-reach{kind}", "pairs")
 
 
 def _run_reach(args: argparse.Namespace, measure: Any, key: str, name: str, rows: str) -> int:
     """``eval word-reach`` / ``pair-reach``: run, then say per class how many of its ``rows`` keep the class and the
     reach of each that does not."""
-    result, out, written = _timbre_measure(args, measure, key, name)
+    result, out, written = _timbre_measure(args, measure, key, name, rows)
     for category, row in result["judged"].items():
         judged = row[rows]
         kept = sum("tried" not in j for j in judged.values())  # tried: confirmed to leave the class

@@ -47,7 +47,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sampleforge.taxonomy import CATEGORY_PROMPTS
-from sampleforge.timbre import FEATURES, KNOBS, WORD_KNOBS, corner, measure, toward_middle
+from sampleforge.timbre import FEATURES, KNOBS, WORD_KNOBS, corner, measure, toward_middle, word_end
 
 LOG_FEATURES = frozenset({"decay", "brightness"})
 MIN_D = 0.8
@@ -376,7 +376,8 @@ already) and judged against the class prompt
 
 def pair_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: str = "dpmpp_2m",
                cfg_scale: float | None = None, seed: int = 0, classes: Sequence[str] | None = None,
-               reaches: Sequence[float] = REACH_STEPS) -> dict[str, Any]:
+               reaches: Sequence[float] = REACH_STEPS, class_words: bool = False, three_words: bool = False
+               ) -> dict[str, Any]:
     """Do two words that set two different knobs keep the class together? Each word alone may keep it ("short
     tom", "thin tom") while both move the sound where the class is not ("short thin tom").
 
@@ -388,29 +389,83 @@ def pair_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
     The reach of a failing corner is how far its two knobs may go together, toward the middle
     (``timbre.knobs_from_words`` applies it to any two words that set the two knobs that way). Returns a
     JSON-able dict: ``pair_reach`` (class -> corner -> reach or None, for the failing corners, what a model's
-    timbre.json holds), ``judged`` (per class: the class prompt's share and each pair's) and the settings."""
+    timbre.json holds), ``judged`` (per class: the class prompt's share and each pair's) and the settings.
+
+    With ``class_words``, the pairs are instead each word the model measured for a class (``class_words``: "808"
+    for a kick, "high" for a tom), which also reaches the model as a keyword, with each ``PAIR_WORDS`` word of a
+    knob it does not set ("bright high tom"); a pair's name is the word and the other's knob end (``word_end``:
+    "high+brightness:high"), which generation reads before the corner. A pair that keeps the class with its knobs
+    where the words put them gets the reach 1 where its class has a reach for one of its corners, so that the
+    corner's does not move it.
+
+    With ``three_words``, the prompts are instead those of three ``PAIR_WORDS`` for each three knobs and each
+    corner of them ("long bright punchy kick"), with the knobs where the pair reaches put them; a failing corner's
+    reach moves the three further."""
+    if class_words:
+        return _class_word_pair_reach(generator, clf, n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale,
+                                      seed=seed, classes=classes, reaches=reaches)
+    from sampleforge.text.keywords import classes_named, keywords
+
+    names = [k for k in KNOBS if k in generator.bundle.config.text.knobs]
+    if not names:
+        raise ValueError("this model has no timbre knobs")
+    size = 3 if three_words else 2
+    tasks: list[tuple[str, str, str, dict[str, float], list[str]]] = []
+    for category in classes or CATEGORY_PROMPTS:
+        leaving = {w for w, f in generator.bundle.word_reach.get(category, {}).items() if f is None}
+        own = generator.bundle.class_words.get(category, {})  # a word measured for the class sets other knobs
+        for together in itertools.combinations(names, size):
+            for words in itertools.product(*(PAIR_WORDS[k] for k in together)):
+                prompt = " ".join([*words, CATEGORY_PROMPTS[category]])
+                # from where a user's prompt has them, but for what is measured here
+                knobs = generator.knob_values(prompt, pair_reach=three_words, three_words=False)
+                if set(words) & (leaving | set(own)) or classes_named(keywords(prompt)) != [category]:
+                    continue
+                where = corner({k: knobs[k] for k in together}) if set(together) <= set(knobs) else None
+                if where is not None:
+                    tasks.append((category, where, prompt, knobs, list(together)))
+    result = _reaches(generator, clf, tasks, "pair reach", n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale,
+                      seed=seed, classes=classes, reaches=reaches)
+    for row in result["judged"].values():
+        row["pairs"] = row.pop("prompts")
+    return {"pair_reach": result.pop("reach"), "words": {k: list(v) for k, v in PAIR_WORDS.items()}, **result}
+
+
+def _class_word_pair_reach(generator: Any, clf: Any, classes: Sequence[str] | None, **kw: Any) -> dict[str, Any]:
+    """``pair_reach(class_words=True)``."""
     from sampleforge.text.keywords import classes_named, keywords
 
     names = [k for k in KNOBS if k in generator.bundle.config.text.knobs]
     if not names:
         raise ValueError("this model has no timbre knobs")
     tasks: list[tuple[str, str, str, dict[str, float], list[str]]] = []
+    corners: dict[str, list[str]] = {}  # task name -> the corners of its knobs
     for category in classes or CATEGORY_PROMPTS:
         leaving = {w for w, f in generator.bundle.word_reach.get(category, {}).items() if f is None}
-        for a, b in itertools.combinations(names, 2):
-            for word_a, word_b in itertools.product(PAIR_WORDS[a], PAIR_WORDS[b]):
-                prompt = f"{word_a} {word_b} {CATEGORY_PROMPTS[category]}"
-                knobs = generator.knob_values(prompt, pair_reach=False)
-                if {word_a, word_b} & leaving or classes_named(keywords(prompt)) != [category]:
-                    continue
-                where = corner({a: knobs[a], b: knobs[b]}) if a in knobs and b in knobs else None
-                if where is not None:
-                    tasks.append((category, where, prompt, knobs, [a, b]))
-    result = _reaches(generator, clf, tasks, "pair reach", n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale,
-                      seed=seed, classes=classes, reaches=reaches)
-    for row in result["judged"].values():
+        measured = generator.bundle.class_words.get(category, {})
+        for word, own in sorted(measured.items()):
+            if word in leaving:
+                continue
+            for knob in (k for k in names if k not in own):
+                for general in PAIR_WORDS[knob]:
+                    prompt = f"{general} {word} {CATEGORY_PROMPTS[category]}"
+                    knobs = generator.knob_values(prompt, pair_reach=False)
+                    mine = [k for k in own if k in knobs and knobs[k] != 0.5]
+                    if general in leaving or general in measured or classes_named(keywords(prompt)) != [category] \
+                            or not mine or knobs.get(knob, 0.5) == 0.5:
+                        continue  # a general word the class measured for itself sets other knobs
+                    name = word_end(word, knob, knobs[knob])
+                    tasks.append((category, name, prompt, knobs, list(knobs)))
+                    corners[name] = [c for k in mine if (c := corner({k: knobs[k], knob: knobs[knob]}))]
+    result = _reaches(generator, clf, tasks, "class-word pair reach", classes=classes, **kw)
+    reach = result.pop("reach")
+    for category, row in result["judged"].items():
         row["pairs"] = row.pop("prompts")
-    return {"pair_reach": result.pop("reach"), "words": {k: list(v) for k, v in PAIR_WORDS.items()}, **result}
+        stored = generator.bundle.pair_reach.get(category, {})
+        for name, pair in row["pairs"].items():
+            if "tried" not in pair and any(c in stored for c in corners[name]):
+                reach.setdefault(category, {})[name] = pair["reach"] = 1.0
+    return {"pair_reach": reach, "words": {k: list(v) for k, v in PAIR_WORDS.items()}, "class_words": True, **result}
 
 
 def _reaches(generator: Any, clf: Any, tasks: Sequence[tuple[str, str, str, dict[str, float], list[str]]], desc: str,

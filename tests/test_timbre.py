@@ -732,6 +732,11 @@ def test_class_word_pairs_are_measured_with_each_other_knob_end(monkeypatch) -> 
     assert {"brightness": 0.675, "decay": 0.35, "weight": 0.3} in tried  # every knob of both words moved
     assert result["pair_reach"] == {"tom": {"high+brightness:high": 0.5, "high+punch:high": 1.0}}
     assert result["class_words"] is True and "tried" not in pairs["high+punch:low"]
+    # by class: one name in two classes, whose class words set other knobs, gets 1 only where its corner has a reach
+    judged = {c: {"pairs": {"hard+punch:high": {"prompt": f"punchy hard {c}", "knobs": {"punch": 0.85, k: 0.2}}}}
+              for c, k in (("tom", "weight"), ("snare", "decay"))}
+    assert descriptors.held_where_corners_move(judged, {"tom": {"weight:low+punch:high": 0.75}, "snare": {}}) == \
+        {"tom": {"hard+punch:high": 1.0}}
 
 
 def test_pair_reach_is_written_and_read_by_generation(knob_model, tmp_path, capsys) -> None:

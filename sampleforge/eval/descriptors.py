@@ -439,7 +439,6 @@ def _class_word_pair_reach(generator: Any, clf: Any, classes: Sequence[str] | No
     if not names:
         raise ValueError("this model has no timbre knobs")
     tasks: list[tuple[str, str, str, dict[str, float], list[str]]] = []
-    corners: dict[str, list[str]] = {}  # task name -> the corners of its knobs
     for category in classes or CATEGORY_PROMPTS:
         leaving = {w for w, f in generator.bundle.word_reach.get(category, {}).items() if f is None}
         measured = generator.bundle.class_words.get(category, {})
@@ -454,18 +453,33 @@ def _class_word_pair_reach(generator: Any, clf: Any, classes: Sequence[str] | No
                     if general in leaving or general in measured or classes_named(keywords(prompt)) != [category] \
                             or not mine or knobs.get(knob, 0.5) == 0.5:
                         continue  # a general word the class measured for itself sets other knobs
-                    name = word_end(word, knob, knobs[knob])
-                    tasks.append((category, name, prompt, knobs, list(knobs)))
-                    corners[name] = [c for k in mine if (c := corner({k: knobs[k], knob: knobs[knob]}))]
+                    tasks.append((category, word_end(word, knob, knobs[knob]), prompt, knobs, list(knobs)))
     result = _reaches(generator, clf, tasks, "class-word pair reach", classes=classes, **kw)
     reach = result.pop("reach")
-    for category, row in result["judged"].items():
+    for row in result["judged"].values():
         row["pairs"] = row.pop("prompts")
-        stored = generator.bundle.pair_reach.get(category, {})
-        for name, pair in row["pairs"].items():
-            if "tried" not in pair and any(c in stored for c in corners[name]):
-                reach.setdefault(category, {})[name] = pair["reach"] = 1.0
+    for category, held in held_where_corners_move(result["judged"], generator.bundle.pair_reach).items():
+        reach.setdefault(category, {}).update(held)
+        for name in held:
+            result["judged"][category]["pairs"][name]["reach"] = 1.0
     return {"pair_reach": reach, "words": {k: list(v) for k, v in PAIR_WORDS.items()}, "class_words": True, **result}
+
+
+def held_where_corners_move(judged: Mapping[str, Any], pairs: Mapping[str, Mapping[str, float | None]]
+                            ) -> dict[str, dict[str, float]]:
+    """The class-word pairs of a ``pair_reach(class_words=True)`` measurement (its ``judged`` rows) that keep their
+    class where a corner of their knobs has an entry in the ``pairs`` table (so that generation would move or warn
+    of them), each with the reach 1: class -> name -> 1.0."""
+    out: dict[str, dict[str, float]] = {}
+    for category, row in judged.items():
+        stored = pairs.get(category, {})
+        for name, pair in row["pairs"].items():
+            knob = name.split("+")[1].split(":")[0]  # the other word's knob; the rest are the class word's
+            knobs = pair["knobs"]
+            corners = {corner({k: v, knob: knobs[knob]}) for k, v in knobs.items() if k != knob}
+            if "tried" not in pair and corners & set(stored):
+                out.setdefault(category, {})[name] = 1.0
+    return out
 
 
 def _reaches(generator: Any, clf: Any, tasks: Sequence[tuple[str, str, str, dict[str, float], list[str]]], desc: str,

@@ -194,9 +194,9 @@ class Generator(RunMixin):
                 "knobs: sampleforge eval word-reach); expect other sounds"
                 for w in words if w in leaving and leaving[w] is None]
         pairs = pairs_leaving(words, category, b.class_words, b.knob_limits, b.word_reach, b.pair_reach)
-        return out + [f"{' and '.join(map(repr, together))} together take a {name} out of its class with this model "
-                      "(the drum judge says so, even with their knobs at the middle: sampleforge eval pair-reach); "
-                      "expect other sounds" for together in pairs]
+        return out + [f"{', '.join(map(repr, together[:-1]))} and {together[-1]!r} together take a {name} out of its "
+                      "class with this model (the drum judge says so, even with their knobs at the middle: "
+                      "sampleforge eval pair-reach); expect other sounds" for together in pairs]
 
     def knob_values(self, prompt: str, knobs: Mapping[str, float | None] | None = None, *, word_reach: bool = True,
                     pair_reach: bool = True, three_words: bool = True) -> dict[str, float]:

@@ -767,6 +767,11 @@ def test_pair_reach_is_written_and_read_by_generation(knob_model, tmp_path, caps
     (warned,) = [w for w in gen.check_prompt("long bright kick") if "out of its class" in w]
     assert warned.startswith("'long' and 'bright' together take a kick out of its class")
     assert not any("out of its class" in w for w in gen.check_prompt("short thin kick"))
+    stored["pair_reach"]["kick"]["decay:low+brightness:low+punch:high"] = None
+    (model / "timbre.json").write_text(json.dumps(stored))
+    (warned,) = [w for w in Generator.from_pretrained(model, device="cpu").check_prompt("punchy short dark kick")
+                 if "out of its class" in w]
+    assert warned.startswith("'punchy', 'short' and 'dark' together take a kick out of its class")
     capsys.readouterr()
     assert main(["vocab", "--model", str(model)]) == 0
     assert "  kick        (decay low, weight low) 0.5  (decay high, brightness high) leaves the class" in capsys.readouterr().out

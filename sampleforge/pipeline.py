@@ -199,19 +199,21 @@ class Generator(RunMixin):
                       "sampleforge eval pair-reach); expect other sounds" for together in pairs]
 
     def knob_values(self, prompt: str, knobs: Mapping[str, float | None] | None = None, *, word_reach: bool = True,
-                    pair_reach: bool = True, three_words: bool = True) -> dict[str, float]:
+                    pair_reach: bool | Mapping[str, Mapping[str, float | None]] = True, three_words: bool = True
+                    ) -> dict[str, float]:
         """The timbre knobs a prompt asks for: ``knobs`` given explicitly, then those its words stand for
         (``timbre.WORD_KNOBS``, within the model's ``knob_limits``, ``word_reach`` and ``pair_reach`` for the
         class, its corners of three knobs with ``three_words``; a reach measurement leaves out the one it
-        measures); only the knobs this model was trained with. Unset knobs are absent."""
+        measures, or gives another ``pair_reach`` table); only the knobs this model was trained with. Unset knobs
+        are absent."""
         b = self.bundle
         names = b.config.text.knobs
         if not names:
             return {}
         words = keywords(prompt)
         values = knobs_from_words(words, knobs, self._one_class(words), b.class_words, b.knob_limits,
-                                  b.word_reach if word_reach else None, b.pair_reach if pair_reach else None,
-                                  three_words=three_words)
+                                  b.word_reach if word_reach else None,
+                                  b.pair_reach if pair_reach is True else pair_reach or None, three_words=three_words)
         return {k: v for k, v in values.items() if k in names}
 
     @staticmethod

@@ -225,7 +225,8 @@ def word_end(word: str, knob: str, value: float) -> str:
 def knobs_from_words(words: Sequence[str], explicit: Mapping[str, float | None] | None = None,
                      category: str | None = None, class_words: ClassWordKnobs | None = None,
                      limits: ClassKnobLimits | None = None, reach: ClassWordReach | None = None,
-                     pairs: ClassPairReach | None = None, three_words: bool = True) -> dict[str, float]:
+                     pairs: Mapping[str, Mapping[str, float | None]] | None = None, three_words: bool = True
+                     ) -> dict[str, float]:
     """Knob values a prompt asks for: the explicit ones, then those its words stand for (for ``category`` the
     model's measured ``class_words`` first, then ``WORD_KNOBS``; the first word that sets a knob wins). A value
     set by a word is kept within the model's ``limits`` for ``category`` (how far a knob can go before the model's
@@ -335,7 +336,7 @@ def table_problem(table: Mapping[str, Any]) -> str | None:
                     if not (isinstance(v, list) and len(v) == 2 and all(map(share, v)) and v[0] <= v[1]):
                         return f"{where}: expected [low, high] within 0-1, got {v!r}"
                     continue
-                if key == "pair_reach" and _corner_of(name) != name and not _is_word_end(name):
+                if key == "pair_reach" and _corner_of(name) != name and not is_word_end(name):
                     return (f"{where}: neither a corner of two or three knobs in the order {', '.join(KNOBS)} "
                             "(e.g. 'decay:low+weight:high') nor a word and a knob end (e.g. 'high+brightness:high')")
                 if v is not None and not share(v):
@@ -352,8 +353,9 @@ def _corner_of(name: str) -> str | None:
     return corner(values) if len(values) == len(sides) else None
 
 
-def _is_word_end(name: str) -> bool:
-    """Whether ``name`` is a ``word_end``: a word, '+', a knob, ':' and low or high."""
+def is_word_end(name: str) -> bool:
+    """Whether a ``pair_reach`` entry's ``name`` is a ``word_end`` (a word, '+', a knob, ':' and low or high), not a
+    corner."""
     word, _, end = name.partition("+")
     knob, _, side = end.partition(":")
     return bool(word) and not set(word) & set("+: ") and knob in KNOBS and side in ("low", "high")

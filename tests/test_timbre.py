@@ -707,16 +707,23 @@ def test_three_words_are_measured_from_where_their_pairs_put_them(monkeypatch) -
 
 def test_class_word_pairs_are_measured_with_each_other_knob_end(monkeypatch) -> None:
     """eval pair-reach --class-words: each word a class measured, with the word of each end of a knob it does not
-    set; a failing pair gets the reach that holds, moving all the knobs of both words; a holding pair gets 1 where
-    a corner of its knobs has a reach (so the corner cannot move it), and nothing where none has."""
+    set; a failing pair gets the reach that holds, moving all the knobs of both words. A holding pair that a corner
+    of its knobs would move is judged with that move too: it gets 1 (the corner cannot move it) only where the move
+    is surely worse on both blocks of seeds; otherwise the corner keeps moving it."""
     from sampleforge.eval import descriptors
 
     model = _ScriptedModel({"tom": {"high": {"decay": 0.2, "weight": 0.1}, "dark": {"decay": 0.9}}},
                            word_reach={"tom": {"long": None}})
-    model.bundle.pair_reach = {"tom": {"weight:low+punch:high": 0.75}}
+    model.bundle.pair_reach = {"tom": {"weight:low+punch:high": 0.75, "decay:low+punch:low": 0.75,
+                                       "high+punch:low": 0.25}}  # a class-word entry: not a corner, not applied
 
     def judge(clf, wavs, category):
         seed, worded, decay, brightness, weight, punch = wavs[0].tolist()
+        second = seed >= descriptors.REACH_SEEDS
+        if punch == 0.7625:
+            return 0.5  # "punchy high tom" moved by its corner: worse on both blocks
+        if punch in (0.2, 0.275) and weight == 0.1:  # "smooth high tom": worse moved on the first only
+            return {(0.275, False): 0.85, (0.275, True): 1.0, (0.2, False): 1.0, (0.2, True): 0.8}[punch, second]
         return 0.5 if brightness > 0.5 and weight < 0.5 and (brightness - 0.5) + (0.5 - weight) > 0.4 else 1.0
 
     monkeypatch.setattr(descriptors, "_judged", judge)
@@ -731,12 +738,13 @@ def test_class_word_pairs_are_measured_with_each_other_knob_end(monkeypatch) -> 
     tried = [k for p, k, s in model.calls if p == "bright high tom"]
     assert {"brightness": 0.675, "decay": 0.35, "weight": 0.3} in tried  # every knob of both words moved
     assert result["pair_reach"] == {"tom": {"high+brightness:high": 0.5, "high+punch:high": 1.0}}
-    assert result["class_words"] is True and "tried" not in pairs["high+punch:low"]
-    # by class: one name in two classes, whose class words set other knobs, gets 1 only where its corner has a reach
-    judged = {c: {"pairs": {"hard+punch:high": {"prompt": f"punchy hard {c}", "knobs": {"punch": 0.85, k: 0.2}}}}
-              for c, k in (("tom", "weight"), ("snare", "decay"))}
-    assert descriptors.held_where_corners_move(judged, {"tom": {"weight:low+punch:high": 0.75}, "snare": {}}) == \
-        {"tom": {"hard+punch:high": 1.0}}
+    punchy, smooth = pairs["high+punch:high"], pairs["high+punch:low"]
+    assert punchy["with_corners"] == {"knobs": {"punch": 0.762, "decay": 0.2, "weight": 0.2}, "judged": 0.5,
+                                      "judged_2n": 0.5} and punchy["judged_2n"] == 1.0
+    assert smooth["with_corners"] == {"knobs": {"punch": 0.275, "decay": 0.275, "weight": 0.1}, "judged": 0.85,
+                                      "judged_2n": 0.925} and smooth["judged_2n"] == 0.9
+    assert "reach" not in smooth and "with_corners" not in pairs["dark+weight:high"]  # no corner moves it
+    assert result["class_words"] is True and "tried" not in smooth
 
 
 def test_pair_reach_is_written_and_read_by_generation(knob_model, tmp_path, capsys) -> None:

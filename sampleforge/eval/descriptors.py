@@ -47,7 +47,16 @@ import numpy as np
 from tqdm import tqdm
 
 from sampleforge.taxonomy import CATEGORY_PROMPTS
-from sampleforge.timbre import FEATURES, KNOBS, WORD_KNOBS, corner, measure, toward_middle, word_end
+from sampleforge.timbre import (
+    FEATURES,
+    KNOBS,
+    WORD_KNOBS,
+    corner,
+    is_word_end,
+    measure,
+    toward_middle,
+    word_end,
+)
 
 LOG_FEATURES = frozenset({"decay", "brightness"})
 MIN_D = 0.8
@@ -458,27 +467,42 @@ def _class_word_pair_reach(generator: Any, clf: Any, classes: Sequence[str] | No
     reach = result.pop("reach")
     for row in result["judged"].values():
         row["pairs"] = row.pop("prompts")
-    for category, held in held_where_corners_move(result["judged"], generator.bundle.pair_reach).items():
+    for category, held in held_against_corners(generator, clf, result["judged"], **kw).items():
         reach.setdefault(category, {}).update(held)
-        for name in held:
-            result["judged"][category]["pairs"][name]["reach"] = 1.0
     return {"pair_reach": reach, "words": {k: list(v) for k, v in PAIR_WORDS.items()}, "class_words": True, **result}
 
 
-def held_where_corners_move(judged: Mapping[str, Any], pairs: Mapping[str, Mapping[str, float | None]]
-                            ) -> dict[str, dict[str, float]]:
-    """The class-word pairs of a ``pair_reach(class_words=True)`` measurement (its ``judged`` rows) that keep their
-    class where a corner of their knobs has an entry in the ``pairs`` table (so that generation would move or warn
-    of them), each with the reach 1: class -> name -> 1.0."""
+def held_against_corners(generator: Any, clf: Any, judged: Mapping[str, Any], n: int, steps: int, sampler: str,
+                         cfg_scale: float | None, seed: int, **_: Any) -> dict[str, dict[str, float]]:
+    """The class-word pairs of a ``pair_reach(class_words=True)`` measurement (its ``judged`` rows, updated here)
+    that keep their class with their knobs where the words put them, and that the model's corners of their knobs
+    (``bundle.pair_reach`` without the class-word pairs) would move surely lower: judged with the corners' move on
+    the same seeds, surely under the words' own knobs (``surely_below``) on ``n`` clips and again on ``2n``. Each gets
+    the reach 1, so that the corners do not move it: class -> name -> 1.0. A pair the corners move without such
+    evidence keeps their move (a pair that merely holds on one block is not shown to hold better)."""
+    corners = {c: {k: v for k, v in e.items() if not is_word_end(k)} for c, e in generator.bundle.pair_reach.items()}
+    kw = dict(n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale)
+
+    def share(prompt: str, category: str, knobs: Mapping[str, float], block: int) -> float:
+        run = generator.generate_full(prompt, **knobs, **kw, seed=seed + block * REACH_SEEDS)
+        return _judged(clf, run.audio.numpy(), category)
+
     out: dict[str, dict[str, float]] = {}
     for category, row in judged.items():
-        stored = pairs.get(category, {})
         for name, pair in row["pairs"].items():
-            knob = name.split("+")[1].split(":")[0]  # the other word's knob; the rest are the class word's
-            knobs = pair["knobs"]
-            corners = {corner({k: v, knob: knobs[knob]}) for k, v in knobs.items() if k != knob}
-            if "tried" not in pair and corners & set(stored):
-                out.setdefault(category, {})[name] = 1.0
+            prompt = pair["prompt"]
+            knobs, moved = (generator.knob_values(prompt, pair_reach=table) for table in (False, corners))
+            if "tried" in pair or moved == knobs:
+                continue
+            first = share(prompt, category, moved, 0)
+            pair["with_corners"] = {"knobs": {k: round(v, 3) for k, v in moved.items()}, "judged": round(first, 4)}
+            if not surely_below(first, pair["judged"], n):
+                continue
+            own = pair.setdefault("judged_2n", round((pair["judged"] + share(prompt, category, knobs, 1)) / 2, 4))
+            both = (first + share(prompt, category, moved, 1)) / 2
+            pair["with_corners"]["judged_2n"] = round(both, 4)
+            if surely_below(both, own, 2 * n):
+                out.setdefault(category, {})[name] = pair["reach"] = 1.0
     return out
 
 

@@ -235,16 +235,25 @@ def knobs_from_words(words: Sequence[str], explicit: Mapping[str, float | None] 
     values held within the limits: ``eval.descriptors.word_reach``). Two knobs set by two different words are then
     moved toward the middle to their reach in ``pairs`` (how far two words' knobs can go together, measured on the
     values so far: ``eval.descriptors.pair_reach``): that of one word with the other's knob end where the model
-    measured it (``word_end``), else that of their corner; a knob in several such pairs takes the shortest. With
-    ``three_words``, three knobs set by three words are then moved further, to their corner's reach in ``pairs``
-    (measured on the values the pairs leave). An explicit value is the user's and is kept. Unset knobs are absent."""
+    measured it (``word_end``; the word may set no knob, a keyword only), else that of their corner; a knob in
+    several such pairs takes the shortest. With ``three_words``, three knobs set by three words are then moved
+    further, to their corner's reach in ``pairs`` (measured on the values the pairs leave). An explicit value is the
+    user's and is kept. Unset knobs are absent."""
     out, by = _word_values(words, explicit, category, class_words, limits, reach)
     entries = (pairs or {}).get(category or "", {})
     moved: dict[str, float] = {}
-    for (a, b), where in _word_corners(out, by):
-        f = _pair_reach(entries, where, [word_end(by[a], b, out[b]), word_end(by[b], a, out[a])])
+
+    def move(knobs: Sequence[str], f: float | None) -> None:
         if f is not None:
-            moved[a], moved[b] = min(moved.get(a, 1.0), f), min(moved.get(b, 1.0), f)
+            moved.update({k: min(moved.get(k, 1.0), f) for k in knobs})
+
+    measured = _word_ends(words, out, by, entries)
+    for items in measured.values():
+        for together, f in items:
+            move(together, f)
+    for (a, b), where in _word_corners(out, by):
+        if frozenset((by[a], by[b])) not in measured:
+            move((a, b), entries.get(where))
     further: dict[str, float] = {}
     for knobs, where in _word_corners(out, by, 3) if three_words else ():
         f3 = entries.get(where)
@@ -263,9 +272,12 @@ def pairs_leaving(words: Sequence[str], category: str | None = None, class_words
     out, by = _word_values(words, None, category, class_words, limits, reach)
     first = {w: i for i, w in reversed(list(enumerate(words)))}
     found: list[tuple[str, ...]] = []
+    measured = _word_ends(words, out, by, entries)
+    for two, items in measured.items():
+        if all(f is None for _, f in items):
+            found.append(tuple(sorted(two, key=first.__getitem__)))
     for (a, b), where in _word_corners(out, by):
-        ends = [word_end(by[a], b, out[b]), word_end(by[b], a, out[a])]
-        if _pair_reach(entries, where, ends, missing=1.0) is None:
+        if frozenset((by[a], by[b])) not in measured and where in entries and entries[where] is None:
             found.append(tuple(sorted((by[a], by[b]), key=first.__getitem__)))
     for knobs, where in _word_corners(out, by, 3):
         if where in entries and entries[where] is None:
@@ -273,15 +285,19 @@ def pairs_leaving(words: Sequence[str], category: str | None = None, class_words
     return list(dict.fromkeys(found))
 
 
-def _pair_reach(entries: Mapping[str, float | None], where: str, ends: Sequence[str],
-                missing: float | None = None) -> float | None:
-    """The reach of two words' knobs in a class's ``pair_reach`` ``entries``: the shortest of those measured for one
-    word with the other's knob end (``ends``; None when all of those are None), else their corner's (``missing``
-    when the corner has none)."""
-    measured = [entries[e] for e in ends if e in entries]
-    if measured:
-        return min((f for f in measured if f is not None), default=None)
-    return entries.get(where, missing)
+def _word_ends(words: Sequence[str], values: Mapping[str, float], by: Mapping[str, str],
+               entries: Mapping[str, float | None]) -> dict[frozenset[str], list[tuple[list[str], float | None]]]:
+    """The two words of a prompt that a class's ``pair_reach`` ``entries`` measured together (``word_end``: a word,
+    with or without knobs of its own, and another word's knob end) -> for each such entry, the knobs it moves (the
+    other word's knob and the word's own) and its reach; these come before the corners of the two words' knobs."""
+    found: dict[frozenset[str], list[tuple[list[str], float | None]]] = {}
+    for w in dict.fromkeys(words):
+        own = [j for j in KNOBS if by.get(j) == w]
+        for k in (k for k in KNOBS if k in by and by[k] != w and values[k] != 0.5):
+            name = word_end(w, k, values[k])
+            if name in entries:
+                found.setdefault(frozenset((w, by[k])), []).append(([k, *own], entries[name]))
+    return found
 
 
 def _word_values(words: Sequence[str], explicit: Mapping[str, float | None] | None, category: str | None,

@@ -495,7 +495,7 @@ class _ScriptedModel:
 
         self.bundle = SimpleNamespace(config=SimpleNamespace(text=SimpleNamespace(knobs=list(KNOBS))),
                                       class_words=class_words, knob_limits={}, word_reach=word_reach or {},
-                                      pair_reach={})
+                                      pair_reach={}, vocab=SimpleNamespace(classes={}))
         self.calls: list[tuple[str, dict, int]] = []
 
     def generate_full(self, prompt: str, n: int, seed: int, **kw):
@@ -654,6 +654,12 @@ def test_a_class_word_with_a_knob_end_comes_before_the_corner() -> None:
     assert smooth == {"punch": 0.2, "decay": 0.2, "weight": 0.1}
     assert pairs_leaving(["high", "smooth", "tom"], "tom", own, pairs=pairs) == [("high", "smooth")]
     assert pairs_leaving(["punchy", "high", "tom"], "tom", own, pairs=pairs) == []
+    # a keyword that sets no knob, with another word's knob end: that knob alone moves, or the two are said to leave
+    pairs["tom"].update({"soft+decay:high": 0.5, "soft+decay:low": None})
+    assert knobs_from_words(["long", "soft", "tom"], category="tom", pairs=pairs) == {"decay": 0.675}
+    assert knobs_from_words(["short", "soft", "tom"], category="tom", pairs=pairs) == {"decay": 0.15}
+    assert pairs_leaving(["soft", "short", "tom"], "tom", pairs=pairs) == [("soft", "short")]
+    assert pairs_leaving(["long", "soft", "tom"], "tom", pairs=pairs) == []
     # three words: "high" and "bright" by their measured pair; "short" with either by a corner (decay's 0.5 the
     # shorter of its two); "short" sets the decay before "high" does
     three = knobs_from_words(["short", "bright", "high", "tom"], category="tom", class_words=own, pairs=pairs)
@@ -746,6 +752,16 @@ def test_class_word_pairs_are_measured_with_each_other_knob_end(monkeypatch) -> 
     assert "reach" not in smooth and "with_corners" not in pairs["dark+weight:high"]  # no corner moves it
     assert result["class_words"] is True and "tried" not in smooth
 
+    # a keyword of the class that sets no knob ("soft": 20 tom clips), not a knob word nor the class's own; --words
+    model.bundle.vocab.classes = {"soft": {"tom": 20}, "rare": {"tom": 19}, "bright": {"tom": 40}, "tom": {"tom": 99}}
+    assert descriptors.class_keywords(model, "tom") == {"soft": {}}
+    only = descriptors.pair_reach(model, "judge", n=48, classes=["tom"], class_words=True, words=["soft"])
+    soft = only["judged"]["tom"]["pairs"]
+    assert soft["soft+weight:low"]["prompt"] == "thin soft tom" and soft["soft+weight:low"]["knobs"] == {"weight": 0.15}
+    assert len(soft) == 6 and all(name.startswith("soft+") for name in soft)  # not "long" (leaves), "dark" (own)
+    with pytest.raises(ValueError, match="class-word"):
+        descriptors.pair_reach(model, "judge", n=48, classes=["tom"], words=["soft"])
+
 
 def test_pair_reach_is_written_and_read_by_generation(knob_model, tmp_path, capsys) -> None:
     import json
@@ -802,6 +818,8 @@ def test_pair_reach_is_written_and_read_by_generation(knob_model, tmp_path, caps
     assert "wrote pair_reach into" in capsys.readouterr().out
     assert main(["eval", "pair-reach", "--class-words", "--three-words", "--model", str(model)]) == 2
     assert "--class-words and --three-words" in capsys.readouterr().err
+    assert main(["eval", "pair-reach", "--words", "808", "--model", str(model)]) == 2
+    assert "give it with --class-words" in capsys.readouterr().err
 
 
 def test_every_file_records_the_knobs_its_clip_was_conditioned_on(knob_model, tmp_path, capsys) -> None:

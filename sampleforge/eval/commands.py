@@ -118,6 +118,8 @@ def _register_eval(sub: Any) -> None:
                     help="measure instead each word the model measured for a class ('808' kick, 'high' tom), which "
                          "also reaches it as a keyword, with the word of each other knob end ('bright high tom'); "
                          "generation reads these before the corners. Run it after pair-reach --write")
+    pr.add_argument("--words", nargs="+", default=None, metavar="WORD",
+                    help="with --class-words: only these words of each class (--write keeps the others' entries)")
     pr.add_argument("--three-words", action="store_true",
                     help="measure instead the corners of three knobs, set by three words ('long bright punchy "
                          "kick'), from where the pair reaches put them. Run it after pair-reach --write")
@@ -284,8 +286,10 @@ def _run_pair_reach(args: argparse.Namespace) -> int:
 
     if args.class_words and args.three_words:
         raise UserInputError("--class-words and --three-words are two measurements: give one")
-
-    measure = functools.partial(pair_reach, class_words=args.class_words, three_words=args.three_words)
+    if args.words and not args.class_words:
+        raise UserInputError("--words chooses among a class's own words: give it with --class-words")
+    measure = functools.partial(pair_reach, class_words=args.class_words, three_words=args.three_words,
+                                words=args.words)
 
     kind = "-class-words" if args.class_words else "-three-words" if args.three_words else ""
     return _run_reach(args, measure, "pair_reach", f"pair-reach{kind}", "pairs")

@@ -385,8 +385,8 @@ already) and judged against the class prompt
 
 def pair_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: str = "dpmpp_2m",
                cfg_scale: float | None = None, seed: int = 0, classes: Sequence[str] | None = None,
-               reaches: Sequence[float] = REACH_STEPS, class_words: bool = False, three_words: bool = False
-               ) -> dict[str, Any]:
+               reaches: Sequence[float] = REACH_STEPS, class_words: bool = False, three_words: bool = False,
+               words: Sequence[str] | None = None) -> dict[str, Any]:
     """Do two words that set two different knobs keep the class together? Each word alone may keep it ("short
     tom", "thin tom") while both move the sound where the class is not ("short thin tom").
 
@@ -401,8 +401,9 @@ def pair_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
     timbre.json holds), ``judged`` (per class: the class prompt's share and each pair's) and the settings.
 
     With ``class_words``, the pairs are instead each word the model measured for a class (``class_words``: "808"
-    for a kick, "high" for a tom), which also reaches the model as a keyword, with each ``PAIR_WORDS`` word of a
-    knob it does not set ("bright high tom"); a pair's name is the word and the other's knob end (``word_end``:
+    for a kick, "high" for a tom), which also reaches the model as a keyword, and each keyword of the class that sets
+    no knob (``class_keywords``: "soft" for a snare), with each ``PAIR_WORDS`` word of a knob it does not set
+    ("bright high tom", "long soft snare"); a pair's name is the word and the other's knob end (``word_end``:
     "high+brightness:high"), which generation reads before the corner. A pair that keeps the class with its knobs
     where the words put them gets the reach 1 where its class has a reach for one of its corners, so that the
     corner's does not move it.
@@ -412,7 +413,9 @@ def pair_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
     reach moves the three further."""
     if class_words:
         return _class_word_pair_reach(generator, clf, n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale,
-                                      seed=seed, classes=classes, reaches=reaches)
+                                      seed=seed, classes=classes, reaches=reaches, words=words)
+    if words is not None:
+        raise ValueError("words: only the class-word measurement takes a choice of words")
     from sampleforge.text.keywords import classes_named, keywords
 
     names = [k for k in KNOBS if k in generator.bundle.config.text.knobs]
@@ -440,8 +443,9 @@ def pair_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
     return {"pair_reach": result.pop("reach"), "words": {k: list(v) for k, v in PAIR_WORDS.items()}, **result}
 
 
-def _class_word_pair_reach(generator: Any, clf: Any, classes: Sequence[str] | None, **kw: Any) -> dict[str, Any]:
-    """``pair_reach(class_words=True)``."""
+def _class_word_pair_reach(generator: Any, clf: Any, classes: Sequence[str] | None, words: Sequence[str] | None,
+                           **kw: Any) -> dict[str, Any]:
+    """``pair_reach(class_words=True)``; ``words``: only those of each class."""
     from sampleforge.text.keywords import classes_named, keywords
 
     names = [k for k in KNOBS if k in generator.bundle.config.text.knobs]
@@ -451,8 +455,8 @@ def _class_word_pair_reach(generator: Any, clf: Any, classes: Sequence[str] | No
     for category in classes or CATEGORY_PROMPTS:
         leaving = {w for w, f in generator.bundle.word_reach.get(category, {}).items() if f is None}
         measured = generator.bundle.class_words.get(category, {})
-        for word, own in sorted(measured.items()):
-            if word in leaving:
+        for word, own in sorted({**class_keywords(generator, category), **measured}.items()):
+            if word in leaving or (words is not None and word not in words):
                 continue
             for knob in (k for k in names if k not in own):
                 for general in PAIR_WORDS[knob]:
@@ -460,7 +464,7 @@ def _class_word_pair_reach(generator: Any, clf: Any, classes: Sequence[str] | No
                     knobs = generator.knob_values(prompt, pair_reach=False)
                     mine = [k for k in own if k in knobs and knobs[k] != 0.5]
                     if general in leaving or general in measured or classes_named(keywords(prompt)) != [category] \
-                            or not mine or knobs.get(knob, 0.5) == 0.5:
+                            or (own and not mine) or knobs.get(knob, 0.5) == 0.5:
                         continue  # a general word the class measured for itself sets other knobs
                     tasks.append((category, word_end(word, knob, knobs[knob]), prompt, knobs, list(knobs)))
     result = _reaches(generator, clf, tasks, "class-word pair reach", classes=classes, **kw)
@@ -470,6 +474,18 @@ def _class_word_pair_reach(generator: Any, clf: Any, classes: Sequence[str] | No
     for category, held in held_against_corners(generator, clf, result["judged"], **kw).items():
         reach.setdefault(category, {}).update(held)
     return {"pair_reach": reach, "words": {k: list(v) for k, v in PAIR_WORDS.items()}, "class_words": True, **result}
+
+
+def class_keywords(generator: Any, category: str) -> dict[str, dict[str, float]]:
+    """The words that reach the model as keywords of ``category`` and set no knob: carried by at least
+    ``KEYWORD_MIN_CLIPS`` of its training clips, neither a knob word nor one the model measured for the class, nor a
+    word of the class prompt ("soft" for a snare) -> {} (no knobs), for the class-word measurement."""
+    from sampleforge.timbre import KEYWORD_MIN_CLIPS
+
+    b = generator.bundle
+    skip = set(WORD_KNOBS) | set(b.class_words.get(category, {})) | set(CATEGORY_PROMPTS[category].split())
+    return {w: {} for w, counts in sorted(b.vocab.classes.items())
+            if counts.get(category, 0) >= KEYWORD_MIN_CLIPS and w not in skip}
 
 
 def held_against_corners(generator: Any, clf: Any, judged: Mapping[str, Any], n: int, steps: int, sampler: str,

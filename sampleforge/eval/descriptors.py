@@ -488,6 +488,14 @@ def class_keywords(generator: Any, category: str) -> dict[str, dict[str, float]]
             if counts.get(category, 0) >= KEYWORD_MIN_CLIPS and w not in skip}
 
 
+def _block_share(generator: Any, clf: Any, prompt: str, category: str, knobs: Mapping[str, float], seed: int,
+                 settings: Mapping[str, Any]) -> tuple[float, float]:
+    """One block of a reach measurement: ``prompt`` with ``knobs`` from ``seed`` -> (the share of its clips judged
+    ``category``, the guidance scale it was sampled with)."""
+    run = generator.generate_full(prompt, **knobs, **settings, seed=seed)
+    return _judged(clf, run.audio.numpy(), category), _scale(run)
+
+
 def held_against_corners(generator: Any, clf: Any, judged: Mapping[str, Any], n: int, steps: int, sampler: str,
                          cfg_scale: float | None, seed: int, **_: Any) -> dict[str, dict[str, float]]:
     """The class-word pairs of a ``pair_reach(class_words=True)`` measurement (its ``judged`` rows, updated here)
@@ -500,8 +508,7 @@ def held_against_corners(generator: Any, clf: Any, judged: Mapping[str, Any], n:
     kw = dict(n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale)
 
     def share(prompt: str, category: str, knobs: Mapping[str, float], block: int) -> float:
-        run = generator.generate_full(prompt, **knobs, **kw, seed=seed + block * REACH_SEEDS)
-        return _judged(clf, run.audio.numpy(), category)
+        return _block_share(generator, clf, prompt, category, knobs, seed + block * REACH_SEEDS, kw)[0]
 
     out: dict[str, dict[str, float]] = {}
     for category, row in judged.items():
@@ -540,9 +547,9 @@ def _reaches(generator: Any, clf: Any, tasks: Sequence[tuple[str, str, str, dict
     scales: set[float] = set()
 
     def share(prompt: str, category: str, knobs: Mapping[str, float], block: int) -> float:
-        run = generator.generate_full(prompt, **knobs, **kw, seed=seed + block * REACH_SEEDS)
-        scales.add(_scale(run))
-        return _judged(clf, run.audio.numpy(), category)
+        judged, scale = _block_share(generator, clf, prompt, category, knobs, seed + block * REACH_SEEDS, kw)
+        scales.add(scale)
+        return judged
 
     def pooled(prompt: str, category: str, knobs: Mapping[str, float], first: float) -> float:
         return (first + share(prompt, category, knobs, 1)) / 2

@@ -251,11 +251,12 @@ def _timbre_measure(args: argparse.Namespace, measure: Any, key: str, name: str,
     if args.write:
         timbre = json.loads(timbre_file.read_text())
         table = dict(timbre.get(key, {}))
-        for category, found in result[key].items() if rows is None else ():
-            table[category] = found
-        for category, row in result["judged"].items() if rows is not None else ():
-            kept = {k: v for k, v in table.get(category, {}).items() if k not in row[rows]}
-            table[category] = {**kept, **result[key].get(category, {})}
+        if rows is None:
+            table.update(result[key])
+        else:
+            for category, row in result["judged"].items():
+                kept = {k: v for k, v in table.get(category, {}).items() if k not in row[rows]}
+                table[category] = {**kept, **result[key].get(category, {})}
         timbre[key] = {c: entries for c, entries in table.items() if entries}
         tmp = timbre_file.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(timbre, indent=1) + "\n")

@@ -405,8 +405,8 @@ def pair_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
     no knob (``class_keywords``: "soft" for a snare), with each ``PAIR_WORDS`` word of a knob it does not set
     ("bright high tom", "long soft snare"); a pair's name is the word and the other's knob end (``word_end``:
     "high+brightness:high"), which generation reads before the corner. A pair that keeps the class with its knobs
-    where the words put them gets the reach 1 where its class has a reach for one of its corners, so that the
-    corner's does not move it.
+    where the words put them gets the reach 1, so that the corners do not move it, where their move is surely
+    worse (``held_against_corners``).
 
     With ``three_words``, the prompts are instead those of three ``PAIR_WORDS`` for each three knobs and each
     corner of them ("long bright punchy kick"), with the knobs where the pair reaches put them; a failing corner's
@@ -427,11 +427,11 @@ def pair_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
         leaving = {w for w, f in generator.bundle.word_reach.get(category, {}).items() if f is None}
         own = generator.bundle.class_words.get(category, {})  # a word measured for the class sets other knobs
         for together in itertools.combinations(names, size):
-            for words in itertools.product(*(PAIR_WORDS[k] for k in together)):
-                prompt = " ".join([*words, CATEGORY_PROMPTS[category]])
+            for chosen in itertools.product(*(PAIR_WORDS[k] for k in together)):
+                prompt = " ".join([*chosen, CATEGORY_PROMPTS[category]])
                 # from where a user's prompt has them, but for what is measured here
                 knobs = generator.knob_values(prompt, pair_reach=three_words, three_words=False)
-                if set(words) & (leaving | set(own)) or classes_named(keywords(prompt)) != [category]:
+                if set(chosen) & (leaving | set(own)) or classes_named(keywords(prompt)) != [category]:
                     continue
                 where = corner({k: knobs[k] for k in together}) if set(together) <= set(knobs) else None
                 if where is not None:
@@ -463,9 +463,11 @@ def _class_word_pair_reach(generator: Any, clf: Any, classes: Sequence[str] | No
                     prompt = f"{general} {word} {CATEGORY_PROMPTS[category]}"
                     knobs = generator.knob_values(prompt, pair_reach=False)
                     mine = [k for k in own if k in knobs and knobs[k] != 0.5]
+                    # left out: a general word that leaves the class, or that the class measured for itself (it
+                    # sets other knobs); a prompt naming two classes; knobs the limits and reaches put at the middle
                     if general in leaving or general in measured or classes_named(keywords(prompt)) != [category] \
                             or (own and not mine) or knobs.get(knob, 0.5) == 0.5:
-                        continue  # a general word the class measured for itself sets other knobs
+                        continue
                     tasks.append((category, word_end(word, knob, knobs[knob]), prompt, knobs, list(knobs)))
     result = _reaches(generator, clf, tasks, "class-word pair reach", classes=classes, **kw)
     reach = result.pop("reach")
@@ -521,10 +523,10 @@ def held_against_corners(generator: Any, clf: Any, judged: Mapping[str, Any], n:
             pair["with_corners"] = {"knobs": {k: round(v, 3) for k, v in moved.items()}, "judged": round(first, 4)}
             if not surely_below(first, pair["judged"], n):
                 continue
-            own = pair.setdefault("judged_2n", round((pair["judged"] + share(prompt, category, knobs, 1)) / 2, 4))
+            words_2n = pair.setdefault("judged_2n", round((pair["judged"] + share(prompt, category, knobs, 1)) / 2, 4))
             both = (first + share(prompt, category, moved, 1)) / 2
             pair["with_corners"]["judged_2n"] = round(both, 4)
-            if surely_below(both, own, 2 * n):
+            if surely_below(both, words_2n, 2 * n):
                 out.setdefault(category, {})[name] = pair["reach"] = 1.0
     return out
 

@@ -278,9 +278,9 @@ def _print_knob_words(table: dict[str, Any]) -> None:
             print(f"  {category:<11} " + "  ".join(f"{w} {'leaves the class' if f is None else f'{f:g}'}"
                                                   for w, f in words.items()))
     if table["pair_reach"]:
-        print("two words that set two knobs toward these ends (or a class's own word and a knob's end) go only part of "
-              "the way from the middle together, or the class would not hold (sampleforge eval pair-reach; 1: as far "
-              "as the words say):")
+        print("two words that set two knobs toward these ends (or a class's own word and another's knob end) go only "
+              "part of the way from the middle together, and three words that set three go further, or the class "
+              "would not hold (sampleforge eval pair-reach; 1: as far as the words say):")
         for category, corners in table["pair_reach"].items():
             print(f"  {category:<11} " + "  ".join(
                 f"({c.replace(':', ' ').replace('+', ', ')}) {'leaves the class' if f is None else f'{f:g}'}"

@@ -214,12 +214,17 @@ def corner(values: Mapping[str, float]) -> str | None:
     -> "decay:low+weight:high" (knobs in ``KNOBS`` order); None when a value is at the middle."""
     if any(v == 0.5 for v in values.values()):
         return None
-    return "+".join(f"{k}:{'low' if values[k] < 0.5 else 'high'}" for k in KNOBS if k in values)
+    return "+".join(_end(k, values[k]) for k in KNOBS if k in values)
 
 
 def word_end(word: str, knob: str, value: float) -> str:
     """The ``pair_reach`` name of ``word`` with another word's ``knob`` at ``value``: "high+brightness:high"."""
-    return f"{word}+{knob}:{'low' if value < 0.5 else 'high'}"
+    return f"{word}+{_end(knob, value)}"
+
+
+def _end(knob: str, value: float) -> str:
+    """The end of ``knob`` that ``value`` leans to: "brightness:high" (the middle, 0.5, counts as high)."""
+    return f"{knob}:{'low' if value < 0.5 else 'high'}"
 
 
 def knobs_from_words(words: Sequence[str], explicit: Mapping[str, float | None] | None = None,

@@ -411,16 +411,16 @@ def pair_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
     With ``three_words``, the prompts are instead those of three ``PAIR_WORDS`` for each three knobs and each
     corner of them ("long bright punchy kick"), with the knobs where the pair reaches put them; a failing corner's
     reach moves the three further."""
-    if class_words:
-        return _class_word_pair_reach(generator, clf, n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale,
-                                      seed=seed, classes=classes, reaches=reaches, words=words)
-    if words is not None:
-        raise ValueError("words: only the class-word measurement takes a choice of words")
     from sampleforge.text.keywords import classes_named, keywords
 
     names = [k for k in KNOBS if k in generator.bundle.config.text.knobs]
     if not names:
         raise ValueError("this model has no timbre knobs")
+    if class_words:
+        return _class_word_pair_reach(generator, clf, names, n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale,
+                                      seed=seed, classes=classes, reaches=reaches, words=words)
+    if words is not None:
+        raise ValueError("words: only the class-word measurement takes a choice of words")
     size = 3 if three_words else 2
     tasks: list[tuple[str, str, str, dict[str, float], list[str]]] = []
     for category in classes or CATEGORY_PROMPTS:
@@ -443,14 +443,11 @@ def pair_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
     return {"pair_reach": result.pop("reach"), "words": {k: list(v) for k, v in PAIR_WORDS.items()}, **result}
 
 
-def _class_word_pair_reach(generator: Any, clf: Any, classes: Sequence[str] | None, words: Sequence[str] | None,
-                           **kw: Any) -> dict[str, Any]:
-    """``pair_reach(class_words=True)``; ``words``: only those of each class."""
+def _class_word_pair_reach(generator: Any, clf: Any, names: Sequence[str], classes: Sequence[str] | None,
+                           words: Sequence[str] | None, **kw: Any) -> dict[str, Any]:
+    """``pair_reach(class_words=True)`` on the model's knobs ``names``; ``words``: only those of each class."""
     from sampleforge.text.keywords import classes_named, keywords
 
-    names = [k for k in KNOBS if k in generator.bundle.config.text.knobs]
-    if not names:
-        raise ValueError("this model has no timbre knobs")
     tasks: list[tuple[str, str, str, dict[str, float], list[str]]] = []
     for category in classes or CATEGORY_PROMPTS:
         leaving = {w for w, f in generator.bundle.word_reach.get(category, {}).items() if f is None}

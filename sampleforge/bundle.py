@@ -94,6 +94,12 @@ class Bundle:
         words leave the class even at the middle, and generation warns of them)."""
         return dict(self.timbre.get("pair_reach", {}))
 
+    @property
+    def keyword_reach(self) -> dict[str, dict[str, float | None]]:
+        """class -> keyword -> how much of the keyword's conditioning the class keeps (measured by ``sampleforge eval
+        keyword-reach``; absent: all of it; ``timbre.keyword_weight``): "808" at full strength makes a snare a kick."""
+        return dict(self.timbre.get("keyword_reach", {}))
+
     def modules(self) -> dict[str, nn.Module]:
         mods: dict[str, nn.Module] = {"vae": self.vae, "unet": self.unet, "text": self.text}
         if self.vocoder is not None:

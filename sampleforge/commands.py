@@ -285,6 +285,12 @@ def _print_knob_words(table: dict[str, Any]) -> None:
             print(f"  {category:<11} " + "  ".join(
                 f"({c.replace(':', ' ').replace('+', ', ')}) {'leaves the class' if f is None else f'{f:g}'}"
                 for c, f in corners.items()))
+    if table["keyword_reach"]:
+        print("keywords given only part of their strength for a class, or the class would not hold (sampleforge eval "
+              "keyword-reach):")
+        for category, weights in table["keyword_reach"].items():
+            print(f"  {category:<11} " + "  ".join(f"{w} {'leaves the class' if f is None else f'{f:g}'}"
+                                                  for w, f in weights.items()))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

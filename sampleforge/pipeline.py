@@ -11,9 +11,10 @@ start noise and linear interpolation of the condition and the clip latents.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,7 +34,7 @@ from sampleforge.diffusion.sampling import generate_latents
 from sampleforge.errors import ParamError, UserInputError
 from sampleforge.params import DEFAULTS, MAX_SEED, PRECISIONS, SPECS, GenerationParams
 from sampleforge.text.keywords import classes_named, keywords
-from sampleforge.timbre import KEYWORD_MIN_CLIPS, WORD_KNOBS, knobs_from_words, pairs_leaving
+from sampleforge.timbre import KEYWORD_MIN_CLIPS, WORD_KNOBS, keyword_weight, knobs_from_words, pairs_leaving
 
 Callback = Callable[[int, int], None]
 
@@ -178,7 +179,8 @@ class Generator(RunMixin):
     def check_prompt(self, prompt: str) -> list[str]:
         """Warnings for a prompt (unknown keywords are reported, never silently dropped; near misses get a
         "did you mean"; no known word, two classes, thinly supported descriptors, and a word that the model's
-        ``word_reach`` or ``pair_reach`` says take the class out of itself are said)."""
+        ``word_reach`` or ``pair_reach`` says take the class out of itself, and a keyword its ``keyword_reach``
+        holds back, are said)."""
         knobs = set(self.bundle.config.text.knobs)
         measured = {w for table in self.bundle.class_words.values() for w, v in table.items() if set(v) & knobs}
         knob_words = sorted({w for w, v in WORD_KNOBS.items() if set(v) & knobs} | measured)
@@ -193,6 +195,10 @@ class Generator(RunMixin):
         out += [f"{w!r} takes a {name} out of its class with this model (the drum judge says so, whatever its "
                 "knobs: sampleforge eval word-reach); expect other sounds"
                 for w in words if w in leaving and leaving[w] is None]
+        held = b.keyword_reach.get(category, {})
+        out += [f"{w!r} at full strength takes a {name} out of its class with this model (the drum judge says so: "
+                f"sampleforge eval keyword-reach); it is given at {held[w]:.0%}"
+                for w in self.model_words(prompt).split() if keyword_weight([w], category, b.keyword_reach)]
         pairs = pairs_leaving(words, category, b.class_words, b.knob_limits, b.word_reach, b.pair_reach)
         return out + [f"{', '.join(map(repr, together[:-1]))} and {together[-1]!r} together take a {name} out of its "
                       "class with this model (the drum judge says so, even with their knobs at the middle: "
@@ -245,19 +251,46 @@ class Generator(RunMixin):
     def condition(
         self, prompts: Sequence[str], knobs: Mapping[str, float | None] | None = None
     ) -> tuple[Tensor, Tensor]:
-        """prompts (+ timbre knobs for all of them) → (cond (B, D), uncond (B, D))."""
+        """prompts (+ timbre knobs for all of them) → (cond (B, D), uncond (B, D)). A keyword the model's
+        ``keyword_reach`` holds back for the prompt's class is given part of its conditioning
+        (``timbre.keyword_weight``)."""
         words = [self.model_words(p) for p in prompts]
-        ids, _ = self.bundle.vocab.encode_batch(words, self.bundle.config.text.max_tokens)
-        ids = ids.to(self.device)
         names = self.bundle.config.text.knobs
-        if not names:
-            return self.bundle.text(ids), self.bundle.text.null(len(prompts))
-        rows = []
-        for prompt in prompts:
-            values = self.knob_values(prompt, knobs)
-            rows.append([values.get(k, float("nan")) for k in names])
-        table = torch.tensor(rows, dtype=torch.float32, device=self.device)  # (B, K), NaN = unset
-        return self.bundle.text(ids, table), self.bundle.text.null(len(prompts))
+        table = None
+        if names:
+            rows = []
+            for prompt in prompts:
+                values = self.knob_values(prompt, knobs)
+                rows.append([values.get(k, float("nan")) for k in names])
+            table = torch.tensor(rows, dtype=torch.float32, device=self.device)  # (B, K), NaN = unset
+        cond = self._encode(words, table)
+        held = {i: h for i, (p, w) in enumerate(zip(prompts, words, strict=True))
+                if (h := keyword_weight(w.split(), self._one_class(keywords(p)), self.bundle.keyword_reach))}
+        if held:
+            rows_held = list(held)
+            without = self._encode([" ".join(held[i][0]) for i in rows_held],
+                                   None if table is None else table[rows_held])
+            weight = torch.tensor([held[i][1] for i in rows_held], dtype=cond.dtype, device=cond.device)
+            cond = cond.clone()
+            cond[rows_held] = without + weight.unsqueeze(1) * (cond[rows_held] - without)
+        return cond, self.bundle.text.null(len(prompts))
+
+    def _encode(self, words: Sequence[str], table: Tensor | None) -> Tensor:
+        """The keyword encoder on prompts' model words (and knob rows, for a model with knobs) → cond (B, D)."""
+        ids, _ = self.bundle.vocab.encode_batch(list(words), self.bundle.config.text.max_tokens)
+        ids = ids.to(self.device)
+        return self.bundle.text(ids) if table is None else self.bundle.text(ids, table)
+
+    @contextlib.contextmanager
+    def with_timbre(self, **entries: Any) -> Iterator[Generator]:
+        """Generation as if the model's timbre.json held ``entries`` (tables by key) for the block: a measurement
+        tries the tables it measures (``eval keyword-reach`` a keyword at several weights). Not for concurrent use."""
+        saved = self.bundle.timbre
+        self.bundle.timbre = {**saved, **entries}
+        try:
+            yield self
+        finally:
+            self.bundle.timbre = saved
 
     # -- stages ----------------------------------------------------------------------------------------
     def frames(self, duration: float) -> tuple[int, int]:

@@ -35,7 +35,8 @@ stays a cowbell), and how far two knobs set one way by two words may go together
 of the two knobs: a short thin tom stays a tom; or by one word and the other's knob end, where the model measured
 that word, a class word such as "high" for a tom, which also reaches the model as a keyword: a bright high tom
 stays a tom), and three knobs set by three words, by their corner, further (a long bright punchy kick stays a
-kick); a value the user sets is not limited.
+kick); a value the user sets is not limited. A keyword that sets no knob can take a class away by itself ("808"
+makes a snare a kick): ``keyword_reach`` says how much of its conditioning a class keeps (``keyword_weight``).
 """
 
 from __future__ import annotations
@@ -338,13 +339,32 @@ def _word_corners(values: Mapping[str, float], by: Mapping[str, str], size: int 
     return found
 
 
+def keyword_weight(words: Sequence[str], category: str | None,
+                   keyword_reach: Mapping[str, Mapping[str, float | None]] | None) -> tuple[list[str], float] | None:
+    """The keywords of a prompt (``words``, as the model gets them) that ``keyword_reach`` holds back for
+    ``category``, as (the words without them, how much of their conditioning to give back: the least of their
+    weights), or None when none is held back. The model is conditioned between the two prompts:
+    ``c(without) + weight * (c(words) - c(without))``. A None entry (the word leaves the class even without its
+    keyword) holds nothing back."""
+    weights = (keyword_reach or {}).get(category or "", {})
+
+    def held(w: str) -> bool:
+        f = weights.get(w)
+        return f is not None and f < 1.0
+
+    if not any(held(w) for w in words):
+        return None
+    return [w for w in words if not held(w)], min(float(weights[w] or 0.0) for w in words if held(w))
+
+
 def table_problem(table: Mapping[str, Any]) -> str | None:
-    """What is wrong with the measured tables of a timbre.json (``knob_limits``, ``word_reach``, ``pair_reach``),
-    naming the entry, or None: a hand-edited file is refused when its model loads, not deep in generation."""
+    """What is wrong with the measured tables of a timbre.json (``knob_limits``, ``word_reach``, ``pair_reach``,
+    ``keyword_reach``), naming the entry, or None: a hand-edited file is refused when its model loads, not deep in
+    generation."""
     def share(v: Any) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0
 
-    for key in ("knob_limits", "word_reach", "pair_reach"):
+    for key in ("knob_limits", "word_reach", "pair_reach", "keyword_reach"):
         classes = table.get(key, {})
         if not isinstance(classes, dict) or not all(isinstance(v, dict) for v in classes.values()):
             return f"'{key}' must map each class to an object"
@@ -360,6 +380,8 @@ def table_problem(table: Mapping[str, Any]) -> str | None:
                 if key == "pair_reach" and _corner_of(name) != name and not is_word_end(name):
                     return (f"{where}: neither a corner of two or three knobs in the order {', '.join(KNOBS)} "
                             "(e.g. 'decay:low+weight:high') nor a word and a knob end (e.g. 'high+brightness:high')")
+                if key == "keyword_reach" and (not name or set(name) & set("+: ")):
+                    return f"{where}: expected one keyword"
                 if v is not None and not share(v):
                     return f"{where}: expected a reach within 0-1 or null, got {v!r}"
     return None
@@ -385,8 +407,8 @@ def is_word_end(name: str) -> bool:
 def word_table(knobs: Sequence[str], timbre: Mapping[str, Any]) -> dict[str, Any]:
     """What the words of a model trained on ``knobs`` do to them, from its timbre.json (``timbre``), as `sampleforge
     vocab` and the service's /v1/vocab list it: ``words`` (``WORD_KNOBS``), ``class_words`` (what words mean for
-    each class, measured; these come first), ``knob_limits``, ``word_reach`` and ``pair_reach``; only the model's
-    knobs. Empty for a model without knobs."""
+    each class, measured; these come first), ``knob_limits``, ``word_reach``, ``pair_reach`` and ``keyword_reach``;
+    only the model's knobs. Empty for a model without knobs."""
     if not knobs:
         return {}
     keep = set(knobs)
@@ -399,7 +421,8 @@ def word_table(knobs: Sequence[str], timbre: Mapping[str, Any]) -> dict[str, Any
             "class_words": {c: {w: own(v) for w, v in words.items() if own(v)}
                             for c, words in timbre.get("words", {}).items()},
             "knob_limits": {c: own(bounds) for c, bounds in timbre.get("knob_limits", {}).items() if own(bounds)},
-            "word_reach": dict(timbre.get("word_reach", {})), "pair_reach": dict(timbre.get("pair_reach", {}))}
+            "word_reach": dict(timbre.get("word_reach", {})), "pair_reach": dict(timbre.get("pair_reach", {})),
+            "keyword_reach": dict(timbre.get("keyword_reach", {}))}
 
 
 def conditioned_knobs(gen: Any, prompt: str, knobs: Mapping[str, float]) -> dict[str, float]:

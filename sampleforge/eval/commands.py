@@ -124,6 +124,18 @@ def _register_eval(sub: Any) -> None:
                     help="measure instead the corners of three knobs, set by three words ('long bright punchy "
                          "kick'), from where the pair reaches put them. Run it after pair-reach --write")
     pr.set_defaults(func=_run_pair_reach)
+    kr = eval_sub.add_parser("keyword-reach", help="does each keyword keep its class by itself ('808 snare')? "
+                             "how much of it may the class take",
+                             description="For each class and each keyword of the model that sets none of its timbre "
+                             "knobs ('808 snare', '909 clap'), generate the prompt and judge the clips against the "
+                             "class prompt alone. A keyword that leaves the class (by the rule of word-reach) is tried "
+                             "with part of its conditioning (3/4, 1/2, 1/4, none), between the prompt without it and "
+                             "with it; the first that holds is the keyword's weight for the class. --write stores the "
+                             "weights in the model folder's timbre.json (keyword_reach), where generation reads them.")
+    _timbre_measure_flags(kr, "prompt and block of seeds", "keyword-reach", "weights", judge_help)
+    kr.add_argument("--words", nargs="+", default=None, metavar="WORD",
+                    help="only these keywords (--write keeps the others' entries)")
+    kr.set_defaults(func=_run_keyword_reach)
     v = eval_sub.add_parser("vocoder", help="the vocoder check alone: the model's vocoder vs Griffin-Lim on real clips",
                             description="Re-synthesise held-out real clips from their log-mel with the model's "
                             "vocoder and with Griffin-Lim; MR-STFT and log-mel distances to the originals, and the "
@@ -280,6 +292,13 @@ def _run_word_reach(args: argparse.Namespace) -> int:
     from sampleforge.eval.descriptors import word_reach
 
     return _run_reach(args, word_reach, "word_reach", "word-reach", "words")
+
+
+def _run_keyword_reach(args: argparse.Namespace) -> int:
+    from sampleforge.eval.descriptors import keyword_reach
+
+    return _run_reach(args, functools.partial(keyword_reach, words=args.words), "keyword_reach", "keyword-reach",
+                      "words")
 
 
 def _run_pair_reach(args: argparse.Namespace) -> int:

@@ -33,10 +33,16 @@ several knobs, or two words that set two ("short thin tom"), can take the class 
 its range. Each such prompt is generated as a user gets it and judged against the class prompt alone on the same
 seeds; one that surely leaves the class, on two blocks of seeds, is tried with its knobs moved back toward the
 middle, and the first step that holds is stored as its reach (``_reaches``).
+
+**Keyword reach** (``keyword_reach``). A keyword that sets no knob can take the class away by itself: on few
+clips of the class, it carries another class's sound ("808 snare" judged a kick, "909 clap" a cymbal). Such a
+keyword is tried with part of its conditioning (``timbre.keyword_weight``), by the same rule, and the first weight
+that holds is stored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import sys
 from collections.abc import Mapping, Sequence
@@ -443,6 +449,43 @@ def pair_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: s
     return {"pair_reach": result.pop("reach"), "words": {k: list(v) for k, v in PAIR_WORDS.items()}, **result}
 
 
+def keyword_reach(generator: Any, clf: Any, n: int = 48, steps: int = 8, sampler: str = "dpmpp_2m",
+                  cfg_scale: float | None = None, seed: int = 0, classes: Sequence[str] | None = None,
+                  reaches: Sequence[float] = REACH_STEPS, words: Sequence[str] | None = None) -> dict[str, Any]:
+    """Does each keyword keep the class by itself? A keyword that sets no knob of a class reaches the model as it
+    is, and where few clips of the class carry it, it carries another class's sound ("808 snare", "909 clap").
+
+    For each class and each keyword of the model's vocabulary (``words``: only these) that reaches the model in the
+    prompt "WORD CLASS" and sets none of its knobs, or sets them but leaves the class whatever they are (a None
+    ``word_reach``), the prompt is generated as a user would get it, with the keyword at full strength, and judged
+    against the class prompt alone by the rule of ``_reaches``. A failing keyword is tried with part of its
+    conditioning (``timbre.keyword_weight``: 3/4, 1/2, 1/4, none), and the first weight that holds is its reach
+    (None: not even without the keyword). Returns a JSON-able dict: ``keyword_reach`` (class -> word -> weight or
+    None, for the failing keywords, what a model's timbre.json holds), ``judged`` (per class: the class prompt's
+    share and each keyword's) and the settings."""
+    from sampleforge.text.keywords import classes_named, keywords
+
+    b = generator.bundle
+    tasks: list[tuple[str, str, str, dict[str, float], list[str]]] = []
+    for category in classes or CATEGORY_PROMPTS:
+        leaving = {w for w, f in b.word_reach.get(category, {}).items() if f is None}
+        for word in sorted(b.vocab.counts):
+            prompt = f"{word} {CATEGORY_PROMPTS[category]}"
+            if (words is not None and word not in words) or word in CATEGORY_PROMPTS[category].split() \
+                    or classes_named(keywords(prompt)) != [category] \
+                    or word not in generator.model_words(prompt).split():
+                continue
+            knobs = generator.knob_values(prompt)
+            if not knobs or word in leaving:
+                tasks.append((category, word, prompt, knobs, []))
+    with generator.with_timbre(keyword_reach={}):  # each keyword at full strength, but for the weight tried
+        result = _reaches(generator, clf, tasks, "keyword reach", n=n, steps=steps, sampler=sampler,
+                          cfg_scale=cfg_scale, seed=seed, classes=classes, reaches=reaches, weigh=True)
+    for row in result["judged"].values():
+        row["words"] = row.pop("prompts")
+    return {"keyword_reach": result.pop("reach"), **result}
+
+
 def _class_word_pair_reach(generator: Any, clf: Any, names: Sequence[str], classes: Sequence[str] | None,
                            words: Sequence[str] | None, **kw: Any) -> dict[str, Any]:
     """``pair_reach(class_words=True)`` on the model's knobs ``names``; ``words``: only those of each class."""
@@ -530,14 +573,15 @@ def held_against_corners(generator: Any, clf: Any, judged: Mapping[str, Any], n:
 
 def _reaches(generator: Any, clf: Any, tasks: Sequence[tuple[str, str, str, dict[str, float], list[str]]], desc: str,
              n: int, steps: int, sampler: str, cfg_scale: float | None, seed: int, classes: Sequence[str] | None,
-             reaches: Sequence[float]) -> dict[str, Any]:
+             reaches: Sequence[float], weigh: bool = False) -> dict[str, Any]:
     """Judge each task (class, name, prompt, its knob values, the knobs to move back) against the class prompt
     alone, on the same seeds. Where the judge knows the class (at least ``LIMIT_ADHERENCE`` of the class prompt's
     clips), a prompt fails when its share is below the bar of the knob limits and surely below the class prompt's
     (``surely_below``), on ``n`` clips and again on those and ``n`` more (seeds ``seed + REACH_SEEDS``...). A
     failing prompt is tried again with the knobs named moved toward the middle (0.5) to each of ``reaches`` of
-    their distance from it (``timbre.toward_middle``, as generation moves them); its reach is the first that holds
-    (None: none holds). Returns ``reach`` (class -> name -> reach, for the failing prompts), ``judged`` (per class:
+    their distance from it (``timbre.toward_middle``, as generation moves them), or, with ``weigh``, with the
+    keyword ``name`` given each of ``reaches`` of its conditioning (the model's ``keyword_reach``); its reach is
+    the first that holds (None: none holds). Returns ``reach`` (class -> name -> reach, for the failing prompts), ``judged`` (per class:
     ``class_prompt``, and ``prompts``: name -> its prompt, knobs, share, and for a failing one its share on 2n clips,
     ``tried`` and ``reach``) and the settings."""
     classes = list(classes or CATEGORY_PROMPTS)
@@ -576,7 +620,9 @@ def _reaches(generator: Any, clf: Any, tasks: Sequence[tuple[str, str, str, dict
                 found = None
                 for f in reaches:
                     moved = {k: toward_middle(v, f) if k in movable else v for k, v in knobs.items()}
-                    s = pooled(prompt, category, moved, share(prompt, category, moved, 0))
+                    with generator.with_timbre(keyword_reach={category: {name: f}}) if weigh \
+                            else contextlib.nullcontext():
+                        s = pooled(prompt, category, moved, share(prompt, category, moved, 0))
                     row["tried"][str(f)] = round(s, 4)
                     if not (s < need and surely_below(s, middle[1], 2 * n)):
                         found = f

@@ -43,11 +43,23 @@ MAIN_CLASSES: tuple[str, ...] = ("kick", "snare", "closed_hat", "open_hat", "tom
 CATEGORY_PROMPTS: dict[str, str] = {c: " ".join(w) for c, w in CATEGORY_WORDS.items()}
 
 
+# Instrument names that say a class without naming it ("tambourine" is a shaker); a kit's file and instrument names
+# are labelled by the same rule as a prompt (``category_from_tokens``)
+CYMBAL_WORDS = frozenset({"cymbal", "crash", "ride", "china", "splash", "paiste", "sabian", "zildjian", "meinl"})
+SHAKER_WORDS = frozenset({"shaker", "maraca", "cabasa", "tambourine"})
+PERC_WORDS = frozenset({
+    "perc", "conga", "bongo", "djembe", "cajon", "clave", "woodblock", "timbale", "cuica", "guiro",
+    "triangle", "snap", "glass", "sangban", "dununba", "kenkeni", "dundun", "tabla", "darbuka",
+})  # fmt: skip
+
+
 def category_from_tokens(tokens: Sequence[str]) -> str | None:
-    """The class a normalised token list asks for, or None. The most specific match wins.
+    """The class a normalised token list asks for, or None. The most specific match wins; without a class's words,
+    a family word or an instrument name decides.
 
     ``["punchy", "closed", "hat"] -> "closed_hat"``; ``["hat"] -> "closed_hat"`` (a bare "hat" means the
-    common closed hat); ``["deep"] -> None``.
+    common closed hat; a bare "cymbal" a crash); ``["tambourine"] -> "shaker"``, ``["conga"] -> "perc"``,
+    ``["splash"] -> "crash"``, ``["bell"] -> "cowbell"`` (``["bell", "cymbal"]``: a ride); ``["deep"] -> None``.
     """
     present = set(tokens)
     best: str | None = None
@@ -59,4 +71,17 @@ def category_from_tokens(tokens: Sequence[str]) -> str | None:
         best = "closed_hat"
     if best is None and "cymbal" in present:
         best = "crash"
-    return best
+    return best or _instrument_category(present)
+
+
+def _instrument_category(present: set[str]) -> str | None:
+    """The class an instrument name in ``present`` says, or None (``category_from_tokens``)."""
+    if "bell" in present or "agogo" in present:
+        return "ride" if present & CYMBAL_WORDS else "cowbell"
+    if present & {"china", "splash"}:
+        return "crash"
+    if present & SHAKER_WORDS:
+        return "shaker"
+    if present & PERC_WORDS:
+        return "perc"
+    return None

@@ -472,10 +472,15 @@ def test_knob_limits_are_measured_written_read_and_listed(knob_model, tmp_path, 
     from sampleforge.eval.descriptors import LIMIT_CLIPS
 
     assert build_parser("eval").parse_known_args(["eval", "knob-limits", "--model", "m"])[0].count == LIMIT_CLIPS == 96
-    stored["knob_limits"] = {"snare": {"brightness": [0.2, 0.6]}}
+    stored["knob_limits"] = {"snare": {"brightness": [0.2, 0.6]}, "closed_hat": {"brightness": [0.1, 0.7]},
+                             "shaker": {"brightness": [0.3, 0.65]}}
     (model / "timbre.json").write_text(json.dumps(stored))
     gen = Generator.from_pretrained(model, device="cpu")
     assert gen.knob_values("bright snare") == {"brightness": 0.6}
+    # a class said by a family word or an instrument name, without its words, is held as that class
+    assert gen.knob_values("bright hi hat") == gen.knob_values("bright closed hat") == {"brightness": 0.7}
+    assert gen.knob_values("bright tambourine") == {"brightness": 0.65}
+    assert gen.knob_values("bright snare tambourine") == {"brightness": 0.6}  # the class named wins
     assert gen.knob_values("bright snare", {"brightness": 0.9}) == {"brightness": 0.9}
     assert gen.knob_values("bright kick") == WORD_KNOBS["bright"]
     capsys.readouterr()

@@ -69,14 +69,6 @@ DEFAULT_HELD_OUT_KITS: tuple[str, ...] = ("Millo_MultiLayered3", "HardElectro1")
 
 HAT_OPEN_WORDS = frozenset({"open", "swish", "free", "loose"})
 HAT_CLOSED_WORDS = frozenset({"closed", "pedal", "foot", "choke", "tight"})
-CYMBAL_WORDS = frozenset(
-    {"cymbal", "crash", "ride", "china", "splash", "paiste", "sabian", "zildjian", "meinl"}
-)
-PERC_WORDS = frozenset({
-    "perc", "conga", "bongo", "djembe", "cajon", "clave", "woodblock", "timbale", "cuica", "guiro",
-    "triangle", "snap", "glass", "sangban", "dununba", "kenkeni", "dundun", "tabla", "darbuka",
-})  # fmt: skip
-SHAKER_WORDS = frozenset({"shaker", "maraca", "cabasa", "tambourine"})
 NON_DRUM_WORDS = frozenset({
     "guitar", "strum", "chord", "major", "minor", "maj", "min", "whistle", "zap", "fx", "sfx", "vocal",
     "voice", "vox", "piano", "loop",
@@ -171,19 +163,11 @@ def classify(words: Sequence[str], raw: str = "") -> tuple[str | None, bool]:
         if present & HAT_OPEN_WORDS:
             return "open_hat", True
         return "closed_hat", bool(present & HAT_CLOSED_WORDS)
-    cat = category_from_tokens(list(words))
+    cat = category_from_tokens(list(words))  # class words, then family words and instrument names
     if cat == "crash" and "ride" in present and present & {"bell", "bow", "cup"}:
         return "ride", True
     if cat is not None:
         return cat, cat != "crash" or bool(present & {"crash", "china", "splash"})
-    if "bell" in present or "agogo" in present:
-        return ("ride" if present & CYMBAL_WORDS else "cowbell"), True
-    if present & {"china", "splash"}:
-        return "crash", True
-    if present & SHAKER_WORDS:
-        return "shaker", True
-    if present & PERC_WORDS:
-        return "perc", True
     if re.search(r"drum", raw, re.IGNORECASE):
         return "perc", False
     return None, False

@@ -77,6 +77,14 @@ def test_tokenize_is_idempotent(text: str) -> None:
         ("hats", "closed_hat"),
         ("deep", None),
         ("cb", "cowbell"),
+        ("tambourine", "shaker"),  # an instrument name says its class, as it does for a kit's files
+        ("bright splash", "crash"),
+        ("conga", "perc"),
+        ("agogo", "cowbell"),
+        ("bell", "cowbell"),
+        ("zildjian bell", "ride"),
+        ("conga kick", "kick"),  # a class named wins
+        ("cymbal", "crash"),
     ],
 )
 def test_category_of(prompt: str, category: str | None) -> None:

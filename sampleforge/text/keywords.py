@@ -23,7 +23,8 @@ Normalisation rules (in order):
 Steps 2-5 repeat until nothing changes, so ``tokenize`` is idempotent: ``tokenize(" ".join(tokenize(s))) == tokenize(s)``.
 
 ``keywords`` adds the ``SYNONYMS`` (descriptor spellings of file names and prompts: "electronic" -> electro,
-"dist" -> distorted, "Hat Op" -> hat open); the corpus labels files with it and prompts are read with it, so a
+"dist" -> distorted, "Hat Op" -> hat open; producers' words for what a knob word says: "reverb" -> long, "lo-fi"
+-> dark, "saturated" -> distorted); the corpus labels files with it and prompts are read with it, so a
 word means the same in both. ``prompt_warnings`` tells a user what a prompt will not do.
 """
 
@@ -85,6 +86,8 @@ PAIR_ALIASES: dict[tuple[str, str], tuple[str, ...]] = {
     ("rim", "shot"): ("rim",),
     ("cow", "bell"): ("cowbell",),
     ("tom", "tom"): ("tom",),
+    ("lo", "fi"): ("lofi",),
+    ("bit", "crushed"): ("bitcrushed",),
 }
 
 # descriptor spellings (one word -> words), applied after tokenize by ``keywords``
@@ -103,6 +106,13 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "natural": ("acoustic",), "lowest": ("low",), "higher": ("high",), "highest": ("high",), "lower": ("low",),
     "longer": ("long",), "shorter": ("short",), "brighter": ("bright",), "darker": ("dark",),
     "deeper": ("deep",), "muted": ("muffled",), "muffle": ("muffled",), "tr": (),
+    # producers' words for what a knob word says: a reverb tail is a long decay, a gated one a short one, lo-fi and
+    # dusty are dark, saturation and bit-crushing are distortion
+    "reverb": ("long",), "reverbed": ("long",), "verb": ("long",), "wet": ("long",), "roomy": ("long",),
+    "ambient": ("long",), "gated": ("short",), "lofi": ("dark",), "dusty": ("dark",), "saturated": ("distorted",),
+    "crunchy": ("distorted",), "crunch": ("distorted",), "overdrive": ("distorted",), "fuzz": ("distorted",),
+    "fuzzy": ("distorted",), "bitcrushed": ("distorted",), "crushed": ("distorted",), "huge": ("big",),
+    "massive": ("big",), "tiny": ("small",), "subby": ("sub",), "bassy": ("deep",), "crispy": ("crisp",),
 }  # fmt: skip
 
 # Singular words that end in "s" but are not covered by the "ss"/"us"/"is" rule.

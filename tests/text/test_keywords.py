@@ -158,3 +158,21 @@ def test_bad_vocab_files(tmp_path) -> None:
         Vocabulary({"Kicks": 3})
     with pytest.raises(UserInputError, match="invalid count"):
         Vocabulary({"kick": 0})
+
+
+@pytest.mark.parametrize(
+    ("prompt", "words"),
+    [
+        ("Lo-Fi kick", ["dark", "kick"]),
+        ("reverb snare", ["long", "snare"]),
+        ("gated snare", ["short", "snare"]),
+        ("saturated 808", ["distorted", "808"]),
+        ("bit crushed hats", ["distorted", "hat"]),
+        ("huge kick", ["big", "kick"]),
+        ("lo tom", ["low", "tom"]),  # "lo" alone is still low
+    ],
+)
+def test_producers_words_read_as_the_knob_words_they_mean(prompt: str, words: list[str]) -> None:
+    from sampleforge.text.keywords import keywords
+
+    assert keywords(prompt) == words

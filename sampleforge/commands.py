@@ -271,12 +271,9 @@ def _print_knob_words(table: dict[str, Any]) -> None:
               "a value you set is not limited):")
         for category, bounds in table["knob_limits"].items():
             print(f"  {category:<11} " + "  ".join(f"{k} {lo:.2f}-{hi:.2f}" for k, (lo, hi) in bounds.items()))
-    if table["word_reach"]:
-        print("words whose knobs go only part of the way from the middle together for a class, or the class would "
-              "not hold, and words that leave it whatever their knobs (sampleforge eval word-reach):")
-        for category, words in table["word_reach"].items():
-            print(f"  {category:<11} " + "  ".join(f"{w} {'leaves the class' if f is None else f'{f:g}'}"
-                                                  for w, f in words.items()))
+    _print_word_reaches(table["word_reach"], "words whose knobs go only part of the way from the middle together for "
+                        "a class, or the class would not hold, and words that leave it whatever their knobs "
+                        "(sampleforge eval word-reach):")
     if table["pair_reach"]:
         print("two words that set two knobs toward these ends (or a class's own word and another's knob end) go only "
               "part of the way from the middle together, and three words that set three go further, or the class "
@@ -285,12 +282,17 @@ def _print_knob_words(table: dict[str, Any]) -> None:
             print(f"  {category:<11} " + "  ".join(
                 f"({c.replace(':', ' ').replace('+', ', ')}) {'leaves the class' if f is None else f'{f:g}'}"
                 for c, f in corners.items()))
-    if table["keyword_reach"]:
-        print("keywords given only part of their strength for a class, or the class would not hold (sampleforge eval "
-              "keyword-reach):")
-        for category, weights in table["keyword_reach"].items():
+    _print_word_reaches(table["keyword_reach"], "keywords given only part of their strength for a class, or the "
+                        "class would not hold (sampleforge eval keyword-reach):")
+
+
+def _print_word_reaches(table: dict[str, dict[str, float | None]], heading: str) -> None:
+    """A class -> word -> reach table of ``vocab`` under its heading (nothing when it is empty)."""
+    if table:
+        print(heading)
+        for category, words in table.items():
             print(f"  {category:<11} " + "  ".join(f"{w} {'leaves the class' if f is None else f'{f:g}'}"
-                                                  for w, f in weights.items()))
+                                                  for w, f in words.items()))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

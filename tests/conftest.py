@@ -51,6 +51,23 @@ def debug_vocoder(debug_model: Path, tmp_path_factory: pytest.TempPathFactory) -
     return vocoder_folder(debug_model, tmp_path_factory.mktemp("vocoders") / "a-vocoder")
 
 
+@pytest.fixture(scope="session")
+def knob_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight model folder conditioned on the four timbre knobs, with a few keywords and no timbre.json."""
+    from sampleforge.bundle import Bundle, build_modules, save_bundle
+    from sampleforge.debug_model import debug_config
+    from sampleforge.text.keywords import Vocabulary
+    from sampleforge.timbre import KNOBS
+
+    cfg = debug_config()
+    cfg.text.knobs = list(KNOBS)
+    vocab = Vocabulary({w: 10 for w in ["kick", "snare", "long", "short", "808", "909"]})
+    cfg.text.vocab_size = max(cfg.text.vocab_size, len(vocab) + 1)
+    torch.manual_seed(0)
+    bundle = Bundle(config=cfg, vocab=vocab, card="# debug\n", **build_modules(cfg))  # type: ignore[arg-type]
+    return save_bundle(bundle, tmp_path_factory.mktemp("models") / "knobs")
+
+
 TERMINAL = ("succeeded", "failed", "cancelled")  # job states after which nothing changes
 
 

@@ -6,7 +6,6 @@ import json
 import shutil
 from types import SimpleNamespace
 
-import pytest
 import torch
 
 from sampleforge.pipeline import Generator
@@ -32,21 +31,6 @@ def test_the_keyword_reach_table_is_checked_at_load() -> None:
     assert "must map each class" in str(table_problem({"keyword_reach": {"snare": 0.5}}))
 
 
-@pytest.fixture(scope="module")
-def keyword_model(tmp_path_factory: pytest.TempPathFactory):
-    from sampleforge.bundle import Bundle, build_modules, save_bundle
-    from sampleforge.debug_model import debug_config
-    from sampleforge.text.keywords import Vocabulary
-
-    cfg = debug_config()
-    cfg.text.knobs = list(KNOBS)
-    vocab = Vocabulary({w: 10 for w in ["kick", "snare", "long", "808", "909"]})
-    cfg.text.vocab_size = max(cfg.text.vocab_size, len(vocab) + 1)
-    torch.manual_seed(0)
-    bundle = Bundle(config=cfg, vocab=vocab, card="# debug\n", **build_modules(cfg))  # type: ignore[arg-type]
-    return save_bundle(bundle, tmp_path_factory.mktemp("models") / "keywords")
-
-
 def _with_table(folder, tmp_path, table: dict):
     model = tmp_path / "m"
     shutil.copytree(folder, model)
@@ -54,9 +38,9 @@ def _with_table(folder, tmp_path, table: dict):
     return Generator.from_pretrained(model, device="cpu")
 
 
-def test_generation_gives_a_held_keyword_part_of_its_conditioning(keyword_model, tmp_path) -> None:
-    plain = Generator.from_pretrained(keyword_model, device="cpu")
-    held = _with_table(keyword_model, tmp_path, {"snare": {"808": 0.25}})
+def test_generation_gives_a_held_keyword_part_of_its_conditioning(knob_model, tmp_path) -> None:
+    plain = Generator.from_pretrained(knob_model, device="cpu")
+    held = _with_table(knob_model, tmp_path, {"snare": {"808": 0.25}})
 
     def cond(gen: Generator, *prompts: str) -> torch.Tensor:
         return gen.condition(list(prompts))[0]
@@ -134,11 +118,11 @@ def test_keyword_reach_finds_the_weight_that_keeps_the_class(monkeypatch) -> Non
     assert set(only["judged"]["snare"]["words"]) == {"909"} and only["keyword_reach"] == {}
 
 
-def test_keyword_reach_is_written_and_listed(keyword_model, tmp_path, capsys) -> None:
+def test_keyword_reach_is_written_and_listed(knob_model, tmp_path, capsys) -> None:
     from sampleforge.cli import main
 
     model = tmp_path / "m"
-    shutil.copytree(keyword_model, model)
+    shutil.copytree(knob_model, model)
     (model / "timbre.json").write_text(json.dumps({"keyword_reach": {"kick": {"909": 0.5}, "snare": {"jazz": 0.25}}}))
     out = tmp_path / "kw.json"
     args = ["eval", "keyword-reach", "--model", str(model), "--classes", "snare", "-n", "8", "--steps", "1",

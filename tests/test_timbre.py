@@ -196,21 +196,6 @@ def test_encoder_rejects_a_wrong_knob_width() -> None:
         _encoder()(torch.ones(1, 2, dtype=torch.long), torch.zeros(1, 3))
 
 
-@pytest.fixture(scope="module")
-def knob_model(tmp_path_factory: pytest.TempPathFactory):
-    from sampleforge.bundle import Bundle, build_modules, save_bundle
-    from sampleforge.debug_model import debug_config
-    from sampleforge.text.keywords import Vocabulary
-
-    cfg = debug_config()
-    cfg.text.knobs = list(KNOBS)
-    vocab = Vocabulary({w: 10 for w in ["kick", "snare", "long", "short", "808"]})
-    cfg.text.vocab_size = max(cfg.text.vocab_size, len(vocab) + 1)
-    torch.manual_seed(0)
-    bundle = Bundle(config=cfg, vocab=vocab, card="# debug\n", **build_modules(cfg))  # type: ignore[arg-type]
-    return save_bundle(bundle, tmp_path_factory.mktemp("models") / "knobs")
-
-
 def test_generation_follows_knobs_and_words(knob_model) -> None:
     from sampleforge.pipeline import Generator
 

@@ -325,7 +325,8 @@ def _run_reach(args: argparse.Namespace, measure: Any, key: str, name: str, rows
         print(f"  {category:<11} class prompt {row['class_prompt']:.0%}; {kept} of {len(judged)} {rows} keep the class")
         for j in judged.values():
             if "tried" in j:
-                reach = "leaves the class even at the middle" if j["reach"] is None else f"reach {j['reach']:g}"
+                where = "without the keyword" if key == "keyword_reach" else "at the middle"
+                reach = f"leaves the class even {where}" if j["reach"] is None else f"reach {j['reach']:g}"
                 print(f"    {j['prompt']:<28} {j['judged_2n']:.0%} -> {reach}")
     print(f"wrote {out}")
     if written is not None:

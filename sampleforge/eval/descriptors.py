@@ -581,9 +581,9 @@ def _reaches(generator: Any, clf: Any, tasks: Sequence[tuple[str, str, str, dict
     failing prompt is tried again with the knobs named moved toward the middle (0.5) to each of ``reaches`` of
     their distance from it (``timbre.toward_middle``, as generation moves them), or, with ``weigh``, with the
     keyword ``name`` given each of ``reaches`` of its conditioning (the model's ``keyword_reach``); its reach is
-    the first that holds (None: none holds). Returns ``reach`` (class -> name -> reach, for the failing prompts), ``judged`` (per class:
-    ``class_prompt``, and ``prompts``: name -> its prompt, knobs, share, and for a failing one its share on 2n clips,
-    ``tried`` and ``reach``) and the settings."""
+    the first that holds (None: none holds). Returns ``reach`` (class -> name -> reach, for the failing prompts),
+    ``judged`` (per class: ``class_prompt``, and ``prompts``: name -> its prompt, knobs, share, and for a failing
+    one its share on 2n clips, ``tried`` and ``reach``) and the settings."""
     classes = list(classes or CATEGORY_PROMPTS)
     kw = dict(n=n, steps=steps, sampler=sampler, cfg_scale=cfg_scale)
     bar = tqdm(total=len(classes) + len(tasks), desc=desc, unit="prompt", file=sys.stderr, disable=None, leave=False)

@@ -33,7 +33,6 @@ from sampleforge.diffusion.samplers import DISTILLED_SAMPLERS, FLOW_SAMPLERS, SA
 from sampleforge.diffusion.sampling import generate_latents
 from sampleforge.errors import ParamError, UserInputError
 from sampleforge.params import DEFAULTS, MAX_SEED, PRECISIONS, SPECS, GenerationParams
-from sampleforge.taxonomy import category_from_tokens
 from sampleforge.text.keywords import classes_named, keywords
 from sampleforge.timbre import KEYWORD_MIN_CLIPS, WORD_KNOBS, keyword_weight, knobs_from_words, pairs_leaving
 
@@ -225,11 +224,11 @@ class Generator(RunMixin):
 
     @staticmethod
     def _one_class(words: Sequence[str]) -> str | None:
-        """The one class a prompt's words ask for: the class named, or, when none is, the one a family word or an
-        instrument name says ("hat", "tambourine": ``category_from_tokens``); None for none or two (a blend)."""
+        """The one class a prompt's words name (its knob limits and reaches apply), or None for none or two (a
+        blend). A family word or an instrument name alone ("hat", "tambourine") names none here: read as its class,
+        its word's measured knobs for that class would replace the keyword that carries the sound
+        (docs/runs/drums-v2/class-from-instrument-words-seed5000.json)."""
         named = classes_named(words)
-        if not named:
-            return category_from_tokens(words)
         return named[0] if len(named) == 1 else None
 
     def model_words(self, prompt: str) -> str:

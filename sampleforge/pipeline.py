@@ -184,20 +184,21 @@ class Generator(RunMixin):
         knobs = set(self.bundle.config.text.knobs)
         measured = {w for table in self.bundle.class_words.values() for w, v in table.items() if set(v) & knobs}
         knob_words = sorted({w for w, v in WORD_KNOBS.items() if set(v) & knobs} | measured)
-        out = self.bundle.vocab.prompt_warnings(prompt, self.bundle.config.text.max_tokens, knob_words)
         words = keywords(prompt)
         category = self._one_class(words)
+        b = self.bundle
+        held = b.keyword_reach.get(category or "", {})
+        out = b.vocab.prompt_warnings(prompt, b.config.text.max_tokens, knob_words,  # a measured reach, not a count
+                                      measured={w for w, f in held.items() if f is not None})
         if category is None:
             return out
-        b = self.bundle
         leaving = b.word_reach.get(category, {})
         name = category.replace("_", " ")
         out += [f"{w!r} takes a {name} out of its class with this model (the drum judge says so, whatever its "
                 "knobs: sampleforge eval word-reach); expect other sounds"
                 for w in words if w in leaving and leaving[w] is None]
-        held = b.keyword_reach.get(category, {})
         out += [f"{w!r} at full strength takes a {name} out of its class with this model (the drum judge says so: "
-                f"sampleforge eval keyword-reach); it is given at {held[w]:.0%}"
+                "sampleforge eval keyword-reach); " + (f"it is given at {held[w]:.0%}" if held[w] else "it is left out")
                 for w in self.model_words(prompt).split() if keyword_weight([w], category, b.keyword_reach)]
         pairs = pairs_leaving(words, category, b.class_words, b.knob_limits, b.word_reach, b.pair_reach)
         return out + [f"{', '.join(map(repr, together[:-1]))} and {together[-1]!r} together take a {name} out of its "

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import torch
 
 from sampleforge.pipeline import Generator
-from sampleforge.text.keywords import keywords
+from sampleforge.text.keywords import Vocabulary, keywords
 from sampleforge.timbre import KNOBS, keyword_weight, table_problem
 
 
@@ -60,6 +60,21 @@ def test_generation_gives_a_held_keyword_part_of_its_conditioning(knob_model, tm
     (warned,) = [w for w in held.check_prompt("808 snare") if "keyword-reach" in w]
     assert warned.startswith("'808' at full strength takes a snare out of its class") and warned.endswith("at 25%")
     assert not any("keyword-reach" in w for w in held.check_prompt("808 kick") + plain.check_prompt("808 snare"))
+    dropped = _with_table(knob_model, tmp_path / "dropped", {"snare": {"808": 0.0}})
+    (warned,) = [w for w in dropped.check_prompt("808 snare") if "keyword-reach" in w]
+    assert warned.endswith("; it is left out")
+
+
+def test_a_measured_keyword_is_not_also_warned_of_by_its_clip_count(knob_model, tmp_path) -> None:
+    thin = {w: {"kick": 10} for w in ("kick", "long", "short", "808", "909")} | {"snare": {"snare": 10}}
+    thin["808"]["snare"] = 1
+    counted = tmp_path / "counted"
+    shutil.copytree(knob_model, counted)
+    Vocabulary({w: 10 for w in thin}, classes=thin).save(counted / "vocab.json")
+    plain = Generator.from_pretrained(counted, device="cpu")
+    assert any("'808' is on only 1 snare clip" in w for w in plain.check_prompt("808 snare"))
+    (warned,) = _with_table(counted, tmp_path, {"snare": {"808": 0.5}}).check_prompt("808 snare")
+    assert "keyword-reach" in warned and warned.endswith("at 50%")
 
 
 class _Bundle(SimpleNamespace):

@@ -295,10 +295,13 @@ class Vocabulary:
             dropped.append(d)
         return torch.tensor(rows, dtype=torch.long).reshape(len(rows), max_tokens), dropped
 
-    def prompt_warnings(self, prompt: str, max_tokens: int = 8, knob_words: Collection[str] = ()) -> list[str]:
+    def prompt_warnings(self, prompt: str, max_tokens: int = 8, knob_words: Collection[str] = (),
+                        measured: Collection[str] = ()) -> list[str]:
         """What a prompt will not do, one sentence each: unknown words (with "did you mean" for near
         misses), words past ``max_tokens``, no known word at all, two classes at once, and a descriptor that
-        too few clips of the asked class carry. ``knob_words`` act through timbre knobs: they are known."""
+        too few clips of the asked class carry. ``knob_words`` act through timbre knobs: they are known.
+        ``measured``: words whose effect on the prompt's class the model measured (its keyword reach); what
+        the measurement says replaces the guess from the clip count."""
         import difflib
 
         encoded, unknown, overflow = self.partition(prompt, max_tokens)
@@ -326,9 +329,10 @@ class Vocabulary:
             class_words = set(CATEGORY_WORDS[cat])
             for w in encoded:
                 n = self.classes.get(w, {}).get(cat, 0)
-                if w not in class_words and w not in knob_words and n < 3:
-                    out.append(f"{w!r} is on only {n} {cat} clip(s) of the training data: its effect on a "
-                               f"{cat} is weak or may pull toward another class")
+                if w not in class_words and w not in knob_words and w not in measured and n < 3:
+                    name = cat.replace("_", " ")
+                    out.append(f"{w!r} is on only {n} {name} clip(s) of the training data: its effect on a "
+                               f"{name} is weak or may pull toward another class")
         return out
 
     def decode(self, ids: Sequence[int]) -> list[str]:

@@ -46,6 +46,13 @@ def test_thin_descriptors_warn_per_class(vocab: Vocabulary) -> None:
     assert vocab.prompt_warnings("808 kick") == []
     (w,) = vocab.prompt_warnings("808 snare")
     assert "'808' is on only 1 snare clip" in w
+    assert vocab.prompt_warnings("808 snare", measured={"808"}) == []  # a measured reach says more than a count
+
+
+def test_thin_descriptors_name_the_class_in_words() -> None:
+    vocab = Vocabulary.build([["closed", "hat", "808"]] + [["closed", "hat"]] * 3, categories=["closed_hat"] * 4)
+    (w,) = vocab.prompt_warnings("808 closed hat")
+    assert "'808' is on only 1 closed hat clip(s)" in w and "on a closed hat is weak" in w
 
 
 def test_knob_words_are_known(vocab: Vocabulary) -> None:

@@ -19,9 +19,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sampleforge.audio.io import write_wav
+from sampleforge.audio.io import read_metadata, write_wav
 from sampleforge.bundle import DEFAULT_MODEL, resolve_model
-from sampleforge.errors import ParamError, UserInputError, file_in_the_way
+from sampleforge.errors import ParamError, SampleforgeError, UserInputError, file_in_the_way
 from sampleforge.params import DEFAULTS, GENERATE_SETTINGS, GenerationParams
 from sampleforge.pipeline import Generator
 from sampleforge.taxonomy import CATEGORY_WORDS, category_from_tokens
@@ -146,7 +146,8 @@ def load_generator(
 
 def check_writable(path: Path, name: str = "output") -> None:
     """Fail before generating when ``path`` cannot be written (ParamError naming it and the setting ``name`` that
-    gave it).
+    gave it), or when it is a file that sampleforge did not write (the user's own sample or notes): a clip
+    replaces only an earlier clip.
 
     Creates the missing parent folders (as writing would) and probes them with a temporary file.
     """
@@ -161,6 +162,17 @@ def check_writable(path: Path, name: str = "output") -> None:
         raise ParamError(name, f": {problem}") from None
     if path.exists() and not os.access(path, os.W_OK):
         raise ParamError(name, f": {path} is not writable")
+    if path.exists() and not written_here(path):
+        raise ParamError(name, f": {path} exists and was not written by sampleforge; not replaced (remove it, or "
+                               "name another file)")
+
+
+def written_here(path: Path) -> bool:
+    """Whether the file ``path`` is a clip sampleforge wrote (its metadata names the model that made it)."""
+    try:
+        return "model" in read_metadata(path)
+    except SampleforgeError:
+        return False
 
 
 def provenance(gen: Any, p: GenerationParams, ends: tuple[str, str] | None = None, **extra: Any) -> dict[str, str]:

@@ -106,10 +106,14 @@ def _check_output_flags(args: argparse.Namespace) -> None:
     if args.out_dir is not None:
         raise UserInputError("--output names the file, --out-dir the folder of auto-named files: give one of them")
     suffix = args.output.suffix.lower()
-    if suffix in OTHER_AUDIO_SUFFIXES:
-        raise UserInputError(f"--output {args.output}: sampleforge writes .wav or .flac (see --format)")
+    if suffix not in (".wav", ".flac"):
+        raise UserInputError(f"--output {args.output}: sampleforge writes .wav or .flac files (see --format); "
+                             f"e.g. --output {args.output.with_suffix('.wav')}")
     if suffix == ".flac" and args.format is None:
         args.format = "flac"
+    elif (suffix == ".flac") != (args.format == "flac"):
+        raise UserInputError(f"--output {args.output} and --format {args.format} disagree: "
+                             f"--format {args.format} writes {'FLAC' if args.format == 'flac' else 'WAV'}")
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

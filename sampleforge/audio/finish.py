@@ -191,6 +191,9 @@ def apply_length(
     return out
 
 
+MAX_LENGTH = 600.0  # seconds: a one-shot padded longer is a mistake, and would fill memory (10 min = 106 MB a clip)
+
+
 def parse_length(value: str | float | None) -> str | float | None:
     """"auto" | seconds (a number or its text) | None -> "auto" | float | None; ValueError naming the value."""
     if value is None or value == "auto":
@@ -201,6 +204,8 @@ def parse_length(value: str | float | None) -> str | float | None:
         raise ValueError(f"length must be 'auto' or a number of seconds, got {value!r}") from None
     if not np.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"length must be 'auto' or a positive number of seconds, got {value!r}")
+    if seconds > MAX_LENGTH:
+        raise ValueError(f"length must be 'auto' or at most {MAX_LENGTH:g} seconds, got {value!r}")
     return seconds
 
 

@@ -68,9 +68,10 @@ def test_auto_length_is_the_sound_and_seconds_cut_with_a_fade() -> None:
 def test_silence_and_bad_lengths() -> None:
     assert sound_length(np.zeros(1000, np.float32), SR) == int(0.02 * SR)
     assert parse_length("auto") == "auto" and parse_length("0.5") == 0.5 and parse_length(None) is None
-    for bad in ("long", "-1", "0", "nan", "inf"):
+    for bad in ("long", "-1", "0", "nan", "inf", "1e9", 600.5):
         with pytest.raises(ValueError, match="length"):
             parse_length(bad)
+    assert parse_length("600") == 600.0  # ten minutes of one-shot and its silence: the most
     with pytest.raises(ValueError, match="tail"):
         finish(np.zeros(100, np.float32), SR, tail="soft")
 

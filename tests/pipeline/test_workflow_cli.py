@@ -39,8 +39,31 @@ def test_generate_length_auto_and_wav16(debug_model: Path, tmp_path: Path, capsy
         meta = read_metadata(f)
         assert meta["length"] == "auto" and meta["format"] == "wav16" and meta["model"].startswith("debug")
     rc, files, _ = _run(capsys, "generate", "--model", str(debug_model), "--prompt", "kick", "--steps", "2",
-                        "--output", str(tmp_path / "half.wav"), "--length", "0.5", "--format", "flac", "--quiet")
+                        "--output", str(tmp_path / "half.flac"), "--length", "0.5", "--format", "flac", "--quiet")
     assert rc == 0 and files == [str(tmp_path / "half.flac")] and sf.info(files[0]).frames == 22050
+
+
+def test_generate_output_names_a_clip_file_and_replaces_only_clips(debug_model: Path, tmp_path: Path,
+                                                                    capsys) -> None:
+    """--output takes a .wav or .flac name that --format agrees with, and replaces an earlier clip, never a file
+    sampleforge did not write (the user's own sample, their notes)."""
+    def gen(out: Path, *more: str) -> tuple[int, list[str], str]:
+        return _run(capsys, "generate", "--model", str(debug_model), "--prompt", "kick", "--steps", "2",
+                    "--output", str(out), "--quiet", *more)
+
+    notes, mine, clip = tmp_path / "notes.txt", tmp_path / "mine.wav", tmp_path / "clip.wav"
+    notes.write_text("important")
+    sf.write(mine, np.zeros(4410, np.float32), 44100)
+    before = mine.read_bytes()
+    for out, more, needle in [(notes, (), "writes .wav or .flac"), (tmp_path / "kick", (), "writes .wav or .flac"),
+                              (tmp_path / "x.wav", ("--format", "flac"), "disagree"),
+                              (tmp_path / "x.flac", ("--format", "wav16"), "disagree"),
+                              (mine, (), "not written by sampleforge")]:
+        rc, _, err = gen(out, *more)
+        assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, (out, err)
+    assert notes.read_text() == "important" and mine.read_bytes() == before and not (tmp_path / "x.flac").exists()
+    assert gen(clip, "--seed", "1")[0] == 0 and gen(clip, "--seed", "2")[0] == 0  # a clip replaces a clip
+    assert read_metadata(clip)["seed"] == "2"
 
 
 @pytest.mark.parametrize("args, needle", [(["--length", "long"], "--length"), (["--length", "-2"], "--length")])

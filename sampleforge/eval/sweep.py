@@ -85,8 +85,10 @@ def sweep(model: str | Path, base: GenerationParams, cfgs: Sequence[float], step
     """Load the model (any backend; ``base`` carries its load-time settings), run the grid, write
     ``sweep.json`` + ``sweep.html``. ``samplers`` None: ddim, dpmpp_2m, heun (other models: their first
     three). Returns (result, json, html)."""
+    from sampleforge.api import check_writable
     from sampleforge.backends import BackendOptions, load_backend
 
+    check_writable(Path(out_dir) / "probe.wav", "out")  # before the model and the grid: a bad folder answers at once
     gen = load_backend(model, BackendOptions.from_params(base, device))
     if samplers is None:
         samplers = ["ddim", "dpmpp_2m", "heun"] if gen.kind == "sampleforge" else list(gen.samplers[:3])

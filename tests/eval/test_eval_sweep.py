@@ -199,6 +199,23 @@ def test_sweep_rejects_bad_lists(debug_model: Path, capsys: pytest.CaptureFixtur
     assert "--sampler must be one of" in capsys.readouterr().err
 
 
+def test_sweep_refuses_a_folder_it_cannot_write_before_rendering(debug_model: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import sampleforge.eval.sweep as sweep_module
+
+    def no_rendering(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the grid was rendered before the folder was checked")
+
+    monkeypatch.setattr(sweep_module, "run_sweep", no_rendering)
+    (tmp_path / "notes.txt").write_text("mine")
+    for out in ("notes.txt", "notes.txt/sweep"):
+        assert main(["sweep", "--model", str(debug_model), "--prompt", "kick", "--out", str(tmp_path / out)]) == 2
+        err = capsys.readouterr().err
+        assert "--out" in err and "is a file, not a folder" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def test_doctor_cli(debug_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["doctor", "--model", str(debug_model), "--data", str(tmp_path)])
     out = capsys.readouterr().out

@@ -244,7 +244,10 @@ def test_kit_bad_input(make_client) -> None:
     r = client.post("/v1/kit", json={"pieces": ["kick"], "pad_seeds": {"kick": "7"}, **FAST})
     assert r.status_code == 422 and "pad_seeds" in r.text
     r = client.post("/v1/kit", json={"round_robins": 8, "velocity_layers": 5, **FAST})
-    assert r.status_code == 422 and "count" in r.text
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "pieces"], r.text
+    assert "round_robins x velocity_layers" in r.text
+    r = client.post("/v1/morph", json={"from_prompt": "kick", "to_prompt": "snare", "morph_steps": 1000, **FAST})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "morph_steps"], r.text
 
 
 @pytest.mark.parametrize(("path", "body", "field"), [

@@ -144,15 +144,18 @@ def _generator(request: Request, name: str | None) -> Any:
     return served
 
 
-def _limits(request: Request, p: GenerationParams, clips: int, prompts: dict[str, str]) -> None:
-    """This server's limits (they only narrow GenerationParams'): 422 naming the field."""
+def _limits(request: Request, p: GenerationParams, clips: int, prompts: dict[str, str],
+            clips_field: str = "count") -> None:
+    """This server's limits (they only narrow GenerationParams'): 422 naming the field; ``clips`` is how many clips
+    the request makes, set by ``clips_field``."""
     service = request.app.state.service
     cfg = service.config
     samplers = _generator(request, p.model).samplers
     if p.steps is not None and p.steps > cfg.max_steps:
         raise _invalid("steps", f"at most {cfg.max_steps} steps", "less_than_equal")
     if clips > cfg.max_count * 4:
-        raise _invalid("count", f"at most {cfg.max_count * 4} clips per request, asked for {clips}",
+        made = " (pieces x round_robins x velocity_layers)" if clips_field == "pieces" else ""
+        raise _invalid(clips_field, f"at most {cfg.max_count * 4} clips per request{made}, asked for {clips}",
                        "less_than_equal")
     if p.sampler is not None and p.sampler not in samplers:
         raise _invalid("sampler", f"unknown sampler {p.sampler!r} (valid: {', '.join(samplers)})", "enum")
@@ -239,7 +242,7 @@ def vary(req: VaryRequest, request: Request) -> JSONResponse:
              summary="Queue a morph between two prompts/seeds or two uploaded clips")
 def morph(req: MorphRequest, request: Request) -> JSONResponse:
     p = req.params(MORPH).with_seed()
-    _limits(request, p, p.morph_steps, {"from_prompt": req.from_prompt, "to_prompt": req.to_prompt})
+    _limits(request, p, p.morph_steps, {"from_prompt": req.from_prompt, "to_prompt": req.to_prompt}, "morph_steps")
     rate = _generator(request, p.model).generator.sample_rate
     if (req.from_audio is None) != (req.to_audio is None):
         raise _invalid("to_audio" if req.to_audio is None else "from_audio", "give a clip for both ends or neither")
@@ -281,7 +284,7 @@ def kit_zip(req: KitRequest, request: Request) -> JSONResponse:
 
     p = req.params((*KIT, "seed", "pieces", "round_robins", "velocity_layers"), KIT_DEFAULTS).with_seed()
     names = parse_pieces(p.pieces)
-    _limits(request, p, len(names) * p.round_robins * p.velocity_layers, {"prompt": p.prompt})
+    _limits(request, p, len(names) * p.round_robins * p.velocity_layers, {"prompt": p.prompt}, "pieces")
     for piece, value in req.pad_seeds.items():
         if piece not in names:
             raise _invalid("pad_seeds", f"{piece!r} is not a piece of this kit ({', '.join(names)})")

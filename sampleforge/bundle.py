@@ -171,20 +171,33 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
         raise CheckpointError(f"{p}: no such model folder")
     if shipped:
         return shipped[0]
-    known = sorted({q.name for d in weights_dirs() if d.is_dir() for q in d.iterdir() if (q / "config.json").is_file()})
-    raise CheckpointError(f"unknown model {str(name_or_path)!r} (known: {', '.join(known) or 'none'})")
+    folders = {q.name: q for d in weights_dirs() if d.is_dir() for q in d.iterdir() if (q / "config.json").is_file()}
+    known = sorted(n for n, q in folders.items() if not_a_model(q) is None)
+    vocoders = sorted(n for n, q in folders.items() if is_vocoder_folder(q))
+    also = f"; vocoders, after a model's '+': {', '.join(vocoders)}" if vocoders else ""
+    raise CheckpointError(f"unknown model {str(name_or_path)!r} (known: {', '.join(known) or 'none'}{also})")
+
+
+def not_a_model(path: Path) -> str | None:
+    """What a shipped folder that is not a generation model is, as the error that says so, or None: a vocoder
+    alone, or a drum classifier."""
+    if is_vocoder_folder(path):
+        return (f"{path}: a vocoder alone, not a model; give it as the vocoder of one (--vocoder-ckpt, "
+                "vocoder_checkpoint=, or MODEL+VOCODER)")
+    if (path / "model.safetensors").is_file() and not any((path / f"{c}.safetensors").is_file() for c in COMPONENTS):
+        return f"{path}: a drum classifier (the judge of `sampleforge eval --classifier`), not a generation model"
+    return None
 
 
 def load_bundle(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, device: str | torch.device = "cpu",
                 components: dict[str, Path | None] | None = None) -> Bundle:
     """Load a model folder. ``components`` overrides single weight files (e.g. ``{"vocoder": None}`` drops it)."""
     path = resolve_model(name_or_path)
+    if (other := not_a_model(path)) is not None:
+        raise CheckpointError(other)
     cfg = read_config(path)
     vocab_file = path / "vocab.json"
     if not vocab_file.is_file():
-        if is_vocoder_folder(path):
-            raise CheckpointError(f"{path}: a vocoder alone, not a model; give it as the vocoder of one "
-                                  "(--vocoder-ckpt, vocoder_checkpoint=)")
         raise CheckpointError(f"{path}: missing vocab.json")
     try:
         vocab = Vocabulary.load(vocab_file)

@@ -228,7 +228,8 @@ def audio_suffix(path: Path, fmt: str) -> Path:
 
 def cmd_vocab(args: argparse.Namespace) -> int:
     from sampleforge.backends.resolve import resolve
-    from sampleforge.bundle import DEFAULT_MODEL, read_timbre
+    from sampleforge.bundle import DEFAULT_MODEL, not_a_model, read_timbre
+    from sampleforge.errors import CheckpointError
     from sampleforge.model_config import read_config
     from sampleforge.text.keywords import Vocabulary
     from sampleforge.timbre import word_table
@@ -237,6 +238,8 @@ def cmd_vocab(args: argparse.Namespace) -> int:
     if ref.format != "sampleforge":
         raise UserInputError(f"--model {ref.spec}: a {ref.format} model has no keyword vocabulary")
     path = ref.path
+    if (other := not_a_model(path)) is not None:
+        raise CheckpointError(other)
     vocab = Vocabulary.load(path / "vocab.json")
     counts = dict(vocab.counts)
     table = word_table(read_config(path).text.knobs, read_timbre(path))

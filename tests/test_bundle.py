@@ -186,6 +186,25 @@ def test_a_vocoder_folder_is_the_vocoder_of_a_model_not_a_model(debug_model: Pat
     assert not inspect_bundle(debug_model).get("vocoder_only")
 
 
+def test_folders_beside_the_models_that_are_not_models_say_what_they_are(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped judge and vocoder sit beside the models: loading one as a model names what it is, and the
+    list of known models does not offer them as models."""
+    from sampleforge.cli import main
+
+    with pytest.raises(CheckpointError, match="a drum classifier .* not a generation model"):
+        load_bundle("classifier-v2")
+    assert main(["vocab", "--model", "classifier-v2"]) == 2
+    assert "a drum classifier" in capsys.readouterr().err
+    assert main(["vocab", "--model", "drums-vocoder-v1"]) == 2
+    assert "a vocoder alone" in capsys.readouterr().err
+    with pytest.raises(CheckpointError) as unknown:
+        resolve_model("drums-v9")
+    models, vocoders = str(unknown.value).split("known: ")[1].split("; vocoders, after a model's '+': ")
+    assert "drums-v2" in models and "classifier" not in models and "drums-vocoder-v1" not in models
+    assert "drums-vocoder-v1" in vocoders
+
+
 def test_the_id_says_which_vocoder_made_the_waveform(debug_model: Path, model_without_vocoder: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A vocoder from another folder, or Griffin-Lim in place of the model's own vocoder, is part of the id that

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
@@ -143,12 +144,17 @@ def _is_index_number(word: str) -> bool:
     return word.isdigit() and (len(word) <= 2 or word.startswith("0"))
 
 
+def fold_accents(text: str) -> str:
+    """Letters without their accents ("kïck" -> "kick", "Ölçek" -> "Olcek"); other characters as they are."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
 def tokenize(text: str) -> list[str]:
     """Normalise a prompt or file name into keywords (see the module docstring for the rules).
 
     ``"Punchy 808 Kicks, hi-hat"`` -> ``["punchy", "808", "kick", "hat"]``.
     """
-    text = _CAMEL.sub(" ", text).lower().replace("'", "").replace("\u2019", "")
+    text = _CAMEL.sub(" ", fold_accents(text)).lower().replace("'", "").replace("\u2019", "")
     words = _WORD.findall(text)
     for _ in range(4):  # repeat to a fixed point, so that tokenize is idempotent ("hi the hihat" -> "hat")
         new = _normalise_once(words)
@@ -317,6 +323,9 @@ class Vocabulary:
         if numbers:
             out.append(f"{'numbers' if len(numbers) > 1 else 'number'} {' '.join(numbers)!r} ignored: numbers of one "
                        "or two digits are not keywords (several clips: the count setting; which clips: the seed)")
+        symbols = "".join(dict.fromkeys(c for c in fold_accents(prompt) if not c.isascii() and not c.isspace()))
+        if symbols:
+            out.append(f"{symbols!r} ignored: keywords are made of letters and digits")
         words = keywords(prompt)
         if not encoded and not any(w in knob_words for w in words):
             out.append("no keyword this model knows: it generates a random drum (name a class, e.g. 'kick')")

@@ -76,3 +76,10 @@ def test_numbers_a_prompt_drops_are_said(vocab: Vocabulary) -> None:
     (w,) = vocab.prompt_warnings("kick 07")
     assert w.startswith("number '07' ignored")
     assert vocab.prompt_warnings("808 kick") == []  # a number that names a sound is a keyword
+
+
+def test_accents_are_folded_and_other_symbols_said(vocab: Vocabulary) -> None:
+    assert keywords("Kïck") == ["kick"] and keywords("snäre") == ["snare"]
+    assert vocab.prompt_warnings("kïck") == []
+    (w,) = vocab.prompt_warnings("\U0001f941 kïck")
+    assert w == "'\U0001f941' ignored: keywords are made of letters and digits"

@@ -389,6 +389,20 @@ class Generator(RunMixin):
         wav = torch.from_numpy(np.stack(rows)).to(self.device)
         return self.bundle.vae.encode(self.mel(wav)[..., :frames]).float()
 
+    def cut_warnings(self, audio: Sequence[Any], duration: float, names: Sequence[str] = ("the input",)) -> list[str]:
+        """A warning for each clip (T,) that sounds (within 60 dB of its peak) for longer than ``duration``: ``encode``
+        keeps its first ``duration`` seconds from the onset and the rest is not heard."""
+        out = []
+        for clip, name in zip(audio, names, strict=True):
+            x = np.abs(clip.detach().cpu().float().numpy() if isinstance(clip, Tensor) else np.asarray(clip, np.float32))
+            ok = x.size > 0 and bool(np.isfinite(x).all()) and x.max() > 0
+            loud = np.flatnonzero(x >= 1e-3 * x.max()) if ok else np.zeros(0, np.int64)
+            seconds = (loud[-1] - loud[0] + 1) / self.sample_rate if loud.size else 0.0
+            if seconds > duration + 0.05:
+                out.append(f"{name} sounds for {seconds:.1f} s: the model hears its first {duration:g} s from the "
+                           "onset (the duration setting)")
+        return out
+
     @torch.inference_mode()
     def render(
         self,
@@ -486,7 +500,7 @@ class Generator(RunMixin):
         n = p.count
         seeds = [p.seed + k for k in range(n)]
         init = self.encode([audio], p.duration).expand(n, -1, -1)
-        warnings = self.check_prompt(p.prompt) + self.knob_warnings(p)
+        warnings = self.cut_warnings([audio], p.duration) + self.check_prompt(p.prompt) + self.knob_warnings(p)
         cond, uncond = self.condition([p.prompt] * n, p.knobs())
         r = self.render(p, cond, uncond, self.start_noise(seeds, init.shape[1:]), seeds, vocoder=vocoder,
                         callback=callback, init=init, strength=p.strength)
@@ -532,6 +546,7 @@ class Generator(RunMixin):
         init = None
         if a.audio is not None and b.audio is not None:
             z = self.encode([a.audio, b.audio], p.duration)
+            warnings = self.cut_warnings([a.audio, b.audio], p.duration, ("the first clip", "the second clip")) + warnings
             init = torch.lerp(z[0:1].expand(count, -1, -1), z[1:2].expand(count, -1, -1), w[..., None])
         seeds = [sb if k == count - 1 else sa for k in range(count)]
         ca, cb = self.cfg_scales([a.prompt, b.prompt], asked)

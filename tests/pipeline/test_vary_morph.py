@@ -103,3 +103,17 @@ def test_morph_bad_values(gen: Generator, source: np.ndarray) -> None:
         gen.morph(MorphEnd("kick", 1), MorphEnd("snare", 2), morph_steps=1, steps=2)
     with pytest.raises(UserInputError, match="seed"):
         gen.morph(MorphEnd("kick", -1), MorphEnd("snare", 2), steps=2)
+
+
+def test_an_input_longer_than_the_model_hears_is_said(gen: Generator, source: np.ndarray) -> None:
+    sr, duration = gen.sample_rate, gen.bundle.config.duration
+    loop = np.tile(source[: int(0.5 * sr)], int(2 * duration + 2))  # sounds for twice the duration and more
+    short = gen.vary(source, prompt="kick", strength=0.5, steps=2, seed=1).warnings
+    long = gen.vary(loop, prompt="kick", strength=0.5, steps=2, seed=1).warnings
+    assert not any("sounds for" in w for w in short)
+    (said,) = [w for w in long if "sounds for" in w]
+    assert said.startswith("the input sounds for") and f"its first {duration:g} s" in said
+    quiet_tail = np.concatenate([source, np.zeros(10 * sr, np.float32)])  # a long file of a short sound
+    assert not gen.cut_warnings([quiet_tail], duration)
+    ends = gen.morph(MorphEnd("kick", audio=loop), MorphEnd("kick", audio=source), morph_steps=2, steps=2).warnings
+    assert [w for w in ends if "sounds for" in w][0].startswith("the first clip sounds for")

@@ -378,4 +378,8 @@ def inspect_bundle(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
     if is_vocoder_folder(path):  # the other sections of its config are only defaults
         info["vocoder_only"] = True
         info["config"] = {k: v for k, v in info["config"].items() if k not in MODEL_ONLY_SECTIONS}
+    else:  # what loading needs and the folder lacks: the model cannot load
+        needed = ["vae", "unet", "text", *(["vocoder"] if cfg.vocoder is not None else [])]
+        missing = [f"{n}.safetensors" for n in needed if n not in info["components"]]
+        info["missing"] = missing + ([] if vocab_file.is_file() else ["vocab.json"])
     return info

@@ -510,4 +510,4 @@ def _run_inspect(args: argparse.Namespace) -> int:
 
     info = inspect_path(args.path)
     print(json.dumps(info, indent=2, default=str) if args.json else format_inspect(info))
-    return 0
+    return 1 if info.get("missing") else 0

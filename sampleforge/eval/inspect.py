@@ -136,6 +136,8 @@ def format_inspect(info: dict[str, Any]) -> str:
         lines.append(f"  {name:<8} {c['file']:<22} {_human_count(c['parameters']):>8} params  {c['tensors']:>4} tensors  "
                      f"{','.join(c['dtypes']):<9} {_human_bytes(c['bytes']):>9}  sha256 {c['sha256'][:16]}")
     lines.append(f"total parameters: {total:,} ({_human_count(total)})")
+    if info.get("missing"):
+        lines.append(f"MISSING: {', '.join(info['missing'])}: this model cannot load")
     if "config" in info:
         lines += ["config:", *_config_lines(info["config"])]
     if "vocab" in info:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,16 @@ def test_inspect_model_folder_text_and_json(debug_model: Path, capsys: pytest.Ca
     assert main(["inspect", str(debug_model), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["components"]["unet"]["sha256"] == comps["unet"]["sha256"]
+
+
+def test_inspect_says_a_model_folder_that_cannot_load(debug_model: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert inspect_path(debug_model)["missing"] == []
+    broken = tmp_path / "broken"
+    shutil.copytree(debug_model, broken)
+    (broken / "vae.safetensors").unlink()
+    assert main(["inspect", str(broken)]) == 1
+    assert "MISSING: vae.safetensors: this model cannot load" in capsys.readouterr().out
 
 
 def test_inspect_legacy_pt_reads_weights_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

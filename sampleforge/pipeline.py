@@ -356,11 +356,15 @@ class Generator(RunMixin):
         """``settings`` by name or alias over ``params`` (default: the defaults), resolved for this model."""
         return self.resolve(GenerationParams.from_kwargs(settings, base=params or DEFAULTS))
 
-    def knob_warnings(self, p: GenerationParams) -> list[str]:
+    def settings_warnings(self, p: GenerationParams) -> list[str]:
+        """What settings this model cannot honour: timbre knobs on a model without them, stereo from a mono one."""
         knobs = p.knobs()
+        out = []
         if knobs and not self.bundle.config.text.knobs:
-            return [f"model {self.name!r} has no timbre knobs: {', '.join(sorted(knobs))} ignored"]
-        return []
+            out.append(f"model {self.name!r} has no timbre knobs: {', '.join(sorted(knobs))} ignored")
+        if p.channels == "stereo" and self.space.channels == 1:
+            out.append(f"model {self.name!r} makes mono clips: channels 'stereo' ignored")
+        return out
 
     def start_noise(self, seeds: Sequence[int], shape: Sequence[int]) -> Tensor:
         """Start noise (B, *shape): row k from a generator seeded ``seeds[k]`` (on the CPU: the same on every device)."""
@@ -468,7 +472,7 @@ class Generator(RunMixin):
             raise UserInputError("prompts must be a string or a non-empty list of strings")
         batch = [x for x in prompt_list for _ in range(p.count)]
         seeds = [p.seed + k for k in range(len(batch))]
-        warnings = sorted({w for x in prompt_list for w in self.check_prompt(x)}) + self.knob_warnings(p)
+        warnings = sorted({w for x in prompt_list for w in self.check_prompt(x)}) + self.settings_warnings(p)
         shape = self.latent_shape(p.duration)
         if noise is None:
             noise = self.start_noise(seeds, shape)  # per-clip seeds: clip k's noise and later draws from seed + k
@@ -500,7 +504,7 @@ class Generator(RunMixin):
         n = p.count
         seeds = [p.seed + k for k in range(n)]
         init = self.encode([audio], p.duration).expand(n, -1, -1)
-        warnings = self.cut_warnings([audio], p.duration) + self.check_prompt(p.prompt) + self.knob_warnings(p)
+        warnings = self.cut_warnings([audio], p.duration) + self.check_prompt(p.prompt) + self.settings_warnings(p)
         cond, uncond = self.condition([p.prompt] * n, p.knobs())
         r = self.render(p, cond, uncond, self.start_noise(seeds, init.shape[1:]), seeds, vocoder=vocoder,
                         callback=callback, init=init, strength=p.strength)
@@ -539,7 +543,7 @@ class Generator(RunMixin):
         ends = self.start_noise([sa, sb], shape)
         noise = torch.stack([slerp(ends[0], ends[1], float(w)) for w in t])
         warnings = sorted(set(self.check_prompt(a.prompt)) | set(self.check_prompt(b.prompt))) + \
-            self.knob_warnings(p)
+            self.settings_warnings(p)
         cond_ab, uncond = self.condition([a.prompt, b.prompt], p.knobs())
         w = t.to(self.device)[:, None]
         cond = torch.lerp(cond_ab[0:1].expand(count, -1), cond_ab[1:2].expand(count, -1), w)

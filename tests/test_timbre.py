@@ -223,6 +223,9 @@ def test_bad_knobs_are_refused_and_models_without_knobs_warn(knob_model, debug_m
         gen.generate_full("kick", steps=1, decay=1.5)
     plain = Generator.from_pretrained(debug_model, device="cpu").generate_full("kick", steps=1, decay=0.5)
     assert any("no timbre knobs" in w for w in plain.warnings)
+    stereo = Generator.from_pretrained(debug_model, device="cpu").generate_full("kick", steps=1, channels="stereo")
+    assert any("makes mono clips: channels 'stereo' ignored" in w for w in stereo.warnings)
+    assert stereo.audio.ndim == 2 and not any("channels" in w for w in plain.warnings)
 
 
 def test_thin_knob_words_reach_the_model_through_their_knob_only(knob_model) -> None:

@@ -140,7 +140,7 @@ def build_kit(
                                          layer_gain_db(layer, p.velocity_layers)))
                 noises.append(noise)
     prompts = [s.prompt for s in samples]
-    warnings = sorted({w for x in dict.fromkeys(prompts) for w in gen.check_prompt(x)}) + gen.knob_warnings(p)
+    warnings = sorted({w for x in dict.fromkeys(prompts) for w in gen.check_prompt(x)}) + gen.settings_warnings(p)
     cond, uncond = gen.condition(prompts, p.knobs())
     scales = gen.cfg_scales(prompts, asked)  # a piece whose words set no knob may take the model's firmer scale
     wav = gen.render(p, cond, uncond, torch.stack(noises), [s.seed for s in samples], vocoder=vocoder,

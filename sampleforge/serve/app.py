@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sampleforge.serve.logs import error_ref
 from sampleforge.serve.middleware import BearerToken, BodyGuard, RequestLog
@@ -65,17 +66,30 @@ def _where(d: dict[str, Any]) -> str:
     return ".".join(str(p) for p in d["loc"][1:] or d["loc"])
 
 
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """An error that names no field: ``{"detail": message, "error": message}``; every error body has ``error``,
+    one line (a 422's names its fields)."""
+    return JSONResponse(status_code=status, content={"detail": message, "error": message}, headers=headers)
+
+
+async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    """A route's HTTPException (404, 405, 409, ...) with ``error`` beside its ``detail``."""
+    assert isinstance(exc, StarletteHTTPException)
+    if not isinstance(exc.detail, str):
+        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail}, headers=exc.headers)
+    return error_response(exc.status_code, exc.detail, exc.headers)
+
+
 async def on_storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """503 with Retry-After: the job database refuses writes (disk full, read-only); nothing was accepted."""
-    return JSONResponse(status_code=503, content={"detail": str(exc)},
-                        headers={"Retry-After": str(STORAGE_RETRY_AFTER_S)})
+    return error_response(503, str(exc), {"Retry-After": str(STORAGE_RETRY_AFTER_S)})
 
 
 async def on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     """500 naming nothing of the error but a reference; the log holds its traceback under that reference."""
     ref = error_ref()
     log.error("unhandled error", exc_info=exc, extra={"event": "unhandled", "path": request.url.path, "ref": ref})
-    return JSONResponse(status_code=500, content={"detail": f"internal server error (ref {ref}; logged)"})
+    return error_response(500, f"internal server error (ref {ref}; logged)")
 
 
 def create_app(service: Service, manage_service: bool = True) -> FastAPI:
@@ -94,6 +108,7 @@ def create_app(service: Service, manage_service: bool = True) -> FastAPI:
     app = FastAPI(title="sampleforge", version="0.1.0", lifespan=lifespan, docs_url="/docs",
                   description="Drum one-shots from keyword prompts: submit a job, follow its progress, download audio.")
     app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(StorageUnavailable, on_storage_unavailable)
     app.add_exception_handler(Exception, on_unexpected_error)
     app.state.service = service

@@ -18,6 +18,8 @@ log = logging.getLogger("sampleforge.serve.http")
 
 async def _send_json(send: Send, status: int, body: dict[str, Any], close: bool = False,
                      headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    if isinstance(body.get("detail"), str):
+        body = {**body, "error": body["detail"]}  # every error body: "error", one line, as the app's own
     data = json.dumps(body).encode()
     sent = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *headers]
     await send({"type": "http.response.start", "status": status,

@@ -266,7 +266,8 @@ def test_without_the_token_a_bad_body_is_401_not_422(make_client, path, raw, aut
     headers = {"content-type": "application/json", **({"Authorization": auth} if auth else {})}
     r = client.post(path, content=raw, headers=headers)
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", r.text
-    assert r.json() == {"detail": "missing or wrong bearer token (Authorization: Bearer <token>)"}
+    said = "missing or wrong bearer token (Authorization: Bearer <token>)"
+    assert r.json() == {"detail": said, "error": said}
     ok = client.post(path, content=raw, headers={**headers, "Authorization": "Bearer s3cret"})
     assert ok.status_code == 422, ok.text  # with the token: what is wrong with the body
 
@@ -559,6 +560,21 @@ def test_a_405_lists_every_method_of_the_path(make_client):
         r = client.request(method, path)
         assert (r.status_code, r.headers.get("allow")) == (405, allow), (method, path)
     assert client.put(f"/v1/jobs/{job_id}").json()["detail"]  # the JSON error body, as for every error
+
+
+def test_every_error_body_has_one_error_line(make_client):
+    """A client reads ``error`` whatever the status: 401, 404, 405, 409, 413 and 422 alike."""
+    client = make_client(start=False, max_body_bytes=1000)
+    job_id = client.post("/v1/generate", json={"prompt": "kick", **FAST}).json()["job_id"]
+    answers = {404: client.get("/v1/jobs/nope"), 405: client.put(f"/v1/jobs/{job_id}"),
+               409: client.get(f"/v1/jobs/{job_id}/audio/0"), 413: client.post("/v1/generate", content=b" " * 5000),
+               422: client.post("/v1/generate", json={"prompt": "kick", "steps": -1})}
+    for status, r in answers.items():
+        body = r.json()
+        assert r.status_code == status and isinstance(body["error"], str) and body["error"], (status, body)
+        assert "\n" not in body["error"] and "detail" in body
+    locked = make_client(start=False, token="s3cret").get("/v1/models")
+    assert locked.status_code == 401 and locked.json()["error"].startswith("missing or wrong bearer token")
 
 
 # ---- what a failed job tells the client ---------------------------------------------------------------------

@@ -44,15 +44,19 @@ async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     """422 ``{"detail": [{"loc", "msg", "type"}], "error": "field: message; ..."}``; never echoes the input
     (it may hold NaN, which JSON cannot carry)."""
     assert isinstance(exc, RequestValidationError)
-    detail = [{"loc": [_safe(p) for p in e.get("loc", ())], "msg": _safe(_message(e)), "type": str(e.get("type", ""))}
-              for e in exc.errors()]
+    json_sent = "json" in request.headers.get("content-type", "").lower()
+    detail = [{"loc": [_safe(p) for p in e.get("loc", ())], "msg": _safe(_message(e, json_sent)),
+               "type": str(e.get("type", ""))} for e in exc.errors()]
     summary = "; ".join(f"{_where(d)}: {d['msg']}" for d in detail)
     return JSONResponse(status_code=422, content={"detail": detail, "error": summary})
 
 
-def _message(error: dict[str, Any]) -> str:
-    """An error's message; malformed JSON also says why and where (FastAPI gives the character in ``loc``)."""
+def _message(error: dict[str, Any], json_sent: bool = True) -> str:
+    """An error's message; malformed JSON also says why and where (FastAPI gives the character in ``loc``), and a
+    body sent as another type than JSON (curl -d sends a form) which header to send."""
     msg = str(error.get("msg", ""))
+    if not json_sent and tuple(error.get("loc", ())) == ("body",):
+        return "the body must be a JSON object sent with Content-Type: application/json"
     if error.get("type") == "json_invalid" and len(error.get("loc", ())) == 2:
         why = (error.get("ctx") or {}).get("error")
         msg = f"not valid JSON at character {error['loc'][1]}" + (f": {why}" if why else "")

@@ -685,3 +685,14 @@ def test_a_crash_in_a_celery_task_is_stored_the_same_way(tmp_path, monkeypatch, 
     m = INTERNAL.fullmatch(failed.error or "")
     assert m, failed.error
     assert "libtorch" in str(_crash_logged(caplog, m[1]).exc_info[1])
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_json_body_sent_as_another_type_says_so(make_client, content_type):
+    """curl -d sends a form; the body is JSON all the same: the 422 says which header to send."""
+    client = make_client(start=False)
+    headers = {"content-type": content_type} if content_type else {}
+    r = client.post("/v1/generate", content=b'{"prompt": "kick"}', headers=headers)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body"], r.text
+    assert "Content-Type: application/json" in r.json()["error"], r.text
+    assert client.post("/v1/generate", json={"prompt": "kick", **FAST}).status_code == 202

@@ -121,6 +121,9 @@ def cmd_morph(args: argparse.Namespace) -> int:
     if from_prompt is not None and to_prompt is not None and params.prompt:
         raise UserInputError(f"the prompt {params.prompt!r} is used by neither end: --from-prompt and --to-prompt "
                              "give both")
+    if (from_prompt is None) != (to_prompt is None) and not params.prompt.strip() and args.from_input is None:
+        given, other = ("--from-prompt", "--to-prompt") if to_prompt is None else ("--to-prompt", "--from-prompt")
+        raise UserInputError(f"{given} gives one end only: give the other with {other} (or the prompt both share)")
     for flag in ("from_seed", "to_seed"):
         value = getattr(args, flag)
         if value is not None and not 0 <= value < 2**31:

@@ -196,6 +196,12 @@ def test_morph_and_kit_take_the_prompt_as_words(debug_model: Path, tmp_path: Pat
     rc, _, err = _run(capsys, "kit", "dusty", "--prompt", "clean", "--model", str(debug_model), "--out-dir",
                       str(tmp_path / "k2"))
     assert rc == 2 and "differ" in err and not (tmp_path / "k2").exists()
+    for flag, other in (("--from-prompt", "--to-prompt"), ("--to-prompt", "--from-prompt")):  # one end named
+        rc, _, err = _run(capsys, "morph", flag, "kick", "--model", str(debug_model), "--out-dir", str(tmp_path / "m2"))
+        assert rc == 2 and f"{flag} gives one end only: give the other with {other}" in err
+    rc, files, _ = _run(capsys, "morph", "--from-prompt", "kick", "snare", "--model", str(debug_model), "--steps", "1",
+                        "--morph-steps", "2", "--out-dir", str(tmp_path / "m3"), "--quiet")
+    assert rc == 2  # "snare" is --from-prompt's second word: still one end
 
 
 def test_flags_that_take_several_values_take_them_all(debug_model: Path, tmp_path: Path, capsys) -> None:

@@ -9,12 +9,14 @@ finished clip. All cells use the same seed, so they differ only by the settings.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from sampleforge.errors import UserInputError
 from sampleforge.eval import metrics, report
@@ -33,9 +35,12 @@ def run_sweep(generator: Any, base: GenerationParams, cfgs: Sequence[float], ste
     sr = generator.sample_rate
     cells: list[dict[str, Any]] = []
     audio: dict[str, Any] = {}
+    bar = tqdm(total=len(samplers) * len(steps) * len(cfgs), desc=f"sweep ({base.count} clips a cell)", unit="cell",
+               file=sys.stderr, disable=None, leave=False)
     for sampler in samplers:
         for st in steps:
             for c in cfgs:
+                bar.set_postfix_str(f"{sampler} {st} steps cfg {c:g}", refresh=False)
                 t0 = time.perf_counter()
                 g = generator.run(dataclasses.replace(base, steps=st, cfg_scale=c, sampler=sampler))
                 seconds = time.perf_counter() - t0
@@ -44,6 +49,8 @@ def run_sweep(generator: Any, base: GenerationParams, cfgs: Sequence[float], ste
                               "seeds": list(g.seeds), "seconds": seconds, **stage_stats(g, sr),
                               "warnings": list(g.warnings)})
                 audio[key] = mono_rows(g.audio).numpy()
+                bar.update(1)
+    bar.close()
     return {
         "model_id": generator.id, "model_kind": getattr(generator, "kind", "sampleforge"), "prompt": base.prompt,
         "seed": base.seed, "n": base.count, "duration": base.duration, "cfg": [float(c) for c in cfgs],

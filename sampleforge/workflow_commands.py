@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -150,8 +151,9 @@ def cmd_kit(args: argparse.Namespace) -> int:
     check_out_dir(args.out_dir, args.overwrite)  # before loading the model
     from sampleforge import workflow
 
+    started = time.time() - 1.0  # file times may be rounded to the second
     out = _run(workflow.make_kit, args.quiet, args.out_dir, params, name=_words(args.name), overwrite=args.overwrite,
                model=args.model, vocoder=vocoder)
-    files = sorted(p.name for p in out.iterdir())
+    files = sorted(p.name for p in out.iterdir() if p.stat().st_mtime >= started)  # written now: not the user's own
     print(f"{out}: {len(files)} files ({', '.join(n for n in files if not n.endswith(('.wav', '.flac')))})")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -263,3 +264,15 @@ def test_vary_does_not_write_over_other_variations(debug_model: Path, snare_file
     assert rc == 2 and len(err.strip().splitlines()) == 1, err
     assert f"--out-dir: {first[0]} exists and is not a variation of this my_snare.wav" in err
     assert "(vary into another --out-dir)" in err and Path(first[0]).read_bytes() == kept
+
+
+def test_kit_overwrite_lists_what_it_wrote_not_the_users_files(debug_model: Path, tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "kit"
+    folder.mkdir()
+    notes = folder / "mynotes.txt"
+    notes.write_text("mine")
+    os.utime(notes, (1e9, 1e9))  # written long before
+    assert main(["kit", "--pieces", "kick", "--model", str(debug_model), "--steps", "1", "--out-dir", str(folder),
+                 "--overwrite", "--quiet"]) == 0
+    said = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "kit.sfz" in said and "mynotes.txt" not in said and notes.read_text() == "mine", said

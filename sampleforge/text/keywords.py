@@ -329,6 +329,8 @@ class Vocabulary:
         words = keywords(prompt)
         if not encoded and not any(w in knob_words for w in words):
             out.append("no keyword this model knows: it generates a random drum (name a class, e.g. 'kick')")
+        elif category_from_tokens(words) is None:
+            out.append(f"no drum class named: the model picks one by itself ('{' '.join(words)} kick' names one)")
         named = classes_named(words)
         if len(named) > 1:
             out.append(f"the prompt names {len(named)} classes ({', '.join(named)}): the model blends them; "

@@ -83,3 +83,12 @@ def test_accents_are_folded_and_other_symbols_said(vocab: Vocabulary) -> None:
     assert vocab.prompt_warnings("kïck") == []
     (w,) = vocab.prompt_warnings("\U0001f941 kïck")
     assert w == "'\U0001f941' ignored: keywords are made of letters and digits"
+
+
+def test_a_prompt_without_a_class_says_the_model_picks_one(vocab: Vocabulary) -> None:
+    """A bare '808' is no kick: the model chooses the class from the word's clips (drums-v2: shakers and hats)."""
+    (w,) = vocab.prompt_warnings("808")
+    assert w == "no drum class named: the model picks one by itself ('808 kick' names one)"
+    for named in ("808 kick", "hat", "electro snare"):  # a class, a family word
+        assert not any("no drum class" in w for w in vocab.prompt_warnings(named)), named
+    assert not any("no drum class" in w for w in vocab.prompt_warnings("laser"))  # that is 'no keyword' already

@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sampleforge.serve.logs import error_ref
-from sampleforge.serve.middleware import BearerToken, BodyGuard, RequestLog
+from sampleforge.serve.middleware import BearerToken, BodyGuard, RequestLog, error_body
 from sampleforge.serve.routes import api_routers, needs_token
 from sampleforge.serve.routes.page import STATIC
 from sampleforge.serve.routes.workflow import UPLOAD_PATHS
@@ -71,9 +71,8 @@ def _where(d: dict[str, Any]) -> str:
 
 
 def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    """An error that names no field: ``{"detail": message, "error": message}``; every error body has ``error``,
-    one line (a 422's names its fields)."""
-    return JSONResponse(status_code=status, content={"detail": message, "error": message}, headers=headers)
+    """An error that names no field (``middleware.error_body``)."""
+    return JSONResponse(status_code=status, content=error_body(message), headers=headers)
 
 
 async def on_http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -16,10 +16,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = logging.getLogger("sampleforge.serve.http")
 
 
+def error_body(message: str) -> dict[str, str]:
+    """The body of an error that names no field, from the app or from a middleware: ``error`` is one line, as every
+    error body's (a 422's names its fields), ``detail`` the same message."""
+    return {"detail": message, "error": message}
+
+
 async def _send_json(send: Send, status: int, body: dict[str, Any], close: bool = False,
                      headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
-    if isinstance(body.get("detail"), str):
-        body = {**body, "error": body["detail"]}  # every error body: "error", one line, as the app's own
     data = json.dumps(body).encode()
     sent = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *headers]
     await send({"type": "http.response.start", "status": status,
@@ -49,7 +53,7 @@ class BearerToken:
                 or self._holds_token(scope):
             await self.app(scope, receive, send)
             return
-        await _send_json(send, 401, {"detail": UNAUTHORIZED}, headers=((b"www-authenticate", b"Bearer"),))
+        await _send_json(send, 401, error_body(UNAUTHORIZED), headers=((b"www-authenticate", b"Bearer"),))
 
 
 class BodyGuard:
@@ -67,13 +71,13 @@ class BodyGuard:
             await self.app(scope, receive, send)
             return
         limit = self.upload_max_bytes if scope.get("path") in self.upload_paths else self.max_bytes
-        too_big = {"detail": f"request body larger than {limit} bytes"}
+        too_big = error_body(f"request body larger than {limit} bytes")
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     length = int(value)
                 except ValueError:
-                    await _send_json(send, 400, {"detail": "bad Content-Length header"})
+                    await _send_json(send, 400, error_body("bad Content-Length header"))
                     return
                 if length > limit:
                     await _send_json(send, 413, too_big)
@@ -101,7 +105,7 @@ class BodyGuard:
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
             except TimeoutError:
-                return await refuse(408, {"detail": f"request body not received within {self.timeout_s:g} s"})
+                return await refuse(408, error_body(f"request body not received within {self.timeout_s:g} s"))
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:

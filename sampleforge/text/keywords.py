@@ -210,16 +210,19 @@ class Vocabulary:
     """The keywords a model knows, with their counts in the training data.
 
     Id 0 is padding; words get ids 1..N ordered by count (descending) then alphabetically, so the same
-    data always gives the same ids. ``len(vocab)`` is N + 1: the embedding table size the text encoder needs.
+    data always gives the same ids; a saved vocabulary keeps its file's order (:meth:`extended` appends). ``len(vocab)`` is N + 1: the embedding table size the text encoder needs.
     """
 
     PAD_ID = 0
 
     def __init__(
-        self, counts: dict[str, int], min_count: int = 1, classes: dict[str, dict[str, int]] | None = None
+        self, counts: dict[str, int], min_count: int = 1, classes: dict[str, dict[str, int]] | None = None,
+        *, ordered: bool = False,
     ) -> None:
         """``counts``: word -> count; words counted fewer than ``min_count`` times are left out.
-        ``classes``: word -> {class: clips of that class carrying the word} (optional)."""
+        ``classes``: word -> {class: clips of that class carrying the word} (optional).
+        ``ordered``: ``counts`` is already in id order (a saved vocabulary, which may have been extended with
+        :meth:`extended`); by default the ids follow the counts."""
         if min_count < 1:
             raise UserInputError(f"min_count must be >= 1, got {min_count}")
         for word, n in counts.items():
@@ -229,7 +232,9 @@ class Vocabulary:
                 )
             if not isinstance(n, int) or n < 1:
                 raise UserInputError(f"vocabulary word {word!r} has an invalid count {n!r}")
-        kept = sorted(((w, n) for w, n in counts.items() if n >= min_count), key=lambda wn: (-wn[1], wn[0]))
+        kept = [(w, n) for w, n in counts.items() if n >= min_count]
+        if not ordered:
+            kept.sort(key=lambda wn: (-wn[1], wn[0]))
         self.min_count = min_count
         self.counts: dict[str, int] = dict(kept)
         self.words: list[str] = [w for w, _ in kept]
@@ -256,6 +261,19 @@ class Vocabulary:
                     per_class.setdefault(w, Counter())[categories[i]] += 1
         classes = {w: dict(c) for w, c in per_class.items()} if categories is not None else None
         return cls(dict(counter), min_count=min_count, classes=classes)
+
+    def extended(self, other: Vocabulary, size: int) -> tuple[Vocabulary, list[str], list[str]]:
+        """This vocabulary with ``other``'s new words appended, every id of this one kept: the keywords of a
+        model that goes on training on other clips. New words get ids after the last one, most counted first,
+        while ``len`` stays within ``size`` (the text encoder's embedding table); their counts and classes
+        are ``other``'s. Returns (vocabulary, words added, words left out for want of room)."""
+        new = sorted((w for w in other.words if w not in self._ids), key=lambda w: (-other.counts[w], w))
+        room = max(0, size - len(self))
+        added, left_out = new[:room], new[room:]
+        counts = {**self.counts, **{w: other.counts[w] for w in added}}
+        classes = {**self.classes, **{w: other.classes[w] for w in added if w in other.classes}}
+        min_count = min(self.min_count, other.min_count)
+        return Vocabulary(counts, min_count=min_count, classes=classes, ordered=True), added, left_out
 
     def __len__(self) -> int:
         return len(self.words) + 1
@@ -376,7 +394,7 @@ class Vocabulary:
         if classes is not None and not (isinstance(classes, dict) and all(
                 isinstance(c, dict) and all(isinstance(n, int) for n in c.values()) for c in classes.values())):
             raise UserInputError('vocab.json: "classes" must map word -> {class: count}')
-        return cls(dict(data["keywords"]), min_count=int(data.get("min_count", 1)), classes=classes)
+        return cls(dict(data["keywords"]), min_count=int(data.get("min_count", 1)), classes=classes, ordered=True)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"

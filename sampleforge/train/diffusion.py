@@ -93,21 +93,24 @@ def jitter_knobs(knobs: Tensor, std: float, generator: torch.Generator) -> Tenso
     return (knobs + std * noise).clamp(0.0, 1.0)  # NaN + noise stays NaN; clamp keeps NaN
 
 
-def init_vocabulary(folder: Path, built: Vocabulary) -> Vocabulary:
+def init_vocabulary(folder: Path, built: Vocabulary, size: int) -> Vocabulary:
     """The keywords of a run that starts from a model folder (``recipe.init["diffusion"]``): the folder's own
-    (its vocab.json), so that every keyword id keeps its meaning whatever clips the run trains on. Words of
-    this run's clips (``built``) that the folder does not know are dropped from their prompts, with a log line.
-    Raises UserInputError when the folder has no vocabulary."""
+    (its vocab.json), so that every keyword id keeps its meaning whatever clips the run trains on, and the words
+    of this run's clips (``built``) that the folder does not know, on the free rows of the keyword encoder's
+    table (``size``, the folder's ``text.vocab_size``), where they start untrained. Words beyond that room are
+    dropped from their prompts. Both get a log line. Raises UserInputError when the folder has no vocabulary."""
     from sampleforge.errors import UserInputError
 
     vocab_file = folder / "vocab.json"
     if not folder.is_dir() or not vocab_file.is_file():
         raise UserInputError(f"recipe.init.diffusion: {folder} is not a model folder (no vocab.json)")
-    vocab = Vocabulary.load(vocab_file)
-    unknown = sorted(w for w in built.words if w not in vocab)
-    if unknown:
-        log.info("diffusion: %d keyword(s) of the training clips are not in %s and are left out: %s",
-                 len(unknown), vocab_file, ", ".join(unknown))
+    vocab, added, left_out = Vocabulary.load(vocab_file).extended(built, size)
+    if added:
+        log.info("diffusion: %d new keyword(s) of the training clips, ids %d-%d: %s", len(added),
+                 vocab.id_of(added[0]), vocab.id_of(added[-1]), ", ".join(added))
+    if left_out:
+        log.info("diffusion: %d keyword(s) of the training clips are left out: the keyword encoder of %s has "
+                 "room for %d words: %s", len(left_out), folder, size - 1, ", ".join(left_out))
     return vocab
 
 
@@ -173,8 +176,8 @@ class DiffusionTask:
         self.vae.eval().requires_grad_(False)
         built = Vocabulary.build([list(c.keywords) for c in ctx.clips], min_count=ctx.data.min_count,
                                  categories=[c.category for c in ctx.clips])
-        self.vocab = init_vocabulary(init, built) if init is not None else built
-        cfg.text.vocab_size = max(cfg.text.vocab_size, len(self.vocab) + 1)
+        self.vocab = init_vocabulary(init, built, cfg.text.vocab_size) if init is not None else built
+        cfg.text.vocab_size = max(cfg.text.vocab_size, len(self.vocab))
         ctx.model_dir.mkdir(parents=True, exist_ok=True)
         self.vocab.save(ctx.model_dir / "vocab.json")
         ctx.write_config(("text",))

@@ -129,7 +129,7 @@ def _diffusion_model(folder: Path) -> tuple[torch.nn.Module, Any]:
     return model, bundle
 
 
-def test_diffusion_starts_from_a_model_folder_and_keeps_its_keywords(tmp_path: Path) -> None:
+def test_diffusion_starts_from_a_model_folder_keeps_its_keywords_and_adds_new_ones(tmp_path: Path) -> None:
     from sampleforge.debug_model import make_debug_bundle
     from sampleforge.text.keywords import Vocabulary
     from sampleforge.train.diffusion import init_vocabulary, start_from
@@ -142,13 +142,24 @@ def test_diffusion_starts_from_a_model_folder_and_keeps_its_keywords(tmp_path: P
     for name in ("unet", "text"):
         own, src = model[name].state_dict(), getattr(bundle, name).state_dict()
         assert all(torch.equal(own[k], src[k]) for k in src)
-    # the run's clips name fewer and other words: the folder's keywords (and ids) are kept all the same
+    # the run's clips name fewer and other words: the folder's keywords (and ids) are kept all the same, and
+    # new words take the free rows of the keyword table, most counted first, as far as there is room
     known = bundle.vocab.words[0]
-    built = Vocabulary({known: 10, "cowbellish": 3})
-    vocab = init_vocabulary(folder, built)
-    assert vocab == bundle.vocab and vocab.id_of(known) == bundle.vocab.id_of(known) and "cowbellish" not in vocab
+    built = Vocabulary({known: 10, "cowbellish": 3, "lofi": 5}, classes={"lofi": {"kick": 5}})
+    size = len(bundle.vocab) + 1
+    vocab = init_vocabulary(folder, built, size)
+    assert vocab.words == [*bundle.vocab.words, "lofi"] and "cowbellish" not in vocab and len(vocab) == size
+    assert all(vocab.id_of(w) == bundle.vocab.id_of(w) for w in bundle.vocab.words)
+    assert vocab.counts[known] == bundle.vocab.counts[known] and vocab.counts["lofi"] == 5
+    assert vocab.classes["lofi"] == {"kick": 5}
+    assert init_vocabulary(folder, built, size + 1).words[-2:] == ["lofi", "cowbellish"]
+    assert init_vocabulary(folder, built, len(bundle.vocab)) == bundle.vocab  # a full table: nothing is added
+    # the ids survive a save: a saved vocabulary keeps its order, whatever the counts say
+    vocab.save(tmp_path / "vocab.json")
+    again = Vocabulary.load(tmp_path / "vocab.json")
+    assert again == vocab and again.id_of("lofi") == len(bundle.vocab)
     with pytest.raises(UserInputError, match="init.diffusion: .* is not a model folder"):
-        init_vocabulary(tmp_path / "nowhere", built)
+        init_vocabulary(tmp_path / "nowhere", built, size)
     with pytest.raises(UserInputError, match="init.diffusion: .* is not a model folder"):
         start_from(model, tmp_path / "nowhere")
     (folder / "unet.safetensors").unlink()

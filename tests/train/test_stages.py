@@ -85,9 +85,13 @@ def test_a_fine_tune_starts_from_a_model_folder_with_its_vae_and_keywords(real_k
     args = ["train", "diffusion", "--data", str(real_kits), "--config", str(recipe), "--out", str(run),
             "--cache", str(tmp_path / "cache"), "--no-progress"]
     assert main(args) == 0
-    for name in ("vae.safetensors", "vocab.json"):  # trained on the start's latents, with the start's keyword ids
-        assert (run / "model" / name).read_bytes() == (start / name).read_bytes()
-    bundle = load_bundle(run / "model")
+    # trained on the start's latents, with the start's keyword ids, and the clips' other words after them
+    assert (run / "model" / "vae.safetensors").read_bytes() == (start / "vae.safetensors").read_bytes()
+    bundle, first = load_bundle(run / "model"), load_bundle(start)
+    assert bundle.vocab.words[:len(first.vocab.words)] == first.vocab.words
+    new = bundle.vocab.words[len(first.vocab.words):]
+    assert new and not set(new) & set(first.vocab.words)
+    assert bundle.vocab.encode(new[0])[1] == [] and bundle.config.text.vocab_size == first.config.text.vocab_size
     assert bundle.unet is not None and bundle.text is not None
     audio = Generator(bundle, device="cpu").generate("808 kick", steps=2, seed=0)
     assert audio.shape == (1, 88200) and torch.isfinite(audio).all()

@@ -23,12 +23,27 @@ from sampleforge.eval import metrics, report
 from sampleforge.params import GenerationParams
 
 
+MAX_CELLS = 64  # settings in one sweep: each cell is a row of players and pictures in one page
+MAX_CLIPS = 256  # clips in one sweep (cells x count): the page carries every clip as a player
+
+
+def check_grid(cells: int, count: int) -> None:
+    """Refuse a grid too large for one page before anything is rendered (UserInputError naming the sizes)."""
+    if cells > MAX_CELLS:
+        raise UserInputError(f"the sweep has {cells} cells (cfg x steps x sampler), at most {MAX_CELLS}: "
+                             "sweep fewer settings at a time")
+    if cells * count > MAX_CLIPS:
+        raise UserInputError(f"the sweep renders {cells} cells x {count} clips = {cells * count} clips, at most "
+                             f"{MAX_CLIPS}: lower --count or sweep fewer settings")
+
+
 def run_sweep(generator: Any, base: GenerationParams, cfgs: Sequence[float], steps: Sequence[int],
               samplers: Sequence[str]) -> dict[str, Any]:
     """Render every (sampler, steps, cfg) cell over ``base`` (prompt, seed, count, duration, ...) with any
     backend; returns the JSON-able result plus ``_audio`` (key -> (count, T)). The stage statistics come from
     the backend's ``Generation``: the sampler's latents and the waveform before finishing (``raw``)."""
     base = generator.resolve(base)
+    check_grid(len(samplers) * len(steps) * len(cfgs), base.count)
     unfit = [s for s in samplers if s not in generator.samplers]
     if unfit:  # fail before the first (slow) cell, naming the bad value
         raise UserInputError(f"--sampler {unfit[0]!r} does not fit this model (valid: {', '.join(generator.samplers)})")
@@ -95,6 +110,7 @@ def sweep(model: str | Path, base: GenerationParams, cfgs: Sequence[float], step
     from sampleforge.api import check_writable
     from sampleforge.backends import BackendOptions, load_backend
 
+    check_grid(len(cfgs) * len(steps) * (len(samplers) if samplers else 1), base.count)  # at once, not after loading
     check_writable(Path(out_dir) / "probe.wav", "out")  # before the model and the grid: a bad folder answers at once
     gen = load_backend(model, BackendOptions.from_params(base, device))
     if samplers is None:

@@ -216,6 +216,28 @@ def test_sweep_refuses_a_folder_it_cannot_write_before_rendering(debug_model: Pa
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+def test_sweep_refuses_a_grid_too_large_for_its_page_before_loading(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import sampleforge.backends as backends
+    from sampleforge.eval.sweep import MAX_CELLS, MAX_CLIPS
+
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded before the grid was checked")
+
+    monkeypatch.setattr(backends, "load_backend", no_loading)
+    many = ",".join(f"{i / 4:g}" for i in range(1, MAX_CELLS + 2))  # one more cell than a page takes
+    assert main(["sweep", "kick", "--cfg-scale", many, "--steps", "1", "--sampler", "ddim", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{MAX_CELLS + 1} cells" in err and f"at most {MAX_CELLS}" in err and len(err.strip().splitlines()) == 1
+    count = MAX_CLIPS // 4 + 1  # four cells of that many clips is over the page's clips
+    assert main(["sweep", "kick", "--cfg-scale", "1,2", "--steps", "1,2", "--sampler", "ddim", "--count", str(count),
+                 "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"4 cells x {count} clips" in err and "--count" in err
+    assert not any(tmp_path.iterdir())
+
+
 def test_doctor_cli(debug_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["doctor", "--model", str(debug_model), "--data", str(tmp_path)])
     out = capsys.readouterr().out

@@ -22,7 +22,6 @@ from sampleforge.errors import UserInputError
 from sampleforge.eval import metrics, report
 from sampleforge.params import GenerationParams
 
-
 MAX_CELLS = 64  # settings in one sweep: each cell is a row of players and pictures in one page
 MAX_CLIPS = 256  # clips in one sweep (cells x count): the page carries every clip as a player
 

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sampleforge.serve.logs import error_ref
 from sampleforge.serve.middleware import BearerToken, BodyGuard, RequestLog, error_body
 from sampleforge.serve.routes import api_routers, needs_token
+from sampleforge.serve.routes.common import server_message
 from sampleforge.serve.routes.page import STATIC
 from sampleforge.serve.routes.workflow import UPLOAD_PATHS
 from sampleforge.serve.service import Service, StorageUnavailable
@@ -42,10 +43,14 @@ def _safe(value: Any) -> Any:
 
 async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     """422 ``{"detail": [{"loc", "msg", "type"}], "error": "field: message; ..."}``; never echoes the input
-    (it may hold NaN, which JSON cannot carry)."""
+    (it may hold NaN, which JSON cannot carry). A schema bound that this server narrows is said as this server's
+    limit (``count``: "at most 16 clips per job", not the schema's 1000)."""
     assert isinstance(exc, RequestValidationError)
     json_sent = "json" in request.headers.get("content-type", "").lower()
-    detail = [{"loc": [_safe(p) for p in e.get("loc", ())], "msg": _safe(_message(e, json_sent)),
+    service = getattr(request.app.state, "service", None)
+    detail = [{"loc": [_safe(p) for p in e.get("loc", ())],
+               "msg": _safe(server_message(service, request.url.path, tuple(e.get("loc", ())), e.get("input"))
+                            or _message(e, json_sent)),
                "type": str(e.get("type", ""))} for e in exc.errors()]
     summary = "; ".join(f"{_where(d)}: {d['msg']}" for d in detail)
     return JSONResponse(status_code=422, content={"detail": detail, "error": summary})

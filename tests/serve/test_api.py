@@ -230,6 +230,31 @@ def test_bad_values_are_422_naming_the_field(make_client, body, field):
 
 
 @pytest.mark.parametrize(
+    ("path", "body", "field", "said"),
+    [  # beyond the schema's own bounds (1000 clips, 1000 steps, 600 s): the client hears this server's limit
+        ("/v1/generate", {"prompt": "kick", "count": 5000}, "count", "at most 16 clips per job"),
+        ("/v1/generate", {"prompt": "kick", "count": 17}, "count", "at most 16 clips per job"),
+        ("/v1/generate", {"prompt": "kick", "steps": 5000}, "steps", "at most 200 steps"),
+        ("/v1/generate", {"prompt": "kick", "duration": 5000}, "duration", "must be between 0.25 and 4.0 seconds"),
+        ("/v1/tasks", {"data": {"prompt": "kick", "params": {"diffusionSteps": 5000}}}, "diffusionSteps",
+         "at most 200 steps"),
+        ("/v1/vary", {"audio": "AAAA", "count": 5000}, "count", "at most 64 clips per request"),
+        ("/v1/morph", {"from_prompt": "kick", "to_prompt": "snare", "morph_steps": 5000}, "morph_steps",
+         "at most 64 clips per request"),
+    ],
+)
+def test_a_schema_bound_is_said_as_this_servers_limit(make_client, path, body, field, said):
+    client = make_client(start=False)
+    r = client.post(path, json=body)
+    assert r.status_code == 422, r.text
+    mine = [d for d in r.json()["detail"] if d["loc"][-1] == field]
+    assert mine and mine[0]["msg"].startswith(said), r.json()
+    assert "1000" not in r.json()["error"] and "600" not in r.json()["error"]
+    low = client.post("/v1/generate", json={"prompt": "kick", "count": 0}).json()
+    assert "16" not in low["error"] and "count" in low["error"]  # a lower bound is the schema's own
+
+
+@pytest.mark.parametrize(
     "raw",
     [
         b'{"prompt": "kick", "cfg_scale": NaN}',

@@ -242,22 +242,59 @@ def unknown_model(service: Service, model: str | None, loc: tuple[str, ...]) -> 
     return _error(loc, f"unknown model {model!r} (served: {', '.join(service.models)})", "enum")
 
 
+WORKFLOW_PATHS = ("/v1/vary", "/v1/morph", "/v1/kit", "/v1/kit/pad")  # their clip limit is per request, not per job
+
+
+def _above(limit: float) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > limit
+
+
+def server_limits(cfg: Any, path: str) -> dict[str, tuple[Callable[[Any], bool], str]]:
+    """This server's limits on the settings the schema also bounds, worded as the routes word them: setting ->
+    (does a value break it?, the message). A schema bound is the product's widest (1000 clips); a client needs
+    to hear this server's (16)."""
+    clips = cfg.max_count * 4 if path in WORKFLOW_PATHS else cfg.max_count
+    low, high = cfg.min_duration, cfg.max_duration
+    return {
+        "count": (_above(clips), f"at most {clips} clips per {'request' if path in WORKFLOW_PATHS else 'job'}"),
+        "morph_steps": (_above(cfg.max_count * 4), f"at most {cfg.max_count * 4} clips per request"),
+        "steps": (_above(cfg.max_steps), f"at most {cfg.max_steps} steps"),
+        "duration": (lambda v: _above(high)(v) or (_above(float("-inf"))(v) and v < low),
+                     f"must be between {low} and {high} seconds"),
+        "prompt": (lambda v: isinstance(v, str) and len(v) > cfg.max_prompt_chars,
+                   f"at most {cfg.max_prompt_chars} characters"),
+    }
+
+
+def server_message(service: Service | None, path: str, loc: tuple[Any, ...], value: Any) -> str | None:
+    """The message of this server's own limit when a value the schema refused also breaks it (``loc`` as the
+    client sent it: a task's params carry task-API names); None when the error is about something else."""
+    if service is None or len(loc) < 2 or loc[0] != "body":
+        return None
+    from sampleforge.serve.schemas import TASK_FIELDS
+
+    field = str(loc[-1])
+    setting = {task: name for name, task in TASK_FIELDS.items()}.get(field, field) if path == "/v1/tasks" else field
+    breaks, message = server_limits(service.config, path).get(setting, (lambda v: False, ""))
+    return message if breaks(value) else None
+
+
 def check_limits(service: Service, req: GenerateRequest, loc: Callable[[str], tuple[str, ...]]) -> None:
     """This server's limits (beyond the schema's static bounds): 422 naming each offending field.
 
     ``loc(field)``: where the client sent ``field`` (e.g. ``("body", "data", "params", "diffusionSteps")``)."""
     cfg, errors = service.config, []
+    said = {name: message for name, (_, message) in server_limits(cfg, "").items()}
     if len(req.prompt) > cfg.max_prompt_chars:
-        errors.append(_error(loc("prompt"), f"at most {cfg.max_prompt_chars} characters", "string_too_long"))
+        errors.append(_error(loc("prompt"), said["prompt"], "string_too_long"))
     if req.count > cfg.max_count:
-        errors.append(_error(loc("count"), f"at most {cfg.max_count} clips per job", "less_than_equal"))
+        errors.append(_error(loc("count"), said["count"], "less_than_equal"))
     steps = req.steps if req.steps is not None else _served_steps(service, req)
     if steps > cfg.max_steps:
-        said = "" if req.steps is not None else " (the model's own default; ask for fewer)"
-        errors.append(_error(loc("steps"), f"at most {cfg.max_steps} steps{said}", "less_than_equal"))
+        default = "" if req.steps is not None else " (the model's own default; ask for fewer)"
+        errors.append(_error(loc("steps"), said["steps"] + default, "less_than_equal"))
     if req.duration is not None and not cfg.min_duration <= req.duration <= cfg.max_duration:
-        errors.append(_error(loc("duration"), f"must be between {cfg.min_duration} and {cfg.max_duration} seconds",
-                             "range"))
+        errors.append(_error(loc("duration"), said["duration"], "range"))
     model = getattr(req, "model", None)
     unknown = unknown_model(service, model, loc("model"))
     if unknown is not None:

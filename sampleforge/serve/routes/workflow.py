@@ -36,7 +36,7 @@ from sampleforge.kit.pieces import DEFAULT_PIECES, KIT_DEFAULTS, PIECES
 from sampleforge.params import DEFAULTS, MAX_SEED, SPECS, GenerationParams
 from sampleforge.serve.job import QUEUED, Job
 from sampleforge.serve.results import new_job_id
-from sampleforge.serve.routes.common import JsonBodyRoute, accepted, queue_full_is_429
+from sampleforge.serve.routes.common import JsonBodyRoute, accepted, queue_full_is_429, server_limits
 from sampleforge.serve.schemas import StrictRequest, blank_errors, derived_field
 from sampleforge.serve.views import job_view
 
@@ -150,13 +150,13 @@ def _limits(request: Request, p: GenerationParams, clips: int, prompts: dict[str
     the request makes, set by ``clips_field``."""
     service = request.app.state.service
     cfg = service.config
+    said = {name: message for name, (_, message) in server_limits(cfg, request.url.path).items()}
     samplers = _generator(request, p.model).samplers
     if p.steps is not None and p.steps > cfg.max_steps:
-        raise _invalid("steps", f"at most {cfg.max_steps} steps", "less_than_equal")
+        raise _invalid("steps", said["steps"], "less_than_equal")
     if clips > cfg.max_count * 4:
         made = " (pieces x round_robins x velocity_layers)" if clips_field == "pieces" else ""
-        raise _invalid(clips_field, f"at most {cfg.max_count * 4} clips per request{made}, asked for {clips}",
-                       "less_than_equal")
+        raise _invalid(clips_field, f"{said['count']}{made}, asked for {clips}", "less_than_equal")
     if p.sampler is not None and p.sampler not in samplers:
         raise _invalid("sampler", f"unknown sampler {p.sampler!r} (valid: {', '.join(samplers)})", "enum")
     length = parse_length(p.length)
@@ -164,7 +164,7 @@ def _limits(request: Request, p: GenerationParams, clips: int, prompts: dict[str
         raise _invalid("length", f"must be 'auto' or at most {cfg.max_duration} seconds", "range")
     for field, text in prompts.items():
         if len(text) > cfg.max_prompt_chars:
-            raise _invalid(field, f"at most {cfg.max_prompt_chars} characters", "string_too_long")
+            raise _invalid(field, said["prompt"], "string_too_long")
 
 
 def _decode(field: str, data: str, sample_rate: int) -> np.ndarray:

@@ -160,6 +160,7 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
     """A model folder path, or a shipped model's name ("drums-v1") → its folder. A bare name that is also a
     folder in the working directory means that folder only if it is a model folder (has config.json): a run
     folder or a download that happens to carry a shipped model's name does not hide the shipped model."""
+    check_named(name_or_path)
     p = Path(name_or_path).expanduser()
     bare = not (p.suffix or os.sep in str(name_or_path))
     shipped = [d / str(name_or_path) for d in weights_dirs() if bare and (d / str(name_or_path)).is_dir()]
@@ -171,11 +172,22 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
         raise CheckpointError(f"{p}: no such model folder")
     if shipped:
         return shipped[0]
+    raise CheckpointError(f"unknown model {str(name_or_path)!r} ({_known_models()})")
+
+
+def check_named(name_or_path: str | os.PathLike[str]) -> None:
+    """Refuse an empty model name ('' would be the working directory, or the weights folder itself)."""
+    if not str(name_or_path).strip():
+        raise CheckpointError(f"no model named: give a model folder or a shipped model's name ({_known_models()})")
+
+
+def _known_models() -> str:
+    """The shipped models by name, and the vocoders that go after a model's '+'."""
     folders = {q.name: q for d in weights_dirs() if d.is_dir() for q in d.iterdir() if (q / "config.json").is_file()}
     known = sorted(n for n, q in folders.items() if not_a_model(q) is None)
     vocoders = sorted(n for n, q in folders.items() if is_vocoder_folder(q))
     also = f"; vocoders, after a model's '+': {', '.join(vocoders)}" if vocoders else ""
-    raise CheckpointError(f"unknown model {str(name_or_path)!r} (known: {', '.join(known) or 'none'}{also})")
+    return f"known: {', '.join(known) or 'none'}{also}"
 
 
 def not_a_model(path: Path) -> str | None:

@@ -48,6 +48,7 @@ class UsageError(Exception):
 FLAG_DESTS = {"diffusion_checkpoint": "diffusion_ckpt", "vae_checkpoint": "vae_ckpt",
               "vocoder_checkpoint": "vocoder_ckpt", "ddim_steps": "steps", "n": "count"}
 FLAGS_SEEN = "_flags"  # the namespace attribute where the sub-command's parser leaves ``flags()``
+PROG_SEEN = "_prog"  # ... and its name, as errors say it ("sampleforge data scan")
 
 
 class Parser(argparse.ArgumentParser):
@@ -59,8 +60,9 @@ class Parser(argparse.ArgumentParser):
 
     def parse_known_args(self, args: typing.Any = None, namespace: typing.Any = None) -> typing.Any:
         parsed, extras = super().parse_known_args(args, namespace)
-        if not hasattr(parsed, FLAGS_SEEN):  # the innermost (sub-)command's parser sets it first
+        if not hasattr(parsed, FLAGS_SEEN):  # the innermost (sub-)command's parser sets them first
             setattr(parsed, FLAGS_SEEN, self.flags())
+            setattr(parsed, PROG_SEEN, self.prog)
         return parsed, extras
 
     def flags(self) -> dict[str, str]:
@@ -91,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, unknown = parser.parse_known_args(argv)
         if unknown:  # said by the sub-command, whose --help lists what it takes
-            prog = f"sampleforge {args.command}" if getattr(args, "command", None) else "sampleforge"
-            Parser(prog=prog).error(f"unrecognized arguments: {' '.join(unknown)}")
+            Parser(prog=getattr(args, PROG_SEEN, "sampleforge")).error(f"unrecognized arguments: {' '.join(unknown)}")
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (SampleforgeError, ConfigError) as exc:
-        print(f"sampleforge {args.command}: error: {_as_typed(exc, getattr(args, FLAGS_SEEN, {}))}", file=sys.stderr)
+        print(f"{_prog(args)}: error: {_as_typed(exc, getattr(args, FLAGS_SEEN, {}))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader went away (`sampleforge vocab | head`): stop quietly
         _quiet_stdout()
@@ -110,11 +111,16 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a path the file system refuses (a folder flag naming a file, no permission, disk full)
         if exc.filename is None:
             raise
-        print(f"sampleforge {args.command}: error: {_path_problem(exc)}", file=sys.stderr)
+        print(f"{_prog(args)}: error: {_path_problem(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _prog(args: argparse.Namespace) -> str:
+    """The command as typed, for its error lines ("sampleforge data scan")."""
+    return str(getattr(args, PROG_SEEN, f"sampleforge {args.command}"))
 
 
 def _as_typed(exc: Exception, flags: Mapping[str, str]) -> str:

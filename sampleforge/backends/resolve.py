@@ -97,6 +97,9 @@ def resolve(spec: str | os.PathLike[str]) -> ModelRef:
     """``--model`` value -> ModelRef (path, format and, for ``MODEL+VOCODER``, the vocoder). Raises
     CheckpointError naming what is missing. A string that does not resolve as it is and holds a '+' is
     ``MODEL+VOCODER`` split at its last '+'; when that fails too, an existing path's own error wins."""
+    from sampleforge.bundle import check_named
+
+    check_named(spec)
     text = str(spec)
     try:
         return _resolve_whole(text)

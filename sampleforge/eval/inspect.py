@@ -19,6 +19,7 @@ def inspect_path(path: str | os.PathLike[str]) -> dict[str, Any]:
     from sampleforge import bundle, legacy
     from sampleforge.backends.resolve import resolve
 
+    bundle.check_named(path)
     here = Path(path).expanduser()
     if str(path).startswith("hf:") or (here / "model_index.json").is_file() or (here / "model_config.json").is_file():
         from sampleforge.backends.inspect import inspect_diffusers, inspect_stable_audio_tools

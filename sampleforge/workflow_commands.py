@@ -7,8 +7,8 @@ naming the flag before the model loads.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -150,10 +150,10 @@ def cmd_kit(args: argparse.Namespace) -> int:
     vocoder = vocoder_flags(args)  # a contradiction answers before the folder is made
     check_out_dir(args.out_dir, args.overwrite)  # before loading the model
     from sampleforge import workflow
+    from sampleforge.kit.writers import KIT_FILES
 
-    started = time.time() - 1.0  # file times may be rounded to the second
     out = _run(workflow.make_kit, args.quiet, args.out_dir, params, name=_words(args.name), overwrite=args.overwrite,
                model=args.model, vocoder=vocoder)
-    files = sorted(p.name for p in out.iterdir() if p.stat().st_mtime >= started)  # written now: not the user's own
-    print(f"{out}: {len(files)} files ({', '.join(n for n in files if not n.endswith(('.wav', '.flac')))})")
+    samples = json.loads((out / "kit.json").read_text(encoding="utf-8"))["samples"]  # the kit's files, not the user's
+    print(f"{out}: {len(samples) + len(KIT_FILES)} files ({len(samples)} samples, {', '.join(KIT_FILES)})")
     return 0

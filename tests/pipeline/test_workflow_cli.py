@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import json
 import re
 from pathlib import Path
 
@@ -270,9 +270,10 @@ def test_kit_overwrite_lists_what_it_wrote_not_the_users_files(debug_model: Path
     folder = tmp_path / "kit"
     folder.mkdir()
     notes = folder / "mynotes.txt"
-    notes.write_text("mine")
-    os.utime(notes, (1e9, 1e9))  # written long before
-    assert main(["kit", "--pieces", "kick", "--model", str(debug_model), "--steps", "1", "--out-dir", str(folder),
+    notes.write_text("mine")  # written just now, as the kit is: a file's time does not tell them apart
+    assert main(["kit", "--pieces", "kick,snare", "--model", str(debug_model), "--steps", "1", "--out-dir", str(folder),
                  "--overwrite", "--quiet"]) == 0
     said = capsys.readouterr().out.strip().splitlines()[-1]
-    assert "kit.sfz" in said and "mynotes.txt" not in said and notes.read_text() == "mine", said
+    assert "7 files (2 samples, kit.sfz" in said and "mynotes.txt" not in said and notes.read_text() == "mine", said
+    kit = json.loads((folder / "kit.json").read_text())
+    assert [s["file"] for s in kit["samples"]] == ["kick.wav", "snare.wav"]

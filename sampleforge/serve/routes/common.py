@@ -18,6 +18,7 @@ from starlette.routing import Match
 from starlette.types import Message, Receive, Scope, Send
 
 from sampleforge.errors import UserInputError
+from sampleforge.serve.config import ServeConfig
 from sampleforge.serve.job import Job
 from sampleforge.serve.jobstore import QueueFull
 from sampleforge.serve.results import is_job_id
@@ -245,11 +246,15 @@ def unknown_model(service: Service, model: str | None, loc: tuple[str, ...]) -> 
 WORKFLOW_PATHS = ("/v1/vary", "/v1/morph", "/v1/kit", "/v1/kit/pad")  # their clip limit is per request, not per job
 
 
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _above(limit: float) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > limit
+    return lambda v: _number(v) and v > limit
 
 
-def server_limits(cfg: Any, path: str) -> dict[str, tuple[Callable[[Any], bool], str]]:
+def server_limits(cfg: ServeConfig, path: str) -> dict[str, tuple[Callable[[Any], bool], str]]:
     """This server's limits on the settings the schema also bounds, worded as the routes word them: setting ->
     (does a value break it?, the message). A schema bound is the product's widest (1000 clips); a client needs
     to hear this server's (16)."""
@@ -259,7 +264,7 @@ def server_limits(cfg: Any, path: str) -> dict[str, tuple[Callable[[Any], bool],
         "count": (_above(clips), f"at most {clips} clips per {'request' if path in WORKFLOW_PATHS else 'job'}"),
         "morph_steps": (_above(cfg.max_count * 4), f"at most {cfg.max_count * 4} clips per request"),
         "steps": (_above(cfg.max_steps), f"at most {cfg.max_steps} steps"),
-        "duration": (lambda v: _above(high)(v) or (_above(float("-inf"))(v) and v < low),
+        "duration": (lambda v: _number(v) and not low <= v <= high,
                      f"must be between {low} and {high} seconds"),
         "prompt": (lambda v: isinstance(v, str) and len(v) > cfg.max_prompt_chars,
                    f"at most {cfg.max_prompt_chars} characters"),

@@ -187,7 +187,8 @@ def provenance(gen: Any, p: GenerationParams, ends: tuple[str, str] | None = Non
     conditioned = {"knobs": knobs(extra.get("prompt", p.prompt))} if ends is None else \
         {"knobs_a": knobs(ends[0]), "knobs_b": knobs(ends[1])}
     base = {"model": gen.id, "prompt": p.prompt, "seed": p.seed, "steps": p.steps, "cfg_scale": p.cfg_scale,
-            "sampler": p.sampler, "format": p.format, "length": p.length, **conditioned, **extra}
+            "sampler": p.sampler, "format": p.format, "length": p.length, "candidates": p.candidates, **conditioned,
+            **extra}
     return {k: str(v) for k, v in base.items() if v is not None}
 
 

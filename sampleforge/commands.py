@@ -152,8 +152,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.verbose:
         print(verbose_line(gen, result.stats, peak, result.params), file=sys.stderr)
     common = api.provenance(gen, params)  # the clips differ by seed only
-    for out, wav, s in zip(outs, result.audio, result.seeds, strict=True):
+    kept = result.candidates or [None] * len(outs)
+    for out, wav, s, j in zip(outs, result.audio, result.seeds, kept, strict=True):
         meta = {**common, "seed": str(s)}
+        if result.candidates is not None:  # which candidate the drum judge kept ("none": the model's own clip)
+            meta["candidate"] = "none" if j is None else str(j)
         write_audio(out, apply_length(wav.numpy(), gen.sample_rate, parse_length(params.length)), gen.sample_rate,
                     meta, format=params.format)
         print(out)

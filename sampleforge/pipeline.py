@@ -70,6 +70,14 @@ def slerp(a: Tensor, b: Tensor, t: float) -> Tensor:
     return (wa * a.double() + wb * b.double()).to(a.dtype)
 
 
+CANDIDATE_STRIDE = 1_000_003  # candidate j of a clip: its seed + j x this, far from the seeds of a batch's clips
+
+
+def candidate_seed(seed: int, j: int) -> int:
+    """The seed of candidate ``j`` (1, 2, ...) of a clip with ``seed`` (``candidates``); candidate 0 is the clip's."""
+    return (seed + j * CANDIDATE_STRIDE) % (MAX_SEED + 1)
+
+
 class Rendered(NamedTuple):
     """What ``Generator.render`` returns, on the CPU: finished audio (B, samples), latents (B, C, W), mels
     (B, 128, F) and the waveform before finishing (B, samples)."""
@@ -105,6 +113,7 @@ class Generator(RunMixin):
                 raise ParamError("quantize", ": int8 quantisation runs on the CPU only (use --device cpu)")
             bundle.unet = quantize_int8(bundle.unet)  # type: ignore[assignment]
         self.bundle = bundle.to(self.device)
+        self._judge: Any = None  # the drum judge of ``candidates``, loaded when first asked for
         cfg = bundle.config
         # what a server lists and a request names: the model's name, and the vocoder asked for in place of its
         # own as MODEL+VOCODER spells it (drums-v2+drums-vocoder-v1, drums-v2+griffin-lim)
@@ -161,7 +170,8 @@ class Generator(RunMixin):
         return ParamSpace(samplers=self.samplers, min_duration=float(SPECS["duration"].ge or 0.1),
                           max_duration=MAX_DURATION, default_duration=float(self.bundle.config.duration),
                           default_steps=int(SPECS["steps"].own),
-                          default_cfg=float(SPECS["cfg_scale"].own if own_cfg is None else own_cfg))
+                          default_cfg=float(SPECS["cfg_scale"].own if own_cfg is None else own_cfg),
+                          settings=("candidates",))
 
     def describe(self) -> dict[str, Any]:
         out = {"kind": self.kind, "format": "sampleforge", "path": str(self.bundle.path), "id": self.id,
@@ -199,6 +209,7 @@ class Generator(RunMixin):
                 for w in words if w in leaving and leaving[w] is None]
         out += [f"{w!r} at full strength takes a {name} out of its class with this model (the drum judge says so: "
                 "sampleforge eval keyword-reach); " + (f"it is given at {held[w]:.0%}" if held[w] else "it is left out")
+                + f" (the candidates setting keeps it whole where the judge still hears a {name})"
                 for w in self.model_words(prompt).split() if keyword_weight([w], category, b.keyword_reach)]
         pairs = pairs_leaving(words, category, b.class_words, b.knob_limits, b.word_reach, b.pair_reach)
         return out + [f"{', '.join(map(repr, together[:-1]))} and {together[-1]!r} together take a {name} out of its "
@@ -254,11 +265,11 @@ class Generator(RunMixin):
 
     @torch.inference_mode()
     def condition(
-        self, prompts: Sequence[str], knobs: Mapping[str, float | None] | None = None
+        self, prompts: Sequence[str], knobs: Mapping[str, float | None] | None = None, *, keyword_reach: bool = True
     ) -> tuple[Tensor, Tensor]:
         """prompts (+ timbre knobs for all of them) → (cond (B, D), uncond (B, D)). A keyword the model's
         ``keyword_reach`` holds back for the prompt's class is given part of its conditioning
-        (``timbre.keyword_weight``)."""
+        (``timbre.keyword_weight``), unless ``keyword_reach`` is False (every keyword at full strength)."""
         words = [self.model_words(p) for p in prompts]
         names = self.bundle.config.text.knobs
         table = None
@@ -269,8 +280,9 @@ class Generator(RunMixin):
                 rows.append([values.get(k, float("nan")) for k in names])
             table = torch.tensor(rows, dtype=torch.float32, device=self.device)  # (B, K), NaN = unset
         cond = self._encode(words, table)
+        reach = self.bundle.keyword_reach if keyword_reach else {}
         held = {i: h for i, (p, w) in enumerate(zip(prompts, words, strict=True))
-                if (h := keyword_weight(w.split(), self._one_class(keywords(p)), self.bundle.keyword_reach))}
+                if (h := keyword_weight(w.split(), self._one_class(keywords(p)), reach))}
         if held:
             rows_held = list(held)
             without = self._encode([" ".join(held[i][0]) for i in rows_held],
@@ -482,9 +494,81 @@ class Generator(RunMixin):
         scales = self.cfg_scales(batch, params)
         if len(set(scales)) == 1:
             p = dataclasses.replace(p, cfg_scale=scales[0])  # as run: the batch's prompts, not params.prompt
+        if (p.candidates or 1) > 1:
+            r, kept, said = self.judged(p, batch, seeds, noise, cond, uncond, scales, vocoder=vocoder,
+                                        callback=callback, normalize=normalize)
+            g = r.generation(batch, seeds, p, warnings + said, scales)
+            g.candidates = kept
+            return g
         r = self.render(p, cond, uncond, noise, seeds, vocoder=vocoder, callback=callback, normalize=normalize,
                         cfg_scales=scales)
         return r.generation(batch, seeds, p, warnings, scales)
+
+    def judge(self) -> Any:
+        """The drum judge that keeps candidates (``weights/classifier-v2``), loaded once."""
+        if self._judge is None:
+            from sampleforge.eval.classifier import load_classifier
+
+            self._judge = load_classifier(device=self.device)
+        return self._judge
+
+    @torch.inference_mode()
+    def judged(self, p: GenerationParams, batch: Sequence[str], seeds: Sequence[int], noise: Tensor, cond: Tensor,
+               uncond: Tensor, scales: Sequence[float], *, vocoder: bool = True, callback: Callback | None = None,
+               normalize: str | None = "peak") -> tuple[Rendered, list[int | None], list[str]]:
+        """``p.candidates`` candidates a clip, in rounds: each round renders the clips still without one, the prompt's
+        keywords at full strength, and the drum judge keeps those it hears as the prompt's class. Candidate 0 of
+        clip k starts from its own noise and seed, candidate j from seed ``candidate_seed(seed, j)``. A clip none of
+        whose candidates is judged its class is the model's own clip (``cond``: with its keyword reach). Clips of a
+        prompt that names no class judged here are rendered once. Returns (the clips, the candidate kept per clip,
+        None where none was, warnings)."""
+        judge = self.judge()
+        if judge.cfg.sample_rate != self.sample_rate:
+            raise ParamError("candidates", f": the drum judge hears {judge.cfg.sample_rate} Hz clips, this model "
+                             f"makes {self.sample_rate} Hz")
+        from sampleforge.eval.classifier import embed_and_classify
+
+        targets = [judge.cfg.judged_class(c) if (c := self._one_class(keywords(x))) else None for x in batch]
+        full, _ = self.condition(batch, p.knobs(), keyword_reach=False)
+        assert p.candidates is not None
+        rows: dict[int, Rendered] = {}
+        kept: list[int | None] = [None] * len(batch)
+        first: dict[int, Rendered] = {}  # candidate 0, the model's own clip where the reach changes nothing
+        pending = [i for i, t in enumerate(targets) if t is not None]
+        for j in range(p.candidates):
+            if not pending:
+                break
+            ids = torch.tensor(pending)
+            cand = [seeds[i] if j == 0 else candidate_seed(seeds[i], j) for i in pending]
+            start = noise[ids] if j == 0 else self.start_noise(cand, noise.shape[1:])
+            r = self.render(p, full[ids], uncond[ids], start, cand, vocoder=vocoder, normalize=normalize,
+                            callback=callback if j == 0 else None, cfg_scales=[scales[i] for i in pending])
+            _, probs = embed_and_classify(judge, r.audio if r.audio.ndim == 2 else r.audio.mean(dim=1))
+            heard = [judge.cfg.classes[int(k)] for k in probs.argmax(1)]
+            for row, i in enumerate(pending):
+                one = Rendered(*(x[row:row + 1] for x in r))
+                if j == 0:
+                    first[i] = one
+                if heard[row] == targets[i]:
+                    rows[i], kept[i] = one, j
+            pending = [i for i in pending if kept[i] is None]
+        own = [i for i in range(len(batch)) if i not in rows and (i not in first or not torch.equal(full[i], cond[i]))]
+        if own:  # not judged, or no candidate held the class: the model's own clip, with its keyword reach
+            ids = torch.tensor(own)
+            r = self.render(p, cond[ids], uncond[ids], noise[ids], [seeds[i] for i in own], vocoder=vocoder,
+                            normalize=normalize, callback=callback if not first else None,
+                            cfg_scales=[scales[i] for i in own])
+            rows.update({i: Rendered(*(x[row:row + 1] for x in r)) for row, i in enumerate(own)})
+        rows.update({i: one for i, one in first.items() if i not in rows})  # full strength is its own clip
+        out = Rendered(*(torch.cat([rows[i][f] for i in range(len(batch))]) for f in range(4)))
+        missed = sum(1 for i, t in enumerate(targets) if t is not None and kept[i] is None)
+        said = []
+        if any(t is None for t in targets):
+            said.append("candidates: the prompt names no drum class the judge knows; its clips are not judged")
+        if missed:
+            said.append(f"candidates: for {missed} of {len(batch)} clips none of {p.candidates} candidates was heard "
+                        "as the prompt's class; those are the model's own clips")
+        return out, kept, said
 
     @torch.inference_mode()
     def vary(

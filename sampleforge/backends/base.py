@@ -27,7 +27,8 @@ Callback = Callable[[int, int], None]
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # settings only some models take: model kind -> refused where the model has no use for them
-MODEL_SETTINGS = ("init_audio", "init_noise", "mask_start", "mask_end")
+AUDIO_SETTINGS = ("init_audio", "init_noise", "mask_start", "mask_end")  # audio-to-audio and inpainting
+MODEL_SETTINGS = (*AUDIO_SETTINGS, "candidates")  # what some models take and others refuse (ParamSpace.settings)
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,8 @@ class Generation:
     stats: dict[str, float] = field(default_factory=dict)
     cfg_scales: list[float] | None = None  # each clip's guidance scale where they differ (a batch of prompts
     # with and without timbre knobs, a morph between them); None: params.cfg_scale for every clip
+    candidates: list[int | None] | None = None  # with ``candidates``: the one kept per clip (0, 1, ...), None where
+    # the drum judge heard none as the prompt's class
 
 
 @runtime_checkable

@@ -25,8 +25,8 @@ from torch import Tensor
 
 from sampleforge.backends import memory, schedulers
 from sampleforge.backends.base import (
+    AUDIO_SETTINGS,
     DTYPES,
-    MODEL_SETTINGS,
     BackendOptions,
     Callback,
     Generation,
@@ -50,7 +50,7 @@ FAMILIES = {
     "StableAudio3InpaintPipeline": "stable-audio-3",
     "AudioLDM2Pipeline": "audioldm2",
 }
-SETTINGS = {"stable-audio-3": MODEL_SETTINGS}  # audio-to-audio and inpainting
+SETTINGS = {"stable-audio-3": AUDIO_SETTINGS}
 MAX_DURATION = 600.0
 DECODE_OVERLAP = 8  # latent frames of context on each side of a decode chunk
 

@@ -67,6 +67,19 @@ def test_generate_then_download_clips_and_pack(make_client, generator, tmp_path,
         assert json.loads(zf.read("job.json"))["seed"] == 42
 
 
+def test_candidates_over_http(make_client, tmp_path, wait_job):
+    client = make_client()
+    r = client.post("/v1/generate", json={"prompt": "kick", "count": 2, "seed": 42, "candidates": 2, **FAST})
+    assert r.status_code == 202, r.text
+    job = wait_job(client, r.json()["job_id"])
+    assert job["state"] == "succeeded", job
+    path = tmp_path / "c.wav"
+    path.write_bytes(client.get(job["results"][0]["url"]).content)
+    assert read_metadata(path)["candidates"] == "2"
+    bad = client.post("/v1/generate", json={"prompt": "kick", "candidates": 9})
+    assert bad.status_code == 422 and bad.json()["error"].startswith("candidates:")
+
+
 def test_flac_and_default_duration(make_client, generator, wait_job):
     client = make_client()
     job = wait_job(

@@ -1,0 +1,132 @@
+"""``candidates``: several renders a clip, the keywords at full strength, kept where the drum judge hears the class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from sampleforge.cli import main
+from sampleforge.errors import ParamError
+from sampleforge.eval.classifier import ClassifierConfig, DrumClassifier, embed_and_classify, save_classifier
+from sampleforge.eval.classifier_train import eval_classes
+from sampleforge.params import GenerationParams
+from sampleforge.pipeline import Generator, candidate_seed
+
+FAST = {"steps": 2, "seed": 40, "n": 6}
+REACH = {"snare": {"808": 0.25}}  # the model gives '808' a quarter of its strength in a snare
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The debug model with its zero-initialised layers drawn at random, so that its clips follow the prompt."""
+    from sampleforge.bundle import load_bundle, save_bundle
+    from sampleforge.debug_model import make_debug_bundle
+
+    bundle = load_bundle(make_debug_bundle(tmp_path_factory.mktemp("models") / "debug", seed=0))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in bundle.unet.parameters():
+            if not p.abs().max():
+                p.normal_(0.0, 0.2)
+    return save_bundle(bundle, tmp_path_factory.mktemp("models") / "listening")
+
+
+def judge(hears: str | None = None, seed: int = 0) -> DrumClassifier:
+    """A small drum judge: one that hears every clip as ``hears``, or random weights (``hears`` None)."""
+    classes, class_map = eval_classes()
+    torch.manual_seed(seed)
+    clf = DrumClassifier(ClassifierConfig(classes=classes, class_map=class_map, channels=[4, 8, 8, 16, 16],
+                                          embed_dim=16)).eval()
+    if hears is not None:
+        with torch.no_grad():
+            clf.head.weight.zero_()
+            clf.head.bias.copy_(torch.tensor([50.0 if c == hears else 0.0 for c in classes]))
+    return clf
+
+
+def generator(model: Path, clf: DrumClassifier) -> Generator:
+    gen = Generator.from_pretrained(model, device="cpu")
+    gen._judge = clf
+    return gen
+
+
+def test_a_clip_the_judge_hears_as_its_class_at_once_is_the_models_own(model: Path) -> None:
+    gen = generator(model, judge("kick"))
+    plain = gen.generate_full("kick", **FAST)
+    r = gen.generate_full("kick", candidates=4, **FAST)
+    assert plain.candidates is None and r.candidates == [0] * 6
+    assert torch.equal(r.audio, plain.audio) and r.seeds == plain.seeds and r.params.candidates == 4
+
+
+def test_a_held_back_keyword_is_given_whole_where_the_judge_keeps_the_class(model: Path) -> None:
+    snare = generator(model, judge("snare"))
+    with snare.with_timbre(keyword_reach=REACH):
+        held = snare.generate_full("808 snare", **FAST)  # '808' at a quarter
+        kept = snare.generate_full("808 snare", candidates=3, **FAST)
+    with snare.with_timbre(keyword_reach={}):
+        whole = snare.generate_full("808 snare", **FAST)
+    assert kept.candidates == [0] * 6 and torch.equal(kept.audio, whole.audio)
+    assert not torch.allclose(kept.audio, held.audio)
+    # a judge that never hears a snare: every clip is the model's own, '808' held back, and it says so
+    kick = generator(model, judge("kick"))
+    with kick.with_timbre(keyword_reach=REACH):
+        missed = kick.generate_full("808 snare", candidates=3, **FAST)
+    assert missed.candidates == [None] * 6 and torch.allclose(missed.audio, held.audio, atol=1e-5)
+    assert any("for 6 of 6 clips none of 3 candidates" in w for w in missed.warnings)
+
+
+def test_later_candidates_are_kept_only_when_heard_as_the_class_and_reproduce(model: Path) -> None:
+    clf = judge(seed=3)
+    gen = generator(model, clf)
+    settings = {**FAST, "n": 12}
+    r = gen.generate_full("snare", candidates=5, **settings)
+    again = gen.generate_full("snare", candidates=5, **settings)
+    plain = gen.generate_full("snare", **settings)
+    assert torch.equal(r.audio, again.audio) and r.candidates == again.candidates
+    assert r.candidates is not None and {None, 0} != set(r.candidates)  # this judge keeps later ones too
+    _, probs = embed_and_classify(clf, r.audio)
+    heard = [clf.cfg.classes[int(k)] for k in probs.argmax(1)]
+    for k, j in enumerate(r.candidates):
+        if j is None or j == 0:  # none kept, or the first: the model's own clip
+            assert torch.allclose(r.audio[k], plain.audio[k], atol=1e-5)
+        else:
+            assert heard[k] == "snare" and not torch.allclose(r.audio[k], plain.audio[k])
+            alone = gen.generate_full("snare", steps=2, seed=candidate_seed(r.seeds[k], j), n=1)
+            assert torch.allclose(r.audio[k], alone.audio[0], atol=1e-4)  # candidate j: that seed's clip
+
+
+def test_a_prompt_naming_no_class_is_not_judged(model: Path) -> None:
+    gen = generator(model, judge("kick"))
+    plain = gen.generate_full("808", **FAST)
+    r = gen.generate_full("808", candidates=4, **FAST)
+    assert torch.equal(r.audio, plain.audio) and r.candidates == [None] * 6
+    assert any("names no drum class the judge knows" in w for w in r.warnings)
+
+
+def test_other_models_refuse_candidates() -> None:
+    from sampleforge.backends.base import ParamSpace, resolve_in
+
+    space = ParamSpace(samplers=("ddim",), min_duration=1.0, max_duration=2.0, default_duration=1.0, default_steps=2,
+                       default_cfg=1.0)
+    with pytest.raises(ParamError, match="candidates: this model does not take it"):
+        resolve_in(space, GenerationParams(candidates=2), "fp32")
+    with pytest.raises(ParamError, match="candidates"):
+        GenerationParams(candidates=9)
+
+
+def test_the_cli_records_the_candidate_kept(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import sampleforge.eval.classifier as classifier
+    from sampleforge.audio.io import read_metadata
+
+    folder = save_classifier(judge("kick"), tmp_path / "judge", "# hears kicks\n")
+    monkeypatch.setattr(classifier, "shipped_classifier", lambda: folder)
+    out = tmp_path / "k.wav"
+    assert main(["generate", "kick", "--model", str(model), "--steps", "2", "--candidates", "3", "--output",
+                 str(out), "--quiet"]) == 0
+    meta = read_metadata(out)
+    assert meta["candidates"] == "3" and meta["candidate"] == "0"
+    assert main(["generate", "kick", "--model", str(model), "--candidates", "9", "--quiet"]) == 2
+    assert "--candidates" in capsys.readouterr().err

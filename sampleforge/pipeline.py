@@ -78,6 +78,12 @@ def candidate_seed(seed: int, j: int) -> int:
     return (seed + j * CANDIDATE_STRIDE) % (MAX_SEED + 1)
 
 
+def not_judged(p: GenerationParams, what: str) -> None:
+    """Refuse ``candidates`` for ``what`` (variations, morphs, kits): only ``generate`` judges its clips."""
+    if (p.candidates or 1) > 1:
+        raise ParamError("candidates", f": {what} are not judged (generate judges its clips)")
+
+
 class Rendered(NamedTuple):
     """What ``Generator.render`` returns, on the CPU: finished audio (B, samples), latents (B, C, W), mels
     (B, 128, F) and the waveform before finishing (B, samples)."""
@@ -585,6 +591,7 @@ class Generator(RunMixin):
         ignores it) and denoised with ``prompt``. Clip k uses seed ``seed + k``. ``settings`` as in ``generate``."""
         p = self.settings(params, settings)
         assert p.seed is not None and p.duration is not None
+        not_judged(p, "variations")
         n = p.count
         seeds = [p.seed + k for k in range(n)]
         init = self.encode([audio], p.duration).expand(n, -1, -1)
@@ -615,6 +622,7 @@ class Generator(RunMixin):
         asked = GenerationParams.from_kwargs(settings, base=params or DEFAULTS)
         p = self.resolve(asked)
         assert p.seed is not None and p.duration is not None
+        not_judged(p, "morphs")
         if (a.audio is None) != (b.audio is None):
             raise UserInputError("morph: give a clip for both ends or for neither")
         for end in (a, b):

@@ -17,10 +17,11 @@ from sampleforge.errors import UserInputError
 from sampleforge.params import GENERATE_SETTINGS, add_arguments, from_namespace
 
 # the settings every workflow command takes besides its own (sampling, knobs, format, length, seed); not the
-# model and loading settings of other people's models (the workflow runs on sampleforge models only)
+# model and loading settings of other people's models (the workflow runs on sampleforge models only), nor the
+# judging of generate's clips
 OTHER_MODELS = ("model", "offload", "decode_chunk", "quantize", "channels", "init_audio", "init_noise", "mask_start",
                 "mask_end")
-COMMON = tuple(name for name in GENERATE_SETTINGS if name not in ("prompt", "count", *OTHER_MODELS))
+COMMON = tuple(name for name in GENERATE_SETTINGS if name not in ("prompt", "count", "candidates", *OTHER_MODELS))
 
 
 def _flags(p: argparse.ArgumentParser, own: tuple[str, ...], base: Any = None) -> None:

@@ -29,7 +29,7 @@ from sampleforge.kit.pieces import (
     velocity_words,
 )
 from sampleforge.params import MAX_SEED, SPECS, GenerationParams
-from sampleforge.pipeline import Callback, Generator
+from sampleforge.pipeline import Callback, Generator, not_judged
 from sampleforge.taxonomy import CATEGORY_WORDS
 from sampleforge.text.keywords import tokenize
 from sampleforge.timbre import conditioned_knobs
@@ -115,6 +115,7 @@ def build_kit(
     layer's gain."""
     asked = GenerationParams.from_kwargs(settings, base=params or KIT_DEFAULTS)
     p = gen.resolve(asked)
+    not_judged(p, "kits")
     assert p.seed is not None and p.duration is not None
     names = parse_pieces(p.pieces)
     for piece, value in (pad_seeds or {}).items():

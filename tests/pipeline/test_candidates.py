@@ -130,3 +130,22 @@ def test_the_cli_records_the_candidate_kept(model: Path, tmp_path: Path, capsys:
     assert meta["candidates"] == "3" and meta["candidate"] == "0"
     assert main(["generate", "kick", "--model", str(model), "--candidates", "9", "--quiet"]) == 2
     assert "--candidates" in capsys.readouterr().err
+
+
+def test_variations_morphs_and_kits_are_not_judged(model: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+
+    import sampleforge
+    from sampleforge.pipeline import MorphEnd
+
+    gen = generator(model, judge("kick"))
+    clip = np.sin(np.linspace(0, 400, 22050)).astype(np.float32)
+    with pytest.raises(ParamError, match="candidates: variations are not judged"):
+        gen.vary(clip, prompt="kick", steps=2, candidates=2)
+    with pytest.raises(ParamError, match="candidates: morphs are not judged"):
+        gen.morph(MorphEnd("kick"), MorphEnd("snare"), steps=2, candidates=2)
+    with pytest.raises(ParamError, match="candidates: kits are not judged"):
+        sampleforge.make_kit(tmp_path / "kit", pieces=["kick"], steps=2, candidates=2, generator=gen)
+    assert main(["kit", "--model", str(model), "--candidates", "2", "--out-dir", str(tmp_path / "k")]) == 2
+    assert "unrecognized arguments: --candidates" in capsys.readouterr().err

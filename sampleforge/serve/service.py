@@ -113,7 +113,7 @@ class ServedModel:
                 "sample_rate": self.generator.sample_rate, "duration": self.default_duration,
                 "samplers": self.samplers, "default_sampler": self.default_sampler,
                 "defaults": defaults,
-                **({"channels": space.channels} if space is not None else {})}
+                **({"channels": space.channels, "settings": list(space.settings)} if space is not None else {})}
 
 
 class StorageUnavailable(SampleforgeError):

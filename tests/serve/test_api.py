@@ -352,6 +352,7 @@ def test_health_models_vocab(make_client, generator):
     models = client.get("/v1/models").json()
     m = models["models"][0]
     assert models["default"] == generator.name and "ddim" in m["samplers"] and m["limits"]["max_count"] == 16
+    assert m["settings"] == ["candidates"]  # what this model takes that others refuse
     vocab = client.get("/v1/vocab").json()
     assert {k["word"]: k["count"] for k in vocab["keywords"]} == generator.vocab()
     assert {"kick", "snare", "closed hat", "open hat", "clap", "tom", "crash"} <= {

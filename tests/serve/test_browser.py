@@ -95,6 +95,7 @@ def test_page_generates_plays_and_downloads(browser, live_server, tmp_path):
           const el = document.getElementById(id); el.value = v; el.dispatchEvent(new Event('input'));
         }
         document.getElementById('seed').value = 77;
+        document.getElementById('candidates').value = '4';
         document.getElementById('decay-on').checked = true;
         const decay = document.getElementById('decay'); decay.value = 0.8; decay.dispatchEvent(new Event('input'));""")
     browser.find_element(By.ID, "generate").click()
@@ -118,6 +119,7 @@ def test_page_generates_plays_and_downloads(browser, live_server, tmp_path):
     meta = browser.find_element(By.CSS_SELECTOR, ".job-title .meta").text
     assert "seed 77" in meta and "40 steps" in meta
     assert "decay 0.80" in meta and "brightness" not in meta  # a ticked knob is sent, an unticked one is not
+    assert "4 candidates" in meta
 
     browser.find_elements(By.CSS_SELECTOR, ".clip a.download")[1].click()
     wav = wait_file(browser.downloads, ".wav")

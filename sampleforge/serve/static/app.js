@@ -80,6 +80,9 @@ async function useModel(name) {  // the chosen model's samplers, limits and keyw
   const sel = $("sampler");
   sel.innerHTML = "";
   for (const s of m.samplers) sel.append(new Option(s, s, s === "ddim", s === "ddim"));
+  const judged = (m.settings || []).includes("candidates");  // sampleforge models judge their clips
+  $("candidates").disabled = !judged;
+  if (!judged) $("candidates").value = "1";
   const vocab = await apiJson("/v1/vocab?model=" + encodeURIComponent(m.name));
   state.vocab = vocab.keywords;
   state.classes = vocab.classes;
@@ -215,6 +218,7 @@ async function generate() {
     format: $("format").value,
   };
   if ($("seed").value !== "") body.seed = Number($("seed").value);
+  if (Number($("candidates").value) > 1) body.candidates = Number($("candidates").value);
   if ($("cfg-on").checked) body.cfg_scale = Number($("cfg").value);  // unticked: the model's own guidance
   for (const k of KNOBS) if ($(k + "-on").checked) body[k] = Number($(k).value);  // unticked: sampled freely
   notice("");
@@ -329,7 +333,8 @@ async function renderJob(job) {
   title.querySelector("strong").textContent = job.prompt;
   title.querySelector(".meta").textContent = (state.models.length > 1 ? job.model + " · " : "") +
     job.params.steps + " steps · CFG " + job.params.cfg_scale + " · " + job.params.sampler + " · seed " + job.seed +
-    KNOBS.filter((k) => job.params[k] != null).map((k) => " · " + k + " " + Number(job.params[k]).toFixed(2)).join("");
+    KNOBS.filter((k) => job.params[k] != null).map((k) => " · " + k + " " + Number(job.params[k]).toFixed(2)).join("") +
+    (job.params.candidates > 1 ? " · " + job.params.candidates + " candidates" : "");
   const pack = document.createElement("button");
   pack.type = "button";
   pack.className = "btn small pack";

@@ -197,7 +197,7 @@ class GenerationParams:
     flow_shift: float = param(1.0, "time shift of flow-matching models (above 1: more steps at high noise)",
                               gt=0.0, le=100.0, http=False)
     candidates: int | None = param(None, "render up to this many candidates a clip, the prompt's keywords at full "
-                                   "strength, and keep the first the drum judge hears as the prompt's class; "
+                                   "strength, and keep the first both drum judges hear as the prompt's class; "
                                    "where none is, the clip the model gives by itself (sampleforge drum models, "
                                    "a prompt that names a class); default: one, not judged", ge=1, le=8)
     # which model, and how it is loaded and run (sampleforge.backends)

@@ -70,6 +70,7 @@ def slerp(a: Tensor, b: Tensor, t: float) -> Tensor:
     return (wa * a.double() + wb * b.double()).to(a.dtype)
 
 
+JUDGES = ("classifier-v2", "classifier-v1")  # the shipped drum judges that keep candidates (``Generator.judges``)
 CANDIDATE_STRIDE = 1_000_003  # candidate j of a clip: its seed + j x this, far from the seeds of a batch's clips
 
 
@@ -119,7 +120,7 @@ class Generator(RunMixin):
                 raise ParamError("quantize", ": int8 quantisation runs on the CPU only (use --device cpu)")
             bundle.unet = quantize_int8(bundle.unet)  # type: ignore[assignment]
         self.bundle = bundle.to(self.device)
-        self._judge: Any = None  # the drum judge of ``candidates``, loaded when first asked for
+        self._judges: tuple[Any, ...] | None = None  # the drum judges of ``candidates``, loaded when first asked for
         cfg = bundle.config
         # what a server lists and a request names: the model's name, and the vocoder asked for in place of its
         # own as MODEL+VOCODER spells it (drums-v2+drums-vocoder-v1, drums-v2+griffin-lim)
@@ -215,7 +216,7 @@ class Generator(RunMixin):
                 for w in words if w in leaving and leaving[w] is None]
         out += [f"{w!r} at full strength takes a {name} out of its class with this model (the drum judge says so: "
                 "sampleforge eval keyword-reach); " + (f"it is given at {held[w]:.0%}" if held[w] else "it is left out")
-                + f" (the candidates setting keeps it whole where the judge still hears a {name})"
+                + f" (the candidates setting keeps it whole where the drum judges still hear a {name})"
                 for w in self.model_words(prompt).split() if keyword_weight([w], category, b.keyword_reach)]
         pairs = pairs_leaving(words, category, b.class_words, b.knob_limits, b.word_reach, b.pair_reach)
         return out + [f"{', '.join(map(repr, together[:-1]))} and {together[-1]!r} together take a {name} out of its "
@@ -510,31 +511,40 @@ class Generator(RunMixin):
                         cfg_scales=scales)
         return r.generation(batch, seeds, p, warnings, scales)
 
-    def judge(self) -> Any:
-        """The drum judge that keeps candidates (``weights/classifier-v2``), loaded once."""
-        if self._judge is None:
+    def judges(self) -> tuple[Any, ...]:
+        """The drum judges that keep candidates, loaded once: ``weights/classifier-v2`` and ``classifier-v1``,
+        trained on different kits. A candidate is kept when every judge that knows the class hears it: one judge
+        alone keeps clips that only it hears as the class (docs/runs/drums-v2/keyword-candidates-*.json)."""
+        if self._judges is None:
+            from sampleforge.bundle import resolve_model
             from sampleforge.eval.classifier import load_classifier
 
-            self._judge = load_classifier(device=self.device)
-        return self._judge
+            self._judges = tuple(load_classifier(resolve_model(name), device=self.device) for name in JUDGES)
+        return self._judges
 
     @torch.inference_mode()
     def judged(self, p: GenerationParams, batch: Sequence[str], seeds: Sequence[int], noise: Tensor, cond: Tensor,
                uncond: Tensor, scales: Sequence[float], *, vocoder: bool = True, callback: Callback | None = None,
                normalize: str | None = "peak") -> tuple[Rendered, list[int | None], list[str]]:
-        """``p.candidates`` candidates a clip, in rounds: each round renders the clips still without one, the prompt's
-        keywords at full strength, and the drum judge keeps those it hears as the prompt's class. Candidate 0 of
-        clip k starts from its own noise and seed, candidate j from seed ``candidate_seed(seed, j)``. A clip none of
-        whose candidates is judged its class is the model's own clip (``cond``: with its keyword reach). Clips of a
-        prompt that names no class judged here are rendered once. Returns (the clips, the candidate kept per clip,
-        None where none was, warnings)."""
-        judge = self.judge()
-        if judge.cfg.sample_rate != self.sample_rate:
-            raise ParamError("candidates", f": the drum judge hears {judge.cfg.sample_rate} Hz clips, this model "
-                             f"makes {self.sample_rate} Hz")
+        """``p.candidates`` candidates a clip, in rounds: each round renders the clips still without one, the
+        prompt's keywords at full strength, and keeps those every drum judge that knows the class (``judges``) hears
+        as the prompt's class. Candidate 0 of clip k starts from its own noise and seed, candidate j from seed
+        ``candidate_seed(seed, j)``. A clip none of whose candidates is judged its class is the model's own clip
+        (``cond``: with its keyword reach). Clips of a prompt that names no class judged here are rendered once.
+        Returns (the clips, the candidate kept per clip, None where none was, warnings)."""
+        judges = self.judges()
+        for judge in judges:
+            if judge.cfg.sample_rate != self.sample_rate:
+                raise ParamError("candidates", f": the drum judges hear {judge.cfg.sample_rate} Hz clips, this model "
+                                 f"makes {self.sample_rate} Hz")
         from sampleforge.eval.classifier import embed_and_classify
 
-        targets = [judge.cfg.judged_class(c) if (c := self._one_class(keywords(x))) else None for x in batch]
+        def wants(category: str | None) -> list[str | None] | None:
+            """What each judge must hear for ``category`` (None: it does not know the class); None: no judge does."""
+            own = [judge.cfg.judged_class(category) if category else None for judge in judges]
+            return own if any(w is not None for w in own) else None
+
+        targets = [wants(self._one_class(keywords(x))) for x in batch]
         full, _ = self.condition(batch, p.knobs(), keyword_reach=False)
         assert p.candidates is not None
         rows: dict[int, Rendered] = {}
@@ -549,13 +559,18 @@ class Generator(RunMixin):
             start = noise[ids] if j == 0 else self.start_noise(cand, noise.shape[1:])
             r = self.render(p, full[ids], uncond[ids], start, cand, vocoder=vocoder, normalize=normalize,
                             callback=callback if j == 0 else None, cfg_scales=[scales[i] for i in pending])
-            _, probs = embed_and_classify(judge, r.audio if r.audio.ndim == 2 else r.audio.mean(dim=1))
-            heard = [judge.cfg.classes[int(k)] for k in probs.argmax(1)]
+            mono = r.audio if r.audio.ndim == 2 else r.audio.mean(dim=1)
+            heard = []
+            for judge in judges:
+                _, probs = embed_and_classify(judge, mono)
+                heard.append([judge.cfg.classes[int(k)] for k in probs.argmax(1)])
             for row, i in enumerate(pending):
                 one = Rendered(*(x[row:row + 1] for x in r))
                 if j == 0:
                     first[i] = one
-                if heard[row] == targets[i]:
+                want = targets[i]
+                assert want is not None
+                if all(w is None or by[row] == w for by, w in zip(heard, want, strict=True)):
                     rows[i], kept[i] = one, j
             pending = [i for i in pending if kept[i] is None]
         own = [i for i in range(len(batch)) if i not in rows and (i not in first or not torch.equal(full[i], cond[i]))]
@@ -570,10 +585,10 @@ class Generator(RunMixin):
         missed = sum(1 for i, t in enumerate(targets) if t is not None and kept[i] is None)
         said = []
         if any(t is None for t in targets):
-            said.append("candidates: the prompt names no drum class the judge knows; its clips are not judged")
+            said.append("candidates: the prompt names no drum class the judges know; its clips are not judged")
         if missed:
             said.append(f"candidates: for {missed} of {len(batch)} clips none of {p.candidates} candidates was heard "
-                        "as the prompt's class; those are the model's own clips")
+                        "as the prompt's class by the drum judges; those are the model's own clips")
         return out, kept, said
 
     @torch.inference_mode()

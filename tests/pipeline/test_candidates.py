@@ -48,7 +48,7 @@ def judge(hears: str | None = None, seed: int = 0) -> DrumClassifier:
 
 def generator(model: Path, clf: DrumClassifier) -> Generator:
     gen = Generator.from_pretrained(model, device="cpu")
-    gen._judge = clf
+    gen._judges = (clf,)
     return gen
 
 
@@ -97,12 +97,22 @@ def test_later_candidates_are_kept_only_when_heard_as_the_class_and_reproduce(mo
             assert torch.allclose(r.audio[k], alone.audio[0], atol=1e-4)  # candidate j: that seed's clip
 
 
+def test_a_candidate_is_kept_only_when_every_judge_hears_the_class(model: Path) -> None:
+    both = generator(model, judge("kick"))
+    both._judges = (judge("kick"), judge("kick", seed=1))
+    assert both.generate_full("kick", candidates=2, **FAST).candidates == [0] * 6
+    split = generator(model, judge("kick"))
+    split._judges = (judge("kick"), judge("tom"))  # the second judge hears a tom in every clip
+    r = split.generate_full("kick", candidates=2, **FAST)
+    assert r.candidates == [None] * 6 and any("by the drum judges" in w for w in r.warnings)
+
+
 def test_a_prompt_naming_no_class_is_not_judged(model: Path) -> None:
     gen = generator(model, judge("kick"))
     plain = gen.generate_full("808", **FAST)
     r = gen.generate_full("808", candidates=4, **FAST)
     assert torch.equal(r.audio, plain.audio) and r.candidates == [None] * 6
-    assert any("names no drum class the judge knows" in w for w in r.warnings)
+    assert any("names no drum class the judges know" in w for w in r.warnings)
 
 
 def test_other_models_refuse_candidates() -> None:
@@ -118,11 +128,11 @@ def test_other_models_refuse_candidates() -> None:
 
 def test_the_cli_records_the_candidate_kept(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    import sampleforge.eval.classifier as classifier
+    import sampleforge.pipeline as pipeline
     from sampleforge.audio.io import read_metadata
 
     folder = save_classifier(judge("kick"), tmp_path / "judge", "# hears kicks\n")
-    monkeypatch.setattr(classifier, "shipped_classifier", lambda: folder)
+    monkeypatch.setattr(pipeline, "JUDGES", (str(folder),))
     out = tmp_path / "k.wav"
     assert main(["generate", "kick", "--model", str(model), "--steps", "2", "--candidates", "3", "--output",
                  str(out), "--quiet"]) == 0

@@ -155,7 +155,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     kept = result.candidates or [None] * len(outs)
     for out, wav, s, j in zip(outs, result.audio, result.seeds, kept, strict=True):
         meta = {**common, "seed": str(s)}
-        if result.candidates is not None:  # which candidate the drum judge kept ("none": the model's own clip)
+        if result.candidates is not None:  # which candidate the drum judges kept ("none": the model's own clip)
             meta["candidate"] = "none" if j is None else str(j)
         write_audio(out, apply_length(wav.numpy(), gen.sample_rate, parse_length(params.length)), gen.sample_rate,
                     meta, format=params.format)

@@ -103,7 +103,7 @@ class Generation:
     cfg_scales: list[float] | None = None  # each clip's guidance scale where they differ (a batch of prompts
     # with and without timbre knobs, a morph between them); None: params.cfg_scale for every clip
     candidates: list[int | None] | None = None  # with ``candidates``: the one kept per clip (0, 1, ...), None where
-    # the drum judge heard none as the prompt's class
+    # the drum judges heard none as the prompt's class
 
 
 @runtime_checkable

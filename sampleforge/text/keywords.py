@@ -210,7 +210,8 @@ class Vocabulary:
     """The keywords a model knows, with their counts in the training data.
 
     Id 0 is padding; words get ids 1..N ordered by count (descending) then alphabetically, so the same
-    data always gives the same ids; a saved vocabulary keeps its file's order (:meth:`extended` appends). ``len(vocab)`` is N + 1: the embedding table size the text encoder needs.
+    data always gives the same ids; a saved vocabulary keeps its file's order (:meth:`extended` appends).
+    ``len(vocab)`` is N + 1: the embedding table size the text encoder needs.
     """
 
     PAD_ID = 0

@@ -85,6 +85,18 @@ def not_judged(p: GenerationParams, what: str) -> None:
         raise ParamError("candidates", f": {what} are not judged (generate judges its clips)")
 
 
+def candidates_note(prompt: str, kept: Sequence[int | None], candidates: int, judged: bool) -> str | None:
+    """What ``candidates`` did to a prompt's clips (``kept``: the candidate each kept, None where none was), in one
+    line; None when every clip kept one. ``judged``: whether the drum judges know the class the prompt names."""
+    if not judged:
+        return f"candidates: {prompt!r} names no drum class the judges know; its clips are not judged"
+    missed = sum(1 for j in kept if j is None)
+    if not missed:
+        return None
+    return (f"candidates: for {missed} of {len(kept)} clips of {prompt!r} none of {candidates} candidates was heard "
+            "as its class by the drum judges; those are the model's own clips")
+
+
 class Rendered(NamedTuple):
     """What ``Generator.render`` returns, on the CPU: finished audio (B, samples), latents (B, C, W), mels
     (B, 128, F) and the waveform before finishing (B, samples)."""
@@ -539,12 +551,7 @@ class Generator(RunMixin):
                                  f"makes {self.sample_rate} Hz")
         from sampleforge.eval.classifier import embed_and_classify
 
-        def wants(category: str | None) -> list[str | None] | None:
-            """What each judge must hear for ``category`` (None: it does not know the class); None: no judge does."""
-            own = [judge.cfg.judged_class(category) if category else None for judge in judges]
-            return own if any(w is not None for w in own) else None
-
-        targets = [wants(self._one_class(keywords(x))) for x in batch]
+        targets = [self._judged_as(x) for x in batch]
         full, _ = self.condition(batch, p.knobs(), keyword_reach=False)
         assert p.candidates is not None
         rows: dict[int, Rendered] = {}
@@ -582,14 +589,23 @@ class Generator(RunMixin):
             rows.update({i: Rendered(*(x[row:row + 1] for x in r)) for row, i in enumerate(own)})
         rows.update({i: one for i, one in first.items() if i not in rows})  # full strength is its own clip
         out = Rendered(*(torch.cat([rows[i][f] for i in range(len(batch))]) for f in range(4)))
-        missed = sum(1 for i, t in enumerate(targets) if t is not None and kept[i] is None)
         said = []
-        if any(t is None for t in targets):
-            said.append("candidates: the prompt names no drum class the judges know; its clips are not judged")
-        if missed:
-            said.append(f"candidates: for {missed} of {len(batch)} clips none of {p.candidates} candidates was heard "
-                        "as the prompt's class by the drum judges; those are the model's own clips")
+        for prompt in dict.fromkeys(batch):  # each prompt once, in order
+            of = [i for i, x in enumerate(batch) if x == prompt]
+            note = candidates_note(prompt, [kept[i] for i in of], p.candidates, targets[of[0]] is not None)
+            said += [note] if note else []
         return out, kept, said
+
+    def _judged_as(self, prompt: str) -> list[str | None] | None:
+        """What each drum judge must hear for a clip of ``prompt`` (None where it does not know the class), or None
+        when no judge knows the class the prompt names (or it names none)."""
+        category = self._one_class(keywords(prompt))
+        own = [judge.cfg.judged_class(category) if category else None for judge in self.judges()]
+        return own if any(w is not None for w in own) else None
+
+    def judges_know(self, prompt: str) -> bool:
+        """Whether a drum judge knows the class ``prompt`` names: ``candidates`` judges its clips."""
+        return self._judged_as(prompt) is not None
 
     @torch.inference_mode()
     def vary(

@@ -163,6 +163,10 @@ class RunMixin:
         """
         return self.generate_full(prompts, n, vocoder=vocoder, callback=callback, params=params, **settings).audio
 
+    def judges_know(self, prompt: str) -> bool:
+        """Whether a drum judge knows the class ``prompt`` names (``candidates``); only sampleforge's models judge."""
+        return False
+
 
 @dataclass(frozen=True)
 class Batch:

@@ -20,8 +20,10 @@ import torch
 from torch import Tensor
 
 from sampleforge.api import provenance
+from sampleforge.backends.base import Generation
 from sampleforge.errors import ConfigError, SampleforgeError
 from sampleforge.params import MAX_SEED, GenerationParams
+from sampleforge.pipeline import candidates_note
 from sampleforge.serve import operations
 from sampleforge.serve.config import ServeConfig
 from sampleforge.serve.job import Job
@@ -51,7 +53,7 @@ class GeneratorLike(Protocol):
 
     def check_prompt(self, prompt: str) -> list[str]: ...
 
-    def generate(
+    def generate_full(
         self,
         prompts: str | list[str],
         n: int | None = None,
@@ -59,7 +61,9 @@ class GeneratorLike(Protocol):
         callback: Callable[[int, int], None] | None = None,
         params: GenerationParams | None = None,
         **settings: Any,
-    ) -> Tensor: ...
+    ) -> Generation: ...
+
+    def judges_know(self, prompt: str) -> bool: ...
 
 
 def job_error(exc: Exception, jobs: Sequence[str]) -> str:
@@ -223,19 +227,26 @@ class JobRunner:
             return callback
 
         wavs: dict[tuple[str, int], Tensor] = {}
+        kept: dict[tuple[str, int], int | None] = {}  # with candidates: the one each clip kept
         for run in runs:
             with torch.inference_mode():
-                out = self.generator.generate(
+                out = self.generator.generate_full(
                     [c.prompt for c in run], n=1, params=p, seed=run[0].seed, callback=on_step(len(run))
-                )  # (len(run), samples)
-            if out.shape[0] != len(run):
-                raise RuntimeError(f"generator returned {out.shape[0]} clips for {len(run)} prompts")
-            for c, wav in zip(run, out, strict=True):
+                )  # audio (len(run), samples)
+            if out.audio.shape[0] != len(run):
+                raise RuntimeError(f"generator returned {out.audio.shape[0]} clips for {len(run)} prompts")
+            for i, (c, wav) in enumerate(zip(run, out.audio, strict=True)):
                 wavs[(c.job.id, c.index)] = wav.detach().float().cpu()
+                if out.candidates is not None:
+                    kept[(c.job.id, c.index)] = out.candidates[i]
             done += len(run)
         for job in jobs:
             clips_of_job = [wavs[(job.id, k)] for k in range(job.count)]
-            self._finish(job, self._with_retries(job, lambda: self._write_files(job, clips_of_job)))  # noqa: B023 (called at once)
+            chosen = [kept[(job.id, k)] for k in range(job.count)] if kept else None
+            note = None if chosen is None else candidates_note(
+                job.prompt, chosen, int(p.candidates or 1), self.generator.judges_know(job.prompt))
+            self._finish(job, self._with_retries(job, lambda: self._write_files(job, clips_of_job, chosen)),  # noqa: B023 (called at once)
+                         None if note is None else [*job.warnings, note])
 
     def _run_operation(self, job: Job) -> None:
         """A variation, morph, kit pad or kit (see operations.py): render, write with retries, finish."""
@@ -268,16 +279,20 @@ class JobRunner:
                 self.store.heartbeat([job.id], self.worker_id)
         raise AssertionError("unreachable")
 
-    def _write_files(self, job: Job, wavs: list[Tensor]) -> list[dict[str, Any]]:
+    def _write_files(self, job: Job, wavs: list[Tensor], kept: list[int | None] | None = None) -> list[dict[str, Any]]:
+        """The job's clips, manifest and pack; ``kept``: with candidates, the one each clip kept (None: none was)."""
         p, seed0 = job.params, int(job.seed or 0)
         assert p.steps is not None and p.cfg_scale is not None  # filled in from the model when the job was made
         results: list[dict[str, Any]] = []
         common = provenance(self.generator, p, prompt=job.prompt, seed=seed0, model=job.model)  # the clips differ by seed
         for k, wav in enumerate(wavs):
             meta = {**common, "seed": str(seed0 + k)}
+            if kept is not None:  # as the CLI's files say it
+                meta["candidate"] = "none" if kept[k] is None else str(kept[k])
             path = self.files.write_clip(job.id, k, wav, self.generator.sample_rate, p.format, meta)
             results.append({"index": k, "file": path.name, "seed": seed0 + k,
-                            "samples": int(wav.shape[-1]), "sample_rate": self.generator.sample_rate})
+                            "samples": int(wav.shape[-1]), "sample_rate": self.generator.sample_rate,
+                            **({} if kept is None else {"candidate": kept[k]})})
         self.files.write_manifest(job.id, {"id": job.id, "prompt": job.prompt, "model": job.model,
                                            "params": job.view_params(), "seed": seed0, "results": results})
         folder = self.files.job_dir(job.id)

@@ -80,6 +80,46 @@ def test_candidates_over_http(make_client, tmp_path, wait_job):
     assert bad.status_code == 422 and bad.json()["error"].startswith("candidates:")
 
 
+def hearing(hears: str):
+    """A small drum judge that hears every clip as ``hears``."""
+    import torch
+
+    from sampleforge.eval.classifier import ClassifierConfig, DrumClassifier
+    from sampleforge.eval.classifier_train import eval_classes
+
+    classes, class_map = eval_classes()
+    clf = DrumClassifier(ClassifierConfig(classes=classes, class_map=class_map, channels=[4, 8, 8, 16, 16],
+                                          embed_dim=16)).eval()
+    with torch.no_grad():
+        clf.head.weight.zero_()
+        clf.head.bias.copy_(torch.tensor([50.0 if c == hears else 0.0 for c in classes]))
+    return clf
+
+
+@pytest.mark.parametrize("hears, prompt, kept, note", [
+    ("kick", "kick", 0, None),
+    ("snare", "kick", None, "candidates: for 3 of 3 clips of 'kick' none of 2 candidates was heard as its class"),
+    ("kick", "808", None, "candidates: '808' names no drum class the judges know; its clips are not judged"),
+], ids=["kept", "none-held", "not-judged"])
+def test_a_job_says_which_candidate_each_clip_kept(make_client, tmp_path, wait_job, generator, monkeypatch,
+                                                   hears, prompt, kept, note):
+    """Each clip of a job with candidates names the one it kept (null: the model's own clip), in the job's results
+    and its file, and the job's warnings say where none was kept, or that the prompt was not judged."""
+    monkeypatch.setattr(generator, "_judges", (hearing(hears),))
+    client = make_client()
+    r = client.post("/v1/generate", json={"prompt": prompt, "count": 3, "seed": 7, "candidates": 2, **FAST})
+    job = wait_job(client, r.json()["job_id"])
+    assert job["state"] == "succeeded", job
+    assert [c["candidate"] for c in job["results"]] == [kept] * 3
+    path = tmp_path / "c.wav"
+    path.write_bytes(client.get(job["results"][2]["url"]).content)
+    assert read_metadata(path)["candidate"] == ("none" if kept is None else str(kept))
+    said = [w for w in job["warnings"] if w.startswith("candidates:")]
+    assert said == ([] if note is None else [said[0]]) and (note is None or said[0].startswith(note)), said
+    plain = wait_job(client, client.post("/v1/generate", json={"prompt": prompt, "seed": 7, **FAST}).json()["job_id"])
+    assert "candidate" not in plain["results"][0]
+
+
 def test_flac_and_default_duration(make_client, generator, wait_job):
     client = make_client()
     job = wait_job(

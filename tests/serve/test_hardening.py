@@ -346,13 +346,13 @@ def test_durability_setting(tmp_path, monkeypatch, durable, synchronous, fsyncs)
 
 def test_a_job_bigger_than_max_batch_is_split_into_calls(make_client, wait_job, generator, monkeypatch):
     sizes: list[int] = []
-    real = generator.generate
+    real = generator.generate_full
 
     def spy(prompts, *args, **kwargs):
         sizes.append(len(prompts))
         return real(prompts, *args, **kwargs)
 
-    monkeypatch.setattr(generator, "generate", spy)
+    monkeypatch.setattr(generator, "generate_full", spy)
     client = make_client(max_batch=2)
     job = finished_job(client, wait_job, count=5, seed=3)
     assert sizes == [2, 2, 1] and [r["seed"] for r in job["results"]] == [3, 4, 5, 6, 7]
@@ -596,7 +596,7 @@ def test_an_unexpected_crash_stores_a_generic_error_and_logs_the_traceback(make_
     def crash(*args, **kwargs):
         raise exc
 
-    monkeypatch.setattr(generator, "generate", crash)
+    monkeypatch.setattr(generator, "generate_full", crash)
     client = make_client()
     with caplog.at_level(logging.INFO, logger="sampleforge.serve"):
         r = client.post("/v1/generate", json={"prompt": "kick", **FAST})
@@ -633,7 +633,7 @@ def test_an_error_meant_for_users_keeps_its_message(make_client, wait_job, gener
     def refuse(*args, **kwargs):
         raise UserInputError("duration: too short for this model's latent (at least 0.5 s)")
 
-    monkeypatch.setattr(generator, "generate", refuse)
+    monkeypatch.setattr(generator, "generate_full", refuse)
     client = make_client()
     job = wait_job(client, client.post("/v1/generate", json={"prompt": "kick", **FAST}).json()["job_id"])
     assert job["state"] == "failed" and job["error"] == "duration: too short for this model's latent (at least 0.5 s)"
@@ -651,7 +651,7 @@ def test_an_error_meant_for_users_names_no_server_folder(make_client, wait_job, 
     def refuse(*args, **kwargs):
         raise exc
 
-    monkeypatch.setattr(generator, "generate", refuse)
+    monkeypatch.setattr(generator, "generate_full", refuse)
     client = make_client()
     with caplog.at_level(logging.INFO, logger="sampleforge.serve"):
         job = wait_job(client, client.post("/v1/generate", json={"prompt": "kick", **FAST}).json()["job_id"])
@@ -668,7 +668,7 @@ def test_a_crash_in_a_celery_task_is_stored_the_same_way(tmp_path, monkeypatch, 
     class Crashing:  # what a worker process loads
         name, sample_rate, samplers = "crashing", 44100, ("ddim",)
 
-        def generate(self, *args, **kwargs):
+        def generate_full(self, *args, **kwargs):
             raise RuntimeError("segfault in /opt/secret/libtorch.so")
 
     config = ServeConfig(storage=tmp_path / "storage", broker="redis://127.0.0.1:1/0")

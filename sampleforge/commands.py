@@ -237,7 +237,7 @@ def cmd_vocab(args: argparse.Namespace) -> int:
     from sampleforge.text.keywords import Vocabulary
     from sampleforge.timbre import word_table
 
-    ref = resolve(args.model or DEFAULT_MODEL)  # MODEL+VOCODER: MODEL's keywords
+    ref = resolve(DEFAULT_MODEL if args.model is None else args.model)  # MODEL+VOCODER: MODEL's keywords
     if ref.format != "sampleforge":
         raise UserInputError(f"--model {ref.spec}: a {ref.format} model has no keyword vocabulary")
     path = ref.path
@@ -317,7 +317,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         except ParamError as exc:
             raise exc.renamed(flag) from None
     try:
-        resolve(args.model or DEFAULT_MODEL)
+        resolve(DEFAULT_MODEL if args.model is None else args.model)
     except CheckpointError as exc:
         if args.model is not None:  # the user's model, not the shipped one: its problem is an error
             raise

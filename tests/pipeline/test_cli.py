@@ -102,7 +102,8 @@ def test_generate_bad_values_exit_2_one_line(debug_model: Path, args: list[str],
 def test_unknown_model_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["generate", "--model", str(tmp_path / "nope"), "--prompt", "kick"]) == 2
     assert "no such model folder" in capsys.readouterr().err
-    for argv in (["generate", "kick", "--model", " "], ["inspect", ""], ["eval", "knob-limits", "--model", ""]):
+    for argv in (["generate", "kick", "--model", " "], ["inspect", ""], ["eval", "knob-limits", "--model", ""],
+                 ["vocab", "--model", ""], ["demo", "--model", "", "--out", str(tmp_path / "pack")]):
         assert main(argv) == 2  # not the working directory, nor the folder of the shipped weights
         err = capsys.readouterr().err
         assert "no model named" in err and "known: " in err and "weights" not in err, err

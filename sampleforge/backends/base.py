@@ -163,6 +163,10 @@ class RunMixin:
         """
         return self.generate_full(prompts, n, vocoder=vocoder, callback=callback, params=params, **settings).audio
 
+    def settings_warnings(self, p: GenerationParams) -> list[str]:
+        """Settings this model takes but cannot honour (its ``space`` refuses those it does not take): none here."""
+        return []
+
     def judges_know(self, prompt: str) -> bool:
         """Whether a drum judge knows the class ``prompt`` names (``candidates``); only sampleforge's models judge."""
         return False

@@ -53,6 +53,8 @@ class GeneratorLike(Protocol):
 
     def check_prompt(self, prompt: str) -> list[str]: ...
 
+    def settings_warnings(self, p: GenerationParams) -> list[str]: ...
+
     def generate_full(
         self,
         prompts: str | list[str],

@@ -241,10 +241,11 @@ class Service:
 
         Raises QueueFull, or StorageUnavailable if the database refuses the write."""
         served = self.model(getattr(req, "model", None))
+        params = self.job_params(req, served)
         job = Job(
-            id=new_job_id(), state=QUEUED, model=served.name, prompt=req.prompt, params=self.job_params(req, served),
-            ttl_s=self.config.ttl_seconds, created_at=time.time(), seed=req.seed,
-            warnings=list(served.generator.check_prompt(req.prompt)), source=source, client_ref=client_ref,
+            id=new_job_id(), state=QUEUED, model=served.name, prompt=req.prompt, params=params,
+            ttl_s=self.config.ttl_seconds, created_at=time.time(), seed=req.seed, source=source, client_ref=client_ref,
+            warnings=[*served.generator.check_prompt(req.prompt), *served.generator.settings_warnings(params)],
         )
         return self.enqueue(job)
 

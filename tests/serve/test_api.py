@@ -120,6 +120,16 @@ def test_a_job_says_which_candidate_each_clip_kept(make_client, tmp_path, wait_j
     assert "candidate" not in plain["results"][0]
 
 
+def test_a_setting_the_model_cannot_honour_is_said_when_the_job_is_made(make_client, wait_job):
+    """Timbre knobs sent to a model without them: the 202 says so, as the CLI and the Python API do."""
+    client = make_client()
+    r = client.post("/v1/generate", json={"prompt": "kick", "brightness": 0.9, **FAST})
+    assert r.status_code == 202, r.text
+    told = [w for w in r.json()["warnings"] if "no timbre knobs" in w]
+    assert told and "brightness ignored" in told[0], r.json()
+    assert told[0] in wait_job(client, r.json()["job_id"])["warnings"]
+
+
 def test_flac_and_default_duration(make_client, generator, wait_job):
     client = make_client()
     job = wait_job(

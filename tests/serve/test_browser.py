@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import zipfile
@@ -120,6 +121,8 @@ def test_page_generates_plays_and_downloads(browser, live_server, tmp_path):
     assert "seed 77" in meta and "40 steps" in meta
     assert "decay 0.80" in meta and "brightness" not in meta  # a ticked knob is sent, an unticked one is not
     assert "4 candidates" in meta
+    kept = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".clip .seed")]
+    assert all(re.fullmatch(r"seed \d+ · (candidate [0-3]|model's own)", t) for t in kept), kept
 
     browser.find_elements(By.CSS_SELECTOR, ".clip a.download")[1].click()
     wav = wait_file(browser.downloads, ".wav")

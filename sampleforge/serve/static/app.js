@@ -231,8 +231,11 @@ async function generate() {
     if (job.warnings && job.warnings.length) notice(job.warnings.join(" · "), "warn");
     state.current = job;
     const done = await follow(job);
-    if (done.state === "succeeded") await renderJob(done);
-    else notice("Job " + done.state + (done.error ? ": " + done.error : ""), "error");
+    if (done.state === "succeeded") {
+      await renderJob(done);
+      const said = done.warnings || [];  // the run may add what it found (candidates the judges kept none of)
+      if (said.some((w) => !(job.warnings || []).includes(w))) notice(said.join(" · "), "warn");
+    } else notice("Job " + done.state + (done.error ? ": " + done.error : ""), "error");
   } catch (err) {
     notice(err.message, "error");
   } finally {
@@ -366,6 +369,11 @@ async function renderClip(grid, job, r) {
   const label = document.createElement("span");
   label.className = "seed";
   label.textContent = "seed " + r.seed;
+  if ("candidate" in r) {  // with candidates: the one the drum judges kept, or none (the model's own clip)
+    label.textContent += r.candidate === null ? " · model's own" : " · candidate " + r.candidate;
+    label.title = r.candidate === null ? "no candidate was heard as the instrument: the model's own clip"
+      : "candidate " + r.candidate + " was heard as the instrument";
+  }
   const dl = document.createElement("a");
   dl.className = "btn small ghost download";
   dl.textContent = "Download";

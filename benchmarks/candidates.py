@@ -57,7 +57,10 @@ def main() -> None:
             + (f", kept {v['kept']:.0%})" if v["kept"] is not None else ")") for k, v in row.items()), flush=True)
         out[prompt] = row
     if args.json:
-        args.json.write_text(json.dumps({"model": args.model, "threads": args.threads, "count": args.count,
+        what = (f"ms a clip by candidates (None: one render, not judged), batch {args.count}, median of {args.repeats} "
+                f"batches (seeds 7000-{7000 + args.repeats * args.count - 1}); kept: share of clips that kept a candidate "
+                "(both drum judges heard it as the class)")
+        args.json.write_text(json.dumps({"what": what, "model": args.model, "threads": args.threads, "count": args.count,
                                          "steps": args.steps, "sampler": args.sampler, "prompts": out}, indent=2) + "\n")
 
 

@@ -196,10 +196,11 @@ class GenerationParams:
                               ge=0, le=100, http=False)
     flow_shift: float = param(1.0, "time shift of flow-matching models (above 1: more steps at high noise)",
                               gt=0.0, le=100.0, http=False)
-    candidates: int | None = param(None, "render up to this many candidates a clip, the prompt's keywords at full "
-                                   "strength, and keep the first both drum judges hear as the prompt's class; "
-                                   "where none is, the clip the model gives by itself (sampleforge drum models, "
-                                   "a prompt that names a class); default: one, not judged", ge=1, le=8)
+    candidates: int | None = param(None, "render up to this many candidates a clip, the first with the prompt's "
+                                   "keywords at full strength, each next a step closer to the model's own weighting "
+                                   "of them, and keep the first both drum judges hear as the prompt's class; where "
+                                   "none is, the clip the model gives by itself (sampleforge drum models, a prompt "
+                                   "that names a class); default: one, not judged", ge=1, le=8)
     # which model, and how it is loaded and run (sampleforge.backends)
     model: str | None = param(None, "the model: a sampleforge folder or shipped name, or MODEL+VOCODER for one "
                               "with another vocoder (a vocoder folder or name, or griffin-lim: "

@@ -228,7 +228,7 @@ class Generator(RunMixin):
                 for w in words if w in leaving and leaving[w] is None]
         out += [f"{w!r} at full strength takes a {name} out of its class with this model (the drum judge says so: "
                 "sampleforge eval keyword-reach); " + (f"it is given at {held[w]:.0%}" if held[w] else "it is left out")
-                + f" (the candidates setting keeps it whole where the drum judges still hear a {name})"
+                + f" (the candidates setting gives it more where the drum judges still hear a {name})"
                 for w in self.model_words(prompt).split() if keyword_weight([w], category, b.keyword_reach)]
         pairs = pairs_leaving(words, category, b.class_words, b.knob_limits, b.word_reach, b.pair_reach)
         return out + [f"{', '.join(map(repr, together[:-1]))} and {together[-1]!r} together take a {name} out of its "
@@ -538,12 +538,14 @@ class Generator(RunMixin):
     def judged(self, p: GenerationParams, batch: Sequence[str], seeds: Sequence[int], noise: Tensor, cond: Tensor,
                uncond: Tensor, scales: Sequence[float], *, vocoder: bool = True, callback: Callback | None = None,
                normalize: str | None = "peak") -> tuple[Rendered, list[int | None], list[str]]:
-        """``p.candidates`` candidates a clip, in rounds: each round renders the clips still without one, the
-        prompt's keywords at full strength, and keeps those every drum judge that knows the class (``judges``) hears
-        as the prompt's class. Candidate 0 of clip k starts from its own noise and seed, candidate j from seed
-        ``candidate_seed(seed, j)``. A clip none of whose candidates is judged its class is the model's own clip
-        (``cond``: with its keyword reach). Clips of a prompt that names no class judged here are rendered once.
-        Returns (the clips, the candidate kept per clip, None where none was, warnings)."""
+        """``p.candidates`` (K) candidates a clip, in rounds: each round renders the clips still without one and keeps
+        those every drum judge that knows the class (``judges``) hears as the prompt's class. Candidate 0 of clip k
+        starts from its own noise and seed with the prompt's keywords at full strength; candidate j from seed
+        ``candidate_seed(seed, j)``, its conditioning j/K of the way from full strength to the model's own (``cond``,
+        with its keyword reach): a keyword the model holds back at weight w is given w + (1 - w)(1 - j/K). A clip
+        none of whose candidates is judged its class is the model's own clip. Clips of a prompt that names no class
+        judged here are rendered once. Returns (the clips, the candidate kept per clip, None where none was,
+        warnings)."""
         judges = self.judges()
         for judge in judges:
             if judge.cfg.sample_rate != self.sample_rate:
@@ -564,7 +566,8 @@ class Generator(RunMixin):
             ids = torch.tensor(pending)
             cand = [seeds[i] if j == 0 else candidate_seed(seeds[i], j) for i in pending]
             start = noise[ids] if j == 0 else self.start_noise(cand, noise.shape[1:])
-            r = self.render(p, full[ids], uncond[ids], start, cand, vocoder=vocoder, normalize=normalize,
+            toward_own = torch.lerp(full[ids], cond[ids], j / p.candidates)  # = full where nothing is held back
+            r = self.render(p, toward_own, uncond[ids], start, cand, vocoder=vocoder, normalize=normalize,
                             callback=callback if j == 0 else None, cfg_scales=[scales[i] for i in pending])
             mono = r.audio if r.audio.ndim == 2 else r.audio.mean(dim=1)
             heard = []

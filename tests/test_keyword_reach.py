@@ -59,7 +59,7 @@ def test_generation_gives_a_held_keyword_part_of_its_conditioning(knob_model, tm
     torch.testing.assert_close(cond(held, "808 snare"), without + 0.25 * (full - without))  # restored
     (warned,) = [w for w in held.check_prompt("808 snare") if "keyword-reach" in w]
     assert warned.startswith("'808' at full strength takes a snare out of its class") and "given at 25%" in warned
-    assert warned.endswith("(the candidates setting keeps it whole where the drum judges still hear a snare)")
+    assert warned.endswith("(the candidates setting gives it more where the drum judges still hear a snare)")
     assert not any("keyword-reach" in w for w in held.check_prompt("808 kick") + plain.check_prompt("808 snare"))
     dropped = _with_table(knob_model, tmp_path / "dropped", {"snare": {"808": 0.0}})
     (warned,) = [w for w in dropped.check_prompt("808 snare") if "keyword-reach" in w]

@@ -97,6 +97,34 @@ def test_later_candidates_are_kept_only_when_heard_as_the_class_and_reproduce(mo
             assert torch.allclose(r.audio[k], alone.audio[0], atol=1e-4)  # candidate j: that seed's clip
 
 
+def test_later_candidates_step_from_full_strength_toward_the_models_own(model: Path) -> None:
+    """Candidate j of K gives a held-back keyword w + (1 - w)(1 - j/K) of its strength: the first is the keyword
+    whole, each next one a step closer to the model's own blend (w)."""
+    class HearsLate(DrumClassifier):
+        """Hears every clip of the first two batches it judges as a kick, and every later one as a snare."""
+
+        def embed(self, logmel: torch.Tensor) -> torch.Tensor:
+            self.calls = getattr(self, "calls", 0) + 1
+            self.head.bias.copy_(torch.tensor([50.0 if c == ("kick" if self.calls <= 2 else "snare")
+                                               else 0.0 for c in self.cfg.classes]))
+            return super().embed(logmel)
+
+    late = HearsLate(judge().cfg).eval().requires_grad_(False)
+    late.load_state_dict(judge().state_dict())
+    with torch.no_grad():
+        late.head.weight.zero_()
+    gen = generator(model, late)
+    with gen.with_timbre(keyword_reach=REACH):
+        r = gen.generate_full("808 snare", candidates=4, **FAST)
+    assert r.candidates == [2] * 6  # the third round: '808' at 0.25 + 0.75 x (1 - 2/4)
+    with gen.with_timbre(keyword_reach={"snare": {"808": 0.625}}):
+        alone = gen.generate_full("808 snare", steps=2, seed=candidate_seed(r.seeds[3], 2), n=1)
+    assert torch.allclose(r.audio[3], alone.audio[0], atol=1e-4)
+    with gen.with_timbre(keyword_reach={}):
+        whole = gen.generate_full("808 snare", steps=2, seed=candidate_seed(r.seeds[3], 2), n=1)
+    assert not torch.allclose(r.audio[3], whole.audio[0], atol=1e-3)  # not the keyword whole
+
+
 def test_a_candidate_is_kept_only_when_every_judge_hears_the_class(model: Path) -> None:
     both = generator(model, judge("kick"))
     both._judges = (judge("kick"), judge("kick", seed=1))

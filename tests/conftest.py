@@ -38,6 +38,21 @@ def debug_model(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
+def listening_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The debug model with its zero-initialised layers drawn at random, so that its clips follow the prompt."""
+    from sampleforge.bundle import load_bundle, save_bundle
+    from sampleforge.debug_model import make_debug_bundle
+
+    bundle = load_bundle(make_debug_bundle(tmp_path_factory.mktemp("models") / "debug", seed=0))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in bundle.unet.parameters():
+            if not p.abs().max():
+                p.normal_(0.0, 0.2)
+    return save_bundle(bundle, tmp_path_factory.mktemp("models") / "listening")
+
+
+@pytest.fixture(scope="session")
 def model_without_vocoder(debug_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The debug model with no vocoder section and no vocoder weights, as drums-v2 ships."""
     out = edited_copy(debug_model, tmp_path_factory.mktemp("models") / "no-vocoder", lambda c: c.update(vocoder=None))

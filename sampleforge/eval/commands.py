@@ -136,6 +136,25 @@ def _register_eval(sub: Any) -> None:
     kr.add_argument("--words", nargs="+", default=None, metavar="WORD",
                     help="only these keywords (--write keeps the others' entries)")
     kr.set_defaults(func=_run_keyword_reach)
+    c = eval_sub.add_parser("candidates", help="what --candidates does to keywords the model holds back ('808 snare')",
+                            description="For each keyword the model holds back in a class (its keyword_reach), or "
+                            "each --entries CLASS:WORD: generate the class prompt, the keyword at full strength, the "
+                            "model's own blend and the blend with --candidates on the same seeds; say the share each "
+                            "drum judge hears as the class (the two that choose the candidates, and any --judge) and "
+                            "the part of the keyword kept (by the first judge's embedding: 0 the class prompt's "
+                            "sound, 1 the keyword's whole).")
+    c.add_argument("--model", required=True, help="model folder or shipped name")
+    c.add_argument("--entries", nargs="+", default=None, metavar="CLASS:WORD",
+                   help="the entries to measure (e.g. snare:808 clap:909; default: every keyword the model holds back)")
+    c.add_argument("--classes", nargs="+", default=None, help="without --entries: only these classes")
+    c.add_argument("-n", "--count", type=int_at_least(8), default=48, help="clips per prompt (default 48)")
+    add_arguments(c, ("candidates", "steps", "cfg_scale", "sampler", "seed"), base=CANDIDATE_SETTINGS)
+    c.add_argument("--judge", nargs="+", type=Path, default=None, metavar="FOLDER",
+                   help="other drum classifiers that judge the clips too (they do not choose them), e.g. one trained "
+                        "on other kits with `eval train-classifier`")
+    c.add_argument("--out", type=Path, default=None,
+                   help="JSON file of the measurement (default: runs/eval/<model>-candidates.json)")
+    c.set_defaults(func=_run_candidates)
     v = eval_sub.add_parser("vocoder", help="the vocoder check alone: the model's vocoder vs Griffin-Lim on real clips",
                             description="Re-synthesise held-out real clips from their log-mel with the model's "
                             "vocoder and with Griffin-Lim; MR-STFT and log-mel distances to the originals, and the "
@@ -175,6 +194,54 @@ def _timbre_measure_flags(p: argparse.ArgumentParser, per: str, name: str, what:
 # the descriptor check's own defaults: the fast setting, seed 0 (both prompts of a contrast share the seeds); the
 # guidance is the model's own
 DESCRIPTOR_SETTINGS = GenerationParams(steps=8, sampler="dpmpp_2m", seed=0)
+
+
+CANDIDATE_SETTINGS = GenerationParams(steps=8, sampler="dpmpp_2m", seed=0, candidates=4)  # eval candidates
+
+
+def _run_candidates(args: argparse.Namespace) -> int:
+    from sampleforge.backends.resolve import resolve
+    from sampleforge.eval.candidates import held_back, measure_candidates, parse_entries
+    from sampleforge.eval.classifier import load_classifier
+    from sampleforge.pipeline import JUDGES, Generator
+    from sampleforge.taxonomy import CATEGORY_PROMPTS
+
+    entries = parse_entries(args.entries) if args.entries else None  # before anything loads
+    unknown = [c for c in args.classes or () if c not in CATEGORY_PROMPTS]
+    if unknown:
+        raise UserInputError(f"--classes: unknown class {unknown[0]!r} (known: {', '.join(CATEGORY_PROMPTS)})")
+    asked = from_namespace(args, CANDIDATE_SETTINGS)
+    ref = resolve(args.model)
+    if ref.format != "sampleforge":
+        raise UserInputError(f"--model {args.model}: only sampleforge models take candidates")
+    others = {path.name: load_classifier(path) for path in args.judge or ()}
+    gen = Generator.from_pretrained(args.model)
+    entries = entries or held_back(gen, args.classes)
+    if not entries:
+        raise UserInputError(f"--model {args.model}: it holds back no keyword (its timbre.json has no keyword_reach "
+                             "under 1); name --entries CLASS:WORD")
+    p = gen.resolve(asked)
+    assert p.steps is not None and p.sampler is not None and p.seed is not None and p.candidates is not None
+    shipped = gen.judges()
+    judges = {(JUDGES[i] if i < len(JUDGES) else f"judge-{i}"): j for i, j in enumerate(shipped)}
+    judges.update({name if name not in judges else f"{name} (--judge)": j for name, j in others.items()})
+    result = measure_candidates(gen, entries, judges, n=args.count, candidates=p.candidates, steps=p.steps,
+                                sampler=p.sampler, cfg_scale=asked.cfg_scale, seed=p.seed)
+    result["model"] = ref.path.name
+    out = args.out or Path("runs") / "eval" / f"{ref.path.name}-candidates.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    names = result["judges"]
+    print(f"{'':<24} judged the class by {', '.join(names)}; keyword kept")
+    for row in result["entries"]:
+        for key in ("blend", "candidates"):
+            heard = " / ".join(f"{row[key]['judged'][name]:.0%}" for name in names)
+            print(f"  {row['prompt'] if key == 'blend' else '':<22} {key:<10} {heard:<20} {row[key]['keyword_kept']:+.2f}")
+    for key, m in result["means"].items():
+        heard = " / ".join(f"{m['judged_' + name]:.0%}" for name in names)
+        print(f"mean {key:<19} {heard:<20} median {m['keyword_kept_median']:+.2f}, mean {m['keyword_kept_mean']:+.2f}")
+    print(f"wrote {out}")
+    return 0
 
 
 def _run_descriptors(args: argparse.Namespace) -> int:

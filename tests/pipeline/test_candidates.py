@@ -19,18 +19,8 @@ REACH = {"snare": {"808": 0.25}}  # the model gives '808' a quarter of its stren
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The debug model with its zero-initialised layers drawn at random, so that its clips follow the prompt."""
-    from sampleforge.bundle import load_bundle, save_bundle
-    from sampleforge.debug_model import make_debug_bundle
-
-    bundle = load_bundle(make_debug_bundle(tmp_path_factory.mktemp("models") / "debug", seed=0))
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in bundle.unet.parameters():
-            if not p.abs().max():
-                p.normal_(0.0, 0.2)
-    return save_bundle(bundle, tmp_path_factory.mktemp("models") / "listening")
+def model(listening_model: Path) -> Path:
+    return listening_model
 
 
 def judge(hears: str | None = None, seed: int = 0) -> DrumClassifier:

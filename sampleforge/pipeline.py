@@ -560,6 +560,19 @@ class Generator(RunMixin):
         kept: list[int | None] = [None] * len(batch)
         first: dict[int, Rendered] = {}  # candidate 0, the model's own clip where the reach changes nothing
         pending = [i for i, t in enumerate(targets) if t is not None]
+        rounds, seen = p.candidates + 1, [0, 0]  # at most a round a candidate, then the own clips; [steps, done]
+
+        def progress(r: int) -> Callback | None:
+            """Round ``r``'s steps as part of one count over all the rounds there may be."""
+            if callback is None or not pending and not first:  # no round judged: the own clips are the whole run
+                return callback
+
+            def report(i: int, total: int) -> None:
+                seen[:] = [total, r * total + i]
+                callback(r * total + i, rounds * total)
+
+            return report
+
         for j in range(p.candidates):
             if not pending:
                 break
@@ -568,7 +581,7 @@ class Generator(RunMixin):
             start = noise[ids] if j == 0 else self.start_noise(cand, noise.shape[1:])
             toward_own = torch.lerp(full[ids], cond[ids], j / p.candidates)  # = full where nothing is held back
             r = self.render(p, toward_own, uncond[ids], start, cand, vocoder=vocoder, normalize=normalize,
-                            callback=callback if j == 0 else None, cfg_scales=[scales[i] for i in pending])
+                            callback=progress(j), cfg_scales=[scales[i] for i in pending])
             mono = r.audio if r.audio.ndim == 2 else r.audio.mean(dim=1)
             heard = []
             for judge in judges:
@@ -587,9 +600,10 @@ class Generator(RunMixin):
         if own:  # not judged, or no candidate held the class: the model's own clip, with its keyword reach
             ids = torch.tensor(own)
             r = self.render(p, cond[ids], uncond[ids], noise[ids], [seeds[i] for i in own], vocoder=vocoder,
-                            normalize=normalize, callback=callback if not first else None,
-                            cfg_scales=[scales[i] for i in own])
+                            normalize=normalize, callback=progress(p.candidates), cfg_scales=[scales[i] for i in own])
             rows.update({i: Rendered(*(x[row:row + 1] for x in r)) for row, i in enumerate(own)})
+        if callback is not None and first and seen[1] < rounds * seen[0]:  # the rounds not needed are done
+            callback(rounds * seen[0], rounds * seen[0])
         rows.update({i: one for i, one in first.items() if i not in rows})  # full strength is its own clip
         out = Rendered(*(torch.cat([rows[i][f] for i in range(len(batch))]) for f in range(4)))
         said = []

@@ -115,6 +115,23 @@ def test_later_candidates_step_from_full_strength_toward_the_models_own(model: P
     assert not torch.allclose(r.audio[3], whole.audio[0], atol=1e-3)  # not the keyword whole
 
 
+def test_progress_counts_every_round_and_ends_at_its_total(model: Path) -> None:
+    """One count over the rounds there may be (4 candidates, then the model's own clips: 5 x 2 steps), rising, and
+    done when the clips are, however many rounds ran."""
+    for hears, rounds_run in (("snare", 1), ("kick", 5)):
+        gen = generator(model, judge(hears))
+        calls: list[tuple[int, int]] = []
+        with gen.with_timbre(keyword_reach=REACH):
+            gen.generate_full("808 snare", candidates=4, callback=lambda i, n: calls.append((i, n)), **FAST)  # noqa: B023 (called at once)
+        assert {n for _, n in calls} == {10} and calls[-1] == (10, 10), calls
+        done = [i for i, _ in calls]
+        assert done == sorted(done) and len(calls) == 2 * rounds_run + (rounds_run < 5), calls
+    plain: list[tuple[int, int]] = []
+    generator(model, judge("kick")).generate_full("808", candidates=4, callback=lambda i, n: plain.append((i, n)),
+                                                  **FAST)
+    assert plain == [(1, 2), (2, 2)]  # a prompt that is not judged: one render, its own steps
+
+
 def test_a_candidate_is_kept_only_when_every_judge_hears_the_class(model: Path) -> None:
     both = generator(model, judge("kick"))
     both._judges = (judge("kick"), judge("kick", seed=1))

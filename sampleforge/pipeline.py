@@ -80,9 +80,9 @@ def candidate_seed(seed: int, j: int) -> int:
 
 
 def not_judged(p: GenerationParams, what: str) -> None:
-    """Refuse ``candidates`` for ``what`` (variations, morphs, kits): only ``generate`` judges its clips."""
+    """Refuse ``candidates`` for ``what`` (variations, morphs): only ``generate`` and kits judge their clips."""
     if (p.candidates or 1) > 1:
-        raise ParamError("candidates", f": {what} are not judged (generate judges its clips)")
+        raise ParamError("candidates", f": {what} are not judged (generate and kit judge their clips)")
 
 
 def candidates_note(prompt: str, kept: Sequence[int | None], candidates: int, judged: bool) -> str | None:
@@ -537,15 +537,19 @@ class Generator(RunMixin):
     @torch.inference_mode()
     def judged(self, p: GenerationParams, batch: Sequence[str], seeds: Sequence[int], noise: Tensor, cond: Tensor,
                uncond: Tensor, scales: Sequence[float], *, vocoder: bool = True, callback: Callback | None = None,
-               normalize: str | None = "peak") -> tuple[Rendered, list[int | None], list[str]]:
+               normalize: str | None = "peak", groups: Sequence[int] | None = None,
+               noises: Callable[[Sequence[int], int], Tensor] | None = None
+               ) -> tuple[Rendered, list[int | None], list[str]]:
         """``p.candidates`` (K) candidates a clip, in rounds: each round renders the clips still without one and keeps
         those every drum judge that knows the class (``judges``) hears as the prompt's class. Candidate 0 of clip k
         starts from its own noise and seed with the prompt's keywords at full strength; candidate j from seed
         ``candidate_seed(seed, j)``, its conditioning j/K of the way from full strength to the model's own (``cond``,
         with its keyword reach): a keyword the model holds back at weight w is given w + (1 - w)(1 - j/K). A clip
         none of whose candidates is judged its class is the model's own clip. Clips of a prompt that names no class
-        judged here are rendered once. Returns (the clips, the candidate kept per clip, None where none was,
-        warnings)."""
+        judged here are rendered once. ``groups`` (a group id per clip: a kit pad's velocity layers) keeps a candidate
+        for a group only where every judged clip of it is heard as its class, and ``noises(clips, j)`` gives the start
+        noise of candidate j of those clips (default: from their candidate seeds). Returns (the clips, the candidate
+        kept per clip, None where none was, warnings)."""
         judges = self.judges()
         for judge in judges:
             if judge.cfg.sample_rate != self.sample_rate:
@@ -560,6 +564,9 @@ class Generator(RunMixin):
         kept: list[int | None] = [None] * len(batch)
         first: dict[int, Rendered] = {}  # candidate 0, the model's own clip where the reach changes nothing
         pending = [i for i, t in enumerate(targets) if t is not None]
+        group_of = list(range(len(batch))) if groups is None else list(groups)
+        if len(group_of) != len(batch):
+            raise ValueError(f"groups names {len(group_of)} clips, the batch has {len(batch)}")
         rounds, seen = p.candidates + 1, [0, 0]  # at most a round a candidate, then the own clips; [steps, done]
 
         def progress(r: int) -> Callback | None:
@@ -578,7 +585,7 @@ class Generator(RunMixin):
                 break
             ids = torch.tensor(pending)
             cand = [seeds[i] if j == 0 else candidate_seed(seeds[i], j) for i in pending]
-            start = noise[ids] if j == 0 else self.start_noise(cand, noise.shape[1:])
+            start = noise[ids] if j == 0 else noises(pending, j) if noises else self.start_noise(cand, noise.shape[1:])
             toward_own = torch.lerp(full[ids], cond[ids], j / p.candidates)  # = full where nothing is held back
             r = self.render(p, toward_own, uncond[ids], start, cand, vocoder=vocoder, normalize=normalize,
                             callback=progress(j), cfg_scales=[scales[i] for i in pending])
@@ -587,14 +594,17 @@ class Generator(RunMixin):
             for judge in judges:
                 _, probs = embed_and_classify(judge, mono)
                 heard.append([judge.cfg.classes[int(k)] for k in probs.argmax(1)])
+            heard_as = {}
             for row, i in enumerate(pending):
-                one = Rendered(*(x[row:row + 1] for x in r))
                 if j == 0:
-                    first[i] = one
+                    first[i] = Rendered(*(x[row:row + 1] for x in r))
                 want = targets[i]
                 assert want is not None
-                if all(w is None or by[row] == w for by, w in zip(heard, want, strict=True)):
-                    rows[i], kept[i] = one, j
+                heard_as[i] = all(w is None or by[row] == w for by, w in zip(heard, want, strict=True))
+            failed = {group_of[i] for i in pending if not heard_as[i]}
+            for row, i in enumerate(pending):
+                if group_of[i] not in failed:
+                    rows[i], kept[i] = Rendered(*(x[row:row + 1] for x in r)), j
             pending = [i for i in pending if kept[i] is None]
         own = [i for i in range(len(batch)) if i not in rows and (i not in first or not torch.equal(full[i], cond[i]))]
         if own:  # not judged, or no candidate held the class: the model's own clip, with its keyword reach

@@ -18,7 +18,7 @@ from sampleforge.params import GENERATE_SETTINGS, add_arguments, from_namespace
 
 # the settings every workflow command takes besides its own (sampling, knobs, format, length, seed); not the
 # model and loading settings of other people's models (the workflow runs on sampleforge models only), nor the
-# judging of generate's clips
+# judging of candidates (kit takes it as its own)
 OTHER_MODELS = ("model", "offload", "decode_chunk", "quantize", "channels", "init_audio", "init_noise", "mask_start",
                 "mask_end")
 COMMON = tuple(name for name in GENERATE_SETTINGS if name not in ("prompt", "count", "candidates", *OTHER_MODELS))
@@ -55,7 +55,7 @@ def register(sub: Any) -> None:
 
     k = sub.add_parser("kit", help="a drum kit with a shared character, for samplers (SFZ, Decent Sampler, "
                                    "Hydrogen, GM map)")
-    _flags(k, ("prompt", "pieces", "round_robins", "velocity_layers", "relatedness"), base=KIT_DEFAULTS)
+    _flags(k, ("prompt", "pieces", "round_robins", "velocity_layers", "relatedness", "candidates"), base=KIT_DEFAULTS)
     k.add_argument("--out-dir", type=Path, required=True, help="a new or empty folder")
     k.add_argument("--name", nargs="+", default=None, metavar="WORD", help="kit name (default: from the prompt)")
     k.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")

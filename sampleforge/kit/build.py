@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ from sampleforge.kit.pieces import (
     velocity_words,
 )
 from sampleforge.params import MAX_SEED, SPECS, GenerationParams
-from sampleforge.pipeline import Callback, Generator, not_judged
+from sampleforge.pipeline import Callback, Generator, candidate_seed
 from sampleforge.taxonomy import CATEGORY_WORDS
 from sampleforge.text.keywords import tokenize
 from sampleforge.timbre import conditioned_knobs
@@ -49,6 +50,7 @@ class KitSample:
     velocity: tuple[int, int]
     gain_db: float
     cfg_scale: float | None = None  # the guidance it was sampled with (set by build_kit)
+    candidate: int | None = None  # with ``candidates``: the one its pad kept (None: none, or not asked)
     knobs: dict[str, float] = field(default_factory=dict)  # the timbre knobs it was conditioned on (build_kit)
     file: str = ""  # file name in the kit folder, set by the writer
     audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
@@ -115,7 +117,6 @@ def build_kit(
     layer's gain."""
     asked = GenerationParams.from_kwargs(settings, base=params or KIT_DEFAULTS)
     p = gen.resolve(asked)
-    not_judged(p, "kits")
     assert p.seed is not None and p.duration is not None
     names = parse_pieces(p.pieces)
     for piece, value in (pad_seeds or {}).items():
@@ -144,8 +145,22 @@ def build_kit(
     warnings = sorted({w for x in dict.fromkeys(prompts) for w in gen.check_prompt(x)}) + gen.settings_warnings(p)
     cond, uncond = gen.condition(prompts, p.knobs())
     scales = gen.cfg_scales(prompts, asked)  # a piece whose words set no knob may take the model's firmer scale
-    wav = gen.render(p, cond, uncond, torch.stack(noises), [s.seed for s in samples], vocoder=vocoder,
-                     callback=callback, cfg_scales=scales).audio
+    seeds = [s.seed for s in samples]
+    if (p.candidates or 1) > 1:  # a pad's velocity layers share a noise: they keep one candidate together
+
+        def candidate_noises(clips: Sequence[int], j: int) -> torch.Tensor:
+            own = gen.start_noise([candidate_seed(seeds[k], j) for k in clips], shape)
+            return p.relatedness * base + mix * own
+
+        pads = [names.index(s.piece) * p.round_robins + s.rr for s in samples]
+        picked, kept, said = gen.judged(p, prompts, seeds, torch.stack(noises), cond, uncond, scales,
+                                        vocoder=vocoder, callback=callback, groups=pads, noises=candidate_noises)
+        wav, warnings = picked.audio, warnings + said
+        for sample, j in zip(samples, kept, strict=True):
+            sample.candidate = j
+    else:
+        wav = gen.render(p, cond, uncond, torch.stack(noises), seeds, vocoder=vocoder, callback=callback,
+                         cfg_scales=scales).audio
     length = parse_length(p.length)
     for sample, clip, scale in zip(samples, wav.numpy(), scales, strict=True):
         sample.cfg_scale = scale
@@ -154,6 +169,6 @@ def build_kit(
         sample.audio = (apply_length(clip, gen.sample_rate, length) * gain).astype(np.float32)
     cfg: float | list[float] = scales[0] if len(set(scales)) == 1 else sorted(set(scales))
     used = {"steps": p.steps, "cfg_scale": cfg, "sampler": p.sampler, "length": p.length,
-            "duration": p.duration, "vocoder": vocoder, "knobs": p.knobs() or None}
+            "duration": p.duration, "vocoder": vocoder, "knobs": p.knobs() or None, "candidates": p.candidates}
     return Kit(name or slug(char or p.prompt), p.prompt, p.seed, gen.id, gen.sample_rate, names, p.round_robins,
                p.velocity_layers, p.relatedness, used, samples, warnings)

@@ -35,6 +35,9 @@ def sample_name(s: KitSample, kit: Kit, ext: str) -> str:
 def sample_metadata(s: KitSample, kit: Kit) -> dict[str, str]:
     """The provenance written into one audio file."""
     extra = {"knobs": json.dumps(s.knobs, sort_keys=True)} if s.knobs else {}
+    if (kit.params.get("candidates") or 1) > 1:  # as generate's files say it
+        extra |= {"candidates": str(kit.params["candidates"]), "candidate": "none" if s.candidate is None
+                  else str(s.candidate)}
     return extra | {
         "prompt": s.prompt, "seed": str(s.seed), "model": kit.model, "steps": str(kit.params["steps"]),
         "cfg_scale": str(kit.params["cfg_scale"] if s.cfg_scale is None else s.cfg_scale), "sampler": str(kit.params["sampler"]),

@@ -96,7 +96,7 @@ def _pad(job: Job, gen: Any, files: ResultFiles, callback: Callback) -> Rendered
     s = kit.samples[0]
     info = {"piece": piece, "label": PIECES[piece].label, "note": PIECES[piece].note, "seed": s.seed,
             "kit_seed": kit.seed, "pad_seed": s.seed, "prompt": s.prompt,
-            "name": f"{piece}.{FORMATS[p.format][0]}"}
+            "name": f"{piece}.{FORMATS[p.format][0]}", **({"candidate": s.candidate} if (p.candidates or 1) > 1 else {})}
     return Rendered([(s.audio, sample_metadata(s, kit), info)], kit.warnings, p)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -177,11 +178,10 @@ def test_the_cli_records_the_candidate_kept(model: Path, tmp_path: Path, capsys:
     assert "--candidates" in capsys.readouterr().err
 
 
-def test_variations_morphs_and_kits_are_not_judged(model: Path, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_variations_and_morphs_are_not_judged(model: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
     import numpy as np
 
-    import sampleforge
     from sampleforge.pipeline import MorphEnd
 
     gen = generator(model, judge("kick"))
@@ -190,7 +190,44 @@ def test_variations_morphs_and_kits_are_not_judged(model: Path, tmp_path: Path,
         gen.vary(clip, prompt="kick", steps=2, candidates=2)
     with pytest.raises(ParamError, match="candidates: morphs are not judged"):
         gen.morph(MorphEnd("kick"), MorphEnd("snare"), steps=2, candidates=2)
-    with pytest.raises(ParamError, match="candidates: kits are not judged"):
-        sampleforge.make_kit(tmp_path / "kit", pieces=["kick"], steps=2, candidates=2, generator=gen)
-    assert main(["kit", "--model", str(model), "--candidates", "2", "--out-dir", str(tmp_path / "k")]) == 2
+    assert main(["vary", str(tmp_path / "x.wav"), "--model", str(model), "--candidates", "2"]) == 2
     assert "unrecognized arguments: --candidates" in capsys.readouterr().err
+
+
+KIT = {"prompt": "808", "pieces": "kick,snare", "seed": 3, "round_robins": 2, "velocity_layers": 2, "steps": 2}
+
+
+def test_a_kit_pad_keeps_a_candidate_its_layers_are_all_heard_as(model: Path, tmp_path: Path) -> None:
+    """A kit judges its pads: every velocity layer of a pad's round robin keeps the same candidate (they share a
+    noise), and only where the judges hear all of them as the piece."""
+    import numpy as np
+
+    from sampleforge.kit.build import build_kit
+
+    kicks = generator(model, judge("kick"))
+    plain = build_kit(kicks, **KIT)
+    kit = build_kit(kicks, candidates=3, **KIT)
+    assert [s.candidate for s in kit.samples] == [0] * 4 + [None] * 4  # the kick pads keep their first
+    assert kit.params["candidates"] == 3
+    assert [w for w in kit.warnings if w.startswith("candidates:")] == [
+        f"candidates: for 2 of 2 clips of 'snare {v} 808' none of 3 candidates was heard as its class by the drum "
+        "judges; those are the model's own clips" for v in ("soft", "hard")]
+    for a, b in zip(plain.samples, kit.samples, strict=True):
+        np.testing.assert_allclose(a.audio, b.audio, atol=1e-5)  # nothing held back: the first is the pad's own
+
+    class EveryOther(torch.nn.Module):  # hears rows 0, 2, ... of a batch as snares and 1, 3, ... as kicks
+        def forward(self, e: torch.Tensor) -> torch.Tensor:
+            out = torch.zeros(e.shape[0], len(classes))
+            for row in range(e.shape[0]):
+                out[row, classes.index("kick" if row % 2 else "snare")] = 50.0
+            return out
+
+    split = judge()
+    classes = list(split.cfg.classes)
+    split.head = EveryOther()
+    # each pad has a layer heard as the other class in every round: no pad keeps one, though half the clips would
+    assert [s.candidate for s in build_kit(generator(model, split), candidates=3, **KIT).samples] == [None] * 8
+    assert main(["kit", "--model", str(model), "--pieces", "kick", "--steps", "2", "--candidates", "2",
+                 "--out-dir", str(tmp_path / "k")]) == 0
+    (sample,) = json.loads((tmp_path / "k" / "kit.json").read_text())["samples"]
+    assert sample["candidate"] in (0, 1, None)

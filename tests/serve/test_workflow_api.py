@@ -210,6 +210,25 @@ def test_pads_and_the_kit_zip_hold_the_same_sounds(make_client, wait_job, tmp_pa
         assert client.get(in_kit["url"]).content == (tmp_path / "dusty_808" / f"{piece}.wav").read_bytes()
 
 
+def test_kits_and_pads_take_candidates(make_client, wait_job, generator, monkeypatch, tmp_path: Path) -> None:
+    """A pad says which candidate it kept, and its file too; a kit's kit.json says it for each sample."""
+    from tests.serve.test_api import hearing
+
+    monkeypatch.setattr(generator, "_judges", (hearing("kick"),))
+    client = make_client()
+    pad = run(client, "/v1/kit/pad", {"piece": "kick", "seed": 4, "candidates": 2, **FAST}, wait_job)
+    assert pad["results"][0]["candidate"] == 0
+    wav = tmp_path / "pad.wav"
+    wav.write_bytes(client.get(pad["results"][0]["url"]).content)
+    assert read_metadata(wav)["candidate"] == "0" and read_metadata(wav)["candidates"] == "2"
+    kit = run(client, "/v1/kit", {"pieces": ["kick", "snare"], "seed": 4, "candidates": 2, **FAST}, wait_job)
+    assert any("of 'snare' none of 2 candidates" in w for w in kit["warnings"]), kit["warnings"]
+    with zipfile.ZipFile(io.BytesIO(client.get(kit["urls"]["pack"]).content)) as z:
+        (made,) = [json.loads(z.read(n)) for n in z.namelist() if n.endswith("kit.json")]
+    assert [(s["piece"], s["candidate"]) for s in made["samples"]] == [("kick", 0), ("snare", None)]
+    assert client.post("/v1/kit", json={"pieces": ["kick"], "candidates": 9}).status_code == 422
+
+
 def test_kits_and_pads_keep_their_own_defaults(make_client, wait_job, tmp_path: Path) -> None:
     """A kit left without format or length is 24-bit PCM at each sound's natural length, a pad 16-bit: not the
     generate defaults (32-bit float, the model's 2 s)."""

@@ -54,7 +54,7 @@ router = APIRouter(tags=["workflow"], route_class=JsonBodyRoute)
 SAMPLING = ("model", "steps", "cfg_scale", "sampler", "format", "length", "decay", "brightness", "weight", "punch")
 VARY = ("prompt", "strength", "count", "seed", *SAMPLING)
 MORPH = ("morph_steps", "strength", *SAMPLING)
-KIT = ("prompt", "relatedness", *SAMPLING)
+KIT = ("prompt", "relatedness", "candidates", *SAMPLING)
 # a kit's prompt is optional: each piece adds its own class words, so an empty one is a plain kit
 KIT_HELP = {"prompt": "the kit's character, e.g. 'dusty 808'; may be empty: each piece adds its own words ('kick', "
                       "'closed hat')"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -27,7 +28,8 @@ def test_kit_builder_auditions_rerolls_and_downloads(browser, live_server) -> No
     browser.get(server.url + "/")
     wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#pads .pad")) == 11, 20, "eleven pads")
     assert [p.get_attribute("data-piece") for p in browser.find_elements(By.CSS_SELECTOR, "#pads .pad")] == list(PADS)
-    browser.execute_script("const s = document.getElementById('steps'); s.value = 2; s.dispatchEvent(new Event('input'));")
+    browser.execute_script("const s = document.getElementById('steps'); s.value = 2; s.dispatchEvent(new Event('input'));"
+                           "document.getElementById('candidates').value = '4';")  # the form's "Keep the class"
     browser.find_element(By.ID, "kit-prompt").send_keys("dusty 808")
     browser.find_element(By.ID, "kit-seed").send_keys("40")
     browser.find_element(By.ID, "kit-build").click()
@@ -61,6 +63,7 @@ def test_kit_builder_auditions_rerolls_and_downloads(browser, live_server) -> No
     assert len([n for n in names if n.endswith(".wav")]) == 11
     assert {"dusty_808/kit.sfz", "dusty_808/drumkit.xml", "dusty_808/kit.dspreset", "dusty_808/gm_map.csv"} <= set(names)
     assert f'"seed": {after["snare"]}' in kit_json  # the zip holds the re-rolled pad
+    assert json.loads(kit_json)["params"]["candidates"] == 4  # and was judged as the pads were
 
 
 def test_dropped_sample_gives_variations_and_the_morph_slider_plays(browser, live_server, wait_job,  # noqa: F811

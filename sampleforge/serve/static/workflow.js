@@ -20,6 +20,11 @@ function sampling() {  // the main form's model, steps, guidance and sampler app
   return out;
 }
 
+function keepClass() {  // the main form's "Keep the class" applies to kits too (variations and morphs are not judged)
+  const n = Number($("candidates").value);
+  return !$("candidates").disabled && n > 1 ? { candidates: n } : {};
+}
+
 function postJson(path, body) {
   return api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
 }
@@ -100,7 +105,7 @@ async function loadPad(name, padSeed) {
     const job = await runJob("/v1/kit/pad", Object.assign({
       prompt: kit.prompt, piece: name, seed: kit.seed, pad_seed: padSeed, format: "wav16", length: "auto",
       relatedness: Number($("kit-related").value),
-    }, sampling()));
+    }, sampling(), keepClass()));
     const r = job.results[0];
     const blob = await (await fetchOk(r.url)).blob();
     const old = kit.pads[name];
@@ -163,7 +168,7 @@ async function downloadKit() {
     const job = await runJob("/v1/kit", Object.assign({
       prompt: kit.prompt, seed: kit.seed, pieces: kit.pieces.map((p) => p.name), pad_seeds,
       relatedness: Number($("kit-related").value), format: "wav24", length: "auto",
-    }, sampling()));
+    }, sampling(), keepClass()));
     const res = await fetchOk(job.urls.pack);
     const name = (res.headers.get("Content-Disposition") || "").match(/filename="([^"]+)"/);
     saveBlob(await res.blob(), name ? name[1] : "kit.zip");

@@ -10,23 +10,11 @@ import torch
 
 from sampleforge.cli import main
 from sampleforge.eval.candidates import held_back, keyword_kept, measure_candidates, parse_entries
-from sampleforge.eval.classifier import ClassifierConfig, DrumClassifier
-from sampleforge.eval.classifier_train import eval_classes
 from sampleforge.pipeline import Generator
+from tests.judges import judge
 
 REACH = {"snare": {"808": 0.25, "909": None, "noise": 1.0}, "clap": {"808": 0.5}}
 RUN = {"n": 8, "candidates": 3, "steps": 2, "seed": 5}
-
-
-def hears(category: str) -> DrumClassifier:
-    """A small drum judge that hears every clip as ``category``."""
-    classes, class_map = eval_classes()
-    clf = DrumClassifier(ClassifierConfig(classes=classes, class_map=class_map, channels=[4, 8, 8, 16, 16],
-                                          embed_dim=16)).eval()
-    with torch.no_grad():
-        clf.head.weight.zero_()
-        clf.head.bias.copy_(torch.tensor([50.0 if c == category else 0.0 for c in classes]))
-    return clf
 
 
 @pytest.fixture
@@ -43,8 +31,8 @@ def test_the_entries_are_the_keywords_the_model_holds_back(held: Generator) -> N
 
 
 def test_a_judge_that_hears_the_class_keeps_the_keyword_whole(held: Generator) -> None:
-    held._judges = (hears("snare"),)
-    r = measure_candidates(held, [("snare", "808")], {"hears-snares": hears("snare")}, **RUN)
+    held._judges = (judge("snare"),)
+    r = measure_candidates(held, [("snare", "808")], {"hears-snares": judge("snare")}, **RUN)
     (row,) = r["entries"]
     assert row["blend"]["judged"] == {"hears-snares": 1.0} and row["full"]["keyword_kept"] == pytest.approx(1.0)
     assert row["kept_at"] == [8, 0, 0, 0]  # every clip keeps its first candidate: the keyword at full strength
@@ -54,8 +42,8 @@ def test_a_judge_that_hears_the_class_keeps_the_keyword_whole(held: Generator) -
 
 
 def test_where_no_candidate_is_heard_as_the_class_the_clips_are_the_blends(held: Generator) -> None:
-    held._judges = (hears("kick"),)
-    r = measure_candidates(held, [("snare", "808")], {"a": hears("kick"), "b": hears("snare")}, **RUN)
+    held._judges = (judge("kick"),)
+    r = measure_candidates(held, [("snare", "808")], {"a": judge("kick"), "b": judge("snare")}, **RUN)
     (row,) = r["entries"]
     assert row["kept_at"] == [0, 0, 0, 8]
     assert row["candidates"] == row["blend"] and row["blend"]["judged"] == {"a": 0.0, "b": 1.0}

@@ -10,10 +10,10 @@ import torch
 
 from sampleforge.cli import main
 from sampleforge.errors import ParamError
-from sampleforge.eval.classifier import ClassifierConfig, DrumClassifier, embed_and_classify, save_classifier
-from sampleforge.eval.classifier_train import eval_classes
+from sampleforge.eval.classifier import DrumClassifier, embed_and_classify, save_classifier
 from sampleforge.params import GenerationParams
 from sampleforge.pipeline import Generator, candidate_seed
+from tests.judges import judge
 
 FAST = {"steps": 2, "seed": 40, "n": 6}
 REACH = {"snare": {"808": 0.25}}  # the model gives '808' a quarter of its strength in a snare
@@ -22,19 +22,6 @@ REACH = {"snare": {"808": 0.25}}  # the model gives '808' a quarter of its stren
 @pytest.fixture(scope="module")
 def model(listening_model: Path) -> Path:
     return listening_model
-
-
-def judge(hears: str | None = None, seed: int = 0) -> DrumClassifier:
-    """A small drum judge: one that hears every clip as ``hears``, or random weights (``hears`` None)."""
-    classes, class_map = eval_classes()
-    torch.manual_seed(seed)
-    clf = DrumClassifier(ClassifierConfig(classes=classes, class_map=class_map, channels=[4, 8, 8, 16, 16],
-                                          embed_dim=16)).eval()
-    if hears is not None:
-        with torch.no_grad():
-            clf.head.weight.zero_()
-            clf.head.bias.copy_(torch.tensor([50.0 if c == hears else 0.0 for c in classes]))
-    return clf
 
 
 def generator(model: Path, clf: DrumClassifier) -> Generator:

@@ -13,6 +13,7 @@ import soundfile as sf
 
 from sampleforge.audio.io import read_metadata
 from sampleforge.errors import UserInputError
+from tests.judges import judge
 
 FAST = {"steps": 2, "duration": 0.5}
 
@@ -80,22 +81,6 @@ def test_candidates_over_http(make_client, tmp_path, wait_job):
     assert bad.status_code == 422 and bad.json()["error"].startswith("candidates:")
 
 
-def hearing(hears: str):
-    """A small drum judge that hears every clip as ``hears``."""
-    import torch
-
-    from sampleforge.eval.classifier import ClassifierConfig, DrumClassifier
-    from sampleforge.eval.classifier_train import eval_classes
-
-    classes, class_map = eval_classes()
-    clf = DrumClassifier(ClassifierConfig(classes=classes, class_map=class_map, channels=[4, 8, 8, 16, 16],
-                                          embed_dim=16)).eval()
-    with torch.no_grad():
-        clf.head.weight.zero_()
-        clf.head.bias.copy_(torch.tensor([50.0 if c == hears else 0.0 for c in classes]))
-    return clf
-
-
 @pytest.mark.parametrize("hears, prompt, kept, note", [
     ("kick", "kick", 0, None),
     ("snare", "kick", None, "candidates: for 3 of 3 clips of 'kick' none of 2 candidates was heard as its class"),
@@ -105,7 +90,7 @@ def test_a_job_says_which_candidate_each_clip_kept(make_client, tmp_path, wait_j
                                                    hears, prompt, kept, note):
     """Each clip of a job with candidates names the one it kept (null: the model's own clip), in the job's results
     and its file, and the job's warnings say where none was kept, or that the prompt was not judged."""
-    monkeypatch.setattr(generator, "_judges", (hearing(hears),))
+    monkeypatch.setattr(generator, "_judges", (judge(hears),))
     client = make_client()
     r = client.post("/v1/generate", json={"prompt": prompt, "count": 3, "seed": 7, "candidates": 2, **FAST})
     job = wait_job(client, r.json()["job_id"])

@@ -212,9 +212,9 @@ def test_pads_and_the_kit_zip_hold_the_same_sounds(make_client, wait_job, tmp_pa
 
 def test_kits_and_pads_take_candidates(make_client, wait_job, generator, monkeypatch, tmp_path: Path) -> None:
     """A pad says which candidate it kept, and its file too; a kit's kit.json says it for each sample."""
-    from tests.serve.test_api import hearing
+    from tests.judges import judge
 
-    monkeypatch.setattr(generator, "_judges", (hearing("kick"),))
+    monkeypatch.setattr(generator, "_judges", (judge("kick"),))
     client = make_client()
     pad = run(client, "/v1/kit/pad", {"piece": "kick", "seed": 4, "candidates": 2, **FAST}, wait_job)
     assert pad["results"][0]["candidate"] == 0

@@ -75,11 +75,13 @@ class Kit:
 
     def provenance(self) -> dict[str, Any]:
         """Everything needed to make this kit again (no audio)."""
+        judged = (self.params.get("candidates") or 1) > 1  # each sample then says the candidate its pad kept
         return {
             "name": self.name, "prompt": self.prompt, "seed": self.seed, "model": self.model,
             "sample_rate": self.sample_rate, "pieces": self.pieces, "round_robins": self.round_robins,
             "velocity_layers": self.velocity_layers, "relatedness": self.relatedness, "params": self.params,
-            "samples": [{k: v for k, v in asdict(s).items() if k != "audio"} for s in self.samples],
+            "samples": [{k: v for k, v in asdict(s).items() if k != "audio" and (k != "candidate" or judged)}
+                        for s in self.samples],
         }  # fmt: skip
 
 

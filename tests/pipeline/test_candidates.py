@@ -195,6 +195,8 @@ def test_a_kit_pad_keeps_a_candidate_its_layers_are_all_heard_as(model: Path, tm
     plain = build_kit(kicks, **KIT)
     kit = build_kit(kicks, candidates=3, **KIT)
     assert [s.candidate for s in kit.samples] == [0] * 4 + [None] * 4  # the kick pads keep their first
+    assert [s["candidate"] for s in kit.provenance()["samples"]][3:5] == [0, None]
+    assert "candidate" not in plain.provenance()["samples"][0]  # a kit not judged says nothing of it
     assert kit.params["candidates"] == 3
     assert [w for w in kit.warnings if w.startswith("candidates:")] == [
         f"candidates: for 2 of 2 clips of 'snare {v} 808' none of 3 candidates was heard as its class by the drum "

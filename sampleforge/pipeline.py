@@ -106,6 +106,10 @@ class Rendered(NamedTuple):
     mels: Tensor
     raw: Tensor
 
+    def clips(self) -> list[Rendered]:
+        """Each clip of the batch alone (a batch of one)."""
+        return [Rendered(*(x[k:k + 1] for x in self)) for k in range(self.audio.shape[0])]
+
     def generation(self, prompts: list[str], seeds: list[int], params: GenerationParams,
                    warnings: list[str], cfg_scales: Sequence[float] | None = None) -> Generation:
         mixed = list(cfg_scales) if cfg_scales is not None and len(set(cfg_scales)) > 1 else None
@@ -594,24 +598,24 @@ class Generator(RunMixin):
             for judge in judges:
                 _, probs = embed_and_classify(judge, mono)
                 heard.append([judge.cfg.classes[int(k)] for k in probs.argmax(1)])
-            heard_as = {}
+            heard_as, alone = {}, r.clips()
             for row, i in enumerate(pending):
                 if j == 0:
-                    first[i] = Rendered(*(x[row:row + 1] for x in r))
+                    first[i] = alone[row]
                 want = targets[i]
                 assert want is not None
                 heard_as[i] = all(w is None or by[row] == w for by, w in zip(heard, want, strict=True))
             failed = {group_of[i] for i in pending if not heard_as[i]}
             for row, i in enumerate(pending):
                 if group_of[i] not in failed:
-                    rows[i], kept[i] = Rendered(*(x[row:row + 1] for x in r)), j
+                    rows[i], kept[i] = alone[row], j
             pending = [i for i in pending if kept[i] is None]
         own = [i for i in range(len(batch)) if i not in rows and (i not in first or not torch.equal(full[i], cond[i]))]
         if own:  # not judged, or no candidate held the class: the model's own clip, with its keyword reach
             ids = torch.tensor(own)
             r = self.render(p, cond[ids], uncond[ids], noise[ids], [seeds[i] for i in own], vocoder=vocoder,
                             normalize=normalize, callback=progress(p.candidates), cfg_scales=[scales[i] for i in own])
-            rows.update({i: Rendered(*(x[row:row + 1] for x in r)) for row, i in enumerate(own)})
+            rows.update(zip(own, r.clips(), strict=True))
         if callback is not None and first and seen[1] < rounds * seen[0]:  # the rounds not needed are done
             callback(rounds * seen[0], rounds * seen[0])
         rows.update({i: one for i, one in first.items() if i not in rows})  # full strength is its own clip

@@ -540,6 +540,37 @@ def test_word_reach_finds_how_far_a_words_knobs_go_together(monkeypatch) -> None
     assert noisy["word_reach"] == {} and all("tried" not in w for w in noisy["judged"]["snare"]["words"].values())
 
 
+def test_a_class_prompt_short_of_the_gate_by_noise_is_judged_on_twice_the_clips(monkeypatch) -> None:
+    """The judge must know a class before its words can fail: 90 % of the class prompt's clips. A first block short
+    of that by no more than its noise (42 of 48) is pooled with a second; a share surely under it (36 of 48) is not
+    measured again, and its words are not judged."""
+    from sampleforge.eval import descriptors
+
+    def judging(first: float, second: float):
+        def judge(clf, wavs, category):
+            seed, worded, *_ = wavs[0].tolist()
+            if worded:
+                return 0.2
+            return second if seed >= descriptors.REACH_SEEDS else first
+        return judge
+
+    for first, second, pooled, fails in ((42 / 48, 46 / 48, 0.9167, True), (42 / 48, 42 / 48, 0.875, False),
+                                         (36 / 48, 48 / 48, None, False), (44 / 48, 30 / 48, None, True)):
+        monkeypatch.setattr(descriptors, "_judged", judging(first, second))
+        model = _ScriptedModel({})
+        result = descriptors.word_reach(model, "judge", n=48, classes=["tom"])
+        row = result["judged"]["tom"]
+        assert row["class_prompt"] == round(first, 4)
+        if pooled is None:  # at 90 % or surely under it: one block says
+            assert "class_prompt_2n" not in row or first >= 0.9
+        else:
+            assert row["class_prompt_2n"] == pooled
+        assert bool(result["word_reach"]) == fails, (first, second)
+        assert all(("tried" in w) == fails for w in row["words"].values()), row
+        class_calls = {s for p, k, s in model.calls if p == "tom"}
+        assert (descriptors.REACH_SEEDS in class_calls) == (pooled is not None or fails)
+
+
 def test_word_reach_is_written_and_read_by_generation(knob_model, tmp_path, capsys) -> None:
     import json
     import shutil

@@ -32,7 +32,9 @@ knob, and the knob is left unlimited. A model stores the ranges in its timbre.js
 several knobs, or two words that set two ("short thin tom"), can take the class out of itself with each knob in
 its range. Each such prompt is generated as a user gets it and judged against the class prompt alone on the same
 seeds; one that surely leaves the class, on two blocks of seeds, is tried with its knobs moved back toward the
-middle, and the first step that holds is stored as its reach (``_reaches``).
+middle, and the first step that holds is stored as its reach (``_reaches``). No prompt of a class fails unless the
+judge knows the class prompt itself (``LIMIT_ADHERENCE`` of its clips, on both blocks when the first leaves it short
+by no more than its noise: 43 of 48 clips, 89.6 %, is not surely under 90 %).
 
 **Keyword reach** (``keyword_reach``). A keyword that sets no knob can take the class away by itself: on few
 clips of the class, it carries another class's sound ("808 snare" judged a kick, "909 clap" a cymbal). Such a
@@ -272,6 +274,14 @@ def surely_below(share: float, middle: float, n: int, n_middle: int | None = Non
     m = n if n_middle is None else n_middle
     got, mid = round(share * n), round(middle * m)
     return bool(fisher_exact([[got, n - got], [mid, m - mid]], alternative="less").pvalue < ALPHA)
+
+
+def surely_under(share: float, bar: float, n: int) -> bool:
+    """Whether a share of ``n`` clips is surely under ``bar``: one-sided binomial test, p < ALPHA (43 of 48 is not
+    surely under 90 %, 36 of 48 is)."""
+    from scipy.stats import binomtest
+
+    return bool(binomtest(round(share * n), n, bar, alternative="less").pvalue < ALPHA)
 
 
 def holding_range(values: Sequence[float], judged: Sequence[float], bar: float,
@@ -576,7 +586,7 @@ def _reaches(generator: Any, clf: Any, tasks: Sequence[tuple[str, str, str, dict
              reaches: Sequence[float], weigh: bool = False) -> dict[str, Any]:
     """Judge each task (class, name, prompt, its knob values, the knobs to move back) against the class prompt
     alone, on the same seeds. Where the judge knows the class (at least ``LIMIT_ADHERENCE`` of the class prompt's
-    clips), a prompt fails when its share is below the bar of the knob limits and surely below the class prompt's
+    clips; on ``2n`` clips when ``n`` leave it short by no more than their noise, ``surely_under``), a prompt fails when its share is below the bar of the knob limits and surely below the class prompt's
     (``surely_below``), on ``n`` clips and again on those and ``n`` more (seeds ``seed + REACH_SEEDS``...). A
     failing prompt is tried again with the knobs named moved toward the middle (0.5) to each of ``reaches`` of
     their distance from it (``timbre.toward_middle``, as generation moves them), or, with ``weigh``, with the
@@ -599,9 +609,14 @@ def _reaches(generator: Any, clf: Any, tasks: Sequence[tuple[str, str, str, dict
 
     judged: dict[str, dict[str, Any]] = {}
     base: dict[str, list[float]] = {}  # class -> [share on n clips, share on 2n] (the second when needed)
+    known: dict[str, float] = {}  # class -> the class prompt's share the gate and the bar are set by
     for category in classes:
-        base[category] = [share(CATEGORY_PROMPTS[category], category, {}, 0)]
-        judged[category] = {"class_prompt": round(base[category][0], 4), "prompts": {}}
+        first = share(CATEGORY_PROMPTS[category], category, {}, 0)
+        base[category] = [first]
+        if first < LIMIT_ADHERENCE and not surely_under(first, LIMIT_ADHERENCE, n):  # short by the noise of n
+            base[category].append(pooled(CATEGORY_PROMPTS[category], category, {}, first))
+        known[category] = base[category][-1]
+        judged[category] = {"class_prompt": round(first, 4), "prompts": {}}
         bar.update(1)
     reach: dict[str, dict[str, float | None]] = {}
     for category, name, prompt, knobs, movable in tasks:
@@ -609,8 +624,8 @@ def _reaches(generator: Any, clf: Any, tasks: Sequence[tuple[str, str, str, dict
         row: dict[str, Any] = {"prompt": prompt, "knobs": {k: round(v, 3) for k, v in knobs.items()},
                                "judged": round(first, 4)}
         middle = base[category]
-        need = round(min(LIMIT_ADHERENCE, middle[0] - LIMIT_SLACK), 4)
-        if middle[0] >= LIMIT_ADHERENCE and first < need and surely_below(first, middle[0], n):
+        need = round(min(LIMIT_ADHERENCE, known[category] - LIMIT_SLACK), 4)
+        if known[category] >= LIMIT_ADHERENCE and first < need and surely_below(first, middle[0], n):
             if len(middle) == 1:
                 middle.append(pooled(CATEGORY_PROMPTS[category], category, {}, middle[0]))
             both = pooled(prompt, category, knobs, first)

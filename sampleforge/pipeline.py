@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -72,6 +73,7 @@ def slerp(a: Tensor, b: Tensor, t: float) -> Tensor:
 
 JUDGES = ("classifier-v2", "classifier-v1")  # the shipped drum judges that keep candidates (``Generator.judges``)
 CANDIDATE_STRIDE = 1_000_003  # candidate j of a clip: its seed + j x this, far from the seeds of a batch's clips
+QUICK_GL_ITERS = 4  # Griffin-Lim iterations of the quick rendering a held-back keyword's candidates are judged by first
 
 
 def candidate_seed(seed: int, j: int) -> int:
@@ -121,6 +123,7 @@ class Generator(RunMixin):
     """A loaded sampleforge model ready to generate (the ``sampleforge`` backend). Stateless between calls."""
 
     kind = "sampleforge"
+    quick_screen = True  # ``judged``: a held-back keyword's candidates are heard by a quick Griffin-Lim first
 
     def __init__(self, bundle: Bundle, device: torch.device | str | None = None, precision: str | None = None,
                  quantize: str = "none") -> None:
@@ -457,11 +460,13 @@ class Generator(RunMixin):
         init: Tensor | None = None,
         strength: float = 1.0,
         cfg_scales: Sequence[float] | None = None,
+        waveform: bool = True,
     ) -> Rendered:
         """The one sampling path, for resolved settings ``p``: cond/uncond (B, D), start noise (B, C, W),
         per-clip ``seeds`` for the sampler's later draws, optional ``init`` latents (B, C, W) at ``strength``
         and per-clip guidance scales (``cfg_scales``, default ``p.cfg_scale`` for all) → audio (B, samples),
-        latents, mels and the raw waveform, on the CPU. Audio gets the natural tail (``finish(tail="natural")``)."""
+        latents, mels and the raw waveform, on the CPU. Audio gets the natural tail (``finish(tail="natural")``).
+        ``waveform`` False stops at the mels (audio and raw empty; ``sounded`` makes them)."""
         assert p.duration is not None and p.sampler is not None and p.steps is not None and p.cfg_scale is not None
         samples, frames = self.frames(p.duration)
         shape = self.bundle.config.vae.latent_shape(frames)
@@ -478,7 +483,16 @@ class Generator(RunMixin):
             )
         latents = latents.float()
         mels = self.decode(latents, frames)
-        raw = self.vocode(mels, samples, vocoder).float()
+        if not waveform:
+            return Rendered(torch.zeros(0), latents.cpu(), mels.cpu(), torch.zeros(0))
+        return self.sounded(latents, mels, samples, vocoder=vocoder, normalize=normalize)
+
+    def sounded(self, latents: Tensor, mels: Tensor, samples: int, *, vocoder: bool = True,
+                normalize: str | None = "peak", griffin_lim: GriffinLim | None = None) -> Rendered:
+        """Decoded ``mels`` (B, 128, F) of ``latents`` → ``Rendered`` with ``samples`` of audio: the vocoder (or
+        ``griffin_lim``, when given), then ``finish`` as ``render`` does."""
+        mels = mels.to(self.device)
+        raw = (self.vocode(mels, samples, vocoder) if griffin_lim is None else griffin_lim(mels, length=samples)).float()
         wav = torch.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0)
         if normalize:
             wav = finish(wav, self.sample_rate, normalize=normalize, length=samples, tail="natural")
@@ -559,11 +573,10 @@ class Generator(RunMixin):
             if judge.cfg.sample_rate != self.sample_rate:
                 raise ParamError("candidates", f": the drum judges hear {judge.cfg.sample_rate} Hz clips, this model "
                                  f"makes {self.sample_rate} Hz")
-        from sampleforge.eval.classifier import embed_and_classify
-
         targets = [self._judged_as(x) for x in batch]
         full, _ = self.condition(batch, p.knobs(), keyword_reach=False)
-        assert p.candidates is not None
+        held = [not torch.equal(full[i], cond[i]) for i in range(len(batch))]  # a keyword the model holds back
+        assert p.candidates is not None and p.duration is not None
         rows: dict[int, Rendered] = {}
         kept: list[int | None] = [None] * len(batch)
         first: dict[int, Rendered] = {}  # candidate 0, the model's own clip where the reach changes nothing
@@ -584,6 +597,7 @@ class Generator(RunMixin):
 
             return report
 
+        samples, _ = self.frames(p.duration)
         for j in range(p.candidates):
             if not pending:
                 break
@@ -591,26 +605,35 @@ class Generator(RunMixin):
             cand = [seeds[i] if j == 0 else candidate_seed(seeds[i], j) for i in pending]
             start = noise[ids] if j == 0 else noises(pending, j) if noises else self.start_noise(cand, noise.shape[1:])
             toward_own = torch.lerp(full[ids], cond[ids], j / p.candidates)  # = full where nothing is held back
-            r = self.render(p, toward_own, uncond[ids], start, cand, vocoder=vocoder, normalize=normalize,
-                            callback=progress(j), cfg_scales=[scales[i] for i in pending])
-            mono = r.audio if r.audio.ndim == 2 else r.audio.mean(dim=1)
-            heard = []
-            for judge in judges:
-                _, probs = embed_and_classify(judge, mono)
-                heard.append([judge.cfg.classes[int(k)] for k in probs.argmax(1)])
-            heard_as, alone = {}, r.clips()
-            for row, i in enumerate(pending):
-                if j == 0:
-                    first[i] = alone[row]
-                want = targets[i]
-                assert want is not None
-                heard_as[i] = all(w is None or by[row] == w for by, w in zip(heard, want, strict=True))
+            r = self.render(p, toward_own, uncond[ids], start, cand, callback=progress(j),
+                            cfg_scales=[scales[i] for i in pending], waveform=False)
+            # a keyword the model holds back often takes the clip out of its class: such clips are judged first by
+            # a quick Griffin-Lim, and only those heard as their class there get (and are judged by) the vocoder
+            rows_heard = list(range(len(pending)))
+            screened = [row for row in rows_heard if held[pending[row]]] if self.quick_screen else []
+            if screened:
+                quick = self.sounded(r.latents[screened], r.mels[screened], samples, normalize=normalize,
+                                     griffin_lim=self.quick_griffin_lim)
+                heard = self._heard(quick.audio, [targets[pending[row]] for row in screened])
+                dropped = {row for row, ok in zip(screened, heard, strict=True) if not ok}
+                rows_heard = [row for row in rows_heard if row not in dropped]
+            heard_as = dict.fromkeys(pending, False)
+            alone: dict[int, Rendered] = {}
+            if rows_heard:
+                sel = torch.tensor(rows_heard)
+                sounded = self.sounded(r.latents[sel], r.mels[sel], samples, vocoder=vocoder, normalize=normalize)
+                ok = self._heard(sounded.audio, [targets[pending[row]] for row in rows_heard])
+                for k, (row, one) in enumerate(zip(rows_heard, sounded.clips(), strict=True)):
+                    i = pending[row]
+                    alone[i], heard_as[i] = one, ok[k]
+                    if j == 0:
+                        first[i] = one
             failed = {group_of[i] for i in pending if not heard_as[i]}
-            for row, i in enumerate(pending):
+            for i in pending:
                 if group_of[i] not in failed:
-                    rows[i], kept[i] = alone[row], j
+                    rows[i], kept[i] = alone[i], j
             pending = [i for i in pending if kept[i] is None]
-        own = [i for i in range(len(batch)) if i not in rows and (i not in first or not torch.equal(full[i], cond[i]))]
+        own = [i for i in range(len(batch)) if i not in rows and (i not in first or held[i])]
         if own:  # not judged, or no candidate held the class: the model's own clip, with its keyword reach
             ids = torch.tensor(own)
             r = self.render(p, cond[ids], uncond[ids], noise[ids], [seeds[i] for i in own], vocoder=vocoder,
@@ -626,6 +649,25 @@ class Generator(RunMixin):
             note = candidates_note(prompt, [kept[i] for i in of], p.candidates, targets[of[0]] is not None)
             said += [note] if note else []
         return out, kept, said
+
+    @functools.cached_property
+    def quick_griffin_lim(self) -> GriffinLim:
+        """The model's Griffin-Lim at ``QUICK_GL_ITERS`` iterations, none matching the mel: what ``judged`` first
+        hears a clip by."""
+        gl = self.bundle.config.griffin_lim
+        return GriffinLim(self.bundle.config.mel, n_iter=QUICK_GL_ITERS, momentum=gl.momentum,
+                          init=gl.init).to(self.device)
+
+    def _heard(self, audio: Tensor, wants: Sequence[list[str | None] | None]) -> list[bool]:
+        """Whether every drum judge hears each clip of ``audio`` (B, T) or (B, C, T) as what ``wants`` says of it
+        (``_judged_as``: a class per judge, None where that judge does not know it)."""
+        from sampleforge.eval.classifier import embed_and_classify
+
+        mono = audio if audio.ndim == 2 else audio.mean(dim=1)
+        heard = [[judge.cfg.classes[int(k)] for k in embed_and_classify(judge, mono)[1].argmax(1)]
+                 for judge in self.judges()]
+        return [want is not None and all(w is None or by[row] == w for by, w in zip(heard, want, strict=True))
+                for row, want in enumerate(wants)]
 
     def _judged_as(self, prompt: str) -> list[str | None] | None:
         """What each drum judge must hear for a clip of ``prompt`` (None where it does not know the class), or None

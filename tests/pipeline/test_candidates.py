@@ -103,6 +103,42 @@ def test_later_candidates_step_from_full_strength_toward_the_models_own(model: P
     assert not torch.allclose(r.audio[3], whole.audio[0], atol=1e-3)  # not the keyword whole
 
 
+def test_a_held_back_keywords_candidates_are_heard_first_by_a_quick_griffin_lim(model: Path,
+                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the model holds back a keyword, each round judges its clips first by a quick Griffin-Lim; only those
+    heard as their class there are vocoded and judged again, and a clip is kept only when both hear it. A prompt
+    with nothing held back goes straight to the vocoder."""
+    gen = generator(model, judge("snare"))
+    sounded, heard = [], iter([
+        [True, True, True, False, False, False],  # round 0, quick: three pass
+        [True, False, False],  # round 0, vocoded: one of them holds
+        [True, False, True, True, True],  # round 1, quick
+        [True, True, True, False],  # round 1, vocoded
+    ])
+    real_sounded = gen.sounded
+
+    def sounding(latents: torch.Tensor, mels: torch.Tensor, samples: int, **kw: object):
+        sounded.append((latents.shape[0], kw.get("griffin_lim") is not None))
+        return real_sounded(latents, mels, samples, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gen, "sounded", sounding)
+    monkeypatch.setattr(gen, "_heard", lambda audio, wants: next(heard))
+    with gen.with_timbre(keyword_reach=REACH):
+        r = gen.generate_full("808 snare", candidates=2, **FAST)
+    assert r.candidates == [0, 1, None, 1, 1, None]
+    assert sounded[:4] == [(6, True), (3, False), (5, True), (4, False)]  # then the own clips, rendered whole
+    again = generator(model, judge("snare"))
+    with again.with_timbre(keyword_reach={"snare": {"808": 0.625}}):  # candidate 1 of 2: half way to the blend
+        one = again.generate_full("808 snare", steps=2, seed=candidate_seed(r.seeds[1], 1), n=1)
+    with again.with_timbre(keyword_reach=REACH):
+        own = again.generate_full("808 snare", steps=2, seed=r.seeds[2], n=1)
+    assert torch.allclose(r.audio[1], one.audio[0], atol=1e-4) and torch.allclose(r.audio[2], own.audio[0], atol=1e-4)
+    sounded.clear()
+    heard = iter([[True] * 6])
+    assert gen.generate_full("snare", candidates=2, **FAST).candidates == [0] * 6
+    assert sounded == [(6, False)]
+
+
 def test_progress_counts_every_round_and_ends_at_its_total(model: Path) -> None:
     """One count over the rounds there may be (4 candidates, then the model's own clips: 5 x 2 steps), rising, and
     done when the clips are, however many rounds ran."""

@@ -52,10 +52,10 @@ def main() -> None:
         times: dict[str, list[float]] = {label: [] for label, _, _ in settings}
         kept: dict[str, list[bool]] = {label: [] for label, _, _ in settings}
         for rep in range(args.repeats):  # the settings in turn, so that a busy spell falls on all of them
-            for label, c, screen in settings:
+            for label, count, screen in settings:
                 gen.quick_screen = screen
                 t0 = time.perf_counter()
-                g = gen.generate_full(prompt, seed=7000 + rep * args.count, candidates=c, **run)
+                g = gen.generate_full(prompt, seed=7000 + rep * args.count, candidates=count, **run)
                 times[label].append(time.perf_counter() - t0)
                 kept[label] += [j is not None for j in g.candidates or []]
         for label, _, _ in settings:

@@ -566,8 +566,10 @@ class Generator(RunMixin):
         none of whose candidates is judged its class is the model's own clip. Clips of a prompt that names no class
         judged here are rendered once. ``groups`` (a group id per clip: a kit pad's velocity layers) keeps a candidate
         for a group only where every judged clip of it is heard as its class, and ``noises(clips, j)`` gives the start
-        noise of candidate j of those clips (default: from their candidate seeds). Returns (the clips, the candidate
-        kept per clip, None where none was, warnings)."""
+        noise of candidate j of those clips (default: from their candidate seeds). A clip whose keyword the model holds
+        back is heard first through a quick Griffin-Lim (``QUICK_GL_ITERS``) and vocoded only when heard as its class
+        there (``quick_screen``); a kept clip is always one the judges heard as vocoded. Returns (the clips, the
+        candidate kept per clip, None where none was, warnings)."""
         judges = self.judges()
         for judge in judges:
             if judge.cfg.sample_rate != self.sample_rate:

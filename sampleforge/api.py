@@ -177,7 +177,8 @@ def written_here(path: Path) -> bool:
 
 def provenance(gen: Any, p: GenerationParams, ends: tuple[str, str] | None = None, **extra: Any) -> dict[str, str]:
     """A generated file's metadata, the same from every interface: model id, prompt, seed, the settings that shaped
-    it, the timbre knobs the clip was conditioned on (``timbre.conditioned_knobs``, as JSON: ``knobs``, or
+    it (steps, guidance, sampler, duration, precision, and eta, a timestep offset or shift, quantisation and the
+    init or inpainting settings when set), the timbre knobs the clip was conditioned on (``timbre.conditioned_knobs``, as JSON: ``knobs``, or
     ``knobs_a`` and ``knobs_b`` for the prompts of a morph's ``ends``), and ``extra``, which may override any of
     them (a clip's own seed and prompt); all as text, None left out."""
     def knobs(prompt: str) -> str | None:
@@ -186,9 +187,13 @@ def provenance(gen: Any, p: GenerationParams, ends: tuple[str, str] | None = Non
 
     conditioned = {"knobs": knobs(extra.get("prompt", p.prompt))} if ends is None else \
         {"knobs_a": knobs(ends[0]), "knobs_b": knobs(ends[1])}
+    shaping = {  # settings that change the sound, where they are not the ones every clip has
+        "eta": p.eta, "steps_offset": p.steps_offset or None, "flow_shift": None if p.flow_shift == 1.0 else p.flow_shift,
+        "quantize": None if p.quantize == "none" else p.quantize, "init_noise": p.init_noise,
+        "mask_start": p.mask_start, "mask_end": p.mask_end}
     base = {"model": gen.id, "prompt": p.prompt, "seed": p.seed, "steps": p.steps, "cfg_scale": p.cfg_scale,
-            "sampler": p.sampler, "format": p.format, "length": p.length, "candidates": p.candidates, **conditioned,
-            **extra}
+            "sampler": p.sampler, "duration": p.duration, "precision": p.precision, **shaping, "format": p.format,
+            "length": p.length, "candidates": p.candidates, **conditioned, **extra}
     return {k: str(v) for k, v in base.items() if v is not None}
 
 

@@ -8,6 +8,7 @@ task): the store's guarded transitions let exactly one worker hold a job at a ti
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
@@ -230,6 +231,7 @@ class JobRunner:
 
         wavs: dict[tuple[str, int], Tensor] = {}
         kept: dict[tuple[str, int], int | None] = {}  # with candidates: the one each clip kept
+        ran = p  # the settings as the model resolved them (duration, precision)
         for run in runs:
             with torch.inference_mode():
                 out = self.generator.generate_full(
@@ -237,6 +239,7 @@ class JobRunner:
                 )  # audio (len(run), samples)
             if out.audio.shape[0] != len(run):
                 raise RuntimeError(f"generator returned {out.audio.shape[0]} clips for {len(run)} prompts")
+            ran = out.params
             for i, (c, wav) in enumerate(zip(run, out.audio, strict=True)):
                 wavs[(c.job.id, c.index)] = wav.detach().float().cpu()
                 if out.candidates is not None:
@@ -247,7 +250,7 @@ class JobRunner:
             chosen = [kept[(job.id, k)] for k in range(job.count)] if kept else None
             note = None if chosen is None else candidates_note(
                 job.prompt, chosen, int(p.candidates or 1), self.generator.judges_know(job.prompt))
-            self._finish(job, self._with_retries(job, lambda: self._write_files(job, clips_of_job, chosen)),  # noqa: B023 (called at once)
+            self._finish(job, self._with_retries(job, lambda: self._write_files(job, clips_of_job, chosen, ran)),  # noqa: B023 (called at once)
                          None if note is None else [*job.warnings, note])
 
     def _run_operation(self, job: Job) -> None:
@@ -281,12 +284,16 @@ class JobRunner:
                 self.store.heartbeat([job.id], self.worker_id)
         raise AssertionError("unreachable")
 
-    def _write_files(self, job: Job, wavs: list[Tensor], kept: list[int | None] | None = None) -> list[dict[str, Any]]:
-        """The job's clips, manifest and pack; ``kept``: with candidates, the one each clip kept (None: none was)."""
+    def _write_files(self, job: Job, wavs: list[Tensor], kept: list[int | None] | None = None,
+                     ran: GenerationParams | None = None) -> list[dict[str, Any]]:
+        """The job's clips, manifest and pack; ``kept``: with candidates, the one each clip kept (None: none was);
+        ``ran``: the settings as the model resolved them, for what the job left to it (duration, precision)."""
         p, seed0 = job.params, int(job.seed or 0)
         assert p.steps is not None and p.cfg_scale is not None  # filled in from the model when the job was made
         results: list[dict[str, Any]] = []
-        common = provenance(self.generator, p, prompt=job.prompt, seed=seed0, model=job.model)  # the clips differ by seed
+        made = p if ran is None else dataclasses.replace(p, duration=p.duration or ran.duration,
+                                                         precision=p.precision or ran.precision)
+        common = provenance(self.generator, made, prompt=job.prompt, seed=seed0)  # the clips differ by seed
         for k, wav in enumerate(wavs):
             meta = {**common, "seed": str(seed0 + k)}
             if kept is not None:  # as the CLI's files say it

@@ -417,3 +417,27 @@ def test_generate_auto_names_a_prompt_of_long_words(debug_model: Path, tmp_path:
                      str(tmp_path), "--quiet"]) == 0, capsys.readouterr().err
         names.append(Path(capsys.readouterr().out.strip()).name)
     assert names[0] != names[1] and all(name.startswith("kick_" + "a" * 24 + "_") for name in names)
+
+
+def test_a_file_records_every_setting_that_changes_its_sound(listening_model: Path, tmp_path: Path) -> None:
+    """Two clips that differ only by eta, duration or precision differ in their metadata too, so that a file says
+    how to make it again."""
+    import numpy as np
+    import soundfile as sf
+
+    from sampleforge.audio.io import read_metadata
+
+    base = ["generate", "snare", "--model", str(listening_model), "--steps", "3", "--seed", "5", "--sampler",
+            "euler_ancestral", "--duration", "0.5", "--quiet"]
+    metas, clips = [], []
+    for extra in (["--eta", "0.5"], ["--eta", "0.9"], ["--eta", "0.5", "--duration", "0.4"],
+                  ["--eta", "0.5", "--precision", "bf16"]):
+        out = tmp_path / f"c{len(metas)}.wav"
+        assert main([*base, *extra, "--output", str(out)]) == 0
+        metas.append(read_metadata(out))
+        clips.append(sf.read(out)[0])
+    assert metas[0]["eta"] == "0.5" and metas[1]["eta"] == "0.9" and metas[0]["duration"] == "0.5"
+    assert "steps_offset" not in metas[0] and metas[2]["duration"] == "0.4"
+    assert metas[0]["precision"] == "fp32" and metas[3]["precision"] == "bf16"
+    assert all(m != metas[0] for m in metas[1:])
+    assert not np.array_equal(clips[1], clips[0]) and not np.array_equal(clips[3], clips[0])  # eta, precision

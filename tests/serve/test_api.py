@@ -50,7 +50,8 @@ def test_generate_then_download_clips_and_pack(make_client, generator, tmp_path,
     path = tmp_path / "clip.wav"
     path.write_bytes(audio.content)
     meta = read_metadata(path)
-    assert meta["prompt"] == "kick" and meta["seed"] == "43" and meta["model"] == generator.name
+    assert meta["prompt"] == "kick" and meta["seed"] == "43" and meta["model"] == generator.id  # as the CLI's files
+    assert meta["duration"] == "0.5" and meta["precision"] == "fp32" and "eta" not in meta
 
     base = f"/v1/jobs/{job['job_id']}/audio"
     assert client.get(f"{base}/1").content == audio.content

@@ -41,7 +41,7 @@ def test_a_server_serves_a_model_and_the_model_with_other_vocoders(debug_model: 
             audio = client.get(job["results"][0]["url"]).content
             clips[name] = sf.read(io.BytesIO(audio), dtype="float32")[0]
             (tmp_path / f"{name}.wav").write_bytes(audio)
-            assert read_metadata(tmp_path / f"{name}.wav")["model"] == name
+            assert read_metadata(tmp_path / f"{name}.wav")["model"] == gens[names.index(name)].id  # with its hash
         assert not np.allclose(clips["debug"], clips["debug+griffin-lim"])  # Griffin-Lim, not the model's vocoder
         # the debug model without its vocoder, given it back from a vocoder folder, is the debug model
         np.testing.assert_allclose(clips["debug+a-vocoder"], clips["debug"], atol=1e-5)

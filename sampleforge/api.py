@@ -46,6 +46,8 @@ def _component(arg: Any, name: str) -> tuple[Path | None, Path | None]:
     """A checkpoint argument → (model folder, component file override)."""
     if arg is _DEFAULT:
         return None, None
+    if not isinstance(arg, str | os.PathLike) or not str(arg):
+        raise ParamError(name, f": a model folder or name, or a .safetensors file, got {arg!r}")
     p = Path(arg)
     if p.suffix == ".safetensors":
         if not p.is_file():
@@ -111,6 +113,8 @@ def load_generator(
     """Resolve the reference API's checkpoint arguments → (a cached Generator, whether to use its vocoder).
     ``model`` may also be ``MODEL+VOCODER`` (that model with that vocoder; ``vocoder_checkpoint`` as well is a
     UserInputError) or another format (a diffusers folder, ``hf:OWNER/NAME``, a ``.ckpt``): its backend."""
+    if isinstance(vocoder_checkpoint, bool):  # as make_kit's, vary's and morph's vocoder=: True the model's own
+        vocoder_checkpoint = _DEFAULT if vocoder_checkpoint else None
     ref = None
     if model is not None:
         from sampleforge.backends.resolve import resolve
@@ -221,6 +225,8 @@ def generate(
     named = named_settings(params)
     params = gen.resolve(params)
     assert params.seed is not None and params.sampler is not None
+    if output_path is not None and (not isinstance(output_path, str | os.PathLike) or not str(output_path)):
+        raise ParamError("output_path", f": a file path, got {output_path!r}")
     out = Path(output_path) if output_path is not None else \
         auto_name(params.prompt, params.seed, gen.id, params.steps, params.cfg_scale, named)
     check_writable(out, "output_path")

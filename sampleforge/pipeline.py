@@ -468,6 +468,9 @@ class Generator(RunMixin):
         latents, mels and the raw waveform, on the CPU. Audio gets the natural tail (``finish(tail="natural")``).
         ``waveform`` False stops at the mels (audio and raw empty; ``sounded`` makes them)."""
         assert p.duration is not None and p.sampler is not None and p.steps is not None and p.cfg_scale is not None
+        if not isinstance(vocoder, bool):
+            raise ParamError("vocoder", f": True (the model's own) or False (Griffin-Lim), got {vocoder!r}; another "
+                             "vocoder is loaded with the model: Generator.from_pretrained('drums-v2+drums-vocoder-v1')")
         samples, frames = self.frames(p.duration)
         shape = self.bundle.config.vae.latent_shape(frames)
         generators = [torch.Generator(device=self.device).manual_seed(s) for s in seeds]

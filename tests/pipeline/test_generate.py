@@ -13,7 +13,7 @@ import torch
 import sampleforge
 from sampleforge.api import auto_name
 from sampleforge.audio.io import read_metadata
-from sampleforge.errors import UserInputError
+from sampleforge.errors import ParamError, UserInputError
 from sampleforge.pipeline import Generator
 
 
@@ -113,6 +113,25 @@ def test_reference_api_none_vocoder_is_griffin_lim(debug_model: Path, tmp_path: 
     a, b = sf.read(str(gl))[0], sf.read(str(voc))[0]
     assert a.shape == b.shape == (88200,)
     assert not np.allclose(a, b)
+    # False and True, as make_kit's, vary's and morph's vocoder=: Griffin-Lim and the model's own
+    off = sampleforge.generate(vocoder_checkpoint=False, output_path=tmp_path / "off.wav", **kw)
+    on = sampleforge.generate(vocoder_checkpoint=True, output_path=tmp_path / "on.wav", **kw)
+    assert np.array_equal(sf.read(str(off))[0], a) and np.array_equal(sf.read(str(on))[0], b)
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [({"vocoder_checkpoint": 5}, "vocoder_checkpoint"),
+                                               ({"diffusion_checkpoint": 123}, "diffusion_checkpoint"),
+                                               ({"vae_checkpoint": ""}, "vae_checkpoint"),
+                                               ({"output_path": 123}, "output_path")])
+def test_reference_api_names_a_checkpoint_or_path_of_the_wrong_type(kwargs: dict, field: str, tmp_path: Path) -> None:
+    with pytest.raises(ParamError, match=f"^{field}: ") as err:
+        sampleforge.generate(prompt="kick", ddim_steps=2, **kwargs)
+    assert err.value.name == field
+
+
+def test_a_vocoder_setting_that_is_not_true_or_false_is_refused(gen: Generator) -> None:
+    with pytest.raises(ParamError, match="vocoder: True .* or False .*drums-vocoder-v1"):
+        gen.generate("kick", steps=2, seed=1, vocoder="drums-vocoder-v1")  # type: ignore[arg-type]
 
 
 def test_reference_api_auto_name(debug_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

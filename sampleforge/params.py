@@ -42,6 +42,18 @@ def sampler_names() -> tuple[str, ...]:
     return tuple(dict.fromkeys([*SAMPLERS, *mapped_names()]))
 
 
+def random_seed(clips: int = 1) -> int:
+    """A random seed whose ``clips`` seeds (seed + k) are all valid."""
+    return secrets.randbelow(MAX_SEED + 2 - clips)
+
+
+def check_seeds(seed: int | None, clips: int) -> None:
+    """Clip k of ``clips`` uses seed + k, which must be a valid seed too (ParamError on ``seed`` otherwise)."""
+    if seed is not None and seed + clips - 1 > MAX_SEED:
+        raise ParamError("seed", f"must leave room for its {clips} clips (clip k uses seed + k, at most {MAX_SEED}): "
+                                 f"at most {MAX_SEED - clips + 1}, got {seed}")
+
+
 @dataclass(frozen=True)
 class Spec:
     """One setting: what it holds and what it accepts. ``default=None`` means "decided later" (see help)."""
@@ -256,6 +268,7 @@ class GenerationParams:
     def __post_init__(self) -> None:
         for spec in SPECS.values():
             object.__setattr__(self, spec.name, spec.check(getattr(self, spec.name)))
+        check_seeds(self.seed, self.count)
 
     @classmethod
     def from_kwargs(cls, values: Mapping[str, Any], base: GenerationParams | None = None) -> GenerationParams:
@@ -280,9 +293,10 @@ class GenerationParams:
 
         return {k: getattr(self, k) for k in KNOBS if getattr(self, k) is not None}
 
-    def with_seed(self) -> GenerationParams:
-        """These settings with a random seed if none was given."""
-        return self if self.seed is not None else dataclasses.replace(self, seed=random_seed())
+    def with_seed(self, clips: int | None = None) -> GenerationParams:
+        """These settings with a random seed if none was given, one whose ``clips`` (default ``count``) seeds are all
+        valid."""
+        return self if self.seed is not None else dataclasses.replace(self, seed=random_seed(clips or self.count))
 
 
 def _bind_specs() -> dict[str, Spec]:
@@ -300,10 +314,6 @@ WORKFLOW_SETTINGS = ("strength", "input", "morph_steps", "pieces", "round_robins
 GENERATE_SETTINGS = tuple(name for name in SPECS if name not in WORKFLOW_SETTINGS)
 ALIASES: dict[str, str] = {a: s.name for s in SPECS.values() for a in (s.name, *s.aliases)}
 DEFAULTS = GenerationParams()
-
-
-def random_seed() -> int:
-    return secrets.randbelow(MAX_SEED + 1)
 
 
 # ---- the command line ------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from sampleforge.devices import torch_device
 from sampleforge.diffusion.samplers import DISTILLED_SAMPLERS, FLOW_SAMPLERS, SAMPLERS
 from sampleforge.diffusion.sampling import generate_latents
 from sampleforge.errors import ParamError, UserInputError
-from sampleforge.params import DEFAULTS, MAX_SEED, PRECISIONS, SPECS, GenerationParams
+from sampleforge.params import DEFAULTS, MAX_SEED, PRECISIONS, SPECS, GenerationParams, check_seeds
 from sampleforge.text.keywords import classes_named, keywords
 from sampleforge.timbre import KEYWORD_MIN_CLIPS, WORD_KNOBS, keyword_weight, knobs_from_words, pairs_leaving
 
@@ -523,6 +523,7 @@ class Generator(RunMixin):
         if not prompt_list or not all(isinstance(x, str) for x in prompt_list):
             raise UserInputError("prompts must be a string or a non-empty list of strings")
         batch = [x for x in prompt_list for _ in range(p.count)]
+        check_seeds(p.seed, len(batch))
         seeds = [p.seed + k for k in range(len(batch))]
         warnings = sorted({w for x in prompt_list for w in self.check_prompt(x)}) + self.settings_warnings(p)
         shape = self.latent_shape(p.duration)

@@ -125,3 +125,15 @@ def test_settings_are_immutable_and_revalidated_on_replace() -> None:
     with pytest.raises(ParamError, match="^steps"):
         dataclasses.replace(p, steps=0)
     assert p.with_seed().seed is not None and GenerationParams(seed=4).with_seed().seed == 4
+
+
+def test_a_seed_must_leave_room_for_its_clips() -> None:
+    from sampleforge.params import MAX_SEED, random_seed
+
+    assert GenerationParams(seed=MAX_SEED - 3, count=4).seed == MAX_SEED - 3
+    with pytest.raises(ParamError, match=f"^seed must leave room for its 4 clips .* at most {MAX_SEED - 3}, got"):
+        GenerationParams(seed=MAX_SEED - 2, count=4)
+    with pytest.raises(ParamError, match="^seed must leave room for its 2 clips"):
+        GenerationParams.from_kwargs({"seed": MAX_SEED, "n": 2})
+    assert all(GenerationParams(count=1000).with_seed().seed + 999 <= MAX_SEED for _ in range(200))
+    assert 0 <= random_seed(MAX_SEED + 1) <= 0

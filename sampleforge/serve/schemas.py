@@ -12,10 +12,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    create_model,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from sampleforge.params import SPECS, GenerationParams, Spec
+from sampleforge.params import SPECS, GenerationParams, Spec, check_seeds
 
 
 class StrictRequest(BaseModel):
@@ -76,12 +85,22 @@ HTTP_SETTINGS = [name for name, spec in SPECS.items() if spec.http]
 TASK_FIELDS = {name: SPECS[name].task or name for name in HTTP_SETTINGS if name != "prompt"}
 
 
+def _seed_with_room(seed: int | None, info: ValidationInfo) -> int | None:
+    """A seed must leave room for its clips (clip k uses seed + k): said of ``seed``, as 422, not later as 500."""
+    check_seeds(seed, info.data.get("count") or 1)
+    return seed
+
+
 class _GenerateBase(_Derived):
+    _seed_room = field_validator("seed", check_fields=False)(_seed_with_room)
+
     def to_params(self) -> GenerationParams:
         return GenerationParams.from_kwargs(self.model_dump())
 
 
 class _TaskParamsBase(_Derived):
+    _seed_room = field_validator("seed", check_fields=False)(_seed_with_room)
+
     def settings(self) -> dict[str, Any]:
         """Setting name -> value."""
         return {name: getattr(self, task) for name, task in TASK_FIELDS.items()}

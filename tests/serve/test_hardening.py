@@ -696,3 +696,23 @@ def test_a_json_body_sent_as_another_type_says_so(make_client, content_type):
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body"], r.text
     assert "Content-Type: application/json" in r.json()["error"], r.text
     assert client.post("/v1/generate", json={"prompt": "kick", **FAST}).status_code == 202
+
+
+def test_a_seed_without_room_for_its_clips_is_refused_naming_it(make_client):
+    """Clip k uses seed + k: a last clip past the largest seed would get a seed no request can ask for again."""
+    client = make_client(start=False)
+    top = 2**31 - 1
+    r = client.post("/v1/generate", json={"prompt": "kick", **FAST, "seed": top, "count": 2})
+    assert r.status_code == 422 and "seed" in r.text and str(top - 1) in r.text, r.text
+    assert client.post("/v1/generate", json={"prompt": "kick", **FAST, "seed": top - 1, "count": 2}).status_code == 202
+
+
+@pytest.mark.parametrize(("path", "body", "loc"), [
+    ("/v1/generate", {"prompt": "kick", "seed": 2**31 - 1, "count": 2}, ["body", "seed"]),
+    ("/v1/tasks", {"type": "audio-generation", "data": {"operation": "generate", "prompt": "kick",
+                                                        "params": {"seed": 2**31 - 2, "count": 3}}},
+     ["body", "data", "params", "seed"]),
+])
+def test_the_seed_without_room_is_the_field_named(make_client, path, body, loc):
+    r = make_client(start=False).post(path, json=body)
+    assert r.status_code == 422 and loc in [e["loc"] for e in r.json()["detail"]], r.text

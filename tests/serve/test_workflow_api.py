@@ -78,6 +78,7 @@ def test_vary_queues_variations_with_provenance(make_client, generator, wait_job
     ({"length": "forever"}, "length"),
     ({"bogus": 1}, "bogus"),
     ({"model": "not-served"}, "model"),
+    ({"seed": 2**31 - 1, "count": 2}, "seed"),
 ])
 def test_vary_bad_input_is_422_naming_the_field(make_client, generator, body: dict, field: str) -> None:
     client = make_client(start=False)

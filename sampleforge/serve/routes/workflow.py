@@ -31,7 +31,7 @@ from pydantic.fields import FieldInfo
 
 from sampleforge.audio.finish import parse_length
 from sampleforge.audio.io import read_audio
-from sampleforge.errors import AudioReadError, UserInputError
+from sampleforge.errors import AudioReadError, ParamError, UserInputError
 from sampleforge.kit.pieces import DEFAULT_PIECES, KIT_DEFAULTS, PIECES
 from sampleforge.params import DEFAULTS, MAX_SEED, SPECS, GenerationParams
 from sampleforge.serve.job import QUEUED, Job
@@ -88,8 +88,12 @@ class _Params(StrictRequest):
         def __getattr__(self, name: str) -> Any: ...
 
     def params(self, settings: tuple[str, ...], base: GenerationParams = DEFAULTS) -> GenerationParams:
-        """The request's settings as GenerationParams (over ``base``)."""
-        return GenerationParams.from_kwargs({s: getattr(self, s) for s in settings}, base=base)
+        """The request's settings as GenerationParams (over ``base``); 422 naming the field a setting that each
+        field's own check passed breaks with another (a seed without room for its count of clips)."""
+        try:
+            return GenerationParams.from_kwargs({s: getattr(self, s) for s in settings}, base=base)
+        except ParamError as exc:
+            raise _invalid(exc.name, str(exc)) from None
 
 
 if TYPE_CHECKING:

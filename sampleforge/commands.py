@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -68,9 +69,11 @@ def _progress(total_clips: int, quiet: bool) -> Any:
 
 
 def output_file(text: str) -> Path:
-    """An argparse ``type``: a file name; one ending in a slash names a folder, which is --out-dir's (a WAV was
-    written by the folder's name)."""
-    if text.endswith(("/", os.sep)):
+    """An argparse ``type``: a file name; one ending in a slash, ``.`` or ``..`` names a folder, which is
+    --out-dir's (a WAV was written by the folder's name)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty: give a file name (e.g. --output kick.wav)")
+    if text.endswith(("/", os.sep)) or os.path.basename(text) in ("", ".", ".."):
         raise argparse.ArgumentTypeError(f"{text} names a folder: give a file name, or use --out-dir {text}")
     return Path(text)
 
@@ -106,6 +109,9 @@ def _check_output_flags(args: argparse.Namespace) -> None:
     if args.out_dir is not None:
         raise UserInputError("--output names the file, --out-dir the folder of auto-named files: give one of them")
     suffix = args.output.suffix.lower()
+    if args.output.name.lower() in (".wav", ".flac"):  # a suffix with no name before it
+        raise UserInputError(f"--output {args.output}: give the file a name before its suffix (e.g. --output "
+                             f"{args.output.with_name('kick' + args.output.name)})")
     if suffix not in (".wav", ".flac"):
         raise UserInputError(f"--output {args.output}: sampleforge writes .wav or .flac files (see --format); "
                              f"e.g. --output {args.output.with_suffix('.wav')}")
@@ -309,13 +315,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """A small pack: a few clips of each main class, with per-clip stats."""
     from sampleforge.backends.resolve import resolve
     from sampleforge.bundle import DEFAULT_MODEL
-    from sampleforge.errors import CheckpointError
+    from sampleforge.errors import CheckpointError, file_in_the_way
 
     for flag, name, value in (("--per-class", "count", args.per_class), ("--seed", "seed", args.seed)):
         try:  # before anything loads, named by its flag
             SPECS[name].check(value)
         except ParamError as exc:
             raise exc.renamed(flag) from None
+    in_the_way = file_in_the_way(args.out_dir)  # before anything loads
+    if in_the_way:
+        raise ParamError("out_dir", f": {in_the_way}")
     try:
         resolve(DEFAULT_MODEL if args.model is None else args.model)
     except CheckpointError as exc:
@@ -332,20 +341,45 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from sampleforge.taxonomy import CATEGORY_PROMPTS, MAIN_CLASSES
 
     gen, _ = api.load_generator(model=args.model)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     prompts = [CATEGORY_PROMPTS[c] for c in MAIN_CLASSES]
+    asked = GenerationParams.from_kwargs({"n": args.per_class, "seed": args.seed})  # as generate_full reads them
+    planned = _demo_names(args.out_dir, gen, *_demo_plan(gen, asked, prompts))
+    for out in planned:  # before generating: an earlier clip is replaced, a file of the user's never
+        api.check_writable(out, "out_dir")
     t0 = time.perf_counter()
     result = gen.generate_full(prompts, n=args.per_class, seed=args.seed)
     p = result.params
     seconds = time.perf_counter() - t0
     print(f"{len(result.prompts)} clips with {gen.id} in {seconds:.2f} s ({seconds / len(result.prompts):.3f} s/clip)")
-    for prompt, seed, wav in zip(result.prompts, result.seeds, result.audio, strict=True):
-        out = args.out_dir / api.auto_name(prompt, seed, gen.id, p.steps, p.cfg_scale).name
+    names = _demo_names(args.out_dir, gen, p, result.prompts, result.seeds)
+    if names != planned:
+        for out in names:
+            api.check_writable(out, "out_dir")
+    for out, prompt, seed, wav in zip(names, result.prompts, result.seeds, result.audio, strict=True):
         assert p.sampler is not None
         write_wav(out, wav.numpy(), gen.sample_rate, api.provenance(gen, p, prompt=prompt, seed=seed))
         x = wav.numpy()
         print(f"  {str(out):<60} peak {np.abs(x).max():.3f}  rms {20 * np.log10(np.sqrt(np.mean(x**2)) + 1e-12):6.1f} dBFS")
     return 0
+
+
+def _demo_plan(gen: Any, asked: GenerationParams, prompts: list[str]) -> tuple[GenerationParams, list[str], list[int]]:
+    """The settings, prompts and seeds ``gen.generate_full`` will run ``prompts`` with at the settings ``asked``
+    (as its ``Generation`` says them), known before generating."""
+    p = gen.resolve(asked)
+    batch = [x for x in prompts for _ in range(p.count)]
+    scales = set(gen.cfg_scales(batch, asked)) if hasattr(gen, "cfg_scales") else set()
+    if len(scales) == 1:  # a sampleforge model gives the scale the batch's prompts run at
+        p = dataclasses.replace(p, cfg_scale=scales.pop())
+    return p, batch, [p.seed + k for k in range(len(batch))]
+
+
+def _demo_names(out_dir: Path, gen: Any, p: GenerationParams, prompts: list[str], seeds: list[int]) -> list[Path]:
+    """The demo's clips' files in ``out_dir``: ``api.auto_name`` of each prompt and seed."""
+    from sampleforge import api
+
+    assert p.steps is not None and p.cfg_scale is not None
+    return [out_dir / api.auto_name(x, s, gen.id, p.steps, p.cfg_scale).name for x, s in zip(prompts, seeds, strict=True)]
 
 
 def _demo_synth(args: argparse.Namespace) -> int:

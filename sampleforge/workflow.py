@@ -11,6 +11,7 @@ provenance (prompt, seed, model id, parameters) in its metadata. The generator c
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ from sampleforge.api import provenance
 from sampleforge.audio.finish import apply_length, parse_length
 from sampleforge.audio.io import FORMATS, read_audio, read_metadata, write_audio
 from sampleforge.errors import AudioReadError, ParamError, SampleforgeError, UserInputError
-from sampleforge.params import DEFAULTS, GenerationParams
+from sampleforge.params import DEFAULTS, MAX_SEED, GenerationParams
 from sampleforge.pipeline import Callback, Generation, Generator, MorphEnd
 
 PathLike = str | os.PathLike[str]
@@ -163,7 +164,8 @@ def morph(
     **settings: Any,
 ) -> list[Path]:
     """``morph_steps`` clips from ``a`` to ``b`` (see ``Generator.morph``); ``a.audio`` / ``b.audio`` may be file
-    paths. Written to ``out_dir`` as ``morph_<k>of<N>_<hash>.<ext>`` (k = 1 is ``a``)."""
+    paths. Written to ``out_dir`` as ``morph_<k>of<N>_<hash>.<ext>`` (k = 1 is ``a``); a file of that name that
+    sampleforge did not write (the user's own) is not replaced: ParamError before generating."""
     p = GenerationParams.from_kwargs(settings, base=params or DEFAULTS).with_seed()
     d = _prepare_dir(out_dir)
     gen, use_vocoder = _generator(generator, model, vocoder)
@@ -174,14 +176,16 @@ def morph(
             inputs.append(f"{Path(end.audio).name}@{digest}")
             end = MorphEnd(end.prompt, end.seed, wav)
         ends.append(end)
+    planned = _morph_names(d, gen, a, b, inputs, *_morph_plan(gen, a, b, p))
+    _keep_users(planned)  # before generating
     result = gen.morph(ends[0], ends[1], p, vocoder=use_vocoder, callback=callback)
     _tell(warn, result.warnings)
     sa, sb = result.seeds[0], result.seeds[-1]
     n = len(result.seeds)
     r = result.params
-    tag = hashlib.sha1(f"{a.prompt}|{sa}|{b.prompt}|{sb}|{inputs}|{gen.id}|{r}".encode()).hexdigest()[:8]
-    ext = FORMATS[r.format][0]
-    names = [d / f"morph_{k + 1}of{n}_{tag}.{ext}" for k in range(n)]
+    names = _morph_names(d, gen, a, b, inputs, r, sa, sb)
+    if names != planned:
+        _keep_users(names)
     meta = []
     for k in range(n):
         extra: dict[str, Any] = {"operation": "morph", "prompt": f"{a.prompt} -> {b.prompt}",
@@ -191,6 +195,38 @@ def morph(
             extra |= {"input_a": inputs[0], "input_b": inputs[1], "strength": r.strength}
         meta.append(provenance(gen, r, (a.prompt, b.prompt), **extra))
     return write_clips(result, names, gen, meta)
+
+
+def _morph_plan(gen: Generator, a: MorphEnd, b: MorphEnd, p: GenerationParams) -> tuple[GenerationParams, int, int]:
+    """The settings and the two ends' seeds ``gen.morph`` will run ``a`` to ``b`` with (as its ``Generation``
+    says them), known before generating."""
+    r = gen.resolve(p)
+    seed = r.seed
+    assert seed is not None
+    ca, cb = gen.cfg_scales([a.prompt, b.prompt], p)
+    if ca == cb:
+        r = dataclasses.replace(r, cfg_scale=ca)
+    sa = a.seed if a.seed is not None else seed
+    sb = b.seed if b.seed is not None else (sa + 1) % (MAX_SEED + 1)
+    return r, sa, sb
+
+
+def _morph_names(d: Path, gen: Generator, a: MorphEnd, b: MorphEnd, inputs: Sequence[str], r: GenerationParams,
+                 sa: int, sb: int) -> list[Path]:
+    """``morph_<k>of<N>_<hash>.<ext>`` in ``d``: the hash is of the ends, their input files, the model and the
+    settings ``r`` as run."""
+    tag = hashlib.sha1(f"{a.prompt}|{sa}|{b.prompt}|{sb}|{inputs}|{gen.id}|{r}".encode()).hexdigest()[:8]
+    ext = FORMATS[r.format][0]
+    return [d / f"morph_{k + 1}of{r.morph_steps}_{tag}.{ext}" for k in range(r.morph_steps)]
+
+
+def _keep_users(names: Sequence[Path]) -> None:
+    """ParamError naming out_dir when one of ``names`` cannot be written or is a file sampleforge did not write
+    (``api.check_writable``): an earlier clip is replaced, the user's own file never."""
+    from sampleforge.api import check_writable
+
+    for name in names:
+        check_writable(name, "out_dir")
 
 
 def make_kit(
@@ -209,14 +245,20 @@ def make_kit(
 ) -> Path:
     """Generate a kit (see ``kit.build.build_kit``; defaults ``KIT_DEFAULTS``: wav24 at natural length) and
     write it into ``out_dir`` (new or empty unless ``overwrite``) with its SFZ, Decent Sampler preset, Hydrogen
-    drumkit.xml, GM map and kit.json."""
+    drumkit.xml, GM map and kit.json. ``name``: the kit's name (default: from the prompt), text on one line.
+    With ``overwrite``, an earlier kit's samples there that the new kit does not replace are removed; a file of
+    the user's by a sample's name is never replaced (ParamError before generating)."""
     from sampleforge.kit.build import build_kit
-    from sampleforge.kit.pieces import KIT_DEFAULTS
-    from sampleforge.kit.writers import check_out_dir, write_kit
+    from sampleforge.kit.pieces import KIT_DEFAULTS, parse_pieces
+    from sampleforge.kit.writers import check_name, check_out_dir, check_replaceable, sample_names, write_kit
 
+    if name is not None:
+        check_name(name)
     p = GenerationParams.from_kwargs(settings, base=params or KIT_DEFAULTS)
+    pieces = parse_pieces(p.pieces)
     out = Path(out_dir)
     check_out_dir(out, overwrite)  # before generating
+    check_replaceable(out, sample_names(pieces, p.round_robins, p.velocity_layers, p.format))
     gen, use_vocoder = _generator(generator, model, vocoder)
     kit = build_kit(gen, p, pad_seeds=pad_seeds, name=name, vocoder=use_vocoder, callback=callback)
     _tell(warn, kit.warnings)

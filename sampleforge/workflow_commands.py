@@ -90,6 +90,10 @@ def _samples_in(prompt: str) -> list[str]:
 
 
 def cmd_vary(args: argparse.Namespace) -> int:
+    if args.input is not None and args.input_word is not None and not _samples_in(args.input_word):
+        # the sample given by --input: the words without a flag are all the prompt's (`vary --input a.wav kick`)
+        args.prompt_words = [args.input_word, *(args.prompt_words or [])]
+        args.input_word = None
     params = from_namespace(args)
     extra = _samples_in(params.prompt)
     if extra and params.input is not None:
@@ -145,10 +149,12 @@ def cmd_morph(args: argparse.Namespace) -> int:
 
 def cmd_kit(args: argparse.Namespace) -> int:
     from sampleforge.kit.pieces import KIT_DEFAULTS
-    from sampleforge.kit.writers import check_out_dir
+    from sampleforge.kit.writers import check_name, check_out_dir
 
     params = from_namespace(args, base=KIT_DEFAULTS)
     vocoder = vocoder_flags(args)  # a contradiction answers before the folder is made
+    if args.name is not None:
+        check_name(_words(args.name))
     check_out_dir(args.out_dir, args.overwrite)  # before loading the model
     from sampleforge import workflow
     from sampleforge.kit.writers import KIT_FILES

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -27,9 +28,38 @@ LICENCE = "CC0-1.0"  # generated audio: the user's to use
 
 def sample_name(s: KitSample, kit: Kit, ext: str) -> str:
     """``kick.wav``, ``kick_v2.wav`` (velocity layers), ``kick_rr3.wav`` (round robins), ``kick_v2_rr3.wav``."""
-    v = f"_v{s.layer + 1}" if kit.velocity_layers > 1 else ""
-    r = f"_rr{s.rr + 1}" if kit.round_robins > 1 else ""
-    return f"{s.piece}{v}{r}.{ext}"
+    return _file_name(s.piece, s.layer, s.rr, kit.velocity_layers, kit.round_robins, ext)
+
+
+def _file_name(piece: str, layer: int, rr: int, layers: int, round_robins: int, ext: str) -> str:
+    v = f"_v{layer + 1}" if layers > 1 else ""
+    r = f"_rr{rr + 1}" if round_robins > 1 else ""
+    return f"{piece}{v}{r}.{ext}"
+
+
+def sample_names(pieces: list[str], round_robins: int, velocity_layers: int, fmt: str) -> list[str]:
+    """The file names of a kit of ``pieces`` (``sample_name`` of each of its samples), known before generating."""
+    ext = FORMATS[fmt][0]
+    return [_file_name(piece, layer, rr, velocity_layers, round_robins, ext)
+            for piece in pieces for rr in range(round_robins) for layer in range(velocity_layers)]
+
+
+# characters that end a line or are not text (a newline in a kit name would end an SFZ comment)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def check_name(name: object) -> str:
+    """``name`` when it can name a kit (text that is not blank, on one line, without control characters);
+    else ParamError naming ``name``."""
+    if not isinstance(name, str):
+        raise ParamError("name", f"must be text, got {type(name).__name__}")
+    if not name.strip():
+        raise ParamError("name", "must not be empty (leave it out to name the kit from its prompt)")
+    bad = _CONTROL.search(name)
+    if bad is not None:
+        raise ParamError("name", f"must be one line without control characters, got {name!r} (holds "
+                                 f"{bad.group()!r})")
+    return name
 
 
 def sample_metadata(s: KitSample, kit: Kit) -> dict[str, str]:
@@ -49,7 +79,9 @@ def sample_metadata(s: KitSample, kit: Kit) -> dict[str, str]:
 
 
 def _comment(kit: Kit) -> str:
-    return f"{kit.name}: prompt {kit.prompt!r}, seed {kit.seed}, model {kit.model} (made by sampleforge; see kit.json)"
+    """One line on the kit for the presets' comments (a line break in any part of it becomes a space)."""
+    text = f"{kit.name}: prompt {kit.prompt!r}, seed {kit.seed}, model {kit.model} (made by sampleforge; see kit.json)"
+    return _CONTROL.sub(" ", text)
 
 
 def _by_piece(kit: Kit) -> dict[str, list[KitSample]]:
@@ -88,7 +120,7 @@ def _xml(root: ET.Element) -> str:
 def dspreset_text(kit: Kit) -> str:
     """A Decent Sampler preset: one group per piece (round robins with seqMode), notes and velocities as SFZ."""
     root = ET.Element("DecentSampler", minVersion="1.0.0")
-    root.append(ET.Comment(f" {_comment(kit)} "))
+    root.append(ET.Comment(f" {re.sub('-(?=-)', '- ', _comment(kit))} "))  # "--" may not stand in an XML comment
     ui = ET.SubElement(root, "ui", width="812", height="375")
     tab = ET.SubElement(ui, "tab", name="main")
     ET.SubElement(tab, "label", x="10", y="10", width="790", height="30", text=f"{kit.name} ({kit.prompt})")
@@ -187,17 +219,60 @@ def check_out_dir(out_dir: Path, overwrite: bool = False) -> None:
         raise ParamError("out_dir", f": {out_dir} is not writable")
 
 
+def earlier_samples(out_dir: Path) -> list[Path]:
+    """The samples of the kit written into ``out_dir`` before: the files its kit.json lists that are in the
+    folder itself and that sampleforge wrote (their metadata names the model that made them). Empty when there
+    is no readable kit.json."""
+    from sampleforge.api import written_here
+
+    try:
+        listed = json.loads((out_dir / "kit.json").read_text(encoding="utf-8"))["samples"]
+        names = [entry["file"] for entry in listed]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    found = []
+    for name in dict.fromkeys(n for n in names if isinstance(n, str)):
+        if not name or name != Path(name).name or name.startswith(".") or name in KIT_FILES:
+            continue  # not a sample of the folder itself
+        path = out_dir / name
+        if path.is_file() and not path.is_symlink() and written_here(path):
+            found.append(path)
+    return found
+
+
+def check_replaceable(out_dir: Path, names: list[str]) -> None:
+    """ParamError naming ``out_dir`` when one of the sample files ``names`` is in ``out_dir`` and sampleforge did
+    not write it (the user's own sample): a kit replaces an earlier kit's files only."""
+    from sampleforge.api import written_here
+
+    for name in names:
+        path = out_dir / name
+        if path.is_dir():
+            raise ParamError("out_dir", f": {path} is a folder, not a file")
+        if path.exists() and not written_here(path):
+            raise ParamError("out_dir", f": {path} exists and was not written by sampleforge; not replaced (remove "
+                                        "it, or choose a new folder)")
+
+
 def write_kit(kit: Kit, out_dir: str | os.PathLike[str], fmt: str = "wav24", overwrite: bool = False) -> list[Path]:
     """Write ``kit`` into ``out_dir`` (new or empty unless ``overwrite``): the samples in ``fmt`` and the
-    KIT_FILES. Returns the written paths (samples first)."""
+    KIT_FILES. Returns the written paths (samples first).
+
+    With ``overwrite``, the samples of a kit written there before (``earlier_samples``) that the new kit does
+    not write over are removed once it is written, so that the folder's presets and files are the new kit's;
+    the folder's other files stay, and a file of the user's by a sample's name is not replaced (ParamError
+    before anything is written)."""
     if fmt not in FORMATS:
         raise UserInputError(f"unknown audio format {fmt!r} (valid: {', '.join(FORMATS)})")
     out = Path(out_dir)
     check_out_dir(out, overwrite)
     ext = FORMATS[fmt][0]
-    written = []
     for s in kit.samples:
         s.file = sample_name(s, kit, ext)
+    check_replaceable(out, [s.file for s in kit.samples])
+    earlier = earlier_samples(out) if overwrite else []
+    written = []
+    for s in kit.samples:
         written.append(write_audio(out / s.file, s.audio, kit.sample_rate, sample_metadata(s, kit), format=fmt))
     texts = {"kit.sfz": sfz_text(kit), "kit.dspreset": dspreset_text(kit), "drumkit.xml": hydrogen_text(kit),
              "gm_map.csv": gm_map_text(kit), "kit.json": kit_json(kit, fmt)}
@@ -206,6 +281,10 @@ def write_kit(kit: Kit, out_dir: str | os.PathLike[str], fmt: str = "wav24", ove
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, out / name)
         written.append(out / name)
+    kept = {path.name for path in written}
+    for path in earlier:
+        if path.name not in kept:
+            path.unlink(missing_ok=True)
     return written
 
 

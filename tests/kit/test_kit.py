@@ -194,3 +194,18 @@ def test_knobs_are_shared_and_recorded(gen: Generator, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "kn" / "kit.json").read_text())["params"]["knobs"] == {"decay": 0.2}
     with pytest.raises(UserInputError, match="loudness"):
         build_kit(gen, prompt="kick", pieces="kick", steps=1, loudness=0.5)
+
+
+def test_written_comments_stay_comments(full_kit: Kit, tmp_path: Path) -> None:
+    """A kit name or prompt with a line break or "--" (the Python API's build_kit takes any text) keeps the SFZ
+    header one comment line and the presets well-formed XML."""
+    import dataclasses
+
+    kit = dataclasses.replace(full_kit, name="a\nb -- c", prompt="dusty---808\r\nkit")
+    write_kit(kit, tmp_path / "odd")
+    lines = (tmp_path / "odd" / "kit.sfz").read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("// a b -- c: ") and lines[1].startswith("<global>"), lines[:2]
+    for name in ("kit.dspreset", "drumkit.xml"):
+        ET.parse(tmp_path / "odd" / name)  # "--" inside an XML comment is not well-formed
+    comment = re.search(r"<!--(.*?)-->", (tmp_path / "odd" / "kit.dspreset").read_text(), re.S)
+    assert comment is not None and "--" not in comment.group(1) and "\n" not in comment.group(1)

@@ -277,3 +277,159 @@ def test_kit_overwrite_lists_what_it_wrote_not_the_users_files(debug_model: Path
     assert "7 files (2 samples, kit.sfz" in said and "mynotes.txt" not in said and notes.read_text() == "mine", said
     kit = json.loads((folder / "kit.json").read_text())
     assert [s["file"] for s in kit["samples"]] == ["kick.wav", "snare.wav"]
+
+
+@pytest.fixture(scope="module")
+def firm_plain_model(knob_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The knob model guiding a prompt that sets no knob at 4.5: a morph's or a batch's scale is not the one
+    ``resolve`` gives."""
+    from tests.model_folders import edited_copy
+
+    return edited_copy(knob_model, tmp_path_factory.mktemp("models") / "firm",
+                       lambda c: c["diffusion"].update(cfg_scale_no_knobs=4.5))
+
+
+def _refused_before_generating(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sampleforge.pipeline import Generator
+
+    for name in ("morph", "run", "render"):
+        monkeypatch.setattr(Generator, name, lambda *a, **k: pytest.fail("generated before refusing"))
+
+
+@pytest.mark.parametrize("ends", [("kick", "snare"), ("kick", "long kick")])  # the same scale at both ends, or not
+def test_morph_replaces_its_own_files_never_the_users(debug_model: Path, firm_plain_model: Path, tmp_path: Path,
+                                                      capsys, monkeypatch: pytest.MonkeyPatch, ends) -> None:
+    """A morph again rewrites its own files; a file of the user's by one of its names, or a folder there, is
+    refused before anything is rendered, and kept."""
+    for model in (debug_model, firm_plain_model):
+        args = ["morph", "--model", str(model), "--from-prompt", ends[0], "--to-prompt", ends[1], "--morph-steps",
+                "3", "--steps", "1", "--seed", "4", "--out-dir", str(tmp_path / model.name), "--quiet"]
+        rc, files, _ = _run(capsys, *args)
+        assert rc == 0 and len(files) == 3
+        rc, again, _ = _run(capsys, *args)
+        assert rc == 0 and again == files
+        Path(files[0]).write_text("mine")
+        Path(files[2]).unlink()
+        Path(files[2]).mkdir()
+        with monkeypatch.context() as m:
+            _refused_before_generating(m)
+            rc, _, err = _run(capsys, *args)
+        assert rc == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"--out-dir: {files[0]} exists and was not written by sampleforge; not replaced" in err
+        assert Path(files[0]).read_text() == "mine" and "model" in read_metadata(files[1])
+        Path(files[0]).unlink()
+        with monkeypatch.context() as m:
+            _refused_before_generating(m)
+            rc, _, err = _run(capsys, *args)
+        assert rc == 2 and f"--out-dir: {files[2]} is a folder, not a file" in err and Path(files[2]).is_dir()
+
+
+def test_demo_replaces_its_own_files_never_the_users(firm_plain_model: Path, tmp_path: Path, capsys,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["demo", "--model", str(firm_plain_model), "--per-class", "1", "--seed", "1", "--out-dir",
+            str(tmp_path / "demo")]
+    assert main(args) == 0
+    made = sorted((tmp_path / "demo").iterdir())
+    assert len(made) == 7 and main(args) == 0 and sorted((tmp_path / "demo").iterdir()) == made
+    capsys.readouterr()
+    made[0].write_text("mine")
+    with monkeypatch.context() as m:
+        _refused_before_generating(m)
+        rc = main(args)
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"--out-dir: {made[0]} exists and was not written by sampleforge; not replaced" in err
+    assert made[0].read_text() == "mine"
+
+
+@pytest.mark.parametrize("output, needle", [
+    ("", "--output: empty: give a file name (e.g. --output kick.wav)"),
+    (".", "--output: . names a folder: give a file name, or use --out-dir ."),
+    ("out/..", "--output: out/.. names a folder"),
+    (".wav", "--output .wav: give the file a name before its suffix (e.g. --output kick.wav)"),
+    ("x.mp3", "e.g. --output x.wav"),
+])
+def test_generate_output_that_names_no_file_is_one_line(debug_model: Path, tmp_path: Path, capsys,
+                                                        monkeypatch: pytest.MonkeyPatch, output: str,
+                                                        needle: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = _run(capsys, "generate", "kick", "--model", str(debug_model), "--steps", "1", "--output", output)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_vary_reads_the_words_after_input_as_the_prompt(debug_model: Path, snare_file: Path, tmp_path: Path,
+                                                        capsys) -> None:
+    """`vary --input a.wav punchy snare`: the sample is --input's, the words are the prompt (they were refused as
+    a second INPUT); a second sample is still refused."""
+    rc, files, _ = _run(capsys, "vary", "--input", str(snare_file), "punchy", "snare", "--model", str(debug_model),
+                        "--steps", "1", "--seed", "2", "--out-dir", str(tmp_path), "--quiet")
+    assert rc == 0 and len(files) == 1 and read_metadata(files[0])["prompt"] == "punchy snare"
+    rc, _, err = _run(capsys, "vary", "--input", str(snare_file), "punchy", "--prompt", "dark", "--model",
+                      str(debug_model), "--out-dir", str(tmp_path))
+    assert rc == 2 and "--prompt 'dark' and the prompt 'punchy' differ" in err
+
+
+def test_kit_overwrite_leaves_only_the_new_kit(debug_model: Path, tmp_path: Path, capsys,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """--overwrite over an earlier kit: its samples the new kit does not write over are removed, and only those
+    (listed by its kit.json, in the folder, written by sampleforge); a file of the user's by one of the new kit's
+    sample names is refused before generating."""
+    folder = tmp_path / "kit"
+    base = ["kit", "--model", str(debug_model), "--steps", "1", "--seed", "1", "--out-dir", str(folder), "--quiet"]
+    assert main([*base, "--pieces", "kick", "snare", "clap", "--round-robins", "2"]) == 0
+    (folder / "notes.txt").write_text("mine")
+    (folder / "snare_rr1.wav").write_text("my own snare")  # the user's file now, by an earlier sample's name
+    outside = tmp_path / "outside.wav"
+    outside.write_bytes((folder / "clap_rr1.wav").read_bytes())  # a clip sampleforge wrote, out of the folder
+    kit = json.loads((folder / "kit.json").read_text())
+    kit["samples"].append({**kit["samples"][0], "file": "../outside.wav"})
+    (folder / "kit.json").write_text(json.dumps(kit))
+    assert main([*base, "--pieces", "kick", "open_hat", "--overwrite"]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["drumkit.xml", "gm_map.csv", "kit.dspreset", "kit.json", "kit.sfz", "kick.wav", "open_hat.wav",
+         "notes.txt", "snare_rr1.wav"])
+    assert (folder / "snare_rr1.wav").read_text() == "my own snare" and outside.is_file()
+    assert "model" in read_metadata(folder / "kick.wav")
+    capsys.readouterr()
+    (folder / "kick.wav").write_text("my own kick")
+    with monkeypatch.context() as m:
+        _refused_before_generating(m)
+        rc = main([*base, "--pieces", "kick", "--overwrite"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "kick.wav exists and was not written by sampleforge" in err
+    assert (folder / "kick.wav").read_text() == "my own kick" and (folder / "open_hat.wav").is_file()
+
+
+@pytest.mark.parametrize("name, needle", [(5, "name must be text, got int"), ("", "name must not be empty"),
+                                          ("a\nb", r"name must be one line without control characters, got 'a\nb'")])
+def test_make_kit_checks_its_name_first(debug_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        name: object, needle: str) -> None:
+    from sampleforge.errors import ParamError
+
+    monkeypatch.setattr("sampleforge.workflow._generator", lambda *a, **k: pytest.fail("the model loaded"))
+    with pytest.raises(ParamError, match=re.escape(needle)):
+        sampleforge.make_kit(tmp_path / "k", name=name, model=debug_model, steps=1)  # type: ignore[arg-type]
+    assert not (tmp_path / "k").exists()
+
+
+@pytest.mark.parametrize("name", ["a\nb", "a\rb", " "])
+def test_kit_name_on_one_line_or_refused(debug_model: Path, tmp_path: Path, capsys, name: str) -> None:
+    rc, _, err = _run(capsys, "kit", "--model", str(debug_model), "--name", name, "--out-dir", str(tmp_path / "k"))
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "error: --name must" in err, err
+    assert not (tmp_path / "k").exists()
+
+
+def test_folder_flags_naming_a_file_name_the_flag(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sampleforge.serve.commands as serve_commands
+
+    monkeypatch.setattr(serve_commands, "load_generator", lambda *a, **k: pytest.fail("the model loaded"))
+    file = tmp_path / "afile"
+    file.write_text("keep")
+    for argv, needle in [(["demo", "--per-class", "1", "--out-dir", str(file)], f"--out-dir: {file} is a file"),
+                         (["serve", "--storage", str(file), "--port", "0"], f"--storage {file}: {file} is a file"),
+                         (["worker", "--broker", "redis://localhost:1", "--storage", str(file / "jobs")],
+                          f"--storage {file / 'jobs'}: {file} is a file")]:
+        rc, _, err = _run(capsys, *argv)
+        assert rc == 2 and len(err.strip().splitlines()) == 1 and needle in err, (argv, err)
+    assert file.read_text() == "keep"

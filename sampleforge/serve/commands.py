@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from sampleforge.errors import UserInputError
+from sampleforge.errors import UserInputError, file_in_the_way
 from sampleforge.params import SPECS, add_arguments, int_at_least, positive_float
 from sampleforge.serve.config import ServeConfig, check_token
 
@@ -152,6 +152,9 @@ def _models(args: argparse.Namespace) -> list[str]:
 
 
 def _config(args: argparse.Namespace, **extra: Any) -> ServeConfig:
+    in_the_way = file_in_the_way(args.storage)  # before loading the models: said with the flag
+    if in_the_way:
+        raise UserInputError(f"--storage {args.storage}: {in_the_way}")
     return ServeConfig(
         storage=args.storage, model=_models(args)[0], broker=args.broker, max_batch=args.max_batch,
         max_attempts=args.max_attempts, lease_seconds=args.lease_seconds,

@@ -95,7 +95,12 @@ class ServedModel:
         if self.default_sampler not in self.samplers:
             self.default_sampler = self.samplers[0]
         self.default_duration = min(max(model_duration(generator), config.min_duration), config.max_duration)
-        self.default_steps, self.default_cfg = model_steps_cfg(generator)
+        own_steps, self.default_cfg = model_steps_cfg(generator)
+        self.default_steps = min(own_steps, config.max_steps)  # what a request that names no steps gets
+        if self.default_steps < own_steps:
+            log.warning(f"model {self.name}: its own {own_steps} steps are above --max-steps {config.max_steps}; "
+                        f"requests that name no steps get {self.default_steps}",
+                        extra={"event": "steps_capped", "model": self.name})
 
     def cfg_for(self, params: GenerationParams) -> float:
         """The model's own guidance scale for these settings' prompt and knobs (a model may guide a prompt that

@@ -400,3 +400,24 @@ def test_workflow_jobs_are_cancelled_and_deleted_like_any_job(make_client, gener
     assert client.delete(f"/v1/jobs/{job['job_id']}").json()["state"] == "cancelled"
     assert not folder.exists()
     assert client.get(f"/v1/jobs/{job['job_id']}/audio/0").status_code == 409
+
+
+def test_a_request_naming_no_steps_gets_the_models_own_within_max_steps(make_client, generator) -> None:
+    """A server whose --max-steps is below the model's own steps gives that many to every request that names none
+    (generation and the workflow alike), and refuses more only when a request asks for them."""
+    from sampleforge.params import GenerationParams
+
+    own = generator.resolve(GenerationParams(seed=0)).steps
+    limit = min(own - 1, 3)
+    client = make_client(start=False, max_steps=limit)
+    assert client.get("/v1/models").json()["models"][0]["defaults"]["steps"] == limit
+    job = client.post("/v1/generate", json={"prompt": "kick", "duration": 0.5})
+    assert job.status_code == 202 and job.json()["params"]["steps"] == limit, job.text
+    vary = client.post("/v1/vary", json={"audio": clip_b64(generator), "count": 1})
+    assert vary.status_code == 202 and vary.json()["params"]["steps"] == limit, vary.text
+    kit = client.post("/v1/kit", json={"prompt": "dusty", "pieces": ["kick"]})
+    assert kit.status_code == 202 and kit.json()["params"]["steps"] == limit, kit.text
+    over = client.post("/v1/generate", json={"prompt": "kick", "steps": limit + 1})
+    assert over.status_code == 422 and over.json()["detail"][0]["loc"] == ["body", "steps"]
+    morph = client.post("/v1/morph", json={"from_prompt": "kick", "to_prompt": "snare", "steps": limit + 1})
+    assert morph.status_code == 422 and "steps" in morph.text

@@ -17,7 +17,6 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 from starlette.types import Message, Receive, Scope, Send
 
-from sampleforge.errors import UserInputError
 from sampleforge.serve.config import ServeConfig
 from sampleforge.serve.job import Job
 from sampleforge.serve.jobstore import QueueFull
@@ -228,14 +227,6 @@ def _error(loc: tuple[str | int, ...], msg: str, kind: str) -> dict[str, Any]:
     return {"loc": loc, "msg": msg, "type": kind}
 
 
-def _served_steps(service: Service, req: GenerateRequest) -> int:
-    """The steps the requested model uses by default (0 for an unknown model: that error is reported apart)."""
-    try:
-        return service.model(getattr(req, "model", None)).default_steps
-    except UserInputError:
-        return 0
-
-
 def unknown_model(service: Service, model: str | None, loc: tuple[str, ...]) -> dict[str, Any] | None:
     """The 422 error item for a ``model`` this server does not serve (None: it does, or none was named)."""
     if model is None or model in service.models:
@@ -294,10 +285,8 @@ def check_limits(service: Service, req: GenerateRequest, loc: Callable[[str], tu
         errors.append(_error(loc("prompt"), said["prompt"], "string_too_long"))
     if req.count > cfg.max_count:
         errors.append(_error(loc("count"), said["count"], "less_than_equal"))
-    steps = req.steps if req.steps is not None else _served_steps(service, req)
-    if steps > cfg.max_steps:
-        default = "" if req.steps is not None else " (the model's own default; ask for fewer)"
-        errors.append(_error(loc("steps"), said["steps"] + default, "less_than_equal"))
+    if req.steps is not None and req.steps > cfg.max_steps:  # a model's own steps are capped at the limit
+        errors.append(_error(loc("steps"), said["steps"], "less_than_equal"))
     if req.duration is not None and not cfg.min_duration <= req.duration <= cfg.max_duration:
         errors.append(_error(loc("duration"), said["duration"], "range"))
     model = getattr(req, "model", None)

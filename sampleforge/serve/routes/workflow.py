@@ -220,6 +220,8 @@ def _queue(request: Request, operation: str, p: GenerationParams, prompt: str,
     (429 when the queue is full, 503 when storage refuses)."""
     service = request.app.state.service
     served = _generator(request, p.model)
+    if p.steps is None:  # the model's own, within this server's --max-steps
+        p = dataclasses.replace(p, steps=served.default_steps)
     _checked(served.generator.settings, p, {})  # what the model itself refuses, before the job is accepted
     stored = {k: v for k, v in dataclasses.asdict(p).items() if v != getattr(DEFAULTS, k)}
     job = Job(id=new_job_id(), state=QUEUED, model=served.name, prompt=prompt, params=p,

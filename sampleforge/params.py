@@ -250,7 +250,7 @@ class GenerationParams:
 
     # the producer's workflow: output length, variations, morphs, kits
     length: str | None = param(None, "'auto' (each clip trimmed to its sound, with a natural fade below -60 dB) "
-                               "or seconds; default: the whole generated clip", normalize=_length_text, http=False)
+                               "or seconds; default: the whole generated clip", normalize=_length_text)
     strength: float = param(0.3, "variations: how far from the input, 0 (the input through the VAE) to 1 "
                             "(ignore it)", ge=0.0, le=1.0, http=False)
     input: str | None = param(None, "variations: the sample to vary (a WAV, FLAC, AIFF or OGG file)",

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from sampleforge.api import provenance
+from sampleforge.audio.finish import apply_length, parse_length
 from sampleforge.backends.base import Generation
 from sampleforge.errors import ConfigError, SampleforgeError
 from sampleforge.params import MAX_SEED, GenerationParams
@@ -294,7 +295,10 @@ class JobRunner:
         made = p if ran is None else dataclasses.replace(p, duration=p.duration or ran.duration,
                                                          precision=p.precision or ran.precision)
         common = provenance(self.generator, made, prompt=job.prompt, seed=seed0)  # the clips differ by seed
+        length = parse_length(p.length)
         for k, wav in enumerate(wavs):
+            if length is not None:  # 'auto' or seconds, as the CLI writes its files
+                wav = torch.from_numpy(apply_length(wav.numpy(), self.generator.sample_rate, length))
             meta = {**common, "seed": str(seed0 + k)}
             if kept is not None:  # as the CLI's files say it
                 meta["candidate"] = "none" if kept[k] is None else str(kept[k])

@@ -71,6 +71,8 @@ def derived_field(spec: Spec, required: bool = False) -> tuple[Any, Any]:
         ge=spec.ge, gt=spec.gt, le=spec.le, description=spec.help, max_length=spec.max_length,
         json_schema_extra={"minLength": 1} if needed else None,
     )
+    if spec.name == "length":  # 'auto' or seconds: JSON gives the seconds as a number
+        kind = str | float | None
     annotation: Any = Annotated[kind, BeforeValidator(spec.check)]  # the raw value: no coercion first
     return (Annotated[annotation, AfterValidator(not_blank)] if needed else annotation), info
 

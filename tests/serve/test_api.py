@@ -460,3 +460,24 @@ def test_cli_passes_precision_to_the_generator(debug_model):
     bad = build_parser().parse_args(["worker", "--broker", "redis://x", "--precision", "fp8"])
     with pytest.raises(UserInputError, match="--precision"):
         load_generator(str(debug_model), bad)
+
+
+def test_generate_takes_length_as_the_cli_does(make_client, generator, wait_job, tmp_path):
+    """``length``: 'auto' trims each clip to its sound, seconds cut or pad it; past --max-duration it is refused."""
+    client = make_client()
+    whole = wait_job(client, client.post("/v1/generate", json={"prompt": "kick", "seed": 4, **FAST}).json()["job_id"])
+    cut = wait_job(client, client.post("/v1/generate", json={"prompt": "kick", "seed": 4, "length": 0.1,
+                                                             **FAST}).json()["job_id"])
+    auto = client.post("/v1/generate", json={"prompt": "kick", "seed": 4, "length": "auto", **FAST}).json()
+    auto = wait_job(client, auto["job_id"])
+    sr = generator.sample_rate
+    assert whole["results"][0]["samples"] == int(round(0.5 * sr)) and cut["results"][0]["samples"] == int(0.1 * sr)
+    assert auto["results"][0]["samples"] <= whole["results"][0]["samples"]
+    wav = sf.read(io.BytesIO(client.get(cut["results"][0]["url"]).content), dtype="float32")[0]
+    full = sf.read(io.BytesIO(client.get(whole["results"][0]["url"]).content), dtype="float32")[0]
+    assert wav.shape == (int(0.1 * sr),) and np.allclose(wav[: int(0.09 * sr)], full[: int(0.09 * sr)], atol=1e-6)
+    (tmp_path / "cut.wav").write_bytes(client.get(cut["results"][0]["url"]).content)
+    assert read_metadata(tmp_path / "cut.wav")["length"] == "0.1"
+    for bad in ("forever", -1, 10_000):
+        r = client.post("/v1/generate", json={"prompt": "kick", "length": bad, **FAST})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "length"], r.text

@@ -17,6 +17,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 from starlette.types import Message, Receive, Scope, Send
 
+from sampleforge.audio.finish import parse_length
 from sampleforge.serve.config import ServeConfig
 from sampleforge.serve.job import Job
 from sampleforge.serve.jobstore import QueueFull
@@ -289,6 +290,9 @@ def check_limits(service: Service, req: GenerateRequest, loc: Callable[[str], tu
         errors.append(_error(loc("steps"), said["steps"], "less_than_equal"))
     if req.duration is not None and not cfg.min_duration <= req.duration <= cfg.max_duration:
         errors.append(_error(loc("duration"), said["duration"], "range"))
+    length = parse_length(req.length)
+    if isinstance(length, float) and length > cfg.max_duration:
+        errors.append(_error(loc("length"), f"must be 'auto' or at most {cfg.max_duration} seconds", "range"))
     model = getattr(req, "model", None)
     unknown = unknown_model(service, model, loc("model"))
     if unknown is not None:

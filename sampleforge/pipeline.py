@@ -705,7 +705,8 @@ class Generator(RunMixin):
         n = p.count
         seeds = [p.seed + k for k in range(n)]
         init = self.encode([audio], p.duration).expand(n, -1, -1)
-        warnings = self.cut_warnings([audio], p.duration) + self.check_prompt(p.prompt) + self.settings_warnings(p)
+        steered = self.check_prompt(p.prompt) if p.prompt.strip() else []  # no prompt: the clip says what it is
+        warnings = self.cut_warnings([audio], p.duration) + steered + self.settings_warnings(p)
         cond, uncond = self.condition([p.prompt] * n, p.knobs())
         r = self.render(p, cond, uncond, self.start_noise(seeds, init.shape[1:]), seeds, vocoder=vocoder,
                         callback=callback, init=init, strength=p.strength)
@@ -744,8 +745,8 @@ class Generator(RunMixin):
         t = torch.linspace(0.0, 1.0, count)
         ends = self.start_noise([sa, sb], shape)
         noise = torch.stack([slerp(ends[0], ends[1], float(w)) for w in t])
-        warnings = sorted(set(self.check_prompt(a.prompt)) | set(self.check_prompt(b.prompt))) + \
-            self.settings_warnings(p)
+        said = {w for end in (a, b) if end.prompt.strip() or end.audio is None for w in self.check_prompt(end.prompt)}
+        warnings = sorted(said) + self.settings_warnings(p)  # an end that is a clip needs no prompt
         cond_ab, uncond = self.condition([a.prompt, b.prompt], p.knobs())
         w = t.to(self.device)[:, None]
         cond = torch.lerp(cond_ab[0:1].expand(count, -1), cond_ab[1:2].expand(count, -1), w)

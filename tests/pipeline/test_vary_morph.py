@@ -117,3 +117,15 @@ def test_an_input_longer_than_the_model_hears_is_said(gen: Generator, source: np
     assert not gen.cut_warnings([quiet_tail], duration)
     ends = gen.morph(MorphEnd("kick", audio=loop), MorphEnd("kick", audio=source), morph_steps=2, steps=2).warnings
     assert [w for w in ends if "sounds for" in w][0].startswith("the first clip sounds for")
+
+
+def test_a_clip_without_a_prompt_is_not_said_to_make_a_random_drum(gen: Generator, source: np.ndarray) -> None:
+    """Varying or morphing clips needs no prompt: only a prompt that is given (or an end without a clip) is
+    checked for keywords."""
+    random_drum = "no keyword this model knows"
+    assert not any(random_drum in w for w in gen.vary(source, steps=2, seed=1).warnings)
+    assert any(random_drum in w for w in gen.vary(source, prompt="zzz", steps=2, seed=1).warnings)
+    clips = gen.morph(MorphEnd(audio=source), MorphEnd(audio=source[::-1].copy()), steps=2, morph_steps=2)
+    assert not any(random_drum in w for w in clips.warnings)
+    prompts = gen.morph(MorphEnd("kick"), MorphEnd(), steps=2, morph_steps=2)  # an end from no words at all
+    assert any(random_drum in w for w in prompts.warnings)

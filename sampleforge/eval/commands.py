@@ -389,7 +389,9 @@ def _run_reach(args: argparse.Namespace, measure: Any, key: str, name: str, rows
     for category, row in result["judged"].items():
         judged = row[rows]
         kept = sum("tried" not in j for j in judged.values())  # tried: confirmed to leave the class
-        print(f"  {category:<11} class prompt {row['class_prompt']:.0%}; {kept} of {len(judged)} {rows} keep the class")
+        pooled = f" ({row['class_prompt_2n']:.0%} on both blocks)" if "class_prompt_2n" in row else ""
+        print(f"  {category:<11} class prompt {row['class_prompt']:.0%}{pooled}; {kept} of {len(judged)} {rows} keep "
+              "the class")
         for j in judged.values():
             if "tried" in j:
                 where = "without the keyword" if key == "keyword_reach" else "at the middle"

@@ -235,7 +235,8 @@ class Generator(RunMixin):
                 for w in words if w in leaving and leaving[w] is None]
         out += [f"{w!r} at full strength takes a {name} out of its class with this model (the drum judge says so: "
                 "sampleforge eval keyword-reach); " + (f"it is given at {held[w]:.0%}" if held[w] else "it is left out")
-                + f" (the candidates setting gives it more where the drum judges still hear a {name})"
+                + f", unless the candidates setting finds a render nearer full strength that the drum judges still hear "
+                f"as a {name}"
                 for w in self.model_words(prompt).split() if keyword_weight([w], category, b.keyword_reach)]
         pairs = pairs_leaving(words, category, b.class_words, b.knob_limits, b.word_reach, b.pair_reach)
         return out + [f"{', '.join(map(repr, together[:-1]))} and {together[-1]!r} together take a {name} out of its "

@@ -101,6 +101,17 @@ def pad_seed(kit_seed: int, index: int) -> int:
     return (kit_seed + 1 + index) % 2**31
 
 
+def pad_warnings(gen: Generator, prompts: Sequence[str]) -> list[str]:
+    """The prompt warnings of a kit's pads, each once: one that only some pads' prompts give names them (a pad's
+    prompt holds its piece's, its velocity layer's and the kit's words, any of which a warning may be about)."""
+    pads = list(dict.fromkeys(prompts))
+    said: dict[str, list[str]] = {}
+    for x in pads:
+        for w in gen.check_prompt(x):
+            said.setdefault(w, []).append(x)
+    return [w if len(xs) == len(pads) else f"{w} (pads: {', '.join(map(repr, xs))})" for w, xs in sorted(said.items())]
+
+
 def build_kit(
     gen: Generator,
     params: GenerationParams | None = None,
@@ -144,7 +155,7 @@ def build_kit(
                                          layer_gain_db(layer, p.velocity_layers)))
                 noises.append(noise)
     prompts = [s.prompt for s in samples]
-    warnings = sorted({w for x in dict.fromkeys(prompts) for w in gen.check_prompt(x)}) + gen.settings_warnings(p)
+    warnings = pad_warnings(gen, prompts) + gen.settings_warnings(p)
     cond, uncond = gen.condition(prompts, p.knobs())
     scales = gen.cfg_scales(prompts, asked)  # a piece whose words set no knob may take the model's firmer scale
     seeds = [s.seed for s in samples]

@@ -209,3 +209,14 @@ def test_written_comments_stay_comments(full_kit: Kit, tmp_path: Path) -> None:
         ET.parse(tmp_path / "odd" / name)  # "--" inside an XML comment is not well-formed
     comment = re.search(r"<!--(.*?)-->", (tmp_path / "odd" / "kit.dspreset").read_text(), re.S)
     assert comment is not None and "--" not in comment.group(1) and "\n" not in comment.group(1)
+
+
+def test_a_warning_only_some_pads_give_names_them(gen: Generator) -> None:
+    """A kit's prompt warnings are said once; one that only some pads' prompts give (a keyword the model holds back
+    in one class) names those pads, one every pad gives (a word the model does not know) does not."""
+    with gen.with_timbre(keyword_reach={"snare": {"808": 0.25}}):
+        kit = build_kit(gen, prompt="808 zzqx", pieces="kick,snare", seed=1, steps=1, velocity_layers=2)
+    held = [w for w in kit.warnings if "'808' at full strength takes a snare" in w]
+    assert len(held) == 1 and held[0].endswith("(pads: 'snare soft 808 zzqx', 'snare hard 808 zzqx')"), kit.warnings
+    unknown = [w for w in kit.warnings if w.startswith("unknown keyword 'zzqx'")]
+    assert len(unknown) == 1 and "(pads:" not in unknown[0], kit.warnings

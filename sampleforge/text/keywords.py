@@ -342,9 +342,10 @@ class Vocabulary:
         if numbers:
             out.append(f"{'numbers' if len(numbers) > 1 else 'number'} {' '.join(numbers)!r} ignored: numbers of one "
                        "or two digits are not keywords (several clips: the count setting; which clips: the seed)")
-        symbols = "".join(dict.fromkeys(c for c in fold_accents(prompt) if not c.isascii() and not c.isspace()))
+        symbols = list(dict.fromkeys(re.findall(r"[^\x00-\x7f\s]+", fold_accents(prompt))))  # as typed, word by word
         if symbols:
-            out.append(f"{symbols!r} ignored: keywords are made of letters and digits")
+            said = " and ".join(", ".join(map(repr, symbols)).rsplit(", ", 1))
+            out.append(f"{said} ignored: keywords are made of the letters a-z (accents are dropped) and digits")
         words = keywords(prompt)
         if not encoded and not any(w in knob_words for w in words):
             out.append("no keyword this model knows: it generates a random drum (name a class, e.g. 'kick')")

@@ -82,7 +82,9 @@ def test_accents_are_folded_and_other_symbols_said(vocab: Vocabulary) -> None:
     assert keywords("Kïck") == ["kick"] and keywords("snäre") == ["snare"]
     assert vocab.prompt_warnings("kïck") == []
     (w,) = vocab.prompt_warnings("\U0001f941 kïck")
-    assert w == "'\U0001f941' ignored: keywords are made of letters and digits"
+    assert w == "'\U0001f941' ignored: keywords are made of the letters a-z (accents are dropped) and digits"
+    (w,) = vocab.prompt_warnings("\u30ad\u30c3\u30af \U0001f941 kick \U0001f941")
+    assert w.startswith("'\u30ad\u30c3\u30af' and '\U0001f941' ignored: "), w  # each as typed, once
 
 
 def test_a_prompt_without_a_class_says_the_model_picks_one(vocab: Vocabulary) -> None:

@@ -30,8 +30,8 @@ def register(sub: Any) -> None:
                    help="output file (with --count > 1: numbered _1, _2...)")
     p.add_argument("--out-dir", type=Path, default=None, help="folder for auto-named files (default generations/)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
-    p.add_argument("--diffusion-ckpt", default=None, help="U-Net weights (.safetensors) or a model folder")
-    p.add_argument("--vae-ckpt", default=None, help="VAE weights (.safetensors) or a model folder")
+    p.add_argument("--diffusion-ckpt", default=None, type=weights_name, help="U-Net weights (.safetensors) or a model folder")
+    p.add_argument("--vae-ckpt", default=None, type=weights_name, help="VAE weights (.safetensors) or a model folder")
     add_vocoder_flags(p)
     p.add_argument("--verbose", action="store_true", help="per-stage times and peak memory on stderr")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -78,9 +78,16 @@ def output_file(text: str) -> Path:
     return Path(text)
 
 
+def weights_name(text: str) -> str:
+    """An argparse ``type``: a folder, name or weights file, not empty (an empty one would read as 'not given')."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty: give a folder, a name or a .safetensors file")
+    return text
+
+
 def add_vocoder_flags(p: argparse.ArgumentParser) -> None:
     """--vocoder-ckpt and --no-vocoder, as generate, vary, morph and kit take them (``vocoder_flags`` reads them)."""
-    p.add_argument("--vocoder-ckpt", default=None,
+    p.add_argument("--vocoder-ckpt", default=None, type=weights_name,
                    help="a vocoder folder or name (drums-vocoder-v1), a model folder, or vocoder weights (.safetensors)")
     p.add_argument("--no-vocoder", action="store_true", help="Griffin-Lim instead of the neural vocoder")
 

@@ -173,6 +173,9 @@ def test_vary_morph_and_kit_take_another_vocoder(debug_model: Path, model_withou
     rc, _, err = _run(capsys, "kit", *common, "--vocoder-ckpt", str(debug_model), "--no-vocoder",
                       "--out-dir", str(tmp_path / "k2"))
     assert rc == 2 and "--no-vocoder and --vocoder-ckpt contradict each other" in err
+    for flag in ("--vocoder-ckpt", "--diffusion-ckpt", "--vae-ckpt"):  # empty: not "not given"
+        rc, _, err = _run(capsys, "generate", "kick", flag, "", "--out-dir", str(tmp_path / "e"))
+        assert rc == 2 and f"argument {flag}: empty" in err and not (tmp_path / "e").exists()
 
 
 def test_vary_takes_input_and_prompt_words(debug_model: Path, snare_file: Path, tmp_path: Path, capsys) -> None:

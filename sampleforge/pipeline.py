@@ -76,6 +76,13 @@ CANDIDATE_STRIDE = 1_000_003  # candidate j of a clip: its seed + j x this, far 
 QUICK_GL_ITERS = 4  # Griffin-Lim iterations of the quick rendering a held-back keyword's candidates are judged by first
 
 
+def check_vocoder(vocoder: object) -> None:
+    """A ``vocoder`` setting is True (the model's own) or False (Griffin-Lim): ParamError naming it otherwise."""
+    if not isinstance(vocoder, bool):
+        raise ParamError("vocoder", f": True (the model's own) or False (Griffin-Lim), got {vocoder!r}; another "
+                         "vocoder is loaded with the model: Generator.from_pretrained('drums-v2+drums-vocoder-v1')")
+
+
 def candidate_seed(seed: int, j: int) -> int:
     """The seed of candidate ``j`` (1, 2, ...) of a clip with ``seed`` (``candidates``); candidate 0 is the clip's."""
     return (seed + j * CANDIDATE_STRIDE) % (MAX_SEED + 1)
@@ -469,9 +476,7 @@ class Generator(RunMixin):
         latents, mels and the raw waveform, on the CPU. Audio gets the natural tail (``finish(tail="natural")``).
         ``waveform`` False stops at the mels (audio and raw empty; ``sounded`` makes them)."""
         assert p.duration is not None and p.sampler is not None and p.steps is not None and p.cfg_scale is not None
-        if not isinstance(vocoder, bool):
-            raise ParamError("vocoder", f": True (the model's own) or False (Griffin-Lim), got {vocoder!r}; another "
-                             "vocoder is loaded with the model: Generator.from_pretrained('drums-v2+drums-vocoder-v1')")
+        check_vocoder(vocoder)
         samples, frames = self.frames(p.duration)
         shape = self.bundle.config.vae.latent_shape(frames)
         generators = [torch.Generator(device=self.device).manual_seed(s) for s in seeds]
@@ -575,6 +580,7 @@ class Generator(RunMixin):
         back is heard first through a quick Griffin-Lim (``QUICK_GL_ITERS``) and vocoded only when heard as its class
         there (``quick_screen``); a kept clip is always one the judges heard as vocoded. Returns (the clips, the
         candidate kept per clip, None where none was, warnings)."""
+        check_vocoder(vocoder)
         judges = self.judges()
         for judge in judges:
             if judge.cfg.sample_rate != self.sample_rate:

@@ -132,6 +132,8 @@ def test_reference_api_names_a_checkpoint_or_path_of_the_wrong_type(kwargs: dict
 def test_a_vocoder_setting_that_is_not_true_or_false_is_refused(gen: Generator) -> None:
     with pytest.raises(ParamError, match="vocoder: True .* or False .*drums-vocoder-v1"):
         gen.generate("kick", steps=2, seed=1, vocoder="drums-vocoder-v1")  # type: ignore[arg-type]
+    with pytest.raises(ParamError, match="vocoder: True"):
+        gen.generate_full("kick", steps=2, seed=1, candidates=2, vocoder="x")  # type: ignore[arg-type]
 
 
 def test_reference_api_auto_name(debug_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

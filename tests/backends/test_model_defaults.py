@@ -95,12 +95,15 @@ def test_http_requests_without_steps_take_the_named_models_defaults(
         assert said["params"]["steps"] == 3 and said["params"]["cfg_scale"] == 1.0
 
 
-def test_http_refuses_a_model_default_above_the_server_limit(sa_dir: Path, tmp_path: Path) -> None:
+def test_http_caps_a_model_default_above_the_server_limit(sa_dir: Path, tmp_path: Path) -> None:
+    """A request that names no steps gets the model's own, at most --max-steps; one that asks for more is refused."""
     sa = load_backend(sa_dir, CPU)  # Stable Audio Open 1.0's own default: 100 steps
     service = Service(ServeConfig(storage=tmp_path / "storage", max_duration=4.0, max_steps=60), {sa.name: sa})
     with TestClient(create_app(service)) as client:
-        bad = client.post("/v1/generate", json={"prompt": "kick", "duration": 1})
-        assert bad.status_code == 422 and "steps" in bad.json()["error"] and "model's own" in bad.json()["error"]
+        capped = client.post("/v1/generate", json={"prompt": "kick", "duration": 1})
+        assert capped.status_code == 202 and capped.json()["params"]["steps"] == 60, capped.text
+        bad = client.post("/v1/generate", json={"prompt": "kick", "duration": 1, "steps": 61})
+        assert bad.status_code == 422 and "steps" in bad.json()["error"]
         ok = client.post("/v1/generate", json={"prompt": "kick", "duration": 1, "steps": 2})
         assert ok.status_code in (200, 202), ok.text
 

@@ -1,10 +1,12 @@
-"""Shared test set-up: one torch thread (the machine is shared), and the slow-test switch."""
+"""Shared test set-up: one torch thread (the machine is shared), the slow-test switch, and loggers restored after
+each test (``sampleforge serve`` run in-process configures them)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,21 @@ import torch
 from tests.model_folders import edited_copy, vocoder_folder
 
 torch.set_num_threads(1)
+
+
+SERVER_LOGGERS = ("sampleforge", "uvicorn", "uvicorn.error", "uvicorn.access", "asyncio", "celery")
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """Undo what ``sampleforge serve`` run in-process (configure_logging) does to the loggers, so later
+    tests do not write to a captured stream that pytest has closed."""
+    saved = {n: (lg.handlers[:], lg.filters[:], lg.level, lg.propagate)
+             for n in SERVER_LOGGERS for lg in [logging.getLogger(n)]}
+    yield
+    for name, (handlers, filters, level, propagate) in saved.items():
+        lg = logging.getLogger(name)
+        lg.handlers[:], lg.filters[:], lg.level, lg.propagate = handlers, filters, level, propagate
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

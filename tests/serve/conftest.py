@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import signal
@@ -24,21 +23,6 @@ from sampleforge.serve.service import Service
 
 # one torch thread in every process a test starts (the machine is shared)
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-SERVER_LOGGERS = ("sampleforge", "uvicorn", "uvicorn.error", "uvicorn.access", "asyncio", "celery")
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """Undo what ``sampleforge serve`` run in-process (configure_logging) does to the loggers, so later
-    tests do not write to a captured stream that pytest has closed."""
-    saved = {n: (lg.handlers[:], lg.filters[:], lg.level, lg.propagate)
-             for n in SERVER_LOGGERS for lg in [logging.getLogger(n)]}
-    yield
-    for name, (handlers, filters, level, propagate) in saved.items():
-        lg = logging.getLogger(name)
-        lg.handlers[:], lg.filters[:], lg.level, lg.propagate = handlers, filters, level, propagate
 
 
 @pytest.fixture(scope="session")

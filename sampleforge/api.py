@@ -182,9 +182,10 @@ def written_here(path: Path) -> bool:
 def provenance(gen: Any, p: GenerationParams, ends: tuple[str, str] | None = None, **extra: Any) -> dict[str, str]:
     """A generated file's metadata, the same from every interface: model id, prompt, seed, the settings that shaped
     it (steps, guidance, sampler, duration, precision, and eta, a timestep offset or shift, quantisation and the
-    init or inpainting settings when set), the timbre knobs the clip was conditioned on (``timbre.conditioned_knobs``, as JSON: ``knobs``, or
-    ``knobs_a`` and ``knobs_b`` for the prompts of a morph's ``ends``), and ``extra``, which may override any of
-    them (a clip's own seed and prompt); all as text, None left out."""
+    init or inpainting settings when set), the timbre knobs the clip was conditioned on
+    (``timbre.conditioned_knobs``, as JSON: ``knobs``, or ``knobs_a`` and ``knobs_b`` for the prompts of a morph's
+    ``ends``), and ``extra``, which may override any of them (a clip's own seed and prompt); all as text, None left
+    out."""
     def knobs(prompt: str) -> str | None:
         values = conditioned_knobs(gen, prompt, p.knobs())
         return json.dumps(values, sort_keys=True) if values else None

@@ -76,6 +76,12 @@ CANDIDATE_STRIDE = 1_000_003  # candidate j of a clip: its seed + j x this, far 
 QUICK_GL_ITERS = 4  # Griffin-Lim iterations of the quick rendering a held-back keyword's candidates are judged by first
 
 
+def morph_seeds(a_seed: int | None, b_seed: int | None, seed: int) -> tuple[int, int]:
+    """A morph's two ends' seeds: ``a_seed`` (default ``seed``, the settings'), ``b_seed`` (default ``a_seed + 1``)."""
+    sa = a_seed if a_seed is not None else seed
+    return sa, b_seed if b_seed is not None else (sa + 1) % (MAX_SEED + 1)
+
+
 def check_vocoder(vocoder: object) -> None:
     """A ``vocoder`` setting is True (the model's own) or False (Griffin-Lim): ParamError naming it otherwise."""
     if not isinstance(vocoder, bool):
@@ -719,6 +725,20 @@ class Generator(RunMixin):
                         callback=callback, init=init, strength=p.strength)
         return r.generation([p.prompt] * n, seeds, p, warnings)
 
+    def morph_plan(self, a: MorphEnd, b: MorphEnd, params: GenerationParams | None = None,
+                   **settings: Any) -> tuple[GenerationParams, int, int, tuple[float, float]]:
+        """What ``morph`` runs ``a`` to ``b`` with, known before it renders: the resolved settings (with the ends'
+        guidance scale where they share one, as its result says them), the two ends' seeds (``morph_seeds``) and
+        each end's own guidance scale."""
+        asked = GenerationParams.from_kwargs(settings, base=params or DEFAULTS)
+        p = self.resolve(asked)
+        assert p.seed is not None
+        for end in (a, b):
+            SPECS["seed"].check(end.seed)
+        sa, sb = morph_seeds(a.seed, b.seed, p.seed)
+        ca, cb = self.cfg_scales([a.prompt, b.prompt], asked)
+        return (dataclasses.replace(p, cfg_scale=ca) if ca == cb else p), sa, sb, (ca, cb)
+
     @torch.inference_mode()
     def morph(
         self,
@@ -737,16 +757,11 @@ class Generator(RunMixin):
         the sources: clip 0 equals ``generate(a.prompt, seed=a.seed)`` (or ``vary(a.audio, prompt=a.prompt,
         seed=a.seed, strength=...)``), the last one the same for ``b``. ``a.seed`` defaults to the settings'
         seed, ``b.seed`` to ``a.seed + 1``; the clips between draw later noise from ``a.seed``."""
-        asked = GenerationParams.from_kwargs(settings, base=params or DEFAULTS)
-        p = self.resolve(asked)
-        assert p.seed is not None and p.duration is not None
+        p, sa, sb, (ca, cb) = self.morph_plan(a, b, params, **settings)
+        assert p.duration is not None
         not_judged(p, "morphs")
         if (a.audio is None) != (b.audio is None):
             raise UserInputError("morph: give a clip for both ends or for neither")
-        for end in (a, b):
-            SPECS["seed"].check(end.seed)
-        sa = a.seed if a.seed is not None else p.seed
-        sb = b.seed if b.seed is not None else (sa + 1) % (MAX_SEED + 1)
         count = p.morph_steps
         shape = self.latent_shape(p.duration)
         t = torch.linspace(0.0, 1.0, count)
@@ -763,10 +778,7 @@ class Generator(RunMixin):
             warnings = self.cut_warnings([a.audio, b.audio], p.duration, ("the first clip", "the second clip")) + warnings
             init = torch.lerp(z[0:1].expand(count, -1, -1), z[1:2].expand(count, -1, -1), w[..., None])
         seeds = [sb if k == count - 1 else sa for k in range(count)]
-        ca, cb = self.cfg_scales([a.prompt, b.prompt], asked)
         scales = [(1.0 - float(x)) * ca + float(x) * cb for x in t]  # each end's own scale, lerped between
-        if ca == cb:
-            p = dataclasses.replace(p, cfg_scale=ca)
         r = self.render(p, cond, uncond[:1].expand(count, -1), noise, seeds, vocoder=vocoder, callback=callback,
                         init=init, strength=p.strength if init is not None else 1.0, cfg_scales=scales)
         prompts = [a.prompt if k < count / 2 else b.prompt for k in range(count)]

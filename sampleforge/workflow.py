@@ -11,7 +11,6 @@ provenance (prompt, seed, model id, parameters) in its metadata. The generator c
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 from collections.abc import Callable, Sequence
@@ -24,7 +23,7 @@ from sampleforge.api import provenance
 from sampleforge.audio.finish import apply_length, parse_length
 from sampleforge.audio.io import FORMATS, read_audio, read_metadata, write_audio
 from sampleforge.errors import AudioReadError, ParamError, SampleforgeError, UserInputError
-from sampleforge.params import DEFAULTS, MAX_SEED, GenerationParams
+from sampleforge.params import DEFAULTS, GenerationParams
 from sampleforge.pipeline import Callback, Generation, Generator, MorphEnd
 
 PathLike = str | os.PathLike[str]
@@ -176,7 +175,8 @@ def morph(
             inputs.append(f"{Path(end.audio).name}@{digest}")
             end = MorphEnd(end.prompt, end.seed, wav)
         ends.append(end)
-    planned = _morph_names(d, gen, a, b, inputs, *_morph_plan(gen, a, b, p))
+    planned_params, planned_a, planned_b, _ = gen.morph_plan(a, b, p)
+    planned = _morph_names(d, gen, a, b, inputs, planned_params, planned_a, planned_b)
     _keep_users(planned)  # before generating
     result = gen.morph(ends[0], ends[1], p, vocoder=use_vocoder, callback=callback)
     _tell(warn, result.warnings)
@@ -195,20 +195,6 @@ def morph(
             extra |= {"input_a": inputs[0], "input_b": inputs[1], "strength": r.strength}
         meta.append(provenance(gen, r, (a.prompt, b.prompt), **extra))
     return write_clips(result, names, gen, meta)
-
-
-def _morph_plan(gen: Generator, a: MorphEnd, b: MorphEnd, p: GenerationParams) -> tuple[GenerationParams, int, int]:
-    """The settings and the two ends' seeds ``gen.morph`` will run ``a`` to ``b`` with (as its ``Generation``
-    says them), known before generating."""
-    r = gen.resolve(p)
-    seed = r.seed
-    assert seed is not None
-    ca, cb = gen.cfg_scales([a.prompt, b.prompt], p)
-    if ca == cb:
-        r = dataclasses.replace(r, cfg_scale=ca)
-    sa = a.seed if a.seed is not None else seed
-    sb = b.seed if b.seed is not None else (sa + 1) % (MAX_SEED + 1)
-    return r, sa, sb
 
 
 def _morph_names(d: Path, gen: Generator, a: MorphEnd, b: MorphEnd, inputs: Sequence[str], r: GenerationParams,

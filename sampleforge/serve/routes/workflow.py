@@ -34,6 +34,7 @@ from sampleforge.audio.io import read_audio
 from sampleforge.errors import AudioReadError, ParamError, UserInputError
 from sampleforge.kit.pieces import DEFAULT_PIECES, KIT_DEFAULTS, PIECES
 from sampleforge.params import DEFAULTS, MAX_SEED, SPECS, GenerationParams
+from sampleforge.pipeline import morph_seeds
 from sampleforge.serve.job import QUEUED, Job
 from sampleforge.serve.results import new_job_id
 from sampleforge.serve.routes.common import JsonBodyRoute, accepted, queue_full_is_429, server_limits
@@ -257,8 +258,7 @@ def morph(req: MorphRequest, request: Request) -> JSONResponse:
         raise RequestValidationError(blank)
     inputs = {"from_audio": _decode("from_audio", req.from_audio, rate),
               "to_audio": _decode("to_audio", req.to_audio, rate)} if req.from_audio else None
-    a = req.from_seed if req.from_seed is not None else int(p.seed or 0)  # with_seed() set p.seed
-    b = req.to_seed if req.to_seed is not None else (a + 1) % (MAX_SEED + 1)
+    a, b = morph_seeds(req.from_seed, req.to_seed, int(p.seed or 0))  # with_seed() set p.seed
     return _queue(request, "morph", p, f"{req.from_prompt} -> {req.to_prompt}", inputs, from_prompt=req.from_prompt,
                   to_prompt=req.to_prompt, from_seed=a, to_seed=b, clips=inputs is not None)
 

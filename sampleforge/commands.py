@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -350,7 +349,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     gen, _ = api.load_generator(model=args.model)
     prompts = [CATEGORY_PROMPTS[c] for c in MAIN_CLASSES]
     asked = GenerationParams.from_kwargs({"n": args.per_class, "seed": args.seed})  # as generate_full reads them
-    planned = _demo_names(args.out_dir, gen, *_demo_plan(gen, asked, prompts))
+    plan = gen.plan(asked, prompts)
+    planned = _demo_names(args.out_dir, gen, plan.params, plan.prompts, plan.seeds)
     for out in planned:  # before generating: an earlier clip is replaced, a file of the user's never
         api.check_writable(out, "out_dir")
     t0 = time.perf_counter()
@@ -368,17 +368,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         x = wav.numpy()
         print(f"  {str(out):<60} peak {np.abs(x).max():.3f}  rms {20 * np.log10(np.sqrt(np.mean(x**2)) + 1e-12):6.1f} dBFS")
     return 0
-
-
-def _demo_plan(gen: Any, asked: GenerationParams, prompts: list[str]) -> tuple[GenerationParams, list[str], list[int]]:
-    """The settings, prompts and seeds ``gen.generate_full`` will run ``prompts`` with at the settings ``asked``
-    (as its ``Generation`` says them), known before generating."""
-    p = gen.resolve(asked)
-    batch = [x for x in prompts for _ in range(p.count)]
-    scales = set(gen.cfg_scales(batch, asked)) if hasattr(gen, "cfg_scales") else set()
-    if len(scales) == 1:  # a sampleforge model gives the scale the batch's prompts run at
-        p = dataclasses.replace(p, cfg_scale=scales.pop())
-    return p, batch, [p.seed + k for k in range(len(batch))]
 
 
 def _demo_names(out_dir: Path, gen: Any, p: GenerationParams, prompts: list[str], seeds: list[int]) -> list[Path]:

@@ -27,13 +27,13 @@ from torch import Tensor
 from sampleforge.audio.finish import finish
 from sampleforge.audio.griffinlim import GriffinLim
 from sampleforge.audio.mel import MelSpectrogram
-from sampleforge.backends.base import BackendOptions, Generation, ParamSpace, RunMixin, model_defaults
+from sampleforge.backends.base import BackendOptions, Batch, Generation, ParamSpace, RunMixin, model_defaults
 from sampleforge.bundle import DEFAULT_MODEL, Bundle, load_bundle, model_id
 from sampleforge.devices import torch_device
 from sampleforge.diffusion.samplers import DISTILLED_SAMPLERS, FLOW_SAMPLERS, SAMPLERS
 from sampleforge.diffusion.sampling import generate_latents
 from sampleforge.errors import ParamError, UserInputError
-from sampleforge.params import DEFAULTS, MAX_SEED, PRECISIONS, SPECS, GenerationParams, check_seeds
+from sampleforge.params import DEFAULTS, MAX_SEED, PRECISIONS, SPECS, GenerationParams
 from sampleforge.text.keywords import classes_named, keywords
 from sampleforge.timbre import KEYWORD_MIN_CLIPS, WORD_KNOBS, keyword_weight, knobs_from_words, pairs_leaving
 
@@ -391,6 +391,15 @@ class Generator(RunMixin):
             raise ParamError(unused[0], f": sampleforge models do not take it ({who})")
         return p
 
+    def plan(self, params: GenerationParams, prompts: Sequence[str] | None = None) -> Batch:
+        """``RunMixin.plan``, with the guidance scale the batch's prompts run at when they share one (``cfg_scales``:
+        the batch's prompts, not ``params.prompt``), as ``run`` and its ``Generation`` say it."""
+        planned = super().plan(params, prompts)
+        scales = set(self.cfg_scales(planned.prompts, params))
+        if len(scales) == 1:
+            return dataclasses.replace(planned, params=dataclasses.replace(planned.params, cfg_scale=scales.pop()))
+        return planned
+
     def cfg_scales(self, prompts: Sequence[str], params: GenerationParams) -> list[float]:
         """The guidance scale of each prompt: ``params.cfg_scale`` when given, else the model's own, which for a
         prompt that sets no timbre knob (by value or by word) is ``diffusion.cfg_scale_no_knobs`` if the model
@@ -529,15 +538,10 @@ class Generator(RunMixin):
         equals generating each clip alone with its seed, for every sampler, up to float rounding (batched
         convolutions sum in another order: ~1e-5 in the mel, which Griffin-Lim can grow to ~1e-3).
         """
-        p = self.resolve(params)
+        planned = self.plan(params, prompts)
+        p, batch, seeds = planned.params, planned.prompts, planned.seeds
         assert p.seed is not None and p.duration is not None and p.sampler is not None
-        prompt_list = [p.prompt] if prompts is None else list(prompts)
-        if not prompt_list or not all(isinstance(x, str) for x in prompt_list):
-            raise UserInputError("prompts must be a string or a non-empty list of strings")
-        batch = [x for x in prompt_list for _ in range(p.count)]
-        check_seeds(p.seed, len(batch))
-        seeds = [p.seed + k for k in range(len(batch))]
-        warnings = sorted({w for x in prompt_list for w in self.check_prompt(x)}) + self.settings_warnings(p)
+        warnings = sorted({w for x in dict.fromkeys(batch) for w in self.check_prompt(x)}) + self.settings_warnings(p)
         shape = self.latent_shape(p.duration)
         if noise is None:
             noise = self.start_noise(seeds, shape)  # per-clip seeds: clip k's noise and later draws from seed + k
@@ -545,8 +549,6 @@ class Generator(RunMixin):
             raise UserInputError(f"noise has shape {tuple(noise.shape)}, expected {(len(batch), *shape)}")
         cond, uncond = self.condition(batch, p.knobs())
         scales = self.cfg_scales(batch, params)
-        if len(set(scales)) == 1:
-            p = dataclasses.replace(p, cfg_scale=scales[0])  # as run: the batch's prompts, not params.prompt
         if (p.candidates or 1) > 1:
             r, kept, said = self.judged(p, batch, seeds, noise, cond, uncond, scales, vocoder=vocoder,
                                         callback=callback, normalize=normalize)

@@ -137,3 +137,8 @@ def test_a_seed_must_leave_room_for_its_clips() -> None:
         GenerationParams.from_kwargs({"seed": MAX_SEED, "n": 2})
     assert all(GenerationParams(count=1000).with_seed().seed + 999 <= MAX_SEED for _ in range(200))
     assert 0 <= random_seed(MAX_SEED + 1) <= 0
+    from sampleforge.backends.base import batch  # every backend's batch: a seed per clip of every prompt
+
+    assert batch(GenerationParams(seed=MAX_SEED - 2), ["kick", "snare", "clap"]).seeds[-1] == MAX_SEED
+    with pytest.raises(ParamError, match="^seed must leave room for its 3 clips"):
+        batch(GenerationParams(seed=MAX_SEED - 1), ["kick", "snare", "clap"])

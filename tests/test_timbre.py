@@ -380,6 +380,12 @@ def test_a_prompt_that_sets_no_knob_takes_the_models_own_scale_for_it(firm_plain
     long_alone = gen.generate_full("long kick", steps=2, seed=4, vocoder=False)
     torch.testing.assert_close(mixed.latents[:1], plain.latents, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(mixed.latents[1:], long_alone.latents, rtol=1e-4, atol=1e-5)
+    # the plan of a call (what a command names its files by) says the settings, clips and seeds its run gives
+    for prompts in (["kick", "kick"], ["long kick"], ["long kick", "kick"]):
+        asked = GenerationParams(seed=3, steps=2, count=2)
+        plan, run = gen.plan(asked, prompts), gen.generate_full(prompts, params=asked, vocoder=False)
+        assert (plan.params, plan.prompts, plan.seeds) == (run.params, run.prompts, run.seeds)
+    assert long_alone.params.cfg_scale == 3.0 == gen.plan(GenerationParams(seed=3), ["long kick"]).params.cfg_scale
 
 
 def test_a_morph_carries_each_ends_own_guidance(firm_plain_model) -> None:

@@ -13,15 +13,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
 from sampleforge.errors import ParamError, UserInputError
-
-if TYPE_CHECKING:
-    from sampleforge.params import GenerationParams
+from sampleforge.params import DEFAULTS, GenerationParams, check_seeds
 
 Callback = Callable[[int, int], None]
 
@@ -137,13 +135,17 @@ class RunMixin:
     of the class it is mixed into (every backend defines ``run``, see ``Backend``)."""
 
     run: Callable[..., Generation]
+    resolve: Callable[[GenerationParams], GenerationParams]
+
+    def plan(self, params: GenerationParams, prompts: Sequence[str] | None = None) -> Batch:
+        """The settings, prompts and seeds ``run`` renders ``prompts`` (default: ``[params.prompt]``) with at the
+        settings ``params``, known before rendering (a command names its files with them)."""
+        return batch(self.resolve(params), prompts)
 
     def generate_full(self, prompts: str | Sequence[str], n: int | None = None, *, vocoder: bool = True,
                       callback: Callback | None = None, normalize: str | None = "peak",
                       params: GenerationParams | None = None, **settings: Any) -> Generation:
         """Like ``generate`` but returns a ``Generation`` with seeds, settings, warnings and the stages."""
-        from sampleforge.params import DEFAULTS, GenerationParams
-
         if n is not None:
             settings["n"] = n
         p = GenerationParams.from_kwargs(settings, base=params or DEFAULTS)
@@ -213,12 +215,14 @@ def resolve_in(space: ParamSpace, params: GenerationParams, precision: str) -> G
 
 
 def batch(p: GenerationParams, prompts: Sequence[str] | None) -> Batch:
-    """Expand ``count`` clips per prompt (prompt-major); clip k gets seed ``p.seed + k``."""
+    """Expand ``count`` clips per prompt (prompt-major); clip k gets seed ``p.seed + k``, which must not pass the
+    largest seed (ParamError naming ``seed``)."""
     assert p.seed is not None
     prompt_list = [p.prompt] if prompts is None else list(prompts)
     if not prompt_list or not all(isinstance(x, str) for x in prompt_list):
         raise UserInputError("prompts must be a string or a non-empty list of strings")
     clips = [x for x in prompt_list for _ in range(p.count)]
+    check_seeds(p.seed, len(clips))
     return Batch(p, clips, [p.seed + k for k in range(len(clips))])
 
 

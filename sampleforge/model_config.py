@@ -19,7 +19,7 @@ from sampleforge.models.text import TextConfig
 from sampleforge.models.unet import UNetConfig
 from sampleforge.models.vae import VAEConfig
 from sampleforge.models.vocoder import VocoderConfig
-from sampleforge.strict import ConfigError, from_dict, to_dict
+from sampleforge.strict import ConfigError, from_dict, require_finite, to_dict
 from sampleforge.text.keywords import Vocabulary
 
 FORMAT_VERSION = 1
@@ -41,6 +41,7 @@ class DiffusionConfig:
     def __post_init__(self) -> None:
         from sampleforge.diffusion.prediction import PREDICTIONS
 
+        require_finite("diffusion", self)
         if self.prediction not in PREDICTIONS:
             raise ConfigError(f"diffusion.prediction: {self.prediction!r} is not one of {', '.join(PREDICTIONS)}")
         if self.prediction == "flow" and self.sampling_schedule != "uniform":
@@ -72,6 +73,10 @@ class ModelConfig:
     griffin_lim: GriffinLimConfig = field(default_factory=GriffinLimConfig)  # without a vocoder, or --no-vocoder
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.duration <= 600:  # NaN too
+            raise ConfigError(f"model.duration must be between 0.1 and 600 seconds, got {self.duration}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "config.json") -> ModelConfig:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from typing import Any, TypeVar
@@ -15,11 +17,21 @@ class ConfigError(ValueError):
 
 
 def require_at_least(section: str, obj: Any, names: tuple[str, ...], minimum: float = 1) -> None:
-    """ConfigError naming ``section.name`` for the first of ``obj``'s fields ``names`` below ``minimum``."""
+    """ConfigError naming ``section.name`` for the first of ``obj``'s fields ``names`` below ``minimum`` (or NaN)."""
     for name in names:
         value = getattr(obj, name)
-        if value < minimum:
+        if not value >= minimum:
             raise ConfigError(f"{section}.{name} must be >= {minimum}, got {value}")
+
+
+def require_finite(section: str, obj: Any) -> None:
+    """ConfigError naming ``section.name`` for the first float field of dataclass ``obj`` (or float in a list or
+    tuple field) that is NaN or infinite: JSON files may spell them ``NaN`` and ``Infinity``."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(x, float) and not math.isfinite(x) for x in items):
+            raise ConfigError(f"{section}.{f.name} must be a finite number, got {value}")
 
 
 def require_sizes(section: str, name: str, sizes: list[int]) -> None:
@@ -44,6 +56,23 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
         return cls(**kwargs)
     except TypeError as exc:  # a required field is missing
         raise ConfigError(f"{where}: {exc}") from None
+    except ConfigError as exc:  # a value its __post_init__ refuses
+        raise ConfigError(located(where, str(exc))) from None
+
+
+def located(where: str, message: str) -> str:
+    """``message``, a section's own error (``"train.lr: must be > 0"``, ``"unet.channels must be ..."``), placed
+    at ``where``, the section's place in its file: its leading section name becomes ``where`` when ``where``'s
+    path holds that name (``"f.json: train.vocoder"`` + ``"train.lr: ..."`` -> ``"f.json: train.vocoder.lr:
+    ..."``; ``"f.json: model.unet"`` + ``"unet.channels ..."`` -> ``"f.json: model.unet.channels ..."``), else
+    ``where`` goes before it."""
+    if message.startswith(where):
+        return message
+    path = where.rpartition(": ")[2]
+    head = re.match(r"(\w+)(?=[.:])", message)
+    if head and head.group(1) in path.split("."):
+        return where + message[head.end():]
+    return f"{where}: {message}"
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
@@ -74,13 +103,20 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected an object, got {value!r}")
-        return dict(value)
+        key_type, value_type = typing.get_args(tp) or (Any, Any)
+        return {_coerce(key_type, k, where): _coerce(value_type, v, f"{where}.{k}") for k, v in value.items()}
     if tp is Any:
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond any float
+            number = math.inf
+        if not math.isfinite(number):  # JSON's NaN and Infinity pass every range check written as x < limit
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")

@@ -35,6 +35,8 @@ log = logging.getLogger("sampleforge.train")
 FORMAT = 1
 MODEL, EMA_FILE = "model.safetensors", "ema.safetensors"
 STATE_TENSORS, STATE_JSON = "state.safetensors", "state.json"
+# what every checkpoint's state.json says (besides the task's own state)
+META_KEYS = ("task", "step", "epoch", "position", "n_items", "world_size", "elapsed", "config", "rng", "optimizer")
 
 
 def checkpoint_path(out_dir: Path) -> Path:
@@ -91,8 +93,12 @@ def read_meta(path: Path) -> dict[str, Any]:
         meta: dict[str, Any] = json.loads((path / STATE_JSON).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path / STATE_JSON}: unreadable ({exc})") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path / STATE_JSON}: format {meta.get('format')!r}, expected {FORMAT}")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise CheckpointError(f"{path / STATE_JSON}: format {found!r}, expected {FORMAT}")
+    missing = [key for key in META_KEYS if key not in meta]
+    if missing:
+        raise CheckpointError(f"{path / STATE_JSON}: lacks {', '.join(missing)} (damaged or edited)")
     return meta
 
 
@@ -105,7 +111,10 @@ def load_checkpoint(
         load_model(model, str(path / MODEL), strict=True, device=str(device))
         tensors = load_file(str(path / STATE_TENSORS))
         ema = load_file(str(path / EMA_FILE)) if (path / EMA_FILE).exists() else None
-    except (RuntimeError, OSError, SafetensorError) as exc:
+    except SafetensorError as exc:
+        raise CheckpointError(f"{path}: damaged ({_first_reason(exc)}); put back a copy of it, or start the "
+                              f"stage anew (remove {path.parent}, or choose another --out)") from None
+    except (RuntimeError, OSError) as exc:
         raise CheckpointError(f"{path}: cannot load ({_first_reason(exc)}); was it written for another model "
                               "config (the model section of the recipe changed since)?") from None
     load_optimizer(optimizer, tensors, meta["optimizer"], path)

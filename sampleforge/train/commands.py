@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,25 +22,42 @@ def register(sub: Any) -> None:
     p = sub.add_parser("train", help="train a model stage on folders of drum samples (resumable)")
     p.add_argument("stage", choices=STAGE_CHOICES, help="vae, then diffusion; vocoder any time; all = vae, diffusion, vae-decoder (+ vocoder); vae-decoder: "
                    "fine-tune the VAE decoder alone (keeps the latents, so the diffusion model stays valid)")
-    p.add_argument("--data", nargs="+", default=None,
-                   help="folders of samples or Hydrogen kits (default: the installed Hydrogen kits)")
-    p.add_argument("--config", type=Path, default=CONFIG_DEFAULT, help="recipe JSON")
-    p.add_argument("--out", type=Path, required=True, help="run folder; the model is built in OUT/model")
+    p.add_argument("--data", nargs="+", type=path_arg("a folder of samples"), default=None,
+                   help="folders of samples or Hydrogen kits (default: the installed Hydrogen kits); the run folder "
+                        "and the cache are never scanned")
+    p.add_argument("--config", type=path_arg("a recipe file"), default=CONFIG_DEFAULT, help="recipe JSON")
+    p.add_argument("--out", type=path_arg("a run folder"), required=True,
+                   help="run folder; the model is built in OUT/model")
     p.add_argument("--resume", action="store_true", help="continue from OUT's checkpoints")
     p.add_argument("--max-minutes", type=positive_float, default=None,
                    help="stop cleanly (with a checkpoint) after N minutes; a run stopped before its last step exits "
                         f"with status {EXIT_STOPPED} (continue it with --resume), a finished one with 0")
     p.add_argument("--max-steps", type=int_at_least(0), default=None, help="override the config's max_steps")
-    p.add_argument("--cache", type=Path, default=None, help="clip cache folder (default ~/.cache/sampleforge)")
+    p.add_argument("--cache", type=path_arg("a cache folder"), default=None,
+                   help="cache folder of the decoded clips (default $SAMPLEFORGE_CACHE or ~/.cache/sampleforge) and "
+                        "of the synthesized ones, in CACHE/synth (default OUT/cache/synth)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
+
+
+def path_arg(what: str) -> Callable[[str], Path]:
+    """An argparse ``type``: a path, not empty (an empty one would mean the current folder); ``what`` names what
+    to give instead."""
+    def parse(text: str) -> Path:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"empty: give {what}")
+        return Path(text)
+
+    return parse
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     import time
 
+    import torch
+
     from sampleforge.data.corpus import HYDROGEN_DIRS
-    from sampleforge.train.loop import train
+    from sampleforge.train.loop import derived_seed, exclusive, train
     from sampleforge.train.recipe import load_recipe, training_clips
     from sampleforge.train.stage import StageContext
 
@@ -56,25 +74,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         if recipe.model.vocoder is not None and "vocoder" not in stages:
             stages.append("vocoder")
     deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else None
-    for stage in stages:
-        clips, held = training_clips(dirs, recipe.data, cache or args.out / "cache", stage)
-        print(f"{stage}: {len(clips)} training clips, {len(held)} held out "
-              f"({', '.join(recipe.data.held_out_kits) or 'none'})")
-        cfg = recipe.train[stage]
-        if args.max_steps is not None:
-            cfg.max_steps = args.max_steps
-        ctx = StageContext(run_dir=args.out, model_config=recipe.model, data=recipe.data, recipe=recipe.recipe,
-                           clips=clips, held_out=held, cache_dir=cache, seed=cfg.seed)
-        task = _task(stage, ctx)
-        minutes = None if deadline is None else max(0.0, (deadline - time.monotonic()) / 60)
-        result = train(task, cfg, args.out / stage, resume=args.resume, max_minutes=minutes,
-                       progress=not args.no_progress)
-        print(f"{stage}: {result.describe()}")
-        if int(os.environ.get("RANK", "0")) == 0:  # one process writes the model folder
-            ctx.install_export(result.export_dir)
-        if getattr(result, "stopped_early", False):
-            print(f"stopped early (time limit or signal); continue with: {resume_command(args)}")
-            return EXIT_STOPPED
+    # one command at a time builds a run's model folder (in a distributed launch, the ranks of one command)
+    with exclusive(args.out, main=int(os.environ.get("RANK", "0")) == 0):
+        for stage in stages:
+            clips, held = training_clips(dirs, recipe.data, cache or args.out / "cache", stage, exclude=[args.out])
+            print(f"{stage}: {len(clips)} training clips, {len(held)} held out "
+                  f"({', '.join(recipe.data.held_out_kits) or 'none'})")
+            cfg = recipe.train[stage]
+            if args.max_steps is not None:
+                cfg.max_steps = args.max_steps
+            ctx = StageContext(run_dir=args.out, model_config=recipe.model, data=recipe.data, recipe=recipe.recipe,
+                               clips=clips, held_out=held, cache_dir=cache, seed=cfg.seed)
+            torch.manual_seed(derived_seed(cfg.seed, "init", stage))  # initial weights: a fresh run is repeatable
+            task = _task(stage, ctx)
+            minutes = None if deadline is None else max(0.0, (deadline - time.monotonic()) / 60)
+            result = train(task, cfg, args.out / stage, resume=args.resume, max_minutes=minutes,
+                           progress=not args.no_progress)
+            print(f"{stage}: {result.describe()}")
+            if int(os.environ.get("RANK", "0")) == 0:  # one process writes the model folder
+                ctx.install_export(result.export_dir)
+            if getattr(result, "stopped_early", False):
+                print(f"stopped early (time limit or signal); continue with: {resume_command(args)}")
+                return EXIT_STOPPED
     print(f"model folder: {args.out / 'model'}")
     return 0
 

@@ -10,11 +10,14 @@ uniformly drawn noise level.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 from pathlib import Path
 from typing import Any, cast
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
@@ -23,11 +26,13 @@ from tqdm import tqdm
 from sampleforge.bundle import load_state
 from sampleforge.devices import normal, uniform
 from sampleforge.diffusion.prediction import get_prediction, training_example
+from sampleforge.errors import CheckpointError, SampleforgeError, UserInputError
 from sampleforge.models.text import KeywordEncoder, keyword_dropout
 from sampleforge.models.unet import LatentUNet
 from sampleforge.models.vae import MelVAE
 from sampleforge.taxonomy import CATEGORY_PROMPTS
 from sampleforge.text.keywords import Vocabulary
+from sampleforge.train.checkpoint import checkpoint_path, read_meta
 from sampleforge.train.stage import StageContext
 
 log = logging.getLogger(__name__)
@@ -99,19 +104,51 @@ def init_vocabulary(folder: Path, built: Vocabulary, size: int) -> Vocabulary:
     of this run's clips (``built``) that the folder does not know, on the free rows of the keyword encoder's
     table (``size``, the folder's ``text.vocab_size``), where they start untrained. Words beyond that room are
     dropped from their prompts. Both get a log line. Raises UserInputError when the folder has no vocabulary."""
-    from sampleforge.errors import UserInputError
-
     vocab_file = folder / "vocab.json"
     if not folder.is_dir() or not vocab_file.is_file():
         raise UserInputError(f"recipe.init.diffusion: {folder} is not a model folder (no vocab.json)")
-    vocab, added, left_out = Vocabulary.load(vocab_file).extended(built, size)
+    return extend_vocabulary(Vocabulary.load(vocab_file), built, size, str(folder))
+
+
+def extend_vocabulary(own: Vocabulary, built: Vocabulary, size: int, whose: str) -> Vocabulary:
+    """``own`` (the keywords a trained keyword encoder's rows stand for, ``whose``), with the words of ``built``
+    it lacks on the free rows of a table of ``size``; words beyond that room are dropped from their prompts.
+    Both get a log line."""
+    vocab, added, left_out = own.extended(built, size)
     if added:
         log.info("diffusion: %d new keyword(s) of the training clips, ids %d-%d: %s", len(added),
                  vocab.id_of(added[0]), vocab.id_of(added[-1]), ", ".join(added))
     if left_out:
         log.info("diffusion: %d keyword(s) of the training clips are left out: the keyword encoder of %s has "
-                 "room for %d words: %s", len(left_out), folder, size - 1, ", ".join(left_out))
+                 "room for %d words: %s", len(left_out), whose, size - 1, ", ".join(left_out))
     return vocab
+
+
+def run_vocabulary(stage_dir: Path, model_dir: Path) -> Vocabulary | None:
+    """The keywords of the checkpoint in ``stage_dir``, the run a resume continues (None: no checkpoint): what it
+    saved, or for a checkpoint that saved none, the run's ``model_dir/vocab.json`` (written when it began)."""
+    path = checkpoint_path(stage_dir)
+    if not (path / "state.json").is_file():
+        return None
+    saved = (read_meta(path).get("task_state") or {}).get("vocab")
+    try:
+        if saved is not None:
+            return Vocabulary.from_dict(saved)
+        if (model_dir / "vocab.json").is_file():
+            return Vocabulary.load(model_dir / "vocab.json")
+    except SampleforgeError as exc:
+        raise CheckpointError(f"{path}: its keywords are unreadable ({exc})") from None
+    return None
+
+
+def vae_identity(vae: MelVAE) -> str:
+    """A hash of what makes a VAE's latents: its encoder's weights and its scale factor (a decoder trained on,
+    stage ``vae-decoder``, keeps them)."""
+    h = hashlib.sha256(repr(float(vae.cfg.scale_factor)).encode())
+    for name, value in sorted(vae.encoder.state_dict().items()):
+        h.update(name.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def take_init_vae(model_dir: Path, folder: Path) -> None:
@@ -120,8 +157,6 @@ def take_init_vae(model_dir: Path, folder: Path) -> None:
     ``model_dir`` the first time. Raises UserInputError when the folder has no VAE, or when the run already
     holds a different one (the start was rebuilt since the run began)."""
     import shutil
-
-    from sampleforge.errors import UserInputError
 
     src, dst = folder / "vae.safetensors", model_dir / "vae.safetensors"
     if not src.is_file() or not (folder / "config.json").is_file():
@@ -144,8 +179,6 @@ def take_init_vae(model_dir: Path, folder: Path) -> None:
 def start_from(model: nn.Module, folder: Path) -> None:
     """Load a model folder's U-Net and keyword encoder into ``model`` (``recipe.init["diffusion"]``; its
     keywords are taken with :func:`init_vocabulary`). Raises UserInputError naming what does not fit."""
-    from sampleforge.errors import CheckpointError, UserInputError
-
     if not folder.is_dir():
         raise UserInputError(f"recipe.init.diffusion: {folder} is not a model folder")
     try:
@@ -159,6 +192,10 @@ class DiffusionTask:
     name = "diffusion"
 
     def __init__(self, ctx: StageContext) -> None:
+        """Reads the trained VAE, the clips and what a checkpoint of this stage says; writes nothing into the
+        model folder (RUN/model): the vocabulary, the config and the timbre table go there with the weights
+        (``export``), so that a run refused at its start (a checkpoint without --resume, another architecture)
+        leaves the finished model as it was."""
         self.ctx = ctx
         named = ctx.recipe.init.get("diffusion")
         init = Path(named) if named else None  # a model folder the U-Net and keyword encoder start from
@@ -168,19 +205,25 @@ class DiffusionTask:
         cfg = ctx.model_config
         vae_file = ctx.model_dir / "vae.safetensors"
         if not vae_file.is_file():
-            from sampleforge.errors import UserInputError
-
             raise UserInputError(f"{vae_file} not found: train the VAE first (`sampleforge train vae --out {ctx.run_dir}`)")
         self.vae = MelVAE(cfg.vae)
         load_state(self.vae, vae_file)
         self.vae.eval().requires_grad_(False)
         built = Vocabulary.build([list(c.keywords) for c in ctx.clips], min_count=ctx.data.min_count,
                                  categories=[c.category for c in ctx.clips])
-        self.vocab = init_vocabulary(init, built, cfg.text.vocab_size) if init is not None else built
+        if len(built) <= 1:
+            raise UserInputError(f"data.min_count {ctx.data.min_count}: no keyword of the training clips is that "
+                                 "common, so the model would ignore every prompt (lower it)")
+        own = run_vocabulary(ctx.run_dir / self.name, ctx.model_dir)
+        if own is not None:  # the checkpoint's keyword ids keep their meaning, whatever clips it resumes on
+            self.vocab = extend_vocabulary(own, built, cfg.text.vocab_size, "the run's checkpoint")
+        elif init is not None:
+            self.vocab = init_vocabulary(init, built, cfg.text.vocab_size)
+        else:
+            self.vocab = built
         cfg.text.vocab_size = max(cfg.text.vocab_size, len(self.vocab))
-        ctx.model_dir.mkdir(parents=True, exist_ok=True)
-        self.vocab.save(ctx.model_dir / "vocab.json")
-        ctx.write_config(("text",))
+        self.vae_identity = vae_identity(self.vae)
+        self._timbre_table: dict[str, Any] | None = None
         self.model: nn.Module = nn.ModuleDict({"unet": LatentUNet(cfg.unet), "text": KeywordEncoder(cfg.text)})
         if init is not None:
             start_from(self.model, init)
@@ -189,21 +232,43 @@ class DiffusionTask:
         self.alphas_cumprod = None if self.prediction.flow else cfg.diffusion.alphas_cumprod().float()
         self._dataset = self._latent_dataset(vae_file)
 
+    # -- what a checkpoint carries besides the weights -------------------------------------------------
+    def extra_state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """The run's keywords (their ids are the keyword encoder's rows) and the VAE whose latents it learns."""
+        return {}, {"vocab": self.vocab.to_dict(), "vae": self.vae_identity}
+
+    def load_extra_state(self, tensors: dict[str, Tensor], state: Any, where: str) -> None:
+        """Refuse to resume on the latents of another VAE encoder (a VAE trained again since the run began)."""
+        saved = state.get("vae") if isinstance(state, dict) else None
+        if saved is not None and saved != self.vae_identity:
+            raise CheckpointError(
+                f"{where}: trained on the latents of another VAE (its encoder or scale changed since this stage "
+                f"began); start the diffusion stage anew: remove {self.ctx.run_dir / self.name} or choose "
+                "another --out")
+
     # -- data ------------------------------------------------------------------------------------------
     def _latent_dataset(self, vae_file: Path) -> TensorDataset:
         """Cached latents (N, C, W) with their keyword ids (N, L), knob quantiles (N, K) and the ids of their
         class's own words (N, L; ``class_prompt_dropout``)."""
         ctx = self.ctx
-        key = latent_cache_key(vae_file.read_bytes(), [(str(c.path), c.category, c.keywords) for c in ctx.clips],
+        hashes = ctx.dataset(augment=False).cache  # a clip replaced by another file is encoded anew
+        key = latent_cache_key(vae_file.read_bytes(),
+                               [(str(c.path), hashes.file_hash(c.path), c.category, c.keywords) for c in ctx.clips],
                                (ctx.recipe.latent_variants, ctx.data.augment, ctx.data.duration, ctx.seed),
                                self.vae.cfg.scale_factor)
         cache = ctx.run_dir / "diffusion" / f"latents-{key}.safetensors"
+        latents = None
         if cache.is_file():
-            latents = load_file(str(cache))["latents"]
-        else:
+            try:
+                latents = load_file(str(cache))["latents"]
+            except (SafetensorError, OSError, KeyError) as exc:
+                log.warning("%s: unreadable (%s); encoding the latents again", cache, exc)
+        if latents is None:
             latents = self._encode_all()
             cache.parent.mkdir(parents=True, exist_ok=True)
-            save_file({"latents": latents}, str(cache))
+            tmp = cache.with_name(cache.name + ".tmp")
+            save_file({"latents": latents}, str(tmp))
+            os.replace(tmp, cache)
         max_tokens = ctx.model_config.text.max_tokens
         rows = []
         for clip in ctx.clips:
@@ -229,8 +294,6 @@ class DiffusionTask:
         """(N, K) per-class quantiles of the knobs the text config names, for every training clip (measured on
         the unaugmented clips once, by ``recipe.timbre_features``' definitions, cached in RUN/diffusion/timbre.json
         with the per-class feature tables)."""
-        import json
-
         from sampleforge.timbre import KNOBS, class_quantiles, measure
 
         ctx = self.ctx
@@ -239,28 +302,34 @@ class DiffusionTask:
             return torch.zeros(len(ctx.clips), 0)
         cache = ctx.run_dir / "diffusion" / "timbre.json"
         version = ctx.recipe.timbre_features
-        stored = json.loads(cache.read_text()) if cache.is_file() else {}
-        # {"features": version, "clips": {path: features}}; another version (or the older flat file) is stale
-        known: dict[str, dict[str, float]] = stored.get("clips", {}) if stored.get("features") == version else {}
+        stored: Any = {}
+        if cache.is_file():
+            try:
+                stored = json.loads(cache.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                log.warning("%s: unreadable (%s); measuring the clips again", cache, exc)
+        # {"features": version, "clips": {path#content: features}}; another version or form is stale
+        fresh = isinstance(stored, dict) and stored.get("features") == version and isinstance(stored.get("clips"), dict)
+        known: dict[str, dict[str, float]] = stored["clips"] if fresh else {}
         ds = ctx.dataset(augment=False)
         feats = []
         for i, clip in enumerate(tqdm(ctx.clips, desc="measuring timbre", unit="clip", disable=None)):
-            key = str(clip.path)
+            key = f"{clip.path}#{ds.cache.file_hash(clip.path)[:16]}"  # a replaced file is measured anew
             if key not in known:
                 known[key] = measure(ds.waveform(i), ctx.model_config.sample_rate, version)
             feats.append(known[key])
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"features": version, "clips": known}))
+        tmp = cache.with_name(cache.name + ".tmp")
+        tmp.write_text(json.dumps({"features": version, "clips": known}), encoding="utf-8")
+        os.replace(tmp, cache)
         q = class_quantiles(feats, [c.category for c in ctx.clips])  # (N, len(KNOBS))
         self._write_timbre_table(feats, q)
         return torch.from_numpy(q[:, [KNOBS.index(k) for k in names]])
 
     def _write_timbre_table(self, feats: list[dict[str, float]], quantiles: Any) -> None:
-        """RUN/model/timbre.json: per class and knob, the feature value at quantiles 0.1, 0.5 and 0.9 (what a
-        knob value means in seconds, Hz, octaves or dB), and what each word means for each class
-        (``timbre.class_word_knobs`` over the clips' (N, K) ``quantiles``)."""
-        import json
-
+        """The model's timbre.json (written by ``export``): per class and knob, the feature value at quantiles
+        0.1, 0.5 and 0.9 (what a knob value means in seconds, Hz, octaves or dB), and what each word means for
+        each class (``timbre.class_word_knobs`` over the clips' (N, K) ``quantiles``)."""
         import numpy as np
 
         from sampleforge.timbre import KNOBS, class_word_knobs
@@ -271,12 +340,10 @@ class DiffusionTask:
             rows = [f for f, c in zip(feats, cats, strict=True) if c == cat]
             table[cat] = {k: [round(float(np.quantile([r[k] for r in rows], q)), 4) for q in (0.1, 0.5, 0.9)]
                           for k in KNOBS}
-        self.ctx.model_dir.mkdir(parents=True, exist_ok=True)
         real = [i for i, c in enumerate(self.ctx.clips) if not c.generated]  # words mean what recordings say
         words = class_word_knobs(quantiles[real], [cats[i] for i in real], [self.ctx.clips[i].keywords for i in real])
-        (self.ctx.model_dir / "timbre.json").write_text(
-            json.dumps({"features": self.ctx.recipe.timbre_features, "quantiles": [0.1, 0.5, 0.9], "classes": table, "words": words},
-                       indent=1) + "\n")
+        self._timbre_table = {"features": self.ctx.recipe.timbre_features, "quantiles": [0.1, 0.5, 0.9],
+                              "classes": table, "words": words}
 
     @torch.no_grad()
     def _encode_all(self) -> Tensor:
@@ -295,6 +362,10 @@ class DiffusionTask:
 
     def dataset(self) -> Any:
         return self._dataset
+
+    def settings(self) -> dict[str, dict[str, Any]]:
+        """The data and recipe settings this stage trains by (its checkpoints record them)."""
+        return self.ctx.settings(self.name)
 
     def collate(self, items: list[tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
         return _collate(items)
@@ -337,5 +408,10 @@ class DiffusionTask:
         model.train(was_training)
 
     def export(self, model: nn.Module, out_dir: Path) -> None:
+        """The U-Net and keyword encoder, with the files that go with the encoder's rows: vocab.json and (a model
+        with timbre knobs) timbre.json; ``StageContext.install_export`` puts them into the model folder."""
         self.ctx.save_component("unet", _unet(model), out_dir)
         self.ctx.save_component("text", _text(model), out_dir)
+        self.vocab.save(out_dir / "vocab.json")
+        if self._timbre_table is not None:
+            (out_dir / "timbre.json").write_text(json.dumps(self._timbre_table, indent=1) + "\n", encoding="utf-8")

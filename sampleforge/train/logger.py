@@ -28,11 +28,17 @@ class LossLog:
         self._warned: set[str] = set()
         if not self.csv_path.exists():
             return
-        with self.csv_path.open(newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, [])
-            rows = list(reader)
-        kept = [r for r in rows if r and int(r[0]) <= keep_until]
+        try:
+            with self.csv_path.open(newline="", encoding="utf-8") as f:
+                reader = csv.reader(f)
+                header = next(reader, [])
+                rows = list(reader)
+            kept = [r for r in rows if r and int(r[0]) <= keep_until]
+        except (ValueError, csv.Error) as exc:  # not a loss log: kept aside, not lost, and a new one begins
+            aside = self.csv_path.with_name("loss.unreadable.csv")
+            os.replace(self.csv_path, aside)
+            log.warning("%s: unreadable (%s); moved to %s, a new loss log begins", self.csv_path, exc, aside.name)
+            return
         if not kept:
             self.csv_path.unlink()
             return
@@ -62,7 +68,7 @@ class LossLog:
         """(column names, rows as floats; NaN where a value is missing)."""
         if not self.csv_path.exists():
             return [], []
-        with self.csv_path.open(newline="") as f:
+        with self.csv_path.open(newline="", encoding="utf-8") as f:
             reader = csv.reader(f)
             header = next(reader, [])
             return header, [[float(v) if v else math.nan for v in r] for r in reader if r]

@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from sampleforge.devices import torch_device
 from sampleforge.errors import CheckpointError, SampleforgeError, UserInputError
-from sampleforge.strict import ConfigError, to_dict
+from sampleforge.strict import ConfigError, require_finite, to_dict
 from sampleforge.train.checkpoint import (
     checkpoint_path,
     find_checkpoint,
@@ -82,7 +82,8 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0  # wall-clock minutes between checkpoints; 0: off
     checkpoint_every: int | None = None  # also checkpoint every N steps
     preview_every: int | None = None  # task.preview every N steps
-    seed: int = 0  # data order, loss noise, global RNGs
+    seed: int = 0  # data order, loss noise, global RNGs, and the networks' initial weights (`sampleforge train`
+    # seeds torch with it before it builds a stage's networks): a fresh run with the same seed gives the same model
     num_workers: int = 0  # DataLoader worker processes
     mixed_precision: str = "no"  # "no" or "bf16" (autocast around the loss)
 
@@ -91,6 +92,7 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(f"train.{key}: {rule}, got {getattr(self, key)!r}")
 
+        require_finite("train", self)  # an lr of Infinity passes "> 0" and trains a model of NaNs
         need(self.max_steps >= 0, "max_steps", "must be >= 0")
         need(self.batch_size >= 1, "batch_size", "must be >= 1")
         need(self.lr > 0, "lr", "must be > 0")
@@ -173,6 +175,8 @@ class TrainResult:
 
     def describe(self) -> str:
         """One line for people: what this call did, where the run is, and where its checkpoint and curve are."""
+        if self.step == 0:
+            return "no step trained (max_steps 0): no checkpoint, nothing exported"
         done = f"{self.steps_run:,} steps in {self.seconds:.1f} s" if self.steps_run else "no step to run"
         loss = "" if self.final_loss is None else f", loss {self.final_loss:.4g}"
         state = "stopped early" if self.stopped_early else "done"
@@ -202,8 +206,34 @@ def train(
     SIGINT/SIGTERM stop after the current step with a checkpoint (a second one aborts).
     """
     run = _Run(task, cfg, Path(out_dir), device)
-    with _StopRequest() as stop:
+    with _StopRequest() as stop, exclusive(run.out_dir, run.rt.main):
         return run.start(resume).loop(max_minutes, progress, stop)
+
+
+@contextlib.contextmanager
+def exclusive(folder: Path, main: bool = True) -> Iterator[None]:
+    """Hold ``folder/.lock`` (an advisory lock that ends with the process) while a run writes ``folder``; a second
+    run into the same folder is a UserInputError naming the process that has it. Other ranks of a distributed
+    launch (``main`` False) take no lock: their rank 0 holds it."""
+    import fcntl
+
+    if not main:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            raise UserInputError(f"{folder} is in use by another training (process {holder}); wait for it to "
+                                 "finish, or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -225,7 +255,7 @@ def epoch_batches(
     The epoch's order is a permutation drawn from (seed, epoch); each step takes the next
     ``batch_size * world`` items of it, rank r the r-th slice; an incomplete last step is dropped.
     """
-    order = torch.randperm(n_items, generator=torch.Generator().manual_seed(_seed(seed, "order", epoch)))
+    order = torch.randperm(n_items, generator=torch.Generator().manual_seed(derived_seed(seed, "order", epoch)))
     perm = order.tolist()
     per_step = batch_size * world
     starts = range(position, n_items - per_step + 1, per_step)
@@ -253,6 +283,17 @@ def config_differences(saved: Mapping[str, Any], cfg: TrainConfig, step: int) ->
     return diffs
 
 
+def setting_changes(saved: Any, now: Mapping[str, Any] | None) -> list[str]:
+    """What differs between the data and recipe settings a checkpoint was trained with (``saved``, None for a
+    checkpoint that recorded none) and a task's now, one "section.key old -> new" each."""
+    if not isinstance(saved, Mapping) or now is None:
+        return []
+    old, new = ({f"{section}.{k}": v for section, values in d.items() if isinstance(values, Mapping)
+                 for k, v in values.items()} for d in (saved, now))
+    return [f"{k} {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}" for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)]
+
+
 def config_hash(cfg: TrainConfig) -> str:
     """Hash of the fields that must match for a resume."""
     return hashlib.sha256(json.dumps(_identity(to_dict(cfg)), sort_keys=True).encode()).hexdigest()[:16]
@@ -262,7 +303,7 @@ def _identity(cfg: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in cfg.items() if k not in RESUMABLE_CHANGES | SCHEDULE_FIELDS}
 
 
-def _seed(*parts: object) -> int:
+def derived_seed(*parts: object) -> int:
     """A 63-bit seed derived from ``parts`` (stable across runs and machines)."""
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") >> 1
 
@@ -438,10 +479,10 @@ class _Run:
 
     def _seed_fresh(self) -> None:
         seed, r = self.cfg.seed, self.rt.rank
-        torch.manual_seed(_seed(seed, "torch", r))
-        random.seed(_seed(seed, "python", r))
-        np.random.seed(_seed(seed, "numpy", r) % 2**32)
-        self.gen.manual_seed(_seed(seed, "loss", r))
+        torch.manual_seed(derived_seed(seed, "torch", r))
+        random.seed(derived_seed(seed, "python", r))
+        np.random.seed(derived_seed(seed, "numpy", r) % 2**32)
+        self.gen.manual_seed(derived_seed(seed, "loss", r))
 
     def _restore(self, path: Path) -> None:
         meta = read_meta(path)
@@ -473,6 +514,11 @@ class _Run:
         else:
             log.warning("rank %d has no saved RNG state; reseeding it", r)
             self._seed_fresh()
+        settings = getattr(self.task, "settings", None)
+        changed = setting_changes(meta.get("settings"), settings() if settings is not None else None)
+        if changed:
+            log.warning("resuming with other settings than the checkpoint's (the run goes on with the new ones): "
+                        "%s", "; ".join(changed))
         load_extra = getattr(self.task, "load_extra_state", None)
         if load_extra is not None:
             own = {k[len("task."):]: v for k, v in tensors.items() if k.startswith("task.")}
@@ -514,7 +560,7 @@ class _Run:
                         self._save(final=done or stopped)
                     if done or stopped:
                         break
-            if self.rt.main:
+            if self.rt.main and self.step > 0:  # an untrained model is nothing to export or install
                 self.export_dir.mkdir(parents=True, exist_ok=True)
                 with self._inference_model() as model:
                     self.task.export(model, self.export_dir)
@@ -553,7 +599,7 @@ class _Run:
             pin_memory=self.rt.device.type == "cuda",
             # its own generator: worker seeds follow (seed, epoch, position), and creating the
             # iterator does not consume the global RNG (which would break exact resume)
-            generator=torch.Generator().manual_seed(_seed(cfg.seed, "workers", self.epoch, self.position)),
+            generator=torch.Generator().manual_seed(derived_seed(cfg.seed, "workers", self.epoch, self.position)),
         )
         for batch in loader:
             yield batch if self.rt.device.type == "cpu" else _to_device(batch, self.rt.device)
@@ -618,6 +664,11 @@ class _Run:
             self.task.preview(model, out, self.step)
 
     def _save(self, final: bool) -> None:
+        broken = next((n for n, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())), None)
+        if broken is not None:  # a loss computed before the step that broke them can still look fine
+            kept = f"the checkpoint of step {self.saved_step} is kept" if self.saved_step else "no checkpoint is written"
+            raise TrainingDiverged(f"the weights ({broken}) are not finite at step {self.step}; {kept} (try a lower "
+                                   "lr, more warmup_steps or a smaller grad_clip)")
         states = self.rt.gather(get_rng_state(self.gen))
         if self.rt.main:
             tensors = {f"rng.{r}.{k}": v for r, (_, ts) in enumerate(states) for k, v in ts.items()}
@@ -635,6 +686,9 @@ class _Run:
                 "rng": [js for js, _ in states],
                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
+            settings = getattr(self.task, "settings", None)
+            if settings is not None:
+                meta["settings"] = settings()
             extra = getattr(self.task, "extra_state", None)
             own = extra() if extra is not None else None
             if own is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 from sampleforge.data.corpus import Clip, scan, split_by_kit
 from sampleforge.errors import UserInputError
 from sampleforge.model_config import ModelConfig, check_config
-from sampleforge.strict import ConfigError, from_dict, require_at_least
+from sampleforge.strict import ConfigError, from_dict, require_at_least, require_finite
 from sampleforge.train.adversarial import DISCRIMINATOR_FFTS
 from sampleforge.train.loop import TrainConfig
 
@@ -34,6 +35,7 @@ STAGES = ("vae", "diffusion", "vae-decoder", "vocoder")
 EXPORT_DTYPES = ("float32", "float16")
 COMPONENTS = ("vae", "unet", "text", "vocoder")
 INIT_STAGES = ("diffusion", "vocoder")  # the stages recipe.init can start from existing weights
+SYNTH_MAX_PER_CLASS = 9999  # the synthesizer numbers a class's clips with four digits
 
 
 @dataclass
@@ -50,6 +52,9 @@ class DataConfig:
         if not 0.1 <= self.duration <= 600:
             raise ConfigError(f"data.duration must be between 0.1 and 600 seconds, got {self.duration}")
         require_at_least("data", self, ("synth_per_class", "min_count"), minimum=0)
+        if self.synth_per_class > SYNTH_MAX_PER_CLASS:
+            raise ConfigError(f"data.synth_per_class must be between 0 and {SYNTH_MAX_PER_CLASS}, "
+                              f"got {self.synth_per_class}")
         bad = [s for s in self.synth_stages if s not in STAGES]
         if bad:
             raise ConfigError(f"data.synth_stages: unknown stage {bad[0]!r} (valid: {', '.join(STAGES)})")
@@ -92,6 +97,7 @@ class RecipeConfig:
     # (+ "vocoder" when the model config has one)
 
     def __post_init__(self) -> None:
+        require_finite("recipe", self)
         for name, dtype in self.export_dtypes.items():
             if name not in COMPONENTS:
                 raise ConfigError(f"recipe.export_dtypes: unknown component {name!r} (valid: {', '.join(COMPONENTS)})")
@@ -151,15 +157,20 @@ def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
     invalid JSON, unknown sections, a missing parent or a cycle."""
     file = Path(path)
     if not file.is_file():
+        what = "is a folder, not a recipe file" if file.is_dir() else "does not exist"
         if _seen:
-            raise ConfigError(f"{_seen[-1]}: extends {file}, which does not exist")
-        raise UserInputError(f"--config: {file} does not exist")
+            raise ConfigError(f"{_seen[-1]}: extends {file}, which {what}")
+        raise UserInputError(f"--config: {file} {what}")
     if file.resolve() in _seen:
         raise ConfigError(f"{file}: extends itself (through {', '.join(str(f) for f in _seen)})")
     try:
-        raw: dict[str, Any] = json.loads(file.read_text())
+        raw: dict[str, Any] = json.loads(file.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{file}: invalid JSON ({exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file}: not UTF-8 text (a recipe is a JSON file)") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot be read ({exc.strerror or exc})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: a recipe is a JSON object")
     unknown = sorted(set(raw) - {"extends", "model", "train", "data", "recipe"})
@@ -176,7 +187,11 @@ def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
 def load_recipe(path: str | Path) -> Recipe:
     file = Path(path)
     raw = read_recipe(file)
-    train_raw = raw.get("train", {})
+    section = raw.get("train", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"{file}: train must be an object of stage sections ({', '.join(STAGES)}), "
+                          f"got {json.dumps(section)}")
+    train_raw: dict[str, Any] = section
     bad = sorted(set(train_raw) - set(STAGES))
     if bad:
         raise ConfigError(f"{file}: train: unknown stage {bad[0]!r} (valid: {', '.join(STAGES)})")
@@ -192,22 +207,42 @@ def load_recipe(path: str | Path) -> Recipe:
     )
 
 
-def training_clips(dirs: Sequence[str | Path], data: DataConfig, cache_dir: Path,
-                   stage: str = "diffusion") -> tuple[list[Clip], list[Clip]]:
+def training_clips(dirs: Sequence[str | Path], data: DataConfig, cache_dir: Path, stage: str = "diffusion",
+                   exclude: Sequence[str | Path] = ()) -> tuple[list[Clip], list[Clip]]:
     """(train, held_out) clips from ``dirs`` (+ synthesized clips in ``cache_dir/synth`` when ``stage`` is one of
-    ``data.synth_stages``)."""
+    ``data.synth_stages``). Nothing under ``cache_dir`` or the folders ``exclude`` (the run folder: its previews)
+    is taken from ``dirs``, so that a run or cache kept inside a data folder never trains on its own output."""
     missing = [str(d) for d in dirs if not Path(d).is_dir()]
     if missing:
         raise UserInputError(f"--data: {missing[0]} is not a folder")
     result = scan(list(dirs))
+    tops = [Path(d).expanduser().resolve() for d in dirs]
+    skip = [p for p in (Path(d).expanduser().resolve() for d in (cache_dir, *exclude))
+            if not any(top != p and top.is_relative_to(p) for top in tops)]  # a data folder inside them is data
+
+    def kept(path: Path) -> bool:
+        return not any(p.is_relative_to(d) for p in {Path(os.path.abspath(path)), path.resolve()} for d in skip)
+
     for path, why in result.errors:
-        log.warning("skipping %s: %s", path, why)
+        if kept(path):
+            log.warning("skipping %s: %s", path, why)
+    clips = [c for c in result.clips if kept(c.path)]
+    if len(clips) < len(result.clips):
+        log.info("left out %d clips of the run and cache folders (%s)", len(result.clips) - len(clips),
+                 ", ".join(map(str, skip)))
     held_out = [k for k in data.held_out_kits if k in result.kits]
-    train, held = split_by_kit(result.clips, held_out, strict=False)
+    train, held = split_by_kit(clips, held_out, strict=False)
     if data.synth_per_class > 0 and stage in data.synth_stages:
         from sampleforge.data.synth import render_kit
 
         train = train + list(render_kit(cache_dir / "synth", data.synth_per_class, data.synth_seed))
     if not train:
-        raise UserInputError(f"--data: no usable drum clips found in {', '.join(map(str, dirs))}")
+        where = ", ".join(map(str, dirs))
+        if result.clips and not clips:
+            raise UserInputError(f"--data: every clip found in {where} is inside the run or cache folder "
+                                 f"({', '.join(map(str, skip))}), which are never trained on")
+        if held:
+            raise UserInputError(f"--data: all {len(held)} clips found in {where} belong to kits held out by "
+                                 f"data.held_out_kits ({', '.join(held_out)}); none is left to train on")
+        raise UserInputError(f"--data: no usable drum clips found in {where}")
     return train, held

@@ -23,7 +23,9 @@ from torch import Tensor, nn
 from sampleforge.audio.io import write_wav
 from sampleforge.data.corpus import Clip
 from sampleforge.data.dataset import AugmentConfig, DrumDataset, collate
+from sampleforge.errors import CheckpointError
 from sampleforge.model_config import ModelConfig, read_config
+from sampleforge.strict import to_dict
 from sampleforge.train.recipe import DataConfig, RecipeConfig
 
 N_PREVIEW = 4
@@ -31,6 +33,15 @@ N_PREVIEW = 4
 COMPONENT_SECTIONS: dict[str, tuple[str, ...]] = {
     "vae": ("vae",), "unet": ("unet", "diffusion"), "text": ("text",), "vocoder": ("vocoder",),
 }
+# the recipe settings each stage trains by, besides the data section (a resume that changes them says so)
+STAGE_RECIPE: dict[str, tuple[str, ...]] = {
+    "vae": ("kl_weight", "delta_weight", "low_band_weight"),
+    "vae-decoder": ("kl_weight", "delta_weight", "low_band_weight"),
+    "diffusion": ("latent_variants", "class_balance", "keyword_dropout", "knob_dropout", "knob_jitter",
+                  "class_prompt_dropout", "timbre_features"),
+}
+# the files that go with an exported component (the keyword encoder's rows are the vocabulary's words)
+COMPONENT_FILES: dict[str, tuple[str, ...]] = {"text": ("vocab.json", "timbre.json")}
 
 
 class TensorItems(torch.utils.data.Dataset):
@@ -57,9 +68,26 @@ class StageContext:
     cache_dir: Path | None = None
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        """A model folder whose config.json cannot be read is an error before training, not after it."""
+        file = self.model_dir / "config.json"
+        if file.is_file():
+            try:
+                json.loads(file.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise CheckpointError(f"{file}: unreadable ({exc}); mend or remove it (the stages write it "
+                                      "again as they finish)") from None
+
     @property
     def model_dir(self) -> Path:
         return self.run_dir / "model"
+
+    def settings(self, stage: str) -> dict[str, dict[str, Any]]:
+        """The data section and the recipe settings ``stage`` trains by (``STAGE_RECIPE``; the vocoder's are the
+        ``vocoder_*`` ones), as a checkpoint records them."""
+        recipe = to_dict(self.recipe)
+        keys = STAGE_RECIPE.get(stage) or tuple(k for k in recipe if k.startswith(f"{stage}_"))
+        return {"data": to_dict(self.data), "recipe": {k: recipe[k] for k in keys}}
 
     def dataset(self, augment: bool) -> DrumDataset:
         return DrumDataset(self.clips, duration=self.data.duration, sample_rate=self.model_config.sample_rate,
@@ -123,19 +151,21 @@ class StageContext:
         return file
 
     def install_export(self, export_dir: Path) -> list[Path]:
-        """Copy a stage's exported components into RUN/model (each file replaced atomically) and write the
-        config sections they own; returns the installed files."""
+        """Copy a stage's exported components and the files that go with them (``COMPONENT_FILES``) into RUN/model
+        (each file replaced atomically) and write the config sections they own; returns the installed files."""
         installed = []
         for file in sorted(export_dir.glob("*.safetensors")):
             if file.stem not in COMPONENT_SECTIONS:
                 continue
             self.model_dir.mkdir(parents=True, exist_ok=True)
-            target = self.model_dir / file.name
-            tmp = target.with_suffix(".tmp")
-            shutil.copyfile(file, tmp)
-            os.replace(tmp, target)
+            for name in (file.name, *COMPONENT_FILES.get(file.stem, ())):
+                if (export_dir / name).is_file():
+                    target = self.model_dir / name
+                    tmp = target.with_name(target.name + ".tmp")
+                    shutil.copyfile(export_dir / name, tmp)
+                    os.replace(tmp, target)
+                    installed.append(target)
             self.write_config(COMPONENT_SECTIONS[file.stem])
-            installed.append(target)
         return installed
 
     def write_config(self, sections: Sequence[str] = ()) -> None:

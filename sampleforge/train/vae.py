@@ -90,6 +90,10 @@ class VAETask:
     def dataset(self) -> Any:
         return self._dataset
 
+    def settings(self) -> dict[str, dict[str, Any]]:
+        """The data and recipe settings this stage trains by (its checkpoints record them)."""
+        return self.ctx.settings(self.name)
+
     def collate(self, items: list[Tensor]) -> dict[str, Any]:
         return {"mel": torch.stack(items)}
 

@@ -379,9 +379,11 @@ def _demo_names(out_dir: Path, gen: Any, p: GenerationParams, prompts: list[str]
 
 
 def _demo_synth(args: argparse.Namespace) -> int:
+    """The synthesized fallback: ``data synth``'s kit in OUT/synth (refused, before anything is written, when that
+    folder holds files the synth did not write; an earlier fallback's are replaced)."""
     from sampleforge.data.synth import render_kit
 
-    clips = render_kit(args.out_dir / "synth", args.per_class, args.seed)
+    clips = render_kit(args.out_dir / "synth", args.per_class, args.seed, setting="out_dir")
     for clip in clips:
         print(f"  {clip.path}  ({clip.category}: {' '.join(clip.keywords)})")
     return 0

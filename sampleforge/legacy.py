@@ -7,8 +7,10 @@ need unpickling arbitrary objects is refused. ``sampleforge import`` is the comm
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -42,13 +44,16 @@ def import_legacy_pt(path: PathLike) -> dict[str, Any]:
     if not zipfile.is_zipfile(p) and not head.startswith(b"\x80"):  # torch.save: a zip, or a pickle (protocol 2+)
         raise CheckpointError(f"{p.name}: not a PyTorch checkpoint (neither torch.save's zip nor a pickle)")
     try:
-        obj = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError / RuntimeError with long texts
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        with warnings.catch_warnings():  # torch warns of pickle protocols it did not write; the error says enough
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # weights_only met something other than tensors and plain containers
         raise CheckpointError(
-            f"{p.name}: cannot be read safely with weights_only=True ({first[:200]}); "
-            "it holds pickled objects sampleforge will not execute"
+            f"{p.name}: holds objects other than tensors; refused, not executed (sampleforge reads .pt files with "
+            "torch.load(weights_only=True))"
         ) from None
+    except Exception:  # torch's texts are long and advise loading unsafely: one sentence of ours instead
+        raise CheckpointError(f"{p.name}: corrupt or not a torch.save file") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{p.name}: expected a dict of state dicts, got {type(obj).__name__}")
     return obj
@@ -103,15 +108,21 @@ def convert_legacy(diffusion_pt: PathLike, vae_pt: PathLike,
         raise CheckpointError(f"{exc} (this checkpoint's architecture is not one sampleforge can load)") from None
     raw_vocab = dif.get("vocab")
     if isinstance(raw_vocab, dict):
-        vocab = Vocabulary({str(k): int(v) for k, v in raw_vocab.items()})
+        try:
+            counts = {str(k): int(v) for k, v in raw_vocab.items()}
+        except (TypeError, ValueError):
+            raise CheckpointError(f"{dname}: vocab counts must be integers (a word -> count dict)") from None
+        vocab = Vocabulary(counts)
     elif isinstance(raw_vocab, (list, tuple)):
         vocab = Vocabulary({str(w): 1 for w in raw_vocab if str(w) not in ("<pad>", "<unk>", "")})
     else:
         raise CheckpointError(f"{dname}: no 'vocab' list or dict")
     if vocoder_pt is None:
-        cfg.vocoder = None
+        cfg.vocoder = None  # Griffin-Lim
+    elif cfg.vocoder is None:
+        raise CheckpointError(f"{dname}: its config has no vocoder; drop --vocoder (the model uses Griffin-Lim)")
     check_config(cfg, vocab)
-    mods = build_modules(cfg)
+    mods: dict[str, Any] = {"vocoder": None, **build_modules(cfg)}
     tmp = Path(tempfile.mkdtemp(prefix="sampleforge-legacy-"))
     try:
         parts: list[tuple[str, dict[str, torch.Tensor], str]] = [
@@ -151,8 +162,13 @@ def register(sub: Any) -> None:
 
 
 def cmd_import(args: Any) -> int:
-    if args.out.exists() and any(args.out.iterdir()):
+    out_dir = args.out
+    if out_dir.is_symlink():  # a link to a folder: write into the folder it names (the link stays)
+        if not out_dir.is_dir():
+            raise CheckpointError(f"--out {out_dir} is a symbolic link to no folder; give a folder")
+        out_dir = out_dir.resolve()
+    if out_dir.exists() and any(out_dir.iterdir()):
         raise CheckpointError(f"{args.out} exists and is not empty; choose another --out")
-    out = convert_legacy(args.diffusion, args.vae, args.vocoder, args.out)
+    out = convert_legacy(args.diffusion, args.vae, args.vocoder, out_dir)
     print(out)
     return 0

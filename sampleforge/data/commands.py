@@ -8,11 +8,31 @@ import argparse
 import json
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 from sampleforge.errors import UserInputError, file_in_the_way
-from sampleforge.params import int_at_least
+
+MAX_PER_CLASS = 9999  # data synth --per-class
+MAX_SYNTH_SEED = 2**32 - 1  # data synth --seed: the synth's seeds are 32-bit
+SCAN_REPORT_KEYS = frozenset({"categories", "kits", "clips"})  # what tells a --json file is an earlier report
+
+
+def int_between(low: int, high: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer from ``low`` to ``high`` (else a one-line usage error naming the flag and
+    the range)."""
+    def parse(text: str) -> int:
+        problem = f"must be an integer from {low} to {high}, got {text}"
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(problem) from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    return parse
 
 
 def register(sub: Any) -> None:
@@ -41,8 +61,10 @@ def register(sub: Any) -> None:
 
     y = data_sub.add_parser("synth", help="render procedural analog drums into a folder (kit 'synth')")
     y.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    y.add_argument("--per-class", type=int_at_least(1), default=10, metavar="N", help="clips per class (default 10)")
-    y.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    y.add_argument("--per-class", type=int_between(1, MAX_PER_CLASS), default=10, metavar="N",
+                   help=f"clips per class, 1 to {MAX_PER_CLASS} (default 10)")  # fmt: skip
+    y.add_argument("--seed", type=int_between(0, MAX_SYNTH_SEED), default=0, metavar="S",
+                   help=f"random seed, 0 to {MAX_SYNTH_SEED} (default 0)")  # fmt: skip
     y.set_defaults(func=run_synth)
 
     g = data_sub.add_parser("gm", help="render the drum kits of soundfonts note by note (fluidsynth)",
@@ -67,9 +89,17 @@ def register(sub: Any) -> None:
     d.set_defaults(func=run_debian)
 
 
+def _check_out(out: Path) -> None:
+    """``--out`` that is a file, or lies inside one, refused before any work (one line naming the flag)."""
+    in_the_way = file_in_the_way(out)
+    if in_the_way:
+        raise UserInputError(f"--out: {in_the_way}")
+
+
 def run_debian(args: argparse.Namespace) -> int:
     from sampleforge.data.debian import gather
 
+    _check_out(args.out)
     counts = gather(args.out, progress=print)
     if not any(counts.values()):
         raise UserInputError("none of lmms-common, sonic-pi-samples, stk is installed (make data)")
@@ -88,15 +118,14 @@ def run_scan(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     out = out or sys.stdout
     dirs = list(args.dirs) or list(HYDROGEN_DIRS)
-    if not any(d.is_dir() for d in dirs):
-        if not args.dirs:
-            raise UserInputError(
-                f"no folder given and no Hydrogen kits at {dirs[0]} (install them: make data)"
-            )
-        files = [d for d in dirs if d.is_file()]
-        if files:
-            raise UserInputError(f"{files[0]} is a file, not a folder (data scan reads folders of samples)")
-        raise UserInputError(f"no such folder: {', '.join(str(d) for d in dirs)}")
+    if not args.dirs and not any(d.is_dir() for d in dirs):
+        raise UserInputError(f"no folder given and no Hydrogen kits at {dirs[0]} (install them: make data)")
+    files = [d for d in args.dirs if d.is_file()]
+    if files:  # every DIR given must be one: a typo among good folders is an error, not a footnote of the scan
+        raise UserInputError(f"{files[0]} is a file, not a folder (data scan reads folders of samples)")
+    missing = [str(d) for d in args.dirs if not d.is_dir()]
+    if missing:
+        raise UserInputError(f"no such folder: {', '.join(missing)}")
     if args.json:
         _check_json_target(args.json)  # before the scan, which may take minutes
     res = scan(dirs, check_audio=not args.no_check_audio)
@@ -135,8 +164,9 @@ def run_scan(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def _check_json_target(path: Path) -> None:
-    """A --json file that exists is replaced only when it holds JSON (a previous report), never a sample or
-    another file given there by mistake; a folder, or a path through a file, is refused before the scan too."""
+    """A --json file that exists is replaced only when it is a previous report (a JSON object with the report's
+    "categories", "kits" and "clips"), never a sample, a recipe, a kit.json or another file given there by
+    mistake; a folder, or a path through a file, is refused before the scan too."""
     if path.is_dir():
         raise UserInputError(f"--json {path} is a folder: give the name of the file to write")
     in_the_way = file_in_the_way(path.parent)
@@ -145,9 +175,11 @@ def _check_json_target(path: Path) -> None:
     if not path.is_file():
         return
     try:
-        json.loads(path.read_text(encoding="utf-8"))
+        old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         raise UserInputError(f"--json {path}: exists and holds no JSON; not replaced (choose another file)") from None
+    if not isinstance(old, dict) or not SCAN_REPORT_KEYS <= old.keys():
+        raise UserInputError(f"--json {path}: exists and is not a scan report; not replaced (choose another file)")
 
 
 def _reason_kind(why: str) -> str:
@@ -159,6 +191,7 @@ def _reason_kind(why: str) -> str:
         "not referenced",
         "not a one-shot",
         "loop",
+        "audio format not read",
     ):
         if key in why:
             return key
@@ -177,7 +210,8 @@ def run_synth(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from sampleforge.data.synth import render_kit
 
     out = out or sys.stdout
-    clips = render_kit(args.out, args.per_class, args.seed)
+    _check_out(args.out)
+    clips = render_kit(args.out, args.per_class, args.seed, setting="out")
     counts = Counter(c.category for c in clips)
     print(f"wrote {len(clips)} clips to {args.out} (kit 'synth', licence 'generated'): "
           + ", ".join(f"{k} {n}" for k, n in counts.items()), file=out)  # fmt: skip
@@ -194,6 +228,7 @@ def run_gm(args: argparse.Namespace, out: TextIO | None = None) -> int:
         velocities = [int(v) for v in text.split(",")]
     except ValueError:
         raise UserInputError(f"--velocities: expected e.g. 127,90,60, not {text!r}") from None
+    _check_out(args.out)
     clips = render_gm_kits(args.out, args.soundfont or DEFAULT_SF2, velocities,
                            progress=lambda line: print(line, file=sys.stderr))  # fmt: skip
     counts = Counter(c.category for c in clips)

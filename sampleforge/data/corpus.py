@@ -26,11 +26,16 @@ followed by descriptive words from a fixed list (``DESCRIPTORS``): brand names, 
 numbers other than drum-machine names (808, 909...) are dropped. Multi-layer instruments add "soft" /
 "hard" for their lowest / highest velocity layers when the file name does not say it.
 
+**Files.** ``AUDIO_EXTS`` are read (WAV, FLAC, AIFF, OGG, MP3: whatever libsndfile decodes); audio in a format
+it does not decode (``UNREAD_AUDIO_EXTS``: AAC/M4A, WMA, ...) is listed as excluded. Symbolic links to folders
+are followed, each real folder once (a link that loops back, or a second way into a folder, adds nothing).
+
 **Excluded** (with a reason): instruments naming no drum class (including empty slots), non-drum
-instruments or kits (guitar strums, whistles, zaps/FX), loops and files longer than ``MAX_SECONDS``, and
-a second instrument using the same file. The VariBreaks kit holds one-shots (0.08-0.98 s), not
-break-beat loops, so it is kept. **Errors** (the scan never stops): missing or unreadable files, empty
-or silent files, invalid XML.
+instruments or kits (guitar strums, whistles, zaps/FX), loops and files longer than ``MAX_SECONDS`` (told from
+the file's header, before decoding it), a second instrument using the same file, and audio in an unread format.
+The VariBreaks kit holds one-shots (0.08-0.98 s), not break-beat loops, so it is kept. **Errors** (the scan
+never stops): missing or unreadable files, empty, silent or nearly empty files (shorter than ``MIN_SECONDS``:
+nothing of them is left once finished into a clip), invalid XML.
 """
 
 from __future__ import annotations
@@ -57,8 +62,11 @@ from sampleforge.text.keywords import keywords, tokenize
 HYDROGEN_DIRS: tuple[Path, ...] = (Path("/usr/share/hydrogen/data/drumkits"),)
 DEBIAN_COPYRIGHT_GLOB = "/usr/share/doc/hydrogen-drumkits*/copyright"
 HYDROGEN_DATA_KITS = ("GMRockKit", "TR808EmulationKit")  # installed by hydrogen-data, under its "Files: *"
-AUDIO_EXTS = frozenset({".wav", ".flac", ".aif", ".aiff", ".ogg"})
+AUDIO_EXTS = frozenset({".wav", ".flac", ".aif", ".aiff", ".ogg", ".mp3"})
+# audio formats libsndfile does not decode: listed as excluded rather than passed over in silence
+UNREAD_AUDIO_EXTS = frozenset({".m4a", ".aac", ".alac", ".wma", ".ape", ".wv", ".mka", ".webm"})
 MAX_SECONDS = 20.0  # longer files are recordings or loops, not one-shots (the longest real cymbal: 12 s)
+MIN_SECONDS = 0.005  # shorter files are nearly empty: finishing a clip (onset at 1.5 ms) leaves only silence
 SILENT_PEAK = 1e-4  # -80 dBFS: a file whose peak is below this is silent
 
 # Held out for evaluation (53 of 635 Hydrogen clips): an acoustic multi-layer kit and an electronic one,
@@ -281,6 +289,7 @@ class _Scanner:
         self.result = ScanResult()
         self.seen: set[Path] = set()
         self.kit_dirs: set[Path] = set()
+        self.visited: set[str] = set()  # real paths of the folders walked (symbolic links are followed once)
         self.kit_meta: dict[str, tuple[Path, str | None, str | None]] = {}
         self.licences = debian_licences()
         from sampleforge.data.debian import package_licence
@@ -296,6 +305,9 @@ class _Scanner:
         if not self.check_audio:
             return None
         try:
+            info = sf.info(str(path))  # the header: an over-long file is told without decoding it
+            if info.samplerate > 0 and info.frames / info.samplerate > MAX_SECONDS:
+                return f"{info.frames / info.samplerate:.1f} s long: a recording or loop, not a one-shot", False
             data, sr = sf.read(str(path), dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
             return f"unreadable ({str(exc).strip().splitlines()[-1][:120]})", True
@@ -307,6 +319,10 @@ class _Scanner:
             return "silent (peak below -80 dBFS)", True
         if data.shape[0] / sr > MAX_SECONDS:
             return f"{data.shape[0] / sr:.1f} s long: a recording or loop, not a one-shot", False
+        n = data.shape[0]
+        if n < MIN_SECONDS * sr:
+            return (f"nearly empty ({n} sample{'' if n == 1 else 's'}, {1000 * n / sr:.1f} ms; a one-shot needs "
+                    f"{1000 * MIN_SECONDS:g} ms)"), True
         return None
 
     def add(self, path: Path, category: str, keywords: tuple[str, ...], kit: str, name: str) -> None:
@@ -353,6 +369,8 @@ class _Scanner:
             if p.suffix.lower() in AUDIO_EXTS and p not in used:
                 self.result.excluded.append((p, "not referenced by drumkit.xml"))
                 self.seen.add(p)
+            elif p.suffix.lower() in UNREAD_AUDIO_EXTS and p not in used:
+                self.unread_format(p)
         self.seen.update(used)
 
     def labelled(
@@ -400,7 +418,12 @@ class _Scanner:
             return
         kit_roots: dict[Path, str] = {}
         plain: list[Path] = []
-        for dirpath, dirnames, filenames in os.walk(top):
+        for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+            real = os.path.realpath(dirpath)
+            if real in self.visited:  # a link back up (a loop) or a second way into a folder walked already
+                dirnames[:] = []
+                continue
+            self.visited.add(real)
             dirnames.sort()
             d = Path(dirpath)
             if "drumkit.xml" in filenames:
@@ -412,6 +435,9 @@ class _Scanner:
             if "kit.json" in filenames:
                 kit_roots[d] = self.plain_kit(d)
             plain += [d / fn for fn in sorted(filenames) if Path(fn).suffix.lower() in AUDIO_EXTS]
+            for fn in sorted(filenames):
+                if Path(fn).suffix.lower() in UNREAD_AUDIO_EXTS:
+                    self.unread_format(d / fn)
         for p in plain:
             if p in self.seen:  # reached twice through overlapping folders
                 continue
@@ -421,6 +447,13 @@ class _Scanner:
                 root = top
                 kit_roots[top] = self.register_kit(top.name or str(top), top, None, None)
             self.plain_file(p, root, kit_roots[root])
+
+    def unread_format(self, path: Path) -> None:
+        """List an audio file of a format libsndfile does not decode as excluded (once)."""
+        if path not in self.seen:
+            self.seen.add(path)
+            self.result.excluded.append((path, f"{path.suffix.lower()}: audio format not read (convert it to WAV "
+                                               "or FLAC)"))
 
     def plain_kit(self, d: Path) -> str:
         meta: dict[str, Any] = {}

@@ -53,7 +53,7 @@ import soundfile as sf
 from sampleforge.audio.finish import fade_out
 from sampleforge.audio.io import read_audio, write_wav
 from sampleforge.data.corpus import SILENT_PEAK, Clip, scan
-from sampleforge.errors import ParamError, UserInputError
+from sampleforge.errors import ParamError, UserInputError, file_in_the_way
 from sampleforge.taxonomy import CATEGORY_WORDS
 
 DEFAULT_SF2 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
@@ -334,6 +334,8 @@ def _check_tools(soundfont: Path) -> None:
             f"fluidsynth not found: install the Debian package `fluidsynth` (apt-get install {APT_PACKAGES}, "
             "or `make data-gm`)"
         )
+    if soundfont.is_dir():
+        raise ParamError("soundfont", f": {soundfont} is a folder; give the soundfont file in it (.sf2)")
     if not soundfont.is_file():
         package = soundfont_kits(soundfont).package or "fluid-soundfont-gm"
         raise UserInputError(
@@ -512,7 +514,7 @@ def render_gm_kits(
     files = [soundfont] if isinstance(soundfont, (str, Path)) else list(soundfont)
     if not files:
         raise UserInputError("no soundfont given")
-    sf2s = [Path(f).expanduser().resolve() for f in files]
+    sf2s = list(dict.fromkeys(Path(f).expanduser().resolve() for f in files))  # one given twice is one
     for sf2 in sf2s:
         _check_tools(sf2)
     vels = [int(v) for v in velocities]
@@ -541,8 +543,13 @@ def render_gm_kits(
         raise UserInputError(f"{', '.join(map(str, sf2s))}: none of the drum kits asked for is there")
     twice = [f for f, n in Counter(k.folder for _, _, k in jobs).items() if n > 1]
     if twice:
-        raise UserInputError(f"kit folder {twice[0]} would come from two soundfonts: render them into two folders")
+        a, b = [str(sf2) for sf2, _, k in jobs if k.folder == twice[0]][:2]
+        raise ParamError("soundfont", f": {a} and {b} both hold the kit of folder {twice[0]}: render them into two "
+                                      "folders")
     out = Path(out_dir)
+    in_the_way = file_in_the_way(out)
+    if in_the_way:
+        raise UserInputError(in_the_way)
     intended: dict[Path, tuple[str, tuple[str, ...]]] = {}
     seen = _Seen()
     before: list[str] = []

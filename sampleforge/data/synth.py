@@ -15,6 +15,7 @@ hard. Every clip is finished by ``audio.finish`` (onset at 1.5 ms, peak 0.95).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,12 +23,17 @@ import numpy as np
 from scipy.signal import butter, sosfilt
 
 from sampleforge.audio.finish import finish
-from sampleforge.audio.io import write_wav
-from sampleforge.data.corpus import GENERATED_LICENCE, Clip, scan
-from sampleforge.errors import UserInputError, file_in_the_way
+from sampleforge.audio.io import read_metadata, write_wav
+from sampleforge.data.corpus import AUDIO_EXTS, GENERATED_LICENCE, Clip, scan
+from sampleforge.errors import ParamError, SampleforgeError, UserInputError, file_in_the_way
 from sampleforge.taxonomy import CATEGORIES, CATEGORY_WORDS
 
 SAMPLE_RATE = 44100
+MAX_SEED = 2**32 - 1  # seeds are 32-bit: a larger or negative one would wrap onto another's clips
+MAX_PER_CATEGORY = 9999
+GENERATOR = "sampleforge data synth"  # the "generator" in the metadata of every clip render_kit writes
+KIT_META = {"name": "synth", "author": GENERATOR, "licence": GENERATED_LICENCE}  # render_kit's kit.json
+_KIT_FILES = ("kit.json", "drumkit.xml")  # what makes a folder a kit for the corpus scan
 MODIFIERS: tuple[str, ...] = (
     "punchy", "deep", "long", "short", "distorted", "bright", "dark", "tight", "soft", "hard",
 )  # fmt: skip
@@ -211,7 +217,8 @@ def synthesize(
     onset at 1.5 ms, peak 0.95. The same arguments always give the same samples."""
     if category not in CATEGORIES:
         raise UserInputError(f"unknown category {category!r} (valid: {', '.join(CATEGORIES)})")
-    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, CATEGORIES.index(category)])
+    _check_seed(seed)
+    rng = np.random.default_rng([int(seed), CATEGORIES.index(category)])
     v = _Voice(keywords, rng, sample_rate, duration)
     voices = {
         "kick": _kick, "snare": _snare, "rim": _rim, "clap": _clap, "tom": _tom, "cowbell": _cowbell,
@@ -240,40 +247,110 @@ def random_keywords(category: str, rng: np.random.Generator) -> list[str]:
     return words + mods
 
 
+def _check_seed(seed: int) -> None:
+    if not 0 <= int(seed) <= MAX_SEED:
+        raise ParamError("seed", f"must be an integer from 0 to {MAX_SEED}, got {seed}")
+
+
+def synth_clip(path: Path) -> bool:
+    """Whether the file ``path`` is a clip ``render_kit`` wrote (its metadata names the synth as its generator)."""
+    try:
+        return read_metadata(path).get("generator") == GENERATOR
+    except SampleforgeError:
+        return False
+
+
+def _synth_kit_json(path: Path) -> bool:
+    try:
+        return bool(json.loads(path.read_text(encoding="utf-8")) == KIT_META)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+
+
+def foreign_file(out: Path, names: Sequence[str]) -> str | None:
+    """Why ``render_kit`` may not write the clips ``names`` into the folder ``out``, or None when ``out`` is new,
+    empty, or holds only what ``render_kit`` wrote (a re-run there replaces its own files). Its kit.json would
+    relabel every recording below it as a generated clip, so anything else is in the way: another kit's kit.json
+    or drumkit.xml, an audio file the synth did not write, any other file, a symbolic link, or a folder where a
+    clip goes. Hidden files other than audio (a file manager's) do not count."""
+    if not out.is_dir():
+        return None
+    for name in names:
+        if (out / name).is_dir():
+            return f"{out / name} is a folder, not a clip"
+    for dirpath, dirnames, filenames in os.walk(out):
+        d = Path(dirpath)
+        dirnames.sort()
+        links = sorted(x for x in dirnames + filenames if (d / x).is_symlink())
+        if links:
+            return f"{out} holds {d / links[0]}, a link data synth did not make"
+        for fn in sorted(filenames, key=lambda f: (f not in _KIT_FILES, f)):  # another kit is the first news
+            path = d / fn
+            if fn == "kit.json" and d == out and _synth_kit_json(path):
+                continue
+            if fn in _KIT_FILES:
+                return f"{out} holds another kit ({path})"
+            if fn.startswith(".") and path.suffix.lower() not in AUDIO_EXTS:
+                continue
+            if not synth_clip(path):
+                return f"{out} holds {path}, a file data synth did not write"
+    return None
+
+
+def plan_clips(n_per_category: int, seed: int = 0) -> list[tuple[str, str, list[str], int]]:
+    """(file name, class, keywords, clip seed) of every clip ``render_kit`` writes for these arguments."""
+    if not 1 <= n_per_category <= MAX_PER_CATEGORY:
+        raise ParamError("n_per_category", f"must be an integer from 1 to {MAX_PER_CATEGORY}, got {n_per_category}")
+    _check_seed(seed)
+    plan: list[tuple[str, str, list[str], int]] = []
+    for ci, cat in enumerate(CATEGORIES):
+        for i in range(n_per_category):
+            ss = np.random.SeedSequence([int(seed), ci, i])
+            rng = np.random.default_rng(ss)
+            words = random_keywords(cat, rng)
+            clip_seed = int(ss.generate_state(1)[0])
+            mods = [w for w in words if w not in CATEGORY_WORDS[cat]]
+            # "synth" in every name: the corpus labels these clips apart from recordings, so a model trained on
+            # both can be asked for either ("synth clap") and a plain "clap" leans to the real ones
+            plan.append(("_".join([cat, *mods, "synth", f"{i:04d}"]) + ".wav", cat, words, clip_seed))
+    return plan
+
+
 def render_kit(
     out_dir: str | Path,
     n_per_category: int,
     seed: int = 0,
     sample_rate: int = SAMPLE_RATE,
     duration: float = 2.0,
+    *,
+    setting: str | None = None,
 ) -> list[Clip]:
     """Write ``n_per_category`` clips of every class as WAVs into ``out_dir`` (a kit "synth", licence
-    "generated", described by ``kit.json``) and return them as the corpus scan labels them."""
-    if not 1 <= n_per_category <= 9999:
-        raise UserInputError(f"n_per_category must be in 1..9999, got {n_per_category}")
+    "generated", described by ``kit.json``) and return them as the corpus scan labels them.
+
+    ``out_dir`` must be new, empty, or a folder render_kit wrote before (``foreign_file``); otherwise nothing is
+    written and the error names ``setting`` (the caller's name for the folder: ``out`` for ``--out``), or the
+    folder when it is None. ``seed``: 0 to ``MAX_SEED``."""
+    plan = plan_clips(n_per_category, seed)
     out = Path(out_dir)
+    problem = file_in_the_way(out)
+    if problem is None:
+        foreign = foreign_file(out, [name for name, *_ in plan])
+        if foreign is not None:
+            problem = f"{foreign}; nothing written (choose a new or empty folder, or one data synth wrote)"
+    if problem is not None:
+        raise ParamError(setting, f": {problem}") if setting else UserInputError(problem)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        meta = {"name": "synth", "author": "sampleforge data synth", "licence": GENERATED_LICENCE}
-        (out / "kit.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        (out / "kit.json").write_text(json.dumps(KIT_META, indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
         raise UserInputError(file_in_the_way(out) or f"{out}: cannot write there ({exc.strerror or exc})") from None
     intended: dict[str, str] = {}
-    for ci, cat in enumerate(CATEGORIES):
-        for i in range(n_per_category):
-            ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, ci, i])
-            rng = np.random.default_rng(ss)
-            words = random_keywords(cat, rng)
-            clip_seed = int(ss.generate_state(1)[0])
-            wav = synthesize(cat, words, clip_seed, sample_rate, duration)
-            mods = [w for w in words if w not in CATEGORY_WORDS[cat]]
-            # "synth" in every name: the corpus labels these clips apart from recordings, so a model trained on
-            # both can be asked for either ("synth clap") and a plain "clap" leans to the real ones
-            name = "_".join([cat, *mods, "synth", f"{i:04d}"]) + ".wav"
-            info = {"generator": "sampleforge data synth", "category": cat, "keywords": " ".join(words),
-                    "seed": str(clip_seed)}  # fmt: skip
-            write_wav(out / name, wav, sample_rate, info)
-            intended[name] = cat
+    for name, cat, words, clip_seed in plan:
+        wav = synthesize(cat, words, clip_seed, sample_rate, duration)
+        info = {"generator": GENERATOR, "category": cat, "keywords": " ".join(words), "seed": str(clip_seed)}
+        write_wav(out / name, wav, sample_rate, info)
+        intended[name] = cat
     clips = [c for c in scan([out], check_audio=False).clips if c.path.name in intended]
     wrong = [c.path.name for c in clips if c.category != intended[c.path.name]]
     if wrong or len(clips) != len(intended):

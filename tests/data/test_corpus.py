@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import numpy as np
+import pytest
+import soundfile as sf
+
+from sampleforge.data import corpus
 from sampleforge.data.corpus import (
     DEFAULT_HELD_OUT_KITS,
     HYDROGEN_DIRS,
+    MIN_SECONDS,
     Clip,
     classify,
     resolve_category,
@@ -14,9 +20,12 @@ from sampleforge.data.corpus import (
     split_by_kit,
     words_of,
 )
+from sampleforge.data.dataset import load_fixed
 from sampleforge.errors import UserInputError
 from sampleforge.taxonomy import CATEGORIES
 from sampleforge.text.keywords import tokenize
+
+from .conftest import SR, hit
 
 
 def _by_file(result):
@@ -170,3 +179,72 @@ def test_real_hydrogen_kits():
     held_cats = {c.category for c in held}
     assert {"kick", "snare", "closed_hat", "open_hat", "tom", "crash", "ride", "clap"} <= held_cats
     assert 0.05 < len(held) / len(res.clips) < 0.15
+
+
+def test_nearly_empty_files_are_errors_not_silent_clips(tmp_path):
+    """Files of a few samples (a header and 5 samples, 4 samples, 1 sample, 2 ms) are errors of the scan: they were
+    clips that load_fixed turned into pure silence. A file just over MIN_SECONDS loads as a sound."""
+    folder = tmp_path / "kicks"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for n in (1, 4, 5, 88):
+        sf.write(folder / f"kick_{n}.wav", (0.5 * rng.standard_normal(n)).astype(np.float32), SR)
+    sf.write(folder / "kick_8k.wav", hit(1, seconds=0.004, sr=8000), 8000)  # 32 samples: 4 ms
+    n_ok = int(MIN_SECONDS * SR) + 1
+    sf.write(folder / "kick_ok.wav", (0.5 * rng.standard_normal(n_ok)).astype(np.float32), SR)
+    res = scan([folder])
+    errors = {p.name: why for p, why in res.errors}
+    assert set(errors) == {"kick_1.wav", "kick_4.wav", "kick_5.wav", "kick_88.wav", "kick_8k.wav"}
+    assert errors["kick_4.wav"] == "nearly empty (4 samples, 0.1 ms; a one-shot needs 5 ms)"
+    assert [c.path.name for c in res.clips] == ["kick_ok.wav"]
+    assert np.abs(load_fixed(res.clips[0].path)).max() == pytest.approx(0.95)
+
+
+def test_an_over_long_file_is_excluded_from_its_header_without_decoding_it(kits_dir, monkeypatch):
+    """RD_long.wav (21 s) is told from sf.info: its samples are never read (the scan decoded a whole 30-minute
+    file, 1.5 GB, just to exclude it)."""
+    read: list[str] = []
+    real_read = sf.read
+
+    def spy(file, *args, **kwargs):
+        read.append(Path(file).name)
+        return real_read(file, *args, **kwargs)
+
+    monkeypatch.setattr(corpus.sf, "read", spy)
+    res = scan([kits_dir / "TinyKit"])
+    excluded = dict((p.name, why) for p, why in res.excluded)
+    assert excluded["RD_long.wav"] == "21.0 s long: a recording or loop, not a one-shot"
+    assert "RD_long.wav" not in read and "BD_02.wav" in read
+
+
+def test_mp3_is_read_and_other_audio_formats_are_listed(tmp_path):
+    """An .mp3 is a clip that decodes to a sound (a folder of them scanned as 0 clips, 0 excluded); audio in a
+    format libsndfile does not read is listed as excluded with the reason, not passed over."""
+    folder = tmp_path / "mp3s"
+    folder.mkdir()
+    sf.write(folder / "snare_01.mp3", hit(3, seconds=0.3), SR, format="MP3", subtype="MPEG_LAYER_III")
+    (folder / "kick_01.m4a").write_bytes(b"\0\0\0\x20ftypM4A ")
+    res = scan([folder])
+    assert [(c.path.name, c.category) for c in res.clips] == [("snare_01.mp3", "snare")]
+    assert np.abs(load_fixed(res.clips[0].path)).max() == pytest.approx(0.95)
+    assert res.excluded == [(folder / "kick_01.m4a", ".m4a: audio format not read (convert it to WAV or FLAC)")]
+
+
+def test_symlinked_folders_are_followed_once(kits_dir, tmp_path):
+    """A link to a kit folder is scanned (it was skipped in silence: 1 clip of 14 found); a link that loops back
+    does not hang, and a folder reached two ways counts once."""
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "old").symlink_to(kits_dir / "OldKit", target_is_directory=True)
+    (linked / "plain").symlink_to(kits_dir / "plain", target_is_directory=True)
+    (linked / "loop").symlink_to(linked, target_is_directory=True)
+    (kits_dir / "plain" / "again").symlink_to(kits_dir / "plain" / "Hats", target_is_directory=True)
+    res = scan([linked])
+    direct = scan([kits_dir / "OldKit", kits_dir / "plain"])
+    assert sorted((c.path.relative_to(linked).parts[0], c.path.name, c.category) for c in res.clips) == sorted(
+        (c.path.relative_to(kits_dir).parts[0].replace("OldKit", "old"), c.path.name, c.category)
+        for c in direct.clips
+    )
+    assert len(res.clips) == 5 and len({c.path.name for c in res.clips}) == 5
+    both = scan([kits_dir, linked])
+    assert len(both.clips) == len(scan([kits_dir]).clips)

@@ -322,8 +322,10 @@ def test_soundfonts_are_known_by_name_and_rendered_together(tmp_path, fake_fluid
     assert {"note": 39, "velocity": 127, "why": "duplicate", "of": "000-avl-black-pearl/clap_0039_127.wav"} in (
         manifest["skipped"]
     )
-    with pytest.raises(UserInputError, match="000-avl-black-pearl would come from two soundfonts"):
-        render_gm_kits(tmp_path / "again", [pearl, pearl], (127,))
+    (tmp_path / "copy").mkdir()
+    pearl_copy = shutil.copy(pearl, tmp_path / "copy" / pearl.name)
+    with pytest.raises(UserInputError, match=r"^soundfont: .* both hold the kit of folder 000-avl-black-pearl"):
+        render_gm_kits(tmp_path / "again", [pearl, pearl_copy], (127,))
     with pytest.raises(UserInputError, match="avldrums.lv2-soundfont"):
         render_gm_kits(tmp_path / "again", tmp_path / "no" / "Red_Zeppelin_4_LV2.sf2")
     with pytest.raises(UserInputError, match="no soundfont"):
@@ -382,6 +384,31 @@ def test_missing_fluidsynth_or_soundfont_names_the_package(tmp_path, monkeypatch
     assert "fluid-soundfont-gm" in capsys.readouterr().err
     assert main(["data", "gm", "--out", str(tmp_path / "gm"), "--velocities", "loud"]) == 2
     assert "--velocities" in capsys.readouterr().err
+
+
+def test_gm_out_and_soundfont_problems_are_named_by_the_flag(tmp_path, fake_fluidsynth, capsys):
+    """--out a file says so, as data synth and debian do (it said 'cannot write there (File exists)'); --soundfont
+    a folder says it is one (it said 'no such soundfont: install fluid-soundfont-gm'); the same soundfont given
+    twice is rendered once (it said 'kit folder ... would come from two soundfonts')."""
+    sample = tmp_path / "sample.wav"
+    sample.write_bytes(b"RIFF")
+    for argv, needle in (
+        (["--out", str(sample)], f"error: --out: {sample} is a file, not a folder"),
+        (["--out", str(sample / "gm")], f"error: --out: {sample} is a file, not a folder"),
+        (["--out", str(tmp_path / "gm"), "--soundfont", str(tmp_path)],
+         f"error: --soundfont: {tmp_path} is a folder; give the soundfont file in it (.sf2)"),
+    ):  # fmt: skip
+        assert main(["data", "gm", "--soundfont", str(fake_fluidsynth), *argv]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and len(err.strip().splitlines()) == 1 and needle in err, err
+    assert sample.read_bytes() == b"RIFF" and not (tmp_path / "gm").exists()
+    with pytest.raises(UserInputError, match=f"^{sample} is a file, not a folder"):
+        render_gm_kits(sample, fake_fluidsynth, (127,))
+    args = ["data", "gm", "--out", str(tmp_path / "gm"), "--velocities", "127"]
+    assert main([*args, "--soundfont", str(fake_fluidsynth), str(fake_fluidsynth)]) == 0
+    twice = capsys.readouterr()
+    assert main([*args, "--soundfont", str(fake_fluidsynth)]) == 0
+    assert twice.out == capsys.readouterr().out and twice.err.count("GM Standard:") == 1
 
 
 def test_gm_command(tmp_path, fake_fluidsynth, capsys):

@@ -84,3 +84,22 @@ def test_render_kit_is_labelled_by_the_corpus_scan(tmp_path):
     assert [c.path.read_bytes() for c in clips] == [c.path.read_bytes() for c in again]
     with pytest.raises(UserInputError):
         render_kit(tmp_path / "x", n_per_category=0)
+
+
+def test_render_kit_refuses_a_folder_of_other_files_and_a_seed_that_would_wrap(tmp_path):
+    """The Python API (and a recipe's synth clips) get the same protection as `data synth --out`: nothing is written
+    into a folder holding another kit; a seed outside 0..2**32-1 is an error (it wrapped onto another's clips)."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "kit.json").write_text('{"name": "synth"}')  # a kit named synth, but not the synth's
+    with pytest.raises(UserInputError, match=f"^{mine} holds another kit .*; nothing written"):
+        render_kit(mine, n_per_category=1)
+    assert [p.name for p in mine.iterdir()] == ["kit.json"]
+    for seed in (-1, 2**32):
+        with pytest.raises(UserInputError, match=rf"^seed must be an integer from 0 to 4294967295, got {seed}"):
+            render_kit(tmp_path / "s", n_per_category=1, seed=seed)
+        with pytest.raises(UserInputError, match="^seed must be"):
+            synthesize("kick", ["kick"], seed)
+    assert not (tmp_path / "s").exists()
+    top = render_kit(tmp_path / "top", n_per_category=1, seed=2**32 - 1)
+    assert [c.path.read_bytes() for c in top] != [c.path.read_bytes() for c in render_kit(tmp_path / "z", 1, 0)]

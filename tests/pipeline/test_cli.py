@@ -441,3 +441,36 @@ def test_a_file_records_every_setting_that_changes_its_sound(listening_model: Pa
     assert metas[0]["precision"] == "fp32" and metas[3]["precision"] == "bf16"
     assert all(m != metas[0] for m in metas[1:])
     assert not np.array_equal(clips[1], clips[0]) and not np.array_equal(clips[3], clips[0])  # eta, precision
+
+
+def test_demo_synthesized_fallback_never_writes_into_a_users_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the shipped model, demo renders data synth's kit into OUT/synth: an earlier fallback there is
+    replaced, but a folder of the user's (their kit.json and recordings) is a one-line error naming --out-dir before
+    anything is written (kit.json was replaced and the recordings relabelled 'generated')."""
+    import importlib
+
+    from sampleforge.errors import CheckpointError
+
+    resolve_module = importlib.import_module("sampleforge.backends.resolve")
+
+    def no_model(name: object) -> None:
+        raise CheckpointError(f"{name}: no such model folder")
+
+    monkeypatch.setattr(resolve_module, "resolve", no_model)
+    args = ["demo", "--per-class", "1", "--seed", "3", "--out-dir", str(tmp_path / "demo")]
+    assert main(args) == 0
+    made = sorted((tmp_path / "demo" / "synth").iterdir())
+    assert len(made) == 13 and main(args) == 0 and sorted((tmp_path / "demo" / "synth").iterdir()) == made
+    capsys.readouterr()
+    mine = tmp_path / "mine"
+    (mine / "synth").mkdir(parents=True)
+    kit_json = mine / "synth" / "kit.json"
+    kit_json.write_text('{"name": "My Kit", "licence": "All rights reserved"}')
+    (mine / "synth" / "kick_01.wav").write_bytes(made[0].read_bytes())
+    before = {p.name: p.read_bytes() for p in (mine / "synth").iterdir()}
+    assert main(["demo", "--per-class", "1", "--out-dir", str(mine)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "rendering synthesized drums instead" in err[0], err
+    assert f"error: --out-dir: {mine / 'synth'} holds another kit ({kit_json}); nothing written" in err[1]
+    assert {p.name: p.read_bytes() for p in (mine / "synth").iterdir()} == before

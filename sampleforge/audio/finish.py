@@ -70,7 +70,7 @@ def align_onset(
         shift = int(o) - pre  # > 0: drop samples at the front; < 0: pad zeros at the front
         if shift >= 0:
             out[i, : t - shift] = x[i, shift:]
-        else:
+        elif t + shift > 0:  # a row no longer than the pre-roll holds nothing after it: silence
             out[i, -shift:] = x[i, : t + shift]
     if pre > 0:
         ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(pre) / pre)

@@ -138,3 +138,6 @@ def test_a_clip_shorter_than_the_preroll_is_finished_not_refused():
     assert align_onset(clip, SR).shape == (3,)
     out = finish(clip, SR, normalize="peak", length=4096)
     assert out.shape == (4096,) and np.isfinite(out).all()
+    for n in (40, 50, 65, 66, 67):  # between the onset window and the pre-roll too
+        noise = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+        assert finish(noise, SR, normalize="peak", length=4096).shape == (4096,)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sampleforge.audio.io import read_metadata, write_wav
+from sampleforge.backends.base import BackendOptions
 from sampleforge.bundle import DEFAULT_MODEL, resolve_model
 from sampleforge.errors import ParamError, SampleforgeError, UserInputError, file_in_the_way
 from sampleforge.params import DEFAULTS, GENERATE_SETTINGS, GenerationParams
@@ -61,16 +62,16 @@ def _component(arg: Any, name: str) -> tuple[Path | None, Path | None]:
 
 
 @lru_cache(maxsize=2)
-def _generator(folder: str, overrides: tuple[tuple[str, str | None], ...]) -> Generator:
+def _generator(folder: str, overrides: tuple[tuple[str, str | None], ...], options: BackendOptions) -> Generator:
     comps: dict[str, Path | None] = {k: (Path(v) if v else None) for k, v in overrides}
-    return Generator.from_pretrained(folder, components=comps or None)
+    return Generator.from_options(folder, options, components=comps or None)
 
 
 @lru_cache(maxsize=2)
-def _backend(model: str) -> Any:
+def _backend(model: str, options: BackendOptions) -> Any:
     from sampleforge.backends import load_backend
 
-    return load_backend(model)
+    return load_backend(model, options)
 
 
 MAX_NAME_WORD = 24  # characters of a prompt word in a file name (the hash stands for the whole prompt)
@@ -109,10 +110,14 @@ def load_generator(
     vae_checkpoint: Any = _DEFAULT,
     vocoder_checkpoint: Any = _DEFAULT,
     model: PathLike | None = None,
+    options: BackendOptions | None = None,
 ) -> tuple[Any, bool]:
     """Resolve the reference API's checkpoint arguments → (a cached Generator, whether to use its vocoder).
     ``model`` may also be ``MODEL+VOCODER`` (that model with that vocoder; ``vocoder_checkpoint`` as well is a
-    UserInputError) or another format (a diffusers folder, ``hf:OWNER/NAME``, a ``.ckpt``): its backend."""
+    UserInputError) or another format (a diffusers folder, ``hf:OWNER/NAME``, a ``.ckpt``): its backend.
+    ``options``: how the model is loaded (device, precision, int8 quantisation...; default: ``BackendOptions()``),
+    whichever checkpoint arguments are given."""
+    options = options or BackendOptions()
     if isinstance(vocoder_checkpoint, bool):  # as make_kit's, vary's and morph's vocoder=: True the model's own
         vocoder_checkpoint = _DEFAULT if vocoder_checkpoint else None
     ref = None
@@ -124,7 +129,7 @@ def load_generator(
             if any(a is not _DEFAULT for a in (diffusion_checkpoint, vae_checkpoint, vocoder_checkpoint)):
                 raise UserInputError("diffusion_checkpoint, vae_checkpoint and vocoder_checkpoint apply to "
                                      "sampleforge models only")
-            return _backend(str(model)), True
+            return _backend(str(model), options), True
         if ref.names_vocoder and vocoder_checkpoint is not _DEFAULT:
             raise ref.conflict("vocoder_checkpoint=")
     folder, unet_file = _component(diffusion_checkpoint, "diffusion_checkpoint")
@@ -145,7 +150,7 @@ def load_generator(
     elif vocoder_checkpoint is not _DEFAULT:
         voc_folder, voc_file = _component(vocoder_checkpoint, "vocoder_checkpoint")
         overrides["vocoder"] = str(voc_file or (voc_folder or base) / "vocoder.safetensors")
-    return _generator(str(base), tuple(sorted(overrides.items()))), vocoder_checkpoint is not None
+    return _generator(str(base), tuple(sorted(overrides.items())), options), vocoder_checkpoint is not None
 
 
 def check_writable(path: Path, name: str = "output") -> None:
@@ -222,7 +227,8 @@ def generate(
         {"prompt": prompt, "cfg_scale": cfg_scale, "ddim_steps": ddim_steps, "seed": seed, **settings})
     if params.count != 1:
         raise UserInputError(f"count: generate() makes one clip, got {params.count} (see Generator.generate)")
-    gen, use_vocoder = load_generator(diffusion_checkpoint, vae_checkpoint, vocoder_checkpoint, model=params.model)
+    gen, use_vocoder = load_generator(diffusion_checkpoint, vae_checkpoint, vocoder_checkpoint, model=params.model,
+                                      options=BackendOptions.from_params(params))
     named = named_settings(params)
     params = gen.resolve(params)
     assert params.seed is not None and params.sampler is not None

@@ -188,9 +188,10 @@ def _load_model(args: argparse.Namespace, params: GenerationParams, vocoder: boo
                                  "sampleforge models only")
         return load_backend(params.model, BackendOptions.from_params(params, args.device)), True
     if overrides or (args.device is None and params.quantize == "none"):
-        default: Any = api._DEFAULT
+        default: Any = api._DEFAULT  # the load-time settings apply with replaced components too
         return api.load_generator(args.diffusion_ckpt or default, args.vae_ckpt or default,
-                                  api.vocoder_checkpoint(vocoder), model=params.model)
+                                  api.vocoder_checkpoint(vocoder), model=params.model,
+                                  options=BackendOptions.from_params(params, args.device))
     from sampleforge.bundle import DEFAULT_MODEL
 
     return load_backend(params.model or DEFAULT_MODEL, BackendOptions.from_params(params, args.device)), True

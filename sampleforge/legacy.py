@@ -27,6 +27,29 @@ from sampleforge.text.keywords import Vocabulary
 PathLike = str | os.PathLike[str]
 
 
+def load_weights_only(file: Path, name: str | None = None) -> Any:
+    """``torch.load(file, weights_only=True)`` on the CPU, torch's warnings silenced; a file that is no
+    ``torch.save`` file, or holds objects other than tensors and plain containers (refused, never executed), is a
+    CheckpointError of one fixed sentence naming it as ``name`` (default: the path). torch's own texts are long
+    and advise loading unsafely: they are never quoted."""
+    name = str(file) if name is None else name
+    with file.open("rb") as f:
+        head = f.read(2)
+    if not zipfile.is_zipfile(file) and not head.startswith(b"\x80"):  # torch.save: a zip, or a pickle (protocol 2+)
+        raise CheckpointError(f"{name}: not a PyTorch checkpoint (neither torch.save's zip nor a pickle)")
+    try:
+        with warnings.catch_warnings():  # torch warns of pickle protocols it did not write; the error says enough
+            warnings.simplefilter("ignore")
+            return torch.load(str(file), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # weights_only met something other than tensors and plain containers
+        raise CheckpointError(
+            f"{name}: holds objects other than tensors; refused, not executed (sampleforge reads checkpoints with "
+            "torch.load(weights_only=True): other objects cannot be read safely)"
+        ) from None
+    except Exception:
+        raise CheckpointError(f"{name}: corrupt or not a torch.save file") from None
+
+
 def import_legacy_pt(path: PathLike) -> dict[str, Any]:
     """Read a reference-design ``.pt`` checkpoint safely (``weights_only=True``) → its parts.
 
@@ -39,21 +62,7 @@ def import_legacy_pt(path: PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{p} is a folder, not a .pt checkpoint")
     if not p.is_file():
         raise CheckpointError(f"{p}: no such file")
-    with p.open("rb") as f:
-        head = f.read(2)
-    if not zipfile.is_zipfile(p) and not head.startswith(b"\x80"):  # torch.save: a zip, or a pickle (protocol 2+)
-        raise CheckpointError(f"{p.name}: not a PyTorch checkpoint (neither torch.save's zip nor a pickle)")
-    try:
-        with warnings.catch_warnings():  # torch warns of pickle protocols it did not write; the error says enough
-            warnings.simplefilter("ignore")
-            obj = torch.load(str(p), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # weights_only met something other than tensors and plain containers
-        raise CheckpointError(
-            f"{p.name}: holds objects other than tensors; refused, not executed (sampleforge reads .pt files with "
-            "torch.load(weights_only=True))"
-        ) from None
-    except Exception:  # torch's texts are long and advise loading unsafely: one sentence of ours instead
-        raise CheckpointError(f"{p.name}: corrupt or not a torch.save file") from None
+    obj = load_weights_only(p, p.name)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{p.name}: expected a dict of state dicts, got {type(obj).__name__}")
     return obj

@@ -107,11 +107,9 @@ def read_unet_config(ckpt: Path) -> dict[str, Any]:
 
 def read_state(ckpt: Path, expected: Sequence[str]) -> dict[str, Tensor]:
     """The model's tensors from a Lightning checkpoint (EMA first), read without unpickling objects."""
-    try:
-        obj = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle.UnpicklingError for objects, RuntimeError for a damaged zip...
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{ckpt}: cannot be read safely (weights only): {first}") from None
+    from sampleforge.legacy import load_weights_only
+
+    obj = load_weights_only(ckpt)
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f"{ckpt}: no state_dict inside")
@@ -180,7 +178,7 @@ class ADPBackend(RunMixin):
         self._space = ParamSpace(
             samplers=SAMPLERS, min_duration=0.1, max_duration=30.0, default_duration=DRUM_LENGTH / SAMPLE_RATE,
             default_steps=50, default_cfg=0.0, channels=1 if self.options.channels == "mono" else self.channels,
-            conditioned=False,
+            conditioned=False, sampling=("eta",),  # sampleforge's samplers on fixed v-diffusion levels
         )
         self.samplers = self._space.samplers
 

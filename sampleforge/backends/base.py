@@ -27,6 +27,9 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # settings only some models take: model kind -> refused where the model has no use for them
 AUDIO_SETTINGS = ("init_audio", "init_noise", "mask_start", "mask_end")  # audio-to-audio and inpainting
 MODEL_SETTINGS = (*AUDIO_SETTINGS, "candidates")  # what some models take and others refuse (ParamSpace.settings)
+# how sampleforge's samplers step (noise per step, timestep offset, flow time shift): refused, when set, by a model
+# whose sampler does not apply them (ParamSpace.sampling), so that no file records a setting that did nothing
+SAMPLER_SETTINGS = ("eta", "steps_offset", "flow_shift")
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class ParamSpace:
     channels: int = 1
     conditioned: bool = True  # False: the model ignores the prompt (an unconditional model)
     settings: tuple[str, ...] = ()  # the model-specific settings it takes (MODEL_SETTINGS)
+    sampling: tuple[str, ...] = ()  # the SAMPLER_SETTINGS its sampler applies
 
     @property
     def default_sampler(self) -> str:
@@ -191,7 +195,9 @@ def model_defaults(space: ParamSpace, params: GenerationParams) -> dict[str, Any
 
 def resolve_in(space: ParamSpace, params: GenerationParams, precision: str) -> GenerationParams:
     """Fill the settings left to the model from ``space`` and check them against it (UserInputError naming
-    the setting): steps, cfg scale, sampler, duration, and a random seed if none."""
+    the setting): steps, cfg scale, sampler, duration, and a random seed if none. A setting the model does not
+    take (``space.settings``), or a ``SAMPLER_SETTINGS`` one its sampler does not apply (``space.sampling``) set
+    to other than its default, is a ParamError naming it."""
     p = dataclasses.replace(
         params.with_seed(),
         **model_defaults(space, params),
@@ -209,6 +215,12 @@ def resolve_in(space: ParamSpace, params: GenerationParams, precision: str) -> G
     if given:
         raise ParamError(given[0], f": this model does not take it (its own settings: "
                          f"{', '.join(space.settings) or 'none'})", mentions=tuple(space.settings))
+    unused = [name for name in SAMPLER_SETTINGS
+              if getattr(p, name) != getattr(DEFAULTS, name) and name not in space.sampling]
+    if unused:
+        raise ParamError(unused[0], ": this model's sampler does not use it" +
+                         (f" (it uses {', '.join(space.sampling)})" if space.sampling else ""),
+                         mentions=space.sampling)
     if p.precision != precision:
         raise ParamError("precision", f": the model was loaded in {precision}; load it again for {p.precision}")
     return p

@@ -10,25 +10,34 @@ from typing import Any
 
 from sampleforge.backends import schedulers
 from sampleforge.backends.resolve import check_diffusers_folder
+from sampleforge.errors import CheckpointError
+
+
+def _header(f: Path) -> dict[str, tuple[list[int], str]]:
+    """A safetensors file's header: tensor name -> (shape, dtype); CheckpointError naming the file when it cannot
+    be read as safetensors."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(f), framework="pt") as handle:
+            return {key: (list(sl.get_shape()), str(sl.get_dtype())) for key in handle.keys()
+                    for sl in [handle.get_slice(key)]}
+    except Exception as exc:  # safetensors' errors are of its Rust extension; a truncated file is an OSError
+        raise CheckpointError(f"{f}: not a readable safetensors file ({exc})") from None
 
 
 def _tensor_summary(files: list[Path]) -> dict[str, Any]:
-    from safetensors import safe_open
-
     tensors = params = 0
     dtypes: set[str] = set()
     for f in files:
         if f.suffix != ".safetensors":
             continue
-        with safe_open(str(f), framework="pt") as handle:
-            for key in handle.keys():
-                sl = handle.get_slice(key)
-                shape = sl.get_shape()
-                n = 1
-                for d in shape:
-                    n *= int(d)
-                tensors, params = tensors + 1, params + n
-                dtypes.add(str(sl.get_dtype()).lower())
+        for shape, dtype in _header(f).values():
+            n = 1
+            for d in shape:
+                n *= int(d)
+            tensors, params = tensors + 1, params + n
+            dtypes.add(dtype.lower())
     return {"tensors": tensors, "parameters": params, "dtypes": sorted(dtypes),
             "bytes": sum(f.stat().st_size for f in files)}
 
@@ -58,8 +67,6 @@ def inspect_diffusers(path: Path) -> dict[str, Any]:
 def inspect_stable_audio_tools(path: Path) -> dict[str, Any]:
     """A stable-audio-tools folder -> its config's shape, the tensors under each part of the checkpoint, and
     the samplers and defaults it runs with (SatFormatError naming a config field sampleforge cannot run)."""
-    from safetensors import safe_open
-
     from sampleforge.backends.sat import CONDITIONERS, DECODER, DIT, ENCODER, OBJECTIVES, read_config
 
     cfg = read_config(path)
@@ -68,14 +75,13 @@ def inspect_stable_audio_tools(path: Path) -> dict[str, Any]:
     counts = dict.fromkeys(parts, 0)
     files = sorted(path.glob("*.safetensors"))
     for f in files[:1]:
-        with safe_open(str(f), framework="pt") as handle:
-            for key in handle.keys():
-                part = next((name for name, prefix in parts.items() if key.startswith(prefix)), None)
-                if part is not None:
-                    n = 1
-                    for d in handle.get_slice(key).get_shape():
-                        n *= int(d)
-                    counts[part] += n
+        for key, (shape, _) in _header(f).items():
+            part = next((name for name, prefix in parts.items() if key.startswith(prefix)), None)
+            if part is not None:
+                n = 1
+                for d in shape:
+                    n *= int(d)
+                counts[part] += n
     samplers, steps, cfg_scale = OBJECTIVES[cfg.objective]
     return {"kind": "stable-audio-tools", "path": str(path), "objective": cfg.objective,
             "sample_rate": cfg.sample_rate, "window_s": cfg.sample_size / cfg.sample_rate,

@@ -134,8 +134,11 @@ class SatConfig:
 
 def _get(tree: dict[str, Any], dotted: str) -> Any:
     node: Any = tree
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict):
+            raise SatFormatError(f"model_config.json: {'.'.join(parts[:i])} must be an object, got {node!r}"[:300])
+        if part not in node:
             raise SatFormatError(f"model_config.json: missing {dotted}")
         node = node[part]
     return node
@@ -148,13 +151,36 @@ def _require(where: str, options: dict[str, Any], fixed: dict[str, Any]) -> None
                                  f"(only {needed!r})")
 
 
+def _int(tree: dict[str, Any], dotted: str, low: int = 1) -> int:
+    """The whole number at ``dotted``, at least ``low``; SatFormatError naming the field otherwise."""
+    value = _get(tree, dotted)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise SatFormatError(f"model_config.json: {dotted} must be a whole number, got {value!r}")
+    if value < low:
+        raise SatFormatError(f"model_config.json: {dotted} must be at least {low}, got {value!r}")
+    return int(value)
+
+
 def read_config(folder: Path) -> SatConfig:
-    """``model_config.json`` -> SatConfig; SatFormatError naming the first field this backend cannot run."""
+    """``model_config.json`` -> SatConfig; SatFormatError naming the file and the first field this backend cannot
+    run (or cannot read: a wrong type, a window shorter than one latent frame, heads that do not divide the
+    width)."""
     path = folder / "model_config.json"
     try:
         raw = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise SatFormatError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(raw, dict):
+        raise SatFormatError(f"{path}: not a JSON object (got {type(raw).__name__})")
+    try:
+        return _read_config(raw)
+    except SatFormatError as exc:
+        raise SatFormatError(str(exc).replace("model_config.json", str(path), 1)) from None
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:  # a field of the wrong type
+        raise SatFormatError(f"{path}: a field has the wrong type or shape ({type(exc).__name__}: {exc})") from None
+
+
+def _read_config(raw: dict[str, Any]) -> SatConfig:
     if raw.get("model_type") != "diffusion_cond":
         raise SatFormatError(f"model_config.json: model_type {raw.get('model_type')!r} is not supported "
                              "(only diffusion_cond)")
@@ -177,7 +203,10 @@ def read_config(folder: Path) -> SatConfig:
         raise SatFormatError(f"model_config.json: model.diffusion.config.attn_kwargs {attn} is not supported "
                              "(only qk_norm none or ln)")
     for key in ("io_channels", "embed_dim", "depth", "num_heads", "cond_token_dim", "global_cond_dim"):
-        _get(raw, f"model.diffusion.config.{key}")
+        _int(raw, f"model.diffusion.config.{key}")
+    if dit["embed_dim"] % dit["num_heads"]:
+        raise SatFormatError(f"model_config.json: model.diffusion.config.num_heads {dit['num_heads']} does not "
+                             f"divide embed_dim {dit['embed_dim']}")
     if set(diffusion.get("input_concat_ids", [])) | set(diffusion.get("prepend_cond_ids", [])):
         raise SatFormatError("model_config.json: input_concat_ids / prepend_cond_ids are not supported")
     pre = _get(raw, "model.pretransform")
@@ -188,8 +217,11 @@ def read_config(folder: Path) -> SatConfig:
     decoder = dict(_get(pre, "config.decoder.config"))
     _require("model.pretransform.config.decoder.config", {**{"use_snake": False}, **decoder}, DECODER_FIXED)
     encoder, no_encoder = _encoder_config(pre["config"])
-    conditioning = _get(raw, "model.conditioning")
-    conditioners = {str(c["id"]): (str(c["type"]), dict(c.get("config", {}))) for c in conditioning["configs"]}
+    configs = _get(raw, "model.conditioning.configs")
+    if not isinstance(configs, list) or not all(isinstance(c, dict) and "id" in c and "type" in c for c in configs):
+        raise SatFormatError("model_config.json: model.conditioning.configs must be a list of {\"id\", \"type\", "
+                             "\"config\"} objects")
+    conditioners = {str(c["id"]): (str(c["type"]), dict(c.get("config", {}))) for c in configs}
     cross_ids = tuple(diffusion.get("cross_attention_cond_ids", []))
     global_ids = tuple(diffusion.get("global_cond_ids", []))
     for cid in (*cross_ids, *global_ids):
@@ -197,12 +229,17 @@ def read_config(folder: Path) -> SatConfig:
         if kind not in ("t5", "number") or (kind == "t5" and cid in global_ids):
             raise SatFormatError(f"model_config.json: conditioner {cid!r} ({kind}) is not supported "
                                  "(only t5 prompts and numbers such as seconds_total)")
+    downsampling = _int(raw, "model.pretransform.config.downsampling_ratio")
+    sample_size = _int(raw, "sample_size")
+    if sample_size < downsampling:
+        raise SatFormatError(f"model_config.json: sample_size {sample_size} is shorter than one latent frame "
+                             f"(model.pretransform.config.downsampling_ratio {downsampling})")
     return SatConfig(
-        sample_rate=int(_get(raw, "sample_rate")), sample_size=int(_get(raw, "sample_size")), objective=objective,
-        dit=dit, decoder=decoder, encoder=encoder, no_encoder=no_encoder, downsampling=int(_get(pre, "config.downsampling_ratio")),
-        scale=float(pre.get("scale", 1.0)), latent_channels=int(_get(raw, "model.io_channels")),
-        audio_channels=int(raw.get("audio_channels", decoder.get("out_channels", 2))),
-        cond_dim=int(conditioning["cond_dim"]), conditioners=conditioners, cross_ids=cross_ids,
+        sample_rate=_int(raw, "sample_rate"), sample_size=sample_size, objective=objective,
+        dit=dit, decoder=decoder, encoder=encoder, no_encoder=no_encoder, downsampling=downsampling,
+        scale=float(pre.get("scale", 1.0)), latent_channels=_int(raw, "model.io_channels"),
+        audio_channels=_int(raw, "audio_channels") if "audio_channels" in raw else int(decoder.get("out_channels", 2)),
+        cond_dim=_int(raw, "model.conditioning.cond_dim"), conditioners=conditioners, cross_ids=cross_ids,
         global_ids=global_ids,
     )
 
@@ -242,11 +279,9 @@ def read_weights(folder: Path) -> dict[str, Tensor]:
     ckpts = sorted(folder.glob("*.ckpt"))
     if not ckpts:
         raise CheckpointError(f"{folder}: missing model.safetensors (the weights that model_config.json describes)")
-    try:
-        obj = torch.load(ckpts[0], map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{ckpts[0]}: cannot be read safely (weights only): {first}") from None
+    from sampleforge.legacy import load_weights_only
+
+    obj = load_weights_only(ckpts[0])
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f"{ckpts[0]}: no state_dict inside")
@@ -531,6 +566,7 @@ class SATBackend(RunMixin):
             default_steps=steps, default_cfg=cfg_scale,
             channels=1 if self.options.channels == "mono" else self.cfg.audio_channels,
             settings=("init_audio", "init_noise") if self.encoder is not None else (),
+            sampling=("eta",),  # sampleforge's flow samplers on stable-audio-tools' own time grid
         )
         self.samplers = self._space.samplers
 

@@ -474,3 +474,21 @@ def test_demo_synthesized_fallback_never_writes_into_a_users_folder(tmp_path: Pa
     assert len(err) == 2 and "rendering synthesized drums instead" in err[0], err
     assert f"error: --out-dir: {mine / 'synth'} holds another kit ({kit_json}); nothing written" in err[1]
     assert {p.name: p.read_bytes() for p in (mine / "synth").iterdir()} == before
+
+
+@pytest.mark.parametrize("flag", [["--no-vocoder"], ["--diffusion-ckpt", "MODEL"]])
+def test_quantize_applies_with_replaced_components(listening_model: Path, tmp_path: Path, flag: list[str]) -> None:
+    """--quantize int8 quantises the model whatever components replace its own: the clip is the one that the
+    same settings make without the component flags (MODEL+griffin-lim for --no-vocoder)."""
+    def clip(name: str, model: str, *more: str) -> object:
+        out = tmp_path / f"{name}.wav"
+        assert main(["generate", "--model", model, "--prompt", "kick", "--steps", "2", "--seed", "1", "--quiet",
+                     "--output", str(out), *more]) == 0
+        return sf.read(str(out))[0]
+
+    model = str(listening_model)
+    given = [str(listening_model) if f == "MODEL" else f for f in flag]
+    spec = f"{model}+griffin-lim" if flag == ["--no-vocoder"] else model
+    quantized = clip("q", model, *given, "--quantize", "int8")
+    assert (quantized == clip("ref", spec, "--quantize", "int8")).all()
+    assert not (quantized == clip("plain", model, *given)).all()

@@ -162,6 +162,9 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
     folder or a download that happens to carry a shipped model's name does not hide the shipped model."""
     check_named(name_or_path)
     p = Path(name_or_path).expanduser()
+    if p.name in ("", ".", ".."):  # "." or "..": a folder (named, as every model, by its own name), never a shipped name
+        p = p.resolve()
+        name_or_path = str(p)
     bare = not (p.suffix or os.sep in str(name_or_path))
     shipped = [d / str(name_or_path) for d in weights_dirs() if bare and (d / str(name_or_path)).is_dir()]
     if p.is_dir() and not (shipped and not (p / "config.json").is_file()):

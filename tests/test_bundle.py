@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -95,6 +96,20 @@ def test_resolve_errors(tmp_path: Path) -> None:
         resolve_model("no-such-model")
     with pytest.raises(CheckpointError, match="not a model folder"):
         load_bundle(tmp_path)
+
+
+def test_dot_is_the_working_folder_by_its_own_name(debug_model: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """"." never means the shipped-weights folder, and a model used as "." has its folder's name (its files' ids)."""
+    from sampleforge.bundle import model_id
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match=f"{tmp_path}: no such model folder|{tmp_path}: not a model folder"):
+        load_bundle(resolve_model("."))
+    monkeypatch.chdir(debug_model)
+    assert resolve_model(".") == debug_model.resolve() and model_id(resolve_model(".")).startswith(debug_model.name)
+    monkeypatch.chdir(debug_model / "..")
+    assert resolve_model(f"..{os.sep}{debug_model.parent.name}{os.sep}{debug_model.name}").name == debug_model.name
 
 
 def test_inspect(debug_model: Path) -> None:

@@ -73,7 +73,9 @@ def silence_libraries() -> None:
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.set_verbosity_error()
+    # critical only: diffusers logs an "error" when a folder ships .bin weights instead of .safetensors and then
+    # loads them fine; a load that fails raises, and that is what the user is told
+    diffusers.utils.logging.set_verbosity(logging.CRITICAL)
 
 
 @dataclass(frozen=True)

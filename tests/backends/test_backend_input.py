@@ -115,3 +115,27 @@ def test_a_refused_checkpoint_is_one_sentence_of_ours(adp_ckpt: Path, sat_small:
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"{model}: {problem}" in err[0], err
         assert "weights_only` set to `False" not in err[0] and "cannot be read safely (weights only)" not in err[0]
+
+
+def test_a_pipeline_that_ships_bin_weights_loads_without_an_error_line(sa_dir: Path, tmp_path: Path,
+                                                                       capfd: pytest.CaptureFixture[str],
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Many published pipelines ship .bin weights: diffusers looks for .safetensors first and logs an "error"
+    before it loads them fine; the user sees only the clip."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from sampleforge.cli import main
+
+    folder = tmp_path / "bin-weights"
+    shutil.copytree(sa_dir, folder)
+    (weights,) = (folder / "transformer").glob("*.safetensors")
+    torch.save(load_file(weights), folder / "transformer" / "diffusion_pytorch_model.bin")
+    weights.unlink()
+    assert main(["generate", "--model", str(folder), "--prompt", "kick", "--steps", "1", "--duration", "0.5",
+                 "--out-dir", str(tmp_path / "gen"), "--quiet"]) == 0
+    assert len(list((tmp_path / "gen").glob("*.wav"))) == 1
+    assert "error" not in capfd.readouterr().err.lower()
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith("diffusers")]

@@ -149,6 +149,11 @@ def shipped_classifier() -> Path:
 def load_classifier(path: str | Path | None = None, device: str | torch.device = "cpu") -> DrumClassifier:
     """Load a classifier folder (default: the shipped ``weights/classifier-v2``) in eval mode. Never unpickles."""
     folder = Path(path) if path is not None else shipped_classifier()
+    if not folder.exists():  # a shipped classifier's name ("classifier-v2"), found like a shipped model
+        try:
+            folder = resolve_model(folder)
+        except CheckpointError:
+            pass  # the missing file's error below names it
     cfg_path, weights = folder / "config.json", folder / "model.safetensors"
     for p in (cfg_path, weights):
         if not p.is_file():
@@ -161,7 +166,10 @@ def load_classifier(path: str | Path | None = None, device: str | torch.device =
     except (json.JSONDecodeError, ConfigError) as exc:
         raise CheckpointError(f"{cfg_path}: {exc}") from None
     model = DrumClassifier(cfg)
-    state = load_file(str(weights))
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:  # safetensors' own error: truncated, bad header, not safetensors at all
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({exc})") from None
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -24,6 +24,7 @@ Classes are balanced by sampling with weights 1 / class count.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -44,9 +45,11 @@ from sampleforge.eval.classifier import (
     ClassifierConfig,
     DrumClassifier,
     clip_logmels,
+    load_classifier,
     save_classifier,
 )
 from sampleforge.eval.metrics import wilson_interval
+from sampleforge.params import int_at_least
 from sampleforge.taxonomy import CATEGORIES
 
 if TYPE_CHECKING:
@@ -222,10 +225,12 @@ class HeldOut:
     names: list[str]
 
 
-def held_out_kits_from(held_out: Sequence[str] | None, recipe: Path | str | None) -> list[str]:
-    """The kits to hold out: ``held_out``, else a training recipe's ``data.held_out_kits``, else the corpus default."""
+def held_out_kits_from(held_out: Sequence[str] | None, recipe: Path | str | None,
+                       flag: str = "--held-out") -> list[str]:
+    """The kits to hold out: ``held_out`` (given by ``flag``), else a training recipe's ``data.held_out_kits``, else
+    the corpus default."""
     if held_out is not None and recipe is not None:
-        raise UserInputError("give the held-out kits by --held-out or by --config, not both")
+        raise UserInputError(f"give the held-out kits by {flag} or by --config, not both")
     if recipe is not None:
         from sampleforge.train.recipe import load_recipe
 
@@ -261,7 +266,6 @@ def held_out_set(clips: Sequence[Clip], wav: np.ndarray, cfg: ClassifierConfig) 
 def score_others(folders: Sequence[Path], cfg: ClassifierConfig, clips: Sequence[Clip],
                  wav: np.ndarray) -> dict[str, PerClass]:
     """Per-class held-out accuracy of other classifier folders on the same clips (N) / audio (N, T)."""
-    from sampleforge.eval.classifier import load_classifier
 
     out: dict[str, PerClass] = {}
     for folder in folders:
@@ -401,11 +405,19 @@ def train_classifier(
     from sampleforge.data import corpus
 
     settings = settings or TrainSettings()
+    check_out_folder(out_dir)  # before anything trains: the folder may hold only an earlier classifier
+    if cv_folds < 0:
+        raise UserInputError(f"--cv-folds must be at least 0, got {cv_folds}")
+    for other in compare:  # a --compare that does not load says so now, not after the training
+        load_classifier(other)
     held_kits = list(held_out_kits if held_out_kits is not None else corpus.DEFAULT_HELD_OUT_KITS)
     classes, class_map = eval_classes()
     cfg = ClassifierConfig(classes=classes, class_map=class_map)
     clips, kits = judged_clips(data_dirs, cfg)
     train, test = corpus.split_by_kit(clips, held_kits)
+    n_kits = len({c.kit for c in clips})
+    if cv_folds > n_kits:
+        raise UserInputError(f"--cv-folds {cv_folds}: the data has only {n_kits} kits (each fold holds out at least one)")
     print(f"{len(train)} training clips, {len(test)} held-out clips from {held_kits}", flush=True)
     t0 = time.time()
     all_wav = load_clip_audio([c.path for c in clips], cfg.duration, cfg.sample_rate)
@@ -432,11 +444,40 @@ def train_classifier(
     return model, held
 
 
+CLASSIFIER_FILES = ("config.json", "model.safetensors", "README.md")  # what save_classifier writes
+
+
+def check_out_folder(out_dir: Path | str) -> None:
+    """Refuse (UserInputError naming --out) a folder that cannot take the classifier: a file, or a folder holding
+    anything but an earlier classifier (its config.json a classifier's, no file train-classifier does not write)."""
+    from sampleforge.errors import file_in_the_way
+    from sampleforge.strict import ConfigError, from_dict
+
+    out = Path(out_dir)
+    problem = file_in_the_way(out)
+    if problem:
+        raise UserInputError(f"--out: {problem}")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    others = sorted(p.name for p in out.iterdir() if p.name not in CLASSIFIER_FILES)
+    cfg_path = out / "config.json"
+    try:
+        from_dict(ClassifierConfig, json.loads(cfg_path.read_text()), where=str(cfg_path))
+        ours = cfg_path.is_file() and not others
+    except (OSError, ValueError, ConfigError):  # missing, unreadable, not JSON, not a classifier's
+        ours = False
+    if not ours:
+        names = sorted(p.name for p in out.iterdir())
+        what = (others[0] if others else "a config.json that is no classifier's" if cfg_path.is_file()
+                else f"{names[0]} without a classifier's config.json")
+        raise UserInputError(f"--out {out}: holds files train-classifier did not write ({what}); not replaced (name "
+                             "another folder)")
+
+
 def score_classifiers(folders: Sequence[Path], data_dirs: Sequence[Path | str] | None,
                       held_out_kits: Sequence[str]) -> dict[str, PerClass]:
     """Per-class accuracy of classifier folders on the held-out kits' clips of ``data_dirs``; prints the table."""
     from sampleforge.data import corpus
-    from sampleforge.eval.classifier import load_classifier
 
     if not folders:
         raise UserInputError("--classifier: give at least one classifier folder")
@@ -457,7 +498,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=TrainSettings.epochs)
     p.add_argument("--samples-per-epoch", type=int, default=TrainSettings.samples_per_epoch)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cv-folds", type=int, default=0, help="also estimate accuracy by kit-grouped K-fold CV")
+    p.add_argument("--cv-folds", type=int_at_least(0), default=0, help="also estimate accuracy by kit-grouped K-fold CV")
     p.add_argument("--compare", nargs="+", type=Path, default=[],
                    help="other classifier folders scored on the same held-out clips, in the card's table")
 

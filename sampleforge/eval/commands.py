@@ -6,6 +6,7 @@ import argparse
 import functools
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def _register_eval(sub: Any) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/eval/<model>)")
     p.set_defaults(func=_run_eval)
-    eval_sub = p.add_subparsers(dest="eval_command", metavar="SUBCOMMAND")
+    eval_sub = p.add_subparsers(dest="eval_command", metavar="SUBCOMMAND", action=_EvalSubcommands)
     t = eval_sub.add_parser("train-classifier", help="train the judge of `sampleforge eval` on real drum kits",
                             description="Train the drum classifier on real recordings with whole kits held out; the "
                             "card reports per-class held-out accuracy (95 % Wilson intervals), next to any --compare "
@@ -168,7 +169,7 @@ def _register_eval(sub: Any) -> None:
     v.add_argument("--vocoder", type=Path, default=None,
                    help="check this vocoder on the model instead of its own: a model folder with one (a vocoder "
                         "training run's model/) or its vocoder.safetensors")
-    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the clips' draw and the page's order")
     v.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     v.add_argument("--listen", type=int_at_least(0), default=LISTEN_VOCODER, metavar="N",
                    help=f"clips in the page's listening test, from each class in turn (default {LISTEN_VOCODER}; "
@@ -176,6 +177,20 @@ def _register_eval(sub: Any) -> None:
     v.add_argument("--out", type=Path, default=None,
                    help="JSON file; the page is written beside it as .html (default: runs/eval/<model>/vocoder.json)")
     v.set_defaults(func=_run_vocoder_check)
+
+
+class _EvalSubcommands(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """``sampleforge eval``'s sub-commands. A flag of ``eval`` itself given before one (``eval --model X
+    descriptors``) would be dropped without a word: it is refused, naming the flag."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        given = [max(a.option_strings, key=len) for a in parser._actions if a.option_strings
+                 and getattr(namespace, a.dest, a.default) != a.default]
+        if given:
+            raise argparse.ArgumentError(None, f"{given[0]} before the sub-command {values[0]} is not its flag: "
+                                               f"give it after (sampleforge eval {values[0]} {given[0]} ...)")
+        super().__call__(parser, namespace, values, option_string)
 
 
 def _timbre_measure_flags(p: argparse.ArgumentParser, per: str, name: str, what: str, judge_help: str,
@@ -197,10 +212,14 @@ DESCRIPTOR_SETTINGS = GenerationParams(steps=8, sampler="dpmpp_2m", seed=0)
 
 
 CANDIDATE_SETTINGS = GenerationParams(steps=8, sampler="dpmpp_2m", seed=0, candidates=4)  # eval candidates
+# the keys that tell an earlier report of each kind (which its --out may replace) from any other file
+CANDIDATES_KEYS = ("entries", "means", "judges")
+DESCRIPTORS_KEYS = ("contrasts", "passed", "total", "sweeps")
 
 
 def _run_candidates(args: argparse.Namespace) -> int:
     from sampleforge.backends.resolve import resolve
+    from sampleforge.eval import report
     from sampleforge.eval.candidates import held_back, measure_candidates, parse_entries
     from sampleforge.eval.classifier import load_classifier
     from sampleforge.pipeline import JUDGES, Generator
@@ -214,8 +233,13 @@ def _run_candidates(args: argparse.Namespace) -> int:
     ref = resolve(args.model)
     if ref.format != "sampleforge":
         raise UserInputError(f"--model {args.model}: only sampleforge models take candidates")
+    out = args.out or Path("runs") / "eval" / f"{ref.path.name}-candidates.json"
+    report.check_report_file(out, "--out", "eval candidates", CANDIDATES_KEYS)  # before the slow part
     others = {path.name: load_classifier(path) for path in args.judge or ()}
     gen = Generator.from_pretrained(args.model)
+    unknown_words = [w for _, w in entries or () if w not in gen.vocab()]
+    if unknown_words:  # measured, it would be the class prompt alone under the keyword's name
+        raise UserInputError(f"--entries: {unknown_words[0]!r} is not a keyword of this model")
     entries = entries or held_back(gen, args.classes)
     if not entries:
         raise UserInputError(f"--model {args.model}: it holds back no keyword (its timbre.json has no keyword_reach "
@@ -228,8 +252,6 @@ def _run_candidates(args: argparse.Namespace) -> int:
     result = measure_candidates(gen, entries, judges, n=args.count, candidates=p.candidates, steps=p.steps,
                                 sampler=p.sampler, cfg_scale=asked.cfg_scale, seed=p.seed)
     result["model"] = ref.path.name
-    out = args.out or Path("runs") / "eval" / f"{ref.path.name}-candidates.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     names = result["judges"]
     print(f"{'':<24} judged the class by {', '.join(names)}; keyword kept")
@@ -249,8 +271,10 @@ def _run_descriptors(args: argparse.Namespace) -> int:
 
     from sampleforge.data import corpus
     from sampleforge.data.dataset import WaveCache
+    from sampleforge.eval import report
     from sampleforge.eval.classifier import load_classifier
     from sampleforge.eval.descriptors import check_descriptors
+    from sampleforge.eval.evaluate import sampleforge_model
     from sampleforge.pipeline import Generator
 
     if not args.model or not args.reference:
@@ -263,6 +287,9 @@ def _run_descriptors(args: argparse.Namespace) -> int:
     missing = [str(r) for r in args.reference if not Path(r).is_dir()]
     if missing:
         raise UserInputError(f"--reference: {missing[0]} is not a folder")
+    sampleforge_model(args.model, "eval descriptors")
+    out = args.out or Path("runs") / "eval" / (Path(str(args.model)).name + "-descriptors")
+    report.check_report_folder(out, "--out", "eval descriptors", DESCRIPTORS_KEYS, ["descriptors.json"])
     gen = Generator.from_pretrained(args.model)
     p = gen.resolve(asked)  # the model's own sampler; its guidance for each prompt unless --cfg-scale
     assert p.sampler is not None and p.seed is not None
@@ -287,8 +314,6 @@ def _run_descriptors(args: argparse.Namespace) -> int:
     print(f"{result['passed']}/{result['total']} contrasts pass; {result['sweeps_rising']}/{len(result['sweeps'])} "
           f"knob sweeps rise (p < {result['alpha']:g}, no step falling surely; "
           f"{sum(w['monotonic'] for w in result['sweeps'])} with every median rising)")
-    out = args.out or Path("runs") / "eval" / (Path(str(args.model)).name + "-descriptors")
-    out.mkdir(parents=True, exist_ok=True)
     (out / "descriptors.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out / 'descriptors.json'}")
     return 0
@@ -302,6 +327,7 @@ def _timbre_measure(args: argparse.Namespace, measure: Any, key: str, name: str,
     (the result's ``judged`` rows of each class), the entries of the names it measured, keeping the others.
     Returns (the result, the JSON file, the timbre.json written or None)."""
     from sampleforge.backends.resolve import resolve
+    from sampleforge.eval import report
     from sampleforge.eval.classifier import load_classifier
     from sampleforge.pipeline import Generator
     from sampleforge.taxonomy import CATEGORY_PROMPTS
@@ -316,16 +342,19 @@ def _timbre_measure(args: argparse.Namespace, measure: Any, key: str, name: str,
     timbre_file = folder / "timbre.json"
     if args.write and not timbre_file.is_file():
         raise UserInputError(f"--write: {folder} has no timbre.json (a model without timbre knobs)")
+    out = args.out or Path("runs") / "eval" / f"{folder.name}-{name}.json"
+    report.check_report_file(out, "--out", f"eval {name}", (key,))  # before the measurement, which takes hours
     asked = from_namespace(args, DESCRIPTOR_SETTINGS)
     gen = Generator.from_pretrained(args.model)
     if not gen.bundle.config.text.knobs:
         raise UserInputError(f"--model {args.model}: this model has no timbre knobs")
+    unknown_words = [w for w in getattr(args, "words", None) or () if w not in gen.vocab()]
+    if key == "keyword_reach" and unknown_words:  # measured, it would be 0 of 0 words
+        raise UserInputError(f"--words: {unknown_words[0]!r} is not a keyword of this model")
     p = gen.resolve(asked)
     assert p.steps is not None and p.sampler is not None and p.seed is not None
     result = measure(gen, load_classifier(args.classifier), n=args.count, steps=p.steps, sampler=p.sampler,
                      cfg_scale=asked.cfg_scale, seed=p.seed, classes=args.classes)
-    out = args.out or Path("runs") / "eval" / f"{folder.name}-{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     if args.write:
         timbre = json.loads(timbre_file.read_text())
@@ -416,11 +445,14 @@ def _run_eval(args: argparse.Namespace) -> int:
                              "--reference /usr/share/hydrogen/data/drumkits)")
     from sampleforge.eval.classifier_train import held_out_kits_from
 
-    kits = held_out_kits_from(args.held_out_kits, args.config) if args.config else args.held_out_kits
+    kits = (held_out_kits_from(args.held_out_kits, args.config, "--held-out-kits") if args.config
+            else args.held_out_kits)
     settings = EvalSettings(per_class=args.per_class, classes=args.classes, vocoder_clips=args.vocoder_clips,
-                            held_out_kits=kits, generation=generation)
+                            held_out_kits=kits, generation=generation,
+                            held_out_flag=f"--config {args.config}" if args.config else "--held-out-kits")
     out = args.out or Path("runs") / "eval" / Path(str(args.model)).name
     result, js, page = run_eval(args.model, args.reference, out, settings, args.classifier, args.device)
+    print(result["reference"]["split"])
     o = result["overall"]
     iv = o.get("adherence_interval")
     interval = f" [{iv[0]:.1%}, {iv[1]:.1%}]" if iv else ""
@@ -448,10 +480,15 @@ def _run_vocoder_check(args: argparse.Namespace) -> int:
         raise UserInputError(f"--out: {out} is the JSON file; the page goes beside it as .html")
     if args.vocoder is not None:
         from sampleforge.backends.resolve import refuse_second_vocoder
+        from sampleforge.bundle import resolve_model
+        from sampleforge.errors import CheckpointError
 
         refuse_second_vocoder(args.model, "--vocoder", "--model")
         if not args.vocoder.exists():
-            raise UserInputError(f"--vocoder: {args.vocoder} does not exist")
+            try:  # a shipped vocoder's name, as generate --vocoder-ckpt takes it
+                args.vocoder = resolve_model(str(args.vocoder))
+            except CheckpointError:
+                raise UserInputError(f"--vocoder: {args.vocoder} does not exist") from None
     result = run_vocoder_check(args.model, args.reference, out, args.clips, args.held_out_kits, args.seed, args.device,
                                args.vocoder, args.listen)
     rows = [("model vocoder", result["vocoder"])] if result["vocoder"] is not None else []
@@ -522,8 +559,8 @@ def _slug(text: str, empty: str) -> str:
 def _run_sweep(args: argparse.Namespace) -> int:
     from sampleforge.eval.sweep import sweep
 
-    grid = {name: parse_list(getattr(args, name), name) for name in ("cfg_scale", "steps")}
-    samplers = parse_list(args.sampler, "sampler") if args.sampler is not None else None
+    grid = {name: list(dict.fromkeys(parse_list(getattr(args, name), name))) for name in ("cfg_scale", "steps")}
+    samplers = list(dict.fromkeys(parse_list(args.sampler, "sampler"))) if args.sampler is not None else None
     args.cfg_scale = args.steps = args.sampler = None  # the grid, not single values
     base = from_namespace(args, base=SWEEP_BASE)
     if args.prompt is None and not args.prompt_words:
@@ -531,6 +568,8 @@ def _run_sweep(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / "sweep" / _slug(Path(str(args.model)).name or str(args.model), "model") \
         / _slug(base.prompt, "prompt")
     result, js, page = sweep(args.model, base, grid["cfg_scale"], grid["steps"], samplers, out, args.device)
+    for w in result["warnings"]:  # as generate says them: unknown keywords, settings a backend ignores
+        print(f"warning: {w}", file=sys.stderr)
     for c in result["cells"]:
         flag = "  <- clipping/NaN" if c["raw_clipping_percent"] > 1.0 or c["nan_count"] else ""
         mem = f"  +{c['sample_peak_mib']:.0f} MiB" if "sample_peak_mib" in c else ""

@@ -8,6 +8,7 @@ training data are present.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import shutil
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from sampleforge.bundle import DEFAULT_MODEL, REPO_ROOT, load_bundle, resolve_model
-from sampleforge.errors import CheckpointError
+from sampleforge.errors import CheckpointError, SampleforgeError
 
 HYDROGEN_KITS = Path("/usr/share/hydrogen/data/drumkits")
 GIB = 1024**3
@@ -93,6 +94,10 @@ def check_threads() -> Check:
     n, inter, cores = torch.get_num_threads(), torch.get_num_interop_threads(), os.cpu_count() or 1
     env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}
     detail = f"torch intra-op {n}, inter-op {inter}, {cores} cores" + (f", {env}" if env else "")
+    bad = [k for k, v in env.items() if not all(x.strip().isdigit() and int(x) > 0 for x in v.split(","))]
+    if bad:
+        return Check("threads", "warn", detail, f"{bad[0]}={env[bad[0]]!r} is not a number of threads (the thread "
+                     "libraries ignore it): set a number of threads, or unset it")
     if n == 1 and cores > 2 and not env:
         return Check("threads", "warn", detail, f"torch uses 1 of {cores} cores: unset OMP_NUM_THREADS")
     return Check("threads", "ok", detail)
@@ -225,12 +230,18 @@ def check_model(name: str = DEFAULT_MODEL) -> Check:
 
 
 def check_classifier(path: Path | None = None) -> Check:
-    from sampleforge.eval.classifier import shipped_classifier
+    from sampleforge.eval.classifier import load_classifier, shipped_classifier
 
     folder = path or shipped_classifier()
     if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
         return Check("classifier", "warn", f"no drum classifier at {folder}",
                      "`sampleforge eval` needs it: rebuild it with `sampleforge eval train-classifier`")
+    try:
+        load_classifier(folder)
+    except SampleforgeError as exc:  # the files are there but do not load (truncated, another version)
+        return Check("classifier", "fail", f"{folder}: does not load: {exc}",
+                     "the classifier is damaged: restore it (git checkout weights/) or rebuild it with "
+                     "`sampleforge eval train-classifier`")
     return Check("classifier", "ok", f"{folder}")
 
 
@@ -240,7 +251,14 @@ def check_data(dirs: list[Path] | None = None) -> Check:
     if not found:
         return Check("data", "warn", f"no drum kits at {', '.join(map(str, dirs))}",
                      "install the real drum recordings: `make data` (apt install hydrogen-drumkits hydrogen-drumkits-effects)")
-    kits = sum(1 for d in found for k in d.iterdir() if k.is_dir())
+    try:
+        kits = sum(1 for d in found for k in d.iterdir() if k.is_dir())
+    except OSError as exc:  # a folder it may not list
+        return Check("data", "warn", f"cannot list {exc.filename}: {exc.strerror or exc}",
+                     "give --data folders you can read")
+    if not kits:
+        return Check("data", "warn", f"0 kits in {', '.join(map(str, found))}",
+                     "a drum folder holds one folder per kit: give the folder above the kits, or `make data`")
     return Check("data", "ok", f"{kits} kits in {', '.join(map(str, found))}")
 
 
@@ -258,15 +276,17 @@ def run_checks(model: str = DEFAULT_MODEL, data_dirs: list[Path] | None = None,
     """Run every check; none of them raises."""
     checks: list[Callable[[], Check]] = [
         check_python, check_torch_build, check_devices, check_threads, check_libsndfile, check_numpy,
-        check_backends, lambda: check_model(model), lambda: check_classifier(classifier),
-        lambda: check_data(data_dirs), check_disk, check_memory,
+        check_backends, functools.partial(check_model, model), functools.partial(check_classifier, classifier),
+        functools.partial(check_data, data_dirs), check_disk, check_memory,
     ]
     out = []
     for fn in checks:
         try:
             out.append(fn())
         except Exception as exc:  # a broken check is a finding, not a crash
-            out.append(Check(getattr(fn, "__name__", "check"), "fail", f"check crashed: {exc!r}"))
+            name = getattr(getattr(fn, "func", fn), "__name__", "check").removeprefix("check_")
+            out.append(Check(name, "fail", f"check crashed: {exc!r}",
+                             "a bug in sampleforge doctor: please report it with this line"))
     return out
 
 

@@ -58,6 +58,9 @@ LISTEN_VOCODER = 12  # clips of ``eval vocoder``'s listening test
 
 
 EVAL_GENERATION = GenerationParams(seed=0)  # an evaluation is repeatable unless told otherwise
+# the keys that tell an earlier report (which --out may replace) from any other file
+EVAL_KEYS = ("model_id", "reference", "per_class", "overall")
+VOCODER_KEYS = ("model_id", "split", "griffin_lim")
 
 
 @dataclass
@@ -66,6 +69,7 @@ class EvalSettings:
     classes: Sequence[str] = MAIN_CLASSES
     vocoder_clips: int = 16
     held_out_kits: Sequence[str] | None = None  # None: the corpus default
+    held_out_flag: str = "--held-out-kits"  # the flag that gave held_out_kits, for the error naming a kit not found
     generation: GenerationParams = EVAL_GENERATION  # class k's clips: seeds seed + 1000 k + i
 
     @property
@@ -81,18 +85,36 @@ class RealSet:
     names: list[str]
 
 
-def load_real_sets(dirs: Sequence[Path | str], duration: float, sample_rate: int,
-                   held_out_kits: Sequence[str] | None = None) -> tuple[RealSet, RealSet, str]:
-    """Scan ``dirs`` → (reference, training, how): see the module docstring for the split rule."""
+ReferenceSplit = tuple[list[Any], list[Any], str]  # (reference clips, training clips, how they were split)
+
+
+def sampleforge_model(model: str | Path, command: str) -> None:
+    """Refuse a model of another format before anything loads (UserInputError naming --model): ``command``
+    measures a sampleforge model's mel VAE and vocoder, which other people's models do not have."""
+    from sampleforge.backends.resolve import resolve
+    from sampleforge.errors import UserInputError
+
+    ref = resolve(model)
+    if ref.format != "sampleforge":
+        raise UserInputError(f"--model {model}: {command} measures sampleforge models (mel VAE, vocoder); a "
+                             f"{ref.format} model has neither")
+
+
+def split_reference(dirs: Sequence[Path | str], held_out_kits: Sequence[str] | None = None,
+                    flag: str = "--held-out-kits") -> ReferenceSplit:
+    """Scan ``dirs`` and split its clips (see the module docstring for the rule). Kits given (``held_out_kits``
+    not None, by ``flag``) must all be there: a mistyped kit would measure the model on its training clips."""
     from sampleforge.data import corpus
-    from sampleforge.data.dataset import WaveCache
     from sampleforge.errors import UserInputError
 
     scan = corpus.scan(list(dirs))
     if not scan.clips:
         raise UserInputError(f"no drum clips found in {', '.join(map(str, dirs))}")
-    held = set(held_out_kits if held_out_kits is not None else corpus.DEFAULT_HELD_OUT_KITS)
     present = {c.kit for c in scan.clips}
+    missing = sorted(set(held_out_kits or ()) - present)
+    if missing:
+        raise UserInputError(f"{flag}: held-out kit(s) {missing} not in the reference; kits present: {sorted(present)}")
+    held = set(held_out_kits if held_out_kits is not None else corpus.DEFAULT_HELD_OUT_KITS)
     if held & present:
         ref_clips = [c for c in scan.clips if c.kit in held]
         train_clips = [c for c in scan.clips if c.kit not in held] or ref_clips
@@ -100,7 +122,16 @@ def load_real_sets(dirs: Sequence[Path | str], duration: float, sample_rate: int
     else:
         ref_clips = train_clips = scan.clips
         how = "reference = all clips found; memorisation vs the same clips (no held-out kit present)"
+    return ref_clips, train_clips, how
 
+
+def load_real_sets(dirs: Sequence[Path | str] | ReferenceSplit, duration: float, sample_rate: int,
+                   held_out_kits: Sequence[str] | None = None) -> tuple[RealSet, RealSet, str]:
+    """Scan ``dirs`` (or take the ``split_reference`` of them) → (reference, training, how)."""
+    from sampleforge.data.dataset import WaveCache
+
+    split = dirs if isinstance(dirs, tuple) else split_reference(dirs, held_out_kits)
+    ref_clips, train_clips, how = split
     cache = WaveCache()  # the onset-aligned clips training uses, cached on disk ($SAMPLEFORGE_CACHE)
 
     def load(clips: Sequence[Any]) -> RealSet:
@@ -328,10 +359,12 @@ def evaluate(model: str | Path, reference: Sequence[Path | str], settings: EvalS
         raise UserInputError(f"unknown class {unknown[0]!r} (valid: {', '.join(CATEGORIES)})")
     if s.per_class < 2:
         raise UserInputError(f"--per-class must be at least 2 (diversity and FD need pairs), got {s.per_class}")
+    sampleforge_model(model, "eval")
+    split = split_reference(reference, s.held_out_kits, s.held_out_flag)
     clf = load_classifier(classifier)
     gen = Generator.from_pretrained(model, device=device, precision=s.generation.precision)
     duration = float(gen.bundle.config.duration)
-    ref, train, how = load_real_sets(reference, duration, gen.sample_rate, s.held_out_kits)
+    ref, train, how = load_real_sets(split, duration, gen.sample_rate)
     judged = [c for c in s.classes if clf.cfg.judged_class(c)]
     skipped = sorted(set(s.classes) - set(judged))
 
@@ -444,14 +477,16 @@ def run_vocoder_check(model: str | Path, reference: Sequence[Path | str], out_fi
     from sampleforge.bundle import vocoder_weights
     from sampleforge.pipeline import Generator
 
+    out = report.check_report_file(out_file, "--out", "eval vocoder", VOCODER_KEYS,
+                                   pages=[Path(out_file).with_suffix(".html")])
+    sampleforge_model(model, "eval vocoder")
+    split = split_reference(reference, held_out_kits)
     components: dict[str, Path | None] | None = None if vocoder is None else {"vocoder": vocoder_weights(vocoder)}
     gen = Generator.from_pretrained(model, device=device, components=components)
-    ref, _, how = load_real_sets(reference, gen.bundle.config.duration, gen.sample_rate, held_out_kits)
+    ref, _, how = load_real_sets(split, gen.bundle.config.duration, gen.sample_rate)
     result, examples = vocoder_check(gen, ref, clips, seed, show=listen)
     result = {"model": str(model), "model_id": gen.id, "vocoder_weights": None if vocoder is None else str(vocoder),
               "split": how, **result}
-    out = Path(out_file)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".html").write_text(report.vocoder_html(result, examples, gen.sample_rate, seed), encoding="utf-8")
     return result
@@ -460,7 +495,9 @@ def run_vocoder_check(model: str | Path, reference: Sequence[Path | str], out_fi
 def run_eval(model: str | Path, reference: Sequence[Path | str], out_dir: str | Path,
              settings: EvalSettings | None = None, classifier: str | Path | None = None,
              device: str | None = None) -> tuple[dict[str, Any], Path, Path]:
-    """Evaluate and write ``eval.json`` + ``eval.html`` into ``out_dir``. Returns (result, json path, html path)."""
+    """Evaluate and write ``eval.json`` + ``eval.html`` into ``out_dir`` (checked first: it may hold only an earlier
+    evaluation's). Returns (result, json path, html path)."""
+    report.check_report_folder(out_dir, "--out", "eval", EVAL_KEYS, ["eval.json", "eval.html"])
     result = evaluate(model, reference, settings, classifier, device)
     html_text = report.eval_html(result, SHOW_PER_CLASS, SHOW_REFERENCE)
     js, page = report.write_report(result, out_dir, "eval", html_text)

@@ -10,6 +10,7 @@ import html
 import io
 import json
 import math
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import torch  # noqa: E402
 
 from sampleforge.audio.griffinlim import describe  # noqa: E402
 from sampleforge.audio.mel import MelConfig, MelSpectrogram  # noqa: E402
+from sampleforge.errors import UserInputError, file_in_the_way  # noqa: E402
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -123,10 +125,14 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], headers: Seque
     return "".join(out)
 
 
+PAGE_STAMP = '<meta name="generator" content="sampleforge">'  # in every page: an earlier report, safe to replace
+_UNSTAMPED_HEAD = '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>sampleforge '  # pages before it
+
+
 def page(title: str, body: Sequence[str]) -> str:
     """A complete HTML document."""
     return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">{PAGE_STAMP}'
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{html.escape(title)}</h1>" + "\n".join(body) + "</body></html>\n"
     )
@@ -328,6 +334,7 @@ def sweep_html(result: dict[str, Any]) -> str:
     body = [note(f"model {result['model_id']} — prompt {result['prompt']!r}, seed {result['seed']}, "
                  f"{result['n']} clip(s) per cell. Stats are of the raw output before finishing (peak 0.95); "
                  "players play the finished clip. Red: clipping > 1 % or NaN before finishing.")]
+    body += [note(f"warning: {w}") for w in result.get("warnings", [])]
     cfgs, steps = result["cfg"], result["steps"]
     for sampler in result["samplers"]:
         out = ['<table><tr><th class="l">steps \\ cfg</th>'] + [f"<th>{fmt(c)}</th>" for c in cfgs] + ["</tr>"]
@@ -358,3 +365,71 @@ def write_report(result: dict[str, Any], out_dir: str | Path, name: str, html_te
     page_path = out / f"{name}.html"
     page_path.write_text(html_text, encoding="utf-8")
     return js, page_path
+
+
+# --------------------------------------------------------------------------------------------------
+# where reports go: a report replaces only an earlier report of its kind, and the check comes before any work
+
+
+def is_report(path: str | Path, keys: Sequence[str]) -> bool:
+    """Whether the file ``path`` is an earlier report of ours: a ``.html`` page that ``page`` wrote, or else a JSON
+    object holding every one of ``keys`` (the keys of that kind of report)."""
+    p = Path(path)
+    try:
+        if p.suffix == ".html":
+            with p.open("rb") as f:
+                head = f.read(1024).decode("utf-8", errors="replace")
+            return PAGE_STAMP in head or head.startswith(_UNSTAMPED_HEAD)
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # unreadable, not UTF-8, not JSON
+        return False
+    return isinstance(data, dict) and all(k in data for k in keys)
+
+
+def check_report_file(path: str | Path, flag: str, kind: str, keys: Sequence[str],
+                      pages: Sequence[str | Path] = ()) -> Path:
+    """Fail at once (UserInputError naming ``flag``) when the JSON report of ``kind`` cannot go to ``path``: a name
+    without .json, a folder, a parent folder that cannot be made or written, or an existing file that is not an
+    earlier report of this kind (a JSON object with ``keys``); ``pages``: HTML files written beside it, checked
+    alike. Creates the parent folders. Returns ``path``."""
+    p = Path(path)
+    if p.suffix != ".json":
+        raise UserInputError(f"{flag}: {p} is no .json file name (the {kind} report is JSON)")
+    if p.is_dir():
+        raise UserInputError(f"{flag}: {p} is a folder, not a file")
+    _check_folder(p.parent, flag)
+    for f in (p, *map(Path, pages)):
+        _refuse_other(f, flag, kind, keys, "file")
+    return p
+
+
+def check_report_folder(out_dir: str | Path, flag: str, kind: str, keys: Sequence[str],
+                        names: Sequence[str]) -> Path:
+    """Fail at once (UserInputError naming ``flag``) when the report of ``kind`` cannot be written into ``out_dir``
+    as ``names`` (e.g. sweep.json, sweep.html): a file in the way of the folder, a folder that cannot be written,
+    or one of those files existing without being an earlier report of this kind. Creates the folder."""
+    out = Path(out_dir)
+    _check_folder(out, flag)
+    for name in names:
+        _refuse_other(out / name, flag, kind, keys, "folder")
+    return out
+
+
+def _check_folder(folder: Path, flag: str) -> None:
+    problem = file_in_the_way(folder)
+    if problem:
+        raise UserInputError(f"{flag}: {problem}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".sampleforge-probe-"):
+            pass
+    except OSError as exc:
+        raise UserInputError(f"{flag}: cannot write to {folder} ({exc.strerror or exc})") from None
+
+
+def _refuse_other(path: Path, flag: str, kind: str, keys: Sequence[str], other: str) -> None:
+    if path.is_dir():
+        raise UserInputError(f"{flag}: {path} is a folder, not a file")
+    if path.exists() and not is_report(path, keys):
+        raise UserInputError(f"{flag}: {path} exists and is not an earlier {kind} report; not replaced (remove it, "
+                             f"or name another {other})")

@@ -24,6 +24,8 @@ from sampleforge.params import GenerationParams
 
 MAX_CELLS = 64  # settings in one sweep: each cell is a row of players and pictures in one page
 MAX_CLIPS = 256  # clips in one sweep (cells x count): the page carries every clip as a player
+DEFAULT_SAMPLERS = 3  # samplers swept when none is named (ddim, dpmpp_2m, heun; other models: their first three)
+SWEEP_KEYS = ("model_id", "prompt", "cells")  # the keys that tell an earlier sweep.json from any other file
 
 
 def check_grid(cells: int, count: int) -> None:
@@ -41,6 +43,7 @@ def run_sweep(generator: Any, base: GenerationParams, cfgs: Sequence[float], ste
     """Render every (sampler, steps, cfg) cell over ``base`` (prompt, seed, count, duration, ...) with any
     backend; returns the JSON-able result plus ``_audio`` (key -> (count, T)). The stage statistics come from
     the backend's ``Generation``: the sampler's latents and the waveform before finishing (``raw``)."""
+    cfgs, steps, samplers = list(dict.fromkeys(cfgs)), list(dict.fromkeys(steps)), list(dict.fromkeys(samplers))
     base = generator.resolve(base)
     check_grid(len(samplers) * len(steps) * len(cfgs), base.count)
     unfit = [s for s in samplers if s not in generator.samplers]
@@ -65,11 +68,12 @@ def run_sweep(generator: Any, base: GenerationParams, cfgs: Sequence[float], ste
                 audio[key] = mono_rows(g.audio).numpy()
                 bar.update(1)
     bar.close()
+    warnings = list(dict.fromkeys([*generator.check_prompt(base.prompt), *(w for c in cells for w in c["warnings"])]))
     return {
         "model_id": generator.id, "model_kind": getattr(generator, "kind", "sampleforge"), "prompt": base.prompt,
         "seed": base.seed, "n": base.count, "duration": base.duration, "cfg": [float(c) for c in cfgs],
         "steps": [int(s) for s in steps], "samplers": list(samplers), "device": str(generator.device),
-        "cells": cells, "_audio": audio, "_sample_rate": sr,
+        "warnings": warnings, "cells": cells, "_audio": audio, "_sample_rate": sr,
     }
 
 
@@ -106,11 +110,13 @@ def sweep(model: str | Path, base: GenerationParams, cfgs: Sequence[float], step
     """Load the model (any backend; ``base`` carries its load-time settings), run the grid, write
     ``sweep.json`` + ``sweep.html``. ``samplers`` None: ddim, dpmpp_2m, heun (other models: their first
     three). Returns (result, json, html)."""
-    from sampleforge.api import check_writable
     from sampleforge.backends import BackendOptions, load_backend
 
-    check_grid(len(cfgs) * len(steps) * (len(samplers) if samplers else 1), base.count)  # at once, not after loading
-    check_writable(Path(out_dir) / "probe.wav", "out")  # before the model and the grid: a bad folder answers at once
+    cfgs, steps = list(dict.fromkeys(cfgs)), list(dict.fromkeys(steps))  # a value named twice is one cell
+    samplers = list(dict.fromkeys(samplers)) if samplers else None
+    # at once, not after loading: the grid's size, and the folder (it may hold only an earlier sweep's page)
+    check_grid(len(cfgs) * len(steps) * (len(samplers) if samplers else DEFAULT_SAMPLERS), base.count)
+    report.check_report_folder(out_dir, "--out", "sweep", SWEEP_KEYS, ["sweep.json", "sweep.html"])
     gen = load_backend(model, BackendOptions.from_params(base, device))
     if samplers is None:
         samplers = ["ddim", "dpmpp_2m", "heun"] if gen.kind == "sampleforge" else list(gen.samplers[:3])

@@ -30,6 +30,7 @@ from sampleforge.models.text import KeywordEncoder
 from sampleforge.models.unet import LatentUNet
 from sampleforge.models.vae import MelVAE
 from sampleforge.models.vocoder import Vocoder, VocoderConfig
+from sampleforge.strict import ConfigError
 from sampleforge.text.keywords import Vocabulary
 from sampleforge.timbre import table_problem
 
@@ -366,6 +367,8 @@ def inspect_bundle(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
             raise exc
         alone = "the model and the vocoder one at a time" if ref.vocoder is not None else "the model alone"
         raise CheckpointError(f"{ref.spec}: {ref.parts()}; inspect {alone}") from None
+    if (other := not_a_model(path)) is not None and not is_vocoder_folder(path):
+        raise CheckpointError(other)
     cfg = read_config(path)
     info: dict[str, Any] = {"path": str(path), "id": model_id(path), "config": cfg.to_dict(), "components": {}}
     for name in COMPONENTS:
@@ -397,4 +400,20 @@ def inspect_bundle(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
         needed = ["vae", "unet", "text", *(["vocoder"] if cfg.vocoder is not None else [])]
         missing = [f"{n}.safetensors" for n in needed if n not in info["components"]]
         info["missing"] = missing + ([] if vocab_file.is_file() else ["vocab.json"])
+        info["problems"] = load_problems(path, cfg, Vocabulary.load(vocab_file) if vocab_file.is_file() else None)
     return info
+
+
+def load_problems(path: Path, cfg: ModelConfig, vocab: Vocabulary | None) -> list[str]:
+    """What loading the model folder ``path`` refuses besides missing files: sections of its config that disagree,
+    a timbre.json that cannot be read."""
+    problems = []
+    try:
+        check_config(cfg, vocab)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    try:
+        read_timbre(path)
+    except CheckpointError as exc:
+        problems.append(str(exc))
+    return problems

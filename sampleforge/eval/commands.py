@@ -618,4 +618,4 @@ def _run_inspect(args: argparse.Namespace) -> int:
 
     info = inspect_path(args.path)
     print(json.dumps(info, indent=2, default=str) if args.json else format_inspect(info))
-    return 1 if info.get("missing") else 0
+    return 1 if info.get("missing") or info.get("problems") else 0

@@ -21,7 +21,9 @@ def inspect_path(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     bundle.check_named(path)
     here = Path(path).expanduser()
-    if str(path).startswith("hf:") or (here / "model_index.json").is_file() or (here / "model_config.json").is_file():
+    if here.is_dir() and not (here / "config.json").is_file() and any(here.glob("*.ckpt")):
+        path = resolve(path).path  # an audio-diffusion-pytorch folder: its checkpoint, as generate takes it
+    elif str(path).startswith("hf:") or (here / "model_index.json").is_file() or (here / "model_config.json").is_file():
         from sampleforge.backends.inspect import inspect_diffusers, inspect_stable_audio_tools
 
         ref = resolve(path)
@@ -139,6 +141,8 @@ def format_inspect(info: dict[str, Any]) -> str:
     lines.append(f"total parameters: {total:,} ({_human_count(total)})")
     if info.get("missing"):
         lines.append(f"MISSING: {', '.join(info['missing'])}: this model cannot load")
+    for problem in info.get("problems", []):
+        lines.append(f"PROBLEM: {problem}: this model cannot load")
     if "config" in info:
         lines += ["config:", *_config_lines(info["config"])]
     if "vocab" in info:

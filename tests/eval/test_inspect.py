@@ -43,6 +43,35 @@ def test_inspect_says_a_model_folder_that_cannot_load(debug_model: Path, tmp_pat
     assert "MISSING: vae.safetensors: this model cannot load" in capsys.readouterr().out
 
 
+def test_inspect_says_what_else_stops_a_model_folder_from_loading(debug_model: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Not only missing files: a timbre.json that is not JSON, sections of the config that disagree."""
+    assert inspect_path(debug_model)["problems"] == []
+    broken = tmp_path / "broken"
+    shutil.copytree(debug_model, broken)
+    (broken / "timbre.json").write_text("{not json")
+    cfg = json.loads((broken / "config.json").read_text())
+    cfg["sample_rate"] = 22050
+    (broken / "config.json").write_text(json.dumps(cfg))
+    assert main(["inspect", str(broken)]) == 1
+    said = capsys.readouterr().out
+    assert "PROBLEM: config.json: sample_rate (22050) != mel.sample_rate (44100): this model cannot load" in said
+    assert f"PROBLEM: {broken / 'timbre.json'}: invalid JSON" in said
+
+
+def test_inspect_names_a_classifier_and_reads_an_audio_diffusion_pytorch_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sampleforge.bundle import resolve_model
+
+    assert main(["inspect", "classifier-v2"]) == 2
+    assert f"{resolve_model('classifier-v2')}: a drum classifier" in capsys.readouterr().err
+    folder = tmp_path / "adp"
+    folder.mkdir()
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, folder / "tiny-drums.ckpt")
+    info = inspect_path(folder)  # the folder generate takes as an audio-diffusion-pytorch model: its checkpoint
+    assert info["kind"] == "legacy_pt" and info["path"].endswith("tiny-drums.ckpt")
+
+
 def test_inspect_legacy_pt_reads_weights_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pt = tmp_path / "kick_ckpt.pt"
     torch.save({

@@ -394,7 +394,7 @@ def check_report_file(path: str | Path, flag: str, kind: str, keys: Sequence[str
     alike. Creates the parent folders. Returns ``path``."""
     p = Path(path)
     if p.suffix != ".json":
-        raise UserInputError(f"{flag}: {p} is no .json file name (the {kind} report is JSON)")
+        raise UserInputError(f"{flag}: {p} does not end in .json (the {kind} report is JSON)")
     if p.is_dir():
         raise UserInputError(f"{flag}: {p} is a folder, not a file")
     _check_folder(p.parent, flag)

@@ -203,22 +203,26 @@ def test_page_suggests_the_words_that_shape_the_sound(browser, live_server):
         pytest.skip("the shipped drums-v2 model is not installed")
     from selenium.webdriver.support.ui import Select
 
+    def suggested() -> list[list[str]]:
+        """The suggestions shown, (word, title) each, read in one step: the page redraws them as it learns more."""
+        return browser.execute_script(  # type: ignore[no-any-return]
+            "return [...document.querySelectorAll('#suggest .tag')].map((t) => [t.textContent.trim(), t.title]);")
+
     server = live_server("--model", str(model))  # served beside the debug model, which has no knobs
     browser.get(server.url + "/")
-    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#suggest .tag"), 20, "suggestions")
-    assert "long" not in [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#suggest .tag")]
+    wait_for(suggested, 20, "suggestions")
+    assert "long" not in [word for word, _ in suggested()]
     Select(browser.find_element(By.ID, "model")).select_by_index(1)
 
     def shown():
-        tags = browser.find_elements(By.CSS_SELECTOR, "#suggest .tag")
-        return {t.text: t.get_attribute("title") for t in tags} if any(t.text == "long" for t in tags) else None
+        tags = dict(suggested())
+        return tags if "long" in tags else None
 
     tags = wait_for(shown, 20, "drums-v2's suggestions")
     assert tags["long"] == "sets decay 0.85" and any(t.endswith("training clips") for t in tags.values()), tags
     browser.find_element(By.XPATH, "//div[@id='classes']/button[normalize-space()='snare']").click()
     browser.find_element(By.ID, "prompt").send_keys(" bri")
-    wait_for(lambda: [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#suggest .tag")] == ["bright"], 10,
-             "the 'bright' suggestion")
+    wait_for(lambda: [word for word, _ in suggested()] == ["bright"], 10, "the 'bright' suggestion")
     tag = browser.find_element(By.CSS_SELECTOR, "#suggest .tag")
     assert tag.get_attribute("title") == "sets brightness 0.85"
     tag.click()

@@ -52,9 +52,14 @@ def browser(tmp_path: Path):
 
 
 def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = predicate()
+        try:
+            value = predicate()
+        except StaleElementReferenceException:  # the page redrew what was being read: look again
+            value = None
         if value:
             return value
         time.sleep(0.1)

@@ -559,8 +559,8 @@ def _slug(text: str, empty: str) -> str:
 def _run_sweep(args: argparse.Namespace) -> int:
     from sampleforge.eval.sweep import sweep
 
-    grid = {name: list(dict.fromkeys(parse_list(getattr(args, name), name))) for name in ("cfg_scale", "steps")}
-    samplers = list(dict.fromkeys(parse_list(args.sampler, "sampler"))) if args.sampler is not None else None
+    grid = {name: parse_list(getattr(args, name), name) for name in ("cfg_scale", "steps")}
+    samplers = parse_list(args.sampler, "sampler") if args.sampler is not None else None
     args.cfg_scale = args.steps = args.sampler = None  # the grid, not single values
     base = from_namespace(args, base=SWEEP_BASE)
     if args.prompt is None and not args.prompt_words:

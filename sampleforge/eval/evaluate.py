@@ -125,12 +125,10 @@ def split_reference(dirs: Sequence[Path | str], held_out_kits: Sequence[str] | N
     return ref_clips, train_clips, how
 
 
-def load_real_sets(dirs: Sequence[Path | str] | ReferenceSplit, duration: float, sample_rate: int,
-                   held_out_kits: Sequence[str] | None = None) -> tuple[RealSet, RealSet, str]:
-    """Scan ``dirs`` (or take the ``split_reference`` of them) → (reference, training, how)."""
+def load_real_sets(split: ReferenceSplit, duration: float, sample_rate: int) -> tuple[RealSet, RealSet, str]:
+    """The clips of a ``split_reference``, loaded → (reference, training, how)."""
     from sampleforge.data.dataset import WaveCache
 
-    split = dirs if isinstance(dirs, tuple) else split_reference(dirs, held_out_kits)
     ref_clips, train_clips, how = split
     cache = WaveCache()  # the onset-aligned clips training uses, cached on disk ($SAMPLEFORGE_CACHE)
 

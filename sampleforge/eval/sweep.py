@@ -43,7 +43,6 @@ def run_sweep(generator: Any, base: GenerationParams, cfgs: Sequence[float], ste
     """Render every (sampler, steps, cfg) cell over ``base`` (prompt, seed, count, duration, ...) with any
     backend; returns the JSON-able result plus ``_audio`` (key -> (count, T)). The stage statistics come from
     the backend's ``Generation``: the sampler's latents and the waveform before finishing (``raw``)."""
-    cfgs, steps, samplers = list(dict.fromkeys(cfgs)), list(dict.fromkeys(steps)), list(dict.fromkeys(samplers))
     base = generator.resolve(base)
     check_grid(len(samplers) * len(steps) * len(cfgs), base.count)
     unfit = [s for s in samplers if s not in generator.samplers]

@@ -24,6 +24,7 @@ from torch.utils.data import TensorDataset
 from tqdm import tqdm
 
 from sampleforge.bundle import load_state
+from sampleforge.data.dataset import DrumDataset
 from sampleforge.devices import normal, uniform
 from sampleforge.diffusion.prediction import get_prediction, training_example
 from sampleforge.errors import CheckpointError, SampleforgeError, UserInputError
@@ -251,9 +252,9 @@ class DiffusionTask:
         """Cached latents (N, C, W) with their keyword ids (N, L), knob quantiles (N, K) and the ids of their
         class's own words (N, L; ``class_prompt_dropout``)."""
         ctx = self.ctx
-        hashes = ctx.dataset(augment=False).cache  # a clip replaced by another file is encoded anew
+        plain = ctx.dataset(augment=False)  # its cache hashes each file once: a replaced clip is encoded anew
         key = latent_cache_key(vae_file.read_bytes(),
-                               [(str(c.path), hashes.file_hash(c.path), c.category, c.keywords) for c in ctx.clips],
+                               [(str(c.path), plain.cache.file_hash(c.path), c.category, c.keywords) for c in ctx.clips],
                                (ctx.recipe.latent_variants, ctx.data.augment, ctx.data.duration, ctx.seed),
                                self.vae.cfg.scale_factor)
         cache = ctx.run_dir / "diffusion" / f"latents-{key}.safetensors"
@@ -280,7 +281,7 @@ class DiffusionTask:
         class_table = self.vocab.encode_batch([CATEGORY_PROMPTS[c.category] for c in ctx.clips], max_tokens)[0]
         class_table[torch.tensor([c.generated for c in ctx.clips], dtype=torch.bool)] = KeywordEncoder.PAD_ID
         class_table = class_table.repeat(ctx.recipe.latent_variants, 1)
-        knob_table = self._knob_table().repeat(ctx.recipe.latent_variants, 1)
+        knob_table = self._knob_table(plain).repeat(ctx.recipe.latent_variants, 1)
         repeats = class_repeats([c.category for c in ctx.clips], ctx.recipe.class_balance)
         if max(repeats) > 1:
             index = torch.tensor(repeats).repeat(ctx.recipe.latent_variants)
@@ -290,9 +291,9 @@ class DiffusionTask:
                      ctx.recipe.class_balance, latents.shape[0], max(repeats))
         return TensorDataset(latents, id_table, knob_table, class_table)
 
-    def _knob_table(self) -> Tensor:
+    def _knob_table(self, ds: DrumDataset) -> Tensor:
         """(N, K) per-class quantiles of the knobs the text config names, for every training clip (measured on
-        the unaugmented clips once, by ``recipe.timbre_features``' definitions, cached in RUN/diffusion/timbre.json
+        the unaugmented clips ``ds`` once, by ``recipe.timbre_features``' definitions, cached in RUN/diffusion/timbre.json
         with the per-class feature tables)."""
         from sampleforge.timbre import KNOBS, class_quantiles, measure
 
@@ -311,7 +312,6 @@ class DiffusionTask:
         # {"features": version, "clips": {path#content: features}}; another version or form is stale
         fresh = isinstance(stored, dict) and stored.get("features") == version and isinstance(stored.get("clips"), dict)
         known: dict[str, dict[str, float]] = stored["clips"] if fresh else {}
-        ds = ctx.dataset(augment=False)
         feats = []
         for i, clip in enumerate(tqdm(ctx.clips, desc="measuring timbre", unit="clip", disable=None)):
             key = f"{clip.path}#{ds.cache.file_hash(clip.path)[:16]}"  # a replaced file is measured anew

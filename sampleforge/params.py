@@ -206,7 +206,8 @@ class GenerationParams:
                               "sampler's (ddim 0, euler_ancestral 1)", ge=0.0, le=1.0, http=False)
     steps_offset: int = param(0, "added to every timestep of the 'leading' spacing (as diffusers' steps_offset)",
                               ge=0, le=100, http=False)
-    flow_shift: float = param(1.0, "time shift of flow-matching models (above 1: more steps at high noise)",
+    flow_shift: float = param(1.0, "time shift of flow-matching models, on top of a model's own (above 1: more "
+                              "steps at high noise)",
                               gt=0.0, le=100.0, http=False)
     candidates: int | None = param(None, "render up to this many candidates a clip, the first with the prompt's "
                                    "keywords at full strength, each next a step closer to the model's own weighting "

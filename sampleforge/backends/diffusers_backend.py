@@ -177,7 +177,16 @@ class DiffusersBackend(RunMixin):
             samplers=schedulers.sampler_names(self.family), min_duration=max(low, 0.1),
             max_duration=float(top), default_duration=float(default), default_steps=steps, default_cfg=cfg,
             channels=1 if self.options.channels == "mono" else channels, settings=SETTINGS.get(self.family, ()),
+            sampling=self._sampling(),
         )
+
+    def _sampling(self) -> tuple[str, ...]:
+        """The sampler settings some sampler of this pipeline applies: DDIM's eta (AudioLDM2's own scheduler), a
+        flow model's fixed time shift (Stable Audio 3)."""
+        names = schedulers.sampler_names(self.family)
+        eta = any(schedulers.takes_eta(self.family, n, self.native_scheduler) for n in names)
+        shift = self.family == "stable-audio-3" and schedulers.shifts_time(self.native_scheduler)
+        return ("eta",) * eta + ("flow_shift",) * shift
 
     @property
     def space(self) -> ParamSpace:
@@ -237,7 +246,7 @@ class DiffusersBackend(RunMixin):
         assert p.sampler is not None and p.duration is not None and p.steps is not None
         steps, duration = p.steps, p.duration
         pipe, extra = self._pipeline_for(p)
-        pipe.scheduler = schedulers.build_scheduler(self.family, p.sampler, self.native_scheduler)
+        pipe.scheduler = schedulers.build_scheduler(self.family, p.sampler, self.native_scheduler, p.flow_shift)
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
         if "audio" in extra:  # one reference clip for every prompt of the batch
             extra["audio"] = extra["audio"].to(self.device, self.pipe.vae.dtype).expand(len(prompts), -1, -1)
@@ -248,6 +257,8 @@ class DiffusersBackend(RunMixin):
         }
         if self.family == "audioldm2":
             kwargs["num_waveforms_per_prompt"] = 1
+        if p.eta is not None:  # resolve() let it through only for a scheduler that takes it
+            kwargs["eta"] = p.eta
         accepted = inspect.signature(pipe.__call__).parameters
         kwargs = {k: v for k, v in kwargs.items() if k in accepted}  # SA3 audio-to-audio: no guidance_scale
         try:
@@ -288,8 +299,19 @@ class DiffusersBackend(RunMixin):
         return memory.in_chunks(run, latents, frames, DECODE_OVERLAP, dim=geo.time_dim)
 
     def resolve(self, params: GenerationParams) -> GenerationParams:
-        """Fill sampler ("native"), duration and seed from the model; check them against it."""
-        return resolve_in(self._space, params, self.precision)
+        """Fill sampler ("native"), duration and seed from the model; check them against it: eta only for a
+        sampler that takes it, flow_shift not with audio-to-audio (the shift would move the start level that
+        ``init_noise`` sets)."""
+        p = resolve_in(self._space, params, self.precision)
+        assert p.sampler is not None
+        if p.eta is not None and not schedulers.takes_eta(self.family, p.sampler, self.native_scheduler):
+            takers = [n for n in self._space.samplers if schedulers.takes_eta(self.family, n, self.native_scheduler)]
+            raise ParamError("eta", f": sampler {p.sampler!r} does not use it (only {', '.join(takers)})",
+                             mentions=("sampler",))
+        if p.flow_shift != 1.0 and p.init_audio is not None and p.mask_start is None and p.mask_end is None:
+            raise ParamError("flow_shift", ": does not combine with init_audio (it would move the noise level that "
+                             "init_noise sets)", mentions=("init_audio", "init_noise"))
+        return p
 
     def run(self, params: GenerationParams, prompts: Sequence[str] | None = None, vocoder: bool = True,
             callback: Callback | None = None, normalize: str | None = "peak") -> Generation:

@@ -494,14 +494,21 @@ def default_inv_freq(head_dim: int) -> Tensor:
     return 1.0 / (10000 ** (torch.arange(0, dim, 2).float() / dim))
 
 
-def rf_times(steps: int, sigma_max: float = 1.0) -> Tensor:
+def rf_times(steps: int, sigma_max: float = 1.0, shift: float = 1.0) -> Tensor:
     """(steps + 1,) flow times from ``sigma_max`` to 0, evenly spaced in log-SNR from that of ``sigma_max``
-    (-6 for 1) to 2 (stable-audio-tools' ``sample_rf`` schedule); all zero for ``sigma_max`` 0."""
+    (-6 for 1) to 2 (stable-audio-tools' ``sample_rf`` schedule); all zero for ``sigma_max`` 0.
+
+    ``shift`` moves the times toward the noisy end as SD3's time shift does (``u' = s u / (1 + (s - 1) u)``),
+    applied to ``u = t / sigma_max`` so that the grid still starts at ``sigma_max``; 1 is the schedule as it is."""
     if sigma_max <= 0:
         return torch.zeros(steps + 1)
     logsnr_max = math.log((1 - sigma_max) / sigma_max + 1e-6) if sigma_max < 1 else -6.0
     t = torch.sigmoid(-torch.linspace(logsnr_max, 2, steps + 1))
-    t[0], t[-1] = min(sigma_max, 1.0), 0.0
+    top = min(sigma_max, 1.0)
+    t[0], t[-1] = top, 0.0
+    if shift != 1.0:
+        u = t / top
+        t = top * shift * u / (1 + (shift - 1) * u)
     return t
 
 
@@ -566,7 +573,7 @@ class SATBackend(RunMixin):
             default_steps=steps, default_cfg=cfg_scale,
             channels=1 if self.options.channels == "mono" else self.cfg.audio_channels,
             settings=("init_audio", "init_noise") if self.encoder is not None else (),
-            sampling=("eta",),  # sampleforge's flow samplers on stable-audio-tools' own time grid
+            sampling=("eta", "flow_shift"),  # sampleforge's flow samplers on stable-audio-tools' own time grid
         )
         self.samplers = self._space.samplers
 
@@ -756,7 +763,7 @@ class SATBackend(RunMixin):
             warnings.append(f"{self.name} has no timbre knobs: {', '.join(sorted(p.knobs()))} ignored")
         gens = [torch.Generator().manual_seed(s) for s in b.seeds]
         noise = torch.stack([torch.randn(self.cfg.latent_channels, self.cfg.frames, generator=g) for g in gens])
-        start, times, peaks = noise, rf_times(p.steps), {}
+        start, times, peaks = noise, rf_times(p.steps, shift=p.flow_shift), {}
         chunk = p.decode_chunk if p.decode_chunk is not None else self.options.decode_chunk  # encode and decode
         if p.init_audio is not None:  # stable-audio-tools' sample_rf with init_data and sigma_max
             sigma = 1.0 if p.init_noise is None else float(p.init_noise)
@@ -765,7 +772,7 @@ class SATBackend(RunMixin):
                                 "lower it (e.g. to 0.6) to keep some")
             with memory.measure_peak(self.device) as peaks["encode"]:
                 init = self.init_latents(p.init_audio, gens, chunk)
-            start, times = init * (1 - sigma) + noise * sigma, rf_times(p.steps, sigma)
+            start, times = init * (1 - sigma) + noise * sigma, rf_times(p.steps, sigma, p.flow_shift)
         with memory.measure_peak(self.device) as peaks["sample"], torch.inference_mode():
             cond = self.condition(b.prompts, p.duration, p.cfg_scale)
             latents = start.to(self.device, self.dtype)

@@ -7,6 +7,7 @@ noise levels it was trained on. ``describe`` tells which scheduler a name stands
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -60,17 +61,37 @@ def _cosine_time(cls: type) -> type:
     return CosineTime
 
 
-def build_scheduler(family: str, name: str, native: Any) -> Any:
-    """The scheduler for sampler ``name`` built from the pipeline's own scheduler ``native``."""
+def scheduler_class(family: str, name: str, native: Any) -> Any:
+    """The class sampler ``name`` runs (``native``'s own for "native")."""
     if name == NATIVE:
-        return native
+        return type(native)
     import diffusers
 
-    cls_name, overrides = SCHEDULERS[family][name]
-    cls = getattr(diffusers, cls_name)
+    return getattr(diffusers, SCHEDULERS[family][name][0])
+
+
+def takes_eta(family: str, name: str, native: Any) -> bool:
+    """Whether sampler ``name``'s steps take DDIM's eta (diffusers passes it only to a ``step`` that has it)."""
+    return "eta" in inspect.signature(scheduler_class(family, name, native).step).parameters
+
+
+def shifts_time(native: Any) -> bool:
+    """Whether a flow-matching scheduler applies a fixed time shift (``shift``; not the resolution-dependent
+    ``use_dynamic_shifting``, which takes its shift from the pipeline)."""
+    config = native.config
+    return "shift" in config and not config.get("use_dynamic_shifting", False)
+
+
+def build_scheduler(family: str, name: str, native: Any, flow_shift: float = 1.0) -> Any:
+    """The scheduler for sampler ``name`` built from the pipeline's own scheduler ``native``. ``flow_shift``
+    multiplies a flow scheduler's own shift (time shifts compose so: 1 keeps the model's)."""
+    shift = {} if flow_shift == 1.0 else {"shift": float(native.config["shift"]) * flow_shift}
+    if name == NATIVE:
+        return type(native).from_config(native.config, **shift) if shift else native
+    cls = scheduler_class(family, name, native)
     if family == "stable-audio":
         cls = _cosine_time(cls)
-    return cls.from_config(native.config, **overrides)
+    return cls.from_config(native.config, **SCHEDULERS[family][name][1], **shift)
 
 
 def describe(family: str, native: Any) -> dict[str, str]:

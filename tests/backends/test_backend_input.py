@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from sampleforge.backends import BackendOptions, load_backend
 from sampleforge.cli import main
@@ -17,7 +18,8 @@ SAMPLER_SETTINGS = {"eta": 0.5, "steps_offset": 5, "flow_shift": 3.0}
 
 
 @pytest.mark.parametrize(("fixture", "applied"), [
-    ("ldm_dir", ()), ("sa_dir", ()), ("sa3_dir", ()), ("adp_ckpt", ("eta",)), ("sat_small", ("eta",)),
+    ("ldm_dir", ("eta",)), ("sa_dir", ()), ("sa3_dir", ("flow_shift",)), ("adp_ckpt", ("eta",)),
+    ("sat_small", ("eta", "flow_shift")),
 ])
 def test_sampler_settings_a_model_does_not_use_are_refused(fixture: str, applied: tuple[str, ...],
                                                            request: pytest.FixtureRequest) -> None:
@@ -33,14 +35,84 @@ def test_sampler_settings_a_model_does_not_use_are_refused(fixture: str, applied
     assert backend.resolve(GenerationParams()).flow_shift == 1.0  # the defaults are no setting
 
 
-def test_generate_refuses_eta_for_a_pipeline_that_ignores_it(ldm_dir: Path, tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_generate_refuses_eta_for_a_scheduler_that_ignores_it(ldm_dir: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "x.wav"
     assert main(["generate", "--model", str(ldm_dir), "--prompt", "kick", "--steps", "2", "--duration", "0.5",
-                 "--sampler", "ddim", "--eta", "0.5", "--quiet", "--output", str(out)]) == 2
+                 "--sampler", "euler", "--eta", "0.5", "--quiet", "--output", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--eta" in err[0] and "does not use it" in err[0]
+    assert len(err) == 1 and err[0].endswith("--eta: --sampler 'euler' does not use it (only native, ddim)"), err
     assert not out.exists()
+
+
+def test_audioldm2_ddim_eta_is_the_pipelines(ldm_dir: Path) -> None:
+    """AudioLDM2's DDIM takes eta as the direct pipeline call does (it was refused: no file records a setting that
+    did nothing, and now it does something)."""
+    import diffusers
+
+    from sampleforge.eval.metrics import peak_correlation
+
+    pipe = diffusers.AudioLDM2Pipeline.from_pretrained(ldm_dir)
+    pipe.set_progress_bar_config(disable=True)
+    backend = load_backend(ldm_dir, CPU)
+    for sampler in ("native", "ddim"):
+        got = backend.generate_full("kick drum", steps=4, cfg_scale=3.0, seed=7, duration=1.0, sampler=sampler,
+                                    eta=1.0)
+        ref = pipe("kick drum", num_inference_steps=4, guidance_scale=3.0, audio_length_in_s=1.0, eta=1.0,
+                   generator=torch.Generator().manual_seed(7)).audios[0]
+        plain = pipe("kick drum", num_inference_steps=4, guidance_scale=3.0, audio_length_in_s=1.0,
+                     generator=torch.Generator().manual_seed(7)).audios[0]
+        assert got.params.eta == 1.0
+        assert peak_correlation(got.raw[0].numpy(), ref) > 0.99
+        assert peak_correlation(got.raw[0].numpy(), plain) < 0.99  # eta changed the clip
+
+
+def test_stable_audio_3_flow_shift_multiplies_the_schedulers_shift(sa3_dir: Path, tmp_path: Path) -> None:
+    import diffusers
+
+    backend = load_backend(sa3_dir, CPU)
+    shifted = diffusers.StableAudio3Pipeline.from_pretrained(sa3_dir)
+    shifted.scheduler = type(shifted.scheduler).from_config(shifted.scheduler.config, shift=3.0)
+    shifted.set_progress_bar_config(disable=True)
+    ref = shifted("kick drum", num_inference_steps=4, guidance_scale=3.0, duration=1.0, output_type="latent",
+                  generator=torch.Generator().manual_seed(7)).audios
+    got = backend.generate_full("kick drum", steps=4, cfg_scale=3.0, seed=7, duration=1.0, flow_shift=3.0)
+    plain = backend.generate_full("kick drum", steps=4, cfg_scale=3.0, seed=7, duration=1.0)
+    assert got.latents is not None and plain.latents is not None
+    torch.testing.assert_close(got.latents, ref.float(), atol=1e-4, rtol=1e-4)
+    assert (plain.latents - ref).abs().max() > 1e-2  # the shift changed the sampling
+    assert backend.native_scheduler.config["shift"] == 1.0  # the loaded pipeline keeps its own
+    with pytest.raises(ParamError, match="^flow_shift: does not combine with init_audio"):
+        backend.resolve(GenerationParams.from_kwargs({"flow_shift": 2.0, "init_audio": str(tmp_path / "a.wav")}))
+
+
+def test_stable_audio_tools_flow_shift_shifts_its_times(sat_small: tuple[Path, dict, dict],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sampleforge.backends import sat
+
+    plain = sat.rf_times(8)
+    shifted = sat.rf_times(8, shift=3.0)
+    torch.testing.assert_close(shifted, 3 * plain / (1 + 2 * plain))  # SD3's shift of the same grid
+    assert float(shifted[3]) > float(plain[3])  # more of the steps at high noise
+    a2a = sat.rf_times(8, 0.6, 3.0)
+    assert float(a2a[0]) == pytest.approx(0.6) and float(a2a[-1]) == 0.0  # still starts at init_noise
+    assert bool((a2a[1:] < a2a[:-1]).all()) and float(a2a[2]) > float(sat.rf_times(8, 0.6)[2])
+
+    from sampleforge.diffusion import samplers
+
+    grids: list[torch.Tensor] = []
+    real = samplers.get_sampler
+
+    def spy(name: str):  # type: ignore[no-untyped-def]
+        def run(denoise, x, times, **kw):  # type: ignore[no-untyped-def]
+            grids.append(times)
+            return real(name)(denoise, x, times, **kw)
+        return run
+
+    monkeypatch.setattr(samplers, "get_sampler", spy)
+    backend = load_backend(sat_small[0], CPU)
+    backend.generate("kick drum", steps=5, seed=3, duration=1.0, flow_shift=3.0)
+    torch.testing.assert_close(grids[-1], sat.rf_times(5, shift=3.0))
 
 
 def test_inspect_of_a_folder_with_a_corrupt_safetensors_header_is_one_line(

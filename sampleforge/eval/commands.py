@@ -58,7 +58,7 @@ def _register_eval(sub: Any) -> None:
     p.add_argument("--classifier", type=Path, default=None, help=judge_help)
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/eval/<model>)")
-    p.set_defaults(func=_run_eval)
+    p.set_defaults(func=_run_eval, eval_flags_taking_lists=("reference", "classes", "held_out_kits"))
     eval_sub = p.add_subparsers(dest="eval_command", metavar="SUBCOMMAND", action=_EvalSubcommands)
     t = eval_sub.add_parser("train-classifier", help="train the judge of `sampleforge eval` on real drum kits",
                             description="Train the drum classifier on real recordings with whole kits held out; the "
@@ -177,6 +177,20 @@ def _register_eval(sub: Any) -> None:
     v.add_argument("--out", type=Path, default=None,
                    help="JSON file; the page is written beside it as .html (default: runs/eval/<model>/vocoder.json)")
     v.set_defaults(func=_run_vocoder_check)
+    p.set_defaults(eval_subcommands=tuple(eval_sub.choices))
+
+
+def _check_list_flags(args: argparse.Namespace) -> None:
+    """``eval --reference A B descriptors ...``: the list took the sub-command's name as a value (argparse reads
+    a list up to the next flag), and ``eval`` itself would run. Refused, saying where the sub-command goes."""
+    names = getattr(args, "eval_subcommands", ())
+    for dest in getattr(args, "eval_flags_taking_lists", ()):
+        values = getattr(args, dest, None) or []
+        taken = [str(v) for v in values if str(v) in names]
+        if taken:
+            flag = "--" + dest.replace("_", "-")
+            raise UserInputError(f"{flag} took {taken[0]!r} as one of its values: a sub-command goes first "
+                                 f"(sampleforge eval {taken[0]} {flag} ...)")
 
 
 class _EvalSubcommands(argparse._SubParsersAction):  # type: ignore[type-arg]
@@ -252,7 +266,7 @@ def _run_candidates(args: argparse.Namespace) -> int:
     result = measure_candidates(gen, entries, judges, n=args.count, candidates=p.candidates, steps=p.steps,
                                 sampler=p.sampler, cfg_scale=asked.cfg_scale, seed=p.seed)
     result["model"] = ref.path.name
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    report.write_text(out, json.dumps(result, indent=2) + "\n")
     names = result["judges"]
     print(f"{'':<24} judged the class by {', '.join(names)}; keyword kept")
     for row in result["entries"]:
@@ -314,7 +328,7 @@ def _run_descriptors(args: argparse.Namespace) -> int:
     print(f"{result['passed']}/{result['total']} contrasts pass; {result['sweeps_rising']}/{len(result['sweeps'])} "
           f"knob sweeps rise (p < {result['alpha']:g}, no step falling surely; "
           f"{sum(w['monotonic'] for w in result['sweeps'])} with every median rising)")
-    (out / "descriptors.json").write_text(json.dumps(result, indent=2) + "\n")
+    report.write_text(out / "descriptors.json", json.dumps(result, indent=2) + "\n")
     print(f"wrote {out / 'descriptors.json'}")
     return 0
 
@@ -355,7 +369,7 @@ def _timbre_measure(args: argparse.Namespace, measure: Any, key: str, name: str,
     assert p.steps is not None and p.sampler is not None and p.seed is not None
     result = measure(gen, load_classifier(args.classifier), n=args.count, steps=p.steps, sampler=p.sampler,
                      cfg_scale=asked.cfg_scale, seed=p.seed, classes=args.classes)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    report.write_text(out, json.dumps(result, indent=2) + "\n")
     if args.write:
         timbre = json.loads(timbre_file.read_text())
         table = dict(timbre.get(key, {}))
@@ -439,6 +453,7 @@ def _interval(iv: list[float] | None) -> str:
 def _run_eval(args: argparse.Namespace) -> int:
     from sampleforge.eval.evaluate import EVAL_GENERATION, EvalSettings, run_eval
 
+    _check_list_flags(args)
     generation = from_namespace(args, base=EVAL_GENERATION)
     if not args.model or not args.reference:
         raise UserInputError("--model and --reference are required (e.g. --model drums-v1 "

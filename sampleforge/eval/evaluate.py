@@ -107,6 +107,9 @@ def split_reference(dirs: Sequence[Path | str], held_out_kits: Sequence[str] | N
     from sampleforge.data import corpus
     from sampleforge.errors import UserInputError
 
+    missing = [str(d) for d in dirs if not Path(d).is_dir()]
+    if missing:  # the scan would skip it: the measure would silently run on the other folders
+        raise UserInputError(f"--reference: {missing[0]} is not a folder")
     scan = corpus.scan(list(dirs))
     if not scan.clips:
         raise UserInputError(f"no drum clips found in {', '.join(map(str, dirs))}")
@@ -485,8 +488,8 @@ def run_vocoder_check(model: str | Path, reference: Sequence[Path | str], out_fi
     result, examples = vocoder_check(gen, ref, clips, seed, show=listen)
     result = {"model": str(model), "model_id": gen.id, "vocoder_weights": None if vocoder is None else str(vocoder),
               "split": how, **result}
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".html").write_text(report.vocoder_html(result, examples, gen.sample_rate, seed), encoding="utf-8")
+    report.write_text(out, json.dumps(result, indent=2) + "\n")
+    report.write_text(out.with_suffix(".html"), report.vocoder_html(result, examples, gen.sample_rate, seed))
     return result
 
 

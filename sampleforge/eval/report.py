@@ -391,7 +391,7 @@ def check_report_file(path: str | Path, flag: str, kind: str, keys: Sequence[str
     """Fail at once (UserInputError naming ``flag``) when the JSON report of ``kind`` cannot go to ``path``: a name
     without .json, a folder, a parent folder that cannot be made or written, or an existing file that is not an
     earlier report of this kind (a JSON object with ``keys``); ``pages``: HTML files written beside it, checked
-    alike. Creates the parent folders. Returns ``path``."""
+    alike. Makes no folder (``write_text`` does). Returns ``path``."""
     p = Path(path)
     if p.suffix != ".json":
         raise UserInputError(f"{flag}: {p} does not end in .json (the {kind} report is JSON)")
@@ -407,7 +407,8 @@ def check_report_folder(out_dir: str | Path, flag: str, kind: str, keys: Sequenc
                         names: Sequence[str]) -> Path:
     """Fail at once (UserInputError naming ``flag``) when the report of ``kind`` cannot be written into ``out_dir``
     as ``names`` (e.g. sweep.json, sweep.html): a file in the way of the folder, a folder that cannot be written,
-    or one of those files existing without being an earlier report of this kind. Creates the folder."""
+    or one of those files existing without being an earlier report of this kind. Makes no folder (``write_report``
+    and ``write_text`` do)."""
     out = Path(out_dir)
     _check_folder(out, flag)
     for name in names:
@@ -416,15 +417,25 @@ def check_report_folder(out_dir: str | Path, flag: str, kind: str, keys: Sequenc
 
 
 def _check_folder(folder: Path, flag: str) -> None:
+    """The folder, or the nearest one of its parents that exists, takes a file. Nothing is made: a command
+    refused later (a bad model, a missing reference) leaves no empty folder; ``write_text`` makes it."""
     problem = file_in_the_way(folder)
     if problem:
         raise UserInputError(f"{flag}: {problem}")
+    existing = next((p for p in (folder, *folder.parents) if p.is_dir()), Path("."))
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".sampleforge-probe-"):
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".sampleforge-probe-"):
             pass
     except OSError as exc:
-        raise UserInputError(f"{flag}: cannot write to {folder} ({exc.strerror or exc})") from None
+        raise UserInputError(f"{flag}: cannot write to {existing} ({exc.strerror or exc})") from None
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """``text`` to ``path`` (UTF-8), making its folder: a report's place was checked, not made, before the work."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text, encoding="utf-8")
+    return p
 
 
 def _refuse_other(path: Path, flag: str, kind: str, keys: Sequence[str], other: str) -> None:

@@ -4,6 +4,7 @@ nothing of the user's replaced."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -284,3 +285,43 @@ def test_eval_refuses_its_own_flags_before_a_sub_command(debug_model: Path, tmp_
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", "--model", str(debug_model), "--out", str(tmp_path / "e"), "descriptors"]) == 2
     _one_line(capsys, "--model before the sub-command descriptors")
+
+
+def test_eval_refuses_a_list_flag_that_took_a_sub_command(debug_model: Path, reference_dir: Path, tmp_path: Path,
+                                                          no_loading: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse reads ``--reference A descriptors`` as two folders; eval itself would run on A alone."""
+    kits = _two_kits(reference_dir, tmp_path / "kits")
+    assert main(["eval", "--model", str(debug_model), "--reference", str(kits), "descriptors"]) == 2
+    _one_line(capsys, "--reference took 'descriptors'", "sampleforge eval descriptors --reference")
+    assert main(["eval", "--model", str(debug_model), "--reference", str(kits), "--held-out-kits", "k1",
+                 "vocoder"]) == 2
+    _one_line(capsys, "--held-out-kits took 'vocoder'")
+
+
+def test_eval_refuses_a_reference_that_is_not_a_folder(debug_model: Path, reference_dir: Path, tmp_path: Path,
+                                                       no_loading: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """The scan skipped it: the measure ran on the other folders without a word."""
+    kits = _two_kits(reference_dir, tmp_path / "kits")
+    for command in (["eval"], ["eval", "vocoder"]):
+        assert main([*command, "--model", str(debug_model), "--reference", str(kits),
+                     str(tmp_path / "typo"), "--out", str(tmp_path / "o" / "v.json")]) == 2
+        _one_line(capsys, f"--reference: {tmp_path / 'typo'} is not a folder")
+
+
+def test_a_refused_eval_makes_no_folder(debug_model: Path, tmp_path: Path, no_loading: None,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """--out is checked before the work, and made only when the report is written."""
+    out = tmp_path / "new" / "eval"
+    assert main(["eval", "--model", str(debug_model), "--reference", str(tmp_path / "typo"), "--out", str(out)]) == 2
+    _one_line(capsys, "is not a folder")
+    assert not (tmp_path / "new").exists()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if not os.access(locked, os.W_OK):  # (root writes anyway)
+            assert main(["eval", "--model", str(debug_model), "--reference", str(tmp_path),
+                         "--out", str(locked / "a" / "b")]) == 2
+            _one_line(capsys, f"--out: cannot write to {locked}")
+    finally:
+        locked.chmod(0o700)

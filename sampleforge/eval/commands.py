@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import re
 import sys
@@ -562,13 +563,22 @@ def _register_sweep(sub: Any) -> None:
     add_arguments(p, ("prompt", "seed", "count", "duration", "precision", "eta", "steps_offset", "flow_shift", "offload",
                       "decode_chunk", "quantize", "channels"), base=SWEEP_BASE)
     p.add_argument("--device", default=None)
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/sweep/<model>/<prompt>)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/sweep/<model>/<prompt>, a short hash added where the prompt has capitals or punctuation)")
     p.set_defaults(func=_run_sweep)
 
 
 def _slug(text: str, empty: str) -> str:
     """``text`` as a folder name: lower-case letters and digits joined by _, at most 40 (``empty`` when none)."""
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:40] or empty
+
+
+def _prompt_folder(prompt: str) -> str:
+    """A prompt's ``_slug``, with a short hash of the prompt when the slug drops more than its spaces, so that
+    prompts differing in case, punctuation or after 40 characters ("kick", "KICK!") get folders of their own."""
+    name = _slug(prompt, "prompt")
+    if name.replace("_", " ") == " ".join(prompt.split()):
+        return name
+    return f"{name}_{hashlib.sha1(prompt.encode()).hexdigest()[:6]}"
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
@@ -581,7 +591,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
     if args.prompt is None and not args.prompt_words:
         raise UserInputError("give the prompt to sweep: sampleforge sweep WORDS... or --prompt TEXT")
     out = args.out or Path("runs") / "sweep" / _slug(Path(str(args.model)).name or str(args.model), "model") \
-        / _slug(base.prompt, "prompt")
+        / _prompt_folder(base.prompt)
     result, js, page = sweep(args.model, base, grid["cfg_scale"], grid["steps"], samplers, out, args.device)
     for w in result["warnings"]:  # as generate says them: unknown keywords, settings a backend ignores
         print(f"warning: {w}", file=sys.stderr)

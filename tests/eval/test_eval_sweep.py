@@ -184,8 +184,15 @@ def test_sweep_takes_the_prompt_as_words(debug_model: Path, tmp_path: Path, caps
     monkeypatch.chdir(tmp_path)  # without --out: a folder per model and prompt, so two models do not share one
     assert main(["sweep", "punchy", "kick", "--model", str(debug_model), "--cfg-scale", "1", "--steps", "1",
                  "--sampler", "ddim"]) == 0
-    assert (tmp_path / "runs" / "sweep" / debug_model.name.lower().replace("-", "_") / "punchy_kick" / "sweep.json"
-            ).is_file()
+    folder = tmp_path / "runs" / "sweep" / debug_model.name.lower().replace("-", "_")
+    assert (folder / "punchy_kick" / "sweep.json").is_file()
+    capsys.readouterr()
+    assert main(["sweep", "PUNCHY", "kick!", "--model", str(debug_model), "--cfg-scale", "1", "--steps", "1",
+                 "--sampler", "ddim"]) == 0  # another prompt: its own folder, the first sweep's report kept
+    (other,) = [f for f in folder.iterdir() if f.name != "punchy_kick"]
+    assert other.name.startswith("punchy_kick_") and json.loads((other / "sweep.json").read_text())["prompt"] == \
+        "PUNCHY kick!"
+    assert json.loads((folder / "punchy_kick" / "sweep.json").read_text())["prompt"] == "punchy kick"
     capsys.readouterr()
     assert main(["sweep", "--model", str(debug_model), "--steps", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -2,7 +2,7 @@
 
     import sampleforge
     path = sampleforge.generate(prompt="punchy 808 kick", seed=1)          # the reference API → Path to a WAV
-    gen = sampleforge.Generator.from_pretrained("drums-v1")
+    gen = sampleforge.Generator.from_pretrained("drums-v2")
     audio = gen.generate(["kick", "snare"], n=4, steps=50, cfg_scale=3.0)  # Tensor (8, 88200)
     sampleforge.vary("my_snare.wav", strength=0.3, count=8)                 # → [Path] (audio-to-audio)
     sampleforge.morph(sampleforge.MorphEnd("kick", 1), sampleforge.MorphEnd("snare", 2), morph_steps=5)

@@ -1,15 +1,19 @@
 """The reference API: ``generate(...) -> Path`` to a finished WAV.
 
     generate(diffusion_checkpoint=..., vae_checkpoint=..., vocoder_checkpoint=None,   # None → Griffin-Lim
-             prompt="808", cfg_scale=3.0, ddim_steps=50, output_path=None, seed=None, **settings) -> Path
+             prompt="808", cfg_scale=None, ddim_steps=None, output_path=None, seed=None, **settings) -> Path
 
+``cfg_scale`` and ``ddim_steps`` left None are the model's own (sampleforge's models: 50 steps; the guidance its
+config names, 3 unless it names another; drums-v2: 4 for a prompt that sets no timbre knob, 3 for one that does).
 Checkpoint arguments take a model folder (or a shipped model's name) or one component's ``.safetensors`` file;
-omitted ones mean the shipped model. An explicit ``vocoder_checkpoint=None`` keeps the reference meaning:
-Griffin-Lim instead of the neural vocoder.
+omitted ones mean the shipped model (or ``model=``'s): ``vae_checkpoint`` alone replaces the VAE only. An
+explicit ``vocoder_checkpoint=None`` keeps the reference meaning: Griffin-Lim instead of the neural vocoder.
+What a generation warns of (an unknown keyword, a prompt naming two classes) is issued as a ``GenerationWarning``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -19,11 +23,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sampleforge.audio.io import read_metadata, write_wav
-from sampleforge.backends.base import BackendOptions
+from sampleforge.audio.io import read_metadata
+from sampleforge.backends.base import BackendOptions, issue_warnings
 from sampleforge.bundle import DEFAULT_MODEL, resolve_model
-from sampleforge.errors import ParamError, SampleforgeError, UserInputError, file_in_the_way
-from sampleforge.params import DEFAULTS, GENERATE_SETTINGS, GenerationParams
+from sampleforge.errors import CheckpointError, ParamError, SampleforgeError, UserInputError, file_in_the_way
+from sampleforge.params import ALIASES, DEFAULTS, GENERATE_SETTINGS, WORKFLOW_SETTINGS, GenerationParams
 from sampleforge.pipeline import Generator
 from sampleforge.taxonomy import CATEGORY_WORDS, category_from_tokens
 from sampleforge.text.keywords import tokenize
@@ -58,11 +62,37 @@ def _component(arg: Any, name: str) -> tuple[Path | None, Path | None]:
         raise ParamError(
             name, f": {p} is a legacy .pt checkpoint; convert it first with `sampleforge import {p} --vae VAE.pt --out DIR`"
         )
-    return resolve_model(arg), None
+    try:
+        return resolve_model(arg), None
+    except CheckpointError as exc:
+        hint = ""
+        if name == "diffusion_checkpoint" and not p.exists() and os.sep not in str(arg):
+            hint = " (the first positional argument is the diffusion checkpoint; the prompt goes as prompt=...)"
+        raise ParamError(name, f": {exc}{hint}") from None
+
+
+def _vocoder_file(folder: Path) -> Path:
+    """The vocoder weights of a model or vocoder folder given as ``vocoder_checkpoint``; ParamError when it has
+    none (a model that renders with Griffin-Lim)."""
+    file = folder / "vocoder.safetensors"
+    if not file.is_file():
+        raise ParamError("vocoder_checkpoint", f": {folder} has no vocoder (no vocoder.safetensors); give a vocoder "
+                                               "folder or name, e.g. drums-vocoder-v1")
+    return file
+
+
+def _stamp(folder: Path, overrides: Mapping[str, str | None]) -> tuple[tuple[str, int, int], ...]:
+    """Size and modification time of every file a model loads: a folder written again (a training run's model/)
+    is loaded again, not served from the cache."""
+    files = [*sorted(folder.glob("*.safetensors")), *(folder / n for n in ("config.json", "vocab.json", "timbre.json")),
+             *(Path(v) for v in overrides.values() if v)]
+    return tuple((str(f), st.st_size, st.st_mtime_ns) for f in files if f.is_file() and (st := f.stat()))
 
 
 @lru_cache(maxsize=2)
-def _generator(folder: str, overrides: tuple[tuple[str, str | None], ...], options: BackendOptions) -> Generator:
+def _generator(folder: str, overrides: tuple[tuple[str, str | None], ...], options: BackendOptions,
+               stamp: tuple[tuple[str, int, int], ...] = ()) -> Generator:
+    """A loaded Generator; ``stamp`` (``_stamp``) is only part of the cache's key."""
     comps: dict[str, Path | None] = {k: (Path(v) if v else None) for k, v in overrides}
     return Generator.from_options(folder, options, components=comps or None)
 
@@ -134,7 +164,10 @@ def load_generator(
             raise ref.conflict("vocoder_checkpoint=")
     folder, unet_file = _component(diffusion_checkpoint, "diffusion_checkpoint")
     vae_folder, vae_file = _component(vae_checkpoint, "vae_checkpoint")
-    base = folder or vae_folder or (ref.path if ref is not None else resolve_model(DEFAULT_MODEL))
+    if folder is not None and ref is not None and folder != ref.path:
+        raise UserInputError(f"model {model} and diffusion_checkpoint {diffusion_checkpoint} both name the model: "
+                             "give one of them")
+    base = folder or (ref.path if ref is not None else resolve_model(DEFAULT_MODEL))
     overrides: dict[str, str | None] = {}
     if unet_file is not None:
         overrides["unet"] = str(unet_file)
@@ -149,8 +182,75 @@ def load_generator(
         overrides["vocoder"] = None
     elif vocoder_checkpoint is not _DEFAULT:
         voc_folder, voc_file = _component(vocoder_checkpoint, "vocoder_checkpoint")
-        overrides["vocoder"] = str(voc_file or (voc_folder or base) / "vocoder.safetensors")
-    return _generator(str(base), tuple(sorted(overrides.items())), options), vocoder_checkpoint is not None
+        overrides["vocoder"] = str(voc_file or _vocoder_file(voc_folder or base))
+    return (_generator(str(base), tuple(sorted(overrides.items())), options, _stamp(base, overrides)),
+            vocoder_checkpoint is not None)
+
+
+CLIP_SUFFIXES = (".wav", ".flac")  # what sampleforge writes (``format``: WAV of some sample type, or FLAC)
+
+
+def output_path_of(value: Any, name: str = "output_path") -> Path:
+    """A clip's file name given as text or a path; ParamError naming ``name`` for anything else, or for text that
+    names a folder (ends in a slash, ``.`` or ``..``: a clip would be written by the folder's name)."""
+    if not isinstance(value, str | os.PathLike) or not str(value).strip():
+        raise ParamError(name, f": a file path, got {value!r}")
+    text = os.fspath(value)
+    if text.endswith(("/", os.sep)) or os.path.basename(text) in ("", ".", ".."):
+        raise ParamError(name, f": {text} names a folder: give a file name")
+    if "\0" in text:
+        raise ParamError(name, f": {text!r} holds a NUL character")
+    return Path(text)
+
+
+def output_format(path: Path, fmt: str | None, name: str = "output_path", cli: bool = False) -> str:
+    """The format a clip named ``path`` is written in: ``fmt``, or when it is None (not given) FLAC for a .flac
+    name and WAV otherwise. ParamError naming ``name`` when the name cannot be a clip's: no name before its suffix,
+    a suffix other than .wav or .flac (a WAV called .mp3 would mislead), or a ``fmt`` of the other container.
+    ``cli``: the message names the command's flags (``--output``, ``--format``) instead of the parameters."""
+    def setting(n: str, value: Any = None) -> str:
+        flag = "--" + n.replace("_", "-")
+        return (flag if cli else n) if value is None else (f"{flag} {value}" if cli else f"{n}={str(value)!r}")
+
+    suffix = path.suffix.lower()
+    if path.name.lower() in CLIP_SUFFIXES:
+        raise ParamError(setting(name), f"{path}: give the file a name before its suffix (e.g. "
+                                        f"{setting(name, path.with_name('kick' + path.name))})")
+    if suffix not in CLIP_SUFFIXES:
+        raise ParamError(setting(name), f"{path}: sampleforge writes .wav or .flac files (see {setting('format')}); "
+                                        f"e.g. {setting(name, path.with_suffix('.wav'))}")
+    if fmt is None:
+        return "flac" if suffix == ".flac" else "wav"
+    if (suffix == ".flac") != (fmt == "flac"):
+        raise ParamError(setting(name), f"{path} and {setting('format', fmt)} disagree: {setting('format', fmt)} "
+                                        f"writes {'FLAC' if fmt == 'flac' else 'WAV'}")
+    return fmt
+
+
+def audio_suffix(path: Path, fmt: str) -> Path:
+    """``path`` with the suffix of ``fmt``'s container when it has the other one (x.wav -> x.flac)."""
+    ext = ".flac" if fmt == "flac" else ".wav"
+    return path.with_suffix(ext) if path.suffix.lower() in CLIP_SUFFIXES and path.suffix.lower() != ext else path
+
+
+def write_clip(out: Path, wav: Any, sample_rate: int, params: GenerationParams, meta: Mapping[str, str]) -> Path:
+    """One finished clip (T,) to ``out`` as ``params`` ask: cut to ``length`` (``auto``: its natural length), in
+    ``format``; ``meta`` is its provenance. The CLI, the Python API and the workflow write clips so."""
+    from sampleforge.audio.finish import apply_length, parse_length
+    from sampleforge.audio.io import write_audio
+
+    samples = wav.numpy() if hasattr(wav, "numpy") else wav
+    return write_audio(out, apply_length(samples, sample_rate, parse_length(params.length)), sample_rate, dict(meta),
+                       format=params.format)
+
+
+def candidate_meta(candidates: list[int | None] | None, k: int) -> dict[str, str]:
+    """Which of clip k's candidates the drum judges kept, as its file records it ("none": the model's own clip);
+    nothing when the call had no ``candidates``."""
+    if candidates is None:
+        return {}
+    kept = candidates[k]
+    return {"candidate": "none" if kept is None else str(kept)}
 
 
 def check_writable(path: Path, name: str = "output") -> None:
@@ -160,12 +260,14 @@ def check_writable(path: Path, name: str = "output") -> None:
 
     Creates the missing parent folders (as writing would) and probes them with a temporary file.
     """
-    if path.is_dir():
-        raise ParamError(name, f": {path} is a folder, not a file")
     try:
+        if path.is_dir():
+            raise ParamError(name, f": {path} is a folder, not a file")
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".sampleforge-probe-"):
             pass
+        if len(path.name.encode()) > 255:
+            raise OSError(36, "File name too long")
     except OSError as exc:
         problem = file_in_the_way(path.parent) or f"cannot write to {path.parent} ({exc.strerror or exc})"
         raise ParamError(name, f": {problem}") from None
@@ -218,25 +320,37 @@ def generate(
     seed: int | None = None,
     **settings: Any,
 ) -> Path:
-    """Generate one one-shot and write it as a 44.1 kHz mono float32 WAV (peak 0.95); return its path.
+    """Generate one clip and write it (a 44.1 kHz mono WAV, 32-bit float, peak 0.95, unless ``format`` and
+    ``length`` say otherwise: a ``.flac`` ``output_path`` is FLAC); return its path.
 
-    ``settings``: further ``GenerationParams`` fields (sampler, duration, eta, ...); all are checked before
-    the model loads.
+    ``settings``: further ``GenerationParams`` fields (sampler, duration, eta, format, length, timbre knobs, ...);
+    all are checked before the model loads. Those of a variation, morph or kit (strength, input, ...) are refused:
+    ``vary``, ``morph`` and ``make_kit`` take them.
     """
-    params = GenerationParams.from_kwargs(
-        {"prompt": prompt, "cfg_scale": cfg_scale, "ddim_steps": ddim_steps, "seed": seed, **settings})
+    given = {"prompt": prompt, "cfg_scale": cfg_scale, "ddim_steps": ddim_steps, "seed": seed, **settings}
+    params = GenerationParams.from_kwargs(given)
     if params.count != 1:
-        raise UserInputError(f"count: generate() makes one clip, got {params.count} (see Generator.generate)")
+        count_name = next(k for k in settings if ALIASES.get(k) == "count")
+        raise ParamError(count_name, f": generate() makes one clip, got {params.count} (see Generator.generate)")
+    workflow = [k for k in settings if ALIASES.get(k) in WORKFLOW_SETTINGS
+                and getattr(params, ALIASES[k]) != getattr(DEFAULTS, ALIASES[k])]
+    if workflow:
+        raise ParamError(workflow[0], ": generate() makes a clip from a prompt; sampleforge.vary, morph and make_kit "
+                                      "take this setting")
+    out = None if output_path is None else output_path_of(output_path)
+    if out is not None:
+        params = dataclasses.replace(params, format=output_format(out, params.format if "format" in settings else None))
     gen, use_vocoder = load_generator(diffusion_checkpoint, vae_checkpoint, vocoder_checkpoint, model=params.model,
                                       options=BackendOptions.from_params(params))
     named = named_settings(params)
     params = gen.resolve(params)
     assert params.seed is not None and params.sampler is not None
-    if output_path is not None and (not isinstance(output_path, str | os.PathLike) or not str(output_path)):
-        raise ParamError("output_path", f": a file path, got {output_path!r}")
-    out = Path(output_path) if output_path is not None else \
-        auto_name(params.prompt, params.seed, gen.id, params.steps, params.cfg_scale, named)
+    if out is None:
+        out = audio_suffix(auto_name(params.prompt, params.seed, gen.id, params.steps, params.cfg_scale, named),
+                           params.format)
     check_writable(out, "output_path")
     result = gen.run(params, vocoder=use_vocoder)
-    write_wav(out, result.audio[0].numpy(), gen.sample_rate, provenance(gen, params))
+    issue_warnings(result.warnings)
+    write_clip(out, result.audio[0], gen.sample_rate, params,
+               {**provenance(gen, params), **candidate_meta(result.candidates, 0)})
     return out

@@ -43,10 +43,10 @@ def register(sub: Any) -> None:
 
     d = sub.add_parser("demo", help="generate a small drum pack with the shipped model (synthesized drums when "
                                     "it is not installed)")
-    d.add_argument("--out-dir", type=Path, default=Path("generations"))
-    d.add_argument("--per-class", type=int, default=3)
-    d.add_argument("--model", default=None)
-    d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--out-dir", type=Path, default=Path("generations"), help="where the pack goes (default generations/)")
+    d.add_argument("--per-class", type=int, default=3, help="clips of each drum class (default 3)")
+    d.add_argument("--model", default=None, help="model folder or shipped name (default: the shipped model)")
+    d.add_argument("--seed", type=int, default=1, help="seed of the first clip; clip k uses seed + k (default 1)")
     d.set_defaults(func=cmd_demo)
 
 
@@ -114,18 +114,9 @@ def _check_output_flags(args: argparse.Namespace) -> None:
         return
     if args.out_dir is not None:
         raise UserInputError("--output names the file, --out-dir the folder of auto-named files: give one of them")
-    suffix = args.output.suffix.lower()
-    if args.output.name.lower() in (".wav", ".flac"):  # a suffix with no name before it
-        raise UserInputError(f"--output {args.output}: give the file a name before its suffix (e.g. --output "
-                             f"{args.output.with_name('kick' + args.output.name)})")
-    if suffix not in (".wav", ".flac"):
-        raise UserInputError(f"--output {args.output}: sampleforge writes .wav or .flac files (see --format); "
-                             f"e.g. --output {args.output.with_suffix('.wav')}")
-    if suffix == ".flac" and args.format is None:
-        args.format = "flac"
-    elif (suffix == ".flac") != (args.format == "flac"):
-        raise UserInputError(f"--output {args.output} and --format {args.format} disagree: "
-                             f"--format {args.format} writes {'FLAC' if args.format == 'flac' else 'WAV'}")
+    from sampleforge import api
+
+    args.format = api.output_format(args.output, args.format, "output", cli=True)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -133,8 +124,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     params = from_namespace(args).with_seed()  # before the heavy imports: a bad value answers at once
     choice = vocoder_flags(args)
     from sampleforge import api
-    from sampleforge.audio.finish import apply_length, parse_length
-    from sampleforge.audio.io import write_audio
     from sampleforge.backends.memory import measure_peak
 
     if args.output is not None:  # fail before loading anything
@@ -164,13 +153,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.verbose:
         print(verbose_line(gen, result.stats, peak, result.params), file=sys.stderr)
     common = api.provenance(gen, params)  # the clips differ by seed only
-    kept = result.candidates or [None] * len(outs)
-    for out, wav, s, j in zip(outs, result.audio, result.seeds, kept, strict=True):
-        meta = {**common, "seed": str(s)}
-        if result.candidates is not None:  # which candidate the drum judges kept ("none": the model's own clip)
-            meta["candidate"] = "none" if j is None else str(j)
-        write_audio(out, apply_length(wav.numpy(), gen.sample_rate, parse_length(params.length)), gen.sample_rate,
-                    meta, format=params.format)
+    for k, (out, wav, s) in enumerate(zip(outs, result.audio, result.seeds, strict=True)):
+        api.write_clip(out, wav, gen.sample_rate, params,
+                       {**common, "seed": str(s), **api.candidate_meta(result.candidates, k)})
         print(out)
     return 0
 
@@ -233,13 +218,7 @@ def _output_path(args: argparse.Namespace, params: GenerationParams, model: str,
         out = api.auto_name(params.prompt, params.seed + k, model, params.steps, params.cfg_scale, named)
         if args.out_dir is not None:
             out = args.out_dir / out.name
-    return audio_suffix(out, params.format)
-
-
-def audio_suffix(path: Path, fmt: str) -> Path:
-    """``path`` with the suffix of ``fmt``'s container when it has the other one (x.wav -> x.flac)."""
-    ext = ".flac" if fmt == "flac" else ".wav"
-    return path.with_suffix(ext) if path.suffix.lower() in (".wav", ".flac") and path.suffix.lower() != ext else path
+    return api.audio_suffix(out, params.format)
 
 
 def cmd_vocab(args: argparse.Namespace) -> int:

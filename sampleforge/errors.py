@@ -48,6 +48,11 @@ class CheckpointError(SampleforgeError):
     """A model folder or checkpoint that is missing, corrupt, or does not match its config."""
 
 
+class GenerationWarning(UserWarning):
+    """What a generation warns of in the Python API (an unknown keyword, a prompt naming two classes, a setting
+    the model ignores): the CLI prints the same lines on stderr, the HTTP API lists them in ``warnings``."""
+
+
 def file_in_the_way(folder: str | os.PathLike[str]) -> str | None:
     """"X is a file, not a folder" when ``folder`` or a parent of it is an existing file (why it cannot be made)."""
     path = Path(folder)
@@ -57,4 +62,5 @@ def file_in_the_way(folder: str | os.PathLike[str]) -> str | None:
     return None
 
 
-__all__ = ["SampleforgeError", "UserInputError", "ParamError", "AudioReadError", "CheckpointError", "ConfigError", "file_in_the_way"]
+__all__ = ["SampleforgeError", "UserInputError", "ParamError", "AudioReadError", "CheckpointError", "ConfigError",
+           "GenerationWarning", "file_in_the_way"]

@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import math
 import numbers
+import os
 import secrets
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -72,6 +73,7 @@ class Spec:
     # ValueError (its message says what is accepted) when bad
     own: Any = None  # default=None settings left to the model: the value sampleforge's own models use
     join: str | None = None  # the command line takes several values for it, joined with this (words, a list)
+    path: bool = False  # a str setting that names a file or folder: a pathlib.Path is taken as its text
     name: str = ""  # filled in from the field
     kind: type = object  # int, float or str; filled in from the annotation
 
@@ -106,6 +108,8 @@ class Spec:
         """``value`` if it is acceptable (ints become floats for float settings); else ParamError."""
         if value is None and self.optional:
             return None
+        if self.path and isinstance(value, os.PathLike):
+            value = os.fspath(value)
         if self.normalize is not None:
             try:
                 return self.normalize(value)
@@ -169,7 +173,7 @@ def _pieces_text(value: Any) -> str:
     try:
         return ",".join(parse_pieces(value))
     except UserInputError as exc:
-        raise ValueError(str(exc).removeprefix("pieces: ")) from None
+        raise ValueError(": " + str(exc).removeprefix("pieces: ")) from None
 
 
 def param(default: Any, help: str, **bounds: Any) -> Any:
@@ -204,7 +208,8 @@ class GenerationParams:
         "one the model was loaded with (fp32)", choices=PRECISIONS, http=False)
     eta: float | None = param(None, "fresh noise per step, 0 (deterministic) to 1 (ancestral); default: the "
                               "sampler's (ddim 0, euler_ancestral 1)", ge=0.0, le=1.0, http=False)
-    steps_offset: int = param(0, "added to every timestep of the 'leading' spacing (as diffusers' steps_offset)",
+    steps_offset: int = param(0, "added to every timestep of the 'uniform' (leading) spacing, as diffusers' "
+                              "steps_offset (models whose config samples 'uniform'; the shipped ones: 'trailing')",
                               ge=0, le=100, http=False)
     flow_shift: float = param(1.0, "time shift of flow-matching models, on top of a model's own (above 1: more "
                               "steps at high noise)",
@@ -219,7 +224,7 @@ class GenerationParams:
                               "with another vocoder (a vocoder folder or name, or griffin-lim: "
                               "drums-v2+drums-vocoder-v1), a diffusers pipeline folder, hf:OWNER/NAME from the "
                               "Hugging Face cache, or an audio-diffusion-pytorch .ckpt; default: drums-v2 (a "
-                              "server: its first model, see /v1/models)", max_length=1000)
+                              "server: its first model, see /v1/models)", max_length=1000, path=True)
     offload: str = param("none", "model: keep idle components on the CPU and move each to the GPU only while it "
                          "runs (accelerate hooks; CUDA only)", choices=OFFLOAD, http=False)
     decode_chunk: float | None = param(None, "run the autoencoder in chunks of this many seconds (the decode, and "
@@ -231,7 +236,7 @@ class GenerationParams:
                                  "model's own", choices=CHANNELS, http=False)
     init_audio: str | None = param(None, "audio-to-audio (Stable Audio 3, Stable Audio Open "
                                    "Small) and inpainting (Stable Audio 3): the audio file to start from; "
-                                   "sampleforge models: use `vary`", max_length=4096, http=False)
+                                   "sampleforge models: use `vary`", max_length=4096, http=False, path=True)
     init_noise: float | None = param(None, "audio-to-audio: how much of init_audio to re-noise, 0 (keep) to 1 "
                                      "(all); default 1", ge=0.0, le=1.0, http=False)
     mask_start: float | None = param(None, "inpainting: start of the region to regenerate, seconds", ge=0.0,
@@ -255,7 +260,7 @@ class GenerationParams:
     strength: float = param(0.3, "variations: how far from the input, 0 (the input through the VAE) to 1 "
                             "(ignore it)", ge=0.0, le=1.0, http=False)
     input: str | None = param(None, "variations: the sample to vary (a WAV, FLAC, AIFF or OGG file)",
-                              max_length=4096, http=False)
+                              max_length=4096, http=False, path=True)
     morph_steps: int = param(5, "morph: clips from one end to the other, both included", ge=2, le=1000,
                              http=False)
     pieces: str | None = param(None, "kit: the pieces, separated by spaces or commas (kick, rim, snare, clap, "

@@ -11,7 +11,7 @@ checks prompts, and describes itself for ``inspect``/``doctor``. sampleforge's o
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -152,7 +152,11 @@ class RunMixin:
         """Like ``generate`` but returns a ``Generation`` with seeds, settings, warnings and the stages."""
         if n is not None:
             settings["n"] = n
+        if params is not None and not isinstance(params, GenerationParams):
+            raise UserInputError(f"params: a GenerationParams, got {type(params).__name__} (settings go as "
+                                 "keywords: generate('kick', steps=25))")
         p = GenerationParams.from_kwargs(settings, base=params or DEFAULTS)
+        refuse_call_settings(settings, p)
         if isinstance(prompts, str):
             prompts = [prompts]
         elif not isinstance(prompts, Sequence):
@@ -165,9 +169,12 @@ class RunMixin:
         """prompts (P) → finished audio (P * n, samples) (stereo models: (P * n, 2, samples)), peak 0.95.
 
         ``settings``: any ``GenerationParams`` field by name or alias (steps, cfg_scale, sampler, seed,
-        duration, ...) over ``params``; clip k uses seed ``seed + k``.
+        duration, ...) over ``params``; clip k uses seed ``seed + k``. What the call warns of (an unknown keyword,
+        a prompt naming two classes) is issued as a ``GenerationWarning`` (``generate_full`` returns it).
         """
-        return self.generate_full(prompts, n, vocoder=vocoder, callback=callback, params=params, **settings).audio
+        result = self.generate_full(prompts, n, vocoder=vocoder, callback=callback, params=params, **settings)
+        issue_warnings(result.warnings)
+        return result.audio
 
     def settings_warnings(self, p: GenerationParams) -> list[str]:
         """Settings this model takes but cannot honour (its ``space`` refuses those it does not take): none here."""
@@ -185,6 +192,44 @@ class Batch:
     params: GenerationParams
     prompts: list[str]
     seeds: list[int]
+
+
+def issue_warnings(lines: Sequence[str], stacklevel: int = 3) -> None:
+    """A call's warnings as Python warnings (``GenerationWarning``), where a caller of the Python API sees them."""
+    import warnings
+
+    from sampleforge.errors import GenerationWarning
+
+    for line in lines:
+        warnings.warn(line, GenerationWarning, stacklevel=stacklevel)
+
+
+# settings a loaded model's generate() cannot apply -> where they go instead (given as keywords, they would be
+# recorded in the Generation's params and do nothing)
+NOT_A_CALLS = {
+    "prompt": "give the prompts as the first argument",
+    "model": "this model is loaded already; load that one (Generator.from_pretrained)",
+    "quantize": "applies when the model loads (sampleforge.generate(quantize=...), "
+                "backends.load_backend(model, BackendOptions(quantize=...)))",
+    "offload": "applies when the model loads (backends.load_backend(model, BackendOptions(offload=...)))",
+    "format": "a file's setting: write the samples with sampleforge.audio.io.write_audio(path, wav, rate, "
+              "format=...)",
+    "length": "a file's setting: cut the samples with sampleforge.audio.finish.apply_length",
+    "strength": "a variation's: Generator.vary or sampleforge.vary", "input": "a variation's: sampleforge.vary",
+    "morph_steps": "a morph's: Generator.morph or sampleforge.morph",
+    **dict.fromkeys(("pieces", "round_robins", "velocity_layers", "relatedness"), "a kit's: sampleforge.make_kit"),
+}
+
+
+def refuse_call_settings(settings: Mapping[str, Any], p: GenerationParams) -> None:
+    """A ParamError naming the first setting given in ``settings`` (by name or alias) that a call of a loaded
+    model cannot apply (``NOT_A_CALLS``), unless it is the default (which asks for nothing)."""
+    from sampleforge.params import ALIASES
+
+    for key in settings:
+        name = ALIASES.get(key, key)
+        if name in NOT_A_CALLS and getattr(p, name) != getattr(DEFAULTS, name):
+            raise ParamError(key, f": {NOT_A_CALLS[name]}")
 
 
 def model_defaults(space: ParamSpace, params: GenerationParams) -> dict[str, Any]:

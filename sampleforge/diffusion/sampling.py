@@ -91,7 +91,8 @@ def generate_latents(
         if flow_shift != 1.0:
             raise ParamError("flow_shift", "applies to flow models only")
         if steps_offset and schedule != "uniform":
-            raise ParamError("steps_offset", f"applies to the 'uniform' schedule; this model samples {schedule!r}")
+            raise ParamError("steps_offset", f"applies to the 'uniform' (leading) spacing; this model samples "
+                             f"{schedule!r}")
         spacing = "leading" if schedule == "uniform" else schedule
         sigmas = sampling_sigmas(alphas_cumprod, steps, spacing, steps_offset=steps_offset)
         denoiser = DiscreteDenoiser(net, alphas_cumprod, prediction)

@@ -209,7 +209,7 @@ def test_sampler_knobs_are_reachable(lively: Generator) -> None:
     gen = lively
     base = gen.generate_full("kick", steps=3, seed=0).latents
     assert not torch.equal(base, gen.generate_full("kick", steps=3, seed=0, eta=1.0).latents)
-    with pytest.raises(UserInputError, match="steps_offset applies to the 'uniform' schedule"):
+    with pytest.raises(UserInputError, match=r"steps_offset applies to the 'uniform' \(leading\) spacing"):
         gen.generate("kick", steps=3, seed=0, steps_offset=1)  # the debug model samples "trailing"
     with pytest.raises(UserInputError, match="flow_shift applies to flow models"):
         gen.generate("kick", steps=3, seed=0, flow_shift=2.0)

@@ -197,6 +197,11 @@ def test_the_cli_records_the_candidate_kept(model: Path, tmp_path: Path, capsys:
                  str(out), "--quiet"]) == 0
     meta = read_metadata(out)
     assert meta["candidates"] == "3" and meta["candidate"] == "0"
+    import sampleforge
+
+    api_file = sampleforge.generate(model=str(model), prompt="kick", ddim_steps=2, candidates=3,
+                                    output_path=tmp_path / "api.wav", seed=int(meta["seed"]))
+    assert read_metadata(api_file)["candidate"] == "0"  # the Python API records it as the CLI does
     assert main(["generate", "kick", "--model", str(model), "--candidates", "9", "--quiet"]) == 2
     assert "--candidates" in capsys.readouterr().err
 

@@ -54,6 +54,19 @@ class MorphEnd:
     audio: Any = None
 
 
+def check_end(end: object, name: str) -> MorphEnd:
+    """``end`` as the morph end ``name`` ("a" or "b"), its seed an int (a numpy int is taken, as every seed is);
+    ParamError naming ``a``, ``a.prompt`` or ``a.seed`` when it is not a MorphEnd, its prompt is not text or its
+    seed is not a seed: before a model works on it."""
+    if not isinstance(end, MorphEnd):
+        raise ParamError(name, f": a MorphEnd (MorphEnd('kick', 1)), got {type(end).__name__} {str(end)[:40]!r}")
+    try:
+        prompt, seed = SPECS["prompt"].check(end.prompt), SPECS["seed"].check(end.seed)
+    except ParamError as exc:
+        raise exc.renamed(f"{name}.{exc.name}") from None
+    return dataclasses.replace(end, prompt=prompt, seed=seed)
+
+
 def slerp(a: Tensor, b: Tensor, t: float) -> Tensor:
     """Spherical interpolation between two noise tensors of one shape (flattened angle); exact at t = 0 and 1,
     linear when they are (anti)parallel. Keeps a Gaussian's norm where a linear mix would shrink it."""
@@ -379,6 +392,8 @@ class Generator(RunMixin):
             precision=params.precision or self.precision,
         )
         assert p.duration is not None
+        if p.sampler not in self.samplers:
+            raise ParamError("sampler", self._unfit_sampler(p.sampler))
         if p.duration > MAX_DURATION:
             raise ParamError("duration", f"must be at most {MAX_DURATION:g} seconds for sampleforge models, "
                              f"got {p.duration:g}")
@@ -390,6 +405,15 @@ class Generator(RunMixin):
                 "Stable Audio 3 and Stable Audio Open Small do; for variations of a clip use `vary`"
             raise ParamError(unused[0], f": sampleforge models do not take it ({who})")
         return p
+
+    def _unfit_sampler(self, name: str | None) -> str:
+        """Why sampler ``name`` is not one of this model's (``samplers``), listing them."""
+        own = ", ".join(self.samplers)
+        if name not in SAMPLERS:
+            return f": {name!r} is for other people's models (diffusers pipelines); this model's samplers: {own}"
+        if name in DISTILLED_SAMPLERS:
+            return f": {name!r} is for distilled flow models; this model's samplers: {own}"
+        return f"{name!r} does not fit a {self.bundle.config.diffusion.prediction!r} model (use one of: {own})"
 
     def plan(self, params: GenerationParams, prompts: Sequence[str] | None = None) -> Batch:
         """``RunMixin.plan``, with the guidance scale the batch's prompts run at when they share one (``cfg_scales``:
@@ -437,7 +461,8 @@ class Generator(RunMixin):
 
     @torch.inference_mode()
     def encode(self, audio: Sequence[Any], duration: float | None = None) -> Tensor:
-        """Clips at the model's sample rate, each (T,) numpy or torch → scaled latents (B, C, W).
+        """Clips at the model's sample rate, each (T,) numpy or torch (or a file path, see ``clip``) → scaled
+        latents (B, C, W).
 
         Each clip is finished like the training data (DC, onset at 1.5 ms, peak 0.95, cut or padded to
         ``duration``, default the model's) and encoded to its VAE posterior mean."""
@@ -445,7 +470,7 @@ class Generator(RunMixin):
         samples, frames = self.frames(duration)
         rows = []
         for k, clip in enumerate(audio):
-            x = clip.detach().cpu().float().numpy() if isinstance(clip, Tensor) else np.asarray(clip, np.float32)
+            x = self.clip(clip, f"input audio {k}")
             if x.ndim != 1 or x.shape[0] == 0 or not np.isfinite(x).all():
                 raise UserInputError(f"input audio {k}: expected a finite mono clip (T,), got shape {x.shape}")
             rows.append(finish(x, self.sample_rate, normalize="peak", length=samples))
@@ -453,6 +478,21 @@ class Generator(RunMixin):
             raise UserInputError("input audio: no clip given")
         wav = torch.from_numpy(np.stack(rows)).to(self.device)
         return self.bundle.vae.encode(self.mel(wav)[..., :frames]).float()
+
+    def clip(self, audio: Any, name: str = "input audio") -> np.ndarray:
+        """A clip as float32 samples: a numpy array, a tensor, a list, or a file path (read at the model's sample
+        rate; AudioReadError names the file). UserInputError naming ``name`` for anything else."""
+        if isinstance(audio, (str, os.PathLike)):
+            from sampleforge.audio.io import read_audio
+
+            return read_audio(audio, self.sample_rate)
+        if isinstance(audio, Tensor):
+            return audio.detach().cpu().float().numpy()
+        try:
+            return np.asarray(audio, np.float32)
+        except (TypeError, ValueError):
+            raise UserInputError(f"{name}: a mono clip (T,) of samples or a file path, got "
+                                 f"{type(audio).__name__}") from None
 
     def cut_warnings(self, audio: Sequence[Any], duration: float, names: Sequence[str] = ("the input",)) -> list[str]:
         """A warning for each clip (T,) that sounds (within 60 dB of its peak) for longer than ``duration``: ``encode``
@@ -490,7 +530,9 @@ class Generator(RunMixin):
         and per-clip guidance scales (``cfg_scales``, default ``p.cfg_scale`` for all) → audio (B, samples),
         latents, mels and the raw waveform, on the CPU. Audio gets the natural tail (``finish(tail="natural")``).
         ``waveform`` False stops at the mels (audio and raw empty; ``sounded`` makes them)."""
-        assert p.duration is not None and p.sampler is not None and p.steps is not None and p.cfg_scale is not None
+        assert p.duration is not None and p.sampler is not None and p.steps is not None
+        scale = p.cfg_scale if cfg_scales is None else cfg_scales  # None in p: a morph between two ends' scales
+        assert scale is not None
         check_vocoder(vocoder)
         samples, frames = self.frames(p.duration)
         shape = self.bundle.config.vae.latent_shape(frames)
@@ -500,7 +542,7 @@ class Generator(RunMixin):
             latents = generate_latents(
                 self.bundle.unet, cond, uncond, shape,
                 alphas_cumprod=self.alphas_cumprod, prediction=dcfg.prediction, steps=p.steps, sampler=p.sampler,
-                cfg_scale=p.cfg_scale if cfg_scales is None else cfg_scales, schedule=dcfg.sampling_schedule,
+                cfg_scale=scale, schedule=dcfg.sampling_schedule,
                 eta=p.eta, steps_offset=p.steps_offset, flow_shift=p.flow_shift, generator=generators,
                 callback=callback, noise=noise.to(self.device), init=None if init is None else init.to(self.device),
                 strength=strength,
@@ -713,8 +755,10 @@ class Generator(RunMixin):
     ) -> Generation:
         """``count`` variations of one clip ``audio`` (T,) at the model's sample rate: encoded, noised to
         ``strength`` (0 = the clip through the VAE and vocoder, 1 = a fresh generation from ``prompt`` that
-        ignores it) and denoised with ``prompt``. Clip k uses seed ``seed + k``. ``settings`` as in ``generate``."""
+        ignores it) and denoised with ``prompt``; a file path is read at that rate. Clip k uses seed ``seed + k``.
+        ``settings`` as in ``generate``."""
         p = self.settings(params, settings)
+        audio = self.clip(audio)
         assert p.seed is not None and p.duration is not None
         not_judged(p, "variations")
         n = p.count
@@ -730,16 +774,15 @@ class Generator(RunMixin):
     def morph_plan(self, a: MorphEnd, b: MorphEnd, params: GenerationParams | None = None,
                    **settings: Any) -> tuple[GenerationParams, int, int, tuple[float, float]]:
         """What ``morph`` runs ``a`` to ``b`` with, known before it renders: the resolved settings (with the ends'
-        guidance scale where they share one, as its result says them), the two ends' seeds (``morph_seeds``) and
-        each end's own guidance scale."""
+        guidance scale where they share one, as its result says them; None where they differ, as no one scale is
+        every clip's), the two ends' seeds (``morph_seeds``) and each end's own guidance scale."""
+        a, b = check_end(a, "a"), check_end(b, "b")
         asked = GenerationParams.from_kwargs(settings, base=params or DEFAULTS)
         p = self.resolve(asked)
         assert p.seed is not None
-        for end in (a, b):
-            SPECS["seed"].check(end.seed)
         sa, sb = morph_seeds(a.seed, b.seed, p.seed)
         ca, cb = self.cfg_scales([a.prompt, b.prompt], asked)
-        return (dataclasses.replace(p, cfg_scale=ca) if ca == cb else p), sa, sb, (ca, cb)
+        return dataclasses.replace(p, cfg_scale=ca if ca == cb else None), sa, sb, (ca, cb)
 
     @torch.inference_mode()
     def morph(
@@ -758,7 +801,10 @@ class Generator(RunMixin):
         when both ends hold a clip, their latents lerped and used as ``init`` at ``strength``. The endpoints are
         the sources: clip 0 equals ``generate(a.prompt, seed=a.seed)`` (or ``vary(a.audio, prompt=a.prompt,
         seed=a.seed, strength=...)``), the last one the same for ``b``. ``a.seed`` defaults to the settings'
-        seed, ``b.seed`` to ``a.seed + 1``; the clips between draw later noise from ``a.seed``."""
+        seed, ``b.seed`` to ``a.seed + 1``; the clips between draw later noise from ``a.seed``. An end's clip may
+        be a file path (read at the model's sample rate). The result's ``cfg_scales`` give each clip's guidance
+        scale where the ends' differ (its ``params.cfg_scale`` is then None)."""
+        a, b = check_end(a, "a"), check_end(b, "b")
         p, sa, sb, (ca, cb) = self.morph_plan(a, b, params, **settings)
         assert p.duration is not None
         not_judged(p, "morphs")
@@ -776,8 +822,9 @@ class Generator(RunMixin):
         cond = torch.lerp(cond_ab[0:1].expand(count, -1), cond_ab[1:2].expand(count, -1), w)
         init = None
         if a.audio is not None and b.audio is not None:
-            z = self.encode([a.audio, b.audio], p.duration)
-            warnings = self.cut_warnings([a.audio, b.audio], p.duration, ("the first clip", "the second clip")) + warnings
+            clips = [self.clip(a.audio, "a.audio"), self.clip(b.audio, "b.audio")]
+            z = self.encode(clips, p.duration)
+            warnings = self.cut_warnings(clips, p.duration, ("the first clip", "the second clip")) + warnings
             init = torch.lerp(z[0:1].expand(count, -1, -1), z[1:2].expand(count, -1, -1), w[..., None])
         seeds = [sb if k == count - 1 else sa for k in range(count)]
         scales = [(1.0 - float(x)) * ca + float(x) * cb for x in t]  # each end's own scale, lerped between

@@ -11,6 +11,7 @@ provenance (prompt, seed, model id, parameters) in its metadata. The generator c
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Callable, Sequence
@@ -24,7 +25,7 @@ from sampleforge.audio.finish import apply_length, parse_length
 from sampleforge.audio.io import FORMATS, read_audio, read_metadata, write_audio
 from sampleforge.errors import AudioReadError, ParamError, SampleforgeError, UserInputError
 from sampleforge.params import DEFAULTS, GenerationParams
-from sampleforge.pipeline import Callback, Generation, Generator, MorphEnd
+from sampleforge.pipeline import Callback, Generation, Generator, MorphEnd, check_end
 
 PathLike = str | os.PathLike[str]
 Warn = Callable[[str], None] | None  # told each warning (unknown keywords, ...)
@@ -34,10 +35,24 @@ Vocoder = bool | str | os.PathLike[str]  # True: the model's own (Griffin-Lim wh
 # a vocoder folder, a shipped vocoder's name ("drums-vocoder-v1") or a vocoder.safetensors: that one
 
 
+def _check_generator(generator: object, model: PathLike | None, vocoder: Vocoder) -> None:
+    """A ``generator=`` that is not a loaded sampleforge Generator, or given with ``model=`` or a vocoder's name,
+    is a UserInputError naming the parameter (before anything is written or loaded)."""
+    if generator is None:
+        return
+    if not isinstance(generator, Generator):
+        raise ParamError("generator", f": a loaded Generator (Generator.from_pretrained(...)), got "
+                         f"{type(generator).__name__} {str(generator)[:40]!r}; a model's name or folder goes as model=")
+    if model is not None:
+        raise ParamError("model", f": give the model or a loaded generator, not both (the generator is {generator.name})")
+    if not isinstance(vocoder, bool):
+        raise UserInputError("vocoder: give a vocoder folder or name with the model, not with a loaded generator")
+
+
 def _generator(generator: Generator | None, model: PathLike | None, vocoder: Vocoder) -> tuple[Generator, bool]:
+    _check_generator(generator, model, vocoder)
     if generator is not None:
-        if not isinstance(vocoder, bool):
-            raise UserInputError("vocoder: give a vocoder folder or name with the model, not with a loaded generator")
+        assert isinstance(vocoder, bool)
         return generator, vocoder
     from sampleforge import api
 
@@ -99,20 +114,26 @@ def vary(
     """``count`` variations of the sample ``input`` (see ``Generator.vary``) written to ``out_dir`` as
     ``<input stem>_var<strength %>_<seed>.<ext>``, with ``_<hash>`` before the suffix when a prompt, another
     vocoder or any other setting that shapes the sound is given (so that another prompt with the same seed is
-    another file). A file of that name that is not a variation of this very sample (another ``snare.wav``) is
-    not replaced: ParamError before generating."""
+    another file); a model given (``model=``, ``generator=``) is in the hash too, so that another model's
+    variation is another file. A file of that name that is not a variation of this very sample (another
+    ``snare.wav``) is not replaced: ParamError before generating."""
     if input is not None:
-        settings["input"] = str(input)
+        if not isinstance(input, (str, os.PathLike)):
+            raise ParamError("input", f": a file path, got {type(input).__name__} (for samples in memory use "
+                             "Generator.vary)")
+        settings["input"] = os.fspath(input)
     p = GenerationParams.from_kwargs(settings, base=params or DEFAULTS).with_seed()  # the names, before generating
     if p.input is None:
         raise ParamError("input", ": give the sample to vary")
     assert p.seed is not None
+    _check_generator(generator, model, vocoder)
     d = _prepare_dir(out_dir)
     gen, use_vocoder = _generator(generator, model, vocoder)
     wav, digest = load_input(p.input, gen.sample_rate)
     stem = Path(p.input).stem[:60]
     ext = FORMATS[p.format][0]
-    tag = _settings_tag(p, vocoder)
+    chosen = model is not None or generator is not None or p.model is not None  # not the default model
+    tag = _settings_tag(p, vocoder, gen.id if chosen else None)
     names = [d / f"{stem}_var{int(round(p.strength * 100)):03d}_{p.seed + k}{tag}.{ext}" for k in range(p.count)]
     _keep_others(names, digest, Path(p.input).name)
     result = gen.vary(wav, p, vocoder=use_vocoder, callback=callback)
@@ -122,12 +143,15 @@ def vary(
     return write_clips(result, names, gen, meta)
 
 
-def _settings_tag(p: GenerationParams, vocoder: Vocoder = True) -> str:
+def _settings_tag(p: GenerationParams, vocoder: Vocoder = True, model_id: str | None = None) -> str:
     """``_<hash>`` of the prompt and the settings that shape the sound, as asked, where they are not the defaults
-    (``api.named_settings``, steps, cfg scale, model, vocoder); "" when all are."""
+    (``api.named_settings``, steps, cfg scale, vocoder), and of ``model_id``, the loaded model's id when it is not
+    the default model; "" when all are the defaults."""
     from sampleforge.api import named_settings
 
-    asked = {k: getattr(p, k) for k in ("prompt", "steps", "cfg_scale", "model") if getattr(p, k) != getattr(DEFAULTS, k)}
+    asked = {k: getattr(p, k) for k in ("prompt", "steps", "cfg_scale") if getattr(p, k) != getattr(DEFAULTS, k)}
+    if model_id is not None:
+        asked["model"] = model_id
     if vocoder is not True:  # Griffin-Lim or another vocoder
         asked["vocoder"] = vocoder if isinstance(vocoder, bool) else str(vocoder)
     shaping = sorted({**asked, **named_settings(p)}.items())
@@ -164,8 +188,11 @@ def morph(
 ) -> list[Path]:
     """``morph_steps`` clips from ``a`` to ``b`` (see ``Generator.morph``); ``a.audio`` / ``b.audio`` may be file
     paths. Written to ``out_dir`` as ``morph_<k>of<N>_<hash>.<ext>`` (k = 1 is ``a``); a file of that name that
-    sampleforge did not write (the user's own) is not replaced: ParamError before generating."""
+    sampleforge did not write (the user's own) is not replaced: ParamError before generating. Where the ends'
+    guidance scales differ, each file records its own (``cfg_scale``)."""
+    a, b = check_end(a, "a"), check_end(b, "b")
     p = GenerationParams.from_kwargs(settings, base=params or DEFAULTS).with_seed()
+    _check_generator(generator, model, vocoder)
     d = _prepare_dir(out_dir)
     gen, use_vocoder = _generator(generator, model, vocoder)
     ends, inputs = [], []
@@ -193,15 +220,19 @@ def morph(
                                  "prompt_b": b.prompt}
         if inputs:
             extra |= {"input_a": inputs[0], "input_b": inputs[1], "strength": r.strength}
+        if result.cfg_scales is not None:  # the ends' scales differ: the one this clip was rendered at
+            extra["cfg_scale"] = result.cfg_scales[k]
         meta.append(provenance(gen, r, (a.prompt, b.prompt), **extra))
     return write_clips(result, names, gen, meta)
 
 
 def _morph_names(d: Path, gen: Generator, a: MorphEnd, b: MorphEnd, inputs: Sequence[str], r: GenerationParams,
                  sa: int, sb: int) -> list[Path]:
-    """``morph_<k>of<N>_<hash>.<ext>`` in ``d``: the hash is of the ends, their input files, the model and the
-    settings ``r`` as run."""
-    tag = hashlib.sha1(f"{a.prompt}|{sa}|{b.prompt}|{sb}|{inputs}|{gen.id}|{r}".encode()).hexdigest()[:8]
+    """``morph_<k>of<N>_<hash>.<ext>`` in ``d``: the hash is of the ends (their seeds ``sa``, ``sb``), their input
+    files, the model and the settings ``r`` as run but for the settings' seed, which no clip uses but through
+    ``sa`` and ``sb`` (a random one, drawn when both ends name theirs, would give new names every run)."""
+    settings = dataclasses.replace(r, seed=None)
+    tag = hashlib.sha1(f"{a.prompt}|{sa}|{b.prompt}|{sb}|{inputs}|{gen.id}|{settings}".encode()).hexdigest()[:8]
     ext = FORMATS[r.format][0]
     return [d / f"morph_{k + 1}of{r.morph_steps}_{tag}.{ext}" for k in range(r.morph_steps)]
 
@@ -233,8 +264,9 @@ def make_kit(
     write it into ``out_dir`` (new or empty unless ``overwrite``) with its SFZ, Decent Sampler preset, Hydrogen
     drumkit.xml, GM map and kit.json. ``name``: the kit's name (default: from the prompt), text on one line.
     With ``overwrite``, an earlier kit's samples there that the new kit does not replace are removed; a file of
-    the user's by a sample's name is never replaced (ParamError before generating)."""
-    from sampleforge.kit.build import build_kit
+    the user's by a sample's name or by a preset's or kit.json's is never replaced (ParamError before
+    generating)."""
+    from sampleforge.kit.build import build_kit, check_pad_seeds
     from sampleforge.kit.pieces import KIT_DEFAULTS, parse_pieces
     from sampleforge.kit.writers import check_name, check_out_dir, check_replaceable, sample_names, write_kit
 
@@ -242,6 +274,8 @@ def make_kit(
         check_name(name)
     p = GenerationParams.from_kwargs(settings, base=params or KIT_DEFAULTS)
     pieces = parse_pieces(p.pieces)
+    check_pad_seeds(pad_seeds, pieces)
+    _check_generator(generator, model, vocoder)
     out = Path(out_dir)
     check_out_dir(out, overwrite)  # before generating
     check_replaceable(out, sample_names(pieces, p.round_robins, p.velocity_layers, p.format))

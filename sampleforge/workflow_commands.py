@@ -58,7 +58,8 @@ def register(sub: Any) -> None:
     _flags(k, ("prompt", "pieces", "round_robins", "velocity_layers", "relatedness", "candidates"), base=KIT_DEFAULTS)
     k.add_argument("--out-dir", type=Path, required=True, help="a new or empty folder")
     k.add_argument("--name", nargs="+", default=None, metavar="WORD", help="kit name (default: from the prompt)")
-    k.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
+    k.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty (an earlier kit's "
+                   "files there are replaced, never files of your own)")
     k.set_defaults(func=cmd_kit)
 
 

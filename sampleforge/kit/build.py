@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from sampleforge.audio.finish import apply_length, parse_length
-from sampleforge.errors import UserInputError
+from sampleforge.errors import ParamError, UserInputError
 from sampleforge.kit.pieces import (
     KIT_DEFAULTS,
     PIECES,
@@ -101,6 +101,27 @@ def pad_seed(kit_seed: int, index: int) -> int:
     return (kit_seed + 1 + index) % 2**31
 
 
+def check_pad_seeds(pad_seeds: object, pieces: Sequence[str]) -> dict[str, int]:
+    """``pad_seeds`` ({piece: seed}, None for none) for a kit of ``pieces``, its seeds as ints (a numpy int is
+    taken, as every seed is); UserInputError naming ``pad_seeds`` or ``pad_seeds['kick']`` otherwise."""
+    if pad_seeds is None:
+        return {}
+    if not isinstance(pad_seeds, Mapping):
+        raise ParamError("pad_seeds", f": a dict of seeds by piece ({{'snare': 7}}), got {type(pad_seeds).__name__}")
+    out = {}
+    for piece, value in pad_seeds.items():
+        if piece not in pieces:
+            raise UserInputError(f"pad_seeds: {piece!r} is not a piece of this kit ({', '.join(pieces)})")
+        name = f"pad_seeds[{piece!r}]"
+        if value is None:
+            raise ParamError(name, f"must be {SPECS['seed'].describe()}, got None")
+        try:
+            out[piece] = SPECS["seed"].check(value)
+        except ParamError as exc:
+            raise exc.renamed(name) from None
+    return out
+
+
 def pad_warnings(gen: Generator, prompts: Sequence[str]) -> list[str]:
     """The prompt warnings of a kit's pads, each once: one that only some pads' prompts give names them (a pad's
     prompt holds its piece's, its velocity layer's and the kit's words, any of which a warning may be about)."""
@@ -132,10 +153,7 @@ def build_kit(
     p = gen.resolve(asked)
     assert p.seed is not None and p.duration is not None
     names = parse_pieces(p.pieces)
-    for piece, value in (pad_seeds or {}).items():
-        if piece not in names:
-            raise UserInputError(f"pad_seeds: {piece!r} is not a piece of this kit ({', '.join(names)})")
-        SPECS["seed"].check(value)
+    pad_seeds = check_pad_seeds(pad_seeds, names)
     shape = gen.latent_shape(p.duration)
     words, ranges = velocity_words(p.velocity_layers), velocity_ranges(p.velocity_layers)
     char = character(p.prompt)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -59,11 +60,11 @@ LAYER_RANGE_DB = 12.0  # the softest velocity layer is this much quieter than th
 
 
 def parse_pieces(names: str | Sequence[str] | None) -> list[str]:
-    """A comma-separated string or a list of piece names -> the list (default ``DEFAULT_PIECES``);
-    UserInputError naming an unknown or repeated piece and listing the valid ones."""
+    """Piece names separated by spaces or commas ("kick snare", "kick,snare"), or a list of them -> the list
+    (default ``DEFAULT_PIECES``); UserInputError naming an unknown or repeated piece and listing the valid ones."""
     if names is None:
         return list(DEFAULT_PIECES)
-    items = [n.strip() for n in names.split(",")] if isinstance(names, str) else [str(n).strip() for n in names]
+    items = re.split(r"[,\s]+", names) if isinstance(names, str) else [str(n).strip() for n in names]
     items = [n for n in items if n]
     if not items:
         raise UserInputError("pieces: name at least one piece")

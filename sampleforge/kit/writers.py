@@ -24,6 +24,9 @@ from sampleforge.kit.pieces import CHOKE_GROUP, GM_NAMES, PIECES
 
 KIT_FILES = ("kit.sfz", "kit.dspreset", "drumkit.xml", "gm_map.csv", "kit.json")
 LICENCE = "CC0-1.0"  # generated audio: the user's to use
+MADE_BY = "(made by sampleforge; see kit.json)"  # ends the presets' header comment (``_comment``)
+GM_MAP_HEADER = ["note", "gm_name", "piece", "files"]
+HYDROGEN_NS = "http://www.hydrogen-music.org/drumkit"
 
 
 def sample_name(s: KitSample, kit: Kit, ext: str) -> str:
@@ -80,7 +83,7 @@ def sample_metadata(s: KitSample, kit: Kit) -> dict[str, str]:
 
 def _comment(kit: Kit) -> str:
     """One line on the kit for the presets' comments (a line break in any part of it becomes a space)."""
-    text = f"{kit.name}: prompt {kit.prompt!r}, seed {kit.seed}, model {kit.model} (made by sampleforge; see kit.json)"
+    text = f"{kit.name}: prompt {kit.prompt!r}, seed {kit.seed}, model {kit.model} {MADE_BY}"
     return _CONTROL.sub(" ", text)
 
 
@@ -148,8 +151,7 @@ def hydrogen_text(kit: Kit) -> str:
     one instrument per piece, named as drummers name them ("Closed Hat", "Low Tom"), one layer per sample with
     its velocity range (0..1); round robins cycle through the layers of one range. The fields the schema asks
     for and a kit has no use for get Hydrogen's own defaults (no filter, no envelope, pitch 0)."""
-    ns = "http://www.hydrogen-music.org/drumkit"
-    root = ET.Element("drumkit_info", xmlns=ns)
+    root = ET.Element("drumkit_info", xmlns=HYDROGEN_NS)
     for tag, text in (("name", kit.name), ("author", "sampleforge"), ("info", _comment(kit)), ("license", LICENCE),
                       ("image", ""), ("imageLicense", "")):
         ET.SubElement(root, tag).text = text
@@ -186,7 +188,7 @@ def gm_map_text(kit: Kit) -> str:
     """CSV: note, GM name, piece, its files (space-separated), one row per piece in note order."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["note", "gm_name", "piece", "files"])
+    w.writerow(GM_MAP_HEADER)
     for piece, samples in sorted(_by_piece(kit).items(), key=lambda kv: PIECES[kv[0]].note):
         note = PIECES[piece].note
         w.writerow([note, GM_NAMES.get(note, ""), piece, " ".join(s.file for s in samples)])
@@ -240,16 +242,74 @@ def earlier_samples(out_dir: Path) -> list[Path]:
     return found
 
 
+def _our_sfz(text: str) -> bool:
+    first = text.split("\n", 1)[0]
+    return first.startswith("// ") and first.endswith(MADE_BY)
+
+
+def _our_dspreset(text: str) -> bool:
+    try:
+        root = ET.fromstring(text, parser=ET.XMLParser(target=ET.TreeBuilder(insert_comments=True)))
+    except ET.ParseError:
+        return False
+    return root.tag == "DecentSampler" and len(root) > 0 and root[0].tag is ET.Comment \
+        and (root[0].text or "").strip().endswith(MADE_BY)
+
+
+def _our_hydrogen(text: str) -> bool:
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError:
+        return False
+    ns = f"{{{HYDROGEN_NS}}}"
+    return root.tag == f"{ns}drumkit_info" and root.findtext(f"{ns}author") == "sampleforge" \
+        and (root.findtext(f"{ns}info") or "").endswith(MADE_BY)
+
+
+def _our_gm_map(text: str) -> bool:
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error:
+        return False
+    return len(rows) > 1 and rows[0] == GM_MAP_HEADER and all(
+        len(row) == 4 and row[2] in PIECES and row[0] == str(PIECES[row[2]].note) for row in rows[1:])
+
+
+def _our_kit_json(text: str) -> bool:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("author") == "sampleforge" and isinstance(body.get("samples"), list)
+
+
+_RECOGNISE = {"kit.sfz": _our_sfz, "kit.dspreset": _our_dspreset, "drumkit.xml": _our_hydrogen,
+              "gm_map.csv": _our_gm_map, "kit.json": _our_kit_json}
+
+
+def kit_file_written_here(path: Path) -> bool:
+    """Whether ``path``, one of KIT_FILES, is an earlier sampleforge kit's, by what sampleforge writes in it: the
+    presets' header comment (``MADE_BY``), kit.json's author and samples, gm_map.csv's header and its rows of
+    pieces on their notes. A user's own file by that name (notes, another Hydrogen kit) is not."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return _RECOGNISE[path.name](text)
+
+
 def check_replaceable(out_dir: Path, names: list[str]) -> None:
-    """ParamError naming ``out_dir`` when one of the sample files ``names`` is in ``out_dir`` and sampleforge did
-    not write it (the user's own sample): a kit replaces an earlier kit's files only."""
+    """ParamError naming ``out_dir`` when one of the sample files ``names`` or of KIT_FILES is in ``out_dir`` and
+    sampleforge did not write it (the user's own sample, notes or preset): a kit replaces an earlier kit's files
+    only."""
     from sampleforge.api import written_here
 
-    for name in names:
+    for name in [*names, *KIT_FILES]:
         path = out_dir / name
         if path.is_dir():
             raise ParamError("out_dir", f": {path} is a folder, not a file")
-        if path.exists() and not written_here(path):
+        ours = kit_file_written_here if name in KIT_FILES else written_here
+        if path.exists() and not ours(path):
             raise ParamError("out_dir", f": {path} exists and was not written by sampleforge; not replaced (remove "
                                         "it, or choose a new folder)")
 
@@ -260,8 +320,8 @@ def write_kit(kit: Kit, out_dir: str | os.PathLike[str], fmt: str = "wav24", ove
 
     With ``overwrite``, the samples of a kit written there before (``earlier_samples``) that the new kit does
     not write over are removed once it is written, so that the folder's presets and files are the new kit's;
-    the folder's other files stay, and a file of the user's by a sample's name is not replaced (ParamError
-    before anything is written)."""
+    the folder's other files stay, and a file of the user's by a sample's or a KIT_FILES name is not replaced
+    (ParamError before anything is written)."""
     if fmt not in FORMATS:
         raise UserInputError(f"unknown audio format {fmt!r} (valid: {', '.join(FORMATS)})")
     out = Path(out_dir)

@@ -78,7 +78,8 @@ def _morph(job: Job, gen: Any, files: ResultFiles, callback: Callback) -> Render
     clips = [(_finished(gen, r, wav),
               provenance(gen, r, (ends[0].prompt, ends[1].prompt), operation="morph",
                          prompt=f"{ends[0].prompt} -> {ends[1].prompt}",
-                         seed=f"{sa} -> {sb}", t=f"{k / (n - 1):.4f}"),
+                         seed=f"{sa} -> {sb}", t=f"{k / (n - 1):.4f}",
+                         **({} if result.cfg_scales is None else {"cfg_scale": result.cfg_scales[k]})),
               {"t": k / (n - 1), "name": f"morph_{k + 1}of{n}.{ext}"})
              for k, wav in enumerate(result.audio.numpy())]
     return Rendered(clips, result.warnings, r)

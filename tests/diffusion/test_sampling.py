@@ -84,7 +84,7 @@ def test_generate_latents_errors(linear_ac, toys) -> None:
         (dict(steps=0), "steps must be in 1..1000"),
         (dict(cfg_scale=float("inf")), "finite"),
         (dict(flow_shift=2.0), "flow_shift applies to flow models"),
-        (dict(steps_offset=1, schedule="karras"), "steps_offset applies to the 'uniform' (leading) spacing"),
+        (dict(steps_offset=1, schedule="karras"), r"steps_offset applies to the 'uniform' \(leading\) spacing"),
         (dict(prediction="score"), "unknown prediction"),
         (dict(alphas_cumprod=None), "needs its training alphas_cumprod"),
         (dict(noise=torch.zeros(2, *SHAPE)), "noise has shape"),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +130,67 @@ def test_a_clip_without_a_prompt_is_not_said_to_make_a_random_drum(gen: Generato
     assert not any(random_drum in w for w in clips.warnings)
     prompts = gen.morph(MorphEnd("kick"), MorphEnd(), steps=2, morph_steps=2)  # an end from no words at all
     assert any(random_drum in w for w in prompts.warnings)
+
+
+def test_a_morph_between_two_guidance_scales_claims_no_one_scale(knob_model: Path,
+                                                                  tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Ends guided at 4.5 ("kick", no knob) and 3 ("long kick"): the result's params say no scale for every clip
+    (they said 4.5), its cfg_scales each clip's; ends that share one say it."""
+    from tests.model_folders import edited_copy
+
+    firm = edited_copy(knob_model, tmp_path_factory.mktemp("models") / "firm",
+                       lambda c: c["diffusion"].update(cfg_scale_no_knobs=4.5))
+    gen = Generator.from_pretrained(firm, device="cpu")
+    mixed = gen.morph(MorphEnd("kick", 1), MorphEnd("long kick", 2), steps=1, morph_steps=3, vocoder=False)
+    assert mixed.params.cfg_scale is None and mixed.cfg_scales == [4.5, 3.75, 3.0]
+    same = gen.morph(MorphEnd("kick", 1), MorphEnd("snare", 2), steps=1, morph_steps=3, vocoder=False)
+    assert same.params.cfg_scale == 4.5 and same.cfg_scales is None
+
+
+def test_a_sampler_the_model_lacks_is_refused_before_sampling(gen: Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """'native' (diffusers pipelines' own scheduler) and a flow sampler on a DDPM model: a ParamError naming the
+    sampler and listing the model's, before anything is rendered ('native' failed inside the sampler, unnamed)."""
+    from sampleforge.errors import ParamError
+
+    monkeypatch.setattr(Generator, "render", lambda *a, **k: pytest.fail("sampled before refusing"))
+    own = ", ".join(gen.samplers)
+    for sampler, needle in (("native", f"sampler: 'native' is for other people's models (diffusers pipelines); "
+                                       f"this model's samplers: {own}"),
+                            ("flow_euler", "sampler 'flow_euler' does not fit a"),
+                            ("pingpong", "sampler: 'pingpong' is for distilled flow models")):
+        with pytest.raises(ParamError, match="^" + re.escape(needle)) as caught:
+            gen.generate("kick", steps=1, seed=0, sampler=sampler)
+        assert caught.value.name == "sampler"
+        with pytest.raises(ParamError, match="^" + re.escape(needle)):
+            gen.vary(np.ones(100, np.float32), steps=1, seed=0, sampler=sampler)
+
+
+def test_vary_morph_and_encode_take_a_file_path(gen: Generator, source: np.ndarray, tmp_path: Path) -> None:
+    """A path is read at the model's rate, as workflow.morph reads MorphEnd.audio (it failed converting the
+    path's text to a number)."""
+    import soundfile as sf
+
+    from sampleforge.audio.io import read_audio
+
+    path = tmp_path / "source.wav"
+    sf.write(path, source, gen.sample_rate, subtype="FLOAT")
+    clip = read_audio(path, gen.sample_rate)
+    torch.testing.assert_close(gen.encode([path]), gen.encode([clip]), rtol=0, atol=0)
+    by_path = gen.vary(str(path), prompt="kick", steps=2, seed=1).audio
+    torch.testing.assert_close(by_path, gen.vary(clip, prompt="kick", steps=2, seed=1).audio, rtol=0, atol=0)
+    ends = gen.morph(MorphEnd("kick", 1, path), MorphEnd("snare", 2, str(path)), steps=2, morph_steps=2).audio
+    want = gen.morph(MorphEnd("kick", 1, clip), MorphEnd("snare", 2, clip), steps=2, morph_steps=2).audio
+    torch.testing.assert_close(ends, want, rtol=0, atol=0)
+    with pytest.raises(UserInputError, match=r"^input audio: a mono clip \(T,\) of samples or a file path, got dict"):
+        gen.vary({"samples": [0.1]}, steps=1)
+
+
+def test_morph_ends_are_checked_and_numpy_seeds_taken(gen: Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    m = gen.morph(MorphEnd("kick", np.int64(3)), MorphEnd("snare", np.int32(9)), steps=1, morph_steps=3)
+    assert m.seeds == [3, 3, 9] and all(type(s) is int for s in m.seeds)
+    monkeypatch.setattr(Generator, "render", lambda *a, **k: pytest.fail("rendered before refusing"))
+    for a, b, needle in ((MorphEnd(None, 1), MorphEnd("snare"), "a.prompt must be a text"),
+                         (MorphEnd("kick"), "snare", "b: a MorphEnd (MorphEnd('kick', 1)), got str 'snare'"),
+                         (MorphEnd("kick"), MorphEnd("snare", 2**31), "b.seed must be an integer between 0 and")):
+        with pytest.raises(UserInputError, match="^" + re.escape(needle)):
+            gen.morph(a, b, steps=1)  # type: ignore[arg-type]

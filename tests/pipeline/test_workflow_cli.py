@@ -90,7 +90,9 @@ def test_vary_cli_writes_provenance(debug_model: Path, snare_file: Path, tmp_pat
     assert rc == 0 and dark[0] not in files  # another prompt, the same seed: another file
     assert all(Path(f).read_bytes() == b for f, b in before.items())  # nothing written over
     gen = sampleforge.Generator.from_pretrained(debug_model)
-    plain = sampleforge.vary(snare_file, generator=gen, strength=0.3, seed=7, out_dir=tmp_path)
+    with pytest.MonkeyPatch.context() as m:  # the debug model standing for the default one
+        m.setattr("sampleforge.api.load_generator", lambda **kw: (gen, True))
+        plain = sampleforge.vary(snare_file, strength=0.3, seed=7, out_dir=tmp_path)
     assert [p.name for p in plain] == ["my_snare_var030_7.wav"]  # the default settings: the plain name
 
 

@@ -421,3 +421,22 @@ def test_a_request_naming_no_steps_gets_the_models_own_within_max_steps(make_cli
     assert over.status_code == 422 and over.json()["detail"][0]["loc"] == ["body", "steps"]
     morph = client.post("/v1/morph", json={"from_prompt": "kick", "to_prompt": "snare", "steps": limit + 1})
     assert morph.status_code == 422 and "steps" in morph.text
+
+
+def test_a_morph_between_two_guidance_scales_records_each_clips(knob_model: Path, tmp_path: Path, wait_job) -> None:
+    """Ends guided at 4.5 ("kick") and 3 ("long kick"): each file says the scale it was rendered at."""
+    from fastapi.testclient import TestClient
+
+    from sampleforge.pipeline import Generator
+    from sampleforge.serve.app import create_app
+    from sampleforge.serve.config import ServeConfig
+    from sampleforge.serve.service import Service
+    from tests.model_folders import edited_copy
+
+    firm = edited_copy(knob_model, tmp_path / "firm", lambda c: c["diffusion"].update(cfg_scale_no_knobs=4.5))
+    gen = Generator.from_pretrained(firm, device="cpu")
+    with TestClient(create_app(Service(ServeConfig(storage=tmp_path / "storage", model=str(gen.name)), gen))) as client:
+        job = run(client, "/v1/morph", {"from_prompt": "kick", "to_prompt": "long kick", "from_seed": 3, "to_seed": 4,
+                                        "morph_steps": 3, **FAST}, wait_job)
+        scales = [audio_of(client, r, tmp_path / "got")[1]["cfg_scale"] for r in job["results"]]
+    assert scales == ["4.5", "3.75", "3.0"]

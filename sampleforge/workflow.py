@@ -68,9 +68,14 @@ def _generator(generator: Generator | None, model: PathLike | None, vocoder: Voc
 
 
 def _tell(warn: Warn, lines: Sequence[str]) -> None:
+    """Each warning to ``warn``, or, without one, as a Python warning (``GenerationWarning``) to the caller."""
+    if warn is None:
+        from sampleforge.backends.base import issue_warnings
+
+        issue_warnings(lines, stacklevel=4)
+        return
     for line in lines:
-        if warn is not None:
-            warn(line)
+        warn(line)
 
 
 def load_input(path: PathLike, sample_rate: int) -> tuple[np.ndarray, str]:

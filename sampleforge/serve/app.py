@@ -59,7 +59,10 @@ async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
 def _message(error: dict[str, Any], json_sent: bool = True) -> str:
     """An error's message; malformed JSON also says why and where (FastAPI gives the character in ``loc``), and a
     body sent as another type than JSON (curl -d sends a form) which header to send."""
-    msg = str(error.get("msg", ""))
+    msg = str(error.get("msg", "")).removeprefix("Value error, ")  # pydantic's words around our own message
+    loc = tuple(error.get("loc", ()))
+    if loc and msg.startswith(f"{loc[-1]} "):  # "steps: steps must be ..." -> "steps: must be ..."
+        msg = msg[len(f"{loc[-1]} "):]
     if not json_sent and tuple(error.get("loc", ())) == ("body",):
         return "the body must be a JSON object sent with Content-Type: application/json"
     if error.get("type") == "json_invalid" and len(error.get("loc", ())) == 2:

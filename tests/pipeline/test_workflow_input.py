@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +148,17 @@ def test_a_wrong_type_is_refused_naming_its_argument(debug_model: Path, snare_fi
     with pytest.raises(UserInputError, match="^" + re.escape(needle)):
         call(tmp_path / "out", snare_file, gen)
     assert not (tmp_path / "out").exists()
+
+
+def test_workflow_warnings_reach_python_without_a_callback(debug_model: Path, snare_file: Path,
+                                                           tmp_path: Path) -> None:
+    from sampleforge.errors import GenerationWarning
+
+    with pytest.warns(GenerationWarning, match="unknown keyword 'kik'"):
+        sampleforge.vary(snare_file, prompt="kik", model=debug_model, steps=1, seed=1, out_dir=tmp_path)
+    told: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a callback takes them instead
+        sampleforge.vary(snare_file, prompt="kik", model=debug_model, steps=1, seed=1, out_dir=tmp_path / "b",
+                         warn=told.append)
+    assert any("kik" in line for line in told)

@@ -481,3 +481,12 @@ def test_generate_takes_length_as_the_cli_does(make_client, generator, wait_job,
     for bad in ("forever", -1, 10_000):
         r = client.post("/v1/generate", json={"prompt": "kick", "length": bad, **FAST})
         assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "length"], r.text
+
+
+def test_a_wrong_typed_value_is_said_once_in_our_words(make_client) -> None:
+    """pydantic wrapped our message ("steps: Value error, steps must be ...")."""
+    client = make_client(start=False)
+    r = client.post("/v1/generate", json={"prompt": "kick", "steps": "4"})
+    error = r.json()["error"]
+    assert r.status_code == 422 and error.startswith("steps: must be an integer") and error.endswith("got '4'"), error
+    assert "Value error" not in error and r.json()["detail"][0]["msg"].startswith("must be an integer")

@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from sampleforge.api import provenance
-from sampleforge.audio.finish import apply_length, parse_length
-from sampleforge.audio.io import FORMATS, read_audio, read_metadata, write_audio
+from sampleforge.api import provenance, write_clip
+from sampleforge.audio.io import FORMATS, read_audio, read_metadata
 from sampleforge.errors import AudioReadError, ParamError, SampleforgeError, UserInputError
 from sampleforge.params import DEFAULTS, GenerationParams
 from sampleforge.pipeline import Callback, Generation, Generator, MorphEnd, check_end
@@ -90,9 +89,7 @@ def load_input(path: PathLike, sample_rate: int) -> tuple[np.ndarray, str]:
 
 def write_clips(result: Generation, names: Sequence[Path], gen: Generator, meta: Sequence[dict[str, str]]) -> list[Path]:
     """Write each clip of ``result`` to its name at the settings' length and format, with its metadata."""
-    p = result.params
-    length = parse_length(p.length)
-    return [write_audio(path, apply_length(wav, gen.sample_rate, length), gen.sample_rate, m, format=p.format)
+    return [write_clip(path, wav, gen.sample_rate, result.params, m)
             for path, wav, m in zip(names, result.audio.numpy(), meta, strict=True)]
 
 

@@ -163,6 +163,57 @@ def test_page_asks_for_the_token_and_cancels_a_job(browser, live_server):
     assert not bar.is_displayed()
 
 
+def test_the_token_entered_brings_back_all_the_page_and_a_wrong_one_is_said(browser, live_server):
+    """After the token, the kit builder has its pads and the notices of the refused loads are gone (the pads stayed
+    empty and "Build kit" did nothing); a stored token the server refuses is said as such."""
+    from selenium.webdriver.common.by import By
+
+    server = live_server("--token", "pa55")
+    browser.get(server.url + "/")
+    wait_for(lambda: "needs an access token" in browser.find_element(By.ID, "kit-notice").text, 20, "the kit's notice")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#pads .pad")
+    browser.find_element(By.ID, "token").send_keys("pa55")
+    browser.find_element(By.ID, "token-save").click()
+    wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#pads .pad")) == 11, 20, "the kit's pads")
+    wait_for(lambda: not browser.find_element(By.ID, "notice").is_displayed(), 10, "the page's notice gone")
+    assert not browser.find_element(By.ID, "kit-notice").is_displayed()
+    browser.execute_script("localStorage.setItem('sampleforge.token', 'wrong');")
+    browser.get(server.url + "/")
+    wait_for(lambda: "refused this access token" in browser.find_element(By.ID, "notice").text, 20, "the refusal")
+
+
+def test_the_page_follows_a_job_while_the_server_is_unreachable(browser, live_server):
+    """A job the server accepted runs again after a restart; the page keeps asking for it (it gave up at the first
+    failed fetch, "Failed to fetch"). Here the page's requests for the job fail five times, as during a restart."""
+    from selenium.webdriver.common.by import By
+
+    server = live_server()
+    browser.get(server.url + "/")
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#classes .chip"), 20, "class buttons")
+    browser.find_element(By.ID, "prompt").send_keys("kick")
+    browser.execute_script("""
+        for (const [id, v] of [["count", 1], ["steps", 2]]) {
+          const el = document.getElementById(id); el.value = v; el.dispatchEvent(new Event('input'));
+        }
+        const real = window.fetch;
+        window.failedFetches = 0; window.saidWaiting = false;
+        window.fetch = (url, opts) => {
+          if (String(url).includes('/v1/jobs/') && window.failedFetches < 5) {
+            window.failedFetches += 1;
+            return Promise.reject(new TypeError('Failed to fetch'));
+          }
+          return real(url, opts);
+        };
+        new MutationObserver(() => {
+          if (/unreachable/.test(document.getElementById('progress-text').textContent)) window.saidWaiting = true;
+        }).observe(document.getElementById('progress-text'), {childList: true, characterData: true, subtree: true});""")
+    browser.find_element(By.ID, "generate").click()
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".clip canvas[data-drawn='1']"), 90, "the clip")
+    assert browser.execute_script("return window.failedFetches") == 5
+    assert browser.execute_script("return window.saidWaiting") is True
+    assert not browser.find_element(By.ID, "notice").is_displayed()
+
+
 def test_page_chooses_among_served_models(browser, live_server, debug_model, tmp_path):
     """With several models served (here the debug model and the same with Griffin-Lim, MODEL+VOCODER), the page
     lists them; a job made with the chosen one names it. With one model there is nothing to choose."""

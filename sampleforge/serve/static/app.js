@@ -18,7 +18,8 @@ async function api(path, options) {
   const res = await fetch(path, opts);
   if (res.status === 401) {
     $("token-bar").hidden = false;
-    throw new Error("this server needs an access token");
+    throw new Error(state.token ? "the server refused this access token: enter the right one"
+                                : "this server needs an access token");
   }
   return res;
 }
@@ -26,8 +27,35 @@ async function api(path, options) {
 async function apiJson(path, options) {
   const res = await api(path, options);
   const body = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(errorText(res, body));
+  if (!res.ok) {
+    const err = new Error(errorText(res, body));
+    err.status = res.status;
+    throw err;
+  }
   return body;
+}
+
+// A job's state, asked again while the server is away (restarting: a job it accepted runs again after a restart)
+// or answers 5xx, for up to PATIENCE_MS; `waiting(text)` is told meanwhile. Other errors (404: the job is gone)
+// end the wait.
+const PATIENCE_MS = 10 * 60 * 1000;
+
+async function jobState(url, waiting) {
+  const start = Date.now();
+  for (let delay = 500; ; delay = Math.min(delay * 2, 5000)) {
+    try {
+      return await apiJson(url);
+    } catch (err) {
+      const away = err instanceof TypeError || (err.status || 0) >= 500;  // fetch's network error, or 5xx
+      if (!away) throw err;
+      if (Date.now() - start > PATIENCE_MS) {
+        throw new Error("the server has been unreachable for 10 minutes; the job (" + url.split("/").pop() +
+                        ") may still finish: ask /v1/jobs for it");
+      }
+      waiting("server unreachable · retrying");
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
 }
 
 function errorText(res, body) {
@@ -43,6 +71,8 @@ async function init() {
     state.token = $("token").value.trim();
     localStorage.setItem("sampleforge.token", state.token);
     $("token-bar").hidden = true;
+    notice("");  // what the page could not load without the token: again, with it
+    document.dispatchEvent(new Event("sampleforge:token"));
     loadModel();
   });
   bindSliders();
@@ -295,7 +325,7 @@ async function follow(job) {
 
 async function poll(job) {
   for (;;) {
-    const j = await apiJson(job.urls.self);
+    const j = await jobState(job.urls.self, (text) => showProgress(job.progress || 0, text));
     showProgress(j.progress, describe(j));
     if (["succeeded", "failed", "cancelled"].includes(j.state)) return j;
     await new Promise((r) => setTimeout(r, 500));

@@ -38,11 +38,11 @@ async function postForJson(path, body) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function runJob(path, body) {  // queue a workflow job and wait for it: the finished job
+async function runJob(path, body, waiting) {  // queue a workflow job and wait for it: the finished job
   let job = await postForJson(path, body);
   while (job.state === "queued" || job.state === "running") {
     await sleep(200);
-    job = await apiJson("/v1/jobs/" + job.job_id);
+    job = await jobState("/v1/jobs/" + job.job_id, waiting || (() => {}));  // through a server restart too
   }
   if (job.state !== "succeeded") throw new Error(job.error || "the job was " + job.state);
   return job;
@@ -68,6 +68,12 @@ async function initKit() {
   $("kit-related").addEventListener("input", () => { $("kit-related-out").textContent = $("kit-related").value; });
   $("kit-build").addEventListener("click", buildKit);
   $("kit-download").addEventListener("click", downloadKit);
+  document.addEventListener("sampleforge:token", loadPieces);  // a token entered: what it kept out, again
+  await loadPieces();
+}
+
+async function loadPieces() {
+  say("kit-notice", "");
   try {
     const info = await apiJson("/v1/kit/pieces");
     const byName = Object.fromEntries(info.pieces.map((p) => [p.name, p]));
@@ -105,7 +111,7 @@ async function loadPad(name, padSeed) {
     const job = await runJob("/v1/kit/pad", Object.assign({
       prompt: kit.prompt, piece: name, seed: kit.seed, pad_seed: padSeed, format: "wav16", length: "auto",
       relatedness: Number($("kit-related").value),
-    }, sampling(), keepClass()));
+    }, sampling(), keepClass()), (text) => say("kit-notice", text));
     const r = job.results[0];
     const blob = await (await fetchOk(r.url)).blob();
     const old = kit.pads[name];
@@ -122,6 +128,10 @@ async function loadPad(name, padSeed) {
 }
 
 async function buildKit() {
+  if (!kit.pieces.length) {  // /v1/kit/pieces did not answer: nothing to build (the notice says why)
+    await loadPieces();
+    if (!kit.pieces.length) return;
+  }
   kit.prompt = $("kit-prompt").value.trim();
   kit.seed = $("kit-seed").value === "" ? randomSeed() : Number($("kit-seed").value);
   $("kit-seed").value = kit.seed;
@@ -168,7 +178,7 @@ async function downloadKit() {
     const job = await runJob("/v1/kit", Object.assign({
       prompt: kit.prompt, seed: kit.seed, pieces: kit.pieces.map((p) => p.name), pad_seeds,
       relatedness: Number($("kit-related").value), format: "wav24", length: "auto",
-    }, sampling(), keepClass()));
+    }, sampling(), keepClass()), (text) => say("kit-notice", text));
     const res = await fetchOk(job.urls.pack);
     const name = (res.headers.get("Content-Disposition") || "").match(/filename="([^"]+)"/);
     saveBlob(await res.blob(), name ? name[1] : "kit.zip");
@@ -204,7 +214,7 @@ async function vary(file) {
     const job = await runJob("/v1/vary", Object.assign({
       audio: await blobToB64(file), prompt: $("vary-prompt").value.trim(), strength: Number($("vary-strength").value),
       count: 4, format: "wav16", length: "auto",
-    }, sampling()));
+    }, sampling()), (text) => say("vary-notice", text));
     const stem = file.name.replace(/\.[^.]+$/, "");
     for (const c of job.results) {
       const blob = await (await fetchOk(c.url)).blob();
@@ -260,7 +270,7 @@ async function makeMorph() {
     const steps = Number($("morph-slider").max) + 1;
     const job = await runJob("/v1/morph", Object.assign({
       from_prompt: from, to_prompt: to, from_seed: randomSeed(), morph_steps: steps, format: "wav16",
-    }, sampling()));
+    }, sampling()), (text) => say("morph-notice", text));
     for (const c of morph.clips) URL.revokeObjectURL(c.url);
     morph.clips = [];
     for (const c of job.results) {

@@ -214,6 +214,24 @@ def test_the_page_follows_a_job_while_the_server_is_unreachable(browser, live_se
     assert not browser.find_element(By.ID, "notice").is_displayed()
 
 
+def test_the_status_says_why_the_server_is_not_ready(browser, live_server):
+    """/v1/health's problems (here one stood in for a full disk), not "no worker available" for every reason."""
+    from selenium.webdriver.common.by import By
+
+    server = live_server()
+    browser.get(server.url + "/")
+    wait_for(lambda: browser.find_element(By.ID, "status-text").text == "ready", 20, "ready")
+    browser.execute_script("""
+        const real = window.fetch;
+        window.fetch = (url, opts) => String(url).endsWith('/v1/health')
+          ? Promise.resolve(new Response(JSON.stringify({ready: false, problems: ['result folder refuses writes'],
+                                                         queue: {queued: 0, running: 0}}), {status: 503}))
+          : real(url, opts);
+        health();""")
+    wait_for(lambda: browser.find_element(By.ID, "status-text").text == "not ready: result folder refuses writes",
+             10, "the problem in the status")
+
+
 def test_page_chooses_among_served_models(browser, live_server, debug_model, tmp_path):
     """With several models served (here the debug model and the same with Griffin-Lim, MODEL+VOCODER), the page
     lists them; a job made with the chosen one names it. With one model there is nothing to choose."""

@@ -62,3 +62,16 @@ def test_sweep_spares_young_and_active_jobs_and_removes_orphans(make_client, wai
     assert client.get(queued["urls"]["self"]).json()["state"] == "queued"  # queued jobs never expire
     assert fresh_orphan.exists() and not orphan.exists()
     assert client.get(job["urls"]["self"]).status_code == 404
+
+
+def test_an_expired_job_is_not_served_before_the_sweep_deletes_it(make_client, wait_job):
+    """Past its TTL a job is gone to the client at once (it was downloadable until the next sweep, minutes later)."""
+    ttl_s = 1.0
+    client = make_client(ttl_hours=ttl_s / 3600, cleanup_interval_s=3600)
+    job = wait_job(client, client.post("/v1/generate", json={"prompt": "kick", "steps": 2, "duration": 0.5}).json()["job_id"])
+    assert client.get(job["results"][0]["url"]).status_code == 200
+    time.sleep(ttl_s + 0.3)
+    for url in (job["urls"]["self"], job["results"][0]["url"], job["urls"]["pack"]):
+        r = client.get(url)
+        assert r.status_code == 404 and "expired" in r.json()["error"], (url, r.text)
+    assert client.app.state.service.files.job_dir(job["job_id"]).exists()  # the sweep deletes it, later

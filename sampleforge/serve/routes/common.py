@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
@@ -199,10 +200,13 @@ class JsonBodyRoute(ApiRoute):
 
 
 def load_job(service: Service, job_id: str) -> Job:
-    """The job, or 404 (anything but a known job id, including malformed ones)."""
+    """The job, or 404 (anything but a known job id, including malformed ones, and a finished job past its TTL,
+    which the next sweep deletes: expired results are not served in the meantime)."""
     job = service.store.get(job_id) if is_job_id(job_id) else None
     if job is None:
         raise HTTPException(404, f"no job {job_id[:64]!r}")
+    if job.finished_at is not None and job.finished_at + job.ttl_s <= time.time():
+        raise HTTPException(404, f"no job {job_id[:64]!r} (its results expired)")
     return job
 
 

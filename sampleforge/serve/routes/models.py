@@ -29,6 +29,8 @@ def models(service: ServiceDep) -> dict[str, Any]:
 def vocab(service: ServiceDep, model: str | None = None) -> dict[str, Any]:
     """``model``: one of /v1/models (default: the default model); another is a 422 naming ``query.model``.
     ``timbre``: the model's timbre knobs and the words that set them (``timbre.word_table``; {} without knobs)."""
+    if model is not None and model not in service.models and model.replace(" ", "+") in service.models:
+        model = model.replace(" ", "+")  # MODEL+VOCODER with its '+' unencoded (a query string reads it as a space)
     unknown = unknown_model(service, model, ("query", "model"))
     if unknown is not None:
         raise RequestValidationError([unknown])

@@ -128,9 +128,10 @@ async function health() {
     const h = await res.json();
     $("status-dot").className = "dot " + (h.ready ? "ok" : "bad");
     const q = h.queue.queued + h.queue.running;
+    const problems = (h.problems || []).join("; ");  // why the server is not ready, as /v1/health says it
     $("status-text").textContent = h.ready
       ? (q ? q + " job" + (q > 1 ? "s" : "") + " in queue" : "ready")
-      : "no worker available";
+      : "not ready: " + (problems || "no worker available");
   } catch (err) {
     $("status-dot").className = "dot bad";
     $("status-text").textContent = "offline";

@@ -323,12 +323,18 @@ def generate(
     """Generate one clip and write it (a 44.1 kHz mono WAV, 32-bit float, peak 0.95, unless ``format`` and
     ``length`` say otherwise: a ``.flac`` ``output_path`` is FLAC); return its path.
 
-    ``settings``: further ``GenerationParams`` fields (sampler, duration, eta, format, length, timbre knobs, ...);
-    all are checked before the model loads. Those of a variation, morph or kit (strength, input, ...) are refused:
+    ``settings``: further ``GenerationParams`` fields (sampler, duration, eta, format, length, timbre knobs, ...),
+    or ``params=GenerationParams(...)`` to start from; all are checked before the model loads. Those of a variation, morph or kit (strength, input, ...) are refused:
     ``vary``, ``morph`` and ``make_kit`` take them.
     """
-    given = {"prompt": prompt, "cfg_scale": cfg_scale, "ddim_steps": ddim_steps, "seed": seed, **settings}
-    params = GenerationParams.from_kwargs(given)
+    base = settings.pop("params", None)  # a GenerationParams to start from, as Generator.generate takes
+    if base is not None and not isinstance(base, GenerationParams):
+        raise ParamError("params", f": a GenerationParams, got {type(base).__name__}")
+    arguments = {"prompt": prompt, "cfg_scale": cfg_scale, "ddim_steps": ddim_steps, "seed": seed}
+    if base is not None:  # over params, only the arguments given (left out, they are None or the empty prompt)
+        arguments = {k: v for k, v in arguments.items()
+                     if v is not None and not (k == "prompt" and v == DEFAULTS.prompt)}
+    params = GenerationParams.from_kwargs({**arguments, **settings}, base=base or DEFAULTS)
     if params.count != 1:
         count_name = next(k for k in settings if ALIASES.get(k) == "count")
         raise ParamError(count_name, f": generate() makes one clip, got {params.count} (see Generator.generate)")

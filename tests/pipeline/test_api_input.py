@@ -117,3 +117,16 @@ def test_a_model_folder_written_again_is_loaded_again(listening_model: Path, tmp
     second = sampleforge.generate(model=folder, prompt="kick", output_path=tmp_path / "2.wav", **FAST)
     assert read_metadata(first)["model"] != read_metadata(second)["model"]
     assert not np.array_equal(sf.read(first)[0], sf.read(second)[0])
+
+
+def test_generate_starts_from_a_generation_params(debug_model: Path, tmp_path: Path) -> None:
+    from sampleforge.params import GenerationParams
+
+    base = GenerationParams(prompt="snare", steps=2, seed=4, model=str(debug_model))
+    path = sampleforge.generate(params=base, output_path=tmp_path / "a.wav")
+    meta = read_metadata(path)
+    assert (meta["prompt"], meta["steps"], meta["seed"]) == ("snare", "2", "4")
+    over = sampleforge.generate(params=base, prompt="kick", ddim_steps=3, output_path=tmp_path / "b.wav")
+    assert (read_metadata(over)["prompt"], read_metadata(over)["steps"]) == ("kick", "3")
+    with pytest.raises(ParamError, match="^params: a GenerationParams, got dict"):
+        sampleforge.generate(params={"steps": 2})

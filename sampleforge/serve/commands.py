@@ -196,14 +196,34 @@ def load_generator(model: str, args: argparse.Namespace | None = None) -> Any:
     return load_backend(model, BackendOptions.from_params(from_namespace(loading), args.device))
 
 
+def check_broker(url: str) -> None:
+    """A UserInputError naming --broker for a URL the Redis client cannot use (another scheme, a port that is not a
+    number, no host, a database that is not a number), before any model loads: the server would accept jobs and
+    fail to publish them for ever, and a worker stop with a traceback."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError when it is not a number or out of range
+    except ValueError as exc:
+        raise UserInputError(f"--broker {url}: {exc}") from None
+    if parts.scheme not in ("redis", "rediss"):
+        raise UserInputError(f"--broker must be a redis:// URL, got {url!r}")
+    if not parts.hostname:
+        raise UserInputError(f"--broker {url}: no host (e.g. redis://127.0.0.1:6379/0)")
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise UserInputError(f"--broker {url}: the database must be a number (e.g. redis://127.0.0.1:{port or 6379}/0)")
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from sampleforge.serve.app import create_app
     from sampleforge.serve.logs import configure_logging
     from sampleforge.serve.server import serve
     from sampleforge.serve.service import Service
 
-    if args.broker is not None and not args.broker.startswith(("redis://", "rediss://")):
-        raise UserInputError(f"--broker must be a redis:// URL, got {args.broker!r}")
+    if args.broker is not None:
+        check_broker(args.broker)
     check_listen(args.host, args.port)  # before loading the models: a bad --host is said at once
     log_config = configure_logging(args.log_level)
     config = _config(
@@ -234,8 +254,7 @@ def run_worker(args: argparse.Namespace) -> int:
     from sampleforge.serve.celery_app import run_worker as celery_worker
     from sampleforge.serve.logs import configure_logging
 
-    if not args.broker.startswith(("redis://", "rediss://")):
-        raise UserInputError(f"--broker must be a redis:// URL, got {args.broker!r}")
+    check_broker(args.broker)
     configure_logging(args.log_level)
     config = _config(args)
     models = _models(args)

@@ -449,6 +449,13 @@ def test_cli_refuses_a_storage_in_use_and_bad_broker_urls(make_service, debug_mo
     assert code == 2 and len(err) == 1 and "used by another `sampleforge serve`" in err[0]
     assert main(["worker", "--broker", "amqp://x", "--storage", str(tmp_path), "--model", str(debug_model)]) == 2
     assert "redis://" in capsys.readouterr().err
+    for url, said in (("redis://127.0.0.1:notaport/0", "Port could not be cast"), ("redis:///0", "no host"),
+                      ("redis://127.0.0.1:6379/zero", "the database must be a number")):
+        for command in (["worker"], ["serve", "--port", port]):  # before a model loads: the server would take jobs
+            assert main([*command, "--broker", url, "--storage", str(tmp_path / "s"),
+                         "--model", "no-such-model"]) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and f"--broker {url}: {said}" in err[0], err
 
 
 def test_cli_passes_precision_to_the_generator(debug_model):

@@ -27,7 +27,15 @@ from torch import Tensor
 from sampleforge.audio.finish import finish
 from sampleforge.audio.griffinlim import GriffinLim
 from sampleforge.audio.mel import MelSpectrogram
-from sampleforge.backends.base import BackendOptions, Batch, Generation, ParamSpace, RunMixin, model_defaults
+from sampleforge.backends.base import (
+    BackendOptions,
+    Batch,
+    Generation,
+    ParamSpace,
+    RunMixin,
+    model_defaults,
+    refuse_call_settings,
+)
 from sampleforge.bundle import DEFAULT_MODEL, Bundle, load_bundle, model_id
 from sampleforge.devices import torch_device
 from sampleforge.diffusion.samplers import DISTILLED_SAMPLERS, FLOW_SAMPLERS, SAMPLERS
@@ -437,9 +445,14 @@ class Generator(RunMixin):
         own = {x: default if self.knob_values(x, knobs) else float(plain) for x in dict.fromkeys(prompts)}
         return [own[x] for x in prompts]
 
-    def settings(self, params: GenerationParams | None, settings: Mapping[str, Any]) -> GenerationParams:
-        """``settings`` by name or alias over ``params`` (default: the defaults), resolved for this model."""
-        return self.resolve(GenerationParams.from_kwargs(settings, base=params or DEFAULTS))
+    def settings(self, params: GenerationParams | None, settings: Mapping[str, Any],
+                 takes: Sequence[str] | None = None) -> GenerationParams:
+        """``settings`` by name or alias over ``params`` (default: the defaults), resolved for this model. With
+        ``takes`` (the call's own settings), one a call cannot apply (``refuse_call_settings``) is a ParamError."""
+        p = GenerationParams.from_kwargs(settings, base=params or DEFAULTS)
+        if takes is not None:
+            refuse_call_settings(settings, p, takes)
+        return self.resolve(p)
 
     def settings_warnings(self, p: GenerationParams) -> list[str]:
         """What settings this model cannot honour: timbre knobs on a model without them, stereo from a mono one."""
@@ -757,7 +770,7 @@ class Generator(RunMixin):
         ``strength`` (0 = the clip through the VAE and vocoder, 1 = a fresh generation from ``prompt`` that
         ignores it) and denoised with ``prompt``; a file path is read at that rate. Clip k uses seed ``seed + k``.
         ``settings`` as in ``generate``."""
-        p = self.settings(params, settings)
+        p = self.settings(params, settings, takes=("strength", "prompt"))
         audio = self.clip(audio)
         assert p.seed is not None and p.duration is not None
         not_judged(p, "variations")
@@ -778,6 +791,7 @@ class Generator(RunMixin):
         every clip's), the two ends' seeds (``morph_seeds``) and each end's own guidance scale."""
         a, b = check_end(a, "a"), check_end(b, "b")
         asked = GenerationParams.from_kwargs(settings, base=params or DEFAULTS)
+        refuse_call_settings(settings, asked, takes=("morph_steps", "strength"))
         p = self.resolve(asked)
         assert p.seed is not None
         sa, sb = morph_seeds(a.seed, b.seed, p.seed)

@@ -206,7 +206,7 @@ def issue_warnings(lines: Sequence[str], stacklevel: int = 3) -> None:
 
 # settings a loaded model's generate() cannot apply -> where they go instead (given as keywords, they would be
 # recorded in the Generation's params and do nothing)
-NOT_A_CALLS = {
+NOT_FOR_A_CALL = {
     "prompt": "give the prompts as the first argument",
     "model": "this model is loaded already; load that one (Generator.from_pretrained)",
     "quantize": "applies when the model loads (sampleforge.generate(quantize=...), "
@@ -221,15 +221,16 @@ NOT_A_CALLS = {
 }
 
 
-def refuse_call_settings(settings: Mapping[str, Any], p: GenerationParams) -> None:
+def refuse_call_settings(settings: Mapping[str, Any], p: GenerationParams, takes: Sequence[str] = ()) -> None:
     """A ParamError naming the first setting given in ``settings`` (by name or alias) that a call of a loaded
-    model cannot apply (``NOT_A_CALLS``), unless it is the default (which asks for nothing)."""
+    model cannot apply (``NOT_FOR_A_CALL``, but for those the call ``takes``), unless it is the default (which asks
+    for nothing)."""
     from sampleforge.params import ALIASES
 
     for key in settings:
         name = ALIASES.get(key, key)
-        if name in NOT_A_CALLS and getattr(p, name) != getattr(DEFAULTS, name):
-            raise ParamError(key, f": {NOT_A_CALLS[name]}")
+        if name in NOT_FOR_A_CALL and name not in takes and getattr(p, name) != getattr(DEFAULTS, name):
+            raise ParamError(key, f": {NOT_FOR_A_CALL[name]}")
 
 
 def model_defaults(space: ParamSpace, params: GenerationParams) -> dict[str, Any]:

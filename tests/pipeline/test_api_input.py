@@ -130,3 +130,18 @@ def test_generate_starts_from_a_generation_params(debug_model: Path, tmp_path: P
     assert (read_metadata(over)["prompt"], read_metadata(over)["steps"]) == ("kick", "3")
     with pytest.raises(ParamError, match="^params: a GenerationParams, got dict"):
         sampleforge.generate(params={"steps": 2})
+
+
+def test_a_loaded_models_vary_and_morph_refuse_what_they_cannot_apply(debug_model: Path) -> None:
+    from sampleforge.pipeline import MorphEnd
+
+    gen = Generator.from_pretrained(debug_model, device="cpu")
+    clip = gen.generate("snare", steps=2, seed=1)[0]
+    with pytest.raises(ParamError, match="^model: this model is loaded already"):
+        gen.vary(clip, steps=2, model="drums-v1")
+    with pytest.raises(ParamError, match="^morph_steps: a morph's"):
+        gen.vary(clip, steps=2, morph_steps=4)
+    with pytest.raises(ParamError, match="^format: a file's setting"):
+        gen.morph(MorphEnd("kick", 1), MorphEnd("snare", 2), steps=2, format="flac")
+    assert gen.vary(clip, steps=2, strength=0.5, count=1).audio.shape[0] == 1  # its own settings
+    assert gen.morph(MorphEnd("kick", 1), MorphEnd("snare", 2), steps=2, morph_steps=3).audio.shape[0] == 3

@@ -1,8 +1,9 @@
 """Scale-out: the job function as a Celery task, run by ``sampleforge worker`` processes.
 
-The server inserts the job into the shared SQLite store, then publishes ``sampleforge.generate(job_id)``
-to the model's queue on the broker (Redis). A worker claims the job (plus compatible queued jobs: the
-same batching as embedded mode), writes audio into the shared storage directory and marks the jobs done.
+The server inserts the job into the shared SQLite store, then publishes ``sampleforge.generate(job_id,
+storage_id)`` to the model's queue on the broker (Redis). A worker claims the job (plus compatible queued
+jobs: the same batching as embedded mode), writes audio into the shared storage directory and marks the
+jobs done.
 
 Delivery guarantees:
 - ``task_acks_late`` + ``worker_prefetch_multiplier=1``: a message is acknowledged only after the job
@@ -12,7 +13,11 @@ Delivery guarantees:
   hands it out again after ``visibility_timeout``. Sooner than that, the server sees the job's lease
   expire (no heartbeat for ``lease_seconds``), puts it back in the queue and publishes it again.
 - The server publishes a job again if the broker was down when it was accepted (the job waits in the
-  store and runs once the broker is back) or if it is still queued a visibility timeout later.
+  store and runs once the broker is back), if its model's broker queue holds fewer messages than it has
+  queued jobs (a message lost: Redis restarted without persistence, or taken and not run), or if it is
+  still queued a visibility timeout later.
+- A worker given another ``--storage`` than the server's (the message names another store) logs an
+  error saying so and hands the message back to the broker, after a pause, for a worker of that storage.
 - Duplicate deliveries are harmless: claiming is a guarded transaction, so a job already running on a
   live worker, or finished, is skipped.
 - Attempts are bounded (``max_attempts``; then the job fails with the reason); store errors such as a
@@ -30,9 +35,11 @@ import os
 import re
 import sqlite3
 import threading
-from typing import Any
+import time
+from typing import Any, NoReturn
 
 from celery import Celery, signals
+from celery.exceptions import Reject
 
 from sampleforge.serve.config import ServeConfig
 from sampleforge.serve.jobstore import JobStore
@@ -70,11 +77,17 @@ def make_celery(broker: str, config: ServeConfig) -> Celery:
     )
 
     @app.task(name=TASK_NAME, bind=True, max_retries=5, acks_late=True, reject_on_worker_lost=True)
-    def generate(self: Any, job_id: str) -> list[str]:
-        """Run the batch led by ``job_id`` (a no-op if another worker has it or it is finished)."""
+    def generate(self: Any, job_id: str, storage: str | None = None) -> list[str]:
+        """Run the batch led by ``job_id`` (a no-op if another worker has it or it is finished) of the store
+        ``storage`` (its id; None: a message of a server that did not say)."""
         ctx = WORKER
         if ctx is None:
             raise RuntimeError("sampleforge.generate runs only inside `sampleforge worker`")
+        if storage is not None and storage != ctx.store.storage_id:
+            ctx.hand_back(job_id)
+        if storage is None and not ctx.store.has(job_id):
+            log.warning(f"job {job_id} is not in this worker's store: deleted, or the worker's --storage "
+                        f"{ctx.files.root} is not the server's", extra={"event": "job_unknown", "job": job_id})
         try:
             return ctx.runner().run_once(leader=job_id)
         except sqlite3.OperationalError as exc:  # e.g. "database is locked" under heavy contention
@@ -95,6 +108,15 @@ class WorkerContext:
         self._pid: int | None = None
         self._runners: dict[int, JobRunner] = {}
         self._lock = threading.Lock()
+
+    def hand_back(self, job_id: str) -> NoReturn:
+        """Refuse a message of another store's job: say so, wait a little (a worker of the right storage may take
+        it meanwhile; this one does not spin on it), and give it back to the broker unacknowledged (Reject)."""
+        log.error(f"job {job_id} comes from another storage than this worker's --storage {self.files.root}; "
+                  "give the worker the server's --storage (handed back to the broker)",
+                  extra={"event": "job_from_other_storage", "job": job_id, "storage": str(self.files.root)})
+        time.sleep(min(5.0, self.config.heartbeat_seconds))
+        raise Reject("job from another storage", requeue=True)
 
     def generator(self) -> GeneratorLike:
         """The model, loaded once per process (a forked pool child loads its own)."""

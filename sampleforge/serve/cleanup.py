@@ -17,7 +17,8 @@ log = logging.getLogger("sampleforge.serve")
 
 
 def sweep(store: JobStore, files: ResultFiles, orphan_age_s: float, now: float | None = None) -> list[str]:
-    """Delete expired jobs, and result folders with no job row older than ``orphan_age_s``. Returns ids."""
+    """Delete expired jobs, result folders with no job row older than ``orphan_age_s``, and attempt folders
+    untouched as long (their worker died before finishing the job). Returns the ids of the deleted jobs."""
     now = time.time() if now is None else now
     deleted = []
     for job_id in store.expired(now):
@@ -27,6 +28,7 @@ def sweep(store: JobStore, files: ResultFiles, orphan_age_s: float, now: float |
     for job_id in files.orphans(store.has, orphan_age_s):
         files.delete(job_id)
         deleted.append(job_id)
+    files.delete_stale_attempts(orphan_age_s)
     if deleted:
         log.info("ttl clean-up", extra={"event": "ttl_cleanup", "deleted": len(deleted)})
     return deleted

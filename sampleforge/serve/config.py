@@ -62,6 +62,17 @@ class ServeConfig:
         """How often a worker renews its lease: a few times per lease."""
         return max(0.2, self.lease_seconds / 4)
 
+    @property
+    def handoff_seconds(self) -> float:
+        """How often a --broker server publishes waiting jobs and re-queues those of silent workers."""
+        return min(2.0, max(0.2, self.lease_seconds / 2))
+
+    @property
+    def lost_after_seconds(self) -> float:
+        """A --broker server publishes a queued job again once its last hand-off is this old and its model's
+        broker queue holds fewer messages than the model has queued jobs (the broker lost some)."""
+        return 5 * self.handoff_seconds
+
 
 def check_token(token: str | None) -> None:
     """An empty token would turn auth off, and one with surrounding whitespace could never match (clients'

@@ -13,7 +13,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,10 @@ CREATE TABLE IF NOT EXISTS probe (
     id  INTEGER PRIMARY KEY CHECK (id = 1),   -- one row, rewritten by the readiness check
     at  REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS meta (
+    key    TEXT PRIMARY KEY,                -- storage_id: a random id naming this store in broker messages
+    value  TEXT NOT NULL
+);
 """
 # columns added after the first release: (name, declaration) added to older databases at open
 MIGRATIONS = (("published_at", "REAL"), ("request", "TEXT"))
@@ -116,6 +121,12 @@ class JobStore:
         for name, decl in MIGRATIONS:
             if name not in have:
                 db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
+        # names this store (the first process to open it chose it): the server puts it in each broker message,
+        # so a worker given another --storage knows a job is not its own
+        select = "SELECT value FROM meta WHERE key = 'storage_id'"
+        if db.execute(select).fetchone() is None:  # written once: a store that refuses writes still opens
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('storage_id', ?)", (uuid.uuid4().hex,))
+        self.storage_id: str = db.execute(select).fetchone()[0]
 
     # ---- connections -------------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -280,9 +291,14 @@ class JobStore:
             ).fetchall()
         return [r[0] for r in rows]
 
-    def finish(self, job_id: str, worker: str, results: list[dict[str, Any]], warnings: list[str] | None = None) -> bool:
+    def finish(self, job_id: str, worker: str, results: list[dict[str, Any]], warnings: list[str] | None = None,
+               publish: Callable[[], None] | None = None) -> bool:
         """running -> succeeded, only if ``worker`` still holds the job. False if it was cancelled or taken.
-        ``warnings``: the job's warnings as the run found them (None: keep those set at submit)."""
+        ``warnings``: the job's warnings as the run found them (None: keep those set at submit).
+
+        ``publish()`` (moving the attempt's files into place) runs inside the transaction, only if ``worker``
+        holds the job: no other process can cancel or take the job meanwhile, so the files of a job are only
+        ever replaced by the attempt that finishes it. If it raises, the job stays running."""
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE jobs SET state = ?, progress = 1, results = ?, finished_at = ?, worker = NULL, "
@@ -290,7 +306,11 @@ class JobStore:
                 (SUCCEEDED, json.dumps(results), time.time(), None if warnings is None else json.dumps(warnings),
                  job_id, RUNNING, worker),
             )
-            return cur.rowcount == 1
+            if cur.rowcount != 1:
+                return False
+            if publish is not None:
+                publish()
+            return True
 
     def fail(self, job_id: str, worker: str | None, error: str) -> bool:
         """running -> failed with ``error`` (only if ``worker`` holds it; None: whoever holds it)."""
@@ -395,6 +415,21 @@ class JobStore:
             (QUEUED, older_than),
         ).fetchall()
         return [r[0] for r in rows]
+
+    def published_before(self, before: float) -> dict[str, list[str]]:
+        """Queued jobs last handed to the broker before ``before``, by model (oldest first)."""
+        rows = self._conn().execute(
+            "SELECT id, model FROM jobs WHERE state = ? AND published_at < ? ORDER BY created_at", (QUEUED, before)
+        ).fetchall()
+        out: dict[str, list[str]] = {}
+        for job_id, model in rows:
+            out.setdefault(model, []).append(job_id)
+        return out
+
+    def queued_count(self, model: str) -> int:
+        """How many jobs of ``model`` are queued."""
+        row = self._conn().execute("SELECT COUNT(*) FROM jobs WHERE state = ? AND model = ?", (QUEUED, model))
+        return int(row.fetchone()[0])
 
     def mark_published(self, job_id: str) -> None:
         with self._tx() as db:

@@ -5,8 +5,11 @@ database.
 Every path is built from a validated job id (32 lower-case hex digits, made by the server), so no
 request can name a file outside the storage directory. Files are written to a temporary name and
 renamed into place, so a reader (or a crash) never sees half a file; with ``durable`` they are also
-fsynced, so they survive a power loss. Downloads open their files before answering: a job deleted (or
-expired) mid-download keeps its open files readable until the download ends.
+fsynced, so they survive a power loss. A worker writes a job's files apart, in its attempt's own folder
+(``results/.staging/<job id>.<attempt>/``), and moves them into the job's folder only while it still holds
+the job (``StagedFiles``): a worker that lost its job never touches the files of the one that finished it.
+Downloads open their files before answering: a job deleted (or expired) mid-download keeps its open files
+readable until the download ends.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ JOB_ID_CHARS = frozenset("0123456789abcdef")
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac"}
 INPUT_FIELDS = ("audio", "from_audio", "to_audio")  # the clips a workflow request may upload
 CHUNK = 64 * 1024  # bytes read (and sent) at a time when streaming a file or a zip
+STAGING = ".staging"  # results/.staging/<job id>.<attempt>/: an attempt's files until it finishes its job
 
 
 class ResultWriteError(SampleforgeError):
@@ -172,6 +176,25 @@ class ResultFiles:
             os.close(fd)
             os.unlink(tmp)
 
+    def stage(self, job_id: str) -> StagedFiles:
+        """The files of a new attempt at ``job_id``: written apart, moved into the job's folder by ``publish``."""
+        return StagedFiles(self, job_id)
+
+    def delete_stale_attempts(self, older_than_s: float) -> int:
+        """Remove attempt folders untouched for ``older_than_s`` seconds (left by workers that died); returns how
+        many."""
+        now, deleted = time.time(), 0
+        staging = self.results / STAGING
+        for entry in staging.iterdir() if staging.is_dir() else ():
+            try:
+                if now - entry.stat().st_mtime <= older_than_s:
+                    continue
+            except FileNotFoundError:  # published or discarded meanwhile
+                continue
+            shutil.rmtree(entry, ignore_errors=True)
+            deleted += 1
+        return deleted
+
     def delete(self, job_id: str) -> bool:
         """Remove a job's folder; True if there was one. Open downloads keep reading their files."""
         folder = self.job_dir(job_id)
@@ -205,6 +228,45 @@ class ResultFiles:
             close_all(opened)
             return None
         return opened
+
+
+class StagedFiles(ResultFiles):
+    """One attempt's files of one job: the writers of ResultFiles with the job's folder replaced by the attempt's
+    own (``results/.staging/<job id>.<attempt>/``). ``publish`` moves them into the job's folder and must run
+    inside the store's guarded finish (``JobStore.finish(publish=...)``), so only the attempt that still holds
+    the job ever replaces its files; an attempt that lost it (cancelled, or taken over after a stall past the
+    lease) only discards its own folder (``discard``)."""
+
+    def __init__(self, files: ResultFiles, job_id: str) -> None:  # no mkdir: nothing is made until a write
+        self.root, self.results, self.durable = files.root, files.results, files.durable
+        self.job_id, self.target = job_id, files.job_dir(job_id)
+        self.folder = self.results / STAGING / f"{job_id}.{uuid.uuid4().hex[:12]}"
+
+    def job_dir(self, job_id: str) -> Path:
+        if job_id != self.job_id:
+            raise ValueError(f"these files are an attempt at job {self.job_id}, not {job_id[:40]!r}")
+        return self.folder
+
+    def publish(self) -> None:
+        """Move every file and folder of the attempt into the job's folder, replacing those of the same name
+        (uploaded clips stay). Raises ResultWriteError."""
+        try:
+            self.target.mkdir(parents=True, exist_ok=True)
+            for entry in sorted(self.folder.iterdir()) if self.folder.is_dir() else ():
+                dest = self.target / entry.name
+                if entry.is_dir() and dest.is_dir():  # a kit folder published by an attempt that died before commit
+                    shutil.rmtree(dest)
+                os.replace(entry, dest)
+            if self.durable:
+                fsync_path(self.target)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise ResultWriteError(f"cannot move the job's files into place ({reason})") from exc
+        self.discard()
+
+    def discard(self) -> None:
+        """Remove what is left of the attempt's folder."""
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def close_all(files: list[IO[bytes]]) -> None:

@@ -3,7 +3,9 @@
 
 The same function runs in the server's worker threads (embedded mode) and inside a Celery task on
 ``sampleforge worker`` processes (scale-out). It is safe to run twice for the same job (a redelivered
-task): the store's guarded transitions let exactly one worker hold a job at a time.
+task): the store's guarded transitions let exactly one worker hold a job at a time. Each attempt writes its
+files in its own folder and moves them into the job's only as it finishes the job (results.StagedFiles), so a
+worker that stalled past its lease while another finished the job leaves that job's files alone.
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ from sampleforge.params import MAX_SEED, GenerationParams
 from sampleforge.pipeline import candidates_note
 from sampleforge.serve import operations
 from sampleforge.serve.config import ServeConfig
-from sampleforge.serve.job import Job
+from sampleforge.serve.job import CANCELLED, Job
 from sampleforge.serve.jobstore import JobStore
 from sampleforge.serve.logs import error_ref, without_folders
-from sampleforge.serve.results import ResultFiles, ResultWriteError
+from sampleforge.serve.results import ResultFiles, ResultWriteError, StagedFiles
 from sampleforge.serve.views import download_name
 
 log = logging.getLogger("sampleforge.serve")
@@ -251,24 +253,42 @@ class JobRunner:
             chosen = [kept[(job.id, k)] for k in range(job.count)] if kept else None
             note = None if chosen is None else candidates_note(
                 job.prompt, chosen, int(p.candidates or 1), self.generator.judges_know(job.prompt))
-            self._finish(job, self._with_retries(job, lambda: self._write_files(job, clips_of_job, chosen, ran)),  # noqa: B023 (called at once)
-                         None if note is None else [*job.warnings, note])
+            warnings = None if note is None else [*job.warnings, note]
+            self._store(job, lambda files: self._write_files(job, files, clips_of_job, chosen, ran),  # noqa: B023
+                        warnings)  # the lambda is called at once, inside this iteration
 
     def _run_operation(self, job: Job) -> None:
         """A variation, morph, kit pad or kit (see operations.py): render, write with retries, finish."""
         report = self._reporter([job.id])
         out = operations.render(job, self.generator, self.files,
                                 lambda step, steps: report(step / max(steps, 1), step >= steps))
-        results = self._with_retries(job, lambda: operations.write(job, out, self.files, self.generator.sample_rate))
-        self._finish(job, results, out.warnings)
+        self._store(job, lambda files: operations.write(job, out, files, self.generator.sample_rate), out.warnings)
 
-    def _finish(self, job: Job, results: list[dict[str, Any]], warnings: list[str] | None = None) -> None:
-        """Mark the written job succeeded (or drop its files if it was cancelled meanwhile)."""
-        if not self.store.finish(job.id, self.worker_id, results, warnings):  # cancelled while we wrote
-            self.files.delete(job.id)
+    def _store(self, job: Job, write: Callable[[ResultFiles], list[dict[str, Any]]],
+               warnings: list[str] | None) -> None:
+        """``write(files)`` the job's files into a new attempt folder (with retries), then finish the job with them;
+        whatever is left of the folder (the job was lost, or the write failed) is removed."""
+        staged = self.files.stage(job.id)
+        try:
+            results = self._with_retries(job, lambda: write(staged))
+            self._finish(job, staged, results, warnings)
+        finally:
+            staged.discard()
+
+    def _finish(self, job: Job, staged: StagedFiles, results: list[dict[str, Any]],
+                warnings: list[str] | None = None) -> None:
+        """Move the attempt's files into the job's folder and mark it succeeded, in one step guarded by the job's
+        holder. A worker that no longer holds the job (cancelled, or taken over while this worker stalled past the
+        lease) drops only its own attempt: the files of the job's holder, or of the finished job, stay."""
+        if self.store.finish(job.id, self.worker_id, results, warnings, publish=staged.publish):
+            log.info("job succeeded", extra={"event": "job_succeeded", "job": job.id, "clips": len(results)})
+            return
+        now = self.store.get(job.id)
+        if now is None or now.state == CANCELLED:
             log.info("job dropped after cancel", extra={"event": "job_dropped", "job": job.id})
         else:
-            log.info("job succeeded", extra={"event": "job_succeeded", "job": job.id, "clips": len(results)})
+            log.warning("job dropped: this worker lost its lease (silent past --lease-seconds) and another worker "
+                        "took the job over", extra={"event": "job_dropped", "job": job.id, "state": now.state})
 
     def _with_retries(self, job: Job, write: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
         """``write()``, again after each of WRITE_RETRY_DELAYS while it raises a transient ResultWriteError (a
@@ -285,10 +305,11 @@ class JobRunner:
                 self.store.heartbeat([job.id], self.worker_id)
         raise AssertionError("unreachable")
 
-    def _write_files(self, job: Job, wavs: list[Tensor], kept: list[int | None] | None = None,
+    def _write_files(self, job: Job, files: ResultFiles, wavs: list[Tensor], kept: list[int | None] | None = None,
                      ran: GenerationParams | None = None) -> list[dict[str, Any]]:
-        """The job's clips, manifest and pack; ``kept``: with candidates, the one each clip kept (None: none was);
-        ``ran``: the settings as the model resolved them, for what the job left to it (duration, precision)."""
+        """The job's clips, manifest and pack, written by ``files`` (the attempt's); ``kept``: with candidates, the
+        one each clip kept (None: none was); ``ran``: the settings as the model resolved them, for what the job left
+        to it (duration, precision)."""
         p, seed0 = job.params, int(job.seed or 0)
         assert p.steps is not None and p.cfg_scale is not None  # filled in from the model when the job was made
         results: list[dict[str, Any]] = []
@@ -302,13 +323,13 @@ class JobRunner:
             meta = {**common, "seed": str(seed0 + k)}
             if kept is not None:  # as the CLI's files say it
                 meta["candidate"] = "none" if kept[k] is None else str(kept[k])
-            path = self.files.write_clip(job.id, k, wav, self.generator.sample_rate, p.format, meta)
+            path = files.write_clip(job.id, k, wav, self.generator.sample_rate, p.format, meta)
             results.append({"index": k, "file": path.name, "seed": seed0 + k,
                             "samples": int(wav.shape[-1]), "sample_rate": self.generator.sample_rate,
                             **({} if kept is None else {"candidate": kept[k]})})
-        self.files.write_manifest(job.id, {"id": job.id, "prompt": job.prompt, "model": job.model,
-                                           "params": job.view_params(), "seed": seed0, "results": results})
-        folder = self.files.job_dir(job.id)
-        self.files.write_pack(job.id, [(folder / r["file"], download_name(job, r["index"])) for r in results]
-                              + [(folder / "job.json", "job.json")])
+        files.write_manifest(job.id, {"id": job.id, "prompt": job.prompt, "model": job.model,
+                                      "params": job.view_params(), "seed": seed0, "results": results})
+        folder = files.job_dir(job.id)
+        files.write_pack(job.id, [(folder / r["file"], download_name(job, r["index"])) for r in results]
+                         + [(folder / "job.json", "job.json")])
         return results

@@ -2,14 +2,19 @@
 
 Two modes share everything but the hand-off:
 - embedded (default): worker threads in this process (worker.py). This process owns the storage
-  directory (a lock file enforces one server per directory), so at start-up every job still marked
-  running was interrupted by a crash or ``kill -9``: it goes back to the queue (bounded attempts).
+  directory (it holds the lock file ``server.lock`` exclusively, and refuses a storage that live
+  ``sampleforge worker``s use), so at start-up every job still marked running was interrupted by a crash or
+  ``kill -9``: it goes back to the queue (bounded attempts).
 - celery (``--broker``): jobs are published to the broker and run by ``sampleforge worker`` processes.
+  The server holds ``server.lock`` shared, so no embedded server starts on its storage (nor it on theirs).
   A hand-off thread publishes every queued job not yet handed over (so a job accepted while the broker
   is down runs once it is back, with no restart), re-queues jobs whose worker stopped heart-beating, and
-  publishes again jobs still queued a visibility timeout after their hand-off (a broker that lost them).
+  publishes again queued jobs whose message the broker lost (a model's broker queue holds fewer messages
+  than it has queued jobs: Redis restarted without persistence, a message taken and not run), or still
+  queued a visibility timeout after their hand-off.
 
-Readiness (``health``) checks what a job needs: a worker, a writable database and writable result files.
+Readiness (``health``) checks what a job needs: a worker for each served model, a writable database and writable
+result files.
 """
 
 from __future__ import annotations
@@ -165,9 +170,9 @@ class Service:
         """Start workers (or the broker hand-off), recovery and clean-up. Idempotent."""
         if self._started:
             return
+        self._claim_storage()
         self._started = True
         if self.mode == "embedded":
-            self._take_lock()
             requeued, failed = self.store.requeue_abandoned(self.config.max_attempts)
             if requeued or failed:
                 log.info("recovered interrupted jobs", extra={"event": "recovered", "requeued": requeued,
@@ -201,27 +206,75 @@ class Service:
         for thread in (self._recovery, self._prober):
             if thread is not None:
                 thread.join(5.0)
+        self._release_lock()
+        log.info("service stopped", extra={"event": "service_stop"})
+
+    def _release_lock(self) -> None:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
-        log.info("service stopped", extra={"event": "service_stop"})
 
-    def _take_lock(self) -> None:
+    def _claim_storage(self) -> None:
+        """Make this server the storage's: its lock, and (embedded) no live ``sampleforge worker`` on it.
+        SampleforgeError, holding nothing, if another server or a --broker deployment uses it."""
+        self._take_lock(exclusive=self.mode == "embedded")
+        if self.mode == "embedded":
+            try:
+                self._refuse_live_broker_workers()
+            except SampleforgeError:
+                self._release_lock()
+                raise
+
+    def _take_lock(self, exclusive: bool) -> None:
+        """Hold ``server.lock`` for the life of the server: exclusive for an embedded server (it alone runs the
+        storage's jobs), shared for a --broker one (its workers run them). SampleforgeError if another server
+        holds it in the other way."""
         path = self.files.root / "server.lock"
         handle = open(path, "a+")  # noqa: SIM115 (held open for the life of the server)
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except OSError:
+            holder_embedded = not exclusive or not self._lock_free(handle, fcntl.LOCK_SH)
             handle.close()
-            raise SampleforgeError(
-                f"storage {self.files.root} is used by another `sampleforge serve` (embedded mode); "
-                "give each server its own --storage, or use --broker to share one"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+            raise SampleforgeError(self._lock_problem(holder_embedded)) from None
+        if exclusive:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
         self._lock_file = handle
+
+    @staticmethod
+    def _lock_free(handle: IO[str], how: int) -> bool:
+        """True if ``handle`` could take the lock ``how`` now (taken, then released at once)."""
+        try:
+            fcntl.flock(handle, how | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return True
+
+    def _lock_problem(self, holder_embedded: bool) -> str:
+        """The one-line refusal when another server holds the storage (``holder_embedded``: without --broker)."""
+        root = self.files.root
+        if self.mode == "embedded" and holder_embedded:
+            return (f"storage {root} is used by another `sampleforge serve` (embedded mode); "
+                    "give each server its own --storage, or use --broker to share one")
+        if self.mode == "embedded":
+            return (f"storage {root} is used by another `sampleforge serve` (with --broker), whose workers run its "
+                    "jobs; give this server its own --storage, or start it with the same --broker")
+        return (f"storage {root} is used by another `sampleforge serve` (embedded mode), whose threads run its "
+                "jobs; give this server its own --storage, or stop that one")
+
+    def _refuse_live_broker_workers(self) -> None:
+        """An embedded server re-queues every running job at start: refuse a storage whose jobs live
+        ``sampleforge worker``s may be running (a --broker deployment whose server is down)."""
+        alive = [w for w in self.store.alive_workers(within_s=self._liveness_window()) if w.get("kind") == "celery"]
+        if alive:
+            raise SampleforgeError(
+                f"storage {self.files.root} is used by a --broker deployment ({len(alive)} `sampleforge worker` "
+                "alive on it), whose jobs this server would run again; start it with their --broker, or give it "
+                "its own --storage")
 
     # ---- jobs ----------------------------------------------------------------------------------------
     def model(self, name: str | None) -> ServedModel:
@@ -290,8 +343,8 @@ class Service:
         job = self.store.get(job_id)
         if job is None:
             return True
-        try:
-            self.celery.send_task(TASK_NAME, args=[job_id], queue=queue_name(job.model))
+        try:  # the store's id tells a worker with another --storage that the job is not its own
+            self.celery.send_task(TASK_NAME, args=[job_id, self.store.storage_id], queue=queue_name(job.model))
         except Exception as exc:  # the job is safe in the store; the next pass publishes it again
             log.warning("publish failed", extra={"event": "publish_failed", "job": job_id, "error": str(exc)})
             return False
@@ -315,9 +368,24 @@ class Service:
         return max(1, min(600, math.ceil(per_job / max(1, self.workers_alive()))))
 
     def workers_alive(self) -> int:
+        """Live workers that run a model this server serves."""
+        return sum(self.workers_by_model(self.worker_models()).values())
+
+    def worker_models(self) -> list[str]:
+        """The model of each live worker: the threads of each pool (embedded), or each ``sampleforge worker`` that
+        heart-beats into the store (celery)."""
         if self.pools:
-            return sum(pool.alive() for pool in self.pools)
-        return len(self.store.alive_workers(within_s=3 * self.config.heartbeat_seconds + 2))
+            return [str(pool.generator.name) for pool in self.pools for _ in range(pool.alive())]
+        return [str(w.get("model")) for w in self.store.alive_workers(within_s=self._liveness_window())]
+
+    def workers_by_model(self, models: list[str]) -> dict[str, int]:
+        """How many of the workers running ``models`` run each served model (another model's worker runs none of
+        this server's jobs)."""
+        return {name: models.count(name) for name in self.models}
+
+    def _liveness_window(self) -> float:
+        """A worker that heart-beat within this many seconds is alive (it beats every heartbeat_seconds)."""
+        return 3 * self.config.heartbeat_seconds + 2
 
     def write_problems(self) -> list[str]:
         """Why jobs cannot be stored right now ([] if the database and result folder take writes).
@@ -357,13 +425,14 @@ class Service:
 
     def health(self) -> dict[str, Any]:
         problems = self.write_problems()
-        counts, alive = {"queued": 0, "running": 0}, 0
+        counts, running = {"queued": 0, "running": 0}, []
         try:
-            counts, alive = self.store.counts(), self.workers_alive()
+            counts, running = self.store.counts(), self.worker_models()
         except sqlite3.Error as exc:
             problems = [*problems, f"database unreadable ({exc})"]
-        if alive == 0:
-            problems = [*problems, "no worker alive"]
+        per_model = self.workers_by_model(running)
+        problems = [*problems, *self._worker_problems(per_model, running)]
+        alive = sum(per_model.values())
         expected = self.config.workers * len(self.models) if self.mode == "embedded" else None
         ready = not problems
         return {
@@ -375,14 +444,21 @@ class Service:
             "model": {"name": self.generator.name, "loaded": True, "sample_rate": self.generator.sample_rate},
             "models": list(self.models),
             "queue": {"queued": counts["queued"], "running": counts["running"], "max": self.config.max_queue},
-            "workers": {"alive": alive, "expected": expected},
+            "workers": {"alive": alive, "expected": expected, "models": per_model},
             "uptime_s": round(time.time() - self.started_at, 1),
         }
+
+    def _worker_problems(self, per_model: dict[str, int], running: list[str]) -> list[str]:
+        """One problem per served model no live worker runs (its jobs would wait for ever), naming the models the
+        live workers run instead, if any (a worker started with another --model)."""
+        others = sorted(set(running) - set(self.models))
+        instead = f" (workers alive run {', '.join(repr(m) for m in others)})" if others else ""
+        return [f"no worker alive for model {name!r}{instead}" for name, n in per_model.items() if n == 0]
 
     # ---- celery-mode hand-off and recovery -----------------------------------------------------------
     def _handoff_loop(self) -> None:
         """Publish unpublished jobs (woken by submit), re-queue jobs of silent workers, republish lost ones."""
-        interval = min(2.0, max(0.2, self.config.lease_seconds / 2))
+        interval = self.config.handoff_seconds
         republish_before = time.time()  # at start-up: every queued job (the broker may have lost them)
         while not self._stop.is_set():
             self._publish.clear()
@@ -402,4 +478,32 @@ class Service:
                                                                    "requeued": requeued, "failed": failed})
         for job_id in self.store.unpublished(older_than=republish_before):
             if self._stop.is_set() or not self._publish_job(job_id):
-                break  # the broker is down: try the rest at the next pass
+                return  # the broker is down: try the rest at the next pass
+        self._republish_lost(now - self.config.lost_after_seconds)
+
+    def _republish_lost(self, published_before: float) -> None:
+        """Publish again the queued jobs of each model whose broker queue holds fewer messages than the model has
+        queued jobs (Redis restarted without persistence, a worker took a message and did not run its job), once
+        their last hand-off is older than ``published_before``. Which message is missing is unknown, so every such
+        job goes again: a duplicate delivery is a no-op, a lost message would leave its job queued for good."""
+        from sampleforge.serve.celery_app import queue_name
+
+        for model, ids in self.store.published_before(published_before).items():
+            waiting = self._waiting(queue_name(model))
+            if waiting is None or waiting >= self.store.queued_count(model):
+                continue
+            log.warning("republishing queued jobs the broker lost", extra={
+                "event": "republish_lost", "model": model, "jobs": ids, "waiting": waiting})
+            for job_id in ids:
+                if self._stop.is_set() or not self._publish_job(job_id):
+                    return
+
+    def _waiting(self, queue: str) -> int | None:
+        """Messages waiting in a broker queue, not yet taken by a worker (None: the broker cannot say now)."""
+        try:
+            with self.celery.pool.acquire(block=True, timeout=5.0) as conn:
+                conn.ensure_connection(max_retries=1)
+                return int(conn.default_channel.queue_declare(queue=queue).message_count)
+        except Exception as exc:  # the broker is down: publishing fails too, and says so
+            log.debug("broker queue unreadable", extra={"event": "queue_unreadable", "error": str(exc)})
+            return None

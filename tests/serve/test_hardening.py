@@ -141,16 +141,15 @@ def test_health_is_503_and_submit_503_when_the_database_refuses_writes(make_clie
 def test_a_transient_write_error_is_retried(make_client, wait_job, monkeypatch):
     monkeypatch.setattr(runner, "WRITE_RETRY_DELAYS", (0.05, 0.05))
     client = make_client()
-    files = client.app.state.service.files
-    real, calls = files.write_clip, {"n": 0}
+    real, calls = ResultFiles.write_clip, {"n": 0}
 
-    def flaky(*args, **kwargs):
+    def flaky(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 1:
             raise ResultWriteError("cannot write clip 0.wav (No space left on device)")
-        return real(*args, **kwargs)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(files, "write_clip", flaky)
+    monkeypatch.setattr(ResultFiles, "write_clip", flaky)  # the class: each attempt writes through its own files
     job = finished_job(client, wait_job)
     assert calls["n"] == 2 and job["attempts"] == 1
 
@@ -159,14 +158,13 @@ def test_audio_the_writer_refuses_fails_the_job_at_once(make_client, wait_job, m
     """Not a disk error (libsndfile refuses the audio or its metadata): the same every time, so not retried."""
     monkeypatch.setattr(runner, "WRITE_RETRY_DELAYS", (5.0, 5.0))  # a retry would make the job take 10 s
     client = make_client()
-    files = client.app.state.service.files
     calls = {"n": 0}
 
     def refused(*args, **kwargs):
         calls["n"] += 1
         raise ResultWriteError("cannot write clip 0.wav (bad string)", transient=False)
 
-    monkeypatch.setattr(files, "write_clip", refused)
+    monkeypatch.setattr(ResultFiles, "write_clip", refused)
     t0 = time.monotonic()
     r = client.post("/v1/generate", json={"prompt": "kick", **FAST})
     job = wait_job(client, r.json()["job_id"])

@@ -155,6 +155,13 @@ def _config(args: argparse.Namespace, **extra: Any) -> ServeConfig:
     in_the_way = file_in_the_way(args.storage)  # before loading the models: said with the flag
     if in_the_way:
         raise UserInputError(f"--storage {args.storage}: {in_the_way}")
+    from sampleforge.serve.jobstore import check_database
+    from sampleforge.serve.results import ResultFiles
+
+    try:
+        check_database(ResultFiles.db_path_in(args.storage))
+    except UserInputError as exc:
+        raise UserInputError(f"--storage {args.storage}: {exc}") from None
     return ServeConfig(
         storage=args.storage, model=_models(args)[0], broker=args.broker, max_batch=args.max_batch,
         max_attempts=args.max_attempts, lease_seconds=args.lease_seconds,

@@ -8,6 +8,7 @@ older than the lease is considered abandoned (its worker died) and may be claime
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sampleforge.errors import UserInputError
 from sampleforge.serve.job import (
     ACTIVE,
     CANCELLED,
@@ -104,6 +106,21 @@ def _job_to_row(job: Job) -> dict[str, Any]:
     return row
 
 
+def check_database(path: Path) -> None:
+    """A UserInputError when the job database ``path`` exists and is not one SQLite can open (another file by its
+    name, a folder), read-only, without making or changing anything: a command says so before loading a model."""
+    if not path.exists():
+        return
+    if path.is_dir():
+        raise UserInputError(f"{path}: a folder where the job database goes; move it away, or give another --storage")
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            db.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise UserInputError(f"{path}: cannot open it as the job database ({exc}); move it away, or give another "
+                             "--storage") from None
+
+
 class JobStore:
     """SQLite-backed jobs and worker heartbeats; safe across threads and processes on one host."""
 
@@ -115,6 +132,14 @@ class JobStore:
         self.busy_timeout_s = 30.0  # how long a write waits for another writer's lock before failing
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        try:
+            self.storage_id: str = self._open()
+        except sqlite3.DatabaseError as exc:  # another file by its name, a folder, a damaged database
+            raise UserInputError(f"{self.path}: cannot open it as the job database ({exc}); move it away, or give "
+                                 "another --storage") from None
+
+    def _open(self) -> str:
+        """Create or upgrade the schema; returns this store's id."""
         db = self._conn()
         db.executescript(SCHEMA)  # idempotent (IF NOT EXISTS); executescript commits itself
         have = {r[1] for r in db.execute("PRAGMA table_info(jobs)").fetchall()}
@@ -126,7 +151,7 @@ class JobStore:
         select = "SELECT value FROM meta WHERE key = 'storage_id'"
         if db.execute(select).fetchone() is None:  # written once: a store that refuses writes still opens
             db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('storage_id', ?)", (uuid.uuid4().hex,))
-        self.storage_id: str = db.execute(select).fetchone()[0]
+        return str(db.execute(select).fetchone()[0])
 
     # ---- connections -------------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:

@@ -78,7 +78,12 @@ class ResultFiles:
 
     @property
     def db_path(self) -> Path:
-        return self.root / "jobs.sqlite3"
+        return self.db_path_in(self.root)
+
+    @staticmethod
+    def db_path_in(root: str | Path) -> Path:
+        """The job database of the storage ``root`` (``jobs.sqlite3``), known without making anything."""
+        return Path(root) / "jobs.sqlite3"
 
     def job_dir(self, job_id: str) -> Path:
         if not is_job_id(job_id):

@@ -497,3 +497,26 @@ def test_a_wrong_typed_value_is_said_once_in_our_words(make_client) -> None:
     error = r.json()["error"]
     assert r.status_code == 422 and error.startswith("steps: must be an integer") and error.endswith("got '4'"), error
     assert "Value error" not in error and r.json()["detail"][0]["msg"].startswith("must be an integer")
+
+
+def test_a_storage_whose_job_database_is_not_one_is_one_line(debug_model, tmp_path, capsys, port) -> None:
+    """It was a traceback from sqlite3 (after the model loaded), for serve and worker alike."""
+    from sampleforge.cli import main
+    from sampleforge.errors import UserInputError
+    from sampleforge.serve.jobstore import JobStore
+
+    text, folder = tmp_path / "text", tmp_path / "folder"
+    text.mkdir()
+    (text / "jobs.sqlite3").write_text("this is not a database, only text long enough to look like a header ......")
+    (folder / "jobs.sqlite3").mkdir(parents=True)
+    for storage, said in ((text, "file is not a database"), (folder, "a folder where the job database goes")):
+        for command in (["serve", "--port", port], ["worker", "--broker", "redis://127.0.0.1:1/0"]):
+            assert main([*command, "--storage", str(storage), "--model", "no-such-model"]) == 2  # before the model
+            err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("{")]
+            assert len(err) == 1 and f"--storage {storage}: " in err[0] and said in err[0], err
+    with pytest.raises(UserInputError, match="cannot open it as the job database"):
+        JobStore(text / "jobs.sqlite3")
+    good = JobStore(tmp_path / "good" / "jobs.sqlite3")  # a store in use passes the check
+    from sampleforge.serve.jobstore import check_database
+
+    check_database(good.path)

@@ -19,7 +19,10 @@ Delivery guarantees:
 - A worker given another ``--storage`` than the server's (the message names another store) logs an
   error saying so and hands the message back to the broker, after a pause, for a worker of that storage.
 - Duplicate deliveries are harmless: claiming is a guarded transaction, so a job already running on a
-  live worker, or finished, is skipped.
+  live worker, or finished, is skipped. A job whose holder is a dead process of this host (a pool process
+  killed mid-job: its message comes back at once) is taken over at once, not after the lease.
+- Each running job records its holder's lease, and each worker its beat interval: the server waits for that,
+  so a worker started with a longer ``--lease-seconds`` than the server's is never taken for dead.
 - Attempts are bounded (``max_attempts``; then the job fails with the reason); store errors such as a
   locked database are retried by Celery a bounded number of times.
 
@@ -41,7 +44,8 @@ from typing import Any, NoReturn
 from celery import Celery, signals
 from celery.exceptions import Reject
 
-from sampleforge.serve.config import ServeConfig
+from sampleforge.serve.config import SETTINGS_KEY, ServeConfig
+from sampleforge.serve.job import RUNNING
 from sampleforge.serve.jobstore import JobStore
 from sampleforge.serve.results import ResultFiles
 from sampleforge.serve.runner import GeneratorLike, JobRunner
@@ -89,6 +93,7 @@ def make_celery(broker: str, config: ServeConfig) -> Celery:
             log.warning(f"job {job_id} is not in this worker's store: deleted, or the worker's --storage "
                         f"{ctx.files.root} is not the server's", extra={"event": "job_unknown", "job": job_id})
         try:
+            ctx.take_from_dead_holder(job_id)
             return ctx.runner().run_once(leader=job_id)
         except sqlite3.OperationalError as exc:  # e.g. "database is locked" under heavy contention
             raise self.retry(exc=exc, countdown=1.0) from exc
@@ -117,6 +122,31 @@ class WorkerContext:
                   extra={"event": "job_from_other_storage", "job": job_id, "storage": str(self.files.root)})
         time.sleep(min(5.0, self.config.heartbeat_seconds))
         raise Reject("job from another storage", requeue=True)
+
+    def take_from_dead_holder(self, job_id: str) -> None:
+        """A running job whose holder is a dead process of this host (a pool process killed mid-job; Celery hands
+        its message back at once) goes back to the queue now (or fails, its attempts spent), not a lease later."""
+        from sampleforge.serve.worker import holder_is_dead
+
+        job = self.store.get(job_id)
+        if job is None or job.state != RUNNING or not job.worker or not holder_is_dead(job.worker):
+            return
+        state = self.store.take_from_dead(job_id, job.worker, self.config.max_attempts)
+        if state is not None:
+            log.warning(f"job {job_id}: its worker process {job.worker} is dead; taken over at once",
+                        extra={"event": "job_holder_dead", "job": job_id, "holder": job.worker, "state": state})
+
+    def check_server_settings(self) -> None:
+        """Log one line for each setting this worker was given otherwise than the server recorded in the store
+        (nothing breaks: the server waits for each worker's own lease, but attempts and batches follow the flags)."""
+        server = self.store.get_meta(SETTINGS_KEY)
+        if not isinstance(server, dict):
+            return
+        for flag, mine in self.config.shared_settings().items():
+            theirs = server.get(flag)
+            if theirs is not None and float(theirs) != float(mine):
+                log.warning(f"the server uses {flag} {theirs:g}, this worker {mine:g}; give both the same",
+                            extra={"event": "settings_differ", "flag": flag, "server": theirs, "worker": mine})
 
     def generator(self) -> GeneratorLike:
         """The model, loaded once per process (a forked pool child loads its own)."""
@@ -147,7 +177,7 @@ class _LivenessBeat:
         from sampleforge.serve.worker import worker_identity
 
         self.ctx, self.id = ctx, worker_identity("celery")
-        self.info = {"kind": "celery", "model": model, "pid": os.getpid()}
+        self.info = {"kind": "celery", "model": model, "pid": os.getpid(), "beat_s": ctx.config.heartbeat_seconds}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="sampleforge-liveness")
 
@@ -172,6 +202,7 @@ def run_worker(config: ServeConfig, load_generator: Any, pool: str = "solo", con
     global WORKER
     assert config.broker, "run_worker needs a broker URL"
     ctx = WorkerContext(config, load_generator)
+    ctx.check_server_settings()
     gen = ctx.generator() if pool != "prefork" else load_generator()  # fail fast on a bad model
     name = gen.name
     if pool == "prefork":

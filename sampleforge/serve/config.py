@@ -9,6 +9,8 @@ from pathlib import Path
 from sampleforge.bundle import DEFAULT_MODEL
 from sampleforge.errors import UserInputError
 
+SETTINGS_KEY = "server_settings"  # the store's meta row where a --broker server records shared_settings()
+
 
 @dataclass
 class ServeConfig:
@@ -61,6 +63,11 @@ class ServeConfig:
     def heartbeat_seconds(self) -> float:
         """How often a worker renews its lease: a few times per lease."""
         return max(0.2, self.lease_seconds / 4)
+
+    def shared_settings(self) -> dict[str, float]:
+        """The settings a --broker server and its workers should share, keyed by their flags."""
+        return {"--lease-seconds": self.lease_seconds, "--max-attempts": self.max_attempts,
+                "--max-batch": self.max_batch}
 
     @property
     def handoff_seconds(self) -> float:

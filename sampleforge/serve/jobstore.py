@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at   REAL,
     heartbeat_at  REAL,
     published_at  REAL,                     -- celery mode: last hand-off to the broker (NULL: not yet)
-    request       TEXT                      -- JSON: a workflow job's operation and inputs (NULL: generation)
+    request       TEXT,                     -- JSON: a workflow job's operation and inputs (NULL: generation)
+    lease_s       REAL                      -- the lease its holder keeps (it beats every lease / 4; NULL: none)
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created_at);
 CREATE TABLE IF NOT EXISTS workers (
@@ -70,12 +71,12 @@ CREATE TABLE IF NOT EXISTS probe (
     at  REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (
-    key    TEXT PRIMARY KEY,                -- storage_id: a random id naming this store in broker messages
-    value  TEXT NOT NULL
+    key    TEXT PRIMARY KEY,                -- storage_id: a random id naming this store in broker messages;
+    value  TEXT NOT NULL                    -- server_settings: JSON, the --broker server's lease, attempts, batch
 );
 """
 # columns added after the first release: (name, declaration) added to older databases at open
-MIGRATIONS = (("published_at", "REAL"), ("request", "TEXT"))
+MIGRATIONS = (("published_at", "REAL"), ("request", "TEXT"), ("lease_s", "REAL"))
 
 
 class QueueFull(Exception):
@@ -92,6 +93,7 @@ _JSON_COLUMNS = ("warnings", "results", "request")
 def _row_to_job(row: sqlite3.Row) -> Job:
     data = dict(row)
     data.pop("batch_key")  # derived from the params; stored so that claim can select on it
+    data.pop("lease_s", None)  # the holder's lease: only the store's own stale checks read it
     for key in _JSON_COLUMNS:
         data[key] = json.loads(data[key]) if data[key] is not None else None
     data["params"] = params_from_json(data["params"], data["prompt"])
@@ -119,6 +121,21 @@ def check_database(path: Path) -> None:
     except sqlite3.DatabaseError as exc:
         raise UserInputError(f"{path}: cannot open it as the job database ({exc}); move it away, or give another "
                              "--storage") from None
+
+
+def _requeue_or_fail(db: sqlite3.Connection, job_id: str, attempts: int, max_attempts: int, now: float,
+                     republish: bool = False) -> bool:
+    """An interrupted running job: back to queued (True), or failed with the reason once ``max_attempts`` are
+    spent (False), so a job that kills its worker every time ends. ``republish``: its message is gone (hand it
+    to the broker again)."""
+    if attempts >= max_attempts:
+        db.execute("UPDATE jobs SET state = ?, error = ?, finished_at = ?, worker = NULL WHERE id = ?",
+                   (FAILED, f"interrupted {attempts} times (the worker died or the server restarted mid-job); "
+                    f"giving up after {max_attempts} attempts", now, job_id))
+        return False
+    sql = "UPDATE jobs SET state = ?, worker = NULL, progress = 0" + (", published_at = NULL" if republish else "")
+    db.execute(sql + " WHERE id = ?", (QUEUED, job_id))
+    return True
 
 
 class JobStore:
@@ -252,15 +269,18 @@ class JobStore:
         """Take a batch: the leader (or the oldest queued job) plus queued jobs with the same batch key.
 
         The batch holds at most ``max_clips`` clips (the leader always fits). A leader may also be a
-        running job whose heartbeat is older than ``lease_s`` (its worker died). Jobs without a seed get
-        one from ``new_seed(count) -> int``. Returns the claimed jobs (state running), oldest first.
+        running job whose heartbeat is older than ``lease_s`` and than its holder's own lease (its worker died;
+        a holder with a longer lease beats less often). Each claimed job records ``lease_s``, the lease this
+        worker keeps. Jobs without a seed get one from ``new_seed(count) -> int``. Returns the claimed jobs
+        (state running), oldest first.
         """
         now = time.time()
         with self._tx() as db:
             if leader is not None:
                 row = db.execute(
-                    "SELECT * FROM jobs WHERE id = ? AND (state = ? OR (state = ? AND heartbeat_at < ?))",
-                    (leader, QUEUED, RUNNING, now - lease_s),
+                    "SELECT * FROM jobs WHERE id = ? AND (state = ? OR (state = ? AND "
+                    "heartbeat_at < ? - MAX(?, COALESCE(lease_s, 0))))",
+                    (leader, QUEUED, RUNNING, now, lease_s),
                 ).fetchone()
             else:
                 sql = "SELECT * FROM jobs WHERE state = ?" + (" AND model = ?" if model else "")
@@ -288,8 +308,8 @@ class JobStore:
                 job.started_at, job.heartbeat_at, job.progress, job.error = now, now, 0.0, None
                 db.execute(
                     "UPDATE jobs SET state = ?, worker = ?, attempts = ?, started_at = ?, heartbeat_at = ?, "
-                    "progress = 0, error = NULL, seed = ? WHERE id = ?",
-                    (RUNNING, worker, job.attempts, now, now, job.seed, job.id),
+                    "progress = 0, error = NULL, seed = ?, lease_s = ? WHERE id = ?",
+                    (RUNNING, worker, job.attempts, now, now, job.seed, float(lease_s), job.id),
                 )
         return batch
 
@@ -359,34 +379,42 @@ class JobStore:
                 ).rowcount
         return n
 
-    def requeue_abandoned(self, max_attempts: int, stale_before: float | None = None) -> tuple[list[str], list[str]]:
+    def requeue_abandoned(self, max_attempts: int, stale_before: float | None = None,
+                          lease_s: float | None = None) -> tuple[list[str], list[str]]:
         """Running jobs whose worker is gone: back to queued, or failed once ``max_attempts`` are spent.
 
-        ``stale_before``: only jobs whose heartbeat is older than this time (None: every running job — use
-        that only when this process owns the store, e.g. at embedded start-up). Returns (requeued, failed).
+        ``lease_s``: only jobs whose heartbeat is older than this and than their holder's own lease (a worker
+        started with a longer --lease-seconds beats less often: it is not dead until its own lease passed).
+        ``stale_before``: only jobs whose heartbeat is older than this time. Neither: every running job (use that
+        only when this process owns the store, e.g. at embedded start-up). Returns (requeued, failed).
         """
         requeued: list[str] = []
         failed: list[str] = []
         now = time.time()
+        args: list[Any]
         with self._tx() as db:
-            sql, args = "SELECT id, attempts FROM jobs WHERE state = ?", (RUNNING,)
+            sql, args = "SELECT id, attempts FROM jobs WHERE state = ?", [RUNNING]
             if stale_before is not None:
-                sql, args = sql + " AND heartbeat_at < ?", (RUNNING, stale_before)  # type: ignore[assignment]
+                sql, args = sql + " AND heartbeat_at < ?", [*args, stale_before]
+            if lease_s is not None:
+                sql, args = sql + " AND heartbeat_at < ? - MAX(?, COALESCE(lease_s, 0))", [*args, now, lease_s]
             for job_id, attempts in db.execute(sql, args).fetchall():
-                if attempts >= max_attempts:
-                    db.execute(
-                        "UPDATE jobs SET state = ?, error = ?, finished_at = ?, worker = NULL WHERE id = ?",
-                        (FAILED, f"interrupted {attempts} times (the worker died or the server restarted "
-                         f"mid-job); giving up after {max_attempts} attempts", now, job_id),
-                    )
-                    failed.append(job_id)
-                else:
-                    db.execute(
-                        "UPDATE jobs SET state = ?, worker = NULL, progress = 0, published_at = NULL WHERE id = ?",
-                        (QUEUED, job_id),
-                    )
+                if _requeue_or_fail(db, job_id, attempts, max_attempts, now, republish=True):
                     requeued.append(job_id)
+                else:
+                    failed.append(job_id)
         return requeued, failed
+
+    def take_from_dead(self, job_id: str, holder: str, max_attempts: int) -> str | None:
+        """The running job ``holder`` (a process known to be dead) held: back to queued, or failed once
+        ``max_attempts`` are spent, without waiting for its lease. Its broker message, being run, stays the job's
+        hand-off. Returns the job's new state, or None if ``holder`` no longer holds it."""
+        with self._tx() as db:
+            row = db.execute("SELECT attempts FROM jobs WHERE id = ? AND state = ? AND worker = ?",
+                             (job_id, RUNNING, holder)).fetchone()
+            if row is None:
+                return None
+            return QUEUED if _requeue_or_fail(db, job_id, row[0], max_attempts, time.time()) else FAILED
 
     def cancel(self, job_id: str) -> bool:
         """queued|running -> cancelled. A running job's worker notices at its next progress step."""
@@ -477,8 +505,21 @@ class JobStore:
             db.execute("DELETE FROM workers WHERE id = ?", (worker,))
 
     def alive_workers(self, within_s: float) -> list[dict[str, Any]]:
-        """Workers that sent a heartbeat in the last ``within_s`` seconds: [{"id", "last_seen", **info}]."""
-        rows = self._conn().execute(
-            "SELECT id, info, last_seen FROM workers WHERE last_seen >= ? ORDER BY id", (time.time() - within_s,)
-        ).fetchall()
-        return [{"id": r[0], "last_seen": r[2], **json.loads(r[1])} for r in rows]
+        """Workers that sent a heartbeat in the last ``within_s`` seconds, or in the last 3 of their own beat
+        intervals + 2 s (``beat_s`` in their info: a worker with a longer --lease-seconds beats less often):
+        [{"id", "last_seen", **info}]."""
+        now = time.time()
+        rows = self._conn().execute("SELECT id, info, last_seen FROM workers ORDER BY id").fetchall()
+        workers = [{"id": r[0], "last_seen": r[2], **json.loads(r[1])} for r in rows]
+        return [w for w in workers if w["last_seen"] >= now - max(within_s, 3 * float(w.get("beat_s") or 0) + 2)]
+
+    # ---- settings ----------------------------------------------------------------------------------
+    def set_meta(self, key: str, value: Any) -> None:
+        """Store ``value`` (JSON) under ``key`` in the meta table."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_meta(self, key: str) -> Any:
+        """The JSON value under ``key`` in the meta table (None: unset)."""
+        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])

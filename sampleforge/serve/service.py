@@ -34,7 +34,7 @@ from typing import IO, Any
 from sampleforge.errors import SampleforgeError, UserInputError
 from sampleforge.params import GenerationParams
 from sampleforge.serve.cleanup import Janitor
-from sampleforge.serve.config import ServeConfig
+from sampleforge.serve.config import SETTINGS_KEY, ServeConfig
 from sampleforge.serve.job import QUEUED, Job
 from sampleforge.serve.jobstore import JobStore, QueueFull
 from sampleforge.serve.results import ResultFiles, ResultWriteError, new_job_id
@@ -184,6 +184,7 @@ class Service:
             from sampleforge.serve.celery_app import make_celery
 
             assert self.config.broker
+            self._record_settings()
             self.celery = make_celery(self.config.broker, self.config)
             self._recovery = threading.Thread(target=self._handoff_loop, daemon=True, name="sampleforge-handoff")
             self._recovery.start()
@@ -208,6 +209,14 @@ class Service:
                 thread.join(5.0)
         self._release_lock()
         log.info("service stopped", extra={"event": "service_stop"})
+
+    def _record_settings(self) -> None:
+        """Write this --broker server's settings into the store, for its workers to compare with theirs (a store
+        refusing writes only loses that comparison: health says it refuses writes)."""
+        try:
+            self.store.set_meta(SETTINGS_KEY, self.config.shared_settings())
+        except sqlite3.Error as exc:
+            log.warning("settings not recorded", extra={"event": "settings_not_recorded", "error": str(exc)})
 
     def _release_lock(self) -> None:
         if self._lock_file is not None:
@@ -471,8 +480,8 @@ class Service:
 
     def _handoff_pass(self, republish_before: float) -> None:
         now = time.time()
-        requeued, failed = self.store.requeue_abandoned(self.config.max_attempts,
-                                                         stale_before=now - self.config.lease_seconds)
+        # each job's own holder's lease counts too: a worker with a longer --lease-seconds beats less often
+        requeued, failed = self.store.requeue_abandoned(self.config.max_attempts, lease_s=self.config.lease_seconds)
         if requeued or failed:
             log.warning("re-queued jobs of silent workers", extra={"event": "recovered",
                                                                    "requeued": requeued, "failed": failed})

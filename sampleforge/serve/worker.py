@@ -27,6 +27,26 @@ def worker_identity(kind: str) -> str:
     return f"{kind}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+def holder_is_dead(worker: str) -> bool:
+    """True if ``worker`` (a worker_identity) names a process of this host that no longer exists: a pool process
+    killed mid-job, whose job need not wait for its lease. False when unsure (another host, a live process, an id
+    of another shape). Hosts are told apart by name: containers that share a hostname must share process ids."""
+    _, _, where = worker.partition("@")
+    parts = where.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid() or pid <= 1:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: alive, another user's
+        return False
+    return False
+
+
 class WorkerPool:
     """``n`` threads, each looping: claim a batch, run it, wait to be woken (or poll every second)."""
 
@@ -67,7 +87,8 @@ class WorkerPool:
 
     def _loop(self, wid: str) -> None:
         runner = JobRunner(self.store, self.files, self.generator, self.config, wid, stop=self._stop)
-        info = {"kind": "thread", "model": self.generator.name, "pid": os.getpid()}
+        info = {"kind": "thread", "model": self.generator.name, "pid": os.getpid(),
+                "beat_s": self.config.heartbeat_seconds}
         while not self._stop.is_set():
             try:
                 self.store.beat_worker(wid, info)

@@ -102,7 +102,7 @@ def test_finish_only_by_the_holder_and_not_after_cancel(store):
 
 def test_leader_claim_takes_over_only_a_stale_running_job(store):
     a = store.submit(make_job())
-    store.claim("w1", 1, lease_s=60, leader=a.id)
+    store.claim("w1", 1, lease_s=0.01, leader=a.id)
     assert store.claim("w2", 1, lease_s=60, leader=a.id) == []  # fresh heartbeat: w1 is alive
     time.sleep(0.05)
     taken = store.claim("w2", 1, lease_s=0.01, leader=a.id)  # heartbeat older than the lease

@@ -495,8 +495,14 @@ def test_a_wrong_typed_value_is_said_once_in_our_words(make_client) -> None:
     client = make_client(start=False)
     r = client.post("/v1/generate", json={"prompt": "kick", "steps": "4"})
     error = r.json()["error"]
-    assert r.status_code == 422 and error.startswith("steps: must be an integer") and error.endswith("got '4'"), error
-    assert "Value error" not in error and r.json()["detail"][0]["msg"].startswith("must be an integer")
+    assert r.status_code == 422 and error == "steps: must be an integer (at most 200 steps), got '4'", error
+    assert r.json()["detail"][0]["msg"].startswith("must be an integer")
+    count = client.post("/v1/generate", json={"prompt": "kick", "count": True}).json()["error"]
+    assert count == "count: must be an integer (at most 16 clips per job), got True", count  # the server's, not 1000
+    duration = client.post("/v1/generate", json={"prompt": "kick", "duration": "2"}).json()["error"]
+    assert duration == "duration: must be a number (between 0.25 and 4.0 seconds), got '2'", duration
+    cfg = client.post("/v1/generate", json={"prompt": "kick", "cfg_scale": "x"}).json()["error"]
+    assert cfg.startswith("cfg_scale: must be a finite number between 0 and 30") and "Value error" not in cfg, cfg
 
 
 def test_a_storage_whose_job_database_is_not_one_is_one_line(debug_model, tmp_path, capsys, port) -> None:

@@ -19,6 +19,7 @@ from starlette.routing import Match
 from starlette.types import Message, Receive, Scope, Send
 
 from sampleforge.audio.finish import parse_length
+from sampleforge.params import SPECS
 from sampleforge.serve.config import ServeConfig
 from sampleforge.serve.job import Job
 from sampleforge.serve.jobstore import QueueFull
@@ -268,8 +269,9 @@ def server_limits(cfg: ServeConfig, path: str) -> dict[str, tuple[Callable[[Any]
 
 
 def server_message(service: Service | None, path: str, loc: tuple[Any, ...], value: Any) -> str | None:
-    """The message of this server's own limit when a value the schema refused also breaks it (``loc`` as the
-    client sent it: a task's params carry task-API names); None when the error is about something else."""
+    """The message of this server's own limit when a value the schema refused also breaks it, or is not a number at
+    all (``loc`` as the client sent it: a task's params carry task-API names); None when the error is about
+    something else."""
     if service is None or len(loc) < 2 or loc[0] != "body":
         return None
     from sampleforge.serve.schemas import TASK_FIELDS
@@ -277,7 +279,13 @@ def server_message(service: Service | None, path: str, loc: tuple[Any, ...], val
     field = str(loc[-1])
     setting = {task: name for name, task in TASK_FIELDS.items()}.get(field, field) if path == "/v1/tasks" else field
     breaks, message = server_limits(service.config, path).get(setting, (lambda v: False, ""))
-    return message if breaks(value) else None
+    if breaks(value):
+        return message
+    spec = SPECS.get(setting)  # a value of another type ('4', true): said with this server's bound, not the schema's
+    if message and spec is not None and spec.kind in (int, float) and value is not None and not _number(value):
+        what = "an integer" if spec.kind is int else "a number"
+        return f"must be {what} ({message.removeprefix('must be ')}), got {repr(value)[:40]}"
+    return None
 
 
 def check_limits(service: Service, req: GenerateRequest, loc: Callable[[str], tuple[str, ...]]) -> None:

@@ -33,6 +33,7 @@ reach the storage directory through a file system with working POSIX locks and s
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
@@ -44,6 +45,7 @@ from typing import Any, NoReturn
 from celery import Celery, signals
 from celery.exceptions import Reject
 
+from sampleforge.errors import SampleforgeError
 from sampleforge.serve.config import SETTINGS_KEY, ServeConfig
 from sampleforge.serve.job import RUNNING
 from sampleforge.serve.jobstore import JobStore
@@ -113,6 +115,18 @@ class WorkerContext:
         self._pid: int | None = None
         self._runners: dict[int, JobRunner] = {}
         self._lock = threading.Lock()
+
+    def refuse_embedded_storage(self) -> None:
+        """A SampleforgeError when an embedded ``sampleforge serve`` holds this storage (its lock, exclusively): its
+        own threads run its jobs, and no broker message names them, so this worker would wait for nothing."""
+        with open(self.files.lock_path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                raise SampleforgeError(
+                    f"storage {self.files.root} is used by a `sampleforge serve` without --broker (embedded mode), "
+                    "whose own threads run its jobs; give this worker the --storage of a `serve --broker`") from None
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
     def hand_back(self, job_id: str) -> NoReturn:
         """Refuse a message of another store's job: say so, wait a little (a worker of the right storage may take
@@ -202,6 +216,7 @@ def run_worker(config: ServeConfig, load_generator: Any, pool: str = "solo", con
     global WORKER
     assert config.broker, "run_worker needs a broker URL"
     ctx = WorkerContext(config, load_generator)
+    ctx.refuse_embedded_storage()
     ctx.check_server_settings()
     gen = ctx.generator() if pool != "prefork" else load_generator()  # fail fast on a bad model
     name = gen.name

@@ -80,6 +80,11 @@ class ResultFiles:
     def db_path(self) -> Path:
         return self.db_path_in(self.root)
 
+    @property
+    def lock_path(self) -> Path:
+        """The storage's server lock: held exclusively by an embedded ``serve``, shared by a --broker one."""
+        return self.root / "server.lock"
+
     @staticmethod
     def db_path_in(root: str | Path) -> Path:
         """The job database of the storage ``root`` (``jobs.sqlite3``), known without making anything."""

@@ -238,7 +238,7 @@ class Service:
         """Hold ``server.lock`` for the life of the server: exclusive for an embedded server (it alone runs the
         storage's jobs), shared for a --broker one (its workers run them). SampleforgeError if another server
         holds it in the other way."""
-        path = self.files.root / "server.lock"
+        path = self.files.lock_path
         handle = open(path, "a+")  # noqa: SIM115 (held open for the life of the server)
         try:
             fcntl.flock(handle, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)

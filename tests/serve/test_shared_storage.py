@@ -155,3 +155,37 @@ def test_cli_refuses_a_storage_a_server_of_the_other_mode_uses(make_service, deb
             running.stop()
         err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("{")]  # minus JSON logs
         assert code == 2 and len(err) == 1 and f"used by another `sampleforge serve` {said}" in err[0], err
+
+
+def test_a_worker_refuses_a_storage_an_embedded_server_uses(make_service, debug_model, tmp_path, capsys,
+                                                            monkeypatch):
+    """The embedded server's threads run its jobs and no broker message names them: the worker would wait for
+    nothing. Refused before the model loads; beside a --broker server it starts."""
+    import sampleforge.serve.celery_app as celery_app
+    from sampleforge.cli import main
+
+    loads: list[str] = []
+
+    def stop_at_the_model(self: object) -> None:
+        loads.append("model")
+        raise SystemExit(0)
+
+    monkeypatch.setattr(celery_app.WorkerContext, "generator", stop_at_the_model)
+    worker = ["worker", "--broker", NO_BROKER, "--storage", str(tmp_path / "busy"), "--model", str(debug_model)]
+    embedded = make_service(storage=tmp_path / "busy")
+    embedded.start()
+    try:
+        code = main(worker)
+    finally:
+        embedded.stop()
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("{")]
+    assert code == 2 and len(err) == 1 and "used by a `sampleforge serve` without --broker" in err[0], err
+    assert loads == []
+    broker = make_service(storage=tmp_path / "busy", broker=NO_BROKER)
+    broker.start()
+    try:
+        with pytest.raises(SystemExit):  # past the check: it goes on to load the model (stopped here)
+            main(worker)
+    finally:
+        broker.stop()
+    assert loads == ["model"]

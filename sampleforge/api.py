@@ -26,7 +26,14 @@ from typing import Any
 from sampleforge.audio.io import read_metadata
 from sampleforge.backends.base import BackendOptions, issue_warnings
 from sampleforge.bundle import DEFAULT_MODEL, resolve_model
-from sampleforge.errors import CheckpointError, ParamError, SampleforgeError, UserInputError, file_in_the_way
+from sampleforge.errors import (
+    CheckpointError,
+    ParamError,
+    SampleforgeError,
+    UserInputError,
+    file_in_the_way,
+    names_a_folder,
+)
 from sampleforge.params import ALIASES, DEFAULTS, GENERATE_SETTINGS, WORKFLOW_SETTINGS, GenerationParams
 from sampleforge.pipeline import Generator
 from sampleforge.taxonomy import CATEGORY_WORDS, category_from_tokens
@@ -196,7 +203,7 @@ def output_path_of(value: Any, name: str = "output_path") -> Path:
     if not isinstance(value, str | os.PathLike) or not str(value).strip():
         raise ParamError(name, f": a file path, got {value!r}")
     text = os.fspath(value)
-    if text.endswith(("/", os.sep)) or os.path.basename(text) in ("", ".", ".."):
+    if names_a_folder(text):
         raise ParamError(name, f": {text} names a folder: give a file name")
     if "\0" in text:
         raise ParamError(name, f": {text!r} holds a NUL character")
@@ -336,7 +343,7 @@ def generate(
                      if v is not None and not (k == "prompt" and v == DEFAULTS.prompt)}
     params = GenerationParams.from_kwargs({**arguments, **settings}, base=base or DEFAULTS)
     if params.count != 1:
-        count_name = next(k for k in settings if ALIASES.get(k) == "count")
+        count_name = next((k for k in settings if ALIASES.get(k) == "count"), "count")  # or params= gave it
         raise ParamError(count_name, f": generate() makes one clip, got {params.count} (see Generator.generate)")
     workflow = [k for k in settings if ALIASES.get(k) in WORKFLOW_SETTINGS
                 and getattr(params, ALIASES[k]) != getattr(DEFAULTS, ALIASES[k])]

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from sampleforge.errors import UserInputError
+from sampleforge.errors import UserInputError, names_a_folder
 from sampleforge.params import (
     GENERATE_SETTINGS,
     SPECS,
@@ -72,7 +71,7 @@ def output_file(text: str) -> Path:
     --out-dir's (a WAV was written by the folder's name)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("empty: give a file name (e.g. --output kick.wav)")
-    if text.endswith(("/", os.sep)) or os.path.basename(text) in ("", ".", ".."):
+    if names_a_folder(text):
         raise argparse.ArgumentTypeError(f"{text} names a folder: give a file name, or use --out-dir {text}")
     return Path(text)
 

@@ -53,6 +53,12 @@ class GenerationWarning(UserWarning):
     the model ignores): the CLI prints the same lines on stderr, the HTTP API lists them in ``warnings``."""
 
 
+def names_a_folder(text: str) -> bool:
+    """Whether a file name given as ``text`` names a folder (ends in a slash, ``.`` or ``..``): a clip would be
+    written by the folder's name."""
+    return text.endswith(("/", os.sep)) or os.path.basename(text) in ("", ".", "..")
+
+
 def file_in_the_way(folder: str | os.PathLike[str]) -> str | None:
     """"X is a file, not a folder" when ``folder`` or a parent of it is an existing file (why it cannot be made)."""
     path = Path(folder)
@@ -63,4 +69,4 @@ def file_in_the_way(folder: str | os.PathLike[str]) -> str | None:
 
 
 __all__ = ["SampleforgeError", "UserInputError", "ParamError", "AudioReadError", "CheckpointError", "ConfigError",
-           "GenerationWarning", "file_in_the_way"]
+           "GenerationWarning", "file_in_the_way", "names_a_folder"]

@@ -33,7 +33,6 @@ reach the storage directory through a file system with working POSIX locks and s
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import re
@@ -119,14 +118,10 @@ class WorkerContext:
     def refuse_embedded_storage(self) -> None:
         """A SampleforgeError when an embedded ``sampleforge serve`` holds this storage (its lock, exclusively): its
         own threads run its jobs, and no broker message names them, so this worker would wait for nothing."""
-        with open(self.files.lock_path, "a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except OSError:
-                raise SampleforgeError(
-                    f"storage {self.files.root} is used by a `sampleforge serve` without --broker (embedded mode), "
-                    "whose own threads run its jobs; give this worker the --storage of a `serve --broker`") from None
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        if not self.files.lock_free(exclusive=False):
+            raise SampleforgeError(
+                f"storage {self.files.root} is used by a `sampleforge serve` without --broker (embedded mode), "
+                "whose own threads run its jobs; give this worker the --storage of a `serve --broker`")
 
     def hand_back(self, job_id: str) -> NoReturn:
         """Refuse a message of another store's job: say so, wait a little (a worker of the right storage may take

@@ -108,6 +108,12 @@ def _job_to_row(job: Job) -> dict[str, Any]:
     return row
 
 
+def not_a_job_database(path: Path, exc: Exception) -> UserInputError:
+    """The one-line refusal of a ``jobs.sqlite3`` that SQLite cannot open (``exc`` says why)."""
+    return UserInputError(f"{path}: cannot open it as the job database ({exc}); move it away, or give another "
+                          "--storage")
+
+
 def check_database(path: Path) -> None:
     """A UserInputError when the job database ``path`` exists and is not one SQLite can open (another file by its
     name, a folder), read-only, without making or changing anything: a command says so before loading a model."""
@@ -119,8 +125,7 @@ def check_database(path: Path) -> None:
         with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
             db.execute("PRAGMA schema_version").fetchone()
     except sqlite3.DatabaseError as exc:
-        raise UserInputError(f"{path}: cannot open it as the job database ({exc}); move it away, or give another "
-                             "--storage") from None
+        raise not_a_job_database(path, exc) from None
 
 
 def _requeue_or_fail(db: sqlite3.Connection, job_id: str, attempts: int, max_attempts: int, now: float,
@@ -152,8 +157,7 @@ class JobStore:
         try:
             self.storage_id: str = self._open()
         except sqlite3.DatabaseError as exc:  # another file by its name, a folder, a damaged database
-            raise UserInputError(f"{self.path}: cannot open it as the job database ({exc}); move it away, or give "
-                                 "another --storage") from None
+            raise not_a_job_database(self.path, exc) from None
 
     def _open(self) -> str:
         """Create or upgrade the schema; returns this store's id."""

@@ -14,6 +14,7 @@ readable until the download ends.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -84,6 +85,25 @@ class ResultFiles:
     def lock_path(self) -> Path:
         """The storage's server lock: held exclusively by an embedded ``serve``, shared by a --broker one."""
         return self.root / "server.lock"
+
+    def take_lock(self, exclusive: bool) -> IO[str] | None:
+        """The server lock taken without waiting, exclusive or shared: the open file that holds it (closing it
+        releases the lock), or None when another process holds it the other way (or exclusively)."""
+        handle = open(self.lock_path, "a+")  # noqa: SIM115 (returned open: it holds the lock)
+        try:
+            fcntl.flock(handle, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return None
+        return handle
+
+    def lock_free(self, exclusive: bool) -> bool:
+        """True if the server lock could be taken this way now (it is taken, then released at once)."""
+        handle = self.take_lock(exclusive)
+        if handle is None:
+            return False
+        handle.close()
+        return True
 
     @staticmethod
     def db_path_in(root: str | Path) -> Path:

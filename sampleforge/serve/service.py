@@ -20,7 +20,6 @@ result files.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import logging
 import math
 import os
@@ -238,30 +237,16 @@ class Service:
         """Hold ``server.lock`` for the life of the server: exclusive for an embedded server (it alone runs the
         storage's jobs), shared for a --broker one (its workers run them). SampleforgeError if another server
         holds it in the other way."""
-        path = self.files.lock_path
-        handle = open(path, "a+")  # noqa: SIM115 (held open for the life of the server)
-        try:
-            fcntl.flock(handle, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-        except OSError:
-            holder_embedded = not exclusive or not self._lock_free(handle, fcntl.LOCK_SH)
-            handle.close()
-            raise SampleforgeError(self._lock_problem(holder_embedded)) from None
+        handle = self.files.take_lock(exclusive)
+        if handle is None:
+            holder_embedded = not exclusive or not self.files.lock_free(exclusive=False)
+            raise SampleforgeError(self._lock_problem(holder_embedded))
         if exclusive:
             handle.seek(0)
             handle.truncate()
             handle.write(f"{os.getpid()}\n")
             handle.flush()
         self._lock_file = handle
-
-    @staticmethod
-    def _lock_free(handle: IO[str], how: int) -> bool:
-        """True if ``handle`` could take the lock ``how`` now (taken, then released at once)."""
-        try:
-            fcntl.flock(handle, how | fcntl.LOCK_NB)
-        except OSError:
-            return False
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return True
 
     def _lock_problem(self, holder_embedded: bool) -> str:
         """The one-line refusal when another server holds the storage (``holder_embedded``: without --broker)."""

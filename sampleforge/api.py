@@ -343,13 +343,13 @@ def generate(
                      if v is not None and not (k == "prompt" and v == DEFAULTS.prompt)}
     params = GenerationParams.from_kwargs({**arguments, **settings}, base=base or DEFAULTS)
     if params.count != 1:
-        count_name = next((k for k in settings if ALIASES.get(k) == "count"), "count")  # or params= gave it
+        count_name = next((k for k in settings if ALIASES.get(k) == "count"), "params.count")  # or params= gave it
         raise ParamError(count_name, f": generate() makes one clip, got {params.count} (see Generator.generate)")
-    workflow = [k for k in settings if ALIASES.get(k) in WORKFLOW_SETTINGS
-                and getattr(params, ALIASES[k]) != getattr(DEFAULTS, ALIASES[k])]
-    if workflow:
-        raise ParamError(workflow[0], ": generate() makes a clip from a prompt; sampleforge.vary, morph and make_kit "
-                                      "take this setting")
+    workflow = [n for n in WORKFLOW_SETTINGS if getattr(params, n) != getattr(DEFAULTS, n)]
+    if workflow:  # named as the caller gave it: a keyword (or its alias), else the params object's field
+        name = next((k for k in settings if ALIASES.get(k) == workflow[0]), f"params.{workflow[0]}")
+        raise ParamError(name, ": generate() makes a clip from a prompt; sampleforge.vary, morph and make_kit "
+                               "take this setting")
     out = None if output_path is None else output_path_of(output_path)
     if out is not None:
         params = dataclasses.replace(params, format=output_format(out, params.format if "format" in settings else None))

@@ -62,6 +62,18 @@ def test_generate_refuses_the_settings_of_a_variation_morph_or_kit(debug_model: 
         sampleforge.generate(model=str(debug_model), prompt="kick", **setting, **FAST)
 
 
+@pytest.mark.parametrize("setting", [{"strength": 0.9}, {"input": "my.wav"}, {"morph_steps": 9}, {"pieces": "kick"},
+                                     {"count": 2}])
+def test_generate_refuses_a_params_object_of_another_operation(debug_model: Path, setting: dict) -> None:
+    """A params object's settings of a variation, morph or kit did nothing (a fresh clip from the prompt)."""
+    from sampleforge.params import GenerationParams
+
+    (name,) = setting
+    base = GenerationParams(prompt="kick", model=str(debug_model), **setting)
+    with pytest.raises(ParamError, match=f"^params.{name}: generate\\(\\) makes"):
+        sampleforge.generate(params=base, **FAST)
+
+
 @pytest.mark.parametrize("setting, needle", [
     ({"model": "drums-v1"}, "model: this model is loaded already"),
     ({"prompt": "snare"}, "prompt: give the prompts as the first argument"),

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from sampleforge.errors import CheckpointError
+from sampleforge.locations import DEFAULT_MODEL, PACKAGE_DIR, REPO_ROOT
 from sampleforge.model_config import ModelConfig, check_config, read_config
 from sampleforge.models.text import KeywordEncoder
 from sampleforge.models.unet import LatentUNet
@@ -33,10 +34,6 @@ from sampleforge.models.vocoder import Vocoder, VocoderConfig
 from sampleforge.strict import ConfigError
 from sampleforge.text.keywords import Vocabulary
 from sampleforge.timbre import table_problem
-
-PACKAGE_DIR = Path(__file__).resolve().parent
-REPO_ROOT = PACKAGE_DIR.parent  # a source checkout: configs/ and weights/ sit beside the package
-DEFAULT_MODEL = "drums-v2"
 
 
 def weights_dirs() -> list[Path]:

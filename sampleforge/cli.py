@@ -27,7 +27,7 @@ COMMAND_MODULES = {
     "vary": "sampleforge.workflow_commands",
     "morph": "sampleforge.workflow_commands",
     "kit": "sampleforge.workflow_commands",
-    "import": "sampleforge.legacy",
+    "import": "sampleforge.legacy_commands",
     "data": "sampleforge.data.commands",
     "train": "sampleforge.train.commands",
     "eval": "sampleforge.eval.commands",
@@ -73,7 +73,10 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser for ``command``'s module only, or for every sub-command when ``command`` is None/unknown."""
+    from sampleforge import __version__
+
     parser = Parser(prog="sampleforge", description="Drum one-shots from keyword prompts.")
+    parser.add_argument("--version", action="version", version=f"sampleforge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else list(dict.fromkeys(COMMAND_MODULES.values()))
     for name in modules:

@@ -34,13 +34,12 @@ MAX_DURATION = 600.0  # the widest any backend accepts; each model narrows it (s
 FORMATS = ("wav", "flac", "wav16", "wav24", "wav32f")
 
 
-def sampler_names() -> tuple[str, ...]:
-    """Every registered sampler, ours and the names other people's models map onto their schedulers (a model
-    accepts the subset that fits it)."""
-    from sampleforge.backends.schedulers import mapped_names
-    from sampleforge.diffusion.samplers import SAMPLERS
-
-    return tuple(dict.fromkeys([*SAMPLERS, *mapped_names()]))
+# every sampler name: ours (sampleforge.diffusion.samplers.SAMPLERS), then "native", the scheduler another
+# model was saved with (sampleforge.backends.schedulers maps ours onto other models' schedulers); a model accepts
+# the subset that fits it. Listed here, not read from those registries, so that checking a setting (and a
+# command's parser) loads no torch; a test holds the two equal.
+SAMPLER_NAMES = ("ddim", "euler", "euler_ancestral", "heun", "dpmpp_2m", "flow_euler", "flow_heun", "pingpong",
+                 "native")
 
 
 def random_seed(clips: int = 1) -> int:
@@ -65,7 +64,7 @@ class Spec:
     gt: float | None = None  # exclusive lower bound
     le: float | None = None  # inclusive upper bound
     max_length: int | None = None
-    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None
+    choices: tuple[str, ...] | None = None
     aliases: tuple[str, ...] = ()  # other keyword names the Python API accepts
     task: str | None = None  # its name in the task API's ``params`` (AudioLDM-service style)
     http: bool = True  # part of HTTP request bodies
@@ -86,13 +85,10 @@ class Spec:
     def optional(self) -> bool:
         return self.default is None
 
-    def valid_choices(self) -> tuple[str, ...] | None:
-        return self.choices() if callable(self.choices) else self.choices
-
     def describe(self) -> str:
         """What the setting accepts, e.g. "an integer between 1 and 1000"."""
         if self.kind is str:
-            choices = self.valid_choices()
+            choices = self.choices
             if choices is not None:
                 return f"one of {', '.join(choices)}"
             return f"a text of at most {self.max_length} characters" if self.max_length else "a text"
@@ -116,7 +112,7 @@ class Spec:
             except (TypeError, ValueError) as exc:
                 raise ParamError(self.name, str(exc)) from None
         if self.kind is str:
-            choices = self.valid_choices()
+            choices = self.choices
             if not isinstance(value, str) or (choices is not None and value not in choices) \
                     or (self.max_length is not None and len(value) > self.max_length):
                 raise ParamError(self.name, f"must be {self.describe()}, got {_short(value)}")
@@ -196,7 +192,7 @@ class GenerationParams:
                                     ge=0.0, le=30.0, task="guidanceScale", own=3.0)
     sampler: str | None = param(None, "sampler, e.g. ddim, dpmpp_2m, euler_ancestral (flow models: flow_euler, "
                                 "flow_heun; distilled flow models: pingpong); default: the model's first",
-                                choices=sampler_names)
+                                choices=SAMPLER_NAMES)
     seed: int | None = param(None, "seed of clip 0; random if omitted", ge=0, le=MAX_SEED)
     duration: float | None = param(None, "clip length in seconds; default: the model's (each model narrows the "
                                    "range: sampleforge models 0.1-10 s)", ge=0.1, le=MAX_DURATION)

@@ -12,8 +12,6 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import numpy as np
-import pyloudnorm
-from scipy.signal import lfilter
 
 ArrayT = TypeVar("ArrayT")
 
@@ -40,6 +38,8 @@ def check_finite(wav: np.ndarray, where: str = "audio") -> None:
 def remove_dc(wav: np.ndarray, sample_rate: int = SAMPLE_RATE, cutoff_hz: float = 10.0) -> np.ndarray:
     """First-order DC blocker (high-pass at ``cutoff_hz``, -0.3 dB at 40 Hz); starts from rest, so
     leading silence stays silent. (T,) or (B, T) -> same shape."""
+    from scipy.signal import lfilter  # here: a command's parser imports this module for parse_length
+
     r = 1.0 - 2.0 * np.pi * cutoff_hz / sample_rate
     out = lfilter([1.0, -1.0], [1.0, -r], _rows(wav), axis=-1).astype(np.float32)
     return out[0] if np.ndim(wav) == 1 else out
@@ -232,6 +232,8 @@ def normalize_lufs(
 ) -> np.ndarray:
     """Scale each row to ``lufs`` integrated loudness (ITU-R BS.1770 via pyloudnorm; clips shorter than the
     400-ms gating block are measured zero-padded), then down to ``peak`` if the peak would exceed it."""
+    import pyloudnorm  # here, as lfilter above
+
     x = _rows(wav)
     meter = pyloudnorm.Meter(sample_rate)
     min_len = int(0.4 * sample_rate) + 1

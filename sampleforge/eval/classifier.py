@@ -25,9 +25,9 @@ from torch import Tensor, nn
 from sampleforge.audio.mel import MelConfig, MelSpectrogram
 from sampleforge.bundle import REPO_ROOT, resolve_model
 from sampleforge.errors import CheckpointError
+from sampleforge.eval.settings import CLASSIFIER_NAME
 from sampleforge.strict import ConfigError, from_dict, to_dict
 
-CLASSIFIER_NAME = "classifier-v2"
 DEFAULT_CLASSIFIER = REPO_ROOT / "weights" / CLASSIFIER_NAME  # the shipped judge (`make train-classifier`)
 PEAK = 0.95  # clips are peak-normalised to this before the mel, like generated clips
 

@@ -49,15 +49,13 @@ from sampleforge.eval.classifier import (
     save_classifier,
 )
 from sampleforge.eval.metrics import wilson_interval
-from sampleforge.params import int_at_least
+from sampleforge.eval.settings import CLASSIFIER_OUT, ClassifierTraining
 from sampleforge.taxonomy import CATEGORIES
 
 if TYPE_CHECKING:
     from sampleforge.data.corpus import Clip, KitInfo
 
 MERGED = {"crash": "cymbal", "ride": "cymbal"}
-# a bare run never overwrites the shipped judge: `make train-classifier` writes weights/classifier-v2 explicitly
-DEFAULT_OUT = Path("runs") / "classifier"
 
 
 def eval_classes() -> tuple[list[str], dict[str, str]]:
@@ -68,16 +66,6 @@ def eval_classes() -> tuple[list[str], dict[str, str]]:
         if name not in classes:
             classes.append(name)
     return classes, dict(MERGED)
-
-
-@dataclass
-class TrainSettings:
-    epochs: int = 30
-    samples_per_epoch: int = 1024
-    batch_size: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 1e-2
-    seed: int = 0
 
 
 # ------------------------------------------------------------------------------------------- augmentation
@@ -166,7 +154,7 @@ def fit(
     train_wav: np.ndarray,
     train_labels: np.ndarray,
     cfg: ClassifierConfig,
-    settings: TrainSettings,
+    settings: ClassifierTraining,
     log: bool = True,
 ) -> DrumClassifier:
     """Train a classifier on clips (N, T) with integer labels (N,) and return it in eval mode."""
@@ -314,7 +302,7 @@ class CardFacts:
     train_counts: Counter[str]
     results: dict[str, PerClass]  # this classifier first, then the --compare ones, on the same held-out clips
     errors: list[str]
-    settings: TrainSettings
+    settings: ClassifierTraining
     seconds: float
     n_params: int
     cv: PerClass | None = None
@@ -376,7 +364,7 @@ def _card(f: CardFacts) -> str:
 
 
 def _cross_validate(all_wav: np.ndarray, labels: np.ndarray, kits: Sequence[str], classes: list[str],
-                    class_map: dict[str, str], settings: TrainSettings, folds: int) -> PerClass:
+                    class_map: dict[str, str], settings: ClassifierTraining, folds: int) -> PerClass:
     """Pooled per-class accuracy of ``folds`` kit-grouped trainings, each scored on its held-out fold."""
     conf_sum = np.zeros((len(classes), len(classes)), dtype=int)
     for f, fold in enumerate(kit_folds(kits, folds)):
@@ -394,8 +382,8 @@ def _cross_validate(all_wav: np.ndarray, labels: np.ndarray, kits: Sequence[str]
 
 def train_classifier(
     data_dirs: Sequence[Path | str] | None = None,
-    out_dir: Path | str = DEFAULT_OUT,
-    settings: TrainSettings | None = None,
+    out_dir: Path | str = CLASSIFIER_OUT,
+    settings: ClassifierTraining | None = None,
     held_out_kits: Sequence[str] | None = None,
     cv_folds: int = 0,
     compare: Sequence[Path] = (),
@@ -404,7 +392,7 @@ def train_classifier(
     and save. Returns (model, held-out per-class)."""
     from sampleforge.data import corpus
 
-    settings = settings or TrainSettings()
+    settings = settings or ClassifierTraining()
     check_out_folder(out_dir)  # before anything trains: the folder may hold only an earlier classifier
     if cv_folds < 0:
         raise UserInputError(f"--cv-folds must be at least 0, got {cv_folds}")
@@ -491,35 +479,11 @@ def score_classifiers(folders: Sequence[Path], data_dirs: Sequence[Path | str] |
     return results
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    _add_data_arguments(p)
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                   help=f"output folder (default: {DEFAULT_OUT}; the shipped judge: weights/classifier-v2)")
-    p.add_argument("--epochs", type=int, default=TrainSettings.epochs)
-    p.add_argument("--samples-per-epoch", type=int, default=TrainSettings.samples_per_epoch)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cv-folds", type=int_at_least(0), default=0, help="also estimate accuracy by kit-grouped K-fold CV")
-    p.add_argument("--compare", nargs="+", type=Path, default=[],
-                   help="other classifier folders scored on the same held-out clips, in the card's table")
-
-
-def add_score_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--classifier", nargs="+", type=Path, required=True, help="classifier folders to score")
-    _add_data_arguments(p)
-
-
-def _add_data_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", nargs="+", type=Path, default=None, help="drum folders (default: the Hydrogen kits)")
-    p.add_argument("--held-out", nargs="+", default=None, help="held-out kit names (default: the corpus default)")
-    p.add_argument("--config", type=Path, default=None,
-                   help="training recipe (e.g. configs/drums-v2.json) whose data.held_out_kits are held out")
-
-
 def run(args: argparse.Namespace) -> int:
     if args.epochs < 1 or args.samples_per_epoch < 1:
         raise UserInputError(f"--epochs and --samples-per-epoch must be at least 1, got {args.epochs} and "
                              f"{args.samples_per_epoch}")
-    settings = TrainSettings(epochs=args.epochs, samples_per_epoch=args.samples_per_epoch, seed=args.seed)
+    settings = ClassifierTraining(epochs=args.epochs, samples_per_epoch=args.samples_per_epoch, seed=args.seed)
     held = held_out_kits_from(args.held_out, args.config)
     train_classifier(args.data, args.out, settings, held, args.cv_folds, args.compare)
     return 0
@@ -531,8 +495,10 @@ def run_score(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sampleforge.eval.commands import add_train_classifier_arguments
+
     parser = argparse.ArgumentParser(prog="python -m sampleforge.eval.classifier_train", description=__doc__.split("\n")[0])
-    add_arguments(parser)
+    add_train_classifier_arguments(parser)
     return run(parser.parse_args(argv))
 
 

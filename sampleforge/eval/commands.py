@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sampleforge.bundle import DEFAULT_MODEL
 from sampleforge.errors import UserInputError
+from sampleforge.locations import DEFAULT_MODEL
 from sampleforge.params import (
     SPECS,
     GenerationParams,
@@ -35,9 +35,42 @@ def register(sub: Any) -> None:
 # ----------------------------------------------------------------------------------------------- eval
 
 
+def add_train_classifier_arguments(p: argparse.ArgumentParser) -> None:
+    """``eval train-classifier``'s flags."""
+    from sampleforge.eval.settings import CLASSIFIER_OUT, ClassifierTraining
+
+    _classifier_data_arguments(p)
+    p.add_argument("--out", type=Path, default=CLASSIFIER_OUT,
+                   help=f"output folder (default: {CLASSIFIER_OUT}; the shipped judge: weights/classifier-v2)")
+    p.add_argument("--epochs", type=int, default=ClassifierTraining.epochs)
+    p.add_argument("--samples-per-epoch", type=int, default=ClassifierTraining.samples_per_epoch)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cv-folds", type=int_at_least(0), default=0, help="also estimate accuracy by kit-grouped K-fold CV")
+    p.add_argument("--compare", nargs="+", type=Path, default=[],
+                   help="other classifier folders scored on the same held-out clips, in the card's table")
+
+
+def _classifier_data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", nargs="+", type=Path, default=None, help="drum folders (default: the Hydrogen kits)")
+    p.add_argument("--held-out", nargs="+", default=None, help="held-out kit names (default: the corpus default)")
+    p.add_argument("--config", type=Path, default=None,
+                   help="training recipe (e.g. configs/drums-v2.json) whose data.held_out_kits are held out")
+
+
+def _run_train_classifier(args: argparse.Namespace) -> int:
+    from sampleforge.eval import classifier_train
+
+    return classifier_train.run(args)
+
+
+def _run_score_classifier(args: argparse.Namespace) -> int:
+    from sampleforge.eval import classifier_train
+
+    return classifier_train.run_score(args)
+
+
 def _register_eval(sub: Any) -> None:
-    from sampleforge.eval.classifier import CLASSIFIER_NAME
-    from sampleforge.eval.evaluate import EVAL_GENERATION, LISTEN_VOCODER, EvalSettings
+    from sampleforge.eval.settings import CLASSIFIER_NAME, EVAL_GENERATION, LISTEN_VOCODER, EvalSettings
 
     judge_help = f"classifier folder (default: weights/{CLASSIFIER_NAME})"
 
@@ -67,15 +100,14 @@ def _register_eval(sub: Any) -> None:
                             "classifier scored on the same clips. `make train-classifier` gives the data and held-out kits of "
                             "drums-v2: --data /usr/share/hydrogen/data/drumkits runs/debian-drums --config "
                             "configs/drums-v2.json --out weights/classifier-v2.")
-    from sampleforge.eval import classifier_train
-
-    classifier_train.add_arguments(t)
-    t.set_defaults(func=classifier_train.run)
+    add_train_classifier_arguments(t)
+    t.set_defaults(func=_run_train_classifier)
     sc = eval_sub.add_parser("score-classifier", help="score classifier folders on the held-out kits' real clips",
                             description="Per-class accuracy (95 % Wilson intervals) of one or more drum classifiers "
                             "on the same held-out real clips; no training.")
-    classifier_train.add_score_arguments(sc)
-    sc.set_defaults(func=classifier_train.run_score)
+    sc.add_argument("--classifier", nargs="+", type=Path, required=True, help="classifier folders to score")
+    _classifier_data_arguments(sc)
+    sc.set_defaults(func=_run_score_classifier)
     d = eval_sub.add_parser("descriptors", help="do prompt words and timbre knobs move the sound? (contrasts, sweeps)",
                             description="Generate each contrast's two prompts with the same seeds, measure the "
                             "feature each contrast is about and compare its effect size with real recordings; "
@@ -452,7 +484,8 @@ def _interval(iv: list[float] | None) -> str:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from sampleforge.eval.evaluate import EVAL_GENERATION, EvalSettings, run_eval
+    from sampleforge.eval.evaluate import run_eval
+    from sampleforge.eval.settings import EVAL_GENERATION, EvalSettings
 
     _check_list_flags(args)
     generation = from_namespace(args, base=EVAL_GENERATION)

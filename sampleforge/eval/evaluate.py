@@ -48,33 +48,16 @@ from sampleforge.eval.classifier import (
     load_classifier,
     shipped_classifier,
 )
-from sampleforge.params import GenerationParams
-from sampleforge.taxonomy import CATEGORIES, CATEGORY_PROMPTS, MAIN_CLASSES
+from sampleforge.eval.settings import LISTEN_VOCODER, EvalSettings
+from sampleforge.taxonomy import CATEGORIES, CATEGORY_PROMPTS
 
 SHOW_PER_CLASS = 8  # generated clips per class shown with players in the HTML
 SHOW_REFERENCE = 2  # real clips per class shown
 SHOW_VOCODER = 2  # vocoder-check clips shown (original, vocoder, Griffin-Lim each)
-LISTEN_VOCODER = 12  # clips of ``eval vocoder``'s listening test
 
-
-EVAL_GENERATION = GenerationParams(seed=0)  # an evaluation is repeatable unless told otherwise
 # the keys that tell an earlier report (which --out may replace) from any other file
 EVAL_KEYS = ("model_id", "reference", "per_class", "overall")
 VOCODER_KEYS = ("model_id", "split", "griffin_lim")
-
-
-@dataclass
-class EvalSettings:
-    per_class: int = 16
-    classes: Sequence[str] = MAIN_CLASSES
-    vocoder_clips: int = 16
-    held_out_kits: Sequence[str] | None = None  # None: the corpus default
-    held_out_flag: str = "--held-out-kits"  # the flag that gave held_out_kits, for the error naming a kit not found
-    generation: GenerationParams = EVAL_GENERATION  # class k's clips: seeds seed + 1000 k + i
-
-    @property
-    def seed(self) -> int:
-        return self.generation.seed or 0
 
 
 @dataclass

@@ -6,8 +6,8 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from sampleforge.bundle import DEFAULT_MODEL
 from sampleforge.errors import UserInputError
+from sampleforge.locations import DEFAULT_MODEL
 
 SETTINGS_KEY = "server_settings"  # the store's meta row where a --broker server records shared_settings()
 

@@ -193,3 +193,12 @@ def test_bad_sigmas_and_eta(toys) -> None:
             SAMPLERS["euler"](denoise, x, bad)
     with pytest.raises(UserInputError, match="eta"):
         SAMPLERS["ddim"](denoise, x, sigmas, eta=-1.0)
+
+
+def test_the_sampler_setting_names_every_registered_sampler() -> None:
+    """The setting's names (listed apart so that checking a setting loads no torch) are the registries' names."""
+    from sampleforge.backends.schedulers import mapped_names
+    from sampleforge.params import SAMPLER_NAMES, SPECS
+
+    assert SAMPLER_NAMES == tuple(dict.fromkeys([*SAMPLERS, *mapped_names()]))
+    assert SPECS["sampler"].choices == SAMPLER_NAMES

@@ -13,7 +13,6 @@ from sampleforge.cli import main
 from sampleforge.errors import CheckpointError, UserInputError
 from sampleforge.eval import classifier as C
 from sampleforge.eval.classifier_train import (
-    TrainSettings,
     accuracy_by_class,
     accuracy_table,
     augment_mel,
@@ -24,6 +23,7 @@ from sampleforge.eval.classifier_train import (
     kit_folds,
     train_classifier,
 )
+from sampleforge.eval.settings import ClassifierTraining
 
 SR = 44100
 
@@ -145,7 +145,7 @@ def test_score_classifier_scores_judges_on_the_same_held_out_clips(
 def test_train_classifier_writes_a_card_that_compares_on_the_held_out_kit(
         reference_dir: Path, random_classifier: Path, tmp_path: Path) -> None:
     data = _two_kits(reference_dir, tmp_path / "data")
-    settings = TrainSettings(epochs=1, samples_per_epoch=8, batch_size=8)
+    settings = ClassifierTraining(epochs=1, samples_per_epoch=8, batch_size=8)
     model, held = train_classifier([data], tmp_path / "judge-x", settings, ["held"], compare=[random_classifier])
     assert {c: int(v["n"]) for c, v in held.items()} == {"kick": 3, "snare": 3, "closed_hat": 2, "clap": 2}
     card = (tmp_path / "judge-x" / "README.md").read_text()
@@ -174,7 +174,7 @@ def test_a_tiny_training_run_learns_kick_vs_hat() -> None:
         classes=["kick", "closed_hat"], channels=[8, 16, 16, 32, 32], embed_dim=32, duration=0.5
     )
     model = fit(
-        wav, labels, cfg, TrainSettings(epochs=3, samples_per_epoch=48, batch_size=8, lr=5e-3), log=False
+        wav, labels, cfg, ClassifierTraining(epochs=3, samples_per_epoch=48, batch_size=8, lr=5e-3), log=False
     )
     test_kinds = ["kick", "closed_hat"] * 5
     test = torch.from_numpy(np.stack([_synth(k, rng) for k in test_kinds]))

@@ -145,11 +145,14 @@ def test_eval_needs_model_and_reference(capsys: pytest.CaptureFixture[str]) -> N
     assert "--model and --reference are required" in capsys.readouterr().err
 
 
-def test_eval_train_classifier_is_a_subcommand() -> None:
-    from sampleforge.eval.classifier_train import run
+def test_eval_train_classifier_is_a_subcommand(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sampleforge.eval import classifier_train
 
+    ran: list[object] = []
+    monkeypatch.setattr(classifier_train, "run", lambda args: ran.append(args) or 0)
     args = build_parser().parse_args(["eval", "train-classifier", "--epochs", "1", "--cv-folds", "3"])
-    assert args.func is run and args.epochs == 1 and args.cv_folds == 3
+    assert args.func(args) == 0 and ran == [args]
+    assert args.epochs == 1 and args.cv_folds == 3
     assert args.out == Path("runs") / "classifier"  # a bare run never overwrites the shipped judge
 
 

@@ -492,3 +492,23 @@ def test_quantize_applies_with_replaced_components(listening_model: Path, tmp_pa
     quantized = clip("q", model, *given, "--quantize", "int8")
     assert (quantized == clip("ref", spec, "--quantize", "int8")).all()
     assert not (quantized == clip("plain", model, *given)).all()
+
+
+def test_the_command_parsers_load_no_model_code() -> None:
+    """`sampleforge --help` (every command's parser) and a bad flag answer without importing torch, scipy or
+    pyloudnorm: seconds on a laptop otherwise."""
+    code = ("import sys\n"
+            "from sampleforge.cli import build_parser\n"
+            "build_parser()\n"
+            "print(','.join(m for m in ('torch', 'scipy', 'pyloudnorm') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import sampleforge
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"sampleforge {sampleforge.__version__}"

@@ -23,17 +23,27 @@ log = logging.getLogger("sampleforge.serve")
 
 
 def worker_identity(kind: str) -> str:
-    """A worker id unique across hosts, processes and restarts: ``kind@host:pid:random``."""
-    return f"{kind}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    """A worker id unique across hosts, processes and restarts: ``kind@host:pid:random``, where ``host`` is the
+    host name and, on Linux, the process-id namespace (``name/4026531836``)."""
+    return f"{kind}@{process_space()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def process_space() -> str:
+    """Where this process's id means this process: the host name, and on Linux the inode of its process-id
+    namespace, so that containers that share a host name but not their process ids are told apart."""
+    try:
+        return f"{socket.gethostname()}/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return socket.gethostname()
 
 
 def holder_is_dead(worker: str) -> bool:
-    """True if ``worker`` (a worker_identity) names a process of this host that no longer exists: a pool process
-    killed mid-job, whose job need not wait for its lease. False when unsure (another host, a live process, an id
-    of another shape). Hosts are told apart by name: containers that share a hostname must share process ids."""
+    """True if ``worker`` (a worker_identity) names a process of this host and process-id namespace that no
+    longer exists: a pool process killed mid-job, whose job need not wait for its lease. False when unsure
+    (another host or container, a live process, an id of another shape)."""
     _, _, where = worker.partition("@")
     parts = where.rsplit(":", 2)
-    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+    if len(parts) != 3 or parts[0] != process_space() or not parts[1].isdigit():
         return False
     pid = int(parts[1])
     if pid == os.getpid() or pid <= 1:

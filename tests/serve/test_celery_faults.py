@@ -116,3 +116,4 @@ def test_a_job_taken_by_a_worker_of_another_storage_runs_once_a_right_worker_is_
     done = wait_job(c, job["job_id"], timeout=90)
     assert done["state"] == "succeeded" and done["attempts"] == 1, (done, right.tail())
     assert c.get(done["results"][0]["url"]).content[:4] == b"RIFF"
+

@@ -16,6 +16,7 @@ import pytest
 import sampleforge.serve.celery_app as celery_app
 from sampleforge.serve.config import ServeConfig
 from sampleforge.serve.schemas import GenerateRequest
+from sampleforge.serve.worker import process_space
 
 NO_BROKER = "redis://127.0.0.1:1/0"  # nothing listens; these tests never reach a broker
 QUICK = {"prompt": "kick", "steps": 1, "duration": 0.25, "seed": 3}
@@ -89,7 +90,7 @@ def test_a_job_whose_pool_process_died_runs_again_as_soon_as_its_message_is_back
     well within its lease, runs at once (its attempt counted) instead of a lease later."""
     service = make_service(broker=NO_BROKER, lease_seconds=60)
     job = service.submit(GenerateRequest(**QUICK))
-    holder = f"celery@{socket.gethostname()}:{dead_pid()}:aaaaaa"
+    holder = f"celery@{process_space()}:{dead_pid()}:aaaaaa"
     assert service.store.claim(holder, 16, 60.0, leader=job.id)
 
     assert task_on(service)(job.id, service.store.storage_id) == [job.id]
@@ -100,20 +101,22 @@ def test_a_job_whose_pool_process_died_runs_again_as_soon_as_its_message_is_back
 def test_a_job_that_keeps_killing_its_pool_process_fails_after_its_attempts(make_service, task_on):
     service = make_service(broker=NO_BROKER, lease_seconds=60, max_attempts=1)
     job = service.submit(GenerateRequest(**QUICK))
-    assert service.store.claim(f"celery@{socket.gethostname()}:{dead_pid()}:aaaaaa", 16, 60.0, leader=job.id)
+    assert service.store.claim(f"celery@{process_space()}:{dead_pid()}:aaaaaa", 16, 60.0, leader=job.id)
 
     assert task_on(service)(job.id, service.store.storage_id) == []
     failed = service.store.get(job.id)
     assert failed is not None and failed.state == "failed" and "giving up after 1 attempts" in (failed.error or "")
 
 
-@pytest.mark.parametrize("where", ["live process here", "dead pid elsewhere"])
+@pytest.mark.parametrize("where", ["live process here", "dead pid elsewhere", "dead pid in another container"])
 def test_a_duplicate_message_for_a_live_or_remote_holder_is_a_no_op(make_service, task_on, where):
-    """A holder alive on this host, or on another host (its pid means nothing here), keeps its job."""
+    """A holder alive on this host, or on another host or in another container of this host name (another
+    process-id namespace: its pid means nothing here), keeps its job."""
     service = make_service(broker=NO_BROKER, lease_seconds=60)
     job = service.submit(GenerateRequest(**QUICK))
-    holder = (f"celery@{socket.gethostname()}:{os.getppid()}:aaaaaa" if where == "live process here"
-              else f"celery@not-{socket.gethostname()}:{dead_pid()}:aaaaaa")
+    holder = {"live process here": f"celery@{process_space()}:{os.getppid()}:aaaaaa",
+              "dead pid elsewhere": f"celery@not-{socket.gethostname()}:{dead_pid()}:aaaaaa",
+              "dead pid in another container": f"celery@{socket.gethostname()}/1:{dead_pid()}:aaaaaa"}[where]
     assert service.store.claim(holder, 16, 60.0, leader=job.id)
 
     assert task_on(service)(job.id, service.store.storage_id) == []

@@ -94,9 +94,24 @@ def _by_piece(kit: Kit) -> dict[str, list[KitSample]]:
     return out
 
 
+def layer_gain(s: KitSample) -> float:
+    """The linear gain a preset gives ``s`` to divide out the gain its velocity layer's file carries (1 for an
+    unlayered sample): a velocity then plays at the level the sampler's own velocity curve gives it, as one
+    unlayered sample would, and the layers change the sound, not the level twice over."""
+    return float(10 ** (-s.gain_db / 20))
+
+
+def _sfz_velcurve(s: KitSample) -> str:
+    """``amp_velcurve_N`` points over the region's velocities: SFZ's default curve, (v / 127)², times
+    ``layer_gain`` (the players join the points with straight lines)."""
+    lo, hi = s.velocity
+    return " ".join(f"amp_velcurve_{v}={min(1.0, (v / 127) ** 2 * layer_gain(s)):.4f}"
+                    for v in sorted({lo, hi, *range(lo, hi, 8)}))
+
+
 def sfz_text(kit: Kit) -> str:
-    """One <group> per piece on its GM key; regions per velocity layer, round robins by seq_position;
-    the hats choke each other."""
+    """One <group> per piece on its GM key; regions per velocity layer (a layer's curve divides its file's gain
+    out, ``layer_gain``), round robins by seq_position; the hats choke each other."""
     lines = [f"// {_comment(kit)}", "<global> loop_mode=one_shot ampeg_release=0.05", ""]
     for piece, samples in _by_piece(kit).items():
         p = PIECES[piece]
@@ -110,6 +125,8 @@ def sfz_text(kit: Kit) -> str:
             region = f"<region> sample={s.file} lovel={s.velocity[0]} hivel={s.velocity[1]}"
             if kit.round_robins > 1:
                 region += f" seq_position={s.rr + 1}"
+            if s.gain_db < 0:
+                region += " " + _sfz_velcurve(s)
             lines.append(region)
         lines.append("")
     return "\n".join(lines)
@@ -121,13 +138,15 @@ def _xml(root: ET.Element) -> str:
 
 
 def dspreset_text(kit: Kit) -> str:
-    """A Decent Sampler preset: one group per piece (round robins with seqMode), notes and velocities as SFZ."""
+    """A Decent Sampler preset: one group per piece (round robins with seqMode), notes and velocities as SFZ (a
+    layer's ``volume`` divides its file's gain out). Decent Sampler has no one-shot mode: a note's release runs
+    for a minute, linearly, so a sample plays out (a 4-s crash loses 0.6 dB by its end however short the note)."""
     root = ET.Element("DecentSampler", minVersion="1.0.0")
     root.append(ET.Comment(f" {re.sub('-(?=-)', '- ', _comment(kit))} "))  # "--" may not stand in an XML comment
     ui = ET.SubElement(root, "ui", width="812", height="375")
     tab = ET.SubElement(ui, "tab", name="main")
     ET.SubElement(tab, "label", x="10", y="10", width="790", height="30", text=f"{kit.name} ({kit.prompt})")
-    groups = ET.SubElement(root, "groups", attack="0", decay="0", sustain="1", release="5")
+    groups = ET.SubElement(root, "groups", attack="0", decay="0", sustain="1", release="60", releaseCurve="0")
     for piece, samples in _by_piece(kit).items():
         p = PIECES[piece]
         attrs = {"name": p.label}
@@ -142,15 +161,22 @@ def dspreset_text(kit: Kit) -> str:
                   "loVel": str(s.velocity[0]), "hiVel": str(s.velocity[1]), "trigger": "attack"}
             if kit.round_robins > 1:
                 sa["seqPosition"] = str(s.rr + 1)
+            if s.gain_db < 0:
+                sa["volume"] = f"{-s.gain_db:g}dB"
             ET.SubElement(g, "sample", sa)
     return _xml(root)
 
 
+HYDROGEN_FIRST_NOTE = 36  # Hydrogen plays MIDI note n on instrument n - 36 (unless told to map output notes)
+
+
 def hydrogen_text(kit: Kit) -> str:
     """A Hydrogen drumkit.xml that validates against the schema Hydrogen checks kits by (its `drumkit.xsd`, 1.2):
-    one instrument per piece, named as drummers name them ("Closed Hat", "Low Tom"), one layer per sample with
-    its velocity range (0..1); round robins cycle through the layers of one range. The fields the schema asks
-    for and a kit has no use for get Hydrogen's own defaults (no filter, no envelope, pitch 0)."""
+    the instrument at index i is the piece on General-MIDI note 36 + i, as Hydrogen plays MIDI input by default
+    (a note no piece takes is an empty instrument with its GM name), named as drummers name them ("Closed Hat",
+    "Low Tom"), one layer per sample with its velocity range (0..1) and a gain that divides its file's out
+    (``layer_gain``); round robins cycle through the layers of one range. The fields the schema asks for and a
+    kit has no use for get Hydrogen's own defaults (no filter, no envelope, pitch 0)."""
     root = ET.Element("drumkit_info", xmlns=HYDROGEN_NS)
     for tag, text in (("name", kit.name), ("author", "sampleforge"), ("info", _comment(kit)), ("license", LICENCE),
                       ("image", ""), ("imageLicense", "")):
@@ -159,27 +185,31 @@ def hydrogen_text(kit: Kit) -> str:
     for tag, text in (("id", "0"), ("name", "Main"), ("volume", "1")):
         ET.SubElement(comps, tag).text = text
     instruments = ET.SubElement(root, "instrumentList")
-    for i, (piece, samples) in enumerate(_by_piece(kit).items()):
-        p = PIECES[piece]
+    by_note = {PIECES[piece].note: (piece, samples) for piece, samples in _by_piece(kit).items()}
+    for i, note in enumerate(range(HYDROGEN_FIRST_NOTE, max(by_note) + 1)):
+        piece, samples = by_note.get(note, ("", []))
         inst = ET.SubElement(instruments, "instrument")
-        fields = [("id", str(i)), ("name", p.label), ("volume", "1"), ("isMuted", "false"), ("isSoloed", "false"),
+        fields = [("id", str(i)), ("name", PIECES[piece].label if piece else GM_NAMES.get(note, f"Note {note}")),
+                  ("volume", "1"), ("isMuted", "false"), ("isSoloed", "false"),
                   ("pan_L", "1"), ("pan_R", "1"), ("pitchOffset", "0"), ("randomPitchFactor", "0"), ("gain", "1"),
                   ("applyVelocity", "true"), ("filterActive", "false"), ("filterCutoff", "1"),
                   ("filterResonance", "0"), ("Attack", "0"), ("Decay", "0"), ("Sustain", "1"), ("Release", "1000"),
                   ("muteGroup", str(CHOKE_GROUP.get(piece, -1))), ("midiOutChannel", "-1"),
-                  ("midiOutNote", str(p.note)), ("isStopNote", "false"),
-                  ("sampleSelectionAlgo", "ROUND_ROBIN" if kit.round_robins > 1 else "VELOCITY"),
+                  ("midiOutNote", str(note)), ("isStopNote", "false"),
+                  ("sampleSelectionAlgo", "ROUND_ROBIN" if samples and kit.round_robins > 1 else "VELOCITY"),
                   ("isHihat", "-1"), ("lower_cc", "0"), ("higher_cc", "127")]
         for tag, text in fields:
             ET.SubElement(inst, tag).text = text
+        if not samples:
+            continue
         comp = ET.SubElement(inst, "instrumentComponent")
         ET.SubElement(comp, "component_id").text = "0"
         ET.SubElement(comp, "gain").text = "1"
         for s in samples:
             layer = ET.SubElement(comp, "layer")
             lo, hi = (s.velocity[0] - 1) / 127, s.velocity[1] / 127
-            for tag, text in (("filename", s.file), ("min", f"{lo:.6f}"), ("max", f"{hi:.6f}"), ("gain", "1"),
-                              ("pitch", "0")):
+            for tag, text in (("filename", s.file), ("min", f"{lo:.6f}"), ("max", f"{hi:.6f}"),
+                              ("gain", f"{layer_gain(s):.6g}"), ("pitch", "0")):
                 ET.SubElement(layer, tag).text = text
     return _xml(root)
 

@@ -18,7 +18,7 @@ from sampleforge.audio.io import read_metadata
 from sampleforge.data.corpus import scan
 from sampleforge.errors import UserInputError
 from sampleforge.kit.build import Kit, build_kit, character
-from sampleforge.kit.pieces import DEFAULT_PIECES, PIECES, parse_pieces, velocity_ranges
+from sampleforge.kit.pieces import DEFAULT_PIECES, GM_NAMES, PIECES, parse_pieces, velocity_ranges
 from sampleforge.kit.writers import write_kit, zip_folder
 from sampleforge.pipeline import Generator
 
@@ -103,7 +103,8 @@ def test_hydrogen_kit_scans_back_to_the_right_classes(full_kit: Kit, layered: tu
     assert {c.category for c in res2.clips} == {"kick", "snare", "closed_hat"}
     root = ET.parse(lay / "drumkit.xml").getroot()
     ns = "{http://www.hydrogen-music.org/drumkit}"
-    assert [e.text for e in root.iter(f"{ns}sampleSelectionAlgo")] == ["ROUND_ROBIN"] * 3
+    played = [i for i in root.iter(f"{ns}instrument") if i.find(f"{ns}instrumentComponent") is not None]
+    assert [i.findtext(f"{ns}sampleSelectionAlgo") for i in played] == ["ROUND_ROBIN"] * 3
 
 
 HYDROGEN_XSD = Path("/usr/share/hydrogen/data/xsd/drumkit.xsd")
@@ -139,6 +140,55 @@ def test_decent_sampler_gm_map_and_kit_json_agree(layered: tuple[Kit, Path]) -> 
     assert all((out / s["file"]).is_file() for s in info["samples"])
     with zipfile.ZipFile(BytesIO(zip_folder(out, "layered"))) as z:
         assert sorted(z.namelist()) == sorted(f"layered/{p.name}" for p in out.iterdir())
+
+
+def test_hydrogen_plays_each_piece_on_its_general_midi_note(full_kit: Kit, layered: tuple[Kit, Path],
+                                                            tmp_path: Path) -> None:
+    """Hydrogen plays MIDI note n on its instrument n - 36: the instrument there is the piece on that GM note
+    (the snare on 38, the hats on 42 and 46, crash and ride on 49 and 51), an empty one where no piece is."""
+    ns = "{http://www.hydrogen-music.org/drumkit}"
+    write_kit(full_kit, tmp_path / "h", fmt="wav16")
+    for kit, folder in ((full_kit, tmp_path / "h"), layered):
+        instruments = list(ET.parse(folder / "drumkit.xml").getroot().iter(f"{ns}instrument"))
+        notes = {PIECES[p].note: p for p in kit.pieces}
+        assert len(instruments) == max(notes) - 35
+        for i, inst in enumerate(instruments):
+            note = 36 + i
+            assert inst.findtext(f"{ns}id") == str(i) and inst.findtext(f"{ns}midiOutNote") == str(note)
+            files = [e.text for e in inst.iter(f"{ns}filename")]
+            if note in notes:
+                assert inst.findtext(f"{ns}name") == PIECES[notes[note]].label
+                assert files and all(read_metadata(folder / str(f))["piece"] == notes[note] for f in files)
+            else:
+                assert files == [] and inst.findtext(f"{ns}name") == GM_NAMES[note]
+
+
+def test_each_preset_plays_a_velocity_at_its_own_curve_once(layered: tuple[Kit, Path]) -> None:
+    """A layer's file carries its gain (-12, -6, 0 dB); each preset divides it out, so a velocity sounds at the
+    level the sampler's own curve gives it (SFZ (v/127)^2, Decent Sampler and Hydrogen v/127) and not quieter
+    twice over (a 6-dB jump at each layer's edge)."""
+    kit, folder = layered
+    gain = {s.file: 10 ** (s.gain_db / 20) for s in kit.samples}
+    assert sorted(set(gain.values()))[0] == pytest.approx(10 ** (-12 / 20))
+    for line in (folder / "kit.sfz").read_text().splitlines():
+        if line.startswith("<region>"):
+            get = dict(re.findall(r"(\w+)=(\S+)", line))
+            points = {int(k.rsplit("_", 1)[1]): float(v) for k, v in get.items() if k.startswith("amp_velcurve_")}
+            if gain[get["sample"]] == 1.0:
+                assert points == {}  # the sampler's own curve
+                continue
+            assert min(points) == int(get["lovel"]) and max(points) == int(get["hivel"])
+            for v, value in points.items():
+                assert value * gain[get["sample"]] == pytest.approx((v / 127) ** 2, abs=1e-4)
+    root = ET.parse(folder / "kit.dspreset").getroot()
+    assert root.find("groups").get("release") == "60" and root.find("groups").get("releaseCurve") == "0"
+    for el in root.iter("sample"):
+        db = float((el.get("volume") or "0dB").removesuffix("dB"))
+        assert 10 ** (db / 20) * gain[el.get("path", "")] == pytest.approx(1.0, rel=1e-3)
+    ns = "{http://www.hydrogen-music.org/drumkit}"
+    for layer in ET.parse(folder / "drumkit.xml").getroot().iter(f"{ns}layer"):
+        assert float(layer.findtext(f"{ns}gain") or 0) * gain[layer.findtext(f"{ns}filename") or ""] == \
+            pytest.approx(1.0, rel=1e-4)
 
 
 def test_velocity_layers_are_quieter_and_round_robins_differ(layered: tuple[Kit, Path]) -> None:

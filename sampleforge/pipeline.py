@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sampleforge.audio.finish import finish
+from sampleforge.audio.finish import finish, ring_at_end
 from sampleforge.audio.griffinlim import GriffinLim
 from sampleforge.audio.mel import MelSpectrogram
 from sampleforge.backends.base import (
@@ -146,11 +146,35 @@ class Rendered(NamedTuple):
         """Each clip of the batch alone (a batch of one)."""
         return [Rendered(*(x[k:k + 1] for x in self)) for k in range(self.audio.shape[0])]
 
-    def generation(self, prompts: list[str], seeds: list[int], params: GenerationParams,
-                   warnings: list[str], cfg_scales: Sequence[float] | None = None) -> Generation:
+    def generation(self, prompts: list[str], seeds: list[int], params: GenerationParams, warnings: list[str],
+                   sample_rate: int, cfg_scales: Sequence[float] | None = None) -> Generation:
+        """The ``Generation`` of these clips, with a warning for the prompts whose clips ring past their end."""
+        assert params.duration is not None
         mixed = list(cfg_scales) if cfg_scales is not None and len(set(cfg_scales)) > 1 else None
+        warnings = warnings + ringing_warnings(self.raw, prompts, params.duration, sample_rate)
         return Generation(audio=self.audio, prompts=prompts, seeds=seeds, params=params, warnings=warnings,
                           latents=self.latents, mels=self.mels, raw=self.raw, cfg_scales=mixed)
+
+
+RINGS_DB = -45.0  # a tail this loud (RMS re the clip's peak) where the clip ends is heard as cut short
+
+
+def ringing_warnings(raw: Tensor, prompts: Sequence[str], duration: float, sample_rate: int) -> list[str]:
+    """A warning for each prompt whose clips (``raw``: (B, samples), before finishing) still sound at
+    ``RINGS_DB`` or louder where they end: their tail is faded out over the clip's last 0.3 s, and a longer
+    duration would keep it (a crash or ride rings longer than a 2-s clip)."""
+    if raw.numel() == 0:
+        return []
+    levels = np.atleast_1d(ring_at_end(raw.detach().cpu().float().numpy(), sample_rate))
+    out = []
+    for prompt in dict.fromkeys(prompts):
+        of = [float(levels[i]) for i, x in enumerate(prompts) if x == prompt]
+        loud = [level for level in of if level >= RINGS_DB]
+        if loud:
+            some = f"{len(loud)} of {len(of)} clips, " if len(of) > 1 else ""
+            out.append(f"{prompt!r} still rings where its {duration:g}-s clip ends ({some}{max(loud):.0f} dB re its "
+                       "peak): faded out over the last 0.3 s; a longer duration (the duration setting) keeps its tail")
+    return out
 
 
 class Generator(RunMixin):
@@ -607,12 +631,12 @@ class Generator(RunMixin):
         if (p.candidates or 1) > 1:
             r, kept, said = self.judged(p, batch, seeds, noise, cond, uncond, scales, vocoder=vocoder,
                                         callback=callback, normalize=normalize)
-            g = r.generation(batch, seeds, p, warnings + said, scales)
+            g = r.generation(batch, seeds, p, warnings + said, self.sample_rate, scales)
             g.candidates = kept
             return g
         r = self.render(p, cond, uncond, noise, seeds, vocoder=vocoder, callback=callback, normalize=normalize,
                         cfg_scales=scales)
-        return r.generation(batch, seeds, p, warnings, scales)
+        return r.generation(batch, seeds, p, warnings, self.sample_rate, scales)
 
     def judges(self) -> tuple[Any, ...]:
         """The drum judges that keep candidates, loaded once: ``weights/classifier-v2`` and ``classifier-v1``,
@@ -782,7 +806,7 @@ class Generator(RunMixin):
         cond, uncond = self.condition([p.prompt] * n, p.knobs())
         r = self.render(p, cond, uncond, self.start_noise(seeds, init.shape[1:]), seeds, vocoder=vocoder,
                         callback=callback, init=init, strength=p.strength)
-        return r.generation([p.prompt] * n, seeds, p, warnings)
+        return r.generation([p.prompt] * n, seeds, p, warnings, self.sample_rate)
 
     def morph_plan(self, a: MorphEnd, b: MorphEnd, params: GenerationParams | None = None,
                    **settings: Any) -> tuple[GenerationParams, int, int, tuple[float, float]]:
@@ -845,4 +869,4 @@ class Generator(RunMixin):
         r = self.render(p, cond, uncond[:1].expand(count, -1), noise, seeds, vocoder=vocoder, callback=callback,
                         init=init, strength=p.strength if init is not None else 1.0, cfg_scales=scales)
         prompts = [a.prompt if k < count / 2 else b.prompt for k in range(count)]
-        return r.generation(prompts, seeds, p, warnings, scales)
+        return r.generation(prompts, seeds, p, warnings, self.sample_rate, scales)

@@ -135,8 +135,9 @@ def natural_fade(
     is never cut). From there a raised-cosine fade runs for as long as the sound took to fall from
     ``floor_db + 20`` to ``floor_db`` (so a ringing cymbal fades over hundreds of ms, a closed hat over a
     few), clamped to [``min_fade_ms``, ``max_fade_ms``]; everything after it is silence. A sound still
-    above ``floor_db`` at the end of the buffer gets a ``min_fade_ms`` fade in its last samples only.
-    (T,) or (B, T) -> same shape.
+    above ``floor_db`` at the end of the buffer (a crash longer than the clip) fades out over its last
+    ``max_fade_ms`` (at most half the clip): a cut in a ringing tail would click, and a few ms would sound cut
+    (``ring_at_end`` tells how loud it still was). (T,) or (B, T) -> same shape.
     """
     x = _rows(wav)
     t = x.shape[-1]
@@ -147,8 +148,8 @@ def natural_fade(
         e = int(end_floor[i])
         if e == 0:
             continue  # silence
-        if e >= t:  # still sounding at the end of the buffer: only de-click the last samples
-            n = min(lo, t // 2)
+        if e >= t:  # still sounding at the end of the buffer: fade its last samples out
+            n = min(hi, t // 2)
             if n > 0:
                 x[i, t - n :] *= (0.5 + 0.5 * np.cos(np.pi * np.arange(1, n + 1) / n)).astype(np.float32)
             continue
@@ -158,6 +159,18 @@ def natural_fade(
         if n > 0:
             x[i, e : e + n] *= (0.5 + 0.5 * np.cos(np.pi * np.arange(n) / n)).astype(np.float32)
     return x[0] if np.ndim(wav) == 1 else x
+
+
+def ring_at_end(wav: np.ndarray, sample_rate: int = SAMPLE_RATE, window_ms: float = 50.0) -> np.ndarray:
+    """Each row's level over its last ``window_ms`` (RMS, dB re the row's peak; -inf for silence): how loud a
+    sound still is where its buffer ends. (T,) -> () ; (B, T) -> (B,)."""
+    x = _rows(np.asarray(wav, np.float32))
+    n = max(1, min(x.shape[-1], int(round(window_ms * sample_rate / 1000))))
+    peak = np.abs(x).max(axis=-1)
+    rms = np.sqrt(np.mean(np.square(x[:, -n:], dtype=np.float64), axis=-1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        level = np.where(peak > 0, 20 * np.log10(np.maximum(rms, 1e-30) / np.where(peak > 0, peak, 1)), -np.inf)
+    return level[0] if np.ndim(wav) == 1 else level
 
 
 def sound_length(wav: np.ndarray, sample_rate: int = SAMPLE_RATE, min_ms: float = 20.0) -> int:

@@ -30,7 +30,7 @@ from sampleforge.kit.pieces import (
     velocity_words,
 )
 from sampleforge.params import MAX_SEED, SPECS, GenerationParams
-from sampleforge.pipeline import Callback, Generator, candidate_seed
+from sampleforge.pipeline import Callback, Generator, candidate_seed, ringing_warnings
 from sampleforge.taxonomy import CATEGORY_WORDS
 from sampleforge.text.keywords import tokenize
 from sampleforge.timbre import conditioned_knobs
@@ -186,12 +186,14 @@ def build_kit(
         pads = [names.index(s.piece) * p.round_robins + s.rr for s in samples]
         picked, kept, said = gen.judged(p, prompts, seeds, torch.stack(noises), cond, uncond, scales,
                                         vocoder=vocoder, callback=callback, groups=pads, noises=candidate_noises)
-        wav, warnings = picked.audio, warnings + said
+        rendered, warnings = picked, warnings + said
         for sample, j in zip(samples, kept, strict=True):
             sample.candidate = j
     else:
-        wav = gen.render(p, cond, uncond, torch.stack(noises), seeds, vocoder=vocoder, callback=callback,
-                         cfg_scales=scales).audio
+        rendered = gen.render(p, cond, uncond, torch.stack(noises), seeds, vocoder=vocoder, callback=callback,
+                              cfg_scales=scales)
+    wav = rendered.audio
+    warnings += ringing_warnings(rendered.raw, [s.piece for s in samples], p.duration, gen.sample_rate)
     length = parse_length(p.length)
     for sample, clip, scale in zip(samples, wav.numpy(), scales, strict=True):
         sample.cfg_scale = scale

@@ -12,7 +12,9 @@ from sampleforge.audio.finish import (
     fade_out,
     finish,
     fix_length,
+    natural_fade,
     normalize_lufs,
+    ring_at_end,
     remove_dc,
     tail_end,
     trim_silence,
@@ -141,3 +143,21 @@ def test_a_clip_shorter_than_the_preroll_is_finished_not_refused():
     for n in (40, 50, 65, 66, 67):  # between the onset window and the pre-roll too
         noise = np.random.default_rng(n).standard_normal(n).astype(np.float32)
         assert finish(noise, SR, normalize="peak", length=4096).shape == (4096,)
+
+
+def test_a_sound_still_ringing_at_the_end_fades_out_over_its_last_300_ms() -> None:
+    """A crash longer than its clip: its tail is faded over the last 0.3 s (a 2-ms fade sounded cut), and
+    ``ring_at_end`` says how loud it still was."""
+    sr = 44100
+    t = np.arange(2 * sr) / sr
+    ring = (np.sin(2 * np.pi * 440 * t) * np.exp(-t / 0.5)).astype(np.float32)  # about -35 dB at 2 s
+    assert -40 < float(ring_at_end(ring, sr)) < -30
+    out = natural_fade(ring.copy(), sr)
+    untouched = slice(0, int(1.69 * sr))
+    np.testing.assert_array_equal(out[untouched], ring[untouched])
+    level = [float(np.abs(out[int(s * sr) - 441:int(s * sr)]).max() / np.abs(ring[int(s * sr) - 441:int(s * sr)]).max())
+             for s in (1.8, 1.9, 1.99)]
+    assert level[0] > level[1] > level[2] and level[0] > 0.5 and level[2] < 0.05
+    assert abs(out[-1]) < 1e-6
+    assert float(ring_at_end(np.zeros(100, np.float32), sr)) == -np.inf
+    assert ring_at_end(np.stack([ring, ring * 0]), sr).shape == (2,)

@@ -265,6 +265,7 @@ def test_vary_does_not_write_over_other_variations(debug_model: Path, snare_file
     other = tmp_path / "elsewhere" / snare_file.name
     assert main(["generate", "kick", "--model", str(debug_model), "--steps", "1", "--seed", "9", "--output",
                  str(other), "--quiet"]) == 0
+    capsys.readouterr()  # its own warnings
     rc, _, err = _run(capsys, "vary", str(other), *base)
     assert rc == 2 and len(err.strip().splitlines()) == 1, err
     assert f"--out-dir: {first[0]} exists and is not a variation of this my_snare.wav" in err

@@ -12,7 +12,8 @@ leaves a half-written file. Metadata is an arbitrary ``dict[str, str]``:
   long INFO strings). ``ICMT`` holds the whole dict as a JSON object (the round-trip carrier); ``INAM``
   holds ``metadata["prompt"]`` (or ``"title"``) so players show it; ``ISFT`` is ``"sampleforge"``.
   16-bit PCM is TPDF-dithered (±1 LSB triangular noise before rounding, drawn from a generator seeded by
-  the audio itself: reproducible bytes, no truncation distortion on quiet tails); 24-bit is rounded.
+  the audio itself: reproducible bytes, no truncation distortion on quiet tails; exact zeros stay zero);
+  24-bit is rounded.
 - FLAC: 24-bit, the same JSON in the Vorbis ``COMMENT`` field, ``TITLE`` = prompt.
 
 ``read_metadata`` returns the JSON dict when the comment holds one; for files written by other tools it
@@ -243,12 +244,14 @@ def _info_sub(cid: bytes, text: str) -> bytes:
 def tpdf_dither(data: np.ndarray, bits: int) -> np.ndarray:
     """Float frames in [-1, 1] -> integer codes of ``bits``-bit PCM with TPDF dither (the sum of two uniform
     ±0.5 LSB draws) before rounding. The noise generator is seeded by the audio's bytes, so the same audio
-    gives the same codes. Any shape -> same shape, int32."""
+    gives the same codes. Samples that are exactly 0.0 stay code 0: digital silence (a lead-in, a padded tail)
+    stays silent, as in 24-bit, for tools that trim it and kits that stack layers. Any shape -> same shape,
+    int32."""
     scale = float(2 ** (bits - 1))
     seed = zlib.crc32(np.ascontiguousarray(data, dtype=np.float32).tobytes())
     rng = np.random.default_rng(seed)
     noise = rng.random(data.shape) - rng.random(data.shape)  # triangular on (-1, 1) LSB
-    codes = np.round(np.clip(data, -1.0, 1.0) * scale + noise)
+    codes = np.where(data == 0.0, 0.0, np.round(np.clip(data, -1.0, 1.0) * scale + noise))
     return np.clip(codes, -scale, scale - 1).astype(np.int32)
 
 

@@ -58,6 +58,19 @@ def test_dither_is_reproducible_and_24_bit_is_not_dithered(tmp_path) -> None:
     assert not np.any(sf.read(str(p), dtype="int32")[0])  # rounded: no noise added
 
 
+def test_16_bit_keeps_digital_silence_silent(tmp_path) -> None:
+    """Exact zeros (a lead-in, a padded tail) stay code 0, as in wav24 and flac; everything else is dithered."""
+    lsb = 1 / 32768
+    quiet = tone(amp=0.4 * lsb, seconds=0.2, hz=441.0) + np.float32(0.1 * lsb)  # no exact zero inside
+    x = np.concatenate([np.zeros(2000, np.float32), quiet, np.full(3000, -0.0, np.float32)])
+    p = write_audio(tmp_path / "padded.wav", x, SR, format="wav16")
+    codes, _ = sf.read(str(p), dtype="int16")
+    assert not np.any(codes[:2000]) and not np.any(codes[-3000:])
+    assert np.count_nonzero(codes[2000:-3000]) > 0.3 * quiet.size  # still dithered where there is sound
+    np.testing.assert_array_equal(tpdf_dither(x, 16), tpdf_dither(x, 16))
+    assert write_audio(tmp_path / "again.wav", x, SR, format="wav16").read_bytes() == p.read_bytes()
+
+
 def test_pcm_clips_hot_samples_and_bad_format_is_named(tmp_path) -> None:
     p = write_audio(tmp_path / "hot.wav", np.array([1.5, -1.5, 0.0], np.float32), SR, format="wav16")
     codes = sf.read(str(p), dtype="int16")[0]

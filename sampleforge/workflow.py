@@ -77,14 +77,20 @@ def _tell(warn: Warn, lines: Sequence[str]) -> None:
         warn(line)
 
 
+def input_sha256(path: PathLike) -> str:
+    """The SHA-256 (first 16 hex digits) of an input file's bytes: what a variation records as ``input_sha256``
+    (and a morph after its input's name), so that the file it came from can be told apart from another of the
+    same name."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def load_input(path: PathLike, sample_rate: int) -> tuple[np.ndarray, str]:
-    """An input clip (T,) at ``sample_rate`` and the SHA-256 (first 16 hex digits) of its file; AudioReadError
-    names the file."""
+    """An input clip (T,) at ``sample_rate`` and its file's ``input_sha256``; AudioReadError names the file."""
     p = Path(path)
     wav = read_audio(p, sample_rate)
     if float(np.abs(wav).max()) < 1e-4:
         raise AudioReadError(f"{p}: silent (peak below -80 dBFS): nothing to vary")
-    return wav, hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+    return wav, input_sha256(p)
 
 
 def write_clips(result: Generation, names: Sequence[Path], gen: Generator, meta: Sequence[dict[str, str]]) -> list[Path]:

@@ -2,7 +2,10 @@
 
 A workflow job's ``request`` is ``{"operation": "vary" | "morph" | "pad" | "kit", "settings": {GenerationParams
 fields}, ...}`` with every seed fixed when it was accepted, so a job interrupted by a restart runs again with
-the same seeds and gives the same files. Its uploaded clips wait in its folder (``input_<field>.wav``).
+the same seeds and gives the same files. Its uploaded clips wait in its folder (``input_<field>.wav``); the
+request keeps the SHA-256 of each clip's uploaded bytes (``input_sha256``: {field: digest}). A kit's request
+holds its name as given (``kit_name``, shown by its presets) and, file-name safe, the name of its folder
+(``name``).
 
 Results: one entry per audio file, ``<k>.wav`` (or ``.flac``) with its provenance inside (a kit's samples are
 ``kit/<name>/<sample>.wav`` beside its SFZ, Decent Sampler preset, Hydrogen kit, GM map and kit.json), plus
@@ -52,12 +55,27 @@ def _input(files: ResultFiles, job: Job, field_name: str, sample_rate: int) -> n
     return read_audio(files.input_path(job.id, field_name), sample_rate)
 
 
+def _upload(job: Job, files: ResultFiles, field_name: str) -> tuple[str, str | None]:
+    """An uploaded clip as a file's provenance names its input: the name it is stored under (a request carries no
+    file name) and the ``input_sha256`` of the uploaded bytes (None for a job stored without it)."""
+    assert job.request is not None
+    return files.input_path(job.id, field_name).name, job.request.get("input_sha256", {}).get(field_name)
+
+
+def _morph_input(job: Job, files: ResultFiles, field_name: str) -> str:
+    """A morph end's clip as a morph's files name it: ``<name>@<input_sha256>``."""
+    name, digest = _upload(job, files, field_name)
+    return f"{name}@{digest}" if digest else name
+
+
 def _vary(job: Job, gen: Any, files: ResultFiles, callback: Callback) -> Rendered:
     from sampleforge.api import provenance
 
     result = gen.vary(_input(files, job, "audio", gen.sample_rate), settings(job), callback=callback)
     r, ext = result.params, FORMATS[result.params.format][0]
-    clips = [(_finished(gen, r, wav), provenance(gen, r, seed=seed, operation="vary", strength=r.strength),
+    name, digest = _upload(job, files, "audio")
+    clips = [(_finished(gen, r, wav), provenance(gen, r, seed=seed, operation="vary", strength=r.strength,
+                                                 input=name, input_sha256=digest),
               {"seed": seed, "name": f"variation_{seed}.{ext}"})
              for wav, seed in zip(result.audio.numpy(), result.seeds, strict=True)]
     return Rendered(clips, result.warnings, r)
@@ -75,10 +93,13 @@ def _morph(job: Job, gen: Any, files: ResultFiles, callback: Callback) -> Render
     result = gen.morph(ends[0], ends[1], settings(job), callback=callback)
     r, n = result.params, len(result.seeds)
     sa, sb, ext = result.seeds[0], result.seeds[-1], FORMATS[result.params.format][0]
+    inputs = [_morph_input(job, files, f"{end}_audio") for end in ("from", "to")] if req["clips"] else []
     clips = [(_finished(gen, r, wav),
               provenance(gen, r, (ends[0].prompt, ends[1].prompt), operation="morph",
                          prompt=f"{ends[0].prompt} -> {ends[1].prompt}",
-                         seed=f"{sa} -> {sb}", t=f"{k / (n - 1):.4f}",
+                         seed=f"{sa} -> {sb}", t=f"{k / (n - 1):.4f}", prompt_a=ends[0].prompt,
+                         prompt_b=ends[1].prompt,
+                         **({"input_a": inputs[0], "input_b": inputs[1], "strength": r.strength} if inputs else {}),
                          **({} if result.cfg_scales is None else {"cfg_scale": result.cfg_scales[k]})),
               {"t": k / (n - 1), "name": f"morph_{k + 1}of{n}.{ext}"})
              for k, wav in enumerate(result.audio.numpy())]
@@ -107,7 +128,8 @@ def _kit(job: Job, gen: Any, files: ResultFiles, callback: Callback) -> Rendered
     req = job.request
     assert req is not None
     p = settings(job)
-    kit = build_kit(gen, p, pad_seeds=req["pad_seeds"] or None, name=req["name"], callback=callback)
+    kit = build_kit(gen, p, pad_seeds=req["pad_seeds"] or None, name=req.get("kit_name") or req["name"],
+                    callback=callback)
     return Rendered([], kit.warnings, p, kit=kit)
 
 
@@ -142,11 +164,14 @@ def write(job: Job, out: Rendered, files: ResultFiles, sample_rate: int) -> list
 
 
 def _write_kit(job: Job, out: Rendered, files: ResultFiles) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
-    """The kit's folder under ``kit/<name>/``: its samples are the results, the folder is the pack."""
+    """The kit's folder under ``kit/<name>/`` (the request's file-name-safe ``name``, not the kit's own, which is
+    any text): its samples are the results, the folder is the pack."""
+    from sampleforge.kit.build import slug
     from sampleforge.kit.writers import write_kit
 
-    kit = out.kit
-    folder = files.result_path(job.id, f"kit/{kit.name}")
+    assert job.request is not None
+    kit, name = out.kit, slug(job.request["name"])
+    folder = files.result_path(job.id, f"kit/{name}")
     try:
         written = write_kit(kit, folder, out.params.format, overwrite=True)
     except (OSError, SampleforgeError) as exc:
@@ -156,5 +181,5 @@ def _write_kit(job: Job, out: Rendered, files: ResultFiles) -> tuple[list[dict[s
                 "layer": s.layer, "round_robin": s.rr, "seed": s.seed, "prompt": s.prompt,
                 "samples": int(s.audio.shape[-1]), "sample_rate": kit.sample_rate}
                for k, (s, path) in enumerate(zip(kit.samples, written, strict=False))]
-    pack = [(p, f"{kit.name}/{p.name}") for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")]
+    pack = [(p, f"{name}/{p.name}") for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")]
     return results, pack

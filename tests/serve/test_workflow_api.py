@@ -145,6 +145,36 @@ def test_morph_endpoints_equal_the_sources(make_client, generator, wait_job, tmp
     assert r.status_code == 422 and "to_audio" in r.text
 
 
+def _upload_sha256(b64: str, tmp_path: Path) -> str:
+    """What `sampleforge vary` records as ``input_sha256`` for a file of these (base64) bytes."""
+    from sampleforge.workflow import load_input
+
+    path = tmp_path / "upload.wav"
+    path.write_bytes(base64.b64decode(b64))
+    return load_input(path, 44100)[1]
+
+
+def test_vary_and_morph_files_carry_the_provenance_the_cli_writes(make_client, generator, wait_job,
+                                                                   tmp_path: Path) -> None:
+    """A variation names its input and the SHA-256 of the uploaded bytes; a morph its ends' prompts (and, for
+    clips, its inputs and strength), as the files of `sampleforge vary` and `sampleforge morph` do."""
+    client = make_client()
+    snare, kick = clip_b64(generator), clip_b64(generator, "kick", 1)
+    vary = run(client, "/v1/vary", {"audio": snare, "strength": 0.3, "count": 1, "seed": 2, **FAST}, wait_job)
+    _, meta, _ = audio_of(client, vary["results"][0], tmp_path / "vary")
+    assert meta["input"] == "input_audio.wav" and meta["input_sha256"] == _upload_sha256(snare, tmp_path)
+    morph = run(client, "/v1/morph", {"from_prompt": "kick", "to_prompt": "snare", "morph_steps": 2, **FAST},
+                wait_job)
+    _, meta, _ = audio_of(client, morph["results"][1], tmp_path / "morph")
+    assert (meta["prompt_a"], meta["prompt_b"]) == ("kick", "snare") and "input_a" not in meta
+    clips = run(client, "/v1/morph", {"from_audio": snare, "to_audio": kick, "from_prompt": "tight", "strength": 0.5,
+                                      "morph_steps": 2, **FAST}, wait_job)
+    _, meta, _ = audio_of(client, clips["results"][0], tmp_path / "clips")
+    assert (meta["prompt_a"], meta["prompt_b"], meta["strength"]) == ("tight", "", "0.5")
+    assert meta["input_a"] == f"input_from_audio.wav@{_upload_sha256(snare, tmp_path)}"
+    assert meta["input_b"] == f"input_to_audio.wav@{_upload_sha256(kick, tmp_path)}"
+
+
 @pytest.mark.parametrize("ends", [{"from_audio": "", "to_audio": ""}, {"from_audio": "", "to_audio": None}])
 def test_morph_with_empty_clips_is_a_422_not_a_prompt_morph(make_client, ends: dict) -> None:
     r = make_client(start=False).post("/v1/morph", json={**ends, **FAST})
@@ -209,6 +239,56 @@ def test_pads_and_the_kit_zip_hold_the_same_sounds(make_client, wait_job, tmp_pa
         assert abs(len(pad_wav) - len(kit_wav)) <= 1 and np.abs(pad_wav[:n] - kit_wav[:n]).max() < 1e-3
         in_kit = next(r for r in kit["results"] if r["piece"] == piece)
         assert client.get(in_kit["url"]).content == (tmp_path / "dusty_808" / f"{piece}.wav").read_bytes()
+
+
+def _kit_names(files: dict[str, bytes]) -> dict[str, str]:
+    """The kit name each preset of a kit folder ({file name: bytes}) says."""
+    import xml.etree.ElementTree as ET
+
+    hydrogen = ET.fromstring(files["drumkit.xml"])
+    label = ET.fromstring(files["kit.dspreset"]).find("ui/tab/label")
+    assert label is not None
+    return {"kit.json": json.loads(files["kit.json"])["name"],
+            "drumkit.xml": hydrogen.findtext("{http://www.hydrogen-music.org/drumkit}name") or "",
+            "kit.dspreset": label.get("text", "").split(" (", 1)[0],
+            "kit.sfz": files["kit.sfz"].decode().splitlines()[0].removeprefix("// ").split(": prompt", 1)[0]}
+
+
+def test_a_kit_keeps_its_name_and_only_its_folder_is_file_name_safe(make_client, generator, wait_job,
+                                                                    tmp_path: Path) -> None:
+    """As `sampleforge kit --name "Dusty Kit"` and make_kit(name="Dusty Kit"): every preset, kit.json and each
+    sample say "Dusty Kit"; the job's kit folder, the zip's root folder and its download name are dusty_kit."""
+    from sampleforge.workflow import make_kit
+
+    client = make_client()
+    body = {"name": "Dusty Kit", "prompt": "dusty 808", "pieces": ["kick"], "seed": 5, "format": "wav16", **FAST}
+    job = run(client, "/v1/kit", body, wait_job)
+    r = client.get(job["urls"]["pack"])
+    assert 'filename="dusty_kit.zip"' in r.headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+        assert {n.split("/", 1)[0] for n in z.namelist()} == {"dusty_kit"}
+        files = {n.split("/", 1)[1]: z.read(n) for n in z.namelist()}
+    assert _kit_names(files) == dict.fromkeys(("kit.json", "drumkit.xml", "kit.dspreset", "kit.sfz"), "Dusty Kit")
+    _, meta, _ = audio_of(client, job["results"][0], tmp_path)
+    assert meta["kit"] == "Dusty Kit"
+    stored = tmp_path / "storage" / "results" / job["job_id"] / "kit"
+    assert [p.name for p in stored.iterdir()] == ["dusty_kit"]
+    cli = make_kit(tmp_path / "cli", generator=generator, name="Dusty Kit", prompt="dusty 808", pieces="kick", seed=5,
+                   format="wav16", steps=2, warn=lambda line: None)
+    assert _kit_names({n: (cli / n).read_bytes() for n in files if not n.endswith(".wav")}) == _kit_names(files)
+
+
+def test_a_kit_name_never_makes_a_path_outside_the_job(make_client, wait_job, tmp_path: Path) -> None:
+    client = make_client()
+    job = run(client, "/v1/kit", {"name": "../../Escape/..", "pieces": ["kick"], "seed": 5, **FAST}, wait_job)
+    folder = tmp_path / "storage" / "results" / job["job_id"]
+    assert [p.name for p in (folder / "kit").iterdir()] == ["escape"]
+    assert [p for p in tmp_path.rglob("*") if "scape" in p.name.lower()] == [folder / "kit" / "escape"]
+    with zipfile.ZipFile(io.BytesIO(client.get(job["urls"]["pack"]).content)) as z:
+        assert {n.split("/", 1)[0] for n in z.namelist()} == {"escape"}
+        assert json.loads(z.read("escape/kit.json"))["name"] == "../../Escape/.."
+    r = client.post("/v1/kit", json={"name": "Dusty\nKit", "pieces": ["kick"], **FAST})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "name"], r.text
 
 
 def test_kits_and_pads_take_candidates(make_client, wait_job, generator, monkeypatch, tmp_path: Path) -> None:

@@ -128,8 +128,10 @@ else:
         (*KIT, "seed", "pieces", "round_robins", "velocity_layers"), {"format": "wav24", "length": "auto"},
         base=_Params, helps=KIT_HELP,
         pad_seeds=(dict[str, StrictInt], Field(default_factory=dict, description="{piece: seed} from the pads you kept")),
-        name=(str | None, Field(None, max_length=60, description="the kit's name (made file-name safe); default: "
-                                                                  "from the prompt")))
+        name=(str | None, Field(None, max_length=60, description="the kit's name, shown by its presets; its folder "
+                                                                  "and zip are named by it made file-name safe "
+                                                                  "('Dusty Kit': dusty_kit); default: from the "
+                                                                  "prompt")))
 
 
 def _invalid(field: str, msg: str, kind: str = "value_error") -> RequestValidationError:
@@ -172,8 +174,11 @@ def _limits(request: Request, p: GenerationParams, clips: int, prompts: dict[str
             raise _invalid(field, said["prompt"], "string_too_long")
 
 
-def _decode(field: str, data: str, sample_rate: int) -> np.ndarray:
-    """A base64 clip -> (T,) float32 at ``sample_rate``; 422 naming ``field`` when it is not audio."""
+def _decode(field: str, data: str, sample_rate: int) -> tuple[np.ndarray, str]:
+    """A base64 clip -> (T,) float32 at ``sample_rate`` and the ``input_sha256`` of its bytes (as ``sampleforge
+    vary`` records a file's); 422 naming ``field`` when it is not audio."""
+    from sampleforge.workflow import input_sha256
+
     try:
         raw = base64.b64decode(data.split(",", 1)[-1], validate=True)  # a data: URL prefix is allowed
     except (binascii.Error, ValueError):
@@ -187,9 +192,10 @@ def _decode(field: str, data: str, sample_rate: int) -> np.ndarray:
         except AudioReadError as exc:  # its message names the temporary file, maybe more than once: not the client's
             why = str(exc).split(": ", 1)[-1].replace(f"'{path}'", "the clip").replace(str(path), "the clip")
             raise _invalid(field, f"not readable audio ({why})") from None
+        digest = input_sha256(path)
     if float(np.abs(wav).max()) < 1e-4:
         raise _invalid(field, "silent (peak below -80 dBFS)")
-    return wav
+    return wav, digest
 
 
 def _check_size(field: str, path: Path) -> None:
@@ -241,8 +247,8 @@ ACCEPTED: dict[int | str, dict[str, Any]] = {202: {"description": "queued: follo
 def vary(req: VaryRequest, request: Request) -> JSONResponse:
     p = req.params(VARY).with_seed()
     _limits(request, p, p.count, {"prompt": p.prompt})
-    wav = _decode("audio", req.audio, _generator(request, p.model).generator.sample_rate)
-    return _queue(request, "vary", p, p.prompt, {"audio": wav})
+    wav, digest = _decode("audio", req.audio, _generator(request, p.model).generator.sample_rate)
+    return _queue(request, "vary", p, p.prompt, {"audio": wav}, input_sha256={"audio": digest})
 
 
 @router.post("/v1/morph", status_code=202, responses=ACCEPTED,
@@ -256,11 +262,13 @@ def morph(req: MorphRequest, request: Request) -> JSONResponse:
     blank = blank_errors({"from_prompt": req.from_prompt, "to_prompt": req.to_prompt}) if req.from_audio is None else []
     if blank:  # each end is made from its prompt, as /v1/generate makes it (with clips a prompt only steers them)
         raise RequestValidationError(blank)
-    inputs = {"from_audio": _decode("from_audio", req.from_audio, rate),
-              "to_audio": _decode("to_audio", req.to_audio, rate)} if req.from_audio else None
+    clips = {"from_audio": _decode("from_audio", req.from_audio, rate),
+             "to_audio": _decode("to_audio", req.to_audio, rate)} if req.from_audio else {}
     a, b = morph_seeds(req.from_seed, req.to_seed, int(p.seed or 0))  # with_seed() set p.seed
-    return _queue(request, "morph", p, f"{req.from_prompt} -> {req.to_prompt}", inputs, from_prompt=req.from_prompt,
-                  to_prompt=req.to_prompt, from_seed=a, to_seed=b, clips=inputs is not None)
+    digests = {"input_sha256": {field: digest for field, (_, digest) in clips.items()}} if clips else {}
+    return _queue(request, "morph", p, f"{req.from_prompt} -> {req.to_prompt}",
+                  {field: wav for field, (wav, _) in clips.items()} or None, from_prompt=req.from_prompt,
+                  to_prompt=req.to_prompt, from_seed=a, to_seed=b, clips=bool(clips), **digests)
 
 
 @router.get("/v1/kit/pieces", summary="The pieces a kit can hold (GM notes) and the default set")
@@ -287,6 +295,7 @@ def kit_pad(req: PadRequest, request: Request) -> JSONResponse:
 def kit_zip(req: KitRequest, request: Request) -> JSONResponse:
     from sampleforge.kit.build import character, slug
     from sampleforge.kit.pieces import parse_pieces
+    from sampleforge.kit.writers import check_name
 
     p = req.params((*KIT, "seed", "pieces", "round_robins", "velocity_layers"), KIT_DEFAULTS).with_seed()
     names = parse_pieces(p.pieces)
@@ -296,5 +305,7 @@ def kit_zip(req: KitRequest, request: Request) -> JSONResponse:
             raise _invalid("pad_seeds", f"{piece!r} is not a piece of this kit ({', '.join(names)})")
         if not 0 <= value <= MAX_SEED:
             raise _invalid("pad_seeds", f"{piece}: a seed is 0 to {MAX_SEED}, got {value}", "range")
-    name = slug(req.name or character(p.prompt) or p.prompt)
-    return _queue(request, "kit", p, p.prompt, pad_seeds=req.pad_seeds, name=name)
+    if req.name:  # shown by the presets as given, so it is one line, as the command line's --name
+        _checked(check_name, req.name)
+    folder = slug(req.name or character(p.prompt) or p.prompt)  # the only part of the name that becomes a path
+    return _queue(request, "kit", p, p.prompt, pad_seeds=req.pad_seeds, name=folder, kit_name=req.name or None)

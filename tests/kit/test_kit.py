@@ -196,10 +196,53 @@ def test_velocity_layers_are_quieter_and_round_robins_differ(layered: tuple[Kit,
     kick = {(s.rr, s.layer): s for s in kit.samples if s.piece == "kick"}
     peaks = [float(np.abs(kick[(0, v)].audio).max()) for v in range(3)]
     np.testing.assert_allclose(peaks, [0.95 * 10 ** (-12 / 20), 0.95 * 10 ** (-6 / 20), 0.95], rtol=1e-3)
-    assert [kick[(0, v)].prompt for v in range(3)] == ["kick soft punchy", "kick medium punchy", "kick hard punchy"]
+    assert sorted(kick[(0, v)].prompt for v in range(3)) == ["kick hard punchy", "kick punchy", "kick soft punchy"]
     a, b = kick[(0, 2)].audio, kick[(1, 2)].audio
     n = min(len(a), len(b))
     assert not np.allclose(a[:n], b[:n], atol=1e-3)
+
+
+def test_harder_layers_are_brighter(layered: tuple[Kit, Path], gen: Generator,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each pad's renders go to its velocity layers darkest first (a drum hit harder sounds brighter); a render
+    keeps its own prompt and knobs, a layer its velocities and gain."""
+    import sampleforge.kit.build as build
+    from sampleforge.timbre import measure
+
+    kit, _ = layered
+    for piece in kit.pieces:
+        for rr in range(kit.round_robins):
+            layers = sorted((s for s in kit.samples if s.piece == piece and s.rr == rr), key=lambda s: s.layer)
+            bright = [measure(s.audio / 10 ** (s.gain_db / 20), kit.sample_rate)["brightness"] for s in layers]
+            assert all(b >= a * (1 - 1e-6) for a, b in zip(bright[:-1], bright[1:], strict=True))  # up to rounding
+            assert [s.gain_db for s in layers] == [-12.0, -6.0, 0.0]
+    monkeypatch.setattr(build, "order_layers", lambda samples, rate: None)
+    unordered = build_kit(gen, prompt="punchy kick", pieces="kick,snare,closed_hat", seed=2, round_robins=2,
+                          velocity_layers=3, steps=2)
+    render = {(s.piece, s.rr, s.prompt): (s.audio / 10 ** (s.gain_db / 20), s.knobs) for s in unordered.samples}
+    for s in kit.samples:
+        audio, knobs = render[(s.piece, s.rr, s.prompt)]
+        np.testing.assert_allclose(s.audio / 10 ** (s.gain_db / 20), audio, atol=1e-5)
+        assert s.knobs == knobs
+
+
+def test_order_layers_moves_renders_not_layers() -> None:
+    from sampleforge.kit.build import KitSample, order_layers
+
+    t = np.arange(4410) / 44100
+    tone = {f: (np.sin(2 * np.pi * f * t) * np.exp(-t / 0.02)).astype(np.float32) for f in (200, 2000, 8000)}
+    order = (2000, 8000, 200)  # as the words left them: soft mid, medium brightest, hard darkest
+    samples = [KitSample("snare", layer, 0, f"snare {f}", 7, velocity, gain, cfg_scale=float(layer),
+                         knobs={"brightness": f / 10000}, audio=tone[f])
+               for layer, (f, velocity, gain) in enumerate(zip(order, ((1, 42), (43, 85), (86, 127)),
+                                                                (-12.0, -6.0, 0.0), strict=True))]
+    order_layers(samples, 44100)
+    assert [s.prompt for s in samples] == ["snare 200", "snare 2000", "snare 8000"]
+    assert [s.knobs["brightness"] for s in samples] == [0.02, 0.2, 0.8]
+    assert [s.cfg_scale for s in samples] == [2.0, 0.0, 1.0]  # each render keeps its own
+    assert [s.velocity for s in samples] == [(1, 42), (43, 85), (86, 127)]
+    assert [s.gain_db for s in samples] == [-12.0, -6.0, 0.0]
+    assert all(s.audio is tone[int(s.prompt.split()[1])] for s in samples)
 
 
 def test_related_noise_and_reroll(gen: Generator, full_kit: Kit) -> None:

@@ -37,11 +37,24 @@ def check_finite(wav: np.ndarray, where: str = "audio") -> None:
 
 def remove_dc(wav: np.ndarray, sample_rate: int = SAMPLE_RATE, cutoff_hz: float = 10.0) -> np.ndarray:
     """First-order DC blocker (high-pass at ``cutoff_hz``, -0.3 dB at 40 Hz); starts from rest, so
-    leading silence stays silent. (T,) or (B, T) -> same shape."""
-    from scipy.signal import lfilter  # here: a command's parser imports this module for parse_length
+    leading silence stays silent. (T,) or (B, T) -> same shape.
 
+    The filter ``y[n] = x[n] - x[n-1] + r y[n-1]`` is run as the convolution of the differences with its impulse
+    response ``r**n`` (by FFT, in float64): equal to ``scipy.signal.lfilter`` up to rounding, without importing
+    scipy.signal (0.8 s, a quarter of a one-clip ``sampleforge generate``)."""
+    x = _rows(np.asarray(wav, np.float64))
+    t = x.shape[-1]
+    if t == 0:
+        return np.asarray(wav, np.float32).copy()
     r = 1.0 - 2.0 * np.pi * cutoff_hz / sample_rate
-    out = lfilter([1.0, -1.0], [1.0, -r], _rows(wav), axis=-1).astype(np.float32)
+    diff = np.diff(x, axis=-1, prepend=0.0)
+    n = 1 << (2 * t - 1).bit_length()  # a linear convolution: no wrap-around
+    response = np.fft.rfft(r ** np.arange(t), n)
+    out = np.fft.irfft(np.fft.rfft(diff, n, axis=-1) * response, n, axis=-1)[:, :t].astype(np.float32)
+    sounding = x != 0
+    first = np.where(sounding.any(axis=-1), np.argmax(sounding, axis=-1), t)
+    for row, start in zip(out, first, strict=True):
+        row[:start] = 0.0  # before the first sample that is not zero: exact silence, as from rest
     return out[0] if np.ndim(wav) == 1 else out
 
 

@@ -14,8 +14,8 @@ from sampleforge.audio.finish import (
     fix_length,
     natural_fade,
     normalize_lufs,
-    ring_at_end,
     remove_dc,
+    ring_at_end,
     tail_end,
     trim_silence,
 )
@@ -161,3 +161,18 @@ def test_a_sound_still_ringing_at_the_end_fades_out_over_its_last_300_ms() -> No
     assert abs(out[-1]) < 1e-6
     assert float(ring_at_end(np.zeros(100, np.float32), sr)) == -np.inf
     assert ring_at_end(np.stack([ring, ring * 0]), sr).shape == (2,)
+
+
+def test_remove_dc_is_the_first_order_filter() -> None:
+    """The FFT form equals the recursion y[n] = x[n] - x[n-1] + r y[n-1] from rest (scipy's lfilter)."""
+    from scipy.signal import lfilter
+
+    rng = np.random.default_rng(3)
+    x = np.concatenate([np.zeros((2, 300)), rng.standard_normal((2, 20000)) + 0.3], axis=1).astype(np.float32)
+    r = 1.0 - 2.0 * np.pi * 10.0 / SR
+    want = lfilter([1.0, -1.0], [1.0, -r], x, axis=-1)
+    got = remove_dc(x, SR)
+    np.testing.assert_allclose(got, want, atol=2e-6)
+    assert np.all(got[:, :300] == 0)  # leading silence stays digital silence
+    np.testing.assert_allclose(remove_dc(x[0], SR), want[0], atol=2e-6)
+    assert remove_dc(np.zeros(0, np.float32), SR).shape == (0,)

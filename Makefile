@@ -113,9 +113,9 @@ train-classifier: install data
 	  --config configs/drums-v2.json --out weights/classifier-v2 \
 	  $(if $(wildcard weights/classifier-v1/model.safetensors),--compare weights/classifier-v1,)
 
+## the default model's speed (benchmarks/speed.py: seconds a clip, real-time factor, peak RSS, the peer ratio measured
+## in turn); `make install` puts the peer's packages in the venv
 bench: install
-	$(BIN)/pip install -q "einops>=0.6"
-	$(BIN)/pip install -q --no-deps "audio-diffusion-pytorch==0.1.3" "a-unet==0.0.16"
 	$(BIN)/python -m benchmarks.speed
 
 clean:

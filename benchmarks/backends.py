@@ -10,8 +10,11 @@
    Stable Audio Open 1.0): time per forward on the CPU and the output's difference from fp32.
 3. ``--sao-small``: the DiT that ``backends.sat`` builds for Stable Audio Open Small (16 blocks, width 1024,
    8 heads, q/k LayerNorms, 64 latent channels, 256 frames + the prepended global token; 65 conditioning
-   tokens): one sampler step (a forward at cfg 1, batch 1) in fp32 and int8. Its 8 ping-pong steps cost 8 of
-   them.
+   tokens): one sampler step (a forward at cfg 1, batch 1) in fp32, int8 and bf16. Its 8 ping-pong steps cost 8
+   of them.
+fp32, int8 and bf16 are timed in turn (one forward each a round, the order reversed every other round; ``--repeats``
+rounds after a warm-up forward each), and each speed-up is the median of the rounds' ratios, by wall and by CPU
+time. Everything runs on ``--threads`` torch threads (default 1), set before any work.
 Speed does not depend on the weights; the differences are those of random weights (a trained model's may
 differ) and are reported as relative L2 error and peak-normalised correlation.
 """
@@ -19,13 +22,15 @@ differ) and are reported as relative L2 error and peak-normalised correlation.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from benchmarks import timing
 from sampleforge.backends.memory import in_chunks, measure_peak, quantize_int8
 from sampleforge.eval.metrics import peak_correlation
 
@@ -55,17 +60,23 @@ def bench_decode(seconds: float, channels: int, chunk_s: float) -> dict[str, Any
             "rel_l2": _rel(pieces, full), "correlation": peak_correlation(pieces, full)}
 
 
-def _time(fn: Any, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+def compare_in_turn(variants: dict[str, Callable[[], Any]], rounds: int, baseline: str = "fp32",
+                    clock: timing.Clock = timing.clock) -> dict[str, dict[str, Any]]:
+    """Each variant's median seconds (wall and CPU) over ``rounds`` rounds in turn (``timing.in_turn``) and, for
+    the others, their speed-up over ``baseline``: the median of the rounds' ratios (wall and CPU), with quartiles."""
+    times = timing.in_turn(variants, rounds, clock)
+    base = times[baseline]
+    out: dict[str, dict[str, Any]] = {}
+    for name, t in times.items():
+        row: dict[str, Any] = {"s": timing.median(t["wall"]), "cpu_s": timing.median(t["cpu"])}
+        if name != baseline:
+            wall, cpu = timing.ratio_summary(base["wall"], t["wall"]), timing.ratio_summary(base["cpu"], t["cpu"])
+            row.update(speedup=wall["median"], speedup_quartiles=wall["quartiles"], cpu_speedup=cpu["median"])
+        out[name] = row
+    return out
 
 
-def bench_dit(layers: int, length: int, repeats: int) -> dict[str, Any]:
+def bench_dit(layers: int, length: int, repeats: int, clock: timing.Clock = timing.clock) -> dict[str, Any]:
     from diffusers import StableAudioDiTModel
 
     torch.manual_seed(0)
@@ -83,29 +94,26 @@ def bench_dit(layers: int, length: int, repeats: int) -> dict[str, Any]:
             return model(x.to(dtype), t.to(dtype), encoder_hidden_states=enc.to(dtype),
                          global_hidden_states=glob.to(dtype), return_dict=False)[0].float()
 
-    ref = forward(dit)
-    fp32_s = _time(lambda: forward(dit), repeats)
-    q = quantize_int8(dit)
-    out_q = forward(q)
-    int8_s = _time(lambda: forward(q), repeats)
-    bf = dit.to(torch.bfloat16)
-    out_bf = forward(bf, torch.bfloat16)
-    bf16_s = _time(lambda: forward(bf, torch.bfloat16), repeats)
+    q = quantize_int8(dit)  # a quantised copy
+    bf = copy.deepcopy(dit).to(torch.bfloat16)
+    ref, out_q, out_bf = forward(dit), forward(q), forward(bf, torch.bfloat16)  # also the warm-ups
+    timed = compare_in_turn({"fp32": lambda: forward(dit), "int8": lambda: forward(q),
+                             "bf16": lambda: forward(bf, torch.bfloat16)}, repeats, clock=clock)
     params = sum(p.numel() for p in dit.parameters())
-    return {"layers": layers, "parameters": params, "latent_frames": length, "batch": 2,
-            "fp32_s": fp32_s, "int8": {"s": int8_s, "speedup": fp32_s / int8_s, "rel_l2": _rel(out_q, ref),
-                                       "correlation": peak_correlation(out_q, ref)},
-            "bf16": {"s": bf16_s, "speedup": fp32_s / bf16_s, "rel_l2": _rel(out_bf, ref),
-                     "correlation": peak_correlation(out_bf, ref)}}
+    return {"layers": layers, "parameters": params, "latent_frames": length, "batch": 2, "rounds": repeats,
+            "fp32_s": timed["fp32"]["s"], "fp32_cpu_s": timed["fp32"]["cpu_s"],
+            "int8": {**timed["int8"], "rel_l2": _rel(out_q, ref), "correlation": peak_correlation(out_q, ref)},
+            "bf16": {**timed["bf16"], "rel_l2": _rel(out_bf, ref), "correlation": peak_correlation(out_bf, ref)}}
 
 
-def bench_sao_small(repeats: int) -> dict[str, Any]:
+def bench_sao_small(repeats: int, depth: int = 16, clock: timing.Clock = timing.clock) -> dict[str, Any]:
+    """Stable Audio Open Small's DiT (``depth`` blocks; 16 as shipped) in fp32, int8 and bf16, timed in turn."""
     from sampleforge.backends.sat import SatConfig, build_dit, default_inv_freq, rotary
 
-    dit_cfg = {"io_channels": 64, "embed_dim": 1024, "depth": 16, "num_heads": 8, "cond_token_dim": 768,
+    dit_cfg = {"io_channels": 64, "embed_dim": 1024, "depth": depth, "num_heads": 8, "cond_token_dim": 768,
                "global_cond_dim": 768, "attn_kwargs": {"qk_norm": "ln"}}
     cfg = SatConfig(sample_rate=44100, sample_size=524288, objective="rf_denoiser", dit=dit_cfg, decoder={},
-                    downsampling=2048, scale=1.0, latent_channels=64, audio_channels=2, cond_dim=768,
+                    encoder=None, downsampling=2048, scale=1.0, latent_channels=64, audio_channels=2, cond_dim=768,
                     conditioners={}, cross_ids=(), global_ids=())
     torch.manual_seed(0)
     dit = build_dit(cfg).eval()
@@ -113,19 +121,32 @@ def bench_sao_small(repeats: int) -> dict[str, Any]:
     cross, glob = torch.randn(1, 65, 768), torch.randn(1, 1, 768)
     emb = rotary(default_inv_freq(cfg.head_dim), cfg.frames + 1)
 
-    def forward(model: Any) -> torch.Tensor:
+    def forward(model: Any, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         with torch.inference_mode():
-            return model(x, t, encoder_hidden_states=cross, global_hidden_states=glob, rotary_embedding=emb,
-                         return_dict=False)[0]
+            return model(x.to(dtype), t.to(dtype), encoder_hidden_states=cross.to(dtype),
+                         global_hidden_states=glob.to(dtype), rotary_embedding=emb,  # fp32, as backends.sat
+                         return_dict=False)[0].float()
 
-    ref = forward(dit)
-    fp32_s = _time(lambda: forward(dit), repeats)
-    q = quantize_int8(dit)
-    out_q = forward(q)
-    int8_s = _time(lambda: forward(q), repeats)
-    return {"parameters": sum(p.numel() for p in dit.parameters()), "fp32_step_s": fp32_s,
-            "int8": {"step_s": int8_s, "speedup": fp32_s / int8_s, "rel_l2": _rel(out_q, ref),
-                     "correlation": peak_correlation(out_q, ref)}}
+    q = quantize_int8(dit)  # a quantised copy
+    bf = copy.deepcopy(dit).to(torch.bfloat16)
+    ref, out_q, out_bf = forward(dit), forward(q), forward(bf, torch.bfloat16)  # also the warm-ups
+    timed = compare_in_turn({"fp32": lambda: forward(dit), "int8": lambda: forward(q),
+                             "bf16": lambda: forward(bf, torch.bfloat16)}, repeats, clock=clock)
+
+    def step(name: str, out: torch.Tensor) -> dict[str, Any]:
+        row = timed[name]
+        return {"step_s": row["s"], "cpu_step_s": row["cpu_s"], "speedup": row["speedup"],
+                "speedup_quartiles": row["speedup_quartiles"], "cpu_speedup": row["cpu_speedup"],
+                "rel_l2": _rel(out, ref), "correlation": peak_correlation(out, ref)}
+
+    return {"parameters": sum(p.numel() for p in dit.parameters()), "depth": depth, "rounds": repeats,
+            "fp32_step_s": timed["fp32"]["s"], "fp32_cpu_step_s": timed["fp32"]["cpu_s"],
+            "int8": step("int8", out_q), "bf16": step("bf16", out_bf)}
+
+
+def _speedup(d: dict[str, Any]) -> str:
+    q = d["speedup_quartiles"]
+    return f"{d['speedup']:.2f}x, quartiles {q[0]:.2f}-{q[1]:.2f}; by CPU time {d['cpu_speedup']:.2f}x"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,18 +156,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk", type=float, default=2.0, help="decode chunk in seconds (default 2)")
     ap.add_argument("--layers", type=int, default=2, help="DiT blocks (Stable Audio Open: 24)")
     ap.add_argument("--length", type=int, default=256, help="latent frames (256 = 11.9 s)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5,
+                    help="rounds in turn of fp32, int8 and bf16, one forward each (default 5)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads for everything (default 1)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--sao-small", action="store_true", help="only part 3: Stable Audio Open Small's DiT")
     args = ap.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.threads < 1:
+        ap.error("--threads must be at least 1")
+    if args.repeats < 1:
+        ap.error("--repeats must be at least 1")
+    threads = timing.set_threads(args.threads)  # before any work
+    print(f"torch {torch.__version__}, CPU, {threads} thread{'s' if threads > 1 else ''}; fp32, int8 and bf16 timed "
+          f"in turn, {args.repeats} rounds", flush=True)
     if args.sao_small:
         sao = bench_sao_small(args.repeats)
         print(f"Stable Audio Open Small DiT ({sao['parameters'] / 1e6:.1f} M params, 256 frames, batch 1): fp32 "
-              f"{sao['fp32_step_s']:.2f} s/step; int8 {sao['int8']['step_s']:.2f} s ({sao['int8']['speedup']:.2f}x), "
-              f"output rel. L2 {sao['int8']['rel_l2']:.3f}, correlation {sao['int8']['correlation']:.4f}")
+              f"{sao['fp32_step_s']:.2f} s/step (CPU {sao['fp32_cpu_step_s']:.2f})")
+        for name in ("int8", "bf16"):
+            d = sao[name]
+            print(f"  {name}: {d['step_s']:.2f} s/step (CPU {d['cpu_step_s']:.2f}; {_speedup(d)}), output rel. L2 "
+                  f"{d['rel_l2']:.3f}, correlation {d['correlation']:.4f}")
         if args.json:
-            args.json.write_text(json.dumps({"sao_small": sao}, indent=2))
+            args.json.write_text(json.dumps({"threads": threads, "sao_small": sao}, indent=2) + "\n")
         return 0
     decode = bench_decode(args.seconds, args.decoder_channels, args.chunk)
     print(f"decode {decode['seconds_of_audio']:.1f} s of stereo audio: full {decode['full']['peak_mib']:.0f} MiB peak, "
@@ -154,13 +186,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{decode['chunked']['seconds']:.1f} s; rel. L2 {decode['rel_l2']:.2e}, correlation {decode['correlation']:.6f}")
     dit = bench_dit(args.layers, args.length, args.repeats)
     print(f"DiT ({dit['layers']} blocks, {dit['parameters'] / 1e6:.1f} M params, {dit['latent_frames']} frames, batch 2): "
-          f"fp32 {dit['fp32_s'] * 1000:.0f} ms/forward")
+          f"fp32 {dit['fp32_s'] * 1000:.0f} ms/forward (CPU {dit['fp32_cpu_s'] * 1000:.0f})")
     for name in ("int8", "bf16"):
         d = dit[name]
-        print(f"  {name}: {d['s'] * 1000:.0f} ms ({d['speedup']:.2f}x), output rel. L2 {d['rel_l2']:.3f}, "
-              f"correlation {d['correlation']:.4f}")
+        print(f"  {name}: {d['s'] * 1000:.0f} ms (CPU {d['cpu_s'] * 1000:.0f}; {_speedup(d)}), output rel. L2 "
+              f"{d['rel_l2']:.3f}, correlation {d['correlation']:.4f}")
     if args.json:
-        args.json.write_text(json.dumps({"decode": decode, "dit": dit}, indent=2))
+        args.json.write_text(json.dumps({"threads": threads, "decode": decode, "dit": dit}, indent=2) + "\n")
     return 0
 
 

@@ -19,7 +19,9 @@ use; :func:`build_peer` puts an empty stand-in module in ``sys.modules`` when to
 from __future__ import annotations
 
 import importlib.util
+import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -63,7 +65,7 @@ def time_forward(model: nn.Module, length: int, batch: int = 1, repeats: int = 3
 
     CPU seconds are this process's, summed over threads: on a busy shared machine they estimate the wall time
     an idle machine would give (for one thread)."""
-    net = model.net  # type: ignore[attr-defined]
+    net: Any = model.net
     x = torch.randn(batch, PEER_CHANNELS, length)
     sigma = torch.full((batch,), 0.5)
     net(x, sigma)
@@ -73,7 +75,20 @@ def time_forward(model: nn.Module, length: int, batch: int = 1, repeats: int = 3
         net(x, sigma)
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
-    return sorted(walls)[len(walls) // 2], sorted(cpus)[len(cpus) // 2]
+    return float(statistics.median(walls)), float(statistics.median(cpus))
+
+
+def forward_fn(model: nn.Module, length: int, batch: int = 1) -> Callable[[], Any]:
+    """One U-Net forward of ``model`` on fixed noise (batch, 2, length), as a call to time (no warm-up)."""
+    net: Any = model.net
+    x = torch.randn(batch, PEER_CHANNELS, length)
+    sigma = torch.full((batch,), 0.5)
+
+    def forward() -> Any:
+        with torch.inference_mode():
+            return net(x, sigma)
+
+    return forward
 
 
 def n_params(model: nn.Module) -> int:

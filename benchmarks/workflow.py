@@ -1,7 +1,9 @@
 """The producer's workflow, measured: natural lengths per class, what the old tail fade cut, and the time of a
 variation batch and of a whole kit.
 
-    python -m benchmarks.workflow [--model drums-v1] [--per-class 4] [--steps 25] [--sampler dpmpp_2m]
+    python -m benchmarks.workflow [--model drums-v2] [--per-class 4] [--steps 25] [--sampler dpmpp_2m]
+
+``--model`` defaults to the default model (drums-v2); the first line of the output names the model timed.
 
 Per class: the median ``--length auto`` length (s) of generated clips, the share of the fixed 2-s file that
 was silence, and the tail the old fixed fade (30 ms ending at -60 dB) attenuated that the natural fade keeps
@@ -18,23 +20,26 @@ import torch
 
 from sampleforge.audio.finish import apply_length, finish, tail_end
 from sampleforge.kit.build import build_kit
+from sampleforge.locations import DEFAULT_MODEL
 from sampleforge.pipeline import Generator
 from sampleforge.taxonomy import CATEGORY_PROMPTS
 
 CLASSES = ("kick", "snare", "clap", "closed_hat", "open_hat", "tom", "crash", "ride", "rim")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="drums-v1")
+    ap.add_argument("--model", default=DEFAULT_MODEL,
+                    help=f"model folder or shipped name (default: the default model, {DEFAULT_MODEL})")
     ap.add_argument("--per-class", type=int, default=4)
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--sampler", default="dpmpp_2m")
     ap.add_argument("--seed", type=int, default=1)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     gen = Generator.from_pretrained(args.model, device="cpu")
     sr = gen.sample_rate
-    print(f"model {gen.id}, {args.per_class} clips per class, {args.sampler} {args.steps} steps, torch threads "
+    which = " (the default model)" if args.model == DEFAULT_MODEL else ""
+    print(f"model timed: {gen.id}{which}, {args.per_class} clips per class, {args.sampler} {args.steps} steps, torch threads "
           f"{torch.get_num_threads()}")
     print(f"{'class':<11} {'auto length s':>13} {'silence in 2 s':>15} {'tail kept ms':>13}")
     for c in CLASSES:

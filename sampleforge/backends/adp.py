@@ -63,17 +63,25 @@ INSTALL = "pip install --no-deps audio-diffusion-pytorch==0.1.3 a-unet==0.0.16 e
 
 
 def import_adp() -> types.ModuleType:
-    """``audio_diffusion_pytorch``, with an empty torchaudio stand-in where torchaudio is not installed."""
+    """``audio_diffusion_pytorch``, imported with an empty torchaudio stand-in where torchaudio is not installed.
+    The stand-in leaves ``sys.modules`` once the package holds it: left there, it would tell other libraries in
+    the process that torchaudio is installed (diffusers then fails to import its Stable Audio modules)."""
     for mod in ("audio_diffusion_pytorch", "a_unet", "einops"):
         if importlib.util.find_spec(mod) is None:
             raise CheckpointError(f"audio-diffusion-pytorch checkpoints need {mod}: {INSTALL}")
-    if "torchaudio" not in sys.modules and importlib.util.find_spec("torchaudio") is None:
-        stand_in = types.ModuleType("torchaudio")
-        stand_in.transforms = types.ModuleType("torchaudio.transforms")  # type: ignore[attr-defined]
-        sys.modules["torchaudio"] = stand_in
-        sys.modules["torchaudio.transforms"] = stand_in.transforms  # type: ignore[attr-defined]
-    import audio_diffusion_pytorch
+    if "audio_diffusion_pytorch" in sys.modules or "torchaudio" in sys.modules \
+            or importlib.util.find_spec("torchaudio") is not None:
+        import audio_diffusion_pytorch
 
+        return audio_diffusion_pytorch
+    stand_in = types.ModuleType("torchaudio")
+    stand_in.transforms = types.ModuleType("torchaudio.transforms")  # type: ignore[attr-defined]
+    sys.modules["torchaudio"] = stand_in
+    sys.modules["torchaudio.transforms"] = stand_in.transforms  # type: ignore[attr-defined]
+    try:
+        import audio_diffusion_pytorch
+    finally:
+        del sys.modules["torchaudio"], sys.modules["torchaudio.transforms"]
     return audio_diffusion_pytorch
 
 

@@ -211,3 +211,21 @@ def test_a_pipeline_that_ships_bin_weights_loads_without_an_error_line(sa_dir: P
     assert len(list((tmp_path / "gen").glob("*.wav"))) == 1
     assert "error" not in capfd.readouterr().err.lower()
     assert not [r.getMessage() for r in caplog.records if r.name.startswith("diffusers")]
+
+
+def test_an_adp_model_and_a_stable_audio_model_load_in_one_process(adp_ckpt: Path, sa_dir: Path) -> None:
+    """The torchaudio stand-in audio-diffusion-pytorch is imported with leaves no trace: left in sys.modules, it
+    told diffusers that torchaudio was installed, and its Stable Audio modules then failed to import (a server of
+    several models)."""
+    import importlib.util
+    import sys
+
+    from sampleforge.backends import load_backend
+
+    load_backend(str(adp_ckpt))
+    if importlib.util.find_spec("audio_diffusion_pytorch") is not None and "torchaudio" in sys.modules:
+        assert getattr(sys.modules["torchaudio"], "__spec__", None) is not None  # a real torchaudio only
+    importlib.util.find_spec("torchaudio")  # raised ValueError (torchaudio.__spec__ is None)
+    from diffusers import StableAudioDiTModel  # noqa: F401
+
+    load_backend(str(sa_dir))

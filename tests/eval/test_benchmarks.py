@@ -178,11 +178,7 @@ def test_backend_speedups_are_the_median_of_rounds_in_turn() -> None:
 
 @pytest.fixture
 def torch_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Torch's thread count put back after the test; and no torchaudio stand-in (``backends.adp.import_adp``, left by
-    the peer's test) while it runs: diffusers' imports ask for torchaudio's spec, which a stand-in lacks."""
-    for name in ("torchaudio", "torchaudio.transforms"):
-        if name in sys.modules and getattr(sys.modules[name], "__spec__", None) is None:
-            monkeypatch.delitem(sys.modules, name)
+    """Torch's thread count put back after the test."""
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)

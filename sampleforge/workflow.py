@@ -146,18 +146,19 @@ def vary(
     _keep_others(names, digest, Path(p.input).name)
     result = gen.vary(wav, p, vocoder=use_vocoder, callback=callback)
     _tell(warn, result.warnings)
-    meta = [provenance(gen, result.params, seed=s, operation="vary", strength=p.strength,
+    meta = [provenance(gen, result.params, seed=s, operation="vary", strength=p.strength, fit_steps=p.fit_steps,
                        input=Path(p.input).name, input_sha256=digest) for s in result.seeds]
     return write_clips(result, names, gen, meta)
 
 
 def _settings_tag(p: GenerationParams, vocoder: Vocoder = True, model_id: str | None = None) -> str:
     """``_<hash>`` of the prompt and the settings that shape the sound, as asked, where they are not the defaults
-    (``api.named_settings``, steps, cfg scale, vocoder), and of ``model_id``, the loaded model's id when it is not
+    (``api.named_settings``, steps, cfg scale, fit steps, vocoder), and of ``model_id``, the loaded model's id when it is not
     the default model; "" when all are the defaults."""
     from sampleforge.api import named_settings
 
-    asked = {k: getattr(p, k) for k in ("prompt", "steps", "cfg_scale") if getattr(p, k) != getattr(DEFAULTS, k)}
+    asked = {k: getattr(p, k) for k in ("prompt", "steps", "cfg_scale", "fit_steps")
+             if getattr(p, k) != getattr(DEFAULTS, k)}
     if model_id is not None:
         asked["model"] = model_id
     if vocoder is not True:  # Griffin-Lim or another vocoder
@@ -227,7 +228,7 @@ def morph(
                                  "seed": f"{sa} -> {sb}", "t": f"{k / (n - 1):.4f}", "prompt_a": a.prompt,
                                  "prompt_b": b.prompt}
         if inputs:
-            extra |= {"input_a": inputs[0], "input_b": inputs[1], "strength": r.strength}
+            extra |= {"input_a": inputs[0], "input_b": inputs[1], "strength": r.strength, "fit_steps": r.fit_steps}
         if result.cfg_scales is not None:  # the ends' scales differ: the one this clip was rendered at
             extra["cfg_scale"] = result.cfg_scales[k]
         meta.append(provenance(gen, r, (a.prompt, b.prompt), **extra))

@@ -36,12 +36,12 @@ def register(sub: Any) -> None:
     from sampleforge.kit.pieces import KIT_DEFAULTS
 
     v = sub.add_parser("vary", help="variations of your own sample (audio-to-audio)")
-    _flags(v, ("input", "strength", "count", "prompt"))
+    _flags(v, ("input", "strength", "fit_steps", "count", "prompt"))
     v.add_argument("--out-dir", type=Path, default=Path("generations"))
     v.set_defaults(func=cmd_vary)
 
     m = sub.add_parser("morph", help="morph between two prompts, seeds or samples in N steps")
-    _flags(m, ("prompt", "morph_steps", "strength"))
+    _flags(m, ("prompt", "morph_steps", "strength", "fit_steps"))
     m.add_argument("--from-prompt", nargs="+", default=None, metavar="WORD",
                    help="the first end's prompt (default --prompt)")
     m.add_argument("--to-prompt", nargs="+", default=None, metavar="WORD",

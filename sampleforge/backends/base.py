@@ -216,6 +216,7 @@ NOT_FOR_A_CALL = {
               "format=...)",
     "length": "a file's setting: cut the samples with sampleforge.audio.finish.apply_length",
     "strength": "a variation's: Generator.vary or sampleforge.vary", "input": "a variation's: sampleforge.vary",
+    "fit_steps": "a variation's or a morph's of clips: Generator.vary, Generator.morph",
     "morph_steps": "a morph's: Generator.morph or sampleforge.morph",
     **dict.fromkeys(("pieces", "round_robins", "velocity_layers", "relatedness"), "a kit's: sampleforge.make_kit"),
 }

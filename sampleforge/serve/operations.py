@@ -75,7 +75,7 @@ def _vary(job: Job, gen: Any, files: ResultFiles, callback: Callback) -> Rendere
     r, ext = result.params, FORMATS[result.params.format][0]
     name, digest = _upload(job, files, "audio")
     clips = [(_finished(gen, r, wav), provenance(gen, r, seed=seed, operation="vary", strength=r.strength,
-                                                 input=name, input_sha256=digest),
+                                                 fit_steps=r.fit_steps, input=name, input_sha256=digest),
               {"seed": seed, "name": f"variation_{seed}.{ext}"})
              for wav, seed in zip(result.audio.numpy(), result.seeds, strict=True)]
     return Rendered(clips, result.warnings, r)
@@ -99,7 +99,8 @@ def _morph(job: Job, gen: Any, files: ResultFiles, callback: Callback) -> Render
                          prompt=f"{ends[0].prompt} -> {ends[1].prompt}",
                          seed=f"{sa} -> {sb}", t=f"{k / (n - 1):.4f}", prompt_a=ends[0].prompt,
                          prompt_b=ends[1].prompt,
-                         **({"input_a": inputs[0], "input_b": inputs[1], "strength": r.strength} if inputs else {}),
+                         **({"input_a": inputs[0], "input_b": inputs[1], "strength": r.strength,
+                             "fit_steps": r.fit_steps} if inputs else {}),
                          **({} if result.cfg_scales is None else {"cfg_scale": result.cfg_scales[k]})),
               {"t": k / (n - 1), "name": f"morph_{k + 1}of{n}.{ext}"})
              for k, wav in enumerate(result.audio.numpy())]

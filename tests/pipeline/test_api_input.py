@@ -55,7 +55,8 @@ def test_generate_refuses_an_output_path_no_clip_can_have(debug_model: Path, tmp
     assert [p for p in tmp_path.iterdir() if not p.name.startswith(".")] == []
 
 
-@pytest.mark.parametrize("setting", [{"strength": 0.9}, {"input": "my.wav"}, {"morph_steps": 9}, {"pieces": "kick"}])
+@pytest.mark.parametrize("setting", [{"strength": 0.9}, {"input": "my.wav"}, {"morph_steps": 9}, {"pieces": "kick"},
+                                     {"fit_steps": 0}])
 def test_generate_refuses_the_settings_of_a_variation_morph_or_kit(debug_model: Path, setting: dict) -> None:
     (name,) = setting
     with pytest.raises(ParamError, match=f"^{name}: generate\\(\\) makes a clip from a prompt"):

@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from sampleforge.audio.finish import finish
 from sampleforge.errors import UserInputError
+from sampleforge.params import DEFAULTS
 from sampleforge.pipeline import Generator, MorphEnd, slerp
+
+FIT = DEFAULTS.fit_steps  # vary and morph fit a clip's latent to its sound
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +29,7 @@ def source(gen: Generator) -> np.ndarray:
 
 
 def test_strength_zero_is_the_vae_round_trip(gen: Generator, source: np.ndarray) -> None:
-    z = gen.encode([source])
+    z = gen.encode([source], fit_steps=FIT)
     out = gen.vary(source, prompt="snare", count=2, strength=0.0, steps=8, seed=1)
     torch.testing.assert_close(out.latents, z.expand(2, -1, -1), rtol=0, atol=1e-6)  # no step was run
     frames = out.mels.shape[-1]
@@ -36,8 +40,21 @@ def test_strength_zero_is_the_vae_round_trip(gen: Generator, source: np.ndarray)
     torch.testing.assert_close(out.mels[0], gen.decode(z, frames)[0], rtol=0, atol=1e-5)
 
 
+def test_fitting_brings_the_latent_s_sound_closer_to_the_clip(gen: Generator, source: np.ndarray) -> None:
+    """The encoder's mean, then fit_steps of Adam on the latent: its decoded mel comes closer to the clip's."""
+    samples, frames = gen.frames(gen.bundle.config.duration)
+    mel = gen.mel(torch.from_numpy(finish(source, gen.sample_rate, normalize="peak", length=samples)[None]))
+    mel = mel[..., :frames]
+    err = [float((gen.decode(gen.encode([source], fit_steps=n), frames) - mel).abs().mean()) for n in (0, 10, 40)]
+    assert err[0] > err[1] > err[2], err
+    torch.testing.assert_close(gen.encode([source], fit_steps=0), gen.bundle.vae.encode(mel).float())  # the mean
+    assert not any(p.requires_grad for p in gen.bundle.vae.parameters())  # the weights stay as they were
+    v0 = gen.vary(source, strength=0.0, steps=2, seed=1, fit_steps=0).latents
+    torch.testing.assert_close(v0[0], gen.encode([source], fit_steps=0)[0], rtol=0, atol=1e-6)
+
+
 def test_distance_to_the_input_grows_with_strength(gen: Generator, source: np.ndarray) -> None:
-    z = gen.encode([source])
+    z = gen.encode([source], fit_steps=FIT)
     dist = []
     for s in (0.0, 0.2, 0.5, 0.9):
         out = gen.vary(source, prompt="kick", count=4, strength=s, steps=10, seed=11)
@@ -68,7 +85,7 @@ def test_morph_endpoints_equal_the_sources(gen: Generator) -> None:
 def test_clip_morph_endpoints_are_the_clips_variations(gen: Generator, source: np.ndarray) -> None:
     other = gen.generate("snare", steps=4, seed=8).numpy()[0]
     m = gen.morph(MorphEnd("kick", 1, source), MorphEnd("snare", 2, other), morph_steps=3, strength=0.0, steps=4)
-    za, zb = gen.encode([source, other])
+    za, zb = gen.encode([source, other], fit_steps=FIT)
     torch.testing.assert_close(m.latents[0], za, rtol=0, atol=1e-5)
     torch.testing.assert_close(m.latents[2], zb, rtol=0, atol=1e-5)
     torch.testing.assert_close(m.latents[1], (za + zb) / 2, rtol=0, atol=1e-5)  # linear in the latent

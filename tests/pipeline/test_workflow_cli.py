@@ -82,7 +82,7 @@ def test_vary_cli_writes_provenance(debug_model: Path, snare_file: Path, tmp_pat
     meta = read_metadata(files[1])
     assert (meta["operation"], meta["strength"], meta["seed"], meta["input"]) == ("vary", "0.3", "8",
                                                                                   "my_snare.wav")
-    assert len(meta["input_sha256"]) == 16 and meta["prompt"] == "bright snare"
+    assert len(meta["input_sha256"]) == 16 and meta["prompt"] == "bright snare" and meta["fit_steps"] == "50"
     before = {f: Path(f).read_bytes() for f in files}
     rc, dark, _ = _run(capsys, "vary", "--model", str(debug_model), "--input", str(snare_file), "--strength", "0.3",
                        "--count", "1", "--seed", "7", "--prompt", "dark snare", "--steps", "4", "--out-dir",
@@ -93,7 +93,10 @@ def test_vary_cli_writes_provenance(debug_model: Path, snare_file: Path, tmp_pat
     with pytest.MonkeyPatch.context() as m:  # the debug model standing for the default one
         m.setattr("sampleforge.api.load_generator", lambda **kw: (gen, True))
         plain = sampleforge.vary(snare_file, strength=0.3, seed=7, out_dir=tmp_path)
+        unfit = sampleforge.vary(snare_file, strength=0.3, seed=7, out_dir=tmp_path, fit_steps=0)
     assert [p.name for p in plain] == ["my_snare_var030_7.wav"]  # the default settings: the plain name
+    assert re.fullmatch(r"my_snare_var030_7_[0-9a-f]{8}\.wav", unfit[0].name)  # another fit: another file
+    assert read_metadata(unfit[0])["fit_steps"] == "0" and unfit[0].read_bytes() != plain[0].read_bytes()
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -53,8 +53,8 @@ router = APIRouter(tags=["workflow"], route_class=JsonBodyRoute)
 
 # the settings each route takes (GenerationParams fields: names, bounds, defaults and help derive from there)
 SAMPLING = ("model", "steps", "cfg_scale", "sampler", "format", "length", "decay", "brightness", "weight", "punch")
-VARY = ("prompt", "strength", "count", "seed", *SAMPLING)
-MORPH = ("morph_steps", "strength", *SAMPLING)
+VARY = ("prompt", "strength", "fit_steps", "count", "seed", *SAMPLING)
+MORPH = ("morph_steps", "strength", "fit_steps", *SAMPLING)
 KIT = ("prompt", "relatedness", "candidates", *SAMPLING)
 # a kit's prompt is optional: each piece adds its own class words, so an empty one is a plain kit
 KIT_HELP = {"prompt": "the kit's character, e.g. 'dusty 808'; may be empty: each piece adds its own words ('kick', "

@@ -336,6 +336,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = gen.generate_full(prompts, n=args.per_class, seed=args.seed)
     p = result.params
     seconds = time.perf_counter() - t0
+    for w in result.warnings:  # as generate says them
+        print(f"warning: {w}", file=sys.stderr)
     print(f"{len(result.prompts)} clips with {gen.id} in {seconds:.2f} s ({seconds / len(result.prompts):.3f} s/clip)")
     names = _demo_names(args.out_dir, gen, p, result.prompts, result.seeds)
     if names != planned:

@@ -442,3 +442,19 @@ def test_folder_flags_naming_a_file_name_the_flag(tmp_path: Path, capsys, monkey
         rc, _, err = _run(capsys, *argv)
         assert rc == 2 and len(err.strip().splitlines()) == 1 and needle in err, (argv, err)
     assert file.read_text() == "keep"
+
+
+def test_demo_says_the_warnings_of_its_generation(debug_model: Path, tmp_path: Path, capsys,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from sampleforge.pipeline import Generator
+
+    real = Generator.generate_full
+
+    def with_a_warning(self: Generator, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        made = real(self, *args, **kwargs)  # type: ignore[arg-type]
+        made.warnings.append("'crash' still rings where its 2-s clip ends")
+        return made
+
+    monkeypatch.setattr(Generator, "generate_full", with_a_warning)
+    assert main(["demo", "--model", str(debug_model), "--per-class", "1", "--out-dir", str(tmp_path / "d")]) == 0
+    assert "warning: 'crash' still rings where its 2-s clip ends" in capsys.readouterr().err

@@ -211,3 +211,21 @@ def test_morph_ends_are_checked_and_numpy_seeds_taken(gen: Generator, monkeypatc
                          (MorphEnd("kick"), MorphEnd("snare", 2**31), "b.seed must be an integer between 0 and")):
         with pytest.raises(UserInputError, match="^" + re.escape(needle)):
             gen.morph(a, b, steps=1)  # type: ignore[arg-type]
+
+
+def test_a_clip_that_rings_past_its_end_is_said_by_prompt() -> None:
+    from sampleforge.backends.base import issue_warnings
+    from sampleforge.errors import GenerationWarning
+    from sampleforge.pipeline import ringing_warnings
+
+    sr = 44100
+    t = torch.arange(2 * sr) / sr
+    ring = torch.sin(2 * torch.pi * 440 * t) * torch.exp(-t / 0.5)  # about -35 dB re its peak at 2 s
+    short = torch.sin(2 * torch.pi * 440 * t) * torch.exp(-t / 0.02)
+    raw = torch.stack([ring, short, ring, short])
+    said = ringing_warnings(raw, ["crash", "crash", "ride", "kick"], 2.0, sr)
+    assert len(said) == 2 and said[0].startswith("'crash' still rings where its 2-s clip ends (1 of 2 clips, -3")
+    assert said[1].startswith("'ride' still rings where its 2-s clip ends (-3")
+    assert ringing_warnings(raw[1:2], ["kick"], 2.0, sr) == [] and ringing_warnings(torch.zeros(0), [], 2.0, sr) == []
+    with pytest.warns(GenerationWarning, match="'crash' still rings"):  # the API says it
+        issue_warnings(said)

@@ -302,6 +302,23 @@ class Generator(RunMixin):
                       "class with this model (the drum judge says so, even with their knobs at the middle: "
                       "sampleforge eval pair-reach); expect other sounds" for together in pairs]
 
+    def knob_warnings(self, prompt: str, knobs: Mapping[str, float | None] | None) -> list[str]:
+        """A warning for each knob value given (not a word's, which the model holds in range) that lies outside
+        the range where the model keeps the prompt's class (``knob_limits``, measured by ``eval knob-limits``):
+        it is used as given, and the clips may be other sounds."""
+        category = self._one_class(keywords(prompt))
+        limits = self.bundle.knob_limits.get(category or "", {})
+        out = []
+        for knob, value in sorted((knobs or {}).items()):
+            if value is None or knob not in limits or limits[knob][0] <= value <= limits[knob][1]:
+                continue
+            assert category is not None
+            name, (low, high) = category.replace("_", " "), limits[knob]
+            out.append(f"{knob} {value:g} on a {name}: outside {low:g}-{high:g}, where this model keeps a {name} (the "
+                       "drum judge says so: sampleforge eval knob-limits); a value given is used as given, expect "
+                       "other sounds")
+        return out
+
     def knob_values(self, prompt: str, knobs: Mapping[str, float | None] | None = None, *, word_reach: bool = True,
                     pair_reach: bool | Mapping[str, Mapping[str, float | None]] = True, three_words: bool = True
                     ) -> dict[str, float]:
@@ -651,7 +668,8 @@ class Generator(RunMixin):
         planned = self.plan(params, prompts)
         p, batch, seeds = planned.params, planned.prompts, planned.seeds
         assert p.seed is not None and p.duration is not None and p.sampler is not None
-        warnings = sorted({w for x in dict.fromkeys(batch) for w in self.check_prompt(x)}) + self.settings_warnings(p)
+        warnings = sorted({w for x in dict.fromkeys(batch) for w in [*self.check_prompt(x), *self.knob_warnings(x, p.knobs())]})
+        warnings += self.settings_warnings(p)
         shape = self.latent_shape(p.duration)
         if noise is None:
             noise = self.start_noise(seeds, shape)  # per-clip seeds: clip k's noise and later draws from seed + k
@@ -833,6 +851,7 @@ class Generator(RunMixin):
         seeds = [p.seed + k for k in range(n)]
         init = self.encode([audio], p.duration, p.fit_steps).expand(n, -1, -1)
         steered = self.check_prompt(p.prompt) if p.prompt.strip() else []  # no prompt: the clip says what it is
+        steered += self.knob_warnings(p.prompt, p.knobs())
         warnings = self.cut_warnings([audio], p.duration) + steered + self.settings_warnings(p)
         cond, uncond = self.condition([p.prompt] * n, p.knobs())
         r = self.render(p, cond, uncond, self.start_noise(seeds, init.shape[1:]), seeds, vocoder=vocoder,
@@ -885,6 +904,7 @@ class Generator(RunMixin):
         ends = self.start_noise([sa, sb], shape)
         noise = torch.stack([slerp(ends[0], ends[1], float(w)) for w in t])
         said = {w for end in (a, b) if end.prompt.strip() or end.audio is None for w in self.check_prompt(end.prompt)}
+        said |= {w for end in (a, b) for w in self.knob_warnings(end.prompt, p.knobs())}
         warnings = sorted(said) + self.settings_warnings(p)  # an end that is a clip needs no prompt
         cond_ab, uncond = self.condition([a.prompt, b.prompt], p.knobs())
         w = t.to(self.device)[:, None]

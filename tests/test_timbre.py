@@ -918,3 +918,35 @@ def test_every_file_records_the_knobs_its_clip_was_conditioned_on(knob_model, tm
     write_kit(kit, tmp_path / "kit")
     assert knobs(tmp_path / "kit" / "kick.wav") == {"decay": 0.7, "brightness": 0.3}
     assert knobs(tmp_path / "kit" / "snare.wav") == {"decay": WORD_KNOBS["long"]["decay"], "brightness": 0.3}
+
+
+def test_a_knob_value_given_outside_the_class_s_range_is_said(knob_model, tmp_path) -> None:
+    """A value given is used as given (never held), so a value outside the range where the model keeps the class
+    (knob_limits) is said: by generate, vary, morph and a kit (naming its pads); a word's value is held in range
+    and says nothing."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from sampleforge.kit.build import build_kit
+    from sampleforge.pipeline import Generator, MorphEnd
+
+    model = tmp_path / "m"
+    shutil.copytree(knob_model, model)
+    (model / "timbre.json").write_text(json.dumps({"words": {}, "knob_limits": {"snare": {"brightness": [0.2, 0.6]}}}))
+    gen = Generator.from_pretrained(model, device="cpu")
+    needle = "brightness 0.9 on a snare: outside 0.2-0.6, where this model keeps a snare"
+    assert any(needle in w for w in gen.generate_full("snare", steps=1, seed=1, brightness=0.9).warnings)
+    for quiet in ({"brightness": 0.5}, {}):  # in range, or a word's value (held in range)
+        assert not any("outside" in w for w in gen.generate_full("bright snare", steps=1, seed=1, **quiet).warnings)
+    assert not any("outside" in w for w in gen.generate_full("kick", steps=1, seed=1, brightness=0.9).warnings)
+    clip = np.random.default_rng(0).standard_normal(22050).astype(np.float32) * 0.3
+    assert any(needle in w for w in gen.vary(clip, prompt="snare", steps=1, seed=1, brightness=0.9, fit_steps=0,
+                                              strength=0.5).warnings)
+    assert any(needle in w for w in gen.morph(MorphEnd("kick", 1), MorphEnd("snare", 2), morph_steps=2, steps=1,
+                                               brightness=0.9).warnings)
+    kit = build_kit(gen, pieces="kick,snare", seed=1, steps=1, brightness=0.9)
+    assert [w for w in kit.warnings if "outside" in w] == [f"{needle} (the drum judge says so: sampleforge eval "
+                                                          "knob-limits); a value given is used as given, expect other "
+                                                          "sounds (pads: 'snare')"]

@@ -122,13 +122,14 @@ def check_pad_seeds(pad_seeds: object, pieces: Sequence[str]) -> dict[str, int]:
     return out
 
 
-def pad_warnings(gen: Generator, prompts: Sequence[str]) -> list[str]:
-    """The prompt warnings of a kit's pads, each once: one that only some pads' prompts give names them (a pad's
-    prompt holds its piece's, its velocity layer's and the kit's words, any of which a warning may be about)."""
+def pad_warnings(gen: Generator, prompts: Sequence[str], knobs: Mapping[str, float] | None = None) -> list[str]:
+    """The prompt warnings of a kit's pads (and of the kit's ``knobs`` on each: ``Generator.knob_warnings``), each
+    once: one that only some pads' prompts give names them (a pad's prompt holds its piece's, its velocity layer's
+    and the kit's words, any of which a warning may be about)."""
     pads = list(dict.fromkeys(prompts))
     said: dict[str, list[str]] = {}
     for x in pads:
-        for w in gen.check_prompt(x):
+        for w in [*gen.check_prompt(x), *gen.knob_warnings(x, knobs)]:
             said.setdefault(w, []).append(x)
     return [w if len(xs) == len(pads) else f"{w} (pads: {', '.join(map(repr, xs))})" for w, xs in sorted(said.items())]
 
@@ -192,7 +193,7 @@ def build_kit(
                                          layer_gain_db(layer, p.velocity_layers)))
                 noises.append(noise)
     prompts = [s.prompt for s in samples]
-    warnings = pad_warnings(gen, prompts) + gen.settings_warnings(p)
+    warnings = pad_warnings(gen, prompts, p.knobs()) + gen.settings_warnings(p)
     cond, uncond = gen.condition(prompts, p.knobs())
     scales = gen.cfg_scales(prompts, asked)  # a piece whose words set no knob may take the model's firmer scale
     seeds = [s.seed for s in samples]

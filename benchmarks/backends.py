@@ -76,6 +76,18 @@ def compare_in_turn(variants: dict[str, Callable[[], Any]], rounds: int, baselin
     return out
 
 
+def precisions_in_turn(dit: Any, forward: Callable[..., torch.Tensor], repeats: int, clock: timing.Clock
+                       ) -> tuple[dict[str, dict[str, Any]], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``dit`` in fp32, an int8 copy (``quantize_int8``) and a bf16 copy, ``forward(model[, dtype])`` each: the
+    rows of ``compare_in_turn`` and the three outputs (their first calls, which are also the warm-ups)."""
+    q = quantize_int8(dit)
+    bf = copy.deepcopy(dit).to(torch.bfloat16)
+    ref, out_q, out_bf = forward(dit), forward(q), forward(bf, torch.bfloat16)
+    timed = compare_in_turn({"fp32": lambda: forward(dit), "int8": lambda: forward(q),
+                             "bf16": lambda: forward(bf, torch.bfloat16)}, repeats, clock=clock)
+    return timed, ref, out_q, out_bf
+
+
 def bench_dit(layers: int, length: int, repeats: int, clock: timing.Clock = timing.clock) -> dict[str, Any]:
     from diffusers import StableAudioDiTModel
 
@@ -94,11 +106,7 @@ def bench_dit(layers: int, length: int, repeats: int, clock: timing.Clock = timi
             return model(x.to(dtype), t.to(dtype), encoder_hidden_states=enc.to(dtype),
                          global_hidden_states=glob.to(dtype), return_dict=False)[0].float()
 
-    q = quantize_int8(dit)  # a quantised copy
-    bf = copy.deepcopy(dit).to(torch.bfloat16)
-    ref, out_q, out_bf = forward(dit), forward(q), forward(bf, torch.bfloat16)  # also the warm-ups
-    timed = compare_in_turn({"fp32": lambda: forward(dit), "int8": lambda: forward(q),
-                             "bf16": lambda: forward(bf, torch.bfloat16)}, repeats, clock=clock)
+    timed, ref, out_q, out_bf = precisions_in_turn(dit, forward, repeats, clock)
     params = sum(p.numel() for p in dit.parameters())
     return {"layers": layers, "parameters": params, "latent_frames": length, "batch": 2, "rounds": repeats,
             "fp32_s": timed["fp32"]["s"], "fp32_cpu_s": timed["fp32"]["cpu_s"],
@@ -127,11 +135,7 @@ def bench_sao_small(repeats: int, depth: int = 16, clock: timing.Clock = timing.
                          global_hidden_states=glob.to(dtype), rotary_embedding=emb,  # fp32, as backends.sat
                          return_dict=False)[0].float()
 
-    q = quantize_int8(dit)  # a quantised copy
-    bf = copy.deepcopy(dit).to(torch.bfloat16)
-    ref, out_q, out_bf = forward(dit), forward(q), forward(bf, torch.bfloat16)  # also the warm-ups
-    timed = compare_in_turn({"fp32": lambda: forward(dit), "int8": lambda: forward(q),
-                             "bf16": lambda: forward(bf, torch.bfloat16)}, repeats, clock=clock)
+    timed, ref, out_q, out_bf = precisions_in_turn(dit, forward, repeats, clock)
 
     def step(name: str, out: torch.Tensor) -> dict[str, Any]:
         row = timed[name]

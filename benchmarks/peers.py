@@ -19,14 +19,13 @@ use; :func:`build_peer` puts an empty stand-in module in ``sys.modules`` when to
 from __future__ import annotations
 
 import importlib.util
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
+from benchmarks import timing
 from sampleforge.backends import adp
 
 SAMPLE_RATE = adp.SAMPLE_RATE
@@ -59,25 +58,6 @@ def peer_length(seconds: float) -> int:
     return -(-n // PEER_DOWNSAMPLE) * PEER_DOWNSAMPLE
 
 
-@torch.inference_mode()
-def time_forward(model: nn.Module, length: int, batch: int = 1, repeats: int = 3) -> tuple[float, float]:
-    """(wall, CPU) median seconds of one U-Net forward on noise (batch, 2, length), after a warm-up call.
-
-    CPU seconds are this process's, summed over threads: on a busy shared machine they estimate the wall time
-    an idle machine would give (for one thread)."""
-    net: Any = model.net
-    x = torch.randn(batch, PEER_CHANNELS, length)
-    sigma = torch.full((batch,), 0.5)
-    net(x, sigma)
-    walls, cpus = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        net(x, sigma)
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    return float(statistics.median(walls)), float(statistics.median(cpus))
-
-
 def forward_fn(model: nn.Module, length: int, batch: int = 1) -> Callable[[], Any]:
     """One U-Net forward of ``model`` on fixed noise (batch, 2, length), as a call to time (no warm-up)."""
     net: Any = model.net
@@ -89,6 +69,17 @@ def forward_fn(model: nn.Module, length: int, batch: int = 1) -> Callable[[], An
             return net(x, sigma)
 
     return forward
+
+
+def time_forward(model: nn.Module, length: int, batch: int = 1, repeats: int = 3) -> tuple[float, float]:
+    """(wall, CPU) median seconds of one U-Net forward on noise (batch, 2, length), after a warm-up call.
+
+    CPU seconds are this process's, summed over threads: on a busy shared machine they estimate the wall time
+    an idle machine would give (for one thread)."""
+    forward = forward_fn(model, length, batch)
+    forward()
+    times = timing.in_turn({"forward": forward}, repeats)["forward"]
+    return timing.median(times["wall"]), timing.median(times["cpu"])
 
 
 def n_params(model: nn.Module) -> int:
